@@ -1,0 +1,83 @@
+"""Workloads by name."""
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import workloads
+from workloads import Workload
+
+
+def test_names():
+    assert workloads.names() == [
+        "cnn_digits",
+        "custom",
+        "logistic_regression",
+        "mlp_digits",
+        "quadratic",
+        "tiny_transformer",
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in workloads.names() if n != "custom"])
+def test_every_builtin_builds_with_defaults_and_runs_one_step(name):
+    kwargs = {"n_chars": 4000} if name == "tiny_transformer" else {}
+    w = workloads.get(name, **kwargs)
+    assert isinstance(w, Workload) and w.name == name
+    model = w.make_model(0)
+    x, y = next(w.batches(0, 2, seed=0))
+    assert len(x) == len(y) == w.batch_size
+    w.loss(model(x), y).backward()
+    assert set(w.evaluate(model)) <= {"loss", "accuracy"}
+    assert w.flops_per_step() > 0
+
+
+def test_get_passes_arguments():
+    w = workloads.get("mlp_digits", batch_size=32, partition="dirichlet", alpha=0.5)
+    assert (w.batch_size, w.partition_scheme, w.alpha) == (32, "dirichlet", 0.5)
+    x = torch.randn(10, 2)
+    c = workloads.get(
+        "custom", model_factory=lambda: nn.Linear(2, 1), train=(x, x), test=(x, x), batch_size=2
+    )
+    assert c.name == "custom"
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(
+        ValueError, match="unknown workload 'resnet'; choose one of cnn_digits"
+    ) as e:
+        workloads.get("resnet")
+    assert "\n" not in str(e.value) and "tiny_transformer" in str(e.value)
+
+
+def test_unknown_argument_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown argument.*hiden.*valid: hidden") as err:
+        workloads.get("mlp_digits", hiden=10)
+    assert "\n" not in str(err.value)
+
+
+def test_register():
+    workloads.register("toy_for_test", lambda **kw: workloads.quadratic(**kw))
+    try:
+        assert "toy_for_test" in workloads.names()
+        assert workloads.get("toy_for_test", dim=3).A.shape[1] == 3
+        with pytest.raises(ValueError, match="already registered"):
+            workloads.register("toy_for_test", workloads.quadratic)
+    finally:
+        from workloads import registry
+
+        registry._BUILDERS.pop("toy_for_test")
+
+
+@pytest.mark.parametrize("name", [n for n in workloads.names() if n != "custom"])
+def test_builtins_pickle_for_spawned_processes(name):
+    kwargs = {"n_chars": 4000} if name == "tiny_transformer" else {}
+    w = workloads.get(name, **kwargs)
+    clone = pickle.loads(pickle.dumps(w))
+    assert repr(clone) == repr(w)
+    (x, y), (xc, yc) = next(w.batches(1, 3, 5)), next(clone.batches(1, 3, 5))
+    assert torch.equal(x, xc) and torch.equal(y, yc)
+    for p, pc in zip(w.make_model(2).parameters(), clone.make_model(2).parameters()):
+        assert torch.equal(p, pc)

@@ -1,0 +1,68 @@
+"""Workloads by name, so configs and the CLI can say ``workload: mlp_digits``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from workloads.base import Workload
+from workloads.custom import custom
+from workloads.digits import cnn_digits, mlp_digits
+from workloads.logistic_regression import logistic_regression
+from workloads.quadratic import quadratic
+from workloads.tiny_transformer import tiny_transformer
+
+__all__ = ["get", "names", "register"]
+
+_BUILDERS: dict[str, Callable[..., Workload]] = {
+    "quadratic": quadratic,
+    "logistic_regression": logistic_regression,
+    "mlp_digits": mlp_digits,
+    "cnn_digits": cnn_digits,
+    "tiny_transformer": tiny_transformer,
+    "custom": custom,
+}
+
+
+def names() -> list[str]:
+    """Registered workload names, sorted.
+
+    Examples
+    --------
+    >>> names()
+    ['cnn_digits', 'custom', 'logistic_regression', 'mlp_digits', 'quadratic', 'tiny_transformer']
+    """
+    return sorted(_BUILDERS)
+
+
+def register(name: str, builder: Callable[..., Workload]) -> None:
+    """Make ``get(name, **kwargs)`` call ``builder(**kwargs)``; names cannot be reused."""
+    if name in _BUILDERS:
+        raise ValueError(f"workload {name!r} is already registered; choose another name")
+    _BUILDERS[name] = builder
+
+
+def get(name: str, **kwargs: Any) -> Workload:
+    """Build the workload ``name`` with keyword arguments for its builder.
+
+    Examples
+    --------
+    >>> get("mlp_digits", batch_size=32, partition="dirichlet", alpha=0.5)
+    Workload(name='mlp_digits', batch_size=32, partition='dirichlet(alpha=0.5)', ...)
+    >>> get("mlp_digit")
+    Traceback (most recent call last):
+    ValueError: unknown workload 'mlp_digit'; choose one of cnn_digits, custom, ...
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(names())}")
+    builder = _BUILDERS[name]
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(
+                f"unknown argument(s) {', '.join(unknown)} for workload {name!r}; "
+                f"valid: {', '.join(params)}"
+            )
+    return builder(**kwargs)
