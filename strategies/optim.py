@@ -1,0 +1,151 @@
+"""Optimizers and learning-rate schedules named in configs, built for any parameter list.
+
+A run names its optimizer once (``"sgd"``, ``{"name": "adam", "lr": 1e-3}``) and each role
+builds its own instance: every all-reduce replica, every parameter-server shard. A callable
+``params -> torch.optim.Optimizer`` is accepted too, so any torch optimizer works.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def _constant(step: int, total: int, **_: float) -> float:
+    return 1.0
+
+
+def _step_decay(step: int, total: int, *, every: float = 100, gamma: float = 0.1) -> float:
+    return gamma ** (step // int(every))
+
+
+def _cosine(step: int, total: int, *, warmup: float = 0, floor: float = 0.0) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _warmup(step: int, total: int, *, warmup: float = 100) -> float:
+    return min(1.0, (step + 1) / warmup)
+
+
+#: Learning-rate multipliers by name: ``f(step, total_steps, **options) -> factor``.
+SCHEDULES: dict[str, Callable[..., float]] = {
+    "constant": _constant,
+    "step": _step_decay,
+    "cosine": _cosine,
+    "warmup": _warmup,
+}
+
+OptimizerLike = Union[str, Mapping[str, Any], Callable[..., torch.optim.Optimizer], "OptimizerSpec"]
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A named learning-rate schedule: the factor applied to the base lr at each update.
+
+    Examples
+    --------
+    >>> s = ScheduleSpec.parse({"name": "step", "every": 2, "gamma": 0.5})
+    >>> [s.factor(i, 10) for i in range(5)]
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    name: str = "constant"
+    options: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, Any] | ScheduleSpec | None) -> ScheduleSpec:
+        if spec is None:
+            return cls()
+        if isinstance(spec, ScheduleSpec):
+            return spec
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        options = dict(spec)
+        name = options.pop("name", "constant")
+        if name not in SCHEDULES:
+            raise ValueError(
+                f"lr_schedule name={name!r} is unknown; use one of {', '.join(SCHEDULES)}"
+            )
+        try:
+            SCHEDULES[name](0, 1, **options)
+        except TypeError:
+            raise ValueError(
+                f"lr_schedule {name!r} got options {sorted(options)}; check its parameters"
+            ) from None
+        return cls(name, options)
+
+    def factor(self, step: int, total: int) -> float:
+        return float(SCHEDULES[self.name](step, total, **self.options))
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Which optimizer to build, validated once, built per role.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`OPTIMIZERS` (ignored when ``factory`` is given).
+    options
+        Keyword arguments of the torch optimizer (``lr``, ``momentum``, ``weight_decay`` ...).
+    factory
+        Optional ``params -> Optimizer`` callable for optimizers not in the table.
+
+    Examples
+    --------
+    >>> spec = OptimizerSpec.parse({"name": "sgd", "lr": 0.5, "momentum": 0.9})
+    >>> opt = spec.build([torch.nn.Parameter(torch.zeros(2))])
+    >>> type(opt).__name__, opt.defaults["momentum"]
+    ('SGD', 0.9)
+    """
+
+    name: str = "sgd"
+    options: dict[str, Any] = field(default_factory=lambda: {"lr": 0.1})
+    factory: Callable[..., torch.optim.Optimizer] | None = None
+
+    @classmethod
+    def parse(cls, spec: OptimizerLike | None) -> OptimizerSpec:
+        if spec is None:
+            return cls()
+        if isinstance(spec, OptimizerSpec):
+            return spec
+        if callable(spec) and not isinstance(spec, str):
+            return cls(name=getattr(spec, "__name__", "custom"), options={}, factory=spec)
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        options = dict(spec)
+        name = str(options.pop("name", "sgd")).lower()
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}")
+        options.setdefault("lr", 0.1 if name == "sgd" else 1e-3)
+        try:  # fail at configuration time, naming the option, not deep inside a run
+            OPTIMIZERS[name]([torch.nn.Parameter(torch.zeros(1))], **options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"optimizer {name!r} rejected options {options}: {exc}") from None
+        return cls(name=name, options=options)
+
+    @property
+    def lr(self) -> float | None:
+        return self.options.get("lr")
+
+    def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self.factory is not None:
+            return self.factory(params)
+        return OPTIMIZERS[self.name](params, **self.options)

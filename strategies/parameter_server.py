@@ -1,0 +1,177 @@
+"""Parameter servers: synchronous (BSP), asynchronous (ASP) and stale-synchronous (SSP).
+
+Workers push gradients tagged with the model version they were computed on and pull fresh
+parameters; servers hold contiguous shards of the flat model, so each push is split across
+them. The version tag is a real 8-byte tensor on the wire, so both backends see the same
+traffic and the server can measure every gradient's staleness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
+from strategies.base import Program, Strategy
+from strategies.context import ServerContext, WorkerContext
+from strategies.registry import register
+
+__all__ = ["ParameterServer"]
+
+MODES = ("sync", "async", "ssp")
+STALENESS_LR = (None, "inverse")
+
+
+def _version_tensor(version: int) -> torch.Tensor:
+    return torch.tensor([version], dtype=torch.int64)
+
+
+@register
+class ParameterServer(Strategy):
+    """Workers push gradients to server shards and pull parameters back.
+
+    Parameters
+    ----------
+    mode
+        ``"sync"``: each update averages one gradient from every worker (bulk synchronous).
+        ``"async"``: each gradient is applied on arrival, computed on the parameters its
+        worker last pulled. ``"ssp"``: as async, but a worker may run at most ``staleness``
+        pushes ahead of the slowest worker before it must wait.
+    staleness
+        The SSP bound (an integer >= 0); only for ``mode="ssp"``.
+    servers
+        Number of server ranks (ranks ``0 .. servers-1``), each holding one shard.
+    staleness_lr
+        ``"inverse"`` scales the learning rate of a gradient of staleness tau by
+        ``1 / (1 + tau)`` (Zhang et al., 2016); ``None`` leaves it unchanged.
+
+    Examples
+    --------
+    >>> ParameterServer(mode="ssp", staleness=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: staleness=-1 must be an integer >= 0 (the SSP bound)
+    >>> ParameterServer(servers=4).check_world(4)
+    Traceback (most recent call last):
+    ...
+    ValueError: servers=4 leaves no worker among 4 ranks; use servers < world size
+    """
+
+    name = "parameter_server"
+    updates_on = "servers"
+
+    def __init__(
+        self,
+        mode: str = "sync",
+        staleness: int | None = None,
+        servers: int = 1,
+        staleness_lr: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
+        if mode == "ssp":
+            if staleness is None:
+                raise ValueError("mode='ssp' needs staleness=<int >= 0>, the SSP bound")
+            if isinstance(staleness, bool) or not isinstance(staleness, int) or staleness < 0:
+                raise ValueError(f"staleness={staleness!r} must be an integer >= 0 (the SSP bound)")
+        elif staleness is not None:
+            raise ValueError(f"staleness={staleness} applies only to mode='ssp', not mode={mode!r}")
+        if isinstance(servers, bool) or not isinstance(servers, int) or servers < 1:
+            raise ValueError(f"servers={servers!r} must be an integer >= 1")
+        if staleness_lr not in STALENESS_LR:
+            raise ValueError(f"staleness_lr={staleness_lr!r} is unknown; use None or 'inverse'")
+        super().__init__(mode=mode, staleness=staleness, servers=servers, staleness_lr=staleness_lr)
+        self.mode = mode
+        self.staleness = staleness
+        self.n_servers = servers
+        self.staleness_lr = staleness_lr
+
+    def servers(self, world_size: int) -> list[int]:
+        return list(range(min(self.n_servers, world_size)))
+
+    def check_world(self, world_size: int) -> None:
+        if self.n_servers >= world_size:
+            raise ValueError(
+                f"servers={self.n_servers} leaves no worker among {world_size} ranks; "
+                "use servers < world size"
+            )
+
+    # -- worker ---------------------------------------------------------------------------
+    def worker(self, w: WorkerContext) -> Program:
+        bounds = shard_bounds(w.numel, len(w.servers))
+        while not w.done:
+            grads = yield w.compute_gradients()
+            tag = _version_tensor(w.version)
+            handles = [
+                w.comm.send([grads[a:b], tag], dst=server)
+                for server, (a, b) in zip(w.servers, bounds)
+            ]
+            replies = [
+                w.comm.recv([torch.empty(b - a, dtype=grads.dtype), _version_tensor(0)], src=server)
+                for server, (a, b) in zip(w.servers, bounds)
+            ]
+            results = yield w.comm.wait_all(handles + replies)
+            shards = [buffers for _, buffers in results[len(handles) :]]
+            version = min(int(buffers[1]) for buffers in shards)
+            w.load_parameters(torch.cat([buffers[0] for buffers in shards]), version)
+
+    # -- server ---------------------------------------------------------------------------
+    def _lr_scale(self, staleness: int) -> float:
+        return staleness_lr_scale(staleness) if self.staleness_lr == "inverse" else 1.0
+
+    def _buffers(self, s: ServerContext) -> list[torch.Tensor]:
+        return [torch.empty(s.numel, dtype=s.shard.param.dtype), _version_tensor(0)]
+
+    def _reply(self, s: ServerContext, dst: int) -> Any:
+        return s.comm.send([s.parameters(), _version_tensor(s.version)], dst=dst)
+
+    def server(self, s: ServerContext) -> Program:
+        if self.mode == "sync":
+            yield from self._sync_server(s)
+        else:
+            yield from self._async_server(s)
+
+    def _sync_server(self, s: ServerContext) -> Program:
+        while not s.done:
+            # Receive from each worker in rank order: the sum order is then fixed, which makes
+            # this bitwise equal to an all-reduce mean, and NCCL (no receive-from-any) works.
+            pushes = yield s.comm.wait_all(
+                [s.comm.recv(self._buffers(s), src=r) for r in s.workers]
+            )
+            grads = reduce_tensors([buffers[0] for _, buffers in pushes], "mean")
+            staleness = max(s.version - int(buffers[1]) for _, buffers in pushes)
+            s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
+            yield s.comm.wait_all([self._reply(s, r) for r in s.workers])
+
+    def _async_server(self, s: ServerContext) -> Program:
+        bound = self.staleness if self.mode == "ssp" else None
+        pushes = {r: 0 for r in s.workers}
+        waiting: list[int] = []
+        told: set[int] = set()  # workers already sent a version that ends their loop
+        while not s.done:
+            src, (grads, tag) = yield s.comm.recv(self._buffers(s), src=None)
+            staleness = s.version - int(tag)
+            s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
+            pushes[src] += 1
+            waiting.append(src)
+            slowest = min(pushes.values())
+            ready = [r for r in waiting if bound is None or pushes[r] - slowest <= bound]
+            if ready:
+                # lead: how far ahead of the slowest a released worker is (SSP keeps it <= bound);
+                # spread: the widest gap between any two workers' push counts right now.
+                s.log(
+                    lead=max(pushes[r] for r in ready) - slowest,
+                    spread=max(pushes.values()) - slowest,
+                )
+                waiting = [r for r in waiting if r not in ready]
+                yield s.comm.wait_all([self._reply(s, r) for r in ready])
+                if s.done:
+                    told.update(ready)
+        # Wind down so that every worker of a real run hears the final version: release the
+        # workers held by the SSP bound, then answer (and discard) each other worker's last push.
+        yield s.comm.wait_all([self._reply(s, r) for r in waiting])
+        told.update(waiting)
+        for _ in range(len(s.workers) - len(told)):
+            src, _ = yield s.comm.recv(self._buffers(s), src=None)
+            yield self._reply(s, src)

@@ -1,0 +1,53 @@
+"""Strategy names for config files: ``get("parameter_server", mode="async")``."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from strategies.base import Strategy
+
+__all__ = ["register", "get", "names"]
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+S = TypeVar("S", bound=type[Strategy])
+
+
+def register(cls: S) -> S:
+    """Class decorator adding a strategy under its ``name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} must set a non-empty class attribute 'name'")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    """Registered strategy names, sorted.
+
+    Examples
+    --------
+    >>> "allreduce" in names() and "parameter_server" in names()
+    True
+    """
+    return sorted(_REGISTRY)
+
+
+def get(name: str | Strategy, **options: Any) -> Strategy:
+    """Build a registered strategy by name (a ``Strategy`` instance is returned as is).
+
+    Examples
+    --------
+    >>> get("parameter_server", mode="ssp", staleness=2)
+    ParameterServer(mode='ssp', staleness=2, servers=1, staleness_lr=None)
+    >>> get("allredce")
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy 'allredce' is unknown; use one of: allreduce, parameter_server
+    """
+    if isinstance(name, Strategy):
+        return name
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"strategy {name!r} is unknown; use one of: {', '.join(names())}") from None
+    return cls(**options)

@@ -1,0 +1,153 @@
+"""The local state of one role: a model in flat buffers and the optimizer that updates it.
+
+Communication moves flat tensors (like DDP's buckets), so parameters and gradients live in one
+contiguous buffer each and the model's parameters are views into them: flattening is free,
+``apply`` is one optimizer step on one tensor, and a parameter server shard is the same
+machinery over a slice. Both backends build their role contexts on these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from strategies.optim import OptimizerSpec, ScheduleSpec
+
+__all__ = ["FlatOptimizer", "Replica"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class FlatOptimizer:
+    """An optimizer stepping one flat parameter tensor in place.
+
+    Parameters
+    ----------
+    flat
+        The parameter buffer; updated in place, so views into it see every step.
+    spec, schedule
+        The optimizer and learning-rate schedule to build.
+    total_steps
+        Schedule horizon (for cosine decay).
+
+    Examples
+    --------
+    >>> p = torch.zeros(3)
+    >>> opt = FlatOptimizer(p, OptimizerSpec.parse({"name": "sgd", "lr": 0.5}))
+    >>> opt.step(torch.ones(3)); p
+    tensor([-0.5000, -0.5000, -0.5000])
+    """
+
+    def __init__(
+        self,
+        flat: torch.Tensor,
+        spec: OptimizerSpec,
+        schedule: ScheduleSpec | None = None,
+        total_steps: int = 1,
+    ) -> None:
+        self.param = nn.Parameter(flat, requires_grad=flat.requires_grad)  # shares storage
+        self.optimizer = spec.build([self.param])
+        self.schedule = schedule or ScheduleSpec()
+        self.total_steps = max(1, total_steps)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.steps = 0
+
+    def step(self, grads: torch.Tensor, lr_scale: float = 1.0) -> None:
+        """One optimizer step with ``grads`` (flat, same shape as the parameter buffer)."""
+        factor = self.schedule.factor(self.steps, self.total_steps) * lr_scale
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        self.param.grad = grads
+        self.optimizer.step()
+        self.param.grad = None
+        self.steps += 1
+
+
+class Replica:
+    """A model whose parameters and gradients are views into two flat buffers.
+
+    Parameters
+    ----------
+    model
+        The module; its parameters are re-pointed into ``flat`` (buffers such as batch-norm
+        statistics stay local and are not communicated).
+    spec, schedule, total_steps
+        Passed to :class:`FlatOptimizer`; ``spec=None`` builds no optimizer (a worker that
+        only computes gradients, as under a parameter server).
+
+    Examples
+    --------
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> r = Replica(nn.Linear(2, 1), OptimizerSpec.parse("sgd"))
+    >>> r.flat.shape, r.model.weight.data_ptr() == r.flat.data_ptr()
+    (torch.Size([3]), True)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: OptimizerSpec | None = None,
+        schedule: ScheduleSpec | None = None,
+        total_steps: int = 1,
+    ) -> None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        numel = sum(p.numel() for p in params)
+        first = params[0] if params else torch.zeros(0)
+        self.model = model
+        self.flat = torch.empty(numel, dtype=first.dtype, device=first.device)
+        self.grad = torch.zeros_like(self.flat)
+        offset = 0
+        with torch.no_grad():
+            for p in params:
+                n = p.numel()
+                self.flat[offset : offset + n].copy_(p.reshape(-1))
+                p.data = self.flat[offset : offset + n].view_as(p)
+                # Autograd accumulates in place into an existing .grad, so the views stay live.
+                p.grad = self.grad[offset : offset + n].view_as(p)
+                offset += n
+        self.optimizer = (
+            FlatOptimizer(self.flat, spec, schedule, total_steps) if spec is not None else None
+        )
+
+    @property
+    def numel(self) -> int:
+        return self.flat.numel()
+
+    def compute_gradients(
+        self,
+        batches: Iterator[Batch],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        accumulate: int = 1,
+    ) -> tuple[torch.Tensor, int, float]:
+        """Average the gradient over ``accumulate`` micro-batches.
+
+        Returns the flat gradient (a copy the caller owns), the samples used and the mean
+        training loss.
+        """
+        self.grad.zero_()
+        samples, total_loss = 0, 0.0
+        for _ in range(accumulate):
+            x, y = next(batches)
+            loss = loss_fn(self.model(x), y)
+            (loss / accumulate).backward()
+            samples += len(x)
+            total_loss += float(loss.detach())
+        return self.grad.clone(), samples, total_loss / accumulate
+
+    def apply(self, grads: torch.Tensor, lr_scale: float = 1.0) -> None:
+        """One optimizer step with a flat gradient."""
+        if self.optimizer is None:
+            raise RuntimeError("this replica has no optimizer: its role does not apply updates")
+        self.optimizer.step(grads, lr_scale)
+
+    def parameters(self) -> torch.Tensor:
+        """A flat copy of the parameters."""
+        return self.flat.detach().clone()
+
+    def load(self, flat: torch.Tensor) -> None:
+        """Overwrite the parameters with a flat tensor."""
+        with torch.no_grad():
+            self.flat.copy_(flat)

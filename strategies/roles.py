@@ -1,0 +1,104 @@
+"""Build each rank's context and program: the set-up both backends share.
+
+Given a strategy, a workload and a rank, this makes the rank's replica (or parameter shard),
+data stream and context, so that a simulated run and a real run start from bit-identical
+state. Workloads are used through the small :class:`WorkloadLike` protocol, so this package
+still depends on torch alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from strategies.aggregate import shard_bounds
+from strategies.base import Program, Strategy
+from strategies.comm import Communicator
+from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
+from strategies.optim import OptimizerSpec, ScheduleSpec
+from strategies.replica import FlatOptimizer, Replica
+
+__all__ = ["TrainingSetup", "WorkloadLike", "build_role", "initial_parameters"]
+
+
+class WorkloadLike(Protocol):
+    """What role set-up needs from a workload (see ``workloads.Workload``)."""
+
+    batch_size: int
+
+    def make_model(self, seed: int) -> torch.nn.Module: ...
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+    def batches(
+        self, rank: int, n_workers: int, seed: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Everything about a run that is the same on every rank."""
+
+    strategy: Strategy
+    workload: WorkloadLike
+    world_size: int
+    steps: int
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec
+    seed: int = 0
+    accumulate: int = 1
+
+    @property
+    def workers(self) -> list[int]:
+        return self.strategy.workers(self.world_size)
+
+    @property
+    def servers(self) -> list[int]:
+        return self.strategy.servers(self.world_size)
+
+
+def initial_parameters(setup: TrainingSetup) -> torch.Tensor:
+    """The flat initial parameters every replica and shard starts from."""
+    return Replica(setup.workload.make_model(setup.seed)).parameters()
+
+
+def build_role(
+    setup: TrainingSetup,
+    rank: int,
+    comm: Communicator,
+    runtime: Runtime,
+    initial: Callable[[], torch.Tensor] | None = None,
+) -> tuple[RoleContext, Program]:
+    """The context and (not yet started) program of ``rank``.
+
+    ``initial`` supplies the flat initial parameters for servers (defaults to building the
+    model once more); the simulator passes a cached copy so that 1000 ranks build it once.
+    """
+    strategy, workers, servers = setup.strategy, setup.workers, setup.servers
+    if rank in servers:
+        flat = (initial or (lambda: initial_parameters(setup)))()
+        bounds = shard_bounds(flat.numel(), len(servers))[servers.index(rank)]
+        shard = FlatOptimizer(
+            flat[bounds[0] : bounds[1]].clone(), setup.optimizer, setup.schedule, setup.steps
+        )
+        server = ServerContext(rank, setup.world_size, comm, runtime, workers, servers, shard, bounds)
+        return server, strategy.server(server)
+    spec = setup.optimizer if strategy.updates_on == "workers" else None
+    replica = Replica(setup.workload.make_model(setup.seed), spec, setup.schedule, setup.steps)
+    index = workers.index(rank)
+    worker = WorkerContext(
+        rank,
+        setup.world_size,
+        comm,
+        runtime,
+        workers,
+        servers,
+        replica,
+        setup.workload.batches(index, len(workers), setup.seed),
+        setup.workload.loss,
+        setup.accumulate,
+    )
+    return worker, strategy.worker(worker)

@@ -1,0 +1,54 @@
+import torch
+from torch import nn
+
+from strategies.optim import OptimizerSpec
+from strategies.replica import Replica
+
+
+def _batches(seed):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        yield torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+
+
+def test_flat_gradient_equals_autograd_on_an_untouched_model():
+    reference, replica = _model(), Replica(_model())
+    x, y = next(_batches(1))
+    nn.functional.cross_entropy(reference(x), y).backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in reference.parameters()])
+    grads, samples, _ = replica.compute_gradients(_batches(1), nn.functional.cross_entropy)
+    torch.testing.assert_close(grads, expected)
+    assert samples == 8
+
+
+def test_accumulation_averages_micro_batches():
+    replica = Replica(_model())
+    stream = _batches(2)
+    one = [replica.compute_gradients(stream, nn.functional.cross_entropy)[0] for _ in range(3)]
+    averaged, samples, _ = Replica(_model()).compute_gradients(
+        _batches(2), nn.functional.cross_entropy, accumulate=3
+    )
+    torch.testing.assert_close(averaged, sum(one) / 3)
+    assert samples == 24
+
+
+def test_apply_steps_the_module_parameters_in_place():
+    replica = Replica(_model(), OptimizerSpec.parse({"name": "sgd", "lr": 0.5}))
+    before = replica.parameters()
+    grads = torch.ones(replica.numel)
+    replica.apply(grads)
+    torch.testing.assert_close(replica.parameters(), before - 0.5)
+    first = next(replica.model.parameters())
+    torch.testing.assert_close(first.detach().reshape(-1), replica.flat[: first.numel()])
+
+
+def test_load_overwrites_parameters_seen_by_the_model():
+    replica = Replica(_model())
+    replica.load(torch.zeros(replica.numel))
+    assert all(float(p.detach().abs().sum()) == 0 for p in replica.model.parameters())
+    assert replica.model(torch.ones(1, 4)).abs().sum().item() == 0
