@@ -1,0 +1,235 @@
+"""What a topology graph is: the schema, its accessors, and :func:`validate`.
+
+A topology is an ``nx.Graph`` (full-duplex links: each direction has the full capacity) or an
+``nx.DiGraph`` (one capacity per direction). Every node has ``kind`` ``"host"`` or ``"switch"``;
+hosts carry ``rank`` (an int, exactly 0..n-1 over the hosts). Every edge has ``bandwidth``
+(bytes/s) and ``latency`` (seconds), both positive finite numbers. ``g.graph["family"]`` names the
+builder and the other graph attributes hold its parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from numbers import Integral, Real
+from typing import Any
+
+import networkx as nx
+
+from topologies.units import UnitError, parse_bandwidth, parse_time
+
+__all__ = [
+    "DEFAULT_BANDWIDTH",
+    "DEFAULT_LATENCY",
+    "HOST",
+    "SWITCH",
+    "TopologyError",
+    "hosts",
+    "rank_to_node",
+    "switches",
+    "validate",
+]
+
+HOST = "host"
+SWITCH = "switch"
+#: Link defaults of every builder: a 100 Gb/s Ethernet/InfiniBand port, one microsecond.
+DEFAULT_BANDWIDTH = "100Gbps"
+DEFAULT_LATENCY = "1us"
+
+
+class TopologyError(ValueError):
+    """A graph that is not a valid topology; the one-line message names the node or edge."""
+
+
+def hosts(g: nx.Graph) -> list[Hashable]:
+    """Return the host nodes of ``g`` in rank order.
+
+    Examples
+    --------
+    >>> from topologies import star
+    >>> hosts(star(3))
+    [0, 1, 2]
+    """
+    found = [(d.get("rank"), v) for v, d in g.nodes(data=True) if d.get("kind") == HOST]
+    for rank, v in found:
+        if not _is_int(rank):
+            raise TopologyError(f"host {v!r} has no integer 'rank'; set g.nodes[{v!r}]['rank']")
+    return [v for _, v in sorted(found, key=lambda pair: pair[0])]
+
+
+def switches(g: nx.Graph) -> list[Hashable]:
+    """Return the switch nodes of ``g`` in insertion order.
+
+    Examples
+    --------
+    >>> from topologies import star
+    >>> switches(star(3))
+    ['s0']
+    """
+    return [v for v, kind in g.nodes(data="kind") if kind == SWITCH]
+
+
+def rank_to_node(g: nx.Graph) -> dict[int, Hashable]:
+    """Return ``{rank: host node}``; ``g.nodes[v]["rank"]`` is the inverse.
+
+    Examples
+    --------
+    >>> from topologies import fat_tree
+    >>> rank_to_node(fat_tree(2))
+    {0: 0, 1: 1}
+    """
+    return {g.nodes[v]["rank"]: v for v in hosts(g)}
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, Integral) and not isinstance(x, bool)
+
+
+def _is_positive(x: object) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) and float(x) > 0
+
+
+def validate(g: nx.Graph) -> nx.Graph:
+    """Check that ``g`` is a topology and return it unchanged.
+
+    Checks: a simple ``Graph`` or ``DiGraph``; every node's ``kind`` is ``"host"`` or
+    ``"switch"``; at least one host; host ranks are ints, exactly 0..n-1, and switches have
+    none; every edge has positive finite ``bandwidth`` and ``latency``; no self loops; the graph
+    is connected, and in a ``DiGraph`` every host reaches every other host along directed edges.
+
+    Raises
+    ------
+    TopologyError
+        On the first failed check, naming the node or edge and how to fix it.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> g = nx.Graph()
+    >>> g.add_node(0, kind="host", rank=0)
+    >>> validate(g) is g
+    True
+    >>> g.add_node(1, kind="gpu", rank=1)
+    >>> validate(g)
+    Traceback (most recent call last):
+    ...
+    topologies.model.TopologyError: node 1 has kind 'gpu'; set g.nodes[1]['kind'] to ...
+    """
+    if not isinstance(g, nx.Graph) or g.is_multigraph():
+        raise TopologyError(f"a topology is an nx.Graph or nx.DiGraph, not {type(g).__name__}; "
+                            "merge parallel links into one edge")
+    _validate_nodes(g)
+    _validate_edges(g)
+    _validate_connected(g)
+    return g
+
+
+def _validate_nodes(g: nx.Graph) -> None:
+    ranks: dict[int, Hashable] = {}
+    for v, d in g.nodes(data=True):
+        kind = d.get("kind")
+        if kind not in (HOST, SWITCH):
+            raise TopologyError(f"node {v!r} has kind {kind!r}; "
+                                f"set g.nodes[{v!r}]['kind'] to 'host' or 'switch'")
+        rank = d.get("rank")
+        if kind == SWITCH:
+            if rank is not None:
+                raise TopologyError(f"switch {v!r} has rank {rank!r}; ranks live on hosts only: "
+                                    f"delete g.nodes[{v!r}]['rank']")
+            continue
+        if not _is_int(rank):
+            raise TopologyError(f"host {v!r} has rank {rank!r}, not an int; "
+                                f"set g.nodes[{v!r}]['rank'] to an int in 0..n-1")
+        if rank in ranks:
+            raise TopologyError(f"hosts {ranks[rank]!r} and {v!r} share rank {rank}; "
+                                "give each host a distinct rank in 0..n-1")
+        ranks[int(rank)] = v
+    if not ranks:
+        raise TopologyError("the graph has no hosts; set kind='host' and a rank on some nodes")
+    n = len(ranks)
+    for rank, v in ranks.items():
+        if not 0 <= rank < n:
+            raise TopologyError(f"host {v!r} has rank {rank}, outside 0..{n - 1}; "
+                                f"number the {n} hosts 0..{n - 1}")
+
+
+def _validate_edges(g: nx.Graph) -> None:
+    for u, v, d in g.edges(data=True):
+        if u == v:
+            raise TopologyError(f"edge ({u!r}, {v!r}) is a self loop; remove it")
+        for key in ("bandwidth", "latency"):
+            value = d.get(key)
+            if value is None:
+                raise TopologyError(f"edge ({u!r}, {v!r}) has no '{key}'; set it, or fill "
+                                    f"all missing ones with from_graph(g, {key}=...)")
+            if not _is_positive(value):
+                raise TopologyError(f"edge ({u!r}, {v!r}) has {key} {value!r}; "
+                                    f"it must be a positive finite number "
+                                    f"({'bytes/s' if key == 'bandwidth' else 'seconds'})")
+
+
+def _validate_connected(g: nx.Graph) -> None:
+    host_nodes = hosts(g)
+    first = host_nodes[0]
+    if not g.is_directed():
+        reached = nx.node_connected_component(g, first)
+        for v in g:
+            if v not in reached:
+                raise TopologyError(f"node {v!r} is not connected to host {first!r}; "
+                                    f"add a link joining them")
+        return
+    for v in g:
+        if not nx.has_path(g.to_undirected(as_view=True), first, v):
+            raise TopologyError(f"node {v!r} is not connected to host {first!r}; "
+                                f"add a link joining them")
+    forward = nx.descendants(g, first)
+    backward = nx.ancestors(g, first)
+    for v in host_nodes[1:]:
+        if v not in forward:
+            raise TopologyError(f"host {first!r} cannot reach host {v!r} along directed edges; "
+                                f"add a directed path from {first!r} to {v!r}")
+        if v not in backward:
+            raise TopologyError(f"host {v!r} cannot reach host {first!r} along directed edges; "
+                                f"add a directed path from {v!r} to {first!r}")
+
+
+def new_topology(family: str, directed: bool = False, **params: Any) -> nx.Graph:
+    """Return an empty ``Graph``/``DiGraph`` whose graph attributes record ``family`` and params.
+
+    Unit strings among ``params`` (names ending in ``bandwidth``/``latency``) are parsed so that
+    the stored values are floats in bytes/s and seconds.
+
+    Examples
+    --------
+    >>> new_topology("ring", n=4, bandwidth="8bps", latency="1s").graph
+    {'family': 'ring', 'n': 4, 'bandwidth': 1.0, 'latency': 1.0}
+    """
+    g: nx.Graph = nx.DiGraph() if directed else nx.Graph()
+    g.graph["family"] = family
+    for name, value in params.items():
+        try:
+            if name.endswith("bandwidth"):
+                value = parse_bandwidth(value)
+            elif name.endswith("latency"):
+                value = parse_time(value)
+        except UnitError as error:
+            raise UnitError(f"{name}: {error}") from None
+        if name.endswith("latency") and value == 0:
+            raise TopologyError(f"{name} must be positive, got {params[name]!r}")
+        g.graph[name] = value
+    return g
+
+
+def require_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` if it is an int >= ``minimum``, else raise a ``TopologyError`` naming it.
+
+    Examples
+    --------
+    >>> require_int("n", 0, 1)
+    Traceback (most recent call last):
+    ...
+    topologies.model.TopologyError: n must be an int >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
+        raise TopologyError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
