@@ -9,7 +9,15 @@ This package never imports a backend.
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.allreduce import AllReduceSGD
 from strategies.base import Program, Strategy
-from strategies.comm import Communicator, Group, as_message, message_nbytes
+from strategies.comm import (
+    CommError,
+    Communicator,
+    Group,
+    as_message,
+    check_rank,
+    make_group,
+    message_nbytes,
+)
 from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
 from strategies.handles import Done, Pending, Waitable
 from strategies.optim import OPTIMIZERS, SCHEDULES, OptimizerSpec, ScheduleSpec
@@ -19,6 +27,7 @@ from strategies.replica import FlatOptimizer, Replica
 
 __all__ = [
     "AllReduceSGD",
+    "CommError",
     "Communicator",
     "Done",
     "FlatOptimizer",
@@ -38,6 +47,8 @@ __all__ = [
     "Waitable",
     "WorkerContext",
     "as_message",
+    "check_rank",
+    "make_group",
     "get",
     "message_nbytes",
     "names",

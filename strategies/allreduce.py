@@ -35,7 +35,9 @@ class AllReduceSGD(Strategy):
 
     def __init__(self, algorithm: str = "auto") -> None:
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}")
+            raise ValueError(
+                f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
+            )
         super().__init__(algorithm=algorithm)
         self.algorithm = algorithm
 
@@ -43,7 +45,5 @@ class AllReduceSGD(Strategy):
         group = w.comm.new_group(w.workers)
         while not w.done:
             grads = yield w.compute_gradients()
-            grads = yield w.comm.all_reduce(
-                grads, op="mean", group=group, algorithm=self.algorithm
-            )
+            grads = yield w.comm.all_reduce(grads, op="mean", group=group, algorithm=self.algorithm)
             w.apply(grads)

@@ -60,7 +60,9 @@ class Strategy(ABC):
     def check_world(self, world_size: int) -> None:
         """Raise ``ValueError`` if this strategy cannot run on ``world_size`` ranks."""
         if not self.workers(world_size):
-            raise ValueError(f"{self.name} needs at least one worker rank; the world has {world_size}")
+            raise ValueError(
+                f"{self.name} needs at least one worker rank; the world has {world_size}"
+            )
 
     @abstractmethod
     def worker(self, w: WorkerContext) -> Program:

@@ -22,7 +22,19 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["Communicator", "Group", "as_message", "message_nbytes"]
+__all__ = [
+    "CommError",
+    "Communicator",
+    "Group",
+    "as_message",
+    "check_rank",
+    "make_group",
+    "message_nbytes",
+]
+
+
+class CommError(RuntimeError):
+    """A strategy used the communicator inconsistently (mismatched collectives, bad buffers)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,41 @@ class Group:
 
     def index(self, rank: int) -> int:
         return self.ranks.index(rank)
+
+
+def check_rank(rank: object, world_size: int, name: str) -> int:
+    """Return ``rank`` if it is a rank of the world, else raise a one-line :class:`CommError`.
+
+    Examples
+    --------
+    >>> check_rank(5, 4, "dst")
+    Traceback (most recent call last):
+    ...
+    strategies.comm.CommError: dst=5 is not a rank of this world (0..3)
+    """
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise CommError(f"{name}={rank!r} is not a rank of this world (0..{world_size - 1})")
+    return rank
+
+
+def make_group(ranks: Sequence[int], world_size: int) -> Group:
+    """A validated group, its ranks sorted as ``torch.distributed.new_group`` orders them.
+
+    Examples
+    --------
+    >>> make_group([3, 0, 2], 4).ranks
+    (0, 2, 3)
+    >>> make_group([1, 1], 4)
+    Traceback (most recent call last):
+    ...
+    strategies.comm.CommError: group ranks (1, 1) repeat a rank; list each rank once
+    """
+    ranks = tuple(check_rank(r, world_size, "group rank") for r in ranks)
+    if len(set(ranks)) != len(ranks):
+        raise CommError(f"group ranks {ranks} repeat a rank; list each rank once")
+    if not ranks:
+        raise CommError("a group needs at least one rank")
+    return Group(tuple(sorted(ranks)))
 
 
 def as_message(tensors: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -80,7 +127,8 @@ class Communicator(Protocol):
     world_size: int
 
     def new_group(self, ranks: Sequence[int]) -> Group:
-        """A group over ``ranks``; every rank must create the same groups in the same order."""
+        """A group over ``ranks`` (sorted, as in torch). Every rank of the world must create
+        the same groups in the same order, members or not, as ``torch.distributed`` requires."""
         ...
 
     def all_reduce(
@@ -93,21 +141,36 @@ class Communicator(Protocol):
         """Reduce ``tensor`` over the group, result in place on every rank."""
         ...
 
-    def broadcast(self, tensor: torch.Tensor, src: int, group: Group | None = None) -> Any:
+    def broadcast(
+        self, tensor: torch.Tensor, src: int, group: Group | None = None, algorithm: str = "auto"
+    ) -> Any:
         """Copy ``src``'s tensor into every rank's ``tensor``."""
         ...
 
     def reduce(
-        self, tensor: torch.Tensor, dst: int, op: str = "sum", group: Group | None = None
+        self,
+        tensor: torch.Tensor,
+        dst: int,
+        op: str = "sum",
+        group: Group | None = None,
+        algorithm: str = "auto",
     ) -> Any:
         """Reduce to ``dst`` (in place there; other ranks' tensors are left unchanged)."""
         ...
 
-    def all_gather(self, tensor: torch.Tensor, group: Group | None = None) -> Any:
+    def all_gather(
+        self, tensor: torch.Tensor, group: Group | None = None, algorithm: str = "auto"
+    ) -> Any:
         """Every rank receives the list of all ranks' tensors, in group order."""
         ...
 
-    def reduce_scatter(self, tensor: torch.Tensor, op: str = "sum", group: Group | None = None) -> Any:
+    def reduce_scatter(
+        self,
+        tensor: torch.Tensor,
+        op: str = "sum",
+        group: Group | None = None,
+        algorithm: str = "auto",
+    ) -> Any:
         """Reduce the full buffer; rank i of the group receives chunk i (``tensor_split``)."""
         ...
 

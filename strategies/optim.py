@@ -133,7 +133,9 @@ class OptimizerSpec:
         options = dict(spec)
         name = str(options.pop("name", "sgd")).lower()
         if name not in OPTIMIZERS:
-            raise ValueError(f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}"
+            )
         options.setdefault("lr", 0.1 if name == "sgd" else 1e-3)
         try:  # fail at configuration time, naming the option, not deep inside a run
             OPTIMIZERS[name]([torch.nn.Parameter(torch.zeros(1))], **options)

@@ -49,5 +49,7 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"strategy {name!r} is unknown; use one of: {', '.join(names())}") from None
+        raise ValueError(
+            f"strategy {name!r} is unknown; use one of: {', '.join(names())}"
+        ) from None
     return cls(**options)

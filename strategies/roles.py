@@ -84,7 +84,9 @@ def build_role(
         shard = FlatOptimizer(
             flat[bounds[0] : bounds[1]].clone(), setup.optimizer, setup.schedule, setup.steps
         )
-        server = ServerContext(rank, setup.world_size, comm, runtime, workers, servers, shard, bounds)
+        server = ServerContext(
+            rank, setup.world_size, comm, runtime, workers, servers, shard, bounds
+        )
         return server, strategy.server(server)
     spec = setup.optimizer if strategy.updates_on == "workers" else None
     replica = Replica(setup.workload.make_model(setup.seed), spec, setup.schedule, setup.steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,6 +134,21 @@ class Workload:
             f"{type(self).__name__}(name={self.name!r}, batch_size={self.batch_size}, "
             f"partition={scheme!r}, n_train={len(self.x_train)}, n_test={len(self.x_test)})"
         )
+
+    def config(self) -> dict[str, Any]:
+        """What a results file records: the registry name and arguments it was built from.
+
+        Workloads built directly rather than by ``workloads.get`` record their main settings.
+        """
+        spec = getattr(self, "spec", None)
+        if spec is not None:
+            return dict(spec)
+        return {
+            "name": self.name,
+            "batch_size": self.batch_size,
+            "partition": self.partition_scheme,
+            "alpha": self.alpha,
+        }
 
     def make_model(self, seed: int) -> nn.Module:
         """A freshly initialised model, identical for equal seeds; global RNG is untouched."""

@@ -65,4 +65,6 @@ def get(name: str, **kwargs: Any) -> Workload:
                 f"unknown argument(s) {', '.join(unknown)} for workload {name!r}; "
                 f"valid: {', '.join(params)}"
             )
-    return builder(**kwargs)
+    workload = builder(**kwargs)
+    workload.spec = {"name": name, **kwargs}
+    return workload

@@ -23,7 +23,7 @@ def test_flat_optimizer_equals_torch_optimizer_on_the_module(spec):
     ref_opt = OptimizerSpec.parse(spec).build(reference)
     flat = torch.cat([p.detach().reshape(-1) for p in reference])
     flat_opt = FlatOptimizer(flat, OptimizerSpec.parse(spec))
-    for step in range(5):
+    for _ in range(5):
         grads = [torch.randn_like(p) for p in reference]
         for p, g in zip(reference, grads):
             p.grad = g

@@ -81,3 +81,12 @@ def test_builtins_pickle_for_spawned_processes(name):
     assert torch.equal(x, xc) and torch.equal(y, yc)
     for p, pc in zip(w.make_model(2).parameters(), clone.make_model(2).parameters()):
         assert torch.equal(p, pc)
+
+
+def test_config_records_the_registry_name_and_arguments():
+    from workloads import get, quadratic
+
+    assert get("mlp_digits", batch_size=16, hidden=8).config() == {
+        "name": "mlp_digits", "batch_size": 16, "hidden": 8,
+    }
+    assert quadratic(batch_size=8).config()["batch_size"] == 8
