@@ -1,0 +1,80 @@
+"""How much does the simulator's own bookkeeping cost on top of the real maths?
+
+Runs 16 workers x 200 steps of AllReduceSGD on mlp_digits in ``sim.run`` and, side by side in
+the same process, a plain torch loop doing the same 3,200 forward/backward passes and
+optimizer steps on the same batches. Prints both wall times and their ratio (target <= 1.3).
+Both use one torch thread so the comparison is not at the mercy of thread scheduling.
+
+    python benchmarks/runtime_overhead.py [--workers 16] [--steps 200] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import topologies
+import workloads
+from sim.run import run
+
+
+def plain_loop(workload: workloads.Workload, workers: int, steps: int) -> float:
+    """The same forward/backward passes and optimizer steps, in a bare loop."""
+    model = workload.make_model(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    streams = [workload.batches(i, workers, 0) for i in range(workers)]
+    start = time.perf_counter()
+    for _ in range(steps):
+        for stream in streams:
+            x, y = next(stream)
+            optimizer.zero_grad()
+            workload.loss(model(x), y).backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+def simulated(workload: workloads.Workload, workers: int, steps: int) -> float:
+    start = time.perf_counter()
+    run(
+        "allreduce",
+        workload,
+        topologies.fat_tree(4),
+        steps=steps,
+        eval_every=steps,
+        optimizer={"name": "sgd", "lr": 0.1},
+    ) if workers == 16 else run(
+        "allreduce",
+        workload,
+        topologies.star(workers),
+        steps=steps,
+        eval_every=steps,
+        optimizer={"name": "sgd", "lr": 0.1},
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    workload = workloads.get("mlp_digits")
+    simulated(workload, args.workers, 5)  # warm up imports and allocator caches
+    plain_loop(workload, args.workers, 5)
+    print(f"{args.workers} workers x {args.steps} steps of AllReduceSGD on mlp_digits")
+    print(f"{'repeat':>6} {'sim.run s':>10} {'plain s':>10} {'ratio':>7}")
+    ratios = []
+    for i in range(args.repeats):
+        sim_s = simulated(workload, args.workers, args.steps)
+        plain_s = plain_loop(workload, args.workers, args.steps)
+        ratios.append(sim_s / plain_s)
+        print(f"{i:>6} {sim_s:>10.3f} {plain_s:>10.3f} {ratios[-1]:>7.3f}")
+    print(f"median ratio: {sorted(ratios)[len(ratios) // 2]:.3f} (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Cross-check commsim's flow model against SimGrid 4.1 (``network/model:raw``) case by case.
+
+Each case builds one platform, runs a traffic pattern through commsim and through SimGrid's
+Python bindings, and prints both simulated times, their relative difference and both wall
+times. For flow patterns the relative difference is the worst over every
+flow's finish time, otherwise over the makespan. SimGrid gets exactly commsim's platform: one simplex SimGrid link per directed commsim
+link (same bandwidth and latency) and, for every host pair used, commsim's own route, so the
+two differ only in how they simulate. SimGrid weights bandwidth shares by 1 / route latency
+(see docs/performance.md), so cases whose contending flows have unequal route latencies are
+compared with ``sharing="rtt"``; the pure max-min figure is shown beside it for information.
+
+SimGrid is optional and not in the project venv: it builds from source (about 8 minutes on
+2 cores; see docs/performance.md). Point ``--simgrid-python`` (or ``$SIMGRID_PYTHON``) at an
+interpreter that can import it; this script then runs its SimGrid half there.
+
+    .venv/bin/python benchmarks/vs_simgrid.py --simgrid-python /work/simgrid-venv/bin/python
+    .venv/bin/python benchmarks/vs_simgrid.py --large   # adds the 1024-rank ring (~90 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+WORKER_FLAG = "--simgrid-worker"
+
+
+# ---- SimGrid half: stdlib + simgrid only, run in the interpreter that has SimGrid ----------
+
+
+def simgrid_worker() -> None:
+    """Read a platform + pattern spec on stdin, simulate it in SimGrid, print JSON results."""
+    import ctypes
+    import importlib.util
+    import pathlib
+
+    spec = json.load(sys.stdin)
+    origin = importlib.util.find_spec("simgrid").origin  # type: ignore[union-attr]
+    # The extension ships libsimgrid next to itself with no search path to it.
+    for lib in pathlib.Path(origin).parent.glob("libsimgrid.so*"):
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+        break
+    import simgrid as sg
+
+    wall = time.perf_counter()
+    engine = sg.Engine(["commsim", "--cfg=network/model:raw", "--log=root.thres:critical"])
+    zone = engine.netzone_root.add_netzone_full("platform")
+    hosts = [zone.add_host(f"h{i}", 1e9) for i in range(spec["hosts"])]
+    links = [
+        zone.add_link(f"l{i}", bw).set_latency(lat) for i, (bw, lat) in enumerate(spec["links"])
+    ]
+    for key, route in spec["routes"].items():
+        s, d = map(int, key.split(","))
+        zone.add_route(hosts[s], hosts[d], [sg.LinkInRoute(links[i]) for i in route], False)
+    zone.seal()
+    pattern = spec["pattern"]
+
+    def rounds() -> None:
+        if pattern["kind"] == "ring":
+            n, size = pattern["n"], pattern["bytes"]
+            steps = [[(i, (i + 1) % n, size) for i in range(n)]] * pattern["rounds"]
+        else:
+            steps = pattern["rounds"]
+        for step in steps:
+            comms = [sg.Comm.sendto_async(hosts[s], hosts[d], int(b)) for s, d, b in step]
+            sg.ActivitySet(comms).wait_all()
+
+    finish: dict[int, float] = {}
+
+    def flow(i: int, start: float, s: int, d: int, b: int) -> None:
+        sg.this_actor.sleep_for(start)
+        sg.Comm.sendto(hosts[s], hosts[d], int(b))
+        finish[i] = engine.clock
+
+    if pattern["kind"] == "flows":
+        for i, (start, s, d, b) in enumerate(pattern["flows"]):
+            sg.Actor.create(f"flow{i}", hosts[s], flow, i, start, s, d, b)
+    else:
+        sg.Actor.create("controller", hosts[0], rounds)
+    engine.run()
+    print(
+        json.dumps(
+            {
+                "time": engine.clock,
+                "wall": time.perf_counter() - wall,
+                "finish": [finish[i] for i in sorted(finish)],
+            }
+        )
+    )
+
+
+if __name__ == "__main__" and WORKER_FLAG in sys.argv:
+    simgrid_worker()
+    sys.exit(0)
+
+
+# ---- commsim half ----------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+import simpy  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import topologies  # noqa: E402
+from sim.network import Network  # noqa: E402
+
+B, L = 12.5e9, 1e-6  # 100 Gb/s, 1 us
+
+
+@dataclass
+class Case:
+    name: str
+    graph: Any
+    pattern: dict[str, Any]  # as the SimGrid worker reads it
+    sharing: str = "maxmin"
+    collective: dict[str, Any] = field(default_factory=dict)  # commsim runs this if given
+
+
+def ring_case(name: str, g: Any, n: int, nbytes: int) -> Case:
+    chunk = nbytes // n  # SimGrid sizes are whole bytes: give both simulators the same chunks
+    return Case(
+        name,
+        g,
+        {"kind": "ring", "n": n, "bytes": chunk, "rounds": 2 * (n - 1)},
+        collective={"op": "all_reduce", "nbytes": chunk * n, "algorithm": "ring"},
+    )
+
+
+def cases(large: bool) -> list[Case]:
+    bottleneck = topologies.star(4, bandwidth=100e6, latency=1e-5)
+    bottleneck.edges[1, "s0"]["bandwidth"] = 4e6
+    bottleneck.edges[3, "s0"]["bandwidth"] = 10e6
+    two_level = topologies.hierarchical(
+        4,
+        4,
+        intra_bandwidth="100GB/s",
+        intra_latency="500ns",
+        inter_bandwidth="25Gbps",
+        inter_latency="2us",
+        oversubscription=2.0,
+    )
+    pairs = [(s, d) for s in range(16) for d in range(16) if s != d]
+    # Intra-node (2 us) and inter-node (24 us) routes contend for GPU links: here the two
+    # sharing policies differ, and only "rtt" is SimGrid's.
+    contended = topologies.hierarchical(
+        2,
+        4,
+        intra_bandwidth="10GB/s",
+        intra_latency="1us",
+        inter_bandwidth="10GB/s",
+        inter_latency="10us",
+    )
+    mixed = {
+        "kind": "flows",
+        "flows": [
+            (0.0, 0, 1, 10_000_000),
+            (0.0, 0, 4, 20_000_000),
+            (0.0, 2, 4, 10_000_000),
+            (0.0, 5, 4, 10_000_000),
+            (5e-4, 6, 1, 5_000_000),
+            (1e-3, 1, 0, 8_000_000),
+        ],
+    }
+    a2a = {"kind": "rounds", "rounds": [[(s, d, 4_000_000) for s, d in pairs]]}
+    out = [
+        Case(
+            "point-to-point, star(2), 100 MB",
+            topologies.star(2, bandwidth=B, latency=L),
+            {"kind": "flows", "flows": [(0.0, 0, 1, 100_000_000)]},
+        ),
+        ring_case(
+            "ring all-reduce, ring(8), 100 MB",
+            topologies.ring(8, bandwidth=B, latency=L),
+            8,
+            100_000_000,
+        ),
+        ring_case(
+            "ring all-reduce, star(16), 100 MB",
+            topologies.star(16, bandwidth=B, latency=L),
+            16,
+            100_000_000,
+        ),
+        Case(
+            "incast 8 -> 1, star(9), 10 MB each",
+            topologies.star(9, bandwidth=B, latency=L),
+            {"kind": "flows", "flows": [(0.0, i, 8, 10_000_000) for i in range(8)]},
+        ),
+        Case(
+            "max-min, unequal bottlenecks, staggered",
+            bottleneck,
+            {
+                "kind": "flows",
+                "flows": [
+                    (0.0, 0, 3, 20_000_000),
+                    (0.0, 1, 3, 6_000_000),
+                    (0.0, 1, 2, 2_000_000),
+                    (1.5, 2, 3, 5_000_000),
+                ],
+            },
+        ),
+        Case("two-level tree, mixed latencies", contended, mixed, "rtt"),
+        Case("two-level tree, mixed latencies", contended, mixed, "maxmin"),
+        Case(
+            "two-level tree, all-to-all (direct)",
+            two_level,
+            a2a,
+            "rtt",
+            {"op": "all_to_all", "nbytes": 16 * 4_000_000, "algorithm": "direct"},
+        ),
+        ring_case(
+            "ring all-reduce, star(256), 100 MB",
+            topologies.star(256, bandwidth=B, latency=L),
+            256,
+            100_000_000,
+        ),
+    ]
+    if large:
+        out.append(
+            ring_case(
+                "ring all-reduce, star(1024), 100 MB",
+                topologies.star(1024, bandwidth=B, latency=L),
+                1024,
+                100_000_000,
+            )
+        )
+    return out
+
+
+def run_commsim(case: Case) -> tuple[float, list[float], float, Network]:
+    """Makespan, per-flow finish times (flows patterns), wall time, and the network."""
+    wall = time.perf_counter()
+    env = simpy.Environment()
+    net = Network(env, case.graph, sharing=case.sharing, record=False)
+    finish: list[simpy.Event] = []
+    if case.collective:
+        net.collective(pace="step", **case.collective)
+    else:
+
+        def flow(start: float, s: int, d: int, b: int):
+            yield env.timeout(start)
+            return (yield net.send(s, d, b))
+
+        finish = [env.process(flow(*f)) for f in case.pattern["flows"]]
+    env.run()
+    return env.now, [f.value for f in finish], time.perf_counter() - wall, net
+
+
+def simgrid_spec(case: Case, net: Network) -> dict[str, Any]:
+    r = net.router
+    pattern = case.pattern
+    if pattern["kind"] == "ring":
+        n = pattern["n"]
+        pairs = {(i, (i + 1) % n) for i in range(n)}
+    elif pattern["kind"] == "flows":
+        pairs = {(s, d) for _, s, d, _ in pattern["flows"]}
+    else:
+        pairs = {(s, d) for step in pattern["rounds"] for s, d, _ in step}
+    routes = {f"{s},{d}": r.route_links[r.route(s, d)].tolist() for s, d in sorted(pairs)}
+    return {
+        "hosts": r.n_hosts,
+        "links": np.column_stack((r.capacity, r.latency)).tolist(),
+        "routes": routes,
+        "pattern": pattern,
+    }
+
+
+def run_simgrid(python: str, spec: dict[str, Any]) -> dict[str, float] | None:
+    done = subprocess.run(
+        [python, os.path.abspath(__file__), WORKER_FLAG],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        Console(stderr=True).print(f"[red]SimGrid worker failed:[/red] {done.stderr[-500:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def find_simgrid(given: str | None) -> str | None:
+    for python in (given, os.environ.get("SIMGRID_PYTHON"), sys.executable):
+        if (
+            python
+            and subprocess.run(
+                [
+                    python,
+                    "-c",
+                    "import importlib.util as u, sys; sys.exit(u.find_spec('simgrid') is None)",
+                ],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        ):
+            return python
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--simgrid-python", help="interpreter that can import simgrid")
+    parser.add_argument("--large", action="store_true", help="add the 1024-rank ring (~90 s)")
+    args = parser.parse_args()
+    python = find_simgrid(args.simgrid_python)
+    console = Console(width=150)
+    if python is None:
+        console.print("SimGrid not found: commsim figures only (see docs/performance.md).")
+    table = Table(title="commsim vs SimGrid 4.1 (network/model:raw)")
+    for col in (
+        "case",
+        "sharing",
+        "flows",
+        "commsim (s)",
+        "SimGrid (s)",
+        "max rel. diff",
+        "commsim wall (s)",
+        "SimGrid wall (s)",
+    ):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for case in cases(args.large):
+        t, finish, wall, net = run_commsim(case)
+        sg = run_simgrid(python, simgrid_spec(case, net)) if python else None
+        diff = "-"
+        if sg:
+            # Worst relative gap over every flow's finish time (flows) or the makespan.
+            ours, theirs = np.array(finish or [t]), np.array(sg["finish"] or [sg["time"]])
+            diff = f"{(np.abs(ours - theirs) / theirs).max():.1e}"
+        table.add_row(
+            case.name,
+            case.sharing,
+            f"{net.flows_simulated:,}",
+            f"{t:.9g}",
+            f"{sg['time']:.9g}" if sg else "-",
+            diff,
+            f"{wall:.3f}",
+            f"{sg['wall']:.3f}" if sg else "-",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Collectives as schedules of point-to-point messages, one module per algorithm family.
+
+:mod:`~sim.collectives.schedule` defines schedules and runs them on a network,
+:mod:`~sim.collectives.select` checks arguments and picks the algorithm (``auto``), and
+``ring``, ``tree``, ``halving_doubling``, ``direct`` and ``hierarchical`` build the schedules.
+"""
+
+from sim.collectives.schedule import Chain, CollectiveRun, Schedule, Step
+from sim.collectives.select import ALGORITHMS, OPS, SMALL_MESSAGE_BYTES, choose, plan, supported
+
+__all__ = [
+    "ALGORITHMS",
+    "OPS",
+    "SMALL_MESSAGE_BYTES",
+    "Chain",
+    "CollectiveRun",
+    "Schedule",
+    "Step",
+    "choose",
+    "plan",
+    "supported",
+]

@@ -1,0 +1,265 @@
+"""Collective schedules (steps of point-to-point messages) and their execution on a network.
+
+A :class:`Schedule` is a per-rank program shared by ``n`` participants (local indices
+``0..n-1``): a sequence of :class:`Step` objects, each a batch of messages. A rank enters a
+step only after all its sends and receives of its earlier steps have completed; on entering,
+it starts its sends of that step at once. Receives never delay a sender (eager messages), and
+a rank skips the steps in which it has nothing to do. So a ring all-reduce rank forwards a
+chunk as soon as it has received the previous one, and a slow link delays only the ranks that
+depend on it, exactly as the real algorithm does.
+
+:class:`CollectiveRun` executes schedules ("channels", run concurrently, like NCCL's) on a
+:class:`sim.network.Network` with no SimPy process per message: message completions arrive in
+batches, and every bookkeeping step is a numpy operation over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PACES", "Chain", "CollectiveRun", "Schedule", "Step"]
+
+#: How ranks move through a schedule: each on its own (exact), or all together (lock-step).
+PACES = ("rank", "step")
+
+
+class Step:
+    """One batch of messages between local ranks: ``src[i]`` sends ``nbytes[i]`` to ``dst[i]``.
+
+    Examples
+    --------
+    >>> s = Step(3, [0, 1], [1, 2], [5.0, 5.0])
+    >>> s.ops.tolist(), s.size
+    ([1, 2, 1], 2)
+    """
+
+    def __init__(
+        self,
+        n: int,
+        src: Sequence[int] | np.ndarray,
+        dst: Sequence[int] | np.ndarray,
+        nbytes: Sequence[float] | np.ndarray | float,
+    ) -> None:
+        self.src = np.asarray(src, dtype=np.int64)
+        self.dst = np.asarray(dst, dtype=np.int64)
+        self.nbytes = np.broadcast_to(np.asarray(nbytes, dtype=float), self.src.shape).copy()
+        self.size = self.src.size
+        #: Sends plus receives of each rank in this step; 0 means the rank skips the step.
+        self.ops = np.bincount(self.src, minlength=n) + np.bincount(self.dst, minlength=n)
+        self._order = np.argsort(self.src, kind="stable")
+        self._ptr = np.searchsorted(self.src[self._order], np.arange(n + 1))
+        self._all_send = self.size > 0 and bool((np.diff(self._ptr) > 0).all())
+
+    def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
+        """Indices of the messages sent by ``ranks`` (a duplicate-free array)."""
+        if ranks.size == n and self._all_send:
+            return self._order
+        start, stop = self._ptr[ranks], self._ptr[ranks + 1]
+        counts = stop - start
+        total = int(counts.sum())
+        if total == 0:
+            return np.empty(0, dtype=np.int64)
+        offsets = np.repeat(start - np.cumsum(counts) + counts, counts)
+        return self._order[offsets + np.arange(total)]
+
+
+class Schedule:
+    """A per-rank program of ``n_steps`` steps over ``n`` local ranks, produced lazily.
+
+    ``step(s)`` may return the same :class:`Step` object for many ``s`` (a ring's steps are
+    all alike), which is what keeps a 4096-rank schedule small.
+
+    Examples
+    --------
+    >>> one = Step(2, [0], [1], 8.0)
+    >>> Schedule(2, 3, lambda s: one).step(2) is one
+    True
+    """
+
+    def __init__(self, n: int, n_steps: int, step: Callable[[int], Step]) -> None:
+        self.n, self.n_steps, self.step = n, n_steps, step
+
+    @classmethod
+    def of(cls, n: int, steps: Sequence[Step]) -> Schedule:
+        """A schedule from an explicit list of steps."""
+        steps = list(steps)
+        return cls(n, len(steps), steps.__getitem__)
+
+
+class Chain(Schedule):
+    """Schedules run one after the other by every rank (e.g. reduce-scatter then all-gather).
+
+    Examples
+    --------
+    >>> a = Schedule.of(2, [Step(2, [0], [1], 1.0)])
+    >>> b = Schedule.of(2, [Step(2, [1], [0], 2.0), Step(2, [0], [1], 3.0)])
+    >>> c = Chain([a, b])
+    >>> c.n_steps, c.step(2).nbytes.tolist()
+    (3, [3.0])
+    """
+
+    def __init__(self, parts: Sequence[Schedule]) -> None:
+        n = parts[0].n if parts else 0
+        parts = [p for p in parts if p.n_steps > 0]
+        self._starts = np.cumsum([0] + [p.n_steps for p in parts])
+        self._parts = parts
+        super().__init__(n, int(self._starts[-1]), self._step)
+
+    def _step(self, s: int) -> Step:
+        i = int(np.searchsorted(self._starts, s, side="right")) - 1
+        return self._parts[i].step(s - int(self._starts[i]))
+
+
+class _Channel:
+    """Execution state of one schedule: each rank's current step and its unfinished ops."""
+
+    def __init__(self, run: CollectiveRun, schedule: Schedule) -> None:
+        self.run, self.schedule, self.n = run, schedule, schedule.n
+        self.lockstep = run.pace == "step"
+        self.current = np.full(self.n, -1, dtype=np.int64)
+        self.finished = np.full(self.n, float(run.net.env.now))
+        self.n_finished = 0
+        # Live steps: index -> [Step, first tag, ops left per rank, messages left].
+        self.live: dict[int, list[Any]] = {}
+        self.bases = np.empty(0, dtype=np.int64)  # first tag of each live step, ascending
+        self.base_steps: list[int] = []
+        self.next_tag = 0
+        self.owner = run.net.register(self.on_done)
+
+    def start(self) -> None:
+        if self.lockstep:
+            self.next_round(-1)
+        else:
+            self.advance(np.arange(self.n), -1)
+
+    def materialise(self, s: int) -> list[Any]:
+        entry = self.live.get(s)
+        if entry is None:
+            step = self.schedule.step(s)
+            entry = self.live[s] = [step, self.next_tag, step.ops.copy(), step.size]
+            self.bases = np.append(self.bases, self.next_tag)
+            self.base_steps.append(s)
+            self.next_tag += step.size
+        return entry
+
+    def advance(self, ranks: np.ndarray, s: int) -> None:
+        """``ranks`` have completed step ``s``: move each to its next step with work."""
+        n_steps = self.schedule.n_steps
+        while ranks.size:
+            s += 1
+            if s >= n_steps:
+                self.finish(ranks)
+                return
+            step, base, left, _ = self.materialise(s)
+            self.current[ranks] = s
+            busy = step.ops[ranks] > 0
+            movers = ranks[busy]
+            if movers.size:
+                msgs = step.sends_of(movers, self.n)
+                if msgs.size:
+                    self.run.inject(self, step, msgs, base)
+                # A rank whose only ops here are receives that already arrived moves on too.
+                ranks = np.concatenate((ranks[~busy], movers[left[movers] == 0]))
+
+    def next_round(self, s: int) -> None:
+        """Lock-step pace: step ``s`` is complete everywhere, so everyone starts the next one."""
+        while True:
+            s += 1
+            if s >= self.schedule.n_steps:
+                self.finish(np.arange(self.n), lockstep=True)
+                return
+            step, base, _, _ = self.materialise(s)
+            self.current[:] = s
+            if step.size:
+                self.run.inject(self, step, np.arange(step.size), base)
+                return
+
+    def on_done(self, tags: np.ndarray) -> None:
+        if tags.min() >= self.bases[-1]:
+            groups = [(len(self.base_steps) - 1, tags)]
+        else:
+            which = np.searchsorted(self.bases, tags, side="right") - 1
+            groups = [(k, tags[which == k]) for k in np.unique(which).tolist()]
+        for k, part in groups:
+            s = self.base_steps[k]
+            entry = self.live[s]
+            step, base, left = entry[0], entry[1], entry[2]
+            idx = part - base
+            touched = np.concatenate((step.src[idx], step.dst[idx]))
+            entry[3] -= idx.size
+            if self.lockstep:
+                self.finished[touched] = self.run.net.env.now
+                if entry[3] == 0:
+                    self.next_round(s)
+                continue
+            left -= np.bincount(touched, minlength=self.n)
+            hit = np.zeros(self.n, dtype=bool)
+            hit[touched] = True
+            ready = np.flatnonzero(hit & (self.current == s) & (left == 0))
+            if ready.size:
+                self.advance(ready, s)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop steps that every rank has passed, so long schedules stay small in memory."""
+        low = int(self.current.min())
+        drop = 0
+        while drop < len(self.base_steps) - 1 and self.base_steps[drop] < low:
+            del self.live[self.base_steps[drop]]
+            drop += 1
+        if drop:
+            del self.base_steps[:drop]
+            self.bases = self.bases[drop:]
+
+    def finish(self, ranks: np.ndarray, lockstep: bool = False) -> None:
+        self.current[ranks] = self.schedule.n_steps
+        if not lockstep:
+            self.finished[ranks] = self.run.net.env.now
+        self.n_finished += ranks.size
+        if self.n_finished == self.n:
+            self.run.net.unregister(self.owner)
+            self.run.channel_done()
+
+
+class CollectiveRun:
+    """Runs ``channels`` (schedules over the same local ranks) concurrently on ``net``.
+
+    ``members[i]`` is the network rank of local rank ``i``. ``pace="rank"`` runs the per-rank
+    programs (see the module docstring); ``pace="step"`` runs bulk-synchronous rounds instead:
+    step ``s+1`` starts everywhere when all of step ``s`` has been delivered (fewer, larger
+    batches: faster to simulate, and identical on homogeneous fabrics for ring algorithms).
+    When every channel is complete, ``event`` succeeds with ``{rank: finish time}``, a rank's
+    finish being its last send or receive.
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        channels: Sequence[Schedule],
+        members: np.ndarray,
+        event: Any,
+        pace: str = "step",
+    ) -> None:
+        self.net, self.members, self.event, self.pace = net, members, event, pace
+        self.channels = [_Channel(self, c) for c in channels if c.n_steps > 0]
+        self.pending = len(self.channels)
+        if not self.pending:
+            event.succeed({int(r): net.env.now for r in members.tolist()})
+            return
+        for channel in list(self.channels):
+            channel.start()
+
+    def inject(self, channel: _Channel, step: Step, msgs: np.ndarray, base: int) -> None:
+        m = self.members
+        self.net.inject(
+            m[step.src[msgs]], m[step.dst[msgs]], step.nbytes[msgs], channel.owner, base + msgs
+        )
+
+    def channel_done(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            times = np.max(np.stack([c.finished for c in self.channels]), axis=0)
+            self.event.succeed(dict(zip(self.members.tolist(), times.tolist(), strict=True)))

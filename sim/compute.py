@@ -1,0 +1,238 @@
+"""How long a worker's gradient computation takes in simulated time.
+
+Per-step time = base time x straggler draw x the worker's slowdown factor. Draws come from one
+generator per rank, seeded by the run's seed and the rank, so a run is reproducible and a
+rank meets the same stragglers whatever the strategy. The base time is a number of seconds,
+``"measure"`` (time the workload's real forward/backward here), or ``"flops"`` (the
+workload's FLOPs per step over a device's peak times an efficiency), which predicts a GPU
+cluster from a laptop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEVICE_PEAK_FLOPS", "STRAGGLERS", "ComputeModel", "measure_step_time"]
+
+#: Published dense bf16/fp16 tensor-core peaks (FLOP/s) for ``base="flops"``.
+DEVICE_PEAK_FLOPS: dict[str, float] = {
+    "V100": 125e12,  # fp16 tensor cores (no bf16)
+    "A100": 312e12,
+    "L4": 121e12,
+    "H100": 989e12,  # SXM
+    "H200": 989e12,  # same compute as H100 SXM, more memory
+    "MI300X": 1307e12,
+}
+
+STRAGGLERS = ("constant", "normal", "lognormal", "exponential", "trace")
+
+
+def measure_step_time(workload: Any, seed: int = 0, repeats: int = 10) -> float:
+    """Median wall time of one forward/backward on one micro-batch of ``workload``."""
+    model = workload.make_model(seed)
+    batches = workload.batches(0, 1, seed)
+    times = []
+    for i in range(repeats + 2):
+        x, y = next(batches)
+        start = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        workload.loss(model(x), y).backward()
+        if i >= 2:  # the first passes pay for allocation and dispatch caches
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> bool:
+    return _is_real(value) and math.isfinite(value) and value > 0
+
+
+def _read_trace(path: str | Path) -> dict[int, np.ndarray] | np.ndarray:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"compute trace={str(path)!r} does not exist; give a CSV of step times")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise ValueError(f"compute trace {path} is not a readable CSV: {reason}") from None
+    if "seconds" not in table.columns:
+        raise ValueError(f"compute trace {path} needs a 'seconds' column (and optionally 'rank')")
+    seconds = pd.to_numeric(table["seconds"], errors="coerce")
+    if table.empty or seconds.isna().any() or (seconds <= 0).any():
+        raise ValueError(f"compute trace {path} has no rows, or non-positive or missing seconds")
+    table["seconds"] = seconds
+    if "rank" in table.columns:
+        return {int(r): g["seconds"].to_numpy(float) for r, g in table.groupby("rank")}
+    return table["seconds"].to_numpy(float)
+
+
+@dataclass
+class ComputeModel:
+    """Per-step compute time of each worker.
+
+    Parameters
+    ----------
+    base
+        Seconds per micro-batch, ``"measure"`` or ``"flops"``.
+    straggler
+        ``"constant"`` (factor 1), ``"normal"`` (1 + cv N(0,1), clipped at 0.05),
+        ``"lognormal"`` (mean-one lognormal with ``sigma``), ``"exponential"`` (with
+        probability ``prob`` the step takes 1 + Exp(mean ``scale``) times longer), or
+        ``"trace"`` (``path`` to a CSV with a ``seconds`` column: drawn at random per step,
+        or replayed in order per rank if it has a ``rank`` column; replaces base x factor).
+    options
+        The straggler's parameters (``cv``, ``sigma``, ``prob``, ``scale``, ``path``).
+    slowdown
+        Per-rank constant factors, e.g. ``{3: 2.0}`` makes rank 3 twice as slow.
+    device, efficiency
+        For ``base="flops"``: a key of :data:`DEVICE_PEAK_FLOPS` and the achieved fraction.
+
+    Examples
+    --------
+    >>> model = ComputeModel(0.01, slowdown={1: 3.0})
+    >>> model.resolve(None, seed=0)
+    >>> model.step_time(rank=1, step=0)
+    0.03
+    """
+
+    base: float | str = 0.01
+    straggler: str = "constant"
+    options: dict[str, Any] = field(default_factory=dict)
+    slowdown: Mapping[int, float] = field(default_factory=dict)
+    device: str = "H100"
+    efficiency: float = 0.4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, str):
+            if self.base not in ("measure", "flops"):
+                raise ValueError(
+                    f"compute base={self.base!r} must be seconds, 'measure' or 'flops'"
+                )
+        elif not _positive(self.base):
+            raise ValueError(f"compute base={self.base!r} must be a positive number of seconds")
+        if self.straggler not in STRAGGLERS:
+            raise ValueError(
+                f"compute straggler={self.straggler!r} is unknown; use one of {', '.join(STRAGGLERS)}"
+            )
+        for rank, factor in self.slowdown.items():
+            if not _positive(factor):
+                raise ValueError(f"compute slowdown[{rank}]={factor!r} must be a positive number")
+        if self.base == "flops" and self.device not in DEVICE_PEAK_FLOPS:
+            raise ValueError(
+                f"compute device={self.device!r} is unknown; use one of {', '.join(DEVICE_PEAK_FLOPS)}"
+            )
+        if not (_is_real(self.efficiency) and 0 < self.efficiency <= 1):
+            raise ValueError(f"compute efficiency={self.efficiency!r} must be in (0, 1]")
+        defaults = {
+            "normal": {"cv": 0.1},
+            "lognormal": {"sigma": 0.5},
+            "exponential": {"prob": 1.0, "scale": 0.5},
+            "trace": {},
+        }
+        allowed = defaults.get(self.straggler, {})
+        expected = set(allowed) | ({"path"} if self.straggler == "trace" else set())
+        unknown = set(self.options) - expected
+        if unknown:
+            raise ValueError(
+                f"compute options {sorted(unknown)} do not apply to straggler={self.straggler!r}; "
+                f"it takes {sorted(expected) or 'no options'}"
+            )
+        self._params = {**allowed, **self.options}
+        for name, value in self._params.items():
+            if name == "path":
+                continue
+            upper = 1.0 if name == "prob" else math.inf
+            if not (_is_real(value) and 0 <= value <= upper and math.isfinite(value)):
+                bounds = "in [0, 1]" if name == "prob" else "a finite number >= 0"
+                raise ValueError(f"compute options[{name!r}]={value!r} must be {bounds}")
+        if self.straggler == "trace":
+            if "path" not in self._params:
+                raise ValueError("compute straggler='trace' needs options={'path': 'times.csv'}")
+            self._trace = _read_trace(self._params["path"])
+        self._seconds: float | None = None if isinstance(self.base, str) else float(self.base)
+        self._seed = 0
+        self._rngs: dict[int, np.random.Generator] = {}
+
+    @classmethod
+    def parse(cls, spec: float | str | Mapping[str, Any] | ComputeModel) -> ComputeModel:
+        """Build from a number of seconds, ``"measure"``/``"flops"``, or a dict of fields."""
+        if isinstance(spec, ComputeModel):
+            return spec
+        if isinstance(spec, (int, float, str)):
+            return cls(base=spec)
+        fields = dict(spec)
+        known = {"base", "straggler", "options", "slowdown", "device", "efficiency"}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"compute fields {sorted(unknown)} are unknown; use {sorted(known)}")
+        fields["slowdown"] = {int(k): float(v) for k, v in dict(fields.get("slowdown", {})).items()}
+        return cls(**fields)
+
+    def resolve(self, workload: Any, seed: int) -> None:
+        """Fix the base time (measuring or counting FLOPs if asked) and seed the generator."""
+        if self.base == "measure":
+            self._seconds = measure_step_time(workload, seed)
+        elif self.base == "flops":
+            flops = float(workload.flops_per_step())
+            self._seconds = flops / (DEVICE_PEAK_FLOPS[self.device] * self.efficiency)
+        # One stream per rank: a rank's k-th draw is the same whatever order ranks compute in,
+        # so strategies compared under one seed meet the same stragglers.
+        self._seed = seed
+        self._rngs = {}
+
+    def _rng(self, rank: int) -> np.random.Generator:
+        rng = self._rngs.get(rank)
+        if rng is None:
+            rng = np.random.default_rng(np.random.SeedSequence([self._seed, 0xC0FFEE, rank]))
+            self._rngs[rank] = rng
+        return rng
+
+    @property
+    def seconds(self) -> float:
+        """The resolved base time per micro-batch."""
+        if self._seconds is None:
+            raise RuntimeError("call resolve(workload, seed) before asking for times")
+        return self._seconds
+
+    def step_time(self, rank: int, step: int, micro_batches: int = 1) -> float:
+        """Simulated seconds for ``rank``'s ``step``-th gradient over ``micro_batches``."""
+        slow = self.slowdown.get(rank, 1.0)
+        if self.straggler == "trace":
+            trace = self._trace
+            if isinstance(trace, dict):
+                if rank not in trace:
+                    raise ValueError(f"compute trace has no rows for rank {rank}")
+                series = trace[rank]
+                times = [
+                    series[(step * micro_batches + i) % len(series)] for i in range(micro_batches)
+                ]
+            else:
+                times = self._rng(rank).choice(trace, size=micro_batches)
+            return float(np.sum(times)) * slow
+        return self.seconds * micro_batches * self._factor(rank) * slow
+
+    def _factor(self, rank: int) -> float:
+        p = self._params
+        if self.straggler == "constant":
+            return 1.0
+        rng = self._rng(rank)
+        if self.straggler == "normal":
+            return max(0.05, 1.0 + p["cv"] * rng.standard_normal())
+        if self.straggler == "lognormal":
+            return float(np.exp(p["sigma"] * rng.standard_normal() - p["sigma"] ** 2 / 2))
+        tail = rng.exponential(p["scale"]) if rng.random() < p["prob"] else 0.0
+        return 1.0 + tail

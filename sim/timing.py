@@ -1,0 +1,88 @@
+"""One-shot timings: how long one collective or one message takes on an otherwise idle network.
+
+Examples
+--------
+Ring all-reduce of 8 MB over 4 ranks on a ring of 1 GB/s, 1 us links: ``2(n-1)(L + M/(nB))``.
+
+>>> import topologies
+>>> g = topologies.ring(4, bandwidth=1e9, latency=1e-6)
+>>> t = collective_time(g, "all_reduce", 8e6, algorithm="ring")
+>>> round(t, 9), 2 * 3 * (1e-6 + 8e6 / (4 * 1e9))
+(0.012006, 0.012006)
+>>> round(transfer_time(g, 0, 2, 1e6), 9)
+0.001002
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import networkx as nx
+import simpy
+
+from sim.network import Network, check_nbytes
+
+__all__ = ["collective_time", "transfer_time"]
+
+
+def collective_time(
+    topology: nx.Graph,
+    op: str,
+    nbytes: float,
+    *,
+    algorithm: str = "auto",
+    ranks: Iterable[int] | None = None,
+    model: str = "flow",
+    sharing: str = "maxmin",
+    root: int | None = None,
+    pace: str = "step",
+) -> float:
+    """Simulated seconds for one collective over ``ranks`` (default: every host).
+
+    Parameters
+    ----------
+    topology : nx.Graph or nx.DiGraph
+        The network (see :mod:`topologies`).
+    op : str
+        ``all_reduce``, ``reduce_scatter``, ``all_gather``, ``broadcast``, ``reduce``,
+        ``all_to_all``, ``barrier``, ``gather`` or ``scatter``.
+    nbytes : float
+        The full buffer size per rank: the input of a reduction, the output of a gather.
+    algorithm : str
+        ``auto``, ``ring``, ``tree``, ``halving_doubling``, ``direct`` or ``hierarchical``
+        (see :mod:`sim.collectives.select` for the ``auto`` rule and what implements what).
+    ranks : iterable of int, optional
+        Participating ranks; local rank ``i`` of the algorithm is ``ranks[i]``.
+    model, sharing : str
+        As for :class:`sim.network.Network`.
+    root : int, optional
+        Root rank of broadcast, reduce, gather and scatter (default: the first rank).
+    pace : {"rank", "step"}
+        Per-rank progress (exact) or lock-step rounds (see :meth:`Network.collective`).
+    """
+    env = simpy.Environment()
+    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    done = net.collective(op, nbytes, ranks=ranks, algorithm=algorithm, root=root, pace=pace)
+    env.run()
+    assert done.triggered, "collective did not complete"
+    return float(env.now)
+
+
+def transfer_time(
+    topology: nx.Graph,
+    src: int,
+    dst: int,
+    nbytes: float,
+    model: str = "flow",
+    sharing: str = "maxmin",
+) -> float:
+    """Simulated seconds to deliver ``nbytes`` from rank ``src`` to rank ``dst`` alone.
+
+    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth.
+    """
+    check_nbytes(nbytes)
+    env = simpy.Environment()
+    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    done = net.send(src, dst, nbytes)
+    env.run()
+    return float(done.value)

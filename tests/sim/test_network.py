@@ -1,0 +1,259 @@
+"""The flow-level network: closed forms, max-min dynamics, counters, link statistics, errors."""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import topologies
+from sim.network import Network, NetworkError
+from sim.timing import transfer_time
+
+B, L = 1e9, 1e-6
+
+
+def net_on(g: nx.Graph, **kw) -> tuple[simpy.Environment, Network]:
+    env = simpy.Environment()
+    return env, Network(env, g, **kw)
+
+
+def later(env: simpy.Environment, delay: float, start) -> simpy.Event:
+    """Start an operation (``start()`` returns an event) after ``delay``; value = its value."""
+
+    def proc():
+        yield env.timeout(delay)
+        return (yield start())
+
+    return env.process(proc())
+
+
+def test_single_transfer_is_latency_plus_size_over_bandwidth():
+    g = topologies.star(3, bandwidth=B, latency=L)
+    assert transfer_time(g, 0, 1, 1e6) == pytest.approx(2 * L + 1e6 / B, rel=1e-12)
+    assert transfer_time(g, 0, 1, 0) == pytest.approx(2 * L, rel=1e-12)
+    assert transfer_time(g, 2, 2, 1e6) == 0.0
+    assert transfer_time(g, 0, 1, 1e6, model="analytic") == pytest.approx(2 * L + 1e6 / B)
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
+def test_incast_finishes_together(n):
+    env, net = net_on(topologies.star(n + 1, bandwidth=B, latency=L))
+    done = [net.send(i, n, 1e6) for i in range(n)]
+    env.run()
+    for ev in done:
+        assert ev.value == pytest.approx(2 * L + n * 1e6 / B, rel=1e-9)
+
+
+def test_incast_without_contention_in_the_analytic_model():
+    env, net = net_on(topologies.star(5, bandwidth=B, latency=L), model="analytic")
+    done = [net.send(i, 4, 1e6) for i in range(4)]
+    env.run()
+    assert [ev.value for ev in done] == pytest.approx([2 * L + 1e6 / B] * 4, rel=1e-12)
+
+
+def bottleneck_star() -> nx.Graph:
+    """Star with link (1, s) of 4 B/s, (3, s) of 10 B/s, the rest 100 B/s; tiny latency."""
+    g = topologies.star(4, bandwidth=100.0, latency=1e-9)
+    g.edges[1, "s0"]["bandwidth"] = 4.0
+    g.edges[3, "s0"]["bandwidth"] = 10.0
+    return g
+
+
+def test_three_flows_with_unequal_bottlenecks_by_hand():
+    # f1: 0->3 (20 B), f2: 1->3 (6 B), f3: 1->2 (2 B). Uplink of 1 (4 B/s) holds f2, f3 at 2
+    # each; downlink of 3 (10 B/s) gives f1 the other 8. f3 ends at 1 s; then f2 gets 4 and f1
+    # 6 until f2 ends at 2 s with f1 12 - 6 = 6 B short; f1 alone at 10 B/s ends at 2.6 s.
+    env, net = net_on(bottleneck_star())
+    f1, f2, f3 = net.send(0, 3, 20), net.send(1, 3, 6), net.send(1, 2, 2)
+    env.run()
+    lat = 2e-9
+    assert f3.value == pytest.approx(lat + 1.0, rel=1e-9)
+    assert f2.value == pytest.approx(lat + 2.0, rel=1e-9)
+    assert f1.value == pytest.approx(lat + 2.6, rel=1e-9)
+
+
+def test_flows_starting_at_different_times():
+    # Star of 1 B/s, route latency 1 s. A: 0->2, 4 B at t=0 (transfers from t=1); B: 1->2, 1 B
+    # at t=2 (from t=3). A alone moves 2 B by t=3; then both get 0.5 B/s: B ends at t=5 with A
+    # at 1 B left, which it moves alone by t=6.
+    env, net = net_on(topologies.star(3, bandwidth=1.0, latency=0.5))
+    a = net.send(0, 2, 4)
+    b = later(env, 2.0, lambda: net.send(1, 2, 1))
+    env.run()
+    assert (a.value, b.value) == (pytest.approx(6.0), pytest.approx(5.0))
+
+
+def test_small_messages_are_latency_dominated():
+    env, net = net_on(topologies.star(4, bandwidth=B, latency=L))
+    done = [net.send(i, (i + 1) % 4, 8) for i in range(4)]
+    env.run()
+    assert [ev.value for ev in done] == pytest.approx([2 * L + 8 / B] * 4, rel=1e-12)
+
+
+def test_rtt_sharing_weights_by_inverse_route_latency():
+    # SimGrid's example: routes of 0.2 ms and 0.6 ms share a 1 MB/s downlink -> 0.75 / 0.25.
+    g = topologies.star(3, bandwidth=1e6, latency=1e-4)
+    g.edges[1, "s0"]["latency"] = 5e-4
+    for sharing, expect in (("rtt", [0.75e6, 0.25e6]), ("maxmin", [0.5e6, 0.5e6])):
+        _, net = net_on(g, sharing=sharing)
+        routes = net.router.routes(np.array([0, 1]), np.array([2, 2]))
+        rates, _ = net.solver.solve(routes)
+        np.testing.assert_allclose(rates, expect)
+
+
+def test_counters_and_link_statistics():
+    env, net = net_on(topologies.star(3, bandwidth=B, latency=L))
+    net.send(0, 2, 1e6)
+    net.send(1, 2, 3e6)
+    net.send(1, 1, 5e6)  # to itself: delivered at once, never on the network
+    env.run()
+    assert net.bytes_sent == 4e6 and net.flows_simulated == 2
+    assert net.bytes_sent_by(1) == 3e6 and net.bytes_sent_per_rank.tolist() == [1e6, 3e6, 0.0]
+    stats = net.link_stats()
+    assert stats.loc[(1, "s0"), "bytes"] == pytest.approx(3e6)
+    assert stats.loc[("s0", 2), "bytes"] == pytest.approx(4e6)
+    assert stats.loc[("s0", 2), "busy_time"] == pytest.approx(4e6 / B)
+    assert stats.loc[(2, "s0"), "bytes"] == 0.0
+    busy = net.utilisation(2 * L, 2 * L + 4e6 / B)
+    assert busy[("s0", 2)] == pytest.approx(1.0)
+    assert busy[(0, "s0")] == pytest.approx(0.25)
+
+
+def test_a_collective_shares_links_with_other_traffic():
+    g = topologies.star(4, bandwidth=B, latency=L)
+    env, net = net_on(g)
+    alone = net.collective("all_reduce", 4e6, algorithm="ring")
+    env.run()
+    env, net = net_on(g)
+    net.send(0, 1, 1e7)
+    shared = net.collective("all_reduce", 4e6, algorithm="ring")
+    env.run()
+    assert max(shared.value.values()) > max(alone.value.values()) * 1.2
+
+
+def test_event_timer_survives_preemption_by_new_traffic():
+    # A big flow is scheduled to end at t~10; a later flow slows it; the stale timer is ignored.
+    env, net = net_on(topologies.star(3, bandwidth=1.0, latency=1e-9))
+    big = net.send(0, 2, 10)
+    small = later(env, 5.0, lambda: net.send(1, 2, 1))
+    env.run()
+    assert small.value == pytest.approx(7.0, rel=1e-6)
+    assert big.value == pytest.approx(11.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"model": "packet"}, "model"),
+        ({"sharing": "fifo"}, "sharing"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, needle):
+    with pytest.raises(NetworkError, match=needle) as err:
+        Network(simpy.Environment(), topologies.star(2), **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_invalid_topology_is_one_line_error():
+    g = topologies.star(2)
+    del g.edges[0, "s0"]["bandwidth"]
+    with pytest.raises(NetworkError, match="topology") as err:
+        Network(simpy.Environment(), g)
+    assert "\n" not in str(err.value) and isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "src, dst, nbytes, needle",
+    [
+        (0, 9, 1, "dst"),
+        (-1, 1, 1, "src"),
+        (True, 1, 1, "src"),
+        (0.5, 1, 1, "src"),
+        (0, 1, -1, "nbytes"),
+        (0, 1, math.nan, "nbytes"),
+        (0, 1, math.inf, "nbytes"),
+        (0, 1, "1MB", "nbytes"),
+    ],
+)
+def test_bad_send_arguments(src, dst, nbytes, needle):
+    _, net = net_on(topologies.star(3))
+    with pytest.raises(NetworkError, match=needle) as err:
+        net.send(src, dst, nbytes)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_utilisation_window():
+    _, net = net_on(topologies.star(2))
+    with pytest.raises(NetworkError, match="start < end"):
+        net.utilisation(1.0, 1.0)
+
+
+def reference_finish_times(net: Network, flows: list[tuple[float, int, int, float]]) -> list[float]:
+    """A plain event loop over the same max-min solver: one solve per event, no batching,
+    no caching, no timers -- what the engine must reproduce."""
+    from sim.maxmin import maxmin_rates
+
+    r = net.router
+    links = [r.route_links[r.route(s, d)] for _, s, d, _ in flows]
+    ready = [t0 + float(r.route_latency[r.route(s, d)]) for t0, s, d, _ in flows]
+    left = [float(size) for *_, size in flows]
+    finish = [math.inf] * len(flows)
+    t = 0.0
+    while math.inf in finish:
+        for f, size in enumerate(left):
+            if finish[f] == math.inf and ready[f] <= t and (size <= 1e-9 or not links[f].size):
+                finish[f] = t
+        if math.inf not in finish:
+            break
+        live = [f for f in range(len(flows)) if finish[f] == math.inf and ready[f] <= t]
+        rates = (
+            maxmin_rates(
+                np.concatenate(([0], np.cumsum([links[f].size for f in live]))),
+                np.concatenate([links[f] for f in live] or [np.empty(0, int)]),
+                r.capacity,
+            )
+            if live
+            else []
+        )
+        waiting = [ready[f] for f in range(len(flows)) if finish[f] == math.inf and ready[f] > t]
+        nxt = min(waiting + [t + left[f] / x for f, x in zip(live, rates, strict=True)])
+        for f, x in zip(live, rates, strict=True):
+            left[f] = max(left[f] - x * (nxt - t), 0.0)
+        t = nxt
+    return finish
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 3),
+            st.integers(0, 15),
+            st.integers(0, 15),
+            st.one_of(st.just(0.0), st.floats(1.0, 1e3)),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.floats(0.5, 20.0), min_size=48, max_size=48),
+)
+def test_engine_matches_a_plain_event_loop(flows, speeds):
+    g = topologies.fat_tree(4, bandwidth=100.0, latency=0.01)
+    for (u, v), speed in zip(g.edges, speeds, strict=False):
+        g.edges[u, v]["bandwidth"] = 100.0 * speed
+    flows = [(t0, s, d, size) for t0, s, d, size in flows if s != d]
+    if not flows:
+        return
+    env, net = net_on(g)
+    done = [
+        later(env, t0, lambda s=s, d=d, size=size: net.send(s, d, size)) for t0, s, d, size in flows
+    ]
+    env.run()
+    expect = reference_finish_times(net, flows)
+    assert [ev.value for ev in done] == pytest.approx(expect, rel=1e-9, abs=1e-12)

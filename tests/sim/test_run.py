@@ -1,0 +1,288 @@
+"""Simulated training against independent references: a plain loop, closed forms, schedules."""
+
+import pandas as pd
+import pytest
+import simpy
+import torch
+
+import topologies
+import workloads
+from sim.network import Network
+from sim.run import SimulationError, run
+from strategies import AllReduceSGD, ParameterServer
+from strategies.replica import Replica
+
+FAST = {"bandwidth": 1e15, "latency": 1e-12}  # a network too fast to matter
+
+
+def test_allreduce_equals_large_batch_sgd_on_the_union_of_worker_batches():
+    n, steps, lr = 4, 15, 0.2
+    workload = workloads.get("mlp_digits", batch_size=16)
+    result = run(
+        AllReduceSGD(),
+        workload,
+        topologies.star(n),
+        steps=steps,
+        optimizer={"name": "sgd", "lr": lr},
+        eval_every=steps,
+    )
+    reference = Replica(workload.make_model(0))
+    optimizer = torch.optim.SGD(reference.model.parameters(), lr=lr)
+    streams = [workload.batches(i, n, 0) for i in range(n)]
+    for _ in range(steps):
+        batches = [next(s) for s in streams]
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        optimizer.zero_grad()
+        workload.loss(reference.model(x), y).backward()
+        optimizer.step()
+    torch.testing.assert_close(result.parameters, reference.parameters())
+
+
+@pytest.mark.parametrize(
+    "optimizer", [{"name": "sgd", "lr": 0.1, "momentum": 0.9}, {"name": "adam", "lr": 0.01}]
+)
+def test_sync_parameter_server_equals_allreduce_bitwise(optimizer):
+    kwargs = {"steps": 12, "optimizer": optimizer, "eval_every": 4}
+    allreduce = run("allreduce", "mlp_digits", topologies.star(4), **kwargs)
+    for servers in (1, 3):
+        ps = run(
+            ParameterServer(servers=servers), "mlp_digits", topologies.star(4 + servers), **kwargs
+        )
+        assert torch.equal(ps.parameters, allreduce.parameters)
+        pd.testing.assert_series_equal(ps.evals["loss"], allreduce.evals["loss"])
+
+
+def _concurrent_transfer_time(graph, pairs, nbytes):
+    env = simpy.Environment()
+    net = Network(env, graph)
+    events = [net.send(src, dst, nbytes) for src, dst in pairs]
+    env.run(env.all_of(events))
+    return env.now
+
+
+def test_sync_ps_step_time_is_slowest_compute_plus_push_plus_pull():
+    graph = topologies.star(4, bandwidth="1GB/s", latency="5us")
+    base, slow = 0.01, {2: 3.0}
+    result = run(
+        ParameterServer(),
+        "mlp_digits",
+        graph,
+        steps=4,
+        eval_every=100,
+        compute={"base": base, "slowdown": slow},
+    )
+    numel = Replica(workloads.get("mlp_digits").make_model(0)).numel
+    message = numel * 4 + 8  # float32 shard + the int64 version tag
+    # The fast workers' pushes are long done when the slow one pushes: its push is alone on
+    # the links; the pull is the server sending to all three at once over its one uplink.
+    push = _concurrent_transfer_time(graph, [(2, 0)], message)
+    pull = _concurrent_transfer_time(graph, [(0, r) for r in (1, 2, 3)], message)
+    times = result.updates["time"].to_numpy()
+    assert times[0] == pytest.approx(base * 3.0 + push, rel=1e-9)
+    for earlier, later in zip(times, times[1:]):
+        assert later - earlier == pytest.approx(pull + base * 3.0 + push, rel=1e-9)
+
+
+def test_throughput_closed_forms_with_one_slow_worker():
+    """Sync is paced by the slow worker; async applies gradients at the sum of the rates."""
+    n, k, base = 4, 3.0, 0.01
+    graph = topologies.star(n + 1, **FAST)
+    compute = {"base": base, "slowdown": {n: k}}
+    sync = run(ParameterServer(), "logistic_regression", graph, steps=60, compute=compute)
+    assert sync.summary["updates_per_s"] == pytest.approx(1 / (k * base), rel=1e-6)
+    asyn = run(
+        ParameterServer(mode="async"), "logistic_regression", graph, steps=600, compute=compute
+    )
+    rate = (n - 1) / base + 1 / (k * base)
+    assert asyn.summary["updates_per_s"] == pytest.approx(rate, rel=0.01)
+
+
+def test_asp_staleness_matches_a_hand_computed_schedule():
+    # Worker ranks 1 and 2 take 1.0 s and 2.7 s per gradient; the network is instantaneous.
+    # By hand: w1 pushes at 1, 2, 3, ...; w2 at 2.7, 5.4, 8.1 on the parameters it last pulled.
+    result = run(
+        ParameterServer(mode="async"),
+        "quadratic",
+        topologies.star(3, **FAST),
+        steps=12,
+        compute={"base": 1.0, "slowdown": {2: 2.7}},
+    )
+    staleness = result.updates["staleness"].astype(int).tolist()
+    assert staleness == [0, 0, 2, 1, 0, 0, 3, 1, 0, 0, 3, 1]
+    times = result.updates["time"].to_numpy()
+    assert times == pytest.approx([1, 2, 2.7, 3, 4, 5, 5.4, 6, 7, 8, 8.1, 9], abs=1e-6)
+    assert result.summary["staleness_max"] == 3
+
+
+@pytest.mark.parametrize("bound", [0, 1, 3])
+def test_ssp_never_exceeds_its_staleness_bound(bound):
+    compute = {
+        "base": 0.01,
+        "straggler": "lognormal",
+        "options": {"sigma": 0.8},
+        "slowdown": {1: 2.5},
+    }
+    result = run(
+        ParameterServer(mode="ssp", staleness=bound),
+        "logistic_regression",
+        topologies.star(5),
+        steps=200,
+        compute=compute,
+    )
+    logs = result.metrics[result.metrics["kind"] == "log"]
+    assert logs["lead"].max() <= bound
+    assert logs["spread"].max() <= bound + 1
+    # The same setting without the bound drifts further apart: the bound really binds.
+    free = run(
+        ParameterServer(mode="async"),
+        "logistic_regression",
+        topologies.star(5),
+        steps=200,
+        compute=compute,
+    )
+    free_logs = free.metrics[free.metrics["kind"] == "log"]
+    assert free_logs["spread"].max() > bound + 1
+
+
+def test_same_config_and_seed_give_bit_identical_metrics():
+    kwargs = {
+        "steps": 30,
+        "eval_every": 5,
+        "seed": 3,
+        "compute": {"base": 0.01, "straggler": "lognormal", "options": {"sigma": 0.5}},
+    }
+    a = run(ParameterServer(mode="async"), "mlp_digits", topologies.fat_tree(2), **kwargs)
+    b = run(ParameterServer(mode="async"), "mlp_digits", topologies.fat_tree(2), **kwargs)
+    pd.testing.assert_frame_equal(a.metrics, b.metrics, check_exact=True)
+    c = run(
+        ParameterServer(mode="async"), "mlp_digits", topologies.fat_tree(2), **{**kwargs, "seed": 4}
+    )
+    assert not a.metrics["loss"].equals(c.metrics["loss"])
+
+
+def test_stop_conditions_time_budget_and_target_loss():
+    timed = run(
+        "allreduce", "quadratic", topologies.ring(4), steps=10_000, compute=0.01, max_time=0.5
+    )
+    assert timed.summary["stop_reason"] == "max_time"
+    assert timed.summary["sim_time"] == pytest.approx(0.5)
+    assert timed.summary["updates"] < 10_000
+    first = run("allreduce", "quadratic", topologies.ring(4), steps=200, eval_every=1)
+    target = float(first.evals["loss"].iloc[40])
+    hit = run(
+        "allreduce", "quadratic", topologies.ring(4), steps=200, eval_every=1, target_loss=target
+    )
+    assert hit.summary["stop_reason"] == "target_loss"
+    assert hit.summary["update_to_target"] <= 40
+    assert hit.summary["time_to_target"] == pytest.approx(hit.summary["sim_time"])
+
+
+def test_worker_time_breakdown_adds_up_and_sees_the_straggler():
+    result = run(
+        "allreduce",
+        "quadratic",
+        topologies.star(4),
+        steps=20,
+        compute={"base": 0.01, "slowdown": {3: 4.0}},
+    )
+    workers = result.workers.set_index("rank")
+    total = workers[["compute_time", "comm_time", "idle_time"]].sum(axis=1)
+    assert total.to_numpy() == pytest.approx([result.summary["sim_time"]] * 4)
+    # Fast ranks spend the slow rank's extra compute idle, waiting for it to join.
+    assert workers.loc[0, "idle_time"] == pytest.approx(20 * 0.03, rel=1e-6)
+    assert workers.loc[3, "idle_time"] == pytest.approx(0, abs=1e-12)
+
+
+def test_run_writes_results_incrementally_and_loads_back(tmp_path):
+    from strategies.results import RunResult
+
+    result = run("allreduce", "quadratic", topologies.ring(3), steps=10, out=tmp_path / "r")
+    loaded = RunResult.load(tmp_path / "r")
+    assert loaded.summary["updates"] == 10
+    pd.testing.assert_frame_equal(loaded.metrics, result.metrics)
+
+
+def test_a_failing_strategy_keeps_what_was_measured(tmp_path):
+    import json
+
+    class Broken(AllReduceSGD):
+        def worker(self, w):
+            yield from super().worker(w) if w.rank else iter(())
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run(Broken(), "quadratic", topologies.ring(2), steps=5, out=tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "failed" and "boom" in record["error"]
+    assert (tmp_path / "metrics.parquet").is_file()
+
+
+def test_deadlock_is_reported_in_one_line():
+    class Mismatched(AllReduceSGD):
+        def worker(self, w):
+            if w.rank == 0:
+                yield w.comm.recv(torch.zeros(1), src=1)  # nobody sends
+
+    with pytest.raises(SimulationError, match="deadlock") as err:
+        run(Mismatched(), "quadratic", topologies.ring(2), steps=3)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: run("allreducee", "quadratic", topologies.ring(2), steps=1),
+            "strategy 'allreducee'",
+        ),
+        (lambda: run("allreduce", "mnist", topologies.ring(2), steps=1), "mnist"),
+        (lambda: ParameterServer(mode="ssp", staleness=-2), "staleness=-2"),
+        (
+            lambda: run(ParameterServer(servers=3), "quadratic", topologies.ring(3), steps=1),
+            "servers=3",
+        ),
+        (lambda: run("allreduce", "quadratic", topologies.ring(2), steps=0), "steps=0"),
+        (
+            lambda: run("allreduce", "quadratic", topologies.ring(2), steps=1, eval_every=0),
+            "eval_every=0",
+        ),
+        (
+            lambda: run("allreduce", "quadratic", topologies.ring(2), steps=1, network="fluid"),
+            "fluid",
+        ),
+        (
+            lambda: run("allreduce", "quadratic", topologies.ring(2), steps=1, compute=-1),
+            "compute base",
+        ),
+        (
+            lambda: run("allreduce", "quadratic", topologies.ring(2), steps=1, optimizer="lion"),
+            "lion",
+        ),
+    ],
+)
+def test_bad_arguments_give_one_line_errors_naming_the_argument(call, match):
+    with pytest.raises(ValueError, match=match) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_compute_overlapped_with_communication_is_booked_as_compute():
+    class Overlapped(AllReduceSGD):
+        """Computes the next gradient while the previous one is being all-reduced."""
+
+        def worker(self, w):
+            grads = yield w.compute_gradients()
+            while not w.done:
+                reduced, grads = yield w.comm.wait_all(
+                    [w.comm.all_reduce(grads, op="mean"), w.compute_gradients()]
+                )
+                w.apply(reduced)
+
+    result = run(
+        Overlapped(), "quadratic", topologies.ring(3, bandwidth="1MB/s"), steps=5, compute=0.01
+    )
+    workers = result.workers
+    assert workers["compute_time"].to_numpy() == pytest.approx([0.06] * 3)
+    total = workers[["compute_time", "comm_time", "idle_time"]].sum(axis=1)
+    assert total.to_numpy() == pytest.approx([result.summary["sim_time"]] * 3)
