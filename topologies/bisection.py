@@ -116,8 +116,9 @@ def _hierarchical(g: nx.Graph) -> float:
 _CLOSED_FORMS = {
     "ring": lambda g: (1 if g.graph["n"] == 2 else 2) * g.graph["bandwidth"],
     "star": lambda g: (g.graph["n"] // 2) * g.graph["bandwidth"],
-    "fully_connected": lambda g: (g.graph["n"] // 2) * ((g.graph["n"] + 1) // 2)
-    * g.graph["bandwidth"],
+    "fully_connected": lambda g: (
+        (g.graph["n"] // 2) * ((g.graph["n"] + 1) // 2) * g.graph["bandwidth"]
+    ),
     "torus2d": _torus,
     "fat_tree": lambda g: g.graph["k"] ** 3 / 8 * g.graph["bandwidth"],
     "hierarchical": _hierarchical,
@@ -134,8 +135,12 @@ def _exhaustive(g: nx.Graph) -> float:
     index = {v: i for i, v in enumerate(g)}
     host_ids = [index[v] for v in hosts(g)]
     switch_ids = [index[v] for v, kind in g.nodes(data="kind") if kind != HOST]
-    u, v, bw = (np.array(x) for x in zip(*((index[a], index[b], w) for a, b, w in
-                                           g.edges(data="bandwidth")), strict=True))
+    u, v, bw = (
+        np.array(x)
+        for x in zip(
+            *((index[a], index[b], w) for a, b, w in g.edges(data="bandwidth")), strict=True
+        )
+    )
     switch_masks = np.zeros(1, dtype=np.int64)
     for s in switch_ids:
         switch_masks = np.concatenate([switch_masks, switch_masks | (1 << s)])

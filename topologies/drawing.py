@@ -68,9 +68,11 @@ def _layered(g: nx.Graph, host_nodes: list[Hashable]) -> Position:
     for depth in sorted(layers):
         members = layers[depth]
         if depth > 0:  # order each layer by where its neighbours below sit (barycentre)
+
             def below(v: Hashable, depth: int = depth) -> float:
                 xs = [pos[u][0] for u in und[v] if u in pos and level.get(u) == depth - 1]
                 return sum(xs) / len(xs) if xs else 0.0
+
             members = sorted(members, key=below)
         step = width / len(members)
         for i, v in enumerate(members):
@@ -85,16 +87,21 @@ def _is_wraparound(g: nx.Graph, u: Hashable, v: Hashable) -> bool:
     return abs(du["row"] - dv["row"]) + abs(du["col"] - dv["col"]) > 1
 
 
-def _edge_value(values: Mapping[tuple[Hashable, Hashable], float], u: Hashable, v: Hashable,
-                directed: bool) -> float | None:
+def _edge_value(
+    values: Mapping[tuple[Hashable, Hashable], float], u: Hashable, v: Hashable, directed: bool
+) -> float | None:
     if (u, v) in values:
         return values[(u, v)]
     return None if directed else values.get((v, u))
 
 
-def draw(g: nx.Graph, ax: Axes | None = None,
-         edge_values: Mapping[tuple[Hashable, Hashable], float] | None = None,
-         title: str | None = None, cmap: str = "viridis") -> Figure:
+def draw(
+    g: nx.Graph,
+    ax: Axes | None = None,
+    edge_values: Mapping[tuple[Hashable, Hashable], float] | None = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+) -> Figure:
     """Draw topology ``g`` and return the matplotlib ``Figure``.
 
     Hosts are blue circles (labelled by rank), switches orange squares. With ``edge_values``
@@ -147,27 +154,45 @@ def draw(g: nx.Graph, ax: Axes | None = None,
         # Arcs keep opposite directed edges, and torus wraparound links, from hiding others.
         style = {}
         if g.is_directed() or bend > 0.1:
-            style = {"arrows": True, "arrowstyle": "-|>" if g.is_directed() else "-",
-                     "connectionstyle": f"arc3,rad={bend}"}
-        nx.draw_networkx_edges(g, pos, ax=ax, edgelist=group, width=1.5,
-                               edge_color=[colour_of[e] for e in group], **style)
+            style = {
+                "arrows": True,
+                "arrowstyle": "-|>" if g.is_directed() else "-",
+                "connectionstyle": f"arc3,rad={bend}",
+            }
+        nx.draw_networkx_edges(
+            g,
+            pos,
+            ax=ax,
+            edgelist=group,
+            width=1.5,
+            edge_color=[colour_of[e] for e in group],
+            **style,
+        )
     size = 300 if len(g) <= _LABEL_LIMIT else max(20, 6000 // len(g))
     host_set = set(hosts(g))
-    nx.draw_networkx_nodes(g, pos, ax=ax, nodelist=[v for v in g if v in host_set],
-                           node_size=size, **_HOST_STYLE)
-    nx.draw_networkx_nodes(g, pos, ax=ax, nodelist=[v for v in g if v not in host_set],
-                           node_size=size, **_SWITCH_STYLE)
+    nx.draw_networkx_nodes(
+        g, pos, ax=ax, nodelist=[v for v in g if v in host_set], node_size=size, **_HOST_STYLE
+    )
+    nx.draw_networkx_nodes(
+        g, pos, ax=ax, nodelist=[v for v in g if v not in host_set], node_size=size, **_SWITCH_STYLE
+    )
     if len(g) <= _LABEL_LIMIT:
         labels = {v: str(d["rank"]) for v, d in g.nodes(data=True) if d["kind"] == HOST}
         nx.draw_networkx_labels(g, pos, labels=labels, ax=ax, font_size=8, font_color="white")
     if mappable is not None:
         figure.colorbar(mappable, ax=ax, label="link value")
-    handles = [Line2D([], [], marker="o", linestyle="", color=_HOST_STYLE["node_color"],
-                      label="host"),
-               Line2D([], [], marker="s", linestyle="", color=_SWITCH_STYLE["node_color"],
-                      label="switch")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
-              fontsize=8, frameon=False)
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=_HOST_STYLE["node_color"], label="host"),
+        Line2D([], [], marker="s", linestyle="", color=_SWITCH_STYLE["node_color"], label="switch"),
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_title(title or f"{g.graph.get('family', 'custom')}: {len(host_set)} hosts")
     ax.set_axis_off()
     return figure

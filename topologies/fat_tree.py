@@ -18,8 +18,9 @@ from topologies.model import (
 __all__ = ["fat_tree"]
 
 
-def fat_tree(k: int, bandwidth: str | float = DEFAULT_BANDWIDTH,
-             latency: str | float = DEFAULT_LATENCY) -> nx.Graph:
+def fat_tree(
+    k: int, bandwidth: str | float = DEFAULT_BANDWIDTH, latency: str | float = DEFAULT_LATENCY
+) -> nx.Graph:
     """Return the k-ary fat tree built from k-port switches.
 
     ``k`` pods, each with ``k/2`` edge switches ``"edge{pod}_{i}"`` and ``k/2`` aggregation

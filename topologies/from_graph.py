@@ -18,8 +18,9 @@ from topologies.units import parse_bandwidth, parse_time
 __all__ = ["from_graph"]
 
 
-def from_graph(g: nx.Graph, bandwidth: str | float | None = None,
-               latency: str | float | None = None) -> nx.Graph:
+def from_graph(
+    g: nx.Graph, bandwidth: str | float | None = None, latency: str | float | None = None
+) -> nx.Graph:
     """Return a validated copy of ``g`` with every missing topology attribute filled in.
 
     * an edge without ``bandwidth``/``latency`` gets ``bandwidth``/``latency`` (defaults

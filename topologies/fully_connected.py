@@ -18,8 +18,9 @@ from topologies.model import (
 __all__ = ["fully_connected"]
 
 
-def fully_connected(n: int, bandwidth: str | float = DEFAULT_BANDWIDTH,
-                    latency: str | float = DEFAULT_LATENCY) -> nx.Graph:
+def fully_connected(
+    n: int, bandwidth: str | float = DEFAULT_BANDWIDTH, latency: str | float = DEFAULT_LATENCY
+) -> nx.Graph:
     """Return ``n`` hosts with a dedicated link between every pair (``n(n-1)/2`` links).
 
     Hosts are the ints ``0..n-1`` and rank ``i`` is host ``i``. This is the idealised

@@ -23,14 +23,17 @@ DEFAULT_INTRA_BANDWIDTH = "300GB/s"
 DEFAULT_INTRA_LATENCY = "500ns"
 
 
-def hierarchical(nodes: int, gpus_per_node: int,
-                 intra_bandwidth: str | float = DEFAULT_INTRA_BANDWIDTH,
-                 intra_latency: str | float = DEFAULT_INTRA_LATENCY,
-                 inter_bandwidth: str | float | None = None,
-                 inter_latency: str | float | None = None,
-                 oversubscription: float = 1.0,
-                 bandwidth: str | float | None = None,
-                 latency: str | float | None = None) -> nx.Graph:
+def hierarchical(
+    nodes: int,
+    gpus_per_node: int,
+    intra_bandwidth: str | float = DEFAULT_INTRA_BANDWIDTH,
+    intra_latency: str | float = DEFAULT_INTRA_LATENCY,
+    inter_bandwidth: str | float | None = None,
+    inter_latency: str | float | None = None,
+    oversubscription: float = 1.0,
+    bandwidth: str | float | None = None,
+    latency: str | float | None = None,
+) -> nx.Graph:
     """Return ``nodes`` machines of ``gpus_per_node`` GPUs each, joined through one spine.
 
     Each machine ``i`` is a switch ``"node{i}"`` (its NVLink/PCIe fabric) with all its GPUs
@@ -69,19 +72,31 @@ def hierarchical(nodes: int, gpus_per_node: int,
     """
     nodes = require_int("nodes", nodes, 1)
     gpus_per_node = require_int("gpus_per_node", gpus_per_node, 1)
-    inter_bandwidth = _alias("inter_bandwidth", inter_bandwidth, "bandwidth", bandwidth,
-                             DEFAULT_BANDWIDTH)
+    inter_bandwidth = _alias(
+        "inter_bandwidth", inter_bandwidth, "bandwidth", bandwidth, DEFAULT_BANDWIDTH
+    )
     inter_latency = _alias("inter_latency", inter_latency, "latency", latency, DEFAULT_LATENCY)
-    if isinstance(oversubscription, bool) or not isinstance(oversubscription, (int, float)) \
-            or not 0 < oversubscription < float("inf"):
+    if (
+        isinstance(oversubscription, bool)
+        or not isinstance(oversubscription, (int, float))
+        or not 0 < oversubscription < float("inf")
+    ):
         raise TopologyError(f"oversubscription must be a positive number, got {oversubscription!r}")
-    g = new_topology("hierarchical", nodes=nodes, gpus_per_node=gpus_per_node,
-                     intra_bandwidth=intra_bandwidth, intra_latency=intra_latency,
-                     inter_bandwidth=inter_bandwidth, inter_latency=inter_latency,
-                     oversubscription=float(oversubscription))
+    g = new_topology(
+        "hierarchical",
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        intra_bandwidth=intra_bandwidth,
+        intra_latency=intra_latency,
+        inter_bandwidth=inter_bandwidth,
+        inter_latency=inter_latency,
+        oversubscription=float(oversubscription),
+    )
     intra = {"bandwidth": g.graph["intra_bandwidth"], "latency": g.graph["intra_latency"]}
-    uplink = {"bandwidth": g.graph["inter_bandwidth"] * gpus_per_node / oversubscription,
-              "latency": g.graph["inter_latency"]}
+    uplink = {
+        "bandwidth": g.graph["inter_bandwidth"] * gpus_per_node / oversubscription,
+        "latency": g.graph["inter_latency"],
+    }
     for i in range(nodes):
         for j in range(gpus_per_node):
             rank = i * gpus_per_node + j
@@ -96,13 +111,16 @@ def hierarchical(nodes: int, gpus_per_node: int,
     return validate(g)
 
 
-def _alias(name: str, value: str | float | None, alias: str, alias_value: str | float | None,
-           default: str) -> str | float:
+def _alias(
+    name: str, value: str | float | None, alias: str, alias_value: str | float | None, default: str
+) -> str | float:
     if value is not None and alias_value is not None:
         parse = parse_bandwidth if name.endswith("bandwidth") else parse_time
         if parse(value) != parse(alias_value):
-            raise TopologyError(f"{name}={value!r} and {alias}={alias_value!r} disagree; "
-                                f"{alias} is an alias of {name}: give one of them")
+            raise TopologyError(
+                f"{name}={value!r} and {alias}={alias_value!r} disagree; "
+                f"{alias} is an alias of {name}: give one of them"
+            )
     if value is not None:
         return value
     return alias_value if alias_value is not None else default

@@ -27,8 +27,10 @@ _SUFFIXES = (".graphml", ".json")
 def _suffix(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
-        raise TopologyError(f"unknown topology file type {suffix or path!r} in {str(path)!r}; "
-                            f"use one of {', '.join(_SUFFIXES)}")
+        raise TopologyError(
+            f"unknown topology file type {suffix or path!r} in {str(path)!r}; "
+            f"use one of {', '.join(_SUFFIXES)}"
+        )
     return suffix
 
 
@@ -66,8 +68,10 @@ def save(g: nx.Graph, path: str | os.PathLike[str]) -> Path:
     for v in g:
         name = v if isinstance(v, str) else json.dumps(_to_json(v))
         if name in names:
-            raise TopologyError(f"nodes {names[name]!r} and {v!r} both print as {name!r}; "
-                                "rename one (GraphML stores node ids as text) or save as .json")
+            raise TopologyError(
+                f"nodes {names[name]!r} and {v!r} both print as {name!r}; "
+                "rename one (GraphML stores node ids as text) or save as .json"
+            )
         names[name] = v
     out = nx.relabel_nodes(g, {v: k for k, v in names.items()}, copy=True)
     for name, v in names.items():
@@ -75,8 +79,10 @@ def save(g: nx.Graph, path: str | os.PathLike[str]) -> Path:
     try:
         nx.write_graphml(out, path)
     except (nx.NetworkXError, TypeError, KeyError) as error:
-        raise TopologyError(f"cannot write {str(path)!r} as GraphML ({error}); "
-                            "use str/int/float/bool attributes or save as .json") from None
+        raise TopologyError(
+            f"cannot write {str(path)!r} as GraphML ({error}); "
+            "use str/int/float/bool attributes or save as .json"
+        ) from None
     return path
 
 
@@ -129,8 +135,10 @@ def _parse_spec_string(spec: str) -> dict[str, Any]:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise TopologyError(f"bad spec item {item!r} in {spec!r}; write name=value, e.g. "
-                                "'fat_tree:k=4,bandwidth=100Gbps'")
+            raise TopologyError(
+                f"bad spec item {item!r} in {spec!r}; write name=value, e.g. "
+                "'fat_tree:k=4,bandwidth=100Gbps'"
+            )
         params[key.strip()] = _parse_value(value.strip())
     return params
 
@@ -162,18 +170,21 @@ def from_spec(spec: str | os.PathLike[str] | dict[str, Any] | nx.Graph) -> nx.Gr
     """
     if isinstance(spec, nx.Graph):
         return validate(spec)
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and (
-            Path(spec).suffix.lower() in _SUFFIXES or os.path.isfile(spec))):
+    if isinstance(spec, os.PathLike) or (
+        isinstance(spec, str) and (Path(spec).suffix.lower() in _SUFFIXES or os.path.isfile(spec))
+    ):
         return load(spec)
     if isinstance(spec, str):
         spec = _parse_spec_string(spec)
     if not isinstance(spec, dict):
-        raise TopologyError(f"a topology spec is a dict, a string or a path, not "
-                            f"{type(spec).__name__}")
+        raise TopologyError(
+            f"a topology spec is a dict, a string or a path, not {type(spec).__name__}"
+        )
     params = dict(spec)
     if "kind" not in params:
-        raise TopologyError(f"topology spec {spec!r} has no 'kind'; valid kinds: "
-                            f"{', '.join(BUILDERS)}")
+        raise TopologyError(
+            f"topology spec {spec!r} has no 'kind'; valid kinds: {', '.join(BUILDERS)}"
+        )
     name = params.pop("kind")
     build = builder(name)
     signature = inspect.signature(build)

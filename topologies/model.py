@@ -116,8 +116,10 @@ def validate(g: nx.Graph) -> nx.Graph:
     topologies.model.TopologyError: node 1 has kind 'gpu'; set g.nodes[1]['kind'] to ...
     """
     if not isinstance(g, nx.Graph) or g.is_multigraph():
-        raise TopologyError(f"a topology is an nx.Graph or nx.DiGraph, not {type(g).__name__}; "
-                            "merge parallel links into one edge")
+        raise TopologyError(
+            f"a topology is an nx.Graph or nx.DiGraph, not {type(g).__name__}; "
+            "merge parallel links into one edge"
+        )
     _validate_nodes(g)
     _validate_edges(g)
     _validate_connected(g)
@@ -129,28 +131,36 @@ def _validate_nodes(g: nx.Graph) -> None:
     for v, d in g.nodes(data=True):
         kind = d.get("kind")
         if kind not in (HOST, SWITCH):
-            raise TopologyError(f"node {v!r} has kind {kind!r}; "
-                                f"set g.nodes[{v!r}]['kind'] to 'host' or 'switch'")
+            raise TopologyError(
+                f"node {v!r} has kind {kind!r}; set g.nodes[{v!r}]['kind'] to 'host' or 'switch'"
+            )
         rank = d.get("rank")
         if kind == SWITCH:
             if rank is not None:
-                raise TopologyError(f"switch {v!r} has rank {rank!r}; ranks live on hosts only: "
-                                    f"delete g.nodes[{v!r}]['rank']")
+                raise TopologyError(
+                    f"switch {v!r} has rank {rank!r}; ranks live on hosts only: "
+                    f"delete g.nodes[{v!r}]['rank']"
+                )
             continue
         if not _is_int(rank):
-            raise TopologyError(f"host {v!r} has rank {rank!r}, not an int; "
-                                f"set g.nodes[{v!r}]['rank'] to an int in 0..n-1")
+            raise TopologyError(
+                f"host {v!r} has rank {rank!r}, not an int; "
+                f"set g.nodes[{v!r}]['rank'] to an int in 0..n-1"
+            )
         if rank in ranks:
-            raise TopologyError(f"hosts {ranks[rank]!r} and {v!r} share rank {rank}; "
-                                "give each host a distinct rank in 0..n-1")
+            raise TopologyError(
+                f"hosts {ranks[rank]!r} and {v!r} share rank {rank}; "
+                "give each host a distinct rank in 0..n-1"
+            )
         ranks[int(rank)] = v
     if not ranks:
         raise TopologyError("the graph has no hosts; set kind='host' and a rank on some nodes")
     n = len(ranks)
     for rank, v in ranks.items():
         if not 0 <= rank < n:
-            raise TopologyError(f"host {v!r} has rank {rank}, outside 0..{n - 1}; "
-                                f"number the {n} hosts 0..{n - 1}")
+            raise TopologyError(
+                f"host {v!r} has rank {rank}, outside 0..{n - 1}; number the {n} hosts 0..{n - 1}"
+            )
 
 
 def _validate_edges(g: nx.Graph) -> None:
@@ -160,12 +170,16 @@ def _validate_edges(g: nx.Graph) -> None:
         for key in ("bandwidth", "latency"):
             value = d.get(key)
             if value is None:
-                raise TopologyError(f"edge ({u!r}, {v!r}) has no '{key}'; set it, or fill "
-                                    f"all missing ones with from_graph(g, {key}=...)")
+                raise TopologyError(
+                    f"edge ({u!r}, {v!r}) has no '{key}'; set it, or fill "
+                    f"all missing ones with from_graph(g, {key}=...)"
+                )
             if not _is_positive(value):
-                raise TopologyError(f"edge ({u!r}, {v!r}) has {key} {value!r}; "
-                                    f"it must be a positive finite number "
-                                    f"({'bytes/s' if key == 'bandwidth' else 'seconds'})")
+                raise TopologyError(
+                    f"edge ({u!r}, {v!r}) has {key} {value!r}; "
+                    f"it must be a positive finite number "
+                    f"({'bytes/s' if key == 'bandwidth' else 'seconds'})"
+                )
 
 
 def _validate_connected(g: nx.Graph) -> None:
@@ -175,22 +189,28 @@ def _validate_connected(g: nx.Graph) -> None:
         reached = nx.node_connected_component(g, first)
         for v in g:
             if v not in reached:
-                raise TopologyError(f"node {v!r} is not connected to host {first!r}; "
-                                    f"add a link joining them")
+                raise TopologyError(
+                    f"node {v!r} is not connected to host {first!r}; add a link joining them"
+                )
         return
     for v in g:
         if not nx.has_path(g.to_undirected(as_view=True), first, v):
-            raise TopologyError(f"node {v!r} is not connected to host {first!r}; "
-                                f"add a link joining them")
+            raise TopologyError(
+                f"node {v!r} is not connected to host {first!r}; add a link joining them"
+            )
     forward = nx.descendants(g, first)
     backward = nx.ancestors(g, first)
     for v in host_nodes[1:]:
         if v not in forward:
-            raise TopologyError(f"host {first!r} cannot reach host {v!r} along directed edges; "
-                                f"add a directed path from {first!r} to {v!r}")
+            raise TopologyError(
+                f"host {first!r} cannot reach host {v!r} along directed edges; "
+                f"add a directed path from {first!r} to {v!r}"
+            )
         if v not in backward:
-            raise TopologyError(f"host {v!r} cannot reach host {first!r} along directed edges; "
-                                f"add a directed path from {v!r} to {first!r}")
+            raise TopologyError(
+                f"host {v!r} cannot reach host {first!r} along directed edges; "
+                f"add a directed path from {v!r} to {first!r}"
+            )
 
 
 def new_topology(family: str, directed: bool = False, **params: Any) -> nx.Graph:

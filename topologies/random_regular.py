@@ -17,9 +17,13 @@ from topologies.model import (
 __all__ = ["random_regular"]
 
 
-def random_regular(n: int, degree: int, seed: int = 0,
-                   bandwidth: str | float = DEFAULT_BANDWIDTH,
-                   latency: str | float = DEFAULT_LATENCY) -> nx.Graph:
+def random_regular(
+    n: int,
+    degree: int,
+    seed: int = 0,
+    bandwidth: str | float = DEFAULT_BANDWIDTH,
+    latency: str | float = DEFAULT_LATENCY,
+) -> nx.Graph:
     """Return ``n`` hosts where each links directly to ``degree`` others, chosen at random.
 
     The same ``seed`` always gives the same graph (networkx's ``random_regular_graph``). Hosts
@@ -53,14 +57,18 @@ def random_regular(n: int, degree: int, seed: int = 0,
     degree = require_int("degree", degree, 0)
     seed = require_int("seed", seed, 0)
     if degree >= n or (n * degree) % 2:
-        raise TopologyError(f"no {degree}-regular graph on n={n} hosts: degree must be < n "
-                            "and n * degree even")
+        raise TopologyError(
+            f"no {degree}-regular graph on n={n} hosts: degree must be < n and n * degree even"
+        )
     drawn = nx.random_regular_graph(degree, n, seed=seed)
     if not nx.is_connected(drawn):
-        raise TopologyError(f"random_regular(n={n}, degree={degree}, seed={seed}) is "
-                            "disconnected; try another seed or a larger degree")
-    g = new_topology("random_regular", n=n, degree=degree, seed=seed, bandwidth=bandwidth,
-                     latency=latency)
+        raise TopologyError(
+            f"random_regular(n={n}, degree={degree}, seed={seed}) is "
+            "disconnected; try another seed or a larger degree"
+        )
+    g = new_topology(
+        "random_regular", n=n, degree=degree, seed=seed, bandwidth=bandwidth, latency=latency
+    )
     for i in range(n):
         g.add_node(i, kind=HOST, rank=i)
     for u, v in sorted(tuple(sorted(e)) for e in drawn.edges):

@@ -39,8 +39,9 @@ def builder(name: str) -> Callable[..., nx.Graph]:
     try:
         return BUILDERS[name]
     except (KeyError, TypeError):
-        raise TopologyError(f"unknown topology kind {name!r}; valid kinds: "
-                            f"{', '.join(BUILDERS)}") from None
+        raise TopologyError(
+            f"unknown topology kind {name!r}; valid kinds: {', '.join(BUILDERS)}"
+        ) from None
 
 
 def is_as_built(g: nx.Graph, attrs: Iterable[str] = ("bandwidth", "latency")) -> bool:

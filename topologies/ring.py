@@ -16,8 +16,9 @@ from topologies.model import (
 __all__ = ["ring"]
 
 
-def ring(n: int, bandwidth: str | float = DEFAULT_BANDWIDTH,
-         latency: str | float = DEFAULT_LATENCY) -> nx.Graph:
+def ring(
+    n: int, bandwidth: str | float = DEFAULT_BANDWIDTH, latency: str | float = DEFAULT_LATENCY
+) -> nx.Graph:
     """Return ``n`` hosts in a cycle, host ``i`` linked to host ``(i + 1) % n``.
 
     Hosts are the ints ``0..n-1`` and rank ``i`` is host ``i``. ``ring(2)`` is a single link and

@@ -17,8 +17,9 @@ from topologies.model import (
 __all__ = ["star"]
 
 
-def star(n: int, bandwidth: str | float = DEFAULT_BANDWIDTH,
-         latency: str | float = DEFAULT_LATENCY) -> nx.Graph:
+def star(
+    n: int, bandwidth: str | float = DEFAULT_BANDWIDTH, latency: str | float = DEFAULT_LATENCY
+) -> nx.Graph:
     """Return ``n`` hosts, each linked to the one switch ``"s0"``.
 
     Hosts are the ints ``0..n-1`` and rank ``i`` is host ``i``: the classic single-switch

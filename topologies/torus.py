@@ -16,8 +16,12 @@ from topologies.model import (
 __all__ = ["torus2d"]
 
 
-def torus2d(rows: int, cols: int, bandwidth: str | float = DEFAULT_BANDWIDTH,
-            latency: str | float = DEFAULT_LATENCY) -> nx.Graph:
+def torus2d(
+    rows: int,
+    cols: int,
+    bandwidth: str | float = DEFAULT_BANDWIDTH,
+    latency: str | float = DEFAULT_LATENCY,
+) -> nx.Graph:
     """Return ``rows * cols`` hosts on a 2D torus (a grid whose rows and columns wrap around).
 
     Host ``r * cols + c`` (an int, also its rank) sits at row ``r``, column ``c`` and carries

@@ -70,12 +70,17 @@ TIME_UNITS: dict[str, float] = {
     "s": 1.0,
 }
 
-_VALUE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity))"
-                    r"\s*(\S*)\s*$", re.IGNORECASE)
+_VALUE = re.compile(
+    r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity))"
+    r"\s*(\S*)\s*$",
+    re.IGNORECASE,
+)
 
 # Shown in error messages: one spelling per unit, bits then bytes.
-_BANDWIDTH_HELP = ("bps Kbps Mbps Gbps Tbps, b/s Kb/s Mb/s Gb/s Tb/s (bits); "
-                   "B/s KB/s MB/s GB/s TB/s, KiB/s MiB/s GiB/s TiB/s (bytes)")
+_BANDWIDTH_HELP = (
+    "bps Kbps Mbps Gbps Tbps, b/s Kb/s Mb/s Gb/s Tb/s (bits); "
+    "B/s KB/s MB/s GB/s TB/s, KiB/s MiB/s GiB/s TiB/s (bytes)"
+)
 _TIME_HELP = "ns us µs ms s"
 
 
@@ -87,12 +92,15 @@ def _parse(value: object, what: str, units: dict[str, float], valid: str, bare: 
     else:
         match = _VALUE.match(value)
         if match is None:
-            raise UnitError(f"bad {what} {value!r}: expected a number followed by a unit; "
-                            f"valid units: {valid}")
+            raise UnitError(
+                f"bad {what} {value!r}: expected a number followed by a unit; valid units: {valid}"
+            )
         number, unit = float(match.group(1)), match.group(2)
         if unit and unit not in units:
-            raise UnitError(f"bad {what} {value!r}: unknown unit {unit!r}; valid units: {valid} "
-                            "(case-sensitive; a plain number means " + _plain(what) + ")")
+            raise UnitError(
+                f"bad {what} {value!r}: unknown unit {unit!r}; valid units: {valid} "
+                "(case-sensitive; a plain number means " + _plain(what) + ")"
+            )
         scale = units.get(unit, 1.0)
     if math.isnan(number) or math.isinf(number):
         raise UnitError(f"bad {what} {value!r}: must be finite")
@@ -168,8 +176,9 @@ def _number(x: float) -> str:
     return f"{x:.4g}" if x < 1e4 else f"{x:.0f}"
 
 
-def _format(x: float, what: str, steps: list[tuple[str, float]], unit: str | None,
-            units: dict[str, float]) -> str:
+def _format(
+    x: float, what: str, steps: list[tuple[str, float]], unit: str | None, units: dict[str, float]
+) -> str:
     parse = parse_bandwidth if what == "bandwidth" else parse_time
     x = parse(x)
     if unit is not None:
@@ -202,8 +211,13 @@ def format_bandwidth(x: float, unit: str | None = None) -> str:
     >>> parse_bandwidth(format_bandwidth(1234.5))
     1234.5
     """
-    steps = [("bps", 1 / 8), ("Kbps", 1e3 / 8), ("Mbps", 1e6 / 8), ("Gbps", 1e9 / 8),
-             ("Tbps", 1e12 / 8)]
+    steps = [
+        ("bps", 1 / 8),
+        ("Kbps", 1e3 / 8),
+        ("Mbps", 1e6 / 8),
+        ("Gbps", 1e9 / 8),
+        ("Tbps", 1e12 / 8),
+    ]
     return _format(x, "bandwidth", steps, unit, BANDWIDTH_UNITS)
 
 

@@ -34,8 +34,11 @@ def test_flat_optimizer_equals_torch_optimizer_on_the_module(spec):
 
 def test_schedule_changes_the_step_size():
     p = torch.zeros(1)
-    opt = FlatOptimizer(p, OptimizerSpec.parse({"name": "sgd", "lr": 1.0}),
-                        ScheduleSpec.parse({"name": "step", "every": 1, "gamma": 0.5}))
+    opt = FlatOptimizer(
+        p,
+        OptimizerSpec.parse({"name": "sgd", "lr": 1.0}),
+        ScheduleSpec.parse({"name": "step", "every": 1, "gamma": 0.5}),
+    )
     for _ in range(3):
         opt.step(torch.ones(1))
     assert p.item() == pytest.approx(-(1 + 0.5 + 0.25))

@@ -12,11 +12,20 @@ runner = CliRunner()
 
 
 def test_describe_spec():
-    result = runner.invoke(app, ["describe", "fat_tree:k=4,bandwidth=100Gbps,latency=1us"],
-                           terminal_width=120)
+    result = runner.invoke(
+        app, ["describe", "fat_tree:k=4,bandwidth=100Gbps,latency=1us"], terminal_width=120
+    )
     assert result.exit_code == 0, result.output
-    for text in ["hosts", "16", "switches", "20", "48 full-duplex", "diameter (hops)", "6us",
-                 "800Gbps"]:
+    for text in [
+        "hosts",
+        "16",
+        "switches",
+        "20",
+        "48 full-duplex",
+        "diameter (hops)",
+        "6us",
+        "800Gbps",
+    ]:
         assert text in result.stdout
 
 

@@ -16,8 +16,11 @@ def _cut_to(g: nx.Graph, a: set, b: set) -> float:
     """Least A-to-B capacity over switch placements (a max-flow min-cut)."""
     switches = [v for v in g if v not in a and v not in b]
     if not switches:
-        return sum(w for u, v, w in g.edges(data="bandwidth")
-                   if (u in a and v in b) or (not g.is_directed() and u in b and v in a))
+        return sum(
+            w
+            for u, v, w in g.edges(data="bandwidth")
+            if (u in a and v in b) or (not g.is_directed() and u in b and v in a)
+        )
     flow = nx.DiGraph()
     for u, v, w in g.edges(data="bandwidth"):
         flow.add_edge(u, v, capacity=w)
@@ -49,19 +52,38 @@ CLOSED_FORM_CASES = (
     [topologies.ring(n, bandwidth=1.0) for n in range(2, 9)]
     + [topologies.star(n, bandwidth=1.0) for n in range(2, 8)]
     + [topologies.fully_connected(n, bandwidth=1.0) for n in range(2, 7)]
-    + [topologies.torus2d(r, c, bandwidth=1.0)
-       for r, c in [(1, 2), (1, 5), (2, 2), (2, 3), (2, 4), (2, 5), (2, 7), (3, 3), (3, 4),
-                    (4, 3), (3, 5), (4, 4)]]
+    + [
+        topologies.torus2d(r, c, bandwidth=1.0)
+        for r, c in [
+            (1, 2),
+            (1, 5),
+            (2, 2),
+            (2, 3),
+            (2, 4),
+            (2, 5),
+            (2, 7),
+            (3, 3),
+            (3, 4),
+            (4, 3),
+            (3, 5),
+            (4, 4),
+        ]
+    ]
     + [topologies.fat_tree(2, bandwidth=1.0)]
-    + [topologies.hierarchical(nodes, gpus, intra_bandwidth=intra, inter_bandwidth=1.0,
-                               oversubscription=over)
-       for nodes, gpus in [(1, 3), (2, 1), (2, 2), (3, 2), (2, 3), (4, 1), (3, 1)]
-       for intra in (0.5, 1.0, 3.0) for over in (1.0, 4.0)]
+    + [
+        topologies.hierarchical(
+            nodes, gpus, intra_bandwidth=intra, inter_bandwidth=1.0, oversubscription=over
+        )
+        for nodes, gpus in [(1, 3), (2, 1), (2, 2), (3, 2), (2, 3), (4, 1), (3, 1)]
+        for intra in (0.5, 1.0, 3.0)
+        for over in (1.0, 4.0)
+    ]
 )
 
 
-@pytest.mark.parametrize("g", CLOSED_FORM_CASES,
-                         ids=lambda g: "-".join(str(v) for v in g.graph.values())[:60])
+@pytest.mark.parametrize(
+    "g", CLOSED_FORM_CASES, ids=lambda g: "-".join(str(v) for v in g.graph.values())[:60]
+)
 def test_closed_forms_match_reference(g):
     result = bisection_bandwidth(g)
     assert result.exact
@@ -76,8 +98,10 @@ def test_fat_tree_closed_form_is_tight():
     assert bisection_bandwidth(g).bandwidth == expected
     # splitting the pods in half achieves it ...
     half = {v for v, d in g.nodes(data=True) if d.get("pod", k) < k // 2}
-    assert _cut_to(g, {h for h in hosts(g) if h in half},
-                   {h for h in hosts(g) if h not in half}) == expected
+    assert (
+        _cut_to(g, {h for h in hosts(g) if h in half}, {h for h in hosts(g) if h not in half})
+        == expected
+    )
     assert _heuristic(g) >= expected
     # ... and no balanced split does better (non-blocking): sample some
     rng = random.Random(0)

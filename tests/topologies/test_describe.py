@@ -6,11 +6,18 @@ from topologies import TopologySummary, describe
 
 
 def test_describe_fields():
-    s = describe(topologies.hierarchical(2, 4, intra_bandwidth="300GB/s", intra_latency="1us",
-                                         inter_bandwidth="100Gbps", inter_latency="2us"))
+    s = describe(
+        topologies.hierarchical(
+            2,
+            4,
+            intra_bandwidth="300GB/s",
+            intra_latency="1us",
+            inter_bandwidth="100Gbps",
+            inter_latency="2us",
+        )
+    )
     assert isinstance(s, TopologySummary)
-    assert (s.family, s.directed, s.hosts, s.switches, s.links) == ("hierarchical", False, 8,
-                                                                    3, 10)
+    assert (s.family, s.directed, s.hosts, s.switches, s.links) == ("hierarchical", False, 8, 3, 10)
     assert (s.diameter_hops, s.diameter_latency) == (4, pytest.approx(6e-6))
     assert s.bisection_bandwidth == 4 * 12.5e9 and s.bisection_exact
     assert s.params["gpus_per_node"] == 4
@@ -55,11 +62,15 @@ def test_describe_validates():
 
 def _all_pairs(g):
     hs = set(topologies.hosts(g))
-    hops = max(d for s in hs for t, d in nx.single_source_shortest_path_length(g, s).items()
-               if t in hs)
-    lat = max(d for s in hs
-              for t, d in nx.single_source_dijkstra_path_length(g, s, weight="latency").items()
-              if t in hs)
+    hops = max(
+        d for s in hs for t, d in nx.single_source_shortest_path_length(g, s).items() if t in hs
+    )
+    lat = max(
+        d
+        for s in hs
+        for t, d in nx.single_source_dijkstra_path_length(g, s, weight="latency").items()
+        if t in hs
+    )
     return hops, lat
 
 
@@ -82,8 +93,9 @@ def _perturbed(g, seed=0):
         lambda: _perturbed(topologies.torus2d(3, 5), seed=2),
         lambda: topologies.torus2d(3, 5, latency=1.0),
         lambda: _perturbed(topologies.star(6), seed=3),
-        lambda: topologies.from_graph(nx.DiGraph([(0, "s"), ("s", 1), ("s", 2), (1, 0),
-                                                  (2, 0), ("s", 3), (3, "s")])),
+        lambda: topologies.from_graph(
+            nx.DiGraph([(0, "s"), ("s", 1), ("s", 2), (1, 0), (2, 0), ("s", 3), (3, "s")])
+        ),
     ],
 )
 def test_symmetry_shortcuts_give_the_all_pairs_diameters(make):

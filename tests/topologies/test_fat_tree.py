@@ -44,8 +44,10 @@ def test_fat_tree_paths():
     assert g.graph == {"family": "fat_tree", "k": 4, "bandwidth": 12.5e9, "latency": 1e-6}
 
 
-@pytest.mark.parametrize(("k", "message"), [(3, "k must be even"), (0, "k must be an int >= 2"),
-                                            (4.0, "k must be an int")])
+@pytest.mark.parametrize(
+    ("k", "message"),
+    [(3, "k must be even"), (0, "k must be an int >= 2"), (4.0, "k must be an int")],
+)
 def test_fat_tree_bad_k(k, message):
     with pytest.raises(TopologyError, match=message):
         fat_tree(k)

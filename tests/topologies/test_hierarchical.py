@@ -5,8 +5,9 @@ from topologies import TopologyError, describe, hierarchical, hosts, switches
 
 @pytest.mark.parametrize(("nodes", "gpus"), [(1, 1), (1, 4), (2, 1), (2, 8), (4, 4), (3, 2)])
 def test_hierarchical_structure(nodes, gpus):
-    g = hierarchical(nodes, gpus, intra_bandwidth=10.0, intra_latency=1.0,
-                     inter_bandwidth=1.0, inter_latency=5.0)
+    g = hierarchical(
+        nodes, gpus, intra_bandwidth=10.0, intra_latency=1.0, inter_bandwidth=1.0, inter_latency=5.0
+    )
     assert len(hosts(g)) == nodes * gpus
     assert switches(g) == [f"node{i}" for i in range(nodes)] + ["spine"]
     assert g.number_of_edges() == nodes * (gpus + 1)
@@ -29,10 +30,16 @@ def test_oversubscription_shrinks_uplinks():
 
 def test_hierarchical_defaults_and_aliases():
     g = hierarchical(2, 2)
-    assert g.graph == {"family": "hierarchical", "nodes": 2, "gpus_per_node": 2,
-                       "intra_bandwidth": 300e9, "intra_latency": 5e-7,
-                       "inter_bandwidth": 12.5e9, "inter_latency": 1e-6,
-                       "oversubscription": 1.0}
+    assert g.graph == {
+        "family": "hierarchical",
+        "nodes": 2,
+        "gpus_per_node": 2,
+        "intra_bandwidth": 300e9,
+        "intra_latency": 5e-7,
+        "inter_bandwidth": 12.5e9,
+        "inter_latency": 1e-6,
+        "oversubscription": 1.0,
+    }
     h = hierarchical(2, 2, bandwidth="200Gbps", latency="3us")
     assert (h.graph["inter_bandwidth"], h.graph["inter_latency"]) == (25e9, 3e-6)
     same = hierarchical(2, 2, bandwidth="200Gbps", inter_bandwidth="25GB/s")

@@ -13,8 +13,10 @@ def assert_same(a: nx.Graph, b: nx.Graph) -> None:
     assert list(a.nodes) == list(b.nodes)
     for v in a:
         assert a.nodes[v] == b.nodes[v]
-        assert all(type(x) is type(y) for x, y in zip(a.nodes[v].values(),
-                                                       b.nodes[v].values(), strict=True))
+        assert all(
+            type(x) is type(y)
+            for x, y in zip(a.nodes[v].values(), b.nodes[v].values(), strict=True)
+        )
     for u, v, d in a.edges(data=True):
         assert b.edges[u, v] == d
     assert a.graph == b.graph
@@ -95,12 +97,16 @@ def test_file_errors(tmp_path):
         ("fat_tree:k=4,bandwidth=100Gbps,latency=1us", lambda: topologies.fat_tree(4)),
         ("ring:n=5", lambda: topologies.ring(5)),
         (" torus2d : rows=2 , cols=3 ", lambda: topologies.torus2d(2, 3)),
-        ("hierarchical:nodes=2,gpus_per_node=4,oversubscription=2.5",
-         lambda: topologies.hierarchical(2, 4, oversubscription=2.5)),
+        (
+            "hierarchical:nodes=2,gpus_per_node=4,oversubscription=2.5",
+            lambda: topologies.hierarchical(2, 4, oversubscription=2.5),
+        ),
         ("random_regular:n=8,degree=3,seed=4", lambda: topologies.random_regular(8, 3, 4)),
         ("star:n=3,bandwidth=1e9,latency=0.5", lambda: topologies.star(3, 1e9, 0.5)),
-        ({"kind": "fully_connected", "n": 4, "bandwidth": "25GB/s"},
-         lambda: topologies.fully_connected(4, bandwidth=25e9)),
+        (
+            {"kind": "fully_connected", "n": 4, "bandwidth": "25GB/s"},
+            lambda: topologies.fully_connected(4, bandwidth=25e9),
+        ),
     ],
 )
 def test_from_spec(spec, expected):

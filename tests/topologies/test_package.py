@@ -10,8 +10,10 @@ def test_public_api_resolves_and_is_documented():
         if inspect.isfunction(obj):
             doc = inspect.getdoc(obj) or ""
             assert "Examples" in doc, f"{name} has no Examples section"
-            assert all(p.annotation is not inspect.Parameter.empty
-                       for p in inspect.signature(obj).parameters.values()), name
+            assert all(
+                p.annotation is not inspect.Parameter.empty
+                for p in inspect.signature(obj).parameters.values()
+            ), name
 
 
 def test_unknown_attribute():

@@ -11,8 +11,14 @@ def test_random_regular_structure(n, degree):
     assert g.number_of_edges() == n * degree // 2
     assert all(d == degree for _, d in g.degree)
     assert hosts(g) == list(range(n))
-    assert g.graph == {"family": "random_regular", "n": n, "degree": degree, "seed": 3,
-                       "bandwidth": 1.0, "latency": 1e-6}
+    assert g.graph == {
+        "family": "random_regular",
+        "n": n,
+        "degree": degree,
+        "seed": 3,
+        "bandwidth": 1.0,
+        "latency": 1e-6,
+    }
 
 
 def test_random_regular_is_deterministic():
@@ -30,9 +36,14 @@ def test_random_regular_bisection_is_a_bound_for_large_graphs():
 
 @pytest.mark.parametrize(
     ("n", "degree", "message"),
-    [(4, 4, "degree must be < n"), (5, 3, "n \\* degree even"), (0, 0, "^n must be an int"),
-     (4, -1, "^degree must be an int >= 0"), (4, 1, "is disconnected; try another seed"),
-     (3, 0, "is disconnected")],
+    [
+        (4, 4, "degree must be < n"),
+        (5, 3, "n \\* degree even"),
+        (0, 0, "^n must be an int"),
+        (4, -1, "^degree must be an int >= 0"),
+        (4, 1, "is disconnected; try another seed"),
+        (3, 0, "is disconnected"),
+    ],
 )
 def test_random_regular_errors(n, degree, message):
     with pytest.raises(TopologyError, match=message):

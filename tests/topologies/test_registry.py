@@ -8,13 +8,23 @@ from topologies.registry import builder
 
 
 def test_registry_names_match_functions_and_families():
-    assert list(BUILDERS) == ["ring", "star", "fully_connected", "torus2d", "fat_tree",
-                              "hierarchical", "random_regular"]
+    assert list(BUILDERS) == [
+        "ring",
+        "star",
+        "fully_connected",
+        "torus2d",
+        "fat_tree",
+        "hierarchical",
+        "random_regular",
+    ]
     for name, build in BUILDERS.items():
         assert build.__name__ == name
         assert {"bandwidth", "latency"} <= set(inspect.signature(build).parameters)
-        required = [p for p in inspect.signature(build).parameters.values()
-                    if p.default is inspect.Parameter.empty]
+        required = [
+            p
+            for p in inspect.signature(build).parameters.values()
+            if p.default is inspect.Parameter.empty
+        ]
         g = build(*([4, 2] if name == "random_regular" else [2] * len(required)))
         assert g.graph["family"] == name
 

@@ -20,8 +20,14 @@ def test_torus_structure(rows, cols):
 
 @pytest.mark.parametrize(
     ("rows", "cols", "edges", "degree"),
-    [(1, 1, 0, {0}), (1, 2, 1, {1}), (1, 5, 5, {2}), (2, 2, 4, {2}), (2, 3, 9, {3}),
-     (5, 1, 5, {2})],
+    [
+        (1, 1, 0, {0}),
+        (1, 2, 1, {1}),
+        (1, 5, 5, {2}),
+        (2, 2, 4, {2}),
+        (2, 3, 9, {3}),
+        (5, 1, 5, {2}),
+    ],
 )
 def test_degenerate_tori_have_no_parallel_links(rows, cols, edges, degree):
     g = torus2d(rows, cols)
@@ -33,8 +39,13 @@ def test_torus_coordinates():
     g = torus2d(2, 3)
     assert g.nodes[4] == {"kind": "host", "rank": 4, "row": 1, "col": 1}
     assert sorted(g[0]) == [1, 2, 3]
-    assert g.graph == {"family": "torus2d", "rows": 2, "cols": 3, "bandwidth": 12.5e9,
-                       "latency": 1e-6}
+    assert g.graph == {
+        "family": "torus2d",
+        "rows": 2,
+        "cols": 3,
+        "bandwidth": 12.5e9,
+        "latency": 1e-6,
+    }
 
 
 def test_torus_bad_shape():

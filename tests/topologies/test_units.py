@@ -131,8 +131,14 @@ def test_unit_error_is_value_error():
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(12.5e9, "100Gbps"), (125e9, "1Tbps"), (1.0, "8bps"), (1.25e8, "1Gbps"),
-     (3e5, "2.4Mbps"), (1.25e15, "10000Tbps")],
+    [
+        (12.5e9, "100Gbps"),
+        (125e9, "1Tbps"),
+        (1.0, "8bps"),
+        (1.25e8, "1Gbps"),
+        (3e5, "2.4Mbps"),
+        (1.25e15, "10000Tbps"),
+    ],
 )
 def test_format_bandwidth(value, text):
     assert format_bandwidth(value) == text
@@ -140,8 +146,15 @@ def test_format_bandwidth(value, text):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(2e-6, "2us"), (5e-7, "500ns"), (1.5e-3, "1.5ms"), (3.0, "3s"), (0.0, "0ns"),
-     (1e-10, "0.1ns"), (12345.0, "12345s")],
+    [
+        (2e-6, "2us"),
+        (5e-7, "500ns"),
+        (1.5e-3, "1.5ms"),
+        (3.0, "3s"),
+        (0.0, "0ns"),
+        (1e-10, "0.1ns"),
+        (12345.0, "12345s"),
+    ],
 )
 def test_format_time(value, text):
     assert format_time(value) == text
@@ -167,12 +180,13 @@ def test_time_round_trip(x):
     assert parse_time(format_time(x)) == pytest.approx(x, rel=5e-4, abs=1e-13)
 
 
-@given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False),
-       st.sampled_from(sorted(BANDWIDTH_UNITS)))
+@given(
+    st.floats(min_value=1e-6, max_value=1e6, allow_nan=False),
+    st.sampled_from(sorted(BANDWIDTH_UNITS)),
+)
 def test_every_bandwidth_unit_scales(number, unit):
     assert parse_bandwidth(f"{number!r}{unit}") == pytest.approx(number * BANDWIDTH_UNITS[unit])
-    assert parse_bandwidth(format_bandwidth(number, unit=unit)) == pytest.approx(
-        number, rel=5e-4)
+    assert parse_bandwidth(format_bandwidth(number, unit=unit)) == pytest.approx(number, rel=5e-4)
 
 
 @given(st.floats(min_value=0, max_value=1e6, allow_nan=False), st.sampled_from(sorted(TIME_UNITS)))
@@ -183,5 +197,6 @@ def test_every_time_unit_scales(number, unit):
 def test_unit_tables_are_consistent():
     assert BANDWIDTH_UNITS["Gbps"] * 8 == BANDWIDTH_UNITS["GB/s"]
     assert BANDWIDTH_UNITS["GiB/s"] == 1024 * BANDWIDTH_UNITS["MiB/s"]
-    assert all(math.isfinite(v) and v > 0 for v in [*BANDWIDTH_UNITS.values(),
-                                                    *TIME_UNITS.values()])
+    assert all(
+        math.isfinite(v) and v > 0 for v in [*BANDWIDTH_UNITS.values(), *TIME_UNITS.values()]
+    )

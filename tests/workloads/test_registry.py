@@ -87,6 +87,8 @@ def test_config_records_the_registry_name_and_arguments():
     from workloads import get, quadratic
 
     assert get("mlp_digits", batch_size=16, hidden=8).config() == {
-        "name": "mlp_digits", "batch_size": 16, "hidden": 8,
+        "name": "mlp_digits",
+        "batch_size": 16,
+        "hidden": 8,
     }
     assert quadratic(batch_size=8).config()["batch_size"] == 8

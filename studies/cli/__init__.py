@@ -1,0 +1,29 @@
+"""The ``commsim`` command line: one Typer app with a sub-command per job.
+
+Sub-apps live in sibling modules (``topo.py``, ``demo.py`` ...) and are registered here, so
+that each stays small and ``commsim --help`` lists them all.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from studies.cli.demo import demo
+from studies.cli.topo import app as topo_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="commsim",
+    help="Simulate and run distributed-training communication strategies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(topo_app, name="topo")
+app.command()(demo)
+
+
+def main() -> None:
+    """Entry point of the ``commsim`` console script."""
+    app()

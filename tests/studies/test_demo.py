@@ -1,0 +1,35 @@
+import pandas as pd
+from typer.testing import CliRunner
+
+from strategies.results import RunResult
+from studies.cli import app
+from studies.demo import DemoStudy, run_demo
+
+
+def test_demo_writes_runs_summary_and_figure(tmp_path):
+    study = DemoStudy(workers=3, budget=0.05, eval_every=5)
+    results, table = run_demo(tmp_path, study)
+    assert list(table.index) == list(study.strategies())
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert pd.read_csv(tmp_path / "summary.csv", index_col=0).shape == table.shape
+    for label, result in results.items():
+        assert result.summary["stop_reason"] == "max_time"
+        assert result.summary["sim_time"] == 0.05
+        slug = label.lower().replace(" ", "-")
+        loaded = RunResult.load(tmp_path / slug)
+        assert loaded.summary["updates"] == result.summary["updates"]
+
+
+def test_demo_cli_runs_and_prints_a_table(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--budget", "0.02", "--workers", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "PS async" in result.output and (out / "comparison.png").is_file()
+
+
+def test_demo_cli_rejects_a_bad_bandwidth_in_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--bandwidth", "fast"])
+    assert result.exit_code == 2
+    assert "--bandwidth" in result.output and "Traceback" not in result.output
