@@ -23,7 +23,7 @@ from strategies import AllReduceSGD, ParameterServer, Strategy
 from strategies.results import RunResult
 from studies.plots import comparison
 
-__all__ = ["DemoStudy", "run_demo"]
+__all__ = ["DemoStudy", "run_demo", "summary_table"]
 
 
 @dataclass(frozen=True)
