@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint setup clean
 
+# torch first, pinned to the CPU build (on local disk on the project's machines): an unpinned
+# torch, pulled in by `pip install -e .`, would download a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# The CPU build of torch lies on local disk here; an unpinned torch would pull CUDA (GBs).
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q --index-url https://download.pytorch.org/whl/cpu "torch>=2.4"
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
