@@ -43,7 +43,7 @@ def main() -> None:
     measured = real.run(strategy, "mlp_digits", nproc=args.nproc, steps=args.steps)
     gap = (simulated.parameters - measured.parameters).abs().max().item()
     print(
-        f"simulated {simulated.summary['sim_time']:.4f} s, loss {simulated.summary['final_loss']:.4f}"
+        f"simulated {simulated.summary['time']:.4f} s, loss {simulated.summary['final_loss']:.4f}"
     )
     print(f"real      {measured.summary['time']:.4f} s, loss {measured.summary['final_loss']:.4f}")
     print(f"largest parameter difference between backends: {gap:.2e}")

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from strategies.aggregate import REDUCE_OPS
-from strategies.comm import Group, as_message, make_group, message_nbytes
+from strategies.comm import CommError, Group, as_message, make_group, message_nbytes
 from strategies.handles import Done, Pending
 
 __all__ = ["RealCommunicator"]
@@ -43,7 +43,7 @@ class _RecvAny:
             self._first.wait()
             src = int(self._first._source_rank())
             for buffer in self._buffers[1:]:
-                dist.recv(buffer, src=src, tag=REST_TAG)
+                dist.irecv(buffer, src=src, tag=REST_TAG).wait()
             self._value = (src, self._buffers)
         return self._value
 
@@ -67,6 +67,11 @@ class RealCommunicator:
     def _pg(self, group: Group | None) -> Any:
         if group is None or group.ranks == tuple(range(self.world_size)):
             return None
+        if group.ranks not in self._groups:
+            raise CommError(
+                f"group {group.ranks} was not made by new_group on this rank; "
+                "create every group with comm.new_group on every rank"
+            )
         return self._groups[group.ranks]
 
     def _size(self, group: Group | None) -> int:
@@ -119,9 +124,10 @@ class RealCommunicator:
     def all_gather(
         self, tensor: torch.Tensor, group: Group | None = None, algorithm: str = "auto"
     ) -> Pending[list[torch.Tensor]]:
-        outs = [torch.empty_like(tensor) for _ in range(self._size(group))]
+        n = self._size(group)
+        outs = [torch.empty_like(tensor) for _ in range(n)]
         work = dist.all_gather(outs, tensor, group=self._pg(group), async_op=True)
-        self._charge_ring(tensor, group, 1.0)
+        self._charge_ring(tensor, group, float(n))  # a ring forwards n-1 whole inputs
         return Pending([work], lambda: outs)
 
     def reduce_scatter(
@@ -131,7 +137,8 @@ class RealCommunicator:
         group: Group | None = None,
         algorithm: str = "auto",
     ) -> Pending[torch.Tensor]:
-        # gloo has no reduce_scatter for uneven chunks: all-reduce, then keep this rank's chunk.
+        # gloo has no reduce_scatter for uneven chunks: all-reduce, then keep this rank's chunk
+        # (charged as the all-reduce it is: twice a ring reduce-scatter's traffic).
         full = tensor.clone()
         handle = self.all_reduce(full, op, group)
         index = group.index(self.rank) if group is not None else self.rank

@@ -1,9 +1,9 @@
 """``real.run``: the same strategy objects on ``torch.distributed``, N local processes.
 
-Each rank is an OS process (``torch.multiprocessing`` spawn) joined by a gloo (CPU) or NCCL
-(GPU) process group on localhost. Every rank writes its metrics and, for the primary, the
-final global parameters to a scratch directory; the parent merges them into one
-:class:`strategies.results.RunResult`, the same format ``sim.run`` returns.
+Each rank is an OS process (``torch.multiprocessing`` spawn) joined by a gloo process group
+on localhost. Every rank writes what it measured to a scratch directory, also when it fails;
+the parent merges the ranks into one :class:`strategies.results.RunResult`, the format
+``sim.run`` returns, and evaluates the global-model snapshots outside the timed run.
 
 Single machine::
 
@@ -12,6 +12,7 @@ Single machine::
 
 from __future__ import annotations
 
+import bisect
 import os
 import socket
 import tempfile
@@ -28,15 +29,13 @@ import torch.multiprocessing as mp
 import workloads
 from real.comm import RealCommunicator
 from real.runtime import RealRuntime, drive
-from strategies import OptimizerSpec, ScheduleSpec, Strategy
-from strategies import get as get_strategy
-from strategies.replica import Replica
-from strategies.results import RunResult, RunWriter
-from strategies.roles import TrainingSetup, build_role
+from strategies import Strategy
+from strategies.results import RunResult, RunWriter, summarize
+from strategies.roles import TrainingSetup, build_role, evaluate_parameters
 
 __all__ = ["run"]
 
-BACKENDS = ("gloo", "nccl")
+BACKENDS = ("gloo",)
 
 
 def _free_port() -> int:
@@ -45,68 +44,82 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank_main(
-    rank: int,
-    setup: TrainingSetup,
-    eval_every: int,
-    backend: str,
-    port: int,
-    scratch: str,
-    timeout: float,
-) -> None:
+def _rank_main(rank: int, setup: TrainingSetup, port: int, scratch: str, timeout: float) -> None:
     torch.set_num_threads(1)  # N ranks share the machine's cores, as they would share a node
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group(
-        backend,
+        "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=setup.world_size,
         timeout=timedelta(seconds=timeout),
     )
+    comm = RealCommunicator(rank, setup.world_size)
+    # The first worker holds the whole global model after every update it applies or pulls.
+    recorder = setup.workers[0]
+    runtime = RealRuntime(
+        rank,
+        setup.strategy.primary(setup.world_size),
+        setup.steps,
+        setup.eval_every,
+        rank == recorder,
+        lambda: comm.bytes_sent,
+    )
+    error: BaseException | None = None
     try:
-        comm = RealCommunicator(rank, setup.world_size)
-        primary = setup.strategy.primary(setup.world_size)
-        holder: dict[str, Any] = {}
-
-        def evaluate() -> dict[str, float]:
-            ctx = holder["ctx"]
-            if ctx.role == "server":
-                replica = Replica(setup.workload.make_model(setup.seed))
-                replica.load(ctx.parameters())
-                return setup.workload.evaluate(replica.model)
-            return setup.workload.evaluate(ctx.model)
-
-        # A primary that holds only one shard of the model cannot evaluate it alone.
-        can_evaluate = len(setup.servers) <= 1
-        runtime = RealRuntime(
-            rank,
-            primary,
-            setup.steps,
-            eval_every,
-            evaluate if can_evaluate else None,
-            lambda: comm.bytes_sent,
-        )
         ctx, program = build_role(setup, rank, comm, runtime)
-        holder["ctx"] = ctx
         dist.barrier()
         runtime.start = time.perf_counter()
-        if rank == primary:
-            runtime.record_eval()
-        drive(runtime, program)
-        rows = runtime.rows + [runtime.worker_row()]
-        final = ctx.parameters() if ctx.role == "worker" else None
+        drive(runtime, ctx, program)
+    except BaseException as exc:  # keep what was measured; the parent reports the failure
+        error = exc
+        raise
+    finally:
         torch.save(
             {
-                "rows": rows,
-                "parameters": final,
-                "samples": runtime.samples,
-                "bytes": comm.bytes_sent,
-                "time": runtime.now(),
+                "rows": runtime.rows + [runtime.worker_row()],
+                "marks": runtime.marks,
+                "snapshots": runtime.snapshots,
+                "error": repr(error) if error else None,
             },
             Path(scratch) / f"{rank}.pt",
         )
-    finally:
         dist.destroy_process_group()
+
+
+def _merge(setup: TrainingSetup, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Eval and update rows with samples and bytes totalled over ranks at each version."""
+    marks = [sorted(p["marks"]) for p in parts]
+
+    def totals(version: int) -> tuple[float, float]:
+        samples = nbytes = 0.0
+        for rank_marks in marks:  # each rank's counters when it reached this version
+            i = bisect.bisect_right([m[0] for m in rank_marks], version) - 1
+            if i >= 0:
+                samples += rank_marks[i][2]
+                nbytes += rank_marks[i][3]
+        return samples, nbytes
+
+    rows = []
+    for part in parts:
+        for row in part["rows"]:
+            if row["kind"] == "update":
+                row["samples"], row["bytes"] = totals(row["update"])
+            rows.append(row)
+    recorder = parts[setup.workers[0]]
+    for version, at, flat in recorder["snapshots"]:
+        samples, nbytes = totals(version)
+        rows.append(
+            {
+                "kind": "eval",
+                "time": at,
+                "update": version,
+                "samples": samples,
+                "bytes": nbytes,
+                **evaluate_parameters(setup, flat),
+            }
+        )
+    return rows
 
 
 def run(
@@ -126,78 +139,75 @@ def run(
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
-    ``result.parameters`` holds the final global parameters (flat), as seen by the first
-    worker after its last update or pull.
+    ``time`` columns are wall-clock seconds since all ranks were ready; ``result.parameters``
+    holds the final global parameters (flat), as the first worker saw them at the end.
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc={nproc!r} must be a positive integer")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be a positive integer")
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
-    if getattr(strategy, "mode", "sync") != "sync":
         raise ValueError(
-            f"{strategy!r} is asynchronous; the real backend runs synchronous strategies so far "
-            "(async termination across processes arrives with the full real backend)"
+            f"backend={backend!r} is not available yet; use 'gloo' (NCCL needs each rank's "
+            "model on its GPU, which arrives with the full real backend)"
         )
-    strategy.check_world(nproc)
+    if not timeout > 0:
+        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
     workload = workloads.get(workload) if isinstance(workload, str) else workload
-    setup = TrainingSetup(
+    setup = TrainingSetup.create(
         strategy,
         workload,
         nproc,
-        steps,
-        OptimizerSpec.parse(optimizer),
-        ScheduleSpec.parse(lr_schedule),
-        seed,
-        accumulate,
+        steps=steps,
+        optimizer=optimizer,
+        lr_schedule=lr_schedule,
+        seed=seed,
+        accumulate=accumulate,
+        eval_every=eval_every,
     )
-    config = {
-        "backend": f"real-{backend}",
-        "strategy": strategy.config(),
-        "workload": workload.config(),
-        "optimizer": {"name": setup.optimizer.name, **setup.optimizer.options},
-        "lr_schedule": {"name": setup.schedule.name, **setup.schedule.options},
-        "steps": steps,
-        "seed": seed,
-        "eval_every": eval_every,
-        "accumulate": accumulate,
-        "world_size": nproc,
-    }
+    if not setup.strategy.synchronous:
+        raise ValueError(
+            f"{setup.strategy!r} is asynchronous; the real backend runs synchronous strategies "
+            "so far (async termination across processes arrives with the full real backend)"
+        )
+    config = {"backend": f"real-{backend}", **setup.config()}
     writer = RunWriter(out, config) if out is not None else None
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="commsim-real-") as scratch:
         try:
             mp.start_processes(
                 _rank_main,
-                args=(setup, eval_every, backend, _free_port(), scratch, timeout),
+                args=(setup, _free_port(), scratch, timeout),
                 nprocs=nproc,
                 join=True,
                 start_method="spawn",
             )
-        except Exception as exc:
+        except BaseException as exc:
             if writer is not None:
-                writer.fail([], exc)
+                writer.fail(_partial_rows(scratch, nproc), exc)
             raise
         parts = [torch.load(Path(scratch) / f"{r}.pt", weights_only=False) for r in range(nproc)]
-    rows = [row for part in parts for row in part["rows"]]
-    metrics = pd.DataFrame(rows)
-    evals = metrics[metrics["kind"] == "eval"]
-    first_worker = strategy.workers(nproc)[0]
-    summary: dict[str, Any] = {
-        "stop_reason": "steps",
-        "updates": steps,
-        "samples": int(sum(p["samples"] for p in parts)),
-        "time": max(p["time"] for p in parts),
-        "bytes": float(sum(p["bytes"] for p in parts)),
-        "wall_time": time.perf_counter() - wall,
-    }
-    if not evals.empty:
-        summary["final_loss"] = float(evals["loss"].iloc[-1])
-        if "accuracy" in evals:
-            summary["final_accuracy"] = float(evals["accuracy"].iloc[-1])
-    result = RunResult(config, summary, metrics, parameters=parts[first_worker]["parameters"])
+    metrics = pd.DataFrame(_merge(setup, parts))
+    final = parts[setup.workers[0]]["marks"][-1]
+    workers = metrics[metrics["kind"] == "worker"]
+    summary = summarize(
+        metrics,
+        stop_reason="steps",
+        updates=final[0],
+        samples=int(workers["samples"].sum()),
+        nbytes=workers["bytes"].sum(),
+        time=float(workers["time"].max()),
+        wall_time=time.perf_counter() - wall,
+    )
+    snapshots = parts[setup.workers[0]]["snapshots"]
+    result = RunResult(config, summary, metrics, parameters=snapshots[-1][2] if snapshots else None)
     if writer is not None:
         writer.finish(result)
     return result
+
+
+def _partial_rows(scratch: str, nproc: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for rank in range(nproc):
+        path = Path(scratch) / f"{rank}.pt"
+        if path.is_file():
+            rows += torch.load(path, weights_only=False)["rows"]
+    return rows

@@ -1,13 +1,15 @@
-"""The real runtime: counters and metrics of one OS process (one rank), on the wall clock.
+"""The real runtime: counters and measurements of one OS process (one rank), on the wall clock.
 
-A sync run ends on every rank by itself: each rank counts the model versions it has seen and
-stops at ``steps`` (a parameter server tells its workers the version with every reply).
+A synchronous run ends on every rank by itself: each rank counts the model versions it has
+seen and stops at ``steps`` (a parameter server tells its workers the version with every
+reply). Nothing slow happens inside the timed loop: at evaluation points the first worker
+only snapshots the global parameters; the launcher evaluates them after the run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import torch
@@ -19,7 +21,13 @@ __all__ = ["RealRuntime", "drive"]
 
 
 class RealRuntime:
-    """``strategies.Runtime`` for one real rank."""
+    """``strategies.Runtime`` for one real rank.
+
+    ``marks`` holds ``(version, time, samples, bytes)`` each time this rank's model version
+    changes, so the launcher can total samples and bytes over ranks at every version;
+    ``snapshots`` holds ``(version, time, flat parameters)`` at evaluation points when this
+    rank is the one that records them.
+    """
 
     def __init__(
         self,
@@ -27,19 +35,20 @@ class RealRuntime:
         primary: int,
         steps: int,
         eval_every: int,
-        evaluate: Callable[[], dict[str, float]] | None,
-        bytes_sent: Callable[[], float],
+        snapshot: bool,
+        bytes_sent: Any,
     ) -> None:
         self.rank = rank
         self.primary = primary
         self.steps = steps
         self.eval_every = eval_every
-        self.evaluate = evaluate
+        self.snapshot = snapshot
         self.bytes_sent = bytes_sent
         self.start = time.perf_counter()
-        self.updates = 0
         self.samples = 0
         self.rows: list[dict[str, Any]] = []
+        self.marks: list[tuple[int, float, int, float]] = []
+        self.snapshots: list[tuple[int, float, torch.Tensor]] = []
         self.compute_time = 0.0
         self.comm_time = 0.0
 
@@ -54,46 +63,54 @@ class RealRuntime:
         return Done(grads)
 
     def updated(self, ctx: RoleContext, staleness: int) -> None:
-        if self.rank != self.primary:
-            return
-        self.updates += 1
-        self.rows.append(self.row("update", staleness=float(staleness)))
-        if self.updates % self.eval_every == 0 or self.updates >= self.steps:
-            self.record_eval()
+        if self.rank == self.primary:
+            self.rows.append(
+                {
+                    "kind": "update",
+                    "time": self.now(),
+                    "update": ctx.version,
+                    "staleness": float(staleness),
+                }
+            )
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
-        self.rows.append(self.row("log", rank=ctx.rank, **{k: float(v) for k, v in values.items()}))
+        self.rows.append(
+            {
+                "kind": "log",
+                "time": self.now(),
+                "update": ctx.version,
+                "rank": ctx.rank,
+                **{k: float(v) for k, v in values.items()},
+            }
+        )
 
-    def row(self, kind: str, **values: Any) -> dict[str, Any]:
-        # samples are counted per rank here; the launcher sums them over ranks at the end.
-        return {
-            "kind": kind,
-            "time": self.now(),
-            "update": self.updates,
-            "samples": self.samples,
-            "bytes": self.bytes_sent(),
-            **values,
-        }
-
-    def record_eval(self) -> None:
-        if self.evaluate is not None:
-            self.rows.append(self.row("eval", **self.evaluate()))
+    def versioned(self, ctx: RoleContext) -> None:
+        """Note this rank's new model version: counters now, and a snapshot if it is due."""
+        now = self.now()
+        self.marks.append((ctx.version, now, self.samples, float(self.bytes_sent())))
+        v = ctx.version
+        if self.snapshot and (v % self.eval_every == 0 or v >= self.steps):
+            self.snapshots.append((v, now, ctx.parameters()))  # type: ignore[attr-defined]
 
     def worker_row(self) -> dict[str, Any]:
         # Real waits cannot tell a peer's lateness from transfer time: all of it is comm_time.
-        return self.row(
-            "worker",
-            rank=self.rank,
-            compute_time=self.compute_time,
-            comm_time=self.comm_time,
-            idle_time=float("nan"),
-        )
+        return {
+            "kind": "worker",
+            "time": self.now(),
+            "rank": self.rank,
+            "samples": self.samples,
+            "bytes": float(self.bytes_sent()),
+            "compute_time": self.compute_time,
+            "comm_time": self.comm_time,
+            "idle_time": float("nan"),
+        }
 
 
-def drive(runtime: RealRuntime, program: Generator[Any, Any, None]) -> None:
+def drive(runtime: RealRuntime, ctx: RoleContext, program: Generator[Any, Any, None]) -> None:
     """Run a role program to the end, waiting on each handle it yields."""
     value: Any = None
     mark = time.perf_counter()
+    runtime.versioned(ctx)  # version 0: the starting point of every rank
     while True:
         try:
             item = program.send(value)

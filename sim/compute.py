@@ -172,15 +172,58 @@ class ComputeModel:
         """Build from a number of seconds, ``"measure"``/``"flops"``, or a dict of fields."""
         if isinstance(spec, ComputeModel):
             return spec
-        if isinstance(spec, (int, float, str)):
-            return cls(base=spec)
+        if isinstance(spec, (int, float, str, np.floating)) and not isinstance(spec, bool):
+            return cls(base=float(spec) if isinstance(spec, np.floating) else spec)
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"compute={spec!r} must be seconds, 'measure', 'flops' or a mapping of fields"
+            )
         fields = dict(spec)
         known = {"base", "straggler", "options", "slowdown", "device", "efficiency"}
         unknown = set(fields) - known
         if unknown:
             raise ValueError(f"compute fields {sorted(unknown)} are unknown; use {sorted(known)}")
-        fields["slowdown"] = {int(k): float(v) for k, v in dict(fields.get("slowdown", {})).items()}
+        if not isinstance(fields.get("options", {}), Mapping):
+            raise ValueError(f"compute options={fields['options']!r} must be a mapping")
+        slowdown = fields.get("slowdown", {})
+        if not isinstance(slowdown, Mapping):
+            raise ValueError(f"compute slowdown={slowdown!r} must map ranks to factors")
+        try:
+            fields["slowdown"] = {int(k): float(v) for k, v in slowdown.items()}
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"compute slowdown={slowdown!r} must map integer ranks to numbers, e.g. {{3: 2.0}}"
+            ) from None
         return cls(**fields)
+
+    def check_world(self, world_size: int, workers: list[int]) -> None:
+        """Fail early if ``slowdown`` names ranks the world lacks, or a per-rank trace lacks a
+        worker."""
+        outside = sorted(r for r in self.slowdown if not 0 <= r < world_size)
+        if outside:
+            raise ValueError(
+                f"compute slowdown names ranks {outside} outside this world (0..{world_size - 1})"
+            )
+        trace = getattr(self, "_trace", None)
+        if isinstance(trace, dict):
+            missing = sorted(set(workers) - set(trace))
+            if missing:
+                raise ValueError(f"compute trace has no rows for worker ranks {missing}; add them")
+
+    def config(self) -> dict[str, Any]:
+        """The fields as written to ``run.json``."""
+        return {
+            "base": self.base,
+            "straggler": self.straggler,
+            "options": dict(self.options),
+            "slowdown": dict(self.slowdown),
+            "device": self.device,
+            "efficiency": self.efficiency,
+        }
+
+    def seconds_or_none(self) -> float | None:
+        """The resolved base seconds, or None before :meth:`resolve`."""
+        return self._seconds
 
     def resolve(self, workload: Any, seed: int) -> None:
         """Fix the base time (measuring or counting FLOPs if asked) and seed the generator."""

@@ -8,9 +8,10 @@ forward/backward runs.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,13 @@ import topologies
 import workloads
 from sim.comm import Fabric
 from sim.compute import ComputeModel
+from sim.maxmin import MODELS, SHARINGS
 from sim.network import Network
 from sim.progress import UpdateProgress
 from sim.runtime import SimRuntime
-from strategies import OptimizerSpec, ScheduleSpec, Strategy
-from strategies import get as get_strategy
-from strategies.replica import Replica
-from strategies.results import RunResult, RunWriter
-from strategies.roles import TrainingSetup, build_role, initial_parameters
+from strategies import Strategy
+from strategies.results import RunResult, RunWriter, summarize
+from strategies.roles import TrainingSetup, build_role, evaluate_parameters, initial_parameters
 
 __all__ = ["run", "SimulationError"]
 
@@ -39,26 +39,34 @@ class SimulationError(RuntimeError):
     """The simulation could not go on (for example every rank waits for another: a deadlock)."""
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _positive_int(name: str, value: Any) -> int:  # noqa: D103
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name}={value!r} must be a positive integer")
     return value
 
 
 def _topology(spec: Any) -> nx.Graph:
-    if isinstance(spec, nx.Graph):
-        return topologies.validate(spec)
-    from topologies.io import from_spec
+    from topologies.io import from_spec  # validates graphs too
 
     return from_spec(spec)
 
 
 def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
-    options = {"model": network} if isinstance(network, str) else dict(network)
+    if isinstance(network, str):
+        network = {"model": network}
+    if not isinstance(network, Mapping):
+        raise ValueError(f"network={network!r} must be 'flow', 'analytic' or a mapping")
+    options = dict(network)
     unknown = set(options) - {"model", "sharing"}
     if unknown:
         raise ValueError(
             f"network options {sorted(unknown)} are unknown; use 'model' and 'sharing'"
+        )
+    if options.get("model", "flow") not in MODELS:
+        raise ValueError(f"network model={options['model']!r} is unknown; use one of {MODELS}")
+    if options.get("sharing", "maxmin") not in SHARINGS:
+        raise ValueError(
+            f"network sharing={options['sharing']!r} is unknown; use one of {SHARINGS}"
         )
     return options
 
@@ -127,73 +135,61 @@ def run(
     >>> bool(result.evals["loss"].iloc[-1] < result.evals["loss"].iloc[0])
     True
     """
-    _positive_int("steps", steps)
-    _positive_int("eval_every", eval_every)
-    _positive_int("accumulate", accumulate)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be an integer >= 0")
-    if max_time is not None and not max_time > 0:
-        raise ValueError(f"max_time={max_time!r} must be a positive number of simulated seconds")
-    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
-    if not isinstance(strategy, Strategy):
-        raise TypeError(f"strategy={strategy!r} must be a strategies.Strategy or a registered name")
     workload = workloads.get(workload) if isinstance(workload, str) else workload
     graph = _topology(topology)
-    world_size = len(topologies.hosts(graph))
-    strategy.check_world(world_size)
-    compute_model = ComputeModel.parse(compute)
-    net_options = _network_options(network)
-    setup = TrainingSetup(
-        strategy=strategy,
-        workload=workload,
-        world_size=world_size,
+    setup = TrainingSetup.create(
+        strategy,
+        workload,
+        len(topologies.hosts(graph)),
         steps=steps,
-        optimizer=OptimizerSpec.parse(optimizer),
-        schedule=ScheduleSpec.parse(lr_schedule),
+        optimizer=optimizer,
+        lr_schedule=lr_schedule,
         seed=seed,
         accumulate=accumulate,
+        eval_every=eval_every,
     )
+    compute_model = ComputeModel.parse(compute)
+    compute_model.check_world(setup.world_size, setup.workers)
+    net_options = _network_options(network)
+    max_time = _optional_positive("max_time", max_time)
+    if target_loss is not None and not _is_number(target_loss):
+        raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
+    if threads is not None:
+        _positive_int("threads", threads)
     config = {
         "backend": "sim",
-        "strategy": strategy.config(),
-        "workload": workload.config(),
-        "topology": {k: v for k, v in graph.graph.items()} | {"hosts": world_size},
-        "compute": {
-            "base": compute_model.base,
-            "straggler": compute_model.straggler,
-            "options": compute_model.options,
-            "slowdown": dict(compute_model.slowdown),
-            "device": compute_model.device,
-            "efficiency": compute_model.efficiency,
-        },
+        **setup.config(),
+        "topology": {k: v for k, v in graph.graph.items()} | {"hosts": setup.world_size},
+        "compute": compute_model.config(),
         "network": net_options,
-        "optimizer": {"name": setup.optimizer.name, **setup.optimizer.options},
-        "lr_schedule": {"name": setup.schedule.name, **setup.schedule.options},
-        "steps": steps,
-        "seed": seed,
-        "eval_every": eval_every,
         "max_time": max_time,
         "target_loss": target_loss,
-        "accumulate": accumulate,
-        "world_size": world_size,
     }
     writer = RunWriter(out, config) if out is not None else None
-
-    with _torch_threads(threads):
+    with _torch_threads(threads), writer or nullcontext():
         return _simulate_run(
-            strategy,
-            workload,
-            graph,
             setup,
+            graph,
             compute_model,
             net_options,
             config,
             writer,
-            eval_every,
             max_time,
             target_loss,
             progress,
         )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional_positive(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive, finite number of simulated seconds")
+    return float(value)
 
 
 @contextmanager
@@ -201,7 +197,6 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    _positive_int("threads", threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -211,55 +206,50 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _simulate_run(
-    strategy: Strategy,
-    workload: Any,
-    graph: nx.Graph,
     setup: TrainingSetup,
+    graph: nx.Graph,
     compute_model: ComputeModel,
     net_options: dict[str, Any],
     config: dict[str, Any],
     writer: RunWriter | None,
-    eval_every: int,
     max_time: float | None,
     target_loss: float | None,
     progress: bool,
 ) -> RunResult:
-    steps, seed, accumulate = setup.steps, setup.seed, setup.accumulate
-    world_size = setup.world_size
+    strategy, workload, world_size = setup.strategy, setup.workload, setup.world_size
     wall_start = time.perf_counter()
-    compute_model.resolve(workload, seed)
+    compute_model.resolve(workload, setup.seed)
+    config["compute"]["seconds"] = compute_model.seconds_or_none()  # what 'measure' measured
     env = simpy.Environment()
     net = Network(env, graph, **net_options)
     fabric = Fabric(env, net, world_size)
     initial = initial_parameters(setup)
-    eval_replica = Replica(workload.make_model(seed))
     contexts: dict[int, Any] = {}
     primary = strategy.primary(world_size)
 
-    def _global_parameters() -> torch.Tensor:
+    def global_parameters() -> torch.Tensor:
         if strategy.updates_on == "servers":
             return torch.cat([contexts[s].shard.param.detach() for s in setup.servers]).clone()
         return contexts[primary].parameters()
 
     def evaluate() -> dict[str, float]:
         if strategy.updates_on == "servers":
-            eval_replica.load(_global_parameters())
-            return workload.evaluate(eval_replica.model)
+            return evaluate_parameters(setup, global_parameters())
         return workload.evaluate(contexts[primary].model)
 
-    bar = UpdateProgress(steps, enabled=progress)
+    bar = UpdateProgress(setup.steps, enabled=progress)
     runtime = SimRuntime(
         env,
         net,
         compute_model,
         primary,
-        steps,
-        eval_every,
+        setup.steps,
+        setup.eval_every,
         evaluate,
-        accumulate,
-        max_time=max_time,
+        setup.accumulate,
+        owners=setup.servers if strategy.updates_on == "servers" else [primary],
         target_loss=target_loss,
-        on_eval=(lambda rows: writer.flush(rows)) if writer else None,
+        on_eval=writer.flush if writer else None,
         on_update=bar.update,
     )
     programs = {}
@@ -269,62 +259,48 @@ def _simulate_run(
         )
     runtime.record_eval()
     processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]
-    try:
-        with bar:
-            _simulate(env, runtime, processes)
-        runtime.record_eval()
-    except BaseException as exc:
-        if writer is not None:
-            writer.fail(runtime.rows, exc)
-        raise
+    with bar:
+        _simulate(env, runtime, processes, max_time)
+    runtime.record_eval()
     metrics = pd.DataFrame(runtime.rows + runtime.worker_rows())
-    summary = _summary(runtime, net, metrics, time.perf_counter() - wall_start)
-    result = RunResult(config, summary, metrics, parameters=_global_parameters())
+    summary = summarize(
+        metrics,
+        stop_reason=runtime.stop_reason,
+        updates=runtime.updates,
+        samples=runtime.samples,
+        nbytes=net.bytes_sent,
+        time=env.now,
+        wall_time=time.perf_counter() - wall_start,
+        target_loss=target_loss,
+    )
+    result = RunResult(config, summary, metrics, parameters=global_parameters())
     if writer is not None:
         writer.finish(result)
     return result
 
 
-def _simulate(env: simpy.Environment, runtime: SimRuntime, processes: list[simpy.Process]) -> None:
-    try:
-        env.run(until=runtime.stop_event)
-    except RuntimeError as exc:
-        if "until" not in str(exc):
-            raise
-        if all(not p.is_alive for p in processes):
-            runtime.stop("finished")
+def _simulate(
+    env: simpy.Environment,
+    runtime: SimRuntime,
+    processes: list[simpy.Process],
+    max_time: float | None,
+) -> None:
+    """Step the engine until a stop condition, the time budget, the end, or a deadlock."""
+    stop = runtime.stop_event
+    while not stop.triggered:
+        upcoming = env.peek()
+        if upcoming == math.inf:
+            if all(not p.is_alive for p in processes):
+                runtime.stop("finished")
+                return
+            blocked = sorted(runtime.blocked_ranks())
+            raise SimulationError(
+                f"deadlock at t={env.now:.6g}s after {runtime.updates} updates: ranks {blocked} "
+                "wait for operations no rank will complete; check that every rank makes "
+                "matching calls (collectives in the same order, a recv for every send)"
+            )
+        if max_time is not None and upcoming > max_time:
+            env.run(until=max_time)  # nothing happens before then: just move the clock
+            runtime.stop("max_time")
             return
-        blocked = sorted(runtime._blocked)
-        raise SimulationError(
-            f"deadlock at t={env.now:.6g}s after {runtime.updates} updates: ranks {blocked} "
-            "wait for operations no rank will complete; check that every rank makes matching "
-            "calls (collectives in the same order, a recv for every send)"
-        ) from None
-
-
-def _summary(
-    runtime: SimRuntime, net: Network, metrics: pd.DataFrame, wall: float
-) -> dict[str, Any]:
-    evals = metrics[metrics["kind"] == "eval"]
-    last = evals.iloc[-1]
-    sim_time = float(runtime.env.now)
-    summary: dict[str, Any] = {
-        "stop_reason": runtime.stop_reason,
-        "updates": runtime.updates,
-        "samples": runtime.samples,
-        "sim_time": sim_time,
-        "bytes": float(net.bytes_sent),
-        "final_loss": float(last["loss"]),
-        "updates_per_s": runtime.updates / sim_time if sim_time > 0 else float("nan"),
-        "samples_per_s": runtime.samples / sim_time if sim_time > 0 else float("nan"),
-        "wall_time": wall,
-        **runtime.staleness_stats(),
-    }
-    if "accuracy" in evals:
-        summary["final_accuracy"] = float(last["accuracy"])
-    if runtime.target_loss is not None:
-        reached = runtime.target_reached or {}
-        summary["target_loss"] = runtime.target_loss
-        for key in ("time", "update", "samples", "bytes"):
-            summary[f"{key}_to_target"] = reached.get(key)
-    return summary
+        env.step()

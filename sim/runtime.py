@@ -32,8 +32,11 @@ class SimRuntime:
         The resolved compute model.
     primary
         The rank whose updates are global model versions.
-    steps, max_time, target_loss
-        Stop conditions; the first reached ends the run.
+    steps, target_loss
+        Stop conditions (``sim.run`` handles the time budget by how far it steps the clock).
+    owners
+        Ranks whose updates together make one global version (all parameter-server shards);
+        default: the primary alone.
     eval_every
         Evaluate the global model every this many global updates.
     evaluate
@@ -52,7 +55,7 @@ class SimRuntime:
         eval_every: int,
         evaluate: Callable[[], dict[str, float]],
         accumulate: int = 1,
-        max_time: float | None = None,
+        owners: list[int] | None = None,
         target_loss: float | None = None,
         on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
         on_update: Callable[[int], None] | None = None,
@@ -61,6 +64,9 @@ class SimRuntime:
         self.network = network
         self.compute = compute
         self.primary = primary
+        self._owner_versions = {r: 0 for r in (owners or [primary])}
+        self._primary_staleness: dict[int, int] = {}
+        self._busy_until: dict[int, float] = {}
         self.steps = steps
         self.eval_every = eval_every
         self.evaluate = evaluate
@@ -77,32 +83,49 @@ class SimRuntime:
         self._last_eval_update = -1
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
         self._blocked: dict[int, tuple[Op, float]] = {}
-        if max_time is not None:
-            env.timeout(max_time).callbacks.append(lambda _: self.stop("max_time"))
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def finished(self, ctx: RoleContext) -> bool:
         return self.stop_reason is not None
 
     def computed(self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float) -> Op:
-        self.samples += samples
         seconds = self.compute.step_time(ctx.rank, ctx.steps - 1, self.accumulate)
         op = Op(self.env, kind="compute")
-        start = self.env.now
-        self.env.timeout(seconds).callbacks.append(lambda _: op.finish(grads, started_at=start))
+        now = self.env.now
+        # A rank has one device: a computation started while another runs queues behind it.
+        start = max(now, self._busy_until.get(ctx.rank, now))
+        self._busy_until[ctx.rank] = start + seconds
+        delay = seconds if start == now else start + seconds - now
+
+        def finish(_: Any) -> None:
+            self.samples += samples  # counted when the gradient exists, not when it starts
+            op.finish(grads, started_at=start)
+
+        self.env.timeout(delay).callbacks.append(finish)
         return op
 
     def updated(self, ctx: RoleContext, staleness: int) -> None:
-        if ctx.rank != self.primary or self.stop_reason is not None:
+        versions = self._owner_versions
+        if ctx.rank not in versions or self.stop_reason is not None:
             return
-        self.updates += 1
-        self.rows.append(self._row("update", staleness=float(staleness)))
-        if self.on_update is not None:
-            self.on_update(self.updates)
-        if self.updates % self.eval_every == 0 or self.updates >= self.steps:
-            self.record_eval()
-        if self.updates >= self.steps:
-            self.stop("steps")
+        versions[ctx.rank] = ctx.version
+        if ctx.rank == self.primary:
+            self._primary_staleness[ctx.version] = staleness
+        # A global version exists once every shard has applied it: shards may apply the same
+        # update at different times (different links), and a model mixing versions is no model.
+        while self.updates < min(versions.values()) and self.stop_reason is None:
+            self.updates += 1
+            tau = self._primary_staleness.pop(self.updates)
+            self.rows.append(self._row("update", staleness=float(tau)))
+            if self.on_update is not None:
+                self.on_update(self.updates)
+            if self.updates % self.eval_every == 0 or self.updates >= self.steps:
+                self.record_eval()
+            if self.updates >= self.steps:
+                self.stop("steps")
+
+    def versioned(self, ctx: RoleContext) -> None:
+        """Nothing to do: the simulator observes versions through ``updated``."""
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.rows.append(
@@ -137,10 +160,21 @@ class SimRuntime:
         if not isinstance(item, Op):
             times[1] += end - start
             return
-        # A wait on several handles may overlap computing and communicating: computing counts
-        # first, then data moving, and the rest of the wait is idle.
-        compute = busy_time(item, start, end, ("compute",))
-        moving = busy_time(item, start, end, ("compute", "comm")) - compute
+        if item.children:
+            # A wait on several handles may overlap computing and communicating: computing
+            # counts first, then data moving, and the rest of the wait is idle.
+            compute = busy_time(item, start, end, ("compute",))
+            moving = busy_time(item, start, end, ("compute", "comm")) - compute
+        else:
+            # One handle (almost every wait): busy_time's interval union, in the same float
+            # operations, without building it.
+            active = 0.0
+            if item.started_at is not None and item.finished_at is not None:
+                since, until = max(start, item.started_at), min(end, item.finished_at)
+                if until > since:
+                    active = until - since
+            compute = active if item.kind == "compute" else 0.0
+            moving = (active if item.kind in ("compute", "comm") else 0.0) - compute
         times[0] += compute
         times[1] += moving
         times[2] += end - start - compute - moving
@@ -175,18 +209,29 @@ class SimRuntime:
         if self.on_eval is not None:
             self.on_eval(self.rows)
 
+    def blocked_ranks(self) -> list[int]:
+        """Ranks currently waiting on a handle."""
+        return sorted(self._blocked)
+
     def worker_rows(self) -> list[dict[str, Any]]:
-        """Per-rank compute / communication / idle time up to now (blocked time counts as idle)."""
+        """Per-rank compute / communication / idle time up to now.
+
+        A rank still waiting when the run stops has its wait split as usual if the operation
+        has finished at this instant; an unfinished computation counts as compute, and an
+        unfinished communication as idle (how much of its data moved is not known).
+        """
         now = self.env.now
         rows = []
         for rank in sorted(self._times):
-            compute, comm, idle = self._times[rank]
+            times = list(self._times[rank])
             if rank in self._blocked:
                 item, start = self._blocked[rank]
-                if getattr(item, "kind", "comm") == "compute":
-                    compute += now - start
+                unfinished = getattr(item, "finished_at", None) is None
+                if unfinished and getattr(item, "kind", "comm") == "compute":
+                    times[0] += now - start
                 else:
-                    idle += now - start
+                    self._account(times, item, start, now)
+            compute, comm, idle = times
             rows.append(
                 self._row("worker", rank=rank, compute_time=compute, comm_time=comm, idle_time=idle)
             )

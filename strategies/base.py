@@ -53,9 +53,25 @@ class Strategy(ABC):
         return [r for r in range(world_size) if r not in servers]
 
     def primary(self, world_size: int) -> int:
-        """The rank whose updates count as global model versions (and whose model is evaluated)."""
+        """The rank whose updates count as global model versions (and whose model is evaluated):
+        the first server if servers own the model, else the first worker."""
         servers = self.servers(world_size)
-        return servers[0] if servers else self.workers(world_size)[0]
+        if servers and self.updates_on == "servers":
+            return servers[0]
+        return self.workers(world_size)[0]
+
+    @property
+    def synchronous(self) -> bool:
+        """Whether every rank can tell when to stop by counting versions it has seen (the real
+        backend runs only these so far; asynchronous termination across processes comes later)."""
+        return True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.updates_on not in ("workers", "servers"):
+            raise TypeError(
+                f"{cls.__name__}.updates_on={cls.updates_on!r}; use 'workers' or 'servers'"
+            )
 
     def check_world(self, world_size: int) -> None:
         """Raise ``ValueError`` if this strategy cannot run on ``world_size`` ranks."""

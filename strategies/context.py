@@ -38,6 +38,10 @@ class Runtime(Protocol):
         """Record strategy-specific values."""
         ...
 
+    def versioned(self, ctx: RoleContext) -> None:
+        """``ctx.version`` has just changed (an update applied, or parameters loaded)."""
+        ...
+
 
 class RoleContext:
     """What every role shares: identity, communicator, version and stop condition."""
@@ -126,6 +130,7 @@ class WorkerContext(RoleContext):
         """Step the local optimizer with a flat gradient; this replica's version advances."""
         self.replica.apply(grads, lr_scale)
         self.version += 1
+        self._runtime.versioned(self)
         self._runtime.updated(self, staleness)
 
     def parameters(self) -> torch.Tensor:
@@ -136,6 +141,7 @@ class WorkerContext(RoleContext):
         """Replace the local parameters (e.g. pulled from a server) and adopt their version."""
         self.replica.load(flat)
         self.version = self.version + 1 if version is None else int(version)
+        self._runtime.versioned(self)
 
 
 class ServerContext(RoleContext):
@@ -171,4 +177,5 @@ class ServerContext(RoleContext):
         """Step this shard's optimizer; the global model version advances."""
         self.shard.step(grads, lr_scale)
         self.version += 1
+        self._runtime.versioned(self)
         self._runtime.updated(self, staleness)

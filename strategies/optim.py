@@ -33,6 +33,15 @@ def _step_decay(step: int, total: int, *, every: float = 100, gamma: float = 0.1
     return gamma ** (step // int(every))
 
 
+#: Allowed ranges of schedule options: (lowest, highest, lowest excluded).
+_OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
+    "every": (1, math.inf, False),
+    "gamma": (0, 1, True),
+    "warmup": (0, math.inf, False),
+    "floor": (0, 1, False),
+}
+
+
 def _cosine(step: int, total: int, *, warmup: float = 0, floor: float = 0.0) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -77,12 +86,24 @@ class ScheduleSpec:
             return spec
         if isinstance(spec, str):
             spec = {"name": spec}
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"lr_schedule={spec!r} must be a name or a mapping like {{'name': 'cosine'}}"
+            )
         options = dict(spec)
         name = options.pop("name", "constant")
         if name not in SCHEDULES:
             raise ValueError(
                 f"lr_schedule name={name!r} is unknown; use one of {', '.join(SCHEDULES)}"
             )
+        for key, value in options.items():
+            low, high, open_low = _OPTION_RANGES.get(key, (-math.inf, math.inf, False))
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not (value > low if open_low else value >= low) or value > high:
+                raise ValueError(
+                    f"lr_schedule {name}.{key}={value!r} must be a number in "
+                    f"{'(' if open_low else '['}{low:g}, {high:g}]"
+                )
         try:
             SCHEDULES[name](0, 1, **options)
         except TypeError:
@@ -130,6 +151,11 @@ class OptimizerSpec:
             return cls(name=getattr(spec, "__name__", "custom"), options={}, factory=spec)
         if isinstance(spec, str):
             spec = {"name": spec}
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"optimizer={spec!r} must be a name, a mapping like {{'name': 'sgd', 'lr': 0.1}}, "
+                "or a callable params -> torch.optim.Optimizer"
+            )
         options = dict(spec)
         name = str(options.pop("name", "sgd")).lower()
         if name not in OPTIMIZERS:

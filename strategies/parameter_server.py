@@ -87,6 +87,10 @@ class ParameterServer(Strategy):
         self.n_servers = servers
         self.staleness_lr = staleness_lr
 
+    @property
+    def synchronous(self) -> bool:
+        return self.mode == "sync"
+
     def servers(self, world_size: int) -> list[int]:
         return list(range(min(self.n_servers, world_size)))
 
@@ -148,7 +152,7 @@ class ParameterServer(Strategy):
         bound = self.staleness if self.mode == "ssp" else None
         pushes = {r: 0 for r in s.workers}
         waiting: list[int] = []
-        told: set[int] = set()  # workers already sent a version that ends their loop
+        replies: dict[int, Any] = {}  # the last reply to each worker, possibly still in flight
         while not s.done:
             src, (grads, tag) = yield s.comm.recv(self._buffers(s), src=None)
             staleness = s.version - int(tag)
@@ -165,13 +169,10 @@ class ParameterServer(Strategy):
                     spread=max(pushes.values()) - slowest,
                 )
                 waiting = [r for r in waiting if r not in ready]
-                yield s.comm.wait_all([self._reply(s, r) for r in ready])
-                if s.done:
-                    told.update(ready)
-        # Wind down so that every worker of a real run hears the final version: release the
-        # workers held by the SSP bound, then answer (and discard) each other worker's last push.
-        yield s.comm.wait_all([self._reply(s, r) for r in waiting])
-        told.update(waiting)
-        for _ in range(len(s.workers) - len(told)):
-            src, _ = yield s.comm.recv(self._buffers(s), src=None)
-            yield self._reply(s, src)
+                for r in ready:
+                    # The server's link sends while it receives the next push; a new reply to a
+                    # worker only follows its previous one (already delivered, since the worker
+                    # has pushed again after receiving it).
+                    if r in replies:
+                        yield replies[r]
+                    replies[r] = self._reply(s, r)

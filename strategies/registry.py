@@ -17,6 +17,8 @@ def register(cls: S) -> S:
     """Class decorator adding a strategy under its ``name``."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} must set a non-empty class attribute 'name'")
+    if _REGISTRY.get(cls.name, cls) is not cls:
+        raise ValueError(f"strategy name {cls.name!r} is already registered; choose another name")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -46,6 +48,11 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
     """
     if isinstance(name, Strategy):
         return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"strategy={name!r} must be a registered name or a Strategy instance "
+            "(did you pass the class instead of an instance?)"
+        )
     try:
         cls = _REGISTRY[name]
     except KeyError:

@@ -17,6 +17,7 @@ Metrics columns (one row per observation; columns that do not apply are NaN):
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,14 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["RunResult", "RunWriter", "versions"]
+__all__ = ["RunResult", "RunWriter", "summarize", "versions"]
+
+_COMMON = ("kind", "time", "update", "samples", "bytes")
+_COLUMNS = {
+    "eval": (*_COMMON, "loss"),
+    "update": (*_COMMON, "staleness"),
+    "worker": (*_COMMON, "rank", "compute_time", "comm_time", "idle_time"),
+}
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.parquet"
@@ -72,7 +80,10 @@ class RunResult:
         if self.metrics.empty:
             return self.metrics
         rows = self.metrics[self.metrics["kind"] == kind]
-        return rows.dropna(axis=1, how="all").reset_index(drop=True)
+        # Drop the other kinds' columns, but keep this kind's own even when unmeasured (NaN),
+        # so sim and real results have the same columns.
+        keep = [c for c in rows.columns if c in _COLUMNS.get(kind, ()) or rows[c].notna().any()]
+        return rows[keep].reset_index(drop=True)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``run.json`` and ``metrics.parquet`` into ``directory`` (created if needed)."""
@@ -93,12 +104,56 @@ class RunResult:
         return cls(record.get("config", {}), record.get("summary", {}), metrics)
 
 
+def summarize(
+    metrics: pd.DataFrame,
+    *,
+    stop_reason: str | None,
+    updates: int,
+    samples: int,
+    nbytes: float,
+    time: float,
+    wall_time: float,
+    target_loss: float | None = None,
+) -> dict[str, Any]:
+    """The summary both backends write: final loss, counts, rates, staleness, time to target.
+
+    ``time`` is simulated seconds for ``sim`` and wall-clock seconds of training for ``real``.
+    """
+    evals = metrics[metrics["kind"] == "eval"] if not metrics.empty else metrics
+    staleness = metrics[metrics["kind"] == "update"]["staleness"] if not metrics.empty else []
+    summary: dict[str, Any] = {
+        "stop_reason": stop_reason,
+        "updates": int(updates),
+        "samples": int(samples),
+        "bytes": float(nbytes),
+        "time": float(time),
+        "updates_per_s": updates / time if time > 0 else math.nan,
+        "samples_per_s": samples / time if time > 0 else math.nan,
+        "staleness_mean": float(staleness.mean()) if len(staleness) else math.nan,
+        "staleness_max": float(staleness.max()) if len(staleness) else math.nan,
+        "wall_time": float(wall_time),
+    }
+    if len(evals):
+        last = evals.iloc[-1]
+        summary["final_loss"] = float(last["loss"])
+        if "accuracy" in evals and pd.notna(last.get("accuracy")):
+            summary["final_accuracy"] = float(last["accuracy"])
+    if target_loss is not None:
+        summary["target_loss"] = target_loss
+        hit = evals[evals["loss"] <= target_loss] if len(evals) else evals
+        first = hit.iloc[0] if len(hit) else None
+        for key in ("time", "update", "samples", "bytes"):
+            summary[f"{key}_to_target"] = None if first is None else float(first[key])
+    return summary
+
+
 class RunWriter:
     """Writes a run directory as the run goes, so a crash or interrupt loses nothing.
 
     ``run.json`` is written at once with ``status: "running"``; :meth:`flush` rewrites the
     metrics (throttled to one write per ``every`` wall seconds); :meth:`finish` and
-    :meth:`fail` write the final state.
+    :meth:`fail` write the final state. Used as a context manager, any exception (an
+    interrupt too) is recorded as a failure with the rows measured so far, then re-raised.
     """
 
     def __init__(self, directory: str | Path, config: dict[str, Any], every: float = 2.0) -> None:
@@ -107,7 +162,16 @@ class RunWriter:
         self.config = config
         self.every = every
         self._last_flush = 0.0
+        self._rows: list[dict[str, Any]] = []
+        self._finished = False
         self._write_record("running", {})
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not self._finished:
+            self.fail(self._rows, exc)
 
     def _write_record(self, status: str, summary: dict[str, Any], error: str | None = None) -> None:
         record = {
@@ -130,6 +194,7 @@ class RunWriter:
 
     def flush(self, rows: list[dict[str, Any]], force: bool = False) -> None:
         """Rewrite the metrics so far, unless the last write was under ``every`` seconds ago."""
+        self._rows = rows
         now = time.monotonic()
         if force or now - self._last_flush >= self.every:
             self._write_metrics(pd.DataFrame(rows))
@@ -138,8 +203,10 @@ class RunWriter:
     def finish(self, result: RunResult) -> None:
         self._write_metrics(result.metrics)
         self._write_record("finished", result.summary)
+        self._finished = True
 
     def fail(self, rows: list[dict[str, Any]], error: BaseException) -> None:
         """Keep what was measured and say why the run stopped."""
         self._write_metrics(pd.DataFrame(rows))
         self._write_record("failed", {}, f"{type(error).__name__}: {error}")
+        self._finished = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -19,9 +19,16 @@ from strategies.base import Program, Strategy
 from strategies.comm import Communicator
 from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
 from strategies.optim import OptimizerSpec, ScheduleSpec
+from strategies.registry import get as get_strategy
 from strategies.replica import FlatOptimizer, Replica
 
-__all__ = ["TrainingSetup", "WorkloadLike", "build_role", "initial_parameters"]
+__all__ = [
+    "TrainingSetup",
+    "WorkloadLike",
+    "build_role",
+    "evaluate_parameters",
+    "initial_parameters",
+]
 
 
 class WorkloadLike(Protocol):
@@ -37,10 +44,23 @@ class WorkloadLike(Protocol):
         self, rank: int, n_workers: int, seed: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return value
+
+
+_WORKLOAD_METHODS = ("make_model", "loss", "batches", "evaluate", "config")
+
 
 @dataclass(frozen=True)
 class TrainingSetup:
-    """Everything about a run that is the same on every rank."""
+    """Everything about a run that is the same on every rank (build it with :meth:`create`)."""
 
     strategy: Strategy
     workload: WorkloadLike
@@ -50,6 +70,69 @@ class TrainingSetup:
     schedule: ScheduleSpec
     seed: int = 0
     accumulate: int = 1
+    eval_every: int = 10
+
+    @classmethod
+    def create(
+        cls,
+        strategy: str | Strategy,
+        workload: WorkloadLike,
+        world_size: int,
+        *,
+        steps: int,
+        optimizer: Any = None,
+        lr_schedule: Any = None,
+        seed: int = 0,
+        accumulate: int = 1,
+        eval_every: int = 10,
+    ) -> TrainingSetup:
+        """Validate a run's common arguments, each error naming its argument.
+
+        Examples
+        --------
+        >>> TrainingSetup.create("allreduce", None, 2, steps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps=0 must be a positive integer
+        """
+        _positive_int("steps", steps)
+        _positive_int("eval_every", eval_every)
+        _positive_int("accumulate", accumulate)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed={seed!r} must be an integer >= 0")
+        resolved = get_strategy(strategy)
+        missing = [m for m in _WORKLOAD_METHODS if not callable(getattr(workload, m, None))]
+        if missing:
+            raise TypeError(
+                f"workload={workload!r} lacks {', '.join(missing)}; pass a workloads.Workload "
+                "or a registered workload name"
+            )
+        resolved.check_world(world_size)
+        return cls(
+            strategy=resolved,
+            workload=workload,
+            world_size=world_size,
+            steps=steps,
+            optimizer=OptimizerSpec.parse(optimizer),
+            schedule=ScheduleSpec.parse(lr_schedule),
+            seed=seed,
+            accumulate=accumulate,
+            eval_every=eval_every,
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The part of ``run.json`` both backends share."""
+        return {
+            "strategy": self.strategy.config(),
+            "workload": self.workload.config(),
+            "optimizer": {"name": self.optimizer.name, **self.optimizer.options},
+            "lr_schedule": {"name": self.schedule.name, **self.schedule.options},
+            "steps": self.steps,
+            "seed": self.seed,
+            "eval_every": self.eval_every,
+            "accumulate": self.accumulate,
+            "world_size": self.world_size,
+        }
 
     @property
     def workers(self) -> list[int]:
@@ -63,6 +146,13 @@ class TrainingSetup:
 def initial_parameters(setup: TrainingSetup) -> torch.Tensor:
     """The flat initial parameters every replica and shard starts from."""
     return Replica(setup.workload.make_model(setup.seed)).parameters()
+
+
+def evaluate_parameters(setup: TrainingSetup, flat: torch.Tensor) -> dict[str, float]:
+    """Held-out metrics of the model with these flat parameters (built fresh, then loaded)."""
+    replica = Replica(setup.workload.make_model(setup.seed))
+    replica.load(flat)
+    return setup.workload.evaluate(replica.model)
 
 
 def build_role(

@@ -70,7 +70,7 @@ def test_accumulate_multiplies_each_workers_compute_time_in_a_run():
     workers = result.metrics[result.metrics["kind"] == "worker"]
     expected = steps * accumulate * base
     np.testing.assert_allclose(workers["compute_time"], expected, rtol=1e-9)
-    assert result.summary["sim_time"] == pytest.approx(expected, rel=1e-6)
+    assert result.summary["time"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_seconds_need_resolving_for_measure_and_flops():
