@@ -93,7 +93,8 @@ def run_demo(
     table.to_csv(out / "summary.csv")
     title = (
         f"{study.workload}, {study.workers} workers on a {study.bandwidth} star, "
-        f"lognormal stragglers, {study.budget:g} s simulated each"
+        f"{study.compute.get('straggler', 'constant')} compute times, "
+        f"{study.budget:g} s simulated each"
     )
     figure = comparison(results, title=title)
     figure.savefig(out / "comparison.png", dpi=110)

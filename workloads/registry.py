@@ -66,5 +66,28 @@ def get(name: str, **kwargs: Any) -> Workload:
                 f"valid: {', '.join(params)}"
             )
     workload = builder(**kwargs)
-    workload.spec = {"name": name, **kwargs}
+    workload.spec = {"name": name, **{k: _describe(v) for k, v in kwargs.items()}}
     return workload
+
+
+def _describe(value: Any) -> Any:
+    """A JSON-friendly, deterministic stand-in for an argument (no memory addresses).
+
+    Examples
+    --------
+    >>> import torch
+    >>> _describe((torch.zeros(3, 2), torch.zeros(3))), _describe(len)
+    (['tensor(3, 2)', 'tensor(3,)'], 'builtins.len')
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _describe(v) for k, v in value.items()}
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__.lower()}{tuple(shape)}"
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__name__)}"
+    return type(value).__name__

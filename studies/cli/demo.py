@@ -36,14 +36,20 @@ def demo(
         f"Simulating {len(study.strategies())} strategies, {workers} workers, "
         f"{budget:g} simulated seconds each, into [bold]{out}[/bold]"
     )
-    with console.status("simulating...") as status:
-        results, table = run_demo(
-            out,
-            study,
-            on_run=lambda label, r: status.update(
-                f"done: {label} ({r.summary['updates']} updates)"
-            ),
+    try:
+        with console.status("simulating...") as status:
+            results, table = run_demo(
+                out,
+                study,
+                on_run=lambda label, r: status.update(
+                    f"done: {label} ({r.summary['updates']} updates)"
+                ),
+            )
+    except OSError as exc:
+        console.print(
+            f"[red]error:[/red] --out {out}: {exc.strerror or exc}; choose a writable directory"
         )
+        raise typer.Exit(2) from None
     console.print(_rich_table(table))
     console.print(f"runs, summary.csv and comparison.png written to [bold]{out}[/bold]")
 

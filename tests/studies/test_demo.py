@@ -14,7 +14,9 @@ def test_demo_writes_runs_summary_and_figure(tmp_path):
     assert pd.read_csv(tmp_path / "summary.csv", index_col=0).shape == table.shape
     for label, result in results.items():
         assert result.summary["stop_reason"] == "max_time"
-        assert result.summary["sim_time"] == 0.05
+        assert result.summary["updates"] > 0
+        assert result.evals["loss"].iloc[-1] < result.evals["loss"].iloc[0]
+        assert result.summary["time"] == 0.05
         slug = label.lower().replace(" ", "-")
         loaded = RunResult.load(tmp_path / slug)
         assert loaded.summary["updates"] == result.summary["updates"]
@@ -33,3 +35,11 @@ def test_demo_cli_rejects_a_bad_bandwidth_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--bandwidth", "fast"])
     assert result.exit_code == 2
     assert "--bandwidth" in result.output and "Traceback" not in result.output
+
+
+def test_demo_cli_reports_an_unwritable_output_directory_in_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(app, ["demo", "--out", str(blocker / "demo"), "--budget", "0.01"])
+    assert result.exit_code == 2
+    assert "--out" in result.output and "Traceback" not in result.output
