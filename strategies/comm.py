@@ -2,8 +2,10 @@
 
 Every call starts an operation and returns a handle; a role program writes
 ``value = yield handle`` to wait for it. Collective calls must be made by every rank of the
-group, in the same order (as in ``torch.distributed``). Tensors passed to collectives and
-``recv`` are filled in place and also returned as the handle's value.
+group, in the same order (as in ``torch.distributed``). ``all_reduce``, ``broadcast``, ``reduce``
+and ``recv`` fill the tensors passed in place and also return them as the handle's value;
+``all_gather`` and ``reduce_scatter`` return new tensors. As in torch, a tensor handed to a
+call must not be modified until its handle has been waited on.
 
 Collectives take an ``algorithm`` hint (``"ring"``, ``"tree"`` ...): the simulator decomposes
 the collective into that algorithm's point-to-point steps; the real backend leaves the choice
