@@ -103,7 +103,7 @@ class Workload:
             raise ValueError(
                 f"partition={partition!r} is unknown; use one of {', '.join(_partition.PARTITIONS)}"
             )
-        if not alpha > 0:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ValueError(f"alpha={alpha} must be > 0; e.g. alpha=0.5 (smaller = more skewed)")
         y_train = train[1]
         is_classes = y_train.ndim == 1 and not torch.is_floating_point(y_train)

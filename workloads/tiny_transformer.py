@@ -160,6 +160,8 @@ def tiny_transformer(
     """
     if n_heads < 1 or n_layers < 1:
         raise ValueError(f"n_heads={n_heads} and n_layers={n_layers} must be >= 1; e.g. 4 and 2")
+    if d_model < n_heads:
+        raise ValueError(f"d_model={d_model} must be at least n_heads={n_heads}; e.g. 48 and 4")
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}; e.g. 48 and 4")
     if not 0 < test_fraction < 1:

@@ -92,3 +92,16 @@ def test_config_records_the_registry_name_and_arguments():
         "hidden": 8,
     }
     assert quadratic(batch_size=8).config()["batch_size"] == 8
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,match",
+    [
+        ("tiny_transformer", {"d_model": 0}, "d_model=0"),
+        ("mlp_digits", {"partition": "dirichlet", "alpha": "x"}, "alpha=x"),
+    ],
+)
+def test_degenerate_arguments_are_refused_in_one_line(name, kwargs, match):
+    with pytest.raises(ValueError, match=match) as err:
+        workloads.get(name, **kwargs)
+    assert "\n" not in str(err.value)
