@@ -70,8 +70,10 @@ class Fabric:
         key = (rank, group.ranks)
         seq = self._calls.get(key, 0)
         self._calls[key] = seq + 1
-        slot = self._pending.setdefault((group.ranks, seq), _Rendezvous(kind, signature))
-        if (slot.kind, slot.signature) != (kind, signature):
+        slot = self._pending.get((group.ranks, seq))
+        if slot is None:
+            slot = self._pending[(group.ranks, seq)] = _Rendezvous(kind, signature)
+        elif (slot.kind, slot.signature) != (kind, signature):
             raise CommError(
                 f"collective #{seq} on group {group.ranks}: rank {rank} called {kind}{signature} "
                 f"but rank {next(iter(slot.ops))} called {slot.kind}{slot.signature}; every rank "

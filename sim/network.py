@@ -6,7 +6,8 @@ fairness, re-solved whenever a flow starts or finishes. No SimPy process exists 
 flows live in numpy arrays, flows that start or finish at the same instant are handled as one
 batch (one solve), and a single pending timer wakes the network at the next activation or
 completion; a timer made stale by newer traffic is recognised by its generation number and
-ignored.
+ignored. The flows themselves are kept by a :class:`~sim.flows.FlowTable`; a collective's
+rounds are routed once per plan (:class:`~sim.flows.FlowBatch`).
 
 Examples
 --------
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from functools import partial
 from numbers import Real
 
 import networkx as nx
@@ -34,16 +36,13 @@ import simpy
 
 import topologies
 from sim.collectives.schedule import PACES, CollectiveRun
-from sim.collectives.select import plan
+from sim.collectives.select import Planner
+from sim.flows import DUE, Finished, FlowBatch, FlowTable
+from sim.linkstats import LinkStats
 from sim.maxmin import MODELS, SHARINGS, RateSolver
 from sim.routing import NetworkError, Router
 
 __all__ = ["Network", "NetworkError", "check_nbytes"]
-
-#: A transferring flow with less than this fraction of its bytes left has finished (float noise).
-_DONE_FRACTION = 1e-10
-#: ... and so has one whose remaining transfer time is below this fraction of the clock.
-_DONE_CLOCK = 1e-13
 
 Owner = Callable[[np.ndarray], None]
 
@@ -111,35 +110,20 @@ class Network:
             sharing,
         )
         self.record = record
+        self.stats = LinkStats(r, self.solver.patterns)
+        self.planner = Planner(r)
         self.n_ranks = r.n_hosts
         self.bytes_sent = 0.0
         self.bytes_sent_per_rank = np.zeros(r.n_hosts)
         self.flows_simulated = 0
         self._start = env.now
-        # Flows in their latency phase (p) and transferring (a), as parallel arrays.
-        i64, f64 = np.empty(0, np.int64), np.empty(0)
-        self._p_time, self._p_route, self._p_bytes, self._p_owner, self._p_tag = (
-            f64,
-            i64,
-            f64,
-            i64,
-            i64,
-        )
-        self._a_route, self._a_rem, self._a_size, self._a_rate, self._a_owner, self._a_tag = (
-            i64,
-            f64,
-            f64,
-            f64,
-            i64,
-            i64,
-        )
+        self.flows = FlowTable()
         self._t_last = env.now
         self._pattern = -1
         self._dirty = False
         self._busy = False
         self._gen = 0
         self._timer_at = math.inf
-        self._history: list[list[float]] = []  # [t0, t1, pattern id], merged when contiguous
         self._owners: list[Owner | None] = [self._deliver]
         self._events: dict[int, simpy.Event] = {}
         self._next_tag = 0
@@ -159,7 +143,8 @@ class Network:
         tag = self._next_tag
         self._next_tag += 1
         event = self._events[tag] = self.env.event()
-        self.inject(np.array([src]), np.array([dst]), np.array([size]), 0, np.array([tag]))
+        flow = FlowBatch(self.router, np.array([src]), np.array([dst]), np.array([size]))
+        self.inject(flow, 0, np.array([tag]))
         return event
 
     def collective(
@@ -185,7 +170,7 @@ class Network:
         size = check_nbytes(nbytes)
         if pace not in PACES:
             raise NetworkError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
-        channels, members = plan(self.router, op, size, ranks=ranks, algorithm=algorithm, root=root)
+        channels, members = self.planner.plan(op, size, ranks, algorithm, root)
         event = self.env.event()
         CollectiveRun(self, channels, members, event, pace)
         return event
@@ -204,6 +189,18 @@ class Network:
         """Payload bytes injected by ``rank`` so far."""
         return float(self.bytes_sent_per_rank[self.check_rank(rank)])
 
+    def link_stats(self) -> pd.DataFrame:
+        """Per directed link ``(u, v)``: capacity, bytes carried, busy time, mean utilisation.
+
+        Utilisation is bytes carried / (bandwidth x elapsed simulated time). Counts flows'
+        transfer up to the last network event (a flow still in flight is counted so far).
+        """
+        return self.stats.table(self._start, self._t_last)
+
+    def utilisation(self, start: float, end: float) -> pd.Series:
+        """Mean utilisation of each directed link over simulated times ``[start, end]``."""
+        return self.stats.utilisation(start, end)
+
     # -- batch interface used by collectives -------------------------------------------------
 
     def register(self, owner: Owner) -> int:
@@ -215,38 +212,27 @@ class Network:
         """Forget an owner whose flows have all finished."""
         self._owners[owner_id] = None
 
-    def inject(
-        self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, owner: int, tags: np.ndarray
-    ) -> None:
-        """Start flows (rank arrays, sizes) now; ``owner`` is told their ``tags`` as they finish."""
-        routes = self.router.routes(src, dst)
-        self._p_time = np.concatenate(
-            (self._p_time, self.env.now + self.router.route_latency[routes])
-        )
-        self._p_route = np.concatenate((self._p_route, routes))
-        self._p_bytes = np.concatenate((self._p_bytes, nbytes))
-        self._p_owner = np.concatenate((self._p_owner, np.full(src.size, owner, np.int64)))
-        self._p_tag = np.concatenate((self._p_tag, tags))
-        self.bytes_sent += float(nbytes.sum())
-        self.bytes_sent_per_rank += np.bincount(src, weights=nbytes, minlength=self.n_ranks)
-        self.flows_simulated += src.size
+    def inject(self, batch: FlowBatch, owner: int, tags: np.ndarray) -> None:
+        """Start the flows of ``batch`` now; ``owner`` is told their ``tags`` as they finish."""
+        self.flows.add(batch, owner, tags, self.env.now)
+        self.bytes_sent += batch.total
+        self.bytes_sent_per_rank += batch.per_rank
+        self.flows_simulated += batch.size
         if not self._busy:
             self._schedule()
 
     # -- the event loop ----------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        t = self._p_time.min() if self._p_time.size else math.inf
-        if self._a_rem.size:
-            t = min(t, self._t_last + float((self._a_rem / self._a_rate).min()))
+        t = self.flows.next_event(self._t_last)
         if t >= self._timer_at or t == math.inf:
             return
         self._gen += 1
         self._timer_at = t
-        timer = self.env.timeout(max(float(t) - self.env.now, 0.0))
-        timer.callbacks.append(lambda _, gen=self._gen: self._fire(gen))
+        timer = self.env.timeout(max(t - self.env.now, 0.0))
+        timer.callbacks.append(partial(self._fire, self._gen))
 
-    def _fire(self, gen: int) -> None:
+    def _fire(self, gen: int, _: simpy.Event) -> None:
         if gen != self._gen:
             return  # superseded by a timer set for newer traffic
         self._timer_at = math.inf
@@ -255,7 +241,13 @@ class Network:
             while self._advance():
                 pass
             if self._dirty:
-                self._resolve()
+                self._dirty = False
+                route = self.flows.active[0]
+                if route.size:
+                    rates, self._pattern = self.solver.solve(route)
+                    self.flows.set_rates(rates)
+                else:
+                    self._pattern = -1
         finally:
             self._busy = False
         self._schedule()
@@ -263,126 +255,44 @@ class Network:
     def _advance(self) -> bool:
         """Bring flows to ``now``; finish and start what is due. True if new flows became due."""
         now = self.env.now
-        dt = now - self._t_last
-        if dt > 0 and self._a_rem.size:
-            self._a_rem -= self._a_rate * dt
-            self._log(self._t_last, now)
-        self._t_last = now
-        done = (self._a_rem <= _DONE_FRACTION * self._a_size) | (
-            self._a_rem <= self._a_rate * (_DONE_CLOCK * now)
-        )
-        fin_owner, fin_tag = self._a_owner[done], self._a_tag[done]
-        if done.any():
-            keep = ~done
-            self._a_route, self._a_rem, self._a_size, self._a_rate, self._a_owner, self._a_tag = (
-                x[keep]
-                for x in (
-                    self._a_route,
-                    self._a_rem,
-                    self._a_size,
-                    self._a_rate,
-                    self._a_owner,
-                    self._a_tag,
-                )
-            )
-            self._dirty = True
-        due = self._p_time <= now * (1 + 1e-15)
-        if due.any():
-            route, size = self._p_route[due], self._p_bytes[due]
-            owner, tag = self._p_owner[due], self._p_tag[due]
-            keep = ~due
-            self._p_time, self._p_route, self._p_bytes, self._p_owner, self._p_tag = (
-                x[keep]
-                for x in (self._p_time, self._p_route, self._p_bytes, self._p_owner, self._p_tag)
-            )
-            # Empty routes and empty messages are delivered at the end of their latency.
-            instant = (size <= 0) | (self.router.route_hops[route] == 0)
-            fin_owner = np.concatenate((fin_owner, owner[instant]))
-            fin_tag = np.concatenate((fin_tag, tag[instant]))
-            go = ~instant
-            if go.any():
-                self._a_route = np.concatenate((self._a_route, route[go]))
-                self._a_rem = np.concatenate((self._a_rem, size[go]))
-                self._a_size = np.concatenate((self._a_size, size[go]))
-                self._a_rate = np.concatenate((self._a_rate, np.ones(int(go.sum()))))
-                self._a_owner = np.concatenate((self._a_owner, owner[go]))
-                self._a_tag = np.concatenate((self._a_tag, tag[go]))
+        flows, finished = self.flows, []
+        if flows.active[1].size:
+            if now > self._t_last:
+                flows.progress(now - self._t_last)
+                if self.record:
+                    self.stats.log(self._t_last, now, self._pattern)
+            if flows.complete(now, finished):
                 self._dirty = True
-        if fin_tag.size:
-            single = fin_owner.min() == fin_owner.max()
-            for who in [int(fin_owner[0])] if single else np.unique(fin_owner).tolist():
-                callback = self._owners[who]
-                if callback is not None:
-                    callback(fin_tag if single else fin_tag[fin_owner == who])
-        return bool(self._p_time.size) and bool((self._p_time <= now * (1 + 1e-15)).any())
+        self._t_last = now
+        if flows.first_due <= now * DUE and flows.activate(now, finished):
+            self._dirty = True
+        if finished:
+            self._dispatch(finished)
+        return flows.first_due <= now * DUE
 
-    def _resolve(self) -> None:
-        self._dirty = False
-        if self._a_route.size:
-            self._a_rate, self._pattern = self.solver.solve(self._a_route)
+    def _dispatch(self, finished: Finished) -> None:
+        """Tell each owner, in owner order, which of its flows finished."""
+        if len(finished) == 1:
+            owner, tag, sole = finished[0]
         else:
-            self._pattern = -1
+            owner = np.concatenate([o for o, _, _ in finished])
+            tag = np.concatenate([t for _, t, _ in finished])
+            sole = finished[0][2] if all(f[2] == finished[0][2] for f in finished) else -1
+        if not tag.size:
+            return
+        if sole < 0 and (owner.size == 1 or np.count_nonzero(owner == owner[0]) == owner.size):
+            sole = int(owner[0])
+        if sole >= 0:
+            callback = self._owners[sole]
+            if callback is not None:
+                callback(tag)
+            return
+        for who in np.unique(owner).tolist():
+            callback = self._owners[who]
+            if callback is not None:
+                callback(tag[owner == who])
 
     def _deliver(self, tags: np.ndarray) -> None:
         now = self.env.now
         for tag in tags.tolist():
             self._events.pop(tag).succeed(now)
-
-    # -- statistics --------------------------------------------------------------------------
-
-    def _log(self, t0: float, t1: float) -> None:
-        if not self.record or self._pattern < 0:
-            return
-        last = self._history[-1] if self._history else None
-        if last is not None and last[2] == self._pattern and last[1] == t0:
-            last[1] = t1
-        else:
-            self._history.append([t0, t1, self._pattern])
-
-    def _carried(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
-        """Bytes carried and busy time per link within ``[start, end]``."""
-        n = self.router.capacity.size
-        carried, busy = np.zeros(n), np.zeros(n)
-        if not self._history:
-            return carried, busy
-        h = np.asarray(self._history)
-        overlap = np.clip(np.minimum(h[:, 1], end) - np.maximum(h[:, 0], start), 0.0, None)
-        per_pattern = np.bincount(h[:, 2].astype(np.int64), weights=overlap)
-        for pid in np.flatnonzero(per_pattern).tolist():
-            links, load = self.solver.patterns[pid]
-            carried[links] += load * per_pattern[pid]
-            busy[links] += per_pattern[pid]
-        return carried, busy
-
-    def link_stats(self) -> pd.DataFrame:
-        """Per directed link ``(u, v)``: capacity, bytes carried, busy time, mean utilisation.
-
-        Utilisation is bytes carried / (bandwidth x elapsed simulated time). Counts flows'
-        transfer up to the last network event (a flow still in flight is counted so far).
-        """
-        elapsed = self._t_last - self._start
-        carried, busy = self._carried(self._start, self._t_last)
-        r = self.router
-        with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(elapsed > 0, carried / (r.capacity * elapsed), 0.0)
-        index = pd.MultiIndex.from_tuples(r.links, names=["u", "v"])
-        return pd.DataFrame(
-            {
-                "bandwidth": r.capacity,
-                "latency": r.latency,
-                "bytes": carried,
-                "busy_time": busy,
-                "utilisation": util,
-            },
-            index=index,
-        )
-
-    def utilisation(self, start: float, end: float) -> pd.Series:
-        """Mean utilisation of each directed link over simulated times ``[start, end]``."""
-        if not (math.isfinite(start) and math.isfinite(end) and end > start):
-            raise NetworkError(f"utilisation needs finite start < end, got {start!r}, {end!r}")
-        carried, _ = self._carried(start, end)
-        index = pd.MultiIndex.from_tuples(self.router.links, names=["u", "v"])
-        return pd.Series(
-            carried / (self.router.capacity * (end - start)), index=index, name="utilisation"
-        )

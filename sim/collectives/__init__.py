@@ -1,12 +1,21 @@
 """Collectives as schedules of point-to-point messages, one module per algorithm family.
 
 :mod:`~sim.collectives.schedule` defines schedules and runs them on a network,
-:mod:`~sim.collectives.select` checks arguments and picks the algorithm (``auto``), and
-``ring``, ``tree``, ``halving_doubling``, ``direct`` and ``hierarchical`` build the schedules.
+:mod:`~sim.collectives.select` checks arguments, picks the algorithm (``auto``) and remembers
+plans (:class:`~sim.collectives.select.Planner`), and ``ring``, ``tree``, ``halving_doubling``,
+``direct`` and ``hierarchical`` build the schedules.
 """
 
 from sim.collectives.schedule import Chain, CollectiveRun, Schedule, Step
-from sim.collectives.select import ALGORITHMS, OPS, SMALL_MESSAGE_BYTES, choose, plan, supported
+from sim.collectives.select import (
+    ALGORITHMS,
+    OPS,
+    SMALL_MESSAGE_BYTES,
+    Planner,
+    choose,
+    plan,
+    supported,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -14,6 +23,7 @@ __all__ = [
     "SMALL_MESSAGE_BYTES",
     "Chain",
     "CollectiveRun",
+    "Planner",
     "Schedule",
     "Step",
     "choose",

@@ -10,15 +10,20 @@ depend on it, exactly as the real algorithm does.
 
 :class:`CollectiveRun` executes schedules ("channels", run concurrently, like NCCL's) on a
 :class:`sim.network.Network` with no SimPy process per message: message completions arrive in
-batches, and every bookkeeping step is a numpy operation over the batch.
+batches, and every bookkeeping step is a numpy operation over the batch. Lock-step rounds
+(``pace="step"``) inject each step's routed flows (:meth:`Step.flows`) as they are.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from sim.flows import FlowBatch
+from sim.routing import Router
 
 __all__ = ["PACES", "Chain", "CollectiveRun", "Schedule", "Step"]
 
@@ -52,6 +57,27 @@ class Step:
         self._order = np.argsort(self.src, kind="stable")
         self._ptr = np.searchsorted(self.src[self._order], np.arange(n + 1))
         self._all_send = self.size > 0 and bool((np.diff(self._ptr) > 0).all())
+        self._touched: np.ndarray | None = None
+        self._flows: tuple[np.ndarray, Router, FlowBatch] | None = None
+
+    @property
+    def touched(self) -> np.ndarray:
+        """The ranks that send or receive in this step."""
+        if self._touched is None:
+            self._touched = np.flatnonzero(self.ops)
+        return self._touched
+
+    def flows(self, members: np.ndarray, router: Router) -> FlowBatch:
+        """This step's messages as flows between network ranks ``members[i]``.
+
+        Kept for the next call with the same ``members`` and ``router`` objects: the next
+        collective of the same cached plan injects it without routing anything.
+        """
+        memo = self._flows
+        if memo is None or memo[0] is not members or memo[1] is not router:
+            batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes)
+            memo = self._flows = (members, router, batch)
+        return memo[2]
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
         """Indices of the messages sent by ``ranks`` (a duplicate-free array)."""
@@ -104,25 +130,70 @@ class Chain(Schedule):
     def __init__(self, parts: Sequence[Schedule]) -> None:
         n = parts[0].n if parts else 0
         parts = [p for p in parts if p.n_steps > 0]
-        self._starts = np.cumsum([0] + [p.n_steps for p in parts])
+        self._starts = np.cumsum([0] + [p.n_steps for p in parts]).tolist()
         self._parts = parts
-        super().__init__(n, int(self._starts[-1]), self._step)
+        super().__init__(n, self._starts[-1], self._step)
 
     def _step(self, s: int) -> Step:
-        i = int(np.searchsorted(self._starts, s, side="right")) - 1
-        return self._parts[i].step(s - int(self._starts[i]))
+        i = bisect_right(self._starts, s) - 1
+        return self._parts[i].step(s - self._starts[i])
+
+
+class _Lockstep:
+    """Lock-step execution of one schedule: a round starts when the previous one is delivered.
+
+    Only one round is ever in flight, so a round's flows are tagged by their position in it,
+    and the round's routed flows are reused from the step (:meth:`Step.flows`).
+    """
+
+    def __init__(self, run: CollectiveRun, schedule: Schedule) -> None:
+        self.run, self.schedule = run, schedule
+        self.finished = np.full(schedule.n, float(run.net.env.now))
+        self.s = -1
+        self.step: Step | None = None
+        self.left = 0  # messages of the current round not yet delivered
+        self.owner = run.net.register(self.on_done)
+
+    def start(self) -> None:
+        self.next_round()
+
+    def next_round(self) -> None:
+        run = self.run
+        while True:
+            self.s += 1
+            if self.s >= self.schedule.n_steps:
+                run.net.unregister(self.owner)
+                run.channel_done()
+                return
+            step = self.schedule.step(self.s)
+            if step.size:
+                self.step, self.left = step, step.size
+                batch = step.flows(run.members, run.net.router)
+                run.net.inject(batch, self.owner, batch.index)
+                return
+
+    def on_done(self, tags: np.ndarray) -> None:
+        step = self.step
+        now = self.run.net.env.now
+        if tags.size == step.size:
+            self.finished[step.touched] = now
+        else:
+            self.finished[step.src[tags]] = now
+            self.finished[step.dst[tags]] = now
+        self.left -= tags.size
+        if self.left == 0:
+            self.next_round()
 
 
 class _Channel:
-    """Execution state of one schedule: each rank's current step and its unfinished ops."""
+    """Per-rank execution of one schedule: each rank's current step and its unfinished ops."""
 
     def __init__(self, run: CollectiveRun, schedule: Schedule) -> None:
         self.run, self.schedule, self.n = run, schedule, schedule.n
-        self.lockstep = run.pace == "step"
         self.current = np.full(self.n, -1, dtype=np.int64)
         self.finished = np.full(self.n, float(run.net.env.now))
         self.n_finished = 0
-        # Live steps: index -> [Step, first tag, ops left per rank, messages left].
+        # Live steps: index -> [Step, first tag, ops left per rank].
         self.live: dict[int, list[Any]] = {}
         self.bases = np.empty(0, dtype=np.int64)  # first tag of each live step, ascending
         self.base_steps: list[int] = []
@@ -130,16 +201,13 @@ class _Channel:
         self.owner = run.net.register(self.on_done)
 
     def start(self) -> None:
-        if self.lockstep:
-            self.next_round(-1)
-        else:
-            self.advance(np.arange(self.n), -1)
+        self.advance(np.arange(self.n), -1)
 
     def materialise(self, s: int) -> list[Any]:
         entry = self.live.get(s)
         if entry is None:
             step = self.schedule.step(s)
-            entry = self.live[s] = [step, self.next_tag, step.ops.copy(), step.size]
+            entry = self.live[s] = [step, self.next_tag, step.ops.copy()]
             self.bases = np.append(self.bases, self.next_tag)
             self.base_steps.append(s)
             self.next_tag += step.size
@@ -153,29 +221,20 @@ class _Channel:
             if s >= n_steps:
                 self.finish(ranks)
                 return
-            step, base, left, _ = self.materialise(s)
+            step, base, left = self.materialise(s)
             self.current[ranks] = s
             busy = step.ops[ranks] > 0
             movers = ranks[busy]
             if movers.size:
                 msgs = step.sends_of(movers, self.n)
                 if msgs.size:
-                    self.run.inject(self, step, msgs, base)
+                    net, m = self.run.net, self.run.members
+                    flows = FlowBatch(
+                        net.router, m[step.src[msgs]], m[step.dst[msgs]], step.nbytes[msgs]
+                    )
+                    net.inject(flows, self.owner, base + msgs)
                 # A rank whose only ops here are receives that already arrived moves on too.
                 ranks = np.concatenate((ranks[~busy], movers[left[movers] == 0]))
-
-    def next_round(self, s: int) -> None:
-        """Lock-step pace: step ``s`` is complete everywhere, so everyone starts the next one."""
-        while True:
-            s += 1
-            if s >= self.schedule.n_steps:
-                self.finish(np.arange(self.n), lockstep=True)
-                return
-            step, base, _, _ = self.materialise(s)
-            self.current[:] = s
-            if step.size:
-                self.run.inject(self, step, np.arange(step.size), base)
-                return
 
     def on_done(self, tags: np.ndarray) -> None:
         if tags.min() >= self.bases[-1]:
@@ -185,16 +244,9 @@ class _Channel:
             groups = [(k, tags[which == k]) for k in np.unique(which).tolist()]
         for k, part in groups:
             s = self.base_steps[k]
-            entry = self.live[s]
-            step, base, left = entry[0], entry[1], entry[2]
+            step, base, left = self.live[s]
             idx = part - base
             touched = np.concatenate((step.src[idx], step.dst[idx]))
-            entry[3] -= idx.size
-            if self.lockstep:
-                self.finished[touched] = self.run.net.env.now
-                if entry[3] == 0:
-                    self.next_round(s)
-                continue
             left -= np.bincount(touched, minlength=self.n)
             hit = np.zeros(self.n, dtype=bool)
             hit[touched] = True
@@ -214,10 +266,9 @@ class _Channel:
             del self.base_steps[:drop]
             self.bases = self.bases[drop:]
 
-    def finish(self, ranks: np.ndarray, lockstep: bool = False) -> None:
+    def finish(self, ranks: np.ndarray) -> None:
         self.current[ranks] = self.schedule.n_steps
-        if not lockstep:
-            self.finished[ranks] = self.run.net.env.now
+        self.finished[ranks] = self.run.net.env.now
         self.n_finished += ranks.size
         if self.n_finished == self.n:
             self.run.net.unregister(self.owner)
@@ -244,7 +295,8 @@ class CollectiveRun:
         pace: str = "step",
     ) -> None:
         self.net, self.members, self.event, self.pace = net, members, event, pace
-        self.channels = [_Channel(self, c) for c in channels if c.n_steps > 0]
+        kind = _Lockstep if pace == "step" else _Channel
+        self.channels = [kind(self, c) for c in channels if c.n_steps > 0]
         self.pending = len(self.channels)
         if not self.pending:
             event.succeed({int(r): net.env.now for r in members.tolist()})
@@ -252,14 +304,11 @@ class CollectiveRun:
         for channel in list(self.channels):
             channel.start()
 
-    def inject(self, channel: _Channel, step: Step, msgs: np.ndarray, base: int) -> None:
-        m = self.members
-        self.net.inject(
-            m[step.src[msgs]], m[step.dst[msgs]], step.nbytes[msgs], channel.owner, base + msgs
-        )
-
     def channel_done(self) -> None:
         self.pending -= 1
         if self.pending == 0:
-            times = np.max(np.stack([c.finished for c in self.channels]), axis=0)
+            if len(self.channels) == 1:
+                times = self.channels[0].finished
+            else:
+                times = np.max(np.stack([c.finished for c in self.channels]), axis=0)
             self.event.succeed(dict(zip(self.members.tolist(), times.tolist(), strict=True)))

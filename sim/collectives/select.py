@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,16 @@ from sim.collectives import direct, halving_doubling, hierarchical, ring, tree
 from sim.collectives.schedule import Schedule
 from sim.routing import NetworkError, Router
 
-__all__ = ["ALGORITHMS", "OPS", "ROOTED_OPS", "SMALL_MESSAGE_BYTES", "choose", "plan", "supported"]
+__all__ = [
+    "ALGORITHMS",
+    "OPS",
+    "ROOTED_OPS",
+    "SMALL_MESSAGE_BYTES",
+    "Planner",
+    "choose",
+    "plan",
+    "supported",
+]
 
 #: Below this many bytes per rank a collective is latency-bound and ``auto`` avoids rings.
 SMALL_MESSAGE_BYTES = 256 * 1024
@@ -40,6 +50,9 @@ OPS = (
 )
 ROOTED_OPS = ("broadcast", "reduce", "gather", "scatter")
 ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
+#: Plans a :class:`Planner` keeps: a training run repeats a few, and a plan over thousands of
+#: ranks (with its routed rounds) can take megabytes. The oldest goes first.
+PLANS_KEPT = 32
 
 Builder = Callable[..., "Schedule | list[Schedule]"]
 
@@ -195,3 +208,43 @@ def plan(
     else:
         built = build(n, nbytes)
     return (built if isinstance(built, list) else [built]), members
+
+
+class Planner:
+    """:func:`plan` for one router, remembering its answers.
+
+    Schedules are immutable, and a training run asks for the same few collectives (same op,
+    size, ranks, algorithm and root) thousands of times; the same plan object also lets each
+    round keep its routed flows (:meth:`~sim.collectives.schedule.Step.flows`) across calls.
+
+    Examples
+    --------
+    >>> import topologies
+    >>> planner = Planner(Router(topologies.ring(4)))
+    >>> a = planner.plan("all_reduce", 8.0, [0, 1, 2, 3], "auto", None)
+    >>> planner.plan("all_reduce", 8.0, range(4), "auto", None) is a
+    True
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._plans: dict[tuple[Any, ...], tuple[list[Schedule], np.ndarray]] = {}
+
+    def plan(
+        self, op: str, nbytes: float, ranks: Iterable[int] | None, algorithm: str, root: Any
+    ) -> tuple[list[Schedule], np.ndarray]:
+        """:func:`plan` (its arguments checked the same way), cached."""
+        if ranks is not None:
+            ranks = list(ranks)
+        try:
+            # The root's type is in the key: True == 1, but only 1 is a valid root.
+            key = (op, nbytes, None if ranks is None else tuple(ranks), algorithm, type(root), root)
+            planned = self._plans.get(key)
+        except TypeError:  # an unhashable argument: plan() says what is wrong with it
+            return plan(self.router, op, nbytes, ranks=ranks, algorithm=algorithm, root=root)
+        if planned is None:
+            planned = plan(self.router, op, nbytes, ranks=ranks, algorithm=algorithm, root=root)
+            if len(self._plans) >= PLANS_KEPT:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = planned
+        return planned

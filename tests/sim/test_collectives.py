@@ -9,9 +9,10 @@ import pytest
 import simpy
 
 import topologies
-from sim.collectives import choose, supported
+from sim.collectives import Planner, choose, supported
 from sim.collectives import tree as tree_mod
 from sim.network import Network, NetworkError
+from sim.routing import Router
 from sim.timing import collective_time
 
 B, L, M = 1e9, 1e-6, 8e6
@@ -214,3 +215,52 @@ def test_invalid_graph_is_rejected():
     with pytest.raises(ValueError, match="topology") as err:
         collective_time(g, "all_reduce", M)
     assert "\n" not in str(err.value)
+
+
+def test_planner_reuses_a_plan_only_for_equal_arguments():
+    planner = Planner(Router(topologies.star(4)))
+    first = planner.plan("all_reduce", M, None, "auto", None)
+    assert planner.plan("all_reduce", M, None, "auto", None) is first
+    assert planner.plan("all_reduce", 2 * M, None, "auto", None) is not first
+    ranks = planner.plan("all_reduce", M, iter([0, 1, 2, 3]), "auto", None)  # any iterable
+    assert planner.plan("all_reduce", M, [0, 1, 2, 3], "auto", None) is ranks
+    assert planner.plan("broadcast", M, None, "auto", 1)[1].tolist() == [0, 1, 2, 3]
+    with pytest.raises(NetworkError, match="root must be one of"):
+        planner.plan("broadcast", M, None, "auto", True)  # True == 1, but is no rank
+    with pytest.raises(NetworkError, match="ranks must be"):
+        planner.plan("all_reduce", M, [[0], [1]], "auto", None)  # unhashable: not cached
+
+
+@pytest.mark.parametrize("pace", PACES)
+@pytest.mark.parametrize("algorithm", ["ring", "halving_doubling", "tree", "direct"])
+def test_a_repeated_collective_takes_what_it_takes_on_a_fresh_network(algorithm, pace):
+    # The second call reuses the first one's plan and routed rounds; the result must not show.
+    g = topologies.fat_tree(4, bandwidth=B, latency=L)
+    alone = collective_time(g, "all_reduce", M, algorithm=algorithm, pace=pace)
+    env = simpy.Environment()
+    net = Network(env, g)
+    times = []
+
+    def calls():
+        for _ in range(3):
+            start = env.now
+            yield net.collective("all_reduce", M, algorithm=algorithm, pace=pace)
+            times.append(env.now - start)
+
+    env.process(calls())
+    env.run()
+    assert times == pytest.approx([alone] * 3, rel=1e-12)
+
+
+def test_routed_rounds_are_kept_per_plan_and_read_only():
+    env = simpy.Environment()
+    net = Network(env, topologies.star(4, bandwidth=B, latency=L))
+    channels, members = net.planner.plan("all_reduce", M, None, "ring", None)
+    step = channels[0].step(0)
+    batch = step.flows(members, net.router)
+    assert step.flows(members, net.router) is batch
+    assert step.flows(members.copy(), net.router) is not batch  # another plan's members
+    assert batch.routes.tolist() == net.router.routes(members[step.src], members[step.dst]).tolist()
+    with pytest.raises(ValueError, match="read-only"):
+        batch.nbytes[0] = 0.0
+    assert step.touched.tolist() == [0, 1, 2, 3]

@@ -146,3 +146,16 @@ def test_rate_solver_rtt_weights_by_inverse_latency():
 def test_many_identical_flows_split_evenly(n):
     ptr, links = csr([[0, 1]] * n)
     np.testing.assert_allclose(maxmin_rates(ptr, links, np.array([5.0, 7.0])), [5.0 / n] * n)
+
+
+def test_rate_solver_answers_a_recurring_route_order_from_its_second_cache():
+    s = solver()
+    rates, pattern = s.solve(np.array([2, 0, 1]))
+    again, pattern2 = s.solve(np.array([2, 0, 1]))
+    assert again is rates and pattern2 == pattern and (s.hits, s.misses) == (1, 1)
+    np.testing.assert_allclose(rates, [2, 8, 2])
+    with pytest.raises(ValueError, match="read-only"):
+        rates[0] = 1.0
+    # Other integer widths are the same routes, not other bytes.
+    narrow, pattern3 = s.solve(np.array([2, 0, 1], dtype=np.int32))
+    assert narrow.tolist() == rates.tolist() and pattern3 == pattern
