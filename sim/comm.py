@@ -56,9 +56,39 @@ class Fabric:
         # the order they were sent (as in torch.distributed), even when a later, smaller
         # message would finish its flow first.
         self._last_delivery: dict[tuple[int, int], simpy.Event] = {}
+        # torch.distributed makes every rank create every group, in one order; a strategy
+        # that skips that would hang on a real world, so the simulator checks it too.
+        self._group_order: list[tuple[int, ...]] = []
+        self._groups_made: dict[int, int] = {}
 
     def communicator(self, rank: int) -> SimCommunicator:
         return SimCommunicator(self, rank)
+
+    def new_group(self, rank: int, ranks: Sequence[int]) -> Group:
+        """Record ``rank``'s next group creation; it must match every other rank's."""
+        group = make_group(ranks, self.world_size)
+        index = self._groups_made.get(rank, 0)
+        if index < len(self._group_order) and self._group_order[index] != group.ranks:
+            raise CommError(
+                f"rank {rank} created group #{index} over {group.ranks} but another rank's "
+                f"group #{index} is {self._group_order[index]}; every rank must create the same "
+                "groups in the same order (torch.distributed requires it)"
+            )
+        if index == len(self._group_order):
+            self._group_order.append(group.ranks)
+        self._groups_made[rank] = index + 1
+        return group
+
+    def check_groups(self) -> None:
+        """Raise if some rank did not create every group (a real run would hang there)."""
+        for rank in range(self.world_size):
+            made = self._groups_made.get(rank, 0)
+            if made != len(self._group_order):
+                raise CommError(
+                    f"rank {rank} created {made} of the {len(self._group_order)} groups the other "
+                    "ranks created; every rank of the world must call new_group for every group, "
+                    "members or not (torch.distributed requires it)"
+                )
 
     # -- collectives -------------------------------------------------------------------
     def join(
@@ -235,7 +265,7 @@ class SimCommunicator:
         self.world_size = fabric.world_size
 
     def new_group(self, ranks: Sequence[int]) -> Group:
-        return make_group(ranks, self.world_size)
+        return self.fabric.new_group(self.rank, ranks)
 
     def _group(self, group: Group | None) -> Group:
         return self.fabric.world if group is None else group

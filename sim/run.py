@@ -261,6 +261,7 @@ def _simulate_run(
     processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]
     with bar:
         _simulate(env, runtime, processes, max_time)
+    fabric.check_groups()
     runtime.record_eval()
     metrics = pd.DataFrame(runtime.rows + runtime.worker_rows())
     summary = summarize(

@@ -627,3 +627,15 @@ def test_a_single_handle_wait_is_booked_as_busy_time_says(a, b, c, d, kind, star
     compute = busy_time(op, start, end, ("compute",))
     moving = busy_time(op, start, end, ("compute", "comm")) - compute
     assert fast == [compute, moving, end - start - compute - moving]
+
+
+def test_groups_must_be_created_in_the_same_order_on_every_rank():
+    env = simpy.Environment()
+    fabric = Fabric(env, Network(env, topologies.star(3)), 3)
+    fabric.new_group(0, [0, 1])
+    fabric.new_group(0, [1, 2])
+    with pytest.raises(CommError, match=r"rank 1 created group #0 over \(1, 2\)"):
+        fabric.new_group(1, [2, 1])
+    fabric.new_group(1, [0, 1])
+    with pytest.raises(CommError, match="rank 1 created 1 of the 2 groups"):
+        fabric.check_groups()

@@ -315,3 +315,18 @@ def test_sharded_servers_count_a_version_once_every_shard_has_it():
     assert torch.equal(sharded.parameters, allreduce.parameters)
     pd.testing.assert_series_equal(sharded.evals["loss"], allreduce.evals["loss"])
     assert list(sharded.updates["update"]) == list(range(1, 13))
+
+
+def test_a_group_only_its_members_create_is_refused_as_on_torch():
+    from strategies import CommError
+
+    class MembersOnly(ParameterServer):
+        """Workers make a group the server never makes: gloo would hang in new_group."""
+
+        def worker(self, w):
+            w.comm.new_group(w.workers)
+            yield from super().worker(w)
+
+    with pytest.raises(CommError, match="rank 0 created 0 of the 1 groups") as err:
+        run(MembersOnly(), "quadratic", topologies.star(3), steps=2)
+    assert "\n" not in str(err.value)
