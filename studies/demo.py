@@ -112,7 +112,7 @@ def summary_table(results: dict[str, RunResult]) -> pd.DataFrame:
             "updates": s["updates"],
             "samples": s["samples"],
             "MB sent": s["bytes"] / 1e6,
-            "staleness": s["staleness_mean"],
+            "stale": s["staleness_mean"],
             "wall s": s["wall_time"],
         }
     return pd.DataFrame.from_dict(rows, orient="index")

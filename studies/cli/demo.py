@@ -59,7 +59,7 @@ def _rich_table(frame: object) -> Table:
 
     assert isinstance(frame, pd.DataFrame)
     table = Table(title="same simulated time budget, who got furthest?")
-    table.add_column("strategy")
+    table.add_column("strategy", no_wrap=True, min_width=10)
     for column in frame.columns:
         table.add_column(column, justify="right")
     for label, row in frame.iterrows():
