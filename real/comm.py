@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from strategies.aggregate import REDUCE_OPS
+from strategies.aggregate import check_reduce_op
 from strategies.comm import CommError, Group, as_message, make_group, message_nbytes
 from strategies.handles import Done, Pending
 
@@ -78,9 +78,7 @@ class RealCommunicator:
         return self.world_size if group is None else group.size
 
     def _op(self, op: str) -> Any:
-        if op not in REDUCE_OPS:
-            raise ValueError(f"op={op!r} is not a reduction; use one of {', '.join(REDUCE_OPS)}")
-        return _OPS[op]
+        return _OPS[check_reduce_op(op)]
 
     def _charge_ring(self, tensor: torch.Tensor, group: Group | None, factor: float) -> None:
         # The backend hides its algorithm; charge what a ring would send from this rank.

@@ -18,7 +18,7 @@ import simpy
 import torch
 
 from sim.ops import Op
-from strategies.aggregate import REDUCE_OPS, reduce_tensors
+from strategies.aggregate import check_reduce_op, reduce_tensors
 from strategies.comm import CommError, Group, as_message, check_rank, make_group, message_nbytes
 
 __all__ = ["Fabric", "SimCommunicator", "CommError"]
@@ -271,9 +271,10 @@ class SimCommunicator:
         return self.fabric.world if group is None else group
 
     def _reduce_op(self, op: str) -> str:
-        if op not in REDUCE_OPS:
-            raise CommError(f"op={op!r} is not a reduction; use one of {', '.join(REDUCE_OPS)}")
-        return op
+        try:
+            return check_reduce_op(op)
+        except ValueError as exc:  # a communicator misuse, like every other error here
+            raise CommError(str(exc)) from None
 
     def all_reduce(
         self,

@@ -11,9 +11,24 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["REDUCE_OPS", "reduce_tensors", "shard_bounds", "staleness_lr_scale"]
+__all__ = ["REDUCE_OPS", "check_reduce_op", "reduce_tensors", "shard_bounds", "staleness_lr_scale"]
 
 REDUCE_OPS = ("sum", "mean", "max", "min")
+
+
+def check_reduce_op(op: str) -> str:
+    """Return ``op`` if it is a reduction both backends know, else raise a one-line error.
+
+    Examples
+    --------
+    >>> check_reduce_op("prod")
+    Traceback (most recent call last):
+    ...
+    ValueError: op='prod' is not a reduction; use one of sum, mean, max, min
+    """
+    if op not in REDUCE_OPS:
+        raise ValueError(f"op={op!r} is not a reduction; use one of {', '.join(REDUCE_OPS)}")
+    return op
 
 
 def reduce_tensors(tensors: Sequence[torch.Tensor], op: str = "sum") -> torch.Tensor:
@@ -31,8 +46,7 @@ def reduce_tensors(tensors: Sequence[torch.Tensor], op: str = "sum") -> torch.Te
     >>> reduce_tensors([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])], "mean")
     tensor([2., 3.])
     """
-    if op not in REDUCE_OPS:
-        raise ValueError(f"op={op!r} is not a reduction; use one of {', '.join(REDUCE_OPS)}")
+    check_reduce_op(op)
     if not tensors:
         raise ValueError("tensors is empty; pass at least one tensor to reduce")
     out = tensors[0].clone()
