@@ -71,6 +71,8 @@ def _rank_main(rank: int, setup: TrainingSetup, port: int, scratch: str, timeout
         dist.barrier()
         runtime.start = time.perf_counter()
         drive(runtime, ctx, program)
+        # No rank tears its connections down while a peer may still be using them.
+        dist.barrier()
     except BaseException as exc:  # keep what was measured; the parent reports the failure
         error = exc
         raise
