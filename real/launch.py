@@ -13,10 +13,12 @@ Single machine::
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import socket
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 
 import workloads
 from real.comm import RealCommunicator
@@ -82,7 +85,7 @@ def _rank_main(rank: int, setup: TrainingSetup, port: int, scratch: str, timeout
                 "rows": runtime.rows + [runtime.worker_row()],
                 "marks": runtime.marks,
                 "snapshots": runtime.snapshots,
-                "error": repr(error) if error else None,
+                "error": " ".join(f"{type(error).__name__}: {error}".split()) if error else None,
             },
             Path(scratch) / f"{rank}.pt",
         )
@@ -151,8 +154,8 @@ def run(
             f"backend={backend!r} is not available yet; use 'gloo' (NCCL needs each rank's "
             "model on its GPU, which arrives with the full real backend)"
         )
-    if not timeout > 0:
-        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
+    if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
+        raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
     workload = workloads.get(workload) if isinstance(workload, str) else workload
     setup = TrainingSetup.create(
         strategy,
@@ -172,6 +175,14 @@ def run(
         )
     config = {"backend": f"real-{backend}", **setup.config()}
     writer = RunWriter(out, config) if out is not None else None
+    with writer or nullcontext():
+        return _launch(setup, config, writer, timeout)
+
+
+def _launch(
+    setup: TrainingSetup, config: dict[str, Any], writer: RunWriter | None, timeout: float
+) -> RunResult:
+    nproc = setup.world_size
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="commsim-real-") as scratch:
         try:
@@ -182,11 +193,20 @@ def run(
                 join=True,
                 start_method="spawn",
             )
+        except ProcessException as exc:
+            # The child's traceback is many lines; its saved error says what went wrong.
+            parts = _load_parts(scratch, nproc)
+            failed = exc.error_index
+            reason = parts[failed].get("error") or str(exc).strip().splitlines()[0]
+            error = RuntimeError(f"rank {failed} failed: {reason}")
+            if writer is not None:
+                writer.fail(_merge(setup, parts), error)
+            raise error from None
         except BaseException as exc:
             if writer is not None:
-                writer.fail(_partial_rows(scratch, nproc), exc)
+                writer.fail(_merge(setup, _load_parts(scratch, nproc)), exc)
             raise
-        parts = [torch.load(Path(scratch) / f"{r}.pt", weights_only=False) for r in range(nproc)]
+        parts = _load_parts(scratch, nproc)
     metrics = pd.DataFrame(_merge(setup, parts))
     final = parts[setup.workers[0]]["marks"][-1]
     workers = metrics[metrics["kind"] == "worker"]
@@ -206,10 +226,11 @@ def run(
     return result
 
 
-def _partial_rows(scratch: str, nproc: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _load_parts(scratch: str, nproc: int) -> list[dict[str, Any]]:
+    """What each rank saved; a rank that saved nothing (killed) contributes nothing."""
+    parts = []
     for rank in range(nproc):
         path = Path(scratch) / f"{rank}.pt"
-        if path.is_file():
-            rows += torch.load(path, weights_only=False)["rows"]
-    return rows
+        empty = {"rows": [], "marks": [], "snapshots": [], "error": None}
+        parts.append(torch.load(path, weights_only=False) if path.is_file() else empty)
+    return parts

@@ -172,8 +172,10 @@ class ComputeModel:
         """Build from a number of seconds, ``"measure"``/``"flops"``, or a dict of fields."""
         if isinstance(spec, ComputeModel):
             return spec
-        if isinstance(spec, (int, float, str, np.floating)) and not isinstance(spec, bool):
-            return cls(base=float(spec) if isinstance(spec, np.floating) else spec)
+        if isinstance(spec, (np.integer, np.floating)):
+            spec = float(spec)
+        if isinstance(spec, (int, float, str)) and not isinstance(spec, bool):
+            return cls(base=spec)
         if not isinstance(spec, Mapping):
             raise ValueError(
                 f"compute={spec!r} must be seconds, 'measure', 'flops' or a mapping of fields"

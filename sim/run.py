@@ -229,7 +229,8 @@ def _simulate_run(
 
     def global_parameters() -> torch.Tensor:
         if strategy.updates_on == "servers":
-            return torch.cat([contexts[s].shard.param.detach() for s in setup.servers]).clone()
+            # The shards as of the last complete global version (a fast shard may be ahead).
+            return torch.cat(runtime.global_state()).clone()
         return contexts[primary].parameters()
 
     def evaluate() -> dict[str, float]:
@@ -247,7 +248,6 @@ def _simulate_run(
         setup.eval_every,
         evaluate,
         setup.accumulate,
-        owners=setup.servers if strategy.updates_on == "servers" else [primary],
         target_loss=target_loss,
         on_eval=writer.flush if writer else None,
         on_update=bar.update,
@@ -257,11 +257,12 @@ def _simulate_run(
         contexts[rank], programs[rank] = build_role(
             setup, rank, fabric.communicator(rank), runtime, initial.clone
         )
+    owners = setup.servers if strategy.updates_on == "servers" else [primary]
+    runtime.set_owners([contexts[r] for r in owners])
     runtime.record_eval()
     processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]
     with bar:
-        _simulate(env, runtime, processes, max_time)
-    fabric.check_groups()
+        _simulate(env, runtime, fabric, processes, max_time)
     runtime.record_eval()
     metrics = pd.DataFrame(runtime.rows + runtime.worker_rows())
     summary = summarize(
@@ -283,6 +284,7 @@ def _simulate_run(
 def _simulate(
     env: simpy.Environment,
     runtime: SimRuntime,
+    fabric: Fabric,
     processes: list[simpy.Process],
     max_time: float | None,
 ) -> None:
@@ -292,8 +294,11 @@ def _simulate(
         upcoming = env.peek()
         if upcoming == math.inf:
             if all(not p.is_alive for p in processes):
+                # Only a run whose programs all ended has made every group it ever will.
+                fabric.check_groups()
                 runtime.stop("finished")
                 return
+            fabric.check_groups()  # a missing new_group explains a deadlock best
             blocked = sorted(runtime.blocked_ranks())
             raise SimulationError(
                 f"deadlock at t={env.now:.6g}s after {runtime.updates} updates: ranks {blocked} "
@@ -301,7 +306,8 @@ def _simulate(
                 "matching calls (collectives in the same order, a recv for every send)"
             )
         if max_time is not None and upcoming > max_time:
-            env.run(until=max_time)  # nothing happens before then: just move the clock
+            if max_time > env.now:  # nothing happens before then: just move the clock
+                env.run(until=max_time)
             runtime.stop("max_time")
             return
         env.step()

@@ -34,9 +34,6 @@ class SimRuntime:
         The rank whose updates are global model versions.
     steps, target_loss
         Stop conditions (``sim.run`` handles the time budget by how far it steps the clock).
-    owners
-        Ranks whose updates together make one global version (all parameter-server shards);
-        default: the primary alone.
     eval_every
         Evaluate the global model every this many global updates.
     evaluate
@@ -55,7 +52,6 @@ class SimRuntime:
         eval_every: int,
         evaluate: Callable[[], dict[str, float]],
         accumulate: int = 1,
-        owners: list[int] | None = None,
         target_loss: float | None = None,
         on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
         on_update: Callable[[int], None] | None = None,
@@ -64,8 +60,11 @@ class SimRuntime:
         self.network = network
         self.compute = compute
         self.primary = primary
-        self._owner_versions = {r: 0 for r in (owners or [primary])}
+        self._owner_versions: dict[int, int] = {primary: 0}
+        self._owner_contexts: dict[int, Any] = {}
         self._primary_staleness: dict[int, int] = {}
+        self._shard_copies: dict[int, dict[int, torch.Tensor]] = {}
+        self._global_shards: list[torch.Tensor] = []
         self._busy_until: dict[int, float] = {}
         self.steps = steps
         self.eval_every = eval_every
@@ -111,10 +110,17 @@ class SimRuntime:
         versions[ctx.rank] = ctx.version
         if ctx.rank == self.primary:
             self._primary_staleness[ctx.version] = staleness
+        if len(versions) > 1:  # keep each shard as of every version not yet global
+            self._shard_copies[ctx.rank][ctx.version] = ctx.parameters()  # type: ignore[attr-defined]
         # A global version exists once every shard has applied it: shards may apply the same
         # update at different times (different links), and a model mixing versions is no model.
         while self.updates < min(versions.values()) and self.stop_reason is None:
             self.updates += 1
+            if len(versions) > 1:
+                self._global_shards = [self._shard_copies[r].pop(self.updates) for r in versions]
+                for copies in self._shard_copies.values():
+                    for old in [v for v in copies if v < self.updates]:
+                        del copies[old]
             tau = self._primary_staleness.pop(self.updates)
             self.rows.append(self._row("update", staleness=float(tau)))
             if self.on_update is not None:
@@ -126,6 +132,25 @@ class SimRuntime:
 
     def versioned(self, ctx: RoleContext) -> None:
         """Nothing to do: the simulator observes versions through ``updated``."""
+
+    def set_owners(self, contexts: list[Any]) -> None:
+        """The roles whose updates together make one global version (every parameter-server
+        shard; by default the primary alone), in the order their states concatenate."""
+        self._owner_contexts = {ctx.rank: ctx for ctx in contexts}
+        self._owner_versions = {ctx.rank: ctx.version for ctx in contexts}
+        self._shard_copies = {ctx.rank: {} for ctx in contexts}
+        self._global_shards = [ctx.parameters() for ctx in contexts] if len(contexts) > 1 else []
+
+    def global_state(self) -> list[torch.Tensor]:
+        """Each owner's parameters as of the last complete global version, in owner order.
+
+        With one owner that is simply its current state; with several (parameter-server
+        shards) a shard that has already applied later updates is read from its kept copy.
+        """
+        if len(self._owner_versions) > 1:
+            return self._global_shards
+        ctx = self._owner_contexts[self.primary]
+        return [ctx.parameters()]
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.rows.append(

@@ -120,7 +120,8 @@ def summarize(
     ``time`` is simulated seconds for ``sim`` and wall-clock seconds of training for ``real``.
     """
     evals = metrics[metrics["kind"] == "eval"] if not metrics.empty else metrics
-    staleness = metrics[metrics["kind"] == "update"]["staleness"] if not metrics.empty else []
+    has_staleness = not metrics.empty and "staleness" in metrics
+    staleness = metrics[metrics["kind"] == "update"]["staleness"] if has_staleness else []
     summary: dict[str, Any] = {
         "stop_reason": stop_reason,
         "updates": int(updates),

@@ -291,3 +291,14 @@ def test_each_rank_has_its_own_stream_independent_of_call_order():
     order_a = [(r, a.step_time(r, k)) for k in range(3) for r in (0, 1, 2)]
     order_b = [(r, b.step_time(r, k)) for r in (2, 1, 0) for k in range(3)]
     assert sorted(order_a) == sorted(order_b)
+
+
+def test_numpy_scalars_are_seconds_too():
+    import numpy as np
+
+    from sim.compute import ComputeModel
+
+    for value in (np.int64(2), np.float32(0.5)):
+        model = ComputeModel.parse(value)
+        model.resolve(None, seed=0)
+        assert model.step_time(0, 0) == float(value)

@@ -325,8 +325,78 @@ def test_a_group_only_its_members_create_is_refused_as_on_torch():
 
         def worker(self, w):
             w.comm.new_group(w.workers)
-            yield from super().worker(w)
+            yield w.compute_gradients()
+
+        def server(self, s):
+            return
+            yield
 
     with pytest.raises(CommError, match="rank 0 created 0 of the 1 groups") as err:
         run(MembersOnly(), "quadratic", topologies.star(3), steps=2)
     assert "\n" not in str(err.value)
+
+
+def test_async_shards_are_evaluated_at_one_version_even_when_one_runs_ahead():
+    history = {}
+
+    class Recording(ParameterServer):
+        """Keeps every shard as of every version it reached (an independent record)."""
+
+        def server(self, s):
+            apply = s.apply
+
+            def recorded(grads, **kwargs):
+                apply(grads, **kwargs)
+                history[(s.rank, s.version)] = s.parameters()
+
+            s.apply = recorded
+            yield from super().server(s)
+
+    graph = topologies.star(6, bandwidth="1GB/s", latency="5us")
+    for host in (1, 4):  # server 1 and one worker sit behind slow links
+        graph.edges[host, "s0"]["latency"] = 3e-4
+    workload = workloads.get("mlp_digits")
+    result = run(
+        Recording(mode="async", servers=2),
+        workload,
+        graph,
+        steps=30,
+        eval_every=1,
+        compute={"base": 1e-3, "straggler": "lognormal"},
+    )
+    for row in result.evals.itertuples():
+        if row.update == 0:
+            continue
+        flat = torch.cat([history[(0, row.update)], history[(1, row.update)]])
+        replica = Replica(workload.make_model(0))
+        replica.load(flat)
+        assert row.loss == workload.evaluate(replica.model)["loss"]
+    assert torch.equal(result.parameters, torch.cat([history[(0, 30)], history[(1, 30)]]))
+
+
+def test_time_budget_on_an_event_instant_and_groups_made_late_are_fine():
+    # max_time lands exactly on the end of a compute step.
+    exact = run(
+        "allreduce", "quadratic", topologies.ring(4, **FAST), steps=5, compute=0.01, max_time=0.01
+    )
+    assert exact.summary["stop_reason"] == "max_time" and exact.summary["time"] == 0.01
+
+    class LateGroups(AllReduceSGD):
+        """Makes a group after computing; a slow rank has not got there when time runs out."""
+
+        def worker(self, w):
+            while not w.done:
+                grads = yield w.compute_gradients()
+                group = w.comm.new_group(w.workers)
+                grads = yield w.comm.all_reduce(grads, op="mean", group=group)
+                w.apply(grads)
+
+    budget = run(
+        LateGroups(),
+        "quadratic",
+        topologies.ring(2, **FAST),
+        steps=100,
+        compute={"base": 0.01, "slowdown": {1: 3.0}},
+        max_time=0.02,
+    )
+    assert budget.summary["stop_reason"] == "max_time"
