@@ -400,3 +400,39 @@ def test_time_budget_on_an_event_instant_and_groups_made_late_are_fine():
         max_time=0.02,
     )
     assert budget.summary["stop_reason"] == "max_time"
+
+
+def test_a_deadlock_is_reported_even_under_a_time_budget():
+    class Stuck(AllReduceSGD):
+        def worker(self, w):
+            if w.rank == 0:
+                yield w.comm.recv(torch.zeros(1), src=1)  # nobody sends
+
+    with pytest.raises(SimulationError, match="deadlock at t=0s"):
+        run(Stuck(), "quadratic", topologies.ring(2), steps=3, max_time=100.0)
+
+
+def test_a_strategy_error_mentioning_until_is_not_swallowed():
+    class Raises(AllReduceSGD):
+        def worker(self, w):
+            yield w.compute_gradients()
+            raise RuntimeError("no progress until step 3")
+
+    with pytest.raises(RuntimeError, match="until step 3"):
+        run(Raises(), "quadratic", topologies.ring(2), steps=3)
+
+
+def test_a_strategy_with_servers_that_updates_on_workers_evaluates_a_worker():
+    class Helpers(AllReduceSGD):
+        """All-reduce among workers; rank 0 is an idle helper 'server' that owns no model."""
+
+        def servers(self, world_size):
+            return [0]
+
+        def server(self, s):
+            s.comm.new_group(s.workers)  # every rank makes every group, as torch requires
+            return
+            yield
+
+    result = run(Helpers(), "quadratic", topologies.ring(3), steps=4, eval_every=2)
+    assert list(result.evals["update"]) == [0, 2, 4]
