@@ -34,7 +34,7 @@ from real.comm import RealCommunicator
 from real.runtime import RealRuntime, drive
 from strategies import Strategy
 from strategies.results import RunResult, RunWriter, summarize
-from strategies.roles import TrainingSetup, build_role, evaluate_parameters
+from strategies.roles import TrainingSetup, build_role, evaluate_parameters, positive_int
 
 __all__ = ["run"]
 
@@ -147,8 +147,7 @@ def run(
     ``time`` columns are wall-clock seconds since all ranks were ready; ``result.parameters``
     holds the final global parameters (flat), as the first worker saw them at the end.
     """
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"nproc={nproc!r} must be a positive integer")
+    positive_int("nproc", nproc)
     if backend not in BACKENDS:
         raise ValueError(
             f"backend={backend!r} is not available yet; use 'gloo' (NCCL needs each rank's "

@@ -30,19 +30,19 @@ from sim.progress import UpdateProgress
 from sim.runtime import SimRuntime
 from strategies import Strategy
 from strategies.results import RunResult, RunWriter, summarize
-from strategies.roles import TrainingSetup, build_role, evaluate_parameters, initial_parameters
+from strategies.roles import (
+    TrainingSetup,
+    build_role,
+    evaluate_parameters,
+    initial_parameters,
+    positive_int,
+)
 
 __all__ = ["run", "SimulationError"]
 
 
 class SimulationError(RuntimeError):
     """The simulation could not go on (for example every rank waits for another: a deadlock)."""
-
-
-def _positive_int(name: str, value: Any) -> int:  # noqa: D103
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return value
 
 
 def _topology(spec: Any) -> nx.Graph:
@@ -155,7 +155,7 @@ def run(
     if target_loss is not None and not _is_number(target_loss):
         raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
     if threads is not None:
-        _positive_int("threads", threads)
+        positive_int("threads", threads)
     config = {
         "backend": "sim",
         **setup.config(),

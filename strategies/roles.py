@@ -28,6 +28,7 @@ __all__ = [
     "build_role",
     "evaluate_parameters",
     "initial_parameters",
+    "positive_int",
 ]
 
 
@@ -49,7 +50,16 @@ class WorkloadLike(Protocol):
     def config(self) -> dict[str, Any]: ...
 
 
-def _positive_int(name: str, value: Any) -> int:
+def positive_int(name: str, value: Any) -> int:
+    """Return ``value`` if it is a positive integer, else raise a one-line error naming ``name``.
+
+    Examples
+    --------
+    >>> positive_int("nproc", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: nproc=0 must be a positive integer
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name}={value!r} must be a positive integer")
     return value
@@ -95,9 +105,9 @@ class TrainingSetup:
         ...
         ValueError: steps=0 must be a positive integer
         """
-        _positive_int("steps", steps)
-        _positive_int("eval_every", eval_every)
-        _positive_int("accumulate", accumulate)
+        positive_int("steps", steps)
+        positive_int("eval_every", eval_every)
+        positive_int("accumulate", accumulate)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} must be an integer >= 0")
         resolved = get_strategy(strategy)
