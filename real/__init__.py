@@ -1,12 +1,13 @@
-"""Run the same strategies on ``torch.distributed`` (gloo on CPU, NCCL on GPU).
+"""Run the same strategies on ``torch.distributed`` (gloo on CPU).
 
-This is the minimal driver that proves the strategy interface maps onto real collectives
-and point-to-point calls; launchers for clusters, the emulated testbed and calibration come
-with the full real backend.
+:func:`run` launches one process per rank on this machine; each drives its role program
+through the shared :class:`strategies.comm.Communicator` over a :class:`GlooTransport`, and
+the launcher builds the results with the same ledger the simulator uses. Launchers for
+clusters (torchrun, SLURM), NCCL, the emulated testbed and calibration come next.
 """
 
-from real.comm import RealCommunicator
 from real.launch import run
-from real.runtime import RealRuntime, drive
+from real.runtime import RealRuntime, StopSignal, drive
+from real.transport import GlooTransport
 
-__all__ = ["RealCommunicator", "RealRuntime", "drive", "run"]
+__all__ = ["GlooTransport", "RealRuntime", "StopSignal", "drive", "run"]

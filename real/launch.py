@@ -1,9 +1,12 @@
 """``real.run``: the same strategy objects on ``torch.distributed``, N local processes.
 
-Each rank is an OS process (``torch.multiprocessing`` spawn) joined by a gloo process group
-on localhost. Every rank writes what it measured to a scratch directory, also when it fails;
-the parent merges the ranks into one :class:`strategies.results.RunResult`, the format
-``sim.run`` returns, and evaluates the global-model snapshots outside the timed run.
+Each rank is its own Python process (``python -m real.rank``) joined by a gloo process group
+on localhost; the run's set-up reaches it through cloudpickle, so a strategy defined in a
+notebook cell or in a script without a ``__main__`` guard runs unchanged. Every rank writes
+what it measured to a scratch directory, also when it fails; the launcher feeds all ranks'
+events, in time order, to the :class:`strategies.ledger.Ledger` (the simulator's own), which
+evaluates the global model at its evaluation points and builds the rows, and returns the
+:class:`runs.RunResult` that ``sim.run`` returns.
 
 Single machine::
 
@@ -12,119 +15,46 @@ Single machine::
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
+import pickle
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pandas as pd
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from torch.multiprocessing.spawn import ProcessException
 
 import workloads
-from real.comm import RealCommunicator
-from real.runtime import RealRuntime, drive
+from runs import RunResult, RunWriter, summarize
 from strategies import Strategy
-from strategies.results import RunResult, RunWriter, summarize
-from strategies.roles import TrainingSetup, build_role, evaluate_parameters, positive_int
+from strategies.ledger import Ledger
+from strategies.roles import (
+    Evaluator,
+    TrainingSetup,
+    initial_parameters,
+    initial_state,
+    positive_int,
+)
 
 __all__ = ["run"]
 
 BACKENDS = ("gloo",)
+#: After the first rank fails, how long the others get to write what they measured.
+GRACE_SECONDS = 5.0
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _rank_main(rank: int, setup: TrainingSetup, port: int, scratch: str, timeout: float) -> None:
-    torch.set_num_threads(1)  # N ranks share the machine's cores, as they would share a node
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=setup.world_size,
-        timeout=timedelta(seconds=timeout),
-    )
-    comm = RealCommunicator(rank, setup.world_size)
-    # The first worker holds the whole global model after every update it applies or pulls.
-    recorder = setup.workers[0]
-    runtime = RealRuntime(
-        rank,
-        setup.strategy.primary(setup.world_size),
-        setup.steps,
-        setup.eval_every,
-        rank == recorder,
-        lambda: comm.bytes_sent,
-    )
-    error: BaseException | None = None
-    try:
-        ctx, program = build_role(setup, rank, comm, runtime)
-        dist.barrier()
-        runtime.start = time.perf_counter()
-        drive(runtime, ctx, program)
-        # No rank tears its connections down while a peer may still be using them.
-        dist.barrier()
-    except BaseException as exc:  # keep what was measured; the parent reports the failure
-        error = exc
-        raise
-    finally:
-        torch.save(
-            {
-                "rows": runtime.rows + [runtime.worker_row()],
-                "marks": runtime.marks,
-                "snapshots": runtime.snapshots,
-                "error": " ".join(f"{type(error).__name__}: {error}".split()) if error else None,
-            },
-            Path(scratch) / f"{rank}.pt",
-        )
-        dist.destroy_process_group()
-
-
-def _merge(setup: TrainingSetup, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Eval and update rows with samples and bytes totalled over ranks at each version."""
-    marks = [sorted(p["marks"]) for p in parts]
-
-    def totals(version: int) -> tuple[float, float]:
-        samples = nbytes = 0.0
-        for rank_marks in marks:  # each rank's counters when it reached this version
-            i = bisect.bisect_right([m[0] for m in rank_marks], version) - 1
-            if i >= 0:
-                samples += rank_marks[i][2]
-                nbytes += rank_marks[i][3]
-        return samples, nbytes
-
-    rows = []
-    for part in parts:
-        for row in part["rows"]:
-            if row["kind"] == "update":
-                row["samples"], row["bytes"] = totals(row["update"])
-            rows.append(row)
-    recorder = parts[setup.workers[0]]
-    for version, at, flat in recorder["snapshots"]:
-        samples, nbytes = totals(version)
-        rows.append(
-            {
-                "kind": "eval",
-                "time": at,
-                "update": version,
-                "samples": samples,
-                "bytes": nbytes,
-                **evaluate_parameters(setup, flat),
-            }
-        )
-    return rows
 
 
 def run(
@@ -144,14 +74,17 @@ def run(
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
-    ``time`` columns are wall-clock seconds since all ranks were ready; ``result.parameters``
-    holds the final global parameters (flat), as the first worker saw them at the end.
+    ``steps``, ``eval_every`` and the global model mean what they mean in ``sim.run`` (one
+    ledger decides both). ``time`` columns are wall-clock seconds since all ranks were ready;
+    ``result.parameters`` holds the global model's flat parameters at the last global step.
+    ``timeout`` bounds every wait: a rank that waits longer on one operation fails with an
+    error naming it.
     """
     positive_int("nproc", nproc)
     if backend not in BACKENDS:
         raise ValueError(
             f"backend={backend!r} is not available yet; use 'gloo' (NCCL needs each rank's "
-            "model on its GPU, which arrives with the full real backend)"
+            "model on its GPU, which arrives with the cluster launcher)"
         )
     if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
         raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
@@ -167,69 +100,168 @@ def run(
         accumulate=accumulate,
         eval_every=eval_every,
     )
-    if not setup.strategy.synchronous:
+    try:
+        pickled = cloudpickle.dumps(setup)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise ValueError(
-            f"{setup.strategy!r} is asynchronous; the real backend runs synchronous strategies "
-            "so far (async termination across processes arrives with the full real backend)"
-        )
+            f"the strategy or workload cannot be sent to the rank processes: {exc}; keep "
+            "unpicklable objects (open files, locks, generators) out of their attributes"
+        ) from None
     config = {"backend": f"real-{backend}", **setup.config()}
     writer = RunWriter(out, config) if out is not None else None
     with writer or nullcontext():
-        return _launch(setup, config, writer, timeout)
+        return _launch(setup, pickled, config, writer, float(timeout))
 
 
 def _launch(
-    setup: TrainingSetup, config: dict[str, Any], writer: RunWriter | None, timeout: float
+    setup: TrainingSetup,
+    pickled: bytes,
+    config: dict[str, Any],
+    writer: RunWriter | None,
+    timeout: float,
 ) -> RunResult:
-    nproc = setup.world_size
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="commsim-real-") as scratch:
+        (Path(scratch) / "setup.pkl").write_bytes(pickled)
         try:
-            mp.start_processes(
-                _rank_main,
-                args=(setup, _free_port(), scratch, timeout),
-                nprocs=nproc,
-                join=True,
-                start_method="spawn",
-            )
-        except ProcessException as exc:
-            # The child's traceback is many lines; its saved error says what went wrong.
-            parts = _load_parts(scratch, nproc)
-            failed = exc.error_index
-            reason = parts[failed].get("error") or str(exc).strip().splitlines()[0]
-            error = RuntimeError(f"rank {failed} failed: {reason}")
+            failed = _spawn(setup.world_size, scratch, timeout)
+        except BaseException as exc:  # an interrupt: keep what the ranks wrote
             if writer is not None:
-                writer.fail(_merge(setup, parts), error)
-            raise error from None
-        except BaseException as exc:
-            if writer is not None:
-                writer.fail(_merge(setup, _load_parts(scratch, nproc)), exc)
+                writer.fail(_replay(setup, _load(scratch, setup.world_size)).ledger.rows, exc)
             raise
-        parts = _load_parts(scratch, nproc)
-    metrics = pd.DataFrame(_merge(setup, parts))
-    final = parts[setup.workers[0]]["marks"][-1]
-    workers = metrics[metrics["kind"] == "worker"]
+        parts = _load(scratch, setup.world_size)
+        if failed is not None:
+            rank, code = failed
+            reason = parts[rank].get("error") or _stderr_cause(scratch, rank, code)
+            error = RuntimeError(f"rank {rank} failed: {reason}")
+            if writer is not None:
+                writer.fail(_replay(setup, parts).ledger.rows, error)
+            raise error
+    replayed = _replay(setup, parts)
+    ledger = replayed.ledger
+    metrics = pd.DataFrame(ledger.rows)
     summary = summarize(
         metrics,
-        stop_reason="steps",
-        updates=final[0],
-        samples=int(workers["samples"].sum()),
-        nbytes=workers["bytes"].sum(),
-        time=float(workers["time"].max()),
+        stop_reason=ledger.stop_reason,
+        steps=ledger.step,
+        samples=ledger.samples,
+        nbytes=replayed.nbytes,
+        time=replayed.time,
         wall_time=time.perf_counter() - wall,
     )
-    snapshots = parts[setup.workers[0]]["snapshots"]
-    result = RunResult(config, summary, metrics, parameters=snapshots[-1][2] if snapshots else None)
+    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters())
     if writer is not None:
         writer.finish(result)
     return result
 
 
-def _load_parts(scratch: str, nproc: int) -> list[dict[str, Any]]:
+def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
+    """Run the rank processes; return ``(rank, exit code)`` of the first that failed."""
+    port = _free_port()
+    env = dict(os.environ)
+    # Classes the set-up refers to by module must import there as they do here.
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+    procs = []
+    for rank in range(nproc):
+        err = open(Path(scratch) / f"{rank}.err", "wb")  # noqa: SIM115 - closed below
+        command = [sys.executable, "-m", "real.rank", scratch, str(rank), str(port), str(timeout)]
+        procs.append(
+            (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env), err)
+        )
+    failed: tuple[int, int] | None = None
+    deadline = math.inf
+    try:
+        while any(p.poll() is None for p, _ in procs):
+            for rank, (p, _) in enumerate(procs):
+                code = p.poll()
+                if code not in (None, 0) and failed is None:
+                    failed, deadline = (rank, code), time.monotonic() + GRACE_SECONDS
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        for rank, (p, _) in enumerate(procs):
+            code = p.poll()
+            if code not in (None, 0) and failed is None:
+                failed = (rank, code)
+    finally:
+        for p, err in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            err.close()
+    return failed
+
+
+def _stderr_cause(scratch: str, rank: int, code: int) -> str:
+    """The library's own words when a rank died without saving its error (a gloo abort)."""
+    path = Path(scratch) / f"{rank}.err"
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "Warning" not in ln]
+    cause = next((ln for ln in reversed(lines) if "what()" in ln or "enforce fail" in ln), None)
+    cause = cause or (lines[-1] if lines else "no error output")
+    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return f"process ended with {how}: {' '.join(cause.split())}"
+
+
+def _load(scratch: str, nproc: int) -> list[dict[str, Any]]:
     """What each rank saved; a rank that saved nothing (killed) contributes nothing."""
     parts = []
     for rank in range(nproc):
         path = Path(scratch) / f"{rank}.pt"
-        empty = {"rows": [], "marks": [], "snapshots": [], "error": None}
+        empty = {"events": [], "error": None, "final": None, "stop_reason": None}
         parts.append(torch.load(path, weights_only=False) if path.is_file() else empty)
     return parts
+
+
+@dataclass
+class Replayed:
+    """The ledger after every rank's events, and the time and bytes when the run stopped."""
+
+    ledger: Ledger
+    time: float
+    nbytes: float
+
+
+def _replay(setup: TrainingSetup, parts: list[dict[str, Any]]) -> Replayed:
+    """Feed every rank's events, in time order, to the ledger the simulator uses."""
+    owners, combine = setup.strategy.owners(setup.world_size)
+    clock, nbytes = [0.0], [0.0]
+    ledger = Ledger(
+        owners,
+        combine,
+        steps=setup.steps,
+        eval_every=setup.eval_every,
+        evaluate=Evaluator(setup),
+        clock=lambda: clock[0],
+        bytes_sent=lambda: nbytes[0],
+    )
+    flat = initial_parameters(setup)
+    ledger.start({r: initial_state(setup, r, flat) for r in owners})
+    events = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[1], e[2]))
+    for kind, at, rank, *rest in events:
+        if ledger.stopped:
+            break
+        clock[0] = at
+        if kind == "computed":
+            ledger.computed(rank, rest[0])
+        elif kind == "sent":
+            nbytes[0] += rest[0]
+        elif kind == "stepped":
+            ledger.stepped(rank, rest[0], rest[1])
+        elif kind == "logged":
+            ledger.logged(rank, rest[0])
+    stop_time, stop_bytes = clock[0], nbytes[0]
+    reason = next((p["stop_reason"] for p in parts if p.get("stop_reason")), None)
+    finals = {
+        r: (lambda s=parts[r]["final"]: s) for r in owners if parts[r].get("final") is not None
+    }
+    ledger.finish(reason or "finished", finals if not ledger.stopped else None)
+    for rank, part in enumerate(parts):
+        if "times" in part:
+            end, compute, comm = part["times"]
+            clock[0] = end
+            # Real waits cannot tell a peer's lateness from transfer time: all of it is comm.
+            ledger.rank_times(rank, compute, comm, math.nan)
+    if ledger.stop_reason != "steps":  # the programs ended: the run lasted until the last did
+        stop_time = max((p["times"][0] for p in parts if "times" in p), default=stop_time)
+    return Replayed(ledger, stop_time, stop_bytes)

@@ -1,125 +1,230 @@
-"""The real runtime: counters and measurements of one OS process (one rank), on the wall clock.
+"""The real runtime: one rank's side of its context, on the wall clock, and its driver.
 
-A synchronous run ends on every rank by itself: each rank counts the model versions it has
-seen and stops at ``steps`` (a parameter server tells its workers the version with every
-reply). Nothing slow happens inside the timed loop: at evaluation points the first worker
-only snapshots the global parameters; the launcher evaluates them after the run.
+A rank records *events* (gradients computed, optimizer steps applied with a snapshot of the
+parameters at evaluation points, bytes charged, values logged), each stamped with seconds
+since the ranks started together. The launcher feeds every rank's events, in time order, to
+the same :class:`strategies.ledger.Ledger` the simulator uses, which builds the rows. Nothing
+slow happens inside the timed loop.
+
+Stopping is decided across processes, on the process group's store: an owner of the global
+model that has applied ``steps`` optimizer steps adds itself to a counter, and the last one
+sets the stop key. A watcher thread on every rank sees the key and wakes the driver, which
+closes the program at its current ``yield`` (an operation it waited on may never complete
+once peers have stopped, and is abandoned). Programs learn the stop through ``w.done`` or
+at a yield, never by counting alone.
+
+Event times are seconds on the wall clock since rank 0's start, shared by every rank. An
+optimizer step or a logged value is stamped when the program resumed, i.e.
+when the last operation it waited on finished (stamped by the completion thread), so that a
+step and the peers' next computations order causally even on an oversubscribed machine.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import torch
 
+from strategies.comm import CommTimeout
 from strategies.context import RoleContext, WorkerContext
-from strategies.handles import Done
+from strategies.handles import Handle
+from strategies.ledger import is_eval_step
 
-__all__ = ["RealRuntime", "drive"]
+__all__ = ["RealRuntime", "StopSignal", "drive"]
+
+STOP_KEY, OWNERS_KEY = "commsim/stop", "commsim/owners_done"
+
+
+class StopSignal:
+    """The run's stop decision, shared by every rank through the rendezvous store.
+
+    ``store`` is used by the rank's own thread; ``watch_store`` is a second client used only
+    by the watcher thread (a store client serves one call at a time, and the watcher blocks).
+    """
+
+    def __init__(self, store: Any, watch_store: Any, owners: int) -> None:
+        self._store = store
+        self._watch = watch_store
+        self._owners = owners
+        self.event = threading.Event()
+        self.reason: str | None = None
+        self._listeners: list[threading.Event] = []
+        self._thread = threading.Thread(target=self._watch_loop, daemon=True)
+        self._thread.start()
+
+    def listen(self, wake: threading.Event) -> None:
+        self._listeners.append(wake)
+
+    def owner_done(self) -> None:
+        """This owner has applied its ``steps``; the last owner stops the run."""
+        if int(self._store.add(OWNERS_KEY, 1)) >= self._owners:
+            self.stop("steps")
+
+    def stop(self, reason: str) -> None:
+        self._store.set(STOP_KEY, reason)
+        self._set(reason)
+
+    def _set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+            for wake in self._listeners:
+                wake.set()
+
+    def _watch_loop(self) -> None:
+        while not self.event.is_set():
+            try:
+                self._watch.wait([STOP_KEY], timedelta(seconds=1))
+            except Exception:  # timed out (or the store went away at the end): look again
+                continue
+            try:
+                reason = self._watch.get(STOP_KEY).decode()
+            except Exception:
+                return
+            self._set(reason)
 
 
 class RealRuntime:
-    """``strategies.Runtime`` for one real rank.
+    """``strategies.Runtime`` for one real rank, recording events for the ledger.
 
-    ``marks`` holds ``(version, time, samples, bytes)`` each time this rank's model version
-    changes, so the launcher can total samples and bytes over ranks at every version;
-    ``snapshots`` holds ``(version, time, flat parameters)`` at evaluation points when this
-    rank is the one that records them.
+    Parameters
+    ----------
+    rank
+        This rank.
+    steps, eval_every
+        The run's stop and evaluation settings (for snapshots at evaluation points).
+    owner
+        Whether this rank's state is part of the global model.
+    signal
+        The cross-process stop.
     """
 
     def __init__(
-        self,
-        rank: int,
-        primary: int,
-        steps: int,
-        eval_every: int,
-        snapshot: bool,
-        bytes_sent: Any,
+        self, rank: int, steps: int, eval_every: int, owner: bool, signal: StopSignal
     ) -> None:
         self.rank = rank
-        self.primary = primary
         self.steps = steps
         self.eval_every = eval_every
-        self.snapshot = snapshot
-        self.bytes_sent = bytes_sent
-        self.start = time.perf_counter()
-        self.samples = 0
-        self.rows: list[dict[str, Any]] = []
-        self.marks: list[tuple[int, float, int, float]] = []
-        self.snapshots: list[tuple[int, float, torch.Tensor]] = []
+        self.owner = owner
+        self.signal = signal
+        #: The run's start on the shared wall clock (set by the launcher once ranks are ready;
+        #: every rank uses rank 0's, so events of different ranks order on one time line).
+        self.start = time.time()
+        self.resumed_at = 0.0
+        self.events: list[tuple[Any, ...]] = []
         self.compute_time = 0.0
         self.comm_time = 0.0
+        self.wake = threading.Event()
+        signal.listen(self.wake)
+
+    # -- strategies.Runtime protocol ------------------------------------------------------
+    def stopped(self) -> bool:
+        return self.signal.event.is_set()
 
     def now(self) -> float:
-        return time.perf_counter() - self.start
+        return time.time() - self.start
 
-    def finished(self, ctx: RoleContext) -> bool:
-        return ctx.version >= self.steps
+    def computed(
+        self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
+    ) -> Handle[torch.Tensor]:
+        at = self.now()
+        self.events.append(("computed", at, self.rank, samples))
+        handle: Handle[torch.Tensor] = Handle("compute", "compute_gradients")
+        handle.resolve(grads, at=at)
+        return handle
 
-    def computed(self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float) -> Done:
-        self.samples += samples
-        return Done(grads)
+    def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
+        handle: Handle[None] = Handle("compute", f"compute {seconds:g} s")
+        handle.resolve(None, at=self.now())  # the work itself already ran
+        return handle
 
-    def updated(self, ctx: RoleContext, staleness: int) -> None:
-        if self.rank == self.primary:
-            self.rows.append(
-                {
-                    "kind": "update",
-                    "time": self.now(),
-                    "update": ctx.version,
-                    "staleness": float(staleness),
-                }
-            )
+    def sleep(self, ctx: RoleContext, seconds: float) -> Handle[None]:
+        handle: Handle[None] = Handle("idle", f"sleep {seconds:g} s")
+        start = self.now()
+        timer = threading.Timer(
+            seconds, lambda: handle.resolve(None, at=self.now(), started_at=start)
+        )
+        timer.daemon = True
+        timer.start()
+        return handle
+
+    def stepped(self, ctx: RoleContext, staleness: int) -> None:
+        if not self.owner:
+            return
+        due = is_eval_step(ctx.step, self.eval_every, self.steps)
+        snapshot = ctx.parameters() if due else None  # type: ignore[attr-defined]
+        self.events.append(("stepped", self.resumed_at, self.rank, staleness, snapshot))
+        if ctx.step == self.steps:
+            self.signal.owner_done()
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
-        self.rows.append(
-            {
-                "kind": "log",
-                "time": self.now(),
-                "update": ctx.version,
-                "rank": ctx.rank,
-                **{k: float(v) for k, v in values.items()},
-            }
-        )
+        self.events.append(("logged", self.resumed_at, self.rank, dict(values)))
 
-    def versioned(self, ctx: RoleContext) -> None:
-        """Note this rank's new model version: counters now, and a snapshot if it is due."""
-        now = self.now()
-        self.marks.append((ctx.version, now, self.samples, float(self.bytes_sent())))
-        v = ctx.version
-        if self.snapshot and (v % self.eval_every == 0 or v >= self.steps):
-            self.snapshots.append((v, now, ctx.parameters()))  # type: ignore[attr-defined]
+    def charged(self, nbytes: float) -> None:
+        """Bytes this rank injected (the transport reports each operation it starts)."""
+        self.events.append(("sent", self.now(), self.rank, float(nbytes)))
 
-    def worker_row(self) -> dict[str, Any]:
-        # Real waits cannot tell a peer's lateness from transfer time: all of it is comm_time.
-        return {
-            "kind": "worker",
-            "time": self.now(),
-            "rank": self.rank,
-            "samples": self.samples,
-            "bytes": float(self.bytes_sent()),
-            "compute_time": self.compute_time,
-            "comm_time": self.comm_time,
-            "idle_time": float("nan"),
-        }
+    # -- waiting --------------------------------------------------------------------------
+    def wait(self, handle: Handle[Any], timeout: float) -> None:
+        """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
+        self.wake.clear()
+        handle.add_callback(lambda _: self.wake.set())
+        deadline = time.perf_counter() + timeout
+        while not handle.done and not self.stopped():
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self.wake.wait(left):
+                if not handle.done and not self.stopped():
+                    return
+            self.wake.clear()
 
 
-def drive(runtime: RealRuntime, ctx: RoleContext, program: Generator[Any, Any, None]) -> None:
-    """Run a role program to the end, waiting on each handle it yields."""
+def drive(
+    runtime: RealRuntime, ctx: RoleContext, program: Generator[Any, Any, None], timeout: float
+) -> str:
+    """Run a role program until it ends (``"finished"``) or the run stops (``"stopped"``).
+
+    A failed handle's error is thrown into the program at its ``yield``; an operation that
+    does not finish within ``timeout`` seconds raises :class:`~strategies.comm.CommTimeout`
+    there, naming what the rank waited on.
+    """
     value: Any = None
+    error: BaseException | None = None
     mark = time.perf_counter()
-    runtime.versioned(ctx)  # version 0: the starting point of every rank
     while True:
+        if runtime.stopped():
+            program.close()  # the program learns the stop at its yield; finally blocks run
+            return "stopped"
         try:
-            item = program.send(value)
+            item = program.send(value) if error is None else program.throw(error)
         except StopIteration:
-            return
+            return "finished"
+        value, error = None, None
+        if not isinstance(item, Handle):
+            program.close()
+            raise TypeError(
+                f"rank {runtime.rank}'s {ctx.role} program yielded {item!r}; yield the handles "
+                "that communicator calls, compute_gradients() and sleep() return"
+            )
         waited = time.perf_counter()
         runtime.compute_time += waited - mark
-        if not hasattr(item, "wait"):
-            raise TypeError(f"rank {runtime.rank} yielded {item!r}; yield communicator handles")
-        value = item.wait()
+        if not item.done:
+            runtime.wait(item, timeout)
         mark = time.perf_counter()
         runtime.comm_time += mark - waited
+        if not item.done:
+            if runtime.stopped():
+                continue
+            error = CommTimeout(
+                f"rank {runtime.rank} waited {timeout:g} s on {item.describe()}; every rank must "
+                "make matching calls (a send completes only once its recv is posted)"
+            )
+            continue
+        runtime.resumed_at = item.finished_at if item.finished_at is not None else runtime.now()
+        if item.failed:
+            error = item.error
+        else:
+            value = item.value

@@ -10,11 +10,11 @@ Ring all-reduce of 4 MB over 4 ranks on a 1 GB/s, 1 us ring: 2(n-1)(L + M/(nB)).
 
 from sim.collectives import ALGORITHMS, OPS, SMALL_MESSAGE_BYTES, choose, supported
 from sim.collectives.schedule import PACES
-from sim.comm import Fabric, SimCommunicator
+from sim.comm import Fabric
 from sim.compute import DEVICE_PEAK_FLOPS, STRAGGLERS, ComputeModel, measure_step_time
 from sim.maxmin import MODELS, SHARINGS, RateSolver, maxmin_rates
 from sim.network import Network, NetworkError, check_nbytes
-from sim.ops import Op, busy_time
+from sim.ops import busy_time
 from sim.routing import Router
 from sim.run import SimulationError, run
 from sim.runtime import SimRuntime
@@ -33,10 +33,8 @@ __all__ = [
     "Fabric",
     "Network",
     "NetworkError",
-    "Op",
     "RateSolver",
     "Router",
-    "SimCommunicator",
     "SimRuntime",
     "SimulationError",
     "busy_time",

@@ -1,34 +1,62 @@
-"""The simulated communicator: torch.distributed semantics on the simulated network.
+"""The simulated transport: torch.distributed semantics on the simulated network.
 
-Tensor maths is exact and immediate; *time* comes from the network engine. A collective
-waits until every rank of its group has called it, computes the result once (reducing in
-rank order, so results never depend on event order), asks the network to run the
-collective's point-to-point schedule, and hands each rank its result when that finishes.
-Point-to-point messages travel as flows and land in the receiver's mailbox, in the order
-they were sent between each pair of ranks.
+Calls arrive here already checked by :class:`strategies.comm.Communicator`. Tensor maths is
+exact and immediate; *time* comes from the network engine. A collective waits until every
+rank of its group has called it, computes the result once (reducing in rank order, so results
+never depend on event order), asks the network to run the collective's point-to-point
+schedule, and resolves each rank's handle when that finishes.
+
+Point-to-point messages follow the rendezvous that gloo and NCCL use: a send is *matched*
+with a receive posted for it (the first posted receive that accepts its sender; between one
+pair of ranks messages match in the order sent), its data starts moving then, and both
+handles resolve when it is delivered. A send whose receive is never posted never completes,
+as on a real world, and the simulator reports that deadlock at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 import torch
 
-from sim.ops import Op
-from strategies.aggregate import check_reduce_op, reduce_tensors
-from strategies.comm import CommError, Group, as_message, check_rank, make_group, message_nbytes
+from strategies.aggregate import reduce_tensors
+from strategies.comm import (
+    CommError,
+    Communicator,
+    Group,
+    Received,
+    check_received,
+    header_nbytes,
+    message_nbytes,
+    signature,
+)
+from strategies.handles import Handle
 
-__all__ = ["Fabric", "SimCommunicator", "CommError"]
+__all__ = ["CommError", "Fabric"]
 
 
 @dataclass
-class _Message:
+class _Send:
+    seq: int
     src: int
+    dst: int
     tensors: list[torch.Tensor]
-    sent_at: float
+    header: dict[str, Any]
+    handle: Handle[None]
+
+
+@dataclass
+class _Recv:
+    seq: int
+    rank: int
+    src: int | None
+    buffers: list[torch.Tensor]
+    handle: Handle[Received]
+
+    def accepts(self, src: int) -> bool:
+        return self.src is None or self.src == src
 
 
 @dataclass
@@ -37,19 +65,23 @@ class _Rendezvous:
 
     kind: str
     signature: tuple[Any, ...]
+    seq: int
     tensors: dict[int, torch.Tensor] = field(default_factory=dict)
-    ops: dict[int, Op] = field(default_factory=dict)
+    handles: dict[int, Handle[Any]] = field(default_factory=dict)
 
 
 class Fabric:
-    """State shared by all ranks' communicators in one simulation: mailboxes and rendezvous."""
+    """State shared by all ranks' transports in one simulation: posted messages, collective
+    rendezvous and group creation. Implements ``strategies.comm.Transport``."""
 
     def __init__(self, env: simpy.Environment, network: Any, world_size: int) -> None:
         self.env = env
         self.network = network
         self.world_size = world_size
         self.world = Group(tuple(range(world_size)))
-        self.mailboxes = [simpy.FilterStore(env) for _ in range(world_size)]
+        self._sends: list[list[_Send]] = [[] for _ in range(world_size)]  # by destination
+        self._recvs: list[list[_Recv]] = [[] for _ in range(world_size)]  # by receiver
+        self._seq = 0
         self._pending: dict[tuple[tuple[int, ...], int], _Rendezvous] = {}
         self._calls: dict[tuple[int, tuple[int, ...]], int] = {}
         # The last delivery on each (src, dst) channel: messages between one pair arrive in
@@ -61,12 +93,12 @@ class Fabric:
         self._group_order: list[tuple[int, ...]] = []
         self._groups_made: dict[int, int] = {}
 
-    def communicator(self, rank: int) -> SimCommunicator:
-        return SimCommunicator(self, rank)
+    def communicator(self, rank: int) -> Communicator:
+        return Communicator(rank, self.world_size, self)
 
-    def new_group(self, rank: int, ranks: Sequence[int]) -> Group:
+    # -- groups ---------------------------------------------------------------------------
+    def new_group(self, rank: int, group: Group) -> None:
         """Record ``rank``'s next group creation; it must match every other rank's."""
-        group = make_group(ranks, self.world_size)
         index = self._groups_made.get(rank, 0)
         if index < len(self._group_order) and self._group_order[index] != group.ranks:
             raise CommError(
@@ -77,7 +109,6 @@ class Fabric:
         if index == len(self._group_order):
             self._group_order.append(group.ranks)
         self._groups_made[rank] = index + 1
-        return group
 
     def check_groups(self) -> None:
         """Raise if some rank did not create every group (a real run would hang there)."""
@@ -91,44 +122,55 @@ class Fabric:
                 )
 
     # -- collectives -------------------------------------------------------------------
-    def join(
-        self, rank: int, group: Group, kind: str, tensor: torch.Tensor, signature: tuple[Any, ...]
-    ) -> Op:
+    def collective(
+        self,
+        rank: int,
+        kind: str,
+        tensor: torch.Tensor,
+        group: Group,
+        op: str | None,
+        root: int | None,
+        algorithm: str,
+        what: str,
+    ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
-        if rank not in group.ranks:
-            raise CommError(f"rank {rank} called {kind} on a group it is not in: {group.ranks}")
+        signature_ = (op, root, algorithm)
         key = (rank, group.ranks)
         seq = self._calls.get(key, 0)
         self._calls[key] = seq + 1
         slot = self._pending.get((group.ranks, seq))
         if slot is None:
-            slot = self._pending[(group.ranks, seq)] = _Rendezvous(kind, signature)
-        elif (slot.kind, slot.signature) != (kind, signature):
+            slot = self._pending[(group.ranks, seq)] = _Rendezvous(kind, signature_, seq)
+        elif (slot.kind, slot.signature) != (kind, signature_):
+            first = next(iter(slot.handles))
             raise CommError(
-                f"collective #{seq} on group {group.ranks}: rank {rank} called {kind}{signature} "
-                f"but rank {next(iter(slot.ops))} called {slot.kind}{slot.signature}; every rank "
-                "must make the same collective calls in the same order"
+                f"collective #{seq} on group {group.ranks}: rank {rank} called "
+                f"{_show(kind, signature_)} but rank {first} called "
+                f"{_show(slot.kind, slot.signature)}; every rank must make the same collective "
+                "calls in the same order"
             )
         if slot.tensors:
-            first_rank, first = next(iter(slot.tensors.items()))
-            if (tensor.shape, tensor.dtype) != (first.shape, first.dtype):
+            first_rank, first_tensor = next(iter(slot.tensors.items()))
+            if (tensor.shape, tensor.dtype) != (first_tensor.shape, first_tensor.dtype):
                 raise CommError(
                     f"collective #{seq} {kind} on group {group.ranks}: rank {rank} passed a "
                     f"{tuple(tensor.shape)} {tensor.dtype} tensor but rank {first_rank} passed "
-                    f"{tuple(first.shape)} {first.dtype}; every rank must pass the same shape"
+                    f"{tuple(first_tensor.shape)} {first_tensor.dtype}; every rank must pass the "
+                    "same shape"
                 )
-        op = Op(self.env)
+        handle: Handle[Any] = Handle("comm", f"{what} (collective #{seq} of this group)")
         slot.tensors[rank] = tensor
-        slot.ops[rank] = op
-        if len(slot.ops) == group.size:
+        slot.handles[rank] = handle
+        if len(slot.handles) == group.size:
             del self._pending[(group.ranks, seq)]
             self._start(group, slot)
-        return op
+        return handle
 
     def _start(self, group: Group, slot: _Rendezvous) -> None:
         started = self.env.now
         ordered = [slot.tensors[r] for r in group.ranks]
-        results = _collective_results(slot.kind, slot.signature, group, ordered)
+        op, root, algorithm = slot.signature
+        results = _collective_results(slot.kind, op, root, group, ordered)
         # The network takes the full buffer per rank: a reduction's input, a gather's output.
         if slot.kind == "barrier":
             nbytes = 0
@@ -136,10 +178,6 @@ class Fabric:
             nbytes = message_nbytes(ordered)
         else:
             nbytes = message_nbytes([ordered[0]])
-        algorithm, root = (
-            slot.signature[-1],
-            slot.signature[1] if slot.kind in ("broadcast", "reduce") else None,
-        )
 
         def deliver(_: Any = None) -> None:
             # In-place results land when the network says the data has arrived, not earlier.
@@ -149,7 +187,7 @@ class Fabric:
                     if value is not None:
                         tensor.copy_(value)
                     value = tensor
-                slot.ops[rank].finish(value, started_at=started)
+                slot.handles[rank].resolve(value, at=self.env.now, started_at=started)
 
         if group.size == 1:
             deliver()
@@ -159,70 +197,89 @@ class Fabric:
         )
         done.callbacks.append(deliver)
 
+    def missing(self, handle: Handle[Any]) -> list[int]:
+        """Ranks a pending collective still waits for (for deadlock reports)."""
+        for (ranks, _), slot in self._pending.items():
+            if any(h is handle for h in slot.handles.values()):
+                return [r for r in ranks if r not in slot.handles]
+        return []
+
     # -- point to point ----------------------------------------------------------------
-    def send(self, src: int, tensors: list[torch.Tensor], dst: int) -> Op:
-        check_rank(dst, self.world_size, "dst")
-        message = _Message(src, [t.detach().clone() for t in tensors], self.env.now)
-        op = Op(self.env)
-        channel = (src, dst)
+    def send(
+        self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+    ) -> Handle[None]:
+        self._seq += 1
+        handle: Handle[None] = Handle("comm", what)
+        # Snapshot now: a real send reads the buffer while it moves, and torch forbids
+        # changing it before the handle is waited on; a copy keeps the simulation exact.
+        message = _Send(
+            self._seq, rank, dst, [t.detach().clone() for t in tensors], dict(header), handle
+        )
+        for i, recv in enumerate(self._recvs[dst]):
+            if recv.accepts(rank):
+                del self._recvs[dst][i]
+                self._transfer(message, recv)
+                return handle
+        self._sends[dst].append(message)
+        return handle
+
+    def recv(
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+    ) -> Handle[Received]:
+        self._seq += 1
+        handle: Handle[Received] = Handle("comm", what)
+        recv = _Recv(self._seq, rank, src, buffers, handle)
+        # Sends wait in the order they were posted, so the first that this receive accepts is
+        # the earliest: from one sender, the next in order; from any, whoever sent first.
+        for i, message in enumerate(self._sends[rank]):
+            if recv.accepts(message.src):
+                del self._sends[rank][i]
+                self._transfer(message, recv)
+                return handle
+        self._recvs[rank].append(recv)
+        return handle
+
+    def _transfer(self, message: _Send, recv: _Recv) -> None:
+        started = self.env.now
+        channel = (message.src, message.dst)
         previous = self._last_delivery.get(channel)
         delivered = self._last_delivery[channel] = self.env.event()
 
         def deliver(_: Any = None) -> None:
-            self.mailboxes[dst].put(message)
             delivered.succeed()
             if self._last_delivery.get(channel) is delivered:
                 del self._last_delivery[channel]
-            op.finish(None, started_at=message.sent_at)
+            now = self.env.now
+            message.handle.resolve(None, at=now, started_at=started)
+            try:  # a message that does not fit fails the receive, at the receiver's yield
+                check_received(recv.rank, message.src, signature(message.tensors), recv.buffers)
+            except CommError as exc:
+                recv.handle.fail(exc, at=now)
+                return
+            for buffer, tensor in zip(recv.buffers, message.tensors):
+                buffer.copy_(tensor)
+            recv.handle.resolve(
+                Received(message.src, recv.buffers, message.header), at=now, started_at=started
+            )
 
-        arrived = self.network.send(src, dst, message_nbytes(tensors))
+        nbytes = message_nbytes(message.tensors) + header_nbytes(message.header)
+        arrived = self.network.send(message.src, message.dst, nbytes)
         wait = arrived if previous is None else self.env.all_of([arrived, previous])
         wait.callbacks.append(deliver)
-        return op
 
-    def recv(self, rank: int, buffers: list[torch.Tensor], src: int | None) -> Op:
-        if src is not None:
-            check_rank(src, self.world_size, "src")
-        op = Op(self.env)
-        wanted = (lambda m: True) if src is None else (lambda m: m.src == src)
-        get = self.mailboxes[rank].get(wanted)
-
-        def arrive(event: simpy.Event) -> None:
-            message: _Message = event.value
-            # A silent dtype cast here would hide what the real backend turns into garbage.
-            if len(message.tensors) != len(buffers) or any(
-                (b.shape, b.dtype) != (t.shape, t.dtype) for b, t in zip(buffers, message.tensors)
-            ):
-                raise CommError(
-                    f"rank {rank} received a message of shapes "
-                    f"{[(tuple(t.shape), t.dtype) for t in message.tensors]} from rank "
-                    f"{message.src} into buffers of shapes "
-                    f"{[(tuple(b.shape), b.dtype) for b in buffers]}; make them match"
-                )
-            for buffer, tensor in zip(buffers, message.tensors):
-                buffer.copy_(tensor)
-            op.finish((message.src, buffers), started_at=message.sent_at)
-
-        get.callbacks.append(arrive)
-        return op
-
-    def wait_all(self, handles: Sequence[Op]) -> Op:
-        op = Op(self.env)
-        op.children = tuple(handles)
-        condition = self.env.all_of(list(handles))
-
-        def finish(_: Any) -> None:
-            starts = [h.started_at for h in handles if h.started_at is not None]
-            op.finish([h.value for h in handles], started_at=min(starts, default=None))
-
-        condition.callbacks.append(finish)
-        return op
+    def unmatched(self, handle: Handle[Any]) -> bool:
+        """Whether ``handle`` is a send or receive still waiting for its match."""
+        return any(m.handle is handle for q in self._sends for m in q) or any(
+            r.handle is handle for q in self._recvs for r in q
+        )
 
 
-def _check_root(rank: int, group: Group, name: str) -> int:
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank not in group.ranks:
-        raise CommError(f"{name}={rank!r} is not a rank of the group {group.ranks}")
-    return rank
+def _show(kind: str, signature: tuple[Any, ...]) -> str:
+    op, root, algorithm = signature
+    parts = [f"op={op!r}"] if op is not None else []
+    parts += [f"root={root}"] if root is not None else []
+    parts += [f"algorithm={algorithm!r}"]
+    return f"{kind}({', '.join(parts)})"
 
 
 #: Collectives whose result is written into the caller's tensor.
@@ -230,7 +287,7 @@ _IN_PLACE = ("all_reduce", "broadcast", "reduce")
 
 
 def _collective_results(
-    kind: str, signature: tuple[Any, ...], group: Group, tensors: list[torch.Tensor]
+    kind: str, op: str | None, root: int | None, group: Group, tensors: list[torch.Tensor]
 ) -> list[Any]:
     """What each rank of the group gets back, computed once from all contributions.
 
@@ -238,100 +295,18 @@ def _collective_results(
     it); nothing here aliases the contributions, so the copies can wait for the network.
     """
     if kind == "all_reduce":
-        reduced = reduce_tensors(tensors, signature[0])
+        reduced = reduce_tensors(tensors, op or "sum")
         return [reduced for _ in tensors]
     if kind == "broadcast":
-        source = tensors[group.index(signature[1])].clone()
+        source = tensors[group.index(root)].clone()  # type: ignore[arg-type]
         return [source for _ in tensors]
     if kind == "reduce":
-        op, dst = signature[0], signature[1]
-        reduced = reduce_tensors(tensors, op)
-        return [reduced if r == dst else None for r in group.ranks]
+        reduced = reduce_tensors(tensors, op or "sum")
+        return [reduced if r == root else None for r in group.ranks]
     if kind == "all_gather":
         gathered = [t.clone() for t in tensors]
         return [[g.clone() for g in gathered] for _ in tensors]
     if kind == "reduce_scatter":
-        chunks = torch.tensor_split(reduce_tensors(tensors, signature[0]), group.size)
+        chunks = torch.tensor_split(reduce_tensors(tensors, op or "sum"), group.size)
         return [c.clone() for c in chunks]
     return [None for _ in tensors]  # barrier
-
-
-class SimCommunicator:
-    """One rank's view of the :class:`Fabric`; implements ``strategies.Communicator``."""
-
-    def __init__(self, fabric: Fabric, rank: int) -> None:
-        self.fabric = fabric
-        self.rank = rank
-        self.world_size = fabric.world_size
-
-    def new_group(self, ranks: Sequence[int]) -> Group:
-        return self.fabric.new_group(self.rank, ranks)
-
-    def _group(self, group: Group | None) -> Group:
-        return self.fabric.world if group is None else group
-
-    def _reduce_op(self, op: str) -> str:
-        try:
-            return check_reduce_op(op)
-        except ValueError as exc:  # a communicator misuse, like every other error here
-            raise CommError(str(exc)) from None
-
-    def all_reduce(
-        self,
-        tensor: torch.Tensor,
-        op: str = "sum",
-        group: Group | None = None,
-        algorithm: str = "auto",
-    ) -> Op:
-        sig = (self._reduce_op(op), algorithm)
-        return self.fabric.join(self.rank, self._group(group), "all_reduce", tensor, sig)
-
-    def broadcast(
-        self, tensor: torch.Tensor, src: int, group: Group | None = None, algorithm: str = "auto"
-    ) -> Op:
-        group = self._group(group)
-        sig = (None, _check_root(src, group, "src"), algorithm)
-        return self.fabric.join(self.rank, group, "broadcast", tensor, sig)
-
-    def reduce(
-        self,
-        tensor: torch.Tensor,
-        dst: int,
-        op: str = "sum",
-        group: Group | None = None,
-        algorithm: str = "auto",
-    ) -> Op:
-        group = self._group(group)
-        sig = (self._reduce_op(op), _check_root(dst, group, "dst"), algorithm)
-        return self.fabric.join(self.rank, group, "reduce", tensor, sig)
-
-    def all_gather(
-        self, tensor: torch.Tensor, group: Group | None = None, algorithm: str = "auto"
-    ) -> Op:
-        return self.fabric.join(
-            self.rank, self._group(group), "all_gather", tensor, (None, algorithm)
-        )
-
-    def reduce_scatter(
-        self,
-        tensor: torch.Tensor,
-        op: str = "sum",
-        group: Group | None = None,
-        algorithm: str = "auto",
-    ) -> Op:
-        sig = (self._reduce_op(op), algorithm)
-        return self.fabric.join(self.rank, self._group(group), "reduce_scatter", tensor, sig)
-
-    def barrier(self, group: Group | None = None) -> Op:
-        return self.fabric.join(
-            self.rank, self._group(group), "barrier", torch.zeros(0), (None, "auto")
-        )
-
-    def send(self, tensors: torch.Tensor | Sequence[torch.Tensor], dst: int) -> Op:
-        return self.fabric.send(self.rank, as_message(tensors), dst)
-
-    def recv(self, buffers: torch.Tensor | Sequence[torch.Tensor], src: int | None = None) -> Op:
-        return self.fabric.recv(self.rank, as_message(buffers), src)
-
-    def wait_all(self, handles: Sequence[Op]) -> Op:
-        return self.fabric.wait_all(list(handles))

@@ -1,4 +1,4 @@
-"""A progress bar over global updates (rich), silent unless asked for."""
+"""A progress bar over global steps (rich), silent unless asked for."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from types import TracebackType
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["UpdateProgress"]
+__all__ = ["StepProgress"]
 
 
-class UpdateProgress:
-    """Context manager showing ``updates / total``; a no-op when ``enabled`` is false."""
+class StepProgress:
+    """Context manager showing ``steps / total``; a no-op when ``enabled`` is false."""
 
     def __init__(self, total: int, enabled: bool = True, label: str = "simulating") -> None:
         self.enabled = enabled
@@ -27,7 +27,7 @@ class UpdateProgress:
         )
         self._task = self._progress.add_task(label, total=total) if self._progress else None
 
-    def __enter__(self) -> UpdateProgress:
+    def __enter__(self) -> StepProgress:
         if self._progress is not None:
             self._progress.start()
         return self

@@ -22,21 +22,17 @@ import torch
 
 import topologies
 import workloads
+from runs import RunResult, RunWriter, summarize
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.maxmin import MODELS, SHARINGS
 from sim.network import Network
-from sim.progress import UpdateProgress
+from sim.progress import StepProgress
 from sim.runtime import SimRuntime
 from strategies import Strategy
-from strategies.results import RunResult, RunWriter, summarize
-from strategies.roles import (
-    TrainingSetup,
-    build_role,
-    evaluate_parameters,
-    initial_parameters,
-    positive_int,
-)
+from strategies.handles import Handle
+from strategies.ledger import Ledger
+from strategies.roles import Evaluator, TrainingSetup, build_role, initial_parameters, positive_int
 
 __all__ = ["run", "SimulationError"]
 
@@ -101,7 +97,8 @@ def run(
     topology
         A validated graph, or a spec understood by ``topologies.io.from_spec``.
     steps
-        Global updates to run (the run may stop earlier on ``max_time`` or ``target_loss``).
+        Global steps to run: optimizer steps of the strategy's global model (the run may stop
+        earlier on ``max_time`` or ``target_loss``, or when every program has ended).
     compute
         Seconds per micro-batch, ``"measure"``, ``"flops"``, a dict of
         :class:`sim.compute.ComputeModel` fields, or a model.
@@ -113,7 +110,7 @@ def run(
     seed
         Seeds model initialisation, data order and stragglers: same seed, same metrics.
     eval_every
-        Evaluate the global model every this many updates (and at the start and the end).
+        Evaluate the global model every this many steps (and at the start and the end).
     max_time, target_loss
         Optional stop conditions: simulated seconds, and a held-out loss to reach.
     accumulate
@@ -121,7 +118,7 @@ def run(
     out
         If given, a directory written as the run goes (``run.json``, ``metrics.parquet``).
     progress
-        Show a progress bar of global updates.
+        Show a progress bar of global steps.
     threads
         torch intra-op threads during the run (restored afterwards); ``None`` leaves torch's
         setting. A simulation runs many small operations, where extra threads only add
@@ -130,7 +127,7 @@ def run(
     Examples
     --------
     >>> result = run("allreduce", "quadratic", topologies.ring(4), steps=20, eval_every=10)
-    >>> result.summary["updates"], list(result.evals["update"])
+    >>> result.summary["steps"], list(result.evals["step"])
     (20, [0, 10, 20])
     >>> bool(result.evals["loss"].iloc[-1] < result.evals["loss"].iloc[0])
     True
@@ -216,98 +213,121 @@ def _simulate_run(
     target_loss: float | None,
     progress: bool,
 ) -> RunResult:
-    strategy, workload, world_size = setup.strategy, setup.workload, setup.world_size
+    strategy, world_size = setup.strategy, setup.world_size
     wall_start = time.perf_counter()
-    compute_model.resolve(workload, setup.seed)
+    compute_model.resolve(setup.workload, setup.seed)
     config["compute"]["seconds"] = compute_model.seconds_or_none()  # what 'measure' measured
     env = simpy.Environment()
     net = Network(env, graph, **net_options)
     fabric = Fabric(env, net, world_size)
     initial = initial_parameters(setup)
-    contexts: dict[int, Any] = {}
-    primary = strategy.primary(world_size)
-
-    def global_parameters() -> torch.Tensor:
-        if strategy.updates_on == "servers":
-            # The shards as of the last complete global version (a fast shard may be ahead).
-            return torch.cat(runtime.global_state()).clone()
-        return contexts[primary].parameters()
-
-    def evaluate() -> dict[str, float]:
-        if strategy.updates_on == "servers":
-            return evaluate_parameters(setup, global_parameters())
-        return workload.evaluate(contexts[primary].model)
-
-    bar = UpdateProgress(setup.steps, enabled=progress)
-    runtime = SimRuntime(
-        env,
-        net,
-        compute_model,
-        primary,
-        setup.steps,
-        setup.eval_every,
-        evaluate,
-        setup.accumulate,
+    owners, combine = strategy.owners(world_size)
+    bar = StepProgress(setup.steps, enabled=progress)
+    ledger = Ledger(
+        owners,
+        combine,
+        steps=setup.steps,
+        eval_every=setup.eval_every,
+        evaluate=Evaluator(setup),
+        clock=lambda: float(env.now),
+        bytes_sent=lambda: float(net.bytes_sent),
         target_loss=target_loss,
+        on_step=bar.update,
         on_eval=writer.flush if writer else None,
-        on_update=bar.update,
     )
-    programs = {}
+    runtime = SimRuntime(env, compute_model, ledger, setup.accumulate)
+    nodes = _nodes(graph)
+    contexts, programs = {}, {}
     for rank in range(world_size):
         contexts[rank], programs[rank] = build_role(
-            setup, rank, fabric.communicator(rank), runtime, initial.clone
+            setup, rank, fabric.communicator(rank), runtime, initial.clone, nodes
         )
-    owners = setup.servers if strategy.updates_on == "servers" else [primary]
-    runtime.set_owners([contexts[r] for r in owners])
-    runtime.record_eval()
+    ledger.start({r: contexts[r].parameters for r in owners})
     processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]
-    with bar:
-        _simulate(env, runtime, fabric, processes, max_time)
-    runtime.record_eval()
-    metrics = pd.DataFrame(runtime.rows + runtime.worker_rows())
+    try:
+        with bar:
+            reason = _simulate(env, ledger, runtime, fabric, processes, max_time)
+    finally:
+        for program in programs.values():
+            program.close()  # a program learns the stop at its yield; its finally blocks run
+    ledger.finish(reason, {r: contexts[r].parameters for r in owners})
+    runtime.record_rank_times()
+    metrics = pd.DataFrame(ledger.rows)
     summary = summarize(
         metrics,
-        stop_reason=runtime.stop_reason,
-        updates=runtime.updates,
-        samples=runtime.samples,
+        stop_reason=ledger.stop_reason,
+        steps=ledger.step,
+        samples=ledger.samples,
         nbytes=net.bytes_sent,
         time=env.now,
         wall_time=time.perf_counter() - wall_start,
         target_loss=target_loss,
     )
-    result = RunResult(config, summary, metrics, parameters=global_parameters())
+    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters())
     if writer is not None:
         writer.finish(result)
     return result
 
 
+def _nodes(graph: nx.Graph) -> tuple[int, ...]:
+    """Each rank's node: the host's ``node`` attribute, numbered in order of first
+    appearance; a host without one is a node of its own."""
+    labels = [
+        graph.nodes[h].get("node", ("host", rank)) for rank, h in enumerate(topologies.hosts(graph))
+    ]
+    numbering: dict[Any, int] = {}
+    return tuple(numbering.setdefault(label, len(numbering)) for label in labels)
+
+
 def _simulate(
     env: simpy.Environment,
+    ledger: Ledger,
     runtime: SimRuntime,
     fabric: Fabric,
     processes: list[simpy.Process],
     max_time: float | None,
-) -> None:
-    """Step the engine until a stop condition, the time budget, the end, or a deadlock."""
-    stop = runtime.stop_event
-    while not stop.triggered:
+) -> str:
+    """Step the engine until a stop condition, the time budget, the end, or a deadlock;
+    return why it stopped."""
+    while not ledger.stopped:
         upcoming = env.peek()
         if upcoming == math.inf:
             if all(not p.is_alive for p in processes):
                 # Only a run whose programs all ended has made every group it ever will.
                 fabric.check_groups()
-                runtime.stop("finished")
-                return
+                return "finished"
             fabric.check_groups()  # a missing new_group explains a deadlock best
-            blocked = sorted(runtime.blocked_ranks())
-            raise SimulationError(
-                f"deadlock at t={env.now:.6g}s after {runtime.updates} updates: ranks {blocked} "
-                "wait for operations no rank will complete; check that every rank makes "
-                "matching calls (collectives in the same order, a recv for every send)"
-            )
+            raise SimulationError(_deadlock(env, ledger, runtime, fabric))
         if max_time is not None and upcoming > max_time:
             if max_time > env.now:  # nothing happens before then: just move the clock
                 env.run(until=max_time)
-            runtime.stop("max_time")
-            return
+            return "max_time"
         env.step()
+    return ledger.stop_reason or "finished"
+
+
+def _deadlock(env: simpy.Environment, ledger: Ledger, runtime: SimRuntime, fabric: Fabric) -> str:
+    waits = []
+    for rank, handle in runtime.waiting().items():
+        pending = [h for h in _leaves(handle) if not h.done] or [handle]
+        described = []
+        for h in pending:
+            missing = fabric.missing(h)
+            if missing:
+                described.append(f"{h.describe()}, which ranks {missing} have not joined")
+            elif fabric.unmatched(h):
+                described.append(f"{h.describe()}, which no rank has matched")
+            else:
+                described.append(h.describe())
+        waits.append(f"rank {rank} waits on {' and '.join(described)}")
+    return (
+        f"deadlock at t={env.now:.6g}s after {ledger.step} steps: {'; '.join(waits)}. Every "
+        "rank must make matching calls: collectives in the same order, and a recv posted for "
+        "every send (a send completes only once its recv is posted, as in gloo and NCCL)"
+    )
+
+
+def _leaves(handle: Handle[Any]) -> list[Handle[Any]]:
+    if not handle.children:
+        return [handle]
+    return [leaf for child in handle.children for leaf in _leaves(child)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from strategies.base import Program, Strategy
+from strategies.comm import ALGORITHMS
 from strategies.context import WorkerContext
 from strategies.registry import register
 
 __all__ = ["AllReduceSGD"]
-
-ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
 
 
 @register
@@ -32,6 +31,8 @@ class AllReduceSGD(Strategy):
     """
 
     name = "allreduce"
+    #: Every replica applies the same mean gradient, so any one of them is the global model.
+    global_model = "primary"
 
     def __init__(self, algorithm: str = "auto") -> None:
         if algorithm not in ALGORITHMS:

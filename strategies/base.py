@@ -10,7 +10,9 @@ A program is a generator. It yields the handles that communicator calls and
             w.apply(grads)
 
 The simulator runs each program as a SimPy process; the real backend runs it in its own OS
-process with a trampoline that waits on each handle. The strategy never knows which.
+process with a trampoline that waits on each handle. The strategy never knows which. A
+failed operation raises its error at the ``yield``; when the run stops, every program is
+closed at its next ``yield`` (``GeneratorExit``), so ``finally`` blocks run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Generator
 from typing import Any, ClassVar
 
 from strategies.context import ServerContext, WorkerContext
+from strategies.ledger import GLOBAL_MODELS
 
 __all__ = ["Program", "Strategy"]
 
@@ -33,15 +36,39 @@ class Strategy(ABC):
     Subclasses set :attr:`name` (the registry key), validate their keyword arguments in
     ``__init__`` (naming the argument in errors), store them in :attr:`options`, and write
     :meth:`worker` and, if they declare servers, :meth:`server`.
+
+    A strategy *declares* what both backends must honour the same way, and no backend has a
+    branch for a particular strategy:
+
+    * :meth:`servers`: which ranks are servers (the rest are workers);
+    * :attr:`global_model`: what is evaluated and whose optimizer steps count as steps:
+      ``"average"`` (default: the mean of the workers' replicas, right for averaging and
+      gossip), ``"primary"`` (the replica of :meth:`primary`, when replicas are equal by
+      construction) or ``"servers"`` (the servers' shards; workers then get no optimizer);
+    * :attr:`optimizers`: the named optimizers the strategy uses; the first is the one
+      ``apply`` steps, the others are built with ``ctx.make_optimizer(name, flat)``. A value is
+      the default spec (``None``: the run's ``optimizer``).
     """
 
     #: Registry key, used by config files.
     name: ClassVar[str] = ""
-    #: Which role owns optimizers: ``"workers"`` (replicas) or ``"servers"`` (shards).
-    updates_on: ClassVar[str] = "workers"
+    #: What the global model is (see the class docstring).
+    global_model: ClassVar[str] = "average"
+    #: Named optimizers and their default specs; the first is stepped by ``apply``.
+    optimizers: ClassVar[dict[str, Any]] = {"main": None}
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = options
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.global_model not in GLOBAL_MODELS:
+            raise TypeError(
+                f"{cls.__name__}.global_model={cls.global_model!r}; use one of "
+                f"{', '.join(GLOBAL_MODELS)}"
+            )
+        if not cls.optimizers or not all(isinstance(k, str) for k in cls.optimizers):
+            raise TypeError(f"{cls.__name__}.optimizers must map at least one name to a spec")
 
     def servers(self, world_size: int) -> list[int]:
         """Ranks that act as servers; the rest are workers. Default: none."""
@@ -53,31 +80,28 @@ class Strategy(ABC):
         return [r for r in range(world_size) if r not in servers]
 
     def primary(self, world_size: int) -> int:
-        """The rank whose updates count as global model versions (and whose model is evaluated):
-        the first server if servers own the model, else the first worker."""
-        servers = self.servers(world_size)
-        if servers and self.updates_on == "servers":
-            return servers[0]
+        """The rank whose replica is the global model when ``global_model == "primary"``."""
         return self.workers(world_size)[0]
 
-    @property
-    def synchronous(self) -> bool:
-        """Whether every rank can tell when to stop by counting versions it has seen (the real
-        backend runs only these so far; asynchronous termination across processes comes later)."""
-        return True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.updates_on not in ("workers", "servers"):
-            raise TypeError(
-                f"{cls.__name__}.updates_on={cls.updates_on!r}; use 'workers' or 'servers'"
-            )
+    def owners(self, world_size: int) -> tuple[list[int], str]:
+        """The ranks whose states make the global model, and how they combine (``"one"``,
+        ``"concat"`` or ``"mean"``)."""
+        if self.global_model == "servers":
+            return self.servers(world_size), "concat"
+        if self.global_model == "primary":
+            return [self.primary(world_size)], "one"
+        return self.workers(world_size), "mean"
 
     def check_world(self, world_size: int) -> None:
         """Raise ``ValueError`` if this strategy cannot run on ``world_size`` ranks."""
         if not self.workers(world_size):
             raise ValueError(
                 f"{self.name} needs at least one worker rank; the world has {world_size}"
+            )
+        if self.global_model == "servers" and not self.servers(world_size):
+            raise ValueError(
+                f"{self.name} declares global_model='servers' but no server ranks among "
+                f"{world_size}"
             )
 
     @abstractmethod

@@ -1,19 +1,27 @@
-"""The contexts a role program sees: rank, communicator, local model, and the runtime's hooks.
+"""The contexts a role program sees: who it is, its communicator, its model, and the clock.
 
-The *runtime* (a backend) owns step counters, the global model version, stop conditions and
-metrics; a strategy only reads them. Contexts call back into the runtime through the small
-:class:`Runtime` protocol, which is the whole difference between simulated and real runs on
-this side of the communicator.
+The *runtime* (a backend) sits behind a context through the small :class:`Runtime` protocol;
+the *ledger* behind the runtime owns progress (steps, stop, rows). A strategy reads
+``w.done``, ``w.step``, ``w.now`` and calls ``apply``, ``load_parameters``, ``log``; it never
+counts anything the run depends on by itself.
+
+Steps and versions are two things. ``w.step`` counts the optimizer steps this role applied
+(``apply``); the run's ``steps`` counts global steps of the declared global model. ``w.version``
+is a tag a strategy may use to measure staleness: ``apply`` advances it by one, and
+``load_parameters(p, version=v)`` adopts ``v`` (without ``version`` it stays as it was).
+Loading parameters is never a step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import torch
 
-from strategies.comm import Communicator
+from strategies.comm import CommTimeout, Communicator, not_a_handle
+from strategies.handles import Handle, any_of
+from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.replica import FlatOptimizer, Replica
 
 __all__ = ["Runtime", "RoleContext", "WorkerContext", "ServerContext"]
@@ -22,29 +30,65 @@ __all__ = ["Runtime", "RoleContext", "WorkerContext", "ServerContext"]
 class Runtime(Protocol):
     """The backend's side of a context."""
 
-    def finished(self, ctx: RoleContext) -> bool:
-        """Has the run's stop condition been reached, as far as ``ctx`` can know?"""
+    def stopped(self) -> bool:
+        """Has the run stopped, as far as this rank knows now?"""
         ...
 
-    def computed(self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float) -> Any:
-        """Wrap a finished local computation in a handle (the simulator adds compute time)."""
+    def now(self) -> float:
+        """Seconds since the run started: simulated in ``sim``, wall-clock in ``real``."""
         ...
 
-    def updated(self, ctx: RoleContext, staleness: int) -> None:
-        """Record that ``ctx`` applied one update computed ``staleness`` versions ago."""
+    def computed(
+        self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
+    ) -> Handle[torch.Tensor]:
+        """A handle for a finished local gradient (the simulator adds compute time)."""
+        ...
+
+    def stepped(self, ctx: RoleContext, staleness: int) -> None:
+        """``ctx`` applied one optimizer step of an update ``staleness`` versions old."""
         ...
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         """Record strategy-specific values."""
         ...
 
-    def versioned(self, ctx: RoleContext) -> None:
-        """``ctx.version`` has just changed (an update applied, or parameters loaded)."""
+    def sleep(self, ctx: RoleContext, seconds: float) -> Handle[None]:
+        """A handle that finishes ``seconds`` from now (idle time)."""
+        ...
+
+    def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
+        """A handle for ``seconds`` of local work (``sim`` charges it to the rank's device;
+        ``real`` finishes it at once: the work itself is whatever the strategy computed)."""
         ...
 
 
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name}={value!r} must be a number of seconds >= 0")
+    if value == float("inf"):
+        raise ValueError(f"{name}=inf never ends; pass a finite number of seconds")
+    return float(value)
+
+
 class RoleContext:
-    """What every role shares: identity, communicator, version and stop condition."""
+    """What every role shares: identity, locality, communicator, counters, clock.
+
+    Attributes
+    ----------
+    rank, world_size
+        This rank and the number of ranks.
+    workers, servers
+        The ranks of each role, in order.
+    node, local_rank, nodes
+        Locality: this rank's node (machine), its index among that node's ranks, and every
+        rank's node (``nodes[r]``), for hierarchical strategies. ``sim`` reads the topology's
+        ``node`` host attribute (a host without one is a node of its own); ``real`` reads
+        the launcher's.
+    step
+        Optimizer steps this role has applied.
+    version
+        The model version tag (see the module docstring).
+    """
 
     role = "role"
 
@@ -56,23 +100,80 @@ class RoleContext:
         runtime: Runtime,
         workers: list[int],
         servers: list[int],
+        nodes: tuple[int, ...] | None = None,
+        optimizers: Mapping[str, OptimizerSpec] | None = None,
+        schedule: ScheduleSpec | None = None,
+        total_steps: int = 1,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
         self.comm = comm
         self.workers = workers
         self.servers = servers
+        self.nodes = tuple(range(world_size)) if nodes is None else tuple(nodes)
+        self.node = self.nodes[rank]
+        self.local_rank = sum(1 for r in range(rank) if self.nodes[r] == self.node)
+        self.step = 0
         self.version = 0
         self._runtime = runtime
+        self._optimizers = dict(optimizers or {})
+        self._schedule = schedule
+        self._total_steps = total_steps
 
     @property
     def done(self) -> bool:
-        """True once the runtime's stop condition holds; role programs loop ``while not done``."""
-        return self._runtime.finished(self)
+        """True once the run has stopped; role programs loop ``while not w.done``."""
+        return self._runtime.stopped()
+
+    @property
+    def now(self) -> float:
+        """Seconds since the run started (simulated in ``sim``, wall-clock in ``real``)."""
+        return self._runtime.now()
 
     def log(self, **values: float) -> None:
-        """Record named values at the current time (e.g. a strategy's own statistics)."""
+        """Record named values now (e.g. a strategy's own statistics)."""
         self._runtime.logged(self, values)
+
+    def sleep(self, seconds: float) -> Handle[None]:
+        """A handle that finishes after ``seconds`` (counted as idle time)."""
+        return self._runtime.sleep(self, _seconds(seconds, "seconds"))
+
+    def compute(self, seconds: float) -> Handle[None]:
+        """Charge ``seconds`` of local work (e.g. encoding) to this rank's device: ``sim``
+        advances the clock, ``real`` finishes at once (the work already ran)."""
+        return self._runtime.compute(self, _seconds(seconds, "seconds"))
+
+    def timeout(self, handle: Handle[Any], seconds: float) -> Handle[Any]:
+        """``handle``, failing with :class:`~strategies.comm.CommTimeout` if it has not
+        finished within ``seconds``. The operation itself goes on (as in torch): a late
+        message still completes a timed-out ``recv``."""
+        if not isinstance(handle, Handle):
+            raise TypeError(f"timeout takes a handle from a communicator call, got {handle!r}")
+        limit = _seconds(seconds, "seconds")
+
+        def first(result: tuple[int, Any]) -> Any:
+            index, value = result
+            if index == 1:
+                raise CommTimeout(
+                    f"rank {self.rank}: {handle.describe()} did not finish within {limit:g} s"
+                )
+            return value
+
+        return any_of([handle, self.sleep(limit)]).then(first, what=handle.describe())
+
+    def make_optimizer(self, name: str, flat: torch.Tensor) -> FlatOptimizer:
+        """An optimizer declared by the strategy (``Strategy.optimizers``) over ``flat``,
+        configured as the run asked (``optimizer={name: spec}``); steps taken with it are
+        not global steps."""
+        if name not in self._optimizers:
+            known = ", ".join(self._optimizers) or "none"
+            raise KeyError(f"optimizer {name!r} is not declared by this strategy; it has {known}")
+        return FlatOptimizer(flat, self._optimizers[name], self._schedule, self._total_steps)
+
+    def _stepped(self, staleness: int) -> None:
+        self.step += 1
+        self.version += 1
+        self._runtime.stepped(self, staleness)
 
 
 class WorkerContext(RoleContext):
@@ -82,7 +183,7 @@ class WorkerContext(RoleContext):
     ----------
     index
         The worker's position among workers (its data shard), not its rank.
-    steps
+    gradients
         Gradients computed so far (each over ``accumulate`` micro-batches).
     """
 
@@ -100,11 +201,12 @@ class WorkerContext(RoleContext):
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         accumulate: int = 1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(rank, world_size, comm, runtime, workers, servers)
+        super().__init__(rank, world_size, comm, runtime, workers, servers, **kwargs)
         self.index = workers.index(rank)
         self.replica = replica
-        self.steps = 0
+        self.gradients = 0
         self._batches = batches
         self._loss_fn = loss_fn
         self._accumulate = accumulate
@@ -118,30 +220,32 @@ class WorkerContext(RoleContext):
         """Number of parameters (the length of flat gradients and parameter vectors)."""
         return self.replica.numel
 
-    def compute_gradients(self) -> Any:
+    def compute_gradients(self) -> Handle[torch.Tensor]:
         """Forward/backward on the next local batch; the handle's value is the flat gradient."""
         grads, samples, loss = self.replica.compute_gradients(
             self._batches, self._loss_fn, self._accumulate
         )
-        self.steps += 1
+        self.gradients += 1
         return self._runtime.computed(self, grads, samples, loss)
 
     def apply(self, grads: torch.Tensor, *, staleness: int = 0, lr_scale: float = 1.0) -> None:
-        """Step the local optimizer with a flat gradient; this replica's version advances."""
+        """One step of the local optimizer with a flat gradient: ``step`` and ``version``
+        advance by one."""
+        _check_flat(grads, self.numel, "w.apply(grads)")
         self.replica.apply(grads, lr_scale)
-        self.version += 1
-        self._runtime.versioned(self)
-        self._runtime.updated(self, staleness)
+        self._stepped(staleness)
 
     def parameters(self) -> torch.Tensor:
         """A flat copy of the local parameters."""
         return self.replica.parameters()
 
     def load_parameters(self, flat: torch.Tensor, version: int | None = None) -> None:
-        """Replace the local parameters (e.g. pulled from a server) and adopt their version."""
+        """Replace the local parameters (e.g. pulled from a server or averaged). Not a step;
+        ``version`` tags them (left unchanged if not given)."""
+        _check_flat(flat, self.numel, "w.load_parameters(flat)")
         self.replica.load(flat)
-        self.version = self.version + 1 if version is None else int(version)
-        self._runtime.versioned(self)
+        if version is not None:
+            self.version = int(version)
 
 
 class ServerContext(RoleContext):
@@ -159,8 +263,9 @@ class ServerContext(RoleContext):
         servers: list[int],
         shard: FlatOptimizer,
         bounds: tuple[int, int],
+        **kwargs: Any,
     ) -> None:
-        super().__init__(rank, world_size, comm, runtime, workers, servers)
+        super().__init__(rank, world_size, comm, runtime, workers, servers, **kwargs)
         self.index = servers.index(rank)
         self.shard = shard
         self.bounds = bounds
@@ -174,8 +279,18 @@ class ServerContext(RoleContext):
         return self.shard.param.detach().clone()
 
     def apply(self, grads: torch.Tensor, *, staleness: int = 0, lr_scale: float = 1.0) -> None:
-        """Step this shard's optimizer; the global model version advances."""
+        """Step this shard's optimizer: ``step`` and ``version`` advance by one."""
+        _check_flat(grads, self.numel, "s.apply(grads)")
         self.shard.step(grads, lr_scale)
-        self.version += 1
-        self._runtime.versioned(self)
-        self._runtime.updated(self, staleness)
+        self._stepped(staleness)
+
+
+def _check_flat(tensor: Any, numel: int, call: str) -> None:
+    not_a_handle(tensor, call)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{call} takes a flat torch.Tensor, got {type(tensor).__name__}")
+    if tensor.numel() != numel:
+        raise ValueError(
+            f"{call} got {tensor.numel()} values for {numel} parameters; pass a flat tensor "
+            "of the model's size"
+        )

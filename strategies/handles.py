@@ -1,77 +1,234 @@
-"""What a communicator call returns: a handle the role program yields to wait for the result.
+"""The one handle type: what every communicator call returns and a role program yields.
 
-Every communicator call *starts* an operation and returns a handle; ``value = yield handle``
-waits for it. That one rule makes blocking and non-blocking use the same code: start several
-operations, do other work, then yield the handles. Backends implement handles their own way
-(the simulator uses SimPy events; the real backend wraps ``torch.distributed`` work objects),
-so this module only fixes the real backend's small protocol and a finished-handle helper.
+A :class:`Handle` is a small future. A backend *starts* an operation, returns its handle, and
+later resolves or fails it from its own machinery (a SimPy callback in ``sim``, a gloo
+completion thread in ``real``); ``value = yield handle`` waits for it. A failed handle's error
+is thrown into the program at that ``yield``, so ``try/except CommError`` around a yield works
+in both backends. Handles compose without knowing the backend: :meth:`Handle.then`,
+:func:`all_of` and :func:`any_of` build new handles from finished ones, which is how
+``wait_all``, ``wait_any``, timeouts and compression wrappers are written once.
+
+A handle also records when its data started and stopped moving (``started_at``,
+``finished_at``) and what it is (``kind``: ``"compute"``, ``"comm"`` or ``"idle"``;
+``what``: a description naming the operation and its peers), for time accounting and for
+naming what a rank waits on in a deadlock or a timeout.
+
+Examples
+--------
+>>> h = Handle("comm", "recv from rank 1")
+>>> doubled = h.then(lambda v: 2 * v)
+>>> h.resolve(21, at=1.0)
+>>> doubled.done, doubled.value
+(True, 42)
+>>> any_of([Handle(), done("ready")]).value
+(1, 'ready')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Waitable", "Done", "Pending"]
+__all__ = ["Handle", "all_of", "any_of", "done"]
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+_PENDING, _OK, _FAILED = 0, 1, 2
 
 
-class Waitable(Protocol[T]):
-    """A handle a real-backend trampoline can wait on."""
+class Handle(Generic[T]):
+    """An operation in progress; resolved or failed exactly once by the backend.
 
-    def wait(self) -> T:
-        """Block until the operation finishes and return its value."""
-        ...
-
-
-class Done(Generic[T]):
-    """A handle whose value is already known (local work, finished operations).
-
-    Examples
-    --------
-    >>> Done(3).wait()
-    3
+    Callbacks added with :meth:`add_callback` run in the thread that resolves the handle (or
+    at once if it is already finished); a lock makes that safe when a real backend resolves
+    handles from its completion threads.
     """
 
-    __slots__ = ("value",)
+    __slots__ = (
+        "kind",
+        "what",
+        "started_at",
+        "finished_at",
+        "children",
+        "_state",
+        "_value",
+        "_callbacks",
+        "_lock",
+    )
 
-    def __init__(self, value: T) -> None:
-        self.value = value
+    def __init__(self, kind: str = "comm", what: str = "") -> None:
+        self.kind = kind
+        self.what = what
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        #: The handles this one stands for (``all_of``/``any_of``), for time accounting.
+        self.children: tuple[Handle[Any], ...] = ()
+        self._state = _PENDING
+        self._value: Any = None
+        self._callbacks: list[Callable[[Handle[T]], None]] | None = []
+        self._lock = threading.Lock()
 
-    def wait(self) -> T:
-        return self.value
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """Finished, successfully or not."""
+        return self._state != _PENDING
+
+    @property
+    def failed(self) -> bool:
+        return self._state == _FAILED
+
+    @property
+    def value(self) -> T:
+        """The result; raises the error of a failed handle, ``RuntimeError`` if unfinished."""
+        if self._state == _OK:
+            return self._value  # type: ignore[no-any-return]
+        if self._state == _FAILED:
+            raise self._value
+        raise RuntimeError(f"{self.describe()} has not finished; yield it to wait for it")
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._value if self._state == _FAILED else None
+
+    def describe(self) -> str:
+        """What this operation is, for error messages."""
+        return self.what or f"a {self.kind} operation"
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "failed")[self._state]
+        return f"<Handle {self.describe()} ({state})>"
+
+    # -- finishing (the backend's side) --------------------------------------------------------
+    def resolve(
+        self, value: Any = None, *, at: float | None = None, started_at: float | None = None
+    ) -> None:
+        """Finish successfully at time ``at`` (the backend's clock); run the callbacks."""
+        self._finish(_OK, value, at, started_at)
+
+    def fail(self, error: BaseException, *, at: float | None = None) -> None:
+        """Finish with ``error``, which the waiting program receives at its ``yield``."""
+        self._finish(_FAILED, error, at, None)
+
+    def _finish(self, state: int, value: Any, at: float | None, started_at: float | None) -> None:
+        with self._lock:
+            if self._state != _PENDING:
+                raise RuntimeError(f"{self.describe()} finished twice")
+            self._state, self._value = state, value
+            self.finished_at = at
+            self.started_at = at if started_at is None else started_at
+            callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def add_callback(self, callback: Callable[[Handle[T]], None]) -> None:
+        """Call ``callback(self)`` when finished (now, if it already is)."""
+        with self._lock:
+            if self._callbacks is not None:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    # -- composing ------------------------------------------------------------------------
+    def then(self, fn: Callable[[T], U], what: str = "") -> Handle[U]:
+        """A handle for ``fn(value)``, computed when this one finishes (errors pass through,
+        and an error raised by ``fn`` fails the new handle)."""
+        out: Handle[U] = Handle(self.kind, what or self.what)
+        out.children = (self,)
+
+        def finish(h: Handle[T]) -> None:
+            if h.failed:
+                out.fail(h._value, at=h.finished_at)
+                return
+            try:
+                result = fn(h._value)
+            except BaseException as exc:  # the program sees it at its yield
+                out.fail(exc, at=h.finished_at)
+                return
+            out.resolve(result, at=h.finished_at, started_at=h.started_at)
+
+        self.add_callback(finish)
+        return out
 
 
-class Pending(Generic[T]):
-    """A handle over one or more ``torch.distributed`` work objects.
+def done(value: T = None, *, what: str = "a finished operation") -> Handle[T]:  # type: ignore[assignment]
+    """A handle that has already finished with ``value`` (local work, groups of one)."""
+    h: Handle[T] = Handle("comm", what)
+    h.resolve(value)
+    return h
 
-    Parameters
-    ----------
-    works
-        Objects with a ``wait()`` method (``torch.distributed.Work``), waited in order.
-    finish
-        Called after all waits; its return value is the handle's value. It is where
-        post-processing (dividing a sum for a mean, reading the sender rank) happens.
 
-    Examples
-    --------
-    >>> Pending([Done(None)], lambda: "ok").wait()
-    'ok'
+def all_of(handles: Sequence[Handle[Any]], what: str = "") -> Handle[list[Any]]:
+    """One handle for several; its value is the list of their values, in the order given.
+
+    The first failure fails it (the other operations go on, as they would in torch).
     """
+    handles = list(handles)
+    out: Handle[list[Any]] = Handle("comm", what or _list_what("all of", handles))
+    out.children = tuple(handles)
+    if not handles:
+        out.resolve([])
+        return out
+    remaining = [len(handles)]
+    lock = threading.Lock()
 
-    __slots__ = ("_works", "_finish", "_value", "_waited")
+    def finish(h: Handle[Any]) -> None:
+        # Decide under the lock, finish outside it: callbacks may start other operations.
+        with lock:
+            if remaining[0] <= 0:
+                return
+            remaining[0] = 0 if h.failed else remaining[0] - 1
+            last = remaining[0] == 0
+        if h.failed:
+            out.fail(h._value, at=h.finished_at)
+        elif last:
+            starts = [c.started_at for c in handles if c.started_at is not None]
+            ends = [c.finished_at for c in handles if c.finished_at is not None]
+            out.resolve(
+                [c._value for c in handles],
+                at=max(ends, default=None),
+                started_at=min(starts, default=None),
+            )
 
-    def __init__(self, works: list[Any], finish: Callable[[], T]) -> None:
-        self._works = works
-        self._finish = finish
-        self._waited = False
-        self._value: T | None = None
+    for h in handles:
+        h.add_callback(finish)
+    return out
 
-    def wait(self) -> T:
-        if not self._waited:
-            for work in self._works:
-                work.wait()
-            self._value = self._finish()
-            self._waited = True
-        return self._value  # type: ignore[return-value]
+
+def any_of(handles: Sequence[Handle[Any]], what: str = "") -> Handle[tuple[int, Any]]:
+    """A handle that finishes with the first of ``handles`` to finish: ``(index, value)``.
+
+    The others go on and can be yielded later. If the first to finish failed, so does this.
+    """
+    handles = list(handles)
+    if not handles:
+        raise ValueError("any_of needs at least one handle; there is nothing to wait for")
+    out: Handle[tuple[int, Any]] = Handle("comm", what or _list_what("any of", handles))
+    out.children = tuple(handles)
+    claimed = [False]
+    lock = threading.Lock()
+
+    def first(index: int) -> Callable[[Handle[Any]], None]:
+        def finish(h: Handle[Any]) -> None:
+            with lock:
+                if claimed[0]:
+                    return
+                claimed[0] = True
+            if h.failed:
+                out.fail(h._value, at=h.finished_at)
+            else:
+                out.resolve((index, h._value), at=h.finished_at, started_at=h.started_at)
+
+        return finish
+
+    for i, h in enumerate(handles):
+        h.add_callback(first(i))
+    return out
+
+
+def _list_what(prefix: str, handles: Sequence[Handle[Any]]) -> str:
+    shown = [h.describe() for h in handles[:3]]
+    more = f" and {len(handles) - 3} more" if len(handles) > 3 else ""
+    return f"{prefix} [{'; '.join(shown)}{more}]"

@@ -2,29 +2,24 @@
 
 Workers push gradients tagged with the model version they were computed on and pull fresh
 parameters; servers hold contiguous shards of the flat model, so each push is split across
-them. The version tag is a real 8-byte tensor on the wire, so both backends see the same
-traffic and the server can measure every gradient's staleness.
+them. The version tag travels in the message header (8 bytes, charged in both backends), so
+the server can measure every gradient's staleness.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.base import Program, Strategy
 from strategies.context import ServerContext, WorkerContext
+from strategies.handles import Handle
 from strategies.registry import register
 
 __all__ = ["ParameterServer"]
 
 MODES = ("sync", "async", "ssp")
 STALENESS_LR = (None, "inverse")
-
-
-def _version_tensor(version: int) -> torch.Tensor:
-    return torch.tensor([version], dtype=torch.int64)
 
 
 @register
@@ -59,7 +54,7 @@ class ParameterServer(Strategy):
     """
 
     name = "parameter_server"
-    updates_on = "servers"
+    global_model = "servers"
 
     def __init__(
         self,
@@ -87,10 +82,6 @@ class ParameterServer(Strategy):
         self.n_servers = servers
         self.staleness_lr = staleness_lr
 
-    @property
-    def synchronous(self) -> bool:
-        return self.mode == "sync"
-
     def servers(self, world_size: int) -> list[int]:
         return list(range(min(self.n_servers, world_size)))
 
@@ -106,29 +97,28 @@ class ParameterServer(Strategy):
         bounds = shard_bounds(w.numel, len(w.servers))
         while not w.done:
             grads = yield w.compute_gradients()
-            tag = _version_tensor(w.version)
-            handles = [
-                w.comm.send([grads[a:b], tag], dst=server)
+            tag = {"version": w.version}
+            pushes = [
+                w.comm.send(grads[a:b], dst=server, header=tag)
                 for server, (a, b) in zip(w.servers, bounds)
             ]
-            replies = [
-                w.comm.recv([torch.empty(b - a, dtype=grads.dtype), _version_tensor(0)], src=server)
+            pulls = [
+                w.comm.recv(torch.empty(b - a, dtype=grads.dtype), src=server)
                 for server, (a, b) in zip(w.servers, bounds)
             ]
-            results = yield w.comm.wait_all(handles + replies)
-            shards = [buffers for _, buffers in results[len(handles) :]]
-            version = min(int(buffers[1]) for buffers in shards)
-            w.load_parameters(torch.cat([buffers[0] for buffers in shards]), version)
+            replies = (yield w.comm.wait_all(pushes + pulls))[len(pushes) :]
+            version = min(reply.header["version"] for reply in replies)
+            w.load_parameters(torch.cat([reply.tensors[0] for reply in replies]), version)
 
     # -- server ---------------------------------------------------------------------------
     def _lr_scale(self, staleness: int) -> float:
         return staleness_lr_scale(staleness) if self.staleness_lr == "inverse" else 1.0
 
-    def _buffers(self, s: ServerContext) -> list[torch.Tensor]:
-        return [torch.empty(s.numel, dtype=s.shard.param.dtype), _version_tensor(0)]
+    def _buffer(self, s: ServerContext) -> torch.Tensor:
+        return torch.empty(s.numel, dtype=s.shard.param.dtype)
 
-    def _reply(self, s: ServerContext, dst: int) -> Any:
-        return s.comm.send([s.parameters(), _version_tensor(s.version)], dst=dst)
+    def _reply(self, s: ServerContext, dst: int) -> Handle[None]:
+        return s.comm.send(s.parameters(), dst=dst, header={"version": s.version})
 
     def server(self, s: ServerContext) -> Program:
         if self.mode == "sync":
@@ -140,11 +130,9 @@ class ParameterServer(Strategy):
         while not s.done:
             # Receive from each worker in rank order: the sum order is then fixed, which makes
             # this bitwise equal to an all-reduce mean, and NCCL (no receive-from-any) works.
-            pushes = yield s.comm.wait_all(
-                [s.comm.recv(self._buffers(s), src=r) for r in s.workers]
-            )
-            grads = reduce_tensors([buffers[0] for _, buffers in pushes], "mean")
-            staleness = max(s.version - int(buffers[1]) for _, buffers in pushes)
+            pushes = yield s.comm.wait_all([s.comm.recv(self._buffer(s), src=r) for r in s.workers])
+            grads = reduce_tensors([push.tensors[0] for push in pushes], "mean")
+            staleness = max(s.version - push.header["version"] for push in pushes)
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
             yield s.comm.wait_all([self._reply(s, r) for r in s.workers])
 
@@ -152,10 +140,10 @@ class ParameterServer(Strategy):
         bound = self.staleness if self.mode == "ssp" else None
         pushes = {r: 0 for r in s.workers}
         waiting: list[int] = []
-        replies: dict[int, Any] = {}  # the last reply to each worker, possibly still in flight
+        replies: dict[int, Handle[None]] = {}  # the last reply to each worker, maybe in flight
         while not s.done:
-            src, (grads, tag) = yield s.comm.recv(self._buffers(s), src=None)
-            staleness = s.version - int(tag)
+            src, (grads,), header = yield s.comm.recv(self._buffer(s), src=None)
+            staleness = s.version - header["version"]
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
             pushes[src] += 1
             waiting.append(src)

@@ -8,7 +8,7 @@ still depends on torch alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,12 +23,15 @@ from strategies.registry import get as get_strategy
 from strategies.replica import FlatOptimizer, Replica
 
 __all__ = [
+    "Evaluator",
     "TrainingSetup",
     "WorkloadLike",
     "build_role",
     "evaluate_parameters",
     "initial_parameters",
+    "initial_state",
     "positive_int",
+    "resolve_optimizers",
 ]
 
 
@@ -76,7 +79,7 @@ class TrainingSetup:
     workload: WorkloadLike
     world_size: int
     steps: int
-    optimizer: OptimizerSpec
+    optimizers: dict[str, OptimizerSpec]
     schedule: ScheduleSpec
     seed: int = 0
     accumulate: int = 1
@@ -123,7 +126,7 @@ class TrainingSetup:
             workload=workload,
             world_size=world_size,
             steps=steps,
-            optimizer=OptimizerSpec.parse(optimizer),
+            optimizers=resolve_optimizers(resolved, optimizer),
             schedule=ScheduleSpec.parse(lr_schedule),
             seed=seed,
             accumulate=accumulate,
@@ -132,10 +135,12 @@ class TrainingSetup:
 
     def config(self) -> dict[str, Any]:
         """The part of ``run.json`` both backends share."""
+        specs = {n: {"name": s.name, **s.options} for n, s in self.optimizers.items()}
         return {
             "strategy": self.strategy.config(),
             "workload": self.workload.config(),
-            "optimizer": {"name": self.optimizer.name, **self.optimizer.options},
+            # One spec for the usual single optimizer; a mapping by name when there are more.
+            "optimizer": specs if len(specs) > 1 else next(iter(specs.values())),
             "lr_schedule": {"name": self.schedule.name, **self.schedule.options},
             "steps": self.steps,
             "seed": self.seed,
@@ -143,6 +148,11 @@ class TrainingSetup:
             "accumulate": self.accumulate,
             "world_size": self.world_size,
         }
+
+    @property
+    def optimizer(self) -> OptimizerSpec:
+        """The optimizer ``apply`` steps (the strategy's first declared one)."""
+        return next(iter(self.optimizers.values()))
 
     @property
     def workers(self) -> list[int]:
@@ -153,16 +163,70 @@ class TrainingSetup:
         return self.strategy.servers(self.world_size)
 
 
+def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, OptimizerSpec]:
+    """The strategy's named optimizers, as the run configures them.
+
+    ``optimizer`` is one spec (for the first declared optimizer: ``"sgd"``,
+    ``{"name": "adam", "lr": 1e-3}``, a callable) or a mapping from declared names to specs.
+
+    Examples
+    --------
+    >>> from strategies.allreduce import AllReduceSGD
+    >>> resolve_optimizers(AllReduceSGD(), {"name": "sgd", "lr": 0.5})["main"].options
+    {'lr': 0.5}
+    >>> resolve_optimizers(AllReduceSGD(), {"outer": "sgd"})
+    Traceback (most recent call last):
+    ...
+    ValueError: optimizer names 'outer', which AllReduceSGD does not declare; it declares main
+    """
+    declared = dict(type(strategy).optimizers)
+    overrides: dict[str, Any]
+    if isinstance(optimizer, Mapping) and "name" not in optimizer and optimizer:
+        overrides = dict(optimizer)
+        unknown = [k for k in overrides if k not in declared]
+        if unknown:
+            raise ValueError(
+                f"optimizer names {', '.join(map(repr, unknown))}, which "
+                f"{type(strategy).__name__} does not declare; it declares {', '.join(declared)}"
+            )
+    else:
+        overrides = {next(iter(declared)): optimizer}
+    specs = {}
+    for name, default in declared.items():
+        given = overrides.get(name)
+        specs[name] = OptimizerSpec.parse(given if given is not None else default)
+    return specs
+
+
 def initial_parameters(setup: TrainingSetup) -> torch.Tensor:
     """The flat initial parameters every replica and shard starts from."""
     return Replica(setup.workload.make_model(setup.seed)).parameters()
 
 
+def initial_state(setup: TrainingSetup, rank: int, flat: torch.Tensor) -> torch.Tensor:
+    """What ``rank`` holds before any step, given the flat initial parameters: a server its
+    shard, a worker the whole model."""
+    if rank in setup.servers:
+        start, stop = shard_bounds(flat.numel(), len(setup.servers))[setup.servers.index(rank)]
+        return flat[start:stop].clone()
+    return flat.clone()
+
+
+class Evaluator:
+    """Held-out metrics of flat parameters, on one model built once and reloaded each time."""
+
+    def __init__(self, setup: TrainingSetup) -> None:
+        self._workload = setup.workload
+        self._replica = Replica(setup.workload.make_model(setup.seed))
+
+    def __call__(self, flat: torch.Tensor) -> dict[str, float]:
+        self._replica.load(flat)
+        return self._workload.evaluate(self._replica.model)
+
+
 def evaluate_parameters(setup: TrainingSetup, flat: torch.Tensor) -> dict[str, float]:
     """Held-out metrics of the model with these flat parameters (built fresh, then loaded)."""
-    replica = Replica(setup.workload.make_model(setup.seed))
-    replica.load(flat)
-    return setup.workload.evaluate(replica.model)
+    return Evaluator(setup)(flat)
 
 
 def build_role(
@@ -171,13 +235,21 @@ def build_role(
     comm: Communicator,
     runtime: Runtime,
     initial: Callable[[], torch.Tensor] | None = None,
+    nodes: tuple[int, ...] | None = None,
 ) -> tuple[RoleContext, Program]:
     """The context and (not yet started) program of ``rank``.
 
     ``initial`` supplies the flat initial parameters for servers (defaults to building the
     model once more); the simulator passes a cached copy so that 1000 ranks build it once.
+    ``nodes`` maps every rank to its node (locality); by default each rank is its own node.
     """
     strategy, workers, servers = setup.strategy, setup.workers, setup.servers
+    common: dict[str, Any] = {
+        "nodes": nodes,
+        "optimizers": setup.optimizers,
+        "schedule": setup.schedule,
+        "total_steps": setup.steps,
+    }
     if rank in servers:
         flat = (initial or (lambda: initial_parameters(setup)))()
         bounds = shard_bounds(flat.numel(), len(servers))[servers.index(rank)]
@@ -185,10 +257,10 @@ def build_role(
             flat[bounds[0] : bounds[1]].clone(), setup.optimizer, setup.schedule, setup.steps
         )
         server = ServerContext(
-            rank, setup.world_size, comm, runtime, workers, servers, shard, bounds
+            rank, setup.world_size, comm, runtime, workers, servers, shard, bounds, **common
         )
-        return server, strategy.server(server)
-    spec = setup.optimizer if strategy.updates_on == "workers" else None
+        return server, _program(strategy.server(server), strategy, "server")
+    spec = setup.optimizer if strategy.global_model != "servers" else None
     replica = Replica(setup.workload.make_model(setup.seed), spec, setup.schedule, setup.steps)
     index = workers.index(rank)
     worker = WorkerContext(
@@ -202,5 +274,15 @@ def build_role(
         setup.workload.batches(index, len(workers), setup.seed),
         setup.workload.loss,
         setup.accumulate,
+        **common,
     )
-    return worker, strategy.worker(worker)
+    return worker, _program(strategy.worker(worker), strategy, "worker")
+
+
+def _program(program: Any, strategy: Strategy, role: str) -> Program:
+    if not isinstance(program, Generator):
+        raise TypeError(
+            f"{type(strategy).__name__}.{role}() returned {program!r}, not a generator: a role "
+            "program yields the handles of communicator calls (`value = yield handle`)"
+        )
+    return program

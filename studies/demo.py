@@ -18,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 import topologies
+from runs import RunResult
 from sim.run import run
 from strategies import AllReduceSGD, ParameterServer, Strategy
-from strategies.results import RunResult
 from studies.plots import comparison
 
 __all__ = ["DemoStudy", "run_demo", "summary_table"]
@@ -102,14 +102,14 @@ def run_demo(
 
 
 def summary_table(results: dict[str, RunResult]) -> pd.DataFrame:
-    """One row per run: final loss and accuracy, updates, traffic, staleness."""
+    """One row per run: final loss and accuracy, steps, traffic, staleness."""
     rows = {}
     for label, result in results.items():
         s = result.summary
         rows[label] = {
             "loss": s["final_loss"],
             "accuracy": s.get("final_accuracy", float("nan")),
-            "updates": s["updates"],
+            "steps": s["steps"],
             "samples": s["samples"],
             "MB sent": s["bytes"] / 1e6,
             "stale": s["staleness_mean"],

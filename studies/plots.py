@@ -13,14 +13,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from strategies.results import RunResult
+from runs import RunResult
 
 __all__ = ["loss_curves", "time_breakdown", "comparison"]
 
 _XLABEL = {
     "time": "time (s)",
     "bytes": "MB sent (all ranks)",
-    "update": "global updates",
+    "step": "global steps",
     "samples": "samples processed",
 }
 
@@ -60,7 +60,7 @@ def time_breakdown(results: Mapping[str, RunResult], ax: Axes | None = None) -> 
     labels = list(results)
     shares = np.zeros((len(labels), 3))
     for i, label in enumerate(labels):
-        workers = results[label].workers
+        workers = results[label].ranks
         parts = workers[["compute_time", "comm_time", "idle_time"]].fillna(0).to_numpy()
         totals = parts.sum(axis=1, keepdims=True)
         shares[i] = (parts / np.where(totals > 0, totals, 1)).mean(axis=0)

@@ -42,7 +42,7 @@ def demo(
                 out,
                 study,
                 on_run=lambda label, r: status.update(
-                    f"done: {label} ({r.summary['updates']} updates)"
+                    f"done: {label} ({r.summary['steps']} steps)"
                 ),
             )
     except OSError as exc:

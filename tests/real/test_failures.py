@@ -41,7 +41,7 @@ def test_a_rank_failure_is_one_line_and_keeps_the_measurements(tmp_path):
     import pandas as pd
 
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
-    assert sorted(metrics[metrics["kind"] == "eval"]["update"]) == [0, 1, 2, 3]
+    assert sorted(metrics[metrics["kind"] == "eval"]["step"]) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,41 @@ from hypothesis import strategies as st
 import topologies
 from sim.comm import CommError, Fabric
 from sim.network import Network
-from sim.ops import Op, busy_time
+from sim.ops import busy_time
+from sim.run import SimulationError
+from sim.run import run as sim_run
 from sim.runtime import SimRuntime
 from sim.timing import collective_time, transfer_time
+from strategies import AllReduceSGD
 from strategies.comm import Group
+from strategies.handles import Handle
 
 BANDWIDTH, LATENCY = 1e9, 1e-6  # 1 GB/s, 1 us: a 4 kB tensor costs about its latency
 N = 4
 NUMEL = 10  # not a multiple of N: reduce_scatter chunks are uneven
+
+
+def wait_handles(env, program):
+    """Drive a generator that yields handles (or plain SimPy events) from a SimPy process;
+    a failed handle's error is thrown into it, as the runtime's driver does."""
+    value, error = None, None
+    while True:
+        try:
+            item = program.send(value) if error is None else program.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        if isinstance(item, Handle):
+            if not item.done:
+                wake = env.event()
+                item.add_callback(lambda _, wake=wake: wake.succeed())
+                yield wake
+            if item.failed:
+                error = item.error
+            else:
+                value = item.value
+        else:
+            value = yield item
 
 
 class World:
@@ -34,6 +61,10 @@ class World:
         self.fabric = Fabric(self.env, self.network, n)
         self.comms = [self.fabric.communicator(r) for r in range(n)]
 
+    def group(self, ranks):
+        """Create a group on every rank, as torch.distributed requires, and return it."""
+        return [comm.new_group(ranks) for comm in self.comms][0]
+
     def run(self, programs, delays=None):
         """Run ``programs[rank]()`` (generators) after ``delays[rank]``; return ``{rank: (value, t)}``."""
         delays = delays or {}
@@ -41,7 +72,7 @@ class World:
 
         def body(rank, program):
             yield self.env.timeout(delays.get(rank, 0.0))
-            out[rank] = ((yield from program()), self.env.now)
+            out[rank] = ((yield from wait_handles(self.env, program())), self.env.now)
 
         for rank, program in programs.items():
             self.env.process(body(rank, program))
@@ -90,7 +121,7 @@ def members(group):
 def test_all_reduce_gives_every_member_the_reduction_in_place(op, which):
     w = World()
     ranks = members(GROUPS[which])
-    group = None if GROUPS[which] is None else w.comms[0].new_group(ranks)
+    group = None if GROUPS[which] is None else w.group(ranks)
     x = inputs(range(N))
     originals = {r: t.clone() for r, t in x.items()}
     out = w.collective(ranks, lambda c: c.all_reduce(x[c.rank], op=op, group=group))
@@ -118,7 +149,7 @@ def test_all_reduce_does_not_depend_on_arrival_order():
 def test_broadcast_copies_the_root_tensor_everywhere(which, src):
     w = World()
     ranks = members(GROUPS[which])
-    group = None if GROUPS[which] is None else w.comms[0].new_group(ranks)
+    group = None if GROUPS[which] is None else w.group(ranks)
     x = inputs(range(N))
     root_value = x[src].clone()
     out = w.collective(ranks, lambda c: c.broadcast(x[c.rank], src=src, group=group))
@@ -132,7 +163,7 @@ def test_broadcast_copies_the_root_tensor_everywhere(which, src):
 def test_reduce_changes_only_the_destination(op, which, dst):
     w = World()
     ranks = members(GROUPS[which])
-    group = None if GROUPS[which] is None else w.comms[0].new_group(ranks)
+    group = None if GROUPS[which] is None else w.group(ranks)
     x = inputs(range(N))
     originals = {r: t.clone() for r, t in x.items()}
     out = w.collective(ranks, lambda c: c.reduce(x[c.rank], dst=dst, op=op, group=group))
@@ -147,7 +178,7 @@ def test_reduce_changes_only_the_destination(op, which, dst):
 def test_all_gather_lists_every_member_in_group_order(which):
     w = World()
     ranks = members(GROUPS[which])
-    group = None if GROUPS[which] is None else w.comms[0].new_group(ranks)
+    group = None if GROUPS[which] is None else w.group(ranks)
     x = inputs(range(N))
     out = w.collective(ranks, lambda c: c.all_gather(x[c.rank], group=group))
     for r in ranks:
@@ -165,7 +196,7 @@ def test_all_gather_lists_every_member_in_group_order(which):
 def test_reduce_scatter_hands_out_the_tensor_split_of_the_reduction(op, which):
     w = World()
     ranks = members(GROUPS[which])
-    group = None if GROUPS[which] is None else w.comms[0].new_group(ranks)
+    group = None if GROUPS[which] is None else w.group(ranks)
     x = inputs(range(N))
     out = w.collective(ranks, lambda c: c.reduce_scatter(x[c.rank], op=op, group=group))
     chunks = torch.tensor_split(reference_reduce([x[r] for r in ranks], op), len(ranks))
@@ -187,7 +218,7 @@ def test_barrier_releases_everyone_when_the_last_rank_arrives():
 
 def test_barrier_on_a_sub_group_ignores_the_others():
     w = World()
-    group = w.comms[0].new_group([1, 3])
+    group = w.group([1, 3])
     out = w.collective([1, 3], lambda c: c.barrier(group=group), {1: 0.5})
     expected = 0.5 + collective_time(w.graph, "barrier", 0, ranks=[1, 3])
     assert out[1][1] == pytest.approx(expected, rel=1e-12)
@@ -196,7 +227,7 @@ def test_barrier_on_a_sub_group_ignores_the_others():
 
 def test_a_group_of_one_completes_at_once_with_its_own_data():
     w = World()
-    group = w.comms[2].new_group([2])
+    group = w.group([2])
     x = torch.arange(4.0)
     out = w.collective([2], lambda c: c.all_reduce(x, op="mean", group=group), {2: 1.0})
     assert out[2] == (x, 1.0)
@@ -207,7 +238,7 @@ def test_collectives_on_different_groups_are_matched_per_group():
     # Rank 0 calls the world's all-reduce first and its pair's second; rank 1 the reverse.
     # Calls are matched by their order *within* each group, so both complete correctly.
     w = World()
-    pair = w.comms[0].new_group([0, 1])
+    pair = w.group([0, 1])
     world_x = inputs(range(N), seed=1)
     pair_x = inputs(range(N), seed=2)
     expect_world = sum(t.clone() for t in world_x.values())
@@ -291,7 +322,7 @@ def test_collective_time_is_the_engine_time_when_ranks_arrive_together(
 ):
     w = World()
     ranks = members(GROUPS[which])
-    group = None if GROUPS[which] is None else w.comms[0].new_group(ranks)
+    group = None if GROUPS[which] is None else w.group(ranks)
     x = inputs(range(N), numel=2500)  # 10 kB: bandwidth and latency both matter
     out = w.collective(ranks, lambda c: call(c, x[c.rank], group))
     expected = reference_time(w.graph, kind, algorithm, list(ranks), 10_000)
@@ -348,14 +379,16 @@ def test_a_message_arrives_after_the_engines_transfer_time(graph, src, dst):
     expected = transfer_time(graph, src, dst, 12_008)
     assert out[dst][1] == pytest.approx(expected, rel=1e-12)
     assert out[src] == (None, pytest.approx(expected, rel=1e-12))
-    sender_rank, received = out[dst][0]
+    sender_rank, received, _ = out[dst][0]
     assert sender_rank == src
     assert received is not None and all(a is b for a, b in zip(received, buffers))  # in place
     assert all(torch.equal(a, b) for a, b in zip(buffers, message))
     assert (send["op"].started_at, send["op"].finished_at) == (0.0, pytest.approx(expected))
 
 
-def test_a_receive_posted_late_completes_at_once_with_the_waiting_message():
+def test_a_send_waits_for_its_receive_then_takes_the_transfer_time():
+    # Rendezvous, as gloo and NCCL: the data starts moving once the receive is posted, and the
+    # send completes only then (it used to complete without a receiver).
     w = World()
     out = w.run(
         {
@@ -364,8 +397,33 @@ def test_a_receive_posted_late_completes_at_once_with_the_waiting_message():
         },
         delays={1: 0.5},
     )
-    assert out[1][1] == 0.5
+    expected = 0.5 + transfer_time(w.graph, 0, 1, 12)
+    assert out[1][1] == pytest.approx(expected, rel=1e-12)
+    assert out[0][1] == pytest.approx(expected, rel=1e-12)
     assert out[1][0][0] == 0
+
+
+def test_a_ring_exchange_that_sends_before_receiving_deadlocks_and_names_each_wait():
+    # The natural ring written send-then-recv hangs on a real world; the simulator says so at
+    # once, naming every rank and what it waits on.
+    graph = topologies.ring(3)
+
+    class SendFirstRing(AllReduceSGD):
+        name = "send_first_ring_test_only"
+        global_model = "average"
+
+        def worker(self, w):
+            right, left = (w.rank + 1) % w.world_size, (w.rank - 1) % w.world_size
+            while not w.done:
+                yield w.comm.send(w.parameters(), dst=right)
+                yield w.comm.recv(torch.empty(w.numel), src=left)
+
+    with pytest.raises(SimulationError) as err:
+        sim_run(SendFirstRing(), "quadratic", graph, steps=3)
+    message = one_line(err)
+    for rank, right in ((0, 1), (1, 2), (2, 0)):
+        assert f"rank {rank} waits on send to rank {right}" in message
+    assert "which no rank has matched" in message and "after 0 steps" in message
 
 
 def test_recv_from_a_given_source_skips_earlier_messages_from_others():
@@ -374,9 +432,9 @@ def test_recv_from_a_given_source_skips_earlier_messages_from_others():
 
     def receiver():
         buffer = torch.empty(2)
-        sender, _ = yield w.comms[1].recv(buffer, src=2)  # rank 0's message arrives first
+        sender, _, _ = yield w.comms[1].recv(buffer, src=2)  # rank 0's message arrives first
         got.append((sender, buffer.clone(), w.env.now))
-        sender, _ = yield w.comms[1].recv(buffer)  # then any source: rank 0's, already here
+        sender, _, _ = yield w.comms[1].recv(buffer)  # then any source: rank 0's, waiting
         got.append((sender, buffer.clone(), w.env.now))
 
     w.run(
@@ -391,7 +449,8 @@ def test_recv_from_a_given_source_skips_earlier_messages_from_others():
     assert got[0][0] == 2 and torch.equal(got[0][1], torch.full((2,), 2.0))
     assert got[0][2] == pytest.approx(t2, rel=1e-12)
     assert got[1][0] == 0 and torch.equal(got[1][1], torch.zeros(2))
-    assert got[1][2] == got[0][2]
+    # Rank 0's message waited for a receive that accepts it; only then did it move.
+    assert got[1][2] == pytest.approx(t2 + transfer_time(w.graph, 0, 1, 8), rel=1e-12)
 
 
 def test_recv_from_any_source_returns_whoever_arrives_first():
@@ -400,7 +459,7 @@ def test_recv_from_any_source_returns_whoever_arrives_first():
 
     def receiver():
         for _ in range(3):
-            sender, _ = yield w.comms[0].recv(torch.empty(1))
+            sender, _, _ = yield w.comms[0].recv(torch.empty(1))
             senders.append(sender)
 
     delays = {1: 0.3, 2: 0.1, 3: 0.2}
@@ -426,7 +485,7 @@ def test_messages_from_one_sender_arrive_in_the_order_sent(src):
     def receiver():
         for n in sizes:
             buffer = torch.empty(n)
-            who, _ = yield w.comms[1].recv(buffer, src=src)
+            who, _, _ = yield w.comms[1].recv(buffer, src=src)
             received.append((who, buffer[0].item(), w.env.now))
 
     w.run({0: sender, 1: receiver})
@@ -451,16 +510,12 @@ def test_send_snapshots_the_tensor_when_it_is_sent():
     assert torch.equal(buffer, torch.arange(5.0))
 
 
-def test_send_to_self_is_delivered():
+def test_send_to_self_is_refused_as_gloo_refuses_it():
     w = World()
-
-    def both():
-        send = w.comms[2].send(torch.ones(2), dst=2)
-        values = yield w.comms[2].wait_all([send, w.comms[2].recv(torch.empty(2), src=2)])
-        return values
-
-    out = w.run({2: both})
-    assert out[2][0][0] is None and out[2][0][1][0] == 2
+    with pytest.raises(CommError, match="rank 2 sent to itself"):
+        w.comms[2].send(torch.ones(2), dst=2)
+    with pytest.raises(CommError, match="rank 2 receives from itself"):
+        w.comms[2].recv(torch.ones(2), src=2)
 
 
 def test_wait_all_returns_values_in_the_order_given():
@@ -488,7 +543,7 @@ def test_wait_all_returns_values_in_the_order_given():
     out = w.run(
         {0: rank0, 1: sends_then_reduces(1, 1.0), 2: reduces(2), 3: sends_then_reduces(3, 0.0)}
     )
-    (late_src, late_buf), reduced, (early_src, early_buf) = out[0][0]
+    (late_src, late_buf, _), reduced, (early_src, early_buf, _) = out[0][0]
     assert (late_src, early_src) == (1, 3)
     assert torch.equal(late_buf[0], torch.full((2,), 10.0))
     assert torch.equal(early_buf[0], torch.full((2,), 30.0))
@@ -577,11 +632,14 @@ def test_mismatched_collective_shapes_are_an_error_not_a_broadcast():
         (lambda c: c.recv(torch.ones(1), src=7), "src=7"),
         (lambda c: c.broadcast(torch.ones(1), src=9), "src=9"),
         (lambda c: c.reduce(torch.ones(1), dst=9), "dst=9"),
-        (lambda c: c.broadcast(torch.ones(1), src=3, group=Group((0, 1))), "src=3"),
+        (lambda c: c.broadcast(torch.ones(1), src=3, group=c.new_group((0, 1))), "src=3"),
+        (lambda c: c.all_reduce(torch.ones(1), group=Group((0, 1))), "not made by comm.new_group"),
+        (lambda c: c.all_reduce(torch.ones(3, 2).t()), "non-contiguous"),
+        (lambda c: c.send(torch.ones(1), dst=1, header={"v": torch.ones(1)}), "header['v']"),
         (lambda c: c.all_reduce(torch.ones(1), op="prod"), "op='prod'"),
         (lambda c: c.new_group([0, 1, 0]), "repeat"),
         (lambda c: c.new_group([0, 5]), "group rank=5"),
-        (lambda c: c.all_reduce(torch.ones(1), group=Group((1, 2))), "not in"),
+        (lambda c: c.all_reduce(torch.ones(1), group=c.new_group((1, 2))), "not in"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -602,12 +660,27 @@ def test_bad_arguments_raise_one_line_errors_naming_them(call, needle):
     ],
     ids=["numel", "count", "shape", "dtype"],
 )
-def test_a_message_that_does_not_fit_the_buffers_is_an_error(buffers):
+def test_a_message_that_does_not_fit_the_buffers_fails_the_receive_at_its_yield(buffers):
     w = World()
-    w.comms[0].send(torch.ones(3), dst=1)
-    w.comms[1].recv(buffers, src=0)
-    with pytest.raises(CommError, match=r"shapes \[\(\(3,\), torch.float32\)\] from rank 0") as err:
-        w.env.run()
+    caught = {}
+
+    def receiver():
+        try:
+            yield w.comms[1].recv(buffers, src=0)
+        except CommError as exc:  # thrown into the program, as the real backend does
+            caught["error"] = exc
+
+    out = w.run({0: lambda: (yield w.comms[0].send(torch.ones(3), dst=1)), 1: receiver})
+    assert out[0][0] is None  # the send itself was delivered
+    message = str(caught["error"])
+    assert "rank 1 received a message of [(3,) float32] from rank 0" in message
+    assert "\n" not in message
+
+
+def test_a_handle_passed_for_its_value_says_a_yield_is_missing():
+    w = World()
+    with pytest.raises(TypeError, match="all_reduce got a handle.*a yield is missing") as err:
+        w.comms[0].all_reduce(w.comms[0].barrier())
     one_line(err)
 
 
@@ -619,9 +692,9 @@ def test_a_single_handle_wait_is_booked_as_busy_time_says(a, b, c, d, kind, star
     # SimRuntime._account skips busy_time's interval union for a wait on one handle; the
     # books must come out bit for bit the same.
     start, end = min(a, b), max(a, b)
-    op = Op(simpy.Environment(), kind=kind)
+    op = Handle(kind)
     if started:
-        op.started_at, op.finished_at = min(c, d), max(c, d)
+        op.resolve(None, at=max(c, d), started_at=min(c, d))
     fast = [0.0, 0.0, 0.0]
     SimRuntime._account(fast, op, start, end)
     compute = busy_time(op, start, end, ("compute",))
@@ -632,10 +705,11 @@ def test_a_single_handle_wait_is_booked_as_busy_time_says(a, b, c, d, kind, star
 def test_groups_must_be_created_in_the_same_order_on_every_rank():
     env = simpy.Environment()
     fabric = Fabric(env, Network(env, topologies.star(3)), 3)
-    fabric.new_group(0, [0, 1])
-    fabric.new_group(0, [1, 2])
+    comms = [fabric.communicator(r) for r in range(3)]
+    comms[0].new_group([0, 1])
+    comms[0].new_group([1, 2])
     with pytest.raises(CommError, match=r"rank 1 created group #0 over \(1, 2\)"):
-        fabric.new_group(1, [2, 1])
-    fabric.new_group(1, [0, 1])
+        comms[1].new_group([2, 1])
+    comms[1].new_group([0, 1])
     with pytest.raises(CommError, match="rank 1 created 1 of the 2 groups"):
         fabric.check_groups()

@@ -1,4 +1,4 @@
-"""Simulated handles: the recorded interval of an op and the union of intervals under a wait_all."""
+"""Time accounting: the recorded interval of a handle and the union of intervals under a wait_all."""
 
 from fractions import Fraction
 
@@ -7,17 +7,18 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.ops import Op, busy_time
+from sim.ops import busy_time
+from strategies.handles import Handle
 
 
 def op_with(env, start, stop):
-    op = Op(env)
-    op.started_at, op.finished_at = start, stop
+    op = Handle()
+    op.resolve(None, at=stop, started_at=start)
     return op
 
 
 def parent_of(env, *children):
-    parent = Op(env)
+    parent = Handle()
     parent.children = tuple(children)
     return parent
 
@@ -38,47 +39,18 @@ def union_length(intervals, since, until):
     return total
 
 
-def test_finish_records_the_interval_and_value():
-    env = simpy.Environment()
-    op = Op(env)
+def test_resolve_records_the_interval_and_value():
+    op = Handle()
     assert (op.kind, op.started_at, op.finished_at, op.children) == ("comm", None, None, ())
-
-    def later():
-        yield env.timeout(2.5)
-        op.finish("payload", started_at=1.0)
-
-    env.process(later())
-    env.run()
+    op.resolve("payload", at=2.5, started_at=1.0)
     assert (op.value, op.started_at, op.finished_at) == ("payload", 1.0, 2.5)
 
 
-def test_finish_without_a_start_is_an_instant_at_now():
-    env = simpy.Environment()
-    env.run(until=3.0)
-    op = Op(env, kind="compute")
-    op.finish(7)
-    env.run()
+def test_resolve_without_a_start_is_an_instant_at_its_time():
+    op = Handle("compute")
+    op.resolve(7, at=3.0)
     assert (op.kind, op.value, op.started_at, op.finished_at) == ("compute", 7, 3.0, 3.0)
     assert busy_time(op, 0.0, 10.0) == 0.0
-
-
-def test_an_op_is_yielded_like_any_simpy_event():
-    env = simpy.Environment()
-    op = Op(env)
-    seen = []
-
-    def waiter():
-        seen.append((yield op))
-        seen.append(env.now)
-
-    def finisher():
-        yield env.timeout(1.5)
-        op.finish("done", started_at=0.5)
-
-    env.process(waiter())
-    env.process(finisher())
-    env.run()
-    assert seen == ["done", 1.5]
 
 
 def test_a_single_op_is_clipped_to_the_window():
@@ -107,7 +79,7 @@ def test_overlap_is_counted_once_and_gaps_not_at_all():
 def test_nested_handles_count_their_leaves_and_skip_unfinished_ones():
     env = simpy.Environment()
     inner = parent_of(env, op_with(env, 0.0, 1.0), op_with(env, 4.0, 5.0))
-    unfinished = Op(env)  # never finished: no interval
+    unfinished = Handle()  # never finished: no interval
     outer = parent_of(env, inner, op_with(env, 0.5, 2.0), unfinished)
     assert busy_time(outer, 0.0, 10.0) == 3.0
 
@@ -115,7 +87,7 @@ def test_nested_handles_count_their_leaves_and_skip_unfinished_ones():
 def test_the_parent_interval_is_ignored_when_it_has_children():
     env = simpy.Environment()
     parent = parent_of(env, op_with(env, 1.0, 2.0))
-    parent.started_at, parent.finished_at = 0.0, 10.0  # what a wait_all records
+    parent.resolve(None, at=10.0, started_at=0.0)  # what a wait_all records
     assert busy_time(parent, 0.0, 10.0) == 1.0
 
 

@@ -78,7 +78,7 @@ def test_sync_ps_step_time_is_slowest_compute_plus_push_plus_pull():
     # the links; the pull is the server sending to all three at once over its one uplink.
     push = _concurrent_transfer_time(graph, [(2, 0)], message)
     pull = _concurrent_transfer_time(graph, [(0, r) for r in (1, 2, 3)], message)
-    times = result.updates["time"].to_numpy()
+    times = result.steps["time"].to_numpy()
     assert times[0] == pytest.approx(base * 3.0 + push, rel=1e-9)
     for earlier, later in zip(times, times[1:]):
         assert later - earlier == pytest.approx(pull + base * 3.0 + push, rel=1e-9)
@@ -90,12 +90,12 @@ def test_throughput_closed_forms_with_one_slow_worker():
     graph = topologies.star(n + 1, **FAST)
     compute = {"base": base, "slowdown": {n: k}}
     sync = run(ParameterServer(), "logistic_regression", graph, steps=60, compute=compute)
-    assert sync.summary["updates_per_s"] == pytest.approx(1 / (k * base), rel=1e-6)
+    assert sync.summary["steps_per_s"] == pytest.approx(1 / (k * base), rel=1e-6)
     asyn = run(
         ParameterServer(mode="async"), "logistic_regression", graph, steps=600, compute=compute
     )
     rate = (n - 1) / base + 1 / (k * base)
-    assert asyn.summary["updates_per_s"] == pytest.approx(rate, rel=0.01)
+    assert asyn.summary["steps_per_s"] == pytest.approx(rate, rel=0.01)
 
 
 def test_asp_staleness_matches_a_hand_computed_schedule():
@@ -108,9 +108,9 @@ def test_asp_staleness_matches_a_hand_computed_schedule():
         steps=12,
         compute={"base": 1.0, "slowdown": {2: 2.7}},
     )
-    staleness = result.updates["staleness"].astype(int).tolist()
+    staleness = result.steps["staleness"].astype(int).tolist()
     assert staleness == [0, 0, 2, 1, 0, 0, 3, 1, 0, 0, 3, 1]
-    times = result.updates["time"].to_numpy()
+    times = result.steps["time"].to_numpy()
     assert times == pytest.approx([1, 2, 2.7, 3, 4, 5, 5.4, 6, 7, 8, 8.1, 9], abs=1e-6)
     assert result.summary["staleness_max"] == 3
 
@@ -167,14 +167,14 @@ def test_stop_conditions_time_budget_and_target_loss():
     )
     assert timed.summary["stop_reason"] == "max_time"
     assert timed.summary["time"] == pytest.approx(0.5)
-    assert timed.summary["updates"] < 10_000
+    assert timed.summary["steps"] < 10_000
     first = run("allreduce", "quadratic", topologies.ring(4), steps=200, eval_every=1)
     target = float(first.evals["loss"].iloc[40])
     hit = run(
         "allreduce", "quadratic", topologies.ring(4), steps=200, eval_every=1, target_loss=target
     )
     assert hit.summary["stop_reason"] == "target_loss"
-    assert hit.summary["update_to_target"] <= 40
+    assert hit.summary["step_to_target"] <= 40
     assert hit.summary["time_to_target"] == pytest.approx(hit.summary["time"])
 
 
@@ -186,7 +186,7 @@ def test_worker_time_breakdown_adds_up_and_sees_the_straggler():
         steps=20,
         compute={"base": 0.01, "slowdown": {3: 4.0}},
     )
-    workers = result.workers.set_index("rank")
+    workers = result.ranks.set_index("rank")
     total = workers[["compute_time", "comm_time", "idle_time"]].sum(axis=1)
     assert total.to_numpy() == pytest.approx([result.summary["time"]] * 4)
     # Fast ranks spend the slow rank's extra compute idle, waiting for it to join.
@@ -195,11 +195,11 @@ def test_worker_time_breakdown_adds_up_and_sees_the_straggler():
 
 
 def test_run_writes_results_incrementally_and_loads_back(tmp_path):
-    from strategies.results import RunResult
+    from runs import RunResult
 
     result = run("allreduce", "quadratic", topologies.ring(3), steps=10, out=tmp_path / "r")
     loaded = RunResult.load(tmp_path / "r")
-    assert loaded.summary["updates"] == 10
+    assert loaded.summary["steps"] == 10
     pd.testing.assert_frame_equal(loaded.metrics, result.metrics)
 
 
@@ -282,7 +282,7 @@ def test_compute_overlapped_with_communication_is_booked_as_compute():
     result = run(
         Overlapped(), "quadratic", topologies.ring(3, bandwidth="1MB/s"), steps=5, compute=0.01
     )
-    workers = result.workers
+    workers = result.ranks
     assert workers["compute_time"].to_numpy() == pytest.approx([0.06] * 3)
     total = workers[["compute_time", "comm_time", "idle_time"]].sum(axis=1)
     assert total.to_numpy() == pytest.approx([result.summary["time"]] * 3)
@@ -300,7 +300,7 @@ def test_a_rank_computes_one_gradient_at_a_time():
 
     result = run(Greedy(), "quadratic", topologies.ring(2, **FAST), steps=5, compute=0.01)
     assert result.summary["time"] == pytest.approx(5 * 2 * 0.01, rel=1e-6)
-    assert result.workers["compute_time"].to_numpy() == pytest.approx([0.1, 0.1], rel=1e-6)
+    assert result.ranks["compute_time"].to_numpy() == pytest.approx([0.1, 0.1], rel=1e-6)
 
 
 def test_sharded_servers_count_a_version_once_every_shard_has_it():
@@ -314,7 +314,7 @@ def test_sharded_servers_count_a_version_once_every_shard_has_it():
     allreduce = run("allreduce", "mlp_digits", topologies.star(3), **kwargs)
     assert torch.equal(sharded.parameters, allreduce.parameters)
     pd.testing.assert_series_equal(sharded.evals["loss"], allreduce.evals["loss"])
-    assert list(sharded.updates["update"]) == list(range(1, 13))
+    assert list(sharded.steps["step"]) == list(range(1, 13))
 
 
 def test_a_group_only_its_members_create_is_refused_as_on_torch():
@@ -365,9 +365,9 @@ def test_async_shards_are_evaluated_at_one_version_even_when_one_runs_ahead():
         compute={"base": 1e-3, "straggler": "lognormal"},
     )
     for row in result.evals.itertuples():
-        if row.update == 0:
+        if row.step == 0:
             continue
-        flat = torch.cat([history[(0, row.update)], history[(1, row.update)]])
+        flat = torch.cat([history[(0, row.step)], history[(1, row.step)]])
         replica = Replica(workload.make_model(0))
         replica.load(flat)
         assert row.loss == workload.evaluate(replica.model)["loss"]
@@ -435,4 +435,4 @@ def test_a_strategy_with_servers_that_updates_on_workers_evaluates_a_worker():
             yield
 
     result = run(Helpers(), "quadratic", topologies.ring(3), steps=4, eval_every=2)
-    assert list(result.evals["update"]) == [0, 2, 4]
+    assert list(result.evals["step"]) == [0, 2, 4]

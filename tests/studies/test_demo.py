@@ -1,7 +1,7 @@
 import pandas as pd
 from typer.testing import CliRunner
 
-from strategies.results import RunResult
+from runs import RunResult
 from studies.cli import app
 from studies.demo import DemoStudy, run_demo
 
@@ -14,12 +14,12 @@ def test_demo_writes_runs_summary_and_figure(tmp_path):
     assert pd.read_csv(tmp_path / "summary.csv", index_col=0).shape == table.shape
     for label, result in results.items():
         assert result.summary["stop_reason"] == "max_time"
-        assert result.summary["updates"] > 0
+        assert result.summary["steps"] > 0
         assert result.evals["loss"].iloc[-1] < result.evals["loss"].iloc[0]
         assert result.summary["time"] == 0.05
         slug = label.lower().replace(" ", "-")
         loaded = RunResult.load(tmp_path / slug)
-        assert loaded.summary["updates"] == result.summary["updates"]
+        assert loaded.summary["steps"] == result.summary["steps"]
 
 
 def test_demo_cli_runs_and_prints_a_table(tmp_path):

@@ -5,17 +5,17 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from strategies.results import RunResult  # noqa: E402
+from runs import RunResult  # noqa: E402
 from studies.plots import comparison, loss_curves, time_breakdown  # noqa: E402
 
 
 def _result(scale):
     rows = [
-        {"kind": "eval", "time": t, "bytes": 1e6 * t, "update": t, "loss": scale / (1 + t)}
+        {"kind": "eval", "time": t, "bytes": 1e6 * t, "step": t, "loss": scale / (1 + t)}
         for t in range(5)
     ]
     rows += [
-        {"kind": "worker", "rank": r, "compute_time": 3.0, "comm_time": 1.0, "idle_time": float(r)}
+        {"kind": "rank", "rank": r, "compute_time": 3.0, "comm_time": 1.0, "idle_time": float(r)}
         for r in range(2)
     ]
     return RunResult({}, {}, pd.DataFrame(rows))

@@ -1,0 +1,126 @@
+"""One run's result: resolved config, summary and the tidy metrics table (see ``schema``).
+
+A simulated and a real run of the same config produce the same columns, so a study can load
+and plot them side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runs.schema import COLUMNS
+
+__all__ = ["METRICS_FILE", "RUN_FILE", "RunResult", "summarize"]
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.parquet"
+
+
+@dataclass
+class RunResult:
+    """One run: its resolved config, a summary, and the tidy metrics table."""
+
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Final flat parameters of the global model (kept in memory, not written to disk).
+    parameters: Any = None
+
+    @property
+    def evals(self) -> pd.DataFrame:
+        """The evaluation rows: loss (and accuracy) of the global model over time and bytes."""
+        return self._kind("eval")
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        """One row per global step, with the staleness of its update."""
+        return self._kind("step")
+
+    @property
+    def ranks(self) -> pd.DataFrame:
+        """Per-rank compute, communication and idle time."""
+        return self._kind("rank")
+
+    @property
+    def logs(self) -> pd.DataFrame:
+        """Values strategies logged (``w.log``), one row per call."""
+        return self._kind("log")
+
+    def _kind(self, kind: str) -> pd.DataFrame:
+        if self.metrics.empty:
+            return self.metrics
+        rows = self.metrics[self.metrics["kind"] == kind]
+        # Drop the other kinds' columns, but keep this kind's own even when unmeasured (NaN),
+        # so sim and real results have the same columns.
+        keep = [c for c in rows.columns if c in COLUMNS.get(kind, ()) or rows[c].notna().any()]
+        return rows[keep].reset_index(drop=True)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``run.json`` and ``metrics.parquet`` into ``directory`` (created if needed)."""
+        from runs.writer import RunWriter
+
+        writer = RunWriter(directory, self.config)
+        writer.finish(self)
+        return writer.directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RunResult:
+        """Read a run directory written by :meth:`save` or :class:`runs.RunWriter`."""
+        directory = Path(directory)
+        run_file = directory / RUN_FILE
+        if not run_file.is_file():
+            raise FileNotFoundError(f"{run_file} does not exist; point at a run directory")
+        record = json.loads(run_file.read_text())
+        metrics_file = directory / METRICS_FILE
+        metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame()
+        return cls(record.get("config", {}), record.get("summary", {}), metrics)
+
+
+def summarize(
+    metrics: pd.DataFrame,
+    *,
+    stop_reason: str | None,
+    steps: int,
+    samples: float,
+    nbytes: float,
+    time: float,
+    wall_time: float,
+    target_loss: float | None = None,
+) -> dict[str, Any]:
+    """The summary both backends write: final loss, counts, rates, staleness, time to target.
+
+    ``time`` is simulated seconds for ``sim`` and wall-clock seconds of training for ``real``.
+    """
+    evals = metrics[metrics["kind"] == "eval"] if not metrics.empty else metrics
+    has_staleness = not metrics.empty and "staleness" in metrics
+    staleness = metrics[metrics["kind"] == "step"]["staleness"] if has_staleness else []
+    summary: dict[str, Any] = {
+        "stop_reason": stop_reason,
+        "steps": int(steps),
+        "samples": int(samples),
+        "bytes": float(nbytes),
+        "time": float(time),
+        "steps_per_s": steps / time if time > 0 else math.nan,
+        "samples_per_s": samples / time if time > 0 else math.nan,
+        "staleness_mean": float(staleness.mean()) if len(staleness) else math.nan,
+        "staleness_max": float(staleness.max()) if len(staleness) else math.nan,
+        "wall_time": float(wall_time),
+    }
+    if len(evals):
+        last = evals.iloc[-1]
+        summary["final_loss"] = float(last["loss"])
+        if "accuracy" in evals and pd.notna(last.get("accuracy")):
+            summary["final_accuracy"] = float(last["accuracy"])
+    if target_loss is not None:
+        summary["target_loss"] = target_loss
+        hit = evals[evals["loss"] <= target_loss] if len(evals) else evals
+        first = hit.iloc[0] if len(hit) else None
+        for key in ("time", "step", "samples", "bytes"):
+            summary[f"{key}_to_target"] = None if first is None else float(first[key])
+    return summary

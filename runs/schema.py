@@ -1,0 +1,66 @@
+"""The one row schema of the metrics table, shared by every row either backend records.
+
+Each observation is one row. ``kind`` says what was observed; the common columns say when
+(``time``: simulated seconds in ``sim``, wall-clock seconds in ``real``), at which global
+``step`` (optimizer steps of the evaluated model), and how much work had been done by then
+(``samples`` computed, ``bytes`` injected into the network, over all ranks):
+
+* ``"eval"``: the global model evaluated (``loss``, and ``accuracy`` where the workload has it);
+* ``"step"``: one global step, with the ``staleness`` of its update (versions behind);
+* ``"rank"``: one rank's time breakdown at the end (``rank``, ``compute_time``,
+  ``comm_time``, ``idle_time``);
+* ``"log"``: values a strategy logged (``rank`` plus any names it chose).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["COLUMNS", "COMMON", "KINDS", "row"]
+
+COMMON = ("kind", "time", "step", "samples", "bytes")
+#: Columns each kind always has (NaN when unmeasured), so sim and real tables line up.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "eval": (*COMMON, "loss"),
+    "step": (*COMMON, "staleness"),
+    "rank": (*COMMON, "rank", "compute_time", "comm_time", "idle_time"),
+    "log": (*COMMON, "rank"),
+}
+KINDS = tuple(COLUMNS)
+
+
+def row(
+    kind: str, *, time: float, step: int, samples: float, nbytes: float, **values: Any
+) -> dict[str, Any]:
+    """Build one metrics row; the only way rows are made, in both backends.
+
+    Examples
+    --------
+    >>> row("step", time=0.5, step=3, samples=96, nbytes=1e3, staleness=0.0)
+    {'kind': 'step', 'time': 0.5, 'step': 3, 'samples': 96.0, 'bytes': 1000.0, 'staleness': 0.0}
+    >>> row("update", time=0, step=0, samples=0, nbytes=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: kind='update' is not a metrics row kind; use one of eval, step, rank, log
+    >>> row("rank", time=0, step=0, samples=0, nbytes=0, loss=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: a 'rank' row has no column 'loss'; its columns are kind, time, step, samples, bytes, rank, compute_time, comm_time, idle_time
+    """
+    if kind not in COLUMNS:
+        raise ValueError(f"kind={kind!r} is not a metrics row kind; use one of {', '.join(KINDS)}")
+    if kind != "log" and kind != "eval":  # log rows carry a strategy's names, eval a workload's
+        extra = [k for k in values if k not in COLUMNS[kind]]
+        if extra:
+            raise ValueError(
+                f"a {kind!r} row has no column {extra[0]!r}; its columns are "
+                f"{', '.join(COLUMNS[kind])}"
+            )
+    return {
+        "kind": kind,
+        "time": float(time),
+        "step": int(step),
+        "samples": float(samples),
+        "bytes": float(nbytes),
+        **values,
+    }

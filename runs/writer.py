@@ -1,0 +1,92 @@
+"""Write a run directory as the run goes: ``run.json`` at once, metrics as they come."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runs.run import METRICS_FILE, RUN_FILE, RunResult
+
+__all__ = ["RunWriter", "versions"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on, for ``run.json``."""
+    found = {"python": platform.python_version()}
+    for name in ("commsim", "torch", "simpy", "numpy", "networkx"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+class RunWriter:
+    """Writes a run directory as the run goes, so a crash or interrupt loses nothing.
+
+    ``run.json`` is written at once with ``status: "running"``; :meth:`flush` rewrites the
+    metrics (throttled to one write per ``every`` wall seconds); :meth:`finish` and
+    :meth:`fail` write the final state. Used as a context manager, any exception (an
+    interrupt too) is recorded as a failure with the rows measured so far, then re-raised.
+    """
+
+    def __init__(self, directory: str | Path, config: dict[str, Any], every: float = 2.0) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.every = every
+        self._last_flush = 0.0
+        self._rows: list[dict[str, Any]] = []
+        self._finished = False
+        self._write_record("running", {})
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not self._finished:
+            self.fail(self._rows, exc)
+
+    def _write_record(self, status: str, summary: dict[str, Any], error: str | None = None) -> None:
+        record = {
+            "status": status,
+            "config": self.config,
+            "summary": summary,
+            "versions": versions(),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if error:
+            record["error"] = error
+        tmp = self.directory / (RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2, default=str, allow_nan=True) + "\n")
+        tmp.replace(self.directory / RUN_FILE)
+
+    def _write_metrics(self, metrics: pd.DataFrame) -> None:
+        tmp = self.directory / (METRICS_FILE + ".tmp")
+        metrics.to_parquet(tmp, index=False)
+        tmp.replace(self.directory / METRICS_FILE)
+
+    def flush(self, rows: list[dict[str, Any]], force: bool = False) -> None:
+        """Rewrite the metrics so far, unless the last write was under ``every`` seconds ago."""
+        self._rows = rows
+        now = time.monotonic()
+        if force or now - self._last_flush >= self.every:
+            self._write_metrics(pd.DataFrame(rows))
+            self._last_flush = now
+
+    def finish(self, result: RunResult) -> None:
+        self._write_metrics(result.metrics)
+        self._write_record("finished", result.summary)
+        self._finished = True
+
+    def fail(self, rows: list[dict[str, Any]], error: BaseException) -> None:
+        """Keep what was measured and say why the run stopped."""
+        self._write_metrics(pd.DataFrame(rows))
+        self._write_record("failed", {}, f"{type(error).__name__}: {error}")
+        self._finished = True

@@ -1,0 +1,280 @@
+"""The ledger: the one place that owns a run's progress, in both backends.
+
+A backend reports *events* to the ledger (a gradient computed, an optimizer step applied, a
+value logged) and never counts steps or builds result rows itself. The ledger owns:
+
+* the **global step**: optimizer steps of the model that is evaluated. A strategy declares
+  what that model is (:data:`GLOBAL_MODELS`): ``"primary"`` (one rank's replica, when all
+  replicas are equal by construction), ``"servers"`` (the concatenated shards of the server
+  ranks) or ``"average"`` (the mean of the workers' replicas). Its *owners* are the ranks
+  whose state makes it; global step ``k`` exists once every owner has applied ``k`` optimizer
+  steps. Loading parameters is never a step;
+* the stop conditions (``steps``, ``target_loss``; the backends stop the clock on a time
+  budget and tell the ledger), and the evaluation points (every ``eval_every`` steps, the
+  first and the last);
+* staleness of each step's update, the counters (samples, bytes) and every metrics row, built
+  with :func:`runs.schema.row`.
+
+The simulator feeds the ledger live. The real backend records each rank's events with wall
+times and feeds them to a ledger in the launcher after the run, in time order; the stop
+condition it needs live comes from :meth:`Ledger.stops_at` through a cross-process signal.
+The same code therefore decides the step count, the evaluation points and the rows of both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from runs.schema import row
+from strategies.aggregate import reduce_tensors
+
+__all__ = ["GLOBAL_MODELS", "Ledger", "is_eval_step"]
+
+#: What a strategy may declare as its global model.
+GLOBAL_MODELS = ("primary", "servers", "average")
+
+#: An owner's parameters: a tensor, ``None`` (not recorded), or a function that returns one
+#: (the simulator passes ``ctx.parameters``, so copies are made only when needed).
+State = "torch.Tensor | None | Callable[[], torch.Tensor | None]"
+
+
+def _value(state: Any) -> torch.Tensor | None:
+    return state() if callable(state) else state
+
+
+def is_eval_step(step: int, eval_every: int, steps: int) -> bool:
+    """Whether global step ``step`` is an evaluation point (each rank can tell on its own).
+
+    Examples
+    --------
+    >>> [k for k in range(0, 13) if is_eval_step(k, 5, 12)]
+    [0, 5, 10, 12]
+    """
+    return step % eval_every == 0 or step >= steps
+
+
+class Ledger:
+    """Progress of one run: global step, stop, staleness, evaluation points, rows.
+
+    Parameters
+    ----------
+    owners
+        Ranks whose state makes the global model, in the order their states combine.
+    combine
+        ``"one"`` (the single owner's state), ``"concat"`` (shards) or ``"mean"`` (replicas).
+    steps, eval_every, target_loss
+        The stop conditions and evaluation period, as given to ``sim.run``/``real.run``.
+    evaluate
+        Held-out metrics (``{"loss": ..., ...}``) of flat global parameters.
+    clock, bytes_sent
+        The backend's current time and bytes injected into the network so far.
+    on_step, on_eval
+        Optional observers: the new global step (progress bars), the rows after each
+        evaluation (incremental saving).
+
+    Examples
+    --------
+    Two shards; the global step advances once both have applied it:
+
+    >>> t = [0.0]
+    >>> ledger = Ledger([0, 1], "concat", steps=2, eval_every=1,
+    ...                 evaluate=lambda p: {"loss": float(p.sum())},
+    ...                 clock=lambda: t[0], bytes_sent=lambda: 0.0)
+    >>> ledger.start({0: torch.ones(1), 1: torch.ones(1)})
+    >>> ledger.stepped(0, 0, torch.zeros(1)); ledger.step
+    0
+    >>> ledger.stepped(1, 0, torch.zeros(1)); ledger.step
+    1
+    >>> [(r["kind"], r["step"]) for r in ledger.rows]
+    [('eval', 0), ('step', 1), ('eval', 1)]
+    """
+
+    def __init__(
+        self,
+        owners: Sequence[int],
+        combine: str,
+        *,
+        steps: int,
+        eval_every: int,
+        evaluate: Callable[[torch.Tensor], dict[str, float]],
+        clock: Callable[[], float],
+        bytes_sent: Callable[[], float],
+        target_loss: float | None = None,
+        on_step: Callable[[int], None] | None = None,
+        on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        if combine not in ("one", "concat", "mean"):
+            raise ValueError(f"combine={combine!r}; use 'one', 'concat' or 'mean'")
+        if not owners:
+            raise ValueError("the global model needs at least one owner rank")
+        self.owners = list(owners)
+        self.combine = combine
+        self.steps = steps
+        self.eval_every = eval_every
+        self.target_loss = target_loss
+        self._evaluate = evaluate
+        self._clock = clock
+        self._bytes = bytes_sent
+        self._on_step = on_step
+        self._on_eval = on_eval
+        self.step = 0
+        self.samples = 0.0
+        self.rows: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+        self.target_reached: dict[str, float] | None = None
+        self._counts = {r: 0 for r in self.owners}
+        self._current: dict[int, Any] = {}
+        # An owner ahead of the global step keeps its state as of each step not yet global:
+        # owners apply a step at different times, and a model mixing steps is no model.
+        self._copies: dict[int, dict[int, torch.Tensor | None]] = {r: {} for r in self.owners}
+        self._staleness: dict[int, float] = {}
+        self._last_eval = -1
+        self._stop_listeners: list[Callable[[str], None]] = []
+
+    # -- what the backends report ---------------------------------------------------------------
+    def start(self, states: dict[int, Any]) -> None:
+        """Every owner's state before any step; evaluates step 0."""
+        self._current = dict(states)
+        self.evaluate()
+
+    def computed(self, rank: int, samples: int) -> None:
+        """A gradient over ``samples`` examples finished on ``rank``."""
+        if self.stop_reason is None:
+            self.samples += samples
+
+    def stepped(self, rank: int, staleness: float, state: Any) -> None:
+        """Owner ``rank`` applied one optimizer step; ``state`` is its parameters now (see
+        :data:`State`)."""
+        if self.stop_reason is not None or rank not in self._counts:
+            return
+        k = self._counts[rank] = self._counts[rank] + 1
+        self._current[rank] = state
+        if rank == self.owners[0]:
+            self._staleness[k] = float(staleness)
+        slowest = min(self._counts.values())
+        if k > slowest:
+            self._copies[rank][k] = _value(state)
+            self._check_lag(rank, k, slowest)
+        while self.step < slowest and self.stop_reason is None:
+            self._advance()
+
+    def logged(self, rank: int, values: dict[str, float]) -> None:
+        """A strategy logged named values on ``rank``."""
+        if self.stop_reason is None:
+            self.rows.append(
+                self._row("log", rank=rank, **{k: float(v) for k, v in values.items()})
+            )
+
+    def rank_times(self, rank: int, compute: float, comm: float, idle: float) -> None:
+        """One rank's time breakdown, recorded once at the end."""
+        self.rows.append(
+            self._row("rank", rank=rank, compute_time=compute, comm_time=comm, idle_time=idle)
+        )
+
+    def stop(self, reason: str) -> None:
+        """Stop the run (the first reason wins); listeners learn it at once."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            for listener in self._stop_listeners:
+                listener(reason)
+
+    def on_stop(self, listener: Callable[[str], None]) -> None:
+        self._stop_listeners.append(listener)
+
+    def finish(self, reason: str, states: dict[int, Any] | None = None) -> None:
+        """End of the run: stop with ``reason`` unless stopped already, and evaluate the global
+        model at the last global step if that step was not evaluated yet. ``states`` replaces
+        owners' current states (the real backend's final snapshots)."""
+        self.stop(reason)
+        if states:
+            self._current.update(states)
+        self.evaluate()
+
+    # -- what the backends ask --------------------------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
+
+    def stops_at(self, owner_steps: int) -> bool:
+        """Whether an owner that has applied ``owner_steps`` steps has done its share of the
+        ``steps`` condition (the real backend counts these across processes to stop)."""
+        return owner_steps >= self.steps
+
+    def is_eval_step(self, step: int) -> bool:
+        return is_eval_step(step, self.eval_every, self.steps)
+
+    def global_parameters(self) -> torch.Tensor | None:
+        """The global model's flat parameters at the current global step (``None`` if an
+        owner's state at that step was not recorded)."""
+        states = []
+        for r in self.owners:
+            if self._counts[r] > self.step:
+                state = self._copies[r].get(self.step)
+            else:
+                state = _value(self._current.get(r))
+            if state is None:
+                return None
+            states.append(state)
+        if self.combine == "one":
+            return states[0].clone()
+        if self.combine == "concat":
+            return torch.cat(states)
+        return reduce_tensors(states, "mean")
+
+    def evaluate(self) -> None:
+        """Evaluate the global model now (once per global step) and check the target loss."""
+        if self._last_eval == self.step:
+            return
+        flat = self.global_parameters()
+        if flat is None:
+            return
+        self._last_eval = self.step
+        row_ = self._row("eval", **self._evaluate(flat))
+        self.rows.append(row_)
+        if self.target_loss is not None and self.target_reached is None:
+            if row_["loss"] <= self.target_loss:
+                self.target_reached = {k: row_[k] for k in ("time", "step", "samples", "bytes")}
+                self.stop("target_loss")
+        if self._on_eval is not None:
+            self._on_eval(self.rows)
+
+    # -- inside ---------------------------------------------------------------------------------
+    def _advance(self) -> None:
+        self.step += 1
+        k = self.step
+        for copies in self._copies.values():
+            for old in [v for v in copies if v < k]:
+                del copies[old]
+        self.rows.append(self._row("step", staleness=self._staleness.pop(k, math.nan)))
+        if self._on_step is not None:
+            self._on_step(k)
+        if self.is_eval_step(k):
+            self.evaluate()
+        if k >= self.steps:
+            self.stop("steps")
+
+    def _check_lag(self, rank: int, k: int, slowest: int) -> None:
+        # An owner that never steps (a strategy whose declared global model does not match
+        # who applies updates) would stall the run while the others run on forever.
+        if k - slowest > max(10 * self.steps, 1000):
+            lagging = [r for r, c in self._counts.items() if c == slowest]
+            raise RuntimeError(
+                f"rank {rank} has applied {k} optimizer steps but rank {lagging[0]} only "
+                f"{slowest}: a global step needs every owner of the global model "
+                f"({self.owners}) to apply it; if only some ranks apply updates, declare "
+                "global_model = 'primary' (and primary()) on the strategy"
+            )
+
+    def _row(self, kind: str, **values: Any) -> dict[str, Any]:
+        return row(
+            kind,
+            time=self._clock(),
+            step=self.step,
+            samples=self.samples,
+            nbytes=self._bytes(),
+            **values,
+        )
