@@ -6,8 +6,21 @@ the launcher builds the results with the same ledger the simulator uses. Launche
 clusters (torchrun, SLURM), NCCL, the emulated testbed and calibration come next.
 """
 
-from real.launch import run
+from __future__ import annotations
+
+from typing import Any
+
 from real.runtime import RealRuntime, StopSignal, drive
 from real.transport import GlooTransport
 
 __all__ = ["GlooTransport", "RealRuntime", "StopSignal", "drive", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    # The launcher needs pandas and the workloads; a rank process (``python -m real.rank``)
+    # imports this package too and starts faster without them.
+    if name == "run":
+        from real.launch import run
+
+        return run
+    raise AttributeError(f"module 'real' has no attribute {name!r}")

@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from real.runtime import RealRuntime, StopSignal, drive
 from real.transport import GlooTransport
+from strategies import comm, context, handles
 from strategies.comm import Communicator
 from strategies.roles import TrainingSetup, build_role
 
@@ -31,13 +32,21 @@ __all__ = ["main", "one_line_error"]
 FINISHED_KEY, GONE_KEY, START_KEY = "commsim/finished", "commsim/gone", "commsim/start"
 
 
+_REAL = Path(__file__).resolve().parent
+_SEAM = {Path(m.__file__).resolve() for m in (handles, comm, context)}
+
+
+def _is_machinery(filename: str) -> bool:
+    path = Path(filename).resolve()
+    return path.parent == _REAL or path in _SEAM
+
+
 def one_line_error(error: BaseException) -> str:
     """``Type: message (at file:line in function)``, the frame being the innermost one outside
     commsim's own machinery when there is one: where the strategy's code raised."""
     message = " ".join(f"{type(error).__name__}: {error}".split())
     frames = traceback.extract_tb(error.__traceback__)
-    own = ("/real/", "/strategies/handles.py", "/strategies/comm.py", "/strategies/context.py")
-    user = [f for f in frames if not any(part in f.filename for part in own)]
+    user = [f for f in frames if not _is_machinery(f.filename)]
     frame = (user or frames)[-1] if frames else None
     if frame is None:
         return message

@@ -1,10 +1,17 @@
 """What a run records, in one format for ``sim`` and ``real``: the row schema of the metrics
 table, :class:`RunResult`, the summary, and the run directory (``run.json`` +
-``metrics.parquet``) written as the run goes. This package depends on pandas alone."""
+``metrics.parquet``) written as the run goes.
 
-from runs.run import METRICS_FILE, RUN_FILE, RunResult, summarize
+The schema is plain Python; the table and files need pandas, imported on first use, so that
+the rank processes of a real run (which only record rows) start without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from runs.schema import COLUMNS, KINDS, row
-from runs.writer import RunWriter, versions
 
 __all__ = [
     "COLUMNS",
@@ -17,3 +24,18 @@ __all__ = [
     "summarize",
     "versions",
 ]
+
+_LAZY = {
+    "METRICS_FILE": "runs.run",
+    "RUN_FILE": "runs.run",
+    "RunResult": "runs.run",
+    "summarize": "runs.run",
+    "RunWriter": "runs.writer",
+    "versions": "runs.writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'runs' has no attribute {name!r}")

@@ -1,0 +1,204 @@
+"""The strategy contract in simulation: steps vs versions, stopping, failures at the yield,
+the clock, locality, named optimizers and message headers, against worked expectations."""
+
+import pytest
+import torch
+
+import topologies
+from sim.run import run
+from sim.timing import transfer_time
+from strategies import AllReduceSGD, CommTimeout, Strategy
+from strategies.comm import CommError
+
+FAST = dict(bandwidth=1e15, latency=1e-12)
+
+
+class LoadsWithoutVersion(Strategy):
+    """Finding 1: loading parameters without version= must neither count as a step nor
+    break the run."""
+
+    name = "loads_without_version_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            params = w.parameters()
+            yield w.comm.all_reduce(params, op="mean")
+            w.load_parameters(params)
+            assert w.version == w.step  # apply moves the tag, loading does not
+
+
+def test_loading_parameters_is_not_a_step_and_does_not_move_the_version():
+    result = run(LoadsWithoutVersion(), "quadratic", topologies.star(3), steps=6, eval_every=3)
+    assert result.summary["steps"] == 6
+    assert result.summary["samples"] == 6 * 3 * 32  # six gradients per worker, no more
+    assert list(result.evals["step"]) == [0, 3, 6]
+
+
+class Finally(AllReduceSGD):
+    name = "finally_test_only"
+    closed: list = []
+
+    def worker(self, w):
+        try:
+            yield from super().worker(w)
+        finally:
+            Finally.closed.append(w.rank)
+
+
+def test_a_stopped_run_closes_every_program_at_its_yield():
+    Finally.closed = []
+    result = run(Finally(), "quadratic", topologies.star(3), steps=4)
+    assert result.summary["stop_reason"] == "steps"
+    assert sorted(Finally.closed) == [0, 1, 2]
+
+
+class Clockwork(Strategy):
+    """Rank 0 sleeps, then sends; rank 1 gives up waiting after a timeout, then waits on."""
+
+    name = "clockwork_test_only"
+    global_model = "primary"
+    seen: dict = {}
+
+    def worker(self, w):
+        if w.rank == 0:
+            yield w.sleep(0.5)
+            yield w.comm.send(torch.ones(4), dst=1, header={"sent_at": w.now})
+            yield w.compute(0.25)
+            Clockwork.seen["computed_until"] = w.now
+        else:
+            pending = w.comm.recv(torch.empty(4), src=0)
+            try:
+                yield w.timeout(pending, 0.2)
+            except CommTimeout as exc:
+                Clockwork.seen["timed_out"] = (w.now, str(exc))
+            src, _, header = yield pending  # the receive went on; the message completes it
+            Clockwork.seen["received"] = (w.now, src, header)
+
+
+def test_sleep_timeout_and_compute_are_handles_on_the_simulated_clock():
+    Clockwork.seen = {}
+    graph = topologies.star(2, bandwidth="1GB/s", latency="1us")
+    result = run(Clockwork(), "quadratic", graph, steps=1)
+    assert result.summary["stop_reason"] == "finished"
+    t_out, message = Clockwork.seen["timed_out"]
+    assert t_out == pytest.approx(0.2)
+    assert "rank 1: recv from rank 0 did not finish within 0.2 s" == message
+    at, src, header = Clockwork.seen["received"]
+    assert (src, header) == (0, {"sent_at": 0.5})
+    # The header is charged 8 bytes a field beside the 16-byte payload.
+    assert at == pytest.approx(0.5 + transfer_time(graph, 0, 1, 16 + 8), rel=1e-12)
+    assert Clockwork.seen["computed_until"] == pytest.approx(at + 0.25)
+    ranks = result.ranks.set_index("rank")
+    assert ranks.loc[0, "compute_time"] == pytest.approx(0.25)
+
+
+class CatchesAFailedReceive(Strategy):
+    """Finding 7: a failure reaches the program at its yield, where it can handle it."""
+
+    name = "catches_test_only"
+    global_model = "primary"
+    caught: list = []
+
+    def worker(self, w):
+        if w.rank == 0:
+            yield w.comm.send(torch.ones(3), dst=1)
+        else:
+            try:
+                yield w.comm.recv(torch.empty(2), src=0)  # wrong size
+            except CommError as exc:
+                CatchesAFailedReceive.caught.append(str(exc))
+
+
+def test_a_communication_error_is_thrown_into_the_program_at_its_yield():
+    CatchesAFailedReceive.caught = []
+    run(CatchesAFailedReceive(), "quadratic", topologies.star(2), steps=1)
+    assert CatchesAFailedReceive.caught == [
+        "rank 1 received a message of [(3,) float32] from rank 0 into buffers of "
+        "[(2,) float32]; make the buffers match the payload"
+    ]
+
+
+class ForgetsTheYield(Strategy):
+    name = "forgets_yield_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            grads = w.comm.all_reduce(grads, op="mean")  # no yield
+            w.apply(grads)
+
+
+def test_a_forgotten_yield_is_one_line_saying_to_yield_the_handle():
+    with pytest.raises(TypeError) as err:
+        run(ForgetsTheYield(), "quadratic", topologies.star(2), steps=2)
+    assert "w.apply(grads) got a handle" in str(err.value) and "yield" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+class NotAGenerator(Strategy):
+    name = "not_a_generator_test_only"
+
+    def worker(self, w):
+        w.compute_gradients()
+
+
+def test_a_role_program_that_is_not_a_generator_is_refused():
+    with pytest.raises(TypeError, match=r"NotAGenerator.worker\(\) returned None, not a generator"):
+        run(NotAGenerator(), "quadratic", topologies.star(2), steps=1)
+
+
+def test_a_global_model_must_be_one_the_backends_know():
+    with pytest.raises(TypeError, match="global_model='rank0'"):
+
+        class Bad(AllReduceSGD):
+            global_model = "rank0"
+
+
+class Where(Strategy):
+    name = "where_test_only"
+    global_model = "primary"
+    found: dict = {}
+
+    def worker(self, w):
+        Where.found[w.rank] = (w.node, w.local_rank, w.nodes)
+        yield w.comm.barrier()
+
+
+def test_every_context_knows_its_node_and_local_rank_from_the_topology():
+    Where.found = {}
+    run(Where(), "quadratic", topologies.hierarchical(2, 3), steps=1)
+    nodes = (0, 0, 0, 1, 1, 1)
+    assert Where.found == {r: (r // 3, r % 3, nodes) for r in range(6)}
+    Where.found = {}
+    run(Where(), "quadratic", topologies.star(3), steps=1)  # no 'node': a node each
+    assert Where.found == {r: (r, 0, (0, 1, 2)) for r in range(3)}
+
+
+class TwoOptimizers(AllReduceSGD):
+    name = "two_optimizers_test_only"
+    optimizers = {"inner": None, "outer": {"name": "sgd", "lr": 1.0}}
+    outer_lrs: list = []
+
+    def worker(self, w):
+        outer = w.make_optimizer("outer", torch.zeros(1))
+        TwoOptimizers.outer_lrs.append(outer.optimizer.param_groups[0]["lr"])
+        outer.step(torch.ones(1))  # not a global step
+        yield from super().worker(w)
+
+
+def test_a_strategy_declares_named_optimizers_that_a_run_configures():
+    TwoOptimizers.outer_lrs = []
+    result = run(
+        TwoOptimizers(),
+        "quadratic",
+        topologies.star(2),
+        steps=2,
+        optimizer={"inner": {"name": "sgd", "lr": 0.1}, "outer": {"name": "sgd", "lr": 0.7}},
+    )
+    assert TwoOptimizers.outer_lrs == [0.7, 0.7]
+    assert result.summary["steps"] == 2
+    assert result.config["optimizer"]["outer"] == {"name": "sgd", "lr": 0.7}
+    with pytest.raises(ValueError, match="optimizer names 'outr', which TwoOptimizers does not"):
+        run(TwoOptimizers(), "quadratic", topologies.star(2), steps=1, optimizer={"outr": "sgd"})
