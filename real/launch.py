@@ -200,7 +200,10 @@ def _stderr_cause(scratch: str, rank: int, code: int) -> str:
     cause = next((ln for ln in reversed(lines) if "what()" in ln or "enforce fail" in ln), None)
     cause = cause or (lines[-1] if lines else "no error output")
     how = f"signal {-code}" if code < 0 else f"exit code {code}"
-    return f"process ended with {how}: {' '.join(cause.split())}"
+    hint = ""
+    if "mismatch" in cause:  # gloo's words for ranks calling different collectives or sizes
+        hint = " (run the strategy in sim.run: it names the ranks and the calls that differ)"
+    return f"process ended with {how}: {' '.join(cause.split())}{hint}"
 
 
 def _load(scratch: str, nproc: int) -> list[dict[str, Any]]:

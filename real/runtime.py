@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from strategies.base import not_yieldable
 from strategies.comm import CommTimeout
 from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
@@ -204,11 +205,9 @@ def drive(
             return "finished"
         value, error = None, None
         if not isinstance(item, Handle):
+            error_ = not_yieldable(item, ctx.rank, ctx.role, program)
             program.close()
-            raise TypeError(
-                f"rank {runtime.rank}'s {ctx.role} program yielded {item!r}; yield the handles "
-                "that communicator calls, compute_gradients() and sleep() return"
-            )
+            raise error_
         waited = time.perf_counter()
         runtime.compute_time += waited - mark
         if not item.done:

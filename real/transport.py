@@ -154,7 +154,10 @@ class GlooTransport:
             self._charge_ring(tensor, n, 1.0)
             finish = lambda: tensor  # noqa: E731
         elif kind == "reduce":
-            work = dist.reduce(tensor, dst=root, op=_OPS[op or "sum"], group=pg, async_op=True)  # type: ignore[arg-type]
+            # gloo leaves partial sums in the other ranks' buffers; the contract (and sim)
+            # leaves them unchanged, so those ranks reduce from a copy.
+            source = tensor if rank == root else tensor.clone()
+            work = dist.reduce(source, dst=root, op=_OPS[op or "sum"], group=pg, async_op=True)  # type: ignore[arg-type]
             self._charge_ring(tensor, n, 1.0)
             mean_here = op == "mean" and rank == root
             finish = (lambda: tensor.div_(n)) if mean_here else (lambda: tensor)

@@ -18,6 +18,7 @@ import torch
 
 from sim.compute import ComputeModel
 from sim.ops import busy_time
+from strategies.base import not_yieldable
 from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import Ledger
@@ -116,10 +117,7 @@ class SimRuntime:
                 return
             value, error = None, None
             if not isinstance(item, Handle):
-                raise TypeError(
-                    f"rank {ctx.rank}'s {ctx.role} program yielded {item!r}; yield the handles "
-                    "that communicator calls, compute_gradients() and sleep() return"
-                )
+                raise not_yieldable(item, ctx.rank, ctx.role, program)
             start = self.env.now
             if not item.done:
                 wake = self.env.event()

@@ -19,23 +19,36 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from strategies.context import ServerContext, WorkerContext
 from strategies.ledger import GLOBAL_MODELS
 
-__all__ = ["Program", "Strategy"]
+__all__ = ["Program", "Strategy", "not_yieldable"]
 
 #: A role program: yields handles, receives their values.
 Program = Generator[Any, Any, None]
+
+
+def not_yieldable(item: Any, rank: int, role: str, program: Program) -> TypeError:
+    """The one error both drivers raise when a program yields something that is not a handle,
+    naming the line of the program that did it."""
+    frame = getattr(program, "gi_frame", None)
+    where = f" at {Path(frame.f_code.co_filename).name}:{frame.f_lineno}" if frame else ""
+    return TypeError(
+        f"rank {rank}'s {role} program yielded a {type(item).__name__}{where}; yield the "
+        "handles that communicator calls, compute_gradients() and sleep() return"
+    )
 
 
 class Strategy(ABC):
     """Base class of every communication strategy.
 
     Subclasses set :attr:`name` (the registry key), validate their keyword arguments in
-    ``__init__`` (naming the argument in errors), store them in :attr:`options`, and write
-    :meth:`worker` and, if they declare servers, :meth:`server`.
+    ``__init__`` (naming the argument in errors), pass them to ``super().__init__(**options)``
+    (which keeps them in :attr:`options`, written to ``run.json``), and write :meth:`worker`
+    and, if they declare servers, :meth:`server`.
 
     A strategy *declares* what both backends must honour the same way, and no backend has a
     branch for a particular strategy:

@@ -429,7 +429,8 @@ class Communicator:
         group: Group | None = None,
         algorithm: str = "auto",
     ) -> Handle[torch.Tensor]:
-        """Reduce to ``dst`` (in place there; other ranks' tensors are left unchanged)."""
+        """Reduce to ``dst`` (in place there; other ranks' tensors are left unchanged, in both
+        backends)."""
         return self._collective("reduce", tensor, group, op, ("dst", dst), algorithm)
 
     def all_gather(
@@ -445,7 +446,10 @@ class Communicator:
         group: Group | None = None,
         algorithm: str = "auto",
     ) -> Handle[torch.Tensor]:
-        """Reduce the full buffer; rank i of the group receives chunk i (``tensor_split``)."""
+        """Reduce the full buffer; rank i of the group receives chunk i (``tensor_split``).
+
+        Chunks are uneven when the group size does not divide the length; pad the buffer
+        first if the chunks are to be all-gathered again (all ranks must pass one shape)."""
         return self._collective("reduce_scatter", tensor, group, op, None, algorithm)
 
     def barrier(self, group: Group | None = None) -> Handle[None]:

@@ -146,7 +146,12 @@ class RoleContext:
     def timeout(self, handle: Handle[Any], seconds: float) -> Handle[Any]:
         """``handle``, failing with :class:`~strategies.comm.CommTimeout` if it has not
         finished within ``seconds``. The operation itself goes on (as in torch): a late
-        message still completes a timed-out ``recv``."""
+        message still completes a timed-out ``recv``, so yield ``handle`` again to get it.
+
+        Seconds are the backend's: simulated in ``sim``, wall-clock on ``real``, so a strategy
+        whose decisions depend on time (timeouts, sleeps racing messages) takes the same
+        steps in both only when both clocks agree on the outcome; check such strategies with
+        ``studies.check(..., exact=False)``."""
         if not isinstance(handle, Handle):
             raise TypeError(f"timeout takes a handle from a communicator call, got {handle!r}")
         limit = _seconds(seconds, "seconds")

@@ -114,6 +114,11 @@ class TrainingSetup:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} must be an integer >= 0")
         resolved = get_strategy(strategy)
+        if not isinstance(getattr(resolved, "options", None), dict):
+            raise TypeError(
+                f"{type(resolved).__name__}.__init__ did not call super().__init__(**options); "
+                "call it with the strategy's arguments (they are recorded in run.json)"
+            )
         missing = [m for m in _WORKLOAD_METHODS if not callable(getattr(workload, m, None))]
         if missing:
             raise TypeError(

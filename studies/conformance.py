@@ -133,7 +133,10 @@ def _differences(
             sl, rl = s.evals["loss"].to_numpy(), r.evals["loss"].to_numpy()
             close = torch.allclose(torch.tensor(rl), torch.tensor(sl), rtol=100 * rtol, atol=atol)
             if not close:
-                found.append(f"evaluation losses: sim {list(sl)}, real {list(rl)}")
+                found.append(
+                    f"evaluation losses: sim {[round(float(x), 6) for x in sl]}, "
+                    f"real {[round(float(x), 6) for x in rl]}"
+                )
     else:
         ls, lr = s.summary.get("final_loss"), r.summary.get("final_loss")
         if ls is None or lr is None or abs(lr - ls) > loss_rtol * abs(ls):

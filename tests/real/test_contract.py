@@ -14,6 +14,7 @@ from sim.run import SimulationError
 from sim.run import run as sim_run
 from strategies import CommTimeout, Strategy
 from strategies.comm import CommError
+from studies.conformance import check
 
 
 def one_line(err):
@@ -158,3 +159,20 @@ def test_a_strategy_defined_in_an_unguarded_script_runs_on_real(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "steps 3" in done.stdout
+
+
+class ReducesToRoot(Strategy):
+    """Each worker applies what reduce leaves in its buffer: the root the mean, the others
+    their own gradient (gloo would leave partial sums there; the contract says unchanged)."""
+
+    name = "reduces_to_root_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            grads = yield w.comm.reduce(grads, dst=0, op="mean")
+            w.apply(grads)
+
+
+def test_reduce_leaves_the_other_ranks_tensors_unchanged_on_both_backends():
+    check(ReducesToRoot(), "quadratic", world_size=3, steps=4).raise_for_differences()

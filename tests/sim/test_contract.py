@@ -202,3 +202,34 @@ def test_a_strategy_declares_named_optimizers_that_a_run_configures():
     assert result.config["optimizer"]["outer"] == {"name": "sgd", "lr": 0.7}
     with pytest.raises(ValueError, match="optimizer names 'outr', which TwoOptimizers does not"):
         run(TwoOptimizers(), "quadratic", topologies.star(2), steps=1, optimizer={"outr": "sgd"})
+
+
+class NoSuper(Strategy):
+    name = "no_super_test_only"
+
+    def __init__(self, period=2):
+        self.period = period
+
+    def worker(self, w):
+        yield w.compute_gradients()
+
+
+def test_a_strategy_that_skips_super_init_is_told_to_call_it():
+    with pytest.raises(TypeError, match=r"NoSuper.__init__ did not call super\(\).__init__"):
+        run(NoSuper(), "quadratic", topologies.star(2), steps=1)
+
+
+class YieldsATensor(Strategy):
+    name = "yields_a_tensor_test_only"
+
+    def worker(self, w):
+        grads = yield w.compute_gradients()
+        yield grads  # not a handle
+
+
+def test_yielding_something_else_names_its_type_and_line_in_one_line():
+    with pytest.raises(TypeError) as err:
+        run(YieldsATensor(), "quadratic", topologies.star(2), steps=1)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "program yielded a Tensor at test_contract.py:" in message
