@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -190,6 +191,16 @@ def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
             p.wait()
             err.close()
     return failed
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed when the launcher dies (killed, or
+    its interpreter ended), so no rank outlives the run it belongs to."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _stderr_cause(scratch: str, rank: int, code: int) -> str:

@@ -69,7 +69,7 @@ def _run(setup: TrainingSetup, rank: int, port: int, timeout: float, out: Path) 
     watch = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=wait)
     owners, _ = setup.strategy.owners(world)
     signal = StopSignal(store, watch, len(owners))
-    runtime = RealRuntime(rank, setup.steps, setup.eval_every, rank in owners, signal)
+    runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal)
     transport = GlooTransport(rank, world, runtime.now, runtime.charged)
     record: dict[str, Any] = {"events": runtime.events, "error": None, "final": None}
     ctx = None
@@ -94,14 +94,15 @@ def _run(setup: TrainingSetup, rank: int, port: int, timeout: float, out: Path) 
     # Every rank has written its results: leave together. Operations abandoned at the stop
     # may still be pending in the library, so the process exits without tearing the group
     # down (which would wait on them); rank 0 hosts the store and leaves last.
+    # Rank 0 hosts the store: it stays until every rank has finished, however long the
+    # others train on (a rank that fails instead is the launcher's to stop).
     store.add(FINISHED_KEY, 1)
-    deadline = time.monotonic() + timeout
-    while int(store.add(FINISHED_KEY, 0)) < world and time.monotonic() < deadline:
+    while int(store.add(FINISHED_KEY, 0)) < world:
         time.sleep(0.005)
     if rank != 0:
         store.add(GONE_KEY, 1)
         return
-    while int(store.add(GONE_KEY, 0)) < world - 1 and time.monotonic() < deadline:
+    while int(store.add(GONE_KEY, 0)) < world - 1:
         time.sleep(0.005)
 
 

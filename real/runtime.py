@@ -21,9 +21,10 @@ step and the peers' next computations order causally even on an oversubscribed m
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import timedelta
 from typing import Any
 
@@ -33,11 +34,41 @@ from strategies.base import not_yieldable
 from strategies.comm import CommTimeout
 from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
-from strategies.ledger import is_eval_step
+from strategies.ledger import check_runaway, is_eval_step
 
-__all__ = ["RealRuntime", "StopSignal", "drive"]
+__all__ = ["RealRuntime", "StopSignal", "Timers", "drive"]
 
 STOP_KEY, OWNERS_KEY = "commsim/stop", "commsim/owners_done"
+
+
+class Timers:
+    """One thread that resolves every sleep handle of a rank at its deadline (a thread per
+    sleep would pile up: a timeout that lost its race keeps its timer for its full length)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, Handle[None], float]] = []
+        self._seq = 0
+        self._cond = threading.Condition()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def sleep(self, seconds: float, what: str) -> Handle[None]:
+        handle: Handle[None] = Handle("idle", what)
+        start = self._clock()
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (start + seconds, self._seq, handle, start))
+            self._cond.notify()
+        return handle
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > self._clock():
+                    wait = self._heap[0][0] - self._clock() if self._heap else None
+                    self._cond.wait(wait)
+                _, _, handle, start = heapq.heappop(self._heap)
+            handle.resolve(None, at=self._clock(), started_at=start)
 
 
 class StopSignal:
@@ -80,7 +111,8 @@ class StopSignal:
         while not self.event.is_set():
             try:
                 self._watch.wait([STOP_KEY], timedelta(seconds=1))
-            except Exception:  # timed out (or the store went away at the end): look again
+            except Exception:  # timed out, or the store is gone (then do not spin)
+                time.sleep(0.05)
                 continue
             try:
                 reason = self._watch.get(STOP_KEY).decode()
@@ -98,19 +130,20 @@ class RealRuntime:
         This rank.
     steps, eval_every
         The run's stop and evaluation settings (for snapshots at evaluation points).
-    owner
-        Whether this rank's state is part of the global model.
+    owners
+        The ranks whose states make the global model.
     signal
         The cross-process stop.
     """
 
     def __init__(
-        self, rank: int, steps: int, eval_every: int, owner: bool, signal: StopSignal
+        self, rank: int, steps: int, eval_every: int, owners: list[int], signal: StopSignal
     ) -> None:
         self.rank = rank
         self.steps = steps
         self.eval_every = eval_every
-        self.owner = owner
+        self.owners = owners
+        self.owner = rank in owners
         self.signal = signal
         #: The run's start on the shared wall clock (set by the launcher once ranks are ready;
         #: every rank uses rank 0's, so events of different ranks order on one time line).
@@ -121,6 +154,7 @@ class RealRuntime:
         self.comm_time = 0.0
         self.wake = threading.Event()
         signal.listen(self.wake)
+        self._timers = Timers(self.now)
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -144,16 +178,10 @@ class RealRuntime:
         return handle
 
     def sleep(self, ctx: RoleContext, seconds: float) -> Handle[None]:
-        handle: Handle[None] = Handle("idle", f"sleep {seconds:g} s")
-        start = self.now()
-        timer = threading.Timer(
-            seconds, lambda: handle.resolve(None, at=self.now(), started_at=start)
-        )
-        timer.daemon = True
-        timer.start()
-        return handle
+        return self._timers.sleep(seconds, f"sleep {seconds:g} s")
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
+        check_runaway(self.rank, ctx.step, self.steps, self.owners)
         if not self.owner:
             return
         due = is_eval_step(ctx.step, self.eval_every, self.steps)
@@ -222,7 +250,10 @@ def drive(
                 "make matching calls (a send completes only once its recv is posted)"
             )
             continue
-        runtime.resumed_at = item.finished_at if item.finished_at is not None else runtime.now()
+        # An older handle yielded late must not move the stamp back: a rank's events stay in
+        # its own order on the shared time line.
+        finished = item.finished_at if item.finished_at is not None else runtime.now()
+        runtime.resumed_at = max(runtime.resumed_at, finished)
         if item.failed:
             error = item.error
         else:

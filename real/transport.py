@@ -48,10 +48,6 @@ _OPS = {
 ENVELOPE_TAG = 0
 #: The envelope frame: 8-byte length, then JSON. Not charged: the header's fields are.
 ENVELOPE_BYTES = 4096
-_DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8,
-    torch.int16, torch.int32, torch.int64, torch.bool,
-)}  # fmt: skip
 
 
 def _encode(header: dict[str, Any], tensors: list[torch.Tensor], tag: int) -> torch.Tensor:
@@ -232,7 +228,7 @@ class GlooTransport:
                     into = buffers
                     mismatch: CommError | None = None
                 except CommError as exc:  # drain the payload so the sender completes
-                    into = [torch.empty(shape, dtype=_DTYPES[d]) for shape, d in sent]
+                    into = [torch.empty(shape, dtype=getattr(torch, d)) for shape, d in sent]
                     mismatch = exc
                 for buffer in into:
                     dist.irecv(buffer, src=sender, tag=tag).wait()

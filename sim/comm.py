@@ -7,14 +7,15 @@ never depend on event order), asks the network to run the collective's point-to-
 schedule, and resolves each rank's handle when that finishes.
 
 Point-to-point messages follow the rendezvous that gloo and NCCL use: a send is *matched*
-with a receive posted for it (the first posted receive that accepts its sender; between one
-pair of ranks messages match in the order sent), its data starts moving then, and both
-handles resolve when it is delivered. A send whose receive is never posted never completes,
+with a receive posted for it (as gloo matches: the first receive posted for its sender, else
+the first from any rank; between one pair of ranks messages match in the order sent), its
+data starts moving then, and both handles resolve when it is delivered. A send whose receive is never posted never completes,
 as on a real world, and the simulator reports that deadlock at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,9 @@ class Fabric:
         # that skips that would hang on a real world, so the simulator checks it too.
         self._group_order: list[tuple[int, ...]] = []
         self._groups_made: dict[int, int] = {}
+        self._creators: list[int] = []  # ranks that created each group so far
+        self._complete = 0  # leading groups every rank has created
+        self._deferred: list[tuple[int, Callable[[], None]]] = []
 
     def communicator(self, rank: int) -> Communicator:
         return Communicator(rank, self.world_size, self)
@@ -108,7 +112,41 @@ class Fabric:
             )
         if index == len(self._group_order):
             self._group_order.append(group.ranks)
+            self._creators.append(0)
         self._groups_made[rank] = index + 1
+        self._creators[index] += 1
+        while (
+            self._complete < len(self._creators)
+            and self._creators[self._complete] == self.world_size
+        ):
+            self._complete += 1
+        while self._deferred and self._deferred[0][0] <= self._complete:
+            self._deferred.pop(0)[1]()
+
+    def _gated(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
+        """Start an operation now, or, if ``rank`` created a group that not every rank has
+        created yet, once they all have: ``new_group`` is a collective of the whole world
+        that blocks on a real world, so nothing the rank does after it can happen before."""
+        needed = self._groups_made.get(rank, 0)
+        if needed <= self._complete:
+            return start()
+        proxy: Handle[Any] = Handle(
+            "comm", f"{what} (held until every rank creates group #{needed - 1})"
+        )
+
+        def release() -> None:
+            inner = start()
+            proxy.children = (inner,)
+            inner.add_callback(
+                lambda h: (
+                    proxy.fail(h.error, at=h.finished_at)  # type: ignore[arg-type]
+                    if h.failed
+                    else proxy.resolve(h.value, at=h.finished_at, started_at=h.started_at)
+                )
+            )
+
+        self._deferred.append((needed, release))
+        return proxy
 
     def check_groups(self) -> None:
         """Raise if some rank did not create every group (a real run would hang there)."""
@@ -134,6 +172,23 @@ class Fabric:
         what: str,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
+        return self._gated(
+            rank,
+            what,
+            lambda: self._collective(rank, kind, tensor, group, op, root, algorithm, what),
+        )
+
+    def _collective(
+        self,
+        rank: int,
+        kind: str,
+        tensor: torch.Tensor,
+        group: Group,
+        op: str | None,
+        root: int | None,
+        algorithm: str,
+        what: str,
+    ) -> Handle[Any]:
         signature_ = (op, root, algorithm)
         key = (rank, group.ranks)
         seq = self._calls.get(key, 0)
@@ -208,22 +263,34 @@ class Fabric:
     def send(
         self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
     ) -> Handle[None]:
-        self._seq += 1
-        handle: Handle[None] = Handle("comm", what)
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
-        message = _Send(
-            self._seq, rank, dst, [t.detach().clone() for t in tensors], dict(header), handle
-        )
-        for i, recv in enumerate(self._recvs[dst]):
-            if recv.accepts(rank):
-                del self._recvs[dst][i]
-                self._transfer(message, recv)
-                return handle
+        payload = [t.detach().clone() for t in tensors]
+        return self._gated(rank, what, lambda: self._send(rank, payload, header, dst, what))
+
+    def _send(
+        self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+    ) -> Handle[None]:
+        self._seq += 1
+        handle: Handle[None] = Handle("comm", what)
+        message = _Send(self._seq, rank, dst, tensors, dict(header), handle)
+        # As gloo matches: a receive posted for this sender first, else one from any rank.
+        posted = self._recvs[dst]
+        match = next((i for i, r in enumerate(posted) if r.src == rank), None)
+        if match is None:
+            match = next((i for i, r in enumerate(posted) if r.src is None), None)
+        if match is not None:
+            self._transfer(message, posted.pop(match))
+            return handle
         self._sends[dst].append(message)
         return handle
 
     def recv(
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+    ) -> Handle[Received]:
+        return self._gated(rank, what, lambda: self._recv(rank, buffers, src, what))
+
+    def _recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
     ) -> Handle[Received]:
         self._seq += 1

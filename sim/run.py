@@ -29,7 +29,7 @@ from sim.maxmin import MODELS, SHARINGS
 from sim.network import Network
 from sim.progress import StepProgress
 from sim.runtime import SimRuntime
-from strategies import Strategy
+from strategies import CommError, Strategy
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 from strategies.roles import Evaluator, TrainingSetup, build_role, initial_parameters, positive_int
@@ -250,7 +250,8 @@ def _simulate_run(
     finally:
         for program in programs.values():
             program.close()  # a program learns the stop at its yield; its finally blocks run
-    ledger.finish(reason, {r: contexts[r].parameters for r in owners})
+    ended = {r: contexts[r].parameters for r in owners} if reason == "finished" else None
+    ledger.finish(reason, ended)
     runtime.record_rank_times()
     metrics = pd.DataFrame(ledger.rows)
     summary = summarize(
@@ -290,14 +291,18 @@ def _simulate(
     """Step the engine until a stop condition, the time budget, the end, or a deadlock;
     return why it stopped."""
     while not ledger.stopped:
+        if runtime.running == 0 and all(not p.is_alive for p in processes):
+            # Only a run whose programs all ended has made every group it ever will.
+            fabric.check_groups()
+            return "finished"
         upcoming = env.peek()
         if upcoming == math.inf:
-            if all(not p.is_alive for p in processes):
-                # Only a run whose programs all ended has made every group it ever will.
+            report = _deadlock(env, ledger, runtime, fabric)
+            try:
                 fabric.check_groups()
-                return "finished"
-            fabric.check_groups()  # a missing new_group explains a deadlock best
-            raise SimulationError(_deadlock(env, ledger, runtime, fabric))
+            except CommError as missing:  # a missing new_group explains a deadlock best
+                raise CommError(f"{missing}. The {report}") from None
+            raise SimulationError(report)
         if max_time is not None and upcoming > max_time:
             if max_time > env.now:  # nothing happens before then: just move the clock
                 env.run(until=max_time)

@@ -51,6 +51,9 @@ class SimRuntime:
         self._busy_until: dict[int, float] = {}
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
         self._blocked: dict[int, tuple[Handle[Any], float]] = {}
+        #: Programs still running: when none is, the run is over, whatever timers remain
+        #: (a timeout that lost its race leaves one behind).
+        self.running = 0
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -97,6 +100,7 @@ class SimRuntime:
         return handle
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
+        self.ledger.rank_stepped(ctx.rank, ctx.step)
         self.ledger.stepped(ctx.rank, staleness, ctx.parameters)  # type: ignore[attr-defined]
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
@@ -110,10 +114,12 @@ class SimRuntime:
         times = self._times.setdefault(ctx.rank, [0.0, 0.0, 0.0])
         value: Any = None
         error: BaseException | None = None
+        self.running += 1
         while True:
             try:
                 item = program.send(value) if error is None else program.throw(error)
             except StopIteration:
+                self.running -= 1
                 return
             value, error = None, None
             if not isinstance(item, Handle):

@@ -396,6 +396,11 @@ class Communicator:
         tensor = _check_tensor(tensor, kind)
         g = self._group(group, kind)
         checked_op = self._op(op, kind) if op is not None else None
+        if checked_op == "mean" and not (tensor.is_floating_point() or tensor.is_complex()):
+            raise CommError(
+                f"{kind}: op='mean' needs a floating-point tensor, got {tensor.dtype}; reduce "
+                "with op='sum' and divide, or convert the tensor"
+            )
         checked_root = self._root(root[1], g, root[0], kind) if root is not None else None
         algo = self._algorithm(algorithm, kind)
         where = "" if group is None else f" on group {g.ranks}"

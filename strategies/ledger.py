@@ -32,7 +32,7 @@ import torch
 from runs.schema import row
 from strategies.aggregate import reduce_tensors
 
-__all__ = ["GLOBAL_MODELS", "Ledger", "is_eval_step"]
+__all__ = ["GLOBAL_MODELS", "Ledger", "check_runaway", "is_eval_step"]
 
 #: What a strategy may declare as its global model.
 GLOBAL_MODELS = ("primary", "servers", "average")
@@ -55,6 +55,28 @@ def is_eval_step(step: int, eval_every: int, steps: int) -> bool:
     [0, 5, 10, 12]
     """
     return step % eval_every == 0 or step >= steps
+
+
+def check_runaway(rank: int, rank_steps: int, steps: int, owners: Sequence[int]) -> None:
+    """Raise if a rank has applied far more optimizer steps than the run can need: the
+    strategy's declared global model (its owners) does not match who applies updates, and
+    the run would never stop. Both backends call this on every step of every rank.
+
+    Examples
+    --------
+    >>> check_runaway(0, 1000, 10, [1, 2])
+    >>> check_runaway(0, 1101, 10, [1, 2])
+    Traceback (most recent call last):
+    ...
+    RuntimeError: rank 0 has applied 1101 optimizer steps but the run's 10 global steps count the steps of ranks [1, 2] (the declared global model); declare global_model = 'servers', 'primary' or 'average' to match the ranks that apply updates
+    """
+    if rank_steps > 10 * steps + 1000:
+        raise RuntimeError(
+            f"rank {rank} has applied {rank_steps} optimizer steps but the run's {steps} global "
+            f"steps count the steps of ranks {list(owners)} (the declared global model); declare "
+            "global_model = 'servers', 'primary' or 'average' to match the ranks that apply "
+            "updates"
+        )
 
 
 class Ledger:
@@ -139,12 +161,19 @@ class Ledger:
     def start(self, states: dict[int, Any]) -> None:
         """Every owner's state before any step; evaluates step 0."""
         self._current = dict(states)
+        for rank, copies in self._copies.items():
+            copies[0] = _value(self._current.get(rank))
         self.evaluate()
 
     def computed(self, rank: int, samples: int) -> None:
         """A gradient over ``samples`` examples finished on ``rank``."""
         if self.stop_reason is None:
             self.samples += samples
+
+    def rank_stepped(self, rank: int, rank_steps: int) -> None:
+        """Any rank applied its ``rank_steps``-th optimizer step (owners are also reported
+        through :meth:`stepped`); guards against a global model that never advances."""
+        check_runaway(rank, rank_steps, self.steps, self.owners)
 
     def stepped(self, rank: int, staleness: float, state: Any) -> None:
         """Owner ``rank`` applied one optimizer step; ``state`` is its parameters now (see
@@ -158,7 +187,6 @@ class Ledger:
         slowest = min(self._counts.values())
         if k > slowest:
             self._copies[rank][k] = _value(state)
-            self._check_lag(rank, k, slowest)
         while self.step < slowest and self.stop_reason is None:
             self._advance()
 
@@ -187,11 +215,14 @@ class Ledger:
 
     def finish(self, reason: str, states: dict[int, Any] | None = None) -> None:
         """End of the run: stop with ``reason`` unless stopped already, and evaluate the global
-        model at the last global step if that step was not evaluated yet. ``states`` replaces
-        owners' current states (the real backend's final snapshots)."""
+        model at the last global step if that step was not evaluated yet. ``states``, given
+        when the programs ended by themselves, are the owners' final states: the model the
+        run ends with is then theirs, whatever step each owner reached."""
         self.stop(reason)
         if states:
             self._current.update(states)
+            for rank, state in states.items():
+                self._copies[rank][self.step] = _value(state)
         self.evaluate()
 
     # -- what the backends ask --------------------------------------------------------------------
@@ -212,9 +243,11 @@ class Ledger:
         owner's state at that step was not recorded)."""
         states = []
         for r in self.owners:
-            if self._counts[r] > self.step:
-                state = self._copies[r].get(self.step)
-            else:
+            # Each owner's state right after its step at the global step (kept when it got
+            # there), so a later load_parameters does not leak in; the real backend records
+            # states at evaluation points only, and its final states otherwise.
+            state = self._copies[r].get(self.step)
+            if state is None and self._counts[r] == self.step:
                 state = _value(self._current.get(r))
             if state is None:
                 return None
@@ -246,9 +279,11 @@ class Ledger:
     def _advance(self) -> None:
         self.step += 1
         k = self.step
-        for copies in self._copies.values():
+        for rank, copies in self._copies.items():
             for old in [v for v in copies if v < k]:
                 del copies[old]
+            if k not in copies:  # this owner made step k global: keep its state at k, which
+                copies[k] = _value(self._current.get(rank))  # its next step overwrites
         self.rows.append(self._row("step", staleness=self._staleness.pop(k, math.nan)))
         if self._on_step is not None:
             self._on_step(k)
@@ -256,18 +291,6 @@ class Ledger:
             self.evaluate()
         if k >= self.steps:
             self.stop("steps")
-
-    def _check_lag(self, rank: int, k: int, slowest: int) -> None:
-        # An owner that never steps (a strategy whose declared global model does not match
-        # who applies updates) would stall the run while the others run on forever.
-        if k - slowest > max(10 * self.steps, 1000):
-            lagging = [r for r, c in self._counts.items() if c == slowest]
-            raise RuntimeError(
-                f"rank {rank} has applied {k} optimizer steps but rank {lagging[0]} only "
-                f"{slowest}: a global step needs every owner of the global model "
-                f"({self.owners}) to apply it; if only some ranks apply updates, declare "
-                "global_model = 'primary' (and primary()) on the strategy"
-            )
 
     def _row(self, kind: str, **values: Any) -> dict[str, Any]:
         return row(

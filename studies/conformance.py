@@ -97,7 +97,7 @@ def check(
     timeout
         Seconds any one real operation may wait before the run fails.
     """
-    every = eval_every or max(1, steps // 2)
+    every = max(1, steps // 2) if eval_every is None else eval_every
     kwargs = {"steps": steps, "optimizer": optimizer, "eval_every": every, "seed": seed}
     simulated = sim.run(strategy, workload, topologies.star(world_size), **kwargs)
     measured = real.run(strategy, workload, nproc=world_size, timeout=timeout, **kwargs)

@@ -176,3 +176,93 @@ class ReducesToRoot(Strategy):
 
 def test_reduce_leaves_the_other_ranks_tensors_unchanged_on_both_backends():
     check(ReducesToRoot(), "quadratic", world_size=3, steps=4).raise_for_differences()
+
+
+class TwoApplies(Strategy):
+    """Yields an old, finished handle between two steps: real must not stamp the second
+    step before the first."""
+
+    name = "two_applies_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        previous = None
+        while not w.done:
+            handle = w.compute_gradients()
+            grads = yield handle
+            w.apply(grads)
+            if previous is not None:
+                yield previous
+                w.apply(grads)
+            previous = handle
+
+
+class LoadsAfterItsStep(Strategy):
+    """An owner loads parameters after its step while a slower owner has not got there: the
+    global model at that step is the states right after the step, in both backends."""
+
+    name = "loads_after_its_step_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            if w.rank == 1:
+                yield w.sleep(0.05)
+            w.apply(grads)
+            if w.rank == 0:
+                w.load_parameters(torch.zeros(w.numel))
+            yield w.comm.barrier()
+
+
+class EndsUnevenly(Strategy):
+    """Programs end by themselves before `steps`, the owners at different step counts."""
+
+    name = "ends_unevenly_test_only"
+
+    def worker(self, w):
+        for _ in range(3 if w.rank == 0 else 5):
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+
+
+class AnyThenSpecific(Strategy):
+    """A receive from any rank posted before one from rank 1: the first message from rank 1
+    goes to the specific receive, as gloo matches (sim used to give it to the first posted)."""
+
+    name = "any_then_specific_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        if w.rank == 0:
+            first = w.comm.recv(torch.zeros(1), src=None)
+            second = w.comm.recv(torch.zeros(1), src=1)
+            got_any, got_specific = yield w.comm.wait_all([first, second])
+            w.log(any_got=got_any.header["n"], specific_got=got_specific.header["n"])
+        else:
+            yield w.sleep(0.2)
+            one = w.comm.send(torch.ones(1), 0, header={"n": 1})
+            two = w.comm.send(torch.ones(1), 0, header={"n": 2})
+            yield w.comm.wait_all([one, two])
+
+
+@pytest.mark.parametrize(
+    "strategy,world_size,steps,eval_every",
+    [
+        (TwoApplies(), 1, 6, 1),
+        (LoadsAfterItsStep(), 2, 3, 1),
+        (EndsUnevenly(), 2, 10, 10),
+    ],
+    ids=["old-handle", "load-after-step", "ends-unevenly"],
+)
+def test_review_cases_conform(strategy, world_size, steps, eval_every):
+    report = check(strategy, "quadratic", world_size=world_size, steps=steps, eval_every=eval_every)
+    report.raise_for_differences()
+    assert report.real.parameters is not None
+
+
+def test_a_receive_for_the_sender_is_matched_before_a_receive_from_any_rank():
+    simulated = sim_run(AnyThenSpecific(), "quadratic", topologies.star(2), steps=1)
+    measured = real.run(AnyThenSpecific(), "quadratic", nproc=2, steps=1, timeout=20)
+    for result in (simulated, measured):
+        row = result.logs.iloc[0]
+        assert (row["any_got"], row["specific_got"]) == (2.0, 1.0)

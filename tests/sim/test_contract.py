@@ -7,7 +7,7 @@ import torch
 import topologies
 from sim.run import run
 from sim.timing import transfer_time
-from strategies import AllReduceSGD, CommTimeout, Strategy
+from strategies import AllReduceSGD, CommTimeout, ParameterServer, Strategy
 from strategies.comm import CommError
 
 FAST = dict(bandwidth=1e15, latency=1e-12)
@@ -233,3 +233,50 @@ def test_yielding_something_else_names_its_type_and_line_in_one_line():
     message = str(err.value)
     assert "\n" not in message
     assert "program yielded a Tensor at test_contract.py:" in message
+
+
+class LateGroup(Strategy):
+    """new_group blocks on a real world until every rank calls it: rank 0 creates a group
+    and then waits for rank 1's message, which rank 1 sends before creating it."""
+
+    name = "late_group_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        if w.rank == 0:
+            w.comm.new_group([0, 1])
+            yield w.comm.recv(torch.zeros(1), src=1)
+        else:
+            yield w.comm.send(torch.ones(1), dst=0)
+            w.comm.new_group([0, 1])
+
+
+def test_operations_after_new_group_wait_for_every_rank_to_create_it():
+    # It used to finish in sim and deadlock on gloo.
+    with pytest.raises(CommError) as err:
+        run(LateGroup(), "quadratic", topologies.star(2), steps=1)
+    message = str(err.value)
+    assert "rank 1 created 0 of the 1 groups the other ranks created" in message
+    assert "rank 0 waits on recv from rank 1 (held until every rank creates group #0)" in message
+    assert "rank 1 waits on send to rank 0" in message
+
+
+class ServersStepButAverageDeclared(ParameterServer):
+    name = "servers_step_but_average_test_only"
+    global_model = "average"
+
+
+def test_a_global_model_that_never_advances_is_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match=r"rank 0 has applied 1021 optimizer steps"):
+        run(ServersStepButAverageDeclared(), "quadratic", topologies.star(3), steps=2)
+
+
+def test_mean_of_an_integer_tensor_is_refused_at_the_call():
+    class IntMean(Strategy):
+        name = "int_mean_test_only"
+
+        def worker(self, w):
+            yield w.comm.all_reduce(torch.ones(2, dtype=torch.int64), op="mean")
+
+    with pytest.raises(CommError, match="op='mean' needs a floating-point tensor, got torch.int64"):
+        run(IntMean(), "quadratic", topologies.star(2), steps=1)

@@ -107,12 +107,40 @@ def test_finish_evaluates_the_last_step_once_if_it_was_not_an_evaluation_point()
     assert ledger.stop_reason == "max_time"
 
 
-def test_an_owner_that_never_steps_is_named_instead_of_stalling_forever():
+def test_a_rank_stepping_far_beyond_the_run_is_named_instead_of_stalling_forever():
     ledger, _, _ = make([0, 1], "mean", steps=2, eval_every=1)
     ledger.start({0: torch.zeros(1), 1: torch.zeros(1)})
-    with pytest.raises(RuntimeError, match="rank 0 has applied 1001 .* rank 1 only 0"):
-        for _ in range(1001):
-            ledger.stepped(0, 0, torch.zeros(1))
+    for k in range(1, 1021):  # 10 x steps + 1000 steps: still tolerated
+        ledger.rank_stepped(5, k)
+    with pytest.raises(RuntimeError, match=r"rank 5 has applied 1021 .* ranks \[0, 1\]"):
+        ledger.rank_stepped(5, 1021)
+
+
+def test_an_owners_state_at_a_global_step_is_kept_when_it_moves_on_or_loads():
+    # The owner that makes step 1 global steps again before the run ends: the final
+    # evaluation at step 1 still has its state at step 1, not a later one.
+    ledger, _, evaluated = make([0, 1], "mean", steps=10, eval_every=5)
+    current = {0: torch.zeros(1), 1: torch.zeros(1)}
+    ledger.start({r: (lambda r=r: current[r].clone()) for r in (0, 1)})
+    current[1] = torch.tensor([4.0])
+    ledger.stepped(1, 0, lambda: current[1].clone())
+    current[0] = torch.tensor([2.0])
+    ledger.stepped(0, 0, lambda: current[0].clone())  # global step 1
+    current[0] = torch.tensor([100.0])  # loads after its step, then steps on
+    ledger.stepped(0, 0, lambda: current[0].clone())
+    ledger.finish("max_time")
+    assert float(evaluated[-1]) == pytest.approx(3.0)
+
+
+def test_when_programs_end_by_themselves_the_final_model_is_their_final_states():
+    ledger, _, evaluated = make([0, 1], "mean", steps=10, eval_every=5)
+    ledger.start({0: torch.zeros(1), 1: torch.zeros(1)})
+    ledger.stepped(0, 0, torch.tensor([2.0]))
+    ledger.stepped(1, 0, torch.tensor([4.0]))
+    ledger.stepped(1, 0, torch.tensor([8.0]))  # rank 1 ends one step ahead
+    ledger.finish("finished", {0: torch.tensor([2.0]), 1: torch.tensor([8.0])})
+    assert ledger.step == 1 and float(evaluated[-1]) == pytest.approx(5.0)
+    assert float(ledger.global_parameters()) == pytest.approx(5.0)
 
 
 def test_a_steps_staleness_is_its_first_owners():
