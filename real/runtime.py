@@ -254,7 +254,4 @@ def drive(
         # its own order on the shared time line.
         finished = item.finished_at if item.finished_at is not None else runtime.now()
         runtime.resumed_at = max(runtime.resumed_at, finished)
-        if item.failed:
-            error = item.error
-        else:
-            value = item.value
+        value, error = item.outcome()

@@ -172,6 +172,8 @@ class Fabric:
         what: str,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
+        if self._groups_made.get(rank, 0) <= self._complete:  # not held: no closure
+            return self._collective(rank, kind, tensor, group, op, root, algorithm, what)
         return self._gated(
             rank,
             what,

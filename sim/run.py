@@ -290,7 +290,7 @@ def _simulate(
 ) -> str:
     """Step the engine until a stop condition, the time budget, the end, or a deadlock;
     return why it stopped."""
-    while not ledger.stopped:
+    while ledger.stop_reason is None:  # an attribute read: this loop runs once per event
         if runtime.running == 0 and all(not p.is_alive for p in processes):
             # Only a run whose programs all ended has made every group it ever will.
             fabric.check_groups()

@@ -100,8 +100,10 @@ class SimRuntime:
         return handle
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
-        self.ledger.rank_stepped(ctx.rank, ctx.step)
-        self.ledger.stepped(ctx.rank, staleness, ctx.parameters)  # type: ignore[attr-defined]
+        ledger = self.ledger
+        ledger.rank_stepped(ctx.rank, ctx.step)
+        if ctx.rank in ledger.owner_set:
+            ledger.stepped(ctx.rank, staleness, ctx.parameters)  # type: ignore[attr-defined]
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.ledger.logged(ctx.rank, values)
@@ -132,10 +134,7 @@ class SimRuntime:
                 yield wake
                 del self._blocked[ctx.rank]
             self._account(times, item, start, self.env.now)
-            if item.failed:
-                error = item.error
-            else:
-                value = item.value
+            value, error = item.outcome()
 
     @staticmethod
     def _account(times: list[float], item: Handle[Any], start: float, end: float) -> None:

@@ -184,6 +184,8 @@ def as_message(
 
 
 def _check_tensor(tensor: Any, call: str) -> torch.Tensor:
+    if type(tensor) is torch.Tensor and tensor.is_contiguous():  # the usual case, quickly
+        return tensor
     not_a_handle(tensor, call)
     if not isinstance(tensor, torch.Tensor):
         raise CommError(f"{call} takes a torch.Tensor, got {type(tensor).__name__}")
@@ -403,8 +405,11 @@ class Communicator:
             )
         checked_root = self._root(root[1], g, root[0], kind) if root is not None else None
         algo = self._algorithm(algorithm, kind)
-        where = "" if group is None else f" on group {g.ranks}"
-        what = f"{kind}{where}" + (f" ({root[0]}={checked_root})" if root is not None else "")
+        what = kind  # the common case costs no formatting
+        if group is not None:
+            what = f"{kind} on group {g.ranks}"
+        if root is not None:
+            what = f"{what} ({root[0]}={checked_root})"
         return self._transport.collective(
             self.rank, kind, tensor, g, checked_op, checked_root, algo, what
         )

@@ -36,14 +36,18 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _PENDING, _OK, _FAILED = 0, 1, 2
+# One lock for every handle's state change: a real backend resolves handles from its
+# completion threads while the rank's thread adds callbacks. Held for a few attribute
+# operations only; a lock per handle would cost an allocation on the simulator's hot path.
+_LOCK = threading.Lock()
 
 
 class Handle(Generic[T]):
     """An operation in progress; resolved or failed exactly once by the backend.
 
     Callbacks added with :meth:`add_callback` run in the thread that resolves the handle (or
-    at once if it is already finished); a lock makes that safe when a real backend resolves
-    handles from its completion threads.
+    at once if it is already finished), outside the lock that makes this safe when a real
+    backend resolves handles from its completion threads.
     """
 
     __slots__ = (
@@ -55,7 +59,6 @@ class Handle(Generic[T]):
         "_state",
         "_value",
         "_callbacks",
-        "_lock",
     )
 
     def __init__(self, kind: str = "comm", what: str = "") -> None:
@@ -68,7 +71,6 @@ class Handle(Generic[T]):
         self._state = _PENDING
         self._value: Any = None
         self._callbacks: list[Callable[[Handle[T]], None]] | None = []
-        self._lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -93,6 +95,13 @@ class Handle(Generic[T]):
     def error(self) -> BaseException | None:
         return self._value if self._state == _FAILED else None
 
+    def outcome(self) -> tuple[Any, BaseException | None]:
+        """``(value, None)`` if it succeeded, ``(None, error)`` if it failed (for drivers,
+        which throw the error into the program); only for a finished handle."""
+        if self._state == _FAILED:
+            return None, self._value
+        return self._value, None
+
     def describe(self) -> str:
         """What this operation is, for error messages."""
         return self.what or f"a {self.kind} operation"
@@ -113,7 +122,7 @@ class Handle(Generic[T]):
         self._finish(_FAILED, error, at, None)
 
     def _finish(self, state: int, value: Any, at: float | None, started_at: float | None) -> None:
-        with self._lock:
+        with _LOCK:
             if self._state != _PENDING:
                 raise RuntimeError(f"{self.describe()} finished twice")
             self._state, self._value = state, value
@@ -125,7 +134,7 @@ class Handle(Generic[T]):
 
     def add_callback(self, callback: Callable[[Handle[T]], None]) -> None:
         """Call ``callback(self)`` when finished (now, if it already is)."""
-        with self._lock:
+        with _LOCK:
             if self._callbacks is not None:
                 self._callbacks.append(callback)
                 return
