@@ -38,10 +38,10 @@ from runs import RunResult, RunWriter, summarize
 from strategies import Strategy
 from strategies.ledger import Ledger
 from strategies.roles import (
-    Evaluator,
     TrainingSetup,
     initial_parameters,
     initial_state,
+    make_ledger,
     positive_int,
 )
 
@@ -238,17 +238,9 @@ class Replayed:
 
 def _replay(setup: TrainingSetup, parts: list[dict[str, Any]]) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses."""
-    owners, combine = setup.strategy.owners(setup.world_size)
+    owners, _ = setup.strategy.owners(setup.world_size)
     clock, nbytes = [0.0], [0.0]
-    ledger = Ledger(
-        owners,
-        combine,
-        steps=setup.steps,
-        eval_every=setup.eval_every,
-        evaluate=Evaluator(setup),
-        clock=lambda: clock[0],
-        bytes_sent=lambda: nbytes[0],
-    )
+    ledger = make_ledger(setup, clock=lambda: clock[0], bytes_sent=lambda: nbytes[0])
     flat = initial_parameters(setup)
     ledger.start({r: initial_state(setup, r, flat) for r in owners})
     events = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[1], e[2]))

@@ -123,13 +123,11 @@ class Fabric:
         while self._deferred and self._deferred[0][0] <= self._complete:
             self._deferred.pop(0)[1]()
 
-    def _gated(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
-        """Start an operation now, or, if ``rank`` created a group that not every rank has
-        created yet, once they all have: ``new_group`` is a collective of the whole world
-        that blocks on a real world, so nothing the rank does after it can happen before."""
-        needed = self._groups_made.get(rank, 0)
-        if needed <= self._complete:
-            return start()
+    def _hold(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
+        """Start an operation of ``rank`` once every rank has created the groups ``rank``
+        created before it: ``new_group`` is a collective of the whole world that blocks on a
+        real world, so nothing the rank does after it can happen before."""
+        needed = self._groups_made[rank]
         proxy: Handle[Any] = Handle(
             "comm", f"{what} (held until every rank creates group #{needed - 1})"
         )
@@ -172,25 +170,12 @@ class Fabric:
         what: str,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
-        if self._groups_made.get(rank, 0) <= self._complete:  # not held: no closure
-            return self._collective(rank, kind, tensor, group, op, root, algorithm, what)
-        return self._gated(
-            rank,
-            what,
-            lambda: self._collective(rank, kind, tensor, group, op, root, algorithm, what),
-        )
-
-    def _collective(
-        self,
-        rank: int,
-        kind: str,
-        tensor: torch.Tensor,
-        group: Group,
-        op: str | None,
-        root: int | None,
-        algorithm: str,
-        what: str,
-    ) -> Handle[Any]:
+        if self._groups_made.get(rank, 0) > self._complete:
+            return self._hold(
+                rank,
+                what,
+                lambda: self.collective(rank, kind, tensor, group, op, root, algorithm, what),
+            )
         signature_ = (op, root, algorithm)
         key = (rank, group.ranks)
         seq = self._calls.get(key, 0)
@@ -268,14 +253,11 @@ class Fabric:
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
         payload = [t.detach().clone() for t in tensors]
-        return self._gated(rank, what, lambda: self._send(rank, payload, header, dst, what))
-
-    def _send(
-        self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
-    ) -> Handle[None]:
+        if self._groups_made.get(rank, 0) > self._complete:
+            return self._hold(rank, what, lambda: self.send(rank, payload, header, dst, what))
         self._seq += 1
         handle: Handle[None] = Handle("comm", what)
-        message = _Send(self._seq, rank, dst, tensors, dict(header), handle)
+        message = _Send(self._seq, rank, dst, payload, dict(header), handle)
         # As gloo matches: a receive posted for this sender first, else one from any rank.
         posted = self._recvs[dst]
         match = next((i for i, r in enumerate(posted) if r.src == rank), None)
@@ -290,11 +272,8 @@ class Fabric:
     def recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
     ) -> Handle[Received]:
-        return self._gated(rank, what, lambda: self._recv(rank, buffers, src, what))
-
-    def _recv(
-        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
-    ) -> Handle[Received]:
+        if self._groups_made.get(rank, 0) > self._complete:
+            return self._hold(rank, what, lambda: self.recv(rank, buffers, src, what))
         self._seq += 1
         handle: Handle[Received] = Handle("comm", what)
         recv = _Recv(self._seq, rank, src, buffers, handle)

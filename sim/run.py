@@ -32,7 +32,13 @@ from sim.runtime import SimRuntime
 from strategies import CommError, Strategy
 from strategies.handles import Handle
 from strategies.ledger import Ledger
-from strategies.roles import Evaluator, TrainingSetup, build_role, initial_parameters, positive_int
+from strategies.roles import (
+    TrainingSetup,
+    build_role,
+    initial_parameters,
+    make_ledger,
+    positive_int,
+)
 
 __all__ = ["run", "SimulationError"]
 
@@ -221,14 +227,10 @@ def _simulate_run(
     net = Network(env, graph, **net_options)
     fabric = Fabric(env, net, world_size)
     initial = initial_parameters(setup)
-    owners, combine = strategy.owners(world_size)
+    owners, _ = strategy.owners(world_size)
     bar = StepProgress(setup.steps, enabled=progress)
-    ledger = Ledger(
-        owners,
-        combine,
-        steps=setup.steps,
-        eval_every=setup.eval_every,
-        evaluate=Evaluator(setup),
+    ledger = make_ledger(
+        setup,
         clock=lambda: float(env.now),
         bytes_sent=lambda: float(net.bytes_sent),
         target_loss=target_loss,

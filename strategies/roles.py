@@ -18,6 +18,7 @@ from strategies.aggregate import shard_bounds
 from strategies.base import Program, Strategy
 from strategies.comm import Communicator
 from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
+from strategies.ledger import Ledger
 from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.registry import get as get_strategy
 from strategies.replica import FlatOptimizer, Replica
@@ -30,6 +31,7 @@ __all__ = [
     "evaluate_parameters",
     "initial_parameters",
     "initial_state",
+    "make_ledger",
     "positive_int",
     "resolve_optimizers",
 ]
@@ -227,6 +229,27 @@ class Evaluator:
     def __call__(self, flat: torch.Tensor) -> dict[str, float]:
         self._replica.load(flat)
         return self._workload.evaluate(self._replica.model)
+
+
+def make_ledger(
+    setup: TrainingSetup,
+    clock: Callable[[], float],
+    bytes_sent: Callable[[], float],
+    **observers: Any,
+) -> Ledger:
+    """The run's ledger, over the owners of the strategy's declared global model; both
+    backends build it here. ``observers``: ``target_loss``, ``on_step``, ``on_eval``."""
+    owners, combine = setup.strategy.owners(setup.world_size)
+    return Ledger(
+        owners,
+        combine,
+        steps=setup.steps,
+        eval_every=setup.eval_every,
+        evaluate=Evaluator(setup),
+        clock=clock,
+        bytes_sent=bytes_sent,
+        **observers,
+    )
 
 
 def evaluate_parameters(setup: TrainingSetup, flat: torch.Tensor) -> dict[str, float]:
