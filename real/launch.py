@@ -166,9 +166,9 @@ def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
     for rank in range(nproc):
         err = open(Path(scratch) / f"{rank}.err", "wb")  # noqa: SIM115 - closed below
         command = [sys.executable, "-m", "real.rank", scratch, str(rank), str(port), str(timeout)]
-        procs.append(
-            (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env), err)
-        )
+        # stdout is the caller's (a strategy's prints show); stderr is kept for the cause.
+        child = subprocess.Popen(command, stderr=err, env=env, preexec_fn=_die_with_parent)
+        procs.append((child, err))
     failed: tuple[int, int] | None = None
     deadline = math.inf
     try:

@@ -150,13 +150,16 @@ class Ledger:
         self.stop_reason: str | None = None
         self.target_reached: dict[str, float] | None = None
         self._counts = {r: 0 for r in self.owners}
+        # How many owners have applied each count of steps, and the smallest count: the
+        # global step follows the slowest owner in O(1) per step, for thousands of workers.
+        self._at_count = {0: len(self.owners)}
+        self._slowest = 0
         self._current: dict[int, Any] = {}
         # An owner ahead of the global step keeps its state as of each step not yet global:
         # owners apply a step at different times, and a model mixing steps is no model.
         self._copies: dict[int, dict[int, torch.Tensor | None]] = {r: {} for r in self.owners}
         self._staleness: dict[int, float] = {}
         self._last_eval = -1
-        self._stop_listeners: list[Callable[[str], None]] = []
         self._runaway = 10 * steps + 1000
 
     # -- what the backends report ---------------------------------------------------------------
@@ -184,10 +187,16 @@ class Ledger:
         if self.stop_reason is not None or rank not in self._counts:
             return
         k = self._counts[rank] = self._counts[rank] + 1
+        at = self._at_count
+        at[k - 1] -= 1
+        at[k] = at.get(k, 0) + 1
+        if k - 1 == self._slowest and not at[k - 1]:
+            del at[k - 1]
+            self._slowest = k  # the last owner at the old minimum moved up by one
+        slowest = self._slowest
         self._current[rank] = state
         if rank == self.owners[0]:
             self._staleness[k] = float(staleness)
-        slowest = min(self._counts.values())
         if k > slowest:
             self._copies[rank][k] = _value(state)
         while self.step < slowest and self.stop_reason is None:
@@ -207,14 +216,9 @@ class Ledger:
         )
 
     def stop(self, reason: str) -> None:
-        """Stop the run (the first reason wins); listeners learn it at once."""
+        """Stop the run (the first reason wins)."""
         if self.stop_reason is None:
             self.stop_reason = reason
-            for listener in self._stop_listeners:
-                listener(reason)
-
-    def on_stop(self, listener: Callable[[str], None]) -> None:
-        self._stop_listeners.append(listener)
 
     def finish(self, reason: str, states: dict[int, Any] | None = None) -> None:
         """End of the run: stop with ``reason`` unless stopped already, and evaluate the global
