@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from runs.schema import COLUMNS, KINDS, row
+from runs.schema import COLUMNS, KINDS, METRICS_FILE, RUN_FILE, row
 
 __all__ = [
     "COLUMNS",
@@ -26,8 +26,6 @@ __all__ = [
 ]
 
 _LAZY = {
-    "METRICS_FILE": "runs.run",
-    "RUN_FILE": "runs.run",
     "RunResult": "runs.run",
     "summarize": "runs.run",
     "RunWriter": "runs.writer",

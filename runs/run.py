@@ -14,12 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from runs.schema import COLUMNS
+from runs.schema import COLUMNS, METRICS_FILE, RUN_FILE
 
-__all__ = ["METRICS_FILE", "RUN_FILE", "RunResult", "summarize"]
-
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.parquet"
+__all__ = ["RunResult", "summarize"]
 
 
 @dataclass

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["COLUMNS", "COMMON", "KINDS", "row"]
+__all__ = ["COLUMNS", "COMMON", "KINDS", "METRICS_FILE", "RUN_FILE", "row"]
+
+#: A run directory's two files: the record (config, summary, status) and the rows.
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.parquet"
 
 COMMON = ("kind", "time", "step", "samples", "bytes")
 #: Columns each kind always has (NaN when unmeasured), so sim and real tables line up.

@@ -7,11 +7,14 @@ import platform
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from runs.run import METRICS_FILE, RUN_FILE, RunResult
+from runs.schema import METRICS_FILE, RUN_FILE
+
+if TYPE_CHECKING:
+    from runs.run import RunResult
 
 __all__ = ["RunWriter", "versions"]
 

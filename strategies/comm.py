@@ -29,15 +29,32 @@ charged 8 bytes a field. ``recv`` takes buffers of the payload's shapes and retu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import torch
 
 from strategies.aggregate import REDUCE_OPS
+from strategies.checks import (
+    CommError,
+    CommTimeout,
+    Group,
+    as_message,
+    check_rank,
+    check_tensor,
+    make_group,
+    not_a_handle,
+)
 from strategies.handles import Handle, all_of, any_of
+from strategies.messages import (
+    Header,
+    Received,
+    check_header,
+    check_received,
+    header_nbytes,
+    message_nbytes,
+    signature,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -56,239 +73,11 @@ __all__ = [
     "make_group",
     "message_nbytes",
     "not_a_handle",
+    "signature",
 ]
 
 #: Collective algorithms the simulator knows (``"auto"`` picks as NCCL does).
 ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
-#: Header limits: small enough that the real backend ships it in one fixed-size frame.
-HEADER_FIELDS, HEADER_NAME_CHARS = 16, 32
-HEADER_FIELD_BYTES = 8
-
-Header = dict[str, float]
-
-
-class CommError(RuntimeError):
-    """A strategy used the communicator inconsistently, or an operation failed."""
-
-
-class CommTimeout(CommError):
-    """An operation did not finish within the time a strategy allowed it (``w.timeout``)."""
-
-
-class Received(NamedTuple):
-    """A received message: the sender, the filled buffers and the header."""
-
-    src: int
-    tensors: list[torch.Tensor]
-    header: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Group:
-    """An ordered set of ranks that take part in a collective together.
-
-    Examples
-    --------
-    >>> g = Group((0, 2, 3))
-    >>> g.size, g.index(2)
-    (3, 1)
-    """
-
-    ranks: tuple[int, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.ranks)
-
-    def index(self, rank: int) -> int:
-        return self.ranks.index(rank)
-
-
-def check_rank(rank: object, world_size: int, name: str) -> int:
-    """Return ``rank`` if it is a rank of the world, else raise a one-line :class:`CommError`.
-
-    Examples
-    --------
-    >>> check_rank(5, 4, "dst")
-    Traceback (most recent call last):
-    ...
-    strategies.comm.CommError: dst=5 is not a rank of this world (0..3)
-    """
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise CommError(f"{name}={rank!r} is not a rank of this world (0..{world_size - 1})")
-    return rank
-
-
-def make_group(ranks: Sequence[int], world_size: int) -> Group:
-    """A validated group, its ranks sorted as ``torch.distributed.new_group`` orders them.
-
-    Examples
-    --------
-    >>> make_group([3, 0, 2], 4).ranks
-    (0, 2, 3)
-    >>> make_group([1, 1], 4)
-    Traceback (most recent call last):
-    ...
-    strategies.comm.CommError: group ranks (1, 1) repeat a rank; list each rank once
-    """
-    ranks = tuple(check_rank(r, world_size, "group rank") for r in ranks)
-    if len(set(ranks)) != len(ranks):
-        raise CommError(f"group ranks {ranks} repeat a rank; list each rank once")
-    if not ranks:
-        raise CommError("a group needs at least one rank")
-    return Group(tuple(sorted(ranks)))
-
-
-def not_a_handle(value: Any, call: str) -> None:
-    """Raise the one-line error for a handle passed where its value belongs (a forgotten
-    ``yield``).
-
-    Examples
-    --------
-    >>> from strategies.handles import done
-    >>> not_a_handle(done(1), "w.apply(grads)")
-    Traceback (most recent call last):
-    ...
-    TypeError: w.apply(grads) got a handle, not a tensor: write `value = yield handle` to wait for a communicator call's result (a yield is missing)
-    """
-    if isinstance(value, Handle):
-        raise TypeError(
-            f"{call} got a handle, not a tensor: write `value = yield handle` to wait for a "
-            "communicator call's result (a yield is missing)"
-        )
-
-
-def as_message(
-    tensors: torch.Tensor | Sequence[torch.Tensor], call: str = "send"
-) -> list[torch.Tensor]:
-    """Normalise a payload (one tensor or several) to a list of contiguous tensors.
-
-    Examples
-    --------
-    >>> len(as_message(torch.zeros(2))), len(as_message([torch.zeros(2), torch.zeros(1)]))
-    (1, 2)
-    >>> as_message(torch.zeros(2, 3).t())
-    Traceback (most recent call last):
-    ...
-    strategies.comm.CommError: send got a non-contiguous tensor; pass tensor.contiguous() (gloo and NCCL need contiguous buffers)
-    """
-    not_a_handle(tensors, call)
-    message = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
-    for t in message:
-        not_a_handle(t, call)
-    if not message or not all(isinstance(t, torch.Tensor) for t in message):
-        raise CommError(f"{call} takes a tensor or a non-empty list of tensors")
-    for t in message:
-        _check_tensor(t, call)
-    return message
-
-
-def _check_tensor(tensor: Any, call: str) -> torch.Tensor:
-    if type(tensor) is torch.Tensor and tensor.is_contiguous():  # the usual case, quickly
-        return tensor
-    not_a_handle(tensor, call)
-    if not isinstance(tensor, torch.Tensor):
-        raise CommError(f"{call} takes a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.layout != torch.strided:
-        raise CommError(f"{call} got a {tensor.layout} tensor; pass a dense tensor")
-    if not tensor.is_contiguous():
-        raise CommError(
-            f"{call} got a non-contiguous tensor; pass tensor.contiguous() (gloo and NCCL "
-            "need contiguous buffers)"
-        )
-    return tensor
-
-
-def message_nbytes(tensors: Sequence[torch.Tensor]) -> int:
-    """Bytes a payload occupies on the wire: the tensors' real sizes.
-
-    Examples
-    --------
-    >>> message_nbytes([torch.zeros(10), torch.zeros(1, dtype=torch.int64)])
-    48
-    """
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def check_header(header: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A message header: a few named finite numbers (ints stay ints).
-
-    Examples
-    --------
-    >>> check_header({"version": 3})
-    {'version': 3}
-    >>> check_header({"version": torch.tensor(3)})
-    Traceback (most recent call last):
-    ...
-    strategies.comm.CommError: header['version'] is a Tensor; header values are plain numbers (int or float); send tensors as the payload
-    """
-    if header is None:
-        return {}
-    if not isinstance(header, Mapping):
-        raise CommError(f"header must be a dict of names to numbers, got {type(header).__name__}")
-    if len(header) > HEADER_FIELDS:
-        raise CommError(
-            f"header has {len(header)} fields; at most {HEADER_FIELDS} fit (send bulk data as "
-            "the payload)"
-        )
-    checked: dict[str, Any] = {}
-    for name, value in header.items():
-        if not isinstance(name, str) or not 0 < len(name) <= HEADER_NAME_CHARS:
-            raise CommError(
-                f"header field {name!r} must be a name of 1..{HEADER_NAME_CHARS} characters"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise CommError(
-                f"header[{name!r}] is a {type(value).__name__}; header values are plain numbers "
-                "(int or float); send tensors as the payload"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise CommError(f"header[{name!r}]={value} must be finite")
-        if isinstance(value, int) and not -(2**63) <= value < 2**63:
-            raise CommError(f"header[{name!r}]={value} does not fit in 64 bits")
-        checked[name] = value
-    return checked
-
-
-def header_nbytes(header: Mapping[str, Any]) -> int:
-    """Bytes a header is charged: 8 per field (an int64 or float64 each).
-
-    Examples
-    --------
-    >>> header_nbytes({"version": 3, "count": 1})
-    16
-    """
-    return HEADER_FIELD_BYTES * len(header)
-
-
-Signature = list[tuple[tuple[int, ...], str]]
-
-
-def signature(tensors: Sequence[torch.Tensor]) -> Signature:
-    """Shapes and dtypes of a payload, as compared against a receiver's buffers."""
-    return [(tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in tensors]
-
-
-def check_received(rank: int, src: int, sent: Signature, buffers: Sequence[torch.Tensor]) -> None:
-    """Raise the one-line error both backends give when a message does not fit the buffers.
-
-    Examples
-    --------
-    >>> check_received(1, 0, [((3,), "float32")], [torch.zeros(2)])
-    Traceback (most recent call last):
-    ...
-    strategies.comm.CommError: rank 1 received a message of [(3,) float32] from rank 0 into buffers of [(2,) float32]; make the buffers match the payload
-    """
-    expected = signature(buffers)
-    if [(tuple(s), d) for s, d in sent] != expected:
-
-        def show(sig: Signature) -> str:
-            return ", ".join(f"{tuple(s)} {d}" for s, d in sig)
-
-        raise CommError(
-            f"rank {rank} received a message of [{show(sent)}] from rank {src} into buffers of "
-            f"[{show(expected)}]; make the buffers match the payload"
-        )
 
 
 class Transport(Protocol):
@@ -395,7 +184,7 @@ class Communicator:
         root: tuple[str, Any] | None = None,
         algorithm: Any = "auto",
     ) -> Handle[Any]:
-        tensor = _check_tensor(tensor, kind)
+        tensor = check_tensor(tensor, kind)
         g = self._group(group, kind)
         checked_op = self._op(op, kind) if op is not None else None
         if checked_op == "mean" and not (tensor.is_floating_point() or tensor.is_complex()):

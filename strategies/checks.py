@@ -1,0 +1,148 @@
+"""The one checking layer: every communicator call is checked here, at the call, with the
+same one-line :class:`CommError` in both backends (a bad rank, group, tensor, or a handle
+passed where its value belongs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from strategies.handles import Handle
+
+__all__ = [
+    "CommError",
+    "CommTimeout",
+    "Group",
+    "as_message",
+    "check_rank",
+    "check_tensor",
+    "make_group",
+    "not_a_handle",
+]
+
+
+class CommError(RuntimeError):
+    """A strategy used the communicator inconsistently, or an operation failed."""
+
+
+class CommTimeout(CommError):
+    """An operation did not finish within the time a strategy allowed it (``w.timeout``)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """An ordered set of ranks that take part in a collective together.
+
+    Examples
+    --------
+    >>> g = Group((0, 2, 3))
+    >>> g.size, g.index(2)
+    (3, 1)
+    """
+
+    ranks: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.ranks)
+
+    def index(self, rank: int) -> int:
+        return self.ranks.index(rank)
+
+
+def check_rank(rank: object, world_size: int, name: str) -> int:
+    """Return ``rank`` if it is a rank of the world, else raise a one-line :class:`CommError`.
+
+    Examples
+    --------
+    >>> check_rank(5, 4, "dst")
+    Traceback (most recent call last):
+    ...
+    strategies.checks.CommError: dst=5 is not a rank of this world (0..3)
+    """
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise CommError(f"{name}={rank!r} is not a rank of this world (0..{world_size - 1})")
+    return rank
+
+
+def make_group(ranks: Sequence[int], world_size: int) -> Group:
+    """A validated group, its ranks sorted as ``torch.distributed.new_group`` orders them.
+
+    Examples
+    --------
+    >>> make_group([3, 0, 2], 4).ranks
+    (0, 2, 3)
+    >>> make_group([1, 1], 4)
+    Traceback (most recent call last):
+    ...
+    strategies.checks.CommError: group ranks (1, 1) repeat a rank; list each rank once
+    """
+    ranks = tuple(check_rank(r, world_size, "group rank") for r in ranks)
+    if len(set(ranks)) != len(ranks):
+        raise CommError(f"group ranks {ranks} repeat a rank; list each rank once")
+    if not ranks:
+        raise CommError("a group needs at least one rank")
+    return Group(tuple(sorted(ranks)))
+
+
+def not_a_handle(value: Any, call: str) -> None:
+    """Raise the one-line error for a handle passed where its value belongs (a forgotten
+    ``yield``).
+
+    Examples
+    --------
+    >>> from strategies.handles import done
+    >>> not_a_handle(done(1), "w.apply(grads)")
+    Traceback (most recent call last):
+    ...
+    TypeError: w.apply(grads) got a handle, not a tensor: write `value = yield handle` to wait for a communicator call's result (a yield is missing)
+    """
+    if isinstance(value, Handle):
+        raise TypeError(
+            f"{call} got a handle, not a tensor: write `value = yield handle` to wait for a "
+            "communicator call's result (a yield is missing)"
+        )
+
+
+def as_message(
+    tensors: torch.Tensor | Sequence[torch.Tensor], call: str = "send"
+) -> list[torch.Tensor]:
+    """Normalise a payload (one tensor or several) to a list of contiguous tensors.
+
+    Examples
+    --------
+    >>> len(as_message(torch.zeros(2))), len(as_message([torch.zeros(2), torch.zeros(1)]))
+    (1, 2)
+    >>> as_message(torch.zeros(2, 3).t())
+    Traceback (most recent call last):
+    ...
+    strategies.checks.CommError: send got a non-contiguous tensor; pass tensor.contiguous() (gloo and NCCL need contiguous buffers)
+    """
+    not_a_handle(tensors, call)
+    message = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+    for t in message:
+        not_a_handle(t, call)
+    if not message or not all(isinstance(t, torch.Tensor) for t in message):
+        raise CommError(f"{call} takes a tensor or a non-empty list of tensors")
+    for t in message:
+        check_tensor(t, call)
+    return message
+
+
+def check_tensor(tensor: Any, call: str) -> torch.Tensor:
+    if type(tensor) is torch.Tensor and tensor.is_contiguous():  # the usual case, quickly
+        return tensor
+    not_a_handle(tensor, call)
+    if not isinstance(tensor, torch.Tensor):
+        raise CommError(f"{call} takes a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.layout != torch.strided:
+        raise CommError(f"{call} got a {tensor.layout} tensor; pass a dense tensor")
+    if not tensor.is_contiguous():
+        raise CommError(
+            f"{call} got a non-contiguous tensor; pass tensor.contiguous() (gloo and NCCL "
+            "need contiguous buffers)"
+        )
+    return tensor
