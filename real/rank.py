@@ -21,9 +21,11 @@ import cloudpickle
 import torch
 import torch.distributed as dist
 
+import real
+import runs
+import strategies
 from real.runtime import RealRuntime, StopSignal, drive
 from real.transport import GlooTransport
-from strategies import comm, context, handles
 from strategies.comm import Communicator
 from strategies.roles import TrainingSetup, build_role
 
@@ -32,13 +34,14 @@ __all__ = ["main", "one_line_error"]
 FINISHED_KEY, GONE_KEY, START_KEY = "commsim/finished", "commsim/gone", "commsim/start"
 
 
-_REAL = Path(__file__).resolve().parent
-_SEAM = {Path(m.__file__).resolve() for m in (handles, comm, context)}
+#: commsim's own packages: an error's location is the innermost frame outside them (the
+#: strategy's code), or commsim's own innermost frame when the error is commsim's alone.
+_OWN = tuple(Path(m.__file__).resolve().parent for m in (strategies, real, runs))
 
 
 def _is_machinery(filename: str) -> bool:
     path = Path(filename).resolve()
-    return path.parent == _REAL or path in _SEAM
+    return any(path.is_relative_to(root) for root in _OWN)
 
 
 def one_line_error(error: BaseException) -> str:

@@ -22,6 +22,7 @@ step and the peers' next computations order causally even on an oversubscribed m
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 
-from strategies.base import not_yieldable
+from strategies.base import close_program, not_yieldable
 from strategies.comm import CommTimeout
 from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
@@ -202,10 +203,11 @@ class RealRuntime:
         """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
         self.wake.clear()
         handle.add_callback(lambda _: self.wake.set())
-        deadline = time.perf_counter() + timeout
+        # A sleep ends by itself: the bound is for operations that need a peer.
+        deadline = math.inf if handle.kind == "idle" else time.perf_counter() + timeout
         while not handle.done and not self.stopped():
             left = deadline - time.perf_counter()
-            if left <= 0 or not self.wake.wait(left):
+            if left <= 0 or not self.wake.wait(None if left == math.inf else left):
                 if not handle.done and not self.stopped():
                     return
             self.wake.clear()
@@ -224,8 +226,8 @@ def drive(
     error: BaseException | None = None
     mark = time.perf_counter()
     while True:
-        if runtime.stopped():
-            program.close()  # the program learns the stop at its yield; finally blocks run
+        if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
+            close_program(program, ctx.rank, ctx.role)
             return "stopped"
         try:
             item = program.send(value) if error is None else program.throw(error)
@@ -247,7 +249,8 @@ def drive(
                 continue
             error = CommTimeout(
                 f"rank {runtime.rank} waited {timeout:g} s on {item.describe()}; every rank must "
-                "make matching calls (a send completes only once its recv is posted)"
+                "make matching calls (collectives in the same order; a send completes only "
+                "once its recv is posted), or raise real.run's timeout for longer operations"
             )
             continue
         # An older handle yielded late must not move the stamp back: a rank's events stay in

@@ -33,11 +33,11 @@ from strategies.comm import (
     check_received,
     header_nbytes,
     message_nbytes,
-    signature,
 )
 from strategies.handles import Handle
+from strategies.messages import ENVELOPE_BYTES, envelope
 
-__all__ = ["ENVELOPE_BYTES", "GlooTransport"]
+__all__ = ["GlooTransport"]
 
 _OPS = {
     "sum": dist.ReduceOp.SUM,
@@ -46,18 +46,10 @@ _OPS = {
     "min": dist.ReduceOp.MIN,
 }
 ENVELOPE_TAG = 0
-#: The envelope frame: 8-byte length, then JSON. Not charged: the header's fields are.
-ENVELOPE_BYTES = 4096
 
 
 def _encode(header: dict[str, Any], tensors: list[torch.Tensor], tag: int) -> torch.Tensor:
-    record = {"h": header, "s": signature(tensors), "t": tag}
-    blob = json.dumps(record, separators=(",", ":")).encode()
-    if len(blob) > ENVELOPE_BYTES - 8:
-        raise CommError(
-            f"a message of {len(tensors)} tensors does not fit the {ENVELOPE_BYTES}-byte "
-            "envelope; send fewer, larger tensors (concatenate them)"
-        )
+    blob = envelope(header, tensors, tag)  # the communicator checked that it fits
     frame = torch.zeros(ENVELOPE_BYTES, dtype=torch.uint8)
     frame[:8] = torch.tensor([len(blob)], dtype=torch.int64).view(torch.uint8)
     frame[8 : 8 + len(blob)] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)

@@ -22,6 +22,7 @@ from typing import Any
 import simpy
 import torch
 
+from sim.network import NetworkError
 from strategies.aggregate import reduce_tensors
 from strategies.comm import (
     CommError,
@@ -227,16 +228,23 @@ class Fabric:
                 if slot.kind in _IN_PLACE:
                     tensor = slot.tensors[rank]
                     if value is not None:
-                        tensor.copy_(value)
+                        with torch.no_grad():  # a parameter is a buffer too, as in gloo
+                            tensor.copy_(value)
                     value = tensor
                 slot.handles[rank].resolve(value, at=self.env.now, started_at=started)
 
         if group.size == 1:
             deliver()
             return
-        done = self.network.collective(
-            slot.kind, nbytes, ranks=list(group.ranks), algorithm=algorithm, root=root
-        )
+        try:
+            done = self.network.collective(
+                slot.kind, nbytes, ranks=list(group.ranks), algorithm=algorithm, root=root
+            )
+        except NetworkError as exc:  # e.g. 'hierarchical' on hosts without nodes
+            error = CommError(f"{slot.kind} on group {group.ranks}: {exc}")
+            for handle in slot.handles.values():  # every rank learns it at its yield
+                handle.fail(error, at=self.env.now)
+            return
         done.callbacks.append(deliver)
 
     def missing(self, handle: Handle[Any]) -> list[int]:
@@ -304,8 +312,9 @@ class Fabric:
             except CommError as exc:
                 recv.handle.fail(exc, at=now)
                 return
-            for buffer, tensor in zip(recv.buffers, message.tensors):
-                buffer.copy_(tensor)
+            with torch.no_grad():
+                for buffer, tensor in zip(recv.buffers, message.tensors):
+                    buffer.copy_(tensor)
             recv.handle.resolve(
                 Received(message.src, recv.buffers, message.header), at=now, started_at=started
             )

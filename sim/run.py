@@ -9,6 +9,7 @@ forward/backward runs.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -30,6 +31,7 @@ from sim.network import Network
 from sim.progress import StepProgress
 from sim.runtime import SimRuntime
 from strategies import CommError, Strategy
+from strategies.base import close_program
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 from strategies.roles import (
@@ -250,8 +252,14 @@ def _simulate_run(
         with bar:
             reason = _simulate(env, ledger, runtime, fabric, processes, max_time)
     finally:
-        for program in programs.values():
-            program.close()  # a program learns the stop at its yield; its finally blocks run
+        closing: list[BaseException] = []
+        for rank, program in programs.items():
+            try:  # a program learns the stop at its yield; its finally blocks run
+                close_program(program, rank, contexts[rank].role)
+            except RuntimeError as exc:
+                closing.append(exc)
+        if closing and sys.exc_info()[1] is None:
+            raise closing[0]
     ended = {r: contexts[r].parameters for r in owners} if reason == "finished" else None
     ledger.finish(reason, ended)
     runtime.record_rank_times()

@@ -23,7 +23,10 @@ from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 
-__all__ = ["SimRuntime"]
+__all__ = ["SPIN_LIMIT", "SimRuntime"]
+
+#: Resumes of one program at one simulated instant before it is taken for a polling loop.
+SPIN_LIMIT = 100_000
 
 
 class SimRuntime:
@@ -117,7 +120,18 @@ class SimRuntime:
         value: Any = None
         error: BaseException | None = None
         self.running += 1
+        instant, resumes = -1.0, 0  # a program resuming forever at one instant never ends
         while True:
+            if self.env.now == instant:
+                resumes += 1
+                if resumes > SPIN_LIMIT:
+                    raise RuntimeError(
+                        f"rank {ctx.rank}'s {ctx.role} program resumed {SPIN_LIMIT} times at "
+                        f"t={instant:.6g}s without simulated time passing: it polls with "
+                        "zero-length waits; yield the handle it waits for instead"
+                    )
+            else:
+                instant, resumes = self.env.now, 0
             try:
                 item = program.send(value) if error is None else program.throw(error)
             except StopIteration:

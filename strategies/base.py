@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from strategies.context import ServerContext, WorkerContext
 from strategies.ledger import GLOBAL_MODELS
 
-__all__ = ["Program", "Strategy", "not_yieldable"]
+__all__ = ["Program", "Strategy", "close_program", "not_yieldable"]
 
 #: A role program: yields handles, receives their values.
 Program = Generator[Any, Any, None]
@@ -40,6 +40,22 @@ def not_yieldable(item: Any, rank: int, role: str, program: Program) -> TypeErro
         f"rank {rank}'s {role} program yielded a {type(item).__name__}{where}; yield the "
         "handles that communicator calls, compute_gradients() and sleep() return"
     )
+
+
+def close_program(program: Program, rank: int, role: str) -> None:
+    """Close a program at its current ``yield`` (the run stopped): its ``finally`` blocks run.
+    A ``finally`` that waits on communication then cannot complete (the peers have stopped
+    too); both backends refuse it with the same one-line error."""
+    frame = getattr(program, "gi_frame", None)
+    where = f" at {Path(frame.f_code.co_filename).name}:{frame.f_lineno}" if frame else ""
+    try:
+        program.close()
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"rank {rank}'s {role} program yielded again while being closed{where}: once the "
+            "run stops, a finally block may clean up but not wait on handles (the other ranks "
+            "have stopped)"
+        ) from exc
 
 
 class Strategy(ABC):

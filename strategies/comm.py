@@ -49,6 +49,7 @@ from strategies.handles import Handle, all_of, any_of
 from strategies.messages import (
     Header,
     Received,
+    check_envelope,
     check_header,
     check_received,
     header_nbytes,
@@ -58,6 +59,7 @@ from strategies.messages import (
 
 __all__ = [
     "ALGORITHMS",
+    "ALGORITHMS_FOR",
     "CommError",
     "CommTimeout",
     "Communicator",
@@ -78,6 +80,16 @@ __all__ = [
 
 #: Collective algorithms the simulator knows (``"auto"`` picks as NCCL does).
 ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
+#: Which algorithms implement each collective (``sim.collectives`` builds exactly these; a
+#: test keeps the two in step). ``"auto"`` is valid for all.
+ALGORITHMS_FOR: dict[str, tuple[str, ...]] = {
+    "all_reduce": ("ring", "tree", "halving_doubling", "direct", "hierarchical"),
+    "reduce_scatter": ("ring", "direct", "halving_doubling"),
+    "all_gather": ("ring", "direct", "halving_doubling"),
+    "broadcast": ("ring", "tree", "direct"),
+    "reduce": ("ring", "tree", "direct"),
+    "barrier": (),
+}
 
 
 class Transport(Protocol):
@@ -173,6 +185,9 @@ class Communicator:
             raise CommError(
                 f"{call}: algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
             )
+        if algorithm != "auto" and algorithm not in ALGORITHMS_FOR[call]:
+            known = ", ".join(("auto", *ALGORITHMS_FOR[call]))
+            raise CommError(f"{call}: algorithm={algorithm!r} does not implement it; use {known}")
         return str(algorithm)
 
     def _collective(
@@ -268,8 +283,10 @@ class Communicator:
         dst = check_rank(dst, self.world_size, "dst")
         if dst == self.rank:
             raise CommError(f"rank {self.rank} sent to itself; keep local data local")
+        checked = check_header(header)
+        check_envelope(checked, message)
         what = f"send to rank {dst} ({message_nbytes(message)} B)"
-        return self._transport.send(self.rank, message, check_header(header), dst, what)
+        return self._transport.send(self.rank, message, checked, dst, what)
 
     def recv(
         self, buffers: torch.Tensor | Sequence[torch.Tensor], src: int | None = None
@@ -290,7 +307,10 @@ class Communicator:
 
     def wait_any(self, handles: Sequence[Handle[Any]]) -> Handle[tuple[int, Any]]:
         """The first of several to finish: ``(index, value)``; the others go on."""
-        return any_of(_handles(handles, "wait_any"))
+        handles = _handles(handles, "wait_any")
+        if not handles:
+            raise CommError("wait_any needs at least one handle; there is nothing to wait for")
+        return any_of(handles)
 
 
 def _handles(handles: Sequence[Any], call: str) -> list[Handle[Any]]:

@@ -62,8 +62,14 @@ class Runtime(Protocol):
         ...
 
 
-def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+def _seconds(value: Any, name: str, positive: bool = False) -> float:
+    low = 0.0 if positive else -1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
+        bound = (
+            "> 0 (a sleep of 0 would poll at one simulated instant forever)" if positive else ">= 0"
+        )
+        raise ValueError(f"{name}={value!r} must be a number of seconds {bound}")
+    if not positive and value < 0:
         raise ValueError(f"{name}={value!r} must be a number of seconds >= 0")
     if value == float("inf"):
         raise ValueError(f"{name}=inf never ends; pass a finite number of seconds")
@@ -136,7 +142,7 @@ class RoleContext:
 
     def sleep(self, seconds: float) -> Handle[None]:
         """A handle that finishes after ``seconds`` (counted as idle time)."""
-        return self._runtime.sleep(self, _seconds(seconds, "seconds"))
+        return self._runtime.sleep(self, _seconds(seconds, "seconds", positive=True))
 
     def compute(self, seconds: float) -> Handle[None]:
         """Charge ``seconds`` of local work (e.g. encoding) to this rank's device: ``sim``
@@ -154,7 +160,7 @@ class RoleContext:
         ``studies.check(..., exact=False)``."""
         if not isinstance(handle, Handle):
             raise TypeError(f"timeout takes a handle from a communicator call, got {handle!r}")
-        limit = _seconds(seconds, "seconds")
+        limit = _seconds(seconds, "seconds", positive=True)
 
         def first(result: tuple[int, Any]) -> Any:
             index, value = result

@@ -216,19 +216,21 @@ def any_of(handles: Sequence[Handle[Any]], what: str = "") -> Handle[tuple[int, 
         raise ValueError("any_of needs at least one handle; there is nothing to wait for")
     out: Handle[tuple[int, Any]] = Handle("comm", what or _list_what("any of", handles))
     out.children = tuple(handles)
-    claimed = [False]
+    # The losers keep their callbacks until they finish (a timeout's timer: maybe an hour);
+    # the cell is emptied once one wins, so those callbacks do not keep the result alive.
+    cell: list[Handle[tuple[int, Any]] | None] = [out]
     lock = threading.Lock()
 
     def first(index: int) -> Callable[[Handle[Any]], None]:
         def finish(h: Handle[Any]) -> None:
             with lock:
-                if claimed[0]:
-                    return
-                claimed[0] = True
+                winner, cell[0] = cell[0], None
+            if winner is None:
+                return
             if h.failed:
-                out.fail(h._value, at=h.finished_at)
+                winner.fail(h._value, at=h.finished_at)
             else:
-                out.resolve((index, h._value), at=h.finished_at, started_at=h.started_at)
+                winner.resolve((index, h._value), at=h.finished_at, started_at=h.started_at)
 
         return finish
 

@@ -68,14 +68,15 @@ def check_runaway(rank: int, rank_steps: int, steps: int, owners: Sequence[int])
     >>> check_runaway(0, 1101, 10, [1, 2])
     Traceback (most recent call last):
     ...
-    RuntimeError: rank 0 has applied 1101 optimizer steps but the run's 10 global steps count the steps of ranks [1, 2] (the declared global model); declare global_model = 'servers', 'primary' or 'average' to match the ranks that apply updates
+    RuntimeError: rank 0 has applied 1101 optimizer steps, far more than the run's 10 global steps need: a global step counts once every owner of the global model (ranks [1, 2]) has applied it, so an owner stopped stepping (its program ended early) or the strategy's global_model ('servers', 'primary', 'average') does not match the ranks that apply updates
     """
     if rank_steps > 10 * steps + 1000:
         raise RuntimeError(
-            f"rank {rank} has applied {rank_steps} optimizer steps but the run's {steps} global "
-            f"steps count the steps of ranks {list(owners)} (the declared global model); declare "
-            "global_model = 'servers', 'primary' or 'average' to match the ranks that apply "
-            "updates"
+            f"rank {rank} has applied {rank_steps} optimizer steps, far more than the run's "
+            f"{steps} global steps need: a global step counts once every owner of the global "
+            f"model (ranks {list(owners)}) has applied it, so an owner stopped stepping (its "
+            "program ended early) or the strategy's global_model ('servers', 'primary', "
+            "'average') does not match the ranks that apply updates"
         )
 
 

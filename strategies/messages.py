@@ -3,6 +3,7 @@ backends size, describe and check them."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -12,11 +13,14 @@ import torch
 from strategies.checks import CommError
 
 __all__ = [
+    "ENVELOPE_BYTES",
     "HEADER_FIELDS",
     "Header",
     "Received",
     "Signature",
+    "check_envelope",
     "check_header",
+    "envelope",
     "check_received",
     "header_nbytes",
     "message_nbytes",
@@ -28,6 +32,9 @@ HEADER_FIELDS, HEADER_NAME_CHARS = 16, 32
 HEADER_FIELD_BYTES = 8
 
 Header = dict[str, float]
+#: The frame a real message's header and payload shapes travel in (not charged: the
+#: header's fields are). Every message must fit, in both backends.
+ENVELOPE_BYTES = 4096
 
 
 class Received(NamedTuple):
@@ -127,4 +134,29 @@ def check_received(rank: int, src: int, sent: Signature, buffers: Sequence[torch
         raise CommError(
             f"rank {rank} received a message of [{show(sent)}] from rank {src} into buffers of "
             f"[{show(expected)}]; make the buffers match the payload"
+        )
+
+
+def envelope(header: Mapping[str, Any], tensors: Sequence[torch.Tensor], tag: int) -> bytes:
+    """The header and payload shapes as the real backend sends them ahead of the payload."""
+    record = {"h": dict(header), "s": signature(tensors), "t": tag}
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def check_envelope(header: Mapping[str, Any], tensors: Sequence[torch.Tensor]) -> None:
+    """Raise if a message's header and shapes would not fit the real backend's envelope
+    (checked in both backends, so what runs in ``sim`` runs for real).
+
+    Examples
+    --------
+    >>> check_envelope({}, [torch.zeros(1)] * 400)
+    Traceback (most recent call last):
+    ...
+    strategies.checks.CommError: a message of 400 tensors with this header does not fit the 4096-byte envelope; send fewer, larger tensors (concatenate them) or a smaller header
+    """
+    if len(envelope(header, tensors, 2**63 - 1)) > ENVELOPE_BYTES - 8:
+        raise CommError(
+            f"a message of {len(tensors)} tensors with this header does not fit the "
+            f"{ENVELOPE_BYTES}-byte envelope; send fewer, larger tensors (concatenate them) "
+            "or a smaller header"
         )

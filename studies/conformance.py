@@ -83,7 +83,8 @@ def check(
     loss_rtol: float = 0.05,
     timeout: float = 120.0,
 ) -> Conformance:
-    """Run ``strategy`` in ``sim`` (on a star) and on ``real`` (gloo, local processes).
+    """Run ``strategy`` in ``sim`` (on a star whose hosts form one node, as the local
+    processes do) and on ``real`` (gloo, local processes).
 
     Parameters
     ----------
@@ -99,7 +100,12 @@ def check(
     """
     every = max(1, steps // 2) if eval_every is None else eval_every
     kwargs = {"steps": steps, "optimizer": optimizer, "eval_every": every, "seed": seed}
-    simulated = sim.run(strategy, workload, topologies.star(world_size), **kwargs)
+    # The real ranks share this machine: give the simulated hosts one node too, so
+    # strategies that read locality (w.node, w.nodes) see the same layout in both.
+    graph = topologies.star(world_size)
+    for host in topologies.hosts(graph):
+        graph.nodes[host]["node"] = 0
+    simulated = sim.run(strategy, workload, graph, **kwargs)
     measured = real.run(strategy, workload, nproc=world_size, timeout=timeout, **kwargs)
     name = repr(strategy) if isinstance(strategy, Strategy) else str(strategy)
     report = Conformance(name, simulated, measured)

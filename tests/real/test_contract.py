@@ -266,3 +266,38 @@ def test_a_receive_for_the_sender_is_matched_before_a_receive_from_any_rank():
     for result in (simulated, measured):
         row = result.logs.iloc[0]
         assert (row["any_got"], row["specific_got"]) == (2.0, 1.0)
+
+
+class SleepsLongerThanTheTimeout(Strategy):
+    name = "sleeps_long_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        yield w.sleep(2.5)  # the per-operation timeout bounds waits on peers, not sleeps
+        grads = yield w.compute_gradients()
+        w.apply(grads)
+
+
+def test_a_sleep_may_outlast_the_timeout_for_operations():
+    result = real.run(SleepsLongerThanTheTimeout(), "quadratic", nproc=2, steps=1, timeout=1.5)
+    assert result.summary["steps"] == 1
+
+
+class WaitsInFinally(Strategy):
+    name = "waits_in_finally_real_test_only"
+
+    def worker(self, w):
+        try:
+            while not w.done:
+                grads = yield w.compute_gradients()
+                grads = yield w.comm.all_reduce(grads, op="mean")
+                w.apply(grads)
+        finally:
+            yield w.comm.barrier()
+
+
+def test_a_finally_that_waits_after_the_stop_is_the_same_error_on_real():
+    with pytest.raises(RuntimeError) as err:
+        real.run(WaitsInFinally(), "quadratic", nproc=2, steps=2, timeout=20)
+    message = one_line(err)
+    assert "program yielded again while being closed at test_contract.py:" in message

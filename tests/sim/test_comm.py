@@ -713,3 +713,9 @@ def test_groups_must_be_created_in_the_same_order_on_every_rank():
     comms[1].new_group([0, 1])
     with pytest.raises(CommError, match="rank 1 created 1 of the 2 groups"):
         fabric.check_groups()
+
+
+def test_wait_any_of_nothing_is_a_commerror_naming_wait_any():
+    w = World()
+    with pytest.raises(CommError, match="wait_any needs at least one handle"):
+        w.comms[0].wait_any([])

@@ -280,3 +280,103 @@ def test_mean_of_an_integer_tensor_is_refused_at_the_call():
 
     with pytest.raises(CommError, match="op='mean' needs a floating-point tensor, got torch.int64"):
         run(IntMean(), "quadratic", topologies.star(2), steps=1)
+
+
+class PollsWithZeroWaits(Strategy):
+    name = "polls_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        pending = w.comm.all_reduce(torch.ones(1000))
+        while not pending.done:
+            yield w.compute(0)
+
+
+class SleepsZero(Strategy):
+    name = "sleeps_zero_test_only"
+
+    def worker(self, w):
+        yield w.sleep(0)
+
+
+def test_a_zero_length_sleep_is_refused_and_a_zero_wait_poll_is_named():
+    with pytest.raises(ValueError, match=r"seconds=0 must be a number of seconds > 0"):
+        run(SleepsZero(), "quadratic", topologies.star(1), steps=1)
+    graph = topologies.star(2, bandwidth="1Mbps", latency="1ms")
+    with pytest.raises(RuntimeError, match="resumed 100000 times at t=0s without simulated time"):
+        run(PollsWithZeroWaits(), "quadratic", graph, steps=1)
+
+
+class BroadcastsIntoParameters(Strategy):
+    """A parameter is a buffer for an in-place collective, as on gloo."""
+
+    name = "broadcasts_into_parameters_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            for p in w.model.parameters():
+                yield w.comm.broadcast(p, src=0)
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+
+
+def test_in_place_collectives_and_receives_fill_parameters():
+    result = run(BroadcastsIntoParameters(), "quadratic", topologies.star(3), steps=2)
+    assert result.summary["steps"] == 2
+
+
+class WaitsInFinally(AllReduceSGD):
+    name = "waits_in_finally_test_only"
+
+    def worker(self, w):
+        try:
+            yield from super().worker(w)
+        finally:
+            yield w.comm.barrier()
+
+
+def test_a_finally_that_waits_after_the_stop_is_one_clear_error():
+    with pytest.raises(RuntimeError) as err:
+        run(WaitsInFinally(), "quadratic", topologies.star(2), steps=2)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "program yielded again while being closed at test_contract.py:" in message
+
+
+def test_an_algorithm_the_collective_lacks_is_refused_at_the_call():
+    class GathersByTree(Strategy):
+        name = "gathers_by_tree_test_only"
+
+        def worker(self, w):
+            yield w.comm.all_gather(torch.ones(2), algorithm="tree")
+
+    with pytest.raises(CommError, match="all_gather: algorithm='tree' does not implement it"):
+        run(GathersByTree(), "quadratic", topologies.star(2), steps=1)
+
+
+def test_an_algorithm_the_topology_cannot_run_fails_every_rank_at_its_yield():
+    class Caught(Strategy):
+        name = "hierarchical_on_a_star_test_only"
+        global_model = "primary"
+        errors: list = []
+
+        def worker(self, w):
+            try:
+                yield w.comm.all_reduce(torch.ones(2), algorithm="hierarchical")
+            except CommError as exc:
+                Caught.errors.append((w.rank, "needs a 'node' attribute" in str(exc)))
+
+    run(Caught(), "quadratic", topologies.star(2), steps=1)
+    assert sorted(Caught.errors) == [(0, True), (1, True)]
+
+
+def test_a_message_too_large_for_the_real_envelope_is_refused_in_sim_too():
+    class ManyTensors(Strategy):
+        name = "many_tensors_test_only"
+
+        def worker(self, w):
+            if w.rank == 0:
+                yield w.comm.send([torch.zeros(2, 3, 4)] * 300, dst=1)
+
+    with pytest.raises(CommError, match="does not fit the 4096-byte envelope"):
+        run(ManyTensors(), "quadratic", topologies.star(2), steps=1)

@@ -82,3 +82,22 @@ def test_handles_resolved_from_other_threads_run_each_callback_once():
 
 def test_done_is_already_finished():
     assert done(3).value == 3 and done().done
+
+
+def test_any_of_does_not_keep_its_result_alive_through_the_losers():
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    winner, loser = Handle(), Handle()  # the loser: a timeout's timer, pending for an hour
+    first = any_of([winner, loser])
+    payload = Payload()
+    alive = weakref.ref(payload)
+    winner.resolve(payload)
+    assert first.value[1] is payload
+    del first, payload
+    winner = None
+    gc.collect()
+    assert alive() is None, "the pending loser's callback still holds the result"

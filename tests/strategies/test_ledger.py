@@ -112,7 +112,7 @@ def test_a_rank_stepping_far_beyond_the_run_is_named_instead_of_stalling_forever
     ledger.start({0: torch.zeros(1), 1: torch.zeros(1)})
     for k in range(1, 1021):  # 10 x steps + 1000 steps: still tolerated
         ledger.rank_stepped(5, k)
-    with pytest.raises(RuntimeError, match=r"rank 5 has applied 1021 .* ranks \[0, 1\]"):
+    with pytest.raises(RuntimeError, match=r"rank 5 has applied 1021 .* \(ranks \[0, 1\]\)"):
         ledger.rank_stepped(5, 1021)
 
 
