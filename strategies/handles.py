@@ -143,7 +143,9 @@ class Handle(Generic[T]):
     # -- composing ------------------------------------------------------------------------
     def then(self, fn: Callable[[T], U], what: str = "") -> Handle[U]:
         """A handle for ``fn(value)``, computed when this one finishes (errors pass through,
-        and an error raised by ``fn`` fails the new handle)."""
+        and an error raised by ``fn`` fails the new handle). ``fn`` runs in the thread that
+        finishes the operation (a library thread on ``real``): keep it to pure maths on the
+        value (decoding, scaling), and make communicator calls from the program."""
         out: Handle[U] = Handle(self.kind, what or self.what)
         out.children = (self,)
 
