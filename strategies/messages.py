@@ -154,9 +154,27 @@ def check_envelope(header: Mapping[str, Any], tensors: Sequence[torch.Tensor]) -
     ...
     strategies.checks.CommError: a message of 400 tensors with this header does not fit the 4096-byte envelope; send fewer, larger tensors (concatenate them) or a smaller header
     """
+    if _surely_fits(header, tensors):  # the usual message, without encoding it
+        return
     if len(envelope(header, tensors, 2**63 - 1)) > ENVELOPE_BYTES - 8:
         raise CommError(
             f"a message of {len(tensors)} tensors with this header does not fit the "
             f"{ENVELOPE_BYTES}-byte envelope; send fewer, larger tensors (concatenate them) "
             "or a smaller header"
         )
+
+
+#: Worst-case JSON bytes of one payload tensor with at most 8 dims (8 numbers of up to 19
+#: digits and commas, a dtype name of up to 10 characters, brackets and quotes) and of one
+#: checked header field with an ASCII name (name, quotes, colon, a 64-bit int or the longest
+#: float repr, comma), and of the record around them (keys, brackets, the tag).
+_TENSOR_BYTES, _FIELD_BYTES, _FRAME_BYTES = 178, 60, 40
+
+
+def _surely_fits(header: Mapping[str, Any], tensors: Sequence[torch.Tensor]) -> bool:
+    if len(tensors) > 16 or any(t.dim() > 8 for t in tensors):
+        return False
+    if not all(name.isascii() for name in header):
+        return False
+    worst = _FRAME_BYTES + _TENSOR_BYTES * len(tensors) + _FIELD_BYTES * len(header)
+    return worst <= ENVELOPE_BYTES - 8

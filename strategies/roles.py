@@ -28,7 +28,6 @@ __all__ = [
     "TrainingSetup",
     "WorkloadLike",
     "build_role",
-    "evaluate_parameters",
     "initial_parameters",
     "initial_state",
     "make_ledger",
@@ -250,11 +249,6 @@ def make_ledger(
         bytes_sent=bytes_sent,
         **observers,
     )
-
-
-def evaluate_parameters(setup: TrainingSetup, flat: torch.Tensor) -> dict[str, float]:
-    """Held-out metrics of the model with these flat parameters (built fresh, then loaded)."""
-    return Evaluator(setup)(flat)
 
 
 def build_role(
