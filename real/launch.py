@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import networkx as nx
 import pandas as pd
 import torch
 
+import topologies
 import workloads
 from runs import RunResult, RunWriter, summarize
 from strategies import Strategy
@@ -72,6 +74,7 @@ def run(
     backend: str = "gloo",
     out: str | Path | None = None,
     timeout: float = 300.0,
+    topology: nx.Graph | None = None,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -79,7 +82,8 @@ def run(
     ledger decides both). ``time`` columns are wall-clock seconds since all ranks were ready;
     ``result.parameters`` holds the global model's flat parameters at the last global step.
     ``timeout`` bounds every wait: a rank that waits longer on one operation fails with an
-    error naming it.
+    error naming it. ``topology``, when given, is the network the ranks run on (its hosts,
+    one per rank): strategies that follow the topology read its host graph.
     """
     positive_int("nproc", nproc)
     if backend not in BACKENDS:
@@ -100,6 +104,7 @@ def run(
         seed=seed,
         accumulate=accumulate,
         eval_every=eval_every,
+        host_graph=None if topology is None else topologies.host_graph(topology),
     )
     try:
         pickled = cloudpickle.dumps(setup)
@@ -254,6 +259,8 @@ def _replay(setup: TrainingSetup, parts: list[dict[str, Any]]) -> Replayed:
             nbytes[0] += rest[0]
         elif kind == "stepped":
             ledger.stepped(rank, rest[0], rest[1])
+        elif kind == "settled":
+            ledger.settled(rank, rest[0])
         elif kind == "logged":
             ledger.logged(rank, rest[0])
     stop_time, stop_bytes = clock[0], nbytes[0]

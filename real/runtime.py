@@ -181,10 +181,19 @@ class RealRuntime:
     def sleep(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         return self._timers.sleep(seconds, f"sleep {seconds:g} s")
 
+    def settled(self, ctx: RoleContext) -> None:
+        # A step's state is taken before the next step (after the communication that
+        # follows it), and needed only at evaluation points.
+        if self.owner and ctx.step < self.steps:
+            if is_eval_step(ctx.step, self.eval_every, self.steps):
+                self.events.append(("settled", self.resumed_at, self.rank, ctx.parameters()))  # type: ignore[attr-defined]
+
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         check_runaway(self.rank, ctx.step, self.steps, self.owners)
         if not self.owner:
             return
+        # The state at an evaluation point is taken when it settles (before the next step);
+        # this one stands in if the run ends first, and is the last step's own.
         due = is_eval_step(ctx.step, self.eval_every, self.steps)
         snapshot = ctx.parameters() if due else None  # type: ignore[attr-defined]
         self.events.append(("stepped", self.resumed_at, self.rank, staleness, snapshot))

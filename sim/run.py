@@ -152,6 +152,7 @@ def run(
         seed=seed,
         accumulate=accumulate,
         eval_every=eval_every,
+        host_graph=topologies.host_graph(graph),
     )
     compute_model = ComputeModel.parse(compute)
     compute_model.check_world(setup.world_size, setup.workers)

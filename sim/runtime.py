@@ -102,6 +102,10 @@ class SimRuntime:
         )
         return handle
 
+    def settled(self, ctx: RoleContext) -> None:
+        if ctx.rank in self.ledger.owner_set:
+            self.ledger.settled(ctx.rank, ctx.parameters)  # type: ignore[attr-defined]
+
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         ledger = self.ledger
         ledger.rank_stepped(ctx.rank, ctx.step)

@@ -58,6 +58,13 @@ def close_program(program: Program, rank: int, role: str) -> None:
         ) from exc
 
 
+def _check_optimizers(optimizers: Any, owner: str) -> None:
+    if not isinstance(optimizers, dict) or not optimizers:
+        raise TypeError(f"{owner}.optimizers must map at least one name to a spec")
+    if not all(isinstance(k, str) for k in optimizers):
+        raise TypeError(f"{owner}.optimizers must map names (str) to specs")
+
+
 class Strategy(ABC):
     """Base class of every communication strategy.
 
@@ -76,7 +83,9 @@ class Strategy(ABC):
       construction) or ``"servers"`` (the servers' shards; workers then get no optimizer);
     * :attr:`optimizers`: the named optimizers the strategy uses; the first is the one
       ``apply`` steps, the others are built with ``ctx.make_optimizer(name, flat)``. A value is
-      the default spec (``None``: the run's ``optimizer``).
+      the default spec; ``None`` marks the one the run's ``optimizer`` configures (a run can
+      also name each: ``optimizer={"inner": ..., "outer": ...}``). An instance may set its
+      own ``self.optimizers`` (e.g. from constructor arguments) before ``super().__init__``.
     """
 
     #: Registry key, used by config files.
@@ -84,10 +93,11 @@ class Strategy(ABC):
     #: What the global model is (see the class docstring).
     global_model: ClassVar[str] = "average"
     #: Named optimizers and their default specs; the first is stepped by ``apply``.
-    optimizers: ClassVar[dict[str, Any]] = {"main": None}
+    optimizers: dict[str, Any] = {"main": None}
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = options
+        _check_optimizers(self.optimizers, type(self).__name__)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -96,8 +106,7 @@ class Strategy(ABC):
                 f"{cls.__name__}.global_model={cls.global_model!r}; use one of "
                 f"{', '.join(GLOBAL_MODELS)}"
             )
-        if not cls.optimizers or not all(isinstance(k, str) for k in cls.optimizers):
-            raise TypeError(f"{cls.__name__}.optimizers must map at least one name to a spec")
+        _check_optimizers(cls.optimizers, cls.__name__)
 
     def servers(self, world_size: int) -> list[int]:
         """Ranks that act as servers; the rest are workers. Default: none."""

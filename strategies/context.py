@@ -9,7 +9,9 @@ Steps and versions are two things. ``w.step`` counts the optimizer steps this ro
 (``apply``); the run's ``steps`` counts global steps of the declared global model. ``w.version``
 is a tag a strategy may use to measure staleness: ``apply`` advances it by one, and
 ``load_parameters(p, version=v)`` adopts ``v`` (without ``version`` it stays as it was).
-Loading parameters is never a step.
+Loading parameters is never a step. What a step leaves behind includes the communication that
+follows it: an owner's state at step ``k`` is taken when it is about to apply step ``k + 1``
+(after its averaging, mixing or outer step), and the run's last step when it is applied.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class Runtime(Protocol):
         self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
     ) -> Handle[torch.Tensor]:
         """A handle for a finished local gradient (the simulator adds compute time)."""
+        ...
+
+    def settled(self, ctx: RoleContext) -> None:
+        """``ctx`` is about to apply its next optimizer step: its state for the step it applied
+        last is final (the communication after a step belongs to that step)."""
         ...
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
@@ -90,6 +97,15 @@ class RoleContext:
         rank's node (``nodes[r]``), for hierarchical strategies. ``sim`` reads the topology's
         ``node`` host attribute (a host without one is a node of its own); ``real`` reads
         the launcher's.
+    host_graph
+        Which ranks are neighbours on the network (``{rank: (neighbour ranks...)}``: hosts
+        joined by a link or through switches only), for strategies that follow the
+        topology; ``None`` when the backend does not know the topology.
+    seed
+        The run's seed: a strategy's own random draws seed their generators from it (and
+        the rank), so both backends draw the same numbers.
+    eval_every
+        The run's evaluation period (see :meth:`is_eval_step`).
     step
         Optimizer steps this role has applied.
     version
@@ -110,6 +126,9 @@ class RoleContext:
         optimizers: Mapping[str, OptimizerSpec] | None = None,
         schedule: ScheduleSpec | None = None,
         total_steps: int = 1,
+        seed: int = 0,
+        eval_every: int = 1,
+        host_graph: Mapping[int, tuple[int, ...]] | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -119,6 +138,9 @@ class RoleContext:
         self.nodes = tuple(range(world_size)) if nodes is None else tuple(nodes)
         self.node = self.nodes[rank]
         self.local_rank = sum(1 for r in range(rank) if self.nodes[r] == self.node)
+        self.host_graph = None if host_graph is None else dict(host_graph)
+        self.seed = seed
+        self.eval_every = eval_every
         self.step = 0
         self.version = 0
         self._runtime = runtime
@@ -135,6 +157,12 @@ class RoleContext:
     def now(self) -> float:
         """Seconds since the run started (simulated in ``sim``, wall-clock in ``real``)."""
         return self._runtime.now()
+
+    def is_eval_step(self) -> bool:
+        """Whether this role's last step (``step``) is one of the run's evaluation points: a
+        cheap moment for a strategy to log its own statistics (period, compression ratio)
+        as often as the run evaluates."""
+        return self.step % self.eval_every == 0 or self.step >= self._total_steps
 
     def log(self, **values: float) -> None:
         """Record named values now (e.g. a strategy's own statistics)."""
@@ -172,14 +200,25 @@ class RoleContext:
 
         return any_of([handle, self.sleep(limit)]).then(first, what=handle.describe())
 
-    def make_optimizer(self, name: str, flat: torch.Tensor) -> FlatOptimizer:
-        """An optimizer declared by the strategy (``Strategy.optimizers``) over ``flat``,
-        configured as the run asked (``optimizer={name: spec}``); steps taken with it are
-        not global steps."""
+    def make_optimizer(self, name: str, flat: torch.Tensor | None = None) -> FlatOptimizer:
+        """An optimizer declared by the strategy (``Strategy.optimizers``) over ``flat``
+        (stepped in place), configured as the run asked (``optimizer={name: spec}``); steps
+        taken with it are not global steps. A worker's ``flat`` defaults to its own model's
+        parameter buffer, so ``opt.step(grads)`` updates the model (a local optimizer that is
+        not the global model's, as EASGD's workers have)."""
+        if flat is None:
+            flat = self._own_parameters(name)
         if name not in self._optimizers:
             known = ", ".join(self._optimizers) or "none"
             raise KeyError(f"optimizer {name!r} is not declared by this strategy; it has {known}")
         return FlatOptimizer(flat, self._optimizers[name], self._schedule, self._total_steps)
+
+    def _own_parameters(self, name: str) -> torch.Tensor:
+        raise TypeError(f"make_optimizer({name!r}) on a {self.role} needs the flat tensor to step")
+
+    def _settle(self) -> None:
+        if self.step:
+            self._runtime.settled(self)
 
     def _stepped(self, staleness: int) -> None:
         self.step += 1
@@ -243,12 +282,16 @@ class WorkerContext(RoleContext):
         """One step of the local optimizer with a flat gradient: ``step`` and ``version``
         advance by one."""
         _check_flat(grads, self.numel, "w.apply(grads)")
+        self._settle()
         self.replica.apply(grads, lr_scale)
         self._stepped(staleness)
 
     def parameters(self) -> torch.Tensor:
         """A flat copy of the local parameters."""
         return self.replica.parameters()
+
+    def _own_parameters(self, name: str) -> torch.Tensor:
+        return self.replica.flat
 
     def load_parameters(self, flat: torch.Tensor, version: int | None = None) -> None:
         """Replace the local parameters (e.g. pulled from a server or averaged). Not a step;
@@ -292,6 +335,7 @@ class ServerContext(RoleContext):
     def apply(self, grads: torch.Tensor, *, staleness: int = 0, lr_scale: float = 1.0) -> None:
         """Step this shard's optimizer: ``step`` and ``version`` advance by one."""
         _check_flat(grads, self.numel, "s.apply(grads)")
+        self._settle()
         self.shard.step(grads, lr_scale)
         self._stepped(staleness)
 

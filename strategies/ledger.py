@@ -9,6 +9,13 @@ value logged) and never counts steps or builds result rows itself. The ledger ow
   ranks) or ``"average"`` (the mean of the workers' replicas). Its *owners* are the ranks
   whose state makes it; global step ``k`` exists once every owner has applied ``k`` optimizer
   steps. Loading parameters is never a step;
+* the **state of a step**: an owner's state at step ``k`` is its parameters when it is about
+  to apply step ``k + 1`` (the communication that follows a step -- averaging, mixing, an
+  outer optimizer step -- belongs to it), except for the run's last step, whose state is taken
+  when it is applied (the run stops there). Evaluating step ``k`` waits until every owner's
+  state at ``k`` is known;
+* the **consensus distance** of a global model that is an average: the mean squared distance
+  of the owners' states to their mean, recorded with each evaluation;
 * the stop conditions (``steps``, ``target_loss``; the backends stop the clock on a time
   budget and tell the ledger), and the evaluation points (every ``eval_every`` steps, the
   first and the last);
@@ -32,7 +39,7 @@ import torch
 from runs.schema import row
 from strategies.aggregate import reduce_tensors
 
-__all__ = ["GLOBAL_MODELS", "Ledger", "check_runaway", "is_eval_step"]
+__all__ = ["GLOBAL_MODELS", "Ledger", "check_runaway", "consensus_distance", "is_eval_step"]
 
 #: What a strategy may declare as its global model.
 GLOBAL_MODELS = ("primary", "servers", "average")
@@ -55,6 +62,18 @@ def is_eval_step(step: int, eval_every: int, steps: int) -> bool:
     [0, 5, 10, 12]
     """
     return step % eval_every == 0 or step >= steps
+
+
+def consensus_distance(states: Sequence[torch.Tensor], mean: torch.Tensor | None = None) -> float:
+    """Mean squared Euclidean distance of the states to their average (0 when all agree).
+
+    Examples
+    --------
+    >>> consensus_distance([torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.0])])
+    1.0
+    """
+    mean = reduce_tensors(states, "mean") if mean is None else mean
+    return float(sum(float((s - mean).pow(2).sum()) for s in states) / len(states))
 
 
 def check_runaway(rank: int, rank_steps: int, steps: int, owners: Sequence[int]) -> None:
@@ -113,7 +132,14 @@ class Ledger:
     >>> ledger.stepped(1, 0, torch.zeros(1)); ledger.step
     1
     >>> [(r["kind"], r["step"]) for r in ledger.rows]
-    [('eval', 0), ('step', 1), ('eval', 1)]
+    [('eval', 0), ('step', 1)]
+
+    Step 1 is evaluated once both owners' states at step 1 are final: when each is about to
+    apply step 2 (here the shards were averaged to 0.5 in between):
+
+    >>> ledger.settled(0, torch.full((1,), 0.5)); ledger.settled(1, torch.full((1,), 0.5))
+    >>> [(r["kind"], r["step"], r.get("loss")) for r in ledger.rows][-1]
+    ('eval', 1, 1.0)
     """
 
     def __init__(
@@ -161,6 +187,7 @@ class Ledger:
         self._copies: dict[int, dict[int, torch.Tensor | None]] = {r: {} for r in self.owners}
         self._staleness: dict[int, float] = {}
         self._last_eval = -1
+        self._pending: list[int] = []  # global evaluation steps waiting for owners' states
         self._runaway = 10 * steps + 1000
 
     # -- what the backends report ---------------------------------------------------------------
@@ -198,10 +225,20 @@ class Ledger:
         self._current[rank] = state
         if rank == self.owners[0]:
             self._staleness[k] = float(staleness)
-        if k > slowest:
+        if k >= self.steps:  # the last step: no step follows to settle it
             self._copies[rank][k] = _value(state)
         while self.step < slowest and self.stop_reason is None:
             self._advance()
+
+    def settled(self, rank: int, state: Any) -> None:
+        """Owner ``rank`` is about to apply its next step: ``state`` (see :data:`State`) is
+        final for the step it applied last."""
+        if self.stop_reason is not None or rank not in self._counts:
+            return
+        k = self._counts[rank]
+        if k >= self.step:  # still needed: the global step has not passed it
+            self._copies[rank][k] = _value(state)
+            self._evaluate_pending()
 
     def logged(self, rank: int, values: dict[str, float]) -> None:
         """A strategy logged named values on ``rank``."""
@@ -231,6 +268,13 @@ class Ledger:
             self._current.update(states)
             for rank, state in states.items():
                 self._copies[rank][self.step] = _value(state)
+        # Evaluation points whose owners never settled them: the state each owner has now.
+        for k in self._pending:
+            if k < self.step:
+                flat = self._combined(k)
+                if flat is not None:
+                    self._record_eval(k, flat)
+        self._pending.clear()
         self.evaluate()
 
     # -- what the backends ask --------------------------------------------------------------------
@@ -249,32 +293,61 @@ class Ledger:
     def global_parameters(self) -> torch.Tensor | None:
         """The global model's flat parameters at the current global step (``None`` if an
         owner's state at that step was not recorded)."""
+        return self._combined(self.step)
+
+    def _states(self, k: int, settled_only: bool = False) -> list[torch.Tensor] | None:
         states = []
         for r in self.owners:
-            # Each owner's state right after its step at the global step (kept when it got
-            # there), so a later load_parameters does not leak in; the real backend records
-            # states at evaluation points only, and its final states otherwise.
-            state = self._copies[r].get(self.step)
-            if state is None and self._counts[r] == self.step:
+            # Each owner's state as of step k (kept when it settled), so a later step does
+            # not leak in; an owner still at step k contributes its state now, unless only
+            # settled states will do. The real backend records states at evaluation points
+            # only, and its final states otherwise.
+            state = self._copies[r].get(k)
+            if state is None and self._counts[r] == k and not settled_only:
                 state = _value(self._current.get(r))
             if state is None:
                 return None
             states.append(state)
+        return states
+
+    def _combined(self, k: int, settled_only: bool = False) -> torch.Tensor | None:
+        states = self._states(k, settled_only)
+        return None if states is None else self._combine(states)
+
+    def _combine(self, states: list[torch.Tensor]) -> torch.Tensor:
         if self.combine == "one":
             return states[0].clone()
         if self.combine == "concat":
             return torch.cat(states)
         return reduce_tensors(states, "mean")
 
+    def _evaluate_pending(self) -> None:
+        while self._pending and self.stop_reason is None:
+            k = self._pending[0]
+            states = self._states(k, settled_only=True)
+            if states is None:
+                return
+            self._pending.pop(0)
+            self._record_eval(k, self._combine(states), states)
+
     def evaluate(self) -> None:
         """Evaluate the global model now (once per global step) and check the target loss."""
         if self._last_eval == self.step:
             return
-        flat = self.global_parameters()
-        if flat is None:
+        states = self._states(self.step)
+        if states is not None:
+            self._record_eval(self.step, self._combine(states), states)
+
+    def _record_eval(
+        self, k: int, flat: torch.Tensor, states: list[torch.Tensor] | None = None
+    ) -> None:
+        if self._last_eval >= k:
             return
-        self._last_eval = self.step
-        row_ = self._row("eval", **self._evaluate(flat))
+        self._last_eval = k
+        values = self._evaluate(flat)
+        if self.combine == "mean" and states is not None and len(states) > 1:
+            values["consensus"] = consensus_distance(states, flat)
+        row_ = self._row("eval", step=k, **values)
         self.rows.append(row_)
         if self.target_loss is not None and self.target_reached is None:
             if row_["loss"] <= self.target_loss:
@@ -287,24 +360,25 @@ class Ledger:
     def _advance(self) -> None:
         self.step += 1
         k = self.step
-        for rank, copies in self._copies.items():
-            for old in [v for v in copies if v < k]:
+        keep = self._pending[0] if self._pending else k
+        for copies in self._copies.values():
+            for old in [v for v in copies if v < keep]:
                 del copies[old]
-            if k not in copies:  # this owner made step k global: keep its state at k, which
-                copies[k] = _value(self._current.get(rank))  # its next step overwrites
         self.rows.append(self._row("step", staleness=self._staleness.pop(k, math.nan)))
         if self._on_step is not None:
             self._on_step(k)
-        if self.is_eval_step(k):
-            self.evaluate()
+        if self.is_eval_step(k) and k < self.steps:
+            self._pending.append(k)
+        self._evaluate_pending()
         if k >= self.steps:
+            self.evaluate()  # the last step's states were taken when applied
             self.stop("steps")
 
-    def _row(self, kind: str, **values: Any) -> dict[str, Any]:
+    def _row(self, kind: str, step: int | None = None, **values: Any) -> dict[str, Any]:
         return row(
             kind,
             time=self._clock(),
-            step=self.step,
+            step=self.step if step is None else step,
             samples=self.samples,
             nbytes=self._bytes(),
             **values,

@@ -85,6 +85,9 @@ class TrainingSetup:
     seed: int = 0
     accumulate: int = 1
     eval_every: int = 10
+    #: Network neighbours of each rank (``topologies.host_graph``), when the backend knows
+    #: the topology; strategies read it as ``ctx.host_graph``.
+    host_graph: dict[int, tuple[int, ...]] | None = None
 
     @classmethod
     def create(
@@ -99,6 +102,7 @@ class TrainingSetup:
         seed: int = 0,
         accumulate: int = 1,
         eval_every: int = 10,
+        host_graph: Mapping[int, tuple[int, ...]] | None = None,
     ) -> TrainingSetup:
         """Validate a run's common arguments, each error naming its argument.
 
@@ -127,6 +131,11 @@ class TrainingSetup:
                 "or a registered workload name"
             )
         resolved.check_world(world_size)
+        if host_graph is not None and sorted(host_graph) != list(range(world_size)):
+            raise ValueError(
+                f"the topology's hosts have ranks {sorted(host_graph)}, but the run has "
+                f"{world_size} ranks; give every rank 0..{world_size - 1} one host"
+            )
         return cls(
             strategy=resolved,
             workload=workload,
@@ -137,6 +146,7 @@ class TrainingSetup:
             seed=seed,
             accumulate=accumulate,
             eval_every=eval_every,
+            host_graph=None if host_graph is None else dict(host_graph),
         )
 
     def config(self) -> dict[str, Any]:
@@ -172,8 +182,9 @@ class TrainingSetup:
 def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, OptimizerSpec]:
     """The strategy's named optimizers, as the run configures them.
 
-    ``optimizer`` is one spec (for the first declared optimizer: ``"sgd"``,
-    ``{"name": "adam", "lr": 1e-3}``, a callable) or a mapping from declared names to specs.
+    ``optimizer`` is one spec (``"sgd"``, ``{"name": "adam", "lr": 1e-3}``, a callable) for
+    the optimizer the strategy leaves to the run (the first declared with default ``None``,
+    else the first declared), or a mapping from declared names to specs.
 
     Examples
     --------
@@ -185,7 +196,7 @@ def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, Optimize
     ...
     ValueError: optimizer names 'outer', which AllReduceSGD does not declare; it declares main
     """
-    declared = dict(type(strategy).optimizers)
+    declared = dict(strategy.optimizers)
     overrides: dict[str, Any]
     if isinstance(optimizer, Mapping) and "name" not in optimizer and optimizer:
         overrides = dict(optimizer)
@@ -196,7 +207,8 @@ def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, Optimize
                 f"{type(strategy).__name__} does not declare; it declares {', '.join(declared)}"
             )
     else:
-        overrides = {next(iter(declared)): optimizer}
+        runs = [name for name, default in declared.items() if default is None]
+        overrides = {(runs or list(declared))[0]: optimizer}
     specs = {}
     for name, default in declared.items():
         given = overrides.get(name)
@@ -271,6 +283,9 @@ def build_role(
         "optimizers": setup.optimizers,
         "schedule": setup.schedule,
         "total_steps": setup.steps,
+        "seed": setup.seed,
+        "eval_every": setup.eval_every,
+        "host_graph": setup.host_graph,
     }
     if rank in servers:
         flat = (initial or (lambda: initial_parameters(setup)))()

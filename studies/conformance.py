@@ -106,7 +106,9 @@ def check(
     for host in topologies.hosts(graph):
         graph.nodes[host]["node"] = 0
     simulated = sim.run(strategy, workload, graph, **kwargs)
-    measured = real.run(strategy, workload, nproc=world_size, timeout=timeout, **kwargs)
+    measured = real.run(
+        strategy, workload, nproc=world_size, timeout=timeout, topology=graph, **kwargs
+    )
     name = repr(strategy) if isinstance(strategy, Strategy) else str(strategy)
     report = Conformance(name, simulated, measured)
     report.differences = _differences(simulated, measured, exact, rtol, atol, loss_rtol)

@@ -24,6 +24,7 @@ __all__ = [
     "HOST",
     "SWITCH",
     "TopologyError",
+    "host_graph",
     "hosts",
     "rank_to_node",
     "switches",
@@ -55,6 +56,38 @@ def hosts(g: nx.Graph) -> list[Hashable]:
         if not _is_int(rank):
             raise TopologyError(f"host {v!r} has no integer 'rank'; set g.nodes[{v!r}]['rank']")
     return [v for _, v in sorted(found, key=lambda pair: pair[0])]
+
+
+def host_graph(g: nx.Graph) -> dict[int, tuple[int, ...]]:
+    """Which ranks are network neighbours: hosts joined by a link, or through switches only.
+
+    This is the graph a topology-following strategy (gossip on the physical network) talks
+    over: on a ring of hosts each rank has two neighbours; behind one switch, all are.
+
+    Examples
+    --------
+    >>> from topologies import ring, star
+    >>> host_graph(ring(4))
+    {0: (1, 3), 1: (0, 2), 2: (1, 3), 3: (0, 2)}
+    >>> host_graph(star(3))
+    {0: (1, 2), 1: (0, 2), 2: (0, 1)}
+    """
+    rank_of = {h: g.nodes[h]["rank"] for h in hosts(g)}
+    neighbours: dict[int, tuple[int, ...]] = {}
+    for host, rank in rank_of.items():
+        seen, frontier, found = {host}, [host], set()
+        while frontier:  # walk through switches; a host ends the walk
+            node = frontier.pop()
+            for nxt in (*g.successors(node), *g.predecessors(node)) if g.is_directed() else g[node]:
+                if nxt in seen:
+                    continue
+                seen.add(nxt)
+                if nxt in rank_of:
+                    found.add(rank_of[nxt])
+                else:
+                    frontier.append(nxt)
+        neighbours[rank] = tuple(sorted(found))
+    return dict(sorted(neighbours.items()))
 
 
 def switches(g: nx.Graph) -> list[Hashable]:

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 import topologies
+import workloads
 from sim.run import run
 from sim.timing import transfer_time
 from strategies import AllReduceSGD, CommTimeout, ParameterServer, Strategy
 from strategies.comm import CommError
+from strategies.roles import Evaluator, TrainingSetup
 
 FAST = dict(bandwidth=1e15, latency=1e-12)
 
@@ -380,3 +382,117 @@ def test_a_message_too_large_for_the_real_envelope_is_refused_in_sim_too():
 
     with pytest.raises(CommError, match="does not fit the 4096-byte envelope"):
         run(ManyTensors(), "quadratic", topologies.star(2), steps=1)
+
+
+class OuterStep(Strategy):
+    """A step's state includes the communication after it: after each local step the
+    workers average, then take an outer step that moves every replica by +1. The global
+    model at an evaluation point must include that move (as DiLoCo's outer step)."""
+
+    name = "outer_step_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            params = w.parameters()
+            yield w.comm.all_reduce(params, op="mean")
+            w.load_parameters(params + 1.0)
+
+
+class PlainAverage(OuterStep):
+    name = "plain_average_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            params = w.parameters()
+            yield w.comm.all_reduce(params, op="mean")
+            w.load_parameters(params)
+
+
+def test_an_evaluation_point_sees_the_communication_that_follows_its_step():
+    kwargs = dict(steps=4, eval_every=2, optimizer={"name": "sgd", "lr": 0.0})
+    moved = run(OuterStep(), "quadratic", topologies.star(2), **kwargs)
+    still = run(PlainAverage(), "quadratic", topologies.star(2), **kwargs)
+    # lr 0: the replicas move only by the outer +1 after each step. Step 2's state is taken
+    # before step 3 (two moves); the last step's when applied (three: its own never runs).
+    evaluate = Evaluator(
+        TrainingSetup.create(PlainAverage(), workloads.get("quadratic"), 2, steps=1)
+    )
+    losses = moved.evals.set_index("step")["loss"]
+    assert losses[2] == pytest.approx(evaluate(still.parameters + 2.0)["loss"], rel=1e-6)
+    assert losses[4] == pytest.approx(evaluate(still.parameters + 3.0)["loss"], rel=1e-6)
+    final = moved.parameters - still.parameters
+    torch.testing.assert_close(final, torch.full_like(final, 3.0))
+
+
+class Disagree(Strategy):
+    """Workers never communicate and start apart: the consensus distance is known."""
+
+    name = "disagree_test_only"
+
+    def worker(self, w):
+        w.load_parameters(w.parameters() + float(w.index))
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads * 0)
+
+
+def test_the_consensus_distance_of_an_average_is_recorded_with_each_evaluation():
+    result = run(Disagree(), "quadratic", topologies.star(3), steps=2, eval_every=1)
+    numel = result.parameters.numel()
+    # offsets 0, 1, 2 on every parameter: mean squared distance to the mean is 2/3 each.
+    after_start = result.evals[result.evals["step"] > 0]["consensus"]
+    assert list(after_start) == pytest.approx([numel * 2 / 3] * 2)
+    allreduce = run(AllReduceSGD(), "quadratic", topologies.star(3), steps=2, eval_every=1)
+    assert "consensus" not in allreduce.evals  # replicas equal by construction
+
+
+class LocalOptimizer(Strategy):
+    """EASGD-like: workers step their own model with a declared optimizer that the run's
+    ``optimizer`` configures (the one declared None), and a server owns the global model."""
+
+    name = "local_optimizer_test_only"
+    global_model = "servers"
+    optimizers = {"center": {"name": "sgd", "lr": 0.5}, "local": None}
+    seen: dict = {}
+
+    def servers(self, world_size):
+        return [0]
+
+    def worker(self, w):
+        local = w.make_optimizer("local")
+        LocalOptimizer.seen[w.rank] = (local.optimizer.param_groups[0]["lr"], w.seed)
+        before = w.parameters()
+        local.step(torch.ones(w.numel))
+        LocalOptimizer.seen["moved"] = float((before - w.parameters()).mean())
+        yield w.comm.send(w.parameters(), dst=0)
+
+    def server(self, s):
+        LocalOptimizer.seen["server_lr"] = s.shard.optimizer.param_groups[0]["lr"]
+        got = yield s.comm.recv(torch.empty(s.numel), src=1)
+        s.apply(s.parameters() - got.tensors[0])
+
+
+def test_a_run_optimizer_configures_the_one_a_strategy_leaves_to_it():
+    LocalOptimizer.seen = {}
+    run(LocalOptimizer(), "quadratic", topologies.star(2), steps=1, seed=7, optimizer="adam")
+    assert LocalOptimizer.seen[1] == (1e-3, 7)
+    assert LocalOptimizer.seen["server_lr"] == 0.5
+    assert LocalOptimizer.seen["moved"] == pytest.approx(1e-3, rel=1e-4)  # adam's 1st step: lr
+
+
+def test_a_context_knows_the_network_neighbours_from_the_topology():
+    seen = {}
+
+    class Neighbours(AllReduceSGD):
+        name = "neighbours_test_only"
+
+        def worker(self, w):
+            seen[w.rank] = w.host_graph[w.rank]
+            yield from super().worker(w)
+
+    run(Neighbours(), "quadratic", topologies.ring(4), steps=1)
+    assert seen == {0: (1, 3), 1: (0, 2), 2: (1, 3), 3: (0, 2)}

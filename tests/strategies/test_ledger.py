@@ -37,10 +37,14 @@ def kinds(ledger):
 
 
 def test_one_owner_counts_its_steps_evaluates_at_the_points_and_stops_at_steps():
+    # After step k the owner communicates (its state becomes k + 0.5) before step k + 1:
+    # an evaluation point's state is the settled one, the last step's the applied one.
     ledger, clock, evaluated = make([0], "one", steps=3, eval_every=2)
     ledger.start({0: torch.zeros(2)})
     for k in range(1, 5):  # a fourth step after the stop is ignored
         clock.t = float(k)
+        if k > 1:
+            ledger.settled(0, torch.full((2,), k - 0.5))
         ledger.stepped(0, staleness=k - 1, state=torch.full((2,), float(k)))
     assert kinds(ledger) == [
         ("eval", 0),
@@ -52,20 +56,27 @@ def test_one_owner_counts_its_steps_evaluates_at_the_points_and_stops_at_steps()
     ]
     assert ledger.stop_reason == "steps" and ledger.step == 3
     assert [r["staleness"] for r in ledger.rows if r["kind"] == "step"] == [0.0, 1.0, 2.0]
-    assert [float(e[0]) for e in evaluated] == [0.0, 2.0, 3.0]
+    assert [float(e[0]) for e in evaluated] == [0.0, 2.5, 3.0]
+    eval_two = next(r for r in ledger.rows if r["kind"] == "eval" and r["step"] == 2)
+    assert eval_two["time"] == 3.0  # evaluated when settled, just before step 3
 
 
 def test_the_average_of_replicas_is_taken_at_one_step_even_when_an_owner_is_ahead():
     ledger, clock, evaluated = make([0, 1], "mean", steps=4, eval_every=1)
     ledger.start({0: torch.zeros(1), 1: torch.zeros(1)})
     ledger.stepped(0, 0, torch.tensor([10.0]))  # rank 0 at step 1
+    ledger.settled(0, torch.tensor([15.0]))  # ... its state at step 1 after communicating
     ledger.stepped(0, 0, torch.tensor([20.0]))  # rank 0 at step 2, rank 1 still at 0
     assert ledger.step == 0
     ledger.stepped(1, 0, torch.tensor([30.0]))  # rank 1 at step 1: global step 1
-    assert ledger.step == 1
-    assert float(evaluated[-1]) == pytest.approx((10.0 + 30.0) / 2)  # rank 0's copy at step 1
+    assert ledger.step == 1 and len(evaluated) == 1  # waits for rank 1's settled state
+    ledger.settled(1, torch.tensor([35.0]))
+    assert float(evaluated[-1]) == pytest.approx((15.0 + 35.0) / 2)  # rank 0's copy at step 1
+    assert ledger.rows[-1]["consensus"] == pytest.approx(100.0)  # both 10 away from 25
     ledger.stepped(1, 0, torch.tensor([50.0]))
-    assert float(evaluated[-1]) == pytest.approx((20.0 + 50.0) / 2)
+    ledger.settled(0, torch.tensor([22.0]))
+    ledger.settled(1, torch.tensor([52.0]))
+    assert float(evaluated[-1]) == pytest.approx((22.0 + 52.0) / 2)
 
 
 def test_shards_concatenate_in_owner_order():
@@ -91,7 +102,10 @@ def test_samples_and_bytes_are_what_was_counted_when_a_row_was_made():
 def test_a_target_loss_stops_at_the_first_evaluation_that_reaches_it():
     ledger, _, _ = make([0], "one", steps=10, eval_every=1, target_loss=2.5)
     ledger.start({0: torch.tensor([5.0])})
-    for value in (4.0, 2.0, 1.0):
+    values = (4.0, 2.0, 1.0)
+    for k, value in enumerate(values):
+        if k:
+            ledger.settled(0, torch.tensor([values[k - 1]]))
         ledger.stepped(0, 0, torch.tensor([value]))
     assert ledger.stop_reason == "target_loss" and ledger.step == 2
     assert ledger.target_reached["step"] == 2
@@ -116,9 +130,10 @@ def test_a_rank_stepping_far_beyond_the_run_is_named_instead_of_stalling_forever
         ledger.rank_stepped(5, 1021)
 
 
-def test_an_owners_state_at_a_global_step_is_kept_when_it_moves_on_or_loads():
-    # The owner that makes step 1 global steps again before the run ends: the final
-    # evaluation at step 1 still has its state at step 1, not a later one.
+def test_an_owners_state_at_a_global_step_is_the_one_it_settled_with_when_it_moves_on():
+    # The owner that makes step 1 global loads new parameters (its averaging) and steps
+    # again before the run ends: the final evaluation at step 1 has its state as of just
+    # before step 2, not a later one.
     ledger, _, evaluated = make([0, 1], "mean", steps=10, eval_every=5)
     current = {0: torch.zeros(1), 1: torch.zeros(1)}
     ledger.start({r: (lambda r=r: current[r].clone()) for r in (0, 1)})
@@ -127,9 +142,11 @@ def test_an_owners_state_at_a_global_step_is_kept_when_it_moves_on_or_loads():
     current[0] = torch.tensor([2.0])
     ledger.stepped(0, 0, lambda: current[0].clone())  # global step 1
     current[0] = torch.tensor([100.0])  # loads after its step, then steps on
+    ledger.settled(0, lambda: current[0].clone())
+    current[0] = torch.tensor([7.0])
     ledger.stepped(0, 0, lambda: current[0].clone())
     ledger.finish("max_time")
-    assert float(evaluated[-1]) == pytest.approx(3.0)
+    assert float(evaluated[-1]) == pytest.approx((100.0 + 4.0) / 2)
 
 
 def test_when_programs_end_by_themselves_the_final_model_is_their_final_states():
