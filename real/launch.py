@@ -83,7 +83,8 @@ def run(
     ``result.parameters`` holds the global model's flat parameters at the last global step.
     ``timeout`` bounds every wait: a rank that waits longer on one operation fails with an
     error naming it. ``topology``, when given, is the network the ranks run on (its hosts,
-    one per rank): strategies that follow the topology read its host graph.
+    one per rank): strategies read its host graph and their nodes from it (the host
+    ``node`` attributes), instead of the launcher's.
     """
     positive_int("nproc", nproc)
     if backend not in BACKENDS:
@@ -105,6 +106,7 @@ def run(
         accumulate=accumulate,
         eval_every=eval_every,
         host_graph=None if topology is None else topologies.host_graph(topology),
+        nodes=None if topology is None else topologies.rank_nodes(topology),
     )
     try:
         pickled = cloudpickle.dumps(setup)

@@ -78,7 +78,11 @@ def _run(setup: TrainingSetup, rank: int, port: int, timeout: float, out: Path) 
     ctx = None
     try:
         ctx, program = build_role(
-            setup, rank, Communicator(rank, world, transport), runtime, nodes=_nodes(rank, world)
+            setup,
+            rank,
+            Communicator(rank, world, transport),
+            runtime,
+            nodes=setup.nodes if setup.nodes is not None else _nodes(rank, world),
         )
         dist.barrier()
         if rank == 0:

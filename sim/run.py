@@ -241,7 +241,7 @@ def _simulate_run(
         on_eval=writer.flush if writer else None,
     )
     runtime = SimRuntime(env, compute_model, ledger, setup.accumulate)
-    nodes = _nodes(graph)
+    nodes = topologies.rank_nodes(graph)
     contexts, programs = {}, {}
     for rank in range(world_size):
         contexts[rank], programs[rank] = build_role(
@@ -279,16 +279,6 @@ def _simulate_run(
     if writer is not None:
         writer.finish(result)
     return result
-
-
-def _nodes(graph: nx.Graph) -> tuple[int, ...]:
-    """Each rank's node: the host's ``node`` attribute, numbered in order of first
-    appearance; a host without one is a node of its own."""
-    labels = [
-        graph.nodes[h].get("node", ("host", rank)) for rank, h in enumerate(topologies.hosts(graph))
-    ]
-    numbering: dict[Any, int] = {}
-    return tuple(numbering.setdefault(label, len(numbering)) for label in labels)
 
 
 def _simulate(

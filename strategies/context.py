@@ -235,6 +235,9 @@ class WorkerContext(RoleContext):
         The worker's position among workers (its data shard), not its rank.
     gradients
         Gradients computed so far (each over ``accumulate`` micro-batches).
+    last_loss
+        The training loss of the last gradient computed (on this worker's batch), for
+        strategies that adapt to it; ``nan`` before the first.
     """
 
     role = "worker"
@@ -257,6 +260,7 @@ class WorkerContext(RoleContext):
         self.index = workers.index(rank)
         self.replica = replica
         self.gradients = 0
+        self.last_loss = float("nan")
         self._batches = batches
         self._loss_fn = loss_fn
         self._accumulate = accumulate
@@ -276,6 +280,7 @@ class WorkerContext(RoleContext):
             self._batches, self._loss_fn, self._accumulate
         )
         self.gradients += 1
+        self.last_loss = loss
         return self._runtime.computed(self, grads, samples, loss)
 
     def apply(self, grads: torch.Tensor, *, staleness: int = 0, lr_scale: float = 1.0) -> None:

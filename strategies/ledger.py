@@ -347,7 +347,7 @@ class Ledger:
         values = self._evaluate(flat)
         if self.combine == "mean" and states is not None and len(states) > 1:
             values["consensus"] = consensus_distance(states, flat)
-        row_ = self._row("eval", step=k, **values)
+        row_ = self._row("eval", at_step=k, **values)
         self.rows.append(row_)
         if self.target_loss is not None and self.target_reached is None:
             if row_["loss"] <= self.target_loss:
@@ -374,11 +374,11 @@ class Ledger:
             self.evaluate()  # the last step's states were taken when applied
             self.stop("steps")
 
-    def _row(self, kind: str, step: int | None = None, **values: Any) -> dict[str, Any]:
+    def _row(self, kind: str, *, at_step: int | None = None, **values: Any) -> dict[str, Any]:
         return row(
             kind,
             time=self._clock(),
-            step=self.step if step is None else step,
+            step=self.step if at_step is None else at_step,
             samples=self.samples,
             nbytes=self._bytes(),
             **values,

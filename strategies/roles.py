@@ -8,7 +8,7 @@ still depends on torch alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,6 +88,9 @@ class TrainingSetup:
     #: Network neighbours of each rank (``topologies.host_graph``), when the backend knows
     #: the topology; strategies read it as ``ctx.host_graph``.
     host_graph: dict[int, tuple[int, ...]] | None = None
+    #: Each rank's node, when the run is given a topology (the real backend otherwise asks
+    #: its launcher).
+    nodes: tuple[int, ...] | None = None
 
     @classmethod
     def create(
@@ -103,6 +106,7 @@ class TrainingSetup:
         accumulate: int = 1,
         eval_every: int = 10,
         host_graph: Mapping[int, tuple[int, ...]] | None = None,
+        nodes: Sequence[int] | None = None,
     ) -> TrainingSetup:
         """Validate a run's common arguments, each error naming its argument.
 
@@ -147,6 +151,7 @@ class TrainingSetup:
             accumulate=accumulate,
             eval_every=eval_every,
             host_graph=None if host_graph is None else dict(host_graph),
+            nodes=None if nodes is None else tuple(nodes),
         )
 
     def config(self) -> dict[str, Any]:

@@ -82,6 +82,7 @@ def check(
     atol: float = 1e-6,
     loss_rtol: float = 0.05,
     timeout: float = 120.0,
+    topology: Any = None,
 ) -> Conformance:
     """Run ``strategy`` in ``sim`` (on a star whose hosts form one node, as the local
     processes do) and on ``real`` (gloo, local processes).
@@ -97,14 +98,20 @@ def check(
         asynchronous strategies: compare the final loss within ``loss_rtol``.
     timeout
         Seconds any one real operation may wait before the run fails.
+    topology
+        The simulated network (default: a star whose hosts form one node, as local processes
+        do); the real ranks take their nodes and neighbours from it too, so a hierarchical
+        strategy sees the same layout in both.
     """
     every = max(1, steps // 2) if eval_every is None else eval_every
     kwargs = {"steps": steps, "optimizer": optimizer, "eval_every": every, "seed": seed}
     # The real ranks share this machine: give the simulated hosts one node too, so
     # strategies that read locality (w.node, w.nodes) see the same layout in both.
-    graph = topologies.star(world_size)
-    for host in topologies.hosts(graph):
-        graph.nodes[host]["node"] = 0
+    graph = topology
+    if graph is None:
+        graph = topologies.star(world_size)
+        for host in topologies.hosts(graph):
+            graph.nodes[host]["node"] = 0
     simulated = sim.run(strategy, workload, graph, **kwargs)
     measured = real.run(
         strategy, workload, nproc=world_size, timeout=timeout, topology=graph, **kwargs

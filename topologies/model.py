@@ -26,6 +26,7 @@ __all__ = [
     "TopologyError",
     "host_graph",
     "hosts",
+    "rank_nodes",
     "rank_to_node",
     "switches",
     "validate",
@@ -88,6 +89,21 @@ def host_graph(g: nx.Graph) -> dict[int, tuple[int, ...]]:
                     frontier.append(nxt)
         neighbours[rank] = tuple(sorted(found))
     return dict(sorted(neighbours.items()))
+
+
+def rank_nodes(g: nx.Graph) -> tuple[int, ...]:
+    """Each rank's node (machine): the host's ``node`` attribute, numbered in order of first
+    appearance; a host without one is a node of its own.
+
+    Examples
+    --------
+    >>> from topologies import hierarchical, star
+    >>> rank_nodes(hierarchical(2, 2)), rank_nodes(star(3))
+    ((0, 0, 1, 1), (0, 1, 2))
+    """
+    labels = [g.nodes[h].get("node", ("host", rank)) for rank, h in enumerate(hosts(g))]
+    numbering: dict[Any, int] = {}
+    return tuple(numbering.setdefault(label, len(numbering)) for label in labels)
 
 
 def switches(g: nx.Graph) -> list[Hashable]:
