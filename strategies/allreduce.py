@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from strategies.averaging import group_mean
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS
+from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.registry import register
 
@@ -19,11 +23,18 @@ class AllReduceSGD(Strategy):
     algorithm
         Collective algorithm the simulator decomposes the all-reduce into (``"auto"`` picks
         as the network engine does). The real backend leaves the choice to gloo/NCCL.
+    compression
+        A ``strategies.compression`` scheme for the gradients (``"fp16"``, ``"topk"``,
+        ``{"name": "powersgd", "rank": 4}`` ...): its encoded payload is what travels, by
+        the collective the scheme composes with (see ``docs/strategies.md``).
+
+    Bytes per worker and step: one all-reduce of ``4 * numel`` bytes (a ring sends
+    ``2 (n - 1) / n`` of it), or the scheme's payload.
 
     Examples
     --------
     >>> AllReduceSGD(algorithm="ring")
-    AllReduceSGD(algorithm='ring')
+    AllReduceSGD(algorithm='ring', compression=None)
     >>> AllReduceSGD(algorithm="butterfly")
     Traceback (most recent call last):
     ...
@@ -34,17 +45,20 @@ class AllReduceSGD(Strategy):
     #: Every replica applies the same mean gradient, so any one of them is the global model.
     global_model = "primary"
 
-    def __init__(self, algorithm: str = "auto") -> None:
+    def __init__(self, algorithm: str = "auto", compression: Any = None) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(
                 f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
             )
-        super().__init__(algorithm=algorithm)
+        self.compression = Compression.parse(compression)
+        config = None if self.compression is None else self.compression.config()
+        super().__init__(algorithm=algorithm, compression=config)
         self.algorithm = algorithm
 
     def worker(self, w: WorkerContext) -> Program:
         group = w.comm.new_group(w.workers)
+        codec = self.compression.codec(w, salt="gradients") if self.compression else None
         while not w.done:
             grads = yield w.compute_gradients()
-            grads = yield w.comm.all_reduce(grads, op="mean", group=group, algorithm=self.algorithm)
+            grads = yield from group_mean(w, grads, group, codec, self.algorithm)
             w.apply(grads)

@@ -1,0 +1,120 @@
+"""The shared maths of parameter-averaging strategies: averaging (optionally compressed),
+pseudo-gradients, elastic pulls, fragment merges and AdaComm's period rule.
+
+Pure functions on flat tensors, plus one sub-program (:func:`group_mean`) that strategies
+call with ``yield from``, so Local SGD, DiLoCo, Hierarchical and the rest average the same
+way in both backends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import Any
+
+import torch
+
+from strategies.comm import Group
+
+__all__ = [
+    "adacomm_period",
+    "check_period",
+    "elastic_pull",
+    "group_mean",
+    "log_compression",
+    "merge",
+    "pseudo_gradient",
+]
+
+SubProgram = Generator[Any, Any, torch.Tensor]
+
+
+def check_period(period: Any, name: str = "period") -> int:
+    """``period`` if it is an integer >= 1, else a one-line error naming ``name``.
+
+    Examples
+    --------
+    >>> check_period(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: period=0 must be an integer >= 1 (local steps between synchronisations)
+    """
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise ValueError(
+            f"{name}={period!r} must be an integer >= 1 (local steps between synchronisations)"
+        )
+    return period
+
+
+def group_mean(
+    w: Any,
+    tensor: torch.Tensor,
+    group: Group | None = None,
+    codec: Any = None,
+    algorithm: str = "auto",
+) -> SubProgram:
+    """``mean = yield from group_mean(w, t, group, codec)``: the mean of ``t`` over the group,
+    by one all-reduce, or through a compression codec (``strategies.compression``) when one is
+    given (its encoded payload is what travels; see ``docs/strategies.md``)."""
+    if codec is None:
+        return (yield w.comm.all_reduce(tensor, op="mean", group=group, algorithm=algorithm))
+    mean = yield from codec.all_reduce(w, tensor, group, algorithm=algorithm)
+    log_compression(w, codec)
+    return mean
+
+
+def log_compression(w: Any, codec: Any) -> None:
+    """Log the compression ratio achieved so far, on the first worker at evaluation points."""
+    if w.index == 0 and w.is_eval_step():
+        w.log(compression_ratio=codec.ratio)
+
+
+def pseudo_gradient(start: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """DiLoCo's outer gradient: how far the inner steps moved, ``start - current``.
+
+    Examples
+    --------
+    >>> pseudo_gradient(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 2.5]))
+    tensor([ 0.5000, -0.5000])
+    """
+    return start - current
+
+
+def elastic_pull(x: torch.Tensor, center: torch.Tensor, alpha: float) -> torch.Tensor:
+    """EASGD's elastic step of ``x`` towards ``center``: ``x - alpha (x - center)``.
+
+    Examples
+    --------
+    >>> elastic_pull(torch.tensor([4.0]), torch.tensor([0.0]), 0.25)
+    tensor([3.])
+    """
+    return x - alpha * (x - center)
+
+
+def merge(local: torch.Tensor, synced: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Streaming DiLoCo's merge of a fragment: keep ``alpha`` of the local values (which
+    moved on while the synchronisation was in flight) and take ``1 - alpha`` of the synced.
+    ``alpha = 0`` replaces the fragment, as DiLoCo does.
+
+    Examples
+    --------
+    >>> merge(torch.tensor([2.0]), torch.tensor([0.0]), 0.5)
+    tensor([1.])
+    """
+    if alpha == 0:
+        return synced.clone()
+    return alpha * local + (1 - alpha) * synced
+
+
+def adacomm_period(initial_period: int, initial_loss: float, loss: float) -> int:
+    """AdaComm's period (Wang and Joshi, 2019): ``ceil(sqrt(loss / initial_loss) *
+    initial_period)``, at least 1: long periods while the loss is high, shorter as it falls.
+
+    Examples
+    --------
+    >>> adacomm_period(16, 2.0, 2.0), adacomm_period(16, 2.0, 0.5), adacomm_period(16, 2.0, 0.0)
+    (16, 8, 1)
+    """
+    if not (initial_loss > 0 and math.isfinite(initial_loss)) or not math.isfinite(loss):
+        return initial_period
+    return max(1, math.ceil(math.sqrt(max(loss, 0.0) / initial_loss) * initial_period))
