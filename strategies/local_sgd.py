@@ -1,0 +1,141 @@
+"""Local SGD / periodic parameter averaging, with post-local warm-up and AdaComm periods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from strategies.averaging import adacomm_period, check_period, group_mean
+from strategies.base import Program, Strategy
+from strategies.comm import ALGORITHMS
+from strategies.compression import Compression
+from strategies.context import WorkerContext
+from strategies.registry import register
+
+__all__ = ["LocalSGD"]
+
+
+@register
+class LocalSGD(Strategy):
+    """``period`` local optimizer steps, then the workers' parameters are averaged.
+
+    Parameters
+    ----------
+    period
+        Local steps between averagings (``1``: every step, which equals all-reduce SGD for
+        plain SGD), or ``"adaptive"``: AdaComm (Wang and Joshi, 2019) starts at
+        ``initial_period`` and sets each next period to ``ceil(sqrt(F / F0) *
+        initial_period)``, where ``F`` is the workers' mean training loss over the last
+        period and ``F0`` the first one's (long periods early, shorter as the loss
+        flattens). The mean loss travels in the averaging all-reduce (4 bytes), so every
+        worker picks the same period; the first worker logs it (``period``).
+    warmup
+        Steps of plain all-reduce SGD before local steps begin (post-local SGD, Lin et al.,
+        2020).
+    initial_period
+        AdaComm's first period (only with ``period="adaptive"``).
+    compression
+        A ``strategies.compression`` scheme (``"topk"``, ``{"name": "qsgd", "levels": 8}``
+        ...) for the averaging: the change since the last averaging is what is compressed
+        (with error feedback where the scheme has it), and warm-up gradients too.
+    algorithm
+        Collective algorithm of the all-reduces (the simulator's hint).
+
+    Bytes per worker and averaging: an all-reduce of ``4 * numel`` bytes (plus 4 for
+    AdaComm), i.e. ``2 (n - 1) / n * 4 numel / period`` per step with a ring.
+
+    Examples
+    --------
+    >>> LocalSGD(period=4, warmup=10)
+    LocalSGD(period=4, warmup=10, initial_period=None, compression=None, algorithm='auto')
+    >>> LocalSGD(period="fast")
+    Traceback (most recent call last):
+    ...
+    ValueError: period='fast' must be an integer >= 1 (local steps between synchronisations) or 'adaptive'
+    """
+
+    name = "local_sgd"
+
+    def __init__(
+        self,
+        period: int | str = 8,
+        warmup: int = 0,
+        initial_period: int | None = None,
+        compression: Any = None,
+        algorithm: str = "auto",
+    ) -> None:
+        if period != "adaptive":
+            try:
+                check_period(period)
+            except ValueError as exc:
+                raise ValueError(f"{exc} or 'adaptive'") from None
+        elif initial_period is None:
+            initial_period = 16
+        if initial_period is not None:
+            if period != "adaptive":
+                raise ValueError(
+                    f"initial_period={initial_period!r} applies only to period='adaptive'"
+                )
+            check_period(initial_period, "initial_period")
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup={warmup!r} must be an integer >= 0 (steps of all-reduce SGD)")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
+            )
+        self.compression = Compression.parse(compression)
+        super().__init__(
+            period=period,
+            warmup=warmup,
+            initial_period=initial_period,
+            compression=None if self.compression is None else self.compression.config(),
+            algorithm=algorithm,
+        )
+        self.period = period
+        self.warmup = warmup
+        self.initial_period = initial_period
+        self.algorithm = algorithm
+
+    def worker(self, w: WorkerContext) -> Program:
+        group = w.comm.new_group(w.workers)
+        adaptive = self.period == "adaptive"
+        period = int(self.initial_period if adaptive else self.period)  # type: ignore[arg-type]
+        spec = self.compression
+        grads_codec = spec.codec(w, salt="warmup") if spec and self.warmup else None
+        delta_codec = spec.codec(w, salt="average") if spec else None
+        synced = w.parameters()  # the parameters at the last averaging
+        first_loss, losses, since = None, 0.0, 0
+        if adaptive and w.index == 0:
+            w.log(period=period)
+        while not w.done:
+            grads = yield w.compute_gradients()
+            if w.step < self.warmup:
+                grads = yield from group_mean(w, grads, group, grads_codec, self.algorithm)
+                w.apply(grads)
+                synced = w.parameters()
+                continue
+            w.apply(grads)
+            losses, since = losses + w.last_loss, since + 1
+            if since < period:
+                continue
+            loss = torch.tensor([losses / since])
+            if delta_codec is None:  # average the parameters (and the loss) in one all-reduce
+                buffer = torch.cat([w.parameters(), loss]) if adaptive else w.parameters()
+                mean = yield w.comm.all_reduce(
+                    buffer, op="mean", group=group, algorithm=self.algorithm
+                )
+                synced, loss = (mean[:-1], mean[-1:]) if adaptive else (mean, loss)
+            else:  # compress what the local steps changed since the last averaging
+                change = synced - w.parameters()
+                synced = synced - (yield from group_mean(w, change, group, delta_codec))
+                if adaptive:  # the loss must arrive intact: its own 4-byte all-reduce
+                    loss = yield w.comm.all_reduce(loss, op="mean", group=group)
+            if adaptive:
+                first_loss = float(loss) if first_loss is None else first_loss
+                new = adacomm_period(self.initial_period, first_loss, float(loss))  # type: ignore[arg-type]
+                if new != period and w.index == 0:
+                    w.log(period=new)
+                period = new
+            w.load_parameters(synced)
+            losses, since = 0.0, 0
