@@ -1,0 +1,362 @@
+"""Decentralised gossip SGD: synchronous D-PSGD and asynchronous AD-PSGD over a graph.
+
+Every worker keeps its own replica (the global model is their average). After each
+optimizer step a worker mixes its parameters with its graph neighbours':
+
+* ``mode="sync"`` (D-PSGD, Lian et al. 2017): all workers exchange parameters with every
+  neighbour and load ``sum_j W[i, j] x_j`` (mixing weights from :mod:`strategies.mixing`);
+  one global barrier per step in effect, deterministic, bitwise equal in ``sim`` and ``real``.
+* ``mode="async"`` (AD-PSGD, Lian et al. 2018): workers on one side of a bipartite graph
+  (*active*) each average with one random neighbour on the other side (*passive*),
+  ``x_i, x_j <- (x_i + x_j) / 2``; passive workers keep a receive posted and answer while they
+  compute. No barrier, so no deadlock under rendezvous sends: only actives initiate, and
+  a passive worker always has a receive posted for them. Each active averages while its
+  next gradient computes (on the parameters read before averaging, as in the paper); a
+  passive worker runs at most ``max_lead`` steps ahead of the actives it hears from.
+
+Graph nodes are worker indices (``w.index``); messages go to ``w.workers[j]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from strategies.base import Program, Strategy
+from strategies.context import WorkerContext
+from strategies.handles import Handle
+from strategies.mixing import (
+    Adjacency,
+    bipartition,
+    complete,
+    degrees,
+    exponential,
+    from_edges,
+    metropolis_hastings,
+    mix,
+    one_peer_exponential,
+    one_peer_period,
+    out_neighbours,
+    ring,
+    second_eigenvalue,
+    torus,
+    uniform,
+)
+from strategies.registry import register
+
+__all__ = ["GRAPHS", "MODES", "WEIGHTS", "Gossip"]
+
+GRAPHS = ("ring", "torus", "exponential", "one_peer_exponential", "complete", "topology")
+MODES = ("sync", "async")
+WEIGHTS = ("metropolis", "uniform")
+#: How many steps a passive AD-PSGD worker may run ahead of the newest step it has heard
+#: from an active neighbour.
+DEFAULT_MAX_LEAD = 2
+
+_STATIC: dict[str, Callable[[int], Adjacency]] = {
+    "ring": ring,
+    "torus": torus,
+    "exponential": exponential,
+    "complete": complete,
+}
+_WEIGHTS: dict[str, Callable[[Adjacency], torch.Tensor]] = {
+    "metropolis": metropolis_hastings,
+    "uniform": uniform,
+}
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One worker's part of one mixing step: whom it receives from (ascending: the fixed
+    order of :func:`~strategies.mixing.mix`), whom it sends to, and its row of weights
+    (its own weight first)."""
+
+    sources: tuple[int, ...]
+    targets: tuple[int, ...]
+    weights: tuple[float, ...]
+
+
+@register
+class Gossip(Strategy):
+    """Gossip SGD: each worker applies its own gradient, then mixes parameters with its
+    neighbours on a communication graph.
+
+    Parameters
+    ----------
+    graph
+        ``"ring"``, ``"torus"`` (2-D, near-square), ``"exponential"`` (``i +- 2**k``),
+        ``"one_peer_exponential"`` (time-varying, one peer per step; Ying et al. 2021),
+        ``"complete"``, ``"topology"`` (the network's host graph, where the backend knows it),
+        or a graph of your own over worker indices ``0..n-1`` (a ``networkx.Graph``, an
+        adjacency mapping or a list of edges).
+    mode
+        ``"sync"`` (D-PSGD) or ``"async"`` (AD-PSGD; needs a bipartite graph: a ring or
+        torus of even sides, or your own).
+    weights
+        ``"metropolis"`` (Metropolis-Hastings, the default for ``"sync"``) or ``"uniform"``
+        (``1 / (1 + degree)``, regular graphs only). Only for ``mode="sync"``: AD-PSGD always
+        averages a pair with weights 1/2.
+    max_lead
+        Only for ``mode="async"`` (default 2): a passive worker starts a gradient only while
+        it is fewer than ``max_lead`` steps ahead of the newest step an active neighbour has
+        sent it (8 bytes on each request); ``math.inf`` lets it run free. AD-PSGD's analysis
+        assumes bounded staleness; here the bound also keeps passive workers, which compute
+        while they answer, from outrunning active ones where gradients are ready at once
+        (``real``), which made the final loss differ from ``sim``'s by half.
+
+    Logs ``lambda2`` (second largest eigenvalue modulus of the mixing matrix; for the
+    one-peer graph, of one period's product), ``spectral_gap`` (``1 - lambda2``), ``degree``
+    (the largest) and, for ``"async"``, ``active`` (workers that initiate averaging), once at
+    the start from worker 0.
+
+    Examples
+    --------
+    >>> Gossip(graph="torus", weights="uniform")
+    Gossip(graph='torus', mode='sync', weights='uniform', max_lead=None)
+    >>> Gossip(mode="async")
+    Gossip(graph='ring', mode='async', weights=None, max_lead=2)
+    >>> Gossip(graph="star")
+    Traceback (most recent call last):
+    ...
+    ValueError: graph='star' is unknown; use one of ring, torus, exponential, one_peer_exponential, complete, topology, or pass a graph object
+    >>> Gossip(mode="async").check_world(5)
+    Traceback (most recent call last):
+    ...
+    ValueError: mode='async' needs a bipartite graph to split workers into active and passive ones; graph='ring' over 5 workers is not: the graph is not bipartite (it has an odd cycle: neighbours 2 and 3 fall on the same side); pick a graph with two sides, e.g. a ring of an even number of workers
+    """
+
+    name = "gossip"
+
+    def __init__(
+        self,
+        graph: Any = "ring",
+        mode: str = "sync",
+        weights: str | None = None,
+        max_lead: float | None = None,
+    ) -> None:
+        self._user: Adjacency | None = None
+        if isinstance(graph, str):
+            if graph not in GRAPHS:
+                raise ValueError(
+                    f"graph={graph!r} is unknown; use one of {', '.join(GRAPHS)}, or pass a "
+                    "graph object"
+                )
+            recorded: Any = graph
+        else:
+            self._user = from_edges(graph)
+            # run.json gets the edges, which rebuild the same graph: Gossip(graph=edges).
+            recorded = [[i, j] for i, nbrs in self._user.items() for j in nbrs if i < j]
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
+        if mode == "async":
+            if weights is not None:
+                raise ValueError(
+                    f"weights={weights!r} applies only to mode='sync'; mode='async' averages "
+                    "pairs with weights 1/2"
+                )
+            if isinstance(graph, str) and graph == "one_peer_exponential":
+                raise ValueError(
+                    "graph='one_peer_exponential' changes every step, which mode='async' "
+                    "(no common step) cannot follow; use mode='sync' or a fixed graph"
+                )
+            if max_lead is None:
+                max_lead = DEFAULT_MAX_LEAD
+            bounded = isinstance(max_lead, int) and not isinstance(max_lead, bool)
+            if not (bounded and max_lead >= 0) and max_lead != math.inf:
+                raise ValueError(
+                    f"max_lead={max_lead!r} must be an integer >= 0 (steps a passive worker "
+                    "may run ahead of the active ones) or math.inf (unbounded)"
+                )
+        elif max_lead is not None:
+            raise ValueError(f"max_lead={max_lead!r} applies only to mode='async'")
+        elif weights is None:
+            weights = "metropolis"
+        elif weights not in WEIGHTS:
+            raise ValueError(f"weights={weights!r} is unknown; use one of {', '.join(WEIGHTS)}")
+        super().__init__(graph=recorded, mode=mode, weights=weights, max_lead=max_lead)
+        self.graph = recorded if self._user is None else "custom"
+        self.mode = mode
+        self.weights = weights
+        self.max_lead = max_lead
+        if self._user is not None:
+            self._validate(self._user, len(self._user))
+
+    # -- the graph --------------------------------------------------------------------------
+    def _label(self, n: int) -> str:
+        return f"graph={self.graph!r} over {n} workers"
+
+    def adjacency(
+        self, n: int, t: int = 0, host_graph: Mapping[int, Any] | None = None
+    ) -> Adjacency:
+        """The graph over ``n`` workers at step ``t`` (only the one-peer graph changes);
+        ``host_graph`` is the network's (over worker indices) for ``graph="topology"``."""
+        if self._user is not None:
+            if len(self._user) != n:
+                raise ValueError(
+                    f"graph has {len(self._user)} nodes but the run has {n} workers; pass a "
+                    f"graph over worker indices 0..{n - 1}"
+                )
+            return self._user
+        if self.graph == "one_peer_exponential":
+            return one_peer_exponential(n, t)
+        if self.graph == "topology":
+            if host_graph is None:
+                raise ValueError(
+                    "graph='topology' needs the network's host graph, which this backend "
+                    "does not know (w.host_graph is None); pass a named graph such as "
+                    "graph='ring', or your own graph"
+                )
+            try:
+                return from_edges(host_graph, n)
+            except ValueError as exc:
+                raise ValueError(f"graph='topology': the hosts' {exc}") from None
+        try:
+            return _STATIC[self.graph](n)
+        except ValueError as exc:
+            raise ValueError(f"graph={self.graph!r}: {exc}") from None
+
+    def mixing_matrix(self, adj: Adjacency) -> torch.Tensor:
+        """The weights ``W`` (float64) this strategy mixes with on ``adj``."""
+        if self.mode == "async":  # not mixed with; the graph's Metropolis weights, to log
+            return metropolis_hastings(adj)
+        try:
+            return _WEIGHTS[str(self.weights)](adj)
+        except ValueError as exc:
+            raise ValueError(f"{self._label(len(adj))}: {exc}") from None
+
+    def _period(self, n: int) -> int:
+        return one_peer_period(n) if self.graph == "one_peer_exponential" else 1
+
+    def _validate(self, adj: Adjacency, n: int) -> None:
+        self.mixing_matrix(adj)
+        if self.mode == "async":
+            try:
+                bipartition(adj)
+            except ValueError as exc:
+                raise ValueError(
+                    "mode='async' needs a bipartite graph to split workers into active and "
+                    f"passive ones; {self._label(n)} is not: {exc}"
+                ) from None
+
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        if self.graph != "topology":  # the host graph is only known once the run starts
+            n = len(self.workers(world_size))
+            self._validate(self.adjacency(n), n)
+
+    # -- programs ---------------------------------------------------------------------------
+    def _host_graph(self, w: WorkerContext) -> dict[int, list[int]] | None:
+        """``w.host_graph`` (over ranks) over worker indices, or None."""
+        host = getattr(w, "host_graph", None)
+        if host is None:
+            return None
+        index = {rank: i for i, rank in enumerate(w.workers)}
+        return {
+            index[r]: [index[s] for s in peers if s in index]
+            for r, peers in host.items()
+            if r in index
+        }
+
+    def worker(self, w: WorkerContext) -> Program:
+        n = len(w.workers)
+        host = self._host_graph(w) if self.graph == "topology" else None
+        graphs = [self.adjacency(n, t, host) for t in range(self._period(n))]
+        self._validate(graphs[0], n)
+        if w.index == 0:
+            self._log_graph(w, graphs)
+        if self.mode == "sync":
+            yield from self._sync(w, graphs)
+        else:
+            yield from self._async(w, graphs[0])
+
+    def _log_graph(self, w: WorkerContext, graphs: list[Adjacency]) -> None:
+        product = torch.eye(len(graphs[0]), dtype=torch.float64)
+        for adj in graphs:  # one period of a time-varying graph mixes as this product
+            product = self.mixing_matrix(adj) @ product
+        lambda2 = second_eigenvalue(product)
+        values = {
+            "lambda2": lambda2,
+            "spectral_gap": 1.0 - lambda2,
+            "degree": float(max(degrees(graphs[0]).values(), default=0)),
+        }
+        if self.mode == "async":
+            values["active"] = float(len(bipartition(graphs[0])[0]))
+        w.log(**values)
+
+    def _sync(self, w: WorkerContext, graphs: list[Adjacency]) -> Program:
+        rounds = []
+        for adj in graphs:
+            W = self.mixing_matrix(adj)
+            i, sources = w.index, adj[w.index]
+            row = (float(W[i, i]), *(float(W[i, j]) for j in sources))
+            rounds.append(_Round(sources, out_neighbours(adj)[i], row))
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            # Every worker has applied w.step steps here: they agree on the round.
+            plan = rounds[(w.step - 1) % len(rounds)]
+            mine = w.parameters()
+            # Post every send and receive, then wait on them together: sends are rendezvous.
+            sends = [w.comm.send(mine, dst=w.workers[j]) for j in plan.targets]
+            recvs = [w.comm.recv(torch.empty_like(mine), src=w.workers[j]) for j in plan.sources]
+            received = (yield w.comm.wait_all(sends + recvs))[len(sends) :]
+            theirs = [message.tensors[0] for message in received]
+            w.load_parameters(mix(mine, theirs, plan.weights))
+
+    def _async(self, w: WorkerContext, adj: Adjacency) -> Program:
+        active, _ = bipartition(adj)
+        if w.index in active:
+            yield from self._active(w, adj[w.index])
+        else:
+            yield from self._passive(w)
+
+    def _active(self, w: WorkerContext, peers: tuple[int, ...]) -> Program:
+        # Seeded by the run and the rank: the same choices in every run with this seed.
+        rng = np.random.default_rng([getattr(w, "seed", 0), w.rank])
+        while not w.done:
+            mine = w.parameters()
+            # The gradient at the parameters read now.
+            waits: list[Handle[Any]] = [w.compute_gradients()]
+            if peers:  # (a world of one worker has nobody to average with)
+                peer = w.workers[peers[int(rng.integers(len(peers)))]]
+                # Average while the gradient computes, as AD-PSGD's communication thread does.
+                tag = {"step": w.step}  # paces the passive worker (max_lead)
+                waits += [
+                    w.comm.send(mine, dst=peer, header=tag),
+                    w.comm.recv(torch.empty_like(mine), src=peer),
+                ]
+            done = yield w.comm.wait_all(waits)
+            if peers:
+                w.load_parameters(mix(mine, [done[2].tensors[0]], (0.5, 0.5)))
+            w.apply(done[0])
+
+    def _passive(self, w: WorkerContext) -> Program:
+        template = w.parameters()
+        request = w.comm.recv(torch.empty_like(template), src=None)
+        grads: Handle[torch.Tensor] | None = w.compute_gradients()
+        heard = 0  # the newest step an active neighbour has told us about
+        lead = math.inf if self.max_lead is None else self.max_lead
+        while not w.done:
+            # The request first: on real a gradient is ready at once, and listed first it
+            # would win every time and starve the active workers.
+            index, value = yield w.comm.wait_any([request] if grads is None else [request, grads])
+            if index == 1:
+                w.apply(value)
+                grads = None
+            else:
+                src, (theirs,), header = value
+                heard = max(heard, int(header["step"]))
+                request = w.comm.recv(torch.empty_like(template), src=None)
+                mine = w.parameters()
+                # The active worker posted its receive with its send: this completes.
+                yield w.comm.send(mine, dst=src)
+                # The same two tensors, added in the other order: IEEE addition commutes, so
+                # both workers hold bitwise the same average.
+                w.load_parameters(mix(mine, [theirs], (0.5, 0.5)))
+            if grads is None and w.step < heard + lead:
+                grads = w.compute_gradients()
