@@ -30,6 +30,8 @@ def test_compare_strategies_writes_its_figure(tmp_path):
         ("custom_strategy", ["--steps", "3", "--nproc", "2"]),
         ("local_sgd", ["--steps", "5", "--period", "2", "--nproc", "2"]),
         ("ring_gossip", ["--steps", "2", "--nproc", "3", "--recv-first"]),
+        ("gossip", ["--steps", "2", "--nproc", "4", "--graph", "one_peer_exponential"]),
+        ("hierarchical", ["--steps", "4", "--nproc", "4", "--ranks-per-node", "0"]),
     ],
 )
 def test_user_strategy_examples_conform_across_backends(name, args):

@@ -1,0 +1,130 @@
+"""Centralised synchronous SGD: reduce the gradients to one root, step there, broadcast."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import torch
+
+from strategies.base import Program, Strategy
+from strategies.comm import ALGORITHMS_FOR, Group
+from strategies.context import WorkerContext
+from strategies.registry import register
+
+__all__ = ["Broadcast"]
+
+
+@register
+class Broadcast(Strategy):
+    """Reduce-then-broadcast SGD: only the root worker holds an optimizer that steps.
+
+    Every step, every worker computes a gradient; the gradients are reduced (summed) to the
+    root, which divides by the number of workers and applies one optimizer step; the root
+    then broadcasts its new *parameters*, which the other workers load (not a step). The
+    root's replica is the global model (``global_model = "primary"``). With any optimizer it
+    equals :class:`~strategies.allreduce.AllReduceSGD` run on the root's replica.
+
+    Traffic per step, for ``n`` workers and a model of ``numel`` float32 parameters
+    (``M = 4 * numel`` bytes): one reduce and one broadcast of ``M`` bytes each, which the
+    simulator's algorithms (``tree``, ``ring``, ``direct``) carry as ``(n - 1) * M`` bytes
+    each, so ``2 * (n - 1) * M`` bytes a step. All of it goes through the root's link, which
+    is what makes this scheme the centralised baseline.
+
+    Parameters
+    ----------
+    root
+        The root's worker index (its position in ``workers``, not its rank); checked against
+        the world size when the run starts.
+    reduce_algorithm, broadcast_algorithm
+        Collective algorithms the simulator decomposes the reduce and the broadcast into
+        (``"auto"`` picks as the network engine does: ``tree`` for small messages, a
+        pipelined ``ring`` otherwise). The real backend leaves the choice to gloo.
+
+    Examples
+    --------
+    >>> Broadcast(root=1, reduce_algorithm="tree")
+    Broadcast(root=1, reduce_algorithm='tree', broadcast_algorithm='auto')
+    >>> Broadcast().primary(4), Broadcast(root=2).primary(4)
+    (0, 2)
+    >>> Broadcast(root=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: root=-1 must be a worker index (an integer >= 0)
+    >>> Broadcast(broadcast_algorithm="halving_doubling")
+    Traceback (most recent call last):
+    ...
+    ValueError: broadcast_algorithm='halving_doubling' does not implement broadcast; use one of auto, ring, tree, direct
+    >>> Broadcast(root=4).check_world(4)
+    Traceback (most recent call last):
+    ...
+    ValueError: root=4 is not a worker index: the world has 4 workers (0..3)
+    """
+
+    name = "broadcast"
+    #: Only the root steps; the others load its parameters, so its replica is the model.
+    global_model = "primary"
+
+    def __init__(
+        self, root: int = 0, reduce_algorithm: str = "auto", broadcast_algorithm: str = "auto"
+    ) -> None:
+        if isinstance(root, bool) or not isinstance(root, int) or root < 0:
+            raise ValueError(f"root={root!r} must be a worker index (an integer >= 0)")
+        _check_algorithm("reduce_algorithm", reduce_algorithm, "reduce")
+        _check_algorithm("broadcast_algorithm", broadcast_algorithm, "broadcast")
+        super().__init__(
+            root=root, reduce_algorithm=reduce_algorithm, broadcast_algorithm=broadcast_algorithm
+        )
+        self.root = root
+        self.reduce_algorithm = reduce_algorithm
+        self.broadcast_algorithm = broadcast_algorithm
+
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        n = len(self.workers(world_size))
+        if self.root >= n:
+            raise ValueError(
+                f"root={self.root} is not a worker index: the world has {n} workers (0..{n - 1})"
+            )
+
+    def primary(self, world_size: int) -> int:
+        """The root's rank: the only replica that takes optimizer steps."""
+        return self.workers(world_size)[self.root]
+
+    def worker(self, w: WorkerContext) -> Program:
+        group = w.comm.new_group(w.workers)
+        root = w.workers[self.root]
+        n = len(w.workers)
+        while not w.done:
+            grads = yield w.compute_gradients()
+            total = yield from self.reduce_gradients(w, grads, group, root)
+            if w.rank == root:
+                w.apply(total / n)
+                params = w.parameters()
+            else:
+                params = torch.empty_like(grads)  # a buffer the broadcast fills
+            params = yield w.comm.broadcast(
+                params, src=root, group=group, algorithm=self.broadcast_algorithm
+            )
+            if w.rank != root:
+                w.load_parameters(params)
+
+    def reduce_gradients(
+        self, w: WorkerContext, grads: torch.Tensor, group: Group, root: int
+    ) -> Generator[Any, Any, torch.Tensor]:
+        """The gradient exchange: the sum of the workers' gradients, valid on ``root`` only.
+
+        One small sub-program (``yield from``), so that a variant (compression) can replace
+        it without touching the rest of the step."""
+        total = yield w.comm.reduce(
+            grads, dst=root, op="sum", group=group, algorithm=self.reduce_algorithm
+        )
+        return total
+
+
+def _check_algorithm(name: str, value: Any, collective: str) -> None:
+    known = ("auto", *ALGORITHMS_FOR[collective])
+    if value not in known:
+        raise ValueError(
+            f"{name}={value!r} does not implement {collective}; use one of {', '.join(known)}"
+        )

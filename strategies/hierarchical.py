@@ -1,0 +1,161 @@
+"""Hierarchical SGD: all-reduce gradients inside each node, average parameters across nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import torch
+
+from strategies.base import Program, Strategy
+from strategies.comm import ALGORITHMS_FOR, Group
+from strategies.context import WorkerContext
+from strategies.registry import register
+
+__all__ = ["Hierarchical", "node_members"]
+
+#: Inside a node one algorithm runs both the gradient all-reduce and the parameter broadcast.
+INTRA_ALGORITHMS = tuple(
+    a for a in ALGORITHMS_FOR["all_reduce"] if a in ALGORITHMS_FOR["broadcast"]
+)
+
+
+@register
+class Hierarchical(Strategy):
+    """Synchronous SGD inside each node, parameter averaging across nodes every ``period``.
+
+    Every step, the workers of a node all-reduce the mean of their gradients (over the fast
+    intra-node fabric) and apply it, so the replicas of a node stay equal. Every ``period``
+    steps the node leaders (the first worker of each node: ``local_rank == 0`` when a node
+    holds only workers) average their parameters across nodes with one all-reduce weighted
+    by node size (the sum of ``size_n * x_n``, divided by the number of workers), and each
+    leader broadcasts the result inside its node, where the others load it (not a step).
+    The global model is the mean of the workers' replicas (``global_model = "average"``).
+    With ``period=1`` and plain SGD it equals :class:`~strategies.allreduce.AllReduceSGD`:
+    ``sum_n size_n (x - lr g_n) / N = x - lr * mean(g)``.
+
+    A node with one worker skips its intra-node collectives, and a world with one node skips
+    the cross-node synchronisation (its replicas are equal already): a group of one needs no
+    communication.
+
+    Traffic, for ``N`` workers on ``k`` nodes and a model of ``numel`` float32 parameters
+    (``M = 4 * numel`` bytes), with bandwidth-optimal all-reduces (``ring``, or
+    ``halving_doubling`` on a power-of-two group: ``2 (g - 1) M`` bytes over ``g`` ranks;
+    ``auto`` picks one of them) and broadcasts that send each byte once per receiver
+    (``(g - 1) M``):
+
+    * every step: ``sum_n 2 (g_n - 1) M = 2 (N - k) M`` bytes inside the nodes;
+    * every ``period`` steps: ``2 (k - 1) M`` bytes across nodes plus ``(N - k) M`` bytes of
+      intra-node broadcasts;
+
+    e.g. 2 nodes of 2 workers, ``period=1``: ``4M + 2M + 2M = 8M`` bytes a step.
+
+    Parameters
+    ----------
+    period
+        Steps between cross-node parameter averages (an integer >= 1).
+    intra_algorithm
+        Algorithm of the intra-node all-reduce and broadcast in the simulator: ``"auto"``
+        (as the network engine picks) or one that implements both (``ring``, ``tree``,
+        ``direct``).
+    inter_algorithm
+        Algorithm of the leaders' all-reduce: ``"auto"`` or any all-reduce algorithm.
+
+    Examples
+    --------
+    >>> Hierarchical(period=4, inter_algorithm="ring")
+    Hierarchical(period=4, intra_algorithm='auto', inter_algorithm='ring')
+    >>> Hierarchical(period=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: period=0 must be an integer >= 1
+    >>> Hierarchical(intra_algorithm="halving_doubling")
+    Traceback (most recent call last):
+    ...
+    ValueError: intra_algorithm='halving_doubling' must run both the intra-node all-reduce and broadcast; use one of auto, ring, tree, direct
+    >>> node_members((0, 0, 1, 1), [0, 1, 2, 3])
+    [[0, 1], [2, 3]]
+    """
+
+    name = "hierarchical"
+    #: Replicas of different nodes differ between synchronisations: the model is their mean.
+    global_model = "average"
+
+    def __init__(
+        self, period: int = 1, intra_algorithm: str = "auto", inter_algorithm: str = "auto"
+    ) -> None:
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise ValueError(f"period={period!r} must be an integer >= 1")
+        if intra_algorithm not in ("auto", *INTRA_ALGORITHMS):
+            raise ValueError(
+                f"intra_algorithm={intra_algorithm!r} must run both the intra-node all-reduce "
+                f"and broadcast; use one of {', '.join(('auto', *INTRA_ALGORITHMS))}"
+            )
+        inter = ("auto", *ALGORITHMS_FOR["all_reduce"])
+        if inter_algorithm not in inter:
+            raise ValueError(
+                f"inter_algorithm={inter_algorithm!r} does not implement all_reduce; use one of "
+                f"{', '.join(inter)}"
+            )
+        super().__init__(
+            period=period, intra_algorithm=intra_algorithm, inter_algorithm=inter_algorithm
+        )
+        self.period = period
+        self.intra_algorithm = intra_algorithm
+        self.inter_algorithm = inter_algorithm
+
+    def worker(self, w: WorkerContext) -> Program:
+        nodes = node_members(self.node_layout(w), w.workers)
+        # Every rank creates every group, in the same order (torch.distributed requires it).
+        groups = [w.comm.new_group(members) for members in nodes]
+        leaders = w.comm.new_group([members[0] for members in nodes])
+        mine = next(i for i, members in enumerate(nodes) if w.rank in members)
+        local, size = groups[mine], len(nodes[mine])
+        while not w.done:
+            grads = yield w.compute_gradients()
+            grads = yield from self.average_gradients(w, grads, local)
+            w.apply(grads)
+            if len(nodes) > 1 and w.step % self.period == 0:
+                params = w.parameters()
+                if w.rank == local.ranks[0]:
+                    params.mul_(size)
+                    yield w.comm.all_reduce(
+                        params, op="sum", group=leaders, algorithm=self.inter_algorithm
+                    )
+                    params.div_(len(w.workers))
+                if local.size > 1:
+                    params = yield w.comm.broadcast(
+                        params, src=local.ranks[0], group=local, algorithm=self.intra_algorithm
+                    )
+                w.load_parameters(params)
+
+    def node_layout(self, w: WorkerContext) -> Sequence[int]:
+        """Every rank's node (``w.nodes``: the topology's in ``sim``, the launcher's on
+        ``real``). A subclass may impose a layout where the backend cannot give one (local
+        real processes are all one node)."""
+        return w.nodes
+
+    def average_gradients(
+        self, w: WorkerContext, grads: torch.Tensor, local: Group
+    ) -> Generator[Any, Any, torch.Tensor]:
+        """The gradient exchange: the mean of the node's gradients (``local``'s ranks).
+
+        One small sub-program (``yield from``), so that a variant (compression) can replace
+        it without touching the rest of the step."""
+        if local.size == 1:
+            return grads
+        grads = yield w.comm.all_reduce(
+            grads, op="mean", group=local, algorithm=self.intra_algorithm
+        )
+        return grads
+
+
+def node_members(nodes: Sequence[int], workers: Sequence[int]) -> list[list[int]]:
+    """The workers of each node, nodes in order of their first worker, ranks sorted.
+
+    Every rank computes the same answer from the same ``w.nodes``, so the groups built from
+    it are created in the same order everywhere."""
+    by_node: dict[int, list[int]] = {}
+    for rank in sorted(workers):
+        by_node.setdefault(nodes[rank], []).append(rank)
+    return list(by_node.values())
