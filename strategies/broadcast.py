@@ -7,9 +7,12 @@ from typing import Any
 
 import torch
 
+from strategies.aggregate import reduce_tensors
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
+from strategies.compression import Compression
 from strategies.context import WorkerContext
+from strategies.messages import message_nbytes
 from strategies.registry import register
 
 __all__ = ["Broadcast"]
@@ -40,11 +43,16 @@ class Broadcast(Strategy):
         Collective algorithms the simulator decomposes the reduce and the broadcast into
         (``"auto"`` picks as the network engine does: ``tree`` for small messages, a
         pipelined ``ring`` otherwise). The real backend leaves the choice to gloo.
+    compression
+        A ``strategies.compression`` scheme for the gradients: each worker sends its encoded
+        payload to the root (a gather by point-to-point messages, ``(n - 1)`` payloads into
+        the root's link, instead of the reduce), which decodes and sums them in rank order
+        with its own gradient; the parameters are broadcast uncompressed.
 
     Examples
     --------
     >>> Broadcast(root=1, reduce_algorithm="tree")
-    Broadcast(root=1, reduce_algorithm='tree', broadcast_algorithm='auto')
+    Broadcast(root=1, reduce_algorithm='tree', broadcast_algorithm='auto', compression=None)
     >>> Broadcast().primary(4), Broadcast(root=2).primary(4)
     (0, 2)
     >>> Broadcast(root=-1)
@@ -66,14 +74,28 @@ class Broadcast(Strategy):
     global_model = "primary"
 
     def __init__(
-        self, root: int = 0, reduce_algorithm: str = "auto", broadcast_algorithm: str = "auto"
+        self,
+        root: int = 0,
+        reduce_algorithm: str = "auto",
+        broadcast_algorithm: str = "auto",
+        compression: Any = None,
     ) -> None:
         if isinstance(root, bool) or not isinstance(root, int) or root < 0:
             raise ValueError(f"root={root!r} must be a worker index (an integer >= 0)")
         _check_algorithm("reduce_algorithm", reduce_algorithm, "reduce")
         _check_algorithm("broadcast_algorithm", broadcast_algorithm, "broadcast")
+        self.compression = Compression.parse(compression)
+        if self.compression is not None and self.compression.name == "powersgd":
+            raise ValueError(
+                "compression='powersgd' needs all-reduces (its factors are averaged twice); "
+                "Broadcast gathers single payloads: use topk, randomk, qsgd, uint8, fp16, bf16 "
+                "or signsgd"
+            )
         super().__init__(
-            root=root, reduce_algorithm=reduce_algorithm, broadcast_algorithm=broadcast_algorithm
+            root=root,
+            reduce_algorithm=reduce_algorithm,
+            broadcast_algorithm=broadcast_algorithm,
+            compression=None if self.compression is None else self.compression.config(),
         )
         self.root = root
         self.reduce_algorithm = reduce_algorithm
@@ -95,12 +117,15 @@ class Broadcast(Strategy):
         group = w.comm.new_group(w.workers)
         root = w.workers[self.root]
         n = len(w.workers)
+        codec = self.compression.codec(w, salt="gradients") if self.compression else None
         while not w.done:
             grads = yield w.compute_gradients()
-            total = yield from self.reduce_gradients(w, grads, group, root)
+            total = yield from self.reduce_gradients(w, grads, group, root, codec)
             if w.rank == root:
                 w.apply(total / n)
                 params = w.parameters()
+                if codec is not None and w.is_eval_step():  # what each payload weighs
+                    w.log(compression_ratio=message_nbytes(codec.buffers()) / (4 * w.numel))
             else:
                 params = torch.empty_like(grads)  # a buffer the broadcast fills
             params = yield w.comm.broadcast(
@@ -110,16 +135,31 @@ class Broadcast(Strategy):
                 w.load_parameters(params)
 
     def reduce_gradients(
-        self, w: WorkerContext, grads: torch.Tensor, group: Group, root: int
+        self, w: WorkerContext, grads: torch.Tensor, group: Group, root: int, codec: Any = None
     ) -> Generator[Any, Any, torch.Tensor]:
         """The gradient exchange: the sum of the workers' gradients, valid on ``root`` only.
 
         One small sub-program (``yield from``), so that a variant (compression) can replace
         it without touching the rest of the step."""
-        total = yield w.comm.reduce(
-            grads, dst=root, op="sum", group=group, algorithm=self.reduce_algorithm
-        )
-        return total
+        if codec is None:
+            total = yield w.comm.reduce(
+                grads, dst=root, op="sum", group=group, algorithm=self.reduce_algorithm
+            )
+            return total
+        if w.rank != root:
+            seconds = codec.encode_seconds()
+            if seconds > 0:
+                yield w.compute(seconds)
+            yield w.comm.send(codec.encode(grads), dst=root)
+            return grads  # only the root's sum is used
+        others = [r for r in w.workers if r != root]
+        got = yield w.comm.wait_all([w.comm.recv(codec.buffers(), src=r) for r in others])
+        seconds = codec.decode_seconds() * len(others)
+        if seconds > 0:
+            yield w.compute(seconds)
+        decoded = dict(zip(others, (codec.decode(m.tensors) for m in got)))
+        decoded[root] = grads
+        return reduce_tensors([decoded[r] for r in w.workers], "sum")
 
 
 def _check_algorithm(name: str, value: Any, collective: str) -> None:

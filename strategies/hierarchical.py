@@ -7,8 +7,10 @@ from typing import Any
 
 import torch
 
+from strategies.averaging import group_mean
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
+from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.registry import register
 
@@ -60,11 +62,15 @@ class Hierarchical(Strategy):
         ``direct``).
     inter_algorithm
         Algorithm of the leaders' all-reduce: ``"auto"`` or any all-reduce algorithm.
+    compression
+        A ``strategies.compression`` scheme for the cross-node exchange, where links are
+        slow: the leaders compress what their node's steps changed since the last average
+        (scaled by node size), and the scheme's payload replaces the ``2 (k - 1) M`` bytes.
 
     Examples
     --------
     >>> Hierarchical(period=4, inter_algorithm="ring")
-    Hierarchical(period=4, intra_algorithm='auto', inter_algorithm='ring')
+    Hierarchical(period=4, intra_algorithm='auto', inter_algorithm='ring', compression=None)
     >>> Hierarchical(period=0)
     Traceback (most recent call last):
     ...
@@ -82,7 +88,11 @@ class Hierarchical(Strategy):
     global_model = "average"
 
     def __init__(
-        self, period: int = 1, intra_algorithm: str = "auto", inter_algorithm: str = "auto"
+        self,
+        period: int = 1,
+        intra_algorithm: str = "auto",
+        inter_algorithm: str = "auto",
+        compression: Any = None,
     ) -> None:
         if isinstance(period, bool) or not isinstance(period, int) or period < 1:
             raise ValueError(f"period={period!r} must be an integer >= 1")
@@ -97,43 +107,51 @@ class Hierarchical(Strategy):
                 f"inter_algorithm={inter_algorithm!r} does not implement all_reduce; use one of "
                 f"{', '.join(inter)}"
             )
+        self.compression = Compression.parse(compression)
         super().__init__(
-            period=period, intra_algorithm=intra_algorithm, inter_algorithm=inter_algorithm
+            period=period,
+            intra_algorithm=intra_algorithm,
+            inter_algorithm=inter_algorithm,
+            compression=None if self.compression is None else self.compression.config(),
         )
         self.period = period
         self.intra_algorithm = intra_algorithm
         self.inter_algorithm = inter_algorithm
 
     def worker(self, w: WorkerContext) -> Program:
-        nodes = node_members(self.node_layout(w), w.workers)
+        nodes = node_members(w.nodes, w.workers)
         # Every rank creates every group, in the same order (torch.distributed requires it).
         groups = [w.comm.new_group(members) for members in nodes]
         leaders = w.comm.new_group([members[0] for members in nodes])
         mine = next(i for i, members in enumerate(nodes) if w.rank in members)
         local, size = groups[mine], len(nodes[mine])
+        leader = w.rank == local.ranks[0]
+        codec = None
+        if self.compression is not None and leader:
+            codec = self.compression.codec(w, salt="inter-node")
+        synced = w.parameters()  # the node's parameters at the last cross-node average
         while not w.done:
             grads = yield w.compute_gradients()
             grads = yield from self.average_gradients(w, grads, local)
             w.apply(grads)
             if len(nodes) > 1 and w.step % self.period == 0:
                 params = w.parameters()
-                if w.rank == local.ranks[0]:
+                if leader and codec is None:
                     params.mul_(size)
                     yield w.comm.all_reduce(
                         params, op="sum", group=leaders, algorithm=self.inter_algorithm
                     )
                     params.div_(len(w.workers))
+                elif leader:  # the mean over leaders of size-weighted changes
+                    change = (synced - params) * (size * len(nodes) / len(w.workers))
+                    mean = yield from group_mean(w, change, leaders, codec, self.inter_algorithm)
+                    params = synced - mean
                 if local.size > 1:
                     params = yield w.comm.broadcast(
                         params, src=local.ranks[0], group=local, algorithm=self.intra_algorithm
                     )
                 w.load_parameters(params)
-
-    def node_layout(self, w: WorkerContext) -> Sequence[int]:
-        """Every rank's node (``w.nodes``: the topology's in ``sim``, the launcher's on
-        ``real``). A subclass may impose a layout where the backend cannot give one (local
-        real processes are all one node)."""
-        return w.nodes
+                synced = params
 
     def average_gradients(
         self, w: WorkerContext, grads: torch.Tensor, local: Group

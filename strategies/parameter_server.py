@@ -8,12 +8,16 @@ the server can measure every gradient's staleness.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.base import Program, Strategy
+from strategies.compression import Compression
 from strategies.context import ServerContext, WorkerContext
 from strategies.handles import Handle
+from strategies.messages import message_nbytes
 from strategies.registry import register
 
 __all__ = ["ParameterServer"]
@@ -40,6 +44,11 @@ class ParameterServer(Strategy):
     staleness_lr
         ``"inverse"`` scales the learning rate of a gradient of staleness tau by
         ``1 / (1 + tau)`` (Zhang et al., 2016); ``None`` leaves it unchanged.
+    compression
+        A ``strategies.compression`` scheme for the pushes: each worker sends the encoded
+        payload of each shard (with error feedback where the scheme has it), the server
+        decodes it; parameters come back uncompressed. PowerSGD needs all-reduces and is
+        refused.
 
     Examples
     --------
@@ -62,6 +71,7 @@ class ParameterServer(Strategy):
         staleness: int | None = None,
         servers: int = 1,
         staleness_lr: str | None = None,
+        compression: Any = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
@@ -76,7 +86,19 @@ class ParameterServer(Strategy):
             raise ValueError(f"servers={servers!r} must be an integer >= 1")
         if staleness_lr not in STALENESS_LR:
             raise ValueError(f"staleness_lr={staleness_lr!r} is unknown; use None or 'inverse'")
-        super().__init__(mode=mode, staleness=staleness, servers=servers, staleness_lr=staleness_lr)
+        self.compression = Compression.parse(compression)
+        if self.compression is not None and self.compression.name == "powersgd":
+            raise ValueError(
+                "compression='powersgd' needs all-reduces (its factors are averaged twice); "
+                "a parameter server receives single payloads: use topk, randomk, qsgd, uint8, "
+                "fp16, bf16 or signsgd"
+            )
+        options: dict[str, Any] = {}
+        if self.compression is not None:  # keep run.json and repr as they were without it
+            options["compression"] = self.compression.config()
+        super().__init__(
+            mode=mode, staleness=staleness, servers=servers, staleness_lr=staleness_lr, **options
+        )
         self.mode = mode
         self.staleness = staleness
         self.n_servers = servers
@@ -95,12 +117,21 @@ class ParameterServer(Strategy):
     # -- worker ---------------------------------------------------------------------------
     def worker(self, w: WorkerContext) -> Program:
         bounds = shard_bounds(w.numel, len(w.servers))
+        codecs = [self._codec(w, b - a, server) for server, (a, b) in zip(w.servers, bounds)]
         while not w.done:
             grads = yield w.compute_gradients()
             tag = {"version": w.version}
+            if codecs[0] is not None:
+                seconds = sum(c.encode_seconds() for c in codecs)
+                if seconds > 0:
+                    yield w.compute(seconds)
             pushes = [
-                w.comm.send(grads[a:b], dst=server, header=tag)
-                for server, (a, b) in zip(w.servers, bounds)
+                w.comm.send(
+                    grads[a:b] if codec is None else codec.encode(grads[a:b]),
+                    dst=server,
+                    header=tag,
+                )
+                for server, (a, b), codec in zip(w.servers, bounds, codecs)
             ]
             pulls = [
                 w.comm.recv(torch.empty(b - a, dtype=grads.dtype), src=server)
@@ -110,12 +141,30 @@ class ParameterServer(Strategy):
             version = min(reply.header["version"] for reply in replies)
             w.load_parameters(torch.cat([reply.tensors[0] for reply in replies]), version)
 
+    def _codec(self, ctx: Any, numel: int, server: int) -> Any:
+        if self.compression is None:
+            return None
+        return self.compression.codec(ctx, numel=numel, shapes=[(numel,)], salt=f"shard{server}")
+
     # -- server ---------------------------------------------------------------------------
     def _lr_scale(self, staleness: int) -> float:
         return staleness_lr_scale(staleness) if self.staleness_lr == "inverse" else 1.0
 
-    def _buffer(self, s: ServerContext) -> torch.Tensor:
-        return torch.empty(s.numel, dtype=s.shard.param.dtype)
+    def _buffers(self, s: ServerContext, codec: Any) -> list[torch.Tensor]:
+        if codec is None:
+            return [torch.empty(s.numel, dtype=s.shard.param.dtype)]
+        return codec.buffers()
+
+    def _decoded(self, s: ServerContext, codec: Any, payload: list[torch.Tensor]) -> Program:
+        """A sub-program: the pushed gradient, decoded (its decode time charged)."""
+        if codec is None:
+            return payload[0]
+        seconds = codec.decode_seconds()
+        if seconds > 0:
+            yield s.compute(seconds)
+        if s.index == 0 and s.is_eval_step():
+            s.log(compression_ratio=message_nbytes(payload) / (4 * s.numel))
+        return codec.decode(payload)
 
     def _reply(self, s: ServerContext, dst: int) -> Handle[None]:
         return s.comm.send(s.parameters(), dst=dst, header={"version": s.version})
@@ -127,11 +176,17 @@ class ParameterServer(Strategy):
             yield from self._async_server(s)
 
     def _sync_server(self, s: ServerContext) -> Program:
+        codec = self._codec(s, s.numel, s.rank)
         while not s.done:
             # Receive from each worker in rank order: the sum order is then fixed, which makes
             # this bitwise equal to an all-reduce mean, and NCCL (no receive-from-any) works.
-            pushes = yield s.comm.wait_all([s.comm.recv(self._buffer(s), src=r) for r in s.workers])
-            grads = reduce_tensors([push.tensors[0] for push in pushes], "mean")
+            pushes = yield s.comm.wait_all(
+                [s.comm.recv(self._buffers(s, codec), src=r) for r in s.workers]
+            )
+            decoded = []
+            for push in pushes:
+                decoded.append((yield from self._decoded(s, codec, push.tensors)))
+            grads = reduce_tensors(decoded, "mean")
             staleness = max(s.version - push.header["version"] for push in pushes)
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
             yield s.comm.wait_all([self._reply(s, r) for r in s.workers])
@@ -141,8 +196,10 @@ class ParameterServer(Strategy):
         pushes = {r: 0 for r in s.workers}
         waiting: list[int] = []
         replies: dict[int, Handle[None]] = {}  # the last reply to each worker, maybe in flight
+        codec = self._codec(s, s.numel, s.rank)
         while not s.done:
-            src, (grads,), header = yield s.comm.recv(self._buffer(s), src=None)
+            src, payload, header = yield s.comm.recv(self._buffers(s, codec), src=None)
+            grads = yield from self._decoded(s, codec, payload)
             staleness = s.version - header["version"]
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
             pushes[src] += 1

@@ -28,10 +28,14 @@ def test_compare_strategies_writes_its_figure(tmp_path):
     "name,args",
     [
         ("custom_strategy", ["--steps", "3", "--nproc", "2"]),
-        ("local_sgd", ["--steps", "5", "--period", "2", "--nproc", "2"]),
-        ("ring_gossip", ["--steps", "2", "--nproc", "3", "--recv-first"]),
+        ("broadcast", ["--steps", "3", "--nproc", "2", "--root", "1"]),
+        ("custom_local_sgd", ["--steps", "5", "--period", "2", "--nproc", "2"]),
+        ("custom_ring_gossip", ["--steps", "2", "--nproc", "3", "--recv-first"]),
         ("gossip", ["--steps", "2", "--nproc", "4", "--graph", "one_peer_exponential"]),
-        ("hierarchical", ["--steps", "4", "--nproc", "4", "--ranks-per-node", "0"]),
+        (
+            "hierarchical",
+            ["--steps", "4", "--nproc", "4", "--ranks-per-node", "2", "--period", "2"],
+        ),
     ],
 )
 def test_user_strategy_examples_conform_across_backends(name, args):
@@ -44,3 +48,23 @@ def test_user_strategy_examples_conform_across_backends(name, args):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert ": conforms" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("local_sgd", ["--period", "adaptive", "--initial-period", "4", "--steps", "20"]),
+        ("diloco", ["--period", "4", "--fragments", "2", "--overlap", "1", "--steps", "8"]),
+        ("easgd", ["--budget", "0.05"]),
+        ("compression", ["--steps", "3"]),
+    ],
+)
+def test_catalogue_examples_simulate(name, args):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loss" in done.stdout

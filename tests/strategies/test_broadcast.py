@@ -72,6 +72,7 @@ def test_every_algorithm_of_the_collectives_is_accepted_and_registered_by_name()
         "root": 1,
         "reduce_algorithm": "auto",
         "broadcast_algorithm": "auto",
+        "compression": None,
     }
 
 
@@ -140,3 +141,31 @@ def test_a_step_takes_compute_plus_the_engines_reduce_and_broadcast(topology, ro
 def test_it_conforms_on_real_gloo_processes():
     report = check(Broadcast(root=1), "mlp_digits", world_size=4, steps=20, optimizer=SGD)
     report.raise_for_differences()
+
+
+# -- compression ----------------------------------------------------------------------------
+LOSSLESS = {"name": "topk", "ratio": 1.0, "error_feedback": False}
+
+
+def test_a_lossless_compressed_gather_trains_exactly_as_allreduce_sgd():
+    star = topologies.star(4)
+    gathered = simulate(Broadcast(root=2, compression=LOSSLESS), star)
+    plain = simulate(AllReduceSGD(), star)
+    torch.testing.assert_close(gathered.parameters, plain.parameters, rtol=1e-6, atol=0)
+
+
+def test_compressed_payloads_travel_to_the_root_and_parameters_back():
+    star = topologies.star(4)
+    result = simulate(Broadcast(compression="qsgd"), star, steps=4)
+    numel = result.parameters.numel()
+    broadcast = engine_bytes(star, "broadcast", 4 * numel, [0, 1, 2, 3], 0, "auto")
+    # Three steps complete: three qsgd payloads (a byte a value, a 4-byte norm, 8 bytes of
+    # message header framing are not charged) into the root and one broadcast each.
+    per_step = 3 * (numel + 4) + broadcast
+    rows = step_rows(result).set_index("step")["bytes"]
+    assert rows[4] - rows[1] == pytest.approx(3 * per_step)
+
+
+def test_powersgd_is_refused_for_a_gather():
+    with pytest.raises(ValueError, match="powersgd"):
+        Broadcast(compression="powersgd")

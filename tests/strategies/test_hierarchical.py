@@ -179,20 +179,19 @@ def test_time_and_bytes_are_the_engines_intra_inter_and_broadcast(period):
 
 
 # -- the real backend -----------------------------------------------------------------------
-class OnNodes(Hierarchical):
-    """Hierarchical on an imposed layout: local real processes are all one node (the
-    launcher gives every rank the same GROUP_RANK), so the cross-node path needs one."""
-
-    def __init__(self, nodes, period):
-        super().__init__(period=period)
-        self.layout = nodes
-
-    def node_layout(self, w):
-        return self.layout
-
-
 def test_it_conforms_on_real_gloo_processes_with_nodes_of_two_and_one_ranks():
     # Nodes [0, 1], [2], [3]: a leaders' all-reduce of three, a broadcast inside a node of
-    # two, and nodes of one rank that skip theirs.
-    report = check(OnNodes((0, 0, 1, 2), 3), "mlp_digits", world_size=4, steps=20, optimizer=SGD)
+    # two, and nodes of one rank that skip theirs. The real ranks take the topology's nodes.
+    graph = with_nodes(topologies.star(4), (0, 0, 1, 2))
+    report = check(
+        Hierarchical(period=3), "mlp_digits", world_size=4, steps=20, optimizer=SGD, topology=graph
+    )
     report.raise_for_differences()
+
+
+def test_compressed_cross_node_averages_conform_on_gloo():
+    graph = with_nodes(topologies.star(4), (0, 0, 1, 1))
+    strategy = Hierarchical(period=2, compression="uint8")
+    check(
+        strategy, "mlp_digits", world_size=4, steps=20, optimizer=SGD, topology=graph
+    ).raise_for_differences()

@@ -7,7 +7,7 @@ and receives are posted first and waited on together, so their order does not ma
 receive (``yield send`` then ``yield recv``) would deadlock on a real world, where a send
 completes only once its receive is posted; the simulator reports that at once.
 
-    python examples/ring_gossip.py --steps 20 --nproc 4 [--recv-first]
+    python examples/custom_ring_gossip.py --steps 20 --nproc 4 [--recv-first]
 """
 
 from __future__ import annotations
