@@ -1,15 +1,16 @@
 """The quick-start study: which strategy trains fastest when the network is slow and some
 workers straggle?
 
-Eight workers train the digits MLP on a star network; all-reduce, a synchronous parameter
-server, an asynchronous one and a stale-synchronous one each get the same simulated time
-budget. The study writes one run directory per strategy, a summary table and a figure of
-loss against time and against bytes, with each rank's time split into compute,
-communication and idle.
+Eight workers train the digits MLP on a star network; one strategy of each family (all-reduce
+SGD plain and with PowerSGD compression, an asynchronous parameter server, Local SGD,
+DiLoCo, ring gossip, asynchronous EASGD) gets the same simulated time budget. The study
+writes one run directory per strategy, a summary table and a figure of loss against time and
+against bytes, with each rank's time split into compute, communication and idle.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,18 @@ import pandas as pd
 import topologies
 from runs import RunResult
 from sim.run import run
-from strategies import AllReduceSGD, ParameterServer, Strategy
+from strategies import (
+    EASGD,
+    AllReduceSGD,
+    DiLoCo,
+    Gossip,
+    LocalSGD,
+    ParameterServer,
+    Strategy,
+)
 from studies.plots import comparison
 
-__all__ = ["DemoStudy", "run_demo", "summary_table"]
+__all__ = ["DemoStudy", "run_demo", "slug", "summary_table"]
 
 
 @dataclass(frozen=True)
@@ -45,14 +54,24 @@ class DemoStudy:
     def strategies(self) -> dict[str, Strategy]:
         return {
             "all-reduce": AllReduceSGD(algorithm="ring"),
-            "PS sync": ParameterServer(mode="sync"),
+            "all-reduce, PowerSGD r=2": AllReduceSGD(algorithm="ring", compression="powersgd"),
             "PS async": ParameterServer(mode="async", staleness_lr="inverse"),
-            "PS SSP-2": ParameterServer(mode="ssp", staleness=2, staleness_lr="inverse"),
+            "Local SGD H=8": LocalSGD(period=8),
+            "DiLoCo H=8": DiLoCo(period=8),
+            "gossip, ring": Gossip(graph="ring"),
+            "EASGD async": EASGD(alpha=0.05, period=4, mode="async"),
         }
 
 
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+def slug(label: str) -> str:
+    """The run directory name of a strategy label.
+
+    Examples
+    --------
+    >>> slug("all-reduce, PowerSGD r=2")
+    'all-reduce-powersgd-r-2'
+    """
+    return re.sub("-+", "-", "".join(c if c.isalnum() else "-" for c in label.lower())).strip("-")
 
 
 def run_demo(
@@ -83,7 +102,7 @@ def run_demo(
             optimizer=study.optimizer,
             eval_every=study.eval_every,
             seed=study.seed,
-            out=out / _slug(label),
+            out=out / slug(label),
             progress=progress,
         )
         results[label] = result

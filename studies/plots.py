@@ -43,11 +43,19 @@ def loss_curves(
             f"x={x!r} is not a metrics column to plot against; use one of {list(_XLABEL)}"
         )
     fig, ax = _figure(ax)
+    positive = []
     for label, result in results.items():
         evals = result.evals
         values = evals[x] / 1e6 if x == "bytes" else evals[x]
         ax.plot(values, evals[metric], marker=".", markersize=3, label=label)
-    ax.set_xlabel(_XLABEL[x])
+        positive += [float(v) for v in values if v > 0]
+    # Compressed and local strategies send orders of magnitude less: a log axis keeps
+    # every curve readable (the start, at zero bytes, is left out).
+    if x == "bytes" and positive and max(positive) > 30 * min(positive):
+        ax.set_xscale("log", nonpositive="mask")
+        ax.set_xlabel(f"{_XLABEL[x]}, log scale")
+    else:
+        ax.set_xlabel(_XLABEL[x])
     ax.set_ylabel(f"held-out {metric}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

@@ -3,13 +3,15 @@ from typer.testing import CliRunner
 
 from runs import RunResult
 from studies.cli import app
-from studies.demo import DemoStudy, run_demo
+from studies.demo import DemoStudy, run_demo, slug
 
 
 def test_demo_writes_runs_summary_and_figure(tmp_path):
     study = DemoStudy(workers=3, budget=0.05, eval_every=5)
     results, table = run_demo(tmp_path, study)
     assert list(table.index) == list(study.strategies())
+    families = {type(s).__name__ for s in study.strategies().values()}
+    assert len(study.strategies()) >= 6 and len(families) >= 6
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     assert pd.read_csv(tmp_path / "summary.csv", index_col=0).shape == table.shape
     for label, result in results.items():
@@ -17,8 +19,7 @@ def test_demo_writes_runs_summary_and_figure(tmp_path):
         assert result.summary["steps"] > 0
         assert result.evals["loss"].iloc[-1] < result.evals["loss"].iloc[0]
         assert result.summary["time"] == 0.05
-        slug = label.lower().replace(" ", "-")
-        loaded = RunResult.load(tmp_path / slug)
+        loaded = RunResult.load(tmp_path / slug(label))
         assert loaded.summary["steps"] == result.summary["steps"]
 
 
