@@ -90,7 +90,8 @@ def summarize(
     wall_time: float,
     target_loss: float | None = None,
 ) -> dict[str, Any]:
-    """The summary both backends write: final loss, counts, rates, staleness, time to target.
+    """The summary both backends write: final loss (and consensus distance, for averaged
+    models), counts, rates, staleness, the compression ratio achieved, time to target.
 
     ``time`` is simulated seconds for ``sim`` and wall-clock seconds of training for ``real``.
     """
@@ -114,6 +115,12 @@ def summarize(
         summary["final_loss"] = float(last["loss"])
         if "accuracy" in evals and pd.notna(last.get("accuracy")):
             summary["final_accuracy"] = float(last["accuracy"])
+        if "consensus" in evals and pd.notna(last.get("consensus")):
+            summary["final_consensus"] = float(last["consensus"])
+    logs = metrics[metrics["kind"] == "log"] if not metrics.empty else metrics
+    if "compression_ratio" in logs and logs["compression_ratio"].notna().any():
+        # The ratio a strategy reported last: bytes sent over raw float32 bytes, so far.
+        summary["compression_ratio"] = float(logs["compression_ratio"].dropna().iloc[-1])
     if target_loss is not None:
         summary["target_loss"] = target_loss
         hit = evals[evals["loss"] <= target_loss] if len(evals) else evals

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from strategies.averaging import group_mean
+from strategies.averaging import check_compression, group_mean
 from strategies.base import Program, Strategy
-from strategies.comm import ALGORITHMS
-from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.registry import register
 
@@ -46,11 +44,7 @@ class AllReduceSGD(Strategy):
     global_model = "primary"
 
     def __init__(self, algorithm: str = "auto", compression: Any = None) -> None:
-        if algorithm not in ALGORITHMS:
-            raise ValueError(
-                f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
-            )
-        self.compression = Compression.parse(compression)
+        self.compression = check_compression(compression, algorithm)
         config = None if self.compression is None else self.compression.config()
         super().__init__(algorithm=algorithm, compression=config)
         self.algorithm = algorithm

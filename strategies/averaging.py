@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 
-from strategies.comm import Group
+from strategies.comm import ALGORITHMS, ALGORITHMS_FOR, Group
+from strategies.compression import Compression
 
 __all__ = [
     "adacomm_period",
+    "check_compression",
     "check_period",
     "elastic_pull",
     "group_mean",
@@ -44,6 +46,46 @@ def check_period(period: Any, name: str = "period") -> int:
             f"{name}={period!r} must be an integer >= 1 (local steps between synchronisations)"
         )
     return period
+
+
+def check_compression(
+    compression: Any, algorithm: Any, averages_changes: bool = False
+) -> Compression | None:
+    """Parse ``compression`` and check ``algorithm`` against the collective its payload
+    travels by (a sparse or quantised payload is all-gathered), each error one line naming
+    the argument. ``averages_changes``: the mean is of parameter changes, which a sign vote
+    cannot stand for (it has no magnitude), so ``signsgd`` is refused.
+
+    Examples
+    --------
+    >>> check_compression("topk", "tree")
+    Traceback (most recent call last):
+    ...
+    ValueError: algorithm='tree' cannot carry compression='topk', whose payloads are all-gathered; use one of auto, ring, direct, halving_doubling
+    >>> check_compression("signsgd", "auto", averages_changes=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: compression='signsgd' averages signs, not magnitudes: it fits gradients (AllReduceSGD, Broadcast, ParameterServer), not the parameter changes this strategy averages
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}")
+    spec = Compression.parse(compression)
+    if spec is None:
+        return None
+    if averages_changes and spec.name == "signsgd":
+        raise ValueError(
+            "compression='signsgd' averages signs, not magnitudes: it fits gradients "
+            "(AllReduceSGD, Broadcast, ParameterServer), not the parameter changes this "
+            "strategy averages"
+        )
+    usable = ("auto", *ALGORITHMS_FOR[spec.collective])
+    if algorithm not in usable:
+        travel = "all-gathered" if spec.collective == "all_gather" else "all-reduced"
+        raise ValueError(
+            f"algorithm={algorithm!r} cannot carry compression={spec.name!r}, whose payloads "
+            f"are {travel}; use one of {', '.join(usable)}"
+        )
+    return spec
 
 
 def group_mean(
@@ -117,4 +159,7 @@ def adacomm_period(initial_period: int, initial_loss: float, loss: float) -> int
     """
     if not (initial_loss > 0 and math.isfinite(initial_loss)) or not math.isfinite(loss):
         return initial_period
-    return max(1, math.ceil(math.sqrt(max(loss, 0.0) / initial_loss) * initial_period))
+    # Rounded before the ceiling: the losses come from an all-reduce whose float sum order
+    # differs between backends, and a ratio a hair over an integer must not flip the period.
+    period = round(math.sqrt(max(loss, 0.0) / initial_loss) * initial_period, 6)
+    return max(1, math.ceil(period))

@@ -126,6 +126,7 @@ class RoleContext:
         optimizers: Mapping[str, OptimizerSpec] | None = None,
         schedule: ScheduleSpec | None = None,
         total_steps: int = 1,
+        scheduled: str | None = None,
         seed: int = 0,
         eval_every: int = 1,
         host_graph: Mapping[int, tuple[int, ...]] | None = None,
@@ -146,6 +147,7 @@ class RoleContext:
         self._runtime = runtime
         self._optimizers = dict(optimizers or {})
         self._schedule = schedule
+        self._scheduled = scheduled
         self._total_steps = total_steps
 
     @property
@@ -200,18 +202,31 @@ class RoleContext:
 
         return any_of([handle, self.sleep(limit)]).then(first, what=handle.describe())
 
-    def make_optimizer(self, name: str, flat: torch.Tensor | None = None) -> FlatOptimizer:
+    @property
+    def total_steps(self) -> int:
+        """The run's ``steps`` (global steps), e.g. to size a schedule's horizon."""
+        return self._total_steps
+
+    def make_optimizer(
+        self, name: str, flat: torch.Tensor | None = None, horizon: int | None = None
+    ) -> FlatOptimizer:
         """An optimizer declared by the strategy (``Strategy.optimizers``) over ``flat``
         (stepped in place), configured as the run asked (``optimizer={name: spec}``); steps
         taken with it are not global steps. A worker's ``flat`` defaults to its own model's
         parameter buffer, so ``opt.step(grads)`` updates the model (a local optimizer that is
-        not the global model's, as EASGD's workers have)."""
+        not the global model's, as EASGD's workers have).
+
+        The run's ``lr_schedule`` applies only if this is the optimizer the run configures
+        (the one declared ``None``), over ``horizon`` of its steps (default: the run's
+        ``steps``; pass how many steps it will take when that differs)."""
         if flat is None:
             flat = self._own_parameters(name)
         if name not in self._optimizers:
             known = ", ".join(self._optimizers) or "none"
             raise KeyError(f"optimizer {name!r} is not declared by this strategy; it has {known}")
-        return FlatOptimizer(flat, self._optimizers[name], self._schedule, self._total_steps)
+        schedule = self._schedule if name == self._scheduled else None
+        total = self._total_steps if horizon is None else horizon
+        return FlatOptimizer(flat, self._optimizers[name], schedule, total)
 
     def _own_parameters(self, name: str) -> torch.Tensor:
         raise TypeError(f"make_optimizer({name!r}) on a {self.role} needs the flat tensor to step")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from strategies.averaging import check_period, group_mean, pseudo_gradient
+from strategies.averaging import check_compression, check_period, group_mean, pseudo_gradient
 from strategies.base import Program, Strategy
-from strategies.comm import ALGORITHMS
-from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.optim import OptimizerSpec
 from strategies.registry import register
@@ -31,9 +29,10 @@ def outer_optimizer(lr: Any, momentum: Any, nesterov: Any) -> dict[str, Any]:
     ...
     ValueError: outer_nesterov=True needs outer_momentum > 0
     """
-    for name, value in (("outer_lr", lr), ("outer_momentum", momentum)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{name}={value!r} must be a number >= 0")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"outer_lr={lr!r} must be a number > 0 (0 would never move the model)")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or momentum < 0:
+        raise ValueError(f"outer_momentum={momentum!r} must be a number >= 0")
     if not isinstance(nesterov, bool):
         raise ValueError(f"outer_nesterov={nesterov!r} must be True or False")
     if nesterov and momentum <= 0:
@@ -91,15 +90,11 @@ class DiLoCo(Strategy):
         algorithm: str = "auto",
     ) -> None:
         check_period(period)
-        if algorithm not in ALGORITHMS:
-            raise ValueError(
-                f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
-            )
+        self.compression = check_compression(compression, algorithm, averages_changes=True)
         self.optimizers = {
             "inner": None,
             "outer": outer_optimizer(outer_lr, outer_momentum, outer_nesterov),
         }
-        self.compression = Compression.parse(compression)
         super().__init__(
             period=period,
             outer_lr=outer_lr,

@@ -89,9 +89,18 @@ class EASGD(Strategy):
                 f"servers={self.n_servers} leaves no worker among {world_size} ranks; "
                 "use servers < world size"
             )
+        workers = world_size - self.n_servers
+        if self.mode == "sync" and workers * self.alpha >= 1:
+            raise ValueError(
+                f"alpha={self.alpha:g} with {workers} workers moves the centre past them "
+                f"(n * alpha = {workers * self.alpha:g} >= 1); use alpha < {1 / workers:.3g}"
+            )
 
     def worker(self, w: WorkerContext) -> Program:
-        local = w.make_optimizer("local")  # steps this worker's own model in place
+        # Steps this worker's own model in place. The run's lr schedule spans the local
+        # steps a worker takes: `period` per centre update (sync), or per `n` of them (async).
+        share = 1 if self.mode == "sync" else len(w.workers)
+        local = w.make_optimizer("local", horizon=max(1, w.total_steps * self.period // share))
         bounds = shard_bounds(w.numel, len(w.servers))
         local_steps = 0
         while not w.done:

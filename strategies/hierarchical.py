@@ -7,10 +7,9 @@ from typing import Any
 
 import torch
 
-from strategies.averaging import group_mean
+from strategies.averaging import check_compression, group_mean
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
-from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.registry import register
 
@@ -107,7 +106,7 @@ class Hierarchical(Strategy):
                 f"inter_algorithm={inter_algorithm!r} does not implement all_reduce; use one of "
                 f"{', '.join(inter)}"
             )
-        self.compression = Compression.parse(compression)
+        self.compression = check_compression(compression, inter_algorithm, averages_changes=True)
         super().__init__(
             period=period,
             intra_algorithm=intra_algorithm,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from strategies.averaging import adacomm_period, check_period, group_mean
+from strategies.averaging import adacomm_period, check_compression, check_period, group_mean
 from strategies.base import Program, Strategy
-from strategies.comm import ALGORITHMS
-from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.registry import register
 
@@ -25,11 +24,13 @@ class LocalSGD(Strategy):
     period
         Local steps between averagings (``1``: every step, which equals all-reduce SGD for
         plain SGD), or ``"adaptive"``: AdaComm (Wang and Joshi, 2019) starts at
-        ``initial_period`` and sets each next period to ``ceil(sqrt(F / F0) *
-        initial_period)``, where ``F`` is the workers' mean training loss over the last
-        period and ``F0`` the first one's (long periods early, shorter as the loss
-        flattens). The mean loss travels in the averaging all-reduce (4 bytes), so every
-        worker picks the same period; the first worker logs it (``period``).
+        ``initial_period`` and, at each averaging, sets the next period to
+        ``ceil(sqrt(F / F0) * initial_period)``: ``F0`` is the workers' mean training loss
+        at the first step, ``F`` their mean over the last period (long periods early,
+        shorter as the loss flattens). Both travel in the averaging all-reduce (8 bytes), so
+        every worker picks the same period; the first worker logs it (``period``). The paper
+        re-chooses every fixed wall-clock interval and scales by the learning rate's decay
+        too; here the period changes at averagings and leaves the schedule out.
     warmup
         Steps of plain all-reduce SGD before local steps begin (post-local SGD, Lin et al.,
         2020).
@@ -42,7 +43,7 @@ class LocalSGD(Strategy):
     algorithm
         Collective algorithm of the all-reduces (the simulator's hint).
 
-    Bytes per worker and averaging: an all-reduce of ``4 * numel`` bytes (plus 4 for
+    Bytes per worker and averaging: an all-reduce of ``4 * numel`` bytes (plus 8 for
     AdaComm), i.e. ``2 (n - 1) / n * 4 numel / period`` per step with a ring.
 
     Examples
@@ -80,11 +81,7 @@ class LocalSGD(Strategy):
             check_period(initial_period, "initial_period")
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"warmup={warmup!r} must be an integer >= 0 (steps of all-reduce SGD)")
-        if algorithm not in ALGORITHMS:
-            raise ValueError(
-                f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
-            )
-        self.compression = Compression.parse(compression)
+        self.compression = check_compression(compression, algorithm, averages_changes=True)
         super().__init__(
             period=period,
             warmup=warmup,
@@ -105,7 +102,7 @@ class LocalSGD(Strategy):
         grads_codec = spec.codec(w, salt="warmup") if spec and self.warmup else None
         delta_codec = spec.codec(w, salt="average") if spec else None
         synced = w.parameters()  # the parameters at the last averaging
-        first_loss, losses, since = None, 0.0, 0
+        first_loss, losses, since = math.nan, 0.0, 0
         if adaptive and w.index == 0:
             w.log(period=period)
         while not w.done:
@@ -116,24 +113,28 @@ class LocalSGD(Strategy):
                 synced = w.parameters()
                 continue
             w.apply(grads)
+            if math.isnan(first_loss):  # the training loss at the start, F(x_0)
+                first_loss = w.last_loss
             losses, since = losses + w.last_loss, since + 1
             if since < period:
                 continue
-            loss = torch.tensor([losses / since])
-            if delta_codec is None:  # average the parameters (and the loss) in one all-reduce
+            # AdaComm's inputs, averaged over the workers: F(x_0), and the loss now (the mean
+            # over the last period, a steadier estimate than one batch's).
+            loss = torch.tensor([first_loss, losses / since])
+            if delta_codec is None:  # average the parameters (and the losses) in one all-reduce
                 buffer = torch.cat([w.parameters(), loss]) if adaptive else w.parameters()
                 mean = yield w.comm.all_reduce(
                     buffer, op="mean", group=group, algorithm=self.algorithm
                 )
-                synced, loss = (mean[:-1], mean[-1:]) if adaptive else (mean, loss)
+                synced, loss = (mean[:-2], mean[-2:]) if adaptive else (mean, loss)
             else:  # compress what the local steps changed since the last averaging
                 change = synced - w.parameters()
-                synced = synced - (yield from group_mean(w, change, group, delta_codec))
-                if adaptive:  # the loss must arrive intact: its own 4-byte all-reduce
+                mean = yield from group_mean(w, change, group, delta_codec, self.algorithm)
+                synced = synced - mean
+                if adaptive:  # the losses must arrive intact: their own 8-byte all-reduce
                     loss = yield w.comm.all_reduce(loss, op="mean", group=group)
             if adaptive:
-                first_loss = float(loss) if first_loss is None else first_loss
-                new = adacomm_period(self.initial_period, first_loss, float(loss))  # type: ignore[arg-type]
+                new = adacomm_period(self.initial_period, float(loss[0]), float(loss[1]))  # type: ignore[arg-type]
                 if new != period and w.index == 0:
                     w.log(period=new)
                 period = new

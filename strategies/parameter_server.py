@@ -162,9 +162,12 @@ class ParameterServer(Strategy):
         seconds = codec.decode_seconds()
         if seconds > 0:
             yield s.compute(seconds)
-        if s.index == 0 and s.is_eval_step():
-            s.log(compression_ratio=message_nbytes(payload) / (4 * s.numel))
         return codec.decode(payload)
+
+    def _log_ratio(self, s: ServerContext, codec: Any) -> None:
+        """What a push weighs against raw float32, on the first server at evaluations."""
+        if codec is not None and s.index == 0 and s.is_eval_step():
+            s.log(compression_ratio=message_nbytes(codec.buffers()) / (4 * s.numel))
 
     def _reply(self, s: ServerContext, dst: int) -> Handle[None]:
         return s.comm.send(s.parameters(), dst=dst, header={"version": s.version})
@@ -189,6 +192,7 @@ class ParameterServer(Strategy):
             grads = reduce_tensors(decoded, "mean")
             staleness = max(s.version - push.header["version"] for push in pushes)
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
+            self._log_ratio(s, codec)
             yield s.comm.wait_all([self._reply(s, r) for r in s.workers])
 
     def _async_server(self, s: ServerContext) -> Program:
@@ -202,6 +206,7 @@ class ParameterServer(Strategy):
             grads = yield from self._decoded(s, codec, payload)
             staleness = s.version - header["version"]
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
+            self._log_ratio(s, codec)
             pushes[src] += 1
             waiting.append(src)
             slowest = min(pushes.values())

@@ -33,6 +33,7 @@ __all__ = [
     "make_ledger",
     "positive_int",
     "resolve_optimizers",
+    "run_optimizer",
 ]
 
 
@@ -184,6 +185,22 @@ class TrainingSetup:
         return self.strategy.servers(self.world_size)
 
 
+def run_optimizer(strategy: Strategy) -> str:
+    """The declared optimizer a run's single ``optimizer`` spec and its ``lr_schedule``
+    configure: the first declared with default ``None``, else the first declared.
+
+    Examples
+    --------
+    >>> from strategies.diloco import DiLoCo
+    >>> from strategies.easgd import EASGD
+    >>> run_optimizer(DiLoCo()), run_optimizer(EASGD())
+    ('inner', 'local')
+    """
+    declared = dict(strategy.optimizers)
+    runs = [name for name, default in declared.items() if default is None]
+    return (runs or list(declared))[0]
+
+
 def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, OptimizerSpec]:
     """The strategy's named optimizers, as the run configures them.
 
@@ -212,8 +229,7 @@ def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, Optimize
                 f"{type(strategy).__name__} does not declare; it declares {', '.join(declared)}"
             )
     else:
-        runs = [name for name, default in declared.items() if default is None]
-        overrides = {(runs or list(declared))[0]: optimizer}
+        overrides = {run_optimizer(strategy): optimizer}
     specs = {}
     for name, default in declared.items():
         given = overrides.get(name)
@@ -283,10 +299,15 @@ def build_role(
     ``nodes`` maps every rank to its node (locality); by default each rank is its own node.
     """
     strategy, workers, servers = setup.strategy, setup.workers, setup.servers
+    scheduled = run_optimizer(strategy)
+    # The run's lr schedule drives the optimizer the run configures, no other (an outer or
+    # centre optimizer keeps its own learning rate).
+    schedule = setup.schedule if next(iter(setup.optimizers)) == scheduled else None
     common: dict[str, Any] = {
         "nodes": nodes,
         "optimizers": setup.optimizers,
         "schedule": setup.schedule,
+        "scheduled": scheduled,
         "total_steps": setup.steps,
         "seed": setup.seed,
         "eval_every": setup.eval_every,
@@ -296,14 +317,14 @@ def build_role(
         flat = (initial or (lambda: initial_parameters(setup)))()
         bounds = shard_bounds(flat.numel(), len(servers))[servers.index(rank)]
         shard = FlatOptimizer(
-            flat[bounds[0] : bounds[1]].clone(), setup.optimizer, setup.schedule, setup.steps
+            flat[bounds[0] : bounds[1]].clone(), setup.optimizer, schedule, setup.steps
         )
         server = ServerContext(
             rank, setup.world_size, comm, runtime, workers, servers, shard, bounds, **common
         )
         return server, _program(strategy.server(server), strategy, "server")
     spec = setup.optimizer if strategy.global_model != "servers" else None
-    replica = Replica(setup.workload.make_model(setup.seed), spec, setup.schedule, setup.steps)
+    replica = Replica(setup.workload.make_model(setup.seed), spec, schedule, setup.steps)
     index = workers.index(rank)
     worker = WorkerContext(
         rank,

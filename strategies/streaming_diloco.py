@@ -8,10 +8,8 @@ from typing import Any
 import torch
 
 from strategies.aggregate import shard_bounds
-from strategies.averaging import check_period, merge, pseudo_gradient
+from strategies.averaging import check_compression, check_period, merge, pseudo_gradient
 from strategies.base import Program, Strategy
-from strategies.comm import ALGORITHMS
-from strategies.compression import Compression
 from strategies.context import WorkerContext
 from strategies.diloco import OUTER, outer_optimizer
 from strategies.handles import Handle
@@ -63,7 +61,7 @@ class StreamingDiLoCo(Strategy):
     >>> StreamingDiLoCo(compression="powersgd")
     Traceback (most recent call last):
     ...
-    ValueError: compression='powersgd' takes 2 all-reduces; Streaming DiLoCo overlaps one: use fp16, bf16, uint8, qsgd, topk, randomk or signsgd
+    ValueError: compression='powersgd' takes 2 all-reduces; Streaming DiLoCo overlaps one: use fp16, bf16, uint8, qsgd, topk or randomk
     """
 
     name = "streaming_diloco"
@@ -97,16 +95,12 @@ class StreamingDiLoCo(Strategy):
             )
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
             raise ValueError(f"alpha={alpha!r} must be a number in [0, 1)")
-        if algorithm not in ALGORITHMS:
-            raise ValueError(
-                f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
-            )
-        self.compression = Compression.parse(compression)
+        self.compression = check_compression(compression, algorithm, averages_changes=True)
         if self.compression is not None and self.compression.rounds != 1:
             raise ValueError(
                 f"compression={self.compression.name!r} takes {self.compression.rounds} "
                 "all-reduces; Streaming DiLoCo overlaps one: use fp16, bf16, uint8, qsgd, "
-                "topk, randomk or signsgd"
+                "topk or randomk"
             )
         self.optimizers = {
             "inner": None,

@@ -212,6 +212,8 @@ class PowerSGDCodec(Codec):
         m = self.feedback.compensate(flat)
         q = self._start_q()
         round1 = self._round1(m, q)
+        # The 1-D tensors travel whole: their local decode is themselves (no residual).
+        local_vectors = round1[self.p_numel :].clone()
         self._count(self.payload_nbytes())
         round1 = yield w.comm.all_reduce(round1, op="mean", group=group, algorithm=algorithm)
         seconds = self.cost.encode_seconds(0, half)
@@ -220,7 +222,7 @@ class PowerSGDCodec(Codec):
         p = [orthonormalize(pi) for pi in self._split_p(round1)]
         vectors = round1[self.p_numel :]
         q_local = [mat.view(m).T @ pi for mat, pi in zip(self.matrices, p)]
-        self.feedback.update(m, self._assemble(p, q_local, vectors))
+        self.feedback.update(m, self._assemble(p, q_local, local_vectors))
         if self.matrices:  # nothing to compress: the first round carried everything
             round2 = torch.cat([qi.reshape(-1) for qi in q_local])
             round2 = yield w.comm.all_reduce(round2, op="mean", group=group, algorithm=algorithm)

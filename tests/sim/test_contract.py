@@ -496,3 +496,38 @@ def test_a_context_knows_the_network_neighbours_from_the_topology():
 
     run(Neighbours(), "quadratic", topologies.ring(4), steps=1)
     assert seen == {0: (1, 3), 1: (0, 2), 2: (1, 3), 3: (0, 2)}
+
+
+class Scheduled(Strategy):
+    """Records the learning rates its two optimizers step with under the run's schedule."""
+
+    name = "scheduled_test_only"
+    optimizers = {"inner": None, "outer": {"name": "sgd", "lr": 0.5}}
+    seen: dict = {}
+
+    def worker(self, w):
+        outer = w.make_optimizer("outer", torch.zeros(1))
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            outer.step(torch.zeros(1))
+            lrs = (
+                w.replica.optimizer.optimizer.param_groups[0]["lr"],
+                outer.optimizer.param_groups[0]["lr"],
+            )
+            Scheduled.seen.setdefault(w.rank, []).append(lrs)
+
+
+def test_the_run_schedule_drives_only_the_optimizer_the_run_configures():
+    Scheduled.seen = {}
+    run(
+        Scheduled(),
+        "quadratic",
+        topologies.star(1),
+        steps=4,
+        optimizer={"name": "sgd", "lr": 0.1},
+        lr_schedule={"name": "warmup", "warmup": 4},
+    )
+    inner, outer = zip(*Scheduled.seen[0])
+    assert inner == pytest.approx([0.025, 0.05, 0.075, 0.1])  # warm-up over the run's steps
+    assert outer == (0.5, 0.5, 0.5, 0.5)  # an outer optimizer keeps its own rate

@@ -4,7 +4,7 @@ import pytest
 
 import sim
 from strategies import AllReduceSGD
-from strategies.allreduce import ALGORITHMS
+from strategies.comm import ALGORITHMS
 
 
 def test_algorithm_names_match_the_network_engine():

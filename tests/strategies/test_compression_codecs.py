@@ -214,6 +214,19 @@ def test_error_feedback_through_a_single_rank_all_reduce(name, options, shapes):
         torch.testing.assert_close(g + before, mean + codec.feedback.residual)
 
 
+def test_powersgd_keeps_no_residual_for_the_tensors_it_sends_whole():
+    # Several ranks: the averaged 1-D part differs from each rank's, but nothing of it was
+    # dropped, so its residual stays zero (a regression: it kept local - mean, growing).
+    shapes = [(10, 8), (20,)]
+    _, ranks = workers(3, 100)
+    codecs = [parse("powersgd", rank=1).codec(w, shapes=shapes) for w in ranks]
+    for _ in range(5):
+        drive([c.all_reduce(w, torch.randn(100)) for c, w in zip(codecs, ranks)])
+    for codec in codecs:
+        assert torch.equal(codec.feedback.residual[80:], torch.zeros(20))
+        assert codec.feedback.residual[:80].abs().sum() > 0  # the matrix part is compressed
+
+
 def test_without_error_feedback_the_dropped_part_is_lost():
     codec = codec_for("topk", 100, ratio=0.1, error_feedback=False)
     for _ in range(2):

@@ -68,6 +68,12 @@ def test_async_easgd_runs_with_stragglers_and_learns():
     assert result.summary["steps"] == 40 and losses[-1] < losses[0]
 
 
+def test_a_centre_that_would_overshoot_its_workers_is_refused():
+    with pytest.raises(ValueError, match=r"n \* alpha = 1.2 >= 1"):
+        EASGD(alpha=0.3, mode="sync").check_world(5)
+    EASGD(alpha=0.3, mode="async").check_world(5)  # one worker at a time: no overshoot
+
+
 def test_options_are_checked_in_one_line():
     for kwargs, field in [
         ({"alpha": 0}, "alpha=0"),

@@ -54,8 +54,10 @@ def test_adaptive_period_follows_adacomm_and_is_logged():
         LocalSGD(period="adaptive", initial_period=8), steps=120, workload="quadratic"
     )
     periods = list(result.logs["period"])
-    assert periods[0] == 8 and len(periods) > 1
-    assert periods == sorted(periods, reverse=True)  # the loss falls: periods shorten
+    assert periods[0] == 8 and len(periods) > 2
+    # The loss falls, so periods shorten (not monotonically: each period's mean loss is noisy).
+    half = len(periods) // 2
+    assert sum(periods[half:]) / (len(periods) - half) < sum(periods[:half]) / half
     assert adacomm_period(8, 4.0, 1.0) == 4
 
 
@@ -65,6 +67,8 @@ def test_options_are_checked_in_one_line():
         ({"warmup": -1}, "warmup=-1"),
         ({"period": 4, "initial_period": 8}, "initial_period=8 applies only"),
         ({"compression": "zip"}, "zip"),
+        ({"compression": "signsgd"}, "signsgd' averages signs"),
+        ({"compression": "topk", "algorithm": "tree"}, "algorithm='tree' cannot carry"),
     ]:
         with pytest.raises(ValueError, match=field) as err:
             LocalSGD(**kwargs)

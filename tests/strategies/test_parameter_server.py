@@ -14,7 +14,7 @@ LOSSLESS = {"name": "topk", "ratio": 1.0, "error_feedback": False}
 
 
 def simulate(strategy, steps=6):
-    return run(strategy, "mlp_digits", topologies.star(5), steps=steps, optimizer=SGD)
+    return run(strategy, "mlp_digits", topologies.star(5), steps=steps, optimizer=SGD, eval_every=2)
 
 
 @pytest.mark.parametrize("servers", [1, 2])
@@ -25,15 +25,19 @@ def test_lossless_compressed_pushes_give_the_uncompressed_servers_model(servers)
 
 
 def test_pushes_weigh_what_the_scheme_says():
-    plain = simulate(ParameterServer(), steps=3).summary["bytes"]
-    qsgd = simulate(ParameterServer(compression="qsgd"), steps=3)
-    numel = qsgd.parameters.numel()
-    # Per step and worker: a push (4 numel, or numel + 4 with qsgd) and a pull (4 numel);
-    # the 8-byte version headers are the same in both.
-    pushes = plain - qsgd.summary["bytes"]
-    assert pushes > 0
-    logged = qsgd.logs["compression_ratio"].dropna()
-    assert logged.iloc[0] == pytest.approx((numel + 4) / (4 * numel))
+    def nbytes(strategy, steps):
+        return simulate(strategy, steps=steps).summary["bytes"]
+
+    qsgd = ParameterServer(compression={"name": "qsgd", "cost": 0})
+    numel = simulate(ParameterServer(), steps=1).parameters.numel()
+    # Two more steps: four pushes each, of numel + 4 bytes instead of 4 numel (pulls and
+    # the 8-byte version headers are the same).
+    saved = (nbytes(ParameterServer(), 5) - nbytes(ParameterServer(), 3)) - (
+        nbytes(qsgd, 5) - nbytes(qsgd, 3)
+    )
+    assert saved == 2 * 4 * (4 * numel - (numel + 4))
+    logged = simulate(qsgd, steps=3).logs["compression_ratio"].dropna()
+    assert list(logged) == [pytest.approx((numel + 4) / (4 * numel))]  # once, at step 2
 
 
 def test_powersgd_is_refused_in_one_line():
