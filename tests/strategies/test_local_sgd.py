@@ -78,3 +78,11 @@ def test_options_are_checked_in_one_line():
 def test_local_sgd_with_warmup_and_adaptive_periods_conforms_on_gloo():
     strategy = LocalSGD(period="adaptive", initial_period=4, warmup=2)
     check(strategy, "mlp_digits", world_size=4, steps=20, optimizer=SGD).raise_for_differences()
+
+
+def test_the_summary_reports_the_final_consensus_and_the_compression_achieved():
+    result = simulate(LocalSGD(period=3, compression="qsgd"), steps=25, eval_every=5)
+    numel = result.parameters.numel()
+    assert result.summary["final_consensus"] == result.evals["consensus"].iloc[-1] > 0
+    # Each averaging sends a qsgd payload: a byte a value and a 4-byte norm.
+    assert result.summary["compression_ratio"] == pytest.approx((numel + 4) / (4 * numel))
