@@ -1,7 +1,8 @@
 """``real.run``: the same strategy objects on ``torch.distributed``, N local processes.
 
-Each rank is its own Python process (``python -m real.rank``) joined by a gloo process group
-on localhost; the run's set-up reaches it through cloudpickle, so a strategy defined in a
+Each rank is its own Python process (what ``python -m real.rank`` runs, forked by a warm
+pool that has torch imported: :mod:`real.pool`) joined by a gloo process group on localhost;
+the run's set-up reaches it through cloudpickle, so a strategy defined in a
 notebook cell or in a script without a ``__main__`` guard runs unchanged. Every rank writes
 what it measured to a scratch directory, also when it fails; the launcher feeds all ranks'
 events, in time order, to the :class:`strategies.ledger.Ledger` (the simulator's own), which
@@ -16,12 +17,8 @@ Single machine::
 from __future__ import annotations
 
 import math
-import os
 import pickle
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -36,6 +33,7 @@ import torch
 
 import topologies
 import workloads
+from real.pool import shared_pool
 from runs import RunResult, RunWriter, summarize
 from strategies import Strategy
 from strategies.ledger import Ledger
@@ -164,50 +162,40 @@ def _launch(
 
 
 def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
-    """Run the rank processes; return ``(rank, exit code)`` of the first that failed."""
+    """Run the rank processes; return ``(rank, exit code)`` of the first that failed.
+
+    The ranks are forked by this interpreter's warm pool (:mod:`real.pool`), which has
+    torch imported already: a run starts in milliseconds, not an import per rank."""
     port = _free_port()
-    env = dict(os.environ)
-    # Classes the set-up refers to by module must import there as they do here.
-    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
-    procs = []
-    for rank in range(nproc):
-        err = open(Path(scratch) / f"{rank}.err", "wb")  # noqa: SIM115 - closed below
-        command = [sys.executable, "-m", "real.rank", scratch, str(rank), str(port), str(timeout)]
-        # stdout is the caller's (a strategy's prints show); stderr is kept for the cause.
-        child = subprocess.Popen(command, stderr=err, env=env, preexec_fn=_die_with_parent)
-        procs.append((child, err))
+    pool = shared_pool()
+    pids = [
+        pool.start(
+            [scratch, str(rank), str(port), str(timeout)], str(Path(scratch) / f"{rank}.err")
+        )
+        for rank in range(nproc)
+    ]
+    codes: dict[int, int | None] = {pid: None for pid in pids}
     failed: tuple[int, int] | None = None
     deadline = math.inf
     try:
-        while any(p.poll() is None for p, _ in procs):
-            for rank, (p, _) in enumerate(procs):
-                code = p.poll()
+        while any(code is None for code in codes.values()):
+            codes.update(pool.poll([pid for pid, code in codes.items() if code is None]))
+            for rank, pid in enumerate(pids):
+                code = codes[pid]
                 if code not in (None, 0) and failed is None:
                     failed, deadline = (rank, code), time.monotonic() + GRACE_SECONDS
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        for rank, (p, _) in enumerate(procs):
-            code = p.poll()
-            if code not in (None, 0) and failed is None:
-                failed = (rank, code)
     finally:
-        for p, err in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            err.close()
+        running = [pid for pid, code in codes.items() if code is None]
+        if running:
+            pool.kill(running)
+            while running:  # reap them, so none lingers
+                codes.update(pool.poll(running))
+                running = [pid for pid in running if codes[pid] is None]
+                time.sleep(0.005)
     return failed
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, be killed when the launcher dies (killed, or
-    its interpreter ended), so no rank outlives the run it belongs to."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _stderr_cause(scratch: str, rank: int, code: int) -> str:

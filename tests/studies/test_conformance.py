@@ -74,7 +74,7 @@ def test_async_and_ssp_servers_run_for_real_and_reach_the_simulators_loss(strate
 def test_local_sgd_written_naturally_conforms_for_any_period_and_steps(period, steps):
     # Was: 42 steps in sim, 44 on real, parameters 0.012 apart; loading the average bumped
     # the version (a KeyError in sim, half the training on real).
-    LocalSGD = example("local_sgd", "LocalSGD")
+    LocalSGD = example("custom_local_sgd", "LocalSGD")
     report = check(LocalSGD(period), "mlp_digits", world_size=4, steps=steps)
     report.raise_for_differences()
     assert report.sim.summary["steps"] == report.real.summary["steps"] == steps
@@ -82,7 +82,7 @@ def test_local_sgd_written_naturally_conforms_for_any_period_and_steps(period, s
 
 @pytest.mark.parametrize("recv_first", [False, True], ids=["send-first", "recv-first"])
 def test_ring_gossip_conforms_with_sends_and_receives_posted_in_either_order(recv_first):
-    RingGossip = example("ring_gossip", "RingGossip")
+    RingGossip = example("custom_ring_gossip", "RingGossip")
     check(RingGossip(recv_first), "mlp_digits", world_size=4, steps=8).raise_for_differences()
 
 

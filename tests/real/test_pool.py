@@ -1,0 +1,100 @@
+"""The warm rank pool: ranks forked with torch imported, reused across runs, restarted when
+it ends, printing to the launcher's stdout, and dying with the launcher."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import real
+from real.pool import shared_pool
+from strategies import Strategy
+
+
+class Parents(Strategy):
+    """Records each rank's process and its parent (the pool) in a file."""
+
+    name = "parents_test_only"
+
+    def __init__(self, path):
+        super().__init__(path=str(path))
+        self.path = path
+
+    def worker(self, w):
+        with open(f"{self.path}.{w.rank}", "w") as f:
+            f.write(f"{os.getpid()} {os.getppid()}")
+        while not w.done:
+            grads = yield w.compute_gradients()
+            grads = yield w.comm.all_reduce(grads, op="mean")
+            w.apply(grads)
+
+
+def parents(path, nproc=2):
+    return [tuple(map(int, open(f"{path}.{r}").read().split())) for r in range(nproc)]
+
+
+def test_ranks_are_forked_by_one_pool_reused_across_runs_and_restarted_when_it_ends(tmp_path):
+    real.run(Parents(tmp_path / "a"), "quadratic", nproc=2, steps=2, timeout=30)
+    real.run(Parents(tmp_path / "b"), "quadratic", nproc=2, steps=2, timeout=30)
+    first, second = parents(tmp_path / "a"), parents(tmp_path / "b")
+    pools = {parent for _, parent in first + second}
+    assert len(pools) == 1 and pools != {os.getpid()}
+    os.kill(pools.pop(), signal.SIGKILL)
+    time.sleep(0.2)
+    result = real.run(Parents(tmp_path / "c"), "quadratic", nproc=2, steps=2, timeout=30)
+    assert result.summary["steps"] == 2
+    assert parents(tmp_path / "c")[0][1] == shared_pool()._process.pid
+
+
+SCRIPT = """
+import real
+from strategies import Strategy
+
+class Sleeper(Strategy):
+    name = "sleeper_from_main"
+
+    def worker(self, w):
+        import os
+        print("rank", w.rank, "says hello", flush=True)
+        open(os.environ["MARKER"] + f".{w.rank}", "w").write(f"{os.getpid()} {os.getppid()}")
+        yield w.sleep(120)
+
+real.run(Sleeper(), "quadratic", nproc=2, steps=1, timeout=300)
+"""
+
+
+def test_ranks_print_to_the_launchers_stdout_and_die_with_it(tmp_path):
+    script = tmp_path / "launcher.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    marker = tmp_path / "pids"
+    env = {**os.environ, "MARKER": str(marker)}  # the ranks see the launcher's environment
+    launcher = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(f"{marker}.{r}") for r in range(2)):
+            assert time.monotonic() < deadline, "the ranks never started"
+            time.sleep(0.05)
+        time.sleep(0.2)  # the files are written: their contents too
+        pids = parents(marker)
+    finally:
+        launcher.kill()
+        out, _ = launcher.communicate(timeout=30)
+    assert "rank 0 says hello" in out and "rank 1 says hello" in out
+    deadline = time.monotonic() + 10
+    alive = [p for pair in pids for p in pair]
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _running(p)]
+        time.sleep(0.05)
+    assert not alive, f"processes {alive} outlived their launcher"
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
