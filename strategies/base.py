@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from strategies.context import ServerContext, WorkerContext
 from strategies.ledger import GLOBAL_MODELS
 
-__all__ = ["Program", "Strategy", "close_program", "not_yieldable"]
+__all__ = ["Program", "ShardedServers", "Strategy", "close_program", "not_yieldable"]
 
 #: A role program: yields handles, receives their values.
 Program = Generator[Any, Any, None]
@@ -158,3 +158,20 @@ class Strategy(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({args})"
+
+
+class ShardedServers:
+    """Mixin for strategies whose first ``n_servers`` ranks are servers, each holding one
+    contiguous shard (parameter servers, EASGD's centre); the rest are workers."""
+
+    n_servers: int
+
+    def servers(self, world_size: int) -> list[int]:
+        return list(range(min(self.n_servers, world_size)))
+
+    def check_world(self, world_size: int) -> None:
+        if self.n_servers >= world_size:
+            raise ValueError(
+                f"servers={self.n_servers} leaves no worker among {world_size} ranks; "
+                "use servers < world size"
+            )

@@ -9,7 +9,7 @@ import torch
 
 from strategies.aggregate import shard_bounds
 from strategies.averaging import check_period, elastic_pull
-from strategies.base import Program, Strategy
+from strategies.base import Program, ShardedServers, Strategy
 from strategies.context import ServerContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import consensus_distance
@@ -21,7 +21,7 @@ MODES = ("sync", "async")
 
 
 @register
-class EASGD(Strategy):
+class EASGD(ShardedServers, Strategy):
     """Workers take ``period`` local steps, then exchange with the centre held by the
     server ranks (``0 .. servers-1``, one shard each): each worker moves by
     ``-alpha (x - c)`` and the centre by ``+alpha (x - c)``, an elastic force both ways.
@@ -80,15 +80,8 @@ class EASGD(Strategy):
         super().__init__(alpha=alpha, period=period, mode=mode, servers=servers)
         self.alpha, self.period, self.mode, self.n_servers = float(alpha), period, mode, servers
 
-    def servers(self, world_size: int) -> list[int]:
-        return list(range(min(self.n_servers, world_size)))
-
     def check_world(self, world_size: int) -> None:
-        if self.n_servers >= world_size:
-            raise ValueError(
-                f"servers={self.n_servers} leaves no worker among {world_size} ranks; "
-                "use servers < world size"
-            )
+        super().check_world(world_size)
         workers = world_size - self.n_servers
         if self.mode == "sync" and workers * self.alpha >= 1:
             raise ValueError(

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
-from strategies.base import Program, Strategy
+from strategies.base import Program, ShardedServers, Strategy
 from strategies.compression import Compression
 from strategies.context import ServerContext, WorkerContext
 from strategies.handles import Handle
@@ -27,7 +27,7 @@ STALENESS_LR = (None, "inverse")
 
 
 @register
-class ParameterServer(Strategy):
+class ParameterServer(ShardedServers, Strategy):
     """Workers push gradients to server shards and pull parameters back.
 
     Parameters
@@ -103,16 +103,6 @@ class ParameterServer(Strategy):
         self.staleness = staleness
         self.n_servers = servers
         self.staleness_lr = staleness_lr
-
-    def servers(self, world_size: int) -> list[int]:
-        return list(range(min(self.n_servers, world_size)))
-
-    def check_world(self, world_size: int) -> None:
-        if self.n_servers >= world_size:
-            raise ValueError(
-                f"servers={self.n_servers} leaves no worker among {world_size} ranks; "
-                "use servers < world size"
-            )
 
     # -- worker ---------------------------------------------------------------------------
     def worker(self, w: WorkerContext) -> Program:

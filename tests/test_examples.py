@@ -17,6 +17,18 @@ def _load(name):
     return module
 
 
+def run_example(name, args):
+    """The example's stdout, run as a script with ``args``; its stderr if it fails."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_compare_strategies_writes_its_figure(tmp_path):
     finals = _load("compare_strategies").compare(tmp_path, ["1Gbps"], budget=0.02, workers=2)
     assert set(finals) == {("1Gbps", "all-reduce"), ("1Gbps", "PS async")}
@@ -38,16 +50,9 @@ def test_compare_strategies_writes_its_figure(tmp_path):
         ),
     ],
 )
-def test_user_strategy_examples_conform_across_backends(name, args):
+def test_conformance_examples_conform_across_backends(name, args):
     # Run as a user would: the script's classes reach the rank processes by value.
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert ": conforms" in done.stdout
+    assert ": conforms" in run_example(name, args)
 
 
 @pytest.mark.parametrize(
@@ -60,11 +65,4 @@ def test_user_strategy_examples_conform_across_backends(name, args):
     ],
 )
 def test_catalogue_examples_simulate(name, args):
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "loss" in done.stdout
+    assert "loss" in run_example(name, args)

@@ -239,7 +239,7 @@ class AnyThenSpecific(Strategy):
             got_any, got_specific = yield w.comm.wait_all([first, second])
             w.log(any_got=got_any.header["n"], specific_got=got_specific.header["n"])
         else:
-            yield w.sleep(0.2)
+            yield w.sleep(1.0)  # rank 0 posts both receives first, even on a loaded machine
             one = w.comm.send(torch.ones(1), 0, header={"n": 1})
             two = w.comm.send(torch.ones(1), 0, header={"n": 2})
             yield w.comm.wait_all([one, two])
