@@ -18,6 +18,7 @@ Run it as ``python -m real.pool FD`` (``FD``: the reply pipe); :class:`RankPool`
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -88,8 +89,8 @@ class RankPool:
         self._ask({"kill": pids})
 
     def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
+        if self._process.poll() is None and self._process.stdin is not None:
+            self._process.stdin.close()  # the pool's loop ends at end of input
         self._process.wait()
         self._replies.close()
 
@@ -108,6 +109,7 @@ def shared_pool() -> RankPool:
             if _POOL is not None and _POOL.alive:
                 _POOL.close()
             _POOL = RankPool()
+            atexit.register(_POOL.close)  # leave no pool behind, even for a moment
         return _POOL
 
 
@@ -141,6 +143,9 @@ def _fork_rank(argv: list[str], env: dict[str, str], err: str, reply_fd: int) ->
 
 
 def _serve(reply_fd: int) -> None:
+    # A rank's first torch optimizer imports torch._dynamo (2 s here): once, here, too.
+    import torch._dynamo  # noqa: F401
+
     import real.rank  # noqa: F401 - torch and the rank code, once, before any fork
 
     children: dict[int, int | None] = {}
