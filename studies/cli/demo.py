@@ -58,11 +58,14 @@ def _rich_table(frame: object) -> Table:
     import pandas as pd
 
     assert isinstance(frame, pd.DataFrame)
+    # Fits an 80-column terminal: short headers, no samples (summary.csv has every column).
+    short = {"accuracy": "acc", "MB sent": "MB", "wall s": "wall s"}
+    shown = [c for c in frame.columns if c != "samples"]
     table = Table(title="same simulated time budget, who got furthest?")
     table.add_column("strategy", no_wrap=True, min_width=10)
-    for column in frame.columns:
-        table.add_column(column, justify="right")
-    for label, row in frame.iterrows():
+    for column in shown:
+        table.add_column(short.get(column, column), justify="right", no_wrap=True)
+    for label, row in frame[shown].iterrows():
         table.add_row(str(label), *(_fmt(v) for v in row))
     return table
 
