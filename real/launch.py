@@ -168,16 +168,16 @@ def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
     torch imported already: a run starts in milliseconds, not an import per rank."""
     port = _free_port()
     pool = shared_pool()
-    pids = [
-        pool.start(
-            [scratch, str(rank), str(port), str(timeout)], str(Path(scratch) / f"{rank}.err")
-        )
-        for rank in range(nproc)
-    ]
-    codes: dict[int, int | None] = {pid: None for pid in pids}
+    pool.runs += 1
+    pids: list[int] = []
+    codes: dict[int, int | None] = {}
     failed: tuple[int, int] | None = None
     deadline = math.inf
     try:
+        for rank in range(nproc):
+            err = str(Path(scratch) / f"{rank}.err")
+            pids.append(pool.start([scratch, str(rank), str(port), str(timeout)], err))
+            codes[pids[-1]] = None
         while any(code is None for code in codes.values()):
             codes.update(pool.poll([pid for pid, code in codes.items() if code is None]))
             for rank, pid in enumerate(pids):
@@ -188,8 +188,9 @@ def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
                 break
             time.sleep(0.01)
     finally:
+        pool.runs -= 1
         running = [pid for pid, code in codes.items() if code is None]
-        if running:
+        if running and pool.alive:  # (a broken pool was killed, and its ranks with it)
             pool.kill(running)
             while running:  # reap them, so none lingers
                 codes.update(pool.poll(running))

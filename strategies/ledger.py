@@ -188,6 +188,9 @@ class Ledger:
         self._staleness: dict[int, float] = {}
         self._last_eval = -1
         self._pending: list[int] = []  # global evaluation steps waiting for owners' states
+        # When each pending step became global: its row's time, samples and bytes (the
+        # evaluation itself may come later, once the owners' states are settled).
+        self._reached: dict[int, dict[str, float]] = {}
         self._runaway = 10 * steps + 1000
 
     # -- what the backends report ---------------------------------------------------------------
@@ -236,6 +239,8 @@ class Ledger:
         if self.stop_reason is not None or rank not in self._counts:
             return
         k = self._counts[rank]
+        if k >= self.steps:  # the last step's state was taken when it was applied
+            return
         if k >= self.step:  # still needed: the global step has not passed it
             self._copies[rank][k] = _value(state)
             self._evaluate_pending()
@@ -271,9 +276,9 @@ class Ledger:
         # Evaluation points whose owners never settled them: the state each owner has now.
         for k in self._pending:
             if k < self.step:
-                flat = self._combined(k)
-                if flat is not None:
-                    self._record_eval(k, flat)
+                states = self._states(k)
+                if states is not None:
+                    self._record_eval(k, self._combine(states), states)
         self._pending.clear()
         self.evaluate()
 
@@ -347,7 +352,11 @@ class Ledger:
         values = self._evaluate(flat)
         if self.combine == "mean" and states is not None and len(states) > 1:
             values["consensus"] = consensus_distance(states, flat)
-        row_ = self._row("eval", at_step=k, **values)
+        stamp = self._reached.pop(k, None)
+        if stamp is None:
+            row_ = self._row("eval", at_step=k, **values)
+        else:  # stamped when step k became global, as its step row is
+            row_ = row("eval", step=k, **stamp, **values)
         self.rows.append(row_)
         if self.target_loss is not None and self.target_reached is None:
             if row_["loss"] <= self.target_loss:
@@ -369,6 +378,11 @@ class Ledger:
             self._on_step(k)
         if self.is_eval_step(k) and k < self.steps:
             self._pending.append(k)
+            self._reached[k] = {
+                "time": self._clock(),
+                "samples": self.samples,
+                "nbytes": self._bytes(),
+            }
         self._evaluate_pending()
         if k >= self.steps:
             self.evaluate()  # the last step's states were taken when applied

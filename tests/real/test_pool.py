@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 
+import cloudpickle
+
 import real
 from real.pool import shared_pool
 from strategies import Strategy
@@ -57,7 +59,7 @@ class Sleeper(Strategy):
 
     def worker(self, w):
         import os
-        print("rank", w.rank, "says hello", flush=True)
+        os.write(1, f"rank {w.rank} says hello\\n".encode())  # one write: lines stay whole
         open(os.environ["MARKER"] + f".{w.rank}", "w").write(f"{os.getpid()} {os.getppid()}")
         yield w.sleep(120)
 
@@ -98,3 +100,58 @@ def _running(pid):
             return f.read().split()[2] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_a_pool_started_from_a_thread_outlives_that_thread(tmp_path):
+    import threading
+
+    from real import pool as pool_module
+
+    pool_module._POOL = None  # the next run starts one, from the thread below
+    done = []
+    thread = threading.Thread(
+        target=lambda: done.append(real.run("allreduce", "quadratic", nproc=2, steps=1))
+    )
+    thread.start()
+    thread.join()
+    assert done and shared_pool().alive
+    time.sleep(1.5)  # the pool checks its launcher once a second
+    assert shared_pool().alive
+    assert real.run("allreduce", "quadratic", nproc=2, steps=1).summary["steps"] == 1
+
+
+class ReadsHere(Strategy):
+    """Reads a file by a relative path: the ranks must work where the launcher is now."""
+
+    name = "reads_here_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        with open("here.txt") as f:
+            w.log(found=float(f.read()))
+        grads = yield w.compute_gradients()
+        w.apply(grads)
+
+
+def test_ranks_work_in_the_launchers_current_directory(tmp_path, monkeypatch):
+    shared_pool()  # started elsewhere, before the change of directory
+    (tmp_path / "here.txt").write_text("7")
+    monkeypatch.chdir(tmp_path)
+    # This test module imports from the checkout only: send its class by value, as
+    # cloudpickle sends a script's or a notebook's.
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        result = real.run(ReadsHere(), "quadratic", nproc=2, steps=1)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert list(result.logs["found"]) == [7.0, 7.0]
+
+
+def test_the_pool_is_replaced_when_commsims_sources_change(monkeypatch):
+    from real import pool as pool_module
+
+    first = shared_pool()
+    monkeypatch.setattr(pool_module, "_sources_stamp", lambda: first.sources + 1)
+    second = shared_pool()
+    assert second is not first and second.alive and not first.alive  # the idle one ended

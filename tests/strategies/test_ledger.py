@@ -58,7 +58,10 @@ def test_one_owner_counts_its_steps_evaluates_at_the_points_and_stops_at_steps()
     assert [r["staleness"] for r in ledger.rows if r["kind"] == "step"] == [0.0, 1.0, 2.0]
     assert [float(e[0]) for e in evaluated] == [0.0, 2.5, 3.0]
     eval_two = next(r for r in ledger.rows if r["kind"] == "eval" and r["step"] == 2)
-    assert eval_two["time"] == 3.0  # evaluated when settled, just before step 3
+    # Evaluated once settled (just before step 3), stamped when step 2 became global: the
+    # time, samples and bytes of its step row, so time-to-target is not a step late.
+    step_two = next(r for r in ledger.rows if r["kind"] == "step" and r["step"] == 2)
+    assert eval_two["time"] == step_two["time"] == 2.0
 
 
 def test_the_average_of_replicas_is_taken_at_one_step_even_when_an_owner_is_ahead():
@@ -166,3 +169,14 @@ def test_a_steps_staleness_is_its_first_owners():
     ledger.stepped(1, 3, torch.zeros(1))
     ledger.stepped(0, 0, torch.zeros(1))
     assert ledger.rows[1]["staleness"] == 0.0  # rank 0's, not rank 1's 3
+
+
+def test_the_last_steps_state_is_the_applied_one_even_if_an_owner_settles_it():
+    # An owner that runs on past the last step (asynchronous strategies) must not replace
+    # the state taken when it applied it: the real backend never reports that settle.
+    ledger, _, evaluated = make([0, 1], "mean", steps=1, eval_every=1)
+    ledger.start({0: torch.zeros(1), 1: torch.zeros(1)})
+    ledger.stepped(0, 0, torch.tensor([2.0]))
+    ledger.settled(0, torch.tensor([100.0]))  # rank 0 mixes and moves on
+    ledger.stepped(1, 0, torch.tensor([4.0]))
+    assert float(evaluated[-1]) == pytest.approx(3.0)
