@@ -38,8 +38,7 @@ __all__ = ["RankPool", "shared_pool"]
 
 
 def _die_with_parent() -> None:
-    """On Linux, be killed when the parent dies (killed, or its interpreter ended), so no
-    pool or rank outlives the launcher."""
+    """On Linux, a rank is killed when its pool dies (the pool's one thread forked it)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
