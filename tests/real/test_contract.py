@@ -292,6 +292,10 @@ class WaitsInFinally(Strategy):
                 grads = yield w.compute_gradients()
                 grads = yield w.comm.all_reduce(grads, op="mean")
                 w.apply(grads)
+                # The stop reaches real ranks a moment after the last step: wait here for
+                # it, so the program is closed at a yield (a rank that saw w.done at the
+                # loop's top would leave it normally, and its barrier would complete).
+                yield w.sleep(2.0)
         finally:
             yield w.comm.barrier()
 
