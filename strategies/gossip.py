@@ -252,7 +252,7 @@ class Gossip(Strategy):
     # -- programs ---------------------------------------------------------------------------
     def _host_graph(self, w: WorkerContext) -> dict[int, list[int]] | None:
         """``w.host_graph`` (over ranks) over worker indices, or None."""
-        host = getattr(w, "host_graph", None)
+        host = w.host_graph
         if host is None:
             return None
         index = {rank: i for i, rank in enumerate(w.workers)}
@@ -317,7 +317,7 @@ class Gossip(Strategy):
 
     def _active(self, w: WorkerContext, peers: tuple[int, ...]) -> Program:
         # Seeded by the run and the rank: the same choices in every run with this seed.
-        rng = np.random.default_rng([getattr(w, "seed", 0), w.rank])
+        rng = np.random.default_rng([w.seed, w.rank])
         while not w.done:
             mine = w.parameters()
             # The gradient at the parameters read now.

@@ -247,8 +247,7 @@ class Compression:
                 f"numel={numel}; pass the shapes the flat tensor concatenates"
             )
         cls = _SCHEMES[self.name][0]
-        # The run's seed once the context carries it; 0 until then.
-        seed = int(getattr(w, "seed", 0))
+        seed = int(w.seed)  # the run's: both backends draw the same numbers
         cost = CostModel(**self.options["cost"])
         options = {k: v for k, v in self.options.items() if k != "cost"}
         return cls(
