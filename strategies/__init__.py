@@ -11,7 +11,7 @@ The catalogue, one file per strategy (``docs/strategies.md`` has the table): all
 parameter servers, Local SGD, EASGD, DiLoCo and Streaming DiLoCo, gossip, broadcast,
 hierarchical; any gradient or parameter exchange can be compressed
 (:mod:`strategies.compression`); the shared maths is in :mod:`~strategies.aggregate`,
-:mod:`~strategies.averaging` and :mod:`~strategies.mixing`.
+:mod:`~strategies.averaging`, :mod:`~strategies.graphs` and :mod:`~strategies.mixing`.
 """
 
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale

@@ -29,24 +29,21 @@ import torch
 
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
-from strategies.handles import Handle
-from strategies.mixing import (
+from strategies.graphs import (
     Adjacency,
     bipartition,
     complete,
     degrees,
     exponential,
     from_edges,
-    metropolis_hastings,
-    mix,
     one_peer_exponential,
     one_peer_period,
     out_neighbours,
     ring,
-    second_eigenvalue,
     torus,
-    uniform,
 )
+from strategies.handles import Handle
+from strategies.mixing import metropolis_hastings, mix, second_eigenvalue, uniform
 from strategies.registry import register
 
 __all__ = ["GRAPHS", "MODES", "WEIGHTS", "Gossip"]

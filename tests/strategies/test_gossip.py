@@ -12,7 +12,7 @@ import sim
 import topologies
 from strategies.base import Strategy
 from strategies.gossip import Gossip
-from strategies.mixing import ring
+from strategies.graphs import ring
 from studies.conformance import check
 
 FROZEN = {"name": "sgd", "lr": 0.0}  # parameters change by mixing only

@@ -7,22 +7,24 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.mixing import (
+from strategies.graphs import (
     bipartition,
-    check_doubly_stochastic,
     complete,
     degrees,
     exponential,
     from_edges,
     is_symmetric,
-    metropolis_hastings,
-    mix,
     one_peer_exponential,
     one_peer_period,
     out_neighbours,
     ring,
-    second_eigenvalue,
     torus,
+)
+from strategies.mixing import (
+    check_doubly_stochastic,
+    metropolis_hastings,
+    mix,
+    second_eigenvalue,
     uniform,
 )
 
