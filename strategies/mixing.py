@@ -89,7 +89,7 @@ def uniform(adj: Mapping[int, Sequence[int]]) -> torch.Tensor:
 
     Examples
     --------
-    >>> from strategies.graphs import ring
+    >>> from strategies.graphs import from_edges, ring
     >>> uniform(ring(3))[0]
     tensor([0.3333, 0.3333, 0.3333], dtype=torch.float64)
     >>> uniform(from_edges([(0, 1), (1, 2)]))
