@@ -64,16 +64,22 @@ def is_eval_step(step: int, eval_every: int, steps: int) -> bool:
     return step % eval_every == 0 or step >= steps
 
 
-def consensus_distance(states: Sequence[torch.Tensor], mean: torch.Tensor | None = None) -> float:
+def consensus_distance(states: Sequence[torch.Tensor]) -> float:
     """Mean squared Euclidean distance of the states to their average (0 when all agree).
+
+    Computed in float64, so replicas that agree give exactly 0 (a float32 mean of equal
+    vectors can be off by a rounding).
 
     Examples
     --------
     >>> consensus_distance([torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.0])])
     1.0
+    >>> consensus_distance([torch.full((3,), 0.1)] * 16)
+    0.0
     """
-    mean = reduce_tensors(states, "mean") if mean is None else mean
-    return float(sum(float((s - mean).pow(2).sum()) for s in states) / len(states))
+    wide = [s.double() for s in states]
+    mean = reduce_tensors(wide, "mean")
+    return float(sum(float((s - mean).pow(2).sum()) for s in wide) / len(wide))
 
 
 def check_runaway(rank: int, rank_steps: int, steps: int, owners: Sequence[int]) -> None:
@@ -351,7 +357,7 @@ class Ledger:
         self._last_eval = k
         values = self._evaluate(flat)
         if self.combine == "mean" and states is not None and len(states) > 1:
-            values["consensus"] = consensus_distance(states, flat)
+            values["consensus"] = consensus_distance(states)
         stamp = self._reached.pop(k, None)
         if stamp is None:
             row_ = self._row("eval", at_step=k, **values)
