@@ -11,6 +11,7 @@ from strategies.aggregate import reduce_tensors
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
 from strategies.compression import Compression
+from strategies.compression.codec import charge
 from strategies.context import WorkerContext
 from strategies.messages import message_nbytes
 from strategies.registry import register
@@ -147,16 +148,12 @@ class Broadcast(Strategy):
             )
             return total
         if w.rank != root:
-            seconds = codec.encode_seconds()
-            if seconds > 0:
-                yield w.compute(seconds)
+            yield from charge(w, codec.encode_seconds())
             yield w.comm.send(codec.encode(grads), dst=root)
             return grads  # only the root's sum is used
         others = [r for r in w.workers if r != root]
         got = yield w.comm.wait_all([w.comm.recv(codec.buffers(), src=r) for r in others])
-        seconds = codec.decode_seconds() * len(others)
-        if seconds > 0:
-            yield w.compute(seconds)
+        yield from charge(w, codec.decode_seconds() * len(others))
         decoded = dict(zip(others, (codec.decode(m.tensors) for m in got)))
         decoded[root] = grads
         return reduce_tensors([decoded[r] for r in w.workers], "sum")

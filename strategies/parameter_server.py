@@ -15,6 +15,7 @@ import torch
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.base import Program, ShardedServers, Strategy
 from strategies.compression import Compression
+from strategies.compression.codec import charge
 from strategies.context import ServerContext, WorkerContext
 from strategies.handles import Handle
 from strategies.messages import message_nbytes
@@ -112,9 +113,7 @@ class ParameterServer(ShardedServers, Strategy):
             grads = yield w.compute_gradients()
             tag = {"version": w.version}
             if codecs[0] is not None:
-                seconds = sum(c.encode_seconds() for c in codecs)
-                if seconds > 0:
-                    yield w.compute(seconds)
+                yield from charge(w, sum(c.encode_seconds() for c in codecs))
             pushes = [
                 w.comm.send(
                     grads[a:b] if codec is None else codec.encode(grads[a:b]),
@@ -149,9 +148,7 @@ class ParameterServer(ShardedServers, Strategy):
         """A sub-program: the pushed gradient, decoded (its decode time charged)."""
         if codec is None:
             return payload[0]
-        seconds = codec.decode_seconds()
-        if seconds > 0:
-            yield s.compute(seconds)
+        yield from charge(s, codec.decode_seconds())
         return codec.decode(payload)
 
     def _log_ratio(self, s: ServerContext, codec: Any) -> None:

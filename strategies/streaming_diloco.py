@@ -8,8 +8,15 @@ from typing import Any
 import torch
 
 from strategies.aggregate import shard_bounds
-from strategies.averaging import check_compression, check_period, merge, pseudo_gradient
+from strategies.averaging import (
+    check_compression,
+    check_period,
+    log_compression,
+    merge,
+    pseudo_gradient,
+)
 from strategies.base import Program, Strategy
+from strategies.compression.codec import charge
 from strategies.context import WorkerContext
 from strategies.diloco import OUTER, outer_optimizer
 from strategies.handles import Handle
@@ -159,9 +166,7 @@ class StreamingDiLoCo(Strategy):
                 delta = pseudo_gradient(start[a:b], w.parameters()[a:b])
                 codec = codecs[f]
                 if codec is not None:
-                    seconds = codec.encode_seconds()
-                    if seconds > 0:
-                        yield w.compute(seconds)
+                    yield from charge(w, codec.encode_seconds())
                     handle = codec.start(w, delta, group, algorithm=self.algorithm)
                 else:
                     handle = w.comm.all_reduce(
@@ -184,11 +189,8 @@ class StreamingDiLoCo(Strategy):
     ) -> Program:
         mean = yield handle
         if codec is not None:
-            seconds = codec.decode_seconds() * codec.decodes(len(w.workers))
-            if seconds > 0:
-                yield w.compute(seconds)
-            if w.index == 0 and w.is_eval_step():
-                w.log(compression_ratio=codec.ratio)
+            yield from charge(w, codec.decode_seconds() * codec.decodes(len(w.workers)))
+            log_compression(w, codec)
         outer.step(mean)
         a, b = bounds
         params = w.parameters()

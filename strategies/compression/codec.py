@@ -37,6 +37,7 @@ from strategies.handles import Handle
 from strategies.messages import message_nbytes, signature
 
 __all__ = [
+    "charge",
     "Codec",
     "GatheredCodec",
     "ReducedCodec",
@@ -48,6 +49,14 @@ __all__ = [
 
 #: What a codec's collective sub-program yields, receives and returns.
 SubProgram = Generator[Handle[Any], Any, torch.Tensor]
+
+
+def charge(w: Any, seconds: float) -> Generator[Handle[Any], Any, None]:
+    """``yield from charge(w, seconds)``: encoding or decoding work on ``w``'s device, by the
+    cost model. Nothing is yielded for zero seconds (a free scheme): a zero charge would
+    still cost the simulator an event and wait behind the device's queue."""
+    if seconds > 0:
+        yield w.compute(seconds)
 
 
 def stream_seed(*parts: object) -> int:
@@ -219,13 +228,9 @@ class Codec(ABC):
     ) -> SubProgram:
         """``mean = yield from codec.all_reduce(w, tensor, group)``: the decoded mean over the
         group, with encode and decode time charged to ``w``'s clock."""
-        seconds = self.encode_seconds()
-        if seconds > 0:  # a zero charge would still cost the simulator an event
-            yield w.compute(seconds)
+        yield from charge(w, self.encode_seconds())
         mean = yield self.start(w, tensor, group, algorithm=algorithm)
-        seconds = self.decode_seconds() * self.decodes(group_size(w, group))
-        if seconds > 0:
-            yield w.compute(seconds)
+        yield from charge(w, self.decode_seconds() * self.decodes(group_size(w, group)))
         return mean
 
     @abstractmethod

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from strategies.checks import Group
-from strategies.compression.codec import Codec, SubProgram, generator
+from strategies.compression.codec import Codec, SubProgram, charge, generator
 from strategies.handles import Handle
 
 __all__ = ["Matrix", "PowerSGDCodec", "orthonormalize"]
@@ -206,9 +206,7 @@ class PowerSGDCodec(Codec):
         each round's matmul, decode time after."""
         flat = self._flat(tensor, "all_reduce")
         half = self._matmul_flops()
-        seconds = self.cost.encode_seconds(self.numel, half)
-        if seconds > 0:
-            yield w.compute(seconds)
+        yield from charge(w, self.cost.encode_seconds(self.numel, half))
         m = self.feedback.compensate(flat)
         q = self._start_q()
         round1 = self._round1(m, q)
@@ -216,9 +214,7 @@ class PowerSGDCodec(Codec):
         local_vectors = round1[self.p_numel :].clone()
         self._count(self.payload_nbytes())
         round1 = yield w.comm.all_reduce(round1, op="mean", group=group, algorithm=algorithm)
-        seconds = self.cost.encode_seconds(0, half)
-        if seconds > 0:
-            yield w.compute(seconds)
+        yield from charge(w, self.cost.encode_seconds(0, half))
         p = [orthonormalize(pi) for pi in self._split_p(round1)]
         vectors = round1[self.p_numel :]
         q_local = [mat.view(m).T @ pi for mat, pi in zip(self.matrices, p)]
@@ -231,7 +227,5 @@ class PowerSGDCodec(Codec):
             q_mean = []
         if self.warm_start:
             self.q = q_mean
-        seconds = self.decode_seconds()
-        if seconds > 0:
-            yield w.compute(seconds)
+        yield from charge(w, self.decode_seconds())
         return self._assemble(p, q_mean, vectors).reshape(tensor.shape)
