@@ -166,6 +166,21 @@ class ShardedServers:
 
     n_servers: int
 
+    @staticmethod
+    def check_servers(servers: Any) -> int:
+        """``servers`` if it is an integer >= 1, else a one-line error naming it.
+
+        Examples
+        --------
+        >>> ShardedServers.check_servers(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: servers=0 must be an integer >= 1
+        """
+        if isinstance(servers, bool) or not isinstance(servers, int) or servers < 1:
+            raise ValueError(f"servers={servers!r} must be an integer >= 1")
+        return servers
+
     def servers(self, world_size: int) -> list[int]:
         return list(range(min(self.n_servers, world_size)))
 

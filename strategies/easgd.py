@@ -74,8 +74,7 @@ class EASGD(ShardedServers, Strategy):
         check_period(period)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
-        if isinstance(servers, bool) or not isinstance(servers, int) or servers < 1:
-            raise ValueError(f"servers={servers!r} must be an integer >= 1")
+        self.check_servers(servers)
         self.optimizers = {"center": {"name": "sgd", "lr": float(alpha)}, "local": None}
         super().__init__(alpha=alpha, period=period, mode=mode, servers=servers)
         self.alpha, self.period, self.mode, self.n_servers = float(alpha), period, mode, servers

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from strategies.averaging import check_compression, group_mean
+from strategies.averaging import check_compression, check_period, group_mean
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
 from strategies.context import WorkerContext
@@ -73,7 +73,7 @@ class Hierarchical(Strategy):
     >>> Hierarchical(period=0)
     Traceback (most recent call last):
     ...
-    ValueError: period=0 must be an integer >= 1
+    ValueError: period=0 must be an integer >= 1 (local steps between synchronisations)
     >>> Hierarchical(intra_algorithm="halving_doubling")
     Traceback (most recent call last):
     ...
@@ -93,8 +93,7 @@ class Hierarchical(Strategy):
         inter_algorithm: str = "auto",
         compression: Any = None,
     ) -> None:
-        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-            raise ValueError(f"period={period!r} must be an integer >= 1")
+        check_period(period)
         if intra_algorithm not in ("auto", *INTRA_ALGORITHMS):
             raise ValueError(
                 f"intra_algorithm={intra_algorithm!r} must run both the intra-node all-reduce "

@@ -83,8 +83,7 @@ class ParameterServer(ShardedServers, Strategy):
                 raise ValueError(f"staleness={staleness!r} must be an integer >= 0 (the SSP bound)")
         elif staleness is not None:
             raise ValueError(f"staleness={staleness} applies only to mode='ssp', not mode={mode!r}")
-        if isinstance(servers, bool) or not isinstance(servers, int) or servers < 1:
-            raise ValueError(f"servers={servers!r} must be an integer >= 1")
+        self.check_servers(servers)
         if staleness_lr not in STALENESS_LR:
             raise ValueError(f"staleness_lr={staleness_lr!r} is unknown; use None or 'inverse'")
         self.compression = Compression.parse(compression)
