@@ -136,18 +136,10 @@ class PowerSGDCodec(Codec):
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def _split_p(self, buffer: torch.Tensor) -> list[torch.Tensor]:
-        out, offset = [], 0
-        for mat in self.matrices:
-            out.append(buffer[offset : offset + mat.n * mat.r].view(mat.n, mat.r))
-            offset += mat.n * mat.r
-        return out
+        return _split(buffer, [(mat.n, mat.r) for mat in self.matrices])
 
     def _split_q(self, buffer: torch.Tensor) -> list[torch.Tensor]:
-        out, offset = [], 0
-        for mat in self.matrices:
-            out.append(buffer[offset : offset + mat.m * mat.r].view(mat.m, mat.r))
-            offset += mat.m * mat.r
-        return out
+        return _split(buffer, [(mat.m, mat.r) for mat in self.matrices])
 
     def _assemble(
         self, p: list[torch.Tensor], q: list[torch.Tensor], vectors: torch.Tensor
@@ -229,3 +221,12 @@ class PowerSGDCodec(Codec):
             self.q = q_mean
         yield from charge(w, self.decode_seconds())
         return self._assemble(p, q_mean, vectors).reshape(tensor.shape)
+
+
+def _split(buffer: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Consecutive views of ``buffer`` with the given matrix shapes."""
+    out, offset = [], 0
+    for rows, cols in shapes:
+        out.append(buffer[offset : offset + rows * cols].view(rows, cols))
+        offset += rows * cols
+    return out
