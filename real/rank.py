@@ -95,6 +95,8 @@ def _run(setup: TrainingSetup, rank: int, port: int, timeout: float, out: Path) 
         record["error"] = one_line_error(error)
         raise
     finally:
+        if ctx is not None:
+            runtime.ended(ctx)
         record["stop_reason"] = signal.reason
         record["times"] = (runtime.now(), runtime.compute_time, runtime.comm_time)
         torch.save(record, out)

@@ -151,6 +151,7 @@ class RealRuntime:
         self.start = time.time()
         self.resumed_at = 0.0
         self.events: list[tuple[Any, ...]] = []
+        self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
         self.comm_time = 0.0
         self.wake = threading.Event()
@@ -186,16 +187,27 @@ class RealRuntime:
         # follows it), and needed only at evaluation points.
         if self.owner and ctx.step < self.steps:
             if is_eval_step(ctx.step, self.eval_every, self.steps):
-                self.events.append(("settled", self.resumed_at, self.rank, ctx.parameters()))  # type: ignore[attr-defined]
+                self._settle(ctx, self.resumed_at)
+
+    def ended(self, ctx: RoleContext) -> None:
+        """The program ended (a failure, most likely) before settling its last step: its
+        state now is that step's, if an evaluation needs it."""
+        if self.owner and ctx.step < self.steps and self._settled != ctx.step:
+            if is_eval_step(ctx.step, self.eval_every, self.steps):
+                self._settle(ctx, self.now())
+
+    def _settle(self, ctx: RoleContext, at: float) -> None:
+        self._settled = ctx.step
+        self.events.append(("settled", at, self.rank, ctx.parameters()))  # type: ignore[attr-defined]
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         check_runaway(self.rank, ctx.step, self.steps, self.owners)
         if not self.owner:
             return
-        # The state at an evaluation point is taken when it settles (before the next step);
-        # this one stands in if the run ends first, and is the last step's own.
-        due = is_eval_step(ctx.step, self.eval_every, self.steps)
-        snapshot = ctx.parameters() if due else None  # type: ignore[attr-defined]
+        # A state is taken when it settles (before the next step, or when the program ends);
+        # the last step has none to follow it: its own is taken now.
+        last = ctx.step >= self.steps
+        snapshot = ctx.parameters() if last else None  # type: ignore[attr-defined]
         self.events.append(("stepped", self.resumed_at, self.rank, staleness, snapshot))
         if ctx.step == self.steps:
             self.signal.owner_done()
