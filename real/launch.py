@@ -1,61 +1,64 @@
 """``real.run``: the same strategy objects on ``torch.distributed``, N local processes.
 
-Each rank is its own Python process (what ``python -m real.rank`` runs, forked by a warm
-pool that has torch imported: :mod:`real.pool`) joined by a gloo process group on localhost;
-the run's set-up reaches it through cloudpickle, so a strategy defined in a
-notebook cell or in a script without a ``__main__`` guard runs unchanged. Every rank writes
-what it measured to a scratch directory, also when it fails; the launcher feeds all ranks'
-events, in time order, to the :class:`strategies.ledger.Ledger` (the simulator's own), which
-evaluates the global model at its evaluation points and builds the rows, and returns the
-:class:`runs.RunResult` that ``sim.run`` returns.
+The local launcher plays the part torchrun plays on a cluster: it hosts the run's store and
+starts one process per rank with torchrun's environment (:class:`real.placement.Placement`),
+so a rank runs exactly the code it runs under torchrun or srun (:mod:`real.rank`). The
+processes are forked by a warm pool that has torch imported (:mod:`real.pool`); the run's
+set-up reaches them through cloudpickle, so a strategy defined in a notebook cell or in a
+script without a ``__main__`` guard runs unchanged. Every rank hands in what it measured on
+the store, also when it fails; the launcher gathers it, replays it through the simulator's
+own ledger (:mod:`real.results`) and returns the :class:`runs.RunResult` that ``sim.run``
+returns. A rank that dies stops the others at once, naming it.
 
 Single machine::
 
     python -c "import real; print(real.run('allreduce', 'mlp_digits', nproc=4, steps=50).summary)"
+
+A cluster runs the same ranks under torchrun or srun: see :mod:`real.cli`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
-import socket
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import networkx as nx
-import pandas as pd
-import torch
 
 import topologies
 import workloads
+from real import rendezvous
+from real.devices import resolve_backend
+from real.placement import LaunchError, Placement
 from real.pool import shared_pool
-from runs import RunResult, RunWriter, summarize
+from real.progress import RunProgress
+from real.rank import RankOptions
+from real.results import assemble
+from real.runtime import STOP_KEY
+from runs import RunResult, RunWriter
 from strategies import Strategy
-from strategies.ledger import Ledger
-from strategies.roles import (
-    TrainingSetup,
-    initial_parameters,
-    initial_state,
-    make_ledger,
-    positive_int,
-)
+from strategies.roles import TrainingSetup, positive_int
 
-__all__ = ["run"]
+__all__ = ["check_timeout", "run"]
 
-BACKENDS = ("gloo",)
-#: After the first rank fails, how long the others get to write what they measured.
+#: After the first rank fails, how long the others get to hand in what they measured.
 GRACE_SECONDS = 5.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def check_timeout(timeout: Any) -> float:
+    """``timeout`` as seconds, or a one-line error."""
+    if isinstance(timeout, bool) or not (
+        isinstance(timeout, (int, float)) and 0 < timeout < math.inf
+    ):
+        raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
+    return float(timeout)
 
 
 def run(
@@ -69,10 +72,13 @@ def run(
     seed: int = 0,
     eval_every: int = 10,
     accumulate: int = 1,
-    backend: str = "gloo",
+    backend: str = "auto",
     out: str | Path | None = None,
     timeout: float = 300.0,
     topology: nx.Graph | None = None,
+    portable: bool = True,
+    port: int = 0,
+    progress: bool = False,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -83,15 +89,25 @@ def run(
     error naming it. ``topology``, when given, is the network the ranks run on (its hosts,
     one per rank): strategies read its host graph and their nodes from it (the host
     ``node`` attributes), instead of the launcher's.
+
+    ``backend``: ``"gloo"``, ``"nccl"`` (one GPU per process, tensors on the rank's GPU) or
+    ``"auto"`` (NCCL when this machine has a GPU per process). ``portable`` (the default)
+    never posts a receive from any source, which NCCL lacks: a strategy's ``recv(src=None)``
+    is served by one posted receive per peer (:mod:`real.transport`), on every backend, so
+    what runs on gloo here runs on NCCL there; ``portable=False`` uses gloo's own
+    receive-from-any. ``port``: the rendezvous port (0: any free one). ``progress``: draw a
+    progress bar of the global step.
     """
     positive_int("nproc", nproc)
-    if backend not in BACKENDS:
-        raise ValueError(
-            f"backend={backend!r} is not available yet; use 'gloo' (NCCL needs each rank's "
-            "model on its GPU, which arrives with the cluster launcher)"
+    timeout = check_timeout(timeout)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 2**16:
+        raise ValueError(f"port={port!r} must be 0 (any free port) or a port in 1..65535")
+    resolved = resolve_backend(backend, local_world_size=nproc)
+    if resolved == "nccl" and not portable:
+        raise LaunchError(
+            "portable=False needs gloo's receive-from-any-source, which NCCL lacks; keep "
+            "portable=True with NCCL"
         )
-    if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
-        raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
     workload = workloads.get(workload) if isinstance(workload, str) else workload
     setup = TrainingSetup.create(
         strategy,
@@ -113,10 +129,12 @@ def run(
             f"the strategy or workload cannot be sent to the rank processes: {exc}; keep "
             "unpicklable objects (open files, locks, generators) out of their attributes"
         ) from None
-    config = {"backend": f"real-{backend}", **setup.config()}
+    config = {"backend": f"real-{resolved}", **setup.config()}
+    options = RankOptions(backend=resolved, portable=portable, timeout=timeout)
+    store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
     writer = RunWriter(out, config) if out is not None else None
     with writer or nullcontext():
-        return _launch(setup, pickled, config, writer, float(timeout))
+        return _launch(setup, pickled, config, writer, options, store, progress)
 
 
 def _launch(
@@ -124,66 +142,71 @@ def _launch(
     pickled: bytes,
     config: dict[str, Any],
     writer: RunWriter | None,
-    timeout: float,
+    options: RankOptions,
+    host: Any,
+    progress: bool,
 ) -> RunResult:
     wall = time.perf_counter()
+    store = rendezvous.namespace(host)
+    owners, _ = setup.strategy.owners(setup.world_size)
+    label = f"real {options.backend}, {setup.world_size} ranks"
     with tempfile.TemporaryDirectory(prefix="commsim-real-") as scratch:
         (Path(scratch) / "setup.pkl").write_bytes(pickled)
         try:
-            failed = _spawn(setup.world_size, scratch, timeout)
-        except BaseException as exc:  # an interrupt: keep what the ranks wrote
-            if writer is not None:
-                writer.fail(_replay(setup, _load(scratch, setup.world_size)).ledger.rows, exc)
+            # The bar gets its own store client: one serves one call at a time.
+            connect = lambda: rendezvous.client("127.0.0.1", host.port, 30.0)  # noqa: E731
+            with RunProgress(connect, owners, setup.steps, label, enabled=progress):
+                _spawn(setup.world_size, scratch, options, host.port, store)
+        except BaseException as exc:  # an interrupt: keep what the ranks handed in
+            parts = rendezvous.gather(store, setup.world_size, deadline=lambda: 0.0)
+            assemble(setup, config, parts, wall_time=0.0, writer=writer, error=exc)
             raise
-        parts = _load(scratch, setup.world_size)
-        if failed is not None:
-            rank, code = failed
-            reason = parts[rank].get("error") or _stderr_cause(scratch, rank, code)
-            error = RuntimeError(f"rank {rank} failed: {reason}")
-            if writer is not None:
-                writer.fail(_replay(setup, parts).ledger.rows, error)
-            raise error
-    replayed = _replay(setup, parts)
-    ledger = replayed.ledger
-    metrics = pd.DataFrame(ledger.rows)
-    summary = summarize(
-        metrics,
-        stop_reason=ledger.stop_reason,
-        steps=ledger.step,
-        samples=ledger.samples,
-        nbytes=replayed.nbytes,
-        time=replayed.time,
+        parts = rendezvous.gather(store, setup.world_size, deadline=lambda: 0.0)
+        failed = rendezvous.failure(store)
+    error = RuntimeError(failed) if failed is not None else None
+    return assemble(
+        setup,
+        config,
+        parts,
         wall_time=time.perf_counter() - wall,
+        writer=writer,
+        error=error,
     )
-    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters())
-    if writer is not None:
-        writer.finish(result)
-    return result
 
 
-def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
-    """Run the rank processes; return ``(rank, exit code)`` of the first that failed.
+def _spawn(nproc: int, scratch: str, options: RankOptions, port: int, store: Any) -> None:
+    """Run the rank processes to their end. A rank that exits with an error it could not
+    hand in (killed, or aborted inside the library) is reported on the store in its stead,
+    which stops the others at once; they get ``GRACE_SECONDS`` to hand in theirs.
 
     The ranks are forked by this interpreter's warm pool (:mod:`real.pool`), which has
     torch imported already: a run starts in milliseconds, not an import per rank."""
-    port = _free_port()
     pool = shared_pool()
     pool.runs += 1
     pids: list[int] = []
     codes: dict[int, int | None] = {}
-    failed: tuple[int, int] | None = None
     deadline = math.inf
     try:
         for rank in range(nproc):
+            placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
+            spec = {"env": placement.env(), "options": asdict(options)}
             err = str(Path(scratch) / f"{rank}.err")
-            pids.append(pool.start([scratch, str(rank), str(port), str(timeout)], err))
+            pids.append(pool.start([scratch, json.dumps(spec)], err))
             codes[pids[-1]] = None
         while any(code is None for code in codes.values()):
             codes.update(pool.poll([pid for pid, code in codes.items() if code is None]))
             for rank, pid in enumerate(pids):
                 code = codes[pid]
-                if code not in (None, 0) and failed is None:
-                    failed, deadline = (rank, code), time.monotonic() + GRACE_SECONDS
+                if code not in (None, 0) and deadline == math.inf:
+                    deadline = time.monotonic() + GRACE_SECONDS
+                    # A rank killed by a signal could not say why, and peers that lost their
+                    # connection to it may have reported that first: name the dead one.
+                    cause = _stderr_cause(scratch, rank, code)
+                    if code < 0:
+                        store.set(rendezvous.FAILED_KEY, f"rank {rank} failed: {cause}")
+                    else:
+                        rendezvous.report_failure(store, rank, cause)
+                    store.set(STOP_KEY, "failed")
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
@@ -196,7 +219,6 @@ def _spawn(nproc: int, scratch: str, timeout: float) -> tuple[int, int] | None:
                 codes.update(pool.poll(running))
                 running = [pid for pid in running if codes[pid] is None]
                 time.sleep(0.005)
-    return failed
 
 
 def _stderr_cause(scratch: str, rank: int, code: int) -> str:
@@ -211,61 +233,3 @@ def _stderr_cause(scratch: str, rank: int, code: int) -> str:
     if "mismatch" in cause:  # gloo's words for ranks calling different collectives or sizes
         hint = " (run the strategy in sim.run: it names the ranks and the calls that differ)"
     return f"process ended with {how}: {' '.join(cause.split())}{hint}"
-
-
-def _load(scratch: str, nproc: int) -> list[dict[str, Any]]:
-    """What each rank saved; a rank that saved nothing (killed) contributes nothing."""
-    parts = []
-    for rank in range(nproc):
-        path = Path(scratch) / f"{rank}.pt"
-        empty = {"events": [], "error": None, "final": None, "stop_reason": None}
-        parts.append(torch.load(path, weights_only=False) if path.is_file() else empty)
-    return parts
-
-
-@dataclass
-class Replayed:
-    """The ledger after every rank's events, and the time and bytes when the run stopped."""
-
-    ledger: Ledger
-    time: float
-    nbytes: float
-
-
-def _replay(setup: TrainingSetup, parts: list[dict[str, Any]]) -> Replayed:
-    """Feed every rank's events, in time order, to the ledger the simulator uses."""
-    owners, _ = setup.strategy.owners(setup.world_size)
-    clock, nbytes = [0.0], [0.0]
-    ledger = make_ledger(setup, clock=lambda: clock[0], bytes_sent=lambda: nbytes[0])
-    flat = initial_parameters(setup)
-    ledger.start({r: initial_state(setup, r, flat) for r in owners})
-    events = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[1], e[2]))
-    for kind, at, rank, *rest in events:
-        if ledger.stopped:
-            break
-        clock[0] = at
-        if kind == "computed":
-            ledger.computed(rank, rest[0])
-        elif kind == "sent":
-            nbytes[0] += rest[0]
-        elif kind == "stepped":
-            ledger.stepped(rank, rest[0], rest[1])
-        elif kind == "settled":
-            ledger.settled(rank, rest[0])
-        elif kind == "logged":
-            ledger.logged(rank, rest[0])
-    stop_time, stop_bytes = clock[0], nbytes[0]
-    reason = next((p["stop_reason"] for p in parts if p.get("stop_reason")), None)
-    finals = {
-        r: (lambda s=parts[r]["final"]: s) for r in owners if parts[r].get("final") is not None
-    }
-    ledger.finish(reason or "finished", finals if not ledger.stopped else None)
-    for rank, part in enumerate(parts):
-        if "times" in part:
-            end, compute, comm = part["times"]
-            clock[0] = end
-            # Real waits cannot tell a peer's lateness from transfer time: all of it is comm.
-            ledger.rank_times(rank, compute, comm, math.nan)
-    if ledger.stop_reason != "steps":  # the programs ended: the run lasted until the last did
-        stop_time = max((p["times"][0] for p in parts if "times" in p), default=stop_time)
-    return Replayed(ledger, stop_time, stop_bytes)

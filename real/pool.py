@@ -12,7 +12,7 @@ change on disk (a notebook that edits them), and after a request was interrupted
 The protocol is one JSON object a line: requests on the pool's stdin, replies on a pipe the
 launcher passes (the pool's stdout stays the launcher's, so a strategy's prints show):
 
-* ``{"start": [scratch, rank, port, timeout], "env": {...}, "cwd": dir, "err": path}`` ->
+* ``{"start": [scratch, options_json], "env": {...}, "cwd": dir, "err": path}`` ->
   ``{"pid": n}``
 * ``{"poll": [pid, ...]}`` -> ``{"codes": {pid: exit code or null}}`` (negative: a signal)
 * ``{"kill": [pid, ...]}`` -> ``{}``

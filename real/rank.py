@@ -1,18 +1,25 @@
-"""One rank of a real run, as its own process: ``python -m real.rank SCRATCH RANK PORT TIMEOUT``.
+"""One rank of a real run: join the run, train, hand in what was measured, leave together.
 
-The launcher (:func:`real.run`) writes the run's set-up to ``SCRATCH/setup.pkl`` with
-cloudpickle (so strategies defined in a notebook cell or a script's ``__main__`` travel by
-value) and starts one such process per rank. Each joins the gloo process group on
-localhost, runs its role program, and writes what it measured to ``SCRATCH/RANK.pt``, also
-when it fails (then with its error, in one line, and the line of code that raised it).
+The same code runs a rank however it was launched: forked by :func:`real.run` on one
+machine (``main``, via the warm pool), or started by torchrun or srun on a cluster
+(:mod:`real.cluster`). The launcher's environment says where the rank sits
+(:class:`real.placement.Placement`); the run's shared store (:mod:`real.rendezvous`) is
+where ranks meet, stop together, report the first failure and hand in their results.
+
+A rank that fails hands in its error (one line, and the line of the strategy's code that
+raised) and stops every other rank at its next ``yield``; each hands in what it measured,
+so whoever writes the run directory keeps the rows gathered so far.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,14 +31,18 @@ import torch.distributed as dist
 import real
 import runs
 import strategies
+from real import rendezvous
+from real.devices import device_for
+from real.placement import LaunchError, Placement
 from real.runtime import RealRuntime, StopSignal, drive
-from real.transport import GlooTransport
-from strategies.comm import Communicator
+from real.transport import TorchTransport
+from strategies.comm import CommError, Communicator
 from strategies.roles import TrainingSetup, build_role
 
-__all__ = ["main", "one_line_error"]
+__all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
 
-FINISHED_KEY, GONE_KEY, START_KEY = "commsim/finished", "commsim/gone", "commsim/start"
+START_KEY, CONFIG_KEY = "start", "config"
+FINISHED_KEY, COLLECTED_KEY, GONE_KEY = "finished", "collected", "gone"
 
 
 #: commsim's own packages: an error's location is the innermost frame outside them (the
@@ -51,78 +62,218 @@ def one_line_error(error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     user = [f for f in frames if not _is_machinery(f.filename)]
     frame = (user or frames)[-1] if frames else None
-    if frame is None:
+    if frame is None or isinstance(error, LaunchError):
         return message
     return f"{message} (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
 
 
-def _nodes(rank: int, world_size: int) -> tuple[int, ...]:
-    """Every rank's node, from the launcher's environment (one node when run locally)."""
-    node = int(os.environ.get("GROUP_RANK", os.environ.get("SLURM_NODEID", "0")))
-    gathered: list[Any] = [None] * world_size
-    dist.all_gather_object(gathered, node)
+@dataclass(frozen=True)
+class RankOptions:
+    """How a rank runs, the same on every rank.
+
+    ``backend``: ``gloo`` or ``nccl`` (resolved). ``portable``: never post a receive from
+    any source (NCCL has none; see :mod:`real.transport`). ``timeout``: seconds any one
+    wait may take. ``collector``: rank 0 gathers every rank's results (on a cluster; the
+    local launcher gathers them itself), so the others wait until it has.
+    """
+
+    backend: str = "gloo"
+    portable: bool = True
+    timeout: float = 300.0
+    collector: bool = False
+
+
+def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
+    """Every rank must run the same configuration: rank 0 publishes its own, the others
+    compare (a node started with other flags would otherwise hang or silently diverge)."""
+    mine = json.dumps(setup.config(), sort_keys=True, default=str)
+    if rank == 0:
+        store.set(CONFIG_KEY, mine)
+        return
+    store.wait([CONFIG_KEY], timedelta(seconds=timeout))
+    theirs = bytes(store.get(CONFIG_KEY)).decode()
+    if theirs != mine:
+        ours, zeros = json.loads(mine), json.loads(theirs)
+        fields = sorted(k for k in set(ours) | set(zeros) if ours.get(k) != zeros.get(k))
+        raise LaunchError(
+            f"rank {rank} was started with a different run than rank 0 (differing: "
+            f"{', '.join(fields)}); start every rank with the same arguments"
+        )
+
+
+def _together(store: Any, timeout: float) -> None:
+    """A barrier that a failure elsewhere ends at once: a rank that cannot start (another
+    configuration, a model that fails to build) must not leave the others waiting."""
+    work = dist.barrier(async_op=True)
+    deadline = time.monotonic() + timeout
+    while not work.is_completed():
+        failed = rendezvous.failure(store)
+        if failed is not None:
+            raise LaunchError(f"the run stopped before training: {failed}")
+        if time.monotonic() > deadline:
+            raise LaunchError(
+                f"not every rank was ready within {timeout:g} s; a rank is missing or stuck "
+                "(its launcher's log says which)"
+            )
+        time.sleep(0.01)
+
+
+def _nodes(placement: Placement) -> tuple[int, ...]:
+    """Every rank's node, from the launcher (one node when run locally)."""
+    gathered: list[Any] = [None] * placement.world_size
+    dist.all_gather_object(gathered, placement.node)
     return tuple(int(n) for n in gathered)
 
 
-def _run(setup: TrainingSetup, rank: int, port: int, timeout: float, out: Path) -> None:
-    world = setup.world_size
-    wait = timedelta(seconds=timeout)
-    store = dist.TCPStore("127.0.0.1", port, world, is_master=rank == 0, timeout=wait)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=wait)
-    watch = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=wait)
+def run_rank(
+    setup: TrainingSetup,
+    placement: Placement,
+    options: RankOptions,
+    collect: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Run this rank to its end; its record (events, error, final state, times), which it
+    has also handed in on the run's store. Raises what the rank raised, after handing in.
+
+    ``collect``: on the collector (rank 0 with ``options.collector``), called with the
+    run's store once this rank has handed in; it gathers the others' records and writes
+    the run, and the other ranks stay until it returns."""
+    rank, world = placement.rank, placement.world_size
+    if setup.world_size != world:
+        raise LaunchError(
+            f"the run is configured for {setup.world_size} ranks but the launcher started "
+            f"{world} (WORLD_SIZE/SLURM_NTASKS); drop --nproc under torchrun or srun, or make "
+            "them agree"
+        )
+    store, watch = rendezvous.connect(placement, options.timeout)
+    record: dict[str, Any] = {"events": [], "error": None, "final": None}
     owners, _ = setup.strategy.owners(world)
-    signal = StopSignal(store, watch, len(owners))
-    runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal)
-    transport = GlooTransport(rank, world, runtime.now, runtime.charged)
-    record: dict[str, Any] = {"events": runtime.events, "error": None, "final": None}
-    ctx = None
+    signal = StopSignal(store, watch, len(owners), setup.steps, rank)
+    ctx = runtime = None
     try:
+        device = device_for(options.backend, placement.local_rank)
+        wait = timedelta(seconds=options.timeout)
+        dist.init_process_group(
+            options.backend,
+            store=dist.PrefixStore("pg", store),
+            rank=rank,
+            world_size=world,
+            timeout=wait,
+        )
+        _same_run(store, setup, rank, options.timeout)
+        _together(store, options.timeout)
+        nodes = setup.nodes if setup.nodes is not None else _nodes(placement)
+        runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal, device)
+        record["events"] = runtime.events
+        transport = TorchTransport(
+            rank,
+            world,
+            runtime.now,
+            runtime.charged,
+            device=device,
+            portable=options.portable or options.backend == "nccl",
+        )
         ctx, program = build_role(
             setup,
             rank,
             Communicator(rank, world, transport),
             runtime,
-            nodes=setup.nodes if setup.nodes is not None else _nodes(rank, world),
+            nodes=nodes,
+            device=device,
         )
-        dist.barrier()
+        _together(store, options.timeout)
         if rank == 0:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
-        record["ended"] = drive(runtime, ctx, program, timeout)
+        record["ended"] = drive(runtime, ctx, program, options.timeout)
         if rank in owners:
-            record["final"] = ctx.parameters()  # type: ignore[attr-defined]
+            record["final"] = ctx.parameters().cpu()  # type: ignore[attr-defined]
     except BaseException as error:
         record["error"] = one_line_error(error)
+        if isinstance(error, CommError):  # a peer may have died: name it, if one is silent
+            for dead in rendezvous.silent_ranks(store, world):
+                rendezvous.report_failure(
+                    store,
+                    dead,
+                    f"it stopped responding (no heartbeat for 3 s: killed, or crashed in "
+                    f"the library; its own log says why) while rank {rank} got: "
+                    f"{record['error']}",
+                )
+        rendezvous.report_failure(store, rank, record["error"])
+        try:
+            signal.stop("failed")
+        except Exception:
+            pass
         raise
     finally:
-        if ctx is not None:
+        if ctx is not None and runtime is not None:
             runtime.ended(ctx)
         record["stop_reason"] = signal.reason
-        record["times"] = (runtime.now(), runtime.compute_time, runtime.comm_time)
-        torch.save(record, out)
-    # Every rank has written its results: leave together. Operations abandoned at the stop
-    # may still be pending in the library, so the process exits without tearing the group
-    # down (which would wait on them); rank 0 hosts the store and leaves last.
-    # Rank 0 hosts the store: it stays until every rank has finished, however long the
-    # others train on (a rank that fails instead is the launcher's to stop).
-    store.add(FINISHED_KEY, 1)
-    while int(store.add(FINISHED_KEY, 0)) < world:
-        time.sleep(0.005)
-    if rank != 0:
+        if runtime is not None:
+            record["times"] = (runtime.now(), runtime.compute_time, runtime.comm_time)
+        _hand_in_and_leave(store, placement, options, record)
+        if options.collector and rank == 0:
+            try:
+                if collect is not None:
+                    collect(store)
+            finally:
+                leave_last(store, time.monotonic() + options.timeout)
+    return record
+
+
+def _hand_in_and_leave(
+    store: Any, placement: Placement, options: RankOptions, record: dict[str, Any]
+) -> None:
+    """Hand in the record, then leave together: operations abandoned at the stop may still
+    be pending, so no rank exits (closing its connections) while a peer still runs; with a
+    collector, no rank exits before it has written the run (torchrun would stop it); the
+    rank that hosts the store leaves last."""
+    rank, world = placement.rank, placement.world_size
+    deadline = time.monotonic() + options.timeout
+    try:
+        rendezvous.hand_in(store, rank, record)
+        store.add(FINISHED_KEY, 1)
+        if options.collector and rank == 0:
+            return  # the collector gathers and writes first (see run_rank)
+        while int(store.add(FINISHED_KEY, 0)) < world and time.monotonic() < deadline:
+            if rendezvous.failure(store) is not None:
+                deadline = min(deadline, time.monotonic() + 5.0)
+            time.sleep(0.005)
+        if options.collector:
+            while not store.check([COLLECTED_KEY]) and time.monotonic() < deadline:
+                time.sleep(0.02)
         store.add(GONE_KEY, 1)
+        if rank == 0 and not placement.agent_store:
+            leave_last(store, deadline)
+    except Exception:  # the store's host left first: nothing more to wait for
         return
-    while int(store.add(GONE_KEY, 0)) < world - 1:
-        time.sleep(0.005)
+
+
+def leave_last(store: Any, deadline: float) -> None:
+    """Rank 0 says the run is collected, then waits for the others that finished to leave
+    (it may host the store they use); a rank that died never will."""
+    try:
+        store.set(COLLECTED_KEY, "1")
+        while int(store.add(GONE_KEY, 0)) < int(store.add(FINISHED_KEY, 0)) - 1:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+    except Exception:
+        return
 
 
 def main(argv: list[str]) -> int:
-    scratch, rank, port, timeout = Path(argv[0]), int(argv[1]), int(argv[2]), float(argv[3])
+    """A rank forked by the local launcher: ``SCRATCH OPTIONS_JSON``; its placement is in
+    the options (the torchrun variables the launcher would otherwise set)."""
+    scratch, spec = Path(argv[0]), json.loads(argv[1])
     torch.set_num_threads(1)  # N ranks share the machine's cores, as they would share a node
+    os.environ.update(spec["env"])
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    placement = Placement.from_env(os.environ)
+    assert placement is not None
     with open(scratch / "setup.pkl", "rb") as f:
         setup = cloudpickle.load(f)
     try:
-        _run(setup, rank, port, timeout, scratch / f"{rank}.pt")
+        run_rank(setup, placement, RankOptions(**spec["options"]))
     except BaseException:
         traceback.print_exc()
         return 1

@@ -26,7 +26,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Generator
-from datetime import timedelta
 from typing import Any
 
 import torch
@@ -37,9 +36,13 @@ from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import check_runaway, is_eval_step
 
-__all__ = ["RealRuntime", "StopSignal", "Timers", "drive"]
+__all__ = ["ComputeTimer", "RealRuntime", "StopSignal", "Timers", "drive"]
 
-STOP_KEY, OWNERS_KEY = "commsim/stop", "commsim/owners_done"
+STOP_KEY, OWNERS_KEY, STEP_KEY, BEAT_KEY = "stop", "owners_done", "step/{rank}", "beat/{rank}"
+#: How often an owner publishes its step for the progress bar (a store round trip each).
+PROGRESS_EVERY = 0.25
+#: How often a rank's watcher looks for the stop, and beats its heartbeat.
+STOP_POLL, HEARTBEAT_EVERY = 0.02, 1.0
 
 
 class Timers:
@@ -72,15 +75,50 @@ class Timers:
             handle.resolve(None, at=self._clock(), started_at=start)
 
 
+class ComputeTimer:
+    """Seconds of a rank's own work between two yields.
+
+    On the CPU, the wall clock. On a GPU, work is queued asynchronously, so the time is
+    taken with CUDA events, and the device is synchronised at the yield: what follows (a
+    collective, the event stamps) starts after the work really ended.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self._cuda = device.type == "cuda"
+        self._mark = 0.0
+        self._start: Any = None
+
+    def begin(self) -> None:
+        if self._cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        self._mark = time.perf_counter()
+
+    def end(self) -> float:
+        if self._cuda:
+            stop = torch.cuda.Event(enable_timing=True)
+            stop.record()
+            stop.synchronize()
+            return float(self._start.elapsed_time(stop)) / 1000.0
+        return time.perf_counter() - self._mark
+
+
 class StopSignal:
     """The run's stop decision, shared by every rank through the rendezvous store.
 
     ``store`` is used by the rank's own thread; ``watch_store`` is a second client used only
     by the watcher thread (a store client serves one call at a time, and the watcher blocks).
+    The watcher also beats a counter, ``beat/RANK``, about once a second for as long as the
+    process lives: a rank whose counter stops has died (:func:`real.rendezvous.silent_ranks`).
     """
 
-    def __init__(self, store: Any, watch_store: Any, owners: int) -> None:
+    def __init__(
+        self, store: Any, watch_store: Any, owners: int, steps: int = 0, rank: int = 0
+    ) -> None:
         self._store = store
+        self._beat = BEAT_KEY.format(rank=rank)
+        self._published = -math.inf
+        self._steps_hint = steps
         self._watch = watch_store
         self._owners = owners
         self.event = threading.Event()
@@ -91,6 +129,13 @@ class StopSignal:
 
     def listen(self, wake: threading.Event) -> None:
         self._listeners.append(wake)
+
+    def progress(self, rank: int, step: int) -> None:
+        """Publish an owner's step, at most every ``PROGRESS_EVERY`` seconds (and at the end)."""
+        now = time.monotonic()
+        if now - self._published >= PROGRESS_EVERY or step >= self._steps_hint:
+            self._published = now
+            self._store.set(STEP_KEY.format(rank=rank), str(step))
 
     def owner_done(self) -> None:
         """This owner has applied its ``steps``; the last owner stops the run."""
@@ -109,17 +154,19 @@ class StopSignal:
                 wake.set()
 
     def _watch_loop(self) -> None:
-        while not self.event.is_set():
+        # Polls rather than blocking in the store's wait: a wait that times out makes c10d log
+        # a warning each time, and the loop also beats the heartbeat.
+        next_beat = 0.0
+        while True:
             try:
-                self._watch.wait([STOP_KEY], timedelta(seconds=1))
-            except Exception:  # timed out, or the store is gone (then do not spin)
-                time.sleep(0.05)
-                continue
-            try:
-                reason = self._watch.get(STOP_KEY).decode()
-            except Exception:
+                if time.monotonic() >= next_beat:
+                    self._watch.add(self._beat, 1)
+                    next_beat = time.monotonic() + HEARTBEAT_EVERY
+                if not self.event.is_set() and self._watch.check([STOP_KEY]):
+                    self._set(bytes(self._watch.get(STOP_KEY)).decode())
+            except Exception:  # the store is gone: the run is over
                 return
-            self._set(reason)
+            time.sleep(HEARTBEAT_EVERY if self.event.is_set() else STOP_POLL)
 
 
 class RealRuntime:
@@ -135,12 +182,21 @@ class RealRuntime:
         The ranks whose states make the global model.
     signal
         The cross-process stop.
+    device
+        Where the rank computes (GPU work is timed with CUDA events).
     """
 
     def __init__(
-        self, rank: int, steps: int, eval_every: int, owners: list[int], signal: StopSignal
+        self,
+        rank: int,
+        steps: int,
+        eval_every: int,
+        owners: list[int],
+        signal: StopSignal,
+        device: torch.device | None = None,
     ) -> None:
         self.rank = rank
+        self.timer = ComputeTimer(torch.device("cpu") if device is None else device)
         self.steps = steps
         self.eval_every = eval_every
         self.owners = owners
@@ -198,7 +254,8 @@ class RealRuntime:
 
     def _settle(self, ctx: RoleContext, at: float) -> None:
         self._settled = ctx.step
-        self.events.append(("settled", at, self.rank, ctx.parameters()))  # type: ignore[attr-defined]
+        # Snapshots go to the CPU: the ledger evaluates them there, whatever the device.
+        self.events.append(("settled", at, self.rank, ctx.parameters().cpu()))  # type: ignore[attr-defined]
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         check_runaway(self.rank, ctx.step, self.steps, self.owners)
@@ -207,8 +264,9 @@ class RealRuntime:
         # A state is taken when it settles (before the next step, or when the program ends);
         # the last step has none to follow it: its own is taken now.
         last = ctx.step >= self.steps
-        snapshot = ctx.parameters() if last else None  # type: ignore[attr-defined]
+        snapshot = ctx.parameters().cpu() if last else None  # type: ignore[attr-defined]
         self.events.append(("stepped", self.resumed_at, self.rank, staleness, snapshot))
+        self.signal.progress(self.rank, ctx.step)
         if ctx.step == self.steps:
             self.signal.owner_done()
 
@@ -245,7 +303,7 @@ def drive(
     """
     value: Any = None
     error: BaseException | None = None
-    mark = time.perf_counter()
+    runtime.timer.begin()
     while True:
         if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
             close_program(program, ctx.rank, ctx.role)
@@ -259,12 +317,12 @@ def drive(
             error_ = not_yieldable(item, ctx.rank, ctx.role, program)
             program.close()
             raise error_
+        runtime.compute_time += runtime.timer.end()
         waited = time.perf_counter()
-        runtime.compute_time += waited - mark
         if not item.done:
             runtime.wait(item, timeout)
-        mark = time.perf_counter()
-        runtime.comm_time += mark - waited
+        runtime.comm_time += time.perf_counter() - waited
+        runtime.timer.begin()
         if not item.done:
             if runtime.stopped():
                 continue

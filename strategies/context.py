@@ -106,6 +106,10 @@ class RoleContext:
         the rank), so both backends draw the same numbers.
     eval_every
         The run's evaluation period (see :meth:`is_eval_step`).
+    device
+        Where this rank's model and gradients live: the CPU, or the rank's GPU on the real
+        backend under NCCL. Buffers made with ``device=w.device`` (or ``empty_like`` of a
+        gradient) travel without a copy; CPU tensors are staged to the device and back.
     step
         Optimizer steps this role has applied.
     version
@@ -130,6 +134,7 @@ class RoleContext:
         seed: int = 0,
         eval_every: int = 1,
         host_graph: Mapping[int, tuple[int, ...]] | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -142,6 +147,7 @@ class RoleContext:
         self.host_graph = None if host_graph is None else dict(host_graph)
         self.seed = seed
         self.eval_every = eval_every
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.step = 0
         self.version = 0
         self._runtime = runtime

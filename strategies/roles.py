@@ -291,13 +291,18 @@ def build_role(
     runtime: Runtime,
     initial: Callable[[], torch.Tensor] | None = None,
     nodes: tuple[int, ...] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[RoleContext, Program]:
     """The context and (not yet started) program of ``rank``.
 
     ``initial`` supplies the flat initial parameters for servers (defaults to building the
     model once more); the simulator passes a cached copy so that 1000 ranks build it once.
     ``nodes`` maps every rank to its node (locality); by default each rank is its own node.
+    ``device`` (the real backend's GPU under NCCL) is where the model, its batches and a
+    server's shard live; the model is built on the CPU first, so that every backend starts
+    from the same initial parameters.
     """
+    device = torch.device("cpu") if device is None else torch.device(device)
     strategy, workers, servers = setup.strategy, setup.workers, setup.servers
     scheduled = run_optimizer(strategy)
     # The run's lr schedule drives the optimizer the run configures, no other (an outer or
@@ -312,19 +317,21 @@ def build_role(
         "seed": setup.seed,
         "eval_every": setup.eval_every,
         "host_graph": setup.host_graph,
+        "device": device,
     }
     if rank in servers:
         flat = (initial or (lambda: initial_parameters(setup)))()
         bounds = shard_bounds(flat.numel(), len(servers))[servers.index(rank)]
         shard = FlatOptimizer(
-            flat[bounds[0] : bounds[1]].clone(), setup.optimizer, schedule, setup.steps
+            flat[bounds[0] : bounds[1]].clone().to(device), setup.optimizer, schedule, setup.steps
         )
         server = ServerContext(
             rank, setup.world_size, comm, runtime, workers, servers, shard, bounds, **common
         )
         return server, _program(strategy.server(server), strategy, "server")
     spec = setup.optimizer if strategy.global_model != "servers" else None
-    replica = Replica(setup.workload.make_model(setup.seed), spec, schedule, setup.steps)
+    model = setup.workload.make_model(setup.seed).to(device)
+    replica = Replica(model, spec, schedule, setup.steps)
     index = workers.index(rank)
     worker = WorkerContext(
         rank,
@@ -334,12 +341,21 @@ def build_role(
         workers,
         servers,
         replica,
-        setup.workload.batches(index, len(workers), setup.seed),
+        _on(device, setup.workload.batches(index, len(workers), setup.seed)),
         setup.workload.loss,
         setup.accumulate,
         **common,
     )
     return worker, _program(strategy.worker(worker), strategy, "worker")
+
+
+def _on(
+    device: torch.device, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches on ``device`` (the same batches: drawn on the CPU, then moved)."""
+    if device.type == "cpu":
+        return batches
+    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in batches)
 
 
 def _program(program: Any, strategy: Strategy, role: str) -> Program:

@@ -49,7 +49,8 @@ def test_a_rank_failure_is_one_line_and_keeps_the_measurements(tmp_path):
     [
         ({"timeout": float("inf")}, "timeout=inf"),
         ({"accumulate": 0}, "accumulate=0"),
-        ({"backend": "nccl"}, "backend='nccl'"),
+        ({"backend": "nccl"}, "backend nccl needs a CUDA GPU"),
+        ({"backend": "mpi"}, "backend 'mpi' is unknown"),
         ({"nproc": 0}, "nproc=0"),
     ],
 )

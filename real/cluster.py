@@ -1,0 +1,102 @@
+"""This process as one rank of a run its launcher started: torchrun, srun, or any launcher
+that sets torchrun's variables.
+
+Every rank builds the same run from the same arguments (checked: a rank started with other
+arguments stops the run with the fields that differ), joins the run's store and process
+group, and trains. Rank 0 draws the progress bar, then gathers what every rank measured
+(waiting at most ``timeout`` for ranks that neither hand in nor fail, and a few seconds
+once one has failed) and writes the run directory; the others stay until it has.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from real import rendezvous
+from real.devices import resolve_backend
+from real.placement import LaunchError, Placement
+from real.progress import RunProgress
+from real.rank import RankOptions, run_rank
+from real.results import assemble
+from runs import RunResult, RunWriter
+from strategies.roles import TrainingSetup
+
+__all__ = ["run_launched"]
+
+#: Once a rank has failed, how long rank 0 waits for the others' records.
+GRACE_SECONDS = 5.0
+
+
+def run_launched(
+    setup: TrainingSetup,
+    placement: Placement,
+    *,
+    backend: str = "auto",
+    portable: bool = True,
+    timeout: float = 300.0,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> RunResult | None:
+    """Run this rank; on rank 0, also gather and write the run (``out``) and return its
+    result (the other ranks return ``None``). Raises the run's first failure, on every rank."""
+    resolved = resolve_backend(backend, local_world_size=placement.local_world_size)
+    if resolved == "nccl" and not portable:
+        raise LaunchError("--no-portable needs gloo's receive-from-any-source; NCCL has none")
+    options = RankOptions(resolved, portable, timeout, collector=True)
+    config = {"backend": f"real-{resolved}", **setup.config()}
+    collector = placement.rank == 0
+    writer = RunWriter(out, config) if out is not None and collector else None
+    outcome: dict[str, Any] = {}
+    started = time.perf_counter()
+
+    def collect(store: Any) -> None:
+        deadline = [time.monotonic() + timeout]
+
+        def until() -> float:
+            if rendezvous.failure(store) is not None:  # the others stop at once: a short wait
+                deadline[0] = min(deadline[0], time.monotonic() + GRACE_SECONDS)
+            return deadline[0]
+
+        parts = rendezvous.gather(store, setup.world_size, until)
+        failed = rendezvous.failure(store)
+        missing = [r for r, p in enumerate(parts) if p is None]
+        if failed is None and missing:
+            failed = (
+                f"ranks {missing} handed in nothing within {timeout:g} s (killed, or lost "
+                "with their node?); their launcher's log says why"
+            )
+        error = RuntimeError(failed) if failed is not None else None
+        try:
+            outcome["result"] = assemble(
+                setup,
+                config,
+                parts,
+                wall_time=time.perf_counter() - started,
+                writer=writer,
+                error=error,
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    owners, _ = setup.strategy.owners(setup.world_size)
+    label = f"real {resolved}, {setup.world_size} ranks ({placement.launcher})"
+    addr, port = placement.master_addr, placement.master_port
+    bar = RunProgress(
+        lambda: rendezvous.client(addr, port, timeout),
+        owners,
+        setup.steps,
+        label,
+        enabled=progress and collector,
+    )
+    with writer or nullcontext(), bar:
+        try:
+            run_rank(setup, placement, options, collect=collect if collector else None)
+        except BaseException:
+            if not collector or "error" not in outcome:
+                raise
+        if "error" in outcome:
+            raise outcome["error"]
+    return outcome.get("result")

@@ -1,0 +1,109 @@
+"""From what every rank handed in to the run's results: the ledger replay and the run directory.
+
+Whoever gathers the ranks' records (rank 0 on a cluster, the local launcher on one machine)
+feeds all ranks' events, in time order, to the :class:`strategies.ledger.Ledger` the
+simulator uses, which evaluates the global model at its evaluation points and builds the
+rows; the result is the :class:`runs.RunResult` that ``sim.run`` returns, and the same run
+directory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from runs import RunResult, RunWriter, summarize
+from strategies.ledger import Ledger
+from strategies.roles import TrainingSetup, initial_parameters, initial_state, make_ledger
+
+__all__ = ["EMPTY_PART", "Replayed", "assemble", "replay"]
+
+#: What a rank that handed in nothing (killed, or lost with its node) contributes.
+EMPTY_PART: dict[str, Any] = {"events": [], "error": None, "final": None, "stop_reason": None}
+
+
+@dataclass
+class Replayed:
+    """The ledger after every rank's events, and the time and bytes when the run stopped."""
+
+    ledger: Ledger
+    time: float
+    nbytes: float
+
+
+def replay(setup: TrainingSetup, parts: list[dict[str, Any] | None]) -> Replayed:
+    """Feed every rank's events, in time order, to the ledger the simulator uses."""
+    parts_ = [p if p is not None else EMPTY_PART for p in parts]
+    owners, _ = setup.strategy.owners(setup.world_size)
+    clock, nbytes = [0.0], [0.0]
+    ledger = make_ledger(setup, clock=lambda: clock[0], bytes_sent=lambda: nbytes[0])
+    flat = initial_parameters(setup)
+    ledger.start({r: initial_state(setup, r, flat) for r in owners})
+    events = sorted((e for p in parts_ for e in p["events"]), key=lambda e: (e[1], e[2]))
+    for kind, at, rank, *rest in events:
+        if ledger.stopped:
+            break
+        clock[0] = at
+        if kind == "computed":
+            ledger.computed(rank, rest[0])
+        elif kind == "sent":
+            nbytes[0] += rest[0]
+        elif kind == "stepped":
+            ledger.stepped(rank, rest[0], rest[1])
+        elif kind == "settled":
+            ledger.settled(rank, rest[0])
+        elif kind == "logged":
+            ledger.logged(rank, rest[0])
+    stop_time, stop_bytes = clock[0], nbytes[0]
+    reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
+    finals = {
+        r: (lambda s=parts_[r]["final"]: s) for r in owners if parts_[r].get("final") is not None
+    }
+    ledger.finish(reason or "finished", finals if not ledger.stopped else None)
+    for rank, part in enumerate(parts_):
+        if "times" in part:
+            end, compute, comm = part["times"]
+            clock[0] = end
+            # Real waits cannot tell a peer's lateness from transfer time: all of it is comm.
+            ledger.rank_times(rank, compute, comm, math.nan)
+    if ledger.stop_reason != "steps":  # the programs ended: the run lasted until the last did
+        stop_time = max((p["times"][0] for p in parts_ if "times" in p), default=stop_time)
+    return Replayed(ledger, stop_time, stop_bytes)
+
+
+def assemble(
+    setup: TrainingSetup,
+    config: dict[str, Any],
+    parts: list[dict[str, Any] | None],
+    *,
+    wall_time: float,
+    writer: RunWriter | None = None,
+    error: BaseException | None = None,
+) -> RunResult:
+    """The run's result from every rank's part; written to ``writer`` when given.
+
+    With ``error`` (a rank failed, or the run was interrupted) the rows gathered so far are
+    written with the error, and ``error`` is raised."""
+    replayed = replay(setup, parts)
+    ledger = replayed.ledger
+    if error is not None:
+        if writer is not None:
+            writer.fail(ledger.rows, error)
+        raise error
+    metrics = pd.DataFrame(ledger.rows)
+    summary = summarize(
+        metrics,
+        stop_reason=ledger.stop_reason,
+        steps=ledger.step,
+        samples=ledger.samples,
+        nbytes=replayed.nbytes,
+        time=replayed.time,
+        wall_time=wall_time,
+    )
+    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters())
+    if writer is not None:
+        writer.finish(result)
+    return result
