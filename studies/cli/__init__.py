@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from real.cli import real_command
 from studies.cli.demo import demo
 from studies.cli.topo import app as topo_app
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(topo_app, name="topo")
 app.command()(demo)
+app.command(name="real")(real_command)
 
 
 def main() -> None:

@@ -1,0 +1,93 @@
+"""``commsim real``: local processes from the command line, the sim.run knobs, the run
+directory, and a one-line error with the fix for every bad input."""
+
+import json
+import socket
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import sim
+import topologies
+from studies.cli import app
+
+RUN = ["--workload", "quadratic", "--steps", "4", "--eval-every", "2", "--no-progress"]
+
+
+def test_local_processes_write_the_run_directory_with_the_simulators_numbers(tmp_path):
+    out = tmp_path / "run"
+    args = ["real", "--nproc", "2", "--strategy", "local_sgd:period=2"]
+    args += ["--optimizer", "sgd:lr=0.05,momentum=0.5", *RUN, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "final loss" in result.output and str(out) in result.output.replace("\n", "")
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["strategy"]["period"] == 2
+    assert record["config"]["optimizer"] == {"name": "sgd", "lr": 0.05, "momentum": 0.5}
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    from strategies import LocalSGD
+
+    simulated = sim.run(
+        LocalSGD(period=2),
+        "quadratic",
+        topologies.star(2),
+        steps=4,
+        eval_every=2,
+        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.5},
+    )
+    real_losses = list(metrics[metrics["kind"] == "eval"]["loss"])
+    assert real_losses == pytest.approx(list(simulated.evals["loss"]), rel=1e-5)
+
+
+@pytest.fixture()
+def busy_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "args,env,message",
+    [
+        (["--nproc", "0"], {}, "--nproc 0: must be at least 1"),
+        (["--backend", "nccl"], {}, "backend nccl needs a CUDA GPU per process"),
+        (["--backend", "mpi"], {}, "backend 'mpi' is unknown; use one of auto, gloo, nccl"),
+        (["--strategy", "local_sgd:period"], {}, "--strategy: bad item 'period'"),
+        (["--strategy", "allredce"], {}, "allredce"),
+        (["--strategy", "local_sgd:period=0"], {}, "period=0"),
+        (["--workload", "mnist_huge"], {}, "mnist_huge"),
+        (["--optimizer", "sgd:lr=-1"], {}, "lr"),
+        (["--import", "no_such_module_here"], {}, "--import no_such_module_here"),
+        (["--timeout", "0"], {}, "timeout=0.0 must be a positive"),
+        (
+            ["--nproc", "2"],
+            {"RANK": "0", "WORLD_SIZE": "4"},
+            "--nproc 2 but the launcher (torchrun) started 4 ranks",
+        ),
+        (["--port", "80"], {"RANK": "0", "WORLD_SIZE": "1"}, "--port is for local runs"),
+        (["--strategy", "x"], {"RANK": "5", "WORLD_SIZE": "4"}, "rank 5 is outside a world"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_option_and_the_fix(tmp_path, args, env, message):
+    result = CliRunner().invoke(app, ["real", *RUN, *args, "--out", str(tmp_path)], env=env)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+def test_a_port_in_use_is_one_line_with_the_fix(tmp_path, busy_port):
+    result = CliRunner().invoke(
+        app, ["real", "--nproc", "2", "--port", str(busy_port), *RUN, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"port {busy_port} is in use on this host; choose a free one" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_python_dash_m_real_has_help():
+    result = CliRunner().invoke(app, ["real", "--help"])
+    assert result.exit_code == 0
+    for option in ("--nproc", "--backend", "--strategy", "--portable", "--import"):
+        assert option in result.output
