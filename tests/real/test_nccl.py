@@ -45,10 +45,12 @@ def test_allreduce_on_nccl_gives_the_simulators_losses(nproc):
     assert measured.summary["steps"] == 20
 
 
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+    reason="a server and a worker need 2 GPUs",
+)
 def test_an_async_server_receives_from_any_worker_on_nccl():
-    nproc = max(2, _gpus()[-1])
-    if torch.cuda.device_count() < nproc:
-        pytest.skip("needs 2 GPUs")
+    nproc = torch.cuda.device_count()
     result = real.run(
         ParameterServer(mode="async"),
         "mlp_digits",
