@@ -38,9 +38,10 @@ AllReduceSGD's mean does).
 * ``ddp_ns``: DDP under ``no_sync()`` every step: DDP's compute and hooks, no communication.
 * ``A_phases``: A with a benchmark-local ``AllReduceSGD`` subclass that times each phase of
   its loop with ``perf_counter`` and logs the sums.
-* ``A_inline``: ``A_phases`` with a prototype of a faster completion path
-  (:func:`wait_inline`): the rank waits on gloo's ``Work`` itself instead of a Python
-  callback on gloo's thread waking it through a ``threading.Event``.
+* ``A_callback``: ``A_phases`` with the transport's inline completion off
+  (``TorchTransport.inline = False``): each all-reduce resolves from a Python callback on
+  gloo's thread that wakes the rank through a ``threading.Event``, instead of the rank
+  waiting on gloo's ``Work`` itself and finishing it on its own thread (the default).
 
 and prints, for rank 0 of every variant, the main thread's and the process's CPU seconds
 per step (``time.thread_time`` / ``process_time``: less at the mercy of other jobs than wall
@@ -79,7 +80,6 @@ from torch.nn.parallel import DistributedDataParallel
 import real
 import workloads
 from strategies import AllReduceSGD
-from strategies.handles import Handle
 from strategies.optim import OptimizerSpec
 from strategies.replica import Replica
 
@@ -93,8 +93,6 @@ LR = 0.1
 SEED = 0
 B_VARIANTS = ("ddp", "ddp_1b", "ddp_nobuf", "ddp_ns", "flat", "flat_wait", "flat_async", "compute")
 TIMEOUT = 120.0
-#: How long ``wait_inline`` waits on gloo before it looks at the run's stop again.
-SLICE = 0.05
 
 
 def make_workload(key: str) -> workloads.Workload:
@@ -125,15 +123,15 @@ class PhasedAllReduceSGD(AllReduceSGD):
     With ``profile`` set to a directory, rank 0 also runs cProfile over those steps and
     saves its stats there. Nothing else differs from ``AllReduceSGD.worker``."""
 
-    def __init__(self, warmup: int, profile: str | None = None, inline: bool = False) -> None:
+    def __init__(self, warmup: int, profile: str | None = None, callback: bool = False) -> None:
         super().__init__()
         self.warmup = warmup
         self.profile = profile
-        self.inline = inline
+        self.callback = callback
 
     def worker(self, w: Any) -> Any:
-        if self.inline:
-            wait_inline(w)
+        if self.callback:  # the completion path before inline completion (a private knob)
+            w.comm._transport.inline = False
         group = w.comm.new_group(w.workers)
         clock = time.perf_counter
         last = w.total_steps - 1
@@ -174,59 +172,6 @@ class PhasedAllReduceSGD(AllReduceSGD):
                     **phases,
                 )
             end = clock()
-
-
-def wait_inline(w: Any) -> None:
-    """A prototype of a faster completion path, patched into this rank's own transport and
-    runtime objects (nothing in ``real/`` changes): an all-reduce's handle remembers its gloo
-    ``Work``, and the driver, when it waits on that handle, calls ``work.wait()`` on the
-    rank's own thread (a C++ wait, the GIL released) and finishes the handle there, instead
-    of a Python callback on gloo's thread that sets the ``threading.Event`` the driver
-    sleeps on (``TorchTransport._on_future`` and ``RealRuntime.wait``). It waits in slices of
-    ``SLICE`` (a timed-out ``Work.wait`` leaves the operation running) so that it sees the
-    run's stop, as ``RealRuntime.wait`` does: a peer that has stopped never joins."""
-    transport, runtime = w.comm._transport, w._runtime
-    collective, wait = transport.collective, runtime.wait
-    pending: dict[Handle[Any], tuple[Any, torch.Tensor, int, float]] = {}
-    piece = timedelta(seconds=SLICE)
-
-    def inline_collective(
-        rank: int, kind: str, tensor: torch.Tensor, group: Any, op: Any, *rest: Any
-    ) -> Handle[Any]:
-        if kind != "all_reduce" or op not in ("sum", "mean"):
-            return collective(rank, kind, tensor, group, op, *rest)
-        handle: Handle[Any] = Handle("comm", rest[-1])
-        started = runtime.now()
-        work = dist.all_reduce(tensor, group=transport._pg(group), async_op=True)
-        transport._charge_ring(tensor, group.size, 2.0)
-        pending[handle] = (work, tensor, group.size if op == "mean" else 1, started)
-        return handle
-
-    def inline_wait(handle: Handle[Any], timeout: float) -> None:
-        entry = pending.get(handle)
-        if entry is None:
-            return wait(handle, timeout)
-        work, tensor, divide, started = entry
-        deadline = time.perf_counter() + timeout
-        while True:
-            try:
-                work.wait(piece)
-                break
-            except Exception as exc:
-                if work.is_completed():  # it failed
-                    del pending[handle]
-                    handle.fail(RuntimeError(f"{handle.describe()}: {exc}"), at=runtime.now())
-                    return None
-                if runtime.stopped() or time.perf_counter() > deadline:
-                    return None  # the driver closes the program, or reports the timeout
-        del pending[handle]
-        if divide > 1:
-            tensor.div_(divide)
-        handle.resolve(tensor, at=runtime.now(), started_at=started)
-        return None
-
-    transport.collective = inline_collective
-    runtime.wait = inline_wait
 
 
 def run_a(
@@ -414,15 +359,15 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else 5)
     steps = args.steps or (150 if args.quick else 250)
     warmup = args.warmup or (30 if args.quick else 50)
-    columns = ("A", "B", *((*B_VARIANTS[1:], "A_phases", "A_inline") if args.diagnose else ()))
+    columns = ("A", "B", *((*B_VARIANTS[1:], "A_phases", "A_callback") if args.diagnose else ()))
 
     def one(key: str, n: int, column: str) -> dict[str, Any]:
         if column == "A":
             return run_a(key, n, steps, warmup)
         if column == "A_phases":
             return run_a(key, n, steps, warmup, PhasedAllReduceSGD(warmup))
-        if column == "A_inline":
-            return run_a(key, n, steps, warmup, PhasedAllReduceSGD(warmup, inline=True))
+        if column == "A_callback":
+            return run_a(key, n, steps, warmup, PhasedAllReduceSGD(warmup, callback=True))
         return run_b(key, n, steps, warmup, "ddp" if column == "B" else column)
 
     print(
@@ -470,7 +415,7 @@ def main() -> None:
 def _check(key: str, n: int, runs: dict[str, list[dict[str, Any]]]) -> str:
     """A and B (and ``flat``, A's maths without commsim) after the same steps."""
     line = f"{key:<17}{n:>2}"
-    for other in ("B", "flat", "A_inline"):
+    for other in ("B", "flat", "A_callback"):
         if other not in runs:
             continue
         pairs = list(zip(runs["A"], runs[other]))

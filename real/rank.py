@@ -172,6 +172,7 @@ def run_rank(
             device=device,
             portable=options.portable or options.backend == "nccl",
         )
+        runtime.inline = transport
         ctx, program = build_role(
             setup,
             rank,

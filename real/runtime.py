@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -36,13 +36,26 @@ from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import check_runaway, is_eval_step
 
-__all__ = ["ComputeTimer", "RealRuntime", "StopSignal", "Timers", "drive"]
+__all__ = ["ComputeTimer", "InlineCompletion", "RealRuntime", "StopSignal", "Timers", "drive"]
 
 STOP_KEY, OWNERS_KEY, STEP_KEY, BEAT_KEY = "stop", "owners_done", "step/{rank}", "beat/{rank}"
 #: How often an owner publishes its step for the progress bar (a store round trip each).
 PROGRESS_EVERY = 0.25
 #: How often a rank's watcher looks for the stop, and beats its heartbeat.
 STOP_POLL, HEARTBEAT_EVERY = 0.02, 1.0
+#: The longest a rank waits on an inline collective before it looks at the stop again.
+INLINE_SLICE = 0.05
+
+
+class InlineCompletion(Protocol):
+    """What a transport offers when it lets the waiting thread finish operations
+    (:class:`~real.transport.TorchTransport`: its CPU collectives)."""
+
+    def holds(self, handle: Handle[Any]) -> bool: ...
+
+    def finish_inline(self, handle: Handle[Any], seconds: float) -> bool: ...
+
+    def release_inline(self) -> None: ...
 
 
 class Timers:
@@ -213,6 +226,9 @@ class RealRuntime:
         self.wake = threading.Event()
         signal.listen(self.wake)
         self._timers = Timers(self.now)
+        #: The transport, when it finishes some operations on the waiting thread (set once
+        #: both exist; None: every handle finishes by itself).
+        self.inline: InlineCompletion | None = None
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -280,6 +296,12 @@ class RealRuntime:
     # -- waiting --------------------------------------------------------------------------
     def wait(self, handle: Handle[Any], timeout: float) -> None:
         """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
+        if self.inline is not None:
+            if self.inline.holds(handle):
+                self._wait_inline(self.inline, handle, timeout)
+                return
+            # Anything else may finish only once held operations do (wait_any, then).
+            self.inline.release_inline()
         self.wake.clear()
         handle.add_callback(lambda _: self.wake.set())
         # A sleep ends by itself: the bound is for operations that need a peer.
@@ -290,6 +312,20 @@ class RealRuntime:
                 if not handle.done and not self.stopped():
                     return
             self.wake.clear()
+
+    def _wait_inline(self, inline: InlineCompletion, handle: Handle[Any], timeout: float) -> None:
+        """Finish a held operation on this thread, in slices, to see the stop (a peer that
+        has stopped never joins) and the timeout as :meth:`wait` does."""
+        deadline = time.perf_counter() + timeout
+        while not self.stopped():
+            left = deadline - time.perf_counter()
+            if left <= 0 or inline.finish_inline(handle, min(INLINE_SLICE, left)):
+                return
+
+    def release(self) -> None:
+        """Let every held operation finish by itself (the program has ended)."""
+        if self.inline is not None:
+            self.inline.release_inline()
 
 
 def drive(
@@ -307,10 +343,12 @@ def drive(
     while True:
         if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
             close_program(program, ctx.rank, ctx.role)
+            runtime.release()
             return "stopped"
         try:
             item = program.send(value) if error is None else program.throw(error)
         except StopIteration:
+            runtime.release()
             return "finished"
         value, error = None, None
         if not isinstance(item, Handle):

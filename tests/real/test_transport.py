@@ -48,19 +48,32 @@ def _until(condition: Any, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.001)
 
 
+#: The current scenario's transport (its collectives finish on the waiting thread).
+TRANSPORT: list[TorchTransport] = []
+
+
+def _finished(handle: Handle[Any]) -> bool:
+    """Whether ``handle`` is done, finishing it here if the transport holds it (what the
+    runtime's wait does)."""
+    if TRANSPORT and TRANSPORT[-1].holds(handle):
+        return TRANSPORT[-1].finish_inline(handle, 0.01)
+    return handle.done
+
+
 def _outcome(handle: Handle[Any]) -> tuple[Any, BaseException | None]:
-    _until(lambda: handle.done, handle.describe())
+    _until(lambda: _finished(handle), handle.describe())
     return handle.outcome()
 
 
 def _wait(handle: Handle[Any]) -> Any:
-    _until(lambda: handle.done, handle.describe())
+    _until(lambda: _finished(handle), handle.describe())
     return handle.value
 
 
 def _comm(rank: int, **options: Any) -> tuple[Communicator, TorchTransport, list[float]]:
     charged: list[float] = []
     transport = TorchTransport(rank, WORLD, time.monotonic, charged.append, **options)
+    TRANSPORT.append(transport)
     return Communicator(rank, WORLD, transport), transport, charged
 
 
@@ -264,8 +277,45 @@ def _collectives(comm: Communicator, rank: int, charged: list[float]) -> dict[st
 
 
 def collectives(rank: int) -> dict[str, Any]:
-    comm, _, charged = _comm(rank)
+    comm, transport, charged = _comm(rank)
+    assert transport.inline
     return _collectives(comm, rank, charged)
+
+
+def collectives_by_callback(rank: int) -> dict[str, Any]:
+    """The same, every collective resolved by the library's completion callback."""
+    comm, transport, charged = _comm(rank, inline=False)
+    out = _collectives(comm, rank, charged)
+    out["held"] = len(transport._held)
+    return out
+
+
+def inline_completion(rank: int) -> dict[str, Any]:
+    """Held collectives: a late peer, a release to the callback, finished ones swept."""
+    comm, transport, _ = _comm(rank)
+    out: dict[str, Any] = {}
+    # A peer that joins late: the waiter's slices time out, and the operation goes on.
+    if rank == 1:
+        time.sleep(0.2)
+    late = comm.all_reduce(torch.ones(3))
+    slices = 0
+    while not transport.finish_inline(late, 0.02):
+        slices += 1
+    out["late"], out["late_slices"] = late.value.tolist(), slices
+    # Released: a handle chained with then() finishes by itself, from the callback.
+    chained = comm.all_reduce(torch.full((2,), float(rank)), op="mean").then(lambda t: t.sum())
+    out["held_before_release"] = len(transport._held)
+    transport.release_inline()
+    _until(lambda: chained.done, "the released all-reduce")
+    out["chained"], out["held_after_release"] = float(chained.value), len(transport._held)
+    # Finishing one held collective finishes every other one the library has finished.
+    first, second = comm.all_reduce(torch.ones(1)), comm.all_reduce(torch.ones(2))
+    _until(lambda: all(op.work.is_completed() for op in transport._held.values()), "both")
+    out["first_done_early"] = first.done
+    assert transport.finish_inline(second, 1.0)
+    out["swept"] = (first.done, first.value.tolist(), second.value.tolist())
+    out["held_at_end"] = len(transport._held)
+    return out
 
 
 def staged(rank: int) -> dict[str, Any]:
@@ -305,6 +355,8 @@ SCENARIOS = [
     native,
     parameter_server,
     collectives,
+    collectives_by_callback,
+    inline_completion,
     staged,
 ]
 
@@ -519,7 +571,7 @@ def _expected_collectives(rank: int) -> dict[str, Any]:
     return expected
 
 
-@pytest.mark.parametrize("scenario", ["collectives", "staged"])
+@pytest.mark.parametrize("scenario", ["collectives", "collectives_by_callback", "staged"])
 def test_collectives_give_the_contracts_results(world, scenario):
     for rank in range(WORLD):
         result = world[rank][scenario]
@@ -528,6 +580,20 @@ def test_collectives_give_the_contracts_results(world, scenario):
                 assert result[key] == value, rank
             else:
                 assert result[key] == pytest.approx(value), (rank, key)
+
+
+def test_collectives_finish_on_the_waiting_thread_or_by_callback(world):
+    assert all(world[r]["collectives_by_callback"]["held"] == 0 for r in range(WORLD))
+    for rank in range(WORLD):
+        got = world[rank]["inline_completion"]
+        assert got["late"] == [float(WORLD)] * 3
+        if rank != 1:  # they waited 0.2 s for rank 1, in 0.02 s slices
+            assert got["late_slices"] >= 3, got
+        assert got["held_before_release"] == 1 and got["held_after_release"] == 0
+        assert got["chained"] == pytest.approx(2 * sum(range(WORLD)) / WORLD)
+        assert got["first_done_early"] is False  # held: nobody finished it yet
+        assert got["swept"] == (True, [float(WORLD)], [float(WORLD)] * 2)
+        assert got["held_at_end"] == 0
 
 
 def test_staging_copies_results_back_into_the_callers_tensors(world):
