@@ -79,6 +79,7 @@ def run(
     portable: bool = True,
     port: int = 0,
     progress: bool = False,
+    record: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -96,7 +97,7 @@ def run(
     is served by one posted receive per peer (:mod:`real.transport`), on every backend, so
     what runs on gloo here runs on NCCL there; ``portable=False`` uses gloo's own
     receive-from-any. ``port``: the rendezvous port (0: any free one). ``progress``: draw a
-    progress bar of the global step.
+    progress bar of the global step. ``record``: extra top-level keys for ``run.json``.
     """
     positive_int("nproc", nproc)
     timeout = check_timeout(timeout)
@@ -132,7 +133,7 @@ def run(
     config = {"backend": f"real-{resolved}", **setup.config()}
     options = RankOptions(backend=resolved, portable=portable, timeout=timeout)
     store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
-    writer = RunWriter(out, config) if out is not None else None
+    writer = RunWriter(out, config, record=record) if out is not None else None
     with writer or nullcontext():
         return _launch(setup, pickled, config, writer, options, store, progress)
 

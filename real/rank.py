@@ -37,7 +37,7 @@ from real.placement import LaunchError, Placement
 from real.runtime import RealRuntime, StopSignal, drive
 from real.transport import TorchTransport
 from strategies.comm import CommError, Communicator
-from strategies.roles import TrainingSetup, build_role
+from strategies.roles import TrainingSetup, build_role, make_trace
 
 __all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
 
@@ -163,6 +163,7 @@ def run_rank(
         _together(store, options.timeout)
         nodes = setup.nodes if setup.nodes is not None else _nodes(placement)
         runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal, device)
+        runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         record["events"] = runtime.events
         transport = TorchTransport(
             rank,
@@ -211,6 +212,8 @@ def run_rank(
         record["stop_reason"] = signal.reason
         if runtime is not None:
             record["times"] = (runtime.now(), runtime.compute_time, runtime.comm_time)
+            if runtime.trace is not None:
+                record["trace"] = runtime.trace.export(rank)
         _hand_in_and_leave(store, placement, options, record)
         if options.collector and rank == 0:
             try:

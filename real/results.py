@@ -4,7 +4,7 @@ Whoever gathers the ranks' records (rank 0 on a cluster, the local launcher on o
 feeds all ranks' events, in time order, to the :class:`strategies.ledger.Ledger` the
 simulator uses, which evaluates the global model at its evaluation points and builds the
 rows; the result is the :class:`runs.RunResult` that ``sim.run`` returns, and the same run
-directory.
+directory, with the timeline of every rank's spans (``trace.json``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ from typing import Any
 
 import pandas as pd
 
-from runs import RunResult, RunWriter, summarize
+from runs import RunResult, RunWriter, Trace, summarize
 from strategies.ledger import Ledger
-from strategies.roles import TrainingSetup, initial_parameters, initial_state, make_ledger
+from strategies.roles import (
+    TrainingSetup,
+    initial_parameters,
+    initial_state,
+    make_ledger,
+    make_trace,
+)
 
-__all__ = ["EMPTY_PART", "Replayed", "assemble", "replay"]
+__all__ = ["EMPTY_PART", "Replayed", "assemble", "replay", "timeline"]
 
 #: What a rank that handed in nothing (killed, or lost with its node) contributes.
 EMPTY_PART: dict[str, Any] = {"events": [], "error": None, "final": None, "stop_reason": None}
@@ -63,15 +69,28 @@ def replay(setup: TrainingSetup, parts: list[dict[str, Any] | None]) -> Replayed
         r: (lambda s=parts_[r]["final"]: s) for r in owners if parts_[r].get("final") is not None
     }
     ledger.finish(reason or "finished", finals if not ledger.stopped else None)
+    roles = setup.roles()
     for rank, part in enumerate(parts_):
         if "times" in part:
             end, compute, comm = part["times"]
             clock[0] = end
             # Real waits cannot tell a peer's lateness from transfer time: all of it is comm.
-            ledger.rank_times(rank, compute, comm, math.nan)
+            ledger.rank_times(rank, compute, comm, math.nan, role=roles[rank])
     if ledger.stop_reason != "steps":  # the programs ended: the run lasted until the last did
         stop_time = max((p["times"][0] for p in parts_ if "times" in p), default=stop_time)
     return Replayed(ledger, stop_time, stop_bytes)
+
+
+def timeline(
+    setup: TrainingSetup, parts: list[dict[str, Any] | None], rows: list[dict[str, Any]]
+) -> Trace:
+    """The run's trace: every rank's spans as it handed them in, and the loss of ``rows``."""
+    trace = make_trace(setup, "real")
+    for rank, part in enumerate(parts):
+        if part is not None and part.get("trace") is not None:
+            trace.absorb(rank, part["trace"])
+    trace.evals(rows)
+    return trace
 
 
 def assemble(
@@ -89,9 +108,10 @@ def assemble(
     written with the error, and ``error`` is raised."""
     replayed = replay(setup, parts)
     ledger = replayed.ledger
+    trace = timeline(setup, parts, ledger.rows)
     if error is not None:
         if writer is not None:
-            writer.fail(ledger.rows, error)
+            writer.fail(ledger.rows, error, trace)
         raise error
     metrics = pd.DataFrame(ledger.rows)
     summary = summarize(
@@ -103,7 +123,7 @@ def assemble(
         time=replayed.time,
         wall_time=wall_time,
     )
-    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters())
+    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters(), trace=trace)
     if writer is not None:
-        writer.finish(result)
+        writer.finish(result)  # writes trace.json, then the record
     return result

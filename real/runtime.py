@@ -13,6 +13,11 @@ closes the program at its current ``yield`` (an operation it waited on may never
 once peers have stopped, and is abandoned). Programs learn the stop through ``w.done`` or
 at a yield, never by counting alone.
 
+Each wait is also a span of the run's timeline (:class:`runs.trace.Trace`, when the rank has
+one): the program's own work since the last yield is ``compute`` and the wait at the yield is
+``comm`` (as the rank row counts them: a wall-clock wait cannot tell a peer's lateness from
+transfer time), stamped on the shared clock below.
+
 Event times are seconds on the wall clock since rank 0's start, shared by every rank. An
 optimizer step or a logged value is stamped when the program resumed, i.e.
 when the last operation it waited on finished (stamped by the completion thread), so that a
@@ -30,6 +35,7 @@ from typing import Any, Protocol
 
 import torch
 
+from runs.trace import Trace
 from strategies.base import close_program, not_yieldable
 from strategies.comm import CommTimeout
 from strategies.context import RoleContext, WorkerContext
@@ -229,6 +235,8 @@ class RealRuntime:
         #: The transport, when it finishes some operations on the waiting thread (set once
         #: both exist; None: every handle finishes by itself).
         self.inline: InlineCompletion | None = None
+        #: Where this rank's spans go (None: not recorded).
+        self.trace: Trace | None = None
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -339,7 +347,9 @@ def drive(
     """
     value: Any = None
     error: BaseException | None = None
+    trace = runtime.trace
     runtime.timer.begin()
+    mark = runtime.now()  # when the program's own work since its last yield began
     while True:
         if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
             close_program(program, ctx.rank, ctx.role)
@@ -357,10 +367,17 @@ def drive(
             raise error_
         runtime.compute_time += runtime.timer.end()
         waited = time.perf_counter()
+        yielded = runtime.now()
         if not item.done:
             runtime.wait(item, timeout)
         runtime.comm_time += time.perf_counter() - waited
         runtime.timer.begin()
+        if trace is not None:
+            resumed = runtime.now()
+            work = item.what if item.kind == "compute" else "compute"
+            trace.span(runtime.rank, "compute", work, mark, yielded)
+            trace.span(runtime.rank, "comm", item.what, yielded, resumed)
+            mark = resumed
         if not item.done:
             if runtime.stopped():
                 continue

@@ -1,6 +1,7 @@
 """What a run records, in one format for ``sim`` and ``real``: the row schema of the metrics
-table, :class:`RunResult`, the summary, and the run directory (``run.json`` +
-``metrics.parquet``) written as the run goes.
+table, :class:`RunResult`, the summary, the run's timeline (:class:`Trace`, Chrome trace
+events) and the run directory (``run.json`` + ``metrics.parquet`` written as the run goes,
+``trace.json`` at its end; a simulated run adds ``links.parquet`` and ``topology.json``).
 
 The schema is plain Python; the table and files need pandas, imported on first use, so that
 the rank processes of a real run (which only record rows) start without it.
@@ -11,15 +12,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from runs.schema import COLUMNS, KINDS, METRICS_FILE, RUN_FILE, row
+from runs.schema import (
+    COLUMNS,
+    KINDS,
+    LINKS_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    TOPOLOGY_FILE,
+    TRACE_FILE,
+    row,
+)
+from runs.trace import Trace
 
 __all__ = [
     "COLUMNS",
     "KINDS",
+    "LINKS_FILE",
     "METRICS_FILE",
     "RUN_FILE",
     "RunResult",
     "RunWriter",
+    "TOPOLOGY_FILE",
+    "TRACE_FILE",
+    "Trace",
     "row",
     "summarize",
     "versions",

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from runs.schema import COLUMNS, METRICS_FILE, RUN_FILE
+from runs.trace import Trace
 
 __all__ = ["RunResult", "summarize"]
 
@@ -28,6 +29,9 @@ class RunResult:
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Final flat parameters of the global model (kept in memory, not written to disk).
     parameters: Any = None
+    #: The run's timeline (``trace.document()`` is what ``trace.json`` holds; :meth:`load`
+    #: does not read it back: it is for trace viewers).
+    trace: Trace | None = None
 
     @property
     def evals(self) -> pd.DataFrame:

@@ -7,8 +7,8 @@ Each observation is one row. ``kind`` says what was observed; the common columns
 
 * ``"eval"``: the global model evaluated (``loss``, and ``accuracy`` where the workload has it);
 * ``"step"``: one global step, with the ``staleness`` of its update (versions behind);
-* ``"rank"``: one rank's time breakdown at the end (``rank``, ``compute_time``,
-  ``comm_time``, ``idle_time``);
+* ``"rank"``: one rank's time breakdown at the end (``rank``, its ``role``: ``"worker"`` or
+  ``"server"``, ``compute_time``, ``comm_time``, ``idle_time``);
 * ``"log"``: values a strategy logged (``rank`` plus any names it chose).
 """
 
@@ -16,18 +16,33 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["COLUMNS", "COMMON", "KINDS", "METRICS_FILE", "RUN_FILE", "row"]
+__all__ = [
+    "COLUMNS",
+    "COMMON",
+    "KINDS",
+    "LINKS_FILE",
+    "METRICS_FILE",
+    "RUN_FILE",
+    "TOPOLOGY_FILE",
+    "TRACE_FILE",
+    "row",
+]
 
-#: A run directory's two files: the record (config, summary, status) and the rows.
+#: A run directory's files: the record (config, summary, status) and the rows, in every run;
+#: the timeline (Chrome trace events, see ``runs.trace``), in every finished run;
+#: per-link figures and the topology (``topologies.io`` JSON), in simulated runs.
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.parquet"
+TRACE_FILE = "trace.json"
+LINKS_FILE = "links.parquet"
+TOPOLOGY_FILE = "topology.json"
 
 COMMON = ("kind", "time", "step", "samples", "bytes")
 #: Columns each kind always has (NaN when unmeasured), so sim and real tables line up.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "eval": (*COMMON, "loss"),
     "step": (*COMMON, "staleness"),
-    "rank": (*COMMON, "rank", "compute_time", "comm_time", "idle_time"),
+    "rank": (*COMMON, "rank", "role", "compute_time", "comm_time", "idle_time"),
     "log": (*COMMON, "rank"),
 }
 KINDS = tuple(COLUMNS)
@@ -49,7 +64,7 @@ def row(
     >>> row("rank", time=0, step=0, samples=0, nbytes=0, loss=1.0)
     Traceback (most recent call last):
     ...
-    ValueError: a 'rank' row has no column 'loss'; its columns are kind, time, step, samples, bytes, rank, compute_time, comm_time, idle_time
+    ValueError: a 'rank' row has no column 'loss'; its columns are kind, time, step, samples, bytes, rank, role, compute_time, comm_time, idle_time
     """
     if kind not in COLUMNS:
         raise ValueError(f"kind={kind!r} is not a metrics row kind; use one of {', '.join(KINDS)}")

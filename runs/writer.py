@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from runs.schema import METRICS_FILE, RUN_FILE
+from runs.schema import METRICS_FILE, RUN_FILE, TRACE_FILE
 
 if TYPE_CHECKING:
     from runs.run import RunResult
+    from runs.trace import Trace
 
 __all__ = ["RunWriter", "versions"]
 
@@ -35,12 +36,22 @@ class RunWriter:
 
     ``run.json`` is written at once with ``status: "running"``; :meth:`flush` rewrites the
     metrics (throttled to one write per ``every`` wall seconds); :meth:`finish` and
-    :meth:`fail` write the final state. Used as a context manager, any exception (an
-    interrupt too) is recorded as a failure with the rows measured so far, then re-raised.
+    :meth:`fail` write the final state (and ``trace.json``, when there is a trace), the
+    record last, so that a finished record means every file is there. Used as a context
+    manager, any exception (an interrupt too) is recorded as a failure with the rows
+    measured so far, then re-raised.
     """
 
-    def __init__(self, directory: str | Path, config: dict[str, Any], every: float = 2.0) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        config: dict[str, Any],
+        every: float = 2.0,
+        record: dict[str, Any] | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        #: Extra top-level keys of ``run.json`` (an experiment file's contents, its key).
+        self.record = dict(record or {})
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.every = every
@@ -63,6 +74,7 @@ class RunWriter:
             "summary": summary,
             "versions": versions(),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **self.record,
         }
         if error:
             record["error"] = error
@@ -85,11 +97,17 @@ class RunWriter:
 
     def finish(self, result: RunResult) -> None:
         self._write_metrics(result.metrics)
+        if result.trace is not None:
+            result.trace.write(self.directory / TRACE_FILE)
         self._write_record("finished", result.summary)
         self._finished = True
 
-    def fail(self, rows: list[dict[str, Any]], error: BaseException) -> None:
-        """Keep what was measured and say why the run stopped."""
+    def fail(
+        self, rows: list[dict[str, Any]], error: BaseException, trace: Trace | None = None
+    ) -> None:
+        """Keep what was measured (and the timeline, if given) and say why the run stopped."""
         self._write_metrics(pd.DataFrame(rows))
+        if trace is not None:
+            trace.write(self.directory / TRACE_FILE)
         self._write_record("failed", {}, f"{type(error).__name__}: {error}")
         self._finished = True

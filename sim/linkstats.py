@@ -113,5 +113,50 @@ class LinkStats:
             carried / (r.capacity * (end - start)), index=self._index(), name="utilisation"
         )
 
+    def timeline(self, start: float, end: float, windows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean utilisation of each link in each of ``windows`` equal windows of ``[start,
+        end]``: the window edges (``windows + 1``) and a ``(windows, links)`` array.
+
+        >>> import topologies
+        >>> from sim.routing import Router
+        >>> router = Router(topologies.star(2, bandwidth=1e9, latency=1e-6))
+        >>> stats = LinkStats(router, [(np.array([0]), np.array([1e9]))])
+        >>> stats.log(0.5, 1.0, 0)
+        >>> edges, util = stats.timeline(0.0, 2.0, 4)
+        >>> edges.tolist(), util[:, 0].tolist()
+        ([0.0, 0.5, 1.0, 1.5, 2.0], [0.0, 1.0, 0.0, 0.0])
+        """
+        if windows < 1 or not end > start:
+            raise NetworkError(
+                f"timeline needs windows >= 1 and start < end, got {windows!r}, {start!r}, {end!r}"
+            )
+        width = (end - start) / windows
+        edges = start + width * np.arange(windows + 1)
+        edges[-1] = end
+        util = np.zeros((windows, self.router.capacity.size))
+        if not self.history:
+            return edges, util
+        h = np.asarray(self.history)
+        # Each interval meets the windows from its first to its last (one more either side
+        # guards against rounding; their overlap is then 0): contiguous intervals make this
+        # at most intervals + windows pieces.
+        first = np.clip(np.floor((h[:, 0] - start) / width).astype(np.int64) - 1, 0, windows - 1)
+        last = np.clip(np.ceil((h[:, 1] - start) / width).astype(np.int64), 0, windows - 1)
+        counts = np.maximum(last - first + 1, 0)
+        row = np.repeat(np.arange(len(h)), counts)
+        window = first[row] + (np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts))
+        overlap = np.minimum(h[row, 1], edges[window + 1]) - np.maximum(h[row, 0], edges[window])
+        keep = overlap > 0
+        pattern = h[row[keep], 2].astype(np.int64)
+        key = window[keep] * (int(pattern.max()) + 1) + pattern if pattern.size else pattern
+        keys, where = np.unique(key, return_inverse=True)
+        seconds = np.bincount(where, weights=overlap[keep])
+        stride = int(pattern.max()) + 1 if pattern.size else 1
+        for k, dt in zip(keys.tolist(), seconds.tolist()):
+            links, load = self.patterns[k % stride]
+            util[k // stride, links] += load * dt
+        util /= self.router.capacity * width
+        return edges, util
+
     def _index(self) -> pd.MultiIndex:
         return pd.MultiIndex.from_tuples(self.router.links, names=["u", "v"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import torch
 import topologies
 import workloads
 from runs import RunResult, RunWriter, summarize
+from sim.artifacts import link_counters, save_topology, write_links
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.maxmin import MODELS, SHARINGS
@@ -39,6 +40,7 @@ from strategies.roles import (
     build_role,
     initial_parameters,
     make_ledger,
+    make_trace,
     positive_int,
 )
 
@@ -93,6 +95,7 @@ def run(
     out: str | Path | None = None,
     progress: bool = False,
     threads: int | None = 1,
+    record: dict[str, Any] | None = None,
 ) -> RunResult:
     """Simulate training ``workload`` with ``strategy`` on ``topology``.
 
@@ -124,13 +127,18 @@ def run(
     accumulate
         Micro-batches per gradient (gradient accumulation).
     out
-        If given, a directory written as the run goes (``run.json``, ``metrics.parquet``).
+        If given, a directory written as the run goes (``run.json``, ``metrics.parquet``,
+        ``topology.json``; at the end ``trace.json`` and ``links.parquet``: see
+        :mod:`runs.schema`). The result's ``trace`` holds the timeline either way.
     progress
         Show a progress bar of global steps.
     threads
         torch intra-op threads during the run (restored afterwards); ``None`` leaves torch's
         setting. A simulation runs many small operations, where extra threads only add
         synchronisation: on a loaded two-core machine one thread was 20x faster.
+    record
+        Extra top-level keys for ``run.json`` (``studies.experiment`` records the experiment
+        file it ran).
 
     Examples
     --------
@@ -171,7 +179,9 @@ def run(
         "max_time": max_time,
         "target_loss": target_loss,
     }
-    writer = RunWriter(out, config) if out is not None else None
+    writer = RunWriter(out, config, record=record) if out is not None else None
+    if writer is not None:
+        save_topology(graph, writer.directory)
     with _torch_threads(threads), writer or nullcontext():
         return _simulate_run(
             setup,
@@ -184,6 +194,17 @@ def run(
             target_loss,
             progress,
         )
+
+
+def _on_eval(bar: StepProgress, writer: RunWriter | None) -> Callable[[list[dict[str, Any]]], None]:
+    """After each evaluation: the bar shows the new loss, and the rows so far are written."""
+
+    def seen(rows: list[dict[str, Any]]) -> None:
+        bar.observe(rows)
+        if writer is not None:
+            writer.flush(rows)
+
+    return seen
 
 
 def _is_number(value: Any) -> bool:
@@ -231,16 +252,17 @@ def _simulate_run(
     fabric = Fabric(env, net, world_size)
     initial = initial_parameters(setup)
     owners, _ = strategy.owners(world_size)
-    bar = StepProgress(setup.steps, enabled=progress)
+    bar = StepProgress(setup.steps, enabled=progress, clock=lambda: float(env.now))
     ledger = make_ledger(
         setup,
         clock=lambda: float(env.now),
         bytes_sent=lambda: float(net.bytes_sent),
         target_loss=target_loss,
         on_step=bar.update,
-        on_eval=writer.flush if writer else None,
+        on_eval=_on_eval(bar, writer),
     )
-    runtime = SimRuntime(env, compute_model, ledger, setup.accumulate)
+    trace = make_trace(setup, "sim")
+    runtime = SimRuntime(env, compute_model, ledger, setup.accumulate, trace)
     nodes = topologies.rank_nodes(graph)
     contexts, programs = {}, {}
     for rank in range(world_size):
@@ -275,9 +297,12 @@ def _simulate_run(
         wall_time=time.perf_counter() - wall_start,
         target_loss=target_loss,
     )
-    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters())
+    trace.evals(ledger.rows)
+    link_counters(trace, net, 0.0, float(env.now))
+    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters(), trace=trace)
     if writer is not None:
-        writer.finish(result)
+        write_links(net, 0.0, float(env.now), writer.directory)
+        writer.finish(result)  # writes trace.json, then the record
     return result
 
 

@@ -5,7 +5,7 @@ log, sleep and read the clock; it reports steps and samples to the run's
 :class:`strategies.ledger.Ledger`, which owns progress and rows. :meth:`SimRuntime.drive`
 runs a role program as a SimPy process: it waits on each yielded handle, throws a failed
 handle's error into the program, and splits each rank's time into compute, communication and
-idle.
+idle; with a :class:`runs.trace.Trace`, it also records when (the spans of the run's timeline).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 import simpy
 import torch
 
+from runs.trace import Trace
 from sim.compute import ComputeModel
-from sim.ops import busy_time
+from sim.ops import busy_time, wait_spans
 from strategies.base import not_yieldable
 from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
@@ -42,17 +43,26 @@ class SimRuntime:
         The run's ledger (owns steps, stop conditions and rows).
     accumulate
         Micro-batches per gradient (scales compute time).
+    trace
+        Where each wait's compute, communication and idle spans go (None: not recorded).
     """
 
     def __init__(
-        self, env: simpy.Environment, compute: ComputeModel, ledger: Ledger, accumulate: int = 1
+        self,
+        env: simpy.Environment,
+        compute: ComputeModel,
+        ledger: Ledger,
+        accumulate: int = 1,
+        trace: Trace | None = None,
     ) -> None:
         self.env = env
         self.compute_model = compute
         self.ledger = ledger
         self.accumulate = accumulate
+        self.trace = trace
         self._busy_until: dict[int, float] = {}
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
+        self._roles: dict[int, str] = {}
         self._blocked: dict[int, tuple[Handle[Any], float]] = {}
         #: Programs still running: when none is, the run is over, whatever timers remain
         #: (a timeout that lost its race leaves one behind).
@@ -121,6 +131,7 @@ class SimRuntime:
     ) -> Generator[simpy.Event, Any, None]:
         """The SimPy process body running one role program and timing its waits."""
         times = self._times.setdefault(ctx.rank, [0.0, 0.0, 0.0])
+        self._roles[ctx.rank] = ctx.role
         value: Any = None
         error: BaseException | None = None
         self.running += 1
@@ -152,6 +163,8 @@ class SimRuntime:
                 yield wake
                 del self._blocked[ctx.rank]
             self._account(times, item, start, self.env.now)
+            if self.trace is not None:
+                self._spans(self.trace, ctx.rank, item, start, self.env.now)
             value, error = item.outcome()
 
     @staticmethod
@@ -175,6 +188,27 @@ class SimRuntime:
         times[1] += moving
         times[2] += end - start - compute - moving
 
+    @staticmethod
+    def _spans(trace: Trace, rank: int, item: Handle[Any], start: float, end: float) -> None:
+        """The wait :meth:`_account` books, as spans on ``rank``'s track of ``trace``."""
+        if not end > start:
+            return
+        if item.children:
+            for category, since, until in wait_spans(item, start, end):
+                trace.span(rank, category, item.what, since, until)
+            return
+        if item.started_at is not None and item.finished_at is not None:
+            since, until = max(start, item.started_at), min(end, item.finished_at)
+            if until > since:
+                # Waiting for the operation to start (a peer to join), the operation, then
+                # waiting after it; a sleep is idle throughout.
+                kind = item.kind if item.kind in ("compute", "comm") else "idle"
+                trace.span(rank, "idle", item.what, start, since)
+                trace.span(rank, kind, item.what, since, until)
+                trace.span(rank, "idle", item.what, until, end)
+                return
+        trace.span(rank, "idle", item.what, start, end)
+
     # -- at the end -----------------------------------------------------------------------
     def waiting(self) -> dict[int, Handle[Any]]:
         """What each blocked rank waits on, by rank."""
@@ -194,6 +228,10 @@ class SimRuntime:
                 item, start = self._blocked[rank]
                 if not item.done and item.kind == "compute":
                     times[0] += now - start
+                    if self.trace is not None:
+                        self.trace.span(rank, "compute", item.what, start, now)
                 else:
                     self._account(times, item, start, now)
-            self.ledger.rank_times(rank, *times)
+                    if self.trace is not None:
+                        self._spans(self.trace, rank, item, start, now)
+            self.ledger.rank_times(rank, *times, role=self._roles[rank])

@@ -29,6 +29,7 @@ charged 8 bytes a field. ``recv`` takes buffers of the payload's shapes and retu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -76,6 +77,7 @@ __all__ = [
     "message_nbytes",
     "not_a_handle",
     "signature",
+    "span_name",
 ]
 
 #: Collective algorithms the simulator knows (``"auto"`` picks as NCCL does).
@@ -319,3 +321,60 @@ def _handles(handles: Sequence[Any], call: str) -> list[Handle[Any]]:
         if not isinstance(h, Handle):
             raise CommError(f"{call} takes handles from communicator calls, got {h!r}")
     return handles
+
+
+# The descriptions the communicator gives its handles (``what``), read back as the short names
+# of a trace's spans. They are parsed here, where they are written, so that the hot path formats
+# nothing extra and a change of wording is seen next to the parser. Backends may append a note in
+# parentheses (the simulator's "(collective #3 of this group)"); only the prefix is read.
+_COLLECTIVE = re.compile(
+    r"(?P<kind>all_reduce|broadcast|reduce_scatter|reduce|all_gather|barrier)\b"
+    r"(?: on group \((?P<group>[\d, ]*)\))?(?: \((?P<root>src|dst)=(?P<at>\d+)\))?"
+)
+_PEER = re.compile(r"(?P<op>send to|recv from) (?:rank (?P<peer>\d+)|any rank)")
+_SEVERAL = re.compile(r"(?P<prefix>all of|any of) \[(?P<items>.*)\]$")
+
+
+def span_name(what: str, world_size: int) -> str:
+    """The short name of an operation on a trace track, from its handle's description.
+
+    Collectives show their group (``[0-3]``: ranks 0 to 3) and root, point-to-point calls
+    their peer; anything else (computing, sleeping, a strategy's own names) is kept.
+
+    Examples
+    --------
+    >>> [span_name(w, 4) for w in ("all_reduce", "broadcast (src=0)",
+    ...  "reduce on group (0, 2) (dst=2) (collective #3 of this group)")]
+    ['all_reduce[0-3]', 'broadcast[0-3] from 0', 'reduce[0,2] to 2']
+    >>> [span_name(w, 4) for w in ("send to rank 2 (48 B)", "recv from rank 0",
+    ...  "recv from any rank", "all of [send to rank 1 (8 B); recv from rank 3]")]
+    ['send→2', 'recv←0', 'recv←any', 'all of [send→1; recv←3]']
+    >>> span_name("reduce_scatter", 2), span_name("compute_gradients", 4)
+    ('reduce_scatter[0,1]', 'compute_gradients')
+    """
+    several = _SEVERAL.match(what)
+    if several:
+        items = "; ".join(span_name(w, world_size) for w in several["items"].split("; "))
+        return f"{several['prefix']} [{items}]"
+    peer = _PEER.match(what)
+    if peer:
+        arrow = "→" if peer["op"] == "send to" else "←"
+        return f"{peer['op'][:4]}{arrow}{peer['peer'] or 'any'}"
+    collective = _COLLECTIVE.match(what)
+    if collective is None:
+        return what
+    group = collective["group"]
+    ranks = (
+        range(world_size) if group is None else [int(r) for r in group.replace(",", " ").split()]
+    )
+    name = f"{collective['kind']}[{_ranges(list(ranks))}]"
+    if collective["root"]:
+        name += f" {'from' if collective['root'] == 'src' else 'to'} {collective['at']}"
+    return name
+
+
+def _ranges(ranks: list[int]) -> str:
+    """``0-3`` for a contiguous run of ranks, else the ranks (``0,2,5``)."""
+    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"{ranks[0]}-{ranks[-1]}"
+    return ",".join(map(str, ranks))

@@ -258,10 +258,18 @@ class Ledger:
                 self._row("log", rank=rank, **{k: float(v) for k, v in values.items()})
             )
 
-    def rank_times(self, rank: int, compute: float, comm: float, idle: float) -> None:
-        """One rank's time breakdown, recorded once at the end."""
+    def rank_times(self, rank: int, compute: float, comm: float, idle: float, *, role: str) -> None:
+        """One rank's time breakdown and its ``role`` (``"worker"``, ``"server"``), recorded
+        once at the end."""
         self.rows.append(
-            self._row("rank", rank=rank, compute_time=compute, comm_time=comm, idle_time=idle)
+            self._row(
+                "rank",
+                rank=rank,
+                role=role,
+                compute_time=compute,
+                comm_time=comm,
+                idle_time=idle,
+            )
         )
 
     def stop(self, reason: str) -> None:

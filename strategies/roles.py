@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import torch
 
+from runs.trace import Trace
 from strategies.aggregate import shard_bounds
 from strategies.base import Program, Strategy
-from strategies.comm import Communicator
+from strategies.comm import Communicator, span_name
 from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
 from strategies.ledger import Ledger
 from strategies.optim import OptimizerSpec, ScheduleSpec
@@ -31,6 +33,7 @@ __all__ = [
     "initial_parameters",
     "initial_state",
     "make_ledger",
+    "make_trace",
     "positive_int",
     "resolve_optimizers",
     "run_optimizer",
@@ -184,6 +187,11 @@ class TrainingSetup:
     def servers(self) -> list[int]:
         return self.strategy.servers(self.world_size)
 
+    def roles(self) -> dict[int, str]:
+        """Every rank's role, ``"server"`` or ``"worker"`` (for rank rows and trace tracks)."""
+        servers = set(self.servers)
+        return {r: "server" if r in servers else "worker" for r in range(self.world_size)}
+
 
 def run_optimizer(strategy: Strategy) -> str:
     """The declared optimizer a run's single ``optimizer`` spec and its ``lr_schedule``
@@ -282,6 +290,24 @@ def make_ledger(
         bytes_sent=bytes_sent,
         **observers,
     )
+
+
+def make_trace(setup: TrainingSetup, backend: str, limit: int | None = None) -> Trace:
+    """The run's timeline recorder (see :mod:`runs.trace`), one track per rank named after its
+    role, showing operations by :func:`strategies.comm.span_name`; both backends build it
+    here. ``limit``: spans kept per rank (default: a share of ``runs.trace.SPAN_BUDGET``)."""
+    world = setup.world_size
+    workload = setup.workload.config().get("name", type(setup.workload).__name__)
+    trace = Trace(
+        world,
+        backend=backend,
+        limit=limit,
+        names=partial(span_name, world_size=world),
+        title=f"{setup.strategy.name} on {workload}",
+    )
+    for rank, role in setup.roles().items():
+        trace.role(rank, role)
+    return trace
 
 
 def build_role(
