@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import sim
 import topologies
 from strategies import AllReduceSGD, ParameterServer
-from studies.plots import loss_curves
+from studies.load import from_results
+from studies.plot import loss_vs_time
 
 
 def compare(out: Path, bandwidths: list[str], budget: float, workers: int = 8) -> dict:
@@ -43,7 +44,7 @@ def compare(out: Path, bandwidths: list[str], budget: float, workers: int = 8) -
                 eval_every=20,
             )
             finals[(bandwidth, label)] = results[label].summary["final_loss"]
-        loss_curves(results, "time", ax)
+        loss_vs_time(from_results(results), ax=ax)
         ax.set_title(f"{bandwidth} links")
     fig.savefig(out / "loss_vs_time.png", dpi=100)
     return finals

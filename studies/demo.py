@@ -30,7 +30,8 @@ from strategies import (
     ParameterServer,
     Strategy,
 )
-from studies.plots import comparison
+from studies.load import load
+from studies.plot import comparison
 
 __all__ = ["DemoStudy", "run_demo", "slug", "summary_table"]
 
@@ -115,7 +116,7 @@ def run_demo(
         f"{study.compute.get('straggler', 'constant')} compute times, "
         f"{study.budget:g} s simulated each"
     )
-    figure = comparison(results, title=title)
+    figure = comparison(load([out / slug(label) for label in results]), title=title)
     figure.savefig(out / "comparison.png", dpi=110)
     return results, table
 

@@ -1,0 +1,117 @@
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from studies.load import LoadError, find_runs, from_results, load, load_runs
+
+RUNS = 16 + 4 + 1 + 1  # sim study, scaling, short, real (see conftest)
+
+
+def test_load_finds_every_run_at_any_depth_with_all_its_rows(runs_root, study):
+    assert study["run"].nunique() == RUNS
+    for run, rows in study.groupby("run"):
+        metrics = pd.read_parquet(f"{run}/metrics.parquet")
+        assert len(rows) == len(metrics)
+        assert list(rows["kind"]) == list(metrics["kind"])
+        assert list(rows["loss"].dropna()) == list(metrics["loss"].dropna())
+
+
+def test_config_is_flattened_into_dotted_columns_as_nested_in_run_json(runs_root, study):
+    run = runs_root / "sim" / "ps_async" / "bw=100Mbps" / "seed=1"
+    rows = study[study["run"] == str(run)]
+    config = json.loads((run / "run.json").read_text())["config"]
+    first = rows.iloc[0]
+    assert first["strategy.name"] == config["strategy"]["name"] == "parameter_server"
+    assert first["strategy.mode"] == "async"
+    assert first["topology.bandwidth"] == config["topology"]["bandwidth"] == 12.5e6
+    assert first["workload.name"] == "mlp_digits"
+    assert first["seed"] == 1 and first["backend"] == "sim"
+    assert (rows["strategy.mode"] == "async").all()  # every row of the run carries it
+
+
+def test_summary_status_name_and_backends_sit_side_by_side(runs_root, study):
+    assert set(study["backend"]) == {"sim", "real-gloo"}
+    real = study[study["backend"] == "real-gloo"]
+    assert real["run"].iloc[0] == str(runs_root / "real" / "allreduce")
+    assert real["name"].iloc[0] == "allreduce"
+    assert set(study["status"]) == {"finished"}
+    assert study["error"].isna().all()
+    run = runs_root / "sim" / "allreduce" / "bw=1Gbps" / "seed=0"
+    summary = json.loads((run / "run.json").read_text())["summary"]
+    rows = study[study["run"] == str(run)]
+    assert rows["summary.time_to_target"].iloc[0] == summary["time_to_target"]
+    assert rows["summary.target_loss"].iloc[0] == 2.1
+    assert (rows["summary.steps"] == summary["steps"]).all()
+
+
+def test_globs_run_json_files_and_several_paths_are_accepted_without_repeats(runs_root):
+    assert len(find_runs(f"{runs_root}/sim/*/bw=1Gbps/*")) == 8
+    assert len(find_runs(f"{runs_root}/**/seed=0")) == 8 + 2
+    single = runs_root / "real" / "allreduce"
+    assert find_runs(single / "run.json") == [single]
+    assert len(find_runs([runs_root / "scaling", f"{runs_root}/scaling/*/n=2/*"])) == 4
+    # A glob over a results folder also matches figures and tables: they are skipped.
+    (runs_root / "summary.csv").write_text("x\n")
+    assert len(find_runs(f"{runs_root}/*")) == RUNS
+
+
+def test_errors_are_one_line_and_name_the_path(runs_root, tmp_path):
+    with pytest.raises(LoadError, match=r"^nothing matched '.*/nope-\*'$"):
+        load(f"{tmp_path}/nope-*")
+    with pytest.raises(LoadError, match="is not a run directory and holds none"):
+        load(tmp_path)
+    with pytest.raises(LoadError, match="does not exist"):
+        load(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(LoadError, match="notes.txt' is a file, not a run directory"):
+        load(tmp_path / "notes.txt")
+    with pytest.raises(LoadError, match="no run directory matched"):
+        load(f"{tmp_path}/*.txt")
+
+
+def test_an_experiment_record_is_flattened_and_names_the_run(runs_root, tmp_path):
+    run = shutil.copytree(runs_root / "short" / "local_sgd", tmp_path / "exp")
+    record = json.loads((run / "run.json").read_text())
+    record["experiment"] = {
+        "run": {"name": "sweep seed=0", "steps": 8},
+        "topology": "star:n=4,bandwidth=1Gbps",
+    }
+    (run / "run.json").write_text(json.dumps(record))
+    df = load(run)
+    assert df["name"].iloc[0] == "sweep seed=0"
+    assert df["experiment.run.steps"].iloc[0] == 8
+    assert df["experiment.topology"].iloc[0] == "star:n=4,bandwidth=1Gbps"
+    assert df["topology.bandwidth"].iloc[0] == 1.25e8  # the config's resolved value stays
+    assert load_runs(run)[0].name == "sweep seed=0"
+
+
+def test_a_failed_run_without_rows_is_kept_and_a_clashing_key_is_renamed(tmp_path):
+    run = tmp_path / "failed"
+    run.mkdir()
+    record = {"status": "failed", "config": {"time": 3, "strategy": {"name": "x"}}, "error": "E: x"}
+    (run / "run.json").write_text(json.dumps(record))
+    df = load(tmp_path)
+    assert len(df) == 1 and pd.isna(df["kind"].iloc[0])
+    assert (df["status"].iloc[0], df["error"].iloc[0]) == ("failed", "E: x")
+    assert df["config.time"].iloc[0] == 3 and pd.isna(df["time"].iloc[0])
+
+
+def test_a_broken_run_json_is_reported_in_one_line(tmp_path):
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(LoadError, match=r"run.json: cannot read the run record"):
+        load(tmp_path)
+
+
+def test_from_results_gives_the_same_columns_as_load(runs_root):
+    from runs import RunResult
+
+    run = runs_root / "sim" / "local_sgd" / "bw=1Gbps" / "seed=0"
+    loaded = load(run)
+    memory = from_results({str(run): RunResult.load(run)})
+    assert set(memory.columns) == set(loaded.columns)
+    pd.testing.assert_frame_equal(
+        memory[loaded.columns].drop(columns=["name", "status"]),
+        loaded.drop(columns=["name", "status"]),
+    )

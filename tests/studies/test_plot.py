@@ -1,0 +1,283 @@
+import shutil
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+
+from studies.load import load  # noqa: E402
+from studies.plot import (  # noqa: E402
+    KINDS,
+    breakdown,
+    comparison,
+    loss_vs_bytes,
+    loss_vs_time,
+    pareto,
+    speedup,
+    staleness,
+    time_to_target,
+    utilisation,
+)
+from studies.plot.pareto import pareto_front  # noqa: E402
+from studies.plot.style import colour  # noqa: E402
+
+TARGET = 2.1  # the study's target_loss (conftest)
+UTILISATION_RUN = "sim/allreduce/bw=1Gbps/seed=0"
+#: A hand-made links table: (src, dst) -> utilisation of that direction.
+LINK_UTILISATION = {
+    ("0", "s0"): 0.8,
+    ("s0", "0"): 0.2,
+    ("1", "s0"): 0.1,
+    ("s0", "1"): 0.4,
+    ("2", "s0"): 0.3,
+    ("s0", "2"): 0.3,
+    ("3", "s0"): 0.0,
+    ("s0", "3"): 0.6,
+}
+
+
+def _evals(run):
+    metrics = pd.read_parquet(f"{run}/metrics.parquet")
+    return metrics[metrics["kind"] == "eval"]
+
+
+def _first_hit(run, column="time", target=TARGET):
+    evals = _evals(run)
+    hit = evals[evals["loss"] <= target]
+    return float(hit[column].iloc[0]) if len(hit) else np.nan
+
+
+def _legend(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_kinds_name_every_figure():
+    assert list(KINDS) == [
+        "loss-vs-time",
+        "loss-vs-bytes",
+        "time-to-target",
+        "speedup",
+        "breakdown",
+        "staleness",
+        "utilisation",
+        "pareto",
+    ]
+
+
+def test_loss_vs_time_overlays_sim_solid_averaged_and_real_dashed(runs_root):
+    df = load([f"{runs_root}/sim/allreduce/bw=1Gbps/*", runs_root / "real"])
+    ax = loss_vs_time(df).axes[0]
+    assert ax.get_xlabel() == "time (s): simulated (solid) / wall (dashed)"
+    assert ax.get_ylabel() == "held-out loss"
+    sim_line, real_line = ax.lines
+    assert _legend(ax) == ["allreduce", "allreduce (real)"]
+    assert sim_line.get_linestyle() == "-" and real_line.get_linestyle() == "--"
+    assert to_rgb(sim_line.get_color()) == to_rgb(real_line.get_color()) == colour("allreduce")
+    # Two seeds: the mean line over the union of their times, and one min-max band.
+    runs = sorted((runs_root / "sim" / "allreduce" / "bw=1Gbps").iterdir())
+    curves = [(_evals(r)["time"].to_numpy(), _evals(r)["loss"].to_numpy()) for r in runs]
+    grid = np.unique(np.concatenate([x for x, _ in curves]))
+    mean = np.mean([np.interp(grid, x, y) for x, y in curves], axis=0)
+    assert sim_line.get_xdata() == pytest.approx(grid)
+    assert sim_line.get_ydata() == pytest.approx(mean)
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 1
+    assert ax.get_legend().get_title().get_text() == "mean over seeds, band min–max"
+    real = _evals(runs_root / "real" / "allreduce")
+    assert list(real_line.get_ydata()) == pytest.approx(list(real["loss"]))
+    assert ax.get_title() == "sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto; real: gloo"
+
+
+def test_loss_vs_bytes_shows_megabytes_and_names_variants(runs_root):
+    df = load([f"{runs_root}/sim/ps_*/bw=100Mbps/seed=0", f"{runs_root}/sim/local_sgd/*/seed=0"])
+    ax = loss_vs_bytes(df).axes[0]
+    assert ax.get_xlabel() in ("MB sent (all ranks)", "MB sent (all ranks), log scale")
+    assert ax.get_ylabel() == "held-out loss"
+    # Variants of one strategy are named by the argument that varies, in shades of its hue.
+    assert _legend(ax) == [
+        "local_sgd, 100 Mbit/s",
+        "local_sgd, 1 Gbit/s",
+        "parameter_server(mode=async)",
+        "parameter_server(mode=ssp, staleness=1)",
+    ]
+    assert all(line.get_linestyle() == "-" for line in ax.lines)
+    ps = runs_root / "sim" / "ps_async" / "bw=100Mbps" / "seed=0"
+    assert list(ax.lines[2].get_xdata()) == pytest.approx(list(_evals(ps)["bytes"] / 1e6))
+    shades = [to_rgb(line.get_color()) for line in ax.lines[2:]]
+    assert shades == [colour("parameter_server", 0, 2), colour("parameter_server", 1, 2)]
+
+
+def test_time_to_target_points_are_first_evaluations_below_target(runs_root):
+    df = load([runs_root / "sim", runs_root / "short"])
+    ax = time_to_target(df, x="topology.bandwidth").axes[0]
+    assert ax.get_xlabel() == "link bandwidth (Gbit/s)"
+    assert ax.get_ylabel() == f"simulated time to loss ≤ {TARGET:g} (s)"
+    assert ax.get_xscale() == "log"
+    labels = _legend(ax)
+    assert labels[:4] == [
+        "allreduce",
+        "local_sgd, steps=40",
+        "local_sgd, steps=8 (never reached)",
+        "parameter_server(mode=async)",
+    ]
+    assert labels[-1] == "not reached (seeds missed/total, drawn at the top)"
+    line = ax.lines[0]  # allreduce: mean over seeds at 0.1 and 1 Gbit/s
+    for x, bandwidth in ((0.1, "100Mbps"), (1.0, "1Gbps")):
+        runs = sorted((runs_root / "sim" / "allreduce" / f"bw={bandwidth}").iterdir())
+        times = [_first_hit(r) for r in runs]
+        i = list(line.get_xdata()).index(pytest.approx(x))
+        assert line.get_ydata()[i] == pytest.approx(np.mean(times))
+    # The run that stopped after 8 steps is a hollow marker at the top, annotated 1/1.
+    hollow = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(hollow) == 1 and len(hollow[0].get_facecolors()) == 0  # hollow
+    assert hollow[0].get_offsets()[0][0] == pytest.approx(1.0)
+    assert hollow[0].get_offsets()[0][1] == pytest.approx(ax.get_ylim()[1] / 1.1)
+    assert [t.get_text() for t in ax.texts] == ["1/1"]
+
+
+def test_time_to_target_error_bars_span_the_seeds(runs_root):
+    df = load(f"{runs_root}/sim/ps_async/*/*")
+    ax = time_to_target(df, target=2.2).axes[0]
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)][0]
+    segments = sorted(bars.get_segments(), key=lambda s: s[0][0])
+    for segment, bandwidth in zip(segments, ("100Mbps", "1Gbps")):
+        runs = sorted((runs_root / "sim" / "ps_async" / f"bw={bandwidth}").iterdir())
+        times = [_first_hit(r, target=2.2) for r in runs]
+        assert sorted([segment[0][1], segment[1][1]]) == pytest.approx([min(times), max(times)])
+    assert ax.get_ylabel() == "simulated time to loss ≤ 2.2 (s)"
+
+
+def test_time_to_target_rejects_unknown_fields_and_missing_targets(runs_root):
+    df = load(runs_root / "real")
+    with pytest.raises(ValueError, match="did you mean 'world_size'"):
+        time_to_target(df, x="world_sise")
+    with pytest.raises(ValueError, match="no target loss"):
+        time_to_target(df, x="world_size")
+
+
+def test_speedup_compares_with_the_smallest_world_and_draws_the_ideal(runs_root):
+    df = load([f"{runs_root}/sim/*/bw=1Gbps/*", runs_root / "scaling"])
+    df = df[df["strategy.name"].isin(["allreduce", "local_sgd"])]
+    ax = speedup(df).axes[0]
+    assert ax.get_xlabel() == "ranks (count)"
+    assert ax.get_ylabel() == f"speed-up in time to loss ≤ {TARGET:g} (×)"
+    assert _legend(ax) == ["allreduce (from 2)", "local_sgd (from 2)", "ideal (linear)"]
+    ideal = ax.lines[-1]
+    assert list(ideal.get_xdata()) == [2, 4] and list(ideal.get_ydata()) == [1, 2]
+    assert ideal.get_linestyle() == ":"
+    small = np.mean(
+        [_first_hit(r) for r in (runs_root / "scaling" / "allreduce" / "n=2").iterdir()]
+    )
+    big = np.mean([_first_hit(r) for r in (runs_root / "sim" / "allreduce" / "bw=1Gbps").iterdir()])
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([1.0, small / big])
+
+
+def test_speedup_falls_back_to_throughput_without_a_target(runs_root):
+    df = load([runs_root / "real", runs_root / "scaling" / "allreduce"])
+    df = df.drop(columns=["summary.target_loss"])
+    ax = speedup(df).axes[0]
+    assert ax.get_ylabel() == "speed-up in samples per second (×)"
+    # One point each (real ran with 2 ranks only), then the ideal line.
+    assert [line.get_linestyle() for line in ax.lines] == ["-", "--", ":"]
+    assert _legend(ax) == ["allreduce (from 2)", "allreduce (real) (from 2)", "ideal (linear)"]
+
+
+def test_breakdown_shows_servers_apart_from_workers(runs_root, study):
+    df = load(f"{runs_root}/sim/ps_async/bw=1Gbps/*")
+    ax = breakdown(df).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["parameter_server · workers", "parameter_server · servers"]
+    assert _legend(ax) == ["compute", "communication", "idle"]
+    assert ax.get_xlabel() == "share of rank time (mean over ranks, seeds)"
+    ranks = df[df["kind"] == "rank"].copy()
+    if "role" not in ranks:  # backends that do not record roles yet: the server is rank 0
+        ranks["role"] = np.where(ranks["rank"] == 0, "server", "worker")
+    parts = ranks[["compute_time", "comm_time", "idle_time"]].fillna(0)
+    shares = parts.div(parts.sum(axis=1), axis=0).groupby(ranks["role"]).mean()
+    compute_bars = ax.containers[0]
+    assert [p.get_width() for p in compute_bars] == pytest.approx(
+        [shares.loc["worker", "compute_time"], shares.loc["server", "compute_time"]]
+    )
+    without_roles = breakdown(df.drop(columns="role", errors="ignore")).axes[0]
+    assert [t.get_text() for t in without_roles.get_yticklabels()] == ["parameter_server"]
+    assert len(without_roles.patches) == 3
+
+
+def test_staleness_histograms_are_shares_of_steps_per_strategy(runs_root):
+    df = load(
+        [f"{runs_root}/sim/ps_ssp/bw=1Gbps/seed=0", f"{runs_root}/sim/allreduce/bw=1Gbps/seed=0"]
+    )
+    df.loc[df["strategy.name"] == "allreduce", "backend"] = "real-gloo"  # drawn dashed
+    ax = staleness(df).axes[0]
+    assert ax.get_xlabel() == "staleness of each global step's update (versions behind)"
+    assert ax.get_ylabel() == "share of global steps"
+    assert len(ax.patches) == 2
+    assert [p.get_linestyle()[1] is not None for p in ax.patches] == [True, False]  # dashed
+    steps = df[(df["kind"] == "step") & (df["strategy.name"] == "parameter_server")]
+    expected = steps["staleness"].value_counts(normalize=True).sort_index()
+    outline = ax.patches[1].get_xy()  # a step outline: heights at each bin's corners
+    heights = {round(x + 0.5): y for (x, y) in outline[1:-1:2]}
+    assert {k: heights[int(k)] for k in expected.index} == pytest.approx(dict(expected))
+    mean = steps["staleness"].mean()
+    assert _legend(ax)[1] == f"parameter_server (mean {mean:.2g})"
+
+
+def test_utilisation_colours_and_widens_links_by_their_busier_direction(runs_root, tmp_path):
+    run = shutil.copytree(runs_root / UTILISATION_RUN, tmp_path / "run")
+    rows = [{"src": s, "dst": d, "utilisation": u} for (s, d), u in LINK_UTILISATION.items()]
+    pd.DataFrame(rows).to_parquet(run / "links.parquet", index=False)
+    fig = utilisation(load(run))
+    ax, bar = fig.axes
+    assert bar.get_ylabel() == "link utilisation (busier direction)"
+    assert bar.get_ylim() == pytest.approx((0.0, 0.8))
+    edges = [c for c in ax.collections if isinstance(c, LineCollection)][0]
+    busier = [0.8, 0.4, 0.3, 0.6]  # hosts 0..3 to the switch, max of both directions
+    assert list(edges.get_linewidths()) == pytest.approx([1 + 5 * u / 0.8 for u in busier])
+    assert fig.get_suptitle() == "sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto"
+
+
+def test_utilisation_draws_the_simulator_s_own_files_and_refuses_others(runs_root, tmp_path):
+    fig = utilisation(load(runs_root / UTILISATION_RUN))
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="is a real run"):
+        utilisation(load(runs_root / "real"))
+    bare = shutil.copytree(runs_root / UTILISATION_RUN, tmp_path / "bare")
+    (bare / "links.parquet").unlink()
+    with pytest.raises(
+        ValueError, match=r"^utilisation needs a simulated run directory with links.parquet"
+    ):
+        utilisation(load(bare))
+
+
+def test_pareto_has_a_point_per_reaching_run_and_the_front(runs_root):
+    df = load([runs_root / "sim", runs_root / "short"])
+    ax = pareto(df).axes[0]
+    runs = df.drop_duplicates("run")["run"]
+    hits = [(r, _first_hit(r, "bytes") / 1e6, _first_hit(r)) for r in runs]
+    reached = [(b, t) for _, b, t in hits if np.isfinite(t)]
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert np.allclose(sorted(map(tuple, points)), sorted(reached))
+    cost, time = np.array(reached).T
+    front = pareto_front(cost, time)
+    assert list(ax.lines[0].get_xdata()) == pytest.approx(list(cost[front]))
+    assert ax.get_xlabel() == "MB sent (all ranks) until the target"
+    assert ax.get_ylabel() == f"simulated time to loss ≤ {TARGET:g} (s)"
+    assert "1 of 17 runs did not reach the target" in ax.get_title()
+    labels = _legend(ax)
+    assert "Pareto front" in labels and {"100 Mbit/s", "1 Gbit/s"} <= set(labels)
+    markers = {c.get_paths()[0].vertices.shape for c in ax.collections}
+    assert len(markers) == 2  # one shape per bandwidth
+
+
+def test_comparison_has_three_panels_with_the_network_in_the_title(runs_root):
+    fig = comparison(load(f"{runs_root}/sim/*/bw=1Gbps/seed=0"), title="study")
+    assert [ax.get_title() for ax in fig.axes] == [
+        "convergence against time",
+        "convergence against traffic",
+        "where the time goes",
+    ]
+    assert fig.get_suptitle() == "study\nsim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto"
