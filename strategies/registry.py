@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from strategies.base import Strategy
 
-__all__ = ["register", "get", "names"]
+__all__ = ["register", "get", "names", "strategy_class"]
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -34,6 +34,22 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered under ``name`` (its constructor is the options' schema).
+
+    Examples
+    --------
+    >>> strategy_class("local_sgd").__name__
+    'LocalSGD'
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"strategy {name!r} is unknown; use one of: {', '.join(names())}"
+        ) from None
+
+
 def get(name: str | Strategy, **options: Any) -> Strategy:
     """Build a registered strategy by name (a ``Strategy`` instance is returned as is).
 
@@ -53,10 +69,4 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
             f"strategy={name!r} must be a registered name or a Strategy instance "
             "(did you pass the class instead of an instance?)"
         )
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"strategy {name!r} is unknown; use one of: {', '.join(names())}"
-        ) from None
-    return cls(**options)
+    return strategy_class(name)(**options)

@@ -19,7 +19,7 @@ import networkx as nx
 from topologies.model import TopologyError, validate
 from topologies.registry import BUILDERS, builder
 
-__all__ = ["from_spec", "load", "save"]
+__all__ = ["from_spec", "load", "parse_spec", "save"]
 
 _SUFFIXES = (".graphml", ".json")
 
@@ -129,7 +129,14 @@ def _parse_value(text: str) -> int | float | str:
     return text
 
 
-def _parse_spec_string(spec: str) -> dict[str, Any]:
+def parse_spec(spec: str) -> dict[str, Any]:
+    """Split a ``"kind:name=value,..."`` spec string into a builder dict (not yet checked).
+
+    Examples
+    --------
+    >>> parse_spec("star:n=4,bandwidth=1Gbps,latency=1e-5")
+    {'kind': 'star', 'n': 4, 'bandwidth': '1Gbps', 'latency': 1e-05}
+    """
     name, _, rest = spec.partition(":")
     params: dict[str, Any] = {"kind": name.strip()}
     for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -175,7 +182,7 @@ def from_spec(spec: str | os.PathLike[str] | dict[str, Any] | nx.Graph) -> nx.Gr
     ):
         return load(spec)
     if isinstance(spec, str):
-        spec = _parse_spec_string(spec)
+        spec = parse_spec(spec)
     if not isinstance(spec, dict):
         raise TopologyError(
             f"a topology spec is a dict, a string or a path, not {type(spec).__name__}"

@@ -13,7 +13,7 @@ from workloads.logistic_regression import logistic_regression
 from workloads.quadratic import quadratic
 from workloads.tiny_transformer import tiny_transformer
 
-__all__ = ["get", "names", "register"]
+__all__ = ["builder", "get", "names", "register"]
 
 _BUILDERS: dict[str, Callable[..., Workload]] = {
     "quadratic": quadratic,
@@ -43,6 +43,19 @@ def register(name: str, builder: Callable[..., Workload]) -> None:
     _BUILDERS[name] = builder
 
 
+def builder(name: str) -> Callable[..., Workload]:
+    """The function that builds workload ``name`` (its signature is the options' schema).
+
+    Examples
+    --------
+    >>> builder("mlp_digits").__name__
+    'mlp_digits'
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(names())}")
+    return _BUILDERS[name]
+
+
 def get(name: str, **kwargs: Any) -> Workload:
     """Build the workload ``name`` with keyword arguments for its builder.
 
@@ -54,10 +67,8 @@ def get(name: str, **kwargs: Any) -> Workload:
     Traceback (most recent call last):
     ValueError: unknown workload 'mlp_digit'; choose one of cnn_digits, custom, ...
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(names())}")
-    builder = _BUILDERS[name]
-    params = inspect.signature(builder).parameters
+    build = builder(name)
+    params = inspect.signature(build).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
@@ -65,7 +76,7 @@ def get(name: str, **kwargs: Any) -> Workload:
                 f"unknown argument(s) {', '.join(unknown)} for workload {name!r}; "
                 f"valid: {', '.join(params)}"
             )
-    workload = builder(**kwargs)
+    workload = build(**kwargs)
     workload.spec = {"name": name, **{k: _describe(v) for k, v in kwargs.items()}}
     return workload
 

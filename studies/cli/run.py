@@ -1,0 +1,105 @@
+"""``commsim run FILE``: one experiment file, simulated (or on local processes), summarised."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["run_command", "slug"]
+
+
+def slug(name: str) -> str:
+    """A directory name for a run name.
+
+    Examples
+    --------
+    >>> slug("PS async, staleness_lr=inverse")
+    'ps-async-staleness_lr-inverse'
+    """
+    return re.sub(r"[^a-z0-9_.]+", "-", name.lower()).strip("-") or "run"
+
+
+def run_command(
+    file: Annotated[
+        Path, typer.Argument(help="Experiment file (TOML), e.g. examples/allreduce.toml.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory; default results/<run.name>."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a field: --set strategy.mode=async --set run.steps=50 (repeatable).",
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="sim (simulated time) or real (one local process per host).")
+    ] = "sim",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run one experiment: write its run directory and print a summary table."""
+    from studies.experiment import ExperimentError, load_experiment, run_experiment
+    from studies.report import summary_table
+
+    console = Console()
+    if backend not in ("sim", "real"):
+        _fail(console, f"--backend {backend!r}: use sim or real")
+    try:
+        experiment = load_experiment(file, set_ or ())
+    except ExperimentError as exc:
+        _fail(console, f"{file}: {exc}")
+    if experiment.sweep is not None:
+        _fail(
+            console,
+            f"{file} has a [sweep]; run it with `commsim sweep {file} --out DIR`, "
+            "or pick one point with --set",
+        )
+    directory = out if out is not None else Path("results") / slug(experiment.run.name)
+    if backend == "real":
+        from studies.experiment import sim_only_fields
+
+        ignored = sim_only_fields(experiment)
+        if ignored:
+            console.print(f"[yellow]note:[/yellow] the real backend ignores {', '.join(ignored)}")
+    console.print(
+        f"[bold]{experiment.run.name}[/bold]: {experiment.strategy.name} on "
+        f"{_describe_topology(experiment)}, {experiment.run.steps} steps ({backend})"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # said once, above
+            result = run_experiment(experiment, directory, backend=backend, progress=progress)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        console.print(f"[red]interrupted[/red]: what was measured is in {directory}")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        _fail(console, f"--out {directory}: {exc.strerror or exc}; choose a writable directory")
+    except Exception as exc:  # a run that fails says why in one line; run.json keeps the rest
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {message} (see {directory})")
+        raise typer.Exit(1) from None
+    console.print(summary_table(result, title=experiment.run.name))
+    console.print(f"run written to [bold]{directory}[/bold]")
+
+
+def _describe_topology(experiment: object) -> str:
+    from studies.experiment import Experiment
+
+    assert isinstance(experiment, Experiment)
+    spec = experiment.topology.spec()
+    if isinstance(spec, str):
+        return spec
+    args = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "kind")
+    return f"{spec['kind']}({args})"
+
+
+def _fail(console: Console, message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(2)

@@ -1,0 +1,287 @@
+"""Experiment files: validation errors name the field, overrides, sweeps, and both backends."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim
+import topologies
+import workloads
+from strategies import ParameterServer
+from studies.experiment import (
+    Experiment,
+    ExperimentError,
+    expand,
+    load_experiment,
+    run_experiment,
+    sim_only_fields,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SHORT = ["run.steps=4", "run.eval_every=2"]
+
+
+def test_every_shipped_strategy_has_an_example_file():
+    from strategies import registry
+
+    named = {load_experiment(path).strategy.name for path in EXAMPLES.glob("*.toml")}
+    assert set(registry.names()) <= named
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
+def test_the_overrides_an_example_suggests_in_its_header_are_valid(path):
+    """A user copies these lines first; a stale field name there would be the first error."""
+    import shlex
+
+    commands = [
+        line.lstrip("# ").strip()
+        for line in path.read_text().splitlines()
+        if line.startswith("#") and "commsim " in line
+    ]
+    assert commands, f"{path.name} shows no command to run it"
+    for command in commands:
+        words = shlex.split(command)
+        overrides = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+        load_experiment(path, overrides)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
+def test_each_example_file_runs_a_few_steps(path, tmp_path):
+    experiment = load_experiment(path, SHORT)
+    points = expand(experiment)[:1]  # a sweep file: its first point
+    result = run_experiment(points[0], tmp_path / "run")
+    assert result.summary["steps"] == 4
+    assert np.isfinite(result.summary["final_loss"])
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "finished"
+    assert record["experiment"]["strategy"]["name"] == points[0].strategy.name
+    assert record["experiment_key"] == points[0].key()
+
+
+def test_an_experiment_runs_what_the_same_sim_run_call_runs():
+    """The file is a way of writing sim.run's arguments, nothing more: same metrics."""
+    experiment = load_experiment(
+        {
+            "run": {"steps": 12, "eval_every": 4, "seed": 3},
+            "topology": "star:n=3,bandwidth=100Mbps,latency=1ms",
+            "workload": {"name": "logistic_regression", "batch_size": 16},
+            "strategy": {"name": "parameter_server", "mode": "ssp", "staleness": 1},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.5},
+            "compute": {"base": 0.003, "straggler": "lognormal", "sigma": 0.4, "slowdown": {1: 2}},
+        }
+    )
+    direct = sim.run(
+        ParameterServer(mode="ssp", staleness=1),
+        workloads.get("logistic_regression", batch_size=16),
+        topologies.star(3, bandwidth="100Mbps", latency="1ms"),
+        steps=12,
+        eval_every=4,
+        seed=3,
+        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.5},
+        compute={
+            "base": 0.003,
+            "straggler": "lognormal",
+            "options": {"sigma": 0.4},
+            "slowdown": {1: 2.0},
+        },
+    )
+    via_file = run_experiment(experiment)
+    pd.testing.assert_frame_equal(via_file.metrics, direct.metrics)
+
+
+def test_same_experiment_same_bits():
+    experiment = load_experiment(EXAMPLES / "local_sgd.toml", SHORT)
+    first, second = run_experiment(experiment), run_experiment(experiment)
+    pd.testing.assert_frame_equal(first.metrics, second.metrics, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"run": {"stepz": 3}}, "run.stepz: unknown field; did you mean 'steps'?"),
+        ({"run": {"steps": 0}}, "run.steps: input should be greater than or equal to 1, got 0"),
+        ({"topolgy": {}}, "topolgy: unknown field; did you mean 'topology'?"),
+        (
+            {"strategy": {"name": "parameter_server", "mode": "ssp", "staleness": -1}},
+            "strategy.staleness: staleness=-1 must be an integer >= 0",
+        ),
+        (
+            {"strategy": {"name": "parameter_server", "stalenes": 1}},
+            "strategy.stalenes: parameter_server has no argument 'stalenes'; did you mean "
+            "'staleness'?",
+        ),
+        (
+            {"strategy": "paramter_server"},
+            "strategy.name: unknown strategy 'paramter_server'; did you mean 'parameter_server'?",
+        ),
+        (
+            {"strategy": {"name": "local_sgd", "period": 2.5}},
+            "strategy.period: local_sgd takes period: int | str, got 2.5",
+        ),
+        (
+            {"workload": {"name": "mlp_digits", "batchsize": 3}},
+            "workload.batchsize: mlp_digits has no argument 'batchsize'; did you mean 'batch_size'?",
+        ),
+        ({"topology": "stra:n=4"}, "topology.kind: unknown topology 'stra'; did you mean 'star'?"),
+        ({"topology": {"kind": "star"}}, "topology.n: star needs parameter 'n'"),
+        (
+            {"topology": {"kind": "star", "n": 4, "bandwidth": "1Gbs"}},
+            "topology.bandwidth: bandwidth: bad bandwidth '1Gbs'",
+        ),
+        ({"optimizer": {"name": "adam", "lrr": 3}}, "optimizer.lrr: optimizer 'adam' rejected"),
+        (
+            {"optimizer": {"schedule": "cosin"}},
+            "optimizer.schedule: lr_schedule name='cosin' is unknown",
+        ),
+        (
+            {"compute": {"straggler": "lognormal", "sigam": 3}},
+            "compute.sigam: compute options ['sigam'] do not apply to straggler='lognormal'",
+        ),
+        ({"compute": {"slowdown": {"3": -2}}}, "compute.slowdown: compute slowdown[3]=-2.0"),
+        ({"network": {"model": "packet"}}, "network.model: input should be 'flow' or 'analytic'"),
+        (
+            {"sweep": {"grid": {"strategy.mod": [1]}}},
+            "sweep point strategy.mod=1: strategy.mod: allreduce has no argument 'mod'",
+        ),
+        (
+            {"sweep": {"grid": {"stratgy.mode": [1]}}},
+            "sweep.grid: 'stratgy.mode' is not a section.field path; did you mean 'strategy'?",
+        ),
+        (
+            {"sweep": {"zip": {"run.seed": [1], "run.steps": [1, 2]}}},
+            "sweep.zip: lists must have one length; run.seed has 1, run.steps has 2",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field(data, message):
+    with pytest.raises(ExperimentError) as caught:
+        load_experiment(data)
+    text = str(caught.value)
+    assert text.startswith(message), text
+    assert "\n" not in text
+
+
+def test_toml_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[run\nsteps = 3\n")
+    with pytest.raises(ExperimentError, match=r"bad.toml: not valid TOML"):
+        load_experiment(path)
+    with pytest.raises(ExperimentError, match=r"no such experiment file"):
+        load_experiment(tmp_path / "missing.toml")
+
+
+def test_overrides_parse_toml_values_and_reach_any_field():
+    experiment = load_experiment(
+        EXAMPLES / "parameter_server.toml",
+        [
+            "strategy.mode=ssp",
+            "strategy.staleness=2",
+            "run.max_time=0.5",
+            "compute.sigma=0.1",
+            "topology=ring:n=3",
+        ],
+    )
+    assert experiment.strategy.options["mode"] == "ssp"
+    assert experiment.strategy.options["staleness"] == 2
+    assert experiment.run.max_time == 0.5
+    assert experiment.compute.options == {"sigma": 0.1}
+    assert experiment.topology.spec() == {"kind": "ring", "n": 3}
+    with pytest.raises(ExperimentError, match=r"^--set 'steps=3': write section.field=value"):
+        load_experiment({}, ["steps=3"])
+
+
+def test_a_topology_file_is_found_next_to_the_experiment_file(tmp_path):
+    topologies.save(topologies.ring(3), tmp_path / "net.json")
+    (tmp_path / "exp.toml").write_text('topology = "net.json"\n[run]\nsteps = 2\n')
+    experiment = load_experiment(tmp_path / "exp.toml")
+    assert Path(experiment.topology.file) == tmp_path / "net.json"
+    assert experiment.graph().number_of_nodes() == 3
+
+
+def test_a_sweep_is_the_product_of_grid_zip_and_seeds():
+    experiment = load_experiment(
+        {
+            "run": {"name": "bw"},
+            "strategy": {"name": "parameter_server", "mode": "async"},
+            "sweep": {
+                "grid": {
+                    "topology.bandwidth": ["100Mbps", "1Gbps"],
+                    "strategy": [{"name": "allreduce"}, {"name": "local_sgd", "period": 4}],
+                },
+                "zip": {"run.steps": [4, 8], "run.eval_every": [2, 4]},
+                "seeds": [0, 1],
+            },
+        }
+    )
+    points = expand(experiment)
+    assert len(points) == 2 * 2 * 2 * 2
+    assert len({p.key() for p in points}) == len(points)
+    first = points[0]
+    assert first.run.name == (
+        "bw topology.bandwidth=100Mbps strategy=allreduce run.steps=4 run.eval_every=2 seed=0"
+    )
+    assert first.strategy.options == {}  # the base's mode=async does not leak into allreduce
+    assert points[-1].strategy.options == {"period": 4}
+    assert (points[-1].run.steps, points[-1].run.seed) == (8, 1)
+    assert all(p.sweep is None for p in points)
+
+
+def test_the_key_ignores_the_name_and_follows_everything_else():
+    base = load_experiment({"run": {"name": "a"}})
+    assert base.key() == load_experiment({"run": {"name": "b"}}).key()
+    assert base.key() != load_experiment({"run": {"seed": 1}}).key()
+    assert base.key() != load_experiment({}, ["strategy.algorithm=ring"]).key()
+    assert base.key() == load_experiment(base.to_dict()).key()
+
+
+def test_real_ignores_what_only_a_simulation_has_and_says_so():
+    experiment = load_experiment(EXAMPLES / "allreduce.toml")
+    assert sim_only_fields(experiment) == ["compute.base", "compute.sigma", "compute.straggler"]
+    assert sim_only_fields(Experiment()) == []
+
+
+def test_the_same_file_gives_the_same_numbers_on_real(tmp_path):
+    """All-reduce SGD from one experiment file: gloo processes and the simulator agree."""
+    experiment = load_experiment(
+        {
+            "run": {"steps": 6, "eval_every": 3},
+            "topology": "ring:n=2",
+            "workload": "quadratic",
+            "strategy": "allreduce",
+            "compute": {"straggler": "lognormal"},
+        }
+    )
+    simulated = run_experiment(experiment)
+    with pytest.warns(UserWarning, match=r"the real backend ignores compute.straggler"):
+        real = run_experiment(experiment, tmp_path / "real", backend="real", timeout=60)
+    assert list(real.evals["step"]) == list(simulated.evals["step"]) == [0, 3, 6]
+    np.testing.assert_allclose(real.evals["loss"], simulated.evals["loss"], rtol=1e-6)
+    record = json.loads((tmp_path / "real" / "run.json").read_text())
+    assert record["config"]["backend"] == "real-gloo" and record["experiment_key"] == experiment.key()
+
+
+def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from studies.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLES / "allreduce.toml"), "--out", str(out), "--no-progress"]
+    args += [f"--set={item}" for item in SHORT]
+    done = runner.invoke(app, args, terminal_width=120)
+    assert done.exit_code == 0, done.output
+    for text in ["final loss", "simulated time (s)", "compute / comm / idle", str(out)]:
+        assert text in done.output
+    assert json.loads((out / "run.json").read_text())["summary"]["steps"] == 4
+
+    bad = runner.invoke(app, [*args, "--set", "strategy.algoritm=ring"], terminal_width=200)
+    assert bad.exit_code == 2
+    lines = [line for line in bad.output.splitlines() if line.strip()]
+    assert lines == [
+        f"error: {EXAMPLES / 'allreduce.toml'}: strategy.algoritm: allreduce has no argument "
+        "'algoritm'; did you mean 'algorithm'? (valid: algorithm, compression)"
+    ]
