@@ -10,6 +10,9 @@ import typer
 
 from real.cli import real_command
 from studies.cli.demo import demo
+from studies.cli.plot import plot
+from studies.cli.run import run_command
+from studies.cli.sweep import sweep_command
 from studies.cli.topo import app as topo_app
 
 __all__ = ["app", "main"]
@@ -23,6 +26,9 @@ app = typer.Typer(
 )
 app.add_typer(topo_app, name="topo")
 app.command()(demo)
+app.command(name="run")(run_command)
+app.command(name="sweep")(sweep_command)
+app.command()(plot)
 app.command(name="real")(real_command)
 
 

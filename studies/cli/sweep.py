@@ -1,0 +1,155 @@
+"""``commsim sweep FILE --out DIR``: every point of an experiment's ``[sweep]``, resumable."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from studies.sweep import SweepResult
+
+__all__ = ["sweep_command", "sweep_table"]
+
+
+def sweep_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Experiment file (TOML) with a \\[sweep], e.g. examples/sweep_bandwidth.toml."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Sweep directory: runs/<key>/ per run and the index sweep.json."),
+    ],
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Runs at once: local worker processes (default 1, in this process), or on "
+            "Dask (default: the cluster's worker threads).",
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local, or dask://HOST:PORT for a Dask scheduler (pip install 'commsim\\[dask]'; "
+            "--out must be on a file system its workers share)."
+        ),
+    ] = "local",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a field: --set run.steps=50 --set 'sweep.seeds=[0, 1, 2]' (repeatable).",
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run every point of an experiment's sweep (grid, zipped lists, seeds), simulated.
+
+    Each run goes to DIR/runs/<key>/ (the key hashes everything that decides its results)
+    as soon as it ends, and DIR/sweep.json indexes them. Finished runs are kept: run the same
+    command again to resume an interrupted sweep or retry failed runs. A failed run does
+    not stop the others; the command then exits with status 1.
+    """
+    from studies.executors import ExecutorError
+    from studies.experiment import ExperimentError
+    from studies.sweep import run_sweep
+
+    console = Console()
+    try:
+        result = run_sweep(
+            file,
+            out,
+            jobs=jobs,
+            executor=executor,
+            overrides=set_ or (),
+            progress=progress,
+            console=console,
+        )
+    except ExperimentError as exc:
+        _fail(console, f"{file}: {exc}")
+    except ExecutorError as exc:
+        _fail(console, str(exc))
+    except OSError as exc:
+        _fail(console, f"--out {out}: {exc.strerror or exc}; choose a writable directory")
+    except KeyboardInterrupt:
+        console.print(
+            f"[red]interrupted[/red]: finished runs are kept in {out}; "
+            "run the same command again to resume"
+        )
+        raise typer.Exit(130) from None
+    console.print(sweep_table(result))
+    reused = sum(run.reused for run in result.runs)
+    kept = f" ({reused} kept from before)" if reused else ""
+    console.print(
+        f"{len(result.runs)} runs{kept} in [bold]{out / 'runs'}[/bold], "
+        f"indexed in [bold]{result.index}[/bold]",
+        soft_wrap=True,
+    )
+    failed = result.failed
+    if failed:
+        for run in failed:
+            console.print(
+                f"[red]failed[/red] {escape(run.name)}: {escape(str(run.error))}", soft_wrap=True
+            )
+        console.print(
+            f"[red]error:[/red] {len(failed)} of {len(result.runs)} runs failed (each run.json "
+            "says why); run the same command again to retry them",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def sweep_table(result: SweepResult) -> Table:
+    """A table of the sweep's runs: name, status, final loss, time to target, run directory."""
+    from rich.table import Table
+
+    table = Table(title=f"sweep {result.name!r}", title_justify="left")
+    table.add_column("run (what it sets)")
+    table.add_column("status")
+    table.add_column("final loss", justify="right", no_wrap=True)
+    table.add_column("time to target (s)", justify="right", no_wrap=True)
+    table.add_column("directory", no_wrap=True)
+    prefix = f"{result.name} " if result.name else ""
+    for run in result.runs:
+        status = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]"}.get(
+            run.status, run.status
+        )
+        if run.reused:
+            status += " [dim](kept)[/dim]"
+        table.add_row(
+            escape(run.name.removeprefix(prefix) or run.name),
+            status,
+            _number(run.summary.get("final_loss")),
+            _to_target(run.summary),
+            f"runs/{run.key}",
+        )
+    return table
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}"
+
+
+def _to_target(summary: dict[str, Any]) -> str:
+    if "target_loss" not in summary:
+        return "-"  # no target set
+    value = summary.get("time_to_target")
+    return "not reached" if value is None else _number(value)
+
+
+def _fail(console: Console, message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)
