@@ -71,6 +71,8 @@ __all__ = [
     "parse_override",
     "run_experiment",
     "sim_only_fields",
+    "short_value",
+    "sweep_values",
 ]
 
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
@@ -634,19 +636,33 @@ def expand(exp: Experiment) -> list[Experiment]:
     """
     if exp.sweep is None:
         return [exp]
-    sweep = exp.sweep
     base = exp.to_dict()
     base.pop("sweep")
+    return [_sweep_point(base, assigned) for assigned in sweep_values(exp)]
+
+
+def sweep_values(exp: Experiment) -> list[dict[str, Any]]:
+    """The fields each point of :func:`expand` sets and their values, in the same order.
+
+    Examples
+    --------
+    >>> exp = load_experiment({"sweep": {"grid": {"optimizer.lr": [0.1, 0.2]}, "seeds": [3]}})
+    >>> sweep_values(exp)
+    [{'optimizer.lr': 0.1, 'run.seed': 3}, {'optimizer.lr': 0.2, 'run.seed': 3}]
+    """
+    sweep = exp.sweep
+    if sweep is None:
+        return [{}]
     grid = list(itertools.product(*sweep.grid.values())) if sweep.grid else [()]
     zipped = list(zip(*sweep.zip.values(), strict=True)) if sweep.zip else [()]
     seeds: list[int | None] = list(sweep.seeds) if sweep.seeds is not None else [None]
-    runs = []
+    points = []
     for grid_values, zip_values, seed in itertools.product(grid, zipped, seeds):
         assigned = {**dict(zip(sweep.grid, grid_values)), **dict(zip(sweep.zip, zip_values))}
         if seed is not None:
             assigned["run.seed"] = seed
-        runs.append(_sweep_point(base, assigned))
-    return runs
+        points.append(assigned)
+    return points
 
 
 def _sweep_point(base: dict[str, Any], assigned: dict[str, Any]) -> Experiment:
@@ -662,7 +678,7 @@ def _sweep_point(base: dict[str, Any], assigned: dict[str, Any]) -> Experiment:
         section, _, field = key.partition(".")
         if not (section in ("strategy", "workload") and field == "name"):
             _set_path(data, key, value)
-    parts = [f"{'seed' if k == 'run.seed' else k}={_short(v)}" for k, v in assigned.items()]
+    parts = [f"{'seed' if k == 'run.seed' else k}={short_value(v)}" for k, v in assigned.items()]
     data["run"]["name"] = " ".join([base["run"]["name"], *parts])
     try:
         return _validate(_normalise(data, None))
@@ -670,9 +686,16 @@ def _sweep_point(base: dict[str, Any], assigned: dict[str, Any]) -> Experiment:
         raise ExperimentError(f"sweep point {', '.join(parts)}: {exc}") from None
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A swept value as a run's name shows it.
+
+    Examples
+    --------
+    >>> short_value({"name": "local_sgd", "period": 4}), short_value(0.10)
+    ('local_sgd(period=4)', '0.1')
+    """
     if isinstance(value, dict):
-        args = ",".join(f"{k}={_short(v)}" for k, v in value.items() if k != "name")
+        args = ",".join(f"{k}={short_value(v)}" for k, v in value.items() if k != "name")
         return f"{value.get('name', '')}({args})" if args else str(value.get("name", ""))
     if isinstance(value, float):
         return f"{value:g}"

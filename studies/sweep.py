@@ -68,7 +68,13 @@ from studies.executors import (
     record_failure,
     run_point,
 )
-from studies.experiment import Experiment, ExperimentError, expand, load_experiment
+from studies.experiment import (
+    Experiment,
+    ExperimentError,
+    expand,
+    load_experiment,
+    sweep_values,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -208,25 +214,6 @@ class SweepResult:
 # Planning
 
 
-def _assignments(experiment: Experiment) -> list[dict[str, Any]]:
-    """The values each point of :func:`~studies.experiment.expand` sets, in its order."""
-    import itertools
-
-    sweep = experiment.sweep
-    if sweep is None:
-        return [{}]
-    grid = list(itertools.product(*sweep.grid.values())) if sweep.grid else [()]
-    zipped = list(zip(*sweep.zip.values())) if sweep.zip else [()]
-    seeds: list[int | None] = list(sweep.seeds) if sweep.seeds is not None else [None]
-    points = []
-    for grid_values, zip_values, seed in itertools.product(grid, zipped, seeds):
-        assigned = {**dict(zip(sweep.grid, grid_values)), **dict(zip(sweep.zip, zip_values))}
-        if seed is not None:
-            assigned["run.seed"] = seed
-        points.append(assigned)
-    return points
-
-
 def plan(experiment: Experiment, out: str | os.PathLike[str]) -> list[SweepRun]:
     """The runs of a sweep into ``out``, each ``pending``, in :func:`expand`'s order.
 
@@ -239,7 +226,7 @@ def plan(experiment: Experiment, out: str | os.PathLike[str]) -> list[SweepRun]:
     points = expand(experiment)
     runs: list[SweepRun] = []
     seen: dict[str, str] = {}
-    for point, values in zip(points, _assignments(experiment), strict=True):
+    for point, values in zip(points, sweep_values(experiment), strict=True):
         key = point.key()
         if key in seen:
             raise ExperimentError(

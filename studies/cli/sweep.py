@@ -53,6 +53,13 @@ def sweep_command(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    figures: Annotated[
+        bool,
+        typer.Option(
+            help="Draw the study's figures into DIR/figures/: loss against time and bytes, "
+            "time to target per swept field, Pareto, breakdown."
+        ),
+    ] = True,
 ) -> None:
     """Run every point of an experiment's sweep (grid, zipped lists, seeds), simulated.
 
@@ -96,6 +103,8 @@ def sweep_command(
         f"indexed in [bold]{result.index}[/bold]",
         soft_wrap=True,
     )
+    if figures and result.finished:
+        _draw_figures(console, result, out / "figures")
     failed = result.failed
     if failed:
         for run in failed:
@@ -111,30 +120,59 @@ def sweep_command(
 
 
 def sweep_table(result: SweepResult) -> Table:
-    """A table of the sweep's runs: name, status, final loss, time to target, run directory."""
+    """The sweep's runs: the values each sets, status (``kept`` when finished before), final
+    loss and time to target.
+
+    One column per swept field keeps a row on one line in an 80-column terminal, where the
+    runs' full names (every value spelled out) would wrap.
+    """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"sweep {result.name!r}", title_justify="left")
-    table.add_column("run (what it sets)")
-    table.add_column("status")
+    from studies.experiment import short_value
+
+    table = Table(title=f"sweep {result.name!r}", title_justify="left", box=box.SIMPLE_HEAD)
+    fields = list(dict.fromkeys(field for run in result.runs for field in run.values))
+    for field in fields:
+        # A strategy with its arguments is the one long value: it alone may wrap.
+        table.add_column(
+            "seed" if field == "run.seed" else field.removeprefix("topology."),
+            no_wrap=not field.startswith(("strategy", "workload")),
+            overflow="fold",
+        )
+    table.add_column("status", no_wrap=True)
     table.add_column("final loss", justify="right", no_wrap=True)
-    table.add_column("time to target (s)", justify="right", no_wrap=True)
-    table.add_column("directory", no_wrap=True)
-    prefix = f"{result.name} " if result.name else ""
+    table.add_column("to target (s)", justify="right", no_wrap=True)
     for run in result.runs:
         status = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]"}.get(
             run.status, run.status
         )
         if run.reused:
-            status += " [dim](kept)[/dim]"
+            status = "[green]kept[/green]"
         table.add_row(
-            escape(run.name.removeprefix(prefix) or run.name),
+            *(escape(short_value(run.values[f])) if f in run.values else "" for f in fields),
             status,
             _number(run.summary.get("final_loss")),
             _to_target(run.summary),
-            f"runs/{run.key}",
         )
     return table
+
+
+def _draw_figures(console: Console, result: SweepResult, directory: Path) -> None:
+    """The study's figures from its finished runs; a figure that cannot be drawn is named."""
+    import warnings
+
+    from studies.plot.study import study_figures
+
+    swept = list(dict.fromkeys(field for run in result.runs for field in run.values))
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        written = study_figures(result.load(), directory, swept)
+    for warning in skipped:
+        console.print(f"[yellow]figure[/yellow] {escape(str(warning.message))}", soft_wrap=True)
+    if written:
+        names = ", ".join(path.name for path in written)
+        console.print(f"figures in [bold]{directory}[/bold]: {names}", soft_wrap=True)
 
 
 def _number(value: Any) -> str:

@@ -80,7 +80,10 @@ def pareto(
     handles = []
     for s in series(df, across=[field] if field else []):
         mine = runs[runs.index.isin(s.runs) & runs["reached"]]
-        for value, group in mine.groupby(mine[field].map(str) if field else "run", sort=False):
+        # Without a marker field every point is a circle: one group (grouping by "run" would
+        # be ambiguous, as "run" is the index as well as a column).
+        groups = mine.groupby(mine[field].map(str), sort=False) if field else [("", mine)]
+        for value, group in groups:
             marker = _MARKERS[values.index(value) % len(_MARKERS)] if field else "o"
             ax.scatter(
                 group["bytes_to_target"] / 1e6,

@@ -10,9 +10,7 @@
 * ``short/local_sgd``: a run stopped after 8 steps, which cannot reach the target;
 * ``real/allreduce``: all-reduce on two real gloo processes.
 
-Simulated runs also have ``topology.json`` and ``links.parquet``; for one of them
-(``UTILISATION_RUN``) they are written here, with a stand-in links table, when the simulator
-does not write them itself.
+Simulated runs also have ``topology.json`` and ``links.parquet``, as the simulator writes them.
 """
 
 from __future__ import annotations
@@ -31,11 +29,6 @@ STRATEGIES = {
 }
 BANDWIDTHS = ("100Mbps", "1Gbps")
 SEEDS = (0, 1)
-UTILISATION_RUN = Path("sim/allreduce/bw=1Gbps/seed=0")
-#: Utilisation of each direction of the stand-in links table (hosts up, switch down).
-LINK_UTILISATION = {(str(h), "s0"): 0.1 * (h + 1) for h in range(4)} | {
-    ("s0", str(h)): 0.05 * h for h in range(4)
-}
 
 
 def _strategy(name: str, options: dict):
@@ -60,29 +53,6 @@ def _sim(out: Path, key: str, bandwidth: str, seed: int, workers: int = 4, steps
     )
 
 
-def _links(run: Path) -> None:
-    import topologies
-    from topologies.io import save
-
-    if (run / "links.parquet").is_file() and (run / "topology.json").is_file():
-        return  # the simulator writes them itself
-    graph = topologies.from_spec("star:n=4,bandwidth=1Gbps")
-    save(graph, run / "topology.json")
-    rows = [
-        {
-            "src": src,
-            "dst": dst,
-            "bandwidth": 1.25e8,
-            "latency": 1e-6,
-            "bytes": 1e5 * u,
-            "busy_time": 0.1 * u,
-            "utilisation": u,
-        }
-        for (src, dst), u in LINK_UTILISATION.items()
-    ]
-    pd.DataFrame(rows).to_parquet(run / "links.parquet", index=False)
-
-
 @pytest.fixture(scope="session")
 def runs_root(tmp_path_factory) -> Path:
     """The study's root directory (see the module docstring); about ten seconds to write."""
@@ -105,7 +75,6 @@ def runs_root(tmp_path_factory) -> Path:
         eval_every=EVAL_EVERY,
         out=root / "real" / "allreduce",
     )
-    _links(root / UTILISATION_RUN)
     return root
 
 

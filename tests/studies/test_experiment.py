@@ -260,7 +260,9 @@ def test_the_same_file_gives_the_same_numbers_on_real(tmp_path):
     assert list(real.evals["step"]) == list(simulated.evals["step"]) == [0, 3, 6]
     np.testing.assert_allclose(real.evals["loss"], simulated.evals["loss"], rtol=1e-6)
     record = json.loads((tmp_path / "real" / "run.json").read_text())
-    assert record["config"]["backend"] == "real-gloo" and record["experiment_key"] == experiment.key()
+    assert (
+        record["config"]["backend"] == "real-gloo" and record["experiment_key"] == experiment.key()
+    )
 
 
 def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):

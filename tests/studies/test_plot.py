@@ -281,3 +281,46 @@ def test_comparison_has_three_panels_with_the_network_in_the_title(runs_root):
         "where the time goes",
     ]
     assert fig.get_suptitle() == "study\nsim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto"
+
+
+def test_study_figures_draw_what_the_runs_support_and_name_what_they_skip(runs_root, tmp_path):
+    from studies.plot.study import study_figures
+
+    df = load(runs_root / "sim")
+    swept = ["topology.bandwidth", "strategy", "run.seed"]
+    written = study_figures(df, tmp_path, swept)
+    assert [p.name for p in written] == [
+        "loss-vs-time.png",
+        "loss-vs-bytes.png",
+        "time-to-target-bandwidth.png",
+        "pareto.png",
+        "breakdown.png",
+    ]
+    assert all(p.stat().st_size > 10_000 for p in written)
+    # Runs without rank rows: the breakdown is skipped, saying why; the others are written.
+    with pytest.warns(UserWarning, match=r"breakdown: skipped: "):
+        fewer = study_figures(df[df["kind"] != "rank"], tmp_path / "svg", swept, suffix=".svg")
+    assert [p.name for p in fewer] == [p.with_suffix(".svg").name for p in written[:-1]]
+    # No target given or recorded: no figure that needs one.
+    untargeted = df.drop(columns=[c for c in df if "target_loss" in c])
+    names = [p.name for p in study_figures(untargeted, tmp_path / "none", swept)]
+    assert names == ["loss-vs-time.png", "loss-vs-bytes.png", "breakdown.png"]
+
+
+def test_pareto_draws_runs_that_vary_in_nothing_but_their_strategy(runs_root):
+    # All-reduce and Local SGD on the same four-worker 1 Gbps star, one seed: no field picks
+    # markers, so every run is one circle.
+    runs = [runs_root / "sim" / key / "bw=1Gbps" / "seed=0" for key in ("allreduce", "local_sgd")]
+    ax = pareto(load(runs)).axes[0]
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == sum(np.isfinite(_first_hit(run)) for run in runs) > 0
+    for run, collection in zip(runs, points, strict=True):
+        assert collection.get_offsets()[0][1] == pytest.approx(_first_hit(run))
+
+
+def test_a_field_zipped_with_the_strategy_is_not_an_axis(runs_root, tmp_path):
+    from studies.plot.study import study_figures
+
+    # The parameter servers' runs have five hosts, the others four: n names lines, not an axis.
+    written = study_figures(load(runs_root / "sim"), tmp_path, ["topology.n"])
+    assert not any(p.name.startswith("time-to-target") for p in written)

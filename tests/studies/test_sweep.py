@@ -337,16 +337,27 @@ def test_the_progress_bar_counts_runs_done_running_and_failed(tmp_path):
     assert "failed ps strategy=parameter_server(servers=2): ValueError: servers=2" in text
 
 
-def test_the_command_ends_with_a_table_of_runs_and_where_they_are(tmp_path):
+def test_the_command_ends_with_a_table_of_runs_and_the_figures(tmp_path):
     file = toml(SWEEP, tmp_path / "lr.toml")
     out = tmp_path / "out"
     done = cli([file, "--out", out, "--no-progress", "--set", "run.target_loss=0.69"])
     assert done.exit_code == 0, done.output
-    for text in ["final loss", "time to target (s)", "strategy=local_sgd(period=2) seed=1"]:
+    for text in ["strategy", "seed", "final loss", "to target (s)", "local_sgd(period=2)"]:
         assert text in done.output
-    for run in load_sweep(out).runs:
-        assert f"runs/{run.key}" in done.output
+    rows = [line.split() for line in done.output.splitlines() if "finished" in line]
+    assert [row[:2] for row in rows] == [
+        ["allreduce", "0"],
+        ["allreduce", "1"],
+        ["local_sgd(period=2)", "0"],
+        ["local_sgd(period=2)", "1"],
+    ]
     assert f"4 runs in {out / 'runs'}, indexed in {out / INDEX_FILE}" in done.output
+    # The strategy is a line, the seed an error bar: no time-to-target axis is left to draw.
+    written = sorted(path.name for path in (out / "figures").iterdir())
+    assert written == ["breakdown.png", "loss-vs-bytes.png", "loss-vs-time.png", "pareto.png"]
+    assert "figures in" in done.output and "loss-vs-time.png" in done.output
+    again = cli([file, "--out", out, "--no-progress", "--no-figures"])
+    assert again.exit_code == 0 and "figures in" not in again.output
 
 
 def test_the_bandwidth_example_is_a_sweep_of_eighteen_runs():
