@@ -9,6 +9,7 @@ Simulated runs are drawn solid, real ones dashed.
 from __future__ import annotations
 
 import colorsys
+import functools
 import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -66,8 +67,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def styled(fn: F) -> F:
-    """Decorate a plotting function so that it draws with :data:`RC`."""
-    return mpl.rc_context(RC)(fn)  # type: ignore[no-any-return]
+    """Decorate a plotting function so that it draws with :data:`RC`.
+
+    The settings are restored afterwards, except interactive mode: Jupyter's inline backend
+    switches it on when the first figure is made, which may be inside this context, and
+    restoring it would stop every later figure of the notebook from being shown.
+    """
+
+    @functools.wraps(fn)
+    def draw(*args: Any, **kwargs: Any) -> Any:
+        interactive = mpl.is_interactive()
+        try:
+            with mpl.rc_context(RC):
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    interactive = mpl.is_interactive()  # as the drawing left it
+        finally:
+            mpl.interactive(interactive)  # after rc_context has restored the rest
+
+    return draw  # type: ignore[return-value]
 
 
 def colour(strategy: str, variant: int = 0, variants: int = 1) -> tuple[float, float, float]:

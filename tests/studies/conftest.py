@@ -84,3 +84,13 @@ def study(runs_root) -> pd.DataFrame:
     from studies.load import load
 
     return load(runs_root)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures drawn through pyplot live until closed: close each test's, or hundreds pile up."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")

@@ -299,8 +299,8 @@ def test_study_figures_draw_what_the_runs_support_and_name_what_they_skip(runs_r
     assert all(p.stat().st_size > 10_000 for p in written)
     # Runs without rank rows: the breakdown is skipped, saying why; the others are written.
     with pytest.warns(UserWarning, match=r"breakdown: skipped: "):
-        fewer = study_figures(df[df["kind"] != "rank"], tmp_path / "svg", swept, suffix=".svg")
-    assert [p.name for p in fewer] == [p.with_suffix(".svg").name for p in written[:-1]]
+        fewer = study_figures(df[df["kind"] != "rank"], tmp_path / "fewer", swept)
+    assert [p.name for p in fewer] == [p.name for p in written[:-1]]
     # No target given or recorded: no figure that needs one.
     untargeted = df.drop(columns=[c for c in df if "target_loss" in c])
     names = [p.name for p in study_figures(untargeted, tmp_path / "none", swept)]
@@ -324,3 +324,23 @@ def test_a_field_zipped_with_the_strategy_is_not_an_axis(runs_root, tmp_path):
     # The parameter servers' runs have five hosts, the others four: n names lines, not an axis.
     written = study_figures(load(runs_root / "sim"), tmp_path, ["topology.n"])
     assert not any(p.name.startswith("time-to-target") for p in written)
+
+
+def test_drawing_keeps_the_interactive_mode_the_drawing_left():
+    """Jupyter's inline backend turns interactive mode on with the first figure; the style's
+    context must not turn it off again, or no later figure of the notebook is shown."""
+    import matplotlib as mpl
+
+    from studies.plot.style import styled
+
+    @styled
+    def draw_like_the_first_figure_of_a_notebook():
+        mpl.interactive(True)
+        return "drawn"
+
+    mpl.interactive(False)
+    try:
+        assert draw_like_the_first_figure_of_a_notebook() == "drawn"
+        assert mpl.is_interactive()
+    finally:
+        mpl.interactive(False)
