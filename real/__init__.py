@@ -8,19 +8,28 @@ program through the shared :class:`strategies.comm.Communicator` over a
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from real.runtime import RealRuntime, StopSignal, drive
-from real.transport import TorchTransport
+if TYPE_CHECKING:
+    from real.launch import run
+    from real.runtime import RealRuntime, StopSignal, drive
+    from real.transport import TorchTransport
 
 __all__ = ["RealRuntime", "StopSignal", "TorchTransport", "drive", "run"]
 
+# Imported on first use: `commsim --help` imports real.cli, and should not wait for torch;
+# the launcher (`run`) needs pandas and the workloads, which a rank process starts without.
+_LAZY = {
+    "RealRuntime": "real.runtime",
+    "StopSignal": "real.runtime",
+    "drive": "real.runtime",
+    "TorchTransport": "real.transport",
+    "run": "real.launch",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The launcher needs pandas and the workloads; a rank process imports this package too
-    # and starts faster without them.
-    if name == "run":
-        from real.launch import run
-
-        return run
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'real' has no attribute {name!r}")

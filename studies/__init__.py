@@ -1,22 +1,68 @@
-"""Experiments people run: studies, plots, the conformance kit and the ``commsim`` command line.
+"""Experiments people run: experiment files, sweeps, the results table, plots, the conformance
+kit and the ``commsim`` command line.
 
-The study layer (TOML experiment files, sweeps, a results store across runs) grows here; today
-it holds :func:`load` (run directories into one table), the figures of :mod:`studies.plot`,
-the quick-start study behind ``commsim demo``, and :func:`check`, which runs a strategy on
-both backends and reports where they differ.
+A study is a file (:func:`load_experiment`: TOML or a dict, validated), run once
+(:func:`run_experiment`, on ``sim`` or ``real``) or swept (:func:`run_sweep`: resumable, on
+local processes or a Dask cluster); :func:`load` reads run directories into one table, which
+the figures of :mod:`studies.plot` draw. :func:`check` runs a strategy on both backends and
+reports where they differ; :func:`run_demo` is the file-free quick look behind
+``commsim demo``.
+
+The names are imported on first use, so that ``commsim --help`` (``studies.cli``) starts
+without torch, pandas and matplotlib.
 """
 
-from studies.conformance import Conformance, check
-from studies.demo import DemoStudy, run_demo, summary_table
-from studies.load import load
-from studies.plot import comparison
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studies.conformance import Conformance, check
+    from studies.demo import DemoStudy, run_demo, summary_table
+    from studies.experiment import Experiment, ExperimentError, load_experiment, run_experiment
+    from studies.load import load
+    from studies.plot import comparison
+    from studies.sweep import SweepResult, run_sweep
 
 __all__ = [
     "Conformance",
     "DemoStudy",
+    "Experiment",
+    "ExperimentError",
+    "SweepResult",
     "check",
     "comparison",
     "load",
+    "load_experiment",
     "run_demo",
+    "run_experiment",
+    "run_sweep",
     "summary_table",
 ]
+
+_LAZY = {
+    "Conformance": "studies.conformance",
+    "check": "studies.conformance",
+    "DemoStudy": "studies.demo",
+    "run_demo": "studies.demo",
+    "summary_table": "studies.demo",
+    "Experiment": "studies.experiment",
+    "ExperimentError": "studies.experiment",
+    "load_experiment": "studies.experiment",
+    "run_experiment": "studies.experiment",
+    "load": "studies.load",
+    "comparison": "studies.plot",
+    "SweepResult": "studies.sweep",
+    "run_sweep": "studies.sweep",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'studies' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
