@@ -269,4 +269,10 @@ def _serve(reply_fd: int, launcher: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    try:
+        _serve(int(sys.argv[1]), int(sys.argv[2]))
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal (or a notebook kernel shut down) reaches the whole process
+        # group; the launcher reports it, and the pool leaves without a traceback. Its ranks
+        # get the same signal.
+        pass
