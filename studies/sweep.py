@@ -51,6 +51,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -397,12 +398,25 @@ class _Bar:
             )
 
 
+def _script_hint() -> str:
+    """Why workers die at once when the sweep is started from a script's top level."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    # Not a notebook or an interpreter (no file), `commsim sweep` (a console script, no .py)
+    # or `python -m ...` (a package's guarded __main__.py).
+    if script is None or not script.endswith(".py") or script.endswith("__main__.py"):
+        return ""
+    return (
+        f"; worker processes start by importing {Path(script).name}: if it calls run_sweep "
+        'at its top level, put that under `if __name__ == "__main__":` (or use jobs=1)'
+    )
+
+
 def _outcome(run: SweepRun, future: Future[Any]) -> None:
     """Record how ``run`` ended from its future (a lost worker is a failure, recorded too)."""
     try:
         outcome = future.result()
     except Exception as exc:  # the worker died or was lost: the run did not end by itself
-        error = RuntimeError(f"the worker running it was lost ({one_line(exc)})")
+        error = RuntimeError(f"the worker running it was lost ({one_line(exc)}){_script_hint()}")
         outcome = {"status": "failed", "error": one_line(error), "summary": {}, "wall_s": None}
         if run.experiment is not None:
             with contextlib.suppress(OSError, ValueError):

@@ -54,7 +54,8 @@ def run_command(
     try:
         experiment = load_experiment(file, set_ or ())
     except ExperimentError as exc:
-        _fail(console, f"{file}: {exc}")
+        # A file's own problems (missing, not TOML) already name it.
+        _fail(console, str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}")
     if experiment.sweep is not None:
         _fail(
             console,

@@ -84,7 +84,8 @@ def sweep_command(
             console=console,
         )
     except ExperimentError as exc:
-        _fail(console, f"{file}: {exc}")
+        # A file's own problems (missing, not TOML) already name it.
+        _fail(console, str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}")
     except ExecutorError as exc:
         _fail(console, str(exc))
     except OSError as exc:
@@ -138,10 +139,11 @@ def sweep_table(result: SweepResult) -> Table:
         table.add_column(
             "seed" if field == "run.seed" else field.removeprefix("topology."),
             no_wrap=not field.startswith(("strategy", "workload")),
+            min_width=18 if field.startswith(("strategy", "workload")) else None,
             overflow="fold",
         )
     table.add_column("status", no_wrap=True)
-    table.add_column("final loss", justify="right", no_wrap=True)
+    table.add_column("loss", justify="right", no_wrap=True)
     table.add_column("to target (s)", justify="right", no_wrap=True)
     for run in result.runs:
         status = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]"}.get(

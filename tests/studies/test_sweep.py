@@ -342,7 +342,7 @@ def test_the_command_ends_with_a_table_of_runs_and_the_figures(tmp_path):
     out = tmp_path / "out"
     done = cli([file, "--out", out, "--no-progress", "--set", "run.target_loss=0.69"])
     assert done.exit_code == 0, done.output
-    for text in ["strategy", "seed", "final loss", "to target (s)", "local_sgd(period=2)"]:
+    for text in ["strategy", "seed", "loss", "to target (s)", "local_sgd(period=2)"]:
         assert text in done.output
     rows = [line.split() for line in done.output.splitlines() if "finished" in line]
     assert [row[:2] for row in rows] == [
@@ -366,3 +366,45 @@ def test_the_bandwidth_example_is_a_sweep_of_eighteen_runs():
     assert len(runs) == 18
     assert {run.values["topology.bandwidth"] for run in runs} == {"100Mbps", "1Gbps", "10Gbps"}
     assert experiment.run.target_loss is not None
+
+
+def test_a_missing_file_is_named_once(tmp_path):
+    missing = tmp_path / "nowhere.toml"
+    done = cli([missing, "--out", tmp_path / "out"])
+    assert done.exit_code == 2
+    assert one_line(done.output) == f"error: {missing}: no such experiment file; give a .toml file"
+
+
+@pytest.mark.parametrize(
+    ("main_file", "hinted"),
+    [
+        ("/home/me/my_study.py", True),  # python my_study.py: its top level runs in each worker
+        ("/venv/bin/commsim", False),  # the console script: guarded
+        ("/venv/lib/pytest/__main__.py", False),  # python -m ...: guarded
+        (None, False),  # a notebook or an interpreter
+    ],
+)
+def test_a_lost_worker_of_a_script_says_how_to_guard_it(monkeypatch, main_file, hinted):
+    """Spawned workers import the main script: a run_sweep(jobs=2) at its top level runs again
+    in each and kills it. The lost runs' error says so, instead of a bare BrokenProcessPool."""
+    import types
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from studies.sweep import SweepRun, _outcome
+
+    main = types.ModuleType("__main__")
+    if main_file is not None:
+        main.__file__ = main_file
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    lost: Future = Future()
+    lost.set_exception(BrokenProcessPool("A process in the process pool was terminated"))
+    run = SweepRun(key="k", name="n", values={}, directory=Path("unused"))
+    _outcome(run, lost)
+    assert run.status == "failed"
+    assert run.error.startswith("RuntimeError: the worker running it was lost (BrokenProcessPool")
+    guard = 'put that under `if __name__ == "__main__":` (or use jobs=1)'
+    assert (
+        f"importing my_study.py: if it calls run_sweep at its top level, {guard}" in run.error
+    ) is hinted
+    assert (guard in run.error) is hinted
