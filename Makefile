@@ -1,4 +1,4 @@
-# Two front doors: `make demo` (set up, run a small simulated study, write results + plot)
+# Two front doors: `make demo` (set up, run a small simulated sweep, write runs + figures)
 # and `make test` (set up, run the test suite). Both bootstrap .venv from the project's files.
 PYTHON ?= python3
 VENV   := .venv
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/commsim demo --out results/demo
+	$(BIN)/commsim sweep examples/sweep_bandwidth.toml --out results/demo --jobs 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
