@@ -297,6 +297,8 @@ def _simulate_run(
         wall_time=time.perf_counter() - wall_start,
         target_loss=target_loss,
     )
+    # What `auto` resolved to is part of what the run was: recorded with its config.
+    config["auto"] = {"collectives": net.planner.auto_choices}
     trace.evals(ledger.rows)
     link_counters(trace, net, 0.0, float(env.now))
     result = RunResult(config, summary, metrics, parameters=ledger.global_parameters(), trace=trace)

@@ -176,6 +176,19 @@ def plan(
 
     ``members[i]`` is the network rank of local rank ``i`` of the schedules.
     """
+    channels, members, _ = _plan(router, op, nbytes, ranks, algorithm, root)
+    return channels, members
+
+
+def _plan(
+    router: Router,
+    op: str,
+    nbytes: float,
+    ranks: Iterable[int] | None,
+    algorithm: str,
+    root: int | None,
+) -> tuple[list[Schedule], np.ndarray, str]:
+    """:func:`plan`, and the algorithm it runs (what ``auto`` chose)."""
     if op not in OPS:
         raise NetworkError(f"op must be one of {', '.join(OPS)}, got {op!r}")
     if algorithm not in ALGORITHMS:
@@ -207,7 +220,7 @@ def plan(
         built = build(n, nbytes, local_root)
     else:
         built = build(n, nbytes)
-    return (built if isinstance(built, list) else [built]), members
+    return (built if isinstance(built, list) else [built]), members, algorithm
 
 
 class Planner:
@@ -224,11 +237,19 @@ class Planner:
     >>> a = planner.plan("all_reduce", 8.0, [0, 1, 2, 3], "auto", None)
     >>> planner.plan("all_reduce", 8.0, range(4), "auto", None) is a
     True
+    >>> planner.auto_choices
+    {'all_reduce': ['halving_doubling']}
     """
 
     def __init__(self, router: Router) -> None:
         self.router = router
         self._plans: dict[tuple[Any, ...], tuple[list[Schedule], np.ndarray]] = {}
+        self._auto: dict[str, set[str]] = {}
+
+    @property
+    def auto_choices(self) -> dict[str, list[str]]:
+        """The algorithms ``auto`` chose, by collective: what a run records it resolved to."""
+        return {op: sorted(chosen) for op, chosen in sorted(self._auto.items())}
 
     def plan(
         self, op: str, nbytes: float, ranks: Iterable[int] | None, algorithm: str, root: Any
@@ -243,7 +264,10 @@ class Planner:
         except TypeError:  # an unhashable argument: plan() says what is wrong with it
             return plan(self.router, op, nbytes, ranks=ranks, algorithm=algorithm, root=root)
         if planned is None:
-            planned = plan(self.router, op, nbytes, ranks=ranks, algorithm=algorithm, root=root)
+            channels, members, chosen = _plan(self.router, op, nbytes, ranks, algorithm, root)
+            if algorithm == "auto":
+                self._auto.setdefault(op, set()).add(chosen)
+            planned = channels, members
             if len(self._plans) >= PLANS_KEPT:
                 del self._plans[next(iter(self._plans))]
             self._plans[key] = planned

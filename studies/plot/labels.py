@@ -165,6 +165,10 @@ def network_title(runs: pd.DataFrame) -> str:
     ...                      "strategy.algorithm": ["ring", "auto"]})
     >>> network_title(runs)
     'sim: star, 1 Gbit/s links, 1 µs latency, all-reduce ring; real: gloo'
+    >>> chose = runs.assign(**{"strategy.algorithm": "auto",
+    ...                        "auto.collectives.all_reduce": [("ring",), None]})
+    >>> network_title(chose)
+    'sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto (ring); real: gloo'
     """
     sim = runs[[not is_real(b) for b in runs["backend"]]] if "backend" in runs else runs
     real = runs[[is_real(b) for b in runs["backend"]]] if "backend" in runs else runs.iloc[:0]
@@ -181,7 +185,12 @@ def network_title(runs: pd.DataFrame) -> str:
         if latency is not None:
             network.append(field_value("topology.latency", latency) + " latency")
         if "strategy.algorithm" in sim and "strategy.name" in sim:
-            algorithm = _one(sim[sim["strategy.name"] == "allreduce"], "strategy.algorithm")
+            allreduce = sim[sim["strategy.name"] == "allreduce"]
+            algorithm = _one(allreduce, "strategy.algorithm")
+            # What `auto` resolved to, as the runs recorded it (one algorithm, the same in all).
+            chosen = _one(allreduce, "auto.collectives.all_reduce")
+            if algorithm == "auto" and isinstance(chosen, tuple) and len(chosen) == 1:
+                algorithm = f"auto ({chosen[0]})"
             if algorithm is not None:
                 network.append(f"all-reduce {algorithm}")
         parts.append("sim: " + (", ".join(network) or "varied networks"))

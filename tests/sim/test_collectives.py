@@ -264,3 +264,15 @@ def test_routed_rounds_are_kept_per_plan_and_read_only():
     with pytest.raises(ValueError, match="read-only"):
         batch.nbytes[0] = 0.0
     assert step.touched.tolist() == [0, 1, 2, 3]
+
+
+def test_the_planner_remembers_what_auto_chose_per_collective():
+    import topologies
+    from sim.collectives.select import Planner
+    from sim.routing import Router
+
+    planner = Planner(Router(topologies.star(4)))
+    planner.plan("all_reduce", 1e9, None, "auto", None)  # bandwidth-bound: a ring
+    planner.plan("all_reduce", 1e3, None, "auto", None)  # latency-bound: halving-doubling
+    planner.plan("broadcast", 1e3, None, "tree", 0)  # asked for by name: not a choice
+    assert planner.auto_choices == {"all_reduce": ["halving_doubling", "ring"]}

@@ -441,3 +441,18 @@ def test_a_strategy_with_servers_that_updates_on_workers_evaluates_a_worker():
 
     result = run(Helpers(), "quadratic", topologies.ring(3), steps=4, eval_every=2)
     assert list(result.evals["step"]) == [0, 2, 4]
+
+
+@pytest.mark.parametrize(("algorithm", "recorded"), [("auto", True), ("ring", False)])
+def test_a_run_records_what_auto_resolved_to(tmp_path, algorithm, recorded):
+    import json
+
+    from sim.collectives.select import ALGORITHMS
+
+    result = run(AllReduceSGD(algorithm=algorithm), "quadratic", "star:n=4", steps=2, out=tmp_path)
+    choices = json.loads((tmp_path / "run.json").read_text())["config"]["auto"]["collectives"]
+    assert choices == result.config["auto"]["collectives"]
+    if recorded:
+        assert list(choices) == ["all_reduce"] and set(choices["all_reduce"]) <= set(ALGORITHMS)
+    else:
+        assert choices == {}

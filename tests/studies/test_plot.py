@@ -89,7 +89,10 @@ def test_loss_vs_time_overlays_sim_solid_averaged_and_real_dashed(runs_root):
     assert ax.get_legend().get_title().get_text() == "mean over seeds, band min–max"
     real = _evals(runs_root / "real" / "allreduce")
     assert list(real_line.get_ydata()) == pytest.approx(list(real["loss"]))
-    assert ax.get_title() == "sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto; real: gloo"
+    assert (
+        ax.get_title()
+        == "sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto (halving_doubling); real: gloo"
+    )
 
 
 def test_loss_vs_bytes_shows_megabytes_and_names_variants(runs_root):
@@ -237,7 +240,10 @@ def test_utilisation_colours_and_widens_links_by_their_busier_direction(runs_roo
     edges = [c for c in ax.collections if isinstance(c, LineCollection)][0]
     busier = [0.8, 0.4, 0.3, 0.6]  # hosts 0..3 to the switch, max of both directions
     assert list(edges.get_linewidths()) == pytest.approx([1 + 5 * u / 0.8 for u in busier])
-    assert fig.get_suptitle() == "sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto"
+    assert (
+        fig.get_suptitle()
+        == "sim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto (halving_doubling)"
+    )
 
 
 def test_utilisation_draws_the_simulator_s_own_files_and_refuses_others(runs_root, tmp_path):
@@ -280,7 +286,10 @@ def test_comparison_has_three_panels_with_the_network_in_the_title(runs_root):
         "convergence against traffic",
         "where the time goes",
     ]
-    assert fig.get_suptitle() == "study\nsim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto"
+    assert (
+        fig.get_suptitle()
+        == "study\nsim: star, 1 Gbit/s links, 1 µs latency, all-reduce auto (halving_doubling)"
+    )
 
 
 def test_study_figures_draw_what_the_runs_support_and_name_what_they_skip(runs_root, tmp_path):
