@@ -134,6 +134,15 @@ def real_command(
         typer.Option(help="Topology spec or file naming the ranks' nodes and neighbours."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Draw a progress bar.")] = True,
+    testbed: Annotated[
+        str | None,
+        typer.Option(
+            help="Run each rank in its own host's namespace of an emulated network of this "
+            "tree-shaped topology (root; made for the run, removed after): the multi-host "
+            "code path over shaped links.",
+            metavar="SPEC_OR_FILE",
+        ),
+    ] = None,
     imports: Annotated[
         list[str] | None,
         typer.Option(
@@ -167,6 +176,26 @@ def real_command(
         raise _fail(f"--nproc {nproc}: must be at least 1")
     if placement is not None and port != 0:
         raise _fail("--port is for local runs; under a launcher, set MASTER_PORT / --rdzv-endpoint")
+    if testbed is not None:
+        if placement is not None:
+            raise _fail("--testbed launches the ranks itself; drop it under torchrun or srun")
+        raise typer.Exit(
+            _run_testbed(
+                testbed,
+                nproc,
+                [
+                    *("--strategy", strategy, "--workload", workload, "--steps", str(steps)),
+                    *("--backend", backend, "--optimizer", optimizer),
+                    *("--lr-schedule", lr_schedule, "--seed", str(seed)),
+                    *("--eval-every", str(eval_every), "--accumulate", str(accumulate)),
+                    *("--timeout", str(timeout), "--topology", topology or testbed),
+                    *(["--out", str(out.resolve())] if out is not None else []),
+                    "--portable" if portable else "--no-portable",
+                    "--progress" if progress else "--no-progress",
+                    *[word for module in imports or [] for word in ("--import", module)],
+                ],
+            )
+        )
     for module in imports or []:
         try:
             importlib.import_module(module)
@@ -218,6 +247,20 @@ def real_command(
         raise typer.Exit(code=1) from None
     if result is not None:
         _print_summary(result.summary, out)
+
+
+def _run_testbed(spec: str, nproc: int | None, options: list[str]) -> int:
+    """Rank i in host i's namespace of a testbed made for the run; the worst exit status."""
+    import topologies
+    from real.testbed import TestbedError
+    from real.testbed.launch import check_testbed_arguments, run_on_testbed
+
+    try:
+        graph = topologies.from_spec(spec)
+        check_testbed_arguments(nproc, graph)
+        return run_on_testbed(graph, options, name=f"r{os.getpid() % 10**7}")
+    except (TestbedError, ValueError, OSError) as exc:
+        raise _fail(f"--testbed: {exc}") from None
 
 
 def _run_local(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from real.cli import real_command
+from real.testbed.cli import app as testbed_app
 from studies.cli.demo import demo
 from studies.cli.plot import plot
 from studies.cli.run import run_command
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(topo_app, name="topo")
+app.add_typer(testbed_app, name="testbed")
 app.command()(demo)
 app.command(name="run")(run_command)
 app.command(name="sweep")(sweep_command)

@@ -1,0 +1,127 @@
+"""``commsim real ... --testbed SPEC``: one rank in each host's namespace, launched as a cluster.
+
+The testbed plays the cluster: rank ``r`` runs ``python -m real`` (the same arguments, less
+``--testbed`` and ``--nproc``) inside namespace ``NAME-h<r>``, with the variables torchrun
+would set (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` = rank 0's testbed address ...) and no
+agent store, so rank 0 hosts the rendezvous as under srun, gloo talks over the shaped links
+(``GLOO_SOCKET_IFNAME``), and rank 0 gathers and writes the run. A run on the testbed is
+therefore the multi-host code path, not the local launcher's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+
+import networkx as nx
+
+from real.testbed.lifecycle import down, preflight, up
+from real.testbed.plan import Plan, TestbedError, make_plan
+
+__all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_testbed"]
+
+#: The rendezvous port on rank 0's testbed address (the namespace is the testbed's own).
+PORT = 29500
+
+
+def rank_argv(options: Sequence[str]) -> list[str]:
+    """The command each rank runs: ``python -m real`` with ``commsim real``'s options.
+
+    Examples
+    --------
+    >>> rank_argv(["--steps", "5"])[1:]
+    ['-m', 'real', '--steps', '5']
+    """
+    return [sys.executable, "-m", "real", *options]
+
+
+def rank_environment(plan: Plan, rank: int) -> dict[str, str]:
+    """The variables torchrun would give rank ``rank`` on a one-rank-per-host cluster."""
+    host = plan.hosts[rank]
+    return {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(len(plan.hosts)),
+        "LOCAL_RANK": "0",
+        "LOCAL_WORLD_SIZE": "1",
+        "GROUP_RANK": str(rank),
+        "MASTER_ADDR": plan.hosts[0].address,
+        "MASTER_PORT": str(PORT),
+        "GLOO_SOCKET_IFNAME": host.device,
+        "COMMSIM_LAUNCHER": "testbed",
+        # Each rank alone on its "host": one thread, as the local launcher gives each rank.
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
+    """Bring up a testbed for ``graph``, run one rank per host in it, take it down.
+
+    ``options`` are ``commsim real``'s, as each rank gets them (with ``--topology``).
+
+    Returns the worst exit status of the ranks (0 when all finished). Rank 0's output (its
+    progress bar and summary) is this command's; the others' goes to stderr only on failure.
+    """
+    preflight()
+    plan = make_plan(graph, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # latency not emulated: said by the caller's summary
+        netem = up(plan)
+    if not netem:
+        print(
+            "testbed: latency is not emulated (no netem in this kernel); bandwidth is",
+            file=sys.stderr,
+        )
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        command = rank_argv(options)
+        for host in plan.hosts:
+            env = {**os.environ, **rank_environment(plan, host.rank)}
+            processes.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", host.namespace, *command],
+                    env=env,
+                    stdout=None if host.rank == 0 else subprocess.DEVNULL,
+                    stderr=None if host.rank == 0 else subprocess.PIPE,
+                )
+            )
+        codes = _wait(processes)
+        for rank, (process, code) in enumerate(zip(processes, codes, strict=True)):
+            if code != 0 and rank != 0 and process.stderr is not None:
+                said = process.stderr.read().decode(errors="replace").strip().splitlines()
+                if said:
+                    print(f"rank {rank}: {said[-1]}", file=sys.stderr)
+        return max(codes, key=abs)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        down(name)
+
+
+def _wait(processes: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Every rank's exit status; once one fails, the others have a minute to stop."""
+    deadline: float | None = None
+    while any(p.poll() is None for p in processes):
+        if deadline is None and any(p.returncode not in (None, 0) for p in processes):
+            deadline = time.monotonic() + 60.0
+        if deadline is not None and time.monotonic() > deadline:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        time.sleep(0.05)
+    return [int(p.returncode) for p in processes]
+
+
+def check_testbed_arguments(nproc: int | None, graph: nx.Graph) -> None:
+    """``--nproc`` must agree with the testbed's hosts when given."""
+    import topologies
+
+    hosts = len(topologies.hosts(graph))
+    if nproc is not None and nproc != hosts:
+        raise TestbedError(
+            f"--nproc {nproc} but the testbed has {hosts} hosts (one rank each); drop --nproc"
+        )

@@ -1,0 +1,319 @@
+"""Bring a testbed up, find it, take it down: ``ip`` and ``tc`` over a :class:`Plan`.
+
+A testbed's plan is written to its state file (``/run/commsim/testbeds/NAME.json``, or under
+``$COMMSIM_TESTBED_STATE``) *before* anything is created, so that whatever a killed ``up``
+left behind is found and removed by ``down``. Everything lives inside the testbed's own
+namespaces: removing them (after stopping the processes inside) removes the veths, bridges
+and qdiscs too. A failure or Ctrl-C during ``up`` removes what it had made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from real.testbed.plan import SUBNET, Link, Plan, TestbedError, check_name
+
+__all__ = [
+    "Status",
+    "down",
+    "has_netem",
+    "preflight",
+    "run_command",
+    "state_dir",
+    "status",
+    "up",
+]
+
+#: A command runner: the argv, returns stdout; raises TestbedError on failure.
+Runner = Callable[[Sequence[str]], str]
+#: tbf's queue: as long as the measured set-up (notes: real links) used.
+TBF_LATENCY = "400ms"
+
+
+def state_dir() -> Path:
+    """Where testbeds' state files live (``$COMMSIM_TESTBED_STATE`` or /run/commsim/testbeds)."""
+    return Path(os.environ.get("COMMSIM_TESTBED_STATE", "/run/commsim/testbeds"))
+
+
+def run_command(argv: Sequence[str]) -> str:
+    """Run ``argv``; its stdout, or a one-line :class:`TestbedError` with its complaint."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise TestbedError(f"`{' '.join(argv)}` failed: {said[-1] if said else done.returncode}")
+    return done.stdout
+
+
+def preflight() -> None:
+    """Root, ``ip`` and ``tc``, and namespaces in this kernel; else a one-line fix."""
+    if os.geteuid() != 0:
+        raise TestbedError(
+            "a testbed needs root (network namespaces, bridges and qdiscs): run it with sudo"
+        )
+    for tool in ("ip", "tc"):
+        if shutil.which(tool) is None:
+            raise TestbedError(
+                f"`{tool}` is not installed: install iproute2 (e.g. apt install iproute2)"
+            )
+    if not Path("/proc/self/ns/net").exists():
+        raise TestbedError("this kernel has no network namespaces (CONFIG_NET_NS)")
+
+
+def has_netem(run: Runner = run_command, namespace: str | None = None) -> bool:
+    """Whether the kernel has the ``netem`` qdisc (latency emulation), tried on a loopback."""
+    prefix = ["-n", namespace] if namespace else []
+    device = "lo"
+    try:
+        run(["tc", *prefix, "qdisc", "add", "dev", device, "root", "netem", "delay", "1ms"])
+    except TestbedError:
+        return False
+    run(["tc", *prefix, "qdisc", "del", "dev", device, "root"])
+    return True
+
+
+def _burst(rate: float) -> int:
+    # tbf refills once a timer tick: a bucket under a tick's worth of bytes caps the rate.
+    return int(max(64 * 1024, rate * 0.004))
+
+
+def _shape(run: Runner, namespace: str, device: str, link: Link, netem: bool) -> None:
+    tbf = [
+        "tbf",
+        "rate",
+        f"{link.rate * 8:.0f}bit",
+        "burst",
+        str(_burst(link.rate)),
+        "latency",
+        TBF_LATENCY,
+    ]
+    if netem and link.delay > 0:
+        run(
+            [
+                "tc",
+                "-n",
+                namespace,
+                "qdisc",
+                "add",
+                "dev",
+                device,
+                "root",
+                "handle",
+                "1:",
+                "netem",
+                "delay",
+                f"{link.delay * 1e6:.0f}us",
+            ]
+        )
+        run(
+            [
+                "tc",
+                "-n",
+                namespace,
+                "qdisc",
+                "add",
+                "dev",
+                device,
+                "parent",
+                "1:1",
+                "handle",
+                "10:",
+                *tbf,
+            ]
+        )
+    else:
+        run(["tc", "-n", namespace, "qdisc", "add", "dev", device, "root", *tbf])
+
+
+def _existing_namespaces(run: Runner) -> set[str]:
+    return {line.split()[0] for line in run(["ip", "netns", "list"]).splitlines() if line.strip()}
+
+
+def _write_state(plan: Plan, state: str, netem: bool | None) -> Path:
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{plan.name}.json"
+    record = {"state": state, "netem": netem, "subnet": SUBNET, "plan": plan.to_dict()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def up(plan: Plan, run: Runner = run_command) -> bool:
+    """Create ``plan``'s testbed; return whether latency is emulated (``netem``).
+
+    Raises
+    ------
+    TestbedError
+        When a namespace of the plan exists already (``down`` it first, or pick another
+        name), or a command fails; what was created is removed first.
+    """
+    taken = sorted(set(plan.namespaces) & _existing_namespaces(run))
+    if taken or (state_dir() / f"{plan.name}.json").exists():
+        raise TestbedError(
+            f"testbed {plan.name!r} exists ({', '.join(taken) or 'its state file'}): "
+            f"`commsim testbed down {plan.name}` first, or give another --name"
+        )
+    _write_state(plan, "creating", None)
+    try:
+        for namespace in plan.namespaces:
+            run(["ip", "netns", "add", namespace])
+            run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+        netem = has_netem(run, plan.namespaces[0])
+        for namespace in plan.bridges:
+            run(["ip", "-n", namespace, "link", "add", "br0", "type", "bridge"])
+            run(["ip", "-n", namespace, "link", "set", "br0", "up"])
+        for link in plan.links:
+            run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    "name",
+                    link.a.device,
+                    "netns",
+                    link.a.namespace,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    link.b.device,
+                    "netns",
+                    link.b.namespace,
+                ]
+            )
+            for end in (link.a, link.b):
+                if end.bridged:
+                    run(["ip", "-n", end.namespace, "link", "set", end.device, "master", "br0"])
+                run(["ip", "-n", end.namespace, "link", "set", end.device, "up"])
+                _shape(run, end.namespace, end.device, link, netem)
+        for host in plan.hosts:
+            run(
+                [
+                    "ip",
+                    "-n",
+                    host.namespace,
+                    "addr",
+                    "add",
+                    f"{host.address}/16",
+                    "dev",
+                    host.device,
+                ]
+            )
+    except BaseException:  # a failed command, Ctrl-C: leave nothing behind
+        _remove(plan.name, [plan.namespaces], run)
+        raise
+    _write_state(plan, "up", netem)
+    if not netem and any(link.delay > 0 for link in plan.links):
+        warnings.warn(
+            "this kernel has no netem qdisc: link latency is not emulated (bandwidth is); "
+            "load sch_netem (modprobe sch_netem) for delays",
+            stacklevel=2,
+        )
+    return netem
+
+
+def _records() -> dict[str, dict]:
+    directory = state_dir()
+    records = {}
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            records[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            records[path.stem] = {"state": "unreadable", "plan": {"name": path.stem}}
+    return records
+
+
+def _namespaces_of(name: str, record: dict | None, existing: set[str]) -> list[str]:
+    """A testbed's namespaces: its plan's, and any of its naming left from an older plan."""
+    planned = set()
+    if record and isinstance(record.get("plan"), dict):
+        plan = record["plan"]
+        planned |= {h["namespace"] for h in plan.get("hosts", [])}
+        planned |= set(plan.get("switches", []))
+    pattern = re.compile(rf"^{re.escape(name)}-[hs]\d+$")
+    return sorted(planned | {ns for ns in existing if pattern.match(ns)})
+
+
+def _remove(name: str, groups: list[list[str]], run: Runner) -> list[str]:
+    existing = _existing_namespaces(run)
+    removed = []
+    for namespace in [ns for group in groups for ns in group]:
+        if namespace not in existing:
+            continue
+        for pid in run(["ip", "netns", "pids", namespace]).split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        run(["ip", "netns", "del", namespace])
+        removed.append(namespace)
+    (state_dir() / f"{name}.json").unlink(missing_ok=True)
+    return removed
+
+
+def down(name: str | None = None, run: Runner = run_command) -> dict[str, list[str]]:
+    """Remove testbed ``name`` (every recorded one when None): its processes, namespaces and
+    state file. Returns the namespaces removed per testbed; a testbed half made by a killed
+    ``up`` is found by its state file and removed the same way."""
+    records = _records()
+    if name is not None:
+        check_name(name)
+        if name not in records and not _namespaces_of(name, None, _existing_namespaces(run)):
+            raise TestbedError(
+                f"no testbed {name!r}"
+                + (f"; there are: {', '.join(records)}" if records else "; none is up")
+            )
+        names = [name]
+    else:
+        names = list(records)
+    existing = _existing_namespaces(run)
+    return {n: _remove(n, [_namespaces_of(n, records.get(n), existing)], run) for n in names}
+
+
+@dataclass
+class Status:
+    """One testbed as found: its plan's counts and whether all its namespaces exist."""
+
+    name: str
+    state: str
+    hosts: int
+    switches: int
+    links: int
+    netem: bool | None
+    missing: list[str]
+    processes: int
+
+
+def status(run: Runner = run_command) -> list[Status]:
+    """Every recorded testbed, with what of it is missing and how many processes run in it."""
+    existing = _existing_namespaces(run)
+    found = []
+    for name, record in _records().items():
+        plan = record.get("plan", {})
+        namespaces = _namespaces_of(name, record, existing)
+        processes = sum(
+            len(run(["ip", "netns", "pids", ns]).split()) for ns in namespaces if ns in existing
+        )
+        found.append(
+            Status(
+                name=name,
+                state=str(record.get("state")),
+                hosts=len(plan.get("hosts", [])),
+                switches=len(plan.get("switches", [])),
+                links=len(plan.get("links", [])),
+                netem=record.get("netem"),
+                missing=[ns for ns in namespaces if ns not in existing],
+                processes=processes,
+            )
+        )
+    return found

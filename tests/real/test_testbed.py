@@ -1,0 +1,302 @@
+"""The emulated testbed: its plan from a topology, the commands it runs (with a fake `ip`/`tc`),
+and, as root, a real one: shaped to the link's rate, removed on `down`, after a failure and
+after a killed `up`."""
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import networkx as nx
+import pytest
+from typer.testing import CliRunner
+
+import topologies
+from real.testbed import TestbedError, down, make_plan, status, up
+from real.testbed.cli import app
+from real.testbed.lifecycle import _write_state
+
+
+def _why_no_testbed() -> str | None:
+    """Why a real testbed cannot be made here (None when it can): tried once, for real, as
+    root in a container may still lack the rights or the qdiscs."""
+    if sys.platform != "linux" or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "a real testbed needs Linux and root"
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "a real testbed needs iproute2 (ip, tc)"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as state:
+        os.environ["COMMSIM_TESTBED_STATE"] = state
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                up(make_plan(topologies.star(2), f"p{os.getpid() % 10**6}"))
+            down(f"p{os.getpid() % 10**6}")
+        except TestbedError as exc:
+            return f"cannot make a testbed here: {exc}"
+        finally:
+            del os.environ["COMMSIM_TESTBED_STATE"]
+    return None
+
+
+WHY_NO_TESTBED = _why_no_testbed()
+needs_root = pytest.mark.skipif(WHY_NO_TESTBED is not None, reason=str(WHY_NO_TESTBED))
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path, monkeypatch):
+    """Each test's testbeds are recorded in its own state directory."""
+    monkeypatch.setenv("COMMSIM_TESTBED_STATE", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def line_of_hosts(n):
+    g = nx.Graph()
+    for r in range(n):
+        g.add_node(r, kind="host", rank=r)
+    for r in range(n - 1):
+        g.add_edge(r, r + 1, bandwidth=1.25e7, latency=1e-3)
+    return g
+
+
+# --------------------------------------------------------------------------------------------
+# The plan (no root)
+
+
+def test_a_star_is_a_namespace_per_host_and_switch_and_a_link_per_edge():
+    plan = make_plan(topologies.star(4, bandwidth="100Mbps", latency="1ms"), "tb")
+    assert plan.namespaces == ["tb-h0", "tb-h1", "tb-h2", "tb-h3", "tb-s0"]
+    assert plan.bridges == ["tb-s0"]
+    assert [h.address for h in plan.hosts] == [f"10.77.0.{r + 1}" for r in range(4)]
+    assert len(plan.links) == 4
+    for link in plan.links:
+        assert link.rate == pytest.approx(100e6 / 8) and link.delay == pytest.approx(1e-3)
+        assert link.b.namespace == "tb-s0" and link.b.bridged and not link.a.bridged
+
+
+def test_hierarchical_keeps_each_link_rate_and_a_relaying_host_bridges():
+    graph = topologies.hierarchical(nodes=2, gpus_per_node=2, inter_bandwidth="100Mbps")
+    plan = make_plan(graph, "tb")
+    assert len(plan.links) == graph.number_of_edges()
+    rates = sorted(link.rate for link in plan.links)
+    assert rates == sorted(d["bandwidth"] for _, _, d in graph.edges(data=True))
+    line = make_plan(line_of_hosts(3), "ln")  # host 1 carries 0 <-> 2 traffic
+    assert line.bridges == ["ln-h1"] and line.hosts[1].device == "br0"
+
+
+@pytest.mark.parametrize("spec", ["ring:n=4", "fat_tree:k=4", "fully_connected:n=3"])
+def test_a_topology_with_loops_is_refused_in_one_line(spec):
+    with pytest.raises(TestbedError, match=r"^topology: a testbed must be a tree .* loops?") as e:
+        make_plan(topologies.from_spec(spec), "tb")
+    assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The commands (a fake ip/tc)
+
+
+class FakeIp:
+    """Plays `ip`/`tc`: keeps the namespaces, fails on a command containing ``fail_on``."""
+
+    def __init__(self, fail_on=None, netem=False):
+        self.namespaces, self.calls, self.fail_on, self.netem = set(), [], fail_on, netem
+
+    def __call__(self, argv):
+        argv = list(argv)
+        self.calls.append(argv)
+        text = " ".join(argv)
+        if self.fail_on and self.fail_on in text:
+            raise TestbedError(f"`{text}` failed: RTNETLINK answers: Operation not permitted")
+        if "netem" in argv and not self.netem:
+            raise TestbedError(f"`{text}` failed: Specified qdisc kind is unknown.")
+        if argv[:3] == ["ip", "netns", "list"]:
+            return "".join(f"{ns}\n" for ns in sorted(self.namespaces))
+        if argv[:3] == ["ip", "netns", "add"]:
+            self.namespaces.add(argv[3])
+        if argv[:3] == ["ip", "netns", "del"]:
+            self.namespaces.discard(argv[3])
+        return ""
+
+
+def test_up_shapes_both_ends_of_every_link_at_its_rate():
+    fake = FakeIp()
+    plan = make_plan(topologies.star(3, bandwidth="100Mbps", latency="1ms"), "tb")
+    with pytest.warns(UserWarning, match="latency is not emulated"):
+        assert up(plan, run=fake) is False
+    shaped = [c for c in fake.calls if c[:2] == ["tc", "-n"] and "tbf" in c]
+    assert len(shaped) == 2 * len(plan.links)
+    assert all(c[c.index("rate") + 1] == "100000000bit" for c in shaped)
+    assert fake.namespaces == set(plan.namespaces)
+    assert [s.state for s in status(run=fake)] == ["up"]
+
+
+def test_with_netem_each_end_delays_by_the_links_latency_under_its_tbf():
+    fake = FakeIp(netem=True)
+    up(make_plan(topologies.star(2, bandwidth="1Gbps", latency="250us"), "tb"), run=fake)
+    delays = [
+        c for c in fake.calls if "netem" in c and "dev" in c and c[c.index("dev") + 1] != "lo"
+    ]
+    assert len(delays) == 4 and all(c[-1] == "250us" for c in delays)
+    children = [c for c in fake.calls if "parent" in c]
+    assert len(children) == 4 and all("tbf" in c for c in children)
+
+
+def test_a_failing_command_leaves_nothing_behind(state):
+    fake = FakeIp(fail_on="l1a")
+    plan = make_plan(topologies.star(3), "tb")
+    with pytest.raises(TestbedError, match="Operation not permitted"):
+        up(plan, run=fake)
+    assert fake.namespaces == set() and not list(state.glob("*.json"))
+
+
+def test_an_existing_testbed_is_not_touched_by_up():
+    fake = FakeIp()
+    fake.namespaces = {"tb-h0", "unrelated"}
+    with pytest.raises(
+        TestbedError, match=r"testbed 'tb' exists \(tb-h0\): `commsim testbed down tb`"
+    ):
+        up(make_plan(topologies.star(2), "tb"), run=fake)
+    assert fake.namespaces == {"tb-h0", "unrelated"}
+    assert not [c for c in fake.calls if c[:3] == ["ip", "netns", "add"]]
+
+
+def test_down_removes_a_half_made_testbed_and_only_its_namespaces():
+    fake = FakeIp()
+    plan = make_plan(topologies.star(3), "tb")
+    _write_state(plan, "creating", None)  # as a killed `up` leaves it
+    fake.namespaces = {"tb-h0", "tb-h1", "tbx-h0", "other"}
+    assert down(run=fake) == {"tb": ["tb-h0", "tb-h1"]}
+    assert fake.namespaces == {"tbx-h0", "other"} and status(run=fake) == []
+
+
+def test_the_command_line_says_what_is_missing_in_one_line(monkeypatch):
+    runner = CliRunner()
+    loop = runner.invoke(app, ["up", "ring:n=4"])
+    assert loop.exit_code == 2 and loop.output.startswith(
+        "error: topology: a testbed must be a tree"
+    )
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for args in (["up", "star:n=2"], ["down"], ["status"]):
+        done = runner.invoke(app, args)
+        assert done.exit_code == 2
+        assert done.output == (
+            "error: a testbed needs root (network namespaces, bridges and qdiscs): run it "
+            "with sudo\n"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# A real one (root)
+
+
+def _throughput(bed, src, dst, nbytes=6_000_000):
+    """Payload bit/s of one TCP stream from host ``src`` to host ``dst``, inside the testbed."""
+    server = (
+        "import socket,time\n"
+        f"s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        f"s.bind(('10.77.0.{dst + 1}',5201));s.listen(1);print('ready',flush=True)\n"
+        "c,_=s.accept();got=0;t=None\n"
+        f"while got<{nbytes}:\n"
+        "  b=c.recv(1<<20)\n"
+        "  if not b: break\n"
+        "  t=t or time.perf_counter();got+=len(b)\n"
+        "print(got*8/(time.perf_counter()-t))\n"
+    )
+    client = (
+        "import socket\n"
+        f"c=socket.create_connection(('10.77.0.{dst + 1}',5201))\n"
+        f"c.sendall(b'x'*{nbytes});c.close()\n"
+    )
+    listening = subprocess.Popen(
+        ["ip", "netns", "exec", f"{bed}-h{dst}", sys.executable, "-c", server],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert listening.stdout.readline().strip() == "ready"
+    subprocess.run(
+        ["ip", "netns", "exec", f"{bed}-h{src}", sys.executable, "-c", client],
+        check=True,
+        timeout=60,
+    )
+    out, _ = listening.communicate(timeout=60)
+    return float(out.split()[-1])
+
+
+@needs_root
+def test_a_real_testbed_carries_tcp_at_the_links_rate_and_goes_away():
+    name = f"t{os.getpid() % 10**6}"
+    plan = make_plan(topologies.star(3, bandwidth="100Mbps", latency="1ms"), name)
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            netem = up(plan)
+        assert netem or any("latency is not emulated" in str(w.message) for w in said)
+        existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert all(ns in existing for ns in plan.namespaces)
+        rate = _throughput(name, 1, 2)
+        # tbf charges whole frames: 1448 payload bytes a 1514-byte frame, so ~95.6 Mbit/s of
+        # payload fits in 100 Mbit/s; never more than the link's rate.
+        assert 50e6 < rate < 100e6
+    finally:
+        removed = down(name)
+    assert sorted(removed[name]) == sorted(plan.namespaces)
+    existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(ns in existing for ns in plan.namespaces)
+
+
+# --------------------------------------------------------------------------------------------
+# commsim real --testbed
+
+
+def test_each_rank_gets_the_variables_a_cluster_launcher_would_give_it():
+    from real.placement import Placement
+    from real.testbed.launch import rank_environment
+
+    plan = make_plan(topologies.star(3), "tb")
+    placement = Placement.from_env(rank_environment(plan, 2))
+    assert (placement.rank, placement.world_size, placement.node) == (2, 3, 2)
+    assert placement.master_addr == "10.77.0.1" and not placement.agent_store  # rank 0 hosts
+    assert rank_environment(plan, 2)["GLOO_SOCKET_IFNAME"] == plan.hosts[2].device
+
+
+def test_testbed_and_nproc_must_agree():
+    from real.cli import real_command
+
+    runner = CliRunner()
+    import typer
+
+    cli = typer.Typer()
+    cli.command()(real_command)
+    done = runner.invoke(cli, ["--testbed", "star:n=3", "--nproc", "2", "--steps", "2"])
+    assert done.exit_code == 2
+    assert "--nproc 2 but the testbed has 3 hosts (one rank each); drop --nproc" in done.output
+
+
+@needs_root
+def test_a_run_on_the_testbed_gives_the_simulators_numbers_and_leaves_no_namespace(tmp_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import typer
+
+    import sim
+    from real.cli import real_command
+
+    cli = typer.Typer()
+    cli.command()(real_command)
+    spec = "star:n=2,bandwidth=100Mbps"
+    args = ["--testbed", spec, "--strategy", "allreduce", "--steps", "6", "--eval-every", "3"]
+    done = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "run"), "--no-progress"])
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "finished" and record["config"]["backend"] == "real-gloo"
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    real_evals = metrics[metrics["kind"] == "eval"]
+    simulated = sim.run("allreduce", "mlp_digits", spec, steps=6, eval_every=3).evals
+    assert list(real_evals["step"]) == list(simulated["step"]) == [0, 3, 6]
+    np.testing.assert_allclose(real_evals["loss"], simulated["loss"], rtol=1e-6)
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"r{os.getpid() % 10**7}-" not in left  # the run's testbed (named by its pid) is gone
