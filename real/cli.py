@@ -326,6 +326,7 @@ def _run_launched(
         timeout=check_timeout(timeout),
         out=out,
         progress=progress,
+        topology=graph,
     )
 
 

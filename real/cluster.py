@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import topologies
 from real import rendezvous
 from real.devices import resolve_backend
 from real.placement import LaunchError, Placement
@@ -23,6 +24,9 @@ from real.rank import RankOptions, run_rank
 from real.results import assemble
 from runs import RunResult, RunWriter
 from strategies.roles import TrainingSetup
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["run_launched"]
 
@@ -39,14 +43,18 @@ def run_launched(
     timeout: float = 300.0,
     out: str | Path | None = None,
     progress: bool = True,
+    topology: nx.Graph | None = None,
 ) -> RunResult | None:
     """Run this rank; on rank 0, also gather and write the run (``out``) and return its
-    result (the other ranks return ``None``). Raises the run's first failure, on every rank."""
+    result (the other ranks return ``None``). Raises the run's first failure, on every rank.
+    ``topology``: the network the ranks run on, recorded in ``run.json`` as ``sim`` does."""
     resolved = resolve_backend(backend, local_world_size=placement.local_world_size)
     if resolved == "nccl" and not portable:
         raise LaunchError("--no-portable needs gloo's receive-from-any-source; NCCL has none")
     options = RankOptions(resolved, portable, timeout, collector=True)
     config = {"backend": f"real-{resolved}", **setup.config()}
+    if topology is not None:  # as sim records it
+        config["topology"] = topologies.record(topology)
     collector = placement.rank == 0
     writer = RunWriter(out, config) if out is not None and collector else None
     outcome: dict[str, Any] = {}

@@ -131,6 +131,8 @@ def run(
             "unpicklable objects (open files, locks, generators) out of their attributes"
         ) from None
     config = {"backend": f"real-{resolved}", **setup.config()}
+    if topology is not None:  # as sim records it: plots and tables compare runs by network
+        config["topology"] = topologies.record(topology)
     options = RankOptions(backend=resolved, portable=portable, timeout=timeout)
     store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
     writer = RunWriter(out, config, record=record) if out is not None else None

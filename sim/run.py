@@ -173,7 +173,7 @@ def run(
     config = {
         "backend": "sim",
         **setup.config(),
-        "topology": {k: v for k, v in graph.graph.items()} | {"hosts": setup.world_size},
+        "topology": topologies.record(graph),
         "compute": compute_model.config(),
         "network": net_options,
         "max_time": max_time,

@@ -9,7 +9,10 @@ reports where they differ; :func:`run_demo` is the file-free quick look behind
 ``commsim demo``.
 
 The names are imported on first use, so that ``commsim --help`` (``studies.cli``) starts
-without torch, pandas and matplotlib.
+without torch, pandas and matplotlib; :func:`load` alone is imported here (its module
+imports pandas only when a table is made), because importing a submodule binds its name on
+the package: a lazy ``load`` would turn into the module ``studies.load`` as soon as anything
+imported it.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from studies.load import load
+
 if TYPE_CHECKING:
     from studies.conformance import Conformance, check
     from studies.demo import DemoStudy, run_demo, summary_table
     from studies.experiment import Experiment, ExperimentError, load_experiment, run_experiment
-    from studies.load import load
     from studies.plot import comparison
     from studies.sweep import SweepResult, run_sweep
 
@@ -51,7 +55,6 @@ _LAZY = {
     "ExperimentError": "studies.experiment",
     "load_experiment": "studies.experiment",
     "run_experiment": "studies.experiment",
-    "load": "studies.load",
     "comparison": "studies.plot",
     "SweepResult": "studies.sweep",
     "run_sweep": "studies.sweep",

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import shutil
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -192,10 +194,27 @@ class InProcessExecutor:
         pass
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the sweep's process dies (even by SIGKILL),
+    so that no orphan keeps writing a run directory that a resumed sweep rewrites."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call: nothing will signal us
+        os._exit(1)
+
+
 def _init_worker() -> None:
     # Ctrl-C reaches every process of the terminal's group; the sweep alone decides what
     # stops (it terminates the workers, whose runs are then rerun on resume).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     import torch
 
     torch.set_num_threads(1)

@@ -32,11 +32,12 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from runs.schema import COLUMNS, COMMON, METRICS_FILE, RUN_FILE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "LoadError",
@@ -59,8 +60,21 @@ _METRIC_NAMES = frozenset(c for columns in COLUMNS.values() for c in columns) | 
 _RUN_COLUMNS = ("run", "name", "status", "error")
 
 
-# The one row of a run without metrics: the common columns, unmeasured.
-_EMPTY_RUN = pd.DataFrame({"kind": [None], **{c: [float("nan")] for c in COMMON[1:]}})
+# pandas is imported where a table is made, not with this module: `import studies` (and so
+# `commsim --help`) binds `studies.load` to the function below and should not wait for it.
+
+
+def _empty_run() -> pd.DataFrame:
+    """The one row of a run without metrics: the common columns, unmeasured."""
+    import pandas as pd
+
+    return pd.DataFrame({"kind": [None], **{c: [float("nan")] for c in COMMON[1:]}})
+
+
+def _no_metrics() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame()
 
 
 class LoadError(ValueError):
@@ -77,7 +91,7 @@ class RunRecord:
     summary: dict[str, Any]
     experiment: dict[str, Any] | None = None
     error: str | None = None
-    metrics: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    metrics: pd.DataFrame = field(default_factory=_no_metrics, repr=False)
 
     @property
     def name(self) -> str:
@@ -203,6 +217,8 @@ def find_runs(paths: Paths) -> list[Path]:
 
 def read_run(path: str | Path) -> RunRecord:
     """Read one run directory's ``run.json`` and metrics (:class:`LoadError` if unreadable)."""
+    import pandas as pd
+
     path = Path(path)
     run_file = path / RUN_FILE
     if not run_file.is_file():
@@ -233,9 +249,11 @@ def load_runs(paths: Paths) -> list[RunRecord]:
 
 
 def _frame(parts: list[tuple[pd.DataFrame, dict[str, Any]]]) -> pd.DataFrame:
+    import pandas as pd
+
     frames = []
     for metrics, columns in parts:
-        rows = metrics.reset_index(drop=True) if len(metrics) else _EMPTY_RUN
+        rows = metrics.reset_index(drop=True) if len(metrics) else _empty_run()
         run_level = pd.DataFrame([columns] * len(rows), index=rows.index)
         frames.append(pd.concat([rows, run_level], axis=1))
     # Runs differ in columns (a workload's accuracy, a strategy's logs): concat aligns them.
@@ -264,6 +282,7 @@ def load(paths: Paths) -> pd.DataFrame:
     >>> df["name"].iloc[0], df["status"].iloc[0], int(df["summary.steps"].iloc[0])
     ('ring', 'finished', 4)
     """
+
     return _frame([(record.metrics, record.columns()) for record in load_runs(paths)])
 
 
@@ -281,6 +300,7 @@ def from_results(results: Mapping[str, Any]) -> pd.DataFrame:
     >>> list(df[df["kind"] == "eval"]["step"]), df["run"].iloc[0], df["backend"].iloc[0]
     ([0, 2], 'ring', 'sim')
     """
+
     parts = [
         (result.metrics, run_columns(result.config, result.summary, run=label, name=label))
         for label, result in results.items()

@@ -27,6 +27,7 @@ from topologies.model import (
     hosts,
     rank_nodes,
     rank_to_node,
+    record,
     switches,
     validate,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "random_regular",
     "rank_nodes",
     "rank_to_node",
+    "record",
     "ring",
     "save",
     "star",

@@ -28,6 +28,7 @@ __all__ = [
     "hosts",
     "rank_nodes",
     "rank_to_node",
+    "record",
     "switches",
     "validate",
 ]
@@ -302,3 +303,15 @@ def require_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
         raise TopologyError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def record(g: nx.Graph) -> dict[str, Any]:
+    """What a run records of its topology: the builder's parameters and the host count.
+
+    Examples
+    --------
+    >>> from topologies import star
+    >>> record(star(2, bandwidth="1Gbps"))
+    {'family': 'star', 'n': 2, 'bandwidth': 125000000.0, 'latency': 1e-06, 'hosts': 2}
+    """
+    return {**g.graph, "hosts": len(hosts(g))}

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["run_command", "slug"]
 
@@ -59,8 +60,8 @@ def run_command(
     if experiment.sweep is not None:
         _fail(
             console,
-            f"{file} has a [sweep]; run it with `commsim sweep {file} --out DIR`, "
-            "or pick one point with --set",
+            f"{file} has a [sweep]: run it with `commsim sweep {file} --out DIR`, or run "
+            "one point from a copy of the file without its [sweep] section",
         )
     directory = out if out is not None else Path("results") / slug(experiment.run.name)
     if backend == "real":
@@ -102,5 +103,5 @@ def _describe_topology(experiment: object) -> str:
 
 
 def _fail(console: Console, message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)

@@ -73,7 +73,7 @@ def pareto(
     runs = to_target(df, target)
     level = float(runs["target"].iloc[0])
     if x is not None:
-        require_field(df, x)
+        x = require_field(df, x)
     field = x or _marker_field(runs, config_fields(df))
     values = list(dict.fromkeys(runs[field].map(str))) if field else []
     fig, ax = new_axes(ax)

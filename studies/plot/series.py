@@ -110,18 +110,24 @@ def _varying(frame: pd.DataFrame, columns: list[str], given: Sequence[str] = ())
     return chosen
 
 
-def require_field(df: pd.DataFrame, field: str, option: str = "x") -> None:
-    """Raise a one-line ``ValueError`` naming close columns when ``df`` has no ``field``.
+def require_field(df: pd.DataFrame, field: str, option: str = "x") -> str:
+    """The column of ``field``: the resolved config's (``compute.options.sigma``), or the
+    experiment file's path to it (``compute.sigma``, as a sweep names it); else a one-line
+    ``ValueError`` naming close columns.
 
     Examples
     --------
-    >>> require_field(pd.DataFrame(columns=["topology.bandwidth"]), "topology.bandwith")
+    >>> df = pd.DataFrame(columns=["topology.bandwidth", "experiment.compute.sigma"])
+    >>> require_field(df, "compute.sigma")
+    'experiment.compute.sigma'
+    >>> require_field(df, "topology.bandwith")
     Traceback (most recent call last):
     ...
     ValueError: x='topology.bandwith' is not a column of the runs; did you mean 'topology.bandwidth'?
     """
-    if field in df.columns:
-        return
+    for column in (field, f"experiment.{field}"):
+        if column in df.columns:
+            return column
     close = difflib.get_close_matches(field, [str(c) for c in df.columns], n=3, cutoff=0.5)
     hint = (
         f"did you mean {' or '.join(repr(c) for c in close)}?"

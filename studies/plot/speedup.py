@@ -47,7 +47,7 @@ def speedup(
     ax
         Axes to draw on; a new figure when omitted.
     """
-    require_field(df, x)
+    x = require_field(df, x)
     if metric not in _METRICS:
         raise ValueError(f"metric={metric!r} is unknown; use one of {', '.join(_METRICS)}")
     if metric == "auto":

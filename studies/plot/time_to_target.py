@@ -40,7 +40,7 @@ def time_to_target(
     ax
         Axes to draw on; a new figure when omitted.
     """
-    require_field(df, x)
+    x = require_field(df, x)
     reached = to_target(df, target)
     level = float(reached["target"].iloc[0])
     fig, ax = new_axes(ax)

@@ -237,6 +237,34 @@ def test_the_key_ignores_the_name_and_follows_everything_else():
     assert base.key() == load_experiment(base.to_dict()).key()
 
 
+def test_the_key_is_the_network_and_the_resolved_strategy_not_how_they_are_written(tmp_path):
+    spec = "star:n=4,bandwidth=1Gbps"
+    written = load_experiment({"topology": spec})
+    same = ["star:n=4,bandwidth=1000Mbps", "star:n=4,bandwidth=1Gbps,latency=1us"]
+    assert {load_experiment({"topology": s}).key() for s in same} == {written.key()}
+    topologies.save(topologies.from_spec(spec), tmp_path / "net.json")
+    from_file = load_experiment({"topology": {"file": str(tmp_path / "net.json")}})
+    assert from_file.key() == written.key()
+    # The file's contents count, not its name: a changed network is another run.
+    topologies.save(topologies.from_spec("star:n=4,bandwidth=10Gbps"), tmp_path / "net.json")
+    assert (
+        load_experiment({"topology": {"file": str(tmp_path / "net.json")}}).key() != written.key()
+    )
+    # A strategy's default, given or not, is one run.
+    local = load_experiment({"strategy": {"name": "local_sgd", "period": 4}})
+    explicit = load_experiment({"strategy": {"name": "local_sgd", "period": 4, "warmup": 0}})
+    assert local.key() == explicit.key()
+
+
+def test_what_would_fail_at_run_time_fails_at_load_time():
+    with pytest.raises(ExperimentError, match=r"^workload.hidden: hidden=-3 must be >= 1"):
+        load_experiment({"workload": {"name": "mlp_digits", "hidden": -3}})
+    with pytest.raises(
+        ExperimentError, match=r"^compute.slowdown: rank 5 is not in this topology's ranks 0..3$"
+    ):
+        load_experiment({"topology": "star:n=4", "compute": {"slowdown": {5: 2.0}}})
+
+
 def test_real_ignores_what_only_a_simulation_has_and_says_so():
     experiment = load_experiment(EXAMPLES / "allreduce.toml")
     assert sim_only_fields(experiment) == ["compute.base", "compute.sigma", "compute.straggler"]
@@ -263,6 +291,8 @@ def test_the_same_file_gives_the_same_numbers_on_real(tmp_path):
     assert (
         record["config"]["backend"] == "real-gloo" and record["experiment_key"] == experiment.key()
     )
+    # The network is recorded as the simulation records it, so the runs plot side by side.
+    assert record["config"]["topology"] == simulated.config["topology"]
 
 
 def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):

@@ -115,3 +115,18 @@ def test_from_results_gives_the_same_columns_as_load(runs_root):
         memory[loaded.columns].drop(columns=["name", "status"]),
         loaded.drop(columns=["name", "status"]),
     )
+
+
+def test_studies_load_stays_the_function_whatever_imports_its_module_first():
+    """Importing a submodule binds its name on the package: a lazily imported ``load`` became
+    the module ``studies.load`` once a sweep (or anything) imported it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import studies, studies.sweep, studies.load\n"
+        "assert callable(studies.load), studies.load\n"
+        "assert callable(studies.load)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
