@@ -94,7 +94,8 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
                 said = process.stderr.read().decode(errors="replace").strip().splitlines()
                 if said:
                     print(f"rank {rank}: {said[-1]}", file=sys.stderr)
-        return max(codes, key=abs)
+        worst = max(codes, key=abs)
+        return 128 - worst if worst < 0 else worst  # killed by signal N: the shell's 128 + N
     finally:
         for process in processes:
             if process.poll() is None:
