@@ -433,11 +433,13 @@ def _suggest(name: str, valid: Iterable[str]) -> str:
 
 
 def _check_components(exp: Experiment) -> None:
+    import topologies
+
     _check_strategy(exp.strategy)
     _check_workload(exp.workload)
-    _check_topology(exp.topology)
+    graph = _check_topology(exp.topology)
     _check_optimizer(exp.optimizer)
-    _check_compute(exp)
+    _check_compute(exp.compute, len(topologies.hosts(graph)))
     if exp.sweep is not None:
         _check_sweep(exp)
 
@@ -467,7 +469,8 @@ def _check_workload(section: WorkloadSection) -> None:
     _call_checked("workload", section.name, registry.builder(section.name), section.options)
 
 
-def _check_topology(section: TopologySection) -> None:
+def _check_topology(section: TopologySection) -> nx.Graph:
+    """The topology, built (checked by its builder), for the checks that depend on it."""
     import topologies
     from topologies.model import TopologyError
 
@@ -487,7 +490,7 @@ def _check_topology(section: TopologySection) -> None:
     if section.file is not None and not Path(section.file).is_file():
         raise ExperimentError(f"topology.file: {section.file} does not exist")
     try:
-        topologies.from_spec(section.spec())
+        return topologies.from_spec(section.spec())
     except (TopologyError, ValueError, TypeError) as exc:
         raise ExperimentError(
             _field_message(
@@ -517,18 +520,15 @@ def _check_optimizer(section: OptimizerSection) -> None:
         raise ExperimentError(f"optimizer.schedule: {exc}") from None
 
 
-def _check_compute(exp: Experiment) -> None:
+def _check_compute(section: ComputeSection, world: int) -> None:
     try:
-        model = _compute_model(exp.compute)
+        model = _compute_model(section)
     except (ValueError, TypeError) as exc:
-        keys = [*exp.compute.options, *ComputeSection.model_fields]
+        keys = [*section.options, *ComputeSection.model_fields]
         raise ExperimentError(_field_message("compute", exc, keys)) from None
     bad = [rank for rank in model.slowdown if rank < 0]
     if bad:
         raise ExperimentError(f"compute.slowdown: rank {bad[0]} is negative; ranks start at 0")
-    import topologies
-
-    world = len(topologies.hosts(exp.graph()))
     beyond = sorted(rank for rank in model.slowdown if rank >= world)
     if beyond:
         raise ExperimentError(

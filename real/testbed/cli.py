@@ -36,12 +36,6 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _rate(bytes_per_s: float) -> str:
-    from studies.plot.labels import field_value
-
-    return field_value("topology.bandwidth", bytes_per_s)
-
-
 @app.command("up")
 def up_command(
     spec: Annotated[
@@ -57,6 +51,7 @@ def up_command(
     """Create the testbed: a namespace per host, a bridge per switch, a shaped veth per link."""
     import topologies
     from real.testbed import TestbedError, make_plan, preflight, up
+    from topologies.units import format_bandwidth
 
     console = Console()
     try:
@@ -80,7 +75,7 @@ def up_command(
     for host in plan.hosts:
         table.add_row(str(host.rank), host.namespace, host.address, host.device)
     console.print(table)
-    rates = sorted({_rate(link.rate) for link in plan.links})
+    rates = sorted({format_bandwidth(link.rate) for link in plan.links})
     latency = "with netem delay" if netem else "latency NOT emulated"
     console.print(
         f"{len(plan.links)} links shaped by tbf at {', '.join(rates)} each way; {latency}",

@@ -85,59 +85,32 @@ def _burst(rate: float) -> int:
     return int(max(64 * 1024, rate * 0.004))
 
 
+def _ip(namespace: str, *args: str) -> list[str]:
+    """``ip`` inside ``namespace``."""
+    return ["ip", "-n", namespace, *args]
+
+
+def _qdisc(namespace: str, device: str, *args: str) -> list[str]:
+    """``tc qdisc add`` on ``device`` inside ``namespace``."""
+    return ["tc", "-n", namespace, "qdisc", "add", "dev", device, *args]
+
+
 def _shape(run: Runner, namespace: str, device: str, link: Link, netem: bool) -> None:
-    tbf = [
-        "tbf",
-        "rate",
-        f"{link.rate * 8:.0f}bit",
-        "burst",
-        str(_burst(link.rate)),
-        "latency",
-        TBF_LATENCY,
-    ]
+    rate = f"{link.rate * 8:.0f}bit"
+    tbf = ["tbf", "rate", rate, "burst", str(_burst(link.rate)), "latency", TBF_LATENCY]
     if netem and link.delay > 0:
-        run(
-            [
-                "tc",
-                "-n",
-                namespace,
-                "qdisc",
-                "add",
-                "dev",
-                device,
-                "root",
-                "handle",
-                "1:",
-                "netem",
-                "delay",
-                f"{link.delay * 1e6:.0f}us",
-            ]
-        )
-        run(
-            [
-                "tc",
-                "-n",
-                namespace,
-                "qdisc",
-                "add",
-                "dev",
-                device,
-                "parent",
-                "1:1",
-                "handle",
-                "10:",
-                *tbf,
-            ]
-        )
+        delay = f"{link.delay * 1e6:.0f}us"
+        run(_qdisc(namespace, device, "root", "handle", "1:", "netem", "delay", delay))
+        run(_qdisc(namespace, device, "parent", "1:1", "handle", "10:", *tbf))
     else:
-        run(["tc", "-n", namespace, "qdisc", "add", "dev", device, "root", *tbf])
+        run(_qdisc(namespace, device, "root", *tbf))
 
 
 def _existing_namespaces(run: Runner) -> set[str]:
     return {line.split()[0] for line in run(["ip", "netns", "list"]).splitlines() if line.strip()}
 
 
-def _write_state(plan: Plan, state: str, netem: bool | None) -> Path:
+def _write_state(plan: Plan, state: str, netem: bool | None) -> None:
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{plan.name}.json"
@@ -145,7 +118,6 @@ def _write_state(plan: Plan, state: str, netem: bool | None) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(path)
-    return path
 
 
 def up(plan: Plan, run: Runner = run_command) -> bool:
@@ -167,50 +139,24 @@ def up(plan: Plan, run: Runner = run_command) -> bool:
     try:
         for namespace in plan.namespaces:
             run(["ip", "netns", "add", namespace])
-            run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            run(_ip(namespace, "link", "set", "lo", "up"))
         netem = has_netem(run, plan.namespaces[0])
         for namespace in plan.bridges:
-            run(["ip", "-n", namespace, "link", "add", "br0", "type", "bridge"])
-            run(["ip", "-n", namespace, "link", "set", "br0", "up"])
+            run(_ip(namespace, "link", "add", "br0", "type", "bridge"))
+            run(_ip(namespace, "link", "set", "br0", "up"))
         for link in plan.links:
-            run(
-                [
-                    "ip",
-                    "link",
-                    "add",
-                    "name",
-                    link.a.device,
-                    "netns",
-                    link.a.namespace,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    link.b.device,
-                    "netns",
-                    link.b.namespace,
-                ]
-            )
-            for end in (link.a, link.b):
+            a, b = link.a, link.b
+            veth = ["name", a.device, "netns", a.namespace, "type", "veth"]
+            run(["ip", "link", "add", *veth, "peer", "name", b.device, "netns", b.namespace])
+            for end in (a, b):
                 if end.bridged:
-                    run(["ip", "-n", end.namespace, "link", "set", end.device, "master", "br0"])
-                run(["ip", "-n", end.namespace, "link", "set", end.device, "up"])
+                    run(_ip(end.namespace, "link", "set", end.device, "master", "br0"))
+                run(_ip(end.namespace, "link", "set", end.device, "up"))
                 _shape(run, end.namespace, end.device, link, netem)
         for host in plan.hosts:
-            run(
-                [
-                    "ip",
-                    "-n",
-                    host.namespace,
-                    "addr",
-                    "add",
-                    f"{host.address}/16",
-                    "dev",
-                    host.device,
-                ]
-            )
+            run(_ip(host.namespace, "addr", "add", f"{host.address}/16", "dev", host.device))
     except BaseException:  # a failed command, Ctrl-C: leave nothing behind
-        _remove(plan.name, [plan.namespaces], run)
+        _remove(plan.name, plan.namespaces, _existing_namespaces(run), run)
         raise
     _write_state(plan, "up", netem)
     if not netem and any(link.delay > 0 for link in plan.links):
@@ -244,10 +190,10 @@ def _namespaces_of(name: str, record: dict | None, existing: set[str]) -> list[s
     return sorted(planned | {ns for ns in existing if pattern.match(ns)})
 
 
-def _remove(name: str, groups: list[list[str]], run: Runner) -> list[str]:
-    existing = _existing_namespaces(run)
+def _remove(name: str, namespaces: list[str], existing: set[str], run: Runner) -> list[str]:
+    """Stop the processes in those of ``namespaces`` that exist, delete them, forget ``name``."""
     removed = []
-    for namespace in [ns for group in groups for ns in group]:
+    for namespace in namespaces:
         if namespace not in existing:
             continue
         for pid in run(["ip", "netns", "pids", namespace]).split():
@@ -266,9 +212,10 @@ def down(name: str | None = None, run: Runner = run_command) -> dict[str, list[s
     state file. Returns the namespaces removed per testbed; a testbed half made by a killed
     ``up`` is found by its state file and removed the same way."""
     records = _records()
+    existing = _existing_namespaces(run)
     if name is not None:
         check_name(name)
-        if name not in records and not _namespaces_of(name, None, _existing_namespaces(run)):
+        if name not in records and not _namespaces_of(name, None, existing):
             raise TestbedError(
                 f"no testbed {name!r}"
                 + (f"; there are: {', '.join(records)}" if records else "; none is up")
@@ -276,8 +223,9 @@ def down(name: str | None = None, run: Runner = run_command) -> dict[str, list[s
         names = [name]
     else:
         names = list(records)
-    existing = _existing_namespaces(run)
-    return {n: _remove(n, [_namespaces_of(n, records.get(n), existing)], run) for n in names}
+    return {
+        n: _remove(n, _namespaces_of(n, records.get(n), existing), existing, run) for n in names
+    }
 
 
 @dataclass

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from studies.plot.breakdown import breakdown
 from studies.plot.curves import loss_vs_bytes, loss_vs_time
 from studies.plot.pareto import pareto
+from studies.plot.series import require_field
 from studies.plot.time_to_target import time_to_target
 
 __all__ = ["figure_fields", "study_figures"]
@@ -42,17 +43,15 @@ def figure_fields(swept: Sequence[str]) -> list[str]:
 
 
 def _column(df: pd.DataFrame, field: str) -> str | None:
-    """The loaded column of an experiment field: the resolved one (bandwidth in bytes/s, so
-    axes are numeric) when the run config has it, else the experiment's as written.
-
-    None when no strategy's runs take two values of it: a field zipped with the strategy
-    (a parameter server's extra host) is part of what names a line, not an axis.
-    """
-    for column in (field, f"experiment.{field}"):
-        if column in df:
-            values = df.groupby("strategy.name")[column].nunique(dropna=True)
-            return column if len(values) and values.max() > 1 else None
-    return None
+    """The loaded column of an experiment field (:func:`require_field`'s choice), or None
+    when it is missing or no strategy's runs take two values of it: a field zipped with the
+    strategy (a parameter server's extra host) is part of what names a line, not an axis."""
+    try:
+        column = require_field(df, field)
+    except ValueError:
+        return None
+    values = df.groupby("strategy.name")[column].nunique(dropna=True)
+    return column if len(values) and values.max() > 1 else None
 
 
 def study_figures(
