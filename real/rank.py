@@ -212,6 +212,7 @@ def run_rank(
         record["stop_reason"] = signal.reason
         if runtime is not None:
             record["times"] = (runtime.now(), runtime.compute_time, runtime.comm_time)
+            record["gradients"] = list(runtime.gradient_marks)
             if runtime.trace is not None:
                 record["trace"] = runtime.trace.export(rank)
         _hand_in_and_leave(store, placement, options, record)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from runs import RunResult, RunWriter, Trace, summarize
+from runs import RunResult, RunWriter, Trace, gradient_times, summarize
 from strategies.ledger import Ledger
 from strategies.roles import (
     TrainingSetup,
@@ -81,6 +81,15 @@ def replay(setup: TrainingSetup, parts: list[dict[str, Any] | None]) -> Replayed
     return Replayed(ledger, stop_time, stop_bytes)
 
 
+def _gradient_seconds(parts: list[dict[str, Any] | None]) -> dict[int, list[float]]:
+    """Each rank's compute seconds per gradient, from its compute time at each gradient."""
+    per_rank = {}
+    for rank, part in enumerate(parts):
+        marks = (part or {}).get("gradients") or []
+        per_rank[rank] = [b - a for a, b in zip([0.0, *marks], marks)]
+    return {rank: seconds for rank, seconds in per_rank.items() if seconds}
+
+
 def timeline(
     setup: TrainingSetup, parts: list[dict[str, Any] | None], rows: list[dict[str, Any]]
 ) -> Trace:
@@ -123,7 +132,14 @@ def assemble(
         time=replayed.time,
         wall_time=wall_time,
     )
-    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters(), trace=trace)
+    result = RunResult(
+        config,
+        summary,
+        metrics,
+        parameters=ledger.global_parameters(),
+        trace=trace,
+        compute=gradient_times(_gradient_seconds(parts)),
+    )
     if writer is not None:
         writer.finish(result)  # writes trace.json, then the record
     return result

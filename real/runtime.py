@@ -113,13 +113,19 @@ class ComputeTimer:
             self._start.record()
         self._mark = time.perf_counter()
 
-    def end(self) -> float:
+    def elapsed(self) -> float:
+        """Seconds of work since :meth:`begin`, the timer still running (on a GPU, the work
+        queued so far has to finish first)."""
         if self._cuda:
             stop = torch.cuda.Event(enable_timing=True)
             stop.record()
             stop.synchronize()
             return float(self._start.elapsed_time(stop)) / 1000.0
         return time.perf_counter() - self._mark
+
+    def end(self) -> float:
+        """Seconds of work since :meth:`begin` (the timer is begun again at the next one)."""
+        return self.elapsed()
 
 
 class StopSignal:
@@ -228,6 +234,9 @@ class RealRuntime:
         self.events: list[tuple[Any, ...]] = []
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
+        #: The rank's compute time so far at each gradient it computed (``compute.csv``: the
+        #: differences are what each gradient cost, with the rank's own work before it).
+        self.gradient_marks: list[float] = []
         self.comm_time = 0.0
         self.wake = threading.Event()
         signal.listen(self.wake)
@@ -250,6 +259,7 @@ class RealRuntime:
     ) -> Handle[torch.Tensor]:
         at = self.now()
         self.events.append(("computed", at, self.rank, samples))
+        self.gradient_marks.append(self.compute_time + self.timer.elapsed())
         handle: Handle[torch.Tensor] = Handle("compute", "compute_gradients")
         handle.resolve(grads, at=at)
         return handle

@@ -14,6 +14,7 @@ from typing import Any
 
 from runs.schema import (
     COLUMNS,
+    COMPUTE_FILE,
     KINDS,
     LINKS_FILE,
     METRICS_FILE,
@@ -26,6 +27,7 @@ from runs.trace import Trace
 
 __all__ = [
     "COLUMNS",
+    "COMPUTE_FILE",
     "KINDS",
     "LINKS_FILE",
     "METRICS_FILE",
@@ -36,6 +38,7 @@ __all__ = [
     "TRACE_FILE",
     "Trace",
     "row",
+    "gradient_times",
     "summarize",
     "versions",
 ]
@@ -43,6 +46,7 @@ __all__ = [
 _LAZY = {
     "RunResult": "runs.run",
     "summarize": "runs.run",
+    "gradient_times": "runs.run",
     "RunWriter": "runs.writer",
     "versions": "runs.writer",
 }

@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from runs.schema import COLUMNS, METRICS_FILE, RUN_FILE
+from runs.schema import COLUMNS, COMPUTE_FILE, METRICS_FILE, RUN_FILE
 from runs.trace import Trace
 
-__all__ = ["RunResult", "summarize"]
+__all__ = ["RunResult", "gradient_times", "summarize"]
 
 
 @dataclass
@@ -32,6 +32,9 @@ class RunResult:
     #: The run's timeline (``trace.document()`` is what ``trace.json`` holds; :meth:`load`
     #: does not read it back: it is for trace viewers).
     trace: Trace | None = None
+    #: Every rank's compute seconds per gradient (``rank``, ``gradient``, ``seconds``: what
+    #: ``compute.csv`` holds), or None when not recorded.
+    compute: pd.DataFrame | None = None
 
     @property
     def evals(self) -> pd.DataFrame:
@@ -80,7 +83,25 @@ class RunResult:
         record = json.loads(run_file.read_text())
         metrics_file = directory / METRICS_FILE
         metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame()
-        return cls(record.get("config", {}), record.get("summary", {}), metrics)
+        compute_file = directory / COMPUTE_FILE
+        compute = pd.read_csv(compute_file) if compute_file.is_file() else None
+        return cls(record.get("config", {}), record.get("summary", {}), metrics, compute=compute)
+
+
+def gradient_times(per_rank: dict[int, list[float]]) -> pd.DataFrame:
+    """The ``compute.csv`` table from each rank's compute seconds per gradient, in order.
+
+    Examples
+    --------
+    >>> gradient_times({1: [0.5, 0.25], 0: [0.75]}).to_dict("list")
+    {'rank': [0, 1, 1], 'gradient': [0, 0, 1], 'seconds': [0.75, 0.5, 0.25]}
+    """
+    rows = [
+        (rank, index, float(seconds))
+        for rank in sorted(per_rank)
+        for index, seconds in enumerate(per_rank[rank])
+    ]
+    return pd.DataFrame(rows, columns=["rank", "gradient", "seconds"])
 
 
 def summarize(

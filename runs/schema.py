@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "COLUMNS",
     "COMMON",
+    "COMPUTE_FILE",
     "KINDS",
     "LINKS_FILE",
     "METRICS_FILE",
@@ -36,6 +37,11 @@ METRICS_FILE = "metrics.parquet"
 TRACE_FILE = "trace.json"
 LINKS_FILE = "links.parquet"
 TOPOLOGY_FILE = "topology.json"
+#: Every rank's compute seconds per gradient, in every finished run: ``rank``, ``gradient``
+#: (0, 1, ... per rank), ``seconds`` (real: the rank's own work since its previous gradient,
+#: the gradient included; sim: what the compute model drew). ``sim``'s ``trace`` straggler
+#: model reads it as it is (``compute.path`` = the run's directory).
+COMPUTE_FILE = "compute.csv"
 
 COMMON = ("kind", "time", "step", "samples", "bytes")
 #: Columns each kind always has (NaN when unmeasured), so sim and real tables line up.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from runs.schema import METRICS_FILE, RUN_FILE, TRACE_FILE
+from runs.schema import COMPUTE_FILE, METRICS_FILE, RUN_FILE, TRACE_FILE
 
 if TYPE_CHECKING:
     from runs.run import RunResult
@@ -97,6 +97,8 @@ class RunWriter:
 
     def finish(self, result: RunResult) -> None:
         self._write_metrics(result.metrics)
+        if result.compute is not None:
+            result.compute.to_csv(self.directory / COMPUTE_FILE, index=False)
         if result.trace is not None:
             result.trace.write(self.directory / TRACE_FILE)
         self._write_record("finished", result.summary)

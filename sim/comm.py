@@ -97,6 +97,8 @@ class Fabric:
         self._creators: list[int] = []  # ranks that created each group so far
         self._complete = 0  # leading groups every rank has created
         self._deferred: list[tuple[int, Callable[[], None]]] = []
+        #: The rank's own work its next calls wait for (set by the runtime: a server's step).
+        self.local_work: Callable[[int], Handle[Any] | None] = lambda rank: None
 
     def communicator(self, rank: int) -> Communicator:
         return Communicator(rank, self.world_size, self)
@@ -147,6 +149,29 @@ class Fabric:
         self._deferred.append((needed, release))
         return proxy
 
+    def _after_local(
+        self, work: Handle[Any], what: str, start: Callable[[], Handle[Any]]
+    ) -> Handle[Any]:
+        """Start an operation once its rank's own ``work`` has finished (a real rank's thread
+        is busy with it until then). The returned handle's children are that work and the
+        operation, so a wait on it counts as compute, then communication."""
+        proxy: Handle[Any] = Handle("comm", f"{what} (after the rank's own {work.what})")
+        proxy.children = (work,)
+
+        def release(_: Any) -> None:
+            inner = start()
+            proxy.children = (work, inner)
+            inner.add_callback(
+                lambda h: (
+                    proxy.fail(h.error, at=h.finished_at)  # type: ignore[arg-type]
+                    if h.failed
+                    else proxy.resolve(h.value, at=h.finished_at, started_at=work.started_at)
+                )
+            )
+
+        work.add_callback(release)
+        return proxy
+
     def check_groups(self) -> None:
         """Raise if some rank did not create every group (a real run would hang there)."""
         for rank in range(self.world_size):
@@ -171,6 +196,13 @@ class Fabric:
         what: str,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
+        work = self.local_work(rank)
+        if work is not None:
+            return self._after_local(
+                work,
+                what,
+                lambda: self.collective(rank, kind, tensor, group, op, root, algorithm, what),
+            )
         if self._groups_made.get(rank, 0) > self._complete:
             return self._hold(
                 rank,
@@ -261,6 +293,11 @@ class Fabric:
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
         payload = [t.detach().clone() for t in tensors]
+        work = self.local_work(rank)
+        if work is not None:
+            return self._after_local(
+                work, what, lambda: self.send(rank, payload, header, dst, what)
+            )
         if self._groups_made.get(rank, 0) > self._complete:
             return self._hold(rank, what, lambda: self.send(rank, payload, header, dst, what))
         self._seq += 1
@@ -280,6 +317,9 @@ class Fabric:
     def recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
     ) -> Handle[Received]:
+        work = self.local_work(rank)
+        if work is not None:
+            return self._after_local(work, what, lambda: self.recv(rank, buffers, src, what))
         if self._groups_made.get(rank, 0) > self._complete:
             return self._hold(rank, what, lambda: self.recv(rank, buffers, src, what))
         self._seq += 1

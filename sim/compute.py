@@ -1,6 +1,9 @@
 """How long a worker's gradient computation takes in simulated time.
 
-Per-step time = base time x straggler draw x the worker's slowdown factor. Draws come from one
+Per-step time = base time x straggler draw x the worker's slowdown factor x ``contention``
+(ranks sharing CPU cores). A server's own work per optimizer step (averaging what it received
+and updating its parameters) costs ``server`` seconds for the whole model, its shard's share
+of that when sharded. Draws come from one
 generator per rank, seeded by the run's seed and the rank, so a run is reproducible and a
 rank meets the same stragglers whatever the strategy. The base time is a number of seconds,
 ``"measure"`` (time the workload's real forward/backward here), or ``"flops"`` (the
@@ -20,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEVICE_PEAK_FLOPS", "STRAGGLERS", "ComputeModel", "measure_step_time"]
+from runs.schema import COMPUTE_FILE
+
+__all__ = [
+    "DEVICE_PEAK_FLOPS",
+    "STRAGGLERS",
+    "ComputeModel",
+    "measure_server_step",
+    "measure_step_time",
+    "trace_file",
+]
 
 #: Published dense bf16/fp16 tensor-core peaks (FLOP/s) for ``base="flops"``.
 DEVICE_PEAK_FLOPS: dict[str, float] = {
@@ -35,8 +47,13 @@ DEVICE_PEAK_FLOPS: dict[str, float] = {
 STRAGGLERS = ("constant", "normal", "lognormal", "exponential", "trace")
 
 
-def measure_step_time(workload: Any, seed: int = 0, repeats: int = 10) -> float:
-    """Median wall time of one forward/backward on one micro-batch of ``workload``."""
+def measure_step_time(
+    workload: Any, seed: int = 0, repeats: int = 10, update: bool = False
+) -> float:
+    """Median wall time of one forward/backward on one micro-batch of ``workload`` (and an
+    SGD update of the parameters, with ``update``: a worker's whole step)."""
+    import torch
+
     model = workload.make_model(seed)
     batches = workload.batches(0, 1, seed)
     times = []
@@ -45,9 +62,46 @@ def measure_step_time(workload: Any, seed: int = 0, repeats: int = 10) -> float:
         start = time.perf_counter()
         model.zero_grad(set_to_none=True)
         workload.loss(model(x), y).backward()
+        if update:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(p.grad, alpha=-1e-3)
         if i >= 2:  # the first passes pay for allocation and dispatch caches
             times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def measure_server_step(workload: Any, workers: int, seed: int = 0, repeats: int = 10) -> float:
+    """Median wall time of a parameter server's step here: averaging ``workers`` flat
+    gradients of ``workload``'s model and one SGD update of its flat parameters."""
+    import torch
+
+    model = workload.make_model(seed)
+    numel = sum(p.numel() for p in model.parameters())
+    generator = torch.Generator().manual_seed(seed)
+    grads = [torch.randn(numel, generator=generator) for _ in range(max(1, workers))]
+    params = torch.zeros(numel)
+    times = []
+    for i in range(repeats + 2):
+        start = time.perf_counter()
+        average = torch.stack(grads).sum(0).div_(len(grads))
+        params.add_(average, alpha=-0.1)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def trace_file(path: str | Path) -> Path:
+    """The CSV a ``trace`` straggler reads: ``path`` itself, or a run or calibration
+    directory's ``compute.csv``.
+
+    >>> trace_file("results/run-1").name
+    'compute.csv'
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        return path / COMPUTE_FILE
+    return path
 
 
 def _is_real(value: Any) -> bool:
@@ -61,8 +115,13 @@ def _positive(value: Any) -> bool:
 def _read_trace(path: str | Path) -> dict[int, np.ndarray] | np.ndarray:
     import pandas as pd
 
-    path = Path(path)
+    given, path = path, trace_file(path)
     if not path.is_file():
+        if Path(given).is_dir():
+            raise ValueError(
+                f"compute trace path={str(given)!r} has no {COMPUTE_FILE}; give a real run's "
+                "directory, a 'commsim calibrate' directory, or a CSV of step times"
+            )
         raise ValueError(f"compute trace={str(path)!r} does not exist; give a CSV of step times")
     try:
         table = pd.read_csv(path)
@@ -76,6 +135,8 @@ def _read_trace(path: str | Path) -> dict[int, np.ndarray] | np.ndarray:
         raise ValueError(f"compute trace {path} has no rows, or non-positive or missing seconds")
     table["seconds"] = seconds
     if "rank" in table.columns:
+        if "gradient" in table.columns:  # a run's file: replayed in the order it computed
+            table = table.sort_values(["rank", "gradient"], kind="stable")
         return {int(r): g["seconds"].to_numpy(float) for r, g in table.groupby("rank")}
     return table["seconds"].to_numpy(float)
 
@@ -92,14 +153,25 @@ class ComputeModel:
         ``"constant"`` (factor 1), ``"normal"`` (1 + cv N(0,1), clipped at 0.05),
         ``"lognormal"`` (mean-one lognormal with ``sigma``), ``"exponential"`` (with
         probability ``prob`` the step takes 1 + Exp(mean ``scale``) times longer), or
-        ``"trace"`` (``path`` to a CSV with a ``seconds`` column: drawn at random per step,
-        or replayed in order per rank if it has a ``rank`` column; replaces base x factor).
+        ``"trace"`` (``path`` to a CSV with a ``seconds`` column, or to a real run's or a
+        ``commsim calibrate`` directory, whose ``compute.csv`` it reads: drawn at random per
+        step, or replayed in order per rank if it has a ``rank`` column; replaces base x
+        factor).
     options
         The straggler's parameters (``cv``, ``sigma``, ``prob``, ``scale``, ``path``).
     slowdown
         Per-rank constant factors, e.g. ``{3: 2.0}`` makes rank 3 twice as slow.
     device, efficiency
         For ``base="flops"``: a key of :data:`DEVICE_PEAK_FLOPS` and the achieved fraction.
+    server
+        Seconds of a server's own work per optimizer step for the whole model (averaging what
+        it received, then the update), or ``"measure"`` (time that here, with as many
+        gradients as the run has workers); a server holding a shard pays its share. While
+        it works, the server starts no communication. 0 (the default) makes it free.
+    contention
+        Factor on every compute time: ranks that share CPU cores slow each other down (4
+        ranks on 2 cores took 2x the time one rank takes alone). ``"measure"`` and
+        ``"flops"`` time one process alone; a measured trace already includes it.
 
     Examples
     --------
@@ -115,6 +187,8 @@ class ComputeModel:
     slowdown: Mapping[int, float] = field(default_factory=dict)
     device: str = "H100"
     efficiency: float = 0.4
+    server: float | str = 0.0
+    contention: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.base, str):
@@ -137,6 +211,16 @@ class ComputeModel:
             )
         if not (_is_real(self.efficiency) and 0 < self.efficiency <= 1):
             raise ValueError(f"compute efficiency={self.efficiency!r} must be in (0, 1]")
+        if self.server != "measure" and not (
+            _is_real(self.server) and math.isfinite(self.server) and self.server >= 0
+        ):
+            raise ValueError(
+                f"compute server={self.server!r} must be seconds >= 0 per server step, or 'measure'"
+            )
+        if not _positive(self.contention):
+            raise ValueError(
+                f"compute contention={self.contention!r} must be a positive factor (1: none)"
+            )
         defaults = {
             "normal": {"cv": 0.1},
             "lognormal": {"sigma": 0.5},
@@ -164,6 +248,8 @@ class ComputeModel:
                 raise ValueError("compute straggler='trace' needs options={'path': 'times.csv'}")
             self._trace = _read_trace(self._params["path"])
         self._seconds: float | None = None if isinstance(self.base, str) else float(self.base)
+        self._server: float | None = None if self.server == "measure" else float(self.server)
+        self._model_numel = 0
         self._seed = 0
         self._rngs: dict[int, np.random.Generator] = {}
 
@@ -181,7 +267,16 @@ class ComputeModel:
                 f"compute={spec!r} must be seconds, 'measure', 'flops' or a mapping of fields"
             )
         fields = dict(spec)
-        known = {"base", "straggler", "options", "slowdown", "device", "efficiency"}
+        known = {
+            "base",
+            "straggler",
+            "options",
+            "slowdown",
+            "device",
+            "efficiency",
+            "server",
+            "contention",
+        }
         unknown = set(fields) - known
         if unknown:
             raise ValueError(f"compute fields {sorted(unknown)} are unknown; use {sorted(known)}")
@@ -221,14 +316,38 @@ class ComputeModel:
             "slowdown": dict(self.slowdown),
             "device": self.device,
             "efficiency": self.efficiency,
+            "server": self.server,
+            "contention": self.contention,
         }
 
     def seconds_or_none(self) -> float | None:
         """The resolved base seconds, or None before :meth:`resolve`."""
         return self._seconds
 
-    def resolve(self, workload: Any, seed: int) -> None:
-        """Fix the base time (measuring or counting FLOPs if asked) and seed the generator."""
+    def server_seconds_or_none(self) -> float | None:
+        """The resolved server step seconds for the whole model (None: not measured yet)."""
+        return self._server
+
+    def server_step_time(self, numel: int) -> float:
+        """Simulated seconds of a server's step over ``numel`` of the model's parameters.
+
+        >>> model = ComputeModel(server=0.004, contention=2.0)
+        >>> model._model_numel = 100  # resolve() counts the workload's parameters
+        >>> model.server_step_time(50)
+        0.004
+        """
+        if not self._server or not self._model_numel:
+            return 0.0
+        return self._server * numel / self._model_numel * self.contention
+
+    def resolve(self, workload: Any, seed: int, workers: int = 1) -> None:
+        """Fix the base time (measuring or counting FLOPs if asked), the server's step (for
+        ``workers`` gradients) and seed the generator."""
+        if self.server == "measure":
+            self._server = measure_server_step(workload, workers, seed)
+        if self._server:
+            model = workload.make_model(seed)
+            self._model_numel = sum(p.numel() for p in model.parameters())
         if self.base == "measure":
             self._seconds = measure_step_time(workload, seed)
         elif self.base == "flops":
@@ -267,8 +386,8 @@ class ComputeModel:
                 ]
             else:
                 times = self._rng(rank).choice(trace, size=micro_batches)
-            return float(np.sum(times)) * slow
-        return self.seconds * micro_batches * self._factor(rank) * slow
+            return float(np.sum(times)) * slow * self.contention
+        return self.seconds * micro_batches * self._factor(rank) * slow * self.contention
 
     def _factor(self, rank: int) -> float:
         p = self._params

@@ -40,13 +40,16 @@ class Router:
     ----------
     topology : nx.Graph or nx.DiGraph
         A validated topology (see :func:`topologies.validate`).
+    efficiency : float
+        Payload fraction of a link's bandwidth for links without their own ``efficiency``
+        attribute (protocol headers: TCP/IP over Ethernet carries about 0.95).
 
     Attributes
     ----------
     links : list of (u, v)
         Directed links; position ``i`` is link index ``i``.
     capacity, latency : np.ndarray
-        Per-link bandwidth (bytes/s) and latency (s).
+        Per-link payload bandwidth (bytes/s: ``bandwidth`` x efficiency) and latency (s).
     hosts : list
         Host nodes in rank order.
 
@@ -61,7 +64,7 @@ class Router:
     (2e-06, 1000000000.0)
     """
 
-    def __init__(self, topology: nx.Graph) -> None:
+    def __init__(self, topology: nx.Graph, efficiency: float = 1.0) -> None:
         self.graph = topology
         self.hosts: list[Hashable] = sorted(
             (v for v, k in topology.nodes(data="kind") if k == "host"),
@@ -74,7 +77,12 @@ class Router:
         if not topology.is_directed():
             edges = edges + [(v, u, d) for u, v, d in edges]
         self.links: list[tuple[Hashable, Hashable]] = [(u, v) for u, v, _ in edges]
-        self.capacity = np.array([float(d["bandwidth"]) for *_, d in edges], dtype=float)
+        # What a link carries of payload: its rate less the protocols' framing (a link's own
+        # ``efficiency``, else the network's). Every rate, load and utilisation is in payload.
+        self.capacity = np.array(
+            [float(d["bandwidth"]) * float(d.get("efficiency", efficiency)) for *_, d in edges],
+            dtype=float,
+        )
         self.latency = np.array([float(d["latency"]) for *_, d in edges], dtype=float)
         self._link_id = {uv: i for i, uv in enumerate(self.links)}
         # Adjacency as index lists sorted by neighbour index: the search then meets candidate

@@ -23,12 +23,13 @@ import torch
 
 import topologies
 import workloads
-from runs import RunResult, RunWriter, summarize
+from runs import RunResult, RunWriter, gradient_times, summarize
 from sim.artifacts import link_counters, save_topology, write_links
+from sim.collectives.select import check_auto
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.maxmin import MODELS, SHARINGS
-from sim.network import Network
+from sim.network import Network, check_efficiency
 from sim.progress import StepProgress
 from sim.runtime import SimRuntime
 from strategies import CommError, Strategy
@@ -63,11 +64,21 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(network, Mapping):
         raise ValueError(f"network={network!r} must be 'flow', 'analytic' or a mapping")
     options = dict(network)
-    unknown = set(options) - {"model", "sharing"}
+    unknown = set(options) - {"model", "sharing", "efficiency", "collectives"}
     if unknown:
         raise ValueError(
-            f"network options {sorted(unknown)} are unknown; use 'model' and 'sharing'"
+            f"network options {sorted(unknown)} are unknown; use 'model', 'sharing', "
+            "'efficiency' and 'collectives'"
         )
+    if not isinstance(options.get("collectives", {}), Mapping):
+        raise ValueError(
+            f"network collectives={options['collectives']!r} must map collectives to "
+            "algorithms, e.g. {'all_reduce': 'ring'}"
+        )
+    if "collectives" in options:
+        options["collectives"] = check_auto(options["collectives"])
+    if "efficiency" in options:
+        options["efficiency"] = check_efficiency(options["efficiency"], "network efficiency")
     if options.get("model", "flow") not in MODELS:
         raise ValueError(f"network model={options['model']!r} is unknown; use one of {MODELS}")
     if options.get("sharing", "maxmin") not in SHARINGS:
@@ -115,7 +126,9 @@ def run(
         :class:`sim.compute.ComputeModel` fields, or a model.
     network
         ``"flow"`` (max-min bandwidth sharing), ``"analytic"`` (alpha-beta, no contention),
-        or ``{"model": ..., "sharing": "maxmin" | "rtt"}``.
+        or ``{"model": ..., "sharing": "maxmin" | "rtt", "efficiency": 0.95, "collectives":
+        {"all_reduce": "ring"}}`` (the payload fraction of links without their own
+        ``efficiency``, and what ``auto`` stands for; see :class:`sim.network.Network`).
     optimizer, lr_schedule
         See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec`.
     seed
@@ -245,8 +258,10 @@ def _simulate_run(
 ) -> RunResult:
     strategy, world_size = setup.strategy, setup.world_size
     wall_start = time.perf_counter()
-    compute_model.resolve(setup.workload, setup.seed)
+    compute_model.resolve(setup.workload, setup.seed, workers=len(setup.workers))
     config["compute"]["seconds"] = compute_model.seconds_or_none()  # what 'measure' measured
+    if compute_model.server == "measure":
+        config["compute"]["server_seconds"] = compute_model.server_seconds_or_none()
     env = simpy.Environment()
     net = Network(env, graph, **net_options)
     fabric = Fabric(env, net, world_size)
@@ -263,6 +278,7 @@ def _simulate_run(
     )
     trace = make_trace(setup, "sim")
     runtime = SimRuntime(env, compute_model, ledger, setup.accumulate, trace)
+    fabric.local_work = runtime.local_work
     nodes = topologies.rank_nodes(graph)
     contexts, programs = {}, {}
     for rank in range(world_size):
@@ -301,7 +317,14 @@ def _simulate_run(
     config["auto"] = {"collectives": net.planner.auto_choices}
     trace.evals(ledger.rows)
     link_counters(trace, net, 0.0, float(env.now))
-    result = RunResult(config, summary, metrics, parameters=ledger.global_parameters(), trace=trace)
+    result = RunResult(
+        config,
+        summary,
+        metrics,
+        parameters=ledger.global_parameters(),
+        trace=trace,
+        compute=gradient_times(runtime.gradient_seconds),
+    )
     if writer is not None:
         write_links(net, 0.0, float(env.now), writer.directory)
         writer.finish(result)  # writes trace.json, then the record

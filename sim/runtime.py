@@ -20,7 +20,7 @@ from runs.trace import Trace
 from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
 from strategies.base import not_yieldable
-from strategies.context import RoleContext, WorkerContext
+from strategies.context import RoleContext, ServerContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 
@@ -61,6 +61,9 @@ class SimRuntime:
         self.accumulate = accumulate
         self.trace = trace
         self._busy_until: dict[int, float] = {}
+        self._local: dict[int, Handle[Any]] = {}  # a rank's own work that holds its next calls
+        #: Each rank's compute seconds per gradient, in order (a run's ``compute.csv``).
+        self.gradient_seconds: dict[int, list[float]] = {}
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
         self._roles: dict[int, str] = {}
         self._blocked: dict[int, tuple[Handle[Any], float]] = {}
@@ -80,6 +83,7 @@ class SimRuntime:
     ) -> Handle[torch.Tensor]:
         seconds = self.compute_model.step_time(ctx.rank, ctx.gradients - 1, self.accumulate)
         rank = ctx.rank
+        self.gradient_seconds.setdefault(rank, []).append(seconds)
         # Samples count when the gradient exists, not when it starts.
         return self._occupy(rank, seconds, grads, "compute_gradients", samples)
 
@@ -117,6 +121,12 @@ class SimRuntime:
             self.ledger.settled(ctx.rank, ctx.parameters)  # type: ignore[attr-defined]
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
+        if isinstance(ctx, ServerContext):
+            # A real server averages and updates in its own thread between two calls: what
+            # it starts next waits for that work (the fabric asks `local_work`).
+            seconds = self.compute_model.server_step_time(ctx.numel)
+            if seconds > 0:
+                self._local[ctx.rank] = self._occupy(ctx.rank, seconds, None, "server step", 0)
         ledger = self.ledger
         ledger.rank_stepped(ctx.rank, ctx.step)
         if ctx.rank in ledger.owner_set:
@@ -124,6 +134,14 @@ class SimRuntime:
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.ledger.logged(ctx.rank, values)
+
+    def local_work(self, rank: int) -> Handle[Any] | None:
+        """The rank's own work still running (a server's step), which its next
+        communication call must wait for; None when there is none."""
+        work = self._local.get(rank)
+        if work is None or work.done:
+            return None
+        return work
 
     # -- driving programs -----------------------------------------------------------------
     def drive(

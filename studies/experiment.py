@@ -5,8 +5,11 @@ accumulate), ``topology`` (a builder spec: ``kind`` and its parameters, a spec s
 ``file``), ``workload`` and ``strategy`` (a registered ``name`` and the builder's or
 constructor's arguments), ``optimizer`` (``name``, the torch optimizer's options and an
 optional ``schedule``), ``compute`` (``base`` seconds or ``"measure"``, a ``straggler`` model
-with its parameters, per-rank ``slowdown``), ``network`` (``model``: ``flow`` or ``analytic``;
-``sharing``: ``maxmin`` or ``rtt``) and an optional ``sweep`` (``grid``, ``zip`` and ``seeds``:
+with its parameters (``trace`` reads a real run's or a calibration's ``compute.csv``),
+per-rank ``slowdown``, a ``server`` step's seconds, ``contention``), ``network`` (``model``:
+``flow`` or ``analytic``; ``sharing``: ``maxmin`` or ``rtt``; ``efficiency``: the payload
+fraction of links without their own; ``collectives``: what ``auto`` stands for) and an
+optional ``sweep`` (``grid``, ``zip`` and ``seeds``:
 see :func:`expand`). The same file drives ``sim`` and ``real``; ``real`` ignores what only a
 simulation has (compute model, network model, ``max_time``, ``target_loss``) and says so once.
 
@@ -161,6 +164,8 @@ class ComputeSection(BaseModel):
     slowdown: dict[int, float] = Field(default_factory=dict)
     device: str = "H100"
     efficiency: float = 0.4
+    server: float | Literal["measure"] = 0.0
+    contention: float = 1.0
 
     @property
     def options(self) -> dict[str, Any]:
@@ -172,6 +177,8 @@ class NetworkSection(_Section):
 
     model: Literal["flow", "analytic"] = "flow"
     sharing: Literal["maxmin", "rtt"] = "maxmin"
+    efficiency: float = Field(1.0, gt=0, le=1)
+    collectives: dict[str, str] = Field(default_factory=dict)
 
 
 class SweepSection(_Section):
@@ -289,7 +296,9 @@ def load_experiment(
     for override in overrides:
         key, value = parse_override(override)
         _set_path(data, key, value)
-        data = _normalise(data, base_dir)
+        # A path typed on the command line is relative to where it was typed; the file's own
+        # are absolute by now, so this leaves them alone.
+        data = _normalise(data, Path.cwd() if base_dir is not None else None)
     return _validate(data)
 
 
@@ -769,6 +778,8 @@ def _compute_model(section: ComputeSection) -> Any:
         slowdown=dict(section.slowdown),
         device=section.device,
         efficiency=section.efficiency,
+        server=section.server,
+        contention=section.contention,
     )
 
 

@@ -3,8 +3,10 @@
 A topology is an ``nx.Graph`` (full-duplex links: each direction has the full capacity) or an
 ``nx.DiGraph`` (one capacity per direction). Every node has ``kind`` ``"host"`` or ``"switch"``;
 hosts carry ``rank`` (an int, exactly 0..n-1 over the hosts). Every edge has ``bandwidth``
-(bytes/s) and ``latency`` (seconds), both positive finite numbers. ``g.graph["family"]`` names the
-builder and the other graph attributes hold its parameters.
+(bytes/s) and ``latency`` (seconds), both positive finite numbers, and may have ``efficiency``
+(the payload fraction of its bandwidth once protocol headers are paid, in (0, 1]; 1 when
+absent; ``commsim calibrate`` fits it). ``g.graph["family"]`` names the builder and the other
+graph attributes hold its parameters.
 """
 
 from __future__ import annotations
@@ -230,6 +232,12 @@ def _validate_edges(g: nx.Graph) -> None:
                     f"it must be a positive finite number "
                     f"({'bytes/s' if key == 'bandwidth' else 'seconds'})"
                 )
+        efficiency = d.get("efficiency", 1.0)
+        if not (_is_positive(efficiency) and efficiency <= 1):
+            raise TopologyError(
+                f"edge ({u!r}, {v!r}) has efficiency {efficiency!r}; it must be in (0, 1] "
+                "(payload bytes per wire byte)"
+            )
 
 
 def _validate_connected(g: nx.Graph) -> None:

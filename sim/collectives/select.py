@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from sim.routing import NetworkError, Router
 
 __all__ = [
     "ALGORITHMS",
+    "check_auto",
     "OPS",
     "ROOTED_OPS",
     "SMALL_MESSAGE_BYTES",
@@ -223,6 +224,27 @@ def _plan(
     return (built if isinstance(built, list) else [built]), members, algorithm
 
 
+def check_auto(auto: Mapping[str, str]) -> dict[str, str]:
+    """``auto``'s fixed algorithms per collective, checked; a one-line error otherwise.
+
+    >>> check_auto({"all_reduce": "butterfly"})
+    Traceback (most recent call last):
+    ...
+    sim.routing.NetworkError: collectives: all_reduce has no algorithm 'butterfly'; use one of ring, tree, halving_doubling, direct, hierarchical
+    """
+    for op, algorithm in auto.items():
+        if op not in _TABLE:
+            raise NetworkError(
+                f"collectives: {op!r} is not a collective; use one of {', '.join(_TABLE)}"
+            )
+        if algorithm not in _TABLE[op]:
+            raise NetworkError(
+                f"collectives: {op} has no algorithm {algorithm!r}; use one of "
+                f"{', '.join(_TABLE[op])}"
+            )
+    return dict(auto)
+
+
 class Planner:
     """:func:`plan` for one router, remembering its answers.
 
@@ -239,10 +261,20 @@ class Planner:
     True
     >>> planner.auto_choices
     {'all_reduce': ['halving_doubling']}
+
+    ``auto`` may stand for a fixed algorithm per collective instead of the rule: what a
+    library runs (``commsim calibrate`` finds gloo's ring on a two-level tree, where the rule
+    would pick ``hierarchical``):
+
+    >>> planner = Planner(Router(topologies.ring(4)), auto={"all_reduce": "ring"})
+    >>> _ = planner.plan("all_reduce", 8.0, None, "auto", None)
+    >>> planner.auto_choices
+    {'all_reduce': ['ring']}
     """
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, auto: Mapping[str, str] | None = None) -> None:
         self.router = router
+        self.auto = check_auto(auto or {})
         self._plans: dict[tuple[Any, ...], tuple[list[Schedule], np.ndarray]] = {}
         self._auto: dict[str, set[str]] = {}
 
@@ -264,7 +296,8 @@ class Planner:
         except TypeError:  # an unhashable argument: plan() says what is wrong with it
             return plan(self.router, op, nbytes, ranks=ranks, algorithm=algorithm, root=root)
         if planned is None:
-            channels, members, chosen = _plan(self.router, op, nbytes, ranks, algorithm, root)
+            fixed = self.auto.get(op, "auto") if algorithm == "auto" else algorithm
+            channels, members, chosen = _plan(self.router, op, nbytes, ranks, fixed, root)
             if algorithm == "auto":
                 self._auto.setdefault(op, set()).add(chosen)
             planned = channels, members

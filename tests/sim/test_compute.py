@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import strategies
 import topologies
 import workloads
 from sim.compute import DEVICE_PEAK_FLOPS, ComputeModel
@@ -250,6 +251,9 @@ def test_parse_accepts_numbers_names_dicts_and_models():
         ({"efficiency": 1.5}, "efficiency=1.5"),
         ({"efficiency": "high"}, "efficiency='high'"),
         ({"straggler": "trace"}, "options={'path'"),
+        ({"server": -1.0}, "server=-1.0"),
+        ({"server": "fast"}, "server='fast'"),
+        ({"contention": 0}, "contention=0"),
         ({"straggler": "trace", "options": {"path": "/nonexistent/times.csv"}}, "trace="),
     ],
 )
@@ -302,3 +306,71 @@ def test_numpy_scalars_are_seconds_too():
         model = ComputeModel.parse(value)
         model.resolve(None, seed=0)
         assert model.step_time(0, 0) == float(value)
+
+
+# -- the server's step, contention and traces from run directories ----------------------------
+
+
+def _ps_time(server, servers=1, steps=6):
+    star = topologies.star(3 + servers - 1, bandwidth="100Gbps", latency="1us")
+    result = run(
+        strategies.get("parameter_server", servers=servers),
+        "mlp_digits",
+        star,
+        steps=steps,
+        compute={"base": 0.01, "server": server},
+    )
+    return result
+
+
+@pytest.mark.parametrize("servers", [1, 2])
+def test_a_servers_step_lies_on_a_sync_servers_critical_path(servers):
+    # Every step but the last waits for the server's update before its reply goes out, so
+    # the run grows by (steps - 1) server steps, a shard's share of one with two servers.
+    free, paid = _ps_time(0.0, servers), _ps_time(0.004, servers)
+    grown = paid.summary["time"] - free.summary["time"]
+    assert grown == pytest.approx(5 * 0.004 / servers, rel=1e-6)
+    ranks = paid.ranks.set_index("rank")
+    assert ranks.loc[0, "compute_time"] == pytest.approx(5 * 0.004 / servers, rel=1e-6)
+    assert list(paid.evals["loss"]) == list(free.evals["loss"])  # time only, same maths
+
+
+def test_server_measure_is_recorded_and_positive():
+    result = run(
+        "parameter_server", "mlp_digits", "star:n=3", steps=2, compute={"server": "measure"}
+    )
+    assert result.config["compute"]["server_seconds"] > 0
+
+
+def test_contention_multiplies_every_compute_time():
+    alone = run("local_sgd", "quadratic", "star:n=2", steps=4, compute=0.01)
+    shared = run(
+        "local_sgd", "quadratic", "star:n=2", steps=4, compute={"base": 0.01, "contention": 2.0}
+    )
+    assert shared.summary["time"] == pytest.approx(2 * alone.summary["time"], rel=1e-3)
+
+
+def test_a_runs_compute_file_drives_a_trace_straggler_with_no_conversion(tmp_path):
+    drawn = run(
+        "allreduce",
+        "quadratic",
+        "star:n=3",
+        steps=8,
+        compute={"base": 0.01, "straggler": "lognormal"},
+        out=tmp_path / "drawn",
+    )
+    assert (tmp_path / "drawn" / "compute.csv").is_file()
+    replayed = run(
+        "allreduce",
+        "quadratic",
+        "star:n=3",
+        steps=8,
+        compute={"straggler": "trace", "options": {"path": tmp_path / "drawn"}},
+    )
+    assert replayed.summary["time"] == drawn.summary["time"]
+    assert replayed.compute.equals(drawn.compute)
+
+
+def test_a_directory_without_a_compute_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="has no compute.csv"):
+        ComputeModel(straggler="trace", options={"path": tmp_path})

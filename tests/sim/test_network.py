@@ -257,3 +257,73 @@ def test_engine_matches_a_plain_event_loop(flows, speeds):
     env.run()
     expect = reference_finish_times(net, flows)
     assert [ev.value for ev in done] == pytest.approx(expect, rel=1e-9, abs=1e-12)
+
+
+# -- protocol efficiency ---------------------------------------------------------------------
+
+
+def test_efficiency_leaves_that_fraction_of_a_links_bandwidth_to_payload():
+    # One message, one bottleneck: latency + bytes / (bandwidth x efficiency).
+    for efficiency, attribute in [(0.95, None), (1.0, 0.8)]:
+        g = topologies.star(2, bandwidth=1e9, latency=1e-6)
+        if attribute is not None:  # a link's own value wins over the network's
+            for _, _, data in g.edges(data=True):
+                data["efficiency"] = attribute
+        env = simpy.Environment()
+        net = Network(env, g, efficiency=efficiency)
+        done = net.send(0, 1, 1e6)
+        env.run()
+        expected = attribute if attribute is not None else efficiency
+        assert done.value == pytest.approx(2e-6 + 1e6 / (1e9 * expected), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "high", math.nan])
+def test_a_bad_efficiency_is_one_line_naming_it(bad):
+    g = topologies.star(2)
+    with pytest.raises(NetworkError, match="efficiency must be in"):
+        Network(simpy.Environment(), g, efficiency=bad)
+    next(iter(g.edges.values()))["efficiency"] = bad
+    with pytest.raises(topologies.TopologyError, match="efficiency"):
+        topologies.validate(g)
+
+
+def test_collectives_fix_what_auto_stands_for_as_calibration_finds_it():
+    import sim
+
+    g = "hierarchical:nodes=2,gpus_per_node=2,inter_bandwidth=100Mbps"
+    fixed = sim.run(
+        "allreduce", "quadratic", g, steps=3, network={"collectives": {"all_reduce": "ring"}}
+    )
+    ring = sim.run(sim_strategy("allreduce", algorithm="ring"), "quadratic", g, steps=3)
+    rule = sim.run("allreduce", "quadratic", g, steps=3)
+    assert fixed.summary["time"] == ring.summary["time"] != rule.summary["time"]
+    assert fixed.config["auto"]["collectives"] == {"all_reduce": ["ring"]}
+
+
+@pytest.mark.parametrize(
+    "collectives, needle",
+    [
+        ({"all_reduce": "butterfly"}, "all_reduce has no algorithm 'butterfly'"),
+        ({"allreduce": "ring"}, "'allreduce' is not a collective"),
+        ("ring", "must map collectives to algorithms"),
+    ],
+)
+def test_bad_collectives_are_one_line_errors_before_the_run(tmp_path, collectives, needle):
+    import sim
+
+    with pytest.raises(ValueError, match=needle):
+        sim.run(
+            "allreduce",
+            "quadratic",
+            "star:n=2",
+            steps=1,
+            network={"collectives": collectives},
+            out=tmp_path / "run",
+        )
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def sim_strategy(name, **options):
+    import strategies
+
+    return strategies.get(name, **options)

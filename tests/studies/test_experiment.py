@@ -201,6 +201,18 @@ def test_a_topology_file_is_found_next_to_the_experiment_file(tmp_path):
     assert experiment.graph().number_of_nodes() == 3
 
 
+def test_a_path_set_on_the_command_line_is_relative_to_where_it_was_typed(tmp_path, monkeypatch):
+    (tmp_path / "exps").mkdir()
+    (tmp_path / "exps" / "exp.toml").write_text('topology = "star:n=3"\n[run]\nsteps = 2\n')
+    topologies.save(topologies.ring(3), tmp_path / "net.json")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "times.csv").write_text("seconds\n0.1\n")
+    sets = ["topology=net.json", "compute.straggler=trace", "compute.path=times.csv"]
+    experiment = load_experiment("exps/exp.toml", sets)
+    assert Path(experiment.topology.file) == tmp_path / "net.json"
+    assert experiment.compute.options["path"] == str(tmp_path / "times.csv")
+
+
 def test_a_sweep_is_the_product_of_grid_zip_and_seeds():
     experiment = load_experiment(
         {
