@@ -10,6 +10,7 @@ import typer
 
 from real.cli import real_command
 from real.testbed.cli import app as testbed_app
+from studies.cli.calibrate import calibrate_command
 from studies.cli.demo import demo
 from studies.cli.plot import plot
 from studies.cli.run import run_command
@@ -32,6 +33,7 @@ app.command(name="run")(run_command)
 app.command(name="sweep")(sweep_command)
 app.command()(plot)
 app.command(name="real")(real_command)
+app.command(name="calibrate")(calibrate_command)
 
 
 def main() -> None:

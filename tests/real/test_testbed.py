@@ -3,7 +3,6 @@ and, as root, a real one: shaped to the link's rate, removed on `down`, after a 
 after a killed `up`."""
 
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -17,32 +16,7 @@ from real.testbed import TestbedError, down, make_plan, status, up
 from real.testbed.cli import app
 from real.testbed.lifecycle import _write_state
 
-
-def _why_no_testbed() -> str | None:
-    """Why a real testbed cannot be made here (None when it can): tried once, for real, as
-    root in a container may still lack the rights or the qdiscs."""
-    if sys.platform != "linux" or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "a real testbed needs Linux and root"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "a real testbed needs iproute2 (ip, tc)"
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as state:
-        os.environ["COMMSIM_TESTBED_STATE"] = state
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                up(make_plan(topologies.star(2), f"p{os.getpid() % 10**6}"))
-            down(f"p{os.getpid() % 10**6}")
-        except TestbedError as exc:
-            return f"cannot make a testbed here: {exc}"
-        finally:
-            del os.environ["COMMSIM_TESTBED_STATE"]
-    return None
-
-
-WHY_NO_TESTBED = _why_no_testbed()
-needs_root = pytest.mark.skipif(WHY_NO_TESTBED is not None, reason=str(WHY_NO_TESTBED))
+needs_root = pytest.mark.usefixtures("testbed_rights")  # skips, saying why, where not
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,169 @@
+"""Fits of what the calibration probe measured: pure functions over its log rows.
+
+* :func:`fit_link`: one-way time ``t(s) = latency + s / bandwidth``: the bandwidth from the
+  larger half of the sizes (where the transfer dominates; small messages on a shaped link
+  also ride its token bucket's burst, which a line through every size would mistake for a
+  faster link), the latency from the smaller half;
+* :func:`fit_collective`: which of the simulator's algorithms predicts a measured collective
+  best, and the constant per-call overhead left over;
+* :func:`compute_profile`: each rank's worker-step seconds, warm-up dropped, as
+  ``compute.csv`` holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CollectiveFit", "LinkFit", "compute_profile", "fit_collective", "fit_link"]
+
+#: Latency floor of a fit: a negative intercept means "below what the sizes can resolve".
+MIN_LATENCY = 1e-7
+
+
+@dataclass
+class LinkFit:
+    """One-way time of a pair's messages: ``latency + size / bandwidth``.
+
+    ``residuals`` are (fitted - measured) / measured at each size's median.
+    """
+
+    latency: float
+    bandwidth: float
+    sizes: list[float]
+    measured: list[float]
+    residuals: list[float] = field(default_factory=list)
+
+    def predict(self, size: float | np.ndarray) -> float | np.ndarray:
+        """Seconds for ``size`` payload bytes."""
+        return self.latency + np.asarray(size, dtype=float) / self.bandwidth
+
+    @property
+    def max_residual(self) -> float:
+        """The largest relative error of the fit over the sizes."""
+        return float(np.max(np.abs(self.residuals))) if self.residuals else float("nan")
+
+
+def fit_link(sizes: Sequence[float], seconds: Sequence[float]) -> LinkFit:
+    """Fit ``seconds = latency + size / bandwidth`` to repeated measurements.
+
+    Repeats of one size are reduced to their median first (one slow repeat should not move
+    the fit). The bandwidth is the least-squares slope over the larger half of the sizes;
+    the latency the median of ``t - size / bandwidth`` over the smaller half (floored at
+    :data:`MIN_LATENCY`).
+
+    Examples
+    --------
+    >>> sizes = [1e3, 1e4, 1e5, 1e6] * 2
+    >>> fit = fit_link(sizes, [1e-4 + s / 1e8 for s in sizes])
+    >>> round(fit.latency, 9), round(fit.bandwidth), fit.max_residual < 1e-9
+    (0.0001, 100000000, True)
+    """
+    table = pd.DataFrame({"size": np.asarray(sizes, float), "t": np.asarray(seconds, float)})
+    medians = table.groupby("size")["t"].median()
+    if len(medians) < 2:
+        raise ValueError("a link fit needs at least two message sizes")
+    s, t = medians.index.to_numpy(float), medians.to_numpy(float)
+    large = slice(len(s) // 2 - (len(s) == 2), None)  # with two sizes: both
+    slope = np.polyfit(s[large], t[large], 1)[0] if s[large].size > 1 else 0.0
+    if slope <= 0:
+        raise ValueError(
+            "the measured times do not grow with size (noise dominates); raise --max-size"
+        )
+    small = slice(0, max(1, len(s) // 2))
+    latency = max(MIN_LATENCY, float(np.median(t[small] - s[small] * slope)))
+    fit = LinkFit(latency, float(1 / slope), s.tolist(), t.tolist())
+    fit.residuals = ((fit.predict(s) - t) / t).tolist()
+    return fit
+
+
+@dataclass
+class CollectiveFit:
+    """A collective's measured times against the simulator's algorithms.
+
+    ``predicted[algorithm]`` are the simulator's seconds at each size on the calibrated
+    topology; ``algorithm`` is the one with the smallest RMS relative error; ``overhead`` the
+    median of measured - predicted with it (a backend's per-call cost the network model
+    lacks); ``residuals`` its relative errors once the overhead is added.
+    """
+
+    op: str
+    sizes: list[float]
+    measured: list[float]
+    predicted: dict[str, list[float]]
+    algorithm: str
+    overhead: float
+    residuals: list[float]
+
+    def rms(self, algorithm: str) -> float:
+        """RMS relative error of ``algorithm``'s predictions (no overhead added)."""
+        p, m = np.asarray(self.predicted[algorithm]), np.asarray(self.measured)
+        return float(np.sqrt(np.mean(((p - m) / m) ** 2)))
+
+
+def fit_collective(
+    op: str,
+    sizes: Sequence[float],
+    seconds: Sequence[float],
+    predict: Callable[[str, float], float],
+    algorithms: Sequence[str],
+) -> CollectiveFit:
+    """Compare measured ``op`` times (medians per size) with ``predict(algorithm, size)``.
+
+    The algorithm is chosen on the largest third of the sizes (two at least), where the
+    data's path through the network decides the time (small collectives measure the
+    library's per-call cost, which every algorithm's line misses the same way); the overhead
+    is the median gap over the smaller half.
+
+    Examples
+    --------
+    >>> model = {"ring": lambda s: 2e-4 + s / 5e7, "tree": lambda s: 1e-4 + s / 2e7}
+    >>> sizes = [1e3, 1e5, 1e6]
+    >>> fit = fit_collective("all_reduce", sizes, [model["ring"](s) + 1e-5 for s in sizes],
+    ...                      lambda a, s: model[a](s), ["ring", "tree"])
+    >>> fit.algorithm, round(fit.overhead, 9)
+    ('ring', 1e-05)
+    """
+    table = pd.DataFrame({"size": np.asarray(sizes, float), "t": np.asarray(seconds, float)})
+    medians = table.groupby("size")["t"].median()
+    s, t = medians.index.to_numpy(float), medians.to_numpy(float)
+    predicted = {a: [float(predict(a, x)) for x in s] for a in algorithms}
+    fit = CollectiveFit(op, s.tolist(), t.tolist(), predicted, "", 0.0, [])
+    large = slice(len(s) - max(2, len(s) // 3), None)
+
+    def error(algorithm: str) -> float:
+        p = np.asarray(predicted[algorithm])[large]
+        return float(np.sqrt(np.mean(((p - t[large]) / t[large]) ** 2)))
+
+    fit.algorithm = min(algorithms, key=error)
+    best = np.asarray(predicted[fit.algorithm])
+    small = slice(0, max(1, len(s) // 2))
+    fit.overhead = float(np.median((t - best)[small]))
+    fit.residuals = ((best + fit.overhead - t) / t).tolist()
+    return fit
+
+
+def compute_profile(logs: pd.DataFrame, warmup: int = 1) -> pd.DataFrame:
+    """Each rank's worker-step seconds (``rank``, ``gradient``, ``seconds``), without the
+    first ``warmup`` steps of each rank (allocation and dispatch caches).
+
+    Examples
+    --------
+    >>> logs = pd.DataFrame({"rank": [0, 0, 0, 1, 1], "gradient": [0, 1, 2, 0, 1],
+    ...                      "compute": [0.9, 0.1, 0.2, 0.8, 0.3]})
+    >>> compute_profile(logs).to_dict("list")
+    {'rank': [0, 0, 1], 'gradient': [0, 1, 0], 'seconds': [0.1, 0.2, 0.3]}
+    """
+    rows = logs.dropna(subset=["compute"]).sort_values(["rank", "gradient"], kind="stable")
+    parts = []
+    for rank, group in rows.groupby("rank"):
+        seconds = group["compute"].to_numpy(float)[warmup:]
+        parts.append(
+            pd.DataFrame({"rank": int(rank), "gradient": range(len(seconds)), "seconds": seconds})
+        )
+    if not parts:
+        raise ValueError("the probe recorded no worker steps; give it steps >= 2")
+    return pd.concat(parts, ignore_index=True)
