@@ -1,0 +1,219 @@
+"""How far are the simulator's predictions from real runs on a network we can shape?
+
+Needs root (Linux namespaces, veth, tbf): every case runs on an emulated testbed that
+``commsim real --testbed`` builds for the run and removes after.
+
+For each network (a star of 4 hosts at 100 Mbit/s and at 1 Gbit/s, and a two-level tree of
+2 nodes x 2 hosts whose node uplinks are slower than the host links):
+
+1. ``commsim calibrate --testbed NET`` fits the network (per-link latency and protocol
+   efficiency on the shaped rates), the worker step's times with all ranks computing at once
+   (``compute.csv``) and a server's step, into ``OUT/<net>/calibration``;
+2. each strategy (all-reduce SGD, sync and async parameter server with one server and three
+   workers, Local SGD every 4 steps) trains ``mlp_digits`` with a wide hidden layer (4.8 MB of
+   gradients: communication-heavy) for ``--steps`` steps on the testbed (``commsim real
+   --testbed``);
+3. the simulator predicts the same run twice: **uncalibrated** (the spec's topology,
+   ``compute = "measure"``: one process alone, no server cost, no header overhead) and
+   **calibrated** (the calibration's topology and ``compute.csv`` as the ``trace``
+   straggler model, its server step, and the collective algorithms it found the library
+   runs as what ``auto`` stands for).
+
+The metric is time per step in steady state, from each run's ``step`` rows:
+``(time[steps] - time[2]) / (steps - 2)`` (the first steps pay for connection set-up, in
+real runs only). Prints one table (measured, both predictions, their relative errors),
+writes it as ``OUT/table.md`` and the loss-against-time overlay of the first network as
+``OUT/sim_vs_real.png``.
+
+Run: ``sudo .venv/bin/python benchmarks/sim_vs_real.py --out results/sim_vs_real``
+(about 12 minutes on 2 cores; ``--networks star100`` for one network). Finished cases and
+calibrations in ``--out`` are reused; ``commsim calibrate --refit --out OUT/<net>/calibration``
+fits a calibration's measurements again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+NETWORKS = {
+    "star100": "star:n=4,bandwidth=100Mbps",
+    "star1g": "star:n=4,bandwidth=1Gbps",
+    "tree": "hierarchical:nodes=2,gpus_per_node=2,intra_bandwidth=1Gbps,inter_bandwidth=50Mbps",
+}
+STRATEGIES = {
+    "allreduce": "allreduce",
+    "ps_sync": "parameter_server",
+    "ps_async": "parameter_server:mode=async",
+    "local_sgd": "local_sgd:period=4",
+}
+WORKLOAD = "mlp_digits:hidden=16384"
+#: Evaluation points cost a real run a copy of every owner's replica, which the simulator
+#: does not charge: every 2 steps made Local SGD's worker steps 53 ms instead of 34 ms.
+EVAL_EVERY = 5
+
+
+def step_time(metrics: pd.DataFrame, first: int = 2) -> float:
+    """Seconds per global step between step ``first`` and the last."""
+    steps = metrics[metrics["kind"] == "step"].set_index("step")["time"]
+    last = int(steps.index.max())
+    return float((steps[last] - steps[first]) / (last - first))
+
+
+def _spec(text: str) -> tuple[str, dict[str, Any]]:
+    from real.cli import parse_spec
+
+    return parse_spec(text, "spec")
+
+
+def real_run(network: str, strategy: str, steps: int, out: Path) -> pd.DataFrame:
+    """Train on the testbed; the run's metrics."""
+    from runs import RunResult
+
+    if not (out / "run.json").is_file():
+        command = [
+            *(sys.executable, "-m", "real", "--testbed", network, "--strategy", strategy),
+            *("--workload", WORKLOAD, "--steps", str(steps), "--eval-every", str(EVAL_EVERY)),
+            *("--out", str(out), "--no-progress"),
+        ]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return RunResult.load(out).metrics
+
+
+def sim_run(
+    topology: Any, strategy: str, steps: int, compute: Any, network: Any = "flow"
+) -> pd.DataFrame:
+    import sim
+    import strategies
+    import workloads
+
+    name, options = _spec(strategy)
+    work_name, work_options = _spec(WORKLOAD)
+    result = sim.run(
+        strategies.get(name, **options),
+        workloads.get(work_name, **work_options),
+        topology,
+        steps=steps,
+        eval_every=EVAL_EVERY,
+        compute=compute,
+        network=network,
+    )
+    return result.metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("results/sim_vs_real"))
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+
+    import topologies
+    from studies.calibration import calibrate
+
+    rows = []
+    curves: dict[str, dict[str, pd.DataFrame]] = {}
+    for net in args.networks:
+        spec = NETWORKS[net]
+        cal_dir = args.out / net / "calibration"
+        if not (cal_dir / "calibration.json").is_file():
+            print(f"[{net}] calibrating {spec}", flush=True)
+            calibrate(
+                WORKLOAD, cal_dir, testbed=spec, steps=20, points=6, repeats=2, progress=False
+            )
+        fitted = json.loads((cal_dir / "calibration.json").read_text())
+        server = fitted["server_step"]
+        calibrated_network = {"collectives": fitted["auto"]}
+        calibrated_compute = {
+            "straggler": "trace",
+            "options": {"path": cal_dir},
+            "server": server,
+        }
+        calibrated_topology = topologies.load(cal_dir / "topology.json")
+        for label in args.strategies:
+            strategy = STRATEGIES[label]
+            print(f"[{net}] {label}: real", flush=True)
+            measured = real_run(spec, strategy, args.steps, args.out / net / label)
+            uncal = sim_run(spec, strategy, args.steps, "measure")
+            cal = sim_run(
+                calibrated_topology, strategy, args.steps, calibrated_compute, calibrated_network
+            )
+            m, u, c = step_time(measured), step_time(uncal), step_time(cal)
+            rows.append(
+                {
+                    "network": net,
+                    "strategy": label,
+                    "measured_s": m,
+                    "uncalibrated_s": u,
+                    "uncalibrated_err": (u - m) / m,
+                    "calibrated_s": c,
+                    "calibrated_err": (c - m) / m,
+                }
+            )
+            print(
+                f"    measured {m:.4f} s/step, uncalibrated {u:.4f} ({(u - m) / m:+.1%}), "
+                f"calibrated {c:.4f} ({(c - m) / m:+.1%})",
+                flush=True,
+            )
+            curves.setdefault(net, {})[label] = (measured, cal)
+    table = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = _markdown(table)
+    (args.out / "table.md").write_text(text)
+    print(text)
+    if curves:
+        first = next(iter(curves))
+        _overlay(curves[first], NETWORKS[first], args.out / "sim_vs_real.png")
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| network | strategy | measured (s/step) | uncalibrated | error | calibrated | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        lines.append(
+            f"| {r.network} | {r.strategy} | {r.measured_s:.4f} | {r.uncalibrated_s:.4f} | "
+            f"{r.uncalibrated_err:+.1%} | {r.calibrated_s:.4f} | {r.calibrated_err:+.1%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _overlay(curves: dict[str, Any], network: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from studies.plot.style import colour
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, (measured, cal) in curves.items():
+        name = STRATEGIES[label].split(":")[0]
+        color = colour(
+            name, 1 if label == "ps_async" else 0, 2 if name == "parameter_server" else 1
+        )
+        for metrics, style, kind in ((measured, "--", "real"), (cal, "-", "sim (calibrated)")):
+            evals = metrics[metrics["kind"] == "eval"]
+            ax.plot(evals["time"], evals["loss"], style, color=color, label=f"{label} {kind}")
+    ax.set(
+        xlabel="time (s)",
+        ylabel="held-out loss",
+        yscale="log",
+        title=f"calibrated sim (solid) vs real (dashed), testbed {network}",
+    )
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
