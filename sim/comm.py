@@ -15,6 +15,7 @@ as on a real world, and the simulator reports that deadlock at once.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,14 @@ from strategies.comm import (
 from strategies.handles import Handle
 
 __all__ = ["CommError", "Fabric"]
+
+
+@dataclass
+class _Held:
+    needed: int  # groups the rank had created when it made the call
+    work: Handle[Any] | None  # the rank's own work running then
+    proxy: Handle[Any]
+    start: Callable[[], Handle[Any]]
 
 
 @dataclass
@@ -96,7 +105,9 @@ class Fabric:
         self._groups_made: dict[int, int] = {}
         self._creators: list[int] = []  # ranks that created each group so far
         self._complete = 0  # leading groups every rank has created
-        self._deferred: list[tuple[int, Callable[[], None]]] = []
+        # Each rank's calls that cannot start yet, in program order: (groups the rank had
+        # made, its own work then running, the handle returned, how to start the call).
+        self._held: dict[int, deque[_Held]] = {}
         #: The rank's own work its next calls wait for (set by the runtime: a server's step).
         self.local_work: Callable[[int], Handle[Any] | None] = lambda rank: None
 
@@ -123,54 +134,56 @@ class Fabric:
             and self._creators[self._complete] == self.world_size
         ):
             self._complete += 1
-        while self._deferred and self._deferred[0][0] <= self._complete:
-            self._deferred.pop(0)[1]()
+        for held in list(self._held):
+            self._release(held)
 
-    def _hold(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
-        """Start an operation of ``rank`` once every rank has created the groups ``rank``
-        created before it: ``new_group`` is a collective of the whole world that blocks on a
-        real world, so nothing the rank does after it can happen before."""
-        needed = self._groups_made[rank]
-        proxy: Handle[Any] = Handle(
-            "comm", f"{what} (held until every rank creates group #{needed - 1})"
-        )
+    def _admit(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any] | None:
+        """Hold a call of ``rank`` that cannot start yet, and return its handle; None when it
+        may start now.
 
-        def release() -> None:
-            inner = start()
-            proxy.children = (inner,)
+        A call waits until every rank has created the groups ``rank`` had created when it
+        was made (``new_group`` is a collective of the whole world that blocks on a real
+        world, so nothing the rank does after it can happen before), until the rank's own
+        work running then has finished (a real rank's thread is busy with it: a server's
+        step), and until the rank's earlier held calls have started: calls start in program
+        order. A wait on the handle counts as compute while that work runs, then as
+        communication.
+        """
+        needed = self._groups_made.get(rank, 0)
+        work = self.local_work(rank)
+        queue = self._held.get(rank)
+        if not queue and needed <= self._complete and work is None:
+            return None
+        if needed > self._complete:
+            what = f"{what} (held until every rank creates group #{needed - 1})"
+        elif work is not None:
+            what = f"{what} (after the rank's own {work.what})"
+        proxy: Handle[Any] = Handle("comm", what)
+        proxy.children = (work,) if work is not None else ()
+        self._held.setdefault(rank, deque()).append(_Held(needed, work, proxy, start))
+        if work is not None:
+            work.add_callback(lambda _: self._release(rank))
+        return proxy
+
+    def _release(self, rank: int) -> None:
+        """Start ``rank``'s held calls that may start now, in the order they were made."""
+        queue = self._held.get(rank)
+        while queue:
+            held = queue[0]
+            if held.needed > self._complete or (held.work is not None and not held.work.done):
+                return
+            queue.popleft()
+            inner = held.start()
+            proxy = held.proxy
+            proxy.children = (held.work, inner) if held.work is not None else (inner,)
             inner.add_callback(
-                lambda h: (
+                lambda h, proxy=proxy: (
                     proxy.fail(h.error, at=h.finished_at)  # type: ignore[arg-type]
                     if h.failed
                     else proxy.resolve(h.value, at=h.finished_at, started_at=h.started_at)
                 )
             )
-
-        self._deferred.append((needed, release))
-        return proxy
-
-    def _after_local(
-        self, work: Handle[Any], what: str, start: Callable[[], Handle[Any]]
-    ) -> Handle[Any]:
-        """Start an operation once its rank's own ``work`` has finished (a real rank's thread
-        is busy with it until then). The returned handle's children are that work and the
-        operation, so a wait on it counts as compute, then communication."""
-        proxy: Handle[Any] = Handle("comm", f"{what} (after the rank's own {work.what})")
-        proxy.children = (work,)
-
-        def release(_: Any) -> None:
-            inner = start()
-            proxy.children = (work, inner)
-            inner.add_callback(
-                lambda h: (
-                    proxy.fail(h.error, at=h.finished_at)  # type: ignore[arg-type]
-                    if h.failed
-                    else proxy.resolve(h.value, at=h.finished_at, started_at=work.started_at)
-                )
-            )
-
-        work.add_callback(release)
-        return proxy
+        self._held.pop(rank, None)
 
     def check_groups(self) -> None:
         """Raise if some rank did not create every group (a real run would hang there)."""
@@ -196,19 +209,26 @@ class Fabric:
         what: str,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
-        work = self.local_work(rank)
-        if work is not None:
-            return self._after_local(
-                work,
-                what,
-                lambda: self.collective(rank, kind, tensor, group, op, root, algorithm, what),
-            )
-        if self._groups_made.get(rank, 0) > self._complete:
-            return self._hold(
-                rank,
-                what,
-                lambda: self.collective(rank, kind, tensor, group, op, root, algorithm, what),
-            )
+        held = self._admit(
+            rank,
+            what,
+            lambda: self._collective(rank, kind, tensor, group, op, root, algorithm, what),
+        )
+        if held is not None:
+            return held
+        return self._collective(rank, kind, tensor, group, op, root, algorithm, what)
+
+    def _collective(
+        self,
+        rank: int,
+        kind: str,
+        tensor: torch.Tensor,
+        group: Group,
+        op: str | None,
+        root: int | None,
+        algorithm: str,
+        what: str,
+    ) -> Handle[Any]:
         signature_ = (op, root, algorithm)
         key = (rank, group.ranks)
         seq = self._calls.get(key, 0)
@@ -293,13 +313,12 @@ class Fabric:
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
         payload = [t.detach().clone() for t in tensors]
-        work = self.local_work(rank)
-        if work is not None:
-            return self._after_local(
-                work, what, lambda: self.send(rank, payload, header, dst, what)
-            )
-        if self._groups_made.get(rank, 0) > self._complete:
-            return self._hold(rank, what, lambda: self.send(rank, payload, header, dst, what))
+        held = self._admit(rank, what, lambda: self._send(rank, payload, header, dst, what))
+        return held if held is not None else self._send(rank, payload, header, dst, what)
+
+    def _send(
+        self, rank: int, payload: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+    ) -> Handle[None]:
         self._seq += 1
         handle: Handle[None] = Handle("comm", what)
         message = _Send(self._seq, rank, dst, payload, dict(header), handle)
@@ -317,11 +336,12 @@ class Fabric:
     def recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
     ) -> Handle[Received]:
-        work = self.local_work(rank)
-        if work is not None:
-            return self._after_local(work, what, lambda: self.recv(rank, buffers, src, what))
-        if self._groups_made.get(rank, 0) > self._complete:
-            return self._hold(rank, what, lambda: self.recv(rank, buffers, src, what))
+        held = self._admit(rank, what, lambda: self._recv(rank, buffers, src, what))
+        return held if held is not None else self._recv(rank, buffers, src, what)
+
+    def _recv(
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+    ) -> Handle[Received]:
         self._seq += 1
         handle: Handle[Received] = Handle("comm", what)
         recv = _Recv(self._seq, rank, src, buffers, handle)

@@ -95,13 +95,18 @@ def trace_file(path: str | Path) -> Path:
     """The CSV a ``trace`` straggler reads: ``path`` itself, or a run or calibration
     directory's ``compute.csv``.
 
-    >>> trace_file("results/run-1").name
-    'compute.csv'
+    >>> import tempfile
+    >>> trace_file(tempfile.gettempdir()).name, trace_file("times.txt").name
+    ('compute.csv', 'times.txt')
     """
     path = Path(path)
-    if path.suffix.lower() != ".csv":
-        return path / COMPUTE_FILE
-    return path
+    return path / COMPUTE_FILE if path.is_dir() else path
+
+
+def _has_column(path: str | Path, column: str) -> bool:
+    import pandas as pd
+
+    return column in pd.read_csv(trace_file(path), nrows=0).columns
 
 
 def _is_real(value: Any) -> bool:
@@ -155,7 +160,8 @@ class ComputeModel:
         probability ``prob`` the step takes 1 + Exp(mean ``scale``) times longer), or
         ``"trace"`` (``path`` to a CSV with a ``seconds`` column, or to a real run's or a
         ``commsim calibrate`` directory, whose ``compute.csv`` it reads: drawn at random per
-        step, or replayed in order per rank if it has a ``rank`` column; replaces base x
+        micro-batch, or replayed in order per rank if it has a ``rank`` column, one row per
+        gradient if it has a ``gradient`` column, as a run's file has; replaces base x
         factor).
     options
         The straggler's parameters (``cv``, ``sigma``, ``prob``, ``scale``, ``path``).
@@ -246,7 +252,14 @@ class ComputeModel:
         if self.straggler == "trace":
             if "path" not in self._params:
                 raise ValueError("compute straggler='trace' needs options={'path': 'times.csv'}")
+            if self.contention != 1:
+                raise ValueError(
+                    f"compute contention={self.contention!r} does not apply to a trace: "
+                    "measured times include it already; leave contention at 1"
+                )
             self._trace = _read_trace(self._params["path"])
+            # A run's compute.csv has a row per gradient (its micro-batches included).
+            self._per_gradient = _has_column(self._params["path"], "gradient")
         self._seconds: float | None = None if isinstance(self.base, str) else float(self.base)
         self._server: float | None = None if self.server == "measure" else float(self.server)
         self._model_numel = 0
@@ -381,6 +394,8 @@ class ComputeModel:
                 if rank not in trace:
                     raise ValueError(f"compute trace has no rows for rank {rank}")
                 series = trace[rank]
+                if self._per_gradient:
+                    return float(series[step % len(series)]) * slow
                 times = [
                     series[(step * micro_batches + i) % len(series)] for i in range(micro_batches)
                 ]

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -179,6 +179,13 @@ class NetworkSection(_Section):
     sharing: Literal["maxmin", "rtt"] = "maxmin"
     efficiency: float = Field(1.0, gt=0, le=1)
     collectives: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("collectives")
+    @classmethod
+    def _known_algorithms(cls, value: dict[str, str]) -> dict[str, str]:
+        from sim.collectives.select import check_auto
+
+        return check_auto(value)
 
 
 class SweepSection(_Section):

@@ -19,6 +19,7 @@ A calibration directory holds:
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -281,11 +282,18 @@ def calibrate(
         "workload": workload,
         "probe": probe.config(),
         "steps": steps,
-        "testbed": testbed,
+        "testbed": _absolute_if_file(testbed),
         "world_size": world,
     }
     write(calibration, out)
     return calibration
+
+
+def _absolute_if_file(spec: str | None) -> str | None:
+    """A testbed given as a file, by its absolute path (``refit`` may run elsewhere)."""
+    if spec is not None and Path(spec).is_file():
+        return str(Path(spec).resolve())
+    return spec
 
 
 def refit(out: str | os.PathLike[str]) -> Calibration:
@@ -298,18 +306,25 @@ def refit(out: str | os.PathLike[str]) -> Calibration:
     summary_file = out / "calibration.json"
     if not summary_file.is_file() or not (out / "probe" / "run.json").is_file():
         raise ValueError(f"{out} is not a calibration directory (no calibration.json / probe/)")
-    before = json.loads(summary_file.read_text())
-    testbed = before.get("testbed")
+    try:
+        before = json.loads(summary_file.read_text())
+        testbed, world = before.get("testbed"), int(before["world_size"])
+        source, server = str(before["source"]), float(before["server_step"])
+        alone = before.get("compute", {}).get("alone")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{summary_file} lacks {exc} or is not a calibration's: calibrate again instead"
+        ) from None
     calibration = fit_probe(
         RunResult.load(out / "probe").logs,
         nominal=topologies.from_spec(testbed) if testbed else None,
-        world_size=int(before["world_size"]),
-        source=before["source"],
-        alone=before["compute"].get("alone"),
-        server_alone=float(before["server_step"]),
+        world_size=world,
+        source=source,
+        alone=alone,
+        server_alone=server,
     )
     keys = ("workload", "probe", "steps", "testbed", "world_size")
-    calibration.extra = {key: before[key] for key in keys}
+    calibration.extra = {key: before.get(key) for key in keys}
     write(calibration, out)
     return calibration
 
@@ -374,10 +389,22 @@ def _workload_section(c: Calibration) -> str:
     if not spec:
         return ""
     name, options = parse_spec(spec, "workload")
-    lines = [f'name = "{name}"'] + [
-        f"{key} = {json.dumps(value)}" for key, value in options.items()
+    lines = [f"name = {_toml(name)}"]
+    lines += [
+        f"{_toml(key)} = {_toml(value)}" for key, value in options.items() if value is not None
     ]
     return "[workload]\n" + "\n".join(lines) + "\n\n"
+
+
+def _toml(value: Any) -> str:
+    """A TOML literal of a string, bool or number (keys are quoted strings).
+
+    >>> _toml("a.b"), _toml(True), _toml(float("inf")), _toml(2)
+    ('"a.b"', 'true', 'inf', '2')
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _network_section(c: Calibration) -> str:

@@ -160,7 +160,8 @@ def compute_profile(logs: pd.DataFrame, warmup: int = 1) -> pd.DataFrame:
     rows = logs.dropna(subset=["compute"]).sort_values(["rank", "gradient"], kind="stable")
     parts = []
     for rank, group in rows.groupby("rank"):
-        seconds = group["compute"].to_numpy(float)[warmup:]
+        seconds = group["compute"].to_numpy(float)
+        seconds = seconds[warmup:] if len(seconds) > warmup else seconds  # keep every rank
         parts.append(
             pd.DataFrame({"rank": int(rank), "gradient": range(len(seconds)), "seconds": seconds})
         )

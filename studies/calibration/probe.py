@@ -42,7 +42,12 @@ def probe_sizes(min_size: int, max_size: int, points: int) -> list[int]:
             "max_size and points >= 2"
         )
     raw = np.geomspace(min_size, max_size, points)
-    return sorted({max(4, int(round(x / 4)) * 4) for x in raw})
+    sizes = sorted({max(4, int(round(x / 4)) * 4) for x in raw})
+    if len(sizes) < 2:
+        raise ValueError(
+            f"sizes {min_size}..{max_size} bytes give one float32 size; widen the range"
+        )
+    return sizes
 
 
 class CalibrationProbe(Strategy):

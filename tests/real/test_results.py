@@ -18,7 +18,7 @@ def test_a_sim_driven_by_a_real_runs_step_times_reproduces_its_compute_share(tmp
     # simulated time would fall short by the runtime's per-step work (10-30% here).
     workload = workloads.get("mlp_digits", hidden=1024, batch_size=128)
     strategy = strategies.get("local_sgd", period=1000)
-    measured = real.run(strategy, workload, nproc=2, steps=30, out=tmp_path, progress=False)
+    measured = real.run(strategy, workload, nproc=2, steps=40, out=tmp_path, progress=False)
     table = RunResult.load(tmp_path).compute
     assert (tmp_path / COMPUTE_FILE).is_file() and set(table["rank"]) == {0, 1}
     recorded = table.groupby("rank")["seconds"].sum()
@@ -29,7 +29,7 @@ def test_a_sim_driven_by_a_real_runs_step_times_reproduces_its_compute_share(tmp
         strategy,
         workload,
         "star:n=2",
-        steps=30,
+        steps=40,
         compute={"straggler": "trace", "options": {"path": tmp_path}},
     )
     # The time also holds the ranks' start skew (a few ms a rank), which no step time has.

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import strategies
 import topologies
@@ -350,12 +351,14 @@ def test_contention_multiplies_every_compute_time():
     assert shared.summary["time"] == pytest.approx(2 * alone.summary["time"], rel=1e-3)
 
 
-def test_a_runs_compute_file_drives_a_trace_straggler_with_no_conversion(tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_a_runs_compute_file_drives_a_trace_straggler_with_no_conversion(tmp_path, accumulate):
     drawn = run(
         "allreduce",
         "quadratic",
         "star:n=3",
         steps=8,
+        accumulate=accumulate,
         compute={"base": 0.01, "straggler": "lognormal"},
         out=tmp_path / "drawn",
     )
@@ -365,12 +368,53 @@ def test_a_runs_compute_file_drives_a_trace_straggler_with_no_conversion(tmp_pat
         "quadratic",
         "star:n=3",
         steps=8,
+        accumulate=accumulate,  # a row is a gradient, its micro-batches included
         compute={"straggler": "trace", "options": {"path": tmp_path / "drawn"}},
     )
     assert replayed.summary["time"] == drawn.summary["time"]
     assert replayed.compute.equals(drawn.compute)
 
 
+def test_contention_is_refused_on_a_measured_trace(tmp_path):
+    (tmp_path / "t.csv").write_text("seconds\n0.1\n")
+    with pytest.raises(ValueError, match="include it already"):
+        ComputeModel(straggler="trace", options={"path": tmp_path / "t.csv"}, contention=2.0)
+
+
 def test_a_directory_without_a_compute_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="has no compute.csv"):
         ComputeModel(straggler="trace", options={"path": tmp_path})
+
+
+class StepsThenGroups(strategies.Strategy):
+    """A server whose call after its step is followed by a new group: the call must start
+    after the step, and before the group (it was made first)."""
+
+    name = "steps_then_groups_test_only"
+    global_model = "servers"
+
+    def servers(self, world_size):
+        return [0]
+
+    def server(self, s):
+        for _ in range(3):
+            _, grads, _ = yield s.comm.recv(torch.zeros(s.numel), src=1)
+            s.apply(grads[0])
+            yield s.comm.send(s.parameters(), dst=1)
+            s.comm.new_group([0, 1])
+
+    def worker(self, w):
+        for _ in range(3):
+            grads = yield w.compute_gradients()
+            yield w.comm.send(grads, dst=0)
+            yield w.comm.recv(torch.zeros(w.numel), src=0)
+            w.comm.new_group([0, 1])
+
+
+def test_a_call_held_behind_a_server_step_starts_in_program_order():
+    free = run(StepsThenGroups(), "quadratic", "star:n=2", steps=3, compute=0.01)
+    paid = run(
+        StepsThenGroups(), "quadratic", "star:n=2", steps=3, compute={"base": 0.01, "server": 0.004}
+    )
+    # The reply of each of the first two steps waits for the step; the run ends at the third.
+    assert paid.summary["time"] == pytest.approx(free.summary["time"] + 2 * 0.004, rel=1e-9)

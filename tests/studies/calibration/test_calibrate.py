@@ -69,7 +69,7 @@ def test_calibrate_on_local_processes_writes_the_directory(tmp_path):
         app,
         [
             *("calibrate", "--nproc", "2", "--out", str(out), "--steps", "3"),
-            *("--max-size", "4194304", "--points", "2", "--repeats", "1", "--no-progress"),
+            *("--max-size", "16777216", "--points", "3", "--repeats", "2", "--no-progress"),
         ],
     )
     assert result.exit_code == 0, result.output
