@@ -4,7 +4,8 @@ A testbed's plan is written to its state file (``/run/commsim/testbeds/NAME.json
 ``$COMMSIM_TESTBED_STATE``) *before* anything is created, so that whatever a killed ``up``
 left behind is found and removed by ``down``. Everything lives inside the testbed's own
 namespaces: removing them (after stopping the processes inside) removes the veths, bridges
-and qdiscs too. A failure or Ctrl-C during ``up`` removes what it had made.
+and qdiscs too; each host namespace also gets an ``/etc/netns/NS/hosts`` naming the testbed's
+addresses (removed with it). A failure or Ctrl-C during ``up`` removes what it had made.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "Status",
     "down",
     "has_netem",
+    "netns_etc",
     "preflight",
     "run_command",
     "state_dir",
@@ -42,6 +44,38 @@ TBF_LATENCY = "400ms"
 def state_dir() -> Path:
     """Where testbeds' state files live (``$COMMSIM_TESTBED_STATE`` or /run/commsim/testbeds)."""
     return Path(os.environ.get("COMMSIM_TESTBED_STATE", "/run/commsim/testbeds"))
+
+
+def netns_etc() -> Path:
+    """Where ``ip netns exec`` finds a namespace's own ``/etc`` files (``/etc/netns``, or
+    ``$COMMSIM_NETNS_ETC``)."""
+    return Path(os.environ.get("COMMSIM_NETNS_ETC", "/etc/netns"))
+
+
+def _write_hosts(plan: Plan) -> None:
+    # `ip netns exec` mounts /etc/netns/NS/hosts over /etc/hosts: a rank's reverse lookups
+    # of its peers (c10d asks for each client) answer from it, instead of failing (or
+    # waiting) on a DNS server the namespace cannot reach.
+    # c10d's store listens on IPv6 and sees its IPv4 clients as ::ffff:a.b.c.d: name both.
+    table = "127.0.0.1 localhost\n::1 localhost\n"
+    table += "".join(
+        f"{host.address} {host.namespace}\n::ffff:{host.address} {host.namespace}\n"
+        for host in plan.hosts
+    )
+    for host in plan.hosts:
+        directory = netns_etc() / host.namespace
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "hosts").write_text(table)
+
+
+def _remove_hosts(namespace: str) -> None:
+    directory = netns_etc() / namespace
+    (directory / "hosts").unlink(missing_ok=True)
+    for empty in (directory, directory.parent):  # only if nothing but ours was there
+        try:
+            empty.rmdir()
+        except OSError:
+            break
 
 
 def run_command(argv: Sequence[str]) -> str:
@@ -158,6 +192,7 @@ def up(plan: Plan, run: Runner = run_command) -> bool:
                 _shape(run, end.namespace, end.device, link, netem)
         for host in plan.hosts:
             run(_ip(host.namespace, "addr", "add", f"{host.address}/16", "dev", host.device))
+        _write_hosts(plan)
     except BaseException:  # a failed command, Ctrl-C: leave nothing behind
         _remove(plan.name, plan.namespaces, _existing_namespaces(run), run)
         raise
@@ -197,6 +232,7 @@ def _remove(name: str, namespaces: list[str], existing: set[str], run: Runner) -
     """Stop the processes in those of ``namespaces`` that exist, delete them, forget ``name``."""
     removed = []
     for namespace in namespaces:
+        _remove_hosts(namespace)
         if namespace not in existing:
             continue
         for pid in run(["ip", "netns", "pids", namespace]).split():

@@ -21,8 +21,10 @@ needs_root = pytest.mark.usefixtures("testbed_rights")  # skips, saying why, whe
 
 @pytest.fixture(autouse=True)
 def state(tmp_path, monkeypatch):
-    """Each test's testbeds are recorded in its own state directory."""
+    """Each test's testbeds are recorded in its own state directory (and name their hosts
+    in their own /etc/netns)."""
     monkeypatch.setenv("COMMSIM_TESTBED_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("COMMSIM_NETNS_ETC", str(tmp_path / "netns"))
     return tmp_path / "state"
 
 
@@ -104,6 +106,21 @@ def test_up_shapes_both_ends_of_every_link_at_its_rate():
     assert all(c[c.index("rate") + 1] == "100000000bit" for c in shaped)
     assert fake.namespaces == set(plan.namespaces)
     assert [s.state for s in status(run=fake)] == ["up"]
+
+
+def test_each_host_resolves_every_testbed_address_and_down_removes_it(tmp_path):
+    # c10d looks up each store client's name, seen as ::ffff:a.b.c.d; without an answer
+    # from /etc/hosts every rank printed a warning (and may wait on an unreachable DNS).
+    fake = FakeIp()
+    plan = make_plan(topologies.star(2), "tb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        up(plan, run=fake)
+    hosts = (tmp_path / "netns" / "tb-h0" / "hosts").read_text().splitlines()
+    assert "10.77.0.2 tb-h1" in hosts and "::ffff:10.77.0.2 tb-h1" in hosts
+    assert (tmp_path / "netns" / "tb-h1" / "hosts").is_file()
+    down("tb", run=fake)
+    assert not (tmp_path / "netns").exists()
 
 
 def test_with_netem_each_end_delays_by_the_links_latency_under_its_tbf():
