@@ -137,9 +137,8 @@ class Fabric:
         for held in list(self._held):
             self._release(held)
 
-    def _admit(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any] | None:
-        """Hold a call of ``rank`` that cannot start yet, and return its handle; None when it
-        may start now.
+    def _admit(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
+        """Start a call of ``rank`` now (``start()``), or hold it and return its handle.
 
         A call waits until every rank has created the groups ``rank`` had created when it
         was made (``new_group`` is a collective of the whole world that blocks on a real
@@ -153,7 +152,7 @@ class Fabric:
         work = self.local_work(rank)
         queue = self._held.get(rank)
         if not queue and needed <= self._complete and work is None:
-            return None
+            return start()
         if needed > self._complete:
             what = f"{what} (held until every rank creates group #{needed - 1})"
         elif work is not None:
@@ -209,14 +208,11 @@ class Fabric:
         what: str,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
-        held = self._admit(
+        return self._admit(
             rank,
             what,
             lambda: self._collective(rank, kind, tensor, group, op, root, algorithm, what),
         )
-        if held is not None:
-            return held
-        return self._collective(rank, kind, tensor, group, op, root, algorithm, what)
 
     def _collective(
         self,
@@ -313,8 +309,7 @@ class Fabric:
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
         payload = [t.detach().clone() for t in tensors]
-        held = self._admit(rank, what, lambda: self._send(rank, payload, header, dst, what))
-        return held if held is not None else self._send(rank, payload, header, dst, what)
+        return self._admit(rank, what, lambda: self._send(rank, payload, header, dst, what))
 
     def _send(
         self, rank: int, payload: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
@@ -336,8 +331,7 @@ class Fabric:
     def recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
     ) -> Handle[Received]:
-        held = self._admit(rank, what, lambda: self._recv(rank, buffers, src, what))
-        return held if held is not None else self._recv(rank, buffers, src, what)
+        return self._admit(rank, what, lambda: self._recv(rank, buffers, src, what))
 
     def _recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str

@@ -103,12 +103,6 @@ def trace_file(path: str | Path) -> Path:
     return path / COMPUTE_FILE if path.is_dir() else path
 
 
-def _has_column(path: str | Path, column: str) -> bool:
-    import pandas as pd
-
-    return column in pd.read_csv(trace_file(path), nrows=0).columns
-
-
 def _is_real(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
@@ -117,7 +111,9 @@ def _positive(value: Any) -> bool:
     return _is_real(value) and math.isfinite(value) and value > 0
 
 
-def _read_trace(path: str | Path) -> dict[int, np.ndarray] | np.ndarray:
+def _read_trace(path: str | Path) -> tuple[dict[int, np.ndarray] | np.ndarray, bool]:
+    """The step times (per rank, when the file has ranks) and whether a row is a gradient
+    (a run's ``compute.csv`` has a ``gradient`` column) rather than a micro-batch."""
     import pandas as pd
 
     given, path = path, trace_file(path)
@@ -139,11 +135,13 @@ def _read_trace(path: str | Path) -> dict[int, np.ndarray] | np.ndarray:
     if table.empty or seconds.isna().any() or (seconds <= 0).any():
         raise ValueError(f"compute trace {path} has no rows, or non-positive or missing seconds")
     table["seconds"] = seconds
+    per_gradient = "gradient" in table.columns
     if "rank" in table.columns:
-        if "gradient" in table.columns:  # a run's file: replayed in the order it computed
+        if per_gradient:  # a run's file: replayed in the order it computed
             table = table.sort_values(["rank", "gradient"], kind="stable")
-        return {int(r): g["seconds"].to_numpy(float) for r, g in table.groupby("rank")}
-    return table["seconds"].to_numpy(float)
+        ranks = {int(r): g["seconds"].to_numpy(float) for r, g in table.groupby("rank")}
+        return ranks, per_gradient
+    return table["seconds"].to_numpy(float), per_gradient
 
 
 @dataclass
@@ -257,9 +255,8 @@ class ComputeModel:
                     f"compute contention={self.contention!r} does not apply to a trace: "
                     "measured times include it already; leave contention at 1"
                 )
-            self._trace = _read_trace(self._params["path"])
             # A run's compute.csv has a row per gradient (its micro-batches included).
-            self._per_gradient = _has_column(self._params["path"], "gradient")
+            self._trace, self._per_gradient = _read_trace(self._params["path"])
         self._seconds: float | None = None if isinstance(self.base, str) else float(self.base)
         self._server: float | None = None if self.server == "measure" else float(self.server)
         self._model_numel = 0

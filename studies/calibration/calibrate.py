@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -126,7 +127,7 @@ def fit_probe(
         latency = float(np.median([f.latency for f in links.values()])) / 2
         graph = topologies.star(world_size, bandwidth=bandwidth, latency=latency)
         graph.graph["calibrated"] = source
-    collectives = _fit_collectives(logs, graph, world_size)
+    collectives = _fit_collectives(logs, graph)
     profile = compute_profile(logs)
     median = float(profile["seconds"].median())
     compute = {
@@ -154,9 +155,7 @@ def fit_probe(
     )
 
 
-def _fit_collectives(
-    logs: pd.DataFrame, graph: nx.Graph, world_size: int
-) -> dict[str, CollectiveFit]:
+def _fit_collectives(logs: pd.DataFrame, graph: nx.Graph) -> dict[str, CollectiveFit]:
     from sim.collectives.select import supported
     from sim.timing import collective_time
 
@@ -391,9 +390,18 @@ def _workload_section(c: Calibration) -> str:
     name, options = parse_spec(spec, "workload")
     lines = [f"name = {_toml(name)}"]
     lines += [
-        f"{_toml(key)} = {_toml(value)}" for key, value in options.items() if value is not None
+        f"{_key(key)} = {_toml(value)}" for key, value in options.items() if value is not None
     ]
     return "[workload]\n" + "\n".join(lines) + "\n\n"
+
+
+def _key(name: str) -> str:
+    """A TOML key: bare when it may be, else quoted.
+
+    >>> _key("hidden"), _key("a.b")
+    ('hidden', '"a.b"')
+    """
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml(name)
 
 
 def _toml(value: Any) -> str:
@@ -441,7 +449,7 @@ def report(c: Calibration) -> str:
         lines.append(
             f"* {op}: best `{fit.algorithm}`, overhead {_ms(fit.overhead)} per call; "
             + ", ".join(f"{a} {fit.rms(a):.1%}" for a in ranked)
-            + " RMS error without it"
+            + f" RMS error on the {fit.largest} largest sizes, without it"
         )
         lines.append(
             "  * residuals with it: "

@@ -98,9 +98,16 @@ class CollectiveFit:
     overhead: float
     residuals: list[float]
 
+    @property
+    def largest(self) -> int:
+        """How many of the largest sizes the algorithm is judged on: a third, two at least."""
+        return max(2, len(self.sizes) // 3)
+
     def rms(self, algorithm: str) -> float:
-        """RMS relative error of ``algorithm``'s predictions (no overhead added)."""
-        p, m = np.asarray(self.predicted[algorithm]), np.asarray(self.measured)
+        """RMS relative error of ``algorithm``'s predictions (no overhead added) over the
+        :attr:`largest` sizes, which chose :attr:`algorithm`."""
+        p = np.asarray(self.predicted[algorithm])[-self.largest :]
+        m = np.asarray(self.measured)[-self.largest :]
         return float(np.sqrt(np.mean(((p - m) / m) ** 2)))
 
 
@@ -132,13 +139,7 @@ def fit_collective(
     s, t = medians.index.to_numpy(float), medians.to_numpy(float)
     predicted = {a: [float(predict(a, x)) for x in s] for a in algorithms}
     fit = CollectiveFit(op, s.tolist(), t.tolist(), predicted, "", 0.0, [])
-    large = slice(len(s) - max(2, len(s) // 3), None)
-
-    def error(algorithm: str) -> float:
-        p = np.asarray(predicted[algorithm])[large]
-        return float(np.sqrt(np.mean(((p - t[large]) / t[large]) ** 2)))
-
-    fit.algorithm = min(algorithms, key=error)
+    fit.algorithm = min(algorithms, key=fit.rms)
     best = np.asarray(predicted[fit.algorithm])
     small = slice(0, max(1, len(s) // 2))
     fit.overhead = float(np.median((t - best)[small]))
