@@ -45,10 +45,10 @@ DUE = 1 + 1e-15
 _count, _min, _max = np.count_nonzero, np.minimum.reduce, np.maximum.reduce
 _I, _F = np.empty(0, np.int64), np.empty(0)
 _I.flags.writeable = _F.flags.writeable = False
-#: No pending flows: (end of latency, route, bytes, owner, tag, instant).
-_NO_PENDING = (_F, _I, _F, _I, _I, np.empty(0, bool))
-#: No active flows: (route, bytes left, bytes, rate, owner, tag).
-_NO_ACTIVE = (_I, _F, _F, _F, _I, _I)
+#: No pending flows: (end of latency, route, bytes, owner, tag, instant, weight).
+_NO_PENDING = (_F, _I, _F, _I, _I, np.empty(0, bool), _F)
+#: No active flows: (route, bytes left, bytes, rate, owner, tag, weight).
+_NO_ACTIVE = (_I, _F, _F, _F, _I, _I, _F)
 _ONES: dict[int, np.ndarray] = {}
 
 #: Flows that finished: (owners, tags, the one owner of them all or -1).
@@ -114,9 +114,11 @@ class FlowBatch:
 class FlowTable:
     """The pending and active flows of one network, as parallel arrays.
 
-    ``pending`` is ``(end of latency, route, bytes, owner, tag, instant)`` and ``active`` is
-    ``(route, bytes left, bytes, rate, owner, tag)``. ``first_due`` is the earliest end of a
-    latency phase (``inf`` when none). A newly active flow has rate 1 until :meth:`set_rates`.
+    ``pending`` is ``(end of latency, route, bytes, owner, tag, instant, weight)`` and
+    ``active`` is ``(route, bytes left, bytes, rate, owner, tag, weight)``: a flow's sharing
+    weight (1 unless the network draws one, see ``unfairness`` in :class:`sim.network.Network`)
+    goes with it. ``first_due`` is the earliest end of a latency phase (``inf`` when none). A
+    newly active flow has rate 1 until :meth:`set_rates`.
     """
 
     def __init__(self) -> None:
@@ -126,11 +128,20 @@ class FlowTable:
         # The one owner of all pending (all active) flows, or -1: saves a comparison.
         self._p_owner = self._a_owner = -1
 
-    def add(self, batch: FlowBatch, owner: int, tags: np.ndarray, now: float) -> None:
-        """``batch`` starts its latency phase ``now``; its flows belong to ``owner``."""
+    def add(
+        self,
+        batch: FlowBatch,
+        owner: int,
+        tags: np.ndarray,
+        now: float,
+        weights: np.ndarray | None = None,
+    ) -> None:
+        """``batch`` starts its latency phase ``now``; its flows belong to ``owner`` and share
+        links with ``weights`` (default 1 each)."""
         owners = np.empty(batch.size, np.int64)
         owners.fill(owner)  # np.full, without its Python wrapper
-        new = (now + batch.latency, batch.routes, batch.nbytes, owners, tags, batch.instant)
+        weight = _ones(batch.size) if weights is None else weights
+        new = (now + batch.latency, batch.routes, batch.nbytes, owners, tags, batch.instant, weight)
         if self.pending[0].size:
             self.pending = tuple(map(np.concatenate, zip(self.pending, new)))
             self._p_owner = owner if self._p_owner == owner else -1
@@ -150,12 +161,12 @@ class FlowTable:
 
     def progress(self, dt: float) -> None:
         """Active flows transfer for ``dt`` seconds at their rates."""
-        route, rem, size, rate, owner, tag = self.active
-        self.active = (route, rem - rate * dt, size, rate, owner, tag)
+        route, rem, size, rate, owner, tag, weight = self.active
+        self.active = (route, rem - rate * dt, size, rate, owner, tag, weight)
 
     def complete(self, now: float, finished: Finished) -> bool:
         """Remove the active flows that are done at ``now`` into ``finished``; True if any."""
-        route, rem, size, rate, owner, tag = self.active
+        _, rem, size, rate, owner, tag, _ = self.active
         done = rem <= _DONE_FRACTION * size
         n_done = _count(done)
         if n_done < rem.size:
@@ -184,14 +195,14 @@ class FlowTable:
             self.first_due, self._last_due = float(_min(left[0])), float(_max(left[0]))
             self._instant = bool(_count(left[5]))
             pending = tuple(x[due] for x in pending)
-        _, route, size, owner, tag, instant = pending
+        _, route, size, owner, tag, instant, weight = pending
         if instants and _count(instant):
             finished.append((owner[instant], tag[instant], sole))
             go = ~instant
             if not _count(go):
                 return False
-            route, size, owner, tag = route[go], size[go], owner[go], tag[go]
-        new = (route, size, size, _ones(size.size), owner, tag)
+            route, size, owner, tag, weight = route[go], size[go], owner[go], tag[go], weight[go]
+        new = (route, size, size, _ones(size.size), owner, tag, weight)
         if self.active[0].size:
             self.active = tuple(map(np.concatenate, zip(self.active, new)))
             self._a_owner = sole if self._a_owner == sole else -1

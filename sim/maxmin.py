@@ -9,7 +9,9 @@ pairs times the number of distinct bottleneck levels (one for a ring all-reduce 
 :class:`RateSolver` turns a set of active routes into rates for a network model and caches
 them by the sorted multiset of route ids: every step of a ring collective presents the same
 routes, so it is solved once. A second cache, by the routes in the order given, answers a round
-that recurs exactly (every all-reduce of a training run) without even sorting.
+that recurs exactly (every all-reduce of a training run) without even sorting. Flows with
+weights of their own (:meth:`RateSolver.solve_weighted`) are solved every time; only their link
+loads are shared between solves that give the same ones.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class RateSolver:
         self.model = model
         self.sharing = sharing
         self._cache: dict[bytes, tuple[np.ndarray, int]] = {}
+        self._loads: dict[tuple[bytes, bytes], int] = {}
         self._by_order: dict[bytes, tuple[np.ndarray, int]] = {}
         #: Per pattern id: (link ids, summed rate on each) -- the link loads for statistics.
         self.patterns: list[tuple[np.ndarray, np.ndarray]] = []
@@ -176,7 +179,33 @@ class RateSolver:
         self._by_order[given] = (rates, hit[1])
         return rates, hit[1]
 
+    def solve_weighted(self, routes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
+        """Like :meth:`solve` for flows with sharing ``weights`` of their own (positive, one per
+        flow; combined with ``sharing="rtt"``'s). Not cached: weights drawn per flow rarely
+        recur; a pattern id is reused for link loads seen before (to 1e-9 of each link's
+        capacity), so statistics stay small.
+        """
+        routes = np.asarray(routes, dtype=np.int64)
+        self.misses += 1
+        rates, used, load = self._rates(routes, np.asarray(weights, dtype=float))
+        # Weights change the rounding of equal loads (w * (c / w) != c): compare them to 1e-9
+        # of each link's capacity, the statistics' error if two near-equal loads are merged.
+        key = (used.tobytes(), np.round(load / self.capacity[used], 9).tobytes())
+        known = self._loads.get(key)
+        if known is None:
+            self.patterns.append((used, load))
+            known = self._loads[key] = len(self.patterns) - 1
+        return rates, known
+
     def _solve_sorted(self, routes: np.ndarray) -> tuple[np.ndarray, int]:
+        rates, used, load = self._rates(routes, None)
+        self.patterns.append((used, load))
+        return rates, len(self.patterns) - 1
+
+    def _rates(
+        self, routes: np.ndarray, weights: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rates of flows on ``routes``, and the links they use with the summed rate on each."""
         pieces = [self.route_links[r] for r in routes.tolist()]
         lengths = np.fromiter((p.size for p in pieces), dtype=np.int64, count=len(pieces))
         ptr = np.concatenate(([0], np.cumsum(lengths)))
@@ -184,12 +213,11 @@ class RateSolver:
         if self.model == "analytic":
             rates = self._route_bottleneck()[routes]
         else:
-            weights = None
             if self.sharing == "rtt":
-                weights = 1.0 / np.maximum(self._route_latency()[routes], _MIN_RTT)
+                rtt = 1.0 / np.maximum(self._route_latency()[routes], _MIN_RTT)
+                weights = rtt if weights is None else weights * rtt
             rates = maxmin_rates(ptr, links, self.capacity, weights)
         finite = np.where(np.isfinite(rates), rates, 0.0)
         used, inverse = np.unique(links, return_inverse=True)
         load = np.bincount(inverse, weights=np.repeat(finite, lengths), minlength=used.size)
-        self.patterns.append((used, load))
-        return rates, len(self.patterns) - 1
+        return rates, used, load

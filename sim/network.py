@@ -42,9 +42,11 @@ from sim.linkstats import LinkStats
 from sim.maxmin import MODELS, SHARINGS, RateSolver
 from sim.routing import NetworkError, Router
 
-__all__ = ["Network", "NetworkError", "check_efficiency", "check_nbytes"]
+__all__ = ["Network", "NetworkError", "check_efficiency", "check_nbytes", "check_unfairness"]
 
 Owner = Callable[[np.ndarray], None]
+#: Mixed into the seed of the flows' weights ("net"), apart from the run's other streams.
+_WEIGHT_STREAM = 0x6E6574
 
 
 def check_nbytes(nbytes: object, name: str = "nbytes") -> float:
@@ -83,6 +85,24 @@ def check_efficiency(value: object, name: str) -> float:
     return float(value)
 
 
+def check_unfairness(value: object, name: str) -> float:
+    """Return a flow-weight spread >= 0, or raise a one-line :class:`NetworkError`.
+
+    >>> check_unfairness(-0.1, "unfairness")
+    Traceback (most recent call last):
+    ...
+    sim.routing.NetworkError: unfairness must be a finite number >= 0 (0: max-min fair), got -0.1
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise NetworkError(f"{name} must be a finite number >= 0 (0: max-min fair), got {value!r}")
+    return float(value)
+
+
 class Network:
     """Flow-level (or analytic) network shared by every operation of one SimPy simulation.
 
@@ -105,6 +125,16 @@ class Network:
     collectives : dict, optional
         The algorithm ``auto`` stands for, per collective (``{"all_reduce": "ring"}``): what
         the real library runs, as ``commsim calibrate`` finds it; others follow the rule.
+    unfairness : float
+        How unevenly flows that meet at a bottleneck share it, >= 0 (0: max-min fair, they
+        finish together). Real TCP flows do not: a server's concurrent sends to three workers
+        finish up to a third of the transfer apart, so the first worker computes while the
+        others still receive. Each flow draws a weight ``exp(unfairness * z)``, ``z`` standard
+        normal, once, from ``seed``; links are shared by weighted max-min (each flow gets its
+        weight times the bottleneck's level). ``commsim calibrate`` fits it from concurrent
+        sends. Solves are then not cached: keep it 0 for large networks.
+    seed : int
+        Seeds the flows' weights (only drawn when ``unfairness > 0``).
     record : bool
         Keep the rate history needed by :meth:`link_stats` and :meth:`utilisation`.
     """
@@ -117,6 +147,8 @@ class Network:
         sharing: str = "maxmin",
         efficiency: float = 1.0,
         collectives: Mapping[str, str] | None = None,
+        unfairness: float = 0.0,
+        seed: int = 0,
         record: bool = True,
     ) -> None:
         if model not in MODELS:
@@ -124,6 +156,9 @@ class Network:
         if sharing not in SHARINGS:
             raise NetworkError(f"sharing must be one of {', '.join(SHARINGS)}, got {sharing!r}")
         check_efficiency(efficiency, "efficiency")
+        self.unfairness = check_unfairness(unfairness, "unfairness")
+        # Its own stream: drawing weights must not shift any other seeded draw of the run.
+        self._weights = np.random.default_rng([seed, _WEIGHT_STREAM])
         try:
             topologies.validate(topology)
         except topologies.TopologyError as err:
@@ -243,7 +278,10 @@ class Network:
 
     def inject(self, batch: FlowBatch, owner: int, tags: np.ndarray) -> None:
         """Start the flows of ``batch`` now; ``owner`` is told their ``tags`` as they finish."""
-        self.flows.add(batch, owner, tags, self.env.now)
+        weights = None
+        if self.unfairness:
+            weights = np.exp(self.unfairness * self._weights.standard_normal(batch.size))
+        self.flows.add(batch, owner, tags, self.env.now, weights)
         self.bytes_sent += batch.total
         self.bytes_sent_per_rank += batch.per_rank
         self.flows_simulated += batch.size
@@ -273,7 +311,11 @@ class Network:
                 self._dirty = False
                 route = self.flows.active[0]
                 if route.size:
-                    rates, self._pattern = self.solver.solve(route)
+                    if self.unfairness:
+                        solved = self.solver.solve_weighted(route, self.flows.active[6])
+                    else:
+                        solved = self.solver.solve(route)
+                    rates, self._pattern = solved
                     self.flows.set_rates(rates)
                 else:
                     self._pattern = -1

@@ -29,7 +29,7 @@ from sim.collectives.select import check_auto
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.maxmin import MODELS, SHARINGS
-from sim.network import Network, check_efficiency
+from sim.network import Network, check_efficiency, check_unfairness
 from sim.progress import StepProgress
 from sim.runtime import SimRuntime
 from strategies import CommError, Strategy
@@ -64,11 +64,11 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(network, Mapping):
         raise ValueError(f"network={network!r} must be 'flow', 'analytic' or a mapping")
     options = dict(network)
-    unknown = set(options) - {"model", "sharing", "efficiency", "collectives"}
+    unknown = set(options) - {"model", "sharing", "efficiency", "collectives", "unfairness"}
     if unknown:
         raise ValueError(
             f"network options {sorted(unknown)} are unknown; use 'model', 'sharing', "
-            "'efficiency' and 'collectives'"
+            "'efficiency', 'collectives' and 'unfairness'"
         )
     if not isinstance(options.get("collectives", {}), Mapping):
         raise ValueError(
@@ -79,6 +79,8 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
         options["collectives"] = check_auto(options["collectives"])
     if "efficiency" in options:
         options["efficiency"] = check_efficiency(options["efficiency"], "network efficiency")
+    if "unfairness" in options:
+        options["unfairness"] = check_unfairness(options["unfairness"], "network unfairness")
     if options.get("model", "flow") not in MODELS:
         raise ValueError(f"network model={options['model']!r} is unknown; use one of {MODELS}")
     if options.get("sharing", "maxmin") not in SHARINGS:
@@ -127,12 +129,14 @@ def run(
     network
         ``"flow"`` (max-min bandwidth sharing), ``"analytic"`` (alpha-beta, no contention),
         or ``{"model": ..., "sharing": "maxmin" | "rtt", "efficiency": 0.95, "collectives":
-        {"all_reduce": "ring"}}`` (the payload fraction of links without their own
-        ``efficiency``, and what ``auto`` stands for; see :class:`sim.network.Network`).
+        {"all_reduce": "ring"}, "unfairness": 0.3}`` (the payload fraction of links without
+        their own ``efficiency``, what ``auto`` stands for, and how unevenly concurrent flows
+        share a bottleneck; see :class:`sim.network.Network`).
     optimizer, lr_schedule
         See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec`.
     seed
-        Seeds model initialisation, data order and stragglers: same seed, same metrics.
+        Seeds model initialisation, data order, stragglers and the flows' sharing weights
+        (``network.unfairness``): same seed, same metrics.
     eval_every
         Evaluate the global model every this many steps (and at the start and the end).
     max_time, target_loss
@@ -263,7 +267,7 @@ def _simulate_run(
     if compute_model.server == "measure":
         config["compute"]["server_seconds"] = compute_model.server_seconds_or_none()
     env = simpy.Environment()
-    net = Network(env, graph, **net_options)
+    net = Network(env, graph, **net_options, seed=setup.seed)
     fabric = Fabric(env, net, world_size)
     initial = initial_parameters(setup)
     owners, _ = strategy.owners(world_size)

@@ -327,3 +327,79 @@ def sim_strategy(name, **options):
     import strategies
 
     return strategies.get(name, **options)
+
+
+# -- unfair sharing (TCP's concurrent flows finish apart) --------------------------------------
+
+
+def weighted_finish_times(weights, size, capacity):
+    """Plain progressive filling of equal-size flows on one bottleneck, by hand."""
+    left = {i: size for i in range(len(weights))}
+    t, done = 0.0, {}
+    while left:
+        total = sum(weights[i] for i in left)
+        rate = {i: capacity * weights[i] / total for i in left}
+        dt = min(left[i] / rate[i] for i in left)
+        t += dt
+        for i in list(left):
+            left[i] -= rate[i] * dt
+            if left[i] <= size * 1e-12:
+                done[i] = t
+                del left[i]
+    return [done[i] for i in range(len(weights))]
+
+
+def fan_out(unfairness, seed, n=4, size=1e6):
+    env = simpy.Environment()
+    net = Network(
+        env, topologies.star(n, bandwidth=1e6, latency=1e-9), unfairness=unfairness, seed=seed
+    )
+    sends = [net.send(0, dst, size) for dst in range(1, n)]
+    env.run()
+    return net, [s.value - 2e-9 for s in sends]
+
+
+def test_unfair_flows_share_by_their_drawn_weights():
+    from sim.network import _WEIGHT_STREAM
+
+    net, finish = fan_out(0.5, seed=3)
+    weights = np.exp(0.5 * np.random.default_rng([3, _WEIGHT_STREAM]).standard_normal(3))
+    assert finish == pytest.approx(weighted_finish_times(weights, 1e6, 1e6), rel=1e-9)
+    assert max(finish) == pytest.approx(3.0)  # the link never idles: the last ends as if fair
+    assert min(finish) < 2.5  # and the first well before it
+    assert fan_out(0.5, seed=3)[1] == finish  # the seed decides the weights
+    assert fan_out(0.5, seed=4)[1] != finish
+    assert fan_out(0.0, seed=3)[1] == pytest.approx([3.0] * 3)  # 0: max-min, together
+
+
+def test_unfair_solves_keep_one_pattern_per_distinct_link_load():
+    # A ring all-reduce on a star puts one flow on each directed link: every weight gives the
+    # same loads, so link statistics keep one pattern however many rounds are solved.
+    env = simpy.Environment()
+    net = Network(env, topologies.star(4, bandwidth=1e9, latency=1e-6), unfairness=0.5, seed=1)
+    done = net.collective("all_reduce", 4e6, algorithm="ring")
+    env.run()
+    fair_env = simpy.Environment()
+    fair = Network(fair_env, topologies.star(4, bandwidth=1e9, latency=1e-6))
+    fair_done = fair.collective("all_reduce", 4e6, algorithm="ring")
+    fair_env.run()
+    assert max(done.value.values()) == pytest.approx(max(fair_done.value.values()), rel=1e-12)
+    assert net.solver.misses == 6 and len(net.solver.patterns) == 1
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.inf, "high", True])
+def test_a_bad_unfairness_is_one_line_naming_it(tmp_path, bad):
+    import sim
+
+    with pytest.raises(NetworkError, match="unfairness must be a finite number >= 0"):
+        Network(simpy.Environment(), topologies.star(2), unfairness=bad)
+    with pytest.raises(ValueError, match="network unfairness must be"):
+        sim.run(
+            "allreduce",
+            "quadratic",
+            "star:n=2",
+            steps=1,
+            network={"unfairness": bad},
+            out=tmp_path / "run",
+        )
+    assert not (tmp_path / "run").exists()
