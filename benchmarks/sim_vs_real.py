@@ -14,10 +14,10 @@ For each network (a star of 4 hosts at 100 Mbit/s and at 1 Gbit/s, and a two-lev
    gradients: communication-heavy) for ``--steps`` steps on the testbed (``commsim real
    --testbed``);
 3. the simulator predicts the same run twice: **uncalibrated** (the spec's topology,
-   ``compute = "measure"``: one process alone, no server cost, no header overhead) and
-   **calibrated** (the calibration's topology and ``compute.csv`` as the ``trace``
-   straggler model, its server step, and the collective algorithms it found the library
-   runs as what ``auto`` stands for).
+   ``compute = "measure"``: one process alone, no server cost, no header overhead, max-min
+   fair sharing) and **calibrated** (the calibration's topology and ``compute.csv`` as the
+   ``trace`` straggler model, its server step, the collective algorithms it found the
+   library runs as what ``auto`` stands for, and the flows' fitted ``unfairness``).
 
 The metric is time per step in steady state, from each run's ``step`` rows:
 ``(time[steps] - time[2]) / (steps - 2)`` (the first steps pay for connection set-up, in
@@ -130,7 +130,11 @@ def main() -> None:
             )
         fitted = json.loads((cal_dir / "calibration.json").read_text())
         server = fitted["server_step"]
-        calibrated_network = {"collectives": fitted["auto"]}
+        unfair = fitted.get("unfairness") or {}
+        calibrated_network = {
+            "collectives": fitted["auto"],
+            "unfairness": unfair.get("unfairness", 0.0),
+        }
         calibrated_compute = {
             "straggler": "trace",
             "options": {"path": cal_dir},

@@ -11,7 +11,8 @@ A calibration directory holds:
 * ``compute.csv``: every rank's worker-step seconds measured with all ranks computing at
   once (the ``trace`` straggler model reads it as it is);
 * ``calibrated.toml``: the experiment sections that use them (``[topology]``,
-  ``[compute]`` with the measured server step);
+  ``[compute]`` with the measured server step, ``[network]`` with the collectives' algorithms
+  and the flows' ``unfairness``);
 * ``calibration.json`` and ``report.md``: every fitted parameter and the residuals of each
   fit; ``calibration.png``: the fits drawn over the measurements.
 """
@@ -35,9 +36,11 @@ import pandas as pd
 from studies.calibration.fit import (
     CollectiveFit,
     LinkFit,
+    UnfairnessFit,
     compute_profile,
     fit_collective,
     fit_link,
+    fit_unfairness,
 )
 
 __all__ = ["Calibration", "auto_algorithms", "calibrate", "fit_probe", "refit", "write"]
@@ -60,6 +63,7 @@ class Calibration:
     profile: pd.DataFrame
     compute: dict[str, float]
     server: float
+    unfairness: UnfairnessFit | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,6 +132,7 @@ def fit_probe(
         graph = topologies.star(world_size, bandwidth=bandwidth, latency=latency)
         graph.graph["calibrated"] = source
     collectives = _fit_collectives(logs, graph)
+    unfairness = _fit_unfairness(logs, graph)
     profile = compute_profile(logs)
     median = float(profile["seconds"].median())
     compute = {
@@ -152,7 +157,65 @@ def fit_probe(
         profile=profile,
         compute=compute,
         server=server_alone,
+        unfairness=unfairness,
     )
+
+
+#: Fan-outs the simulator draws per candidate ``unfairness`` (the same normal draws for every
+#: candidate, so its evenness falls smoothly as ``unfairness`` grows).
+FANOUT_DRAWS = 48
+
+
+def _fit_unfairness(logs: pd.DataFrame, graph: nx.Graph) -> UnfairnessFit | None:
+    """Fit ``network.unfairness`` to the probe's fan-out (None without one, or with a single
+    receiver, whose evenness is 1 whatever the sharing)."""
+    if "fanout" not in logs:
+        return None
+    rows = logs.dropna(subset=["fanout"])
+    if rows["dst"].nunique() < 2:
+        return None
+    root, size = int(rows["src"].iloc[0]), float(rows["size"].iloc[0])
+    receivers = sorted(int(r) for r in rows["dst"].unique())
+    z = np.random.default_rng(0).standard_normal((FANOUT_DRAWS, len(receivers)))
+
+    def simulate(unfairness: float) -> float:
+        return _simulated_evenness(graph, root, receivers, size, np.exp(unfairness * z))
+
+    return fit_unfairness(rows, simulate)
+
+
+def _simulated_evenness(
+    graph: nx.Graph, root: int, receivers: list[int], size: float, weights: np.ndarray
+) -> float:
+    """The simulator's mean evenness of fan-outs of ``size`` bytes from ``root``, one per row
+    of the flows' ``weights``: weighted max-min progressive filling, as :mod:`sim.network`
+    shares links, each receiver's route latency added to its transfer (the flows' latency
+    phases differ by microseconds; this skips an event loop per fan-out)."""
+    from sim.maxmin import maxmin_rates
+    from sim.routing import Router
+
+    router = Router(graph)
+    routes = router.routes(np.full(len(receivers), root), np.asarray(receivers))
+    links = [router.route_links[r] for r in routes.tolist()]
+    latency = router.route_latency[routes]
+    ratios = []
+    for w in weights:
+        left, live, done = np.full(len(receivers), size), list(range(len(receivers))), {}
+        now = 0.0
+        while live:
+            ptr = np.concatenate(([0], np.cumsum([links[i].size for i in live])))
+            rates = maxmin_rates(
+                ptr, np.concatenate([links[i] for i in live]), router.capacity, w[live]
+            )
+            step = float(np.min(left[live] / rates))
+            now += step
+            left[live] -= rates * step
+            for i in [i for i in live if left[i] <= size * 1e-9]:
+                done[i] = now
+                live.remove(i)
+        times = np.array([done[i] for i in range(len(receivers))]) + latency
+        ratios.append(float(times.mean() / times.max()))
+    return float(np.mean(ratios))
 
 
 def _fit_collectives(logs: pd.DataFrame, graph: nx.Graph) -> dict[str, CollectiveFit]:
@@ -345,6 +408,7 @@ def _summary(c: Calibration) -> dict[str, Any]:
         "collectives": {op: asdict(fit) for op, fit in c.collectives.items()},
         "compute": c.compute,
         "server_step": c.server,
+        "unfairness": asdict(c.unfairness) if c.unfairness else None,
         "auto": auto_algorithms(c),
     }
 
@@ -417,10 +481,13 @@ def _toml(value: Any) -> str:
 
 def _network_section(c: Calibration) -> str:
     chosen = auto_algorithms(c)
-    if not chosen:
-        return ""
-    table = ", ".join(f'{op} = "{algorithm}"' for op, algorithm in chosen.items())
-    return f"\n[network]\ncollectives = {{ {table} }}\n"
+    lines = []
+    if chosen:
+        table = ", ".join(f'{op} = "{algorithm}"' for op, algorithm in chosen.items())
+        lines.append(f"collectives = {{ {table} }}")
+    if c.unfairness is not None and c.unfairness.unfairness > 0:
+        lines.append(f"unfairness = {c.unfairness.unfairness:g}")
+    return "\n[network]\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def _ms(seconds: float) -> str:
@@ -436,7 +503,16 @@ def report(c: Calibration) -> str:
     lines += [f"* latency per link: {_ms(c.latency)} (one-way intercept / hops)"]
     if c.efficiency is not None:
         lines += [f"* efficiency (payload / wire bytes): {c.efficiency:.4f}"]
-    lines += [f"* pair bandwidth (payload, median): {format_bandwidth(c.bandwidth)}", ""]
+    lines += [f"* pair bandwidth (payload, median): {format_bandwidth(c.bandwidth)}"]
+    if c.unfairness is not None:
+        u = c.unfairness
+        lines += [
+            f"* unfairness of concurrent flows: {u.unfairness:g} (a fan-out's receivers "
+            f"finish at {u.measured:.3f} of the last one's time on average over {u.repeats} "
+            f"repeats; simulated at this value {u.predicted:.3f}, max-min fair "
+            f"{u.curve[0.0]:.3f})"
+        ]
+    lines += [""]
     lines += ["| pair | latency | bandwidth | max residual |", "|---|---|---|---|"]
     for name, fit in c.links.items():
         lines.append(

@@ -6,6 +6,8 @@
   faster link), the latency from the smaller half;
 * :func:`fit_collective`: which of the simulator's algorithms predicts a measured collective
   best, and the constant per-call overhead left over;
+* :func:`fit_unfairness`: how unevenly concurrent flows share a link (the simulator's
+  ``network.unfairness``), from one rank's sends to all others at once;
 * :func:`compute_profile`: each rank's worker-step seconds, warm-up dropped, as
   ``compute.csv`` holds them.
 """
@@ -18,7 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["CollectiveFit", "LinkFit", "compute_profile", "fit_collective", "fit_link"]
+__all__ = [
+    "CollectiveFit",
+    "LinkFit",
+    "UnfairnessFit",
+    "compute_profile",
+    "evenness",
+    "fit_collective",
+    "fit_link",
+    "fit_unfairness",
+]
 
 #: Latency floor of a fit: a negative intercept means "below what the sizes can resolve".
 MIN_LATENCY = 1e-7
@@ -145,6 +156,78 @@ def fit_collective(
     fit.overhead = float(np.median((t - best)[small]))
     fit.residuals = ((best + fit.overhead - t) / t).tolist()
     return fit
+
+
+@dataclass
+class UnfairnessFit:
+    """How evenly a fan-out's receivers finished, measured and simulated.
+
+    ``measured`` is the mean over repeats of :func:`evenness`; ``curve`` maps each
+    ``unfairness`` the search tried to the simulator's mean evenness of the same fan-out;
+    ``unfairness`` is the one whose evenness is closest to the measured one.
+    """
+
+    unfairness: float
+    measured: float
+    repeats: int
+    curve: dict[float, float]
+
+    @property
+    def predicted(self) -> float:
+        """The simulator's evenness at the fitted ``unfairness``."""
+        return self.curve[self.unfairness]
+
+
+def evenness(rows: pd.DataFrame) -> pd.Series:
+    """Per repeat of a fan-out: the receivers' mean time over the last one's.
+
+    1 when they finish together (max-min sharing of equal routes); for ``n`` receivers
+    served one after another, ``(n + 1) / (2 n)``.
+
+    >>> rows = pd.DataFrame({"repeat": [1, 1, 1, 2, 2, 2], "fanout": [1, 2, 3, 3, 3, 3.0]})
+    >>> evenness(rows).tolist()
+    [0.6666666666666666, 1.0]
+    """
+    times = rows.groupby("repeat")["fanout"]
+    return times.mean() / times.max()
+
+
+#: The largest ``unfairness`` a fit returns (weights spread by e^3 per standard deviation:
+#: flows all but served one after another), and the resolution of its search.
+MAX_UNFAIRNESS, UNFAIRNESS_STEP = 3.0, 0.01
+
+
+def fit_unfairness(rows: pd.DataFrame, simulate: Callable[[float], float]) -> UnfairnessFit:
+    """Find the ``unfairness`` whose simulated evenness (``simulate(unfairness)``: the mean
+    over draws of the flows' weights, falling as ``unfairness`` grows) equals the measured
+    mean :func:`evenness` of ``rows`` (``repeat``, ``fanout`` seconds per receiver), by
+    bisection to :data:`UNFAIRNESS_STEP` within ``[0, MAX_UNFAIRNESS]``.
+
+    Examples
+    --------
+    A simulator whose evenness falls linearly from 1 at 0 to 0.7 at 3:
+
+    >>> rows = pd.DataFrame({"repeat": [1, 1, 2, 2], "fanout": [0.8, 1.0, 0.9, 1.0]})
+    >>> fit = fit_unfairness(rows, lambda u: 1 - 0.1 * u)
+    >>> fit.measured, round(fit.unfairness, 2), len(fit.curve) < 12
+    (0.925, 0.75, True)
+    """
+    per_repeat = evenness(rows)
+    if per_repeat.empty:
+        raise ValueError("the probe recorded no fan-out; it needs at least three ranks")
+    measured = float(per_repeat.mean())
+    curve = {0.0: float(simulate(0.0)), MAX_UNFAIRNESS: float(simulate(MAX_UNFAIRNESS))}
+    low, high = 0.0, MAX_UNFAIRNESS
+    if measured >= curve[low]:
+        high = low  # as even as max-min sharing, or more: fair
+    elif measured <= curve[high]:
+        low = high
+    while high - low > UNFAIRNESS_STEP:
+        middle = round((low + high) / 2, 6)
+        curve[middle] = float(simulate(middle))
+        low, high = (middle, high) if curve[middle] > measured else (low, middle)
+    best = min((low, high), key=lambda u: abs(curve[u] - measured))
+    return UnfairnessFit(best, measured, int(per_repeat.size), dict(sorted(curve.items())))
 
 
 def compute_profile(logs: pd.DataFrame, warmup: int = 1) -> pd.DataFrame:

@@ -11,6 +11,9 @@ Each measurement is a ``w.log`` row (``rank``, ``time`` plus):
   to ``dst``, logged by ``src``;
 * ``all_reduce`` / ``broadcast``: seconds from a barrier's end to the collective's end on
   this rank, for ``size`` bytes per rank, repeat ``repeat``;
+* ``fanout``: seconds from a barrier's end until this rank (``dst``) has received the largest
+  size from the first rank (``src``), which sent it to every other rank at once, repeat
+  ``repeat`` (how unevenly concurrent flows share the sender's link: TCP ends them apart);
 * ``compute``: seconds of one worker step (a gradient and its optimizer step), ``gradient``.
 """
 
@@ -25,6 +28,7 @@ import torch
 
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
+from strategies.handles import all_of
 
 __all__ = ["CalibrationProbe", "probe_sizes"]
 
@@ -51,7 +55,8 @@ def probe_sizes(min_size: int, max_size: int, points: int) -> list[int]:
 
 
 class CalibrationProbe(Strategy):
-    """Ping-pong every pair of ranks, time all-reduce and broadcast, then time worker steps.
+    """Ping-pong every pair of ranks, time all-reduce and broadcast, send from one rank to all
+    at once, then time worker steps.
 
     Parameters
     ----------
@@ -59,7 +64,8 @@ class CalibrationProbe(Strategy):
         Payload bytes of each message and collective: ``points`` sizes, log-spaced
         (:func:`probe_sizes`).
     repeats
-        Timed repetitions per size (after one untimed warm-up).
+        Timed repetitions per size (after one untimed warm-up); the fan-out, a distribution
+        rather than one time, is timed three times as often.
     pairs
         ``"all"`` pairs of ranks, or ``"first"``: rank 0 with each other rank.
 
@@ -104,6 +110,7 @@ class CalibrationProbe(Strategy):
     def worker(self, w: WorkerContext) -> Program:
         yield from self._pingpong(w)
         yield from self._collectives(w)
+        yield from self._fanout(w)
         gradient = 0
         while not w.done:
             start = w.now
@@ -145,3 +152,16 @@ class CalibrationProbe(Strategy):
                     if repeat:
                         values: dict[str, Any] = {op: w.now - start}
                         w.log(**values, size=size, repeat=repeat)
+
+    def _fanout(self, w: WorkerContext) -> Program:
+        root, size = w.workers[0], self.sizes[-1]
+        buffer = torch.zeros(size // 4)
+        for repeat in range(3 * self.repeats + 1):
+            yield w.comm.barrier()
+            start = w.now
+            if w.rank == root:
+                yield all_of([w.comm.send(buffer, dst) for dst in w.workers if dst != root])
+                continue
+            yield w.comm.recv(buffer, root)
+            if repeat:
+                w.log(fanout=w.now - start, size=size, src=root, dst=w.rank, repeat=repeat)

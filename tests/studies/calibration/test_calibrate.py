@@ -37,6 +37,39 @@ def test_the_fit_gives_back_the_simulators_latency_bandwidth_and_efficiency(prob
         assert max(abs(r) for r in fit.residuals) < 1e-6
     assert c.compute["median"] == pytest.approx(0.01)
     assert set(c.profile["rank"]) == {0, 1, 2}
+    # Max-min sharing ends a fan-out's flows together: no unfairness to fit.
+    assert c.unfairness.measured == pytest.approx(1.0) and c.unfairness.unfairness == 0.0
+
+
+@pytest.fixture(scope="module")
+def unfair():
+    """A probe run on a 4-host star whose concurrent flows share links unevenly."""
+    truth = topologies.star(4, bandwidth="100Mbps", latency="1ms")
+    probe = CalibrationProbe(max_size=2**20, points=2, repeats=5)
+    return sim.run(
+        probe,
+        "mlp_digits",
+        truth,
+        steps=3,
+        eval_every=3,
+        compute=0.01,
+        network={"unfairness": 0.6},
+    )
+
+
+def test_the_fit_gives_back_the_simulators_unfairness_and_writes_it(unfair, tmp_path):
+    nominal = topologies.star(4, bandwidth="100Mbps", latency="1us")
+    c = fit_probe(unfair.logs, nominal=nominal, world_size=4, source="sim")
+    fit = c.unfairness
+    assert fit.repeats == 15
+    # 15 fan-outs of 3 flows: the mean evenness is an estimate, and so is the unfairness.
+    assert 0.35 < fit.unfairness < 0.85  # seeds 0-7 fit 0.40-0.66
+    assert fit.predicted == pytest.approx(fit.measured, abs=0.01)
+    assert fit.curve[0.0] == pytest.approx(1.0) and fit.measured < 0.95
+    write(c, tmp_path)
+    assert "unfairness of concurrent flows" in (tmp_path / "report.md").read_text()
+    exp = load_experiment(tmp_path / "calibrated.toml", ["strategy.name=parameter_server"])
+    assert exp.network.unfairness == fit.unfairness
 
 
 def test_a_written_calibration_loads_as_an_experiment_and_predicts_the_truth(probed, tmp_path):
