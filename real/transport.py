@@ -42,6 +42,17 @@ one rank each, posted only when the program asked for them:
   receive cannot be withdrawn). It is *kept* by its channel, which stops there until the next
   receive that accepts it (which claims it at once, when posted); a receive from any rank
   takes the kept envelope that arrived first.
+* Whoever sent first: a receive from any rank posted while several senders already wait
+  must take the earliest (the simulator's rule, and gloo's own, which queues the senders'
+  notices as they come). Only an envelope that has arrived has a place in that order, so
+  on gloo, once the program has posted a receive from any rank, every channel keeps an
+  envelope receive in flight at all times (*first come*): a sender's envelope is received,
+  and kept, as soon as it comes, and the order of arrival decides. Without it the senders'
+  channels would race when the receive is posted: an asynchronous server on a two-level
+  tree took a remote worker's push that came 0.34 s after the near worker's, and the near
+  worker pushed half as often as in the simulator. NCCL cannot receive speculatively (see
+  below), so there the senders already waiting race as before. :meth:`TorchTransport.quiesce`
+  stops it (a test that builds a second transport on the same process group needs that).
 * A posted receive is never cancelled. A program may abandon a handle (``wait_any`` with a
   timeout that won); like an MPI posted receive, and as in the simulator, the receive still
   takes the next message it matches.
@@ -194,6 +205,8 @@ class _Channel:
     def __init__(self, lock: threading.Lock) -> None:
         self.wake = threading.Condition(lock)
         self.kept: _Envelope | None = None
+        #: The library failed this channel's receive: it posts none it was not asked for.
+        self.broken = False
 
 
 class TorchTransport:
@@ -217,6 +230,11 @@ class TorchTransport:
         On the CPU, let the waiting thread finish collectives (:meth:`finish_inline`)
         rather than the library's completion callback. ``False`` only to measure the
         difference; the results are the same.
+    first_come
+        Keep an envelope receive in flight from every sender once the program receives from
+        any rank, so such a receive takes whoever sent first (see the module's notes). On
+        by default on gloo; NCCL cannot (``True`` there is refused); ``False`` issues the
+        library calls NCCL would get.
     """
 
     def __init__(
@@ -229,6 +247,7 @@ class TorchTransport:
         device: torch.device | str = "cpu",
         portable: bool = True,
         inline: bool = True,
+        first_come: bool | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -242,8 +261,11 @@ class TorchTransport:
             raise ValueError(
                 f"portable=False uses gloo's receive from any rank; {backend} has none"
             )
+        if first_come and self.device.type == "cuda":
+            raise ValueError("first_come=True needs speculative receives, which NCCL cannot make")
         self.portable = portable
         self._cuda = self.device.type == "cuda"  # completion by polling, not futures
+        self._may_come_first = not self._cuda if first_come is None else first_come
         self.inline = inline and not self._cuda
         #: Collectives held for the waiting thread, in the order they were started. Only the
         #: rank's own thread (the program's) touches it.
@@ -257,6 +279,8 @@ class TorchTransport:
         self._posted: list[_Recv] = []
         self._channels: dict[int, _Channel] = {}
         self._arrivals = count()
+        #: First come (see the module's notes): on gloo, after a receive from any rank.
+        self._first_come = False
 
     # -- devices --------------------------------------------------------------------------
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -494,6 +518,13 @@ class TorchTransport:
             self._recv_native(posted)
         return handle
 
+    def quiesce(self) -> None:
+        """Stop keeping envelope receives in flight that no posted receive asked for (first
+        come). One already in flight stays until its sender's next message, which the next
+        receive that accepts that sender gets."""
+        with self._lock:
+            self._first_come = False
+
     def _recv_native(self, posted: _Recv) -> None:
         """gloo's own matching: the envelope receive names ``src``, or any rank."""
         frame = torch.empty(ENVELOPE_BYTES, dtype=torch.uint8, device=self.device)
@@ -521,6 +552,8 @@ class TorchTransport:
                 self._channels[kept.src].wake.notify()
                 return
             self._posted.append(posted)
+            if posted.src is None and self._may_come_first:
+                self._first_come = True
             senders = [posted.src] if posted.src is not None else range(self.world_size)
             for sender in senders:
                 if sender != self.rank:
@@ -562,6 +595,8 @@ class TorchTransport:
                         break
                     if kept is None and any(r.accepts(sender) for r in self._posted):
                         break  # post an envelope receive: a posted receive wants one
+                    if kept is None and self._first_come and not channel.broken:
+                        break  # first come: have the next envelope as soon as it comes
                     channel.wake.wait()
             if kept is None:
                 kept = self._next_envelope(sender, channel)
@@ -580,6 +615,7 @@ class TorchTransport:
         except Exception as exc:
             with self._lock:
                 posted = self._claim(sender)
+                channel.broken = True  # the library is failing: ask it only when asked to
             if posted is not None:
                 self._failed(posted, exc)
             return None

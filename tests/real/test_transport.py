@@ -78,9 +78,11 @@ def _comm(rank: int, **options: Any) -> tuple[Communicator, TorchTransport, list
 
 
 def _flush(comm: Communicator, rank: int) -> None:
-    """Leave no envelope receive in flight: each sender's next message is received from it."""
+    """Leave no envelope receive in flight: each sender's next message is received from it
+    (after rank 0 stops keeping one in flight for whoever comes first)."""
     dist.barrier()
     if rank == 0:
+        TRANSPORT[-1].quiesce()
         for handle in [comm.recv(torch.zeros(1), src=s) for s in range(1, WORLD)]:
             assert _wait(handle).header == {"flush": 1}
     else:
@@ -139,6 +141,30 @@ def kept_envelope(rank: int) -> dict[str, Any]:
     else:
         dist.barrier()
         _wait(comm.send(torch.full((1,), 10.0 * rank), 0, header={"n": rank}))
+    _flush(comm, rank)
+    return out
+
+
+def first_come(rank: int) -> dict[str, Any]:
+    """Rank 0 receives from any rank while both senders already wait: rank 2 sent 0.3 s
+    before rank 1, so rank 2's message comes first, as in the simulator and in gloo's own
+    matching (without first come, the channels raced and rank 1's tended to win)."""
+    comm, _, _ = _comm(rank)
+    out: dict[str, Any] = {}
+    dist.barrier()
+    start = time.monotonic()
+    if rank == 0:
+        out["warm_up"] = _wait(comm.recv(torch.zeros(1))).src  # rank 1 sends nothing yet
+        time.sleep(max(0.0, start + 0.7 - time.monotonic()))  # busy while both send
+        first, second = comm.recv(torch.zeros(1)), comm.recv(torch.zeros(1))
+        out["order"] = [_wait(first).src, _wait(second).src]
+    elif rank == 2:
+        _wait(comm.send(torch.zeros(1), 0, header={"n": 0}))
+        time.sleep(max(0.0, start + 0.1 - time.monotonic()))
+        _wait(comm.send(torch.zeros(1), 0, header={"n": 1}))
+    else:
+        time.sleep(0.4)
+        _wait(comm.send(torch.zeros(1), 0, header={"n": 1}))
     _flush(comm, rank)
     return out
 
@@ -227,8 +253,9 @@ def native(rank: int) -> dict[str, Any]:
 
 
 def parameter_server(rank: int) -> dict[str, Any]:
-    """Server (rank 0): receive from any worker, reply to the sender. Workers: push, pull."""
-    comm, _, _ = _comm(rank)
+    """Server (rank 0): receive from any worker, reply to the sender. Workers: push, pull.
+    The calls NCCL would get: no envelope receive kept in flight speculatively."""
+    comm, _, _ = _comm(rank, first_come=False)
     out: dict[str, Any] = {}
     if rank == 0:
         served = []
@@ -349,6 +376,7 @@ def staged(rank: int) -> dict[str, Any]:
 SCENARIOS = [
     any_source,
     kept_envelope,
+    first_come,
     specific_before_any,
     abandoned,
     mismatch,
@@ -483,6 +511,14 @@ def test_an_envelope_that_lost_the_race_is_kept_for_the_next_receive(world):
     assert result["first"] in (1, 2)
     assert result["kept"] == [loser]
     assert (result["second"], result["second_value"]) == (loser, 10.0 * loser)
+
+
+def test_a_receive_from_any_rank_takes_whoever_sent_first(world):
+    # Both senders wait when the receive is posted; rank 2 sent 0.3 s before rank 1.
+    # test_sim_takes_whoever_sent_first checks the simulator's side.
+    result = world[0]["first_come"]
+    assert result["warm_up"] == 2
+    assert result["order"] == [2, 1]
 
 
 def test_a_receive_for_the_sender_is_matched_before_an_earlier_receive_from_any_rank(world):
@@ -634,6 +670,38 @@ class _Sequences(Strategy):
             yield w.comm.wait_all([one, two])
 
 
+class _FirstCome(Strategy):
+    """The ``first_come`` scenario on the simulator."""
+
+    name = "transport_first_come_test_only"
+    global_model = "primary"
+
+    def worker(self, w):
+        if w.rank == 0:
+            warm_up = yield w.comm.recv(torch.zeros(1), src=None)
+            yield w.sleep(0.7)
+            first = w.comm.recv(torch.zeros(1), src=None)
+            second = w.comm.recv(torch.zeros(1), src=None)
+            a, b = yield w.comm.wait_all([first, second])
+            w.log(warm_up=warm_up.src, first=a.src, second=b.src)
+        elif w.rank == 2:
+            yield w.comm.send(torch.zeros(1), 0)
+            yield w.sleep(0.1)
+            yield w.comm.send(torch.zeros(1), 0)
+        else:
+            yield w.sleep(0.4)
+            yield w.comm.send(torch.zeros(1), 0)
+
+
+def test_sim_takes_whoever_sent_first():
+    import topologies
+    from sim.run import run as sim_run
+
+    result = sim_run(_FirstCome(), "quadratic", topologies.star(3), steps=1)
+    row = result.logs.dropna(subset=["first"]).iloc[0]
+    assert (row["warm_up"], row["first"], row["second"]) == (2, 2, 1)
+
+
 @pytest.mark.parametrize(
     "abandon,expected", [(False, (2, 1)), (True, (1, 2))], ids=["specific", "abandoned"]
 )
@@ -654,6 +722,7 @@ def test_sim_matches_the_same_sequences(abandon, expected):
         ("nccl", {"device": "cuda:0", "portable": False}, "portable=False uses gloo's"),
         ("nccl", {"device": "cpu"}, "NCCL moves GPU tensors"),
         ("gloo", {"device": "cuda:0"}, "gloo moves CPU tensors"),
+        ("nccl", {"device": "cuda:0", "first_come": True}, "NCCL cannot make"),
     ],
 )
 def test_the_transport_refuses_what_its_backend_cannot_do(monkeypatch, backend, options, match):
