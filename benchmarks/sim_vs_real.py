@@ -21,7 +21,10 @@ For each network (a star of 4 hosts at 100 Mbit/s and at 1 Gbit/s, and a two-lev
 
 The metric is time per step in steady state, from each run's ``step`` rows:
 ``(time[steps] - time[2]) / (steps - 2)`` (the first steps pay for connection set-up, in
-real runs only). Prints one table (measured, both predictions, their relative errors),
+real runs only). Prints one table (measured, both predictions and their relative errors,
+the calibrated prediction again with max-min fair sharing (``unfairness = 0``) to show what
+that parameter does, and the cores the kernel spent in softirq, i.e. forwarding packets
+through the testbed's veth links, bridges and tbf queues, per second of the real run),
 writes it as ``OUT/table.md`` and the loss-against-time overlay of the first network as
 ``OUT/sim_vs_real.png``.
 
@@ -72,23 +75,39 @@ def _spec(text: str) -> tuple[str, dict[str, Any]]:
     return parse_spec(text, "spec")
 
 
-def real_run(network: str, strategy: str, steps: int, out: Path) -> pd.DataFrame:
-    """Train on the testbed; the run's metrics."""
+def _softirq_seconds() -> float:
+    """CPU seconds the whole machine has spent in softirq since boot (``/proc/stat``)."""
+    import os
+
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return int(fields[7]) / os.sysconf("SC_CLK_TCK")  # cpu user nice system idle iowait irq softirq
+
+
+def real_run(network: str, strategy: str, steps: int, out: Path) -> tuple[Any, float]:
+    """Train on the testbed; the run, and the cores the kernel spent in softirq during it
+    (the machine's softirq seconds over the run's time: start-up, imports and rendezvous,
+    moves next to no packets; NaN for a stored run measured without it)."""
     from runs import RunResult
 
+    kernel_file = out / "softirq.json"
     if not (out / "run.json").is_file():
+        before = _softirq_seconds()
         command = [
             *(sys.executable, "-m", "real", "--testbed", network, "--strategy", strategy),
             *("--workload", WORKLOAD, "--steps", str(steps), "--eval-every", str(EVAL_EVERY)),
             *("--out", str(out), "--no-progress"),
         ]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return RunResult.load(out).metrics
+        kernel_file.write_text(json.dumps({"softirq_seconds": _softirq_seconds() - before}))
+    result = RunResult.load(out)
+    if not kernel_file.is_file():
+        return result, float("nan")
+    softirq = json.loads(kernel_file.read_text())["softirq_seconds"]
+    return result, softirq / float(result.summary["time"])
 
 
-def sim_run(
-    topology: Any, strategy: str, steps: int, compute: Any, network: Any = "flow"
-) -> pd.DataFrame:
+def sim_run(topology: Any, strategy: str, steps: int, compute: Any, network: Any = "flow") -> Any:
     import sim
     import strategies
     import workloads
@@ -104,7 +123,13 @@ def sim_run(
         compute=compute,
         network=network,
     )
-    return result.metrics
+    return result
+
+
+def gradients_per_rank(result: Any) -> dict[int, int]:
+    """How many gradients each rank computed (an asynchronous server's workers need not
+    compute as many)."""
+    return {int(k): int(v) for k, v in result.compute.groupby("rank").size().items()}
 
 
 def main() -> None:
@@ -126,7 +151,7 @@ def main() -> None:
         if not (cal_dir / "calibration.json").is_file():
             print(f"[{net}] calibrating {spec}", flush=True)
             calibrate(
-                WORKLOAD, cal_dir, testbed=spec, steps=20, points=6, repeats=2, progress=False
+                WORKLOAD, cal_dir, testbed=spec, steps=20, points=6, repeats=3, progress=False
             )
         fitted = json.loads((cal_dir / "calibration.json").read_text())
         server = fitted["server_step"]
@@ -144,12 +169,19 @@ def main() -> None:
         for label in args.strategies:
             strategy = STRATEGIES[label]
             print(f"[{net}] {label}: real", flush=True)
-            measured = real_run(spec, strategy, args.steps, args.out / net / label)
+            measured, softirq = real_run(spec, strategy, args.steps, args.out / net / label)
             uncal = sim_run(spec, strategy, args.steps, "measure")
             cal = sim_run(
                 calibrated_topology, strategy, args.steps, calibrated_compute, calibrated_network
             )
-            m, u, c = step_time(measured), step_time(uncal), step_time(cal)
+            fair = sim_run(
+                calibrated_topology,
+                strategy,
+                args.steps,
+                calibrated_compute,
+                {**calibrated_network, "unfairness": 0.0},
+            )
+            m, u, c, f = (step_time(r.metrics) for r in (measured, uncal, cal, fair))
             rows.append(
                 {
                     "network": net,
@@ -159,14 +191,23 @@ def main() -> None:
                     "uncalibrated_err": (u - m) / m,
                     "calibrated_s": c,
                     "calibrated_err": (c - m) / m,
+                    "fair_err": (f - m) / m,
+                    "softirq_cores": softirq,
                 }
             )
             print(
                 f"    measured {m:.4f} s/step, uncalibrated {u:.4f} ({(u - m) / m:+.1%}), "
-                f"calibrated {c:.4f} ({(c - m) / m:+.1%})",
+                f"calibrated {c:.4f} ({(c - m) / m:+.1%}; fair sharing {(f - m) / m:+.1%}), "
+                f"softirq {softirq:.2f} cores",
                 flush=True,
             )
-            curves.setdefault(net, {})[label] = (measured, cal)
+            if "async" in strategy:
+                print(
+                    f"    gradients per rank: real {gradients_per_rank(measured)}, "
+                    f"calibrated sim {gradients_per_rank(cal)}",
+                    flush=True,
+                )
+            curves.setdefault(net, {})[label] = (measured.metrics, cal.metrics)
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     text = _markdown(table)
@@ -179,13 +220,15 @@ def main() -> None:
 
 def _markdown(table: pd.DataFrame) -> str:
     lines = [
-        "| network | strategy | measured (s/step) | uncalibrated | error | calibrated | error |",
-        "|---|---|---|---|---|---|---|",
+        "| network | strategy | measured (s/step) | uncalibrated | error | calibrated | error "
+        "| error, fair sharing | softirq (cores) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         lines.append(
             f"| {r.network} | {r.strategy} | {r.measured_s:.4f} | {r.uncalibrated_s:.4f} | "
-            f"{r.uncalibrated_err:+.1%} | {r.calibrated_s:.4f} | {r.calibrated_err:+.1%} |"
+            f"{r.uncalibrated_err:+.1%} | {r.calibrated_s:.4f} | {r.calibrated_err:+.1%} | "
+            f"{r.fair_err:+.1%} | {r.softirq_cores:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

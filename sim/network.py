@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from numbers import Real
+from typing import TypeGuard
 
 import networkx as nx
 import numpy as np
@@ -49,6 +50,11 @@ Owner = Callable[[np.ndarray], None]
 _WEIGHT_STREAM = 0x6E6574
 
 
+def _finite(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a finite real number (a bool is not one here)."""
+    return not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+
+
 def check_nbytes(nbytes: object, name: str = "nbytes") -> float:
     """Return ``nbytes`` as a float, or raise a one-line :class:`NetworkError` naming it.
 
@@ -57,12 +63,7 @@ def check_nbytes(nbytes: object, name: str = "nbytes") -> float:
     ...
     sim.routing.NetworkError: nbytes must be a finite number >= 0 (bytes), got -1
     """
-    if (
-        isinstance(nbytes, bool)
-        or not isinstance(nbytes, Real)
-        or not math.isfinite(nbytes)
-        or nbytes < 0
-    ):
+    if not _finite(nbytes) or nbytes < 0:
         raise NetworkError(f"{name} must be a finite number >= 0 (bytes), got {nbytes!r}")
     return float(nbytes)
 
@@ -75,12 +76,7 @@ def check_efficiency(value: object, name: str) -> float:
     ...
     sim.routing.NetworkError: efficiency must be in (0, 1] (payload / wire bytes), got 1.2
     """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, Real)
-        or not math.isfinite(value)
-        or not 0 < value <= 1
-    ):
+    if not _finite(value) or not 0 < value <= 1:
         raise NetworkError(f"{name} must be in (0, 1] (payload / wire bytes), got {value!r}")
     return float(value)
 
@@ -93,12 +89,7 @@ def check_unfairness(value: object, name: str) -> float:
     ...
     sim.routing.NetworkError: unfairness must be a finite number >= 0 (0: max-min fair), got -0.1
     """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if not _finite(value) or value < 0:
         raise NetworkError(f"{name} must be a finite number >= 0 (0: max-min fair), got {value!r}")
     return float(value)
 

@@ -486,7 +486,7 @@ def _network_section(c: Calibration) -> str:
         table = ", ".join(f'{op} = "{algorithm}"' for op, algorithm in chosen.items())
         lines.append(f"collectives = {{ {table} }}")
     if c.unfairness is not None and c.unfairness.unfairness > 0:
-        lines.append(f"unfairness = {c.unfairness.unfairness:g}")
+        lines.append(f"unfairness = {c.unfairness.unfairness:.4g}")
     return "\n[network]\n" + "\n".join(lines) + "\n" if lines else ""
 
 
@@ -507,7 +507,7 @@ def report(c: Calibration) -> str:
     if c.unfairness is not None:
         u = c.unfairness
         lines += [
-            f"* unfairness of concurrent flows: {u.unfairness:g} (a fan-out's receivers "
+            f"* unfairness of concurrent flows: {u.unfairness:.2f} (a fan-out's receivers "
             f"finish at {u.measured:.3f} of the last one's time on average over {u.repeats} "
             f"repeats; simulated at this value {u.predicted:.3f}, max-min fair "
             f"{u.curve[0.0]:.3f})"
