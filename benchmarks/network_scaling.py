@@ -7,6 +7,10 @@ rank`` runs per-rank progress instead (exact dependencies, many more events on a
 
     .venv/bin/python benchmarks/network_scaling.py                # all sizes, ~40 s
     .venv/bin/python benchmarks/network_scaling.py --sizes 64 256 --pace rank
+    .venv/bin/python benchmarks/network_scaling.py --sizes 64 256 --unfairness 0 0.3
+
+``--unfairness`` runs each size once per value given (``network.unfairness``: flows drawn
+weights, whose rate solves are not cached), side by side.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ def fat_tree_for(n: int):
     return topologies.fat_tree(k), f"fat_tree({k})"
 
 
-def run(g, n: int, pace: str) -> tuple[float, float, float, float, int]:
+def run(g, n: int, pace: str, unfairness: float = 0.0) -> tuple[float, float, float, float, int]:
     """Wall times of (setup, routing, simulation), simulated time, flows: one all-reduce."""
     t0 = time.perf_counter()
     env = simpy.Environment()
-    net = Network(env, g, record=False)
+    net = Network(env, g, record=False, unfairness=unfairness)
     t1 = time.perf_counter()
     ranks = np.arange(n)
     net.router.routes(ranks, (ranks + 1) % n)  # the ring's routes, timed on their own
@@ -52,11 +56,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024, 4096])
     parser.add_argument("--pace", choices=["step", "rank"], default="step")
     parser.add_argument("--families", nargs="+", default=["fat_tree", "star"])
+    parser.add_argument("--unfairness", type=float, nargs="+", default=[0.0])
     args = parser.parse_args()
     table = Table(title=f"ring all-reduce of 1 GB, pace={args.pace}")
     for col in (
         "topology",
         "ranks",
+        "unfairness",
         "flows",
         "setup (s)",
         "routing (s)",
@@ -71,18 +77,20 @@ def main() -> None:
             g, name = (
                 fat_tree_for(n) if family == "fat_tree" else (topologies.star(n), f"star({n})")
             )
-            setup, routing, wall, sim_t, flows = run(g, n, args.pace)
-            table.add_row(
-                name,
-                str(n),
-                f"{flows:,}",
-                f"{setup:.2f}",
-                f"{routing:.2f}",
-                f"{wall:.2f}",
-                f"{setup + routing + wall:.2f}",
-                f"{flows / wall:,.0f}",
-                f"{sim_t:.6f}",
-            )
+            for unfairness in args.unfairness:
+                setup, routing, wall, sim_t, flows = run(g, n, args.pace, unfairness)
+                table.add_row(
+                    name,
+                    str(n),
+                    f"{unfairness:g}",
+                    f"{flows:,}",
+                    f"{setup:.2f}",
+                    f"{routing:.2f}",
+                    f"{wall:.2f}",
+                    f"{setup + routing + wall:.2f}",
+                    f"{flows / wall:,.0f}",
+                    f"{sim_t:.6f}",
+                )
     Console(width=140).print(table)
 
 

@@ -10,8 +10,9 @@ pairs times the number of distinct bottleneck levels (one for a ring all-reduce 
 them by the sorted multiset of route ids: every step of a ring collective presents the same
 routes, so it is solved once. A second cache, by the routes in the order given, answers a round
 that recurs exactly (every all-reduce of a training run) without even sorting. Flows with
-weights of their own (:meth:`RateSolver.solve_weighted`) are solved every time; only their link
-loads are shared between solves that give the same ones.
+weights of their own (:meth:`RateSolver.solve_weighted`) are solved every time when two of them
+share a link; where no link carries two flows (a ring collective's rounds) weights cannot
+change a rate, and the cached solve answers.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class RateSolver:
         self.model = model
         self.sharing = sharing
         self._cache: dict[bytes, tuple[np.ndarray, int]] = {}
-        self._loads: dict[tuple[bytes, bytes], int] = {}
+        self._shared: dict[bytes, bool] = {}  # by routes in order: does a link carry two?
         self._by_order: dict[bytes, tuple[np.ndarray, int]] = {}
         #: Per pattern id: (link ids, summed rate on each) -- the link loads for statistics.
         self.patterns: list[tuple[np.ndarray, np.ndarray]] = []
@@ -181,21 +182,25 @@ class RateSolver:
 
     def solve_weighted(self, routes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
         """Like :meth:`solve` for flows with sharing ``weights`` of their own (positive, one per
-        flow; combined with ``sharing="rtt"``'s). Not cached: weights drawn per flow rarely
-        recur; a pattern id is reused for link loads seen before (to 1e-9 of each link's
-        capacity), so statistics stay small.
+        flow; combined with ``sharing="rtt"``'s). Where two flows share a link, not cached
+        (weights drawn per flow rarely recur: each solve adds a pattern to the statistics);
+        where none do, :meth:`solve`, cached.
         """
         routes = np.asarray(routes, dtype=np.int64)
+        given = routes.tobytes()
+        shared = self._shared.get(given)
+        if shared is None:
+            if len(self._shared) >= _ORDERED_KEPT:
+                self._shared.clear()
+            links = [self.route_links[r] for r in routes.tolist()]
+            used = np.concatenate(links) if links else np.empty(0, dtype=np.int64)
+            shared = self._shared[given] = bool(used.size) and used.size > np.unique(used).size
+        if not shared:  # every flow alone on its links: its weight cannot change its rate
+            return self.solve(routes)
         self.misses += 1
         rates, used, load = self._rates(routes, np.asarray(weights, dtype=float))
-        # Weights change the rounding of equal loads (w * (c / w) != c): compare them to 1e-9
-        # of each link's capacity, the statistics' error if two near-equal loads are merged.
-        key = (used.tobytes(), np.round(load / self.capacity[used], 9).tobytes())
-        known = self._loads.get(key)
-        if known is None:
-            self.patterns.append((used, load))
-            known = self._loads[key] = len(self.patterns) - 1
-        return rates, known
+        self.patterns.append((used, load))
+        return rates, len(self.patterns) - 1
 
     def _solve_sorted(self, routes: np.ndarray) -> tuple[np.ndarray, int]:
         rates, used, load = self._rates(routes, None)

@@ -123,7 +123,8 @@ class Network:
         others still receive. Each flow draws a weight ``exp(unfairness * z)``, ``z`` standard
         normal, once, from ``seed``; links are shared by weighted max-min (each flow gets its
         weight times the bottleneck's level). ``commsim calibrate`` fits it from concurrent
-        sends. Solves are then not cached: keep it 0 for large networks.
+        sends. Flows that share a link are then solved at every change, not from the cache
+        (a ring collective, one flow per link, is not affected).
     seed : int
         Seeds the flows' weights (only drawn when ``unfairness > 0``).
     record : bool
