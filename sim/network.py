@@ -318,7 +318,8 @@ class Network:
     def _advance(self) -> bool:
         """Bring flows to ``now``; finish and start what is due. True if new flows became due."""
         now = self.env.now
-        flows, finished = self.flows, []
+        flows = self.flows
+        finished: Finished = []
         if flows.active[1].size:
             if now > self._t_last:
                 flows.progress(now - self._t_last)

@@ -514,10 +514,10 @@ def report(c: Calibration) -> str:
         ]
     lines += [""]
     lines += ["| pair | latency | bandwidth | max residual |", "|---|---|---|---|"]
-    for name, fit in c.links.items():
+    for name, link in c.links.items():
         lines.append(
-            f"| {name} | {_ms(fit.latency)} | {format_bandwidth(fit.bandwidth)} | "
-            f"{fit.max_residual:.1%} |"
+            f"| {name} | {_ms(link.latency)} | {format_bandwidth(link.bandwidth)} | "
+            f"{link.max_residual:.1%} |"
         )
     lines += ["", "## Collectives (measured vs the simulator on the calibrated topology)", ""]
     for op, fit in c.collectives.items():
@@ -562,10 +562,10 @@ def _draw(c: Calibration) -> Any:
         import matplotlib.pyplot as plt
 
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        for name, fit in c.links.items():
-            sizes = np.asarray(fit.sizes)
-            (line,) = left.plot(sizes, fit.predict(sizes), label=f"pair {name} fit")
-            left.plot(sizes, fit.measured, "o", color=line.get_color())
+        for name, link in c.links.items():
+            sizes = np.asarray(link.sizes)
+            (line,) = left.plot(sizes, link.predict(sizes), label=f"pair {name} fit")
+            left.plot(sizes, link.measured, "o", color=line.get_color())
         for op, fit in c.collectives.items():
             sizes = np.asarray(fit.sizes)
             predicted = np.asarray(fit.predicted[fit.algorithm]) + fit.overhead
