@@ -29,9 +29,10 @@ writes it as ``OUT/table.md`` and the loss-against-time overlay of the first net
 ``OUT/sim_vs_real.png``.
 
 Run: ``sudo .venv/bin/python benchmarks/sim_vs_real.py --out results/sim_vs_real``
-(about 12 minutes on 2 cores; ``--networks star100`` for one network). Finished cases and
-calibrations in ``--out`` are reused; ``commsim calibrate --refit --out OUT/<net>/calibration``
-fits a calibration's measurements again.
+(about 9 minutes on 2 cores; ``--networks star100`` for one network; ``--repeats 3`` runs
+each real case three times, about 5 more minutes each, and compares the predictions with
+their mean). Finished cases and calibrations in ``--out`` are reused; ``commsim calibrate
+--refit --out OUT/<net>/calibration`` fits a calibration's measurements again.
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="real runs per case (measured: their mean; spread: (max - min) / mean)",
+    )
     args = parser.parse_args()
 
     import topologies
@@ -169,7 +176,13 @@ def main() -> None:
         for label in args.strategies:
             strategy = STRATEGIES[label]
             print(f"[{net}] {label}: real", flush=True)
-            measured, softirq = real_run(spec, strategy, args.steps, args.out / net / label)
+            runs = [
+                real_run(spec, strategy, args.steps, args.out / net / _run_name(label, r))
+                for r in range(args.repeats)
+            ]
+            measured = runs[0][0]
+            times = [step_time(run.metrics) for run, _ in runs]
+            softirq = sum(cores for _, cores in runs) / len(runs)
             uncal = sim_run(spec, strategy, args.steps, "measure")
             cal = sim_run(
                 calibrated_topology, strategy, args.steps, calibrated_compute, calibrated_network
@@ -181,12 +194,14 @@ def main() -> None:
                 calibrated_compute,
                 {**calibrated_network, "unfairness": 0.0},
             )
-            m, u, c, f = (step_time(r.metrics) for r in (measured, uncal, cal, fair))
+            m = sum(times) / len(times)
+            u, c, f = (step_time(r.metrics) for r in (uncal, cal, fair))
             rows.append(
                 {
                     "network": net,
                     "strategy": label,
                     "measured_s": m,
+                    "spread": (max(times) - min(times)) / m,
                     "uncalibrated_s": u,
                     "uncalibrated_err": (u - m) / m,
                     "calibrated_s": c,
@@ -196,7 +211,9 @@ def main() -> None:
                 }
             )
             print(
-                f"    measured {m:.4f} s/step, uncalibrated {u:.4f} ({(u - m) / m:+.1%}), "
+                f"    measured {m:.4f} s/step ({len(times)} runs: "
+                + ", ".join(f"{t:.4f}" for t in times)
+                + f"), uncalibrated {u:.4f} ({(u - m) / m:+.1%}), "
                 f"calibrated {c:.4f} ({(c - m) / m:+.1%}; fair sharing {(f - m) / m:+.1%}), "
                 f"softirq {softirq:.2f} cores",
                 flush=True,
@@ -218,15 +235,21 @@ def main() -> None:
         _overlay(curves[first], NETWORKS[first], args.out / "sim_vs_real.png")
 
 
+def _run_name(label: str, repeat: int) -> str:
+    """A real run's directory: the first repeat keeps the case's own name."""
+    return label if repeat == 0 else f"{label}-{repeat}"
+
+
 def _markdown(table: pd.DataFrame) -> str:
     lines = [
-        "| network | strategy | measured (s/step) | uncalibrated | error | calibrated | error "
-        "| error, fair sharing | softirq (cores) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| network | strategy | measured (s/step) | spread | uncalibrated | error | calibrated "
+        "| error | error, fair sharing | softirq (cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         lines.append(
-            f"| {r.network} | {r.strategy} | {r.measured_s:.4f} | {r.uncalibrated_s:.4f} | "
+            f"| {r.network} | {r.strategy} | {r.measured_s:.4f} | {r.spread:.1%} | "
+            f"{r.uncalibrated_s:.4f} | "
             f"{r.uncalibrated_err:+.1%} | {r.calibrated_s:.4f} | {r.calibrated_err:+.1%} | "
             f"{r.fair_err:+.1%} | {r.softirq_cores:.2f} |"
         )
