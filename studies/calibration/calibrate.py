@@ -161,8 +161,8 @@ def fit_probe(
     )
 
 
-#: Fan-outs the simulator draws per candidate ``unfairness`` (the same normal draws for every
-#: candidate, so its evenness falls smoothly as ``unfairness`` grows).
+#: Fan-outs the simulator runs per candidate ``unfairness`` (each network starts from the same
+#: seed, so every candidate sees the same normal draws and evenness falls smoothly with it).
 FANOUT_DRAWS = 48
 
 
@@ -176,45 +176,36 @@ def _fit_unfairness(logs: pd.DataFrame, graph: nx.Graph) -> UnfairnessFit | None
         return None
     root, size = int(rows["src"].iloc[0]), float(rows["size"].iloc[0])
     receivers = sorted(int(r) for r in rows["dst"].unique())
-    z = np.random.default_rng(0).standard_normal((FANOUT_DRAWS, len(receivers)))
 
     def simulate(unfairness: float) -> float:
-        return _simulated_evenness(graph, root, receivers, size, np.exp(unfairness * z))
+        return _simulated_evenness(graph, root, receivers, size, unfairness)
 
     return fit_unfairness(rows, simulate)
 
 
 def _simulated_evenness(
-    graph: nx.Graph, root: int, receivers: list[int], size: float, weights: np.ndarray
+    graph: nx.Graph, root: int, receivers: list[int], size: float, unfairness: float
 ) -> float:
-    """The simulator's mean evenness of fan-outs of ``size`` bytes from ``root``, one per row
-    of the flows' ``weights``: weighted max-min progressive filling, as :mod:`sim.network`
-    shares links, each receiver's route latency added to its transfer (the flows' latency
-    phases differ by microseconds; this skips an event loop per fan-out)."""
-    from sim.maxmin import maxmin_rates
-    from sim.routing import Router
+    """The simulator's mean evenness of :data:`FANOUT_DRAWS` fan-outs of ``size`` bytes from
+    ``root``, one after another on one network (each draws its flows' weights)."""
+    import simpy
 
-    router = Router(graph)
-    routes = router.routes(np.full(len(receivers), root), np.asarray(receivers))
-    links = [router.route_links[r] for r in routes.tolist()]
-    latency = router.route_latency[routes]
-    ratios = []
-    for w in weights:
-        left, live, done = np.full(len(receivers), size), list(range(len(receivers))), {}
-        now = 0.0
-        while live:
-            ptr = np.concatenate(([0], np.cumsum([links[i].size for i in live])))
-            rates = maxmin_rates(
-                ptr, np.concatenate([links[i] for i in live]), router.capacity, w[live]
-            )
-            step = float(np.min(left[live] / rates))
-            now += step
-            left[live] -= rates * step
-            for i in [i for i in live if left[i] <= size * 1e-9]:
-                done[i] = now
-                live.remove(i)
-        times = np.array([done[i] for i in range(len(receivers))]) + latency
-        ratios.append(float(times.mean() / times.max()))
+    from sim.network import Network
+
+    env = simpy.Environment()
+    net = Network(env, graph, unfairness=unfairness, seed=0, record=False)
+    ratios: list[float] = []
+
+    def fanouts() -> Any:
+        for _ in range(FANOUT_DRAWS):
+            start = env.now
+            sends = [net.send(root, dst, size) for dst in receivers]
+            yield simpy.AllOf(env, sends)
+            times = np.array([s.value for s in sends]) - start
+            ratios.append(float(times.mean() / times.max()))
+
+    env.process(fanouts())
+    env.run()
     return float(np.mean(ratios))
 
 

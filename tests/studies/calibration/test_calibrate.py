@@ -63,7 +63,7 @@ def test_the_fit_gives_back_the_simulators_unfairness_and_writes_it(unfair, tmp_
     fit = c.unfairness
     assert fit.repeats == 15
     # 15 fan-outs of 3 flows: the mean evenness is an estimate, and so is the unfairness.
-    assert 0.35 < fit.unfairness < 0.85  # seeds 0-7 fit 0.40-0.66
+    assert 0.35 < fit.unfairness < 0.85  # seeds 0-7 fit 0.38-0.62
     assert fit.predicted == pytest.approx(fit.measured, abs=0.01)
     assert fit.curve[0.0] == pytest.approx(1.0) and fit.measured < 0.95
     write(c, tmp_path)
