@@ -15,6 +15,9 @@ import topologies
 from sim.network import Network, NetworkError
 from sim.timing import transfer_time
 
+#: Values ``network.unfairness`` refuses.
+UNFAIR_BAD = (-0.1, math.inf, "high", True)
+
 B, L = 1e9, 1e-6
 
 
@@ -301,14 +304,15 @@ def test_collectives_fix_what_auto_stands_for_as_calibration_finds_it():
 
 
 @pytest.mark.parametrize(
-    "collectives, needle",
+    "network, needle",
     [
-        ({"all_reduce": "butterfly"}, "all_reduce has no algorithm 'butterfly'"),
-        ({"allreduce": "ring"}, "'allreduce' is not a collective"),
-        ("ring", "must map collectives to algorithms"),
+        ({"collectives": {"all_reduce": "butterfly"}}, "all_reduce has no algorithm 'butterfly'"),
+        ({"collectives": {"allreduce": "ring"}}, "'allreduce' is not a collective"),
+        ({"collectives": "ring"}, "must map collectives to algorithms"),
+        *(({"unfairness": bad}, "network unfairness must be") for bad in UNFAIR_BAD),
     ],
 )
-def test_bad_collectives_are_one_line_errors_before_the_run(tmp_path, collectives, needle):
+def test_bad_network_options_are_one_line_errors_before_the_run(tmp_path, network, needle):
     import sim
 
     with pytest.raises(ValueError, match=needle):
@@ -317,7 +321,7 @@ def test_bad_collectives_are_one_line_errors_before_the_run(tmp_path, collective
             "quadratic",
             "star:n=2",
             steps=1,
-            network={"collectives": collectives},
+            network=network,
             out=tmp_path / "run",
         )
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -390,19 +394,8 @@ def test_unfairness_cannot_change_flows_that_share_no_link():
     assert net.solver.misses == 3 and len(net.solver.patterns) == 3
 
 
-@pytest.mark.parametrize("bad", [-0.1, math.inf, "high", True])
-def test_a_bad_unfairness_is_one_line_naming_it(tmp_path, bad):
-    import sim
-
+@pytest.mark.parametrize("bad", UNFAIR_BAD)
+def test_a_bad_unfairness_is_one_line_naming_it(bad):
+    # sim.run's side: test_bad_network_options_are_one_line_errors_before_the_run.
     with pytest.raises(NetworkError, match="unfairness must be a finite number >= 0"):
         Network(simpy.Environment(), topologies.star(2), unfairness=bad)
-    with pytest.raises(ValueError, match="network unfairness must be"):
-        sim.run(
-            "allreduce",
-            "quadratic",
-            "star:n=2",
-            steps=1,
-            network={"unfairness": bad},
-            out=tmp_path / "run",
-        )
-    assert not (tmp_path / "run").exists()
