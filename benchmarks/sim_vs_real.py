@@ -146,6 +146,8 @@ def main() -> None:
         help="real runs per case (measured: their mean; spread: (max - min) / mean)",
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: run each case at least once")
 
     import topologies
     from studies.calibration import calibrate

@@ -180,7 +180,7 @@ class NetworkSection(_Section):
     sharing: Literal["maxmin", "rtt"] = "maxmin"
     efficiency: float = Field(1.0, gt=0, le=1)
     collectives: dict[str, str] = Field(default_factory=dict)
-    unfairness: float = Field(0.0, ge=0)
+    unfairness: float = Field(0.0, ge=0, allow_inf_nan=False)
 
     @field_validator("collectives")
     @classmethod

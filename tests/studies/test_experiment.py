@@ -143,6 +143,14 @@ def test_same_experiment_same_bits():
         ({"compute": {"slowdown": {"3": -2}}}, "compute.slowdown: compute slowdown[3]=-2.0"),
         ({"network": {"model": "packet"}}, "network.model: input should be 'flow' or 'analytic'"),
         (
+            {"network": {"unfairness": -1}},
+            "network.unfairness: input should be greater than or equal to 0, got -1",
+        ),
+        (
+            {"network": {"unfairness": float("inf")}},
+            "network.unfairness: input should be a finite number, got inf",
+        ),
+        (
             {"sweep": {"grid": {"strategy.mod": [1]}}},
             "sweep point strategy.mod=1: strategy.mod: allreduce has no argument 'mod'",
         ),
