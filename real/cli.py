@@ -240,6 +240,10 @@ def real_command(
             )
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: what was measured is written
+        said = str(exc) or "before the ranks started training"
+        typer.echo(f"interrupted: {said}", err=True)
+        raise typer.Exit(code=143 if "SIGTERM" in said else 130) from None
     except RuntimeError as exc:  # a rank failed: what it measured is written already
         typer.echo(f"error: {exc}", err=True)
         if out is not None:

@@ -11,6 +11,7 @@ once one has failed) and writes the run directory; the others stay until it has.
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 import topologies
 from real import rendezvous
 from real.devices import resolve_backend
+from real.handin import gather
 from real.placement import LaunchError, Placement
 from real.progress import RunProgress
 from real.rank import RankOptions, run_rank
 from real.results import assemble
+from real.store import SECRET_ENV, read_secret
 from runs import RunResult, RunWriter
 from strategies.roles import TrainingSetup
 
@@ -68,8 +71,9 @@ def run_launched(
                 deadline[0] = min(deadline[0], time.monotonic() + GRACE_SECONDS)
             return deadline[0]
 
-        parts = rendezvous.gather(store, setup.world_size, until)
-        failed = rendezvous.failure(store)
+        gathered = gather(store, setup.world_size, until)
+        parts = gathered.parts
+        failed = rendezvous.failure(store) or (gathered.refused[0] if gathered.refused else None)
         missing = [r for r, p in enumerate(parts) if p is None]
         if failed is None and missing:
             failed = (
@@ -89,11 +93,20 @@ def run_launched(
         except BaseException as exc:
             outcome["error"] = exc
 
+    secret = read_secret()
+    if secret is None and collector:
+        warnings.warn(
+            f"{SECRET_ENV} is not set: the run's store at {placement.master_addr}:"
+            f"{placement.master_port} trusts any process that reaches it (values are still "
+            "never executed); export the same random string on every node, e.g. "
+            f"{SECRET_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')",
+            stacklevel=2,
+        )
     owners, _ = setup.strategy.owners(setup.world_size)
     label = f"real {resolved}, {setup.world_size} ranks ({placement.launcher})"
     addr, port = placement.master_addr, placement.master_port
     bar = RunProgress(
-        lambda: rendezvous.client(addr, port, timeout),
+        lambda: rendezvous.client(addr, port, timeout, secret),
         owners,
         setup.steps,
         label,
@@ -101,7 +114,13 @@ def run_launched(
     )
     with writer or nullcontext(), bar:
         try:
-            run_rank(setup, placement, options, collect=collect if collector else None)
+            run_rank(
+                setup,
+                placement,
+                options,
+                collect=collect if collector else None,
+                secret=secret,
+            )
         except BaseException:
             if not collector or "error" not in outcome:
                 raise

@@ -36,12 +36,15 @@ import topologies
 import workloads
 from real import rendezvous
 from real.devices import resolve_backend
+from real.handin import gather
 from real.placement import LaunchError, Placement
 from real.pool import shared_pool
 from real.progress import RunProgress
 from real.rank import RankOptions
 from real.results import assemble
 from real.runtime import STOP_KEY
+from real.signals import interrupts
+from real.store import SignedStore, new_secret, write_secret
 from runs import RunResult, RunWriter
 from strategies import Strategy
 from strategies.roles import TrainingSetup, positive_int
@@ -50,6 +53,8 @@ __all__ = ["check_timeout", "run"]
 
 #: After the first rank fails, how long the others get to hand in what they measured.
 GRACE_SECONDS = 5.0
+#: After SIGINT or SIGTERM, how long the ranks have to stop at a ``yield`` and hand in.
+INTERRUPT_GRACE = 10.0
 
 
 def check_timeout(timeout: Any) -> float:
@@ -134,10 +139,12 @@ def run(
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
     options = RankOptions(backend=resolved, portable=portable, timeout=timeout)
-    store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
-    writer = RunWriter(out, config, record=record) if out is not None else None
-    with writer or nullcontext():
-        return _launch(setup, pickled, config, writer, options, store, progress)
+    signals = _Signals()
+    with interrupts(signals.take):
+        store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
+        writer = RunWriter(out, config, record=record) if out is not None else None
+        with writer or nullcontext():
+            return _launch(setup, pickled, config, writer, options, store, progress, signals)
 
 
 def _launch(
@@ -148,39 +155,92 @@ def _launch(
     options: RankOptions,
     host: Any,
     progress: bool,
+    signals: _Signals,
 ) -> RunResult:
     wall = time.perf_counter()
-    store = rendezvous.namespace(host)
+    secret = new_secret()
+    store = SignedStore(rendezvous.namespace(host), secret)
     owners, _ = setup.strategy.owners(setup.world_size)
     label = f"real {options.backend}, {setup.world_size} ranks"
+    # The set-up directory is the launcher's own (mkdtemp makes it 0700): the ranks trust
+    # what is in it (setup.pkl, the run's secret). It goes with the run, whatever ends it:
+    # the pool removes it if the launcher is killed (see real.pool).
     with tempfile.TemporaryDirectory(prefix="commsim-real-") as scratch:
         (Path(scratch) / "setup.pkl").write_bytes(pickled)
+        write_secret(scratch, secret)
         try:
             # The bar gets its own store client: one serves one call at a time.
-            connect = lambda: rendezvous.client("127.0.0.1", host.port, 30.0)  # noqa: E731
+            connect = lambda: rendezvous.client("127.0.0.1", host.port, 30.0, secret)  # noqa: E731
             with RunProgress(connect, owners, setup.steps, label, enabled=progress):
-                _spawn(setup.world_size, scratch, options, host.port, store)
+                _spawn(setup.world_size, scratch, options, host.port, store, signals)
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
-            parts = rendezvous.gather(store, setup.world_size, deadline=lambda: 0.0)
-            assemble(setup, config, parts, wall_time=0.0, writer=writer, error=exc)
-            raise
-        parts = rendezvous.gather(store, setup.world_size, deadline=lambda: 0.0)
+            gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
+            if isinstance(exc, KeyboardInterrupt):
+                exc = _interrupted(exc, gathered.parts, writer)
+            wall = time.perf_counter() - wall
+            assemble(setup, config, gathered.parts, wall_time=wall, writer=writer, error=exc)
+            raise exc from None
+        gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
         failed = rendezvous.failure(store)
-    error = RuntimeError(failed) if failed is not None else None
+    failed = failed or (gathered.refused[0] if gathered.refused else None)
+    error: BaseException | None = RuntimeError(failed) if failed is not None else None
+    if error is None and _stopped_by_interrupt(gathered.parts):
+        error = _interrupted(RunInterrupted("a rank was interrupted"), gathered.parts, writer)
     return assemble(
         setup,
         config,
-        parts,
+        gathered.parts,
         wall_time=time.perf_counter() - wall,
         writer=writer,
         error=error,
     )
 
 
-def _spawn(nproc: int, scratch: str, options: RankOptions, port: int, store: Any) -> None:
+class RunInterrupted(KeyboardInterrupt):
+    """A real run stopped by SIGINT or SIGTERM; its rows up to then are written."""
+
+
+def _stopped_by_interrupt(parts: list[dict[str, Any] | None]) -> bool:
+    return any(p is not None and p.get("stop_reason") == "interrupted" for p in parts)
+
+
+def _interrupted(
+    exc: KeyboardInterrupt, parts: list[dict[str, Any] | None], writer: RunWriter | None
+) -> RunInterrupted:
+    """The one line an interrupted run ends with: what stopped it and where its rows are."""
+    why = str(exc) or "interrupted"
+    steps = max(
+        (sum(e[0] == "stepped" for e in p["events"]) for p in parts if p is not None), default=0
+    )
+    where = f"; the rows measured until then are in {writer.directory}" if writer else ""
+    return RunInterrupted(f"{why} after {steps} optimizer steps{where}")
+
+
+class _Signals:
+    """SIGINT and SIGTERM during a run. While the ranks run (``asking``) a signal asks them
+    to stop instead of killing the launcher: they close their programs at their next
+    ``yield`` and hand in, and a second signal stops waiting for them. Before and after, it
+    raises :class:`RunInterrupted` at once (SIGTERM too, so the run directory is written and
+    the set-up directory removed)."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.asking = False
+
+    def take(self, name: str) -> None:
+        if not self.asking:
+            raise RunInterrupted(f"interrupted by {name}")
+        self.received.append(name)
+
+
+def _spawn(
+    nproc: int, scratch: str, options: RankOptions, port: int, store: Any, signals: _Signals
+) -> None:
     """Run the rank processes to their end. A rank that exits with an error it could not
     hand in (killed, or aborted inside the library) is reported on the store in its stead,
-    which stops the others at once; they get ``GRACE_SECONDS`` to hand in theirs.
+    which stops the others at once; they get ``GRACE_SECONDS`` to hand in theirs. On SIGINT
+    or SIGTERM the ranks are asked to stop (``INTERRUPT_GRACE`` seconds to hand in), and
+    :class:`RunInterrupted` is raised once they have.
 
     The ranks are forked by this interpreter's warm pool (:mod:`real.pool`), which has
     torch imported already: a run starts in milliseconds, not an import per rank."""
@@ -189,6 +249,7 @@ def _spawn(nproc: int, scratch: str, options: RankOptions, port: int, store: Any
     pids: list[int] = []
     codes: dict[int, int | None] = {}
     deadline = math.inf
+    signals.asking = True
     try:
         for rank in range(nproc):
             placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
@@ -196,14 +257,21 @@ def _spawn(nproc: int, scratch: str, options: RankOptions, port: int, store: Any
             err = str(Path(scratch) / f"{rank}.err")
             pids.append(pool.start([scratch, json.dumps(spec)], err))
             codes[pids[-1]] = None
+        asked = 0
         while any(code is None for code in codes.values()):
+            if len(signals.received) > asked:
+                asked = len(signals.received)
+                # The first signal asks the ranks to stop; a second one stops waiting.
+                grace = INTERRUPT_GRACE if asked == 1 else 0.0
+                deadline = min(deadline, time.monotonic() + grace)
+                store.set(STOP_KEY, "interrupted")
             codes.update(pool.poll([pid for pid, code in codes.items() if code is None]))
             for rank, pid in enumerate(pids):
                 code = codes[pid]
                 if code not in (None, 0) and deadline == math.inf:
                     deadline = time.monotonic() + GRACE_SECONDS
-                    # A rank killed by a signal could not say why, and peers that lost their
-                    # connection to it may have reported that first: name the dead one.
+                    # A rank killed by a signal could not say why, and peers that lost
+                    # their connection to it may have reported that first: name it.
                     cause = _stderr_cause(scratch, rank, code)
                     if code < 0:
                         store.set(rendezvous.FAILED_KEY, f"rank {rank} failed: {cause}")
@@ -214,6 +282,7 @@ def _spawn(nproc: int, scratch: str, options: RankOptions, port: int, store: Any
                 break
             time.sleep(0.01)
     finally:
+        signals.asking = False
         pool.runs -= 1
         running = [pid for pid, code in codes.items() if code is None]
         if running and pool.alive:  # (a broken pool was killed, and its ranks with it)
@@ -222,6 +291,8 @@ def _spawn(nproc: int, scratch: str, options: RankOptions, port: int, store: Any
                 codes.update(pool.poll(running))
                 running = [pid for pid in running if codes[pid] is None]
                 time.sleep(0.005)
+    if signals.received:
+        raise RunInterrupted(f"interrupted by {signals.received[0]}")
 
 
 def _stderr_cause(scratch: str, rank: int, code: int) -> str:

@@ -27,6 +27,7 @@ import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,7 +218,13 @@ def _serve(reply_fd: int, launcher: int) -> None:
 
     import real.rank  # noqa: F401 - torch and the rank code, once, before any fork
 
+    # Ctrl-C reaches the launcher's whole process group, and `kill -TERM -PGID` too: the
+    # launcher decides what its ranks do then (they stop and hand in), so the pool must not
+    # die of it and take them along. It ends when the launcher says so, or is gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     children: dict[int, int | None] = {}
+    scratch: dict[int, str] = {}  # each running rank's set-up directory
     replies = os.fdopen(reply_fd, "w")
     requests = sys.stdin.buffer
     while True:
@@ -240,6 +247,7 @@ def _serve(reply_fd: int, launcher: int) -> None:
                 request["start"], request["env"], request["cwd"], request["err"], reply_fd
             )
             children[pid] = None
+            scratch[pid] = request["start"][0]
             reply = {"pid": pid}
         elif "poll" in request:
             for pid in request["poll"]:
@@ -266,6 +274,10 @@ def _serve(reply_fd: int, launcher: int) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    # A launcher killed outright (SIGKILL) could not remove its set-up directories (the
+    # run's pickled set-up and secret): they go with its ranks.
+    for directory in {scratch[pid] for pid, code in children.items() if code is None}:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

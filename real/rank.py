@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal as unix_signal
 import sys
 import time
 import traceback
@@ -33,8 +34,11 @@ import runs
 import strategies
 from real import rendezvous
 from real.devices import device_for
+from real.handin import HandIn
 from real.placement import LaunchError, Placement
 from real.runtime import RealRuntime, StopSignal, drive
+from real.signals import interrupts
+from real.store import read_secret
 from real.transport import TorchTransport
 from strategies.comm import CommError, Communicator
 from strategies.roles import TrainingSetup, build_role, make_trace
@@ -130,13 +134,17 @@ def run_rank(
     placement: Placement,
     options: RankOptions,
     collect: Callable[[Any], None] | None = None,
+    secret: str | None = None,
 ) -> dict[str, Any]:
     """Run this rank to its end; its record (events, error, final state, times), which it
-    has also handed in on the run's store. Raises what the rank raised, after handing in.
+    has also handed in on the run's store, its events as it went (:mod:`real.handin`).
+    Raises what the rank raised, after handing in. SIGINT and SIGTERM while it trains stop
+    the run (reason ``interrupted``) at the program's next ``yield``.
 
     ``collect``: on the collector (rank 0 with ``options.collector``), called with the
     run's store once this rank has handed in; it gathers the others' records and writes
-    the run, and the other ranks stay until it returns."""
+    the run, and the other ranks stay until it returns. ``secret``: the run's, which signs
+    every value on the store (:mod:`real.store`)."""
     rank, world = placement.rank, placement.world_size
     if setup.world_size != world:
         raise LaunchError(
@@ -144,17 +152,28 @@ def run_rank(
             f"{world} (WORLD_SIZE/SLURM_NTASKS); drop --nproc under torchrun or srun, or make "
             "them agree"
         )
-    store, watch = rendezvous.connect(placement, options.timeout)
+    store, watch = rendezvous.connect(placement, options.timeout, secret)
     record: dict[str, Any] = {"events": [], "error": None, "final": None}
     owners, _ = setup.strategy.owners(world)
     signal = StopSignal(store, watch, len(owners), setup.steps, rank)
+    handin = HandIn(store, rank)
     ctx = runtime = None
+    interrupted: list[str] = []
+
+    def interrupt(name: str) -> None:
+        # Ctrl-C reaches every process of the launcher's group, and a cluster's scheduler
+        # sends SIGTERM: while the program runs, either stops the run at the next `yield`
+        # (the rank then hands in and leaves as at any stop). No store call here: the
+        # rank's own thread tells the others.
+        interrupted.append(name)
+        signal.interrupt()
+
     try:
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
         dist.init_process_group(
             options.backend,
-            store=dist.PrefixStore("pg", store),
+            store=dist.PrefixStore("pg", store.raw),
             rank=rank,
             world_size=world,
             timeout=wait,
@@ -186,7 +205,13 @@ def run_rank(
         if rank == 0:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
-        record["ended"] = drive(runtime, ctx, program, options.timeout)
+        with interrupts(interrupt):
+            ended = drive(
+                runtime, ctx, program, options.timeout, tick=lambda: handin.events(runtime.events)
+            )
+        record["ended"] = ended
+        if interrupted:  # the others stop too, and hand in theirs
+            signal.stop("interrupted")
         if rank in owners:
             record["final"] = ctx.parameters().cpu()  # type: ignore[attr-defined]
     except BaseException as error:
@@ -215,7 +240,7 @@ def run_rank(
             record["gradients"] = list(runtime.gradient_marks)
             if runtime.trace is not None:
                 record["trace"] = runtime.trace.export(rank)
-        _hand_in_and_leave(store, placement, options, record)
+        _hand_in_and_leave(store, placement, options, handin, record)
         if options.collector and rank == 0:
             try:
                 if collect is not None:
@@ -226,7 +251,11 @@ def run_rank(
 
 
 def _hand_in_and_leave(
-    store: Any, placement: Placement, options: RankOptions, record: dict[str, Any]
+    store: Any,
+    placement: Placement,
+    options: RankOptions,
+    handin: HandIn,
+    record: dict[str, Any],
 ) -> None:
     """Hand in the record, then leave together: operations abandoned at the stop may still
     be pending, so no rank exits (closing its connections) while a peer still runs; with a
@@ -235,7 +264,7 @@ def _hand_in_and_leave(
     rank, world = placement.rank, placement.world_size
     deadline = time.monotonic() + options.timeout
     try:
-        rendezvous.hand_in(store, rank, record)
+        handin.final(record["events"], {k: v for k, v in record.items() if k != "events"})
         store.add(FINISHED_KEY, 1)
         if options.collector and rank == 0:
             return  # the collector gathers and writes first (see run_rank)
@@ -266,19 +295,30 @@ def leave_last(store: Any, deadline: float) -> None:
         return
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main(argv: list[str]) -> int:
     """A rank forked by the local launcher: ``SCRATCH OPTIONS_JSON``; its placement is in
     the options (the torchrun variables the launcher would otherwise set)."""
     scratch, spec = Path(argv[0]), json.loads(argv[1])
     torch.set_num_threads(1)  # N ranks share the machine's cores, as they would share a node
+    # The pool ignores both (the launcher decides); here they end the set-up as Ctrl-C does,
+    # and stop the run once it trains (run_rank).
+    unix_signal.signal(unix_signal.SIGINT, unix_signal.default_int_handler)
+    unix_signal.signal(unix_signal.SIGTERM, _terminate)
     os.environ.update(spec["env"])
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     placement = Placement.from_env(os.environ)
     assert placement is not None
+    # Trusted because it is the launcher's own file, in its own 0700 directory (mkdtemp),
+    # which only the launcher's user can write: nothing read from the network is unpickled
+    # (docs/security.md).
     with open(scratch / "setup.pkl", "rb") as f:
         setup = cloudpickle.load(f)
     try:
-        run_rank(setup, placement, RankOptions(**spec["options"]))
+        run_rank(setup, placement, RankOptions(**spec["options"]), secret=read_secret(scratch))
     except BaseException:
         traceback.print_exc()
         return 1

@@ -8,44 +8,41 @@ live under ``commsim/`` so they never collide with the launcher's own. On it:
 * the run's stop and the owners' progress (:class:`real.runtime.StopSignal`);
 * the first failure, ``failed``: ``"rank R failed: <one-line error>"``, which stops every other
   rank at its next ``yield`` instead of after a timeout;
-* each rank's results, handed in once it ends (also when it fails) as chunks (the store
-  takes at most 8 MiB a value), and gathered by whoever writes the run directory: rank 0 on
-  a cluster, the local launcher on one machine (:func:`gather`).
+* each rank's results, handed in as it goes and when it ends (:mod:`real.handin`), and
+  gathered by whoever writes the run directory: rank 0 on a cluster, the local launcher on
+  one machine.
+
+Every value is signed with the run's secret (:class:`real.store.SignedStore`), and nothing
+read from the store is unpickled. The local launcher's store listens on loopback only; a
+store that rank 0 hosts on a cluster listens on every interface (torch binds it so), which
+is what the secret is for: ``docs/security.md`` says what listens where and what is trusted.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import os
+import socket
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
+from real.handin import handed_in
 from real.placement import LaunchError, Placement
+from real.runtime import FAILED_KEY
+from real.store import SignedStore, StoreTampered
 
 __all__ = [
-    "CHUNK_BYTES",
     "client",
     "FAILED_KEY",
     "connect",
     "failure",
-    "gather",
-    "hand_in",
     "host_store",
     "namespace",
     "report_failure",
     "silent_ranks",
 ]
-
-#: Results travel in chunks below the store's 8 MiB value limit.
-CHUNK_BYTES = 4 << 20
-FAILED_KEY = "failed"
-_PART = "part/{rank}"
 
 
 def namespace(store: Any) -> Any:
@@ -56,19 +53,30 @@ def namespace(store: Any) -> Any:
 
 
 def host_store(port: int, world_size: int, timeout: float) -> Any:
-    """Host the store on this machine (the local launcher's job); ``port=0`` picks a free
-    port (read it back from ``.port``)."""
+    """Host the store on this machine's loopback (the local launcher's job); ``port=0``
+    picks a free port (read it back from ``.port``).
+
+    torch binds a store it listens for to every interface, whatever host it is given; the
+    launcher binds the socket to ``127.0.0.1`` itself and hands it over, so no other machine
+    can reach a local run's store."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        return dist.TCPStore(
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+        store = dist.TCPStore(
             "127.0.0.1",
-            port,
+            listener.getsockname()[1],
             world_size,
             is_master=True,
             wait_for_workers=False,
             timeout=timedelta(seconds=timeout),
+            master_listen_fd=listener.fileno(),
         )
-    except dist.DistNetworkError as exc:
+    except (OSError, dist.DistNetworkError) as exc:
+        listener.close()
         raise _port_error(port, exc) from None
+    listener.detach()  # the store's server owns the socket now
+    return store
 
 
 def _port_error(port: int, exc: BaseException) -> LaunchError:
@@ -80,9 +88,10 @@ def _port_error(port: int, exc: BaseException) -> LaunchError:
     return LaunchError(f"cannot listen on port {port}: {' '.join(str(exc).split())[:200]}")
 
 
-def connect(placement: Placement, timeout: float) -> tuple[Any, Any]:
-    """This rank's two clients of the run's store, namespaced under ``commsim/``: one for the
-    rank's own calls, one for its stop watcher (a client serves one call at a time).
+def connect(placement: Placement, timeout: float, secret: str | None) -> tuple[Any, Any]:
+    """This rank's two clients of the run's store, namespaced under ``commsim/`` and signing
+    with the run's ``secret``: one for the rank's own calls, one for its stop watcher (a
+    client serves one call at a time).
 
     Rank 0 hosts the store unless the launcher does (``placement.agent_store``)."""
     wait = timedelta(seconds=timeout)
@@ -108,12 +117,13 @@ def connect(placement: Placement, timeout: float) -> tuple[Any, Any]:
             f"{timeout:g} s; check that rank 0 runs and that MASTER_ADDR/MASTER_PORT "
             "(--rdzv-endpoint) name its host and a port open between the nodes"
         ) from None
-    return namespace(main), namespace(watch)
+    return SignedStore(namespace(main), secret), SignedStore(namespace(watch), secret)
 
 
-def client(addr: str, port: int, timeout: float) -> Any:
+def client(addr: str, port: int, timeout: float, secret: str | None) -> SignedStore:
     """One more client of the run's store (for a thread of its own, e.g. a progress bar)."""
-    return namespace(dist.TCPStore(addr, port, is_master=False, timeout=timedelta(seconds=timeout)))
+    raw = dist.TCPStore(addr, port, is_master=False, timeout=timedelta(seconds=timeout))
+    return SignedStore(namespace(raw), secret)
 
 
 def report_failure(store: Any, rank: int, message: str) -> None:
@@ -125,10 +135,12 @@ def report_failure(store: Any, rank: int, message: str) -> None:
 
 
 def failure(store: Any) -> str | None:
-    """The run's first failure, if any."""
+    """The run's first failure, if any (a forged one fails the run as tampered with)."""
     try:
         if store.check([FAILED_KEY]):
             return bytes(store.get(FAILED_KEY)).decode()
+    except StoreTampered as tampered:
+        return str(tampered)
     except Exception:
         return None
     return None
@@ -147,50 +159,6 @@ def silent_ranks(store: Any, world_size: int, listen: float = 3.0) -> list[int]:
         before = beats()
         time.sleep(listen)
         after = beats()
-        return [
-            r
-            for r in range(world_size)
-            if after[r] == before[r] and not store.check([_PART.format(rank=r)])
-        ]
+        return [r for r in range(world_size) if after[r] == before[r] and not handed_in(store, r)]
     except Exception:
         return []
-
-
-def hand_in(store: Any, rank: int, record: dict[str, Any]) -> None:
-    """Put this rank's results on the store (chunked), for :func:`gather`."""
-    buffer = io.BytesIO()
-    torch.save(record, buffer)
-    blob = buffer.getvalue()
-    chunks = max(1, math.ceil(len(blob) / CHUNK_BYTES))
-    key = _PART.format(rank=rank)
-    for i in range(chunks):
-        store.set(f"{key}/{i}", blob[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES])
-    store.set(key, str(chunks))  # last: the part is complete once this key exists
-
-
-def gather(
-    store: Any,
-    world_size: int,
-    deadline: Callable[[], float],
-    poll: float = 0.02,
-) -> list[dict[str, Any] | None]:
-    """Every rank's handed-in results, waiting until all are in or ``time.monotonic()``
-    passes ``deadline()`` (re-read each poll: it moves closer once a rank fails); a rank
-    that handed in nothing (killed, or lost with its node) is ``None``."""
-    parts: list[dict[str, Any] | None] = [None] * world_size
-    missing = set(range(world_size))
-    while True:
-        for rank in sorted(missing):
-            key = _PART.format(rank=rank)
-            try:
-                if not store.check([key]):
-                    continue
-                chunks = int(bytes(store.get(key)).decode())
-                blob = b"".join(bytes(store.get(f"{key}/{i}")) for i in range(chunks))
-            except Exception:  # the store went away: what is in is all there is
-                return parts
-            parts[rank] = torch.load(io.BytesIO(blob), weights_only=False)
-            missing.discard(rank)
-        if not missing or time.monotonic() > deadline():
-            return parts
-        time.sleep(poll)

@@ -113,25 +113,21 @@ def assemble(
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
 
-    With ``error`` (a rank failed, or the run was interrupted) the rows gathered so far are
-    written with the error, and ``error`` is raised."""
+    With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
+    rows gathered so far are written with the error (and, when interrupted, the summary of
+    what was measured), and ``error`` is raised."""
     replayed = replay(setup, parts)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:
         if writer is not None:
-            writer.fail(ledger.rows, error, trace)
+            summary = None
+            if isinstance(error, KeyboardInterrupt):
+                summary = _summary(ledger, replayed, wall_time, "interrupted")
+            writer.fail(ledger.rows, error, trace, summary)
         raise error
     metrics = pd.DataFrame(ledger.rows)
-    summary = summarize(
-        metrics,
-        stop_reason=ledger.stop_reason,
-        steps=ledger.step,
-        samples=ledger.samples,
-        nbytes=replayed.nbytes,
-        time=replayed.time,
-        wall_time=wall_time,
-    )
+    summary = _summary(ledger, replayed, wall_time, ledger.stop_reason)
     result = RunResult(
         config,
         summary,
@@ -143,3 +139,17 @@ def assemble(
     if writer is not None:
         writer.finish(result)  # writes trace.json, then the record
     return result
+
+
+def _summary(
+    ledger: Ledger, replayed: Replayed, wall_time: float, stop_reason: str | None
+) -> dict[str, Any]:
+    return summarize(
+        pd.DataFrame(ledger.rows),
+        stop_reason=stop_reason,
+        steps=ledger.step,
+        samples=ledger.samples,
+        nbytes=replayed.nbytes,
+        time=replayed.time,
+        wall_time=wall_time,
+    )

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import torch
 
+from real.store import StoreTampered
 from runs.trace import Trace
 from strategies.base import close_program, not_yieldable
 from strategies.comm import CommTimeout
@@ -45,6 +46,8 @@ from strategies.ledger import check_runaway, is_eval_step
 __all__ = ["ComputeTimer", "InlineCompletion", "RealRuntime", "StopSignal", "Timers", "drive"]
 
 STOP_KEY, OWNERS_KEY, STEP_KEY, BEAT_KEY = "stop", "owners_done", "step/{rank}", "beat/{rank}"
+#: The run's first failure (:func:`real.rendezvous.report_failure` writes it).
+FAILED_KEY = "failed"
 #: How often an owner publishes its step for the progress bar (a store round trip each).
 PROGRESS_EVERY = 0.25
 #: How often a rank's watcher looks for the stop, and beats its heartbeat.
@@ -142,6 +145,7 @@ class StopSignal:
     ) -> None:
         self._store = store
         self._beat = BEAT_KEY.format(rank=rank)
+        self._rank = rank
         self._published = -math.inf
         self._steps_hint = steps
         self._watch = watch_store
@@ -171,6 +175,11 @@ class StopSignal:
         self._store.set(STOP_KEY, reason)
         self._set(reason)
 
+    def interrupt(self) -> None:
+        """Stop this rank only (safe in a signal handler: no store call); the rank's own
+        thread then tells the others with :meth:`stop`."""
+        self._set("interrupted")
+
     def _set(self, reason: str) -> None:
         if not self.event.is_set():
             self.reason = reason
@@ -189,6 +198,9 @@ class StopSignal:
                     next_beat = time.monotonic() + HEARTBEAT_EVERY
                 if not self.event.is_set() and self._watch.check([STOP_KEY]):
                     self._set(bytes(self._watch.get(STOP_KEY)).decode())
+            except StoreTampered as tampered:  # a stop the run did not sign: fail, loudly
+                self._watch.compare_set(FAILED_KEY, "", f"rank {self._rank}: {tampered}")
+                self._set("failed")
             except Exception:  # the store is gone: the run is over
                 return
             time.sleep(HEARTBEAT_EVERY if self.event.is_set() else STOP_POLL)
@@ -347,13 +359,18 @@ class RealRuntime:
 
 
 def drive(
-    runtime: RealRuntime, ctx: RoleContext, program: Generator[Any, Any, None], timeout: float
+    runtime: RealRuntime,
+    ctx: RoleContext,
+    program: Generator[Any, Any, None],
+    timeout: float,
+    tick: Callable[[], None] | None = None,
 ) -> str:
     """Run a role program until it ends (``"finished"``) or the run stops (``"stopped"``).
 
     A failed handle's error is thrown into the program at its ``yield``; an operation that
     does not finish within ``timeout`` seconds raises :class:`~strategies.comm.CommTimeout`
-    there, naming what the rank waited on.
+    there, naming what the rank waited on. ``tick`` is called before each resumption, on
+    this thread (the rank hands in its events as it goes there).
     """
     value: Any = None
     error: BaseException | None = None
@@ -361,6 +378,8 @@ def drive(
     runtime.timer.begin()
     mark = runtime.now()  # when the program's own work since its last yield began
     while True:
+        if tick is not None:
+            tick()
         if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
             close_program(program, ctx.rank, ctx.role)
             runtime.release()

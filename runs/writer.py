@@ -65,7 +65,7 @@ class RunWriter:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not self._finished:
-            self.fail(self._rows, exc)
+            self.fail(self._rows, exc)  # an interrupt is recorded as one (see fail)
 
     def _write_record(self, status: str, summary: dict[str, Any], error: str | None = None) -> None:
         record = {
@@ -105,11 +105,20 @@ class RunWriter:
         self._finished = True
 
     def fail(
-        self, rows: list[dict[str, Any]], error: BaseException, trace: Trace | None = None
+        self,
+        rows: list[dict[str, Any]],
+        error: BaseException,
+        trace: Trace | None = None,
+        summary: dict[str, Any] | None = None,
     ) -> None:
-        """Keep what was measured (and the timeline, if given) and say why the run stopped."""
+        """Keep what was measured (and the timeline and summary so far, if given) and say why
+        the run stopped: ``status`` is ``interrupted`` for a ``KeyboardInterrupt`` (Ctrl-C,
+        or SIGTERM where the run turns it into one), else ``failed``."""
         self._write_metrics(pd.DataFrame(rows))
         if trace is not None:
             trace.write(self.directory / TRACE_FILE)
-        self._write_record("failed", {}, f"{type(error).__name__}: {error}")
+        interrupted = isinstance(error, KeyboardInterrupt)
+        said = str(error) or ("interrupted" if interrupted else "")
+        status = "interrupted" if interrupted else "failed"
+        self._write_record(status, summary or {}, f"{type(error).__name__}: {said}")
         self._finished = True

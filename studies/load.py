@@ -18,8 +18,8 @@ strategy and network sit side by side and can be sliced with plain pandas:
 * ``summary.<name>`` for each summary field (``summary.final_loss``,
   ``summary.time_to_target`` ...);
 * ``run`` (the run directory, as a string), ``name`` (the experiment's ``run.name`` when
-  recorded, else the directory's name), ``status`` (``finished``, ``failed``, ``running``) and
-  ``error`` (the failure's one line, or ``None``).
+  recorded, else the directory's name), ``status`` (``finished``, ``failed``,
+  ``interrupted``, ``running``) and ``error`` (the failure's one line, or ``None``).
 
 A run without metrics rows (it failed before its first evaluation) still gets one row, with
 ``kind`` missing, so that no run is dropped without a trace.

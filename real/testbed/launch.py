@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import networkx as nx
 
+from real.store import SECRET_ENV, new_secret
 from real.testbed.lifecycle import down, preflight, up
 from real.testbed.plan import Plan, TestbedError, make_plan
 
@@ -76,10 +77,11 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
             file=sys.stderr,
         )
     processes: list[subprocess.Popen[bytes]] = []
+    secret = new_secret()  # signs the run's store: the testbed's ranks alone know it
     try:
         command = rank_argv(options)
         for host in plan.hosts:
-            env = {**os.environ, **rank_environment(plan, host.rank)}
+            env = {**os.environ, **rank_environment(plan, host.rank), SECRET_ENV: secret}
             processes.append(
                 subprocess.Popen(
                     ["ip", "netns", "exec", host.namespace, *command],

@@ -1,0 +1,313 @@
+"""What a rank hands in on the run's store as it goes, and how the gatherer checks it.
+
+A rank hands in its events (gradients, steps with their snapshots, logged values, bytes) in
+batches while it trains, at most every :data:`FLUSH_EVERY` seconds, and its closing record
+(error, final parameters, times, spans) when it ends. So a rank that is killed, or a run
+that is interrupted, still leaves every event handed in before: a dead server rank's
+measured steps are kept.
+
+Everything travels as tensors and plain data: a blob is ``torch.save`` of lists, tuples,
+dicts, strings, numbers and tensors, read back with ``torch.load(weights_only=True)``, which
+builds no other object and runs no code, and then checked against the schema below
+(:func:`check_events`, :func:`check_final`). Values are signed (:mod:`real.store`), chunked
+below the store's 8 MiB value limit, and a batch counts only once its count key is set.
+
+Examples
+--------
+>>> import torch
+>>> events = [("computed", 0.5, 1, 32), ("stepped", 0.6, 1, 0, torch.zeros(3))]
+>>> decode_events(encode(events), rank=1)[1][4]
+tensor([0., 0., 0.])
+>>> decode_events(encode([("computed", 0.5, 2, 32)]), rank=1)
+Traceback (most recent call last):
+...
+real.handin.HandInRefused: rank 1's events on the run's store are malformed (event 0: rank 2, not 1); they were not used
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from real.placement import LaunchError
+
+__all__ = [
+    "CHUNK_BYTES",
+    "FLUSH_EVERY",
+    "Gathered",
+    "HandIn",
+    "HandInRefused",
+    "check_events",
+    "check_final",
+    "decode_events",
+    "decode_final",
+    "encode",
+    "gather",
+    "handed_in",
+]
+
+#: Blobs travel in chunks below the store's 8 MiB value limit.
+CHUNK_BYTES = 4 << 20
+#: How often a training rank hands in the events recorded since its last batch.
+FLUSH_EVERY = 1.0
+_BATCH, _BATCHES, _FINAL = "part/{rank}/batch/{i}", "part/{rank}/batches", "part/{rank}/final"
+
+_NUMBER = (int, float)
+_VALUE = (int, float, bool, str, type(None), torch.Tensor)
+
+
+class HandInRefused(LaunchError):
+    """What a rank handed in does not have the shape of a rank's results."""
+
+
+def encode(obj: Any) -> bytes:
+    """``obj`` (tensors and plain data) as bytes for the store."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _load(blob: bytes, rank: int, what: str) -> Any:
+    try:
+        return torch.load(io.BytesIO(blob), weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HandInRefused(
+            f"rank {rank}'s {what} on the run's store are not tensors and plain data "
+            f"({first[:160]}); they were not loaded"
+        ) from None
+
+
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def _fault(event: Any, rank: int) -> str | None:
+    if not isinstance(event, tuple) or len(event) < 4 or not isinstance(event[0], str):
+        return "not a (kind, time, rank, ...) tuple"
+    kind, at, who, *rest = event
+    if not _is(at, _NUMBER) or not math.isfinite(at):
+        return f"time {at!r}"
+    if not _is(who, (int,)) or who != rank:
+        return f"rank {who!r}, not {rank}"
+    shapes: dict[str, Callable[[list[Any]], bool]] = {
+        "computed": lambda r: len(r) == 1 and _is(r[0], (int,)) and r[0] >= 0,
+        "sent": lambda r: len(r) == 1 and _is(r[0], _NUMBER) and r[0] >= 0,
+        "settled": lambda r: len(r) == 1 and isinstance(r[0], torch.Tensor),
+        "stepped": lambda r: (
+            len(r) == 2 and _is(r[0], (int,)) and (r[1] is None or isinstance(r[1], torch.Tensor))
+        ),
+        "logged": lambda r: (
+            len(r) == 1
+            and isinstance(r[0], dict)
+            and all(isinstance(k, str) and _is(v, _VALUE) for k, v in r[0].items())
+        ),
+    }
+    check = shapes.get(kind)
+    if check is None:
+        return f"unknown kind {kind!r}"
+    return None if check(rest) else f"a {kind!r} event with {rest!r:.80}"
+
+
+def check_events(events: Any, rank: int) -> list[tuple[Any, ...]]:
+    """``events`` if it is a list of rank ``rank``'s events, else :class:`HandInRefused`."""
+    fault = "not a list" if not isinstance(events, list) else None
+    for i, event in enumerate(events if fault is None else []):
+        if (why := _fault(event, rank)) is not None:
+            fault = f"event {i}: {why}"
+            break
+    if fault is not None:
+        raise HandInRefused(
+            f"rank {rank}'s events on the run's store are malformed ({fault}); they were not used"
+        )
+    return events  # type: ignore[no-any-return]
+
+
+def _is_span(span: Any) -> bool:
+    """``(category, name, start, end, args)``, as :meth:`runs.trace.Trace.span` keeps it."""
+    return (
+        isinstance(span, tuple)
+        and len(span) == 5
+        and isinstance(span[0], str)
+        and isinstance(span[1], str)
+        and _is(span[2], _NUMBER)
+        and _is(span[3], _NUMBER)
+        and (span[4] is None or isinstance(span[4], dict))
+    )
+
+
+def _final_fault(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return "not a dict"
+    expected: dict[str, Callable[[Any], bool]] = {
+        "error": lambda v: v is None or isinstance(v, str),
+        "final": lambda v: v is None or isinstance(v, torch.Tensor),
+        "stop_reason": lambda v: v is None or isinstance(v, str),
+        "ended": lambda v: isinstance(v, str),
+        "times": lambda v: isinstance(v, tuple) and len(v) == 3 and all(_is(x, _NUMBER) for x in v),
+        "gradients": lambda v: isinstance(v, list) and all(_is(x, _NUMBER) for x in v),
+        "trace": lambda v: (
+            isinstance(v, dict)
+            and isinstance(v.get("spans"), list)
+            and all(_is_span(s) for s in v["spans"])
+            and _is(v.get("dropped"), (int,))
+            and isinstance(v.get("totals"), dict)
+            and all(isinstance(k, str) and _is(x, _NUMBER) for k, x in v["totals"].items())
+        ),
+    }
+    for key, value in record.items():
+        if key not in expected:
+            return f"unknown key {key!r}"
+        if not expected[key](value):
+            return f"{key} = {value!r:.80}"
+    return None
+
+
+def check_final(record: Any, rank: int) -> dict[str, Any]:
+    """``record`` if it has the shape of a rank's closing record, else
+    :class:`HandInRefused`."""
+    if (fault := _final_fault(record)) is not None:
+        raise HandInRefused(
+            f"rank {rank}'s closing record on the run's store is malformed ({fault}); it was "
+            "not used"
+        )
+    return record  # type: ignore[no-any-return]
+
+
+def decode_events(blob: bytes, rank: int) -> list[tuple[Any, ...]]:
+    """A batch of rank ``rank``'s events from its bytes, checked."""
+    return check_events(_load(blob, rank, "events"), rank)
+
+
+def decode_final(blob: bytes, rank: int) -> dict[str, Any]:
+    """Rank ``rank``'s closing record from its bytes, checked."""
+    return check_final(_load(blob, rank, "closing record"), rank)
+
+
+def _put(store: Any, key: str, blob: bytes) -> None:
+    chunks = max(1, math.ceil(len(blob) / CHUNK_BYTES))
+    for i in range(chunks):
+        store.set(f"{key}/{i}", blob[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES])
+    store.set(key, str(chunks))  # last: the blob is complete once this key exists
+
+
+def _take(store: Any, key: str) -> bytes:
+    chunks = int(bytes(store.get(key)).decode())
+    return b"".join(bytes(store.get(f"{key}/{i}")) for i in range(chunks))
+
+
+def _plain(event: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``event`` with logged numpy scalars as Python numbers (weights-only loading builds
+    tensors and plain data, nothing else)."""
+    if event[0] != "logged":
+        return event
+    values = {
+        k: v.item() if hasattr(v, "item") and not isinstance(v, torch.Tensor) else v
+        for k, v in event[3].items()
+    }
+    return (*event[:3], values)
+
+
+class HandIn:
+    """One rank's hand-in: events in batches as it goes, its closing record at the end."""
+
+    def __init__(self, store: Any, rank: int, every: float = FLUSH_EVERY) -> None:
+        self._store, self.rank, self.every = store, rank, every
+        self._sent = 0  # events handed in so far
+        self._batches = 0
+        self._last: float | None = None  # the first batch waits a period from the first call
+        encode([])  # torch.save's first call imports; not inside the rank's timed loop
+
+    def events(self, events: list[tuple[Any, ...]], force: bool = False) -> None:
+        """Hand in the events recorded since the last batch, if ``every`` seconds have passed
+        (or ``force``). The rank's own thread only: one store client serves one call."""
+        now = time.monotonic()
+        if self._last is None:
+            self._last = now
+        if self._sent == len(events) or (not force and now - self._last < self.every):
+            return
+        batch, self._sent = [_plain(e) for e in events[self._sent :]], len(events)
+        _put(self._store, _BATCH.format(rank=self.rank, i=self._batches), encode(batch))
+        self._batches += 1
+        self._store.set(_BATCHES.format(rank=self.rank), str(self._batches))
+        self._last = time.monotonic()
+
+    def final(self, events: list[tuple[Any, ...]], record: dict[str, Any]) -> None:
+        """Hand in the last events, then the closing record (``record`` less its events)."""
+        self.events(events, force=True)
+        _put(self._store, _FINAL.format(rank=self.rank), encode(record))
+
+
+def handed_in(store: Any, rank: int) -> bool:
+    """Whether ``rank`` has handed in its closing record."""
+    return bool(store.check([_FINAL.format(rank=rank)]))
+
+
+@dataclass
+class Gathered:
+    """Every rank's part (``None``: nothing handed in) and why any part was refused."""
+
+    parts: list[dict[str, Any] | None]
+    refused: list[str] = field(default_factory=list)
+
+
+def _read_part(store: Any, rank: int, final: bool) -> dict[str, Any] | None:
+    """Rank ``rank``'s events so far and, with ``final``, its closing record."""
+    batches = 0
+    if store.check([_BATCHES.format(rank=rank)]):
+        batches = int(bytes(store.get(_BATCHES.format(rank=rank))).decode())
+    if batches == 0 and not final:
+        return None
+    events: list[tuple[Any, ...]] = []
+    for i in range(batches):
+        events.extend(decode_events(_take(store, _BATCH.format(rank=rank, i=i)), rank))
+    part: dict[str, Any] = {"error": None, "final": None, "stop_reason": None}
+    if final:
+        part.update(decode_final(_take(store, _FINAL.format(rank=rank)), rank))
+    part["events"] = events
+    return part
+
+
+def gather(
+    store: Any,
+    world_size: int,
+    deadline: Callable[[], float],
+    poll: float = 0.02,
+) -> Gathered:
+    """Every rank's handed-in results, waiting until all closing records are in or
+    ``time.monotonic()`` passes ``deadline()`` (re-read each poll: it moves closer once a rank
+    fails). A rank that never closed (killed, or lost with its node) contributes the events it
+    handed in as it went; one that handed in nothing is ``None``. A part that fails its check
+    (:class:`HandInRefused`, or a value the run did not sign) is left out and said in
+    ``refused``."""
+    gathered = Gathered([None] * world_size)
+    missing = set(range(world_size))
+    while True:
+        for rank in sorted(missing):
+            try:
+                if not handed_in(store, rank):
+                    continue
+                gathered.parts[rank] = _read_part(store, rank, final=True)
+            except LaunchError as refused:
+                gathered.refused.append(str(refused))
+            except Exception:  # the store went away: what is in is all there is
+                return gathered
+            missing.discard(rank)
+        if not missing or time.monotonic() > deadline():
+            break
+        time.sleep(poll)
+    for rank in sorted(missing):  # never closed: keep the events it handed in as it went
+        try:
+            gathered.parts[rank] = _read_part(store, rank, final=False)
+        except LaunchError as refused:
+            gathered.refused.append(str(refused))
+        except Exception:
+            break
+    return gathered

@@ -1,0 +1,188 @@
+"""An interrupted or partly killed real run keeps its rows up to then, says so in one line,
+and leaves no process or set-up directory behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import real
+from strategies import ParameterServer
+
+
+def _training(out: Path, timeout: float = 60.0) -> None:
+    """Wait until the run has measured steps: its ranks have handed some in (the run's
+    set-up directory has ranks' error files and a second has passed since)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(out.glob("commsim-real-*/0.err")):
+            time.sleep(3.0)
+            return
+        time.sleep(0.1)
+    raise AssertionError("the run never started")
+
+
+def _alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (zombies waiting for their parent do not count)."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.parametrize(
+    "signum,whom,code",
+    [
+        (signal.SIGINT, "group", 130),  # Ctrl-C in a terminal
+        (signal.SIGTERM, "launcher", 143),  # kill PID
+    ],
+)
+def test_an_interrupted_real_run_writes_its_rows_and_says_so(tmp_path, signum, whom, code):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "run"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "real", "--strategy", "allreduce", "--workload", "quadratic"]
+        + ["--nproc", "2", "--steps", "1000000", "--eval-every", "50", "--out", str(out)]
+        + ["--no-progress"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    try:
+        _training(scratch)
+        family = _descendants(launcher.pid)  # the pool and the ranks
+        assert len(family) >= 3
+        if whom == "group":
+            os.killpg(launcher.pid, signum)
+        else:
+            launcher.send_signal(signum)
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == code, stderr
+    said = [line for line in stderr.splitlines() if line.strip()]
+    assert said[-1].startswith(f"interrupted: interrupted by {signal.Signals(signum).name} after")
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    assert record["summary"]["stop_reason"] == "interrupted"
+    evals = pd.read_parquet(out / "metrics.parquet").query("kind == 'eval'")
+    assert evals["step"].max() >= 50 and record["summary"]["steps"] >= evals["step"].max()
+    assert not list(scratch.glob("commsim-real-*"))  # the set-up directory went with the run
+    time.sleep(1.5)  # the pool notices its launcher is gone within a second
+    assert not _alive(family)
+
+
+def test_a_launcher_killed_outright_leaves_no_rank_and_no_set_up_directory(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "real", "--strategy", "allreduce", "--workload", "quadratic"]
+        + ["--nproc", "2", "--steps", "1000000", "--no-progress"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        start_new_session=True,
+    )
+    family: list[int] = []
+    try:
+        _training(scratch)
+        family = _descendants(launcher.pid)
+        launcher.kill()
+        launcher.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while (_alive(family) or list(scratch.glob("commsim-real-*"))) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+    finally:
+        for pid in _alive([launcher.pid, *family]):
+            os.kill(pid, signal.SIGKILL)
+    assert not _alive(family)
+    assert not list(scratch.glob("commsim-real-*"))
+
+
+class ServerSaysWhenTraining(ParameterServer):
+    """An asynchronous parameter server that leaves a file once it has applied 20 updates."""
+
+    name = "server_says_when_training_test_only"
+
+    def __init__(self, marker: str = "") -> None:
+        super().__init__(mode="async")
+        self.marker = marker
+
+    def server(self, s):
+        program, value = super().server(s), None
+        while True:
+            item = program.send(value)
+            if s.step == 20 and not os.path.exists(self.marker):
+                Path(self.marker).write_text("")
+            value = yield item
+
+
+def test_a_killed_server_rank_keeps_the_steps_it_measured(tmp_path):
+    """The server owns the global model; killed outright, it hands in nothing at its end, but
+    what it handed in as it went is kept."""
+    marker = tmp_path / "training"
+    killed: list[int] = []
+
+    def kill_the_server() -> None:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # more than the hand-in period
+        for pid in _descendants(os.getpid()):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/2").endswith("/0.err"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            except OSError:
+                continue
+
+    killer = threading.Thread(target=kill_the_server)
+    killer.start()
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="rank 0 failed: process ended with signal 9"):
+        real.run(
+            ServerSaysWhenTraining(str(marker)),
+            "quadratic",
+            nproc=3,
+            steps=1_000_000,
+            eval_every=5,
+            out=out,
+            timeout=60,
+        )
+    killer.join()
+    assert killed
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed"
+    evals = pd.read_parquet(out / "metrics.parquet").query("kind == 'eval'")
+    assert {0, 5, 10, 15, 20} <= set(evals["step"])

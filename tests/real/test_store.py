@@ -1,0 +1,186 @@
+"""Nothing read from the run's store can run code, and only the run's ranks can write it."""
+
+import io
+import pickle
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from real import handin, rendezvous
+from real.store import SignedStore, StoreTampered, new_secret
+
+
+class _RunsAShellCommand:
+    """What an attacker pickles: loading it runs ``touch MARKER``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pickle_that_runs(marker) -> bytes:
+    buffer = io.BytesIO()
+    pickle.dump({"events": [], "x": _RunsAShellCommand(marker)}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def local_store():
+    """The local launcher's store, and an outsider's client of it on loopback."""
+    host = rendezvous.host_store(0, 2, timeout=10.0)
+    outsider = dist.TCPStore("127.0.0.1", host.port, is_master=False, timeout=timedelta(seconds=5))
+    return host, outsider
+
+
+def test_the_local_store_listens_on_loopback_only(local_store):
+    host, _ = local_store
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port = local.rsplit(":", 1)
+            if state == "0A" and int(port, 16) == host.port:
+                listening.add(address)
+    assert listening == {"0100007F"}  # 127.0.0.1, not 0.0.0.0 nor ::
+
+
+def test_a_pickle_written_into_a_ranks_results_runs_nothing(local_store, tmp_path):
+    """The proof of concept: a loopback client writes a pickle whose loading runs a shell
+    command as rank 1's closing record; the gatherer refuses it and runs nothing."""
+    host, outsider = local_store
+    secret = new_secret()
+    marker = tmp_path / "pwned"
+    blob = _pickle_that_runs(marker)
+    raw = rendezvous.namespace(outsider)
+    raw.set("part/1/final/0", blob)
+    raw.set("part/1/final", "1")
+    gathered = handin.gather(SignedStore(rendezvous.namespace(host), secret), 2, lambda: 0.0)
+    assert not marker.exists()
+    assert gathered.parts == [None, None]
+    assert "not written by a rank of this run" in gathered.refused[0]
+
+
+def test_even_a_signed_pickle_is_loaded_as_data_only(local_store, tmp_path):
+    """Should the secret leak, what is handed in is still read as tensors and plain data."""
+    host, _ = local_store
+    secret = new_secret()
+    store = SignedStore(rendezvous.namespace(host), secret)
+    marker = tmp_path / "pwned"
+    store.set("part/1/final/0", _pickle_that_runs(marker))
+    store.set("part/1/final", "1")
+    gathered = handin.gather(store, 2, lambda: 0.0)
+    assert not marker.exists()
+    assert gathered.parts[1] is None
+    assert (
+        "rank 1's closing record on the run's store are not tensors and plain data"
+        in (gathered.refused[0])
+    )
+
+
+def test_a_value_moved_to_another_key_or_forged_is_refused():
+    raw = dist.HashStore()
+    store = SignedStore(raw, new_secret())
+    store.set("stop", "steps")
+    raw.set("failed", bytes(raw.get("stop")))  # a valid value under the wrong key
+    with pytest.raises(StoreTampered, match="'failed'"):
+        store.get("failed")
+    raw.set("stop", "forged")
+    with pytest.raises(StoreTampered, match="'stop'"):
+        store.get("stop")
+    other = SignedStore(raw, new_secret())  # another run's secret
+    other.set("stop", "steps")
+    with pytest.raises(StoreTampered):
+        store.get("stop")
+
+
+def test_a_forged_failure_fails_the_run_as_tampered_with():
+    raw = dist.HashStore()
+    store = SignedStore(raw, new_secret())
+    raw.set(rendezvous.FAILED_KEY, "rank 0 failed: forged")
+    said = rendezvous.failure(store)
+    assert "forged" not in said and "not written by a rank of this run" in said
+
+
+def test_a_forged_stop_is_not_obeyed_but_fails_the_run():
+    import time
+
+    from real.runtime import STOP_KEY, StopSignal
+
+    raw = dist.HashStore()
+    store = SignedStore(raw, new_secret())
+    signal = StopSignal(store, store, owners=1, rank=3)
+    raw.set(STOP_KEY, "steps")
+    assert signal.event.wait(5.0)
+    assert signal.reason == "failed"
+    time.sleep(0.1)
+    assert rendezvous.failure(store).startswith("rank 3: the value of 'stop'")
+
+
+def test_without_a_secret_values_are_plain_and_still_never_executed(tmp_path):
+    store = SignedStore(dist.HashStore(), None)
+    store.set("k", "v")
+    assert bytes(store.get("k")) == b"v" and not store.signed
+    marker = tmp_path / "pwned"
+    with pytest.raises(handin.HandInRefused):
+        handin.decode_final(_pickle_that_runs(marker), rank=0)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "events,fault",
+    [
+        ({"not": "a list"}, "not a list"),
+        ([("computed", 0.1)], "not a (kind, time, rank, ...) tuple"),
+        ([("computed", float("nan"), 0, 1)], "time nan"),
+        ([("computed", 0.1, 1, 1)], "rank 1, not 0"),
+        ([("computed", 0.1, 0, -3)], "a 'computed' event"),
+        ([("stepped", 0.1, 0, 0, "params")], "a 'stepped' event"),
+        ([("logged", 0.1, 0, {"loss": [1, 2]})], "a 'logged' event"),
+        ([("rm -rf", 0.1, 0, 1)], "unknown kind 'rm -rf'"),
+    ],
+)
+def test_malformed_events_are_refused_naming_the_fault(events, fault):
+    with pytest.raises(handin.HandInRefused, match="rank 0's events") as err:
+        handin.decode_events(handin.encode(events), rank=0)
+    assert fault in str(err.value)
+
+
+def test_a_well_formed_part_round_trips():
+    events = [
+        ("computed", 0.1, 0, 32),
+        ("sent", 0.2, 0, 64.0),
+        ("stepped", 0.3, 0, 1, torch.ones(3)),
+        ("settled", 0.3, 0, torch.zeros(3)),
+        ("logged", 0.4, 0, {"period": 4, "ratio": 0.5, "note": "x", "norm": torch.tensor(1.0)}),
+    ]
+    back = handin.decode_events(handin.encode(events), rank=0)
+    assert [e[:3] for e in back] == [e[:3] for e in events]
+    final = {
+        "error": None,
+        "final": torch.ones(3),
+        "stop_reason": "steps",
+        "ended": "stopped",
+        "times": (1.0, 0.5, 0.25),
+        "gradients": [0.1, 0.2],
+        "trace": {"spans": [("comm", "recv", 0.0, 0.1, None)], "dropped": 0, "totals": {}},
+    }
+    assert handin.decode_final(handin.encode(final), rank=0)["times"] == (1.0, 0.5, 0.25)
+
+
+def test_events_handed_in_as_they_go_are_kept_for_a_rank_that_never_closed():
+    store = SignedStore(dist.HashStore(), new_secret())
+    events = [("computed", 0.1, 1, 32)]
+    rank1 = handin.HandIn(store, rank=1, every=0.0)
+    rank1.events(events)
+    events.append(("stepped", 0.2, 1, 0, None))
+    rank1.events(events)  # then killed: no closing record
+    gathered = handin.gather(store, 2, lambda: 0.0)
+    assert gathered.parts[0] is None
+    assert [e[0] for e in gathered.parts[1]["events"]] == ["computed", "stepped"]
+    assert gathered.parts[1]["error"] is None and not gathered.refused
