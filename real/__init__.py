@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from real.launch import run
+    from real.results import RunInterrupted
     from real.runtime import RealRuntime, StopSignal, drive
     from real.transport import TorchTransport
 
-__all__ = ["RealRuntime", "StopSignal", "TorchTransport", "drive", "run"]
+__all__ = ["RealRuntime", "RunInterrupted", "StopSignal", "TorchTransport", "drive", "run"]
 
 # Imported on first use: `commsim --help` imports real.cli, and should not wait for torch;
 # the launcher (`run`) needs pandas and the workloads, which a rank process starts without.
 _LAZY = {
     "RealRuntime": "real.runtime",
+    "RunInterrupted": "real.results",
     "StopSignal": "real.runtime",
     "drive": "real.runtime",
     "TorchTransport": "real.transport",

@@ -23,7 +23,7 @@ from real.handin import gather
 from real.placement import LaunchError, Placement
 from real.progress import RunProgress
 from real.rank import RankOptions, run_rank
-from real.results import assemble
+from real.results import assemble, interruption, stopped_by_interrupt
 from real.store import SECRET_ENV, read_secret
 from runs import RunResult, RunWriter
 from strategies.roles import TrainingSetup
@@ -80,7 +80,9 @@ def run_launched(
                 f"ranks {missing} handed in nothing within {timeout:g} s (killed, or lost "
                 "with their node?); their launcher's log says why"
             )
-        error = RuntimeError(failed) if failed is not None else None
+        error: BaseException | None = RuntimeError(failed) if failed is not None else None
+        if error is None and stopped_by_interrupt(parts):  # SIGINT/SIGTERM of a rank
+            error = interruption("a rank was interrupted", parts, writer)
         try:
             outcome["result"] = assemble(
                 setup,

@@ -41,7 +41,7 @@ from real.placement import LaunchError, Placement
 from real.pool import shared_pool
 from real.progress import RunProgress
 from real.rank import RankOptions
-from real.results import assemble
+from real.results import RunInterrupted, assemble, interruption, stopped_by_interrupt
 from real.runtime import STOP_KEY
 from real.signals import interrupts
 from real.store import SignedStore, new_secret, write_secret
@@ -176,7 +176,7 @@ def _launch(
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
             gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
             if isinstance(exc, KeyboardInterrupt):
-                exc = _interrupted(exc, gathered.parts, writer)
+                exc = interruption(str(exc), gathered.parts, writer)
             wall = time.perf_counter() - wall
             assemble(setup, config, gathered.parts, wall_time=wall, writer=writer, error=exc)
             raise exc from None
@@ -184,8 +184,8 @@ def _launch(
         failed = rendezvous.failure(store)
     failed = failed or (gathered.refused[0] if gathered.refused else None)
     error: BaseException | None = RuntimeError(failed) if failed is not None else None
-    if error is None and _stopped_by_interrupt(gathered.parts):
-        error = _interrupted(RunInterrupted("a rank was interrupted"), gathered.parts, writer)
+    if error is None and stopped_by_interrupt(gathered.parts):
+        error = interruption("a rank was interrupted", gathered.parts, writer)
     return assemble(
         setup,
         config,
@@ -194,26 +194,6 @@ def _launch(
         writer=writer,
         error=error,
     )
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """A real run stopped by SIGINT or SIGTERM; its rows up to then are written."""
-
-
-def _stopped_by_interrupt(parts: list[dict[str, Any] | None]) -> bool:
-    return any(p is not None and p.get("stop_reason") == "interrupted" for p in parts)
-
-
-def _interrupted(
-    exc: KeyboardInterrupt, parts: list[dict[str, Any] | None], writer: RunWriter | None
-) -> RunInterrupted:
-    """The one line an interrupted run ends with: what stopped it and where its rows are."""
-    why = str(exc) or "interrupted"
-    steps = max(
-        (sum(e[0] == "stepped" for e in p["events"]) for p in parts if p is not None), default=0
-    )
-    where = f"; the rows measured until then are in {writer.directory}" if writer else ""
-    return RunInterrupted(f"{why} after {steps} optimizer steps{where}")
 
 
 class _Signals:

@@ -25,7 +25,16 @@ from strategies.roles import (
     make_trace,
 )
 
-__all__ = ["EMPTY_PART", "Replayed", "assemble", "replay", "timeline"]
+__all__ = [
+    "EMPTY_PART",
+    "Replayed",
+    "RunInterrupted",
+    "assemble",
+    "interruption",
+    "replay",
+    "stopped_by_interrupt",
+    "timeline",
+]
 
 #: What a rank that handed in nothing (killed, or lost with its node) contributes.
 EMPTY_PART: dict[str, Any] = {"events": [], "error": None, "final": None, "stop_reason": None}
@@ -153,3 +162,24 @@ def _summary(
         time=replayed.time,
         wall_time=wall_time,
     )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A real run stopped by SIGINT or SIGTERM; its rows up to then are written."""
+
+
+def stopped_by_interrupt(parts: list[dict[str, Any] | None]) -> bool:
+    """Whether a rank stopped the run because it was interrupted."""
+    return any(p is not None and p.get("stop_reason") == "interrupted" for p in parts)
+
+
+def interruption(
+    why: str, parts: list[dict[str, Any] | None], writer: RunWriter | None
+) -> RunInterrupted:
+    """The one line an interrupted run ends with: what stopped it, how far it got, and where
+    its rows are."""
+    steps = max(
+        (sum(e[0] == "stepped" for e in p["events"]) for p in parts if p is not None), default=0
+    )
+    where = f"; the rows measured until then are in {writer.directory}" if writer else ""
+    return RunInterrupted(f"{why or 'interrupted'} after {steps} optimizer steps{where}")

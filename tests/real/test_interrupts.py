@@ -186,3 +186,38 @@ def test_a_killed_server_rank_keeps_the_steps_it_measured(tmp_path):
     assert record["status"] == "failed"
     evals = pd.read_parquet(out / "metrics.parquet").query("kind == 'eval'")
     assert {0, 5, 10, 15, 20} <= set(evals["step"])
+
+
+def test_a_rank_terminated_alone_stops_the_run_as_interrupted(tmp_path):
+    """SIGTERM to one rank (a scheduler preempting it): that rank stops the run at its next
+    yield, every rank hands in, and the run is written as interrupted."""
+    marker = tmp_path / "training"
+
+    def terminate_a_worker() -> None:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in _descendants(os.getpid()):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/2").endswith("/1.err"):
+                    os.kill(pid, signal.SIGTERM)
+            except OSError:
+                continue
+
+    killer = threading.Thread(target=terminate_a_worker)
+    killer.start()
+    out = tmp_path / "run"
+    with pytest.raises(real.RunInterrupted, match="a rank was interrupted after"):
+        real.run(
+            ServerSaysWhenTraining(str(marker)),
+            "quadratic",
+            nproc=3,
+            steps=1_000_000,
+            eval_every=5,
+            out=out,
+            timeout=60,
+        )
+    killer.join()
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    assert record["summary"]["steps"] >= 20
