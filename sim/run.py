@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -45,7 +46,10 @@ from strategies.roles import (
     positive_int,
 )
 
-__all__ = ["run", "SimulationError"]
+__all__ = ["MIN_TIME", "run", "SimulationError"]
+
+#: The shortest ``max_time``: a nanosecond, below anything a link or a device does.
+MIN_TIME = 1e-9
 
 
 class SimulationError(RuntimeError):
@@ -231,8 +235,10 @@ def _is_number(value: Any) -> bool:
 def _optional_positive(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    if not _is_number(value) or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive, finite number of simulated seconds")
+    if not _is_number(value) or value < MIN_TIME:
+        raise ValueError(
+            f"{name}={value!r} must be a finite number of simulated seconds >= {MIN_TIME:g}"
+        )
     return float(value)
 
 
@@ -303,6 +309,12 @@ def _simulate_run(
                 closing.append(exc)
         if closing and sys.exc_info()[1] is None:
             raise closing[0]
+    if reason == "max_time" and ledger.step == 0:
+        warnings.warn(
+            f"max_time={max_time!r} ended the run before its first global step (at "
+            f"t={env.now:g}s); raise max_time to let it train",
+            stacklevel=3,
+        )
     ended = {r: contexts[r].parameters for r in owners} if reason == "finished" else None
     ledger.finish(reason, ended)
     runtime.record_rank_times()

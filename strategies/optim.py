@@ -14,7 +14,11 @@ from typing import Any, Union
 
 import torch
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
+__all__ = ["MAX_LR", "OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
+
+#: The largest learning rate accepted: far above any that trains (1 to 10 already diverge on
+#: most models), far below one that overflows float32 parameters on the first step.
+MAX_LR = 1e3
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -116,6 +120,24 @@ class ScheduleSpec:
         return float(SCHEDULES[self.name](step, total, **self.options))
 
 
+def _check_numbers(name: str, options: Mapping[str, Any]) -> None:
+    """NaN and infinite options, and a learning rate no model trains with, named (torch
+    accepts NaN, and an lr of 1e308 fails only at the first update, as an overflow)."""
+    for key, value in options.items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for number in values:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError(
+                    f"optimizer {name!r} option {key}={value!r} must be a finite number"
+                )
+    lr = options.get("lr")
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > MAX_LR:
+        raise ValueError(
+            f"optimizer {name!r} option lr={lr!r} is over {MAX_LR:g}, more than any model "
+            "trains with; typical values are 1e-4 to 1"
+        )
+
+
 @dataclass(frozen=True)
 class OptimizerSpec:
     """Which optimizer to build, validated once, built per role.
@@ -163,6 +185,7 @@ class OptimizerSpec:
                 f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}"
             )
         options.setdefault("lr", 0.1 if name == "sgd" else 1e-3)
+        _check_numbers(name, options)
         try:  # fail at configuration time, naming the option, not deep inside a run
             OPTIMIZERS[name]([torch.nn.Parameter(torch.zeros(1))], **options)
         except (TypeError, ValueError) as exc:

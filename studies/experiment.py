@@ -45,6 +45,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -52,7 +53,7 @@ import typing
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
@@ -79,6 +80,10 @@ __all__ = [
     "sweep_values",
 ]
 
+#: The largest seed (``strategies.roles.MAX_SEED``, torch's signed 64-bit limit), repeated so
+#: that loading an experiment does not import torch.
+MAX_SEED = 2**63 - 1
+
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
 SIM_ONLY = ("compute", "network", "run.max_time", "run.target_loss")
 
@@ -99,10 +104,10 @@ class RunSection(_Section):
     """What to run for how long: name, seed, global steps, evaluation and stop conditions."""
 
     name: str = "experiment"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     steps: int = Field(100, ge=1)
     eval_every: int = Field(10, ge=1)
-    max_time: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max_time: float | None = Field(None, ge=1e-9, allow_inf_nan=False)  # sim.run.MIN_TIME
     target_loss: float | None = Field(None, allow_inf_nan=False)
     accumulate: int = Field(1, ge=1)
 
@@ -196,7 +201,7 @@ class SweepSection(_Section):
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: list[int] | None = None
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = None
 
 
 class Experiment(_Section):
@@ -297,17 +302,33 @@ def load_experiment(
         data = source.to_dict()
     elif isinstance(source, Mapping):
         data = copy.deepcopy(dict(source))
-    else:
+    elif isinstance(source, str | os.PathLike):
         path = Path(source)
         data = _read_toml(path)
         base_dir = path.parent
+    else:
+        raise ExperimentError(
+            f"an experiment is a TOML file's path, a dict of sections or an Experiment, "
+            f"not {type(source).__name__}"
+        )
+    if isinstance(overrides, str):  # one --set given as a string, not a list of them
+        overrides = [overrides]
     data = _normalise(data, base_dir)
     for override in overrides:
+        if not isinstance(override, str):
+            raise ExperimentError(f"--set {override!r}: write section.field=value as a string")
         key, value = parse_override(override)
         _set_path(data, key, value)
         # A path typed on the command line is relative to where it was typed; the file's own
         # are absolute by now, so this leaves them alone.
         data = _normalise(data, Path.cwd() if base_dir is not None else None)
+    if not data:
+        where = f"{source}: " if base_dir is not None else ""
+        raise ExperimentError(
+            f"{where}the experiment is empty; say what to run, at least one of the sections "
+            f"{', '.join(s for s in Experiment.model_fields if s != 'sweep')} "
+            '(e.g. [strategy] name = "allreduce")'
+        )
     return _validate(data)
 
 
@@ -402,12 +423,27 @@ def _relative_to(base_dir: Path, path: str) -> str:
 
 
 def _validate(data: dict[str, Any]) -> Experiment:
+    _check_numbers(data)
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
         raise ExperimentError(_pydantic_message(exc)) from None
     _check_components(experiment)
     return experiment
+
+
+def _check_numbers(data: Any, path: str = "") -> None:
+    """NaN anywhere is refused, naming its field: TOML writes it (``nan``) but no field
+    means anything by it, and it would pass range checks (every comparison is false).
+    Infinity is left to each field's own check (``gossip.max_lead = inf`` means unbounded)."""
+    if isinstance(data, float) and math.isnan(data):
+        raise ExperimentError(f"{path}: nan is not a value; give a number")
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _check_numbers(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            _check_numbers(value, f"{path}[{index}]")
 
 
 def _pydantic_message(exc: ValidationError) -> str:

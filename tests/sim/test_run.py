@@ -380,10 +380,16 @@ def test_async_shards_are_evaluated_at_one_version_even_when_one_runs_ahead():
 
 
 def test_time_budget_on_an_event_instant_and_groups_made_late_are_fine():
-    # max_time lands exactly on the end of a compute step.
-    exact = run(
-        "allreduce", "quadratic", topologies.ring(4, **FAST), steps=5, compute=0.01, max_time=0.01
-    )
+    # max_time lands exactly on the end of a compute step (before any step: said so).
+    with pytest.warns(UserWarning, match="before its first global step"):
+        exact = run(
+            "allreduce",
+            "quadratic",
+            topologies.ring(4, **FAST),
+            steps=5,
+            compute=0.01,
+            max_time=0.01,
+        )
     assert exact.summary["stop_reason"] == "max_time" and exact.summary["time"] == 0.01
 
     class LateGroups(AllReduceSGD):
@@ -396,14 +402,15 @@ def test_time_budget_on_an_event_instant_and_groups_made_late_are_fine():
                 grads = yield w.comm.all_reduce(grads, op="mean", group=group)
                 w.apply(grads)
 
-    budget = run(
-        LateGroups(),
-        "quadratic",
-        topologies.ring(2, **FAST),
-        steps=100,
-        compute={"base": 0.01, "slowdown": {1: 3.0}},
-        max_time=0.02,
-    )
+    with pytest.warns(UserWarning, match="before its first global step"):
+        budget = run(
+            LateGroups(),
+            "quadratic",
+            topologies.ring(2, **FAST),
+            steps=100,
+            compute={"base": 0.01, "slowdown": {1: 3.0}},
+            max_time=0.02,
+        )
     assert budget.summary["stop_reason"] == "max_time"
 
 
