@@ -21,6 +21,7 @@ from runs.schema import (
     RUN_FILE,
     TOPOLOGY_FILE,
     TRACE_FILE,
+    check_out,
     row,
 )
 from runs.trace import Trace
@@ -37,6 +38,7 @@ __all__ = [
     "TOPOLOGY_FILE",
     "TRACE_FILE",
     "Trace",
+    "check_out",
     "row",
     "gradient_times",
     "summarize",

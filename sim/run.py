@@ -24,7 +24,7 @@ import torch
 
 import topologies
 import workloads
-from runs import RunResult, RunWriter, gradient_times, summarize
+from runs import RunResult, RunWriter, check_out, gradient_times, summarize
 from sim.artifacts import link_counters, save_topology, write_links
 from sim.collectives.select import check_auto
 from sim.comm import Fabric
@@ -119,7 +119,8 @@ def run(
     Parameters
     ----------
     strategy
-        A :class:`strategies.Strategy` or a registered name (``"allreduce"``).
+        A :class:`strategies.Strategy`, a registered name (``"allreduce"``) or a spec as the
+        command line writes it (``"local_sgd:period=8"``).
     workload
         A :class:`workloads.Workload` or a registered name (``"mlp_digits"``).
     topology
@@ -137,7 +138,8 @@ def run(
         their own ``efficiency``, what ``auto`` stands for, and how unevenly concurrent flows
         share a bottleneck; see :class:`sim.network.Network`).
     optimizer, lr_schedule
-        See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec`.
+        See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec` (a spec
+        string too: ``"sgd:lr=0.1,momentum=0.9"``, ``"cosine:warmup=10"``).
     seed
         Seeds model initialisation, data order, stragglers and the flows' sharing weights
         (``network.unfairness``): same seed, same metrics.
@@ -148,7 +150,7 @@ def run(
     accumulate
         Micro-batches per gradient (gradient accumulation).
     out
-        If given, a directory written as the run goes (``run.json``, ``metrics.parquet``,
+        If given (a str or a path), a directory written as the run goes (``run.json``, ``metrics.parquet``,
         ``topology.json``; at the end ``trace.json`` and ``links.parquet``: see
         :mod:`runs.schema`). The result's ``trace`` holds the timeline either way.
     progress
@@ -191,6 +193,7 @@ def run(
         raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
     if threads is not None:
         positive_int("threads", threads)
+    out = check_out(out)
     config = {
         "backend": "sim",
         **setup.config(),

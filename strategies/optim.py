@@ -14,6 +14,8 @@ from typing import Any, Union
 
 import torch
 
+from strategies.specs import parse_spec
+
 __all__ = ["MAX_LR", "OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
 
 #: The largest learning rate accepted: far above any that trains (1 to 10 already diverge on
@@ -88,8 +90,9 @@ class ScheduleSpec:
             return cls()
         if isinstance(spec, ScheduleSpec):
             return spec
-        if isinstance(spec, str):
-            spec = {"name": spec}
+        if isinstance(spec, str):  # "cosine" or, as the command line writes it, "cosine:warmup=10"
+            name, options = parse_spec(spec, "lr_schedule")
+            spec = {"name": name, **options}
         if not isinstance(spec, Mapping):
             raise ValueError(
                 f"lr_schedule={spec!r} must be a name or a mapping like {{'name': 'cosine'}}"
@@ -171,8 +174,9 @@ class OptimizerSpec:
             return spec
         if callable(spec) and not isinstance(spec, str):
             return cls(name=getattr(spec, "__name__", "custom"), options={}, factory=spec)
-        if isinstance(spec, str):
-            spec = {"name": spec}
+        if isinstance(spec, str):  # "sgd" or, as the command line writes it, "sgd:lr=0.1"
+            name, options = parse_spec(spec, "optimizer")
+            spec = {"name": name, **options}
         if not isinstance(spec, Mapping):
             raise ValueError(
                 f"optimizer={spec!r} must be a name, a mapping like {{'name': 'sgd', 'lr': 0.1}}, "

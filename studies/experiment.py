@@ -398,8 +398,8 @@ def _normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
         looks_like_file = Path(text).suffix.lower() in (".json", ".graphml", ".gml")
         data["topology"] = {"file": text} if looks_like_file else _spec_dict(parse_spec, text)
     for section in ("strategy", "workload", "optimizer"):
-        if isinstance(data.get(section), str):
-            data[section] = {"name": data[section]}
+        if isinstance(data.get(section), str):  # "local_sgd", or "local_sgd:period=8"
+            data[section] = _named_dict(section, data[section])
     if base_dir is not None:
         topo = data.get("topology")
         if isinstance(topo, dict) and isinstance(topo.get("file"), str):
@@ -408,6 +408,16 @@ def _normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
         if isinstance(compute, dict) and isinstance(compute.get("path"), str):
             compute["path"] = _relative_to(base_dir, compute["path"])
     return data
+
+
+def _named_dict(section: str, text: str) -> dict[str, Any]:
+    from strategies.specs import parse_spec
+
+    try:
+        name, options = parse_spec(text, section)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+    return {"name": name, **options}
 
 
 def _spec_dict(parse_spec: Callable[[str], dict[str, Any]], text: str) -> dict[str, Any]:

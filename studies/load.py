@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,9 +198,21 @@ def find_runs(paths: Paths) -> list[Path]:
     ...
     studies.load.LoadError: nothing matched 'no/such/results-*'
     """
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    if isinstance(paths, str | os.PathLike):
+        items = [paths]
+    elif isinstance(paths, Iterable) and not isinstance(paths, bytes | Mapping):
+        items = list(paths)
+    else:
+        items = [paths]
     if not items:
         raise LoadError("no paths given; name run directories, directories of runs or globs")
+    for item in items:
+        if not isinstance(item, str | os.PathLike):
+            what = f"paths={item!r}" if item is paths else f"{item!r} in paths"
+            raise LoadError(
+                f"{what}: name run directories, directories of runs or globs as strings or "
+                "pathlib.Paths"
+            )
     found: dict[Path, None] = {}
     for item in items:
         text = str(item)

@@ -437,3 +437,14 @@ def test_the_seed_bound_is_the_one_runs_use():
     from studies import experiment
 
     assert experiment.MAX_SEED == MAX_SEED
+
+
+def test_a_section_may_be_a_spec_as_the_command_line_writes_it():
+    exp = load_experiment(
+        {"strategy": "local_sgd:period=8", "optimizer": "sgd:lr=0.5", "workload": "quadratic"},
+        ["workload=mlp_digits:hidden=16"],
+    )
+    assert exp.strategy.options == {"period": 8} and exp.optimizer.options == {"lr": 0.5}
+    assert (exp.workload.name, exp.workload.options) == ("mlp_digits", {"hidden": 16})
+    with pytest.raises(ExperimentError, match=r"^strategy.period: period=0 must be"):
+        load_experiment({"strategy": "local_sgd:period=0"})

@@ -130,3 +130,16 @@ def test_studies_load_stays_the_function_whatever_imports_its_module_first():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        (123, r"^paths=123: name run directories"),
+        (None, r"^paths=None: name run directories"),
+        (["a", 1], r"^1 in paths: name run directories"),
+    ],
+)
+def test_paths_of_the_wrong_type_are_one_line(paths, message):
+    with pytest.raises(LoadError, match=message):
+        load(paths)
