@@ -198,6 +198,7 @@ def find_runs(paths: Paths) -> list[Path]:
     ...
     studies.load.LoadError: nothing matched 'no/such/results-*'
     """
+    items: list[Any]
     if isinstance(paths, str | os.PathLike):
         items = [paths]
     elif isinstance(paths, Iterable) and not isinstance(paths, bytes | Mapping):
