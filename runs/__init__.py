@@ -41,6 +41,8 @@ __all__ = [
     "check_out",
     "row",
     "gradient_times",
+    "read_metrics",
+    "read_record",
     "summarize",
     "versions",
 ]
@@ -49,6 +51,8 @@ _LAZY = {
     "RunResult": "runs.run",
     "summarize": "runs.run",
     "gradient_times": "runs.run",
+    "read_metrics": "runs.run",
+    "read_record": "runs.run",
     "RunWriter": "runs.writer",
     "versions": "runs.writer",
 }
