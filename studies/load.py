@@ -278,8 +278,8 @@ def load_runs(paths: Paths) -> list[RunRecord]:
             skipped.append(exc)
     if skipped and not records:
         raise skipped[0]
-    for exc in skipped:
-        warnings.warn(f"skipped a run that cannot be read: {exc}", LoadWarning, stacklevel=3)
+    for reason in skipped:
+        warnings.warn(f"skipped a run that cannot be read: {reason}", LoadWarning, stacklevel=3)
     return records
 
 
