@@ -342,7 +342,10 @@ class ComputeModel:
         if isinstance(trace, dict):
             missing = sorted(set(workers) - set(trace))
             if missing:
-                raise ValueError(f"compute trace has no rows for worker ranks {missing}; add them")
+                raise ValueError(
+                    f"compute trace path={str(self._params['path'])!r} has no rows for worker "
+                    f"ranks {missing}; add them"
+                )
 
     def config(self) -> dict[str, Any]:
         """The fields as written to ``run.json``."""

@@ -851,6 +851,9 @@ def run_experiment(
     ``sim`` simulates it on the topology; ``real`` starts one local process per topology
     host (``real.run``; ``real_options`` go to it, e.g. ``timeout``, ``backend``). The run
     directory, when ``out`` is given, records the experiment beside the resolved config.
+    What only the backend can check (more servers than the topology has ranks) fails as an
+    :class:`ExperimentError` naming the field (``strategy.servers: ...``), in a sweep's
+    record too.
 
     Examples
     --------
@@ -867,10 +870,12 @@ def run_experiment(
             "sweep: this experiment is a sweep; run it with `commsim sweep` or run each of "
             "studies.experiment.expand(exp)"
         )
-    strategy = registry.get(exp.strategy.name, **exp.strategy.options)
-    workload = workloads.get(exp.workload.name, **exp.workload.options)
+    if backend not in ("sim", "real"):
+        raise ExperimentError(f"backend={backend!r}: use 'sim' or 'real'")
     # What both backends take from the file; the rest is the simulation's or the launcher's.
     shared: dict[str, Any] = {
+        "strategy": registry.get(exp.strategy.name, **exp.strategy.options),
+        "workload": workloads.get(exp.workload.name, **exp.workload.options),
         "steps": exp.run.steps,
         "optimizer": {"name": exp.optimizer.name, **exp.optimizer.options},
         "lr_schedule": exp.optimizer.schedule,
@@ -881,6 +886,49 @@ def run_experiment(
         "progress": progress,
         "record": {"experiment": exp.to_dict(), "experiment_key": exp.key()},
     }
+    try:
+        return _run_on(exp, backend, shared, real_options)
+    except ExperimentError:
+        raise
+    except (ValueError, TypeError) as exc:
+        # What only the backend can check (the strategy against the world it runs on: more
+        # servers than ranks ...) is said as a field of this experiment, as a load error is.
+        field = _field_named_in(exp, exc)
+        if field is None:
+            raise
+        raise ExperimentError(f"{field}: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _field_named_in(exp: Experiment, exc: BaseException) -> str | None:
+    """The experiment's ``section.field`` that an error's message names as ``field=...``
+    (the arguments' own checks write it so), or None."""
+    from strategies import registry
+    from workloads import registry as workload_registry
+
+    fields: dict[str, str] = {}
+    candidates = [
+        ("strategy", inspect.signature(registry.strategy_class(exp.strategy.name)).parameters),
+        ("workload", inspect.signature(workload_registry.builder(exp.workload.name)).parameters),
+        ("optimizer", exp.optimizer.options),
+        ("topology", _builder_params(exp.topology) or exp.topology.model_extra or {}),
+        ("compute", [*ComputeSection.model_fields, *exp.compute.options]),
+        ("network", NetworkSection.model_fields),
+        ("run", RunSection.model_fields),
+    ]
+    for section, names in candidates:
+        for name in names:
+            fields.setdefault(name, f"{section}.{name}")
+    for match in re.finditer(r"\b(\w+)=", str(exc)):
+        if match.group(1) in fields:
+            return fields[match.group(1)]
+    return None
+
+
+def _run_on(
+    exp: Experiment, backend: str, shared: dict[str, Any], real_options: dict[str, Any]
+) -> RunResult:
+    shared = dict(shared)
+    strategy, workload = shared.pop("strategy"), shared.pop("workload")
     if backend == "sim":
         import sim
 
@@ -902,7 +950,7 @@ def run_experiment(
         if ignored:
             warnings.warn(
                 f"the real backend ignores {', '.join(ignored)}: only a simulation has them",
-                stacklevel=2,
+                stacklevel=3,
             )
         graph = exp.graph()
         return real.run(

@@ -151,9 +151,11 @@ def test_a_failed_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries_it(tmp_p
     result = load_sweep(out)
     ok, bad = result.runs
     assert ok.status == "finished" and bad.status == "failed"
-    assert bad.error.startswith("ValueError: servers=2 leaves no worker among 2 ranks")
+    # The field is named, as it is when a file's value is refused at load time.
+    named = "strategy.servers: servers=2 leaves no worker among 2 ranks"
+    assert bad.error == f"ExperimentError: {named}; use servers < world size"
     assert record(bad.directory)["status"] == "failed"
-    assert "servers=2 leaves no worker" in record(bad.directory)["error"]
+    assert named in record(bad.directory)["error"]
     assert record(bad.directory)["experiment_key"] == bad.key
 
     # Run again: the failed run runs again, the finished one is kept as it is.
@@ -334,7 +336,10 @@ def test_the_progress_bar_counts_runs_done_running_and_failed(tmp_path):
     text = screen.getvalue()
     assert "2/2" in text and "0 running, 1 failed" in text
     assert "1 running, 0 failed" in text  # the first run, while it ran
-    assert "failed ps strategy=parameter_server(servers=2): ValueError: servers=2" in text
+    assert (
+        "failed ps strategy=parameter_server(servers=2): ExperimentError: strategy.servers: "
+        "servers=2" in text
+    )
 
 
 def test_the_command_ends_with_a_table_of_runs_and_the_figures(tmp_path):
