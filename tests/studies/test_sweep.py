@@ -413,3 +413,14 @@ def test_a_lost_worker_of_a_script_says_how_to_guard_it(monkeypatch, main_file, 
         f"importing my_study.py: if it calls run_sweep at its top level, {guard}" in run.error
     ) is hinted
     assert (guard in run.error) is hinted
+
+
+@pytest.mark.parametrize(
+    "index, reason",
+    [("[1, 2]", "list indices must be integers"), ("{}", "no 'runs'"), ("{not", "Expecting")],
+)
+def test_an_index_that_is_not_a_sweeps_is_one_line(tmp_path, index, reason):
+    (tmp_path / INDEX_FILE).write_text(index)
+    with pytest.raises(ValueError, match=r"sweep.json is not a sweep's index \(") as caught:
+        load_sweep(tmp_path)
+    assert reason in str(caught.value) and "\n" not in str(caught.value)
