@@ -106,6 +106,7 @@ class ScheduleSpec:
         for key, value in options.items():
             low, high, open_low = _OPTION_RANGES.get(key, (-math.inf, math.inf, False))
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)  # a warmup of inf steps trains at lr 0, silently
             if not ok or not (value > low if open_low else value >= low) or value > high:
                 raise ValueError(
                     f"lr_schedule {name}.{key}={value!r} must be a number in "
