@@ -87,7 +87,11 @@ class RunResult:
         metrics_file = directory / METRICS_FILE
         metrics = read_metrics(metrics_file) if metrics_file.is_file() else pd.DataFrame()
         compute_file = directory / COMPUTE_FILE
-        compute = pd.read_csv(compute_file) if compute_file.is_file() else None
+        try:
+            compute = pd.read_csv(compute_file) if compute_file.is_file() else None
+        except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(f"{compute_file}: cannot read the compute times: {reason}") from None
         return cls(record["config"], record["summary"], metrics, compute=compute)
 
 

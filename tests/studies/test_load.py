@@ -206,3 +206,12 @@ def test_run_result_load_refuses_what_is_not_a_run(runs_root, tmp_path, what):
     _corrupt(bad, what)
     with pytest.raises(ValueError, match=re.escape(CORRUPTIONS[what])):
         RunResult.load(bad)
+
+
+def test_run_result_load_names_an_unreadable_compute_file(runs_root, tmp_path):
+    from runs import RunResult
+
+    bad = shutil.copytree(runs_root / "short" / "local_sgd", tmp_path / "bad")
+    (bad / "compute.csv").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match=r"compute.csv: cannot read the compute times: 'utf-8'"):
+        RunResult.load(bad)
