@@ -448,3 +448,21 @@ def test_a_section_may_be_a_spec_as_the_command_line_writes_it():
     assert (exp.workload.name, exp.workload.options) == ("mlp_digits", {"hidden": 16})
     with pytest.raises(ExperimentError, match=r"^strategy.period: period=0 must be"):
         load_experiment({"strategy": "local_sgd:period=0"})
+
+
+def test_commsim_run_of_an_empty_file_or_a_nan_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from studies.cli import app
+
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    runner = CliRunner()
+    for extra, message in (
+        ([], f"error: {path}: the experiment is empty; say what to run"),
+        (["--set", "optimizer.lr=nan"], f"error: {path}: optimizer.lr: nan is not a value"),
+    ):
+        done = runner.invoke(app, ["run", str(path), *extra], terminal_width=400)
+        assert done.exit_code == 2
+        lines = [line for line in done.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(message), lines
