@@ -241,8 +241,9 @@ class ComputeModel:
             )
         if not (_is_real(self.efficiency) and 0 < self.efficiency <= 1):
             raise ValueError(f"compute efficiency={self.efficiency!r} must be in (0, 1]")
-        if self.server != "measure" and not (
-            _is_real(self.server) and 0 <= self.server <= MAX_SECONDS
+        server = self.server
+        if server != "measure" and not (
+            isinstance(server, Real) and not isinstance(server, bool) and 0 <= server <= MAX_SECONDS
         ):
             raise ValueError(
                 f"compute server={self.server!r} must be seconds per server step in [0, "
