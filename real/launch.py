@@ -24,6 +24,7 @@ import math
 import pickle
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -45,7 +46,7 @@ from real.results import RunInterrupted, assemble, interruption, stopped_by_inte
 from real.runtime import STOP_KEY
 from real.signals import interrupts
 from real.store import SignedStore, new_secret, write_secret
-from runs import RunResult, RunWriter
+from runs import RunResult, RunWriter, check_out
 from strategies import Strategy
 from strategies.roles import TrainingSetup, positive_int
 
@@ -80,7 +81,7 @@ def run(
     backend: str = "auto",
     out: str | Path | None = None,
     timeout: float = 300.0,
-    topology: nx.Graph | None = None,
+    topology: nx.Graph | str | Mapping[str, Any] | None = None,
     portable: bool = True,
     port: int = 0,
     progress: bool = False,
@@ -92,9 +93,11 @@ def run(
     ledger decides both). ``time`` columns are wall-clock seconds since all ranks were ready;
     ``result.parameters`` holds the global model's flat parameters at the last global step.
     ``timeout`` bounds every wait: a rank that waits longer on one operation fails with an
-    error naming it. ``topology``, when given, is the network the ranks run on (its hosts,
-    one per rank): strategies read its host graph and their nodes from it (the host
-    ``node`` attributes), instead of the launcher's.
+    error naming it. ``topology``, when given (a graph, or a spec as ``sim.run`` takes it:
+    ``"star:n=4"``, a dict, a file), is the network the ranks run on (its hosts, one per
+    rank): strategies read its host graph and their nodes from it (the host ``node``
+    attributes), instead of the launcher's. ``strategy`` may be a spec too
+    (``"local_sgd:period=8"``), as the command line writes it.
 
     ``backend``: ``"gloo"``, ``"nccl"`` (one GPU per process, tensors on the rank's GPU) or
     ``"auto"`` (NCCL when this machine has a GPU per process). ``portable`` (the default)
@@ -106,6 +109,14 @@ def run(
     """
     positive_int("nproc", nproc)
     timeout = check_timeout(timeout)
+    out = check_out(out)
+    if topology is not None:  # a graph, or a spec as sim.run takes it ("star:n=4", a file)
+        topology = topologies.from_spec(topology)
+        if len(topologies.hosts(topology)) != nproc:
+            raise ValueError(
+                f"topology has {len(topologies.hosts(topology))} hosts but nproc={nproc}; "
+                "give one rank per host"
+            )
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 2**16:
         raise ValueError(f"port={port!r} must be 0 (any free port) or a port in 1..65535")
     resolved = resolve_backend(backend, local_world_size=nproc)

@@ -21,6 +21,7 @@ from runs.schema import (
     RUN_FILE,
     TOPOLOGY_FILE,
     TRACE_FILE,
+    check_out,
     row,
 )
 from runs.trace import Trace
@@ -37,8 +38,11 @@ __all__ = [
     "TOPOLOGY_FILE",
     "TRACE_FILE",
     "Trace",
+    "check_out",
     "row",
     "gradient_times",
+    "read_metrics",
+    "read_record",
     "summarize",
     "versions",
 ]
@@ -47,6 +51,8 @@ _LAZY = {
     "RunResult": "runs.run",
     "summarize": "runs.run",
     "gradient_times": "runs.run",
+    "read_metrics": "runs.run",
+    "read_record": "runs.run",
     "RunWriter": "runs.writer",
     "versions": "runs.writer",
 }

@@ -17,7 +17,7 @@ import pandas as pd
 from runs.schema import COLUMNS, COMPUTE_FILE, METRICS_FILE, RUN_FILE
 from runs.trace import Trace
 
-__all__ = ["RunResult", "gradient_times", "summarize"]
+__all__ = ["RunResult", "gradient_times", "read_metrics", "read_record", "summarize"]
 
 
 @dataclass
@@ -75,17 +75,83 @@ class RunResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> RunResult:
-        """Read a run directory written by :meth:`save` or :class:`runs.RunWriter`."""
+        """Read a run directory written by :meth:`save` or :class:`runs.RunWriter`.
+
+        A record or metrics file that is not a run's raises a one-line ``ValueError`` naming
+        the file (see :func:`read_record`, :func:`read_metrics`)."""
         directory = Path(directory)
         run_file = directory / RUN_FILE
         if not run_file.is_file():
             raise FileNotFoundError(f"{run_file} does not exist; point at a run directory")
-        record = json.loads(run_file.read_text())
+        record = read_record(run_file)
         metrics_file = directory / METRICS_FILE
-        metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame()
+        metrics = read_metrics(metrics_file) if metrics_file.is_file() else pd.DataFrame()
         compute_file = directory / COMPUTE_FILE
-        compute = pd.read_csv(compute_file) if compute_file.is_file() else None
-        return cls(record.get("config", {}), record.get("summary", {}), metrics, compute=compute)
+        try:
+            compute = pd.read_csv(compute_file) if compute_file.is_file() else None
+        except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(f"{compute_file}: cannot read the compute times: {reason}") from None
+        return cls(record["config"], record["summary"], metrics, compute=compute)
+
+
+#: The run record's keys that hold a table of values (absent or null: empty).
+_RECORD_TABLES = ("config", "summary", "experiment")
+#: Metrics columns that hold numbers (NaN where unmeasured): the schema's but ``kind``/``role``.
+_NUMERIC = frozenset(c for cols in COLUMNS.values() for c in cols) - {"kind", "role"}
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """A ``run.json``, checked for the shape a run writes: an object whose ``config`` and
+    ``summary`` (and ``experiment``, when there) are objects (``{}`` when absent), whose
+    ``status`` and ``error`` are text; else a one-line ``ValueError`` naming the file."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ValueError(f"{path}: cannot read the run record: {reason}") from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path}: a run record is a JSON object, not {type(record).__name__}; "
+            "the directory is not a run's"
+        )
+    for key in _RECORD_TABLES:
+        value = record.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"{path}: the record's {key!r} is a {type(value).__name__}, not an object; "
+                "the directory is not a run's"
+            )
+    for key in ("status", "error"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{path}: the record's {key!r} is {value!r}, not text")
+    return {**record, "config": record.get("config") or {}, "summary": record.get("summary") or {}}
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """A ``metrics.parquet``, checked: the schema's measured columns hold numbers; else a
+    one-line ``ValueError`` naming the file and the column."""
+    path = Path(path)
+    try:
+        metrics = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read the metrics: {exc}") from None
+    for column in metrics.columns:
+        if column not in _NUMERIC or pd.api.types.is_numeric_dtype(metrics[column]):
+            continue
+        values = metrics[column]
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & numbers.isna()
+        if bad.any():
+            first = values[bad].iloc[0]
+            raise ValueError(
+                f"{path}: column {column!r} holds {first!r}, not a number; the file is not "
+                "a run's metrics"
+            )
+        metrics[column] = numbers
+    return metrics
 
 
 def gradient_times(per_rank: dict[int, list[float]]) -> pd.DataFrame:

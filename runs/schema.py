@@ -14,6 +14,8 @@ Each observation is one row. ``kind`` says what was observed; the common columns
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "RUN_FILE",
     "TOPOLOGY_FILE",
     "TRACE_FILE",
+    "check_out",
     "row",
 ]
 
@@ -37,6 +40,27 @@ METRICS_FILE = "metrics.parquet"
 TRACE_FILE = "trace.json"
 LINKS_FILE = "links.parquet"
 TOPOLOGY_FILE = "topology.json"
+
+
+def check_out(out: Any) -> Path | None:
+    """A run's ``out`` as a path (None: write nothing), or a one-line error naming it.
+
+    Examples
+    --------
+    >>> check_out("results/ring"), check_out(None)
+    (PosixPath('results/ring'), None)
+    >>> check_out(123)
+    Traceback (most recent call last):
+    ...
+    TypeError: out=123 must be a directory path (a str or a pathlib.Path), or None
+    """
+    if out is None:
+        return None
+    if not isinstance(out, str | os.PathLike) or not os.fspath(out):
+        raise TypeError(f"out={out!r} must be a directory path (a str or a pathlib.Path), or None")
+    return Path(out)
+
+
 #: Every rank's compute seconds per gradient, in every finished run: ``rank``, ``gradient``
 #: (0, 1, ... per rank), ``seconds`` (real: the rank's own work since its previous gradient,
 #: the gradient included; sim: what the compute model drew). ``sim``'s ``trace`` straggler

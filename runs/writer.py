@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from runs.schema import COMPUTE_FILE, METRICS_FILE, RUN_FILE, TRACE_FILE
+from runs.schema import COMPUTE_FILE, METRICS_FILE, RUN_FILE, TRACE_FILE, check_out
 
 if TYPE_CHECKING:
     from runs.run import RunResult
@@ -49,6 +49,7 @@ class RunWriter:
         every: float = 2.0,
         record: dict[str, Any] | None = None,
     ) -> None:
+        check_out(directory)
         self.directory = Path(directory)
         #: Extra top-level keys of ``run.json`` (an experiment file's contents, its key).
         self.record = dict(record or {})

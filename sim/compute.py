@@ -27,6 +27,7 @@ from runs.schema import COMPUTE_FILE
 
 __all__ = [
     "DEVICE_PEAK_FLOPS",
+    "MAX_SECONDS",
     "STRAGGLERS",
     "ComputeModel",
     "measure_server_step",
@@ -45,6 +46,10 @@ DEVICE_PEAK_FLOPS: dict[str, float] = {
 }
 
 STRAGGLERS = ("constant", "normal", "lognormal", "exponential", "trace")
+
+#: The longest one micro-batch's compute (or one server step) may take: a day. More is a unit
+#: mistake (milliseconds written as seconds), and makes a run's time meaningless.
+MAX_SECONDS = 86400.0
 
 
 def measure_step_time(
@@ -131,12 +136,30 @@ def _read_trace(path: str | Path) -> tuple[dict[int, np.ndarray] | np.ndarray, b
         raise ValueError(f"compute trace {path} is not a readable CSV: {reason}") from None
     if "seconds" not in table.columns:
         raise ValueError(f"compute trace {path} needs a 'seconds' column (and optionally 'rank')")
+    if table.empty:
+        raise ValueError(f"compute trace {path} has no rows; give one step time per row")
     seconds = pd.to_numeric(table["seconds"], errors="coerce")
-    if table.empty or seconds.isna().any() or (seconds <= 0).any():
-        raise ValueError(f"compute trace {path} has no rows, or non-positive or missing seconds")
+    bad = ~((seconds > 0) & (seconds <= MAX_SECONDS))  # NaN, inf, text: all bad
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise ValueError(
+            f"compute trace path={str(path)!r}: row {row + 2} has seconds="
+            f"{table['seconds'].tolist()[row]!r}; "
+            f"every step time must be a number of seconds in (0, {MAX_SECONDS:g}]"
+        )
     table["seconds"] = seconds
     per_gradient = "gradient" in table.columns
     if "rank" in table.columns:
+        ranks_column = pd.to_numeric(table["rank"], errors="coerce")
+        bad = ~((ranks_column >= 0) & (ranks_column % 1 == 0))
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ValueError(
+                f"compute trace path={str(path)!r}: row {row + 2} has rank="
+                f"{table['rank'].tolist()[row]!r}; "
+                "ranks are integers from 0"
+            )
+        table["rank"] = ranks_column.astype(int)
         if per_gradient:  # a run's file: replayed in the order it computed
             table = table.sort_values(["rank", "gradient"], kind="stable")
         ranks = {int(r): g["seconds"].to_numpy(float) for r, g in table.groupby("rank")}
@@ -200,8 +223,11 @@ class ComputeModel:
                 raise ValueError(
                     f"compute base={self.base!r} must be seconds, 'measure' or 'flops'"
                 )
-        elif not _positive(self.base):
-            raise ValueError(f"compute base={self.base!r} must be a positive number of seconds")
+        elif not (_positive(self.base) and self.base <= MAX_SECONDS):
+            raise ValueError(
+                f"compute base={self.base!r} must be seconds per micro-batch in (0, "
+                f"{MAX_SECONDS:g}] (at most a day), 'measure' or 'flops'"
+            )
         if self.straggler not in STRAGGLERS:
             raise ValueError(
                 f"compute straggler={self.straggler!r} is unknown; use one of {', '.join(STRAGGLERS)}"
@@ -215,11 +241,13 @@ class ComputeModel:
             )
         if not (_is_real(self.efficiency) and 0 < self.efficiency <= 1):
             raise ValueError(f"compute efficiency={self.efficiency!r} must be in (0, 1]")
-        if self.server != "measure" and not (
-            _is_real(self.server) and math.isfinite(self.server) and self.server >= 0
+        server = self.server
+        if server != "measure" and not (
+            isinstance(server, Real) and not isinstance(server, bool) and 0 <= server <= MAX_SECONDS
         ):
             raise ValueError(
-                f"compute server={self.server!r} must be seconds >= 0 per server step, or 'measure'"
+                f"compute server={self.server!r} must be seconds per server step in [0, "
+                f"{MAX_SECONDS:g}] (at most a day), or 'measure'"
             )
         if not _positive(self.contention):
             raise ValueError(
@@ -315,7 +343,10 @@ class ComputeModel:
         if isinstance(trace, dict):
             missing = sorted(set(workers) - set(trace))
             if missing:
-                raise ValueError(f"compute trace has no rows for worker ranks {missing}; add them")
+                raise ValueError(
+                    f"compute trace path={str(self._params['path'])!r} has no rows for worker "
+                    f"ranks {missing}; add them"
+                )
 
     def config(self) -> dict[str, Any]:
         """The fields as written to ``run.json``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 import topologies
 import workloads
-from runs import RunResult, RunWriter, gradient_times, summarize
+from runs import RunResult, RunWriter, check_out, gradient_times, summarize
 from sim.artifacts import link_counters, save_topology, write_links
 from sim.collectives.select import check_auto
 from sim.comm import Fabric
@@ -45,7 +46,10 @@ from strategies.roles import (
     positive_int,
 )
 
-__all__ = ["run", "SimulationError"]
+__all__ = ["MIN_TIME", "run", "SimulationError"]
+
+#: The shortest ``max_time``: a nanosecond, below anything a link or a device does.
+MIN_TIME = 1e-9
 
 
 class SimulationError(RuntimeError):
@@ -115,7 +119,8 @@ def run(
     Parameters
     ----------
     strategy
-        A :class:`strategies.Strategy` or a registered name (``"allreduce"``).
+        A :class:`strategies.Strategy`, a registered name (``"allreduce"``) or a spec as the
+        command line writes it (``"local_sgd:period=8"``).
     workload
         A :class:`workloads.Workload` or a registered name (``"mlp_digits"``).
     topology
@@ -133,7 +138,8 @@ def run(
         their own ``efficiency``, what ``auto`` stands for, and how unevenly concurrent flows
         share a bottleneck; see :class:`sim.network.Network`).
     optimizer, lr_schedule
-        See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec`.
+        See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec` (a spec
+        string too: ``"sgd:lr=0.1,momentum=0.9"``, ``"cosine:warmup=10"``).
     seed
         Seeds model initialisation, data order, stragglers and the flows' sharing weights
         (``network.unfairness``): same seed, same metrics.
@@ -144,7 +150,7 @@ def run(
     accumulate
         Micro-batches per gradient (gradient accumulation).
     out
-        If given, a directory written as the run goes (``run.json``, ``metrics.parquet``,
+        If given (a str or a path), a directory written as the run goes (``run.json``, ``metrics.parquet``,
         ``topology.json``; at the end ``trace.json`` and ``links.parquet``: see
         :mod:`runs.schema`). The result's ``trace`` holds the timeline either way.
     progress
@@ -187,6 +193,7 @@ def run(
         raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
     if threads is not None:
         positive_int("threads", threads)
+    out = check_out(out)
     config = {
         "backend": "sim",
         **setup.config(),
@@ -231,8 +238,10 @@ def _is_number(value: Any) -> bool:
 def _optional_positive(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    if not _is_number(value) or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive, finite number of simulated seconds")
+    if not _is_number(value) or value < MIN_TIME:
+        raise ValueError(
+            f"{name}={value!r} must be a finite number of simulated seconds >= {MIN_TIME:g}"
+        )
     return float(value)
 
 
@@ -303,6 +312,12 @@ def _simulate_run(
                 closing.append(exc)
         if closing and sys.exc_info()[1] is None:
             raise closing[0]
+    if reason == "max_time" and ledger.step == 0:
+        warnings.warn(
+            f"max_time={max_time!r} ended the run before its first global step (at "
+            f"t={env.now:g}s); raise max_time to let it train",
+            stacklevel=3,
+        )
     ended = {r: contexts[r].parameters for r in owners} if reason == "finished" else None
     ledger.finish(reason, ended)
     runtime.record_rank_times()

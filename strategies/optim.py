@@ -14,7 +14,13 @@ from typing import Any, Union
 
 import torch
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
+from strategies.specs import parse_spec
+
+__all__ = ["MAX_LR", "OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
+
+#: The largest learning rate accepted: far above any that trains (1 to 10 already diverge on
+#: most models), far below one that overflows float32 parameters on the first step.
+MAX_LR = 1e3
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -84,8 +90,9 @@ class ScheduleSpec:
             return cls()
         if isinstance(spec, ScheduleSpec):
             return spec
-        if isinstance(spec, str):
-            spec = {"name": spec}
+        if isinstance(spec, str):  # "cosine" or, as the command line writes it, "cosine:warmup=10"
+            name, options = parse_spec(spec, "lr_schedule")
+            spec = {"name": name, **options}
         if not isinstance(spec, Mapping):
             raise ValueError(
                 f"lr_schedule={spec!r} must be a name or a mapping like {{'name': 'cosine'}}"
@@ -99,6 +106,7 @@ class ScheduleSpec:
         for key, value in options.items():
             low, high, open_low = _OPTION_RANGES.get(key, (-math.inf, math.inf, False))
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)  # a warmup of inf steps trains at lr 0, silently
             if not ok or not (value > low if open_low else value >= low) or value > high:
                 raise ValueError(
                     f"lr_schedule {name}.{key}={value!r} must be a number in "
@@ -114,6 +122,24 @@ class ScheduleSpec:
 
     def factor(self, step: int, total: int) -> float:
         return float(SCHEDULES[self.name](step, total, **self.options))
+
+
+def _check_numbers(name: str, options: Mapping[str, Any]) -> None:
+    """NaN and infinite options, and a learning rate no model trains with, named (torch
+    accepts NaN, and an lr of 1e308 fails only at the first update, as an overflow)."""
+    for key, value in options.items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for number in values:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError(
+                    f"optimizer {name!r} option {key}={value!r} must be a finite number"
+                )
+    lr = options.get("lr")
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > MAX_LR:
+        raise ValueError(
+            f"optimizer {name!r} option lr={lr!r} is over {MAX_LR:g}, more than any model "
+            "trains with; typical values are 1e-4 to 1"
+        )
 
 
 @dataclass(frozen=True)
@@ -149,8 +175,9 @@ class OptimizerSpec:
             return spec
         if callable(spec) and not isinstance(spec, str):
             return cls(name=getattr(spec, "__name__", "custom"), options={}, factory=spec)
-        if isinstance(spec, str):
-            spec = {"name": spec}
+        if isinstance(spec, str):  # "sgd" or, as the command line writes it, "sgd:lr=0.1"
+            name, options = parse_spec(spec, "optimizer")
+            spec = {"name": name, **options}
         if not isinstance(spec, Mapping):
             raise ValueError(
                 f"optimizer={spec!r} must be a name, a mapping like {{'name': 'sgd', 'lr': 0.1}}, "
@@ -163,6 +190,7 @@ class OptimizerSpec:
                 f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}"
             )
         options.setdefault("lr", 0.1 if name == "sgd" else 1e-3)
+        _check_numbers(name, options)
         try:  # fail at configuration time, naming the option, not deep inside a run
             OPTIMIZERS[name]([torch.nn.Parameter(torch.zeros(1))], **options)
         except (TypeError, ValueError) as exc:

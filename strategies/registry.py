@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from strategies.base import Strategy
+from strategies.specs import parse_spec
 
 __all__ = ["register", "get", "names", "strategy_class"]
 
@@ -51,12 +52,15 @@ def strategy_class(name: str) -> type[Strategy]:
 
 
 def get(name: str | Strategy, **options: Any) -> Strategy:
-    """Build a registered strategy by name (a ``Strategy`` instance is returned as is).
+    """Build a registered strategy by name, or by a spec as the command line writes it
+    (``"local_sgd:period=8"``); a ``Strategy`` instance is returned as is.
 
     Examples
     --------
     >>> get("parameter_server", mode="ssp", staleness=2)
     ParameterServer(mode='ssp', staleness=2, servers=1, staleness_lr=None)
+    >>> get("local_sgd:period=8")
+    LocalSGD(period=8, warmup=0, initial_period=None, compression=None, algorithm='auto')
     >>> get("allredce")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -69,4 +73,13 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
             f"strategy={name!r} must be a registered name or a Strategy instance "
             "(did you pass the class instead of an instance?)"
         )
+    if ":" in name:
+        name, given = parse_spec(name, "strategy")
+        both = sorted(set(given) & set(options))
+        if both:
+            raise ValueError(
+                f"strategy {name!r}: {', '.join(both)} given both in the spec and as arguments; "
+                "give each once"
+            )
+        options = {**given, **options}
     return strategy_class(name)(**options)

@@ -27,6 +27,7 @@ from strategies.replica import FlatOptimizer, Replica
 
 __all__ = [
     "Evaluator",
+    "MAX_SEED",
     "TrainingSetup",
     "WorkloadLike",
     "build_role",
@@ -72,6 +73,9 @@ def positive_int(name: str, value: Any) -> int:
         raise ValueError(f"{name}={value!r} must be a positive integer")
     return value
 
+
+#: The largest seed: torch's generators take a signed 64-bit one.
+MAX_SEED = 2**63 - 1
 
 _WORKLOAD_METHODS = ("make_model", "loss", "batches", "evaluate", "config")
 
@@ -124,8 +128,8 @@ class TrainingSetup:
         positive_int("steps", steps)
         positive_int("eval_every", eval_every)
         positive_int("accumulate", accumulate)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed={seed!r} must be an integer >= 0")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed={seed!r} must be an integer in [0, 2**63 - 1]")
         resolved = get_strategy(strategy)
         if not isinstance(getattr(resolved, "options", None), dict):
             raise TypeError(

@@ -163,7 +163,8 @@ def record_failure(path: Path, experiment: Experiment, exc: BaseException) -> No
     from runs import RUN_FILE, RunWriter
 
     with contextlib.suppress(OSError, ValueError):
-        if json.loads((path / RUN_FILE).read_text()).get("status") == "failed":
+        record = json.loads((path / RUN_FILE).read_text())
+        if isinstance(record, dict) and record.get("status") == "failed":
             return
     record = {"experiment": experiment.to_dict(), "experiment_key": experiment.key()}
     RunWriter(path, config={}, record=record).fail([], exc)

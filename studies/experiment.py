@@ -45,6 +45,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -52,7 +53,7 @@ import typing
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
@@ -79,6 +80,10 @@ __all__ = [
     "sweep_values",
 ]
 
+#: The largest seed (``strategies.roles.MAX_SEED``, torch's signed 64-bit limit), repeated so
+#: that loading an experiment does not import torch.
+MAX_SEED = 2**63 - 1
+
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
 SIM_ONLY = ("compute", "network", "run.max_time", "run.target_loss")
 
@@ -99,10 +104,10 @@ class RunSection(_Section):
     """What to run for how long: name, seed, global steps, evaluation and stop conditions."""
 
     name: str = "experiment"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     steps: int = Field(100, ge=1)
     eval_every: int = Field(10, ge=1)
-    max_time: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max_time: float | None = Field(None, ge=1e-9, allow_inf_nan=False)  # sim.run.MIN_TIME
     target_loss: float | None = Field(None, allow_inf_nan=False)
     accumulate: int = Field(1, ge=1)
 
@@ -196,7 +201,7 @@ class SweepSection(_Section):
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: list[int] | None = None
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = None
 
 
 class Experiment(_Section):
@@ -297,17 +302,33 @@ def load_experiment(
         data = source.to_dict()
     elif isinstance(source, Mapping):
         data = copy.deepcopy(dict(source))
-    else:
+    elif isinstance(source, str | os.PathLike):
         path = Path(source)
         data = _read_toml(path)
         base_dir = path.parent
+    else:
+        raise ExperimentError(
+            f"an experiment is a TOML file's path, a dict of sections or an Experiment, "
+            f"not {type(source).__name__}"
+        )
+    if isinstance(overrides, str):  # one --set given as a string, not a list of them
+        overrides = [overrides]
     data = _normalise(data, base_dir)
     for override in overrides:
+        if not isinstance(override, str):
+            raise ExperimentError(f"--set {override!r}: write section.field=value as a string")
         key, value = parse_override(override)
         _set_path(data, key, value)
         # A path typed on the command line is relative to where it was typed; the file's own
         # are absolute by now, so this leaves them alone.
         data = _normalise(data, Path.cwd() if base_dir is not None else None)
+    if not data:
+        where = f"{source}: " if base_dir is not None else ""
+        raise ExperimentError(
+            f"{where}the experiment is empty; say what to run, at least one of the sections "
+            f"{', '.join(s for s in Experiment.model_fields if s != 'sweep')} "
+            '(e.g. [strategy] name = "allreduce")'
+        )
     return _validate(data)
 
 
@@ -377,8 +398,8 @@ def _normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
         looks_like_file = Path(text).suffix.lower() in (".json", ".graphml", ".gml")
         data["topology"] = {"file": text} if looks_like_file else _spec_dict(parse_spec, text)
     for section in ("strategy", "workload", "optimizer"):
-        if isinstance(data.get(section), str):
-            data[section] = {"name": data[section]}
+        if isinstance(data.get(section), str):  # "local_sgd", or "local_sgd:period=8"
+            data[section] = _named_dict(section, data[section])
     if base_dir is not None:
         topo = data.get("topology")
         if isinstance(topo, dict) and isinstance(topo.get("file"), str):
@@ -387,6 +408,16 @@ def _normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
         if isinstance(compute, dict) and isinstance(compute.get("path"), str):
             compute["path"] = _relative_to(base_dir, compute["path"])
     return data
+
+
+def _named_dict(section: str, text: str) -> dict[str, Any]:
+    from strategies.specs import parse_spec
+
+    try:
+        name, options = parse_spec(text, section)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+    return {"name": name, **options}
 
 
 def _spec_dict(parse_spec: Callable[[str], dict[str, Any]], text: str) -> dict[str, Any]:
@@ -402,12 +433,27 @@ def _relative_to(base_dir: Path, path: str) -> str:
 
 
 def _validate(data: dict[str, Any]) -> Experiment:
+    _check_numbers(data)
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
         raise ExperimentError(_pydantic_message(exc)) from None
     _check_components(experiment)
     return experiment
+
+
+def _check_numbers(data: Any, path: str = "") -> None:
+    """NaN anywhere is refused, naming its field: TOML writes it (``nan``) but no field
+    means anything by it, and it would pass range checks (every comparison is false).
+    Infinity is left to each field's own check (``gossip.max_lead = inf`` means unbounded)."""
+    if isinstance(data, float) and math.isnan(data):
+        raise ExperimentError(f"{path}: nan is not a value; give a number")
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _check_numbers(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            _check_numbers(value, f"{path}[{index}]")
 
 
 def _pydantic_message(exc: ValidationError) -> str:
@@ -805,6 +851,9 @@ def run_experiment(
     ``sim`` simulates it on the topology; ``real`` starts one local process per topology
     host (``real.run``; ``real_options`` go to it, e.g. ``timeout``, ``backend``). The run
     directory, when ``out`` is given, records the experiment beside the resolved config.
+    What only the backend can check (more servers than the topology has ranks) fails as an
+    :class:`ExperimentError` naming the field (``strategy.servers: ...``), in a sweep's
+    record too.
 
     Examples
     --------
@@ -821,10 +870,12 @@ def run_experiment(
             "sweep: this experiment is a sweep; run it with `commsim sweep` or run each of "
             "studies.experiment.expand(exp)"
         )
-    strategy = registry.get(exp.strategy.name, **exp.strategy.options)
-    workload = workloads.get(exp.workload.name, **exp.workload.options)
+    if backend not in ("sim", "real"):
+        raise ExperimentError(f"backend={backend!r}: use 'sim' or 'real'")
     # What both backends take from the file; the rest is the simulation's or the launcher's.
     shared: dict[str, Any] = {
+        "strategy": registry.get(exp.strategy.name, **exp.strategy.options),
+        "workload": workloads.get(exp.workload.name, **exp.workload.options),
         "steps": exp.run.steps,
         "optimizer": {"name": exp.optimizer.name, **exp.optimizer.options},
         "lr_schedule": exp.optimizer.schedule,
@@ -835,6 +886,49 @@ def run_experiment(
         "progress": progress,
         "record": {"experiment": exp.to_dict(), "experiment_key": exp.key()},
     }
+    try:
+        return _run_on(exp, backend, shared, real_options)
+    except ExperimentError:
+        raise
+    except (ValueError, TypeError) as exc:
+        # What only the backend can check (the strategy against the world it runs on: more
+        # servers than ranks ...) is said as a field of this experiment, as a load error is.
+        field = _field_named_in(exp, exc)
+        if field is None:
+            raise
+        raise ExperimentError(f"{field}: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _field_named_in(exp: Experiment, exc: BaseException) -> str | None:
+    """The experiment's ``section.field`` that an error's message names as ``field=...``
+    (the arguments' own checks write it so), or None."""
+    from strategies import registry
+    from workloads import registry as workload_registry
+
+    fields: dict[str, str] = {}
+    candidates = [
+        ("strategy", inspect.signature(registry.strategy_class(exp.strategy.name)).parameters),
+        ("workload", inspect.signature(workload_registry.builder(exp.workload.name)).parameters),
+        ("optimizer", exp.optimizer.options),
+        ("topology", _builder_params(exp.topology) or exp.topology.model_extra or {}),
+        ("compute", [*ComputeSection.model_fields, *exp.compute.options]),
+        ("network", NetworkSection.model_fields),
+        ("run", RunSection.model_fields),
+    ]
+    for section, names in candidates:
+        for name in names:
+            fields.setdefault(name, f"{section}.{name}")
+    for match in re.finditer(r"\b(\w+)=", str(exc)):
+        if match.group(1) in fields:
+            return fields[match.group(1)]
+    return None
+
+
+def _run_on(
+    exp: Experiment, backend: str, shared: dict[str, Any], real_options: dict[str, Any]
+) -> RunResult:
+    shared = dict(shared)
+    strategy, workload = shared.pop("strategy"), shared.pop("workload")
     if backend == "sim":
         import sim
 
@@ -856,7 +950,7 @@ def run_experiment(
         if ignored:
             warnings.warn(
                 f"the real backend ignores {', '.join(ignored)}: only a simulation has them",
-                stacklevel=2,
+                stacklevel=3,
             )
         graph = exp.graph()
         return real.run(

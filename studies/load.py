@@ -22,13 +22,16 @@ strategy and network sit side by side and can be sliced with plain pandas:
   ``interrupted``, ``running``) and ``error`` (the failure's one line, or ``None``).
 
 A run without metrics rows (it failed before its first evaluation) still gets one row, with
-``kind`` missing, so that no run is dropped without a trace.
+``kind`` missing, so that no run is dropped without a trace. A run directory that cannot be
+read (a corrupt ``run.json``, a ``config`` that is not a table, text in a ``loss`` column) is
+skipped with a :class:`LoadWarning` naming it and why (``commsim plot`` prints it in one line).
 """
 
 from __future__ import annotations
 
 import glob
-import json
+import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LoadError",
+    "LoadWarning",
     "RunRecord",
     "find_runs",
     "flatten",
@@ -79,6 +83,10 @@ def _no_metrics() -> pd.DataFrame:
 
 class LoadError(ValueError):
     """A path that names no run directory, or a run directory that cannot be read."""
+
+
+class LoadWarning(UserWarning):
+    """A run directory skipped because it cannot be read (the message names it and why)."""
 
 
 @dataclass
@@ -197,9 +205,22 @@ def find_runs(paths: Paths) -> list[Path]:
     ...
     studies.load.LoadError: nothing matched 'no/such/results-*'
     """
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    items: list[Any]
+    if isinstance(paths, str | os.PathLike):
+        items = [paths]
+    elif isinstance(paths, Iterable) and not isinstance(paths, bytes | Mapping):
+        items = list(paths)
+    else:
+        items = [paths]
     if not items:
         raise LoadError("no paths given; name run directories, directories of runs or globs")
+    for item in items:
+        if not isinstance(item, str | os.PathLike):
+            what = f"paths={item!r}" if item is paths else f"{item!r} in paths"
+            raise LoadError(
+                f"{what}: name run directories, directories of runs or globs as strings or "
+                "pathlib.Paths"
+            )
     found: dict[Path, None] = {}
     for item in items:
         text = str(item)
@@ -216,27 +237,27 @@ def find_runs(paths: Paths) -> list[Path]:
 
 
 def read_run(path: str | Path) -> RunRecord:
-    """Read one run directory's ``run.json`` and metrics (:class:`LoadError` if unreadable)."""
+    """Read one run directory's ``run.json`` and metrics (:class:`LoadError`, one line
+    naming the file, if either is unreadable or not a run's)."""
     import pandas as pd
+
+    from runs.run import read_metrics, read_record
 
     path = Path(path)
     run_file = path / RUN_FILE
     if not run_file.is_file():
         raise LoadError(f"{str(path)!r} is not a run directory (no {RUN_FILE})")
-    try:
-        record = json.loads(run_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise LoadError(f"{run_file}: cannot read the run record: {exc}") from None
     metrics_file = path / METRICS_FILE
     try:
-        metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame()
-    except (OSError, ValueError) as exc:
-        raise LoadError(f"{metrics_file}: cannot read the metrics: {exc}") from None
+        record = read_record(run_file)
+        metrics = read_metrics(metrics_file) if metrics_file.is_file() else pd.DataFrame()
+    except ValueError as exc:
+        raise LoadError(str(exc)) from None
     return RunRecord(
         path=path,
-        status=str(record.get("status", "unknown")),
-        config=record.get("config") or {},
-        summary=record.get("summary") or {},
+        status=record.get("status") or "unknown",
+        config=record["config"],
+        summary=record["summary"],
         experiment=record.get("experiment"),
         error=record.get("error"),
         metrics=metrics,
@@ -244,8 +265,22 @@ def read_run(path: str | Path) -> RunRecord:
 
 
 def load_runs(paths: Paths) -> list[RunRecord]:
-    """Every run directory named by ``paths`` (see :func:`find_runs`), read."""
-    return [read_run(path) for path in find_runs(paths)]
+    """Every run directory named by ``paths`` (see :func:`find_runs`), read.
+
+    A run directory that cannot be read (a corrupt record or metrics file) is skipped with a
+    warning naming it and why, so one broken run does not hide a study; if no run can be
+    read, :class:`LoadError` says why the first could not."""
+    records, skipped = [], []
+    for path in find_runs(paths):
+        try:
+            records.append(read_run(path))
+        except LoadError as exc:
+            skipped.append(exc)
+    if skipped and not records:
+        raise skipped[0]
+    for reason in skipped:
+        warnings.warn(f"skipped a run that cannot be read: {reason}", LoadWarning, stacklevel=3)
+    return records
 
 
 def _frame(parts: list[tuple[pd.DataFrame, dict[str, Any]]]) -> pd.DataFrame:

@@ -323,6 +323,8 @@ def load_sweep(out: str | os.PathLike[str]) -> SweepResult:
     ------
     FileNotFoundError
         When ``out`` has no ``sweep.json``.
+    ValueError
+        When its ``sweep.json`` is not a sweep's index (one line, naming it).
     """
     root = Path(out)
     index = root / INDEX_FILE
@@ -330,9 +332,15 @@ def load_sweep(out: str | os.PathLike[str]) -> SweepResult:
         raise FileNotFoundError(
             f"{index} does not exist; point at a directory `commsim sweep` wrote"
         )
-    document = json.loads(index.read_text())
-    runs = [SweepRun.from_json(run, root) for run in document["runs"]]
-    return SweepResult(root, runs, name=document["experiment"]["run"]["name"])
+    try:
+        document = json.loads(index.read_text())
+        runs = [SweepRun.from_json(run, root) for run in document["runs"]]
+        return SweepResult(root, runs, name=document["experiment"]["run"]["name"])
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        reason = f"no {exc}" if isinstance(exc, KeyError) else exc or type(exc).__name__
+        raise ValueError(
+            f"{index} is not a sweep's index ({reason}); run the sweep again to rewrite it"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import networkx as nx
 
@@ -102,22 +103,82 @@ def load(path: str | os.PathLike[str]) -> nx.Graph:
     suffix = _suffix(path)
     if not path.is_file():
         raise TopologyError(f"no topology file {str(path)!r}")
-    if suffix == ".json":
-        data = json.loads(path.read_text())
-        for node in data.get("nodes", []):
-            node["id"] = _from_json(node["id"])
-        for edge in data.get("edges", []):
-            edge["source"], edge["target"] = _from_json(edge["source"]), _from_json(edge["target"])
-        g = nx.node_link_graph(data, edges="edges")
-        return validate(g)
+    try:
+        g = _read_json(path) if suffix == ".json" else _read_graphml(path)
+    except TopologyError as error:
+        raise TopologyError(f"{str(path)!r}: {error}") from None
+    # A file someone wrote by hand, or a broken one: whatever the parser says, in one line.
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        RecursionError,
+        nx.NetworkXError,
+        ElementTree.ParseError,
+        UnicodeDecodeError,
+    ) as error:
+        what = "JSON node-link" if suffix == ".json" else "GraphML"
+        reason = " ".join(str(error).split()) or type(error).__name__
+        if isinstance(error, RecursionError):
+            reason = "nested too deeply"
+        raise TopologyError(
+            f"{str(path)!r} is not a readable {what} topology ({reason}); write it with "
+            "topologies.save"
+        ) from None
+    return validate(g)
+
+
+def _read_json(path: Path) -> nx.Graph:
+    data = json.loads(path.read_text())
+    _check_node_link(data)
+    for node in data["nodes"]:
+        node["id"] = _node_id(node["id"])
+    for edge in data["edges"]:
+        edge["source"], edge["target"] = _node_id(edge["source"]), _node_id(edge["target"])
+    return nx.node_link_graph(data, edges="edges")
+
+
+def _check_node_link(data: Any) -> None:
+    """The shape :func:`save` writes: ``nodes`` with an ``id`` each, ``edges`` with a
+    ``source`` and a ``target`` each."""
+    if not isinstance(data, dict):
+        raise TopologyError(
+            f"a topology is a JSON object with 'nodes' and 'edges', not {type(data).__name__}"
+        )
+    for key, needs in (("nodes", ("id",)), ("edges", ("source", "target"))):
+        if key not in data:
+            raise TopologyError(f"no '{key}' list")
+        items = data[key]
+        if not isinstance(items, list):
+            raise TopologyError(f"'{key}' must be a list of objects, got {type(items).__name__}")
+        for i, item in enumerate(items):
+            missing = [k for k in needs if not isinstance(item, dict) or k not in item]
+            if missing:
+                raise TopologyError(f"{key}[{i}] has no {' or '.join(map(repr, missing))}")
+
+
+def _node_id(value: Any) -> Any:
+    """A node id as written (lists were tuples), which must be hashable."""
+    node = _from_json(value)
+    try:
+        hash(node)
+    except TypeError:
+        raise TopologyError(
+            f"node id {value!r} is not a number, a string or a list of them"
+        ) from None
+    return node
+
+
+def _read_graphml(path: Path) -> nx.Graph:
     g = nx.read_graphml(path)
     ids = {v: json.loads(v) if d.get("id_type") == "json" else v for v, d in g.nodes(data=True)}
-    g = nx.relabel_nodes(g, {v: _from_json(i) for v, i in ids.items()}, copy=True)
+    g = nx.relabel_nodes(g, {v: _node_id(i) for v, i in ids.items()}, copy=True)
     for _, d in g.nodes(data=True):
         d.pop("id_type", None)
     for key in ("node_default", "edge_default"):  # added by networkx's GraphML reader
         g.graph.pop(key, None)
-    return validate(g)
+    return g
 
 
 def _parse_value(text: str) -> int | float | str:

@@ -3,7 +3,8 @@
 A topology is an ``nx.Graph`` (full-duplex links: each direction has the full capacity) or an
 ``nx.DiGraph`` (one capacity per direction). Every node has ``kind`` ``"host"`` or ``"switch"``;
 hosts carry ``rank`` (an int, exactly 0..n-1 over the hosts). Every edge has ``bandwidth``
-(bytes/s) and ``latency`` (seconds), both positive finite numbers, and may have ``efficiency``
+(bytes/s) and ``latency`` (seconds), both positive finite numbers within what a real link
+has (:data:`BANDWIDTH_RANGE`, :data:`MAX_LATENCY`), and may have ``efficiency``
 (the payload fraction of its bandwidth once protocol headers are paid, in (0, 1]; 1 when
 absent; ``commsim calibrate`` fits it). ``g.graph["family"]`` names the builder and the other
 graph attributes hold its parameters.
@@ -21,9 +22,11 @@ import networkx as nx
 from topologies.units import UnitError, parse_bandwidth, parse_time
 
 __all__ = [
+    "BANDWIDTH_RANGE",
     "DEFAULT_BANDWIDTH",
     "DEFAULT_LATENCY",
     "HOST",
+    "MAX_LATENCY",
     "SWITCH",
     "TopologyError",
     "host_graph",
@@ -40,6 +43,12 @@ SWITCH = "switch"
 #: Link defaults of every builder: a 100 Gb/s Ethernet/InfiniBand port, one microsecond.
 DEFAULT_BANDWIDTH = "100Gbps"
 DEFAULT_LATENCY = "1us"
+#: A link's bandwidth in bytes/s, from 1 bit/s to 8 Pbit/s (a thousand times today's fastest
+#: port): outside it a value is a typo or a unit mistake, and 1e-300 B/s only makes a run
+#: report 1e302 seconds.
+BANDWIDTH_RANGE = (0.125, 1e15)
+#: A link's latency in seconds: at most a day (a geostationary hop is 0.3 s).
+MAX_LATENCY = 86400.0
 
 
 class TopologyError(ValueError):
@@ -232,12 +241,24 @@ def _validate_edges(g: nx.Graph) -> None:
                     f"it must be a positive finite number "
                     f"({'bytes/s' if key == 'bandwidth' else 'seconds'})"
                 )
+            bound = _out_of_range(key, value)
+            if bound:
+                raise TopologyError(f"edge ({u!r}, {v!r}) has {key} {value!r}, {bound}")
         efficiency = d.get("efficiency", 1.0)
         if not (_is_positive(efficiency) and efficiency <= 1):
             raise TopologyError(
                 f"edge ({u!r}, {v!r}) has efficiency {efficiency!r}; it must be in (0, 1] "
                 "(payload bytes per wire byte)"
             )
+
+
+def _out_of_range(key: str, value: float) -> str:
+    """Why a link's ``bandwidth`` or ``latency`` (parsed) is not one a real link has, or ''."""
+    if key.endswith("bandwidth") and not BANDWIDTH_RANGE[0] <= value <= BANDWIDTH_RANGE[1]:
+        return "outside 1 bit/s..8 Pbit/s (0.125..1e15 bytes/s); check its unit"
+    if key.endswith("latency") and value > MAX_LATENCY:
+        return f"over a day ({MAX_LATENCY:g} s); check its unit"
+    return ""
 
 
 def _validate_connected(g: nx.Graph) -> None:
@@ -294,6 +315,9 @@ def new_topology(family: str, directed: bool = False, **params: Any) -> nx.Graph
             raise UnitError(f"{name}: {error}") from None
         if name.endswith("latency") and value == 0:
             raise TopologyError(f"{name} must be positive, got {params[name]!r}")
+        bound = _out_of_range(name, value) if name.endswith(("bandwidth", "latency")) else ""
+        if bound:
+            raise TopologyError(f"{name}={params[name]!r} is {bound}")
         g.graph[name] = value
     return g
 

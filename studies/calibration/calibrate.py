@@ -361,21 +361,35 @@ def refit(out: str | os.PathLike[str]) -> Calibration:
         raise ValueError(f"{out} is not a calibration directory (no calibration.json / probe/)")
     try:
         before = json.loads(summary_file.read_text())
+        if not isinstance(before, dict):
+            raise TypeError(f"a {type(before).__name__}, not an object")
         testbed, world = before.get("testbed"), int(before["world_size"])
         source, server = str(before["source"]), float(before["server_step"])
-        alone = before.get("compute", {}).get("alone")
-    except (ValueError, KeyError, TypeError) as exc:
+        compute = before.get("compute") or {}
+        if not isinstance(compute, dict) or not isinstance(testbed, str | None):
+            raise TypeError("'compute' or 'testbed' of the wrong type")
+        alone = compute.get("alone")
+    except KeyError as exc:
+        raise ValueError(f"{summary_file} lacks {exc}: calibrate again instead") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise ValueError(
-            f"{summary_file} lacks {exc} or is not a calibration's: calibrate again instead"
+            f"{summary_file} is not a calibration's ({reason}): calibrate again instead"
         ) from None
-    calibration = fit_probe(
-        RunResult.load(out / "probe").logs,
-        nominal=topologies.from_spec(testbed) if testbed else None,
-        world_size=world,
-        source=source,
-        alone=alone,
-        server_alone=server,
-    )
+    logs = RunResult.load(out / "probe").logs
+    try:
+        calibration = fit_probe(
+            logs,
+            nominal=topologies.from_spec(testbed) if testbed else None,
+            world_size=world,
+            source=source,
+            alone=alone,
+            server_alone=server,
+        )
+    except (KeyError, IndexError) as exc:  # a probe run without the probe's rows
+        raise ValueError(
+            f"{out / 'probe'} lacks the probe's measurements ({exc}): calibrate again instead"
+        ) from None
     keys = ("workload", "probe", "steps", "testbed", "world_size")
     calibration.extra = {key: before.get(key) for key in keys}
     write(calibration, out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -94,7 +95,7 @@ def plot(
 
     matplotlib.use("Agg")  # a file is the output: no display needed, none opened
 
-    from studies.load import LoadError, load
+    from studies.load import LoadError, LoadWarning, load
     from studies.plot import KINDS
 
     function = KINDS[kind]
@@ -107,9 +108,13 @@ def plot(
                 f"--{name} does not apply to --kind {kind}; it applies to {', '.join(takes)}"
             )
     try:
-        df = load(paths)
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always", LoadWarning)
+            df = load(paths)
     except LoadError as exc:
         raise _fail(str(exc)) from None
+    for warning in skipped:  # a corrupt run directory: said in one line, the others drawn
+        typer.echo(f"warning: {warning.message}", err=True)
     if x is not None and x not in df.columns:
         columns = [str(c) for c in df.columns]
         raise _fail(f"--x {x!r} is not a column of the runs{_suggest(x, columns)}")

@@ -52,10 +52,32 @@ def test_a_rank_failure_is_one_line_and_keeps_the_measurements(tmp_path):
         ({"backend": "nccl"}, "backend nccl needs a CUDA GPU"),
         ({"backend": "mpi"}, "backend 'mpi' is unknown"),
         ({"nproc": 0}, "nproc=0"),
+        # The values sim.run refuses, refused here the same way (they ran, or failed inside
+        # the ranks without naming the argument).
+        ({"optimizer": {"name": "sgd", "lr": float("nan")}}, "lr=nan"),
+        ({"optimizer": "sgd:lr=1e308"}, "lr=1e\\+308"),
+        ({"seed": 2**64}, "seed=18446744073709551616"),
+        ({"strategy": "local_sgd:period=0"}, "^period=0 must be an integer >= 1"),
+        ({"topology": "star:n=3"}, "topology has 3 hosts but nproc=2"),
+        ({"topology": "star:n=2,bandwidth=1e-300"}, "bandwidth=1e-300 is outside"),
     ],
 )
 def test_bad_arguments_fail_before_any_process_starts(kwargs, match):
-    args = {"nproc": 2, "steps": 2, **kwargs}
+    args = {"strategy": "allreduce", "nproc": 2, "steps": 2, **kwargs}
     with pytest.raises(ValueError, match=match) as err:
-        real.run("allreduce", "quadratic", **args)
+        real.run(args.pop("strategy"), "quadratic", **args)
     assert "\n" not in str(err.value)
+
+
+def test_an_out_that_is_not_a_path_is_one_line_before_any_process_starts():
+    with pytest.raises(TypeError, match=r"^out=123 must be a directory path"):
+        real.run("allreduce", "quadratic", nproc=2, steps=2, out=123)
+
+
+def test_real_run_takes_the_specs_sim_run_takes():
+    """A topology spec was an AttributeError; a strategy spec was 'unknown'."""
+    result = real.run(
+        "local_sgd:period=2", "quadratic", nproc=2, steps=2, topology="star:n=2", timeout=60
+    )
+    assert result.config["strategy"]["period"] == 2
+    assert result.config["topology"]["family"] == "star" and result.summary["steps"] == 2

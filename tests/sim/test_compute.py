@@ -269,8 +269,15 @@ def test_bad_fields_raise_one_line_errors_naming_the_field(fields, needle):
     "text, needle",
     [
         ("rank,time\n0,0.1\n", "'seconds' column"),
-        ("seconds\n0.1\n-0.2\n", "non-positive"),
-        ("seconds,rank\n0.1,0\n,1\n", "missing"),
+        ("seconds\n0.1\n-0.2\n", "row 3 has seconds=-0.2"),
+        ("seconds,rank\n0.1,0\n,1\n", "row 3 has seconds=nan"),
+        # Infinite or day-long step times were a deadlock report, or a run of 1e300 s.
+        ("seconds\n0.1\ninf\n", "row 3 has seconds=inf"),
+        ("rank,seconds\n0,0.1\n1,1e300\n", "row 3 has seconds=1e+300"),
+        # A rank outside 0.. was accepted (and never read).
+        ("rank,seconds\n-1,0.1\n0,0.1\n", "row 2 has rank=-1"),
+        ("rank,seconds\n0,0.1\n0.5,0.1\n", "row 3 has rank=0.5"),
+        ("rank,seconds\n0,0.1\nx,0.1\n", "row 3 has rank='x'"),
         ("seconds\n0.1\n0.2,0.3,0.4\n", "not a readable CSV"),
         ("", "not a readable CSV"),
         ("seconds\nslow\n", "seconds"),

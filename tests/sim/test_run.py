@@ -272,6 +272,36 @@ def test_bad_arguments_give_one_line_errors_naming_the_argument(call, match):
     assert "\n" not in str(err.value)
 
 
+def test_a_spec_as_the_command_line_writes_it_runs_and_fails_as_there():
+    """``sim.run("local_sgd:period=0")`` said the strategy was unknown; ``commsim real
+    --strategy local_sgd:period=0`` names the option."""
+    from typer.testing import CliRunner
+
+    from studies.cli import app
+
+    result = run(
+        "local_sgd:period=2",
+        "quadratic",
+        "ring:n=2",
+        steps=4,
+        optimizer="sgd:lr=0.05",
+        lr_schedule="cosine:warmup=2",
+    )
+    assert result.config["strategy"]["period"] == 2 and result.config["optimizer"]["lr"] == 0.05
+    with pytest.raises(ValueError) as through_api:
+        run("local_sgd:period=0", "quadratic", "ring:n=2", steps=1)
+    cli = CliRunner().invoke(
+        app, ["real", "--strategy", "local_sgd:period=0", "--workload", "quadratic"]
+    )
+    assert cli.exit_code == 2
+    assert cli.output.strip() == f"error: {through_api.value}"
+
+
+def test_an_out_that_is_not_a_path_is_one_line():
+    with pytest.raises(TypeError, match=r"^out=123 must be a directory path"):
+        run("allreduce", "quadratic", "ring:n=2", steps=1, out=123)
+
+
 def test_compute_overlapped_with_communication_is_booked_as_compute():
     class Overlapped(AllReduceSGD):
         """Computes the next gradient while the previous one is being all-reduced."""
@@ -380,10 +410,16 @@ def test_async_shards_are_evaluated_at_one_version_even_when_one_runs_ahead():
 
 
 def test_time_budget_on_an_event_instant_and_groups_made_late_are_fine():
-    # max_time lands exactly on the end of a compute step.
-    exact = run(
-        "allreduce", "quadratic", topologies.ring(4, **FAST), steps=5, compute=0.01, max_time=0.01
-    )
+    # max_time lands exactly on the end of a compute step (before any step: said so).
+    with pytest.warns(UserWarning, match="before its first global step"):
+        exact = run(
+            "allreduce",
+            "quadratic",
+            topologies.ring(4, **FAST),
+            steps=5,
+            compute=0.01,
+            max_time=0.01,
+        )
     assert exact.summary["stop_reason"] == "max_time" and exact.summary["time"] == 0.01
 
     class LateGroups(AllReduceSGD):
@@ -396,14 +432,15 @@ def test_time_budget_on_an_event_instant_and_groups_made_late_are_fine():
                 grads = yield w.comm.all_reduce(grads, op="mean", group=group)
                 w.apply(grads)
 
-    budget = run(
-        LateGroups(),
-        "quadratic",
-        topologies.ring(2, **FAST),
-        steps=100,
-        compute={"base": 0.01, "slowdown": {1: 3.0}},
-        max_time=0.02,
-    )
+    with pytest.warns(UserWarning, match="before its first global step"):
+        budget = run(
+            LateGroups(),
+            "quadratic",
+            topologies.ring(2, **FAST),
+            steps=100,
+            compute={"base": 0.01, "slowdown": {1: 3.0}},
+            max_time=0.02,
+        )
     assert budget.summary["stop_reason"] == "max_time"
 
 

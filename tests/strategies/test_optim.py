@@ -73,6 +73,12 @@ def test_callable_optimizer_factory():
         ({"name": "lion"}, "optimizer name='lion' is unknown"),
         ({"name": "sgd", "lr": -1}, "rejected options"),
         ({"name": "adam", "betas": 3}, "rejected options"),
+        # NaN passes torch's own checks and trained to a NaN loss; 1e308 overflowed at the
+        # first update ("value cannot be converted to type float without overflow").
+        ({"name": "sgd", "lr": float("nan")}, r"option lr=nan must be a finite number"),
+        ({"name": "adam", "betas": (0.9, float("nan"))}, r"option betas=\(0.9, nan\) must be"),
+        ({"name": "sgd", "lr": 1e308}, r"option lr=1e\+308 is over 1000"),
+        ("sgd:lr=nan", r"option lr=nan must be a finite number"),
     ],
 )
 def test_optimizer_errors(bad, match):
@@ -85,3 +91,5 @@ def test_schedule_errors():
         ScheduleSpec.parse("linear")
     with pytest.raises(ValueError, match="got options"):
         ScheduleSpec.parse({"name": "step", "period": 3})
+    with pytest.raises(ValueError, match=r"lr_schedule cosine.warmup=inf must be a number"):
+        ScheduleSpec.parse("cosine:warmup=inf")

@@ -337,3 +337,132 @@ def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):
         f"error: {EXAMPLES / 'allreduce.toml'}: strategy.algoritm: allreduce has no argument "
         "'algoritm'; did you mean 'algorithm'? (valid: algorithm, compression)"
     ]
+
+
+#: A value no run can use, as a TOML file writes it, as the sim.run call that takes it, and
+#: what both errors say. Each was accepted (lr nan ran to final_loss nan; bandwidth 1e-300 ran
+#: for 1e302 simulated seconds; max_time 1e-300 "finished" at 0 steps) or failed deep inside
+#: the run without naming the field (lr 1e308: "value cannot be converted ..."; seed 2**64:
+#: "Overflow when unpacking long long").
+BAD_VALUES = [
+    ("optimizer", "lr", "nan", {"optimizer": {"name": "sgd", "lr": float("nan")}}, "lr=nan"),
+    ("optimizer", "lr", "inf", {"optimizer": {"name": "sgd", "lr": float("inf")}}, "lr=inf"),
+    ("optimizer", "lr", "1e308", {"optimizer": {"name": "sgd", "lr": 1e308}}, "lr=1e+308"),
+    (
+        "optimizer",
+        "momentum",
+        "nan",
+        {"optimizer": {"name": "sgd", "momentum": float("nan")}},
+        "momentum=nan",
+    ),
+    ("run", "seed", str(2**64), {"seed": 2**64}, "seed"),
+    ("compute", "base", "1e300", {"compute": 1e300}, "base=1e+300"),
+    ("compute", "server", "1e300", {"compute": {"server": 1e300}}, "server=1e+300"),
+    (
+        "topology",
+        "bandwidth",
+        "1e-300",
+        {"topology": "ring:n=2,bandwidth=1e-300"},
+        "bandwidth=1e-300",
+    ),
+    (
+        "topology",
+        "bandwidth",
+        "1e300",
+        {"topology": "ring:n=2,bandwidth=1e300"},
+        "bandwidth=1e+300",
+    ),
+    ("topology", "latency", "1e9", {"topology": "ring:n=2,latency=1e9"}, "latency=1000000000.0"),
+    ("run", "max_time", "1e-300", {"max_time": 1e-300}, "max_time"),
+]
+
+
+@pytest.mark.parametrize(
+    "section, field, toml, api, named", BAD_VALUES, ids=[f"{c[1]}={c[2]}" for c in BAD_VALUES]
+)
+def test_a_value_no_run_can_use_is_refused_naming_its_field(
+    section, field, toml, api, named, tmp_path
+):
+    base = {"workload": "quadratic", "topology": "ring:n=2", "steps": 2}
+    call = {**base, **api}
+    with pytest.raises(ValueError) as through_api:
+        sim.run("allreduce", call.pop("workload"), call.pop("topology"), **call)
+    assert named in str(through_api.value) and "\n" not in str(through_api.value)
+
+    tables = {"run": ["steps = 2"], "topology": ['kind = "ring"', "n = 2"]}
+    tables.setdefault(section, []).append(f"{field} = {toml}")
+    lines = ['workload = "quadratic"']
+    for name, body in tables.items():
+        lines += [f"[{name}]", *body]
+    path = tmp_path / "bad.toml"
+    path.write_text("\n".join(lines) + "\n")
+    for source, overrides in (
+        (path, ()),
+        ({"workload": "quadratic", "topology": "ring:n=2"}, [f"{section}.{field}={toml}"]),
+    ):
+        with pytest.raises(ExperimentError) as through_file:
+            load_experiment(source, overrides)
+        assert str(through_file.value).startswith(f"{section}.{field}: "), through_file.value
+        assert "\n" not in str(through_file.value)
+
+
+def test_a_nan_anywhere_in_an_experiment_is_refused_naming_it():
+    with pytest.raises(ExperimentError, match=r"^strategy.outer_lr: nan is not a value"):
+        load_experiment({"strategy": {"name": "diloco", "outer_lr": float("nan")}})
+    with pytest.raises(ExperimentError, match=r"^sweep.grid.optimizer.lr\[1\]: nan is not a value"):
+        load_experiment({"sweep": {"grid": {"optimizer.lr": [0.1, float("nan")]}}})
+    # Infinity stays each field's own business: a gossip lead may be unbounded.
+    load_experiment({"strategy": {"name": "gossip", "mode": "async", "max_lead": float("inf")}})
+
+
+def test_an_empty_experiment_is_refused_naming_what_is_missing(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("# nothing here yet\n")
+    with pytest.raises(ExperimentError, match=r"empty.toml: the experiment is empty; .* strategy"):
+        load_experiment(path)
+    with pytest.raises(ExperimentError, match=r"^the experiment is empty"):
+        load_experiment({})
+    # What --set says is enough to run.
+    assert load_experiment(path, ["strategy.name=local_sgd"]).strategy.name == "local_sgd"
+
+
+@pytest.mark.parametrize("source, kind", [(None, "NoneType"), (123, "int"), ([1], "list")])
+def test_an_experiment_of_the_wrong_type_is_one_line(source, kind):
+    with pytest.raises(ExperimentError, match=rf"a dict of sections or an Experiment, not {kind}$"):
+        load_experiment(source)
+
+
+def test_the_seed_bound_is_the_one_runs_use():
+    from strategies.roles import MAX_SEED
+    from studies import experiment
+
+    assert experiment.MAX_SEED == MAX_SEED
+
+
+def test_a_section_may_be_a_spec_as_the_command_line_writes_it():
+    exp = load_experiment(
+        {"strategy": "local_sgd:period=8", "optimizer": "sgd:lr=0.5", "workload": "quadratic"},
+        ["workload=mlp_digits:hidden=16"],
+    )
+    assert exp.strategy.options == {"period": 8} and exp.optimizer.options == {"lr": 0.5}
+    assert (exp.workload.name, exp.workload.options) == ("mlp_digits", {"hidden": 16})
+    with pytest.raises(ExperimentError, match=r"^strategy.period: period=0 must be"):
+        load_experiment({"strategy": "local_sgd:period=0"})
+
+
+def test_commsim_run_of_an_empty_file_or_a_nan_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from studies.cli import app
+
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    runner = CliRunner()
+    for extra, message in (
+        ([], f"error: {path}: the experiment is empty; say what to run"),
+        (["--set", "optimizer.lr=nan"], f"error: {path}: optimizer.lr: nan is not a value"),
+    ):
+        done = runner.invoke(app, ["run", str(path), *extra], terminal_width=400)
+        assert done.exit_code == 2
+        lines = [line for line in done.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(message), lines

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -130,3 +131,87 @@ def test_studies_load_stays_the_function_whatever_imports_its_module_first():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        (123, r"^paths=123: name run directories"),
+        (None, r"^paths=None: name run directories"),
+        (["a", 1], r"^1 in paths: name run directories"),
+    ],
+)
+def test_paths_of_the_wrong_type_are_one_line(paths, message):
+    with pytest.raises(LoadError, match=message):
+        load(paths)
+
+
+def _corrupt(run, what):
+    """Break one file of a copied run directory the way a crash or a hand edit would."""
+    record = json.loads((run / "run.json").read_text())
+    if what == "config list":
+        (run / "run.json").write_text(json.dumps({**record, "config": [1, 2]}))
+    elif what == "record list":
+        (run / "run.json").write_text("[1, 2]")
+    elif what == "record broken":
+        (run / "run.json").write_text("{not json")
+    elif what == "metrics broken":
+        (run / "metrics.parquet").write_bytes(b"junk")
+    elif what == "loss text":
+        metrics = pd.read_parquet(run / "metrics.parquet")
+        metrics["loss"] = metrics["loss"].astype(str)
+        metrics.loc[metrics.index[0], "loss"] = "abc"
+        metrics.to_parquet(run / "metrics.parquet")
+
+
+CORRUPTIONS = {
+    "config list": "run.json: the record's 'config' is a list, not an object",
+    "record list": "run.json: a run record is a JSON object, not list",
+    "record broken": "run.json: cannot read the run record",
+    "metrics broken": "metrics.parquet: cannot read the metrics",
+    "loss text": "metrics.parquet: column 'loss' holds 'abc', not a number",
+}
+
+
+@pytest.mark.parametrize("what", CORRUPTIONS)
+def test_a_corrupt_run_is_skipped_with_a_warning_naming_it(runs_root, tmp_path, what):
+    """One corrupt run made load (and commsim plot) fail, or load text as losses."""
+    from typer.testing import CliRunner
+
+    from studies.cli import app
+
+    good = shutil.copytree(runs_root / "short" / "local_sgd", tmp_path / "runs" / "good")
+    bad = shutil.copytree(good, tmp_path / "runs" / "bad")
+    _corrupt(bad, what)
+    with pytest.warns(UserWarning, match="skipped a run that cannot be read") as caught:
+        df = load(tmp_path / "runs")
+    assert set(df["run"]) == {str(good)}
+    (message,) = [str(w.message) for w in caught]
+    assert str(bad) in message and CORRUPTIONS[what] in message and "\n" not in message
+    # Alone, it is an error naming it.
+    with pytest.raises(LoadError, match=re.escape(CORRUPTIONS[what])):
+        load(bad)
+    plotted = CliRunner().invoke(
+        app, ["plot", str(tmp_path / "runs"), "-o", str(tmp_path / "p.png")]
+    )
+    assert plotted.exit_code == 0, plotted.output
+    assert f"warning: {message}" in plotted.output and (tmp_path / "p.png").is_file()
+
+
+@pytest.mark.parametrize("what", ["config list", "record list", "loss text"])
+def test_run_result_load_refuses_what_is_not_a_run(runs_root, tmp_path, what):
+    from runs import RunResult
+
+    bad = shutil.copytree(runs_root / "short" / "local_sgd", tmp_path / "bad")
+    _corrupt(bad, what)
+    with pytest.raises(ValueError, match=re.escape(CORRUPTIONS[what])):
+        RunResult.load(bad)
+
+
+def test_run_result_load_names_an_unreadable_compute_file(runs_root, tmp_path):
+    from runs import RunResult
+
+    bad = shutil.copytree(runs_root / "short" / "local_sgd", tmp_path / "bad")
+    (bad / "compute.csv").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match=r"compute.csv: cannot read the compute times: 'utf-8'"):
+        RunResult.load(bad)

@@ -151,9 +151,11 @@ def test_a_failed_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries_it(tmp_p
     result = load_sweep(out)
     ok, bad = result.runs
     assert ok.status == "finished" and bad.status == "failed"
-    assert bad.error.startswith("ValueError: servers=2 leaves no worker among 2 ranks")
+    # The field is named, as it is when a file's value is refused at load time.
+    named = "strategy.servers: servers=2 leaves no worker among 2 ranks"
+    assert bad.error == f"ExperimentError: {named}; use servers < world size"
     assert record(bad.directory)["status"] == "failed"
-    assert "servers=2 leaves no worker" in record(bad.directory)["error"]
+    assert named in record(bad.directory)["error"]
     assert record(bad.directory)["experiment_key"] == bad.key
 
     # Run again: the failed run runs again, the finished one is kept as it is.
@@ -334,7 +336,10 @@ def test_the_progress_bar_counts_runs_done_running_and_failed(tmp_path):
     text = screen.getvalue()
     assert "2/2" in text and "0 running, 1 failed" in text
     assert "1 running, 0 failed" in text  # the first run, while it ran
-    assert "failed ps strategy=parameter_server(servers=2): ValueError: servers=2" in text
+    assert (
+        "failed ps strategy=parameter_server(servers=2): ExperimentError: strategy.servers: "
+        "servers=2" in text
+    )
 
 
 def test_the_command_ends_with_a_table_of_runs_and_the_figures(tmp_path):
@@ -408,3 +413,14 @@ def test_a_lost_worker_of_a_script_says_how_to_guard_it(monkeypatch, main_file, 
         f"importing my_study.py: if it calls run_sweep at its top level, {guard}" in run.error
     ) is hinted
     assert (guard in run.error) is hinted
+
+
+@pytest.mark.parametrize(
+    "index, reason",
+    [("[1, 2]", "list indices must be integers"), ("{}", "no 'runs'"), ("{not", "Expecting")],
+)
+def test_an_index_that_is_not_a_sweeps_is_one_line(tmp_path, index, reason):
+    (tmp_path / INDEX_FILE).write_text(index)
+    with pytest.raises(ValueError, match=r"sweep.json is not a sweep's index \(") as caught:
+        load_sweep(tmp_path)
+    assert reason in str(caught.value) and "\n" not in str(caught.value)

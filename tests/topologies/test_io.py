@@ -91,6 +91,79 @@ def test_file_errors(tmp_path):
         load(bad)
 
 
+_NS = '<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns">'
+_ID_TYPE = '<key id="t" for="node" attr.name="id_type" attr.type="string"/>'
+
+
+def _node_link(**change):
+    """A valid ring(2) file's JSON, with ``change`` applied (None deletes a key)."""
+    data = nx.node_link_data(topologies.ring(2), edges="edges")
+    data.update(change)
+    return json.dumps({k: v for k, v in data.items() if v is not None})
+
+
+#: Files that raised from deep inside the parsers (ParseError, KeyError, RecursionError ...).
+MALFORMED = [
+    ("garbage.graphml", "not xml", "not a readable GraphML topology (syntax error"),
+    ("empty.graphml", "", "not a readable GraphML topology (no element found"),
+    ("cut.graphml", "<graphml><graph><node id='a'/></graph>", "no element found"),
+    ("binary.graphml", b"\xff\xfe\x00garbage", "not a readable GraphML topology"),
+    ("nograph.graphml", _NS + "</graphml>", "file not successfully read as graphml"),
+    (
+        "badtype.graphml",
+        _NS + '<key id="r" for="node" attr.name="rank" attr.type="int"/><graph '
+        'edgedefault="undirected"><node id="a"><data key="r">x</data></node></graph></graphml>',
+        "invalid literal for int()",
+    ),
+    (
+        "nokey.graphml",
+        _NS + '<graph edgedefault="undirected"><node id="a"><data key="zz">1</data></node>'
+        "</graph></graphml>",
+        "no key zz",
+    ),
+    (
+        "badid.graphml",
+        _NS + _ID_TYPE + '<graph edgedefault="undirected"><node id="{bad"><data key="t">json'
+        "</data></node></graph></graphml>",
+        "not a readable GraphML topology (Expecting property name",
+    ),
+    (
+        "dictid.graphml",
+        _NS + _ID_TYPE + '<graph edgedefault="undirected"><node id="{}"><data key="t">json'
+        "</data></node></graph></graphml>",
+        "node id {} is not a number, a string or a list of them",
+    ),
+    ("list.json", "[1, 2]", "a topology is a JSON object with 'nodes' and 'edges', not list"),
+    ("null.json", "null", "not NoneType"),
+    ("invalid.json", "{nope", "not a readable JSON node-link topology (Expecting property"),
+    ("binary.json", b"\xff\xfe\x00", "not a readable JSON node-link topology ('utf-8' codec"),
+    ("nodes_str.json", _node_link(nodes="abc"), "'nodes' must be a list of objects, got str"),
+    ("nodes_dict.json", _node_link(nodes={"a": 1}), "'nodes' must be a list of objects, got dict"),
+    ("node_int.json", _node_link(nodes=[1]), "nodes[0] has no 'id'"),
+    ("no_id.json", _node_link(nodes=[{"kind": "host", "rank": 0}]), "nodes[0] has no 'id'"),
+    ("no_edges.json", _node_link(edges=None), "no 'edges' list"),
+    ("edges_str.json", _node_link(edges="x"), "'edges' must be a list of objects, got str"),
+    ("no_source.json", _node_link(edges=[{"target": 0}]), "edges[0] has no 'source'"),
+    ("dict_id.json", _node_link(nodes=[{"id": {"a": 1}}]), "node id {'a': 1} is not a number"),
+    (
+        "deep.json",
+        '{"nodes": [{"id": ' + "[" * 100_000 + "]" * 100_000 + "}]}",
+        "not a readable JSON node-link topology (nested too deeply)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_a_malformed_file_is_one_line_naming_it(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    with pytest.raises(TopologyError) as caught:
+        load(path)
+    text = str(caught.value)
+    assert text.startswith(repr(str(path))) and message in text, text
+    assert "\n" not in text
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [

@@ -87,6 +87,10 @@ def _set_edge(u, v, **attrs):
         (_set_edge("a", "b", bandwidth=True), "has bandwidth True"),
         (_set_edge("b", "s", latency=0), "edge ('b', 's') has latency 0; it must be"),
         (_set_edge("b", "s", latency=-1e-6), "has latency -1e-06"),
+        # Values no link has (a run reported 1e302 simulated seconds for 1e-300 bytes/s).
+        (_set_edge("a", "b", bandwidth=1e-300), "has bandwidth 1e-300, outside 1 bit/s..8 Pbit/s"),
+        (_set_edge("a", "b", bandwidth=1e16), "has bandwidth 1e+16, outside 1 bit/s..8 Pbit/s"),
+        (_set_edge("b", "s", latency=1e6), "has latency 1000000.0, over a day"),
         (lambda g: g.add_node("t", kind="switch"), "node 't' is not connected to host 'b'"),
         (lambda g: g.add_node("c", kind="host", rank=2), "node 'c' is not connected to host"),
     ],

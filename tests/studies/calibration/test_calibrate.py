@@ -163,3 +163,39 @@ def test_calibrating_a_testbed_fits_its_shaped_rate_and_tcps_overhead(tmp_path, 
     assert {d["efficiency"] for *_, d in graph.edges(data=True)} == {c.efficiency}
     # The probe's testbed recorded itself in this state directory, and was removed.
     assert not any((tmp_path / "state").glob("*")), list((tmp_path / "state").glob("*"))
+
+
+@pytest.mark.parametrize(
+    "summary, record, needle",
+    [
+        ("[1, 2]", "{}", "calibration.json is not a calibration's (a list, not an object)"),
+        ("{nope", "{}", "calibration.json is not a calibration's (Expecting property name"),
+        ('{"world_size": 2}', "{}", "calibration.json lacks 'source'"),
+        (
+            '{"world_size": 2, "source": "x", "server_step": 0, "compute": [1]}',
+            "{}",
+            "calibration.json is not a calibration's ('compute' or 'testbed' of the wrong type)",
+        ),
+        (
+            '{"world_size": 2, "source": "x", "server_step": 0}',
+            '{"config": [1]}',
+            "run.json: the record's 'config' is a list, not an object",
+        ),
+        (
+            '{"world_size": 2, "source": "x", "server_step": 0}',
+            "{}",
+            "probe lacks the probe's measurements",
+        ),
+    ],
+)
+def test_refit_of_a_directory_that_is_not_a_calibrations_is_one_line(
+    tmp_path, summary, record, needle
+):
+    """A list for calibration.json was an AttributeError from inside refit."""
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "run.json").write_text(record)
+    (tmp_path / "calibration.json").write_text(summary)
+    result = CliRunner().invoke(app, ["calibrate", "--refit", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
