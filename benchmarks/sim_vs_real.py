@@ -71,7 +71,7 @@ def step_time(metrics: pd.DataFrame, first: int = 2) -> float:
 
 
 def _spec(text: str) -> tuple[str, dict[str, Any]]:
-    from real.cli import parse_spec
+    from strategies.specs import parse_spec
 
     return parse_spec(text, "spec")
 

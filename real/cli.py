@@ -43,48 +43,19 @@ import typer
 __all__ = ["app", "main", "parse_spec", "real_command"]
 
 
-def _value(text: str) -> Any:
-    """``"8"`` -> 8, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"none"`` -> None, else the text."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
-    """``"name:key=value,..."`` -> ``(name, {key: value})``.
+    """``"name:key=value,..."`` -> ``(name, {key: value})``: :func:`strategies.specs.parse_spec`,
+    the one reader of these strings (imported here when first used: ``commsim --help`` does
+    not wait for torch).
 
     Examples
     --------
     >>> parse_spec("parameter_server:mode=ssp,staleness=2", "--strategy")
     ('parameter_server', {'mode': 'ssp', 'staleness': 2})
-    >>> parse_spec("adam:lr=0.001,amsgrad=true", "--optimizer")
-    ('adam', {'lr': 0.001, 'amsgrad': True})
-    >>> parse_spec("local_sgd:period", "--strategy")
-    Traceback (most recent call last):
-    ...
-    ValueError: --strategy: bad item 'period' in 'local_sgd:period'; write name:key=value,..., e.g. 'local_sgd:period=8'
     """
-    name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(
-                f"{what}: bad item {item!r} in {spec!r}; write name:key=value,..., e.g. "
-                "'local_sgd:period=8'"
-            )
-        options[key.strip()] = _value(value.strip())
-    if not name.strip():
-        raise ValueError(f"{what}: {spec!r} has no name; e.g. 'allreduce' or 'local_sgd:period=8'")
-    return name.strip(), options
+    from strategies.specs import parse_spec as parse
+
+    return parse(spec, what)
 
 
 def _fail(message: str) -> typer.Exit:

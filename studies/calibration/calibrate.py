@@ -268,9 +268,9 @@ def calibrate(
 
     import topologies
     import workloads
-    from real.cli import parse_spec
     from runs import RunResult
     from sim.compute import measure_server_step, measure_step_time
+    from strategies.specs import parse_spec
     from studies.calibration.probe import CalibrationProbe
 
     if (nproc is None) == (testbed is None):
@@ -451,7 +451,7 @@ def auto_algorithms(c: Calibration) -> dict[str, str]:
 
 def _workload_section(c: Calibration) -> str:
     """The workload whose steps ``compute.csv`` timed (the profile belongs to it)."""
-    from real.cli import parse_spec
+    from strategies.specs import parse_spec
 
     spec = c.extra.get("workload")
     if not spec:
