@@ -261,6 +261,10 @@ def _run_testbed(spec: str, nproc: int | None, options: list[str]) -> int:
         return run_on_testbed(graph, options, name=f"r{os.getpid() % 10**7}")
     except (TestbedError, ValueError, OSError) as exc:
         raise _fail(f"--testbed: {exc}") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the ranks had their chance to write
+        how = str(exc) or "SIGINT"
+        typer.echo(f"interrupted ({how}): the ranks are stopped and the testbed removed", err=True)
+        raise typer.Exit(143 if how == "signal SIGTERM" else 130) from None
 
 
 def _run_local(
