@@ -122,6 +122,13 @@ def real_command(
     timeout: Annotated[
         float, typer.Option(help="Seconds any one wait may take before the run fails.")
     ] = 300.0,
+    silence: Annotated[
+        float,
+        typer.Option(
+            help="Seconds without a heartbeat after which a rank that others wait on "
+            "(stopped, hung) fails the run, naming it; inf: never."
+        ),
+    ] = 10.0,
     portable: Annotated[
         bool,
         typer.Option(help="Never receive from any source (as NCCL must); off: gloo's own."),
@@ -189,6 +196,7 @@ def real_command(
                     *("--lr-schedule", lr_schedule, "--seed", str(seed)),
                     *("--eval-every", str(eval_every), "--accumulate", str(accumulate)),
                     *("--timeout", str(timeout), "--topology", topology or testbed),
+                    *("--silence", str(silence)),
                     *(["--out", str(out.resolve())] if out is not None else []),
                     "--portable" if portable else "--no-portable",
                     "--progress" if progress else "--no-progress",
@@ -233,10 +241,21 @@ def real_command(
                 portable,
                 port,
                 progress,
+                silence,
             )
         else:
             result = _run_launched(
-                built, work, graph, placement, run_args, backend, out, timeout, portable, progress
+                built,
+                work,
+                graph,
+                placement,
+                run_args,
+                backend,
+                out,
+                timeout,
+                portable,
+                progress,
+                silence,
             )
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(str(exc)) from None
@@ -279,6 +298,7 @@ def _run_local(
     portable: bool,
     port: int,
     progress: bool,
+    silence: float,
 ) -> Any:
     from real.launch import run
 
@@ -293,6 +313,7 @@ def _run_local(
         portable=portable,
         port=port,
         progress=progress,
+        silence=silence,
         **run_args,
     )
 
@@ -308,10 +329,11 @@ def _run_launched(
     timeout: float,
     portable: bool,
     progress: bool,
+    silence: float,
 ) -> Any:
     import topologies
     from real.cluster import run_launched
-    from real.launch import check_timeout
+    from real.launch import check_silence, check_timeout
     from strategies.roles import TrainingSetup
 
     setup = TrainingSetup.create(
@@ -331,6 +353,7 @@ def _run_launched(
         out=out,
         progress=progress,
         topology=graph,
+        silence=check_silence(silence),
     )
 
 

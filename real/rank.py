@@ -34,7 +34,7 @@ import strategies
 from real import rendezvous
 from real.devices import device_for
 from real.placement import LaunchError, Placement
-from real.runtime import RealRuntime, StopSignal, drive
+from real.runtime import SILENCE, RealRuntime, StopSignal, drive
 from real.transport import TorchTransport
 from strategies.comm import CommError, Communicator
 from strategies.roles import TrainingSetup, build_role, make_trace
@@ -74,13 +74,16 @@ class RankOptions:
     ``backend``: ``gloo`` or ``nccl`` (resolved). ``portable``: never post a receive from
     any source (NCCL has none; see :mod:`real.transport`). ``timeout``: seconds any one
     wait may take. ``collector``: rank 0 gathers every rank's results (on a cluster; the
-    local launcher gathers them itself), so the others wait until it has.
+    local launcher gathers them itself), so the others wait until it has. ``silence``:
+    seconds without a heartbeat after which a rank others wait on is the run's failure
+    (:class:`real.runtime.StopSignal`).
     """
 
     backend: str = "gloo"
     portable: bool = True
     timeout: float = 300.0
     collector: bool = False
+    silence: float = SILENCE
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -147,7 +150,7 @@ def run_rank(
     store, watch = rendezvous.connect(placement, options.timeout)
     record: dict[str, Any] = {"events": [], "error": None, "final": None}
     owners, _ = setup.strategy.owners(world)
-    signal = StopSignal(store, watch, len(owners), setup.steps, rank)
+    signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
     ctx = runtime = None
     try:
         device = device_for(options.backend, placement.local_rank)

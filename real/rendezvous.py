@@ -39,6 +39,7 @@ __all__ = [
     "host_store",
     "namespace",
     "report_failure",
+    "report_silence",
     "silent_ranks",
 ]
 
@@ -121,6 +122,15 @@ def report_failure(store: Any, rank: int, message: str) -> None:
     try:
         store.compare_set(FAILED_KEY, "", f"rank {rank} failed: {message}")
     except Exception:  # the store is gone with rank 0: the launcher reports it instead
+        pass
+
+
+def report_silence(store: Any, message: str) -> None:
+    """Record that a rank stopped responding (``message`` names it, found by a peer's
+    :class:`real.runtime.StopSignal`); the first failure recorded is the run's."""
+    try:
+        store.compare_set(FAILED_KEY, "", message)
+    except Exception:  # the store is gone: the run is over anyway
         pass
 
 
