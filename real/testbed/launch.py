@@ -18,6 +18,7 @@ it no chance, a watchdog started before the testbed removes it once the launcher
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -154,11 +155,15 @@ def _pass_on(processes: list[subprocess.Popen[bytes]], interrupt: KeyboardInterr
 
 
 def _wait(processes: list[subprocess.Popen[bytes]]) -> list[int]:
-    """Every rank's exit status; once one fails, the others have a minute to stop."""
+    """Every rank's exit status; once one fails, the others have a minute to stop, and once
+    rank 0 has ended (it wrote the run) a few seconds (a rank stopped by SIGSTOP, say, and
+    named by its silence, would never end by itself)."""
     deadline: float | None = None
     while any(p.poll() is None for p in processes):
         if deadline is None and any(p.returncode not in (None, 0) for p in processes):
             deadline = time.monotonic() + 60.0
+        if processes[0].returncode is not None:
+            deadline = min(deadline or math.inf, time.monotonic() + 5.0)
         if deadline is not None and time.monotonic() > deadline:
             for process in processes:
                 if process.poll() is None:
