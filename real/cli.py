@@ -93,6 +93,13 @@ def real_command(
     timeout: Annotated[
         float, typer.Option(help="Seconds any one wait may take before the run fails.")
     ] = 300.0,
+    silence: Annotated[
+        float,
+        typer.Option(
+            help="Seconds without a heartbeat after which a rank that others wait on "
+            "(stopped, hung) fails the run, naming it; inf: never."
+        ),
+    ] = 10.0,
     portable: Annotated[
         bool,
         typer.Option(help="Never receive from any source (as NCCL must); off: gloo's own."),
@@ -160,6 +167,7 @@ def real_command(
                     *("--lr-schedule", lr_schedule, "--seed", str(seed)),
                     *("--eval-every", str(eval_every), "--accumulate", str(accumulate)),
                     *("--timeout", str(timeout), "--topology", topology or testbed),
+                    *("--silence", str(silence)),
                     *(["--out", str(out.resolve())] if out is not None else []),
                     "--portable" if portable else "--no-portable",
                     "--progress" if progress else "--no-progress",
@@ -204,16 +212,33 @@ def real_command(
                 portable,
                 port,
                 progress,
+                silence,
             )
         else:
-            result = _run_launched(
-                built, work, graph, placement, run_args, backend, out, timeout, portable, progress
-            )
+            from real.signals import terminate_interrupts
+
+            # A cluster's scheduler (and the testbed's launcher) stops a rank with SIGTERM:
+            # it stops the run at the next yield once training, and before that it ends
+            # the set-up as Ctrl-C does, with the run directory written.
+            with terminate_interrupts():
+                result = _run_launched(
+                    built,
+                    work,
+                    graph,
+                    placement,
+                    run_args,
+                    backend,
+                    out,
+                    timeout,
+                    portable,
+                    progress,
+                    silence,
+                )
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: what was measured is written
-        said = str(exc) or "before the ranks started training"
-        typer.echo(f"interrupted: {said}", err=True)
+        said = str(exc) or "interrupted before the ranks started training"
+        typer.echo(said if said.startswith("interrupted") else f"interrupted: {said}", err=True)
         raise typer.Exit(code=143 if "SIGTERM" in said else 130) from None
     except RuntimeError as exc:  # a rank failed: what it measured is written already
         typer.echo(f"error: {exc}", err=True)
@@ -236,6 +261,10 @@ def _run_testbed(spec: str, nproc: int | None, options: list[str]) -> int:
         return run_on_testbed(graph, options, name=f"r{os.getpid() % 10**7}")
     except (TestbedError, ValueError, OSError) as exc:
         raise _fail(f"--testbed: {exc}") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the ranks had their chance to write
+        how = str(exc) or "SIGINT"
+        typer.echo(f"interrupted ({how}): the ranks are stopped and the testbed removed", err=True)
+        raise typer.Exit(143 if how == "signal SIGTERM" else 130) from None
 
 
 def _run_local(
@@ -250,6 +279,7 @@ def _run_local(
     portable: bool,
     port: int,
     progress: bool,
+    silence: float,
 ) -> Any:
     from real.launch import run
 
@@ -264,6 +294,7 @@ def _run_local(
         portable=portable,
         port=port,
         progress=progress,
+        silence=silence,
         **run_args,
     )
 
@@ -279,10 +310,11 @@ def _run_launched(
     timeout: float,
     portable: bool,
     progress: bool,
+    silence: float,
 ) -> Any:
     import topologies
     from real.cluster import run_launched
-    from real.launch import check_timeout
+    from real.launch import check_silence, check_timeout
     from strategies.roles import TrainingSetup
 
     setup = TrainingSetup.create(
@@ -302,6 +334,7 @@ def _run_launched(
         out=out,
         progress=progress,
         topology=graph,
+        silence=check_silence(silence),
     )
 
 

@@ -24,6 +24,7 @@ from real.placement import LaunchError, Placement
 from real.progress import RunProgress
 from real.rank import RankOptions, run_rank
 from real.results import assemble, interruption, stopped_by_interrupt
+from real.runtime import SILENCE
 from real.store import SECRET_ENV, read_secret
 from runs import RunResult, RunWriter
 from strategies.roles import TrainingSetup
@@ -47,14 +48,17 @@ def run_launched(
     out: str | Path | None = None,
     progress: bool = True,
     topology: nx.Graph | None = None,
+    silence: float = SILENCE,
 ) -> RunResult | None:
     """Run this rank; on rank 0, also gather and write the run (``out``) and return its
     result (the other ranks return ``None``). Raises the run's first failure, on every rank.
-    ``topology``: the network the ranks run on, recorded in ``run.json`` as ``sim`` does."""
+    ``topology``: the network the ranks run on, recorded in ``run.json`` as ``sim`` does.
+    ``silence``: seconds without a heartbeat after which a rank others wait on fails the run
+    (see :func:`real.run`)."""
     resolved = resolve_backend(backend, local_world_size=placement.local_world_size)
     if resolved == "nccl" and not portable:
         raise LaunchError("--no-portable needs gloo's receive-from-any-source; NCCL has none")
-    options = RankOptions(resolved, portable, timeout, collector=True)
+    options = RankOptions(resolved, portable, timeout, collector=True, silence=silence)
     config = {"backend": f"real-{resolved}", **setup.config()}
     if topology is not None:  # as sim records it
         config["topology"] = topologies.record(topology)

@@ -43,14 +43,14 @@ from real.pool import shared_pool
 from real.progress import RunProgress
 from real.rank import RankOptions
 from real.results import RunInterrupted, assemble, interruption, stopped_by_interrupt
-from real.runtime import STOP_KEY
+from real.runtime import SILENCE, STOP_KEY
 from real.signals import interrupts
 from real.store import SignedStore, new_secret, write_secret
 from runs import RunResult, RunWriter, check_out
 from strategies import Strategy
 from strategies.roles import TrainingSetup, positive_int
 
-__all__ = ["check_timeout", "run"]
+__all__ = ["check_silence", "check_timeout", "run"]
 
 #: After the first rank fails, how long the others get to hand in what they measured.
 GRACE_SECONDS = 5.0
@@ -65,6 +65,26 @@ def check_timeout(timeout: Any) -> float:
     ):
         raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
     return float(timeout)
+
+
+def check_silence(silence: Any) -> float:
+    """``silence`` as seconds (``math.inf`` allowed: never), or a one-line error.
+
+    Examples
+    --------
+    >>> check_silence(5), check_silence(math.inf)
+    (5.0, inf)
+    >>> check_silence(0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: silence=0.5 must be at least 2 seconds (heartbeats come about once a second), or inf to never report a silent rank
+    """
+    if isinstance(silence, bool) or not isinstance(silence, (int, float)) or not silence >= 2:
+        raise ValueError(
+            f"silence={silence!r} must be at least 2 seconds (heartbeats come about once a "
+            "second), or inf to never report a silent rank"
+        )
+    return float(silence)
 
 
 def run(
@@ -86,6 +106,7 @@ def run(
     port: int = 0,
     progress: bool = False,
     record: dict[str, Any] | None = None,
+    silence: float = SILENCE,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -106,6 +127,9 @@ def run(
     what runs on gloo here runs on NCCL there; ``portable=False`` uses gloo's own
     receive-from-any. ``port``: the rendezvous port (0: any free one). ``progress``: draw a
     progress bar of the global step. ``record``: extra top-level keys for ``run.json``.
+    ``silence``: seconds without a heartbeat after which a rank that others wait on (one
+    stopped, hung, swapped out) fails the run, naming it, long before ``timeout``
+    (``math.inf``: never; see :mod:`real.runtime`).
     """
     positive_int("nproc", nproc)
     timeout = check_timeout(timeout)
@@ -117,6 +141,7 @@ def run(
                 f"topology has {len(topologies.hosts(topology))} hosts but nproc={nproc}; "
                 "give one rank per host"
             )
+    silence = check_silence(silence)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 2**16:
         raise ValueError(f"port={port!r} must be 0 (any free port) or a port in 1..65535")
     resolved = resolve_backend(backend, local_world_size=nproc)
@@ -149,7 +174,7 @@ def run(
     config = {"backend": f"real-{resolved}", **setup.config()}
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
-    options = RankOptions(backend=resolved, portable=portable, timeout=timeout)
+    options = RankOptions(backend=resolved, portable=portable, timeout=timeout, silence=silence)
     signals = _Signals()
     with interrupts(signals.take):
         store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
@@ -269,6 +294,8 @@ def _spawn(
                     else:
                         rendezvous.report_failure(store, rank, cause)
                     store.set(STOP_KEY, "failed")
+            if deadline == math.inf and _stopped_on_failure(store, codes, pids):
+                deadline = time.monotonic() + 1.0  # they had their grace before leaving
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
@@ -284,6 +311,14 @@ def _spawn(
                 time.sleep(0.005)
     if signals.received:
         raise RunInterrupted(f"interrupted by {signals.received[0]}")
+
+
+def _stopped_on_failure(store: Any, codes: dict[int, int | None], pids: list[int]) -> bool:
+    """Whether a failure was reported (a silent rank, by a peer) and ranks have left since
+    (after waiting a few seconds for the others to hand in): the rest are killed, as a
+    stopped rank would never end by itself."""
+    ended = sum(codes[pid] is not None for pid in pids)
+    return 0 < ended < len(pids) and rendezvous.failure(store) is not None
 
 
 def _stderr_cause(scratch: str, rank: int, code: int) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal as unix_signal
 import sys
 import time
 import traceback
@@ -36,8 +35,8 @@ from real import rendezvous
 from real.devices import device_for
 from real.handin import HandIn
 from real.placement import LaunchError, Placement
-from real.runtime import RealRuntime, StopSignal, drive
-from real.signals import interrupts
+from real.runtime import SILENCE, RealRuntime, StopSignal, drive
+from real.signals import interrupts, terminate_interrupts
 from real.store import read_secret
 from real.transport import TorchTransport
 from strategies.comm import CommError, Communicator
@@ -78,13 +77,16 @@ class RankOptions:
     ``backend``: ``gloo`` or ``nccl`` (resolved). ``portable``: never post a receive from
     any source (NCCL has none; see :mod:`real.transport`). ``timeout``: seconds any one
     wait may take. ``collector``: rank 0 gathers every rank's results (on a cluster; the
-    local launcher gathers them itself), so the others wait until it has.
+    local launcher gathers them itself), so the others wait until it has. ``silence``:
+    seconds without a heartbeat after which a rank others wait on is the run's failure
+    (:class:`real.runtime.StopSignal`).
     """
 
     backend: str = "gloo"
     portable: bool = True
     timeout: float = 300.0
     collector: bool = False
+    silence: float = SILENCE
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -155,7 +157,7 @@ def run_rank(
     store, watch = rendezvous.connect(placement, options.timeout, secret)
     record: dict[str, Any] = {"events": [], "error": None, "final": None}
     owners, _ = setup.strategy.owners(world)
-    signal = StopSignal(store, watch, len(owners), setup.steps, rank)
+    signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
     handin = HandIn(store, rank)
     ctx = runtime = None
     interrupted: list[str] = []
@@ -295,10 +297,6 @@ def leave_last(store: Any, deadline: float) -> None:
         return
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def main(argv: list[str]) -> int:
     """A rank forked by the local launcher: ``SCRATCH OPTIONS_JSON``; its placement is in
     the options (the torchrun variables the launcher would otherwise set)."""
@@ -306,8 +304,6 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)  # N ranks share the machine's cores, as they would share a node
     # The pool ignores both (the launcher decides); here they end the set-up as Ctrl-C does,
     # and stop the run once it trains (run_rank).
-    unix_signal.signal(unix_signal.SIGINT, unix_signal.default_int_handler)
-    unix_signal.signal(unix_signal.SIGTERM, _terminate)
     os.environ.update(spec["env"])
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     placement = Placement.from_env(os.environ)
@@ -318,7 +314,10 @@ def main(argv: list[str]) -> int:
     with open(scratch / "setup.pkl", "rb") as f:
         setup = cloudpickle.load(f)
     try:
-        run_rank(setup, placement, RankOptions(**spec["options"]), secret=read_secret(scratch))
+        # The pool ignores SIGINT and SIGTERM (the launcher decides): here they end the set-up
+        # as Ctrl-C does, and stop the run once it trains (run_rank).
+        with terminate_interrupts():
+            run_rank(setup, placement, RankOptions(**spec["options"]), secret=read_secret(scratch))
     except BaseException:
         traceback.print_exc()
         return 1

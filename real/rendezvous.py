@@ -30,7 +30,6 @@ import torch.distributed as dist
 
 from real.handin import handed_in
 from real.placement import LaunchError, Placement
-from real.runtime import FAILED_KEY
 from real.store import SignedStore, StoreTampered
 
 __all__ = [
@@ -41,8 +40,11 @@ __all__ = [
     "host_store",
     "namespace",
     "report_failure",
+    "report_silence",
     "silent_ranks",
 ]
+
+FAILED_KEY = "failed"
 
 
 def namespace(store: Any) -> Any:
@@ -131,6 +133,15 @@ def report_failure(store: Any, rank: int, message: str) -> None:
     try:
         store.compare_set(FAILED_KEY, "", f"rank {rank} failed: {message}")
     except Exception:  # the store is gone with rank 0: the launcher reports it instead
+        pass
+
+
+def report_silence(store: Any, message: str) -> None:
+    """Record that a rank stopped responding (``message`` names it, found by a peer's
+    :class:`real.runtime.StopSignal`); the first failure recorded is the run's."""
+    try:
+        store.compare_set(FAILED_KEY, "", message)
+    except Exception:  # the store is gone: the run is over anyway
         pass
 
 

@@ -13,6 +13,15 @@ closes the program at its current ``yield`` (an operation it waited on may never
 once peers have stopped, and is abandoned). Programs learn the stop through ``w.done`` or
 at a yield, never by counting alone.
 
+A rank that stops responding (stopped by SIGSTOP, swapped out, hung, its host cut off) is
+found by its heartbeat, not by the collective timeout: every rank's watcher beats a counter
+about once a second, and a rank that has waited on an operation for more than a second (or
+waits for the others to leave after the stop) also reads its peers' counters; one that has
+not moved for ``silence`` seconds (10 by default, well under the timeout) is the run's
+failure, "rank R stopped responding: no heartbeat for N s", and the run stops. A rank waits
+only on peers it needs: an asynchronous server, which takes whichever push comes first, goes
+on serving the others while one worker is stalled (it waits long on nobody).
+
 Each wait is also a span of the run's timeline (:class:`runs.trace.Trace`, when the rank has
 one): the program's own work since the last yield is ``compute`` and the wait at the yield is
 ``comm`` (as the rank row counts them: a wall-clock wait cannot tell a peer's lateness from
@@ -35,6 +44,7 @@ from typing import Any, Protocol
 
 import torch
 
+from real import rendezvous
 from real.store import StoreTampered
 from runs.trace import Trace
 from strategies.base import close_program, not_yieldable
@@ -43,17 +53,25 @@ from strategies.context import RoleContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import check_runaway, is_eval_step
 
-__all__ = ["ComputeTimer", "InlineCompletion", "RealRuntime", "StopSignal", "Timers", "drive"]
+__all__ = [
+    "SILENCE",
+    "ComputeTimer",
+    "InlineCompletion",
+    "RealRuntime",
+    "StopSignal",
+    "Timers",
+    "drive",
+]
 
 STOP_KEY, OWNERS_KEY, STEP_KEY, BEAT_KEY = "stop", "owners_done", "step/{rank}", "beat/{rank}"
-#: The run's first failure (:func:`real.rendezvous.report_failure` writes it).
-FAILED_KEY = "failed"
 #: How often an owner publishes its step for the progress bar (a store round trip each).
 PROGRESS_EVERY = 0.25
 #: How often a rank's watcher looks for the stop, and beats its heartbeat.
 STOP_POLL, HEARTBEAT_EVERY = 0.02, 1.0
 #: The longest a rank waits on an inline collective before it looks at the stop again.
 INLINE_SLICE = 0.05
+#: Seconds without a heartbeat after which a rank that others wait on is reported.
+SILENCE = 10.0
 
 
 class InlineCompletion(Protocol):
@@ -137,13 +155,32 @@ class StopSignal:
     ``store`` is used by the rank's own thread; ``watch_store`` is a second client used only
     by the watcher thread (a store client serves one call at a time, and the watcher blocks).
     The watcher also beats a counter, ``beat/RANK``, about once a second for as long as the
-    process lives: a rank whose counter stops has died (:func:`real.rendezvous.silent_ranks`).
+    process lives: a rank whose counter stops has died (:func:`real.rendezvous.silent_ranks`)
+    or stopped responding. While this rank waits (:meth:`waiting`) for more than a second,
+    and once the run has stopped, the watcher reads the ``world_size`` ranks' counters too: a
+    peer whose counter has not moved for ``silence`` seconds is reported as the run's
+    failure, and the run stops (``math.inf``: never).
     """
 
     def __init__(
-        self, store: Any, watch_store: Any, owners: int, steps: int = 0, rank: int = 0
+        self,
+        store: Any,
+        watch_store: Any,
+        owners: int,
+        steps: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        silence: float = SILENCE,
     ) -> None:
         self._store = store
+        self._rank = rank
+        self._world_size = world_size
+        self.silence = silence
+        #: What this rank's program waits on, and since when (``time.monotonic()``).
+        self._waiting: tuple[float, Handle[Any]] | None = None
+        #: Each peer's heartbeat as last read, and when it was first read at that count.
+        self._heard: dict[int, tuple[int, float]] = {}
+        self._reported = False
         self._beat = BEAT_KEY.format(rank=rank)
         self._rank = rank
         self._published = -math.inf
@@ -158,6 +195,10 @@ class StopSignal:
 
     def listen(self, wake: threading.Event) -> None:
         self._listeners.append(wake)
+
+    def waiting(self, handle: Handle[Any] | None) -> None:
+        """This rank's program waits on ``handle`` from now on (None: it waits no more)."""
+        self._waiting = None if handle is None else (time.monotonic(), handle)
 
     def progress(self, rank: int, step: int) -> None:
         """Publish an owner's step, at most every ``PROGRESS_EVERY`` seconds (and at the end)."""
@@ -196,14 +237,68 @@ class StopSignal:
                 if time.monotonic() >= next_beat:
                     self._watch.add(self._beat, 1)
                     next_beat = time.monotonic() + HEARTBEAT_EVERY
+                    if self._listening():
+                        self._look_for_silence()
                 if not self.event.is_set() and self._watch.check([STOP_KEY]):
                     self._set(bytes(self._watch.get(STOP_KEY)).decode())
             except StoreTampered as tampered:  # a stop the run did not sign: fail, loudly
-                self._watch.compare_set(FAILED_KEY, "", f"rank {self._rank}: {tampered}")
+                rendezvous.report_failure(self._watch, self._rank, str(tampered))
                 self._set("failed")
             except Exception:  # the store is gone: the run is over
                 return
             time.sleep(HEARTBEAT_EVERY if self.event.is_set() else STOP_POLL)
+
+    def _listening(self) -> bool:
+        """Whether to read the peers' heartbeats now: this rank has waited on an operation
+        for a second or more, or the run has stopped (every rank should hand in and leave)."""
+        if self._reported or self._world_size < 2 or self.silence == math.inf:
+            return False
+        waiting = self._waiting
+        long_wait = waiting is not None and time.monotonic() - waiting[0] >= HEARTBEAT_EVERY
+        return long_wait or self.event.is_set()
+
+    def _look_for_silence(self) -> None:
+        """Read every peer's heartbeat; report those silent for ``silence`` seconds. Counters,
+        not clocks: a count unchanged between two reads means no beat in between, however far
+        apart the reads were, and nodes' clocks need not agree."""
+        peers = [r for r in range(self._world_size) if r != self._rank]
+        keys = [BEAT_KEY.format(rank=r) for r in peers]
+        if hasattr(self._watch, "multi_get") and self._watch.check(keys):
+            counts = [int(bytes(v)) for v in self._watch.multi_get(keys)]  # one round trip
+        else:  # a peer that has not beaten yet (or an older torch): one call each
+            counts = [int(self._watch.add(key, 0)) for key in keys]
+        now = time.monotonic()
+        silent = []
+        for peer, count in zip(peers, counts):
+            heard = self._heard.get(peer)
+            if heard is None or heard[0] != count:
+                self._heard[peer] = (count, now)
+            elif now - heard[1] >= self.silence:
+                silent.append(peer)
+        if silent:
+            self._reported = True
+            rendezvous.report_silence(self._watch, self._silence_message(silent))
+            self._watch.set(STOP_KEY, "failed")
+            self._set("failed")
+
+    def _silence_message(self, silent: list[int]) -> str:
+        """``rank R stopped responding: no heartbeat for N s (...)``, naming what this rank
+        waited on."""
+        waiting = self._waiting
+        if len(silent) == 1:
+            who = f"rank {silent[0]}"
+        else:
+            who = f"ranks {', '.join(map(str, silent[:-1]))} and {silent[-1]}"
+        doing = (
+            f"waited on {waiting[1].describe()}"
+            if waiting is not None and not self.event.is_set()
+            else "waited for every rank to hand in after the stop"
+        )
+        return (
+            f"{who} stopped responding: no heartbeat for {self.silence:g} s (stopped, hung, or "
+            f"cut off from the run's store; its own log may say why) while rank {self._rank} "
+            f"{doing}"
+        )
 
 
 class RealRuntime:
@@ -326,6 +421,16 @@ class RealRuntime:
     # -- waiting --------------------------------------------------------------------------
     def wait(self, handle: Handle[Any], timeout: float) -> None:
         """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
+        if handle.kind == "idle":  # a sleep needs no peer: a long one is not a wait on them
+            self._wait(handle, timeout)
+            return
+        self.signal.waiting(handle)  # a long wait has the watcher listen for silent peers
+        try:
+            self._wait(handle, timeout)
+        finally:
+            self.signal.waiting(None)
+
+    def _wait(self, handle: Handle[Any], timeout: float) -> None:
         if self.inline is not None:
             if self.inline.holds(handle):
                 self._wait_inline(self.inline, handle, timeout)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["interrupts"]
+__all__ = ["interrupts", "terminate_interrupts"]
 
 
 @contextmanager
@@ -41,3 +41,25 @@ def interrupts(handler: Callable[[str], None]) -> Iterator[None]:
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
+
+
+def _raise(name: str) -> None:
+    raise KeyboardInterrupt(f"interrupted by {name}")
+
+
+@contextmanager
+def terminate_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts as Ctrl-C does (``KeyboardInterrupt``, saying
+    which signal), so that ``finally`` blocks and run writers run: Python's default for
+    SIGTERM dies without them.
+
+    >>> import os, signal
+    >>> try:
+    ...     with terminate_interrupts():
+    ...         os.kill(os.getpid(), signal.SIGTERM)
+    ... except KeyboardInterrupt as interrupt:
+    ...     print(interrupt)
+    interrupted by SIGTERM
+    """
+    with interrupts(_raise):
+        yield

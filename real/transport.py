@@ -53,6 +53,13 @@ one rank each, posted only when the program asked for them:
   worker pushed half as often as in the simulator. NCCL cannot receive speculatively (see
   below), so there the senders already waiting race as before. :meth:`TorchTransport.quiesce`
   stops it (a test that builds a second transport on the same process group needs that).
+* On gloo, a message is offered to a receive only once its payload has come too, unless a
+  receive from its sender itself is posted (which receives straight into its buffers, no
+  copy): gloo moves a payload whose receive is posted after the send only with the sender's
+  help, so a receive from any rank that claimed the envelope of a sender stopped right
+  after sending (SIGSTOP, a hung process) would wait for it while other senders' messages
+  are here; an asynchronous server froze on one stopped worker. Such a payload lands in
+  buffers of its own and is copied into the receive's; a kept message holds its payload.
 * A posted receive is never cancelled. A program may abandon a handle (``wait_any`` with a
   timeout that won); like an MPI posted receive, and as in the simulator, the receive still
   takes the next message it matches.
@@ -197,6 +204,8 @@ class _Envelope:
     tag: int
     arrival: int = 0
     recv: _Recv | None = None  # the receive that claimed it
+    #: The payload, when it came before any receive claimed the envelope (see _next_envelope).
+    payload: list[torch.Tensor] | None = None
 
 
 class _Channel:
@@ -619,7 +628,31 @@ class TorchTransport:
             if posted is not None:
                 self._failed(posted, exc)
             return None
-        arrived = _Envelope(sender, header, sent, tag, next(self._arrivals))
+        payload = None
+        if not self._cuda:
+            with self._lock:
+                awaited = any(r.src == sender for r in self._posted)
+            if not awaited:
+                # Only a receive from ``sender`` itself may wait on it: gloo moves a payload
+                # whose receive is posted after the send only with the sender's help, so a
+                # receive from any rank that claimed a stalled sender's envelope would wait
+                # for it while other senders' messages are here (an asynchronous server froze
+                # on one stopped worker). Such a message is offered whole, payload and all.
+                try:
+                    payload = [
+                        torch.empty(shape, dtype=getattr(torch, dtype)) for shape, dtype in sent
+                    ]
+                    self._settle(
+                        [dist.irecv(b, src=sender, tag=tag) for b in payload], patient=True
+                    )
+                except Exception as exc:
+                    with self._lock:
+                        posted = self._claim(sender)
+                        channel.broken = True
+                    if posted is not None:
+                        self._failed(posted, exc)
+                    return None
+        arrived = _Envelope(sender, header, sent, tag, next(self._arrivals), payload=payload)
         with self._lock:
             arrived.recv = self._claim(sender)
             if arrived.recv is None:
@@ -636,6 +669,17 @@ class TorchTransport:
         when it does not fit, so the sender completes), then finish that receive."""
         posted = arrived.recv
         assert posted is not None
+        if arrived.payload is not None:  # received already: check it, copy it
+            try:
+                check_received(self.rank, arrived.src, arrived.sent, posted.buffers)
+            except CommError as exc:
+                posted.handle.fail(exc, at=self._clock())
+                return
+            for buffer, got in zip(posted.buffers, arrived.payload):
+                buffer.copy_(got)
+            done = Received(arrived.src, posted.buffers, arrived.header)
+            posted.handle.resolve(done, at=self._clock(), started_at=posted.started)
+            return
         mismatch: CommError | None = None
         try:
             try:

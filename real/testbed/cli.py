@@ -50,6 +50,7 @@ def up_command(
 ) -> None:
     """Create the testbed: a namespace per host, a bridge per switch, a shaped veth per link."""
     import topologies
+    from real.signals import terminate_interrupts
     from real.testbed import TestbedError, make_plan, preflight, up
     from topologies.units import format_bandwidth
 
@@ -61,12 +62,12 @@ def up_command(
     try:
         plan = make_plan(graph, name)
         preflight()
-        with warnings.catch_warnings(record=True) as said:
+        with warnings.catch_warnings(record=True) as said, terminate_interrupts():
             warnings.simplefilter("always")
             netem = up(plan)
     except TestbedError as exc:
         raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         console.print("[red]interrupted[/red]: what was created has been removed")
         raise typer.Exit(130) from None
     table = Table(title=f"testbed {name!r} is up", title_justify="left")
@@ -113,7 +114,8 @@ def down_command(
 
 @app.command("status")
 def status_command() -> None:
-    """List the testbeds on this machine, what of them is missing, and what runs inside."""
+    """List the testbeds on this machine, what of them is missing, what runs inside, and
+    which have lost their owner (a killed run or `up`)."""
     from real.testbed import TestbedError, preflight, status
 
     try:
@@ -128,7 +130,7 @@ def status_command() -> None:
     for column in ("name", "state", "hosts", "switches", "links", "latency", "processes"):
         table.add_column(column)
     for bed in found:
-        state = bed.state if not bed.missing else f"{bed.state}, {len(bed.missing)} missing"
+        state = bed.condition if not bed.missing else f"{bed.condition}, {len(bed.missing)} missing"
         latency = {True: "netem", False: "not emulated", None: "?"}[bed.netem]
         table.add_row(
             bed.name,
@@ -139,4 +141,12 @@ def status_command() -> None:
             latency,
             str(bed.processes),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for bed in found:
+        if bed.owner_alive is False:
+            console.print(
+                f"testbed {bed.name!r} has no live owner: remove it with `commsim testbed down "
+                f"{bed.name}` (the next `commsim testbed up` or --testbed run removes it too)",
+                soft_wrap=True,
+            )

@@ -6,11 +6,21 @@ would set (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` = rank 0's testbed address 
 agent store, so rank 0 hosts the rendezvous as under srun, gloo talks over the shaped links
 (``GLOO_SOCKET_IFNAME``), and rank 0 gathers and writes the run. A run on the testbed is
 therefore the multi-host code path, not the local launcher's.
+
+Nothing outlives the launcher. Each rank gets ``PR_SET_PDEATHSIG`` (SIGKILL when the
+launcher dies; ``ip netns exec`` execs the rank in place and keeps it) and a process group
+of its own, so that the launcher alone decides what a signal does: on Ctrl-C or SIGTERM it
+passes the signal on to every rank, gives them ``GRACE_SECONDS`` to end (rank 0 writes what
+was measured), kills what is left and takes the testbed down. Against SIGKILL, which leaves
+it no chance, a watchdog started before the testbed removes it once the launcher is gone
+(:mod:`real.testbed.watchdog`).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +29,9 @@ from collections.abc import Sequence
 
 import networkx as nx
 
+from real.signals import terminate_interrupts
 from real.store import SECRET_ENV, new_secret
+from real.testbed import watchdog
 from real.testbed.lifecycle import down, preflight, up
 from real.testbed.plan import Plan, TestbedError, make_plan
 
@@ -27,6 +39,19 @@ __all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_t
 
 #: The rendezvous port on rank 0's testbed address (the namespace is the testbed's own).
 PORT = 29500
+#: After an interrupt, how long the ranks get to end by themselves before they are killed.
+GRACE_SECONDS = 10.0
+
+
+def _rank_process() -> None:
+    """In a rank, between fork and exec: SIGKILL when the launcher dies (kept across
+    ``ip netns exec``'s exec of the rank, which is neither setuid nor file-capable), and a
+    process group of its own, so that a signal reaches it through the launcher only."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setpgid(0, 0)
 
 
 def rank_argv(options: Sequence[str]) -> list[str]:
@@ -68,29 +93,36 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
     """
     preflight()
     plan = make_plan(graph, name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # latency not emulated: said by the caller's summary
-        netem = up(plan)
-    if not netem:
-        print(
-            "testbed: latency is not emulated (no netem in this kernel); bandwidth is",
-            file=sys.stderr,
-        )
     processes: list[subprocess.Popen[bytes]] = []
+    guard = watchdog.start(name)  # first: from here on, a SIGKILL leaves nothing behind
     secret = new_secret()  # signs the run's store: the testbed's ranks alone know it
     try:
-        command = rank_argv(options)
-        for host in plan.hosts:
-            env = {**os.environ, **rank_environment(plan, host.rank), SECRET_ENV: secret}
-            processes.append(
-                subprocess.Popen(
-                    ["ip", "netns", "exec", host.namespace, *command],
-                    env=env,
-                    stdout=None if host.rank == 0 else subprocess.DEVNULL,
-                    stderr=None if host.rank == 0 else subprocess.PIPE,
+        with terminate_interrupts():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # latency not emulated: said below
+                netem = up(plan, owned_by=os.getpid())
+            if not netem:
+                print(
+                    "testbed: latency is not emulated (no netem in this kernel); bandwidth is",
+                    file=sys.stderr,
                 )
-            )
-        codes = _wait(processes)
+            command = rank_argv(options)
+            for host in plan.hosts:
+                env = {**os.environ, **rank_environment(plan, host.rank), SECRET_ENV: secret}
+                processes.append(
+                    subprocess.Popen(
+                        ["ip", "netns", "exec", host.namespace, *command],
+                        env=env,
+                        stdout=None if host.rank == 0 else subprocess.DEVNULL,
+                        stderr=None if host.rank == 0 else subprocess.PIPE,
+                        preexec_fn=_rank_process,
+                    )
+                )
+            try:
+                codes = _wait(processes)
+            except KeyboardInterrupt as interrupt:
+                _pass_on(processes, interrupt)
+                raise
         for rank, (process, code) in enumerate(zip(processes, codes, strict=True)):
             if code != 0 and rank != 0 and process.stderr is not None:
                 said = process.stderr.read().decode(errors="replace").strip().splitlines()
@@ -102,15 +134,39 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
         for process in processes:
             if process.poll() is None:
                 process.kill()
-        down(name)
+            process.wait()
+        try:
+            down(name)
+        finally:
+            guard.kill()
+            guard.wait()
+
+
+def _pass_on(processes: list[subprocess.Popen[bytes]], interrupt: KeyboardInterrupt) -> None:
+    """Pass the launcher's interrupt (SIGTERM, else SIGINT) on to every rank still running,
+    and give them ``GRACE_SECONDS`` to end; the caller kills what is left."""
+    how = signal.SIGTERM if "SIGTERM" in str(interrupt) else signal.SIGINT
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(how)
+    deadline = time.monotonic() + GRACE_SECONDS
+    try:
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except KeyboardInterrupt:  # a second interrupt: no more waiting
+        pass
 
 
 def _wait(processes: list[subprocess.Popen[bytes]]) -> list[int]:
-    """Every rank's exit status; once one fails, the others have a minute to stop."""
+    """Every rank's exit status; once one fails, the others have a minute to stop, and once
+    rank 0 has ended (it wrote the run) a few seconds (a rank stopped by SIGSTOP, say, and
+    named by its silence, would never end by itself)."""
     deadline: float | None = None
     while any(p.poll() is None for p in processes):
         if deadline is None and any(p.returncode not in (None, 0) for p in processes):
             deadline = time.monotonic() + 60.0
+        if processes[0].returncode is not None:
+            deadline = min(deadline or math.inf, time.monotonic() + 5.0)
         if deadline is not None and time.monotonic() > deadline:
             for process in processes:
                 if process.poll() is None:

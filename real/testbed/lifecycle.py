@@ -5,7 +5,18 @@ A testbed's plan is written to its state file (``/run/commsim/testbeds/NAME.json
 left behind is found and removed by ``down``. Everything lives inside the testbed's own
 namespaces: removing them (after stopping the processes inside) removes the veths, bridges
 and qdiscs too; each host namespace also gets an ``/etc/netns/NS/hosts`` naming the testbed's
-addresses (removed with it). A failure or Ctrl-C during ``up`` removes what it had made.
+addresses (removed with it). A failure, Ctrl-C or SIGTERM during ``up`` removes what it had
+made.
+
+Owners
+------
+The state file also names the testbed's *owner*: the process (pid and start time, so a reused
+pid is not mistaken for it) whose life the testbed lasts. While ``up`` creates, that is the
+``up`` itself; afterwards it is the process ``up`` was given (``commsim real --testbed``: the
+launcher, which a watchdog outlives to remove the testbed, see :mod:`real.testbed.watchdog`),
+or none: a testbed made by ``commsim testbed up`` stays until ``down``. A testbed whose owner
+is dead (a killed ``up``, a launcher and its watchdog killed) is reported so by :func:`status`
+and removed by the next :func:`up` (whatever its name) or :func:`down`.
 """
 
 from __future__ import annotations
@@ -28,7 +39,10 @@ __all__ = [
     "down",
     "has_netem",
     "netns_etc",
+    "owner",
+    "owner_alive",
     "preflight",
+    "reap",
     "run_command",
     "state_dir",
     "status",
@@ -147,18 +161,67 @@ def _existing_namespaces(run: Runner) -> set[str]:
     return {line.split()[0] for line in run(["ip", "netns", "list"]).splitlines() if line.strip()}
 
 
-def _write_state(plan: Plan, state: str, netem: bool | None) -> None:
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3
+    if fields[0] in ("Z", "X"):  # a zombie has ended; only its exit status is left
+        return None
+    return int(fields[19])  # field 22, starttime
+
+
+def owner(pid: int) -> dict[str, int]:
+    """The state file's record of owner ``pid``: its pid and start time.
+
+    Examples
+    --------
+    >>> owner(os.getpid())["pid"] == os.getpid()
+    True
+    """
+    return {"pid": pid, "started": _start_time(pid) or 0}
+
+
+def owner_alive(record: object) -> bool | None:
+    """Whether a state file's owner (see :func:`owner`) still runs; None when it has none.
+
+    Examples
+    --------
+    >>> owner_alive(owner(os.getpid())), owner_alive(None)
+    (True, None)
+    >>> owner_alive({"pid": os.getpid(), "started": 1})  # the pid, reused by another process
+    False
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+        return None
+    return _start_time(record["pid"]) == record.get("started")
+
+
+def _write_state(
+    plan: Plan, state: str, netem: bool | None, owned_by: dict[str, int] | None = None
+) -> None:
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{plan.name}.json"
-    record = {"state": state, "netem": netem, "subnet": SUBNET, "plan": plan.to_dict()}
+    record = {
+        "state": state,
+        "netem": netem,
+        "subnet": SUBNET,
+        "owner": owned_by,
+        "plan": plan.to_dict(),
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(path)
 
 
-def up(plan: Plan, run: Runner = run_command) -> bool:
+def up(plan: Plan, run: Runner = run_command, owned_by: int | None = None) -> bool:
     """Create ``plan``'s testbed; return whether latency is emulated (``netem``).
+
+    ``owned_by``: the pid whose life the testbed lasts (None: until ``down``); see the
+    module's notes. Testbeds whose owner is dead are removed first (:func:`reap`).
 
     Raises
     ------
@@ -166,13 +229,14 @@ def up(plan: Plan, run: Runner = run_command) -> bool:
         When a namespace of the plan exists already (``down`` it first, or pick another
         name), or a command fails; what was created is removed first.
     """
+    reap(run)
     taken = sorted(set(plan.namespaces) & _existing_namespaces(run))
     if taken or (state_dir() / f"{plan.name}.json").exists():
         raise TestbedError(
             f"testbed {plan.name!r} exists ({', '.join(taken) or 'its state file'}): "
             f"`commsim testbed down {plan.name}` first, or give another --name"
         )
-    _write_state(plan, "creating", None)
+    _write_state(plan, "creating", None, owner(os.getpid()))
     try:
         for namespace in plan.namespaces:
             run(["ip", "netns", "add", namespace])
@@ -196,7 +260,7 @@ def up(plan: Plan, run: Runner = run_command) -> bool:
     except BaseException:  # a failed command, Ctrl-C: leave nothing behind
         _remove(plan.name, plan.namespaces, _existing_namespaces(run), run)
         raise
-    _write_state(plan, "up", netem)
+    _write_state(plan, "up", netem, None if owned_by is None else owner(owned_by))
     if not netem and any(link.delay > 0 for link in plan.links):
         warnings.warn(
             "this kernel has no netem qdisc: link latency is not emulated (bandwidth is); "
@@ -267,9 +331,21 @@ def down(name: str | None = None, run: Runner = run_command) -> dict[str, list[s
     }
 
 
+def reap(run: Runner = run_command) -> dict[str, list[str]]:
+    """Remove every testbed whose owner has died (see the module's notes); the namespaces
+    removed per testbed."""
+    records = _records()
+    dead = [n for n, record in records.items() if owner_alive(record.get("owner")) is False]
+    if not dead:
+        return {}
+    existing = _existing_namespaces(run)
+    return {n: _remove(n, _namespaces_of(n, records[n], existing), existing, run) for n in dead}
+
+
 @dataclass
 class Status:
-    """One testbed as found: its plan's counts and whether all its namespaces exist."""
+    """One testbed as found: its plan's counts, whether all its namespaces exist, and its
+    owner (``owner_alive`` None: it has none, it stays until ``down``)."""
 
     name: str
     state: str
@@ -279,6 +355,28 @@ class Status:
     netem: bool | None
     missing: list[str]
     processes: int
+    owner: int | None = None
+    owner_alive: bool | None = None
+
+    @property
+    def condition(self) -> str:
+        """The state in words, saying when its owner is gone.
+
+        Examples
+        --------
+        >>> Status("tb", "creating", 2, 1, 2, None, [], 0, 42, False).condition
+        'abandoned: its `up` (pid 42) was killed while creating it'
+        >>> Status("tb", "up", 2, 1, 2, True, [], 2, 42, False).condition
+        'orphaned: its owner (pid 42) is gone'
+        """
+        if self.owner_alive is False:
+            if self.state == "creating":
+                return f"abandoned: its `up` (pid {self.owner}) was killed while creating it"
+            return f"orphaned: its owner (pid {self.owner}) is gone"
+        state = self.state
+        if self.owner_alive:
+            state += f", owned by pid {self.owner}"
+        return state
 
 
 def status(run: Runner = run_command) -> list[Status]:
@@ -291,6 +389,7 @@ def status(run: Runner = run_command) -> list[Status]:
         processes = sum(
             len(run(["ip", "netns", "pids", ns]).split()) for ns in namespaces if ns in existing
         )
+        owned = record.get("owner")
         found.append(
             Status(
                 name=name,
@@ -301,6 +400,8 @@ def status(run: Runner = run_command) -> list[Status]:
                 netem=record.get("netem"),
                 missing=[ns for ns in namespaces if ns not in existing],
                 processes=processes,
+                owner=owned.get("pid") if isinstance(owned, dict) else None,
+                owner_alive=owner_alive(owned),
             )
         )
     return found

@@ -92,7 +92,7 @@ def test_an_interrupted_real_run_writes_its_rows_and_says_so(tmp_path, signum, w
             os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode == code, stderr
     said = [line for line in stderr.splitlines() if line.strip()]
-    assert said[-1].startswith(f"interrupted: interrupted by {signal.Signals(signum).name} after")
+    assert said[-1].startswith(f"interrupted by {signal.Signals(signum).name} after")
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted"
     assert record["summary"]["stop_reason"] == "interrupted"

@@ -119,7 +119,7 @@ def test_a_forged_stop_is_not_obeyed_but_fails_the_run():
     assert signal.event.wait(5.0)
     assert signal.reason == "failed"
     time.sleep(0.1)
-    assert rendezvous.failure(store).startswith("rank 3: the value of 'stop'")
+    assert rendezvous.failure(store).startswith("rank 3 failed: the value of 'stop'")
 
 
 def test_without_a_secret_values_are_plain_and_still_never_executed(tmp_path):

@@ -2,9 +2,11 @@
 and, as root, a real one: shaped to the link's rate, removed on `down`, after a failure and
 after a killed `up`."""
 
+import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import networkx as nx
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 import topologies
 from real.testbed import TestbedError, down, make_plan, status, up
 from real.testbed.cli import app
-from real.testbed.lifecycle import _write_state
+from real.testbed.lifecycle import _write_state, owner
 
 needs_root = pytest.mark.usefixtures("testbed_rights")  # skips, saying why, where not
 
@@ -291,3 +293,121 @@ def test_a_run_on_the_testbed_gives_the_simulators_numbers_and_leaves_no_namespa
     np.testing.assert_allclose(real_evals["loss"], simulated["loss"], rtol=1e-6)
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"r{os.getpid() % 10**7}-" not in left  # the run's testbed (named by its pid) is gone
+
+
+# --------------------------------------------------------------------------------------------
+# Owners: a testbed lasts its owner's life; one whose owner died is said so and reaped
+
+
+def _dead_owner():
+    """The record of a process that has ended (a killed `up`, a killed run)."""
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    record = owner(gone.pid)
+    gone.wait()
+    return record
+
+
+def test_a_killed_up_and_an_orphaned_run_say_their_owner_is_gone_and_the_next_up_reaps_them():
+    fake = FakeIp()
+    killed_up = make_plan(topologies.star(2), "ka")
+    _write_state(killed_up, "creating", None, _dead_owner())
+    orphan = make_plan(topologies.star(2), "kb")
+    _write_state(orphan, "up", False, _dead_owner())
+    kept = make_plan(topologies.star(2), "kc")
+    _write_state(kept, "up", False, None)  # made by `commsim testbed up`: stays until down
+    fake.namespaces = set(killed_up.namespaces[:2]) | set(orphan.namespaces) | set(kept.namespaces)
+    found = {bed.name: bed for bed in status(run=fake)}
+    assert found["ka"].owner_alive is False and found["ka"].condition.startswith("abandoned")
+    assert found["kb"].owner_alive is False and found["kb"].condition.startswith("orphaned")
+    assert found["kc"].owner_alive is None and found["kc"].condition == "up"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        up(make_plan(topologies.star(2), "kd"), run=fake, owned_by=os.getpid())
+    assert sorted(bed.name for bed in status(run=fake)) == ["kc", "kd"]
+    assert fake.namespaces == set(kept.namespaces) | set(
+        make_plan(topologies.star(2), "kd").namespaces
+    )
+    assert status(run=fake)[1].condition == f"up, owned by pid {os.getpid()}"
+
+
+def test_the_status_command_names_the_testbed_without_a_live_owner(monkeypatch):
+    import real.testbed
+
+    fake = FakeIp()
+    plan = make_plan(topologies.star(2), "ka")
+    _write_state(plan, "up", False, _dead_owner())
+    fake.namespaces = set(plan.namespaces)
+    monkeypatch.setattr(real.testbed, "preflight", lambda: None)  # as root, with a fake `ip`
+    monkeypatch.setattr(real.testbed, "status", lambda: status(run=fake))
+    monkeypatch.setenv("COLUMNS", "200")  # one line a row
+    done = CliRunner().invoke(app, ["status"])
+    assert done.exit_code == 0, done.output
+    assert "orphaned: its owner" in done.output
+    assert "testbed 'ka' has no live owner: remove it with `commsim testbed down ka`" in done.output
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _until(condition, seconds=120.0):
+    """Wait for ``condition()`` (not a timing assertion: a bound on a hang)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_killed_testbed_run_leaves_no_namespace_state_file_or_rank(how, state, tmp_path):
+    import signal
+
+    command = [sys.executable, "-m", "real", "--testbed", "star:n=2"]  # commsim real
+    command += ["--workload", "quadratic", "--steps", "1000000", "--eval-every", "1000000"]
+    launcher = subprocess.Popen(
+        [*command, "--out", str(tmp_path / "run"), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    name = f"r{launcher.pid % 10**7}"  # the run's testbed is named by its launcher's pid
+    ranks = []
+
+    def training():
+        ranks[:] = [
+            int(pid)
+            for host in ("h0", "h1")
+            for pid in subprocess.run(
+                ["ip", "netns", "pids", f"{name}-{host}"], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        return len(ranks) == 2
+
+    def namespaces():
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return [line.split()[0] for line in listed.splitlines() if line.startswith(f"{name}-")]
+
+    try:
+        assert _until(training), "the run's ranks never started"
+        if how == "SIGTERM":  # once it trains, so that there are rows to keep
+            assert _until(lambda: (tmp_path / "run" / "run.json").exists(), 60)
+            time.sleep(3.0)
+        launcher.send_signal(getattr(signal, how))
+        launcher.wait(timeout=60)
+        assert _until(lambda: not namespaces()), namespaces()
+        assert _until(lambda: not any(_alive(pid) for pid in ranks))
+        assert _until(lambda: not list(state.glob("*.json")))
+        assert not status()
+        if how == "SIGTERM":  # rank 0 wrote what it had: the run says it was interrupted
+            record = json.loads((tmp_path / "run" / "run.json").read_text())
+            assert record["status"] == "interrupted", record
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        if namespaces():
+            down(name)
