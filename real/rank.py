@@ -39,12 +39,16 @@ from real.runtime import SILENCE, RealRuntime, StopSignal, drive
 from real.signals import interrupts, terminate_interrupts
 from real.store import read_secret
 from real.transport import TorchTransport
-from strategies.comm import CommError, Communicator
+from strategies.comm import CommError, CommTimeout, Communicator
+from strategies.ledger import RunawayError
 from strategies.roles import TrainingSetup, build_role, make_trace
 
 __all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
 
 START_KEY, CONFIG_KEY = "start", "config"
+#: How long a rank that ran away (stepped far past the run's need) waits for a peer's error,
+#: its likely cause, to be recorded first: it races ahead of a peer whose error is real.
+RUNAWAY_GRACE = 10.0
 FINISHED_KEY, COLLECTED_KEY, GONE_KEY = "finished", "collected", "gone"
 
 
@@ -193,6 +197,9 @@ def run_rank(
             runtime.charged,
             device=device,
             portable=options.portable or options.backend == "nccl",
+            agree=lambda index, ranks: rendezvous.agree_on_group(
+                store, rank, world, index, ranks, options.timeout, signal.event.is_set
+            ),
         )
         runtime.inline = transport
         ctx, program = build_role(
@@ -218,6 +225,8 @@ def run_rank(
             record["final"] = ctx.parameters().cpu()  # type: ignore[attr-defined]
     except BaseException as error:
         record["error"] = one_line_error(error)
+        if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting
+            record["error"] = rendezvous.group_shortfall(store, world) or record["error"]
         if isinstance(error, CommError):  # a peer may have died: name it, if one is silent
             for dead in rendezvous.silent_ranks(store, world):
                 rendezvous.report_failure(
@@ -227,6 +236,8 @@ def run_rank(
                     f"the library; its own log says why) while rank {rank} got: "
                     f"{record['error']}",
                 )
+        if isinstance(error, RunawayError):  # a symptom: let a peer name the cause first
+            _wait_for_failure(store, RUNAWAY_GRACE)
         rendezvous.report_failure(store, rank, record["error"])
         try:
             signal.stop("failed")
@@ -250,6 +261,13 @@ def run_rank(
             finally:
                 leave_last(store, time.monotonic() + options.timeout)
     return record
+
+
+def _wait_for_failure(store: Any, seconds: float) -> None:
+    """Wait up to ``seconds`` for the run's first failure to be recorded."""
+    deadline = time.monotonic() + seconds
+    while rendezvous.failure(store) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _hand_in_and_leave(

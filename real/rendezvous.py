@@ -20,9 +20,11 @@ is what the secret is for: ``docs/security.md`` says what listens where and what
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -33,10 +35,12 @@ from real.placement import LaunchError, Placement
 from real.store import SignedStore, StoreTampered
 
 __all__ = [
+    "agree_on_group",
     "client",
     "FAILED_KEY",
     "connect",
     "failure",
+    "group_shortfall",
     "host_store",
     "namespace",
     "report_failure",
@@ -155,6 +159,59 @@ def failure(store: Any) -> str | None:
     except Exception:
         return None
     return None
+
+
+_GROUP, _GROUPS = "group/{index}/{rank}", "groups/{rank}"
+
+
+def agree_on_group(
+    store: Any,
+    rank: int,
+    world_size: int,
+    index: int,
+    ranks: tuple[int, ...],
+    timeout: float,
+    stopped: Callable[[], bool],
+) -> None:
+    """Every rank of the world creates the same groups in the same order, members or not
+    (torch.distributed requires it, and ``sim`` enforces it; gloo itself lets a rank skip a
+    group it is not in). Publish this rank's group ``index``, wait until every rank has
+    published theirs (a stop ends the wait), and raise the simulator's
+    :class:`~strategies.comm.CommError` when they differ or a rank never creates it."""
+    from strategies.comm import CommError
+
+    store.set(_GROUP.format(index=index, rank=rank), json.dumps(list(ranks)))
+    store.add(_GROUPS.format(rank=rank), 1)
+    keys = [_GROUP.format(index=index, rank=r) for r in range(world_size)]
+    deadline = time.monotonic() + timeout
+    while not store.check(keys):
+        if stopped():
+            return
+        if time.monotonic() > deadline:
+            raise CommError(group_shortfall(store, world_size) or "new_group timed out")
+        time.sleep(0.01)
+    for other in range(world_size):
+        theirs = tuple(json.loads(bytes(store.get(keys[other])).decode()))
+        if theirs != ranks:
+            raise CommError(
+                f"rank {rank} created group #{index} over {ranks} but rank {other}'s group "
+                f"#{index} is {theirs}; every rank must create the same groups in the same "
+                "order (torch.distributed requires it)"
+            )
+
+
+def group_shortfall(store: Any, world_size: int) -> str | None:
+    """Which rank created fewer groups than the others, said as the simulator says it; a rank
+    whose collective timed out asks this first, since a skipped ``new_group`` is the cause."""
+    made = [int(store.add(_GROUPS.format(rank=r), 0)) for r in range(world_size)]
+    if min(made) == max(made):
+        return None
+    behind = min(range(world_size), key=lambda r: made[r])
+    return (
+        f"rank {behind} created {made[behind]} of the {max(made)} groups the other ranks "
+        "created; every rank of the world must call new_group for every group, members or "
+        "not (torch.distributed requires it)"
+    )
 
 
 def silent_ranks(store: Any, world_size: int, listen: float = 3.0) -> list[int]:

@@ -239,6 +239,10 @@ class TorchTransport:
         On the CPU, let the waiting thread finish collectives (:meth:`finish_inline`)
         rather than the library's completion callback. ``False`` only to measure the
         difference; the results are the same.
+    agree
+        Called with each group's index and ranks when this rank creates it; it raises when
+        the ranks of the world do not all create the same groups in the same order
+        (:func:`real.rendezvous.agree_on_group`). ``None``: not checked.
     first_come
         Keep an envelope receive in flight from every sender once the program receives from
         any rank, so such a receive takes whoever sent first (see the module's notes). On
@@ -257,6 +261,7 @@ class TorchTransport:
         portable: bool = True,
         inline: bool = True,
         first_come: bool | None = None,
+        agree: Callable[[int, tuple[int, ...]], None] | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -282,6 +287,8 @@ class TorchTransport:
         self._clock = clock
         self._charged = charged
         self._groups: dict[tuple[int, ...], Any] = {}
+        self._agree = agree
+        self._made = 0  # groups this rank has created (every call, the world's included)
         self._sent_to = [0] * world_size  # messages sent to each rank (payload tags)
         # Portable matching: the posted receives, each sender's channel, arrival order.
         self._lock = threading.Lock()
@@ -336,6 +343,9 @@ class TorchTransport:
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, rank: int, group: Group) -> None:
+        index, self._made = self._made, self._made + 1
+        if self._agree is not None:  # every rank creates it, as sim requires (gloo does not)
+            self._agree(index, group.ranks)
         if group.ranks != tuple(range(self.world_size)) and group.ranks not in self._groups:
             # torch requires every rank of the world to create every group, in the same order.
             self._groups[group.ranks] = dist.new_group(list(group.ranks))

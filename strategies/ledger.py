@@ -39,7 +39,14 @@ import torch
 from runs.schema import row
 from strategies.aggregate import reduce_tensors
 
-__all__ = ["GLOBAL_MODELS", "Ledger", "check_runaway", "consensus_distance", "is_eval_step"]
+__all__ = [
+    "GLOBAL_MODELS",
+    "Ledger",
+    "RunawayError",
+    "check_runaway",
+    "consensus_distance",
+    "is_eval_step",
+]
 
 #: What a strategy may declare as its global model.
 GLOBAL_MODELS = ("primary", "servers", "average")
@@ -82,6 +89,11 @@ def consensus_distance(states: Sequence[torch.Tensor]) -> float:
     return float(sum(float((s - mean).pow(2).sum()) for s in wide) / len(wide))
 
 
+class RunawayError(RuntimeError):
+    """A rank stepped far past what the run can need: a symptom, whose cause (a peer's error,
+    an owner that stopped) a backend names first when it has one."""
+
+
 def check_runaway(rank: int, rank_steps: int, steps: int, owners: Sequence[int]) -> None:
     """Raise if a rank has applied far more optimizer steps than the run can need: the
     strategy's declared global model (its owners) does not match who applies updates, and
@@ -93,10 +105,10 @@ def check_runaway(rank: int, rank_steps: int, steps: int, owners: Sequence[int])
     >>> check_runaway(0, 1101, 10, [1, 2])
     Traceback (most recent call last):
     ...
-    RuntimeError: rank 0 has applied 1101 optimizer steps, far more than the run's 10 global steps need: a global step counts once every owner of the global model (ranks [1, 2]) has applied it, so an owner stopped stepping (its program ended early) or the strategy's global_model ('servers', 'primary', 'average') does not match the ranks that apply updates
+    strategies.ledger.RunawayError: rank 0 has applied 1101 optimizer steps, far more than the run's 10 global steps need: a global step counts once every owner of the global model (ranks [1, 2]) has applied it, so an owner stopped stepping (its program ended early) or the strategy's global_model ('servers', 'primary', 'average') does not match the ranks that apply updates
     """
     if rank_steps > 10 * steps + 1000:
-        raise RuntimeError(
+        raise RunawayError(
             f"rank {rank} has applied {rank_steps} optimizer steps, far more than the run's "
             f"{steps} global steps need: a global step counts once every owner of the global "
             f"model (ranks {list(owners)}) has applied it, so an owner stopped stepping (its "

@@ -3,9 +3,10 @@
 import json
 
 import pytest
+import torch
 
 import real
-from strategies import AllReduceSGD
+from strategies import AllReduceSGD, Strategy
 
 
 class FailsAtVersion3(AllReduceSGD):
@@ -81,3 +82,61 @@ def test_real_run_takes_the_specs_sim_run_takes():
     )
     assert result.config["strategy"]["period"] == 2
     assert result.config["topology"]["family"] == "star" and result.summary["steps"] == 2
+
+
+class GroupOnSomeRanks(Strategy):
+    """Rank 2 skips a group it is not in: torch's gloo lets it, the strictest rule does not."""
+
+    name = "group_on_some_ranks_test_only"
+
+    def worker(self, w):
+        if w.rank != 2:
+            w.comm.new_group([0, 1])
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply((yield w.comm.all_reduce(grads, op="mean")))
+
+
+class ReceivesIntoWrongShapes(AllReduceSGD):
+    """Rank 1 receives rank 0's gradient into a larger buffer; rank 2 steps on its own."""
+
+    name = "receives_into_wrong_shapes_test_only"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            if w.rank == 0:
+                yield w.comm.send(grads, dst=1)
+            elif w.rank == 1:
+                yield w.comm.recv(torch.empty(grads.numel() + 3), src=0)
+            w.apply(grads)
+
+
+@pytest.mark.parametrize(
+    "strategy,said",
+    [
+        (
+            GroupOnSomeRanks(),
+            "rank 2 created 0 of the 1 groups the other ranks created; every rank of the world "
+            "must call new_group for every group",
+        ),
+        (
+            ReceivesIntoWrongShapes(),
+            "rank 1 received a message of [(10,) float32] from rank 0 into buffers of "
+            "[(13,) float32]",
+        ),
+    ],
+    ids=["new_group on some ranks", "wrong-shaped receive"],
+)
+@pytest.mark.parametrize("backend", ["sim", "real"])
+def test_the_same_mistake_gets_the_same_error_in_both_backends(strategy, said, backend):
+    """The simulator names these mistakes; gloo let the first pass silently, and a rank
+    stepping on its own ran into the runaway guard before the second was named."""
+    import sim
+
+    with pytest.raises(Exception) as err:
+        if backend == "sim":
+            sim.run(strategy, "quadratic", "star:n=3", steps=5)
+        else:
+            real.run(strategy, "quadratic", nproc=3, steps=5, timeout=5)
+    assert said in str(err.value)

@@ -142,7 +142,10 @@ class ServerSaysWhenTraining(ParameterServer):
     def server(self, s):
         program, value = super().server(s), None
         while True:
-            item = program.send(value)
+            try:
+                item = program.send(value)
+            except StopIteration:  # the server saw the stop (s.done) and ended
+                return
             if s.step == 20 and not os.path.exists(self.marker):
                 Path(self.marker).write_text("")
             value = yield item
