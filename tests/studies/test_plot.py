@@ -102,8 +102,8 @@ def test_loss_vs_bytes_shows_megabytes_and_names_variants(runs_root):
     assert ax.get_ylabel() == "held-out loss"
     # Variants of one strategy are named by the argument that varies, in shades of its hue.
     assert _legend(ax) == [
-        "local_sgd, 100 Mbit/s",
-        "local_sgd, 1 Gbit/s",
+        "local_sgd(period=4), 100 Mbit/s",
+        "local_sgd(period=4), 1 Gbit/s",
         "parameter_server(mode=async)",
         "parameter_server(mode=ssp, staleness=1)",
     ]
@@ -123,8 +123,8 @@ def test_time_to_target_points_are_first_evaluations_below_target(runs_root):
     labels = _legend(ax)
     assert labels[:4] == [
         "allreduce",
-        "local_sgd, steps=40",
-        "local_sgd, steps=8 (never reached)",
+        "local_sgd(period=4), steps=40",
+        "local_sgd(period=4), steps=8 (never reached)",
         "parameter_server(mode=async)",
     ]
     assert labels[-1] == "not reached (seeds missed/total, drawn at the top)"
@@ -168,7 +168,7 @@ def test_speedup_compares_with_the_smallest_world_and_draws_the_ideal(runs_root)
     ax = speedup(df).axes[0]
     assert ax.get_xlabel() == "ranks (count)"
     assert ax.get_ylabel() == f"speed-up in time to loss ≤ {TARGET:g} (×)"
-    assert _legend(ax) == ["allreduce (from 2)", "local_sgd (from 2)", "ideal (linear)"]
+    assert _legend(ax) == ["allreduce (from 2)", "local_sgd(period=4) (from 2)", "ideal (linear)"]
     ideal = ax.lines[-1]
     assert list(ideal.get_xdata()) == [2, 4] and list(ideal.get_ydata()) == [1, 2]
     assert ideal.get_linestyle() == ":"
@@ -193,7 +193,10 @@ def test_breakdown_shows_servers_apart_from_workers(runs_root, study):
     df = load(f"{runs_root}/sim/ps_async/bw=1Gbps/*")
     ax = breakdown(df).axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert labels == ["parameter_server · workers", "parameter_server · servers"]
+    assert labels == [
+        "parameter_server(mode=async) · workers",
+        "parameter_server(mode=async) · servers",
+    ]
     assert _legend(ax) == ["compute", "communication", "idle"]
     assert ax.get_xlabel() == "share of rank time (mean over ranks, seeds)"
     ranks = df[df["kind"] == "rank"].copy()
@@ -206,7 +209,9 @@ def test_breakdown_shows_servers_apart_from_workers(runs_root, study):
         [shares.loc["worker", "compute_time"], shares.loc["server", "compute_time"]]
     )
     without_roles = breakdown(df.drop(columns="role", errors="ignore")).axes[0]
-    assert [t.get_text() for t in without_roles.get_yticklabels()] == ["parameter_server"]
+    assert [t.get_text() for t in without_roles.get_yticklabels()] == [
+        "parameter_server(mode=async)"
+    ]
     assert len(without_roles.patches) == 3
 
 
@@ -226,7 +231,7 @@ def test_staleness_histograms_are_shares_of_steps_per_strategy(runs_root):
     heights = {round(x + 0.5): y for (x, y) in outline[1:-1:2]}
     assert {k: heights[int(k)] for k in expected.index} == pytest.approx(dict(expected))
     mean = steps["staleness"].mean()
-    assert _legend(ax)[1] == f"parameter_server (mean {mean:.2g})"
+    assert _legend(ax)[1] == f"parameter_server(mode=ssp, staleness=1) (mean {mean:.2g})"
 
 
 def test_utilisation_colours_and_widens_links_by_their_busier_direction(runs_root, tmp_path):
@@ -353,3 +358,66 @@ def test_drawing_keeps_the_interactive_mode_the_drawing_left():
         assert mpl.is_interactive()
     finally:
         mpl.interactive(False)
+
+
+def _table(runs):
+    """A hand-made loaded table: one evaluation row per (run, step) of each run's columns."""
+    rows = [
+        {
+            "run": run,
+            "kind": "eval",
+            "backend": "sim",
+            "step": step,
+            "time": step,
+            "bytes": 1e6 * step,
+            "loss": 2.0 - 0.1 * step,
+            **columns,
+        }
+        for run, columns in runs.items()
+        for step in range(3)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _lightness(rgb):
+    import colorsys
+
+    return colorsys.rgb_to_hls(*rgb)[1]
+
+
+def test_shades_and_legend_follow_the_varied_value_not_its_text():
+    # Periods 4, 16, 8 and bandwidths 1 Gbit/s, 100 Mbit/s: as text, "16" < "4" and
+    # "1 Gbit/s" < "100 Mbit/s"; by value, the other way round.
+    periods = _table(
+        {f"p{p}": {"strategy.name": "local_sgd", "strategy.period": p} for p in (4, 16, 8)}
+    )
+    ax = loss_vs_time(periods).axes[0]
+    assert _legend(ax) == ["local_sgd(period=4)", "local_sgd(period=8)", "local_sgd(period=16)"]
+    shades = [_lightness(to_rgb(line.get_color())) for line in ax.lines]
+    assert shades == sorted(shades) and len(set(shades)) == 3  # dark to light, by period
+    bandwidths = _table(
+        {f"b{b}": {"strategy.name": "allreduce", "topology.bandwidth": b} for b in (1.25e8, 1.25e7)}
+    )
+    ax = loss_vs_time(bandwidths).axes[0]
+    assert _legend(ax) == ["allreduce, 100 Mbit/s", "allreduce, 1 Gbit/s"]
+    slow, fast = (_lightness(to_rgb(line.get_color())) for line in ax.lines)
+    assert slow < fast
+
+
+def test_legends_name_arguments_that_are_not_the_strategy_s_defaults(runs_root):
+    import inspect
+
+    from strategies.registry import strategy_class
+
+    defaults = inspect.signature(strategy_class("local_sgd")).parameters
+    assert defaults["period"].default != 4  # what makes the fixture's period worth naming
+    ax = loss_vs_time(load(f"{runs_root}/sim/local_sgd/bw=1Gbps/seed=0")).axes[0]
+    assert _legend(ax) == ["local_sgd(period=4)"]
+    # At the default, an argument is left out; a strategy the registry does not know shows
+    # only the arguments that vary.
+    default = _table(
+        {"r": {"strategy.name": "local_sgd", "strategy.period": defaults["period"].default}}
+    )
+    assert _legend(loss_vs_time(default).axes[0]) == ["local_sgd"]
+    mine = _table({"r": {"strategy.name": "my_strategy", "strategy.period": 3}})
+    assert _legend(loss_vs_time(mine).axes[0]) == ["my_strategy"]
