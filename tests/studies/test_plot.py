@@ -421,3 +421,22 @@ def test_legends_name_arguments_that_are_not_the_strategy_s_defaults(runs_root):
     assert _legend(loss_vs_time(default).axes[0]) == ["local_sgd"]
     mine = _table({"r": {"strategy.name": "my_strategy", "strategy.period": 3}})
     assert _legend(loss_vs_time(mine).axes[0]) == ["my_strategy"]
+
+
+def test_titles_name_the_all_reduce_algorithm_of_every_strategy_that_takes_one():
+    from studies.plot.labels import network_title
+
+    runs = pd.DataFrame(
+        {
+            "backend": "sim",
+            "topology.family": "star",
+            "strategy.name": ["allreduce", "local_sgd", "parameter_server"],
+            "strategy.algorithm": ["ring", "tree", None],  # the server takes none
+        }
+    )
+    # Local SGD all-reduces too: its tree is not the all-reduce's ring, so no single name.
+    assert network_title(runs) == "sim: star"
+    assert network_title(runs.assign(**{"strategy.algorithm": ["ring", "ring", None]})) == (
+        "sim: star, all-reduce ring"
+    )
+    assert network_title(runs.iloc[1:]) == "sim: star, all-reduce tree"
