@@ -100,18 +100,19 @@ def test_loss_vs_bytes_shows_megabytes_and_names_variants(runs_root):
     ax = loss_vs_bytes(df).axes[0]
     assert ax.get_xlabel() in ("MB sent (all ranks)", "MB sent (all ranks), log scale")
     assert ax.get_ylabel() == "held-out loss"
-    # Variants of one strategy are named by the argument that varies, in shades of its hue.
+    # Variants of one strategy are named by the argument that varies, in shades of its hue;
+    # Local SGD's traffic and loss do not depend on the bandwidth: one line names both.
     assert _legend(ax) == [
-        "local_sgd(period=4), 100 Mbit/s",
-        "local_sgd(period=4), 1 Gbit/s",
+        "local_sgd(period=4), 100 Mbit/s = 1 Gbit/s",
         "parameter_server(mode=async)",
         "parameter_server(mode=ssp, staleness=1)",
     ]
     assert all(line.get_linestyle() == "-" for line in ax.lines)
     ps = runs_root / "sim" / "ps_async" / "bw=100Mbps" / "seed=0"
-    assert list(ax.lines[2].get_xdata()) == pytest.approx(list(_evals(ps)["bytes"] / 1e6))
-    shades = [to_rgb(line.get_color()) for line in ax.lines[2:]]
+    assert list(ax.lines[1].get_xdata()) == pytest.approx(list(_evals(ps)["bytes"] / 1e6))
+    shades = [to_rgb(line.get_color()) for line in ax.lines[1:]]
     assert shades == [colour("parameter_server", 0, 2), colour("parameter_server", 1, 2)]
+    assert to_rgb(ax.lines[0].get_color()) == colour("local_sgd")
 
 
 def test_time_to_target_points_are_first_evaluations_below_target(runs_root):
@@ -440,3 +441,21 @@ def test_titles_name_the_all_reduce_algorithm_of_every_strategy_that_takes_one()
         "sim: star, all-reduce ring"
     )
     assert network_title(runs.iloc[1:]) == "sim: star, all-reduce tree"
+
+
+def test_loss_vs_bytes_names_identical_curves_once_and_keeps_the_start_on_a_log_axis(runs_root):
+    # All-reduce sends the same bytes for the same losses at either bandwidth (its two seeds
+    # differ): two legend entries of one curve said nothing the first did not.
+    df = load([f"{runs_root}/sim/allreduce/*/*", f"{runs_root}/sim/local_sgd/bw=1Gbps/*"])
+    ax = loss_vs_bytes(df).axes[0]
+    assert _legend(ax) == ["allreduce, 100 Mbit/s = 1 Gbit/s", "local_sgd(period=4)"]
+    # Local SGD sends once every 4 steps: far less, so a log axis, and step 0 (no bytes yet)
+    # is still on it, where a log axis would mask it.
+    assert ax.get_xscale() == "symlog"
+    left, right = ax.get_xlim()
+    for line in ax.lines:
+        x = np.asarray(line.get_xdata(), dtype=float)
+        assert x.min() == 0 and left <= 0 and x.max() <= right
+        shown = ax.transData.transform(np.column_stack([x, line.get_ydata()]))
+        assert np.isfinite(shown).all()
+    assert ax.get_xlabel().startswith("MB sent (all ranks), log scale")
