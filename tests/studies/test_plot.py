@@ -216,7 +216,7 @@ def test_breakdown_shows_servers_apart_from_workers(runs_root, study):
     assert len(without_roles.patches) == 3
 
 
-def test_staleness_histograms_are_shares_of_steps_per_strategy(runs_root):
+def test_staleness_bars_are_shares_of_steps_per_strategy(runs_root):
     df = load(
         [f"{runs_root}/sim/ps_ssp/bw=1Gbps/seed=0", f"{runs_root}/sim/allreduce/bw=1Gbps/seed=0"]
     )
@@ -224,15 +224,32 @@ def test_staleness_histograms_are_shares_of_steps_per_strategy(runs_root):
     ax = staleness(df).axes[0]
     assert ax.get_xlabel() == "staleness of each global step's update (versions behind)"
     assert ax.get_ylabel() == "share of global steps"
-    assert len(ax.patches) == 2
-    assert [p.get_linestyle()[1] is not None for p in ax.patches] == [True, False]  # dashed
+    allreduce, ps = ax.containers  # one group of bars per series, by strategy name
+    assert {p.get_linestyle() for p in ps} == {"-"}
+    assert {p.get_linestyle() for p in allreduce} == {"--"}
     steps = df[(df["kind"] == "step") & (df["strategy.name"] == "parameter_server")]
     expected = steps["staleness"].value_counts(normalize=True).sort_index()
-    outline = ax.patches[1].get_xy()  # a step outline: heights at each bin's corners
-    heights = {round(x + 0.5): y for (x, y) in outline[1:-1:2]}
-    assert {k: heights[int(k)] for k in expected.index} == pytest.approx(dict(expected))
+    heights = {round(p.get_x() + p.get_width() / 2): p.get_height() for p in ps}
+    assert heights == pytest.approx({int(k): v for k, v in expected.items()})
+    assert [p.get_height() for p in allreduce] == [1.0]  # every step at 0
     mean = steps["staleness"].mean()
     assert _legend(ax)[1] == f"parameter_server(mode=ssp, staleness=1) (mean {mean:.2g})"
+
+
+def test_synchronous_staleness_shows_every_series_and_a_legend_off_the_bars(runs_root):
+    runs = [runs_root / "sim" / key / "bw=1Gbps" / "seed=0" for key in ("allreduce", "local_sgd")]
+    fig = staleness(load(runs))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    bars = [(p, c.get_label()) for c in ax.containers for p in c]
+    assert [label for _, label in bars] == ["allreduce (mean 0)", "local_sgd(period=4) (mean 0)"]
+    # Side by side at 0, each its own bar; the legend covers neither.
+    (first, _), (second, _) = bars
+    assert first.get_x() + first.get_width() <= second.get_x() + 1e-9
+    assert first.get_x() <= 0 <= second.get_x() + second.get_width()
+    legend = ax.get_legend().get_window_extent()
+    assert not any(legend.overlaps(p.get_window_extent()) for p, _ in bars)
+    assert ax.get_title().endswith("every global step at staleness 0: synchronous updates")
 
 
 def test_utilisation_colours_and_widens_links_by_their_busier_direction(runs_root, tmp_path):
