@@ -492,3 +492,18 @@ def test_speedup_fits_the_axes_to_the_data_when_the_ideal_is_far_above(runs_root
     # The baseline is said in the units the runs were made with, not as an axis number.
     assert ax.get_ylabel() == "speed-up over 100 Mbit/s in samples per second (×)"
     assert "(from 0.1)" not in " ".join(_legend(ax))
+
+
+def test_utilisation_panels_are_titled_by_what_the_runs_are_not_their_directories(
+    runs_root, tmp_path
+):
+    # A sweep names run directories by a hash of their configuration.
+    for seed, key in ((1, "0a610622d768"), (0, "1762dd6811d0")):
+        source = runs_root / "sim" / "allreduce" / "bw=1Gbps" / f"seed={seed}"
+        shutil.copytree(source, tmp_path / "runs" / key)
+    shutil.copytree(
+        runs_root / UTILISATION_RUN.replace("allreduce", "local_sgd"), tmp_path / "runs" / "b7e0"
+    )
+    fig = utilisation(load(tmp_path / "runs"))
+    titles = [ax.get_title() for ax in fig.axes[:-1]]  # the last axes is the colour bar
+    assert titles == ["allreduce, seed=0", "allreduce, seed=1", "local_sgd(period=4)"]
