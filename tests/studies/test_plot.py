@@ -66,6 +66,7 @@ def test_kinds_name_every_figure():
         "staleness",
         "utilisation",
         "pareto",
+        "comparison",
     ]
 
 
