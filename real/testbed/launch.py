@@ -103,7 +103,9 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
                 netem = up(plan, owned_by=os.getpid())
             if not netem:
                 print(
-                    "testbed: latency is not emulated (no netem in this kernel); bandwidth is",
+                    "testbed: latency is not emulated (no netem in this kernel); bandwidth is "
+                    "shaped to the topology's rates, but links add no delay: load sch_netem "
+                    "(modprobe sch_netem) to emulate latency",
                     file=sys.stderr,
                 )
             command = rank_argv(options)

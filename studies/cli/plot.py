@@ -31,6 +31,7 @@ _KINDS = (
     "staleness",
     "utilisation",
     "pareto",
+    "comparison",
 )
 
 

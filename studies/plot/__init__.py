@@ -8,7 +8,7 @@ are solid and real ones dashed) and returns the figure. :data:`KINDS` maps the n
 Examples
 --------
 >>> sorted(KINDS)
-['breakdown', 'loss-vs-bytes', 'loss-vs-time', 'pareto', 'speedup', 'staleness', 'time-to-target', 'utilisation']
+['breakdown', 'comparison', 'loss-vs-bytes', 'loss-vs-time', 'pareto', 'speedup', 'staleness', 'time-to-target', 'utilisation']
 """
 
 from __future__ import annotations
@@ -49,4 +49,5 @@ KINDS: dict[str, Callable[..., Figure]] = {
     "staleness": staleness,
     "utilisation": utilisation,
     "pareto": pareto,
+    "comparison": comparison,
 }

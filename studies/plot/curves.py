@@ -8,14 +8,17 @@ target) holds its last value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from studies.plot.labels import network_title, time_label
-from studies.plot.series import runs_of, series
-from studies.plot.style import new_axes, styled
+from studies.plot.series import Series, runs_of, series
+from studies.plot.style import colour, new_axes, styled
 
 __all__ = ["loss_vs_bytes", "loss_vs_time"]
 
@@ -29,28 +32,90 @@ def _curve(rows: pd.DataFrame, x: str, metric: str) -> tuple[np.ndarray, np.ndar
     return values / 1e6 if x == "bytes" else values, evals[metric].to_numpy(dtype=float)
 
 
-def _draw(df: pd.DataFrame, x: str, ax: Axes, metric: str) -> tuple[list[float], bool]:
-    if metric not in df:
-        raise ValueError(f"the runs have no {metric!r} column; plot 'loss' or 'accuracy'")
-    xs: list[float] = []
-    averaged = False
+@dataclass
+class _Line:
+    """One series' curve: the mean over its runs, and their minimum and maximum."""
+
+    series: Series
+    x: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    runs: int
+
+
+def _curves(df: pd.DataFrame, x: str, metric: str) -> list[_Line]:
+    """Each series' line: x values, mean, minimum and maximum over its seeds' runs."""
+    lines = []
     for s in series(df):
         curves = [_curve(rows, x, metric) for _, rows in s.rows.groupby("run", sort=False)]
         curves = [(cx, cy) for cx, cy in curves if len(cx)]
         if not curves:
             continue
-        style = {"color": s.colour, "linestyle": s.linestyle, "label": s.label}
         if len(curves) == 1:
             cx, cy = curves[0]
-            ax.plot(cx, cy, marker=".", markersize=3, **style)
+            lines.append(_Line(s, cx, cy, cy, cy, 1))
+            continue
+        grid = np.unique(np.concatenate([cx for cx, _ in curves]))
+        ys = np.array([np.interp(grid, cx, cy) for cx, cy in curves])
+        lines.append(_Line(s, grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0), len(ys)))
+    return lines
+
+
+def _same(a: _Line, b: _Line) -> bool:
+    return all(
+        len(u) == len(v) and np.allclose(u, v, equal_nan=True)
+        for u, v in zip((a.x, a.mean, a.low, a.high), (b.x, b.mean, b.low, b.high))
+    )
+
+
+def _merged(lines: list[_Line]) -> list[tuple[str, tuple[float, float, float], _Line]]:
+    """Lines of one strategy configuration that are the same curve (traffic and loss of a
+    synchronous strategy do not depend on the network) as one line, named by every variant:
+    ``allreduce, 100 Mbit/s = 1 Gbit/s``."""
+    groups: list[list[_Line]] = []
+    for line in lines:
+        s = line.series
+        for group in groups:
+            first = group[0].series
+            if (first.name, first.real) == (s.name, s.real) and _same(group[0], line):
+                group.append(line)
+                break
+        else:
+            groups.append([line])
+    drawn = []
+    for group in groups:
+        members = [line.series for line in group]
+        s = members[0]
+        if len(members) == 1:
+            drawn.append((s.label, s.colour, group[0]))
+            continue
+        label = ", ".join([s.name, " = ".join(", ".join(m.details) for m in members)])
+        label += " (real)" if s.real else ""
+        # All of a strategy's lines in one: its own colour, not the shade of one variant.
+        every = all(line.series in members for line in lines if line.series.strategy == s.strategy)
+        drawn.append((label, colour(s.strategy) if every else s.colour, group[0]))
+    return drawn
+
+
+def _draw(df: pd.DataFrame, x: str, ax: Axes, metric: str) -> tuple[list[float], bool]:
+    if metric not in df:
+        raise ValueError(f"the runs have no {metric!r} column; plot 'loss' or 'accuracy'")
+    lines = _curves(df, x, metric)
+    if x == "bytes":
+        drawn = _merged(lines)
+    else:
+        drawn = [(line.series.label, line.series.colour, line) for line in lines]
+    averaged = False
+    for label, rgb, line in drawn:
+        style: dict[str, Any] = {"color": rgb, "linestyle": line.series.linestyle, "label": label}
+        if line.runs == 1:
+            ax.plot(line.x, line.mean, marker=".", markersize=3, **style)
         else:
             averaged = True
-            grid = np.unique(np.concatenate([cx for cx, _ in curves]))
-            ys = np.array([np.interp(grid, cx, cy) for cx, cy in curves])
-            ax.plot(grid, ys.mean(axis=0), **style)
-            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=s.colour, alpha=0.2, lw=0)
-        xs += [float(v) for cx, _ in curves for v in cx]
-    return xs, averaged
+            ax.plot(line.x, line.mean, **style)
+            ax.fill_between(line.x, line.low, line.high, color=rgb, alpha=0.2, lw=0)
+    return [float(v) for line in lines for v in line.x], averaged
 
 
 def _finish(df: pd.DataFrame, ax: Axes, metric: str, averaged: bool) -> None:
@@ -90,8 +155,11 @@ def loss_vs_time(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss")
 
 @styled
 def loss_vs_bytes(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss") -> Figure:
-    """Held-out ``metric`` against MB sent by all ranks; a log axis when the runs' traffic
-    spans more than :data:`LOG_SPAN` times (compressed and local strategies send far less).
+    """Held-out ``metric`` against MB sent by all ranks; a log axis (linear from zero to the
+    smallest traffic, so that the start is drawn) when the runs' traffic spans more than
+    :data:`LOG_SPAN` times (compressed and local strategies send far less). Lines of one
+    strategy configuration that are the same curve (a synchronous strategy's traffic and loss
+    do not depend on the network) are drawn once, named by all of them.
 
     Examples
     --------
@@ -99,15 +167,17 @@ def loss_vs_bytes(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss"
     ...                       "strategy.name": "allreduce", "step": [0, 1, 2],
     ...                       "time": [0, 1, 2], "bytes": [0, 1e6, 1e8], "loss": [2, 1, 0.5]})
     >>> loss_vs_bytes(evals).axes[0].get_xlabel()
-    'MB sent (all ranks), log scale'
+    'MB sent (all ranks), log scale above 1'
     """
     fig, ax = new_axes(ax)
     xs, averaged = _draw(df, "bytes", ax, metric)
     positive = [v for v in xs if v > 0]
     if positive and max(positive) > LOG_SPAN * min(positive):
-        # The start, at zero bytes, cannot be drawn on a log axis: it is masked.
-        ax.set_xscale("log", nonpositive="mask")
-        ax.set_xlabel("MB sent (all ranks), log scale")
+        # Logarithmic from the smallest non-zero traffic on, linear below it: the start (and
+        # a local strategy's steps before its first exchange), at zero bytes, stay drawn.
+        ax.set_xscale("symlog", linthresh=min(positive))
+        ax.set_xlim(left=0)
+        ax.set_xlabel(f"MB sent (all ranks), log scale above {min(positive):.2g}")
     else:
         ax.set_xlabel("MB sent (all ranks)")
     _finish(df, ax, metric, averaged)

@@ -153,9 +153,42 @@ def _one(runs: pd.DataFrame, column: str) -> object | None:
     return values[0] if len(values) == 1 else None
 
 
+def _allreduce(sim: pd.DataFrame) -> str | None:
+    """The all-reduce algorithm of every simulated run whose strategy takes one (all-reduce,
+    Local SGD, DiLoCo ...), with what ``auto`` chose; None when they differ (the legend names
+    an algorithm that is not the default) or no run takes one.
+
+    Examples
+    --------
+    >>> runs = pd.DataFrame({"strategy.algorithm": ["auto", "auto", None],
+    ...                      "auto.collectives.all_reduce": [("ring",), None, None]})
+    >>> _allreduce(runs)
+    'auto (ring)'
+    >>> _allreduce(runs.assign(**{"strategy.algorithm": ["ring", "auto", None]})) is None
+    True
+    """
+    if "strategy.algorithm" not in sim:
+        return None
+    named = sim[sim["strategy.algorithm"].notna()]
+    algorithm = _one(named, "strategy.algorithm")
+    if algorithm != "auto" or "auto.collectives.all_reduce" not in named:
+        return None if algorithm is None else str(algorithm)
+    # What `auto` resolved to, as the runs recorded it (a run that never all-reduced has none).
+    chosen = sorted(
+        {
+            str(name)
+            for names in named["auto.collectives.all_reduce"]
+            if isinstance(names, tuple | list | np.ndarray)
+            for name in names
+        }
+    )
+    return f"auto ({' or '.join(chosen)})" if chosen else "auto"
+
+
 def network_title(runs: pd.DataFrame) -> str:
-    """The network the runs share: family, bandwidth, latency, all-reduce algorithm, and the
-    real backend; fields that vary are left to the axes and the legend.
+    """The network the runs share: family, bandwidth, latency, all-reduce algorithm (when
+    every run that takes one used the same), and the real backend; fields that vary are
+    left to the axes and the legend.
 
     Examples
     --------
@@ -184,15 +217,9 @@ def network_title(runs: pd.DataFrame) -> str:
         latency = _one(sim, "topology.latency")
         if latency is not None:
             network.append(field_value("topology.latency", latency) + " latency")
-        if "strategy.algorithm" in sim and "strategy.name" in sim:
-            allreduce = sim[sim["strategy.name"] == "allreduce"]
-            algorithm = _one(allreduce, "strategy.algorithm")
-            # What `auto` resolved to, as the runs recorded it (one algorithm, the same in all).
-            chosen = _one(allreduce, "auto.collectives.all_reduce")
-            if algorithm == "auto" and isinstance(chosen, tuple) and len(chosen) == 1:
-                algorithm = f"auto ({chosen[0]})"
-            if algorithm is not None:
-                network.append(f"all-reduce {algorithm}")
+        algorithm = _allreduce(sim)
+        if algorithm is not None:
+            network.append(f"all-reduce {algorithm}")
         parts.append("sim: " + (", ".join(network) or "varied networks"))
     if len(real):
         backends = sorted({str(b).removeprefix("real-") for b in real["backend"]})

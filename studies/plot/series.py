@@ -2,15 +2,21 @@
 
 A *series* is the runs of one strategy configuration on one backend kind (``sim`` or
 ``real``) that differ only in their seed: a line (mean over seeds) in a curve, a point in a
-sweep. It is named by the strategy and the arguments that vary among the runs plotted
-(``parameter_server(mode=async)``), then by the other configuration fields that tell its
-runs apart from those of the same strategy (``allreduce, 100 Mbit/s``), and ``(real)`` for
-real runs.
+sweep. It is named by the strategy and its arguments that are not at their defaults or that
+vary among the runs plotted (``local_sgd(period=4)``, ``parameter_server(mode=async)``),
+then by the other configuration fields that tell its runs apart from those of the same
+strategy (``allreduce, 100 Mbit/s``), and ``(real)`` for real runs.
+
+Series come in the order of their values (strategy, then its arguments and the fields that
+name it, numbers by size: period 4 before 16, 100 Mbit/s before 1 Gbit/s), and the variants
+of one strategy are shades of its colour in that order, dark to light.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +51,10 @@ class Series:
     real: bool
     rows: pd.DataFrame
     colour: tuple[float, float, float]
+    #: The strategy with its arguments, as the label starts (``local_sgd(period=4)``).
+    name: str = ""
+    #: The other fields that name the series, as the label shows them (``100 Mbit/s``).
+    details: tuple[str, ...] = ()
 
     @property
     def linestyle(self) -> str:
@@ -165,8 +175,33 @@ def _shown(row: pd.Series, argument: str, columns: list[str]) -> object:
     return None
 
 
+@functools.cache
+def _defaults(strategy: str) -> dict[str, str] | None:
+    """The registered ``strategy``'s argument defaults, as labels show values; None for a
+    strategy the registry does not know (a user's own: only its varying arguments are shown)."""
+    from strategies import registry
+
+    try:
+        parameters = inspect.signature(registry.strategy_class(strategy)).parameters
+    except (ValueError, TypeError):
+        return None
+    return {
+        name: _format(p.default)
+        for name, p in parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _at_default(strategy: str, argument: str, value: object) -> bool:
+    defaults = _defaults(strategy)
+    if defaults is None:
+        return True
+    return argument in defaults and _format(value) == defaults[argument]
+
+
 def strategy_labels(runs: pd.DataFrame) -> pd.Series:
-    """``strategy.name`` with the ``strategy.*`` arguments that vary among runs of it.
+    """``strategy.name`` with its ``strategy.*`` arguments that are not at the registered
+    strategy's default, or that vary among runs of it.
 
     A nested argument (a compression codec's options) is named by its ``name``, with any of
     its options that differ between runs of the same name; ``None`` arguments are left out.
@@ -182,6 +217,10 @@ def strategy_labels(runs: pd.DataFrame) -> pd.Series:
     ['parameter_server(mode=async)', 'parameter_server(mode=ssp)', 'allreduce',
      'allreduce(compression=powersgd, compression.rank=2)',
      'allreduce(compression=powersgd, compression.rank=4)']
+    >>> one = pd.DataFrame({"strategy.name": ["local_sgd"], "strategy.period": [4.0],
+    ...                     "strategy.warmup": [0], "strategy.algorithm": ["auto"]})
+    >>> list(strategy_labels(one))  # period 4 is not the default (8); warmup, algorithm are
+    ['local_sgd(period=4)']
     """
     labels = runs["strategy.name"].map(str).copy()
     arguments = _arguments(runs)
@@ -189,10 +228,11 @@ def strategy_labels(runs: pd.DataFrame) -> pd.Series:
         parts: dict[object, list[str]] = {index: [] for index in group.index}
         for argument, columns in arguments.items():
             shown = group.apply(lambda row, a=argument, c=columns: _shown(row, a, c), axis=1)
-            if shown.map(str).nunique() > 1:
-                for index, value in shown.items():
-                    if not _is_missing(value):
-                        parts[index].append(f"{argument}={_format(value)}")
+            varies = shown.map(str).nunique() > 1
+            for index, value in shown.items():
+                if _is_missing(value) or (not varies and _at_default(str(name), argument, value)):
+                    continue
+                parts[index].append(f"{argument}={_format(value)}")
             # Options of a nested argument that differ between runs showing the same name.
             for column in columns:
                 if column.count(".") < 2 or column.endswith(".name"):
@@ -225,20 +265,32 @@ def series(df: pd.DataFrame, across: Sequence[str] = ()) -> list[Series]:
         f for f in fields if f not in _PREFERRED
     )
     runs["_series"] = ""
+    runs["_details"] = [()] * len(runs)
     for _, group in runs.groupby(["_strategy", "_real"], sort=False):
         extra = _varying(group, fields, given=across)
         for index, row in group.iterrows():
-            parts = [field_value(f, row[f]) for f in extra]
-            runs.loc[index, "_series"] = ", ".join([row["_strategy"], *parts])
-    # Variants of one strategy (by label, whatever the backend) are shades of its colour.
-    variants: dict[str, list[str]] = {}
-    for name, label in sorted(set(zip(runs["strategy.name"].map(str), runs["_series"]))):
-        variants.setdefault(name, []).append(label)
-    found = []
-    runs["_order"] = [
-        (row["_strategy"], row["_real"], tuple(_order(row[f]) for f in fields))
+            details = tuple(field_value(f, row[f]) for f in extra)
+            runs.at[index, "_details"] = details
+            runs.loc[index, "_series"] = ", ".join([row["_strategy"], *details])
+    # By value, not by label text: period 4 before 16, 100 Mbit/s before 1 Gbit/s.
+    arguments = sorted(
+        c for c in runs.columns if c.startswith("strategy.") and c != "strategy.name"
+    )
+    runs["_values"] = [
+        (tuple(_order(row[c]) for c in arguments), tuple(_order(row[f]) for f in fields))
         for _, row in runs.iterrows()
     ]
+    runs["_order"] = [
+        (str(row["strategy.name"]), row["_values"][0], row["_real"], row["_values"][1])
+        for _, row in runs.iterrows()
+    ]
+    # Variants of one strategy (by label, whatever the backend) are shades of its colour, dark
+    # to light in the order of their values.
+    variants: dict[str, list[str]] = {}
+    first = runs.groupby([runs["strategy.name"].map(str), "_series"], sort=False)["_values"].min()
+    for name, label in first.sort_values().index:
+        variants.setdefault(str(name), []).append(str(label))
+    found = []
     order = runs.sort_values("_order", kind="stable")
     for (label, real), group in order.groupby(["_series", "_real"], sort=False):
         name = str(group["strategy.name"].iloc[0])
@@ -250,6 +302,8 @@ def series(df: pd.DataFrame, across: Sequence[str] = ()) -> list[Series]:
                 real=bool(real),
                 rows=df[df["run"].isin(group.index)],
                 colour=colour(name, shades.index(label), len(shades)),
+                name=str(group["_strategy"].iloc[0]),
+                details=tuple(group["_details"].iloc[0]),
             )
         )
     return found

@@ -2,7 +2,8 @@
 
 Staleness is the number of versions an update's model was behind when it was applied
 (``step`` rows); synchronous strategies are all at zero. Bars are shares of each series'
-steps, so runs of different lengths compare.
+steps, so runs of different lengths compare; the series' bars stand side by side at each
+staleness, so that series with the same distribution (every synchronous one) stay visible.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = ["staleness"]
 
 @styled
 def staleness(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """Histogram (as step outlines, one per series) of the staleness of global steps.
+    """Bars of the share of global steps at each staleness, side by side, one per series.
 
     Parameters
     ----------
@@ -35,24 +36,35 @@ def staleness(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
         raise ValueError("staleness needs step rows with a staleness column; the runs have none")
     steps = steps[steps["staleness"].notna()]
     top = int(np.ceil(steps["staleness"].max()))
-    bins = np.arange(-0.5, top + 1.5, 1.0)  # one bin per whole number of versions
     fig, ax = new_axes(ax)
-    for s in series(steps):
+    drawn = series(steps)
+    # Side by side, not overlaid: synchronous series all stand at zero, and one outline
+    # would hide the others.
+    width = 0.8 / len(drawn)
+    for i, s in enumerate(drawn):
         values = s.rows["staleness"].to_numpy(dtype=float)
-        ax.hist(
-            values,
-            bins=bins,
-            weights=np.full(len(values), 1.0 / len(values)),
-            histtype="step",
-            linewidth=1.8,
-            color=s.colour,
+        shares = np.bincount(np.rint(values).astype(int), minlength=top + 1) / len(values)
+        where = np.flatnonzero(shares)
+        ax.bar(
+            where + (i - (len(drawn) - 1) / 2) * width,
+            shares[where],
+            width=width,
+            color=(*s.colour, 0.45),
+            edgecolor=s.colour,
+            linewidth=1.4,
             linestyle=s.linestyle,
             label=f"{s.label} (mean {values.mean():.2g})",
         )
     if top <= 20:  # whole versions; matplotlib picks ticks for long tails
         ax.set_xticks(range(top + 1))
+    ax.set_xlim(-0.6, top + 0.6)
+    ax.set_ylim(0, 1.05)
     ax.set_xlabel("staleness of each global step's update (versions behind)")
     ax.set_ylabel("share of global steps")
-    ax.set_title(network_title(runs_of(df)))
-    ax.legend()
+    title = network_title(runs_of(df))
+    if top == 0:
+        title += "\nevery global step at staleness 0: synchronous updates"
+    ax.set_title(title)
+    # Below the axes: inside, it would sit on the bars (all at share 1 when synchronous).
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(2, len(drawn)))
     return fig

@@ -10,6 +10,7 @@ figure, shared by every run drawn.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from matplotlib.figure import Figure
 
 from runs.schema import LINKS_FILE, TOPOLOGY_FILE
 from studies.plot.labels import network_title
-from studies.plot.series import runs_of, series
+from studies.plot.series import Series, runs_of, series
 from studies.plot.style import new_axes, styled
 
 __all__ = ["link_utilisation", "utilisation"]
@@ -101,12 +102,42 @@ def _draw(g: nx.Graph, values: dict, norm: Normalize, ax: Axes, title: str) -> N
     ax.set_axis_off()
 
 
+def _titles(runs: pd.DataFrame, drawn: list[Series]) -> dict[str, str]:
+    """Each run's panel title, in the order of the series: the series' label, its seed where
+    the series has several runs, and its directory's name only where that still leaves two
+    alike (a sweep names its run directories by a hash, which tells a reader nothing).
+
+    Examples
+    --------
+    >>> from studies.plot.series import series
+    >>> runs = pd.DataFrame({"run": ["r/3f2a", "r/9c1d", "r/b7e0"], "seed": [1, 0, 0],
+    ...                      "strategy.name": ["allreduce", "allreduce", "local_sgd"],
+    ...                      "kind": "run"}).set_index("run", drop=False)
+    >>> _titles(runs, series(runs))
+    {'r/9c1d': 'allreduce, seed=0', 'r/3f2a': 'allreduce, seed=1', 'r/b7e0': 'local_sgd'}
+    """
+    titles = {}
+    for s in drawn:
+        mine = runs.loc[runs.index.isin(s.runs)]
+        if "seed" in mine:
+            mine = mine.sort_values("seed", kind="stable")
+        for run, row in mine.iterrows():
+            seed = f", seed={row['seed']:g}" if len(mine) > 1 and "seed" in mine else ""
+            titles[str(run)] = f"{s.label}{seed}"
+    alike = Counter(titles.values())
+    return {
+        run: f"{title}\n{Path(run).name}" if alike[title] > 1 else title
+        for run, title in titles.items()
+    }
+
+
 @styled
 def utilisation(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Each simulated run's links coloured and widened by utilisation, with a colour bar.
 
-    One panel per run (``ax`` only when there is one run). Real runs have no simulated links
-    and are refused, as is a run directory without ``links.parquet``.
+    One panel per run (``ax`` only when there is one run), titled by its series and seed.
+    Real runs have no simulated links and are refused, as is a run directory without
+    ``links.parquet``.
 
     Parameters
     ----------
@@ -122,8 +153,8 @@ def utilisation(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
             f"utilisation needs simulated run directories with {LINKS_FILE}; "
             f"{real[0]} is a real run (filter it out: df[df['backend'] == 'sim'])"
         )
-    labels = {run: s.label for s in series(df) for run in s.runs}
-    drawn = [(run, *_read(run)) for run in runs.index]
+    titles = _titles(runs, series(df))
+    drawn = [(run, *_read(run)) for run in titles]
     values = [link_utilisation(g, links) for _, g, links in drawn]
     top = max((v for table in values for v in table.values()), default=0.0)
     norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
@@ -139,8 +170,7 @@ def utilisation(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
         fig, ax = new_axes(ax)
         axes = [ax]
     for panel, (run, g, _), table in zip(axes, drawn, values):
-        name = Path(run).name
-        _draw(g, table, norm, panel, f"{labels.get(run, name)}\n{name}")
+        _draw(g, table, norm, panel, titles[run])
     mappable = ScalarMappable(norm=norm, cmap=_CMAP)
     mappable.set_array(np.array([]))
     fig.colorbar(mappable, ax=axes, label="link utilisation (busier direction)")

@@ -411,3 +411,32 @@ def test_a_killed_testbed_run_leaves_no_namespace_state_file_or_rank(how, state,
             launcher.kill()
         if namespaces():
             down(name)
+
+
+def test_a_testbed_without_netem_says_what_it_emulates_in_a_whole_sentence(monkeypatch, capsys):
+    """No root needed: the launcher's steps are stood in for, and ``up`` reports no netem."""
+    from types import SimpleNamespace
+
+    from real.testbed import launch
+
+    host = SimpleNamespace(rank=0, namespace="t-h0", address="10.0.0.1", device="veth0")
+    plan = SimpleNamespace(hosts=[host])
+    finished = SimpleNamespace(
+        poll=lambda: 0, returncode=0, wait=lambda: 0, kill=lambda: None, stderr=None
+    )
+    monkeypatch.setattr(launch, "preflight", lambda: None)
+    monkeypatch.setattr(launch, "make_plan", lambda graph, name: plan)
+    monkeypatch.setattr(launch.watchdog, "start", lambda name: finished)
+    monkeypatch.setattr(launch, "up", lambda plan, owned_by: False)  # no netem qdisc
+    monkeypatch.setattr(launch, "down", lambda name: None)
+    monkeypatch.setattr(
+        launch,
+        "subprocess",
+        SimpleNamespace(Popen=lambda *a, **k: finished, DEVNULL=-3, PIPE=-1),
+    )
+    assert launch.run_on_testbed(line_of_hosts(1), ["--steps", "1"], "t") == 0
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("testbed: latency is not emulated (no netem in this kernel)")
+    assert "bandwidth is shaped" in said and said.endswith(
+        "(modprobe sch_netem) to emulate latency"
+    )

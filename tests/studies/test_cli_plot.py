@@ -76,3 +76,19 @@ def test_errors_are_one_line_with_suggestions(runs_root, tmp_path):
     result = _invoke(runs_root / "real", "--kind", "utilisation", "--out", out)
     assert result.exit_code == 2 and "is a real run" in result.output
     assert not out.exists()
+
+
+def test_comparison_is_a_kind_of_the_command_line(runs_root, tmp_path):
+    out = tmp_path / "comparison.png"
+    result = _invoke(
+        runs_root / "sim" / "allreduce" / "bw=1Gbps",
+        "--kind",
+        "comparison",
+        "--title",
+        "study",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"wrote {out} (comparison, 2 runs)"
+    assert out.stat().st_size > 5_000

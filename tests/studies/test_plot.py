@@ -66,6 +66,7 @@ def test_kinds_name_every_figure():
         "staleness",
         "utilisation",
         "pareto",
+        "comparison",
     ]
 
 
@@ -100,18 +101,19 @@ def test_loss_vs_bytes_shows_megabytes_and_names_variants(runs_root):
     ax = loss_vs_bytes(df).axes[0]
     assert ax.get_xlabel() in ("MB sent (all ranks)", "MB sent (all ranks), log scale")
     assert ax.get_ylabel() == "held-out loss"
-    # Variants of one strategy are named by the argument that varies, in shades of its hue.
+    # Variants of one strategy are named by the argument that varies, in shades of its hue;
+    # Local SGD's traffic and loss do not depend on the bandwidth: one line names both.
     assert _legend(ax) == [
-        "local_sgd, 100 Mbit/s",
-        "local_sgd, 1 Gbit/s",
+        "local_sgd(period=4), 100 Mbit/s = 1 Gbit/s",
         "parameter_server(mode=async)",
         "parameter_server(mode=ssp, staleness=1)",
     ]
     assert all(line.get_linestyle() == "-" for line in ax.lines)
     ps = runs_root / "sim" / "ps_async" / "bw=100Mbps" / "seed=0"
-    assert list(ax.lines[2].get_xdata()) == pytest.approx(list(_evals(ps)["bytes"] / 1e6))
-    shades = [to_rgb(line.get_color()) for line in ax.lines[2:]]
+    assert list(ax.lines[1].get_xdata()) == pytest.approx(list(_evals(ps)["bytes"] / 1e6))
+    shades = [to_rgb(line.get_color()) for line in ax.lines[1:]]
     assert shades == [colour("parameter_server", 0, 2), colour("parameter_server", 1, 2)]
+    assert to_rgb(ax.lines[0].get_color()) == colour("local_sgd")
 
 
 def test_time_to_target_points_are_first_evaluations_below_target(runs_root):
@@ -123,8 +125,8 @@ def test_time_to_target_points_are_first_evaluations_below_target(runs_root):
     labels = _legend(ax)
     assert labels[:4] == [
         "allreduce",
-        "local_sgd, steps=40",
-        "local_sgd, steps=8 (never reached)",
+        "local_sgd(period=4), steps=40",
+        "local_sgd(period=4), steps=8 (never reached)",
         "parameter_server(mode=async)",
     ]
     assert labels[-1] == "not reached (seeds missed/total, drawn at the top)"
@@ -167,8 +169,8 @@ def test_speedup_compares_with_the_smallest_world_and_draws_the_ideal(runs_root)
     df = df[df["strategy.name"].isin(["allreduce", "local_sgd"])]
     ax = speedup(df).axes[0]
     assert ax.get_xlabel() == "ranks (count)"
-    assert ax.get_ylabel() == f"speed-up in time to loss ≤ {TARGET:g} (×)"
-    assert _legend(ax) == ["allreduce (from 2)", "local_sgd (from 2)", "ideal (linear)"]
+    assert ax.get_ylabel() == f"speed-up over 2 ranks in time to loss ≤ {TARGET:g} (×)"
+    assert _legend(ax) == ["allreduce", "local_sgd(period=4)", "ideal (linear)"]
     ideal = ax.lines[-1]
     assert list(ideal.get_xdata()) == [2, 4] and list(ideal.get_ydata()) == [1, 2]
     assert ideal.get_linestyle() == ":"
@@ -183,17 +185,20 @@ def test_speedup_falls_back_to_throughput_without_a_target(runs_root):
     df = load([runs_root / "real", runs_root / "scaling" / "allreduce"])
     df = df.drop(columns=["summary.target_loss"])
     ax = speedup(df).axes[0]
-    assert ax.get_ylabel() == "speed-up in samples per second (×)"
+    assert ax.get_ylabel() == "speed-up over 2 ranks in samples per second (×)"
     # One point each (real ran with 2 ranks only), then the ideal line.
     assert [line.get_linestyle() for line in ax.lines] == ["-", "--", ":"]
-    assert _legend(ax) == ["allreduce (from 2)", "allreduce (real) (from 2)", "ideal (linear)"]
+    assert _legend(ax) == ["allreduce", "allreduce (real)", "ideal (linear)"]
 
 
 def test_breakdown_shows_servers_apart_from_workers(runs_root, study):
     df = load(f"{runs_root}/sim/ps_async/bw=1Gbps/*")
     ax = breakdown(df).axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert labels == ["parameter_server · workers", "parameter_server · servers"]
+    assert labels == [
+        "parameter_server(mode=async) · workers",
+        "parameter_server(mode=async) · servers",
+    ]
     assert _legend(ax) == ["compute", "communication", "idle"]
     assert ax.get_xlabel() == "share of rank time (mean over ranks, seeds)"
     ranks = df[df["kind"] == "rank"].copy()
@@ -206,11 +211,13 @@ def test_breakdown_shows_servers_apart_from_workers(runs_root, study):
         [shares.loc["worker", "compute_time"], shares.loc["server", "compute_time"]]
     )
     without_roles = breakdown(df.drop(columns="role", errors="ignore")).axes[0]
-    assert [t.get_text() for t in without_roles.get_yticklabels()] == ["parameter_server"]
+    assert [t.get_text() for t in without_roles.get_yticklabels()] == [
+        "parameter_server(mode=async)"
+    ]
     assert len(without_roles.patches) == 3
 
 
-def test_staleness_histograms_are_shares_of_steps_per_strategy(runs_root):
+def test_staleness_bars_are_shares_of_steps_per_strategy(runs_root):
     df = load(
         [f"{runs_root}/sim/ps_ssp/bw=1Gbps/seed=0", f"{runs_root}/sim/allreduce/bw=1Gbps/seed=0"]
     )
@@ -218,15 +225,32 @@ def test_staleness_histograms_are_shares_of_steps_per_strategy(runs_root):
     ax = staleness(df).axes[0]
     assert ax.get_xlabel() == "staleness of each global step's update (versions behind)"
     assert ax.get_ylabel() == "share of global steps"
-    assert len(ax.patches) == 2
-    assert [p.get_linestyle()[1] is not None for p in ax.patches] == [True, False]  # dashed
+    allreduce, ps = ax.containers  # one group of bars per series, by strategy name
+    assert {p.get_linestyle() for p in ps} == {"-"}
+    assert {p.get_linestyle() for p in allreduce} == {"--"}
     steps = df[(df["kind"] == "step") & (df["strategy.name"] == "parameter_server")]
     expected = steps["staleness"].value_counts(normalize=True).sort_index()
-    outline = ax.patches[1].get_xy()  # a step outline: heights at each bin's corners
-    heights = {round(x + 0.5): y for (x, y) in outline[1:-1:2]}
-    assert {k: heights[int(k)] for k in expected.index} == pytest.approx(dict(expected))
+    heights = {round(p.get_x() + p.get_width() / 2): p.get_height() for p in ps}
+    assert heights == pytest.approx({int(k): v for k, v in expected.items()})
+    assert [p.get_height() for p in allreduce] == [1.0]  # every step at 0
     mean = steps["staleness"].mean()
-    assert _legend(ax)[1] == f"parameter_server (mean {mean:.2g})"
+    assert _legend(ax)[1] == f"parameter_server(mode=ssp, staleness=1) (mean {mean:.2g})"
+
+
+def test_synchronous_staleness_shows_every_series_and_a_legend_off_the_bars(runs_root):
+    runs = [runs_root / "sim" / key / "bw=1Gbps" / "seed=0" for key in ("allreduce", "local_sgd")]
+    fig = staleness(load(runs))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    bars = [(p, c.get_label()) for c in ax.containers for p in c]
+    assert [label for _, label in bars] == ["allreduce (mean 0)", "local_sgd(period=4) (mean 0)"]
+    # Side by side at 0, each its own bar; the legend covers neither.
+    (first, _), (second, _) = bars
+    assert first.get_x() + first.get_width() <= second.get_x() + 1e-9
+    assert first.get_x() <= 0 <= second.get_x() + second.get_width()
+    legend = ax.get_legend().get_window_extent()
+    assert not any(legend.overlaps(p.get_window_extent()) for p, _ in bars)
+    assert ax.get_title().endswith("every global step at staleness 0: synchronous updates")
 
 
 def test_utilisation_colours_and_widens_links_by_their_busier_direction(runs_root, tmp_path):
@@ -353,3 +377,134 @@ def test_drawing_keeps_the_interactive_mode_the_drawing_left():
         assert mpl.is_interactive()
     finally:
         mpl.interactive(False)
+
+
+def _table(runs):
+    """A hand-made loaded table: one evaluation row per (run, step) of each run's columns."""
+    rows = [
+        {
+            "run": run,
+            "kind": "eval",
+            "backend": "sim",
+            "step": step,
+            "time": step,
+            "bytes": 1e6 * step,
+            "loss": 2.0 - 0.1 * step,
+            **columns,
+        }
+        for run, columns in runs.items()
+        for step in range(3)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _lightness(rgb):
+    import colorsys
+
+    return colorsys.rgb_to_hls(*rgb)[1]
+
+
+def test_shades_and_legend_follow_the_varied_value_not_its_text():
+    # Periods 4, 16, 8 and bandwidths 1 Gbit/s, 100 Mbit/s: as text, "16" < "4" and
+    # "1 Gbit/s" < "100 Mbit/s"; by value, the other way round.
+    periods = _table(
+        {f"p{p}": {"strategy.name": "local_sgd", "strategy.period": p} for p in (4, 16, 8)}
+    )
+    ax = loss_vs_time(periods).axes[0]
+    assert _legend(ax) == ["local_sgd(period=4)", "local_sgd(period=8)", "local_sgd(period=16)"]
+    shades = [_lightness(to_rgb(line.get_color())) for line in ax.lines]
+    assert shades == sorted(shades) and len(set(shades)) == 3  # dark to light, by period
+    bandwidths = _table(
+        {f"b{b}": {"strategy.name": "allreduce", "topology.bandwidth": b} for b in (1.25e8, 1.25e7)}
+    )
+    ax = loss_vs_time(bandwidths).axes[0]
+    assert _legend(ax) == ["allreduce, 100 Mbit/s", "allreduce, 1 Gbit/s"]
+    slow, fast = (_lightness(to_rgb(line.get_color())) for line in ax.lines)
+    assert slow < fast
+
+
+def test_legends_name_arguments_that_are_not_the_strategy_s_defaults(runs_root):
+    import inspect
+
+    from strategies.registry import strategy_class
+
+    defaults = inspect.signature(strategy_class("local_sgd")).parameters
+    assert defaults["period"].default != 4  # what makes the fixture's period worth naming
+    ax = loss_vs_time(load(f"{runs_root}/sim/local_sgd/bw=1Gbps/seed=0")).axes[0]
+    assert _legend(ax) == ["local_sgd(period=4)"]
+    # At the default, an argument is left out; a strategy the registry does not know shows
+    # only the arguments that vary.
+    default = _table(
+        {"r": {"strategy.name": "local_sgd", "strategy.period": defaults["period"].default}}
+    )
+    assert _legend(loss_vs_time(default).axes[0]) == ["local_sgd"]
+    mine = _table({"r": {"strategy.name": "my_strategy", "strategy.period": 3}})
+    assert _legend(loss_vs_time(mine).axes[0]) == ["my_strategy"]
+
+
+def test_titles_name_the_all_reduce_algorithm_of_every_strategy_that_takes_one():
+    from studies.plot.labels import network_title
+
+    runs = pd.DataFrame(
+        {
+            "backend": "sim",
+            "topology.family": "star",
+            "strategy.name": ["allreduce", "local_sgd", "parameter_server"],
+            "strategy.algorithm": ["ring", "tree", None],  # the server takes none
+        }
+    )
+    # Local SGD all-reduces too: its tree is not the all-reduce's ring, so no single name.
+    assert network_title(runs) == "sim: star"
+    assert network_title(runs.assign(**{"strategy.algorithm": ["ring", "ring", None]})) == (
+        "sim: star, all-reduce ring"
+    )
+    assert network_title(runs.iloc[1:]) == "sim: star, all-reduce tree"
+
+
+def test_loss_vs_bytes_names_identical_curves_once_and_keeps_the_start_on_a_log_axis(runs_root):
+    # All-reduce sends the same bytes for the same losses at either bandwidth (its two seeds
+    # differ): two legend entries of one curve said nothing the first did not.
+    df = load([f"{runs_root}/sim/allreduce/*/*", f"{runs_root}/sim/local_sgd/bw=1Gbps/*"])
+    ax = loss_vs_bytes(df).axes[0]
+    assert _legend(ax) == ["allreduce, 100 Mbit/s = 1 Gbit/s", "local_sgd(period=4)"]
+    # Local SGD sends once every 4 steps: far less, so a log axis, and step 0 (no bytes yet)
+    # is still on it, where a log axis would mask it.
+    assert ax.get_xscale() == "symlog"
+    left, right = ax.get_xlim()
+    for line in ax.lines:
+        x = np.asarray(line.get_xdata(), dtype=float)
+        assert x.min() == 0 and left <= 0 and x.max() <= right
+        shown = ax.transData.transform(np.column_stack([x, line.get_ydata()]))
+        assert np.isfinite(shown).all()
+    assert ax.get_xlabel().startswith("MB sent (all ranks), log scale")
+
+
+def test_speedup_fits_the_axes_to_the_data_when_the_ideal_is_far_above(runs_root):
+    # Tenfold bandwidth: the linear ideal reaches ×10, all-reduce gains far less.
+    df = load(f"{runs_root}/sim/allreduce/*/*").drop(columns=["summary.target_loss"])
+    ax = speedup(df, x="topology.bandwidth").axes[0]
+    data = np.concatenate([line.get_ydata() for line in ax.lines[:-1]])
+    bottom, top = ax.get_ylim()
+    assert bottom <= data.min() and data.max() <= top
+    assert data.max() - bottom > (top - bottom) / 2  # the series fill the axes, not a sliver
+    ideal = ax.lines[-1]
+    assert max(ideal.get_ydata()) == pytest.approx(10) and top < 10
+    assert _legend(ax) == ["allreduce", "ideal (linear, up to ×10: leaves the axes)"]
+    # The baseline is said in the units the runs were made with, not as an axis number.
+    assert ax.get_ylabel() == "speed-up over 100 Mbit/s in samples per second (×)"
+    assert "(from 0.1)" not in " ".join(_legend(ax))
+
+
+def test_utilisation_panels_are_titled_by_what_the_runs_are_not_their_directories(
+    runs_root, tmp_path
+):
+    # A sweep names run directories by a hash of their configuration.
+    for seed, key in ((1, "0a610622d768"), (0, "1762dd6811d0")):
+        source = runs_root / "sim" / "allreduce" / "bw=1Gbps" / f"seed={seed}"
+        shutil.copytree(source, tmp_path / "runs" / key)
+    shutil.copytree(
+        runs_root / UTILISATION_RUN.replace("allreduce", "local_sgd"), tmp_path / "runs" / "b7e0"
+    )
+    fig = utilisation(load(tmp_path / "runs"))
+    titles = [ax.get_title() for ax in fig.axes[:-1]]  # the last axes is the colour bar
+    assert titles == ["allreduce, seed=0", "allreduce, seed=1", "local_sgd(period=4)"]
