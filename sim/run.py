@@ -37,6 +37,7 @@ from strategies.base import close_program
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 from strategies.roles import (
+    RankLayout,
     TrainingSetup,
     build_role,
     initial_parameters,
@@ -283,11 +284,12 @@ def _simulate_run(
     trace = make_trace(setup, "sim")
     runtime = SimRuntime(env, compute_model, ledger, setup.accumulate, trace)
     fabric.local_work = runtime.local_work
-    nodes = topologies.rank_nodes(graph)
+    # One layout for every rank: the world-sized lists exist once, not once per rank.
+    layout = RankLayout.of(setup, topologies.rank_nodes(graph))
     contexts, programs = {}, {}
     for rank in range(world_size):
         contexts[rank], programs[rank] = build_role(
-            setup, rank, fabric.communicator(rank), runtime, initial.clone, nodes
+            setup, rank, fabric.communicator(rank), runtime, initial.clone, layout=layout
         )
     ledger.start({r: contexts[r].parameters for r in owners})
     processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]
