@@ -108,7 +108,12 @@ class RunWriter:
         self, rows: list[dict[str, Any]], error: BaseException, trace: Trace | None = None
     ) -> None:
         """Keep what was measured (and the timeline, if given) and say why the run stopped."""
-        self._write_metrics(pd.DataFrame(rows))
+        try:
+            self._write_metrics(pd.DataFrame(rows))
+        except (MemoryError, ImportError):
+            # Out of memory, pandas may not even load its parquet engine: the rows flushed
+            # last stay on disk, and the record below still says why the run stopped.
+            pass
         if trace is not None:
             trace.write(self.directory / TRACE_FILE)
         self._write_record("failed", {}, f"{type(error).__name__}: {error}")
