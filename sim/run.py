@@ -161,6 +161,15 @@ def run(
         Extra top-level keys for ``run.json`` (``studies.experiment`` records the experiment
         file it ran).
 
+    Raises
+    ------
+    ValueError
+        Before anything is written, for a run whose estimated memory (``sim.memory``: the
+        topology, each rank's state, the workers' model replicas) exceeds this machine's.
+    MemoryError
+        One line saying the run ran out of memory, with its size and estimate; ``out``
+        keeps ``run.json`` (status ``failed``) and the rows written so far.
+
     Examples
     --------
     >>> result = run("allreduce", "quadratic", topologies.ring(4), steps=20, eval_every=10)
