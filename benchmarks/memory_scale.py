@@ -7,11 +7,15 @@ model is tiny and what grows is the per-rank state). It prints the set-up's wall
 much the process's peak resident memory grew while building it (``resource.getrusage``), and
 that growth per rank: flat per rank when the set-up is O(n), growing with n when it is O(n^2).
 
+``--whole-run`` measures a whole one-step ``sim.run`` instead (``network="analytic"``),
+simulation and results included.
+
 ``--baseline DIR`` runs the same measurement on another checkout (e.g. the commit before a
 change, from ``git archive``) and prints both side by side.
 
     .venv/bin/python benchmarks/memory_scale.py                       # ring and star, 1k-4k
     .venv/bin/python benchmarks/memory_scale.py --sizes 1024 2048 --families star
+    .venv/bin/python benchmarks/memory_scale.py --whole-run --families ring --sizes 1024 2048
     git archive ace93eb | tar -x -C /tmp/base
     .venv/bin/python benchmarks/memory_scale.py --baseline /tmp/base
 """
@@ -42,11 +46,19 @@ from sim.network import Network
 from sim.runtime import SimRuntime
 from strategies.roles import TrainingSetup, build_role, initial_parameters, make_ledger
 
-family, n = sys.argv[1], int(sys.argv[2])
+family, n, whole = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "run"
 workload = workloads.get("quadratic", n_samples=2 * n, batch_size=1)
 workload.partition(n, 0)  # the data split, cached in the workload: not the set-up's memory
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
+if whole:  # the whole run: set-up, one step (analytic network) and the results
+    import sim
+
+    sim.run("allreduce", workload, f"{family}:n={n}", steps=1, eval_every=1, network="analytic")
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "kib": after - before}))
+    sys.exit(0)
 graph = topologies.from_spec(f"{family}:n={n}")
 setup = TrainingSetup.create(
     "allreduce", workload, n, steps=1, eval_every=1, host_graph=topologies.host_graph(graph)
@@ -74,12 +86,12 @@ print(json.dumps({"seconds": seconds, "kib": after - before}))
 """
 
 
-def measure(family: str, n: int, checkout: Path) -> dict[str, float]:
-    """Set-up seconds and peak-RSS growth (KiB) of ``n`` ranks on ``family``, run from
-    ``checkout``'s packages."""
+def measure(family: str, n: int, checkout: Path, whole: bool = False) -> dict[str, float]:
+    """Set-up (or ``whole`` run) seconds and peak-RSS growth (KiB) of ``n`` ranks on
+    ``family``, run from ``checkout``'s packages."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, family, str(n)],
+        [sys.executable, "-c", _CHILD, family, str(n), "run" if whole else "setup"],
         env=env,
         cwd=checkout,
         capture_output=True,
@@ -104,19 +116,25 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--families", nargs="+", default=["ring", "star"])
     parser.add_argument("--baseline", type=Path, help="another checkout to measure alongside")
+    parser.add_argument(
+        "--whole-run",
+        action="store_true",
+        help="measure a whole one-step sim.run (network='analytic'), not only its set-up",
+    )
     args = parser.parse_args()
     runs = [("this", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
-    table = Table(title="a simulated run's set-up: allreduce on quadratic, every rank built")
+    what = "one step of sim.run" if args.whole_run else "a simulated run's set-up"
+    table = Table(title=f"{what}: allreduce on quadratic, every rank built")
     table.add_column("topology", justify="left")
     table.add_column("ranks", justify="right")
     for label, _ in runs:
-        for col in ("set-up s", "peak RSS +MiB", "kB / rank"):
+        for col in ("wall s", "peak RSS +MiB", "kB / rank"):
             table.add_column(f"{label} {col}", justify="right")
     for family in args.families:
         for n in args.sizes:
             row = [family, f"{n:,}"]
             for _, checkout in runs:
-                row += _cells(measure(family, n, checkout), n)
+                row += _cells(measure(family, n, checkout, args.whole_run), n)
             table.add_row(*row)
     Console(width=160).print(table)
 
