@@ -115,7 +115,12 @@ class RunWriter:
         """Keep what was measured (and the timeline and summary so far, if given) and say why
         the run stopped: ``status`` is ``interrupted`` for a ``KeyboardInterrupt`` (Ctrl-C,
         or SIGTERM where the run turns it into one), else ``failed``."""
-        self._write_metrics(pd.DataFrame(rows))
+        try:
+            self._write_metrics(pd.DataFrame(rows))
+        except (MemoryError, ImportError):
+            # Out of memory, pandas may not even load its parquet engine: the rows flushed
+            # last stay on disk, and the record below still says why the run stopped.
+            pass
         if trace is not None:
             trace.write(self.directory / TRACE_FILE)
         interrupted = isinstance(error, KeyboardInterrupt)

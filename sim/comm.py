@@ -90,6 +90,8 @@ class Fabric:
         self.network = network
         self.world_size = world_size
         self.world = Group(tuple(range(world_size)))
+        # Each group made by new_group, once for every rank (see Communicator).
+        self._shared: dict[tuple[int, ...], Group] = {}
         self._sends: list[list[_Send]] = [[] for _ in range(world_size)]  # by destination
         self._recvs: list[list[_Recv]] = [[] for _ in range(world_size)]  # by receiver
         self._seq = 0
@@ -112,7 +114,8 @@ class Fabric:
         self.local_work: Callable[[int], Handle[Any] | None] = lambda rank: None
 
     def communicator(self, rank: int) -> Communicator:
-        return Communicator(rank, self.world_size, self)
+        """``rank``'s communicator; every rank's shares the fabric's world group and groups."""
+        return Communicator(rank, self.world_size, self, world=self.world, shared=self._shared)
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, rank: int, group: Group) -> None:

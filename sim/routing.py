@@ -218,7 +218,7 @@ class Router:
             return []
         state = self._searches.pop(s, None)
         if state is None:
-            state = ({s: (0, 0, (s,))}, {s: []}, [(0, 0, (s,), s)], set())
+            state = ({s: (0, 0, (s,))}, {}, [(0, 0, (s,), s)], set())
         self._searches[s] = state
         if len(self._searches) > _KEEP_SEARCHES:
             del self._searches[next(iter(self._searches))]
@@ -235,11 +235,17 @@ class Router:
                 old = best.get(v)
                 if old is None or label < old:
                     best[v] = label
-                    via[v] = via[u] + [lid]
+                    # The link in and the node it leaves (settled: its own route is final),
+                    # not the whole route: a route per node is O(n^2) for a search on a ring.
+                    via[v] = (u, lid)
                     heapq.heappush(heap, (*label, v))
         if t not in done:
             raise NetworkError(
                 f"no route from {self._nodes[s]!r} to {self._nodes[t]!r}; "
                 "connect them (check the topology with topologies.validate)"
             )
-        return via[t]
+        links = []
+        while t != s:
+            t, lid = via[t]
+            links.append(lid)
+        return links[::-1]

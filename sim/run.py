@@ -8,6 +8,7 @@ forward/backward runs.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import time
@@ -30,6 +31,7 @@ from sim.collectives.select import check_auto
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.maxmin import MODELS, SHARINGS
+from sim.memory import RunSize, check_fits, out_of_memory
 from sim.network import Network, check_efficiency, check_unfairness
 from sim.progress import StepProgress
 from sim.runtime import SimRuntime
@@ -38,6 +40,7 @@ from strategies.base import close_program
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 from strategies.roles import (
+    RankLayout,
     TrainingSetup,
     build_role,
     initial_parameters,
@@ -45,6 +48,7 @@ from strategies.roles import (
     make_trace,
     positive_int,
 )
+from topologies.limits import format_bytes, format_count, memory_limit
 
 __all__ = ["MIN_TIME", "run", "SimulationError"]
 
@@ -163,6 +167,15 @@ def run(
         Extra top-level keys for ``run.json`` (``studies.experiment`` records the experiment
         file it ran).
 
+    Raises
+    ------
+    ValueError
+        Before anything is written, for a run whose estimated memory (``sim.memory``: the
+        topology, each rank's state, the workers' model replicas) exceeds this machine's.
+    MemoryError
+        One line saying the run ran out of memory, with its size and estimate; ``out``
+        keeps ``run.json`` (status ``failed``) and the rows written so far.
+
     Examples
     --------
     >>> result = run("allreduce", "quadratic", topologies.ring(4), steps=20, eval_every=10)
@@ -203,20 +216,40 @@ def run(
         "max_time": max_time,
         "target_loss": target_loss,
     }
+    with _torch_threads(threads):
+        initial = initial_parameters(setup)
+    size = RunSize.of(graph, len(setup.workers), initial.numel(), initial.element_size())
+    check_fits(size)  # before anything is written: a run that cannot fit is refused
     writer = RunWriter(out, config, record=record) if out is not None else None
     if writer is not None:
         save_topology(graph, writer.directory)
     with _torch_threads(threads), writer or nullcontext():
-        return _simulate_run(
-            setup,
-            graph,
-            compute_model,
-            net_options,
-            config,
-            writer,
-            max_time,
-            target_loss,
-            progress,
+        ran_out: str | None = None
+        try:
+            return _simulate_run(
+                setup,
+                graph,
+                initial,
+                compute_model,
+                net_options,
+                config,
+                writer,
+                max_time,
+                target_loss,
+                progress,
+            )
+        except (MemoryError, ImportError, RuntimeError) as error:
+            if not out_of_memory(error):
+                raise
+            ran_out = _one_line(error)
+        # Raised outside the handler, so that the failed run's frames and everything they
+        # held are let go: the run directory's record is then written with memory to spare.
+        gc.collect()
+        kept = f"; {writer.directory} keeps what was written so far" if writer else ""
+        raise MemoryError(
+            f"the simulation ran out of memory with {format_count(size.ranks)} ranks ({ran_out}); "
+            f"it needs {size.describe()} and this machine has "
+            f"{_memory_here()}: use fewer hosts or a smaller model{kept}"
         )
 
 
@@ -258,9 +291,27 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _one_line(error: BaseException) -> str:
+    """``"TypeName: the first line of its message"``, at most 120 characters.
+
+    Examples
+    --------
+    >>> _one_line(MemoryError()), _one_line(ImportError("Unable to find an engine\\nmore"))
+    ('MemoryError', 'ImportError: Unable to find an engine')
+    """
+    lines = str(error).strip().splitlines()
+    return (f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__)[:120]
+
+
+def _memory_here() -> str:
+    limit = memory_limit()
+    return "an unknown amount" if limit is None else format_bytes(limit)
+
+
 def _simulate_run(
     setup: TrainingSetup,
     graph: nx.Graph,
+    initial: torch.Tensor,
     compute_model: ComputeModel,
     net_options: dict[str, Any],
     config: dict[str, Any],
@@ -278,7 +329,6 @@ def _simulate_run(
     env = simpy.Environment()
     net = Network(env, graph, **net_options, seed=setup.seed)
     fabric = Fabric(env, net, world_size)
-    initial = initial_parameters(setup)
     owners, _ = strategy.owners(world_size)
     bar = StepProgress(setup.steps, enabled=progress, clock=lambda: float(env.now))
     ledger = make_ledger(
@@ -292,11 +342,12 @@ def _simulate_run(
     trace = make_trace(setup, "sim")
     runtime = SimRuntime(env, compute_model, ledger, setup.accumulate, trace)
     fabric.local_work = runtime.local_work
-    nodes = topologies.rank_nodes(graph)
+    # One layout for every rank: the world-sized lists exist once, not once per rank.
+    layout = RankLayout.of(setup, topologies.rank_nodes(graph))
     contexts, programs = {}, {}
     for rank in range(world_size):
         contexts[rank], programs[rank] = build_role(
-            setup, rank, fabric.communicator(rank), runtime, initial.clone, nodes
+            setup, rank, fabric.communicator(rank), runtime, initial.clone, layout=layout
         )
     ledger.start({r: contexts[r].parameters for r in owners})
     processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]

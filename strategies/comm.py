@@ -133,13 +133,27 @@ class Communicator:
     """One rank's communicator: checks every call, then hands it to the backend's transport.
 
     ``group=None`` means every rank of the world.
+
+    A backend that runs many ranks in one process (the simulator) passes every rank's
+    communicator the same ``world`` group and ``shared`` table of groups, so that the world
+    and each group made by every rank exist once, not once per rank (O(n) memory for the
+    run rather than O(n^2)).
     """
 
-    def __init__(self, rank: int, world_size: int, transport: Transport) -> None:
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        transport: Transport,
+        *,
+        world: Group | None = None,
+        shared: dict[tuple[int, ...], Group] | None = None,
+    ) -> None:
         self.rank = rank
         self.world_size = world_size
-        self.world = Group(tuple(range(world_size)))
+        self.world = Group(tuple(range(world_size))) if world is None else world
         self._transport = transport
+        self._shared = shared
         self._groups: set[tuple[int, ...]] = {self.world.ranks}
 
     # -- groups ---------------------------------------------------------------------------
@@ -147,6 +161,8 @@ class Communicator:
         """A group over ``ranks`` (sorted, as in torch). Every rank of the world must create
         the same groups in the same order, members or not, as ``torch.distributed`` requires."""
         group = make_group(ranks, self.world_size)
+        if self._shared is not None:  # the group every other rank made already, if any
+            group = self._shared.setdefault(group.ranks, group)
         self._transport.new_group(self.rank, group)
         self._groups.add(group.ranks)
         return group

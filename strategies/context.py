@@ -16,7 +16,8 @@ follows it: an owner's state at step ``k`` is taken when it is about to apply st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import torch
@@ -98,9 +99,11 @@ class RoleContext:
         ``node`` host attribute (a host without one is a node of its own); ``real`` reads
         the launcher's.
     host_graph
-        Which ranks are neighbours on the network (``{rank: (neighbour ranks...)}``: hosts
-        joined by a link or through switches only), for strategies that follow the
-        topology; ``None`` when the backend does not know the topology.
+        Which ranks are neighbours on the network (a read-only mapping ``{rank: (neighbour
+        ranks...)}``: hosts joined by a link or through switches only), for strategies that
+        follow the topology; ``None`` when the backend does not know the topology. Shared
+        by every rank of a run, as are ``workers``, ``servers`` and ``nodes``: read them,
+        never modify them.
     seed
         The run's seed: a strategy's own random draws seed their generators from it (and
         the rank), so both backends draw the same numbers.
@@ -135,7 +138,11 @@ class RoleContext:
         eval_every: int = 1,
         host_graph: Mapping[int, tuple[int, ...]] | None = None,
         device: torch.device | None = None,
+        local_rank: int | None = None,
     ) -> None:
+        # Every rank of a simulated run lives in one process: the world-sized structures
+        # (workers, servers, nodes, host graph) are shared, not copied per rank, so that a
+        # run's memory is O(n) in its ranks (see strategies.roles.RankLayout).
         self.rank = rank
         self.world_size = world_size
         self.comm = comm
@@ -143,8 +150,12 @@ class RoleContext:
         self.servers = servers
         self.nodes = tuple(range(world_size)) if nodes is None else tuple(nodes)
         self.node = self.nodes[rank]
-        self.local_rank = sum(1 for r in range(rank) if self.nodes[r] == self.node)
-        self.host_graph = None if host_graph is None else dict(host_graph)
+        self.local_rank = (
+            sum(1 for r in range(rank) if self.nodes[r] == self.node)
+            if local_rank is None
+            else local_rank
+        )
+        self.host_graph = _read_only(host_graph)
         self.seed = seed
         self.eval_every = eval_every
         self.device = torch.device("cpu") if device is None else torch.device(device)
@@ -275,10 +286,11 @@ class WorkerContext(RoleContext):
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         accumulate: int = 1,
+        index: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(rank, world_size, comm, runtime, workers, servers, **kwargs)
-        self.index = workers.index(rank)
+        self.index = workers.index(rank) if index is None else index
         self.replica = replica
         self.gradients = 0
         self.last_loss = float("nan")
@@ -343,10 +355,11 @@ class ServerContext(RoleContext):
         servers: list[int],
         shard: FlatOptimizer,
         bounds: tuple[int, int],
+        index: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(rank, world_size, comm, runtime, workers, servers, **kwargs)
-        self.index = servers.index(rank)
+        self.index = servers.index(rank) if index is None else index
         self.shard = shard
         self.bounds = bounds
 
@@ -364,6 +377,26 @@ class ServerContext(RoleContext):
         self._settle()
         self.shard.step(grads, lr_scale)
         self._stepped(staleness)
+
+
+def _read_only(
+    host_graph: Mapping[int, tuple[int, ...]] | None,
+) -> Mapping[int, tuple[int, ...]] | None:
+    """``host_graph`` as a read-only mapping that every rank may share: a dict is viewed,
+    not copied (a copy per rank is O(n^2) for the run); any other mapping is read-only by
+    its protocol and kept as is (a topology's lazily computed host graph stays lazy).
+
+    Examples
+    --------
+    >>> view = _read_only({0: (1,), 1: (0,)})
+    >>> view[1], type(view).__name__
+    ((0,), 'mappingproxy')
+    """
+    if host_graph is None or isinstance(host_graph, MappingProxyType):
+        return host_graph
+    if isinstance(host_graph, MutableMapping):
+        return MappingProxyType(host_graph)  # type: ignore[arg-type]
+    return host_graph
 
 
 def _check_flat(tensor: Any, numel: int, call: str) -> None:

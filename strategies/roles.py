@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import torch
@@ -28,6 +29,7 @@ from strategies.replica import FlatOptimizer, Replica
 __all__ = [
     "Evaluator",
     "MAX_SEED",
+    "RankLayout",
     "TrainingSetup",
     "WorkloadLike",
     "build_role",
@@ -95,7 +97,7 @@ class TrainingSetup:
     eval_every: int = 10
     #: Network neighbours of each rank (``topologies.host_graph``), when the backend knows
     #: the topology; strategies read it as ``ctx.host_graph``.
-    host_graph: dict[int, tuple[int, ...]] | None = None
+    host_graph: Mapping[int, tuple[int, ...]] | None = None
     #: Each rank's node, when the run is given a topology (the real backend otherwise asks
     #: its launcher).
     nodes: tuple[int, ...] | None = None
@@ -158,7 +160,9 @@ class TrainingSetup:
             seed=seed,
             accumulate=accumulate,
             eval_every=eval_every,
-            host_graph=None if host_graph is None else dict(host_graph),
+            # A dict is copied (the caller keeps its own); any other mapping (the topology's
+            # lazily computed host graph) is read-only already, and stays lazy.
+            host_graph=dict(host_graph) if isinstance(host_graph, dict) else host_graph,
             nodes=None if nodes is None else tuple(nodes),
         )
 
@@ -183,18 +187,92 @@ class TrainingSetup:
         """The optimizer ``apply`` steps (the strategy's first declared one)."""
         return next(iter(self.optimizers.values()))
 
-    @property
+    # Computed once per set-up, not once per call: every rank's context holds these lists,
+    # and one list per rank would make a run's memory grow as the square of its ranks.
+    @cached_property
     def workers(self) -> list[int]:
+        """The worker ranks, in order (one list per set-up, shared by every rank)."""
         return self.strategy.workers(self.world_size)
 
-    @property
+    @cached_property
     def servers(self) -> list[int]:
+        """The server ranks, in order (one list per set-up, shared by every rank)."""
         return self.strategy.servers(self.world_size)
 
     def roles(self) -> dict[int, str]:
         """Every rank's role, ``"server"`` or ``"worker"`` (for rank rows and trace tracks)."""
         servers = set(self.servers)
         return {r: "server" if r in servers else "worker" for r in range(self.world_size)}
+
+
+@dataclass(frozen=True)
+class RankLayout:
+    """Who is who in one run, built once and shared by every rank's context.
+
+    Every context reads the run's worker and server lists, each rank's node and the host
+    graph. Built once per run (:meth:`of`) and handed to every rank, they cost O(n) for the
+    run; a copy per rank, as before, cost O(n^2) (2 GB of set-up for 4,096 ranks on a star).
+    The structures are read-only: the host graph is a read-only view, and the lists must
+    not be modified by a strategy.
+
+    Examples
+    --------
+    >>> layout = RankLayout(4, [1, 2, 3], [0], (0, 0, 1, 1), None)
+    >>> layout.local_ranks, layout.position(2), layout.position(0)
+    ((0, 1, 0, 1), 1, 0)
+    """
+
+    world_size: int
+    workers: list[int]
+    servers: list[int]
+    #: Each rank's node (``nodes[r]``).
+    nodes: tuple[int, ...]
+    #: Network neighbours of each rank, read-only, or ``None``.
+    host_graph: Mapping[int, tuple[int, ...]] | None
+
+    @classmethod
+    def of(cls, setup: TrainingSetup, nodes: Sequence[int] | None = None) -> RankLayout:
+        """The layout of ``setup``'s ranks; ``nodes`` maps every rank to its node (by default
+        each rank is a node of its own)."""
+        host_graph = setup.host_graph
+        if isinstance(host_graph, dict):  # one read-only view, not a copy per rank
+            host_graph = MappingProxyType(host_graph)
+        return cls(
+            setup.world_size,
+            setup.workers,
+            setup.servers,
+            tuple(range(setup.world_size)) if nodes is None else tuple(nodes),
+            host_graph,
+        )
+
+    @cached_property
+    def local_ranks(self) -> tuple[int, ...]:
+        """Each rank's index among the ranks of its node."""
+        seen: dict[int, int] = {}
+        ranks = []
+        for node in self.nodes:
+            ranks.append(seen.get(node, 0))
+            seen[node] = ranks[-1] + 1
+        return tuple(ranks)
+
+    @cached_property
+    def _positions(self) -> dict[int, int]:
+        return {
+            **{r: i for i, r in enumerate(self.workers)},
+            **{r: i for i, r in enumerate(self.servers)},
+        }
+
+    def position(self, rank: int) -> int:
+        """``rank``'s index among the ranks of its role (a worker's data shard)."""
+        return self._positions[rank]
+
+    def is_server(self, rank: int) -> bool:
+        """Whether ``rank`` is a server."""
+        return rank in self._server_set
+
+    @cached_property
+    def _server_set(self) -> frozenset[int]:
+        return frozenset(self.servers)
 
 
 def run_optimizer(strategy: Strategy) -> str:
@@ -322,6 +400,7 @@ def build_role(
     initial: Callable[[], torch.Tensor] | None = None,
     nodes: tuple[int, ...] | None = None,
     device: torch.device | None = None,
+    layout: RankLayout | None = None,
 ) -> tuple[RoleContext, Program]:
     """The context and (not yet started) program of ``rank``.
 
@@ -330,28 +409,34 @@ def build_role(
     ``nodes`` maps every rank to its node (locality); by default each rank is its own node.
     ``device`` (the real backend's GPU under NCCL) is where the model, its batches and a
     server's shard live; the model is built on the CPU first, so that every backend starts
-    from the same initial parameters.
+    from the same initial parameters. ``layout``: the run's :class:`RankLayout`, built once
+    and passed for every rank by a backend that builds many ranks in one process (the
+    simulator); by default one is built from ``setup`` and ``nodes``.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
-    strategy, workers, servers = setup.strategy, setup.workers, setup.servers
+    if layout is None:
+        layout = RankLayout.of(setup, nodes)
+    strategy, workers, servers = setup.strategy, layout.workers, layout.servers
     scheduled = run_optimizer(strategy)
     # The run's lr schedule drives the optimizer the run configures, no other (an outer or
     # centre optimizer keeps its own learning rate).
     schedule = setup.schedule if next(iter(setup.optimizers)) == scheduled else None
     common: dict[str, Any] = {
-        "nodes": nodes,
+        "nodes": layout.nodes,
+        "local_rank": layout.local_ranks[rank],
+        "index": layout.position(rank),
         "optimizers": setup.optimizers,
         "schedule": setup.schedule,
         "scheduled": scheduled,
         "total_steps": setup.steps,
         "seed": setup.seed,
         "eval_every": setup.eval_every,
-        "host_graph": setup.host_graph,
+        "host_graph": layout.host_graph,
         "device": device,
     }
-    if rank in servers:
+    if layout.is_server(rank):
         flat = (initial or (lambda: initial_parameters(setup)))()
-        bounds = shard_bounds(flat.numel(), len(servers))[servers.index(rank)]
+        bounds = shard_bounds(flat.numel(), len(servers))[layout.position(rank)]
         shard = FlatOptimizer(
             flat[bounds[0] : bounds[1]].clone().to(device), setup.optimizer, schedule, setup.steps
         )
@@ -362,7 +447,7 @@ def build_role(
     spec = setup.optimizer if strategy.global_model != "servers" else None
     model = setup.workload.make_model(setup.seed).to(device)
     replica = Replica(model, spec, schedule, setup.steps)
-    index = workers.index(rank)
+    index = layout.position(rank)
     worker = WorkerContext(
         rank,
         setup.world_size,

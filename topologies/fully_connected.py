@@ -6,6 +6,7 @@ import itertools
 
 import networkx as nx
 
+from topologies.limits import check_size, estimate
 from topologies.model import (
     DEFAULT_BANDWIDTH,
     DEFAULT_LATENCY,
@@ -40,6 +41,7 @@ def fully_connected(
     (10, 4)
     """
     n = require_int("n", n, 1)
+    check_size("fully_connected", {"n": n}, estimate(n, 0, n * (n - 1) // 2))
     g = new_topology("fully_connected", n=n, bandwidth=bandwidth, latency=latency)
     for i in range(n):
         g.add_node(i, kind=HOST, rank=i)

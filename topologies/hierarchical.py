@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from topologies.limits import check_size, estimate
 from topologies.model import (
     DEFAULT_BANDWIDTH,
     DEFAULT_LATENCY,
@@ -72,6 +73,11 @@ def hierarchical(
     """
     nodes = require_int("nodes", nodes, 1)
     gpus_per_node = require_int("gpus_per_node", gpus_per_node, 1)
+    check_size(
+        "hierarchical",
+        {"nodes": nodes, "gpus_per_node": gpus_per_node},
+        estimate(nodes * gpus_per_node, nodes + 1, nodes * (gpus_per_node + 1)),
+    )
     inter_bandwidth = _alias(
         "inter_bandwidth", inter_bandwidth, "bandwidth", bandwidth, DEFAULT_BANDWIDTH
     )

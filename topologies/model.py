@@ -12,8 +12,9 @@ graph attributes hold its parameters.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from numbers import Integral, Real
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_BANDWIDTH",
     "DEFAULT_LATENCY",
     "HOST",
+    "HostGraph",
     "MAX_LATENCY",
     "SWITCH",
     "TopologyError",
@@ -71,11 +73,13 @@ def hosts(g: nx.Graph) -> list[Hashable]:
     return [v for _, v in sorted(found, key=lambda pair: pair[0])]
 
 
-def host_graph(g: nx.Graph) -> dict[int, tuple[int, ...]]:
+def host_graph(g: nx.Graph) -> HostGraph:
     """Which ranks are network neighbours: hosts joined by a link, or through switches only.
 
     This is the graph a topology-following strategy (gossip on the physical network) talks
-    over: on a ring of hosts each rank has two neighbours; behind one switch, all are.
+    over: on a ring of hosts each rank has two neighbours; behind one switch, all are. The
+    mapping computes a rank's neighbours when asked (see :class:`HostGraph`), so that it
+    costs O(hosts + links) however many neighbours each rank has.
 
     Examples
     --------
@@ -85,22 +89,86 @@ def host_graph(g: nx.Graph) -> dict[int, tuple[int, ...]]:
     >>> host_graph(star(3))
     {0: (1, 2), 1: (0, 2), 2: (0, 1)}
     """
-    rank_of = {h: g.nodes[h]["rank"] for h in hosts(g)}
-    neighbours: dict[int, tuple[int, ...]] = {}
-    for host, rank in rank_of.items():
-        seen, frontier, found = {host}, [host], set()
-        while frontier:  # walk through switches; a host ends the walk
-            node = frontier.pop()
-            for nxt in (*g.successors(node), *g.predecessors(node)) if g.is_directed() else g[node]:
-                if nxt in seen:
-                    continue
-                seen.add(nxt)
+    return HostGraph(g)
+
+
+class HostGraph(Mapping[int, tuple[int, ...]]):
+    """``{rank: neighbour ranks}`` of a topology, each rank's tuple computed when asked.
+
+    Switches joined by links form *clusters*; a host's neighbours are the hosts it links to
+    directly and every host attached to a cluster it is attached to. Stored are the clusters'
+    hosts and each host's clusters and direct neighbours: O(hosts + links), where the whole
+    dict of tuples is O(hosts^2) behind one switch (137 GB for a star of 131,072 hosts). A
+    read-only mapping: equal to the dict of the same items.
+
+    Examples
+    --------
+    >>> from topologies import fat_tree
+    >>> neighbours = HostGraph(fat_tree(4))
+    >>> len(neighbours), neighbours[0][:4], len(neighbours[0])
+    (16, (1, 2, 3, 4), 15)
+    """
+
+    def __init__(self, g: nx.Graph) -> None:
+        rank_of = {h: g.nodes[h]["rank"] for h in hosts(g)}
+        directed = g.is_directed()
+
+        def adjacent(node: Hashable) -> Iterable[Hashable]:
+            return (*g.successors(node), *g.predecessors(node)) if directed else g[node]
+
+        cluster_of: dict[Hashable, int] = {}
+        members: list[set[int]] = []
+        for start in g:  # clusters: the components of the graph without its hosts
+            if start in rank_of or start in cluster_of:
+                continue
+            cluster_of[start] = len(members)
+            found: set[int] = set()
+            frontier = [start]
+            while frontier:
+                node = frontier.pop()
+                for nxt in adjacent(node):
+                    if nxt in rank_of:
+                        found.add(rank_of[nxt])
+                    elif nxt not in cluster_of:
+                        cluster_of[nxt] = cluster_of[start]
+                        frontier.append(nxt)
+            members.append(found)
+        self._members = [tuple(sorted(m)) for m in members]
+        self._direct: dict[int, tuple[int, ...]] = {}
+        self._clusters: dict[int, tuple[int, ...]] = {}
+        for host, rank in sorted(rank_of.items(), key=lambda item: item[1]):
+            direct, clusters = set(), set()
+            for nxt in adjacent(host):
                 if nxt in rank_of:
-                    found.add(rank_of[nxt])
+                    if nxt != host:
+                        direct.add(rank_of[nxt])
                 else:
-                    frontier.append(nxt)
-        neighbours[rank] = tuple(sorted(found))
-    return dict(sorted(neighbours.items()))
+                    clusters.add(cluster_of[nxt])
+            self._direct[rank] = tuple(sorted(direct))
+            self._clusters[rank] = tuple(sorted(clusters))
+
+    def __getitem__(self, rank: int) -> tuple[int, ...]:
+        direct, clusters = self._direct[rank], self._clusters[rank]
+        if not clusters:
+            return direct
+        if len(clusters) == 1 and not direct:  # behind one switch fabric: all its hosts
+            members = self._members[clusters[0]]
+            at = bisect.bisect_left(members, rank)
+            return members[:at] + members[at + 1 :]
+        found = set(direct)
+        for cluster in clusters:
+            found.update(self._members[cluster])
+        found.discard(rank)
+        return tuple(sorted(found))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._direct)
+
+    def __len__(self) -> int:
+        return len(self._direct)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def rank_nodes(g: nx.Graph) -> tuple[int, ...]:

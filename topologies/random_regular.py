@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from topologies.limits import check_size, estimate
 from topologies.model import (
     DEFAULT_BANDWIDTH,
     DEFAULT_LATENCY,
@@ -56,6 +57,7 @@ def random_regular(
     n = require_int("n", n, 1)
     degree = require_int("degree", degree, 0)
     seed = require_int("seed", seed, 0)
+    check_size("random_regular", {"n": n, "degree": degree}, estimate(n, 0, n * degree // 2))
     if degree >= n or (n * degree) % 2:
         raise TopologyError(
             f"no {degree}-regular graph on n={n} hosts: degree must be < n and n * degree even"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from topologies.limits import check_size, estimate
 from topologies.model import (
     DEFAULT_BANDWIDTH,
     DEFAULT_LATENCY,
@@ -40,6 +41,7 @@ def ring(
     {'family': 'ring', 'n': 8, 'bandwidth': 12500000000.0, 'latency': 1e-06}
     """
     n = require_int("n", n, 1)
+    check_size("ring", {"n": n}, estimate(n, 0, n if n > 2 else n - 1))
     g = new_topology("ring", n=n, bandwidth=bandwidth, latency=latency)
     for i in range(n):
         g.add_node(i, kind=HOST, rank=i)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from topologies.limits import check_size, estimate
 from topologies.model import (
     DEFAULT_BANDWIDTH,
     DEFAULT_LATENCY,
@@ -41,6 +42,7 @@ def star(
     {'bandwidth': 25000000000.0, 'latency': 1e-06}
     """
     n = require_int("n", n, 1)
+    check_size("star", {"n": n}, estimate(n, 1, n))
     g = new_topology("star", n=n, bandwidth=bandwidth, latency=latency)
     for i in range(n):
         g.add_node(i, kind=HOST, rank=i)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from topologies.limits import check_size, estimate
 from topologies.model import (
     DEFAULT_BANDWIDTH,
     DEFAULT_LATENCY,
@@ -45,6 +46,7 @@ def torus2d(
     """
     rows = require_int("rows", rows, 1)
     cols = require_int("cols", cols, 1)
+    check_size("torus2d", {"rows": rows, "cols": cols}, estimate(rows * cols, 0, 2 * rows * cols))
     g = new_topology("torus2d", rows=rows, cols=cols, bandwidth=bandwidth, latency=latency)
     link = {"bandwidth": g.graph["bandwidth"], "latency": g.graph["latency"]}
     for r in range(rows):

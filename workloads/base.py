@@ -167,6 +167,10 @@ class Workload:
         ``"dirichlet"`` holds at least ``batch_size`` samples whenever an even split would
         (see ``workloads.partition.dirichlet`` for how short draws are repaired).
         """
+        return [s.copy() for s in self._split(n_workers, seed)]
+
+    def _split(self, n_workers: int, seed: int) -> list[np.ndarray]:
+        """The cached shards themselves (not copies: callers must not modify them)."""
         key = (n_workers, seed)
         if key not in self._shards:
             rng = np.random.default_rng(seed)
@@ -179,7 +183,7 @@ class Workload:
                 min_size = max(1, min(self.batch_size, n // max(n_workers, 1)))
                 shards = _partition.dirichlet(self._labels, n_workers, self.alpha, rng, min_size)
             self._shards[key] = shards
-        return [s.copy() for s in self._shards[key]]
+        return self._shards[key]
 
     def batches(self, rank: int, n_workers: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Infinite stream of ``(x, y)`` micro-batches of exactly ``batch_size`` for ``rank``.
@@ -188,10 +192,12 @@ class Workload:
         ``(seed, rank, epoch)`` and drops the incomplete last batch, so equal arguments give
         identical streams and every batch has the same size.
         """
-        shards = self.partition(n_workers, seed)  # validates n_workers first
+        # Only this rank's shard is copied: copying every worker's, once per rank, made a
+        # run's set-up quadratic in its ranks.
+        shards = self._split(n_workers, seed)  # validates n_workers first
         if not 0 <= rank < n_workers:
             raise ValueError(f"rank={rank} must be in 0..{n_workers - 1}; pass a valid rank")
-        shard = shards[rank]
+        shard = shards[rank].copy()
         if len(shard) < self.batch_size:
             raise ValueError(
                 f"batch_size={self.batch_size} exceeds rank {rank}'s shard of {len(shard)} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -128,3 +130,19 @@ def test_unreachable_host_is_a_one_line_error():
     with pytest.raises(NetworkError, match="no route") as err:
         Router(g).route(1, 0)
     assert "\n" not in str(err.value)
+
+
+def test_a_search_keeps_one_link_per_node_not_a_route_per_node():
+    # A search from host 0 to the far side of a ring settles every node. It kept each node's
+    # whole route (a list of ~n/4 links: ~8.7 bytes per node and hop here); it keeps the
+    # link in and the node before, and what remains is the tie-break's node sequences
+    # (~4.6). The routes themselves are the same (the tests above).
+    n = 800
+    router = Router(topologies.ring(n))
+    tracemalloc.start()
+    try:
+        router.route(0, n // 2)
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept < 6 * n * (n // 2), kept
