@@ -56,6 +56,14 @@ def busy_port():
         (["--backend", "mpi"], {}, "backend 'mpi' is unknown; use one of auto, gloo, nccl"),
         (["--strategy", "local_sgd:period"], {}, "--strategy: bad item 'period'"),
         (["--strategy", "allredce"], {}, "allredce"),
+        # A typo in a name or an option is answered with the closest one (issue 22).
+        (["--strategy", "local_sg"], {}, "'local_sg' is unknown; did you mean 'local_sgd'?"),
+        (
+            ["--strategy", "local_sgd:perod=3"],
+            {},
+            "strategy 'local_sgd' has no argument 'perod'; did you mean 'period'?",
+        ),
+        (["--workload", "mlp_digit"], {}, "'mlp_digit'; did you mean 'mlp_digits'?"),
         (["--strategy", "local_sgd:period=0"], {}, "period=0"),
         (["--workload", "mnist_huge"], {}, "mnist_huge"),
         (["--optimizer", "sgd:lr=-1"], {}, "lr"),
