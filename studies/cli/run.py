@@ -44,14 +44,27 @@ def run_command(
         str, typer.Option(help="sim (simulated time) or real (one local process per host).")
     ] = "sim",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            help="Module to import first (repeatable): one that registers your own strategy "
+            "or workload, which the file can then name, e.g. 'my_strategies'.",
+        ),
+    ] = None,
 ) -> None:
     """Run one experiment: write its run directory and print a summary table."""
     from studies.experiment import ExperimentError, load_experiment, run_experiment
+    from studies.plugins import import_modules
     from studies.report import summary_table
 
     console = Console()
     if backend not in ("sim", "real"):
         _fail(console, f"--backend {backend!r}: use sim or real")
+    try:
+        import_modules(imports or ())
+    except ExperimentError as exc:
+        _fail(console, str(exc))
     try:
         experiment = load_experiment(file, set_ or ())
     except ExperimentError as exc:
