@@ -58,6 +58,10 @@ def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
     return parse(spec, what)
 
 
+#: Where a run goes without ``--out``: this, or the first free ``results/real-N``.
+DEFAULT_OUT = Path("results/real")
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {' '.join(str(message).split())}", err=True)
     return typer.Exit(code=2)
@@ -79,8 +83,12 @@ def real_command(
         str, typer.Option(help="auto (NCCL when there is a GPU per process), gloo or nccl.")
     ] = "auto",
     out: Annotated[
-        Path | None, typer.Option(help="Run directory (run.json, metrics.parquet).")
-    ] = Path("results/real"),
+        Path | None,
+        typer.Option(
+            help="Run directory (run.json, metrics.parquet); default results/real, or "
+            "results/real-2, -3 ... when taken (an earlier run is never overwritten)."
+        ),
+    ] = None,
     optimizer: Annotated[
         str, typer.Option(help="Optimizer and options, e.g. 'sgd:lr=0.1,momentum=0.9'.")
     ] = "sgd",
@@ -157,6 +165,7 @@ def real_command(
     if testbed is not None:
         if placement is not None:
             raise _fail("--testbed launches the ranks itself; drop it under torchrun or srun")
+        out = _default_out(out, placement)
         raise typer.Exit(
             _run_testbed(
                 testbed,
@@ -199,6 +208,7 @@ def real_command(
             "eval_every": eval_every,
             "accumulate": accumulate,
         }
+        out = _default_out(out, placement)
         if placement is None:
             result = _run_local(
                 built,
@@ -247,6 +257,16 @@ def real_command(
         raise typer.Exit(code=1) from None
     if result is not None:
         _print_summary(result.summary, out)
+
+
+def _default_out(out: Path | None, placement: Any) -> Path | None:
+    """``out``, or (once the arguments are checked) a new directory on the rank that writes
+    the run: ``results/real``, else the first free ``results/real-N``."""
+    if out is not None or (placement is not None and placement.rank != 0):
+        return out
+    from runs import new_run_directory
+
+    return new_run_directory(DEFAULT_OUT)
 
 
 def _run_testbed(spec: str, nproc: int | None, options: list[str]) -> int:

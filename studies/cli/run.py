@@ -31,7 +31,10 @@ def run_command(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory; default results/<run.name>."),
+        typer.Option(
+            help="Run directory; default results/<run.name>, or results/<run.name>-2, -3 ... "
+            "when taken (an earlier run is never overwritten)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -76,7 +79,15 @@ def run_command(
             f"{file} has a [sweep]: run it with `commsim sweep {file} --out DIR`, or run "
             "one point from a copy of the file without its [sweep] section",
         )
-    directory = out if out is not None else Path("results") / slug(experiment.run.name)
+    if out is not None:
+        directory = out
+    else:
+        from runs import new_run_directory
+
+        try:
+            directory = new_run_directory(Path("results") / slug(experiment.run.name))
+        except OSError as exc:
+            _fail(console, f"results/: {exc.strerror or exc}; give --out a writable directory")
     if backend == "real":
         from studies.experiment import sim_only_fields
 

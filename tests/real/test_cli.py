@@ -99,3 +99,24 @@ def test_python_dash_m_real_has_help():
     assert result.exit_code == 0
     for option in ("--nproc", "--backend", "--strategy", "--portable", "--import"):
         assert option in result.output
+
+
+def test_two_runs_without_out_get_a_directory_each(tmp_path, monkeypatch):
+    """Both went to results/real, the second overwriting the first without a word."""
+    monkeypatch.chdir(tmp_path)
+    args = ["real", "--nproc", "2", "--strategy", "allreduce", *RUN]
+    outputs = [CliRunner().invoke(app, [*args, "--seed", str(seed)]) for seed in (0, 1)]
+    for done in outputs:
+        assert done.exit_code == 0, done.output
+    first, second = tmp_path / "results" / "real", tmp_path / "results" / "real-2"
+    assert "run written to results/real\n" in outputs[0].output.replace("\n\n", "\n")
+    assert "run written to results/real-2" in outputs[1].output
+    seeds = [json.loads((d / "run.json").read_text())["config"]["seed"] for d in (first, second)]
+    assert seeds == [0, 1]
+
+
+def test_bad_input_without_out_leaves_no_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["real", *RUN, "--strategy", "allredce"])
+    assert done.exit_code == 2
+    assert not (tmp_path / "results").exists()

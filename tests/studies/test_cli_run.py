@@ -114,3 +114,25 @@ def test_a_mistyped_strategy_option_suggests_the_parameter(tmp_path, where):
     assert "strategy.perod: local_sgd has no argument 'perod'; did you mean 'period'?" in (
         done.output.replace("\n", "")
     )
+
+
+def test_two_runs_without_out_get_a_directory_each(tmp_path, monkeypatch):
+    """Both went to results/<run.name>, the second overwriting the first without a word."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quad.toml").write_text(
+        '[run]\nname = "quad"\nsteps = 2\n[workload]\nname = "quadratic"\n'
+        '[topology]\nkind = "ring"\nn = 2\n'
+    )
+    outputs = [
+        CliRunner().invoke(app, ["run", "quad.toml", "--no-progress", "--set", f"run.seed={seed}"])
+        for seed in (0, 1)
+    ]
+    for done in outputs:
+        assert done.exit_code == 0, done.output
+    assert "run written to results/quad\n" in outputs[0].output
+    assert "run written to results/quad-2\n" in outputs[1].output
+    seeds = [
+        json.loads((tmp_path / "results" / name / "run.json").read_text())["config"]["seed"]
+        for name in ("quad", "quad-2")
+    ]
+    assert seeds == [0, 1]
