@@ -40,7 +40,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["app", "main", "parse_spec", "real_command"]
+__all__ = ["app", "main", "parse_spec", "ran_on", "real_command"]
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
@@ -256,7 +256,7 @@ def real_command(
             typer.echo(f"what was measured until then is in {out}", err=True)
         raise typer.Exit(code=1) from None
     if result is not None:
-        _print_summary(result.summary, out)
+        _print_summary(result.summary, out, result.config.get("placement"))
 
 
 def _default_out(out: Path | None, placement: Any) -> Path | None:
@@ -370,7 +370,27 @@ _SUMMARY_ROWS = (
 )
 
 
-def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
+def ran_on(placement: dict[str, Any]) -> str:
+    """What a real run ran on, from its ``config.placement`` (not the topology's links, which
+    only the simulator and the testbed have).
+
+    Examples
+    --------
+    >>> from real.placement import placement_record
+    >>> ran_on(placement_record(4, 4, "local"))
+    '1 node x 4 processes (local launcher) over loopback'
+    """
+    nodes, per_node = placement["nodes"], placement["processes_per_node"]
+    return (
+        f"{nodes} node{'s' if nodes != 1 else ''} x {per_node} process"
+        f"{'es' if per_node != 1 else ''} ({placement['launcher']} launcher) over "
+        f"{placement['links']}"
+    )
+
+
+def _print_summary(
+    summary: dict[str, Any], out: Path | None, placement: dict[str, Any] | None = None
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -385,6 +405,8 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         table.add_row(label, shown)
     console = Console()
     console.print(table)
+    if placement:
+        console.print(f"ran on {ran_on(placement)}", soft_wrap=True)
     if out is not None:
         console.print(f"run written to [bold]{out}[/bold]")
 

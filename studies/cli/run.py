@@ -94,9 +94,18 @@ def run_command(
         ignored = sim_only_fields(experiment)
         if ignored:
             console.print(f"[yellow]note:[/yellow] the real backend ignores {', '.join(ignored)}")
+    # What the run will run on: the simulated network, or local processes over loopback
+    # (the topology then only names the ranks' nodes and neighbours, not their links).
+    where = (
+        _describe_topology(experiment)
+        if backend == "sim"
+        else f"{_hosts(experiment)} local processes over loopback (not the "
+        "topology's links: those are simulated only)"
+    )
     console.print(
-        f"[bold]{experiment.run.name}[/bold]: {experiment.strategy.name} on "
-        f"{_describe_topology(experiment)}, {experiment.run.steps} steps ({backend})"
+        f"[bold]{experiment.run.name}[/bold]: {experiment.strategy.name} on {where}, "
+        f"{experiment.run.steps} steps ({backend})",
+        soft_wrap=True,
     )
     try:
         with warnings.catch_warnings():
@@ -113,6 +122,14 @@ def run_command(
         raise typer.Exit(1) from None
     console.print(summary_table(result, title=experiment.run.name))
     console.print(f"run written to [bold]{directory}[/bold]")
+
+
+def _hosts(experiment: object) -> int:
+    import topologies
+    from studies.experiment import Experiment
+
+    assert isinstance(experiment, Experiment)
+    return len(topologies.hosts(experiment.graph()))
 
 
 def _describe_topology(experiment: object) -> str:

@@ -120,3 +120,33 @@ def test_bad_input_without_out_leaves_no_directory(tmp_path, monkeypatch):
     done = CliRunner().invoke(app, ["real", *RUN, "--strategy", "allredce"])
     assert done.exit_code == 2
     assert not (tmp_path / "results").exists()
+
+
+def test_the_run_records_and_says_where_it_ran(tmp_path):
+    """run.json had no placement, and the summary named no network but the topology's."""
+    args = ["real", "--nproc", "2", "--strategy", "allreduce", *RUN, "--out", str(tmp_path)]
+    done = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert done.exit_code == 0, done.output
+    placement = json.loads((tmp_path / "run.json").read_text())["config"]["placement"]
+    assert placement == {
+        "nodes": 1,
+        "processes_per_node": 2,
+        "launcher": "local",
+        "links": "loopback",
+    }
+    assert "ran on 1 node x 2 processes (local launcher) over loopback" in done.output
+
+
+def test_a_launched_run_records_its_launchers_placement():
+    from real.placement import Placement, placement_record
+
+    env = {"RANK": "0", "WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8", "MASTER_ADDR": "n0"}
+    placement = Placement.from_env(env)
+    assert placement_record(16, placement.local_world_size, placement.launcher) == {
+        "nodes": 2,
+        "processes_per_node": 8,
+        "launcher": "torchrun",
+        "links": "the cluster's network",
+    }
+    testbed = placement_record(3, 1, "testbed")
+    assert (testbed["nodes"], testbed["links"]) == (3, "the testbed's emulated links")

@@ -136,3 +136,21 @@ def test_two_runs_without_out_get_a_directory_each(tmp_path, monkeypatch):
         for name in ("quad", "quad-2")
     ]
     assert seeds == [0, 1]
+
+
+def test_a_real_run_says_it_runs_over_loopback_not_the_topologys_links(tmp_path):
+    file = tmp_path / "bw.toml"
+    file.write_text(
+        '[run]\nname = "bw"\nsteps = 2\n[workload]\nname = "quadratic"\n'
+        '[topology]\nkind = "star"\nn = 2\nbandwidth = "100Mbps"\n'
+    )
+    args = ["run", str(file), "--backend", "real", "--no-progress", "--out", str(tmp_path / "o")]
+    done = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert done.exit_code == 0, done.output
+    header = done.output.splitlines()[0]
+    assert header == (
+        "bw: allreduce on 2 local processes over loopback (not the topology's links: those are "
+        "simulated only), 2 steps (real)"
+    )
+    placement = json.loads((tmp_path / "o" / "run.json").read_text())["config"]["placement"]
+    assert placement["links"] == "loopback"
