@@ -588,3 +588,26 @@ def test_ctrl_c_while_the_figures_are_drawn_is_said_in_one_line(tmp_path, monkey
         f"interrupted while drawing the figures: every run is kept in {tmp_path / 'out'}; run "
         "the same command again to draw them"
     ]
+
+
+def test_spawned_workers_of_an_unguarded_script_end_in_one_error_naming_the_guard(tmp_path):
+    """Where workers are spawned (macOS, Windows, a process that has used CUDA), such a
+    script cannot work: the sweep raises once, naming the first run and the guard."""
+    script = tmp_path / "spawned_study.py"
+    script.write_text(
+        "import studies\n"
+        "from studies.executors import LocalExecutor\n"
+        "studies.run_sweep({'run': {'name': 's', 'steps': 2}, 'workload': 'quadratic',\n"
+        "    'topology': 'ring:n=2', 'sweep': {'seeds': [0, 1]}}, 'out',\n"
+        "    executor=LocalExecutor(2, method='spawn'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("studies.sweep.SweepError: all 2 runs of sweep 's' failed; the first")
+    assert (
+        'if it calls run_sweep at its top level, put that under `if __name__ == "__main__":`'
+        in last
+    )
