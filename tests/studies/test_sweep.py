@@ -611,3 +611,56 @@ def test_spawned_workers_of_an_unguarded_script_end_in_one_error_naming_the_guar
         'if it calls run_sweep at its top level, put that under `if __name__ == "__main__":`'
         in last
     )
+
+
+def test_ctrl_c_of_a_sweep_with_worker_processes_leaves_both_records_interrupted(tmp_path):
+    """The stopped workers' runs said "running" in run.json and "pending" in sweep.json (a
+    rerun resumes them: see the in-process test above)."""
+    experiment = {
+        "run": {"name": "intr", "steps": 2000, "eval_every": 1000},
+        "workload": "logistic_regression",
+        "topology": "star:n=4,bandwidth=10Gbps",
+        "sweep": {"seeds": [0, 1, 2, 3]},
+    }
+    file = toml(experiment, tmp_path / "intr.toml")
+    out = tmp_path / "out"
+    code = (
+        "import typer; from studies.cli.sweep import sweep_command; "
+        "app = typer.Typer(); app.command()(sweep_command); app()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, file, "--out", out, "--jobs", "2", "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A background shell ignores SIGINT in what it starts: give the sweep Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    def statuses():
+        found = []
+        for path in out.glob("runs/*/run.json"):
+            try:
+                found.append(json.loads(path.read_text())["status"])
+            except (OSError, ValueError):
+                pass
+        return found
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        now = statuses()
+        if "finished" in now and "running" in now:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    index = load_sweep(out)
+    stopped = [run for run in index.runs if run.status == "interrupted"]
+    assert stopped, [run.status for run in index.runs]
+    for run in index.runs:
+        if (run.directory / "run.json").is_file():
+            assert record(run.directory)["status"] == run.status
+        else:
+            assert run.status == "pending"
