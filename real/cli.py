@@ -40,7 +40,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["app", "main", "parse_spec", "real_command"]
+__all__ = ["app", "main", "parse_spec", "ran_on", "real_command"]
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
@@ -56,6 +56,10 @@ def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
     from strategies.specs import parse_spec as parse
 
     return parse(spec, what)
+
+
+#: Where a run goes without ``--out``: this, or the first free ``results/real-N``.
+DEFAULT_OUT = Path("results/real")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -79,8 +83,12 @@ def real_command(
         str, typer.Option(help="auto (NCCL when there is a GPU per process), gloo or nccl.")
     ] = "auto",
     out: Annotated[
-        Path | None, typer.Option(help="Run directory (run.json, metrics.parquet).")
-    ] = Path("results/real"),
+        Path | None,
+        typer.Option(
+            help="Run directory (run.json, metrics.parquet); default results/real, or "
+            "results/real-2, -3 ... when taken (an earlier run is never overwritten)."
+        ),
+    ] = None,
     optimizer: Annotated[
         str, typer.Option(help="Optimizer and options, e.g. 'sgd:lr=0.1,momentum=0.9'.")
     ] = "sgd",
@@ -157,6 +165,7 @@ def real_command(
     if testbed is not None:
         if placement is not None:
             raise _fail("--testbed launches the ranks itself; drop it under torchrun or srun")
+        out = _default_out(out, placement)
         raise typer.Exit(
             _run_testbed(
                 testbed,
@@ -199,6 +208,7 @@ def real_command(
             "eval_every": eval_every,
             "accumulate": accumulate,
         }
+        out = _default_out(out, placement)
         if placement is None:
             result = _run_local(
                 built,
@@ -246,7 +256,17 @@ def real_command(
             typer.echo(f"what was measured until then is in {out}", err=True)
         raise typer.Exit(code=1) from None
     if result is not None:
-        _print_summary(result.summary, out)
+        _print_summary(result.summary, out, result.config.get("placement"))
+
+
+def _default_out(out: Path | None, placement: Any) -> Path | None:
+    """``out``, or (once the arguments are checked) a new directory on the rank that writes
+    the run: ``results/real``, else the first free ``results/real-N``."""
+    if out is not None or (placement is not None and placement.rank != 0):
+        return out
+    from runs import new_run_directory
+
+    return new_run_directory(DEFAULT_OUT)
 
 
 def _run_testbed(spec: str, nproc: int | None, options: list[str]) -> int:
@@ -350,7 +370,27 @@ _SUMMARY_ROWS = (
 )
 
 
-def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
+def ran_on(placement: dict[str, Any]) -> str:
+    """What a real run ran on, from its ``config.placement`` (not the topology's links, which
+    only the simulator and the testbed have).
+
+    Examples
+    --------
+    >>> from real.placement import placement_record
+    >>> ran_on(placement_record(4, 4, "local"))
+    '1 node x 4 processes (local launcher) over loopback'
+    """
+    nodes, per_node = placement["nodes"], placement["processes_per_node"]
+    return (
+        f"{nodes} node{'s' if nodes != 1 else ''} x {per_node} process"
+        f"{'es' if per_node != 1 else ''} ({placement['launcher']} launcher) over "
+        f"{placement['links']}"
+    )
+
+
+def _print_summary(
+    summary: dict[str, Any], out: Path | None, placement: dict[str, Any] | None = None
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -365,6 +405,8 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         table.add_row(label, shown)
     console = Console()
     console.print(table)
+    if placement:
+        console.print(f"ran on {ran_on(placement)}", soft_wrap=True)
     if out is not None:
         console.print(f"run written to [bold]{out}[/bold]")
 

@@ -20,7 +20,7 @@ import topologies
 from real import rendezvous
 from real.devices import resolve_backend
 from real.handin import gather
-from real.placement import LaunchError, Placement
+from real.placement import LaunchError, Placement, placement_record
 from real.progress import RunProgress
 from real.rank import RankOptions, run_rank
 from real.results import assemble, interruption, stopped_by_interrupt
@@ -62,6 +62,9 @@ def run_launched(
     config = {"backend": f"real-{resolved}", **setup.config()}
     if topology is not None:  # as sim records it
         config["topology"] = topologies.record(topology)
+    config["placement"] = placement_record(
+        setup.world_size, placement.local_world_size, placement.launcher
+    )
     collector = placement.rank == 0
     writer = RunWriter(out, config) if out is not None and collector else None
     outcome: dict[str, Any] = {}

@@ -38,7 +38,7 @@ import workloads
 from real import rendezvous
 from real.devices import resolve_backend
 from real.handin import gather
-from real.placement import LaunchError, Placement
+from real.placement import LaunchError, Placement, placement_record
 from real.pool import shared_pool
 from real.progress import RunProgress
 from real.rank import RankOptions
@@ -174,6 +174,7 @@ def run(
     config = {"backend": f"real-{resolved}", **setup.config()}
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
+    config["placement"] = placement_record(nproc, nproc, "local")
     options = RankOptions(backend=resolved, portable=portable, timeout=timeout, silence=silence)
     signals = _Signals()
     with interrupts(signals.take):

@@ -29,8 +29,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DEFAULT_PORT", "LaunchError", "Placement", "first_host"]
+__all__ = ["DEFAULT_PORT", "LaunchError", "Placement", "first_host", "placement_record"]
 
 #: The rendezvous port when a SLURM job does not set ``MASTER_PORT`` (torchrun's default).
 DEFAULT_PORT = 29500
@@ -58,6 +59,29 @@ def first_host(nodelist: str) -> str:
     if ranges is None:
         return prefix
     return prefix + ranges.split(",")[0].split("-")[0]
+
+
+#: What the ranks' messages crossed, by launcher: the local launcher's and one node's ranks
+#: talk over loopback, whatever the topology's links say; the testbed's over its emulated
+#: links; a cluster's over its network.
+_LINKS = {"local": "loopback", "testbed": "the testbed's emulated links"}
+
+
+def placement_record(world_size: int, per_node: int, launcher: str) -> dict[str, Any]:
+    """Where a real run ran, for its ``run.json`` (``config.placement``) and its summary:
+    nodes x processes per node, the launcher (``local``, ``torchrun``, ``slurm``,
+    ``testbed``) and the links its messages crossed.
+
+    Examples
+    --------
+    >>> placement_record(4, 4, "local")
+    {'nodes': 1, 'processes_per_node': 4, 'launcher': 'local', 'links': 'loopback'}
+    >>> placement_record(16, 8, "torchrun")["links"], placement_record(3, 1, "testbed")["nodes"]
+    ("the cluster's network", 3)
+    """
+    nodes = -(-world_size // max(per_node, 1))
+    links = _LINKS.get(launcher, "loopback" if nodes == 1 else "the cluster's network")
+    return {"nodes": nodes, "processes_per_node": per_node, "launcher": launcher, "links": links}
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:

@@ -22,6 +22,7 @@ from runs.schema import (
     TOPOLOGY_FILE,
     TRACE_FILE,
     check_out,
+    new_run_directory,
     row,
 )
 from runs.trace import Trace
@@ -39,6 +40,7 @@ __all__ = [
     "TRACE_FILE",
     "Trace",
     "check_out",
+    "new_run_directory",
     "row",
     "gradient_times",
     "read_metrics",

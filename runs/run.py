@@ -16,6 +16,7 @@ import pandas as pd
 
 from runs.schema import COLUMNS, COMPUTE_FILE, METRICS_FILE, RUN_FILE
 from runs.trace import Trace
+from runs.writer import RunWriter
 
 __all__ = ["RunResult", "gradient_times", "read_metrics", "read_record", "summarize"]
 
@@ -67,8 +68,6 @@ class RunResult:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``run.json`` and ``metrics.parquet`` into ``directory`` (created if needed)."""
-        from runs.writer import RunWriter
-
         writer = RunWriter(directory, self.config)
         writer.finish(self)
         return writer.directory

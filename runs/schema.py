@@ -29,6 +29,7 @@ __all__ = [
     "TOPOLOGY_FILE",
     "TRACE_FILE",
     "check_out",
+    "new_run_directory",
     "row",
 ]
 
@@ -59,6 +60,31 @@ def check_out(out: Any) -> Path | None:
     if not isinstance(out, str | os.PathLike) or not os.fspath(out):
         raise TypeError(f"out={out!r} must be a directory path (a str or a pathlib.Path), or None")
     return Path(out)
+
+
+def new_run_directory(default: str | os.PathLike[str]) -> Path:
+    """A command's default run directory that never holds an earlier run: ``default`` when
+    nothing is there, else the first free of ``default-2``, ``default-3`` ... It is made
+    here (claimed: two runs started at once get two directories).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> [new_run_directory(root / "real").name for _ in range(3)]
+    ['real', 'real-2', 'real-3']
+    """
+    base = Path(default)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        path = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            number += 1
+            continue
+        return path
 
 
 #: Every rank's compute seconds per gradient, in every finished run: ``rank``, ``gradient``

@@ -7,14 +7,13 @@ import platform
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from runs.schema import COMPUTE_FILE, METRICS_FILE, RUN_FILE, TRACE_FILE, check_out
 
 if TYPE_CHECKING:
-    from runs.run import RunResult
     from runs.trace import Trace
 
 __all__ = ["RunWriter", "versions"]
@@ -29,6 +28,16 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+class Finished(Protocol):
+    """What :meth:`RunWriter.finish` writes of a run (a :class:`runs.RunResult`), named here
+    so that the writer does not depend on the result, which is saved by it."""
+
+    summary: dict[str, Any]
+    metrics: pd.DataFrame
+    compute: pd.DataFrame | None
+    trace: Trace | None
 
 
 class RunWriter:
@@ -96,7 +105,7 @@ class RunWriter:
             self._write_metrics(pd.DataFrame(rows))
             self._last_flush = now
 
-    def finish(self, result: RunResult) -> None:
+    def finish(self, result: Finished) -> None:
         self._write_metrics(result.metrics)
         if result.compute is not None:
             result.compute.to_csv(self.directory / COMPUTE_FILE, index=False)

@@ -70,12 +70,18 @@ class Runtime(Protocol):
         ...
 
 
-def _seconds(value: Any, name: str, positive: bool = False) -> float:
+#: Why a zero is refused where seconds must be positive, by what they are.
+_ZERO = {
+    "sleep": "a sleep of 0 would poll at one simulated instant forever",
+    "timeout": "a timeout of 0 fails before any operation can finish; yield the handle "
+    "itself to wait without a limit",
+}
+
+
+def _seconds(value: Any, name: str, positive: bool = False, what: str = "sleep") -> float:
     low = 0.0 if positive else -1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
-        bound = (
-            "> 0 (a sleep of 0 would poll at one simulated instant forever)" if positive else ">= 0"
-        )
+        bound = f"> 0 ({_ZERO[what]})" if positive else ">= 0"
         raise ValueError(f"{name}={value!r} must be a number of seconds {bound}")
     if not positive and value < 0:
         raise ValueError(f"{name}={value!r} must be a number of seconds >= 0")
@@ -207,7 +213,7 @@ class RoleContext:
         ``studies.check(..., exact=False)``."""
         if not isinstance(handle, Handle):
             raise TypeError(f"timeout takes a handle from a communicator call, got {handle!r}")
-        limit = _seconds(seconds, "seconds", positive=True)
+        limit = _seconds(seconds, "seconds", positive=True, what="timeout")
 
         def first(result: tuple[int, Any]) -> Any:
             index, value = result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from strategies.base import Strategy
-from strategies.specs import parse_spec
+from strategies.specs import check_arguments, did_you_mean, parse_spec
 
 __all__ = ["register", "get", "names", "strategy_class"]
 
@@ -46,8 +46,9 @@ def strategy_class(name: str) -> type[Strategy]:
     try:
         return _REGISTRY[name]
     except KeyError:
+        hint = did_you_mean(name, names()) or ";"
         raise ValueError(
-            f"strategy {name!r} is unknown; use one of: {', '.join(names())}"
+            f"strategy {name!r} is unknown{hint} use one of: {', '.join(names())}"
         ) from None
 
 
@@ -64,7 +65,11 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
     >>> get("allredce")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: strategy 'allredce' is unknown; use one of: allreduce, ...
+    ValueError: strategy 'allredce' is unknown; did you mean 'allreduce'? use one of: allreduce, ...
+    >>> get("local_sgd:perod=3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy 'local_sgd' has no argument 'perod'; did you mean 'period'? (valid: ...)
     """
     if isinstance(name, Strategy):
         return name
@@ -82,4 +87,6 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
                 "give each once"
             )
         options = {**given, **options}
-    return strategy_class(name)(**options)
+    cls = strategy_class(name)
+    check_arguments(f"strategy {name!r}", cls, options)
+    return cls(**options)

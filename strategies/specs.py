@@ -7,9 +7,12 @@ Values read as the command line reads them: ``8`` is an int, ``0.5`` a float, ``
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["parse_spec", "spec_value"]
+__all__ = ["check_arguments", "did_you_mean", "parse_spec", "spec_value"]
 
 
 def spec_value(text: str) -> Any:
@@ -59,3 +62,43 @@ def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
     if not name.strip():
         raise ValueError(f"{what}: {spec!r} has no name; e.g. 'allreduce' or 'local_sgd:period=8'")
     return name.strip(), options
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``valid`` to a mistyped ``name``
+    (:func:`difflib.get_close_matches`), or ``""`` when none is close.
+
+    Examples
+    --------
+    >>> did_you_mean("perod", ["period", "warmup"]), did_you_mean("zzz", ["period"])
+    ("; did you mean 'period'?", '')
+    """
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_arguments(what: str, fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Refuse an option ``fn`` (a class or a builder) has no parameter for, before calling it,
+    with the closest parameter's name (a constructor's own ``TypeError`` names none).
+
+    Examples
+    --------
+    >>> from strategies.local_sgd import LocalSGD
+    >>> check_arguments("strategy 'local_sgd'", LocalSGD, {"perod": 3})
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy 'local_sgd' has no argument 'perod'; did you mean 'period'? (valid: period, warmup, initial_period, compression, algorithm)
+    """
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read: the call itself will say
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [n for n, p in parameters.items() if p.kind is not p.VAR_POSITIONAL]
+    for key in options:
+        if key not in valid:
+            raise ValueError(
+                f"{what} has no argument {key!r}{did_you_mean(key, valid)} "
+                f"(valid: {', '.join(valid)})"
+            )

@@ -5,8 +5,8 @@ A study is a file (:func:`load_experiment`: TOML or a dict, validated), run once
 (:func:`run_experiment`, on ``sim`` or ``real``) or swept (:func:`run_sweep`: resumable, on
 local processes or a Dask cluster); :func:`load` reads run directories into one table, which
 the figures of :mod:`studies.plot` draw. :func:`check` runs a strategy on both backends and
-reports where they differ; :func:`run_demo` is the file-free quick look behind
-``commsim demo``.
+reports where they differ. The quick start (``make demo``) is a sweep:
+``commsim sweep examples/sweep_bandwidth.toml``.
 
 The names are imported on first use, so that ``commsim --help`` (``studies.cli``) starts
 without torch, pandas and matplotlib; :func:`load` alone is imported here (its module
@@ -24,38 +24,33 @@ from studies.load import load
 
 if TYPE_CHECKING:
     from studies.conformance import Conformance, check
-    from studies.demo import DemoStudy, run_demo, summary_table
     from studies.experiment import Experiment, ExperimentError, load_experiment, run_experiment
     from studies.plot import comparison
-    from studies.sweep import SweepResult, run_sweep
+    from studies.sweep import SweepError, SweepResult, run_sweep
 
 __all__ = [
     "Conformance",
-    "DemoStudy",
     "Experiment",
     "ExperimentError",
+    "SweepError",
     "SweepResult",
     "check",
     "comparison",
     "load",
     "load_experiment",
-    "run_demo",
     "run_experiment",
     "run_sweep",
-    "summary_table",
 ]
 
 _LAZY = {
     "Conformance": "studies.conformance",
     "check": "studies.conformance",
-    "DemoStudy": "studies.demo",
-    "run_demo": "studies.demo",
-    "summary_table": "studies.demo",
     "Experiment": "studies.experiment",
     "ExperimentError": "studies.experiment",
     "load_experiment": "studies.experiment",
     "run_experiment": "studies.experiment",
     "comparison": "studies.plot",
+    "SweepError": "studies.sweep",
     "SweepResult": "studies.sweep",
     "run_sweep": "studies.sweep",
 }

@@ -7,8 +7,8 @@ submitted has started.
 
 * ``"local"`` with one job: :class:`InProcessExecutor`, the runs one after another in this
   process (no start-up cost; a debugger works);
-* ``"local"`` with ``jobs=N``: :class:`LocalExecutor`, ``N`` worker processes started with
-  ``spawn`` (torch is not fork-safe once its threads exist);
+* ``"local"`` with ``jobs=N``: :class:`LocalExecutor`, ``N`` worker processes, forked on
+  Linux (so a plain script needs no ``__main__`` guard; see :func:`start_method`);
 * ``"dask://HOST:PORT"``: :class:`DaskExecutor`, the workers of a ``distributed`` scheduler
   (``pip install 'commsim[dask]'``); they write the run directories themselves, so the sweep's
   directory must be on a file system they share.
@@ -59,12 +59,17 @@ __all__ = [
     "LocalExecutor",
     "check_executor",
     "make_executor",
+    "mark_interrupted",
     "one_line",
     "record_failure",
     "run_point",
+    "start_method",
 ]
 
 DASK_HINT = "pip install 'commsim[dask]'"
+#: Seconds a stopped worker has to end (a real run in it writes what it measured) before
+#: it is killed.
+ABORT_GRACE = 10.0
 
 
 class ExecutorError(ValueError):
@@ -118,8 +123,11 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_point(experiment: Experiment, directory: str) -> dict[str, Any]:
-    """Run one experiment (a sweep point) into ``directory``, on one torch thread.
+def run_point(
+    experiment: Experiment, directory: str, imports: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run one experiment (a sweep point) into ``directory``, on one torch thread, once the
+    modules ``imports`` (a user's strategies, :mod:`studies.plugins`) are imported here.
 
     A failed run does not raise: its run directory records the error (written here when the
     run failed before its own record was started), and so does the outcome.
@@ -131,12 +139,14 @@ def run_point(experiment: Experiment, directory: str) -> dict[str, Any]:
         ``summary`` (the run's summary) and ``wall_s`` (seconds it took).
     """
     from studies.experiment import run_experiment
+    from studies.plugins import import_modules
 
     path = Path(directory)
     if path.exists():  # an earlier attempt that failed or was cut short: start afresh
         shutil.rmtree(path)
     start = time.perf_counter()
     try:
+        import_modules(imports)  # already imported in a forked worker: nothing to do
         with _one_torch_thread():
             result = run_experiment(experiment, path)
     except Exception as exc:
@@ -168,6 +178,42 @@ def record_failure(path: Path, experiment: Experiment, exc: BaseException) -> No
             return
     record = {"experiment": experiment.to_dict(), "experiment_key": experiment.key()}
     RunWriter(path, config={}, record=record).fail([], exc)
+
+
+def mark_interrupted(path: Path, experiment: Experiment | None, said: str) -> dict[str, Any]:
+    """Make the ``run.json`` of a run that its sweep's interrupt cut short say so, and return
+    it: a record left ``running`` (its worker was stopped before it could write) becomes
+    ``interrupted``, one that says how the run ended (``finished``, ``failed``,
+    ``interrupted``) is kept, and a run that wrote nothing gets an ``interrupted`` record.
+    ``said``: the error to record (``"KeyboardInterrupt: ..."``)."""
+    import json
+
+    from runs import RUN_FILE, RunWriter
+
+    file = path / RUN_FILE
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, ValueError):
+        record = None
+    if isinstance(record, dict) and record.get("status") not in (None, "running"):
+        return record
+    if isinstance(record, dict):
+        record.update(status="interrupted", error=said)
+        tmp = path / (RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2, default=str, allow_nan=True) + "\n")
+        tmp.replace(file)
+        return record
+    extra = (
+        {}
+        if experiment is None
+        else {
+            "experiment": experiment.to_dict(),
+            "experiment_key": experiment.key(),
+        }
+    )
+    reason = said.removeprefix("KeyboardInterrupt:").strip()
+    RunWriter(path, config={}, record=extra).fail([], KeyboardInterrupt(reason))
+    return {"status": "interrupted", "error": f"KeyboardInterrupt: {reason}"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,24 +267,70 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def start_method() -> str:
+    """How :class:`LocalExecutor` starts its workers: ``"fork"`` where that is safe, else
+    ``"spawn"``.
+
+    ``spawn`` (and ``forkserver``, whose workers are prepared the same way) starts each
+    worker by importing the main script again: a ``run_sweep(..., jobs=2)`` at a script's
+    top level then runs again in every worker, which dies of it before running anything.
+    A forked worker imports nothing: it is a copy of this process, with everything it has
+    registered (a strategy defined in the script, modules given to ``--import``), so a
+    plain script, a notebook and ``commsim sweep`` all work, and nothing is pickled but
+    the experiment. Fork is safe here on Linux because
+
+    * the workers are forked at once, when the executor is made, before the sweep starts
+      a thread of its own (the progress bar), so no lock of ours is held across the fork;
+    * each worker sets torch to one thread before its first operation, as torch's own
+      ``DataLoader`` does in the workers it forks: torch's thread pool, which does not
+      survive a fork, is never entered (CPU ops with one thread run inline);
+    * a worker never touches a GPU: CUDA cannot be used in a forked child, so a process
+      that has initialised CUDA gets spawned workers instead.
+
+    Elsewhere (macOS, whose system libraries are not fork-safe, and Windows, which has no
+    fork) the workers are spawned: a script then needs ``if __name__ == "__main__":``, and
+    a sweep whose every run died of it raises, saying so.
+
+    Examples
+    --------
+    >>> start_method() in ("fork", "spawn")
+    True
+    """
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and cuda.is_initialized():
+        return "spawn"
+    return "fork"
+
+
 class LocalExecutor:
-    """``jobs`` worker processes on this machine (``spawn``ed; one torch thread each).
+    """``jobs`` worker processes on this machine (forked or spawned, see
+    :func:`start_method`; one torch thread each).
 
     A worker that dies (killed, out of memory) fails the calls it had; the next call gets a
     new pool. Usable as a context manager, which closes it.
     """
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, method: str | None = None) -> None:
         _check_jobs(jobs)
         self.slots = jobs
+        #: ``"fork"`` or ``"spawn"`` (:func:`start_method` unless given).
+        self.method = method or start_method()
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=self.slots,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=multiprocessing.get_context(self.method),
             initializer=_init_worker,
         )
+        if self.method == "fork":
+            # A forking pool forks every worker at its first call: make that now, while
+            # this process has no thread of the sweep's (see start_method).
+            pool.submit(int).result()
+        return pool
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         try:
@@ -249,14 +341,22 @@ class LocalExecutor:
             return self._pool.submit(fn, *args)
 
     def abort(self) -> None:
+        # The processes are known (and older Pythons have no public way to stop a running
+        # call): each is stopped, and waited for, so that the runs they leave are recorded
+        # as interrupted only once nothing writes them any more.
+        processes = list(getattr(self._pool, "_processes", {}).values())
         terminate = getattr(self._pool, "terminate_workers", None)  # Python >= 3.14
         if terminate is not None:
             terminate()
-            return
-        # Older Pythons have no public way to stop a running call; the processes are known.
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            process.terminate()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            for process in processes:
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(ABORT_GRACE)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

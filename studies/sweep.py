@@ -65,6 +65,7 @@ from studies.executors import (
     Executor,
     check_executor,
     make_executor,
+    mark_interrupted,
     one_line,
     record_failure,
     run_point,
@@ -76,6 +77,7 @@ from studies.experiment import (
     load_experiment,
     sweep_values,
 )
+from studies.plugins import import_modules
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEX_FILE",
     "RUNS_DIR",
+    "SweepError",
     "SweepResult",
     "SweepRun",
     "load_sweep",
@@ -98,8 +101,21 @@ INDEX_FILE = "sweep.json"
 #: The folder of a sweep directory that holds one run directory per key.
 RUNS_DIR = "runs"
 
-#: A run's states: waiting to run, running now, ended (with or without an error).
-STATUSES = ("pending", "running", "finished", "failed")
+#: A run's states: waiting to run, running now, ended (with or without an error), stopped
+#: by an interrupt of the sweep (its ``run.json`` says so too; a rerun of the sweep runs it).
+STATUSES = ("pending", "running", "finished", "failed", "interrupted")
+
+
+class SweepError(RuntimeError):
+    """Every run of a sweep failed: one line naming the first failed run and its error.
+
+    The sweep's directory records every run (``sweep.json``, each ``run.json``), as for a
+    sweep with some failures; :attr:`result` is what :func:`run_sweep` would have returned.
+    """
+
+    def __init__(self, message: str, result: SweepResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -371,6 +387,9 @@ class _Bar:
                 TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
                 TimeElapsedColumn(),
                 console=console,
+                # Redrawn by the sweep's own loop (see _execute): no refresh thread, so that
+                # a worker pool made again after a worker died forks no held lock.
+                auto_refresh=False,
             )
             self.task = self.progress.add_task("sweep", total=len(runs), running=0, failed=0)
 
@@ -387,7 +406,7 @@ class _Bar:
         if self.progress is None:
             return
         status = [run.status for run in self.runs]
-        done = status.count("finished") + status.count("failed")
+        done = status.count("finished") + status.count("failed") + status.count("interrupted")
         self.progress.update(
             self.task,
             completed=done,
@@ -419,12 +438,15 @@ def _script_hint() -> str:
     )
 
 
-def _outcome(run: SweepRun, future: Future[Any]) -> None:
-    """Record how ``run`` ended from its future (a lost worker is a failure, recorded too)."""
+def _outcome(run: SweepRun, future: Future[Any], spawned: bool = True) -> None:
+    """Record how ``run`` ended from its future (a lost worker is a failure, recorded too).
+    ``spawned``: its worker was started by importing the main script (not forked), which
+    may be why it was lost."""
     try:
         outcome = future.result()
     except Exception as exc:  # the worker died or was lost: the run did not end by itself
-        error = RuntimeError(f"the worker running it was lost ({one_line(exc)}){_script_hint()}")
+        hint = _script_hint() if spawned else ""
+        error = RuntimeError(f"the worker running it was lost ({one_line(exc)}){hint}")
         outcome = {"status": "failed", "error": one_line(error), "summary": {}, "wall_s": None}
         if run.experiment is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -440,13 +462,20 @@ def _outcome(run: SweepRun, future: Future[Any]) -> None:
         )
 
 
+#: Seconds between two redraws of the progress bar while no run ends.
+TICK = 0.5
+
+
 def _execute(
     todo: list[SweepRun],
     executor: Executor,
     on_end: Callable[[SweepRun], None],
     on_start: Callable[[SweepRun], None],
+    on_tick: Callable[[], None] = lambda: None,
+    imports: tuple[str, ...] = (),
 ) -> None:
-    """Run ``todo`` on ``executor``, at most ``slots`` at once, calling back as each ends."""
+    """Run ``todo`` on ``executor``, at most ``slots`` at once, calling back as each starts
+    and ends, and every :data:`TICK` seconds in between."""
     queue = deque(todo)
     running: dict[Future[Any], SweepRun] = {}
     while queue or running:
@@ -454,11 +483,14 @@ def _execute(
             run = queue.popleft()
             run.status = "running"
             on_start(run)
-            running[executor.submit(run_point, run.experiment, str(run.directory))] = run
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+            future = executor.submit(run_point, run.experiment, str(run.directory), imports)
+            running[future] = run
+        done, _ = wait(running, timeout=TICK, return_when=FIRST_COMPLETED)
+        if not done:
+            on_tick()
         for future in done:
             run = running.pop(future)
-            _outcome(run, future)
+            _outcome(run, future, spawned=getattr(executor, "method", None) == "spawn")
             on_end(run)
 
 
@@ -471,6 +503,7 @@ def run_sweep(
     overrides: Iterable[str] = (),
     progress: bool = False,
     console: Console | None = None,
+    imports: Iterable[str] = (),
 ) -> SweepResult:
     """Run every point of an experiment's sweep into ``out`` (see the module docstring).
 
@@ -491,14 +524,20 @@ def run_sweep(
         ``"section.field=value"`` strings, as ``--set`` (``sweep.seeds=[0, 1, 2]`` too).
     progress
         Show a progress bar (runs done, running, failed) on ``console``.
+    imports
+        Modules to import first, here and in each worker, that register strategies or
+        workloads the experiment names (``--import``; see :mod:`studies.plugins`).
 
     Returns
     -------
     SweepResult
-        Every run's status, error and summary; failed runs do not raise.
+        Every run's status, error and summary; failed runs do not raise, unless all did.
 
     Raises
     ------
+    SweepError
+        When every run failed (none finished, now or before): one line naming the first
+        failed run and why; the index and run directories are written as usual.
     ExperimentError
         An invalid experiment or sweep (before anything runs).
     ExecutorError
@@ -506,8 +545,11 @@ def run_sweep(
     OSError
         When ``out`` cannot be written.
     KeyboardInterrupt
-        After stopping the running runs and writing the index: run it again to resume.
+        After stopping the running runs and writing the index (where they are
+        ``interrupted``, as their ``run.json`` is): run it again to resume.
     """
+    imports = tuple(imports)
+    import_modules(imports)
     experiment = load_experiment(source, overrides)
     owned = isinstance(executor, str)
     if isinstance(executor, str):
@@ -530,15 +572,43 @@ def run_sweep(
 
     try:
         with bar.shown():
-            _execute(todo, runner, on_end=ended, on_start=lambda run: bar.update())
-    except BaseException:
+            _execute(
+                todo,
+                runner,
+                on_end=ended,
+                on_start=lambda run: bar.update(),
+                on_tick=bar.update,
+                imports=imports,
+            )
+    except BaseException as exc:
         runner.abort()
         for run in runs:
             if run.status == "running":
-                run.status = "pending"
+                _stopped(run, exc)
         _write_index(root, experiment, runs)
         raise
     finally:
         if owned:
             runner.close()
-    return SweepResult(root, runs, name=experiment.run.name)
+    result = SweepResult(root, runs, name=experiment.run.name)
+    if runs and len(result.failed) == len(runs):
+        first = result.failed[0]
+        raise SweepError(
+            f"all {len(runs)} runs of sweep {experiment.run.name!r} failed; the first, "
+            f"{first.name!r}: {first.error} (each run.json says why; {result.index} indexes them)",
+            result,
+        )
+    return result
+
+
+def _stopped(run: SweepRun, exc: BaseException) -> None:
+    """Say in the index what a run cut short by the sweep's interrupt is, as its ``run.json``
+    says it (rewriting a record its stopped worker left ``running`` as ``interrupted``)."""
+    _keep_finished(run)  # it ended just before the interrupt was seen
+    if run.status == "finished":
+        return
+    said = one_line(exc) if str(exc) else "KeyboardInterrupt: the sweep was interrupted"
+    record = mark_interrupted(run.directory, run.experiment, said)
+    run.status = str(record.get("status", "interrupted"))
+    run.error = record.get("error") or said
+    run.reused = False

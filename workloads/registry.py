@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -52,8 +53,17 @@ def builder(name: str) -> Callable[..., Workload]:
     'mlp_digits'
     """
     if name not in _BUILDERS:
-        raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(names())}")
+        raise ValueError(
+            f"unknown workload {name!r}{_did_you_mean(name, names()) or ';'} choose one of "
+            f"{', '.join(names())}"
+        )
     return _BUILDERS[name]
+
+
+def _did_you_mean(name: str, valid: Any) -> str:
+    # As strategies.specs.did_you_mean (workloads do not depend on strategies).
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def get(name: str, **kwargs: Any) -> Workload:
@@ -65,7 +75,11 @@ def get(name: str, **kwargs: Any) -> Workload:
     Workload(name='mlp_digits', batch_size=32, partition='dirichlet(alpha=0.5)', ...)
     >>> get("mlp_digit")
     Traceback (most recent call last):
-    ValueError: unknown workload 'mlp_digit'; choose one of cnn_digits, custom, ...
+    ValueError: unknown workload 'mlp_digit'; did you mean 'mlp_digits'? choose one of cnn_digits, ...
+    >>> get("mlp_digits", batch_sise=8)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown argument batch_sise for workload 'mlp_digits'; did you mean 'batch_size'? (valid: ...)
     """
     build = builder(name)
     params = inspect.signature(build).parameters
@@ -73,8 +87,8 @@ def get(name: str, **kwargs: Any) -> Workload:
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
             raise ValueError(
-                f"unknown argument(s) {', '.join(unknown)} for workload {name!r}; "
-                f"valid: {', '.join(params)}"
+                f"unknown argument {unknown[0]} for workload {name!r}"
+                f"{_did_you_mean(unknown[0], params)} (valid: {', '.join(params)})"
             )
     workload = build(**kwargs)
     workload.spec = {"name": name, **{k: _describe(v) for k, v in kwargs.items()}}

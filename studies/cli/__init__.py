@@ -1,6 +1,6 @@
 """The ``commsim`` command line: one Typer app with a sub-command per job.
 
-Sub-apps live in sibling modules (``topo.py``, ``demo.py`` ...) and are registered here, so
+Sub-apps live in sibling modules (``topo.py``, ``sweep.py`` ...) and are registered here, so
 that each stays small and ``commsim --help`` lists them all.
 """
 
@@ -11,7 +11,6 @@ import typer
 from real.cli import real_command
 from real.testbed.cli import app as testbed_app
 from studies.cli.calibrate import calibrate_command
-from studies.cli.demo import demo
 from studies.cli.plot import plot
 from studies.cli.run import run_command
 from studies.cli.sweep import sweep_command
@@ -28,7 +27,6 @@ app = typer.Typer(
 )
 app.add_typer(topo_app, name="topo")
 app.add_typer(testbed_app, name="testbed")
-app.command()(demo)
 app.command(name="run")(run_command)
 app.command(name="sweep")(sweep_command)
 app.command()(plot)

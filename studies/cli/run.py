@@ -31,7 +31,10 @@ def run_command(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory; default results/<run.name>."),
+        typer.Option(
+            help="Run directory; default results/<run.name>, or results/<run.name>-2, -3 ... "
+            "when taken (an earlier run is never overwritten)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -44,14 +47,27 @@ def run_command(
         str, typer.Option(help="sim (simulated time) or real (one local process per host).")
     ] = "sim",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            help="Module to import first (repeatable): one that registers your own strategy "
+            "or workload, which the file can then name, e.g. 'my_strategies'.",
+        ),
+    ] = None,
 ) -> None:
     """Run one experiment: write its run directory and print a summary table."""
     from studies.experiment import ExperimentError, load_experiment, run_experiment
+    from studies.plugins import import_modules
     from studies.report import summary_table
 
     console = Console()
     if backend not in ("sim", "real"):
         _fail(console, f"--backend {backend!r}: use sim or real")
+    try:
+        import_modules(imports or ())
+    except ExperimentError as exc:
+        _fail(console, str(exc))
     try:
         experiment = load_experiment(file, set_ or ())
     except ExperimentError as exc:
@@ -63,16 +79,33 @@ def run_command(
             f"{file} has a [sweep]: run it with `commsim sweep {file} --out DIR`, or run "
             "one point from a copy of the file without its [sweep] section",
         )
-    directory = out if out is not None else Path("results") / slug(experiment.run.name)
+    if out is not None:
+        directory = out
+    else:
+        from runs import new_run_directory
+
+        try:
+            directory = new_run_directory(Path("results") / slug(experiment.run.name))
+        except OSError as exc:
+            _fail(console, f"results/: {exc.strerror or exc}; give --out a writable directory")
     if backend == "real":
         from studies.experiment import sim_only_fields
 
         ignored = sim_only_fields(experiment)
         if ignored:
             console.print(f"[yellow]note:[/yellow] the real backend ignores {', '.join(ignored)}")
+    # What the run will run on: the simulated network, or local processes over loopback
+    # (the topology then only names the ranks' nodes and neighbours, not their links).
+    where = (
+        _describe_topology(experiment)
+        if backend == "sim"
+        else f"{_hosts(experiment)} local processes over loopback (not the "
+        "topology's links: those are simulated only)"
+    )
     console.print(
-        f"[bold]{experiment.run.name}[/bold]: {experiment.strategy.name} on "
-        f"{_describe_topology(experiment)}, {experiment.run.steps} steps ({backend})"
+        f"[bold]{experiment.run.name}[/bold]: {experiment.strategy.name} on {where}, "
+        f"{experiment.run.steps} steps ({backend})",
+        soft_wrap=True,
     )
     try:
         with warnings.catch_warnings():
@@ -89,6 +122,14 @@ def run_command(
         raise typer.Exit(1) from None
     console.print(summary_table(result, title=experiment.run.name))
     console.print(f"run written to [bold]{directory}[/bold]")
+
+
+def _hosts(experiment: object) -> int:
+    import topologies
+    from studies.experiment import Experiment
+
+    assert isinstance(experiment, Experiment)
+    return len(topologies.hosts(experiment.graph()))
 
 
 def _describe_topology(experiment: object) -> str:

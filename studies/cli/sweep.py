@@ -53,6 +53,14 @@ def sweep_command(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            help="Module to import first (repeatable): one that registers your own strategy "
+            "or workload, which the file can then name, e.g. 'my_strategies'.",
+        ),
+    ] = None,
     figures: Annotated[
         bool,
         typer.Option(
@@ -70,7 +78,7 @@ def sweep_command(
     """
     from studies.executors import ExecutorError
     from studies.experiment import ExperimentError
-    from studies.sweep import run_sweep
+    from studies.sweep import SweepError, run_sweep
 
     console = Console()
     try:
@@ -82,14 +90,24 @@ def sweep_command(
             overrides=set_ or (),
             progress=progress,
             console=console,
+            imports=imports or (),
         )
     except ExperimentError as exc:
+        if str(exc).startswith("--import"):
+            _fail(console, str(exc))
         # A file's own problems (missing, not TOML) already name it.
         _fail(console, str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}")
     except ExecutorError as exc:
         _fail(console, str(exc))
     except OSError as exc:
         _fail(console, f"--out {out}: {exc.strerror or exc}; choose a writable directory")
+    except SweepError as exc:  # every run failed: the first says why (each run.json too)
+        console.print(sweep_table(exc.result))
+        console.print(
+            f"[red]error:[/red] {escape(str(exc))}; run the same command again to retry them",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print(
             f"[red]interrupted[/red]: finished runs are kept in {out}; "
@@ -105,7 +123,15 @@ def sweep_command(
         soft_wrap=True,
     )
     if figures and result.finished:
-        _draw_figures(console, result, out / "figures")
+        try:
+            _draw_figures(console, result, out / "figures")
+        except KeyboardInterrupt:
+            console.print(
+                f"[red]interrupted[/red] while drawing the figures: every run is kept in {out}; "
+                "run the same command again to draw them",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
     failed = result.failed
     if failed:
         for run in failed:
@@ -146,9 +172,11 @@ def sweep_table(result: SweepResult) -> Table:
     table.add_column("loss", justify="right", no_wrap=True)
     table.add_column("to target (s)", justify="right", no_wrap=True)
     for run in result.runs:
-        status = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]"}.get(
-            run.status, run.status
-        )
+        status = {
+            "finished": "[green]finished[/green]",
+            "failed": "[red]failed[/red]",
+            "interrupted": "[yellow]interrupted[/yellow]",
+        }.get(run.status, run.status)
         if run.reused:
             status = "[green]kept[/green]"
         table.add_row(

@@ -56,6 +56,14 @@ def busy_port():
         (["--backend", "mpi"], {}, "backend 'mpi' is unknown; use one of auto, gloo, nccl"),
         (["--strategy", "local_sgd:period"], {}, "--strategy: bad item 'period'"),
         (["--strategy", "allredce"], {}, "allredce"),
+        # A typo in a name or an option is answered with the closest one (issue 22).
+        (["--strategy", "local_sg"], {}, "'local_sg' is unknown; did you mean 'local_sgd'?"),
+        (
+            ["--strategy", "local_sgd:perod=3"],
+            {},
+            "strategy 'local_sgd' has no argument 'perod'; did you mean 'period'?",
+        ),
+        (["--workload", "mlp_digit"], {}, "'mlp_digit'; did you mean 'mlp_digits'?"),
         (["--strategy", "local_sgd:period=0"], {}, "period=0"),
         (["--workload", "mnist_huge"], {}, "mnist_huge"),
         (["--optimizer", "sgd:lr=-1"], {}, "lr"),
@@ -91,3 +99,54 @@ def test_python_dash_m_real_has_help():
     assert result.exit_code == 0
     for option in ("--nproc", "--backend", "--strategy", "--portable", "--import"):
         assert option in result.output
+
+
+def test_two_runs_without_out_get_a_directory_each(tmp_path, monkeypatch):
+    """Both went to results/real, the second overwriting the first without a word."""
+    monkeypatch.chdir(tmp_path)
+    args = ["real", "--nproc", "2", "--strategy", "allreduce", *RUN]
+    outputs = [CliRunner().invoke(app, [*args, "--seed", str(seed)]) for seed in (0, 1)]
+    for done in outputs:
+        assert done.exit_code == 0, done.output
+    first, second = tmp_path / "results" / "real", tmp_path / "results" / "real-2"
+    assert "run written to results/real\n" in outputs[0].output.replace("\n\n", "\n")
+    assert "run written to results/real-2" in outputs[1].output
+    seeds = [json.loads((d / "run.json").read_text())["config"]["seed"] for d in (first, second)]
+    assert seeds == [0, 1]
+
+
+def test_bad_input_without_out_leaves_no_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["real", *RUN, "--strategy", "allredce"])
+    assert done.exit_code == 2
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_run_records_and_says_where_it_ran(tmp_path):
+    """run.json had no placement, and the summary named no network but the topology's."""
+    args = ["real", "--nproc", "2", "--strategy", "allreduce", *RUN, "--out", str(tmp_path)]
+    done = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert done.exit_code == 0, done.output
+    placement = json.loads((tmp_path / "run.json").read_text())["config"]["placement"]
+    assert placement == {
+        "nodes": 1,
+        "processes_per_node": 2,
+        "launcher": "local",
+        "links": "loopback",
+    }
+    assert "ran on 1 node x 2 processes (local launcher) over loopback" in done.output
+
+
+def test_a_launched_run_records_its_launchers_placement():
+    from real.placement import Placement, placement_record
+
+    env = {"RANK": "0", "WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8", "MASTER_ADDR": "n0"}
+    placement = Placement.from_env(env)
+    assert placement_record(16, placement.local_world_size, placement.launcher) == {
+        "nodes": 2,
+        "processes_per_node": 8,
+        "launcher": "torchrun",
+        "links": "the cluster's network",
+    }
+    testbed = placement_record(3, 1, "testbed")
+    assert (testbed["nodes"], testbed["links"]) == (3, "the testbed's emulated links")

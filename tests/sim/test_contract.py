@@ -309,6 +309,21 @@ def test_a_zero_length_sleep_is_refused_and_a_zero_wait_poll_is_named():
         run(PollsWithZeroWaits(), "quadratic", graph, steps=1)
 
 
+class TimesOutZero(Strategy):
+    name = "times_out_zero_test_only"
+
+    def worker(self, w):
+        yield w.timeout(w.comm.all_reduce(torch.ones(4)), 0)
+
+
+def test_a_zero_timeout_is_refused_as_a_timeout_not_a_sleep():
+    with pytest.raises(ValueError) as refused:
+        run(TimesOutZero(), "quadratic", topologies.star(2), steps=1)
+    message = str(refused.value)
+    assert "seconds=0 must be a number of seconds > 0 (a timeout of 0 fails before" in message
+    assert "sleep" not in message
+
+
 class BroadcastsIntoParameters(Strategy):
     """A parameter is a buffer for an in-place collective, as on gloo."""
 

@@ -116,7 +116,13 @@ def test_a_sweep_writes_a_run_directory_per_key_and_an_index(tmp_path):
         assert (run.directory / "metrics.parquet").is_file()
 
     index = json.loads((tmp_path / INDEX_FILE).read_text())
-    assert index["counts"] == {"pending": 0, "running": 0, "finished": 4, "failed": 0}
+    assert index["counts"] == {
+        "pending": 0,
+        "running": 0,
+        "finished": 4,
+        "failed": 0,
+        "interrupted": 0,
+    }
     first = index["runs"][0]
     assert first["name"] == "lr strategy=allreduce seed=0"
     assert first["values"] == {"strategy": {"name": "allreduce"}, "run.seed": 0}
@@ -424,3 +430,237 @@ def test_an_index_that_is_not_a_sweeps_is_one_line(tmp_path, index, reason):
     with pytest.raises(ValueError, match=r"sweep.json is not a sweep's index \(") as caught:
         load_sweep(tmp_path)
     assert reason in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Found by a newcomer study (issue 22)
+
+#: A script as the README writes it: run_sweep(jobs=2) at its top level, no __main__ guard,
+#: and a strategy of its own, registered in the script.
+PLAIN_SCRIPT = """
+import json, sys
+import strategies, studies
+from strategies import AllReduceSGD
+
+@strategies.register
+class ScriptAllReduce(AllReduceSGD):
+    name = "script_allreduce"
+
+sweep = studies.run_sweep(
+    {"run": {"name": "plain", "steps": 4, "eval_every": 2}, "workload": "quadratic",
+     "topology": "ring:n=2", "strategy": "script_allreduce", "sweep": {"seeds": [0, 1]}},
+    sys.argv[1],
+    jobs=2,
+)
+print(json.dumps([[run.status, run.error] for run in sweep.runs]))
+"""
+
+
+def test_a_sweep_with_jobs_runs_from_a_script_without_a_main_guard(tmp_path):
+    """Spawned workers import the script again, run its run_sweep again and die: every run
+    failed. Forked workers import nothing, and know the script's own strategy."""
+    script = tmp_path / "my_study.py"
+    script.write_text(PLAIN_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [["finished", None], ["finished", None]]
+    for run in load_sweep(tmp_path / "out").runs:
+        assert record(run.directory)["config"]["strategy"]["name"] == "script_allreduce"
+
+
+#: Every point fails once running: a server leaves no worker on two ranks.
+ALL_FAILING = {
+    "run": {"name": "ps", "steps": 3, "eval_every": 3},
+    "workload": "quadratic",
+    "topology": "ring:n=2",
+    "strategy": {"name": "parameter_server", "servers": 2},
+    "sweep": {"seeds": [0, 1]},
+}
+
+
+def test_a_sweep_whose_runs_all_failed_raises_with_the_first_failure(tmp_path):
+    from studies.sweep import SweepError
+
+    with pytest.raises(SweepError) as raised:
+        run_sweep(ALL_FAILING, tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("all 2 runs of sweep 'ps' failed; the first, 'ps seed=0': ")
+    assert "ExperimentError: strategy.servers: servers=2 leaves no worker" in message
+    # Still recorded as a sweep with failures is.
+    assert [run.status for run in load_sweep(tmp_path).runs] == ["failed", "failed"]
+    assert [run.status for run in raised.value.result.runs] == ["failed", "failed"]
+    # One run finished (now or before): the others' failures do not raise.
+    mixed = run_sweep(FAILING, tmp_path / "mixed")
+    assert [run.status for run in mixed.runs] == ["finished", "failed"]
+
+
+def test_the_command_says_in_one_line_that_every_run_failed(tmp_path):
+    file = toml(ALL_FAILING, tmp_path / "ps.toml")
+    done = cli([file, "--out", tmp_path / "out", "--no-progress"])
+    assert done.exit_code == 1, done.output
+    assert "Traceback" not in done.output
+    assert "error: all 2 runs of sweep 'ps' failed; the first, 'ps seed=0': " in done.output
+
+
+def test_an_interrupted_run_is_interrupted_in_run_json_and_sweep_json_and_resumes(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C in the second run: its run.json said "interrupted" (RunWriter) while sweep.json
+    said "pending". Both say "interrupted" now, and the sweep run again finishes it."""
+    from runs.writer import RunWriter
+
+    flush = RunWriter.flush
+    calls = {"runs": 0}
+    started = RunWriter.__init__
+
+    def init(self, *args, **kwargs):
+        calls["runs"] += 1
+        started(self, *args, **kwargs)
+
+    def interrupting(self, rows, force=False):
+        if calls["runs"] == 2:
+            raise KeyboardInterrupt
+        flush(self, rows, force)
+
+    monkeypatch.setattr(RunWriter, "__init__", init)
+    monkeypatch.setattr(RunWriter, "flush", interrupting)
+    experiment = {**SWEEP, "sweep": {"seeds": [0, 1, 2]}}
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(experiment, tmp_path)
+    index = load_sweep(tmp_path)
+    assert [run.status for run in index.runs] == ["finished", "interrupted", "pending"]
+    second = index.runs[1]
+    assert record(second.directory)["status"] == "interrupted"
+    assert second.error == record(second.directory)["error"]
+    counts = json.loads((tmp_path / INDEX_FILE).read_text())["counts"]
+    assert counts["interrupted"] == 1 and counts["pending"] == 1
+
+    monkeypatch.setattr(RunWriter, "flush", flush)
+    again = run_sweep(experiment, tmp_path)
+    assert [run.status for run in again.runs] == ["finished"] * 3
+    assert [run.reused for run in again.runs] == [True, False, False]
+
+
+def test_a_stopped_worker_leaves_its_run_interrupted_in_both_records(tmp_path):
+    """A worker stopped by the sweep's interrupt cannot write: its run.json, left "running",
+    is made to say "interrupted", as sweep.json does."""
+    from studies.executors import mark_interrupted
+    from studies.sweep import SweepRun, _stopped
+
+    experiment = load_experiment({key: value for key, value in SWEEP.items() if key != "sweep"})
+    directory = tmp_path / "runs" / "k"
+    from runs import RunWriter
+
+    RunWriter(directory, config={"backend": "sim"})  # what a worker stopped mid-run leaves
+    run = SweepRun("k", "n", {}, directory, status="running", experiment=experiment)
+    _stopped(run, KeyboardInterrupt())
+    assert run.status == "interrupted" == record(directory)["status"]
+    assert run.error == record(directory)["error"] == "KeyboardInterrupt: the sweep was interrupted"
+    assert record(directory)["config"] == {"backend": "sim"}
+    # One that ended as the interrupt came keeps how it ended; one that wrote nothing gets one.
+    assert (
+        mark_interrupted(directory, experiment, "KeyboardInterrupt: x")["status"] == "interrupted"
+    )
+    nothing = tmp_path / "runs" / "none"
+    assert mark_interrupted(nothing, experiment, "KeyboardInterrupt: x")["status"] == "interrupted"
+    assert record(nothing)["experiment_key"] == experiment.key()
+
+
+def test_ctrl_c_while_the_figures_are_drawn_is_said_in_one_line(tmp_path, monkeypatch):
+    import studies.cli.sweep as command
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "_draw_figures", interrupted)
+    file = toml({**FAILING, "sweep": {"seeds": [0]}}, tmp_path / "one.toml")
+    done = cli([file, "--out", tmp_path / "out", "--no-progress"])
+    assert done.exit_code == 130, done.output
+    said = [line for line in done.output.splitlines() if "interrupted" in line]
+    assert said == [
+        f"interrupted while drawing the figures: every run is kept in {tmp_path / 'out'}; run "
+        "the same command again to draw them"
+    ]
+
+
+def test_spawned_workers_of_an_unguarded_script_end_in_one_error_naming_the_guard(tmp_path):
+    """Where workers are spawned (macOS, Windows, a process that has used CUDA), such a
+    script cannot work: the sweep raises once, naming the first run and the guard."""
+    script = tmp_path / "spawned_study.py"
+    script.write_text(
+        "import studies\n"
+        "from studies.executors import LocalExecutor\n"
+        "studies.run_sweep({'run': {'name': 's', 'steps': 2}, 'workload': 'quadratic',\n"
+        "    'topology': 'ring:n=2', 'sweep': {'seeds': [0, 1]}}, 'out',\n"
+        "    executor=LocalExecutor(2, method='spawn'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("studies.sweep.SweepError: all 2 runs of sweep 's' failed; the first")
+    assert (
+        'if it calls run_sweep at its top level, put that under `if __name__ == "__main__":`'
+        in last
+    )
+
+
+def test_ctrl_c_of_a_sweep_with_worker_processes_leaves_both_records_interrupted(tmp_path):
+    """The stopped workers' runs said "running" in run.json and "pending" in sweep.json (a
+    rerun resumes them: see the in-process test above)."""
+    experiment = {
+        "run": {"name": "intr", "steps": 2000, "eval_every": 1000},
+        "workload": "logistic_regression",
+        "topology": "star:n=4,bandwidth=10Gbps",
+        "sweep": {"seeds": [0, 1, 2, 3]},
+    }
+    file = toml(experiment, tmp_path / "intr.toml")
+    out = tmp_path / "out"
+    code = (
+        "import typer; from studies.cli.sweep import sweep_command; "
+        "app = typer.Typer(); app.command()(sweep_command); app()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, file, "--out", out, "--jobs", "2", "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A background shell ignores SIGINT in what it starts: give the sweep Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    def statuses():
+        found = []
+        for path in out.glob("runs/*/run.json"):
+            try:
+                found.append(json.loads(path.read_text())["status"])
+            except (OSError, ValueError):
+                pass
+        return found
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        now = statuses()
+        if "finished" in now and "running" in now:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    index = load_sweep(out)
+    stopped = [run for run in index.runs if run.status == "interrupted"]
+    assert stopped, [run.status for run in index.runs]
+    for run in index.runs:
+        if (run.directory / "run.json").is_file():
+            assert record(run.directory)["status"] == run.status
+        else:
+            assert run.status == "pending"
