@@ -222,7 +222,7 @@ def run_rank(
         if interrupted:  # the others stop too, and hand in theirs
             signal.stop("interrupted")
         if rank in owners:
-            record["final"] = ctx.parameters().cpu()  # type: ignore[attr-defined]
+            record["final"] = ctx.parameters().cpu()
     except BaseException as error:
         record["error"] = one_line_error(error)
         if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting
