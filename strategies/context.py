@@ -401,7 +401,7 @@ def _read_only(
     if host_graph is None or isinstance(host_graph, MappingProxyType):
         return host_graph
     if isinstance(host_graph, MutableMapping):
-        return MappingProxyType(host_graph)  # type: ignore[arg-type]
+        return MappingProxyType(host_graph)
     return host_graph
 
 
