@@ -416,7 +416,8 @@ def _collective_results(
         reduced = reduce_tensors(tensors, op or "sum")
         return [reduced for _ in tensors]
     if kind == "broadcast":
-        source = tensors[group.index(root)].clone()  # type: ignore[arg-type]
+        assert root is not None, "a broadcast names its root"
+        source = tensors[group.index(root)].clone()
         return [source for _ in tensors]
     if kind == "reduce":
         reduced = reduce_tensors(tensors, op or "sum")
