@@ -189,7 +189,9 @@ def summarize(
     evals = metrics[metrics["kind"] == "eval"] if not metrics.empty else metrics
     has_staleness = not metrics.empty and "staleness" in metrics
     staleness = (
-        metrics[metrics["kind"] == "step"]["staleness"] if has_staleness else pd.Series([], float)
+        metrics[metrics["kind"] == "step"]["staleness"]
+        if has_staleness
+        else pd.Series([], dtype=float)
     )
     summary: dict[str, Any] = {
         "stop_reason": stop_reason,
