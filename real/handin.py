@@ -127,7 +127,7 @@ def check_events(events: Any, rank: int) -> list[tuple[Any, ...]]:
         raise HandInRefused(
             f"rank {rank}'s events on the run's store are malformed ({fault}); they were not used"
         )
-    return events  # type: ignore[no-any-return]
+    return events
 
 
 def _is_span(span: Any) -> bool:
@@ -178,7 +178,7 @@ def check_final(record: Any, rank: int) -> dict[str, Any]:
             f"rank {rank}'s closing record on the run's store is malformed ({fault}); it was "
             "not used"
         )
-    return record  # type: ignore[no-any-return]
+    return record
 
 
 def decode_events(blob: bytes, rank: int) -> list[tuple[Any, ...]]:

@@ -54,7 +54,7 @@ FINISHED_KEY, COLLECTED_KEY, GONE_KEY = "finished", "collected", "gone"
 
 #: commsim's own packages: an error's location is the innermost frame outside them (the
 #: strategy's code), or commsim's own innermost frame when the error is commsim's alone.
-_OWN = tuple(Path(m.__file__).resolve().parent for m in (strategies, real, runs))
+_OWN = tuple(Path(m.__path__[0]).resolve() for m in (strategies, real, runs))
 
 
 def _is_machinery(filename: str) -> bool:
@@ -222,7 +222,7 @@ def run_rank(
         if interrupted:  # the others stop too, and hand in theirs
             signal.stop("interrupted")
         if rank in owners:
-            record["final"] = ctx.parameters().cpu()  # type: ignore[attr-defined]
+            record["final"] = ctx.parameters().cpu()
     except BaseException as error:
         record["error"] = one_line_error(error)
         if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting

@@ -396,7 +396,7 @@ class RealRuntime:
     def _settle(self, ctx: RoleContext, at: float) -> None:
         self._settled = ctx.step
         # Snapshots go to the CPU: the ledger evaluates them there, whatever the device.
-        self.events.append(("settled", at, self.rank, ctx.parameters().cpu()))  # type: ignore[attr-defined]
+        self.events.append(("settled", at, self.rank, ctx.parameters().cpu()))
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         check_runaway(self.rank, ctx.step, self.steps, self.owners)
@@ -405,7 +405,7 @@ class RealRuntime:
         # A state is taken when it settles (before the next step, or when the program ends);
         # the last step has none to follow it: its own is taken now.
         last = ctx.step >= self.steps
-        snapshot = ctx.parameters().cpu() if last else None  # type: ignore[attr-defined]
+        snapshot = ctx.parameters().cpu() if last else None
         self.events.append(("stepped", self.resumed_at, self.rank, staleness, snapshot))
         self.signal.progress(self.rank, ctx.step)
         if ctx.step == self.steps:

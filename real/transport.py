@@ -421,14 +421,14 @@ class TorchTransport:
             self._charge_ring(tensor, n, 2.0)
             finish = back(op == "mean")
         elif kind == "broadcast":
-            work = dist.broadcast(moved, src=root, group=pg, async_op=True)  # type: ignore[arg-type]
+            work = dist.broadcast(moved, src=root, group=pg, async_op=True)
             self._charge_ring(tensor, n, 1.0)
             finish = back(False)
         elif kind == "reduce":
             # gloo leaves partial sums in the other ranks' buffers; the contract (and sim)
             # leaves them unchanged, so those ranks reduce from a copy (a staged one is).
             source = moved if rank == root or moved is not tensor else tensor.clone()
-            work = dist.reduce(source, dst=root, op=_OPS[op or "sum"], group=pg, async_op=True)  # type: ignore[arg-type]
+            work = dist.reduce(source, dst=root, op=_OPS[op or "sum"], group=pg, async_op=True)
             self._charge_ring(tensor, n, 1.0)
             finish = back(op == "mean") if rank == root else (lambda: tensor)
         elif kind == "all_gather":

@@ -187,7 +187,11 @@ def summarize(
     """
     evals = metrics[metrics["kind"] == "eval"] if not metrics.empty else metrics
     has_staleness = not metrics.empty and "staleness" in metrics
-    staleness = metrics[metrics["kind"] == "step"]["staleness"] if has_staleness else []
+    staleness = (
+        metrics[metrics["kind"] == "step"]["staleness"]
+        if has_staleness
+        else pd.Series([], dtype=float)
+    )
     summary: dict[str, Any] = {
         "stop_reason": stop_reason,
         "steps": int(steps),

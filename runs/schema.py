@@ -28,6 +28,7 @@ __all__ = [
     "RUN_FILE",
     "TOPOLOGY_FILE",
     "TRACE_FILE",
+    "check_log_names",
     "check_out",
     "new_run_directory",
     "row",
@@ -102,6 +103,26 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "log": (*COMMON, "rank"),
 }
 KINDS = tuple(COLUMNS)
+
+
+def check_log_names(names: list[str]) -> None:
+    """Refuse a name for ``w.log`` that is a log row's own column (or :func:`row`'s
+    ``nbytes``): it would collide with the column or silently overwrite it.
+
+    Examples
+    --------
+    >>> check_log_names(["loss_gap", "period"])
+    >>> check_log_names(["period", "step"])
+    Traceback (most recent call last):
+    ...
+    ValueError: w.log(step=...): 'step' is a column of every log row; log the value under another name
+    """
+    for name in names:
+        if name in COLUMNS["log"] or name == "nbytes":
+            raise ValueError(
+                f"w.log({name}=...): {name!r} is a column of every log row; "
+                "log the value under another name"
+            )
 
 
 def row(

@@ -15,6 +15,7 @@ as on a real world, and the simulator reports that deadlock at once.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,15 @@ class _Held:
     work: Handle[Any] | None  # the rank's own work running then
     proxy: Handle[Any]
     start: Callable[[], Handle[Any]]
+
+
+def _finish_as(proxy: Handle[Any], inner: Handle[Any]) -> None:
+    """Finish a held call's ``proxy`` as the call it stood for (``inner``) finished."""
+    value, error = inner.outcome()
+    if error is not None:
+        proxy.fail(error, at=inner.finished_at)
+    else:
+        proxy.resolve(value, at=inner.finished_at, started_at=inner.started_at)
 
 
 @dataclass
@@ -178,13 +188,7 @@ class Fabric:
             inner = held.start()
             proxy = held.proxy
             proxy.children = (held.work, inner) if held.work is not None else (inner,)
-            inner.add_callback(
-                lambda h, proxy=proxy: (
-                    proxy.fail(h.error, at=h.finished_at)  # type: ignore[arg-type]
-                    if h.failed
-                    else proxy.resolve(h.value, at=h.finished_at, started_at=h.started_at)
-                )
-            )
+            inner.add_callback(functools.partial(_finish_as, proxy))
         self._held.pop(rank, None)
 
     def check_groups(self) -> None:
@@ -412,7 +416,8 @@ def _collective_results(
         reduced = reduce_tensors(tensors, op or "sum")
         return [reduced for _ in tensors]
     if kind == "broadcast":
-        source = tensors[group.index(root)].clone()  # type: ignore[arg-type]
+        assert root is not None, "a broadcast names its root"
+        source = tensors[group.index(root)].clone()
         return [source for _ in tensors]
     if kind == "reduce":
         reduced = reduce_tensors(tensors, op or "sum")

@@ -424,7 +424,7 @@ class ComputeModel:
                 series = trace[rank]
                 if self._per_gradient:
                     return float(series[step % len(series)]) * slow
-                times = [
+                times: list[float] | np.ndarray = [
                     series[(step * micro_batches + i) % len(series)] for i in range(micro_batches)
                 ]
             else:

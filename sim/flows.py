@@ -45,10 +45,13 @@ DUE = 1 + 1e-15
 _count, _min, _max = np.count_nonzero, np.minimum.reduce, np.maximum.reduce
 _I, _F = np.empty(0, np.int64), np.empty(0)
 _I.flags.writeable = _F.flags.writeable = False
+#: Parallel arrays, one per column (seven, see :class:`FlowTable`). Typed as a variadic tuple:
+#: the columns are rebuilt column-wise (``tuple(map(...))``), which has no fixed length to mypy.
+Columns = tuple[np.ndarray, ...]
 #: No pending flows: (end of latency, route, bytes, owner, tag, instant, weight).
-_NO_PENDING = (_F, _I, _F, _I, _I, np.empty(0, bool), _F)
+_NO_PENDING: Columns = (_F, _I, _F, _I, _I, np.empty(0, bool), _F)
 #: No active flows: (route, bytes left, bytes, rate, owner, tag, weight).
-_NO_ACTIVE = (_I, _F, _F, _F, _I, _I, _F)
+_NO_ACTIVE: Columns = (_I, _F, _F, _F, _I, _I, _F)
 _ONES: dict[int, np.ndarray] = {}
 
 #: Flows that finished: (owners, tags, the one owner of them all or -1).
@@ -122,7 +125,8 @@ class FlowTable:
     """
 
     def __init__(self) -> None:
-        self.pending, self.active = _NO_PENDING, _NO_ACTIVE
+        self.pending: Columns = _NO_PENDING
+        self.active: Columns = _NO_ACTIVE
         self.first_due, self._last_due = math.inf, -math.inf
         self._instant = False  # some pending flow is delivered at the end of its latency
         # The one owner of all pending (all active) flows, or -1: saves a comparison.
@@ -141,7 +145,15 @@ class FlowTable:
         owners = np.empty(batch.size, np.int64)
         owners.fill(owner)  # np.full, without its Python wrapper
         weight = _ones(batch.size) if weights is None else weights
-        new = (now + batch.latency, batch.routes, batch.nbytes, owners, tags, batch.instant, weight)
+        new: Columns = (
+            now + batch.latency,
+            batch.routes,
+            batch.nbytes,
+            owners,
+            tags,
+            batch.instant,
+            weight,
+        )
         if self.pending[0].size:
             self.pending = tuple(map(np.concatenate, zip(self.pending, new)))
             self._p_owner = owner if self._p_owner == owner else -1
@@ -202,7 +214,7 @@ class FlowTable:
             if not _count(go):
                 return False
             route, size, owner, tag, weight = route[go], size[go], owner[go], tag[go], weight[go]
-        new = (route, size, size, _ones(size.size), owner, tag, weight)
+        new: Columns = (route, size, size, _ones(size.size), owner, tag, weight)
         if self.active[0].size:
             self.active = tuple(map(np.concatenate, zip(self.active, new)))
             self._a_owner = sole if self._a_owner == sole else -1

@@ -10,6 +10,7 @@ idle; with a :class:`runs.trace.Trace`, it also records when (the spans of the r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import Any
 
@@ -28,6 +29,11 @@ __all__ = ["SPIN_LIMIT", "SimRuntime"]
 
 #: Resumes of one program at one simulated instant before it is taken for a polling loop.
 SPIN_LIMIT = 100_000
+
+
+def _wake(event: simpy.Event, _: Handle[Any]) -> None:
+    """Wake a program waiting on ``event`` (a handle it yielded has finished)."""
+    event.succeed()
 
 
 class SimRuntime:
@@ -118,7 +124,7 @@ class SimRuntime:
 
     def settled(self, ctx: RoleContext) -> None:
         if ctx.rank in self.ledger.owner_set:
-            self.ledger.settled(ctx.rank, ctx.parameters)  # type: ignore[attr-defined]
+            self.ledger.settled(ctx.rank, ctx.parameters)
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         if isinstance(ctx, ServerContext):
@@ -130,7 +136,7 @@ class SimRuntime:
         ledger = self.ledger
         ledger.rank_stepped(ctx.rank, ctx.step)
         if ctx.rank in ledger.owner_set:
-            ledger.stepped(ctx.rank, staleness, ctx.parameters)  # type: ignore[attr-defined]
+            ledger.stepped(ctx.rank, staleness, ctx.parameters)
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.ledger.logged(ctx.rank, values)
@@ -176,7 +182,7 @@ class SimRuntime:
             start = self.env.now
             if not item.done:
                 wake = self.env.event()
-                item.add_callback(lambda _, wake=wake: wake.succeed())
+                item.add_callback(functools.partial(_wake, wake))
                 self._blocked[ctx.rank] = (item, start)
                 yield wake
                 del self._blocked[ctx.rank]

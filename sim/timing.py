@@ -85,4 +85,7 @@ def transfer_time(
     net = Network(env, topology, model=model, sharing=sharing, record=False)
     done = net.send(src, dst, nbytes)
     env.run()
-    return float(done.value)
+    # simpy types every event's value as ``Any | None``; this one is the delivery time.
+    delivered = done.value
+    assert isinstance(delivered, (int, float)), delivered
+    return float(delivered)

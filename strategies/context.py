@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from runs.schema import check_log_names
 from strategies.comm import CommTimeout, Communicator, not_a_handle
 from strategies.handles import Handle, any_of
 from strategies.optim import OptimizerSpec, ScheduleSpec
@@ -191,6 +192,7 @@ class RoleContext:
 
     def log(self, **values: float) -> None:
         """Record named values now (e.g. a strategy's own statistics)."""
+        check_log_names(list(values))
         self._runtime.logged(self, values)
 
     def sleep(self, seconds: float) -> Handle[None]:
@@ -250,6 +252,10 @@ class RoleContext:
         schedule = self._schedule if name == self._scheduled else None
         total = self._total_steps if horizon is None else horizon
         return FlatOptimizer(flat, self._optimizers[name], schedule, total)
+
+    def parameters(self) -> torch.Tensor:
+        """A flat copy of the parameters this role owns (each role that owns some says which)."""
+        raise TypeError(f"a {self.role} owns no parameters")
 
     def _own_parameters(self, name: str) -> torch.Tensor:
         raise TypeError(f"make_optimizer({name!r}) on a {self.role} needs the flat tensor to step")
@@ -401,7 +407,7 @@ def _read_only(
     if host_graph is None or isinstance(host_graph, MappingProxyType):
         return host_graph
     if isinstance(host_graph, MutableMapping):
-        return MappingProxyType(host_graph)  # type: ignore[arg-type]
+        return MappingProxyType(host_graph)
     return host_graph
 
 

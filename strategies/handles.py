@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 __all__ = ["Handle", "all_of", "any_of", "done"]
 
@@ -86,7 +86,7 @@ class Handle(Generic[T]):
     def value(self) -> T:
         """The result; raises the error of a failed handle, ``RuntimeError`` if unfinished."""
         if self._state == _OK:
-            return self._value  # type: ignore[no-any-return]
+            return self._value
         if self._state == _FAILED:
             raise self._value
         raise RuntimeError(f"{self.describe()} has not finished; yield it to wait for it")
@@ -164,9 +164,13 @@ class Handle(Generic[T]):
         return out
 
 
-def done(value: T = None, *, what: str = "a finished operation") -> Handle[T]:  # type: ignore[assignment]
+@overload
+def done(*, what: str = ...) -> Handle[None]: ...
+@overload
+def done(value: T, *, what: str = ...) -> Handle[T]: ...
+def done(value: Any = None, *, what: str = "a finished operation") -> Handle[Any]:
     """A handle that has already finished with ``value`` (local work, groups of one)."""
-    h: Handle[T] = Handle("comm", what)
+    h: Handle[Any] = Handle("comm", what)
     h.resolve(value)
     return h
 

@@ -267,7 +267,7 @@ class Ledger:
         """A strategy logged named values on ``rank``."""
         if self.stop_reason is None:
             self.rows.append(
-                self._row("log", rank=rank, **{k: float(v) for k, v in values.items()})
+                self._row("log", {"rank": rank, **{k: float(v) for k, v in values.items()}})
             )
 
     def rank_times(self, rank: int, compute: float, comm: float, idle: float, *, role: str) -> None:
@@ -276,11 +276,13 @@ class Ledger:
         self.rows.append(
             self._row(
                 "rank",
-                rank=rank,
-                role=role,
-                compute_time=compute,
-                comm_time=comm,
-                idle_time=idle,
+                {
+                    "rank": rank,
+                    "role": role,
+                    "compute_time": compute,
+                    "comm_time": comm,
+                    "idle_time": idle,
+                },
             )
         )
 
@@ -302,9 +304,9 @@ class Ledger:
         # Evaluation points whose owners never settled them: the state each owner has now.
         for k in self._pending:
             if k < self.step:
-                states = self._states(k)
-                if states is not None:
-                    self._record_eval(k, self._combine(states), states)
+                at_k = self._states(k)
+                if at_k is not None:
+                    self._record_eval(k, self._combine(at_k), at_k)
         self._pending.clear()
         self.evaluate()
 
@@ -380,7 +382,7 @@ class Ledger:
             values["consensus"] = consensus_distance(states)
         stamp = self._reached.pop(k, None)
         if stamp is None:
-            row_ = self._row("eval", at_step=k, **values)
+            row_ = self._row("eval", values, at_step=k)
         else:  # stamped when step k became global, as its step row is
             row_ = row("eval", step=k, **stamp, **values)
         self.rows.append(row_)
@@ -399,7 +401,7 @@ class Ledger:
         for copies in self._copies.values():
             for old in [v for v in copies if v < keep]:
                 del copies[old]
-        self.rows.append(self._row("step", staleness=self._staleness.pop(k, math.nan)))
+        self.rows.append(self._row("step", {"staleness": self._staleness.pop(k, math.nan)}))
         if self._on_step is not None:
             self._on_step(k)
         if self.is_eval_step(k) and k < self.steps:
@@ -414,7 +416,8 @@ class Ledger:
             self.evaluate()  # the last step's states were taken when applied
             self.stop("steps")
 
-    def _row(self, kind: str, *, at_step: int | None = None, **values: Any) -> dict[str, Any]:
+    def _row(self, kind: str, values: dict[str, Any], at_step: int | None = None) -> dict[str, Any]:
+        # ``values`` is a dict, not keywords: a strategy's log names must not reach ``at_step``.
         return row(
             kind,
             time=self._clock(),

@@ -96,8 +96,9 @@ class LocalSGD(Strategy):
 
     def worker(self, w: WorkerContext) -> Program:
         group = w.comm.new_group(w.workers)
-        adaptive = self.period == "adaptive"
-        period = int(self.initial_period if adaptive else self.period)  # type: ignore[arg-type]
+        initial = self.initial_period  # set (16 by default) exactly when period is "adaptive"
+        adaptive = initial is not None
+        period = int(initial if initial is not None else self.period)
         spec = self.compression
         grads_codec = spec.codec(w, salt="warmup") if spec and self.warmup else None
         delta_codec = spec.codec(w, salt="average") if spec else None
@@ -133,8 +134,8 @@ class LocalSGD(Strategy):
                 synced = synced - mean
                 if adaptive:  # the losses must arrive intact: their own 8-byte all-reduce
                     loss = yield w.comm.all_reduce(loss, op="mean", group=group)
-            if adaptive:
-                new = adacomm_period(self.initial_period, float(loss[0]), float(loss[1]))  # type: ignore[arg-type]
+            if initial is not None:  # adaptive
+                new = adacomm_period(initial, float(loss[0]), float(loss[1]))
                 if new != period and w.index == 0:
                     w.log(period=new)
                 period = new

@@ -15,7 +15,7 @@ import torch
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.base import Program, ShardedServers, Strategy
 from strategies.compression import Compression
-from strategies.compression.codec import charge
+from strategies.compression.codec import SubProgram, charge
 from strategies.context import ServerContext, WorkerContext
 from strategies.handles import Handle
 from strategies.messages import message_nbytes
@@ -143,7 +143,7 @@ class ParameterServer(ShardedServers, Strategy):
             return [torch.empty(s.numel, dtype=s.shard.param.dtype)]
         return codec.buffers()
 
-    def _decoded(self, s: ServerContext, codec: Any, payload: list[torch.Tensor]) -> Program:
+    def _decoded(self, s: ServerContext, codec: Any, payload: list[torch.Tensor]) -> SubProgram:
         """A sub-program: the pushed gradient, decoded (its decode time charged)."""
         if codec is None:
             return payload[0]
@@ -172,7 +172,7 @@ class ParameterServer(ShardedServers, Strategy):
             pushes = yield s.comm.wait_all(
                 [s.comm.recv(self._buffers(s, codec), src=r) for r in s.workers]
             )
-            decoded = []
+            decoded: list[torch.Tensor] = []
             for push in pushes:
                 decoded.append((yield from self._decoded(s, codec, push.tensors)))
             grads = reduce_tensors(decoded, "mean")

@@ -475,5 +475,5 @@ def make_executor(spec: str, jobs: int | None = None) -> Executor:
     """
     check_executor(spec, jobs)
     if spec == "local":
-        return InProcessExecutor() if jobs in (None, 1) else LocalExecutor(jobs)  # type: ignore[arg-type]
+        return InProcessExecutor() if jobs in (None, 1) else LocalExecutor(jobs)
     return DaskExecutor(spec.removeprefix("dask://"), jobs)

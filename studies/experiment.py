@@ -695,7 +695,7 @@ def _signature_model(fn: Callable[..., Any]) -> tuple[type[BaseModel], list[str]
             continue
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[name] = (hints.get(name, Any), default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{getattr(fn, '__name__', 'builder')}_arguments",
         __config__=ConfigDict(arbitrary_types_allowed=True, extra="allow"),
         **fields,

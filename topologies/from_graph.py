@@ -77,6 +77,8 @@ def _edge_value(value: object, parse: Callable[[str], float], u: Hashable, v: Ha
 def _sorted(nodes: list[Hashable]) -> list[Hashable]:
     """Sort node ids; mixed types (``0`` and ``"s0"``) sort by type name first."""
     try:
+        # Node ids are any Hashable, which mypy cannot order; whether these ones order is
+        # exactly what this try finds out (the TypeError below).
         return sorted(nodes)  # type: ignore[type-var]
     except TypeError:
         try:

@@ -59,7 +59,7 @@ def is_as_built(g: nx.Graph, attrs: Iterable[str] = ("bandwidth", "latency")) ->
     >>> is_as_built(g), is_as_built(g, attrs=["bandwidth"])
     (False, True)
     """
-    build = BUILDERS.get(g.graph.get("family"))  # type: ignore[arg-type]
+    build = BUILDERS.get(g.graph.get("family"))
     if build is None:
         return False
     try:

@@ -72,6 +72,8 @@ class Workload:
     x_test: Tensor
     y_test: Tensor
     has_accuracy: bool
+    #: The registry name and arguments it was built from (set by ``workloads.get``), or None.
+    spec: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -140,9 +142,8 @@ class Workload:
 
         Workloads built directly rather than by ``workloads.get`` record their main settings.
         """
-        spec = getattr(self, "spec", None)
-        if spec is not None:
-            return dict(spec)
+        if self.spec is not None:
+            return dict(self.spec)
         return {
             "name": self.name,
             "batch_size": self.batch_size,

@@ -174,6 +174,7 @@ class _Lockstep:
 
     def on_done(self, tags: np.ndarray) -> None:
         step = self.step
+        assert step is not None, "a round's flows finish only after next_round injected them"
         now = self.run.net.env.now
         if tags.size == step.size:
             self.finished[step.touched] = now

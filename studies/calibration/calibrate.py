@@ -302,7 +302,8 @@ def calibrate(
     else:
         import real
 
-        nominal, world = None, int(nproc)  # type: ignore[arg-type]
+        assert nproc is not None  # exactly one of nproc and testbed (checked above)
+        nominal, world = None, int(nproc)
         if world < 2:
             raise ValueError(f"--nproc {nproc}: calibrating a network needs at least 2 ranks")
         real.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -110,7 +110,8 @@ def run_command(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # said once, above
-            result = run_experiment(experiment, directory, backend=backend, progress=progress)  # type: ignore[arg-type]
+            on: Literal["sim", "real"] = "real" if backend == "real" else "sim"  # checked above
+            result = run_experiment(experiment, directory, backend=on, progress=progress)
     except KeyboardInterrupt:
         console.print(f"[red]interrupted[/red]: what was measured is in {directory}")
         raise typer.Exit(130) from None

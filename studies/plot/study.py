@@ -13,6 +13,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -95,7 +96,7 @@ def study_figures(
                 plans.append(
                     (
                         f"time-to-target-{field.rsplit('.', 1)[-1]}",
-                        lambda column=column: time_to_target(df, x=column, target=target),
+                        functools.partial(time_to_target, df, x=column, target=target),
                     )
                 )
         plans.append(("pareto", lambda: pareto(df, target=target)))

@@ -12,13 +12,16 @@ import colorsys
 import functools
 import zlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib's names for rcParams keys, for its stubs only
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "RC",
@@ -31,7 +34,7 @@ __all__ = [
 ]
 
 #: rcParams every figure is drawn with (see :func:`styled`).
-RC: dict[str, Any] = {
+RC: dict[RcKeyType, Any] = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -63,10 +66,11 @@ _SPARE = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 #: Colours of the time-breakdown phases (not strategies: they must never look like one).
 PHASE_COLOURS = {"compute": "#4c9a2a", "communication": "#3b75af", "idle": "#b0b0b0"}
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def styled(fn: F) -> F:
+def styled(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a plotting function so that it draws with :data:`RC`.
 
     The settings are restored afterwards, except interactive mode: Jupyter's inline backend
@@ -75,7 +79,7 @@ def styled(fn: F) -> F:
     """
 
     @functools.wraps(fn)
-    def draw(*args: Any, **kwargs: Any) -> Any:
+    def draw(*args: P.args, **kwargs: P.kwargs) -> R:
         interactive = mpl.is_interactive()
         try:
             with mpl.rc_context(RC):
@@ -86,7 +90,7 @@ def styled(fn: F) -> F:
         finally:
             mpl.interactive(interactive)  # after rc_context has restored the rest
 
-    return draw  # type: ignore[return-value]
+    return draw
 
 
 def colour(strategy: str, variant: int = 0, variants: int = 1) -> tuple[float, float, float]:

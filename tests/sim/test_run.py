@@ -493,3 +493,16 @@ def test_a_run_records_what_auto_resolved_to(tmp_path, algorithm, recorded):
         assert list(choices) == ["all_reduce"] and set(choices["all_reduce"]) <= set(ALGORITHMS)
     else:
         assert choices == {}
+
+
+@pytest.mark.parametrize("name", ["step", "rank", "nbytes"])
+def test_a_log_name_that_is_a_row_column_is_refused_at_the_log(name):
+    # Found by mypy: `w.log(step=...)` collided with the row's own `step` (a TypeError from
+    # deep inside the ledger), and `w.log(nbytes=...)` with `row`'s parameter.
+    class LogsAColumn(AllReduceSGD):
+        def worker(self, w):
+            w.log(**{name: 1.0})
+            yield from super().worker(w)
+
+    with pytest.raises(ValueError, match=rf"^w\.log\({name}=\.\.\.\): '{name}' is a column"):
+        run(LogsAColumn(), "quadratic", topologies.ring(2), steps=2)

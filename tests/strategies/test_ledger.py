@@ -180,3 +180,13 @@ def test_the_last_steps_state_is_the_applied_one_even_if_an_owner_settles_it():
     ledger.settled(0, torch.tensor([100.0]))  # rank 0 mixes and moves on
     ledger.stepped(1, 0, torch.tensor([4.0]))
     assert float(evaluated[-1]) == pytest.approx(3.0)
+
+
+def test_a_logged_value_named_at_step_is_a_value_not_the_rows_step():
+    # Found by mypy: log names were passed as keywords next to `_row`'s `at_step`, so
+    # `w.log(at_step=7)` silently moved the log row to step 7.
+    ledger, _, _ = make([0], "one")
+    ledger.start({0: torch.zeros(2)})
+    ledger.logged(0, {"at_step": 7.0})
+    (logged,) = [r for r in ledger.rows if r["kind"] == "log"]
+    assert logged["step"] == 0 and logged["at_step"] == 7.0 and logged["rank"] == 0

@@ -315,6 +315,20 @@ def test_the_same_file_gives_the_same_numbers_on_real(tmp_path):
     assert record["config"]["topology"] == simulated.config["topology"]
 
 
+def test_commsim_run_passes_backend_real_through(tmp_path):
+    # `--backend` is a plain string option narrowed to the backend's literal for the run.
+    from typer.testing import CliRunner
+
+    from studies.cli import app
+
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLES / "allreduce.toml"), "--out", str(out), "--no-progress"]
+    args += [f"--set={item}" for item in SHORT] + ["--set=topology.n=2", "--backend", "real"]
+    done = CliRunner().invoke(app, args, terminal_width=120)
+    assert done.exit_code == 0, done.output
+    assert json.loads((out / "run.json").read_text())["config"]["backend"] == "real-gloo"
+
+
 def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):
     from typer.testing import CliRunner
 
