@@ -26,7 +26,8 @@ class _RunsAShellCommand:
 
 def _pickle_that_runs(marker) -> bytes:
     buffer = io.BytesIO()
-    pickle.dump({"events": [], "x": _RunsAShellCommand(marker)}, buffer)
+    # protocol 2, as torch.save writes (a newer one only adds torch's warning about it)
+    pickle.dump({"events": [], "x": _RunsAShellCommand(marker)}, buffer, protocol=2)
     return buffer.getvalue()
 
 
