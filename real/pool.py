@@ -53,6 +53,7 @@ class RankPool:
     def __init__(self) -> None:
         self.path = _search_path()
         self.sources = _sources_stamp()
+        self.owner = os.getpid()  # the process that started it, the only one to use it
         env = dict(os.environ)
         # Classes the set-up refers to by module must import there as they do here.
         env["PYTHONPATH"] = os.pathsep.join(
@@ -114,7 +115,10 @@ class RankPool:
 
     def close(self) -> None:
         """End the pool (and any rank still running). Its stdin may be inherited by a
-        process this one forked, so no end of input is awaited: it is told to quit."""
+        process this one forked, so no end of input is awaited: it is told to quit. A process
+        that inherited the pool through a fork leaves it to its owner."""
+        if self.owner != os.getpid():
+            return
         with self._lock:
             if self._process.poll() is None and not self._broken:
                 try:
@@ -143,6 +147,10 @@ def shared_pool() -> RankPool:
     changed, so new modules stay importable in the ranks)."""
     global _POOL
     with _POOL_LOCK:
+        if _POOL is not None and _POOL.owner != os.getpid():
+            # Inherited through a fork (a sweep's worker): the pool is the parent's, which
+            # alone talks to it and closes it. This process starts its own.
+            _POOL = None
         stale = _POOL is not None and (
             _POOL.path != _search_path() or _POOL.sources != _sources_stamp()
         )

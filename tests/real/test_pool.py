@@ -155,3 +155,30 @@ def test_the_pool_is_replaced_when_commsims_sources_change(monkeypatch):
     monkeypatch.setattr(pool_module, "_sources_stamp", lambda: first.sources + 1)
     second = shared_pool()
     assert second is not first and second.alive and not first.alive  # the idle one ended
+
+
+def test_a_forked_process_starts_its_own_pool_and_leaves_its_parents_alone():
+    """A sweep's worker is forked from a process that may hold a pool: the pool's pipes are
+    the parent's, so the child starts its own and never closes the parent's."""
+    import os
+
+    from real import pool as pools
+
+    parent = pools.shared_pool()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report, then leave without running atexit handlers
+        ok = 0
+        try:
+            mine = pools.shared_pool()
+            parent.close()  # must not touch the parent's pool
+            ok = int(mine is not parent and mine.owner == os.getpid() and mine.alive)
+            mine.close()
+        finally:
+            os.write(write, bytes([ok]))
+            os._exit(0)
+    os.close(write)
+    said = os.read(read, 1)
+    os.waitpid(child, 0)
+    assert said == b"\x01"
+    assert parent.alive and pools.shared_pool() is parent
