@@ -57,7 +57,7 @@ __all__ = [
 CHUNK_BYTES = 4 << 20
 #: How often a training rank hands in the events recorded since its last batch.
 FLUSH_EVERY = 1.0
-_BATCH, _BATCHES, _FINAL = "part/{rank}/batch/{i}", "part/{rank}/batches", "part/{rank}/final"
+_BATCH, _FINAL = "part/{rank}/batch/{i}", "part/{rank}/final"
 
 _NUMBER = (int, float)
 _VALUE = (int, float, bool, str, type(None), torch.Tensor)
@@ -204,15 +204,22 @@ def _take(store: Any, key: str) -> bytes:
 
 
 def _plain(event: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``event`` with logged numpy scalars as Python numbers (weights-only loading builds
-    tensors and plain data, nothing else)."""
+    """``event`` with logged values as the ledger reads them: numbers as ``float`` (numpy
+    scalars, fractions, one-element tensors ...), strings, booleans and ``None`` as they are
+    (weights-only loading builds tensors and plain data, nothing else)."""
     if event[0] != "logged":
         return event
     values = {
-        k: v.item() if hasattr(v, "item") and not isinstance(v, torch.Tensor) else v
-        for k, v in event[3].items()
+        k: v if isinstance(v, (str, bool, type(None))) else _number(v) for k, v in event[3].items()
     }
     return (*event[:3], values)
+
+
+def _number(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # not a number: the check names it
+        return value
 
 
 class HandIn:
@@ -234,9 +241,10 @@ class HandIn:
         if self._sent == len(events) or (not force and now - self._last < self.every):
             return
         batch, self._sent = [_plain(e) for e in events[self._sent :]], len(events)
+        # Each batch's key is written once (no count key that a replayed older value could
+        # roll back): the gatherer reads batches 0, 1, ... while they exist.
         _put(self._store, _BATCH.format(rank=self.rank, i=self._batches), encode(batch))
         self._batches += 1
-        self._store.set(_BATCHES.format(rank=self.rank), str(self._batches))
         self._last = time.monotonic()
 
     def final(self, events: list[tuple[Any, ...]], record: dict[str, Any]) -> None:
@@ -258,16 +266,19 @@ class Gathered:
     refused: list[str] = field(default_factory=list)
 
 
-def _read_part(store: Any, rank: int, final: bool) -> dict[str, Any] | None:
-    """Rank ``rank``'s events so far and, with ``final``, its closing record."""
+def _read_part(store: Any, rank: int, final: bool, refused: list[str]) -> dict[str, Any] | None:
+    """Rank ``rank``'s events so far and, with ``final``, its closing record; a batch that
+    fails its check is left out and said in ``refused`` (the others are kept)."""
+    events: list[tuple[Any, ...]] = []
     batches = 0
-    if store.check([_BATCHES.format(rank=rank)]):
-        batches = int(bytes(store.get(_BATCHES.format(rank=rank))).decode())
+    while store.check([_BATCH.format(rank=rank, i=batches)]):
+        try:
+            events.extend(decode_events(_take(store, _BATCH.format(rank=rank, i=batches)), rank))
+        except LaunchError as why:
+            refused.append(str(why))
+        batches += 1
     if batches == 0 and not final:
         return None
-    events: list[tuple[Any, ...]] = []
-    for i in range(batches):
-        events.extend(decode_events(_take(store, _BATCH.format(rank=rank, i=i)), rank))
     part: dict[str, Any] = {"error": None, "final": None, "stop_reason": None}
     if final:
         part.update(decode_final(_take(store, _FINAL.format(rank=rank)), rank))
@@ -294,7 +305,7 @@ def gather(
             try:
                 if not handed_in(store, rank):
                     continue
-                gathered.parts[rank] = _read_part(store, rank, final=True)
+                gathered.parts[rank] = _read_part(store, rank, True, gathered.refused)
             except LaunchError as refused:
                 gathered.refused.append(str(refused))
             except Exception:  # the store went away: what is in is all there is
@@ -305,7 +316,7 @@ def gather(
         time.sleep(poll)
     for rank in sorted(missing):  # never closed: keep the events it handed in as it went
         try:
-            gathered.parts[rank] = _read_part(store, rank, final=False)
+            gathered.parts[rank] = _read_part(store, rank, False, gathered.refused)
         except LaunchError as refused:
             gathered.refused.append(str(refused))
         except Exception:

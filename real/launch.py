@@ -234,11 +234,12 @@ def _launch(
 
 
 class _Signals:
-    """SIGINT and SIGTERM during a run. While the ranks run (``asking``) a signal asks them
+    """SIGINT and SIGTERM during a run. Once the ranks start (``asking``) a signal asks them
     to stop instead of killing the launcher: they close their programs at their next
-    ``yield`` and hand in, and a second signal stops waiting for them. Before and after, it
-    raises :class:`RunInterrupted` at once (SIGTERM too, so the run directory is written and
-    the set-up directory removed)."""
+    ``yield`` and hand in, and a second signal stops waiting for them; one that comes while
+    the launcher gathers and writes the run is noted only (interrupting the write would lose
+    what was measured). Before the ranks start it raises :class:`RunInterrupted` at once
+    (SIGTERM too, so the run directory is written and the set-up directory removed)."""
 
     def __init__(self) -> None:
         self.received: list[str] = []
@@ -301,7 +302,6 @@ def _spawn(
                 break
             time.sleep(0.01)
     finally:
-        signals.asking = False
         pool.runs -= 1
         running = [pid for pid, code in codes.items() if code is None]
         if running and pool.alive:  # (a broken pool was killed, and its ranks with it)

@@ -232,7 +232,7 @@ def _serve(reply_fd: int, launcher: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     children: dict[int, int | None] = {}
-    scratch: dict[int, str] = {}  # each running rank's set-up directory
+    scratch: dict[int, str] = {}  # every rank's set-up directory, kept until the pool ends
     replies = os.fdopen(reply_fd, "w")
     requests = sys.stdin.buffer
     while True:
@@ -282,9 +282,10 @@ def _serve(reply_fd: int, launcher: int) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    # A launcher killed outright (SIGKILL) could not remove its set-up directories (the
-    # run's pickled set-up and secret): they go with its ranks.
-    for directory in {scratch[pid] for pid, code in children.items() if code is None}:
+    # A launcher killed outright (SIGKILL), even while it gathered or wrote a run whose
+    # ranks had ended, could not remove its set-up directories (the run's pickled set-up
+    # and secret): they go with the pool. (A launcher that ended well removed its own.)
+    for directory in set(scratch.values()):
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -128,11 +129,13 @@ def _together(store: Any, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def _nodes(placement: Placement) -> tuple[int, ...]:
-    """Every rank's node, from the launcher (one node when run locally)."""
-    gathered: list[Any] = [None] * placement.world_size
-    dist.all_gather_object(gathered, placement.node)
-    return tuple(int(n) for n in gathered)
+def _nodes(placement: Placement, device: torch.device) -> tuple[int, ...]:
+    """Every rank's node, from the launcher (one node when run locally). A tensor, not
+    ``all_gather_object``: that one unpickles what peers send (docs/security.md)."""
+    mine = torch.tensor([placement.node], dtype=torch.int64, device=device)
+    gathered = [torch.empty_like(mine) for _ in range(placement.world_size)]
+    dist.all_gather(gathered, mine)
+    return tuple(int(n.item()) for n in gathered)
 
 
 def run_rank(
@@ -168,12 +171,13 @@ def run_rank(
 
     def interrupt(name: str) -> None:
         # Ctrl-C reaches every process of the launcher's group, and a cluster's scheduler
-        # sends SIGTERM: while the program runs, either stops the run at the next `yield`
-        # (the rank then hands in and leaves as at any stop). No store call here: the
-        # rank's own thread tells the others.
+        # sends SIGTERM: from training on, until the rank has handed in, either stops the
+        # run at the next `yield` (the rank then hands in and leaves as at any stop). Only
+        # a flag here: no lock, no store call (the watcher thread sets the stop).
         interrupted.append(name)
         signal.interrupt()
 
+    taking = ExitStack()  # the handler above, from training until the rank has handed in
     try:
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
@@ -186,7 +190,7 @@ def run_rank(
         )
         _same_run(store, setup, rank, options.timeout)
         _together(store, options.timeout)
-        nodes = setup.nodes if setup.nodes is not None else _nodes(placement)
+        nodes = setup.nodes if setup.nodes is not None else _nodes(placement, device)
         runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal, device)
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         record["events"] = runtime.events
@@ -214,11 +218,10 @@ def run_rank(
         if rank == 0:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
-        with interrupts(interrupt):
-            ended = drive(
-                runtime, ctx, program, options.timeout, tick=lambda: handin.events(runtime.events)
-            )
-        record["ended"] = ended
+        taking.enter_context(interrupts(interrupt))
+        record["ended"] = drive(
+            runtime, ctx, program, options.timeout, tick=lambda: handin.events(runtime.events)
+        )
         if interrupted:  # the others stop too, and hand in theirs
             signal.stop("interrupted")
         if rank in owners:
@@ -253,13 +256,16 @@ def run_rank(
             record["gradients"] = list(runtime.gradient_marks)
             if runtime.trace is not None:
                 record["trace"] = runtime.trace.export(rank)
-        _hand_in_and_leave(store, placement, options, handin, record)
-        if options.collector and rank == 0:
-            try:
-                if collect is not None:
-                    collect(store)
-            finally:
-                leave_last(store, time.monotonic() + options.timeout)
+        try:
+            _hand_in_and_leave(store, placement, options, handin, record)
+            if options.collector and rank == 0:
+                try:
+                    if collect is not None:
+                        collect(store)
+                finally:
+                    leave_last(store, time.monotonic() + options.timeout)
+        finally:
+            taking.close()
     return record
 
 

@@ -183,6 +183,7 @@ class StopSignal:
         self._reported = False
         self._beat = BEAT_KEY.format(rank=rank)
         self._rank = rank
+        self._interrupted = False  # set by a signal handler (see interrupt)
         self._published = -math.inf
         self._steps_hint = steps
         self._watch = watch_store
@@ -217,9 +218,11 @@ class StopSignal:
         self._set(reason)
 
     def interrupt(self) -> None:
-        """Stop this rank only (safe in a signal handler: no store call); the rank's own
-        thread then tells the others with :meth:`stop`."""
-        self._set("interrupted")
+        """Stop this rank only, from a signal handler: a flag, no lock and no store call
+        (the handler runs on the rank's thread, which may hold the events' locks); the
+        watcher thread sets the stop within a poll, and the rank's own thread tells the
+        others with :meth:`stop`."""
+        self._interrupted = True
 
     def _set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -233,6 +236,8 @@ class StopSignal:
         # a warning each time, and the loop also beats the heartbeat.
         next_beat = 0.0
         while True:
+            if self._interrupted and not self.event.is_set():
+                self._set("interrupted")
             try:
                 if time.monotonic() >= next_beat:
                     self._watch.add(self._beat, 1)
@@ -474,8 +479,9 @@ def drive(
 
     A failed handle's error is thrown into the program at its ``yield``; an operation that
     does not finish within ``timeout`` seconds raises :class:`~strategies.comm.CommTimeout`
-    there, naming what the rank waited on. ``tick`` is called before each resumption, on
-    this thread (the rank hands in its events as it goes there).
+    there, naming what the rank waited on. ``tick`` is called at each ``yield``, on this
+    thread, and its time counts with the wait's, not as the program's compute (the rank
+    hands in its events as it goes there).
     """
     value: Any = None
     error: BaseException | None = None
@@ -483,8 +489,6 @@ def drive(
     runtime.timer.begin()
     mark = runtime.now()  # when the program's own work since its last yield began
     while True:
-        if tick is not None:
-            tick()
         if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
             close_program(program, ctx.rank, ctx.role)
             runtime.release()
@@ -502,6 +506,8 @@ def drive(
         runtime.compute_time += runtime.timer.end()
         waited = time.perf_counter()
         yielded = runtime.now()
+        if tick is not None:  # at the yield: the backend's own work, timed with the wait
+            tick()
         if not item.done:
             runtime.wait(item, timeout)
         runtime.comm_time += time.perf_counter() - waited

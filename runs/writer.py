@@ -125,7 +125,10 @@ class RunWriter:
         the run stopped: ``status`` is ``interrupted`` for a ``KeyboardInterrupt`` (Ctrl-C,
         or SIGTERM where the run turns it into one), else ``failed``."""
         try:
-            self._write_metrics(pd.DataFrame(rows))
+            # An interrupt that reaches the writer before any row was handed to it (a real
+            # launcher flushes none as it goes) must not replace what is on disk with nothing.
+            if rows or not (self.directory / METRICS_FILE).exists():
+                self._write_metrics(pd.DataFrame(rows))
         except (MemoryError, ImportError):
             # Out of memory, pandas may not even load its parquet engine: the rows flushed
             # last stay on disk, and the record below still says why the run stopped.

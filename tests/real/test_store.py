@@ -185,3 +185,60 @@ def test_events_handed_in_as_they_go_are_kept_for_a_rank_that_never_closed():
     assert gathered.parts[0] is None
     assert [e[0] for e in gathered.parts[1]["events"]] == ["computed", "stepped"]
     assert gathered.parts[1]["error"] is None and not gathered.refused
+
+
+def test_real_never_unpickles_what_peers_send():
+    """torch's *_object collectives unpickle what peers send, and the process group's own
+    rendezvous keys are not signed: real/ must use tensors (and load files weights-only)."""
+    import ast
+    from pathlib import Path
+
+    import real
+
+    banned = {
+        "all_gather_object",
+        "broadcast_object_list",
+        "gather_object",
+        "scatter_object_list",
+        "send_object_list",
+        "recv_object_list",
+        "loads",  # pickle.loads / cloudpickle.loads
+    }
+    found = []
+    for source in Path(real.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in banned:
+                if not (node.attr == "loads" and getattr(node.value, "id", "") == "json"):
+                    found.append(f"{source.name}:{node.lineno} {node.attr}")
+            if isinstance(node, ast.keyword) and node.arg == "weights_only":
+                if isinstance(node.value, ast.Constant) and node.value.value is False:
+                    found.append(f"{source.name}:{node.lineno} weights_only=False")
+    assert not found
+
+
+def test_a_signal_handler_only_raises_a_flag_and_the_watcher_stops_the_rank():
+    from real.runtime import StopSignal
+
+    store = SignedStore(dist.HashStore(), new_secret())
+    signal = StopSignal(store, store, owners=1, rank=0)
+    signal.interrupt()  # what the handler calls: no lock taken, no store call
+    assert signal.event.wait(5.0) and signal.reason == "interrupted"
+    assert not store.check(["stop"])  # the rank's own thread tells the others
+
+
+def test_logged_values_travel_as_the_ledger_reads_them():
+    from fractions import Fraction
+
+    import numpy as np
+
+    store = SignedStore(dist.HashStore(), new_secret())
+    events = [
+        ("logged", 0.1, 0, {"a": np.float32(0.5), "b": Fraction(1, 4), "c": torch.tensor(2.0)}),
+        ("logged", 0.2, 0, {"d": True, "e": 3}),
+    ]
+    handin.HandIn(store, rank=0, every=0.0).events(events)
+    (part,) = handin.gather(store, 1, lambda: 0.0).parts
+    assert [e[3] for e in part["events"]] == [
+        {"a": 0.5, "b": 0.25, "c": 2.0},
+        {"d": True, "e": 3.0},
+    ]
