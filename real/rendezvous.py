@@ -190,14 +190,15 @@ def agree_on_group(
         if time.monotonic() > deadline:
             raise CommError(group_shortfall(store, world_size) or "new_group timed out")
         time.sleep(0.01)
-    for other in range(world_size):
-        theirs = tuple(json.loads(bytes(store.get(keys[other])).decode()))
-        if theirs != ranks:
-            raise CommError(
-                f"rank {rank} created group #{index} over {ranks} but rank {other}'s group "
-                f"#{index} is {theirs}; every rank must create the same groups in the same "
-                "order (torch.distributed requires it)"
-            )
+    # Each rank compares with rank 0 alone (two reads, not n): any rank that differs from
+    # rank 0 finds out, so a difference anywhere fails the run.
+    theirs = tuple(json.loads(bytes(store.get(keys[0])).decode()))
+    if theirs != ranks:
+        raise CommError(
+            f"rank {rank} created group #{index} over {ranks} but rank 0's group #{index} is "
+            f"{theirs}; every rank must create the same groups in the same order "
+            "(torch.distributed requires it)"
+        )
 
 
 def group_shortfall(store: Any, world_size: int) -> str | None:
