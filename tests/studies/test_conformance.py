@@ -133,15 +133,16 @@ def test_bytes_beyond_the_documented_formula_are_flagged_and_shown_for_what_they
     report = check("allreduce", "quadratic", world_size=3, steps=4)
     report.raise_for_differences()
     # 3 ranks, 10 float32 parameters: a ring all-reduce sends 2 x 2/3 x 40 bytes per rank,
-    # 160 a step, 640 in 4 steps; real may add one rank's next all-reduce (53.3 each).
+    # 160 a step, 640 in 4 steps; real, stamped by wall time, may hold a rank's next
+    # all-reduce (53.3 each) or miss the last step's (seen: 693.3 and 586.7).
     s, r = report.sim.summary["bytes"], report.real.summary["bytes"]
-    assert s == 640 and 640 <= r <= 640 + 3 * 160 / 3, r
+    assert s == 640 and 640 - 160 <= r <= 640 + 160, r
     text = str(report)
     assert "(measured)" not in text and "collectives charged as rings" in text
     report.real.summary["bytes"] = 2 * s  # as if real had sent every payload twice
     (found,) = _bytes_difference(report.sim, report.real, 0.05)
-    assert found.startswith("bytes: sim 640, real 1280, outside [608, 840]"), found
-    report.real.summary["bytes"] = 0.9 * s  # fewer than sim's: no rule explains it
+    assert found.startswith("bytes: sim 640, real 1280, outside [456, 840]"), found
+    report.real.summary["bytes"] = 0.5 * s  # fewer than sim's by two steps: no rule explains it
     assert len(_bytes_difference(report.sim, report.real, 0.05)) == 1
 
 
