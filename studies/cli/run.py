@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from studies.cli.options import Imports
+
 __all__ = ["run_command", "slug"]
 
 
@@ -47,14 +49,7 @@ def run_command(
         str, typer.Option(help="sim (simulated time) or real (one local process per host).")
     ] = "sim",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    imports: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--import",
-            help="Module to import first (repeatable): one that registers your own strategy "
-            "or workload, which the file can then name, e.g. 'my_strategies'.",
-        ),
-    ] = None,
+    imports: Imports = None,
 ) -> None:
     """Run one experiment: write its run directory and print a summary table."""
     from studies.experiment import ExperimentError, load_experiment, run_experiment

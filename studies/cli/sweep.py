@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from studies.cli.options import Imports
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -53,14 +55,7 @@ def sweep_command(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    imports: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--import",
-            help="Module to import first (repeatable): one that registers your own strategy "
-            "or workload, which the file can then name, e.g. 'my_strategies'.",
-        ),
-    ] = None,
+    imports: Imports = None,
     figures: Annotated[
         bool,
         typer.Option(

@@ -151,39 +151,49 @@ class ServerSaysWhenTraining(ParameterServer):
             value = yield item
 
 
-def test_a_killed_server_rank_keeps_the_steps_it_measured(tmp_path):
-    """The server owns the global model; killed outright, it hands in nothing at its end, but
-    what it handed in as it went is kept."""
-    marker = tmp_path / "training"
-    killed: list[int] = []
+def _signal_rank_once_training(marker: Path, rank: int, signum: int, after: float) -> list[int]:
+    """Start a thread that, once ``marker`` exists and ``after`` seconds more have passed,
+    sends ``signum`` to rank ``rank`` of this test's run (found by its stderr file); the
+    list fills with the pids signalled."""
+    signalled: list[int] = []
 
-    def kill_the_server() -> None:
+    def send() -> None:
         deadline = time.monotonic() + 120
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(2.0)  # more than the hand-in period
+        time.sleep(after)
         for pid in _descendants(os.getpid()):
             try:
-                if os.readlink(f"/proc/{pid}/fd/2").endswith("/0.err"):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+                if os.readlink(f"/proc/{pid}/fd/2").endswith(f"/{rank}.err"):
+                    os.kill(pid, signum)
+                    signalled.append(pid)
             except OSError:
                 continue
 
-    killer = threading.Thread(target=kill_the_server)
-    killer.start()
-    out = tmp_path / "run"
+    threading.Thread(target=send, daemon=True).start()
+    return signalled
+
+
+def _run_server_until_stopped(marker: Path, out: Path) -> None:
+    real.run(
+        ServerSaysWhenTraining(str(marker)),
+        "quadratic",
+        nproc=3,
+        steps=1_000_000,
+        eval_every=5,
+        out=out,
+        timeout=60,
+    )
+
+
+def test_a_killed_server_rank_keeps_the_steps_it_measured(tmp_path):
+    """The server owns the global model; killed outright, it hands in nothing at its end, but
+    what it handed in as it went is kept."""
+    marker, out = tmp_path / "training", tmp_path / "run"
+    # More than the hand-in period after step 20.
+    killed = _signal_rank_once_training(marker, 0, signal.SIGKILL, after=2.0)
     with pytest.raises(RuntimeError, match="rank 0 failed: process ended with signal 9"):
-        real.run(
-            ServerSaysWhenTraining(str(marker)),
-            "quadratic",
-            nproc=3,
-            steps=1_000_000,
-            eval_every=5,
-            out=out,
-            timeout=60,
-        )
-    killer.join()
+        _run_server_until_stopped(marker, out)
     assert killed
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "failed"
@@ -194,33 +204,10 @@ def test_a_killed_server_rank_keeps_the_steps_it_measured(tmp_path):
 def test_a_rank_terminated_alone_stops_the_run_as_interrupted(tmp_path):
     """SIGTERM to one rank (a scheduler preempting it): that rank stops the run at its next
     yield, every rank hands in, and the run is written as interrupted."""
-    marker = tmp_path / "training"
-
-    def terminate_a_worker() -> None:
-        deadline = time.monotonic() + 120
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in _descendants(os.getpid()):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/2").endswith("/1.err"):
-                    os.kill(pid, signal.SIGTERM)
-            except OSError:
-                continue
-
-    killer = threading.Thread(target=terminate_a_worker)
-    killer.start()
-    out = tmp_path / "run"
+    marker, out = tmp_path / "training", tmp_path / "run"
+    _signal_rank_once_training(marker, 1, signal.SIGTERM, after=0.0)
     with pytest.raises(real.RunInterrupted, match="a rank was interrupted after"):
-        real.run(
-            ServerSaysWhenTraining(str(marker)),
-            "quadratic",
-            nproc=3,
-            steps=1_000_000,
-            eval_every=5,
-            out=out,
-            timeout=60,
-        )
-    killer.join()
+        _run_server_until_stopped(marker, out)
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted"
     assert record["summary"]["steps"] >= 20
