@@ -7,9 +7,10 @@ never depend on event order), asks the network to run the collective's point-to-
 schedule, and resolves each rank's handle when that finishes.
 
 Point-to-point messages follow the rendezvous that gloo and NCCL use: a send is *matched*
-with a receive posted for it (as gloo matches: the first receive posted for its sender, else
-the first from any rank; between one pair of ranks messages match in the order sent), its
-data starts moving then, and both handles resolve when it is delivered. A send whose receive is never posted never completes,
+with a receive posted for it by :class:`strategies.matching.Matcher`, the rule the real
+transport uses too (as gloo matches: the first receive posted for its sender, else the first
+from any rank; between one pair of ranks messages match in the order sent), its data starts
+moving then, and both handles resolve when it is delivered. A send whose receive is never posted never completes,
 as on a real world, and the simulator reports that deadlock at once.
 """
 
@@ -37,6 +38,7 @@ from strategies.comm import (
     signature,
 )
 from strategies.handles import Handle
+from strategies.matching import Matcher
 
 __all__ = ["CommError", "Fabric"]
 
@@ -60,7 +62,6 @@ def _finish_as(proxy: Handle[Any], inner: Handle[Any]) -> None:
 
 @dataclass
 class _Send:
-    seq: int
     src: int
     dst: int
     tensors: list[torch.Tensor]
@@ -70,14 +71,9 @@ class _Send:
 
 @dataclass
 class _Recv:
-    seq: int
     rank: int
-    src: int | None
     buffers: list[torch.Tensor]
     handle: Handle[Received]
-
-    def accepts(self, src: int) -> bool:
-        return self.src is None or self.src == src
 
 
 @dataclass
@@ -102,9 +98,8 @@ class Fabric:
         self.world = Group(tuple(range(world_size)))
         # Each group made by new_group, once for every rank (see Communicator).
         self._shared: dict[tuple[int, ...], Group] = {}
-        self._sends: list[list[_Send]] = [[] for _ in range(world_size)]  # by destination
-        self._recvs: list[list[_Recv]] = [[] for _ in range(world_size)]  # by receiver
-        self._seq = 0
+        # Each receiver's posted receives and waiting sends, matched by the one rule.
+        self._match: list[Matcher[_Send, _Recv]] = [Matcher() for _ in range(world_size)]
         self._pending: dict[tuple[tuple[int, ...], int], _Rendezvous] = {}
         self._calls: dict[tuple[int, tuple[int, ...]], int] = {}
         # The last delivery on each (src, dst) channel: messages between one pair arrive in
@@ -321,18 +316,11 @@ class Fabric:
     def _send(
         self, rank: int, payload: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
     ) -> Handle[None]:
-        self._seq += 1
         handle: Handle[None] = Handle("comm", what)
-        message = _Send(self._seq, rank, dst, payload, dict(header), handle)
-        # As gloo matches: a receive posted for this sender first, else one from any rank.
-        posted = self._recvs[dst]
-        match = next((i for i, r in enumerate(posted) if r.src == rank), None)
-        if match is None:
-            match = next((i for i, r in enumerate(posted) if r.src is None), None)
-        if match is not None:
-            self._transfer(message, posted.pop(match))
-            return handle
-        self._sends[dst].append(message)
+        message = _Send(rank, dst, payload, dict(header), handle)
+        recv = self._match[dst].offer(rank, message)  # else it waits for its receive
+        if recv is not None:
+            self._transfer(message, recv)
         return handle
 
     def recv(
@@ -343,17 +331,11 @@ class Fabric:
     def _recv(
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
     ) -> Handle[Received]:
-        self._seq += 1
         handle: Handle[Received] = Handle("comm", what)
-        recv = _Recv(self._seq, rank, src, buffers, handle)
-        # Sends wait in the order they were posted, so the first that this receive accepts is
-        # the earliest: from one sender, the next in order; from any, whoever sent first.
-        for i, message in enumerate(self._sends[rank]):
-            if recv.accepts(message.src):
-                del self._sends[rank][i]
-                self._transfer(message, recv)
-                return handle
-        self._recvs[rank].append(recv)
+        recv = _Recv(rank, buffers, handle)
+        message = self._match[rank].post(src, recv)  # else it waits for a send
+        if message is not None:
+            self._transfer(message, recv)
         return handle
 
     def _transfer(self, message: _Send, recv: _Recv) -> None:
@@ -387,8 +369,8 @@ class Fabric:
 
     def unmatched(self, handle: Handle[Any]) -> bool:
         """Whether ``handle`` is a send or receive still waiting for its match."""
-        return any(m.handle is handle for q in self._sends for m in q) or any(
-            r.handle is handle for q in self._recvs for r in q
+        return any(m.handle is handle for q in self._match for m in q.messages()) or any(
+            r.handle is handle for q in self._match for r in q.receives()
         )
 
 
