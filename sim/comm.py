@@ -37,7 +37,7 @@ from strategies.comm import (
     message_nbytes,
     signature,
 )
-from strategies.handles import Handle
+from strategies.handles import Handle, Operation
 from strategies.matching import Matcher
 
 __all__ = ["CommError", "Fabric"]
@@ -145,7 +145,7 @@ class Fabric:
         for held in list(self._held):
             self._release(held)
 
-    def _admit(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
+    def _admit(self, rank: int, what: Operation, start: Callable[[], Handle[Any]]) -> Handle[Any]:
         """Start a call of ``rank`` now (``start()``), or hold it and return its handle.
 
         A call waits until every rank has created the groups ``rank`` had created when it
@@ -161,11 +161,9 @@ class Fabric:
         queue = self._held.get(rank)
         if not queue and needed <= self._complete and work is None:
             return start()
-        if needed > self._complete:
-            what = f"{what} (held until every rank creates group #{needed - 1})"
-        elif work is not None:
-            what = f"{what} (after the rank's own {work.what})"
-        proxy: Handle[Any] = Handle("comm", what)
+        # Why it is held, as the handle's notes (its description names them).
+        held = needed - 1 if needed > self._complete else None
+        proxy: Handle[Any] = Handle("comm", op=what, held=held, after=work)
         proxy.children = (work,) if work is not None else ()
         self._held.setdefault(rank, deque()).append(_Held(needed, work, proxy, start))
         if work is not None:
@@ -207,7 +205,7 @@ class Fabric:
         op: str | None,
         root: int | None,
         algorithm: str,
-        what: str,
+        what: Operation,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
         return self._admit(
@@ -225,7 +223,7 @@ class Fabric:
         op: str | None,
         root: int | None,
         algorithm: str,
-        what: str,
+        what: Operation,
     ) -> Handle[Any]:
         signature_ = (op, root, algorithm)
         key = (rank, group.ranks)
@@ -251,7 +249,7 @@ class Fabric:
                     f"{tuple(first_tensor.shape)} {first_tensor.dtype}; every rank must pass the "
                     "same shape"
                 )
-        handle: Handle[Any] = Handle("comm", f"{what} (collective #{seq} of this group)")
+        handle: Handle[Any] = Handle("comm", op=what, seq=seq)
         slot.tensors[rank] = tensor
         slot.handles[rank] = handle
         if len(slot.handles) == group.size:
@@ -306,7 +304,12 @@ class Fabric:
 
     # -- point to point ----------------------------------------------------------------
     def send(
-        self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+        self,
+        rank: int,
+        tensors: list[torch.Tensor],
+        header: dict[str, Any],
+        dst: int,
+        what: Operation,
     ) -> Handle[None]:
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
@@ -314,9 +317,14 @@ class Fabric:
         return self._admit(rank, what, lambda: self._send(rank, payload, header, dst, what))
 
     def _send(
-        self, rank: int, payload: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+        self,
+        rank: int,
+        payload: list[torch.Tensor],
+        header: dict[str, Any],
+        dst: int,
+        what: Operation,
     ) -> Handle[None]:
-        handle: Handle[None] = Handle("comm", what)
+        handle: Handle[None] = Handle("comm", op=what)
         message = _Send(rank, dst, payload, dict(header), handle)
         recv = self._match[dst].offer(rank, message)  # else it waits for its receive
         if recv is not None:
@@ -324,14 +332,14 @@ class Fabric:
         return handle
 
     def recv(
-        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: Operation
     ) -> Handle[Received]:
         return self._admit(rank, what, lambda: self._recv(rank, buffers, src, what))
 
     def _recv(
-        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: Operation
     ) -> Handle[Received]:
-        handle: Handle[Received] = Handle("comm", what)
+        handle: Handle[Received] = Handle("comm", op=what)
         recv = _Recv(rank, buffers, handle)
         message = self._match[rank].post(src, recv)  # else it waits for a send
         if message is not None:
