@@ -37,8 +37,9 @@ from strategies.comm import (
     message_nbytes,
     signature,
 )
-from strategies.handles import Handle, Operation
+from strategies.handles import Handle
 from strategies.matching import Matcher
+from strategies.operations import Operation
 
 __all__ = ["CommError", "Fabric"]
 

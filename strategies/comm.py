@@ -45,7 +45,7 @@ from strategies.checks import (
     make_group,
     not_a_handle,
 )
-from strategies.handles import Handle, Operation, all_of, any_of
+from strategies.handles import Handle, all_of, any_of
 from strategies.messages import (
     Header,
     Received,
@@ -56,6 +56,7 @@ from strategies.messages import (
     message_nbytes,
     signature,
 )
+from strategies.operations import Operation
 
 __all__ = [
     "ALGORITHMS",

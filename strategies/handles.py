@@ -11,12 +11,12 @@ in both backends. Handles compose without knowing the backend: :meth:`Handle.the
 A handle also records when its data started and stopped moving (``started_at``,
 ``finished_at``) and what it is, for time accounting and for naming what a rank waits on in
 a deadlock, a timeout or a trace: its ``kind`` (:data:`Kind`: ``"compute"``, ``"comm"`` or
-``"idle"``) and either an :class:`Operation` (the communicator's calls: the operation, its
+``"idle"``) and either an :class:`~strategies.operations.Operation` (the communicator's calls: the operation, its
 group, peer, root and bytes, as fields) or a plain description (``what``: computing,
 sleeping, a strategy's own names). A backend adds its notes as fields too (``seq``,
 ``held``, ``after``: the simulator's). :meth:`Handle.describe` writes the sentence for an
 error message and :attr:`Handle.label` the key a trace names the span by
-(:func:`span_name`); neither is ever parsed back.
+(:func:`strategies.operations.span_name`); neither is ever parsed back.
 
 Examples
 --------
@@ -35,19 +35,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
-__all__ = [
-    "Handle",
-    "Kind",
-    "Label",
-    "Operation",
-    "Several",
-    "all_of",
-    "any_of",
-    "done",
-    "span_name",
-]
+from strategies.operations import Label, Operation, Several
+
+__all__ = ["Handle", "Kind", "all_of", "any_of", "done"]
 
 #: What a handle's time counts as: computing, moving data (or waiting to), or idle (sleeping).
 Kind = Literal["compute", "comm", "idle"]
@@ -60,108 +52,6 @@ _PENDING, _OK, _FAILED = 0, 1, 2
 # completion threads while the rank's thread adds callbacks. Held for a few attribute
 # operations only; a lock per handle would cost an allocation on the simulator's hot path.
 _LOCK = threading.Lock()
-
-
-#: The collectives whose root is the source (``src=``); the others' is the destination.
-_FROM_ROOT = frozenset({"broadcast"})
-
-
-class Operation(NamedTuple):
-    """What a communicator call is, as fields: filled by the communicator, read by
-    :meth:`Handle.describe` (error messages) and :func:`span_name` (a trace's names).
-
-    Examples
-    --------
-    >>> [str(o) for o in (Operation("all_reduce"), Operation("broadcast", (0, 1), root=0),
-    ...  Operation("send", peer=2, nbytes=48), Operation("recv"))]
-    ['all_reduce', 'broadcast on group (0, 1) (src=0)', 'send to rank 2 (48 B)', 'recv from any rank']
-    """
-
-    #: ``"all_reduce"``, ``"broadcast"``, ``"reduce"``, ``"all_gather"``,
-    #: ``"reduce_scatter"``, ``"barrier"``, ``"send"`` or ``"recv"``.
-    name: str
-    #: A collective's group as the program named it; ``None``: the world (group not given).
-    group: tuple[int, ...] | None = None
-    #: A send's destination, a receive's source (``None``: any rank).
-    peer: int | None = None
-    #: A broadcast's ``src``, a reduce's ``dst``.
-    root: int | None = None
-    #: A send's payload, in bytes.
-    nbytes: int | None = None
-
-    def __str__(self) -> str:
-        if self.name == "send":
-            return f"send to rank {self.peer} ({self.nbytes} B)"
-        if self.name == "recv":
-            return "recv from any rank" if self.peer is None else f"recv from rank {self.peer}"
-        text = self.name
-        if self.group is not None:
-            text = f"{text} on group {self.group}"
-        if self.root is not None:
-            text = f"{text} ({'src' if self.name in _FROM_ROOT else 'dst'}={self.root})"
-        return text
-
-    def span_name(self, world_size: int) -> str:
-        """The short name of this operation on a trace's track.
-
-        Examples
-        --------
-        >>> [Operation(*a).span_name(4) for a in (("all_reduce",), ("broadcast", None, None, 0),
-        ...  ("reduce", (0, 2), None, 2), ("send", None, 2, None, 48), ("recv",))]
-        ['all_reduce[0-3]', 'broadcast[0-3] from 0', 'reduce[0,2] to 2', 'send→2', 'recv←any']
-        """
-        if self.name == "send":
-            return f"send→{self.peer}"
-        if self.name == "recv":
-            return f"recv←{'any' if self.peer is None else self.peer}"
-        ranks = list(range(world_size)) if self.group is None else list(self.group)
-        name = f"{self.name}[{_ranges(ranks)}]"
-        if self.root is not None:
-            name += f" {'from' if self.name in _FROM_ROOT else 'to'} {self.root}"
-        return name
-
-
-class Several(NamedTuple):
-    """What a handle for several is (:func:`all_of`, :func:`any_of`): the first three of
-    them, and how many more."""
-
-    prefix: str  # "all of", "any of"
-    parts: tuple[Label, ...]
-    more: int = 0
-
-
-#: What a trace names a span by (:attr:`Handle.label`): a plain description, an operation,
-#: or several; hashable and picklable, and turned into text by :func:`span_name`.
-Label: TypeAlias = "str | Operation | Several"
-
-
-def span_name(label: Label, world_size: int) -> str:
-    """The short name of a span on a trace's track, from a handle's :attr:`~Handle.label`:
-    collectives show their group (``[0-3]``: ranks 0 to 3) and root, point-to-point calls
-    their peer; plain descriptions (computing, sleeping, a strategy's own) are kept.
-
-    Examples
-    --------
-    >>> parts = (Operation("send", peer=1, nbytes=8), Operation("recv", peer=3))
-    >>> span_name(Several("all of", parts), 4), span_name("compute_gradients", 4)
-    ('all of [send→1; recv←3]', 'compute_gradients')
-    >>> span_name(Operation("reduce_scatter"), 2)
-    'reduce_scatter[0,1]'
-    """
-    if isinstance(label, Operation):
-        return label.span_name(world_size)
-    if isinstance(label, Several):
-        more = f" and {label.more} more" if label.more else ""
-        items = "; ".join(span_name(part, world_size) for part in label.parts)
-        return f"{label.prefix} [{items}{more}]"
-    return label
-
-
-def _ranges(ranks: list[int]) -> str:
-    """``0-3`` for a contiguous run of ranks, else the ranks (``0,2,5``)."""
-    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
-        return f"{ranks[0]}-{ranks[-1]}"
-    return ",".join(map(str, ranks))
 
 
 class Handle(Generic[T]):

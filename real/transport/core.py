@@ -17,7 +17,8 @@ from real.transport.envelope import ENVELOPE_TAG, Tags, encode
 from real.transport.matching import Receiving
 from real.transport.staging import resolve_device
 from strategies.comm import Group, header_nbytes, message_nbytes
-from strategies.handles import Handle, Operation
+from strategies.handles import Handle
+from strategies.operations import Operation
 
 __all__ = ["TorchTransport"]
 

@@ -61,8 +61,9 @@ import torch.distributed as dist
 from real.transport.delivery import Delivery
 from real.transport.envelope import ENVELOPE_BYTES, ENVELOPE_TAG, Arrived, decode
 from strategies.comm import Received
-from strategies.handles import Handle, Operation
+from strategies.handles import Handle
 from strategies.matching import Matcher
+from strategies.operations import Operation
 
 __all__ = ["Posted", "Receiving"]
 

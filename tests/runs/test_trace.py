@@ -175,7 +175,8 @@ def test_a_ranks_export_names_its_spans_as_text_from_the_handles_labels():
     from handles' fields are named when exported, once per distinct label."""
     from functools import partial
 
-    from strategies.handles import Handle, Operation, all_of, span_name
+    from strategies.handles import Handle, all_of
+    from strategies.operations import Operation, span_name
 
     trace = Trace(4, backend="real", names=partial(span_name, world_size=4))
     reduce = Handle(op=Operation("reduce", (0, 2), root=2))

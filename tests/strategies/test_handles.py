@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from strategies.comm import Communicator
-from strategies.handles import Handle, Kind, Operation, all_of, any_of, done, span_name
+from strategies.handles import Handle, Kind, all_of, any_of, done
+from strategies.operations import Operation, span_name
 
 
 def test_a_handle_resolves_once_and_runs_callbacks_in_order():
