@@ -48,7 +48,7 @@ class TorchTransport(Receiving):
         Called with the bytes charged for each operation this rank starts.
     device
         Where the library moves tensors: ``"cpu"`` for gloo, the rank's GPU (``cuda:N``) for
-        NCCL. Tensors elsewhere are staged through it (see the module's notes).
+        NCCL. Tensors elsewhere are staged through it (:mod:`real.transport.staging`).
     portable
         Match receives from any rank in the transport, never posting the library's receive
         from any source (required, and forced, on NCCL). ``False``: gloo's own, gloo only.
@@ -62,7 +62,7 @@ class TorchTransport(Receiving):
         (:func:`real.rendezvous.agree_on_group`). ``None``: not checked.
     first_come
         Keep an envelope receive in flight from every sender once the program receives from
-        any rank, so such a receive takes whoever sent first (see the module's notes). On
+        any rank, so such a receive takes whoever sent first (:mod:`real.transport.matching`). On
         by default on gloo; NCCL cannot (``True`` there is refused); ``False`` issues the
         library calls NCCL would get.
     """
