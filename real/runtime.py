@@ -514,9 +514,9 @@ def drive(
         runtime.timer.begin()
         if trace is not None:
             resumed = runtime.now()
-            work = item.what if item.kind == "compute" else "compute"
+            work = item.label if item.kind == "compute" else "compute"
             trace.span(runtime.rank, "compute", work, mark, yielded)
-            trace.span(runtime.rank, "comm", item.what, yielded, resumed)
+            trace.span(runtime.rank, "comm", item.label, yielded, resumed)
             mark = resumed
         if not item.done:
             if runtime.stopped():
