@@ -143,15 +143,20 @@ def _tree_all_reduce(n: int, nbytes: float, rank_of: np.ndarray) -> Schedule:
     return Schedule(n, 2 * top + chunks - 1 if n > 1 else 0, step)
 
 
-def all_reduce(n: int, nbytes: float) -> list[Schedule]:
-    """Double binary tree all-reduce: two channels of ``nbytes / 2`` each.
+def all_reduce(n: int, nbytes: float, channels: int = 2) -> list[Schedule]:
+    """Double binary tree all-reduce: ``channels`` channels of ``nbytes / channels`` each.
 
     The second tree mirrors the first (rank ``n-1-p``) when ``n`` is even and shifts it by one
-    otherwise, as NCCL does, so leaves of one tree are inner nodes of the other.
+    otherwise, as NCCL does, so leaves of one tree are inner nodes of the other. Channel ``c``
+    runs tree ``c mod 2``: NCCL's duplicated channels carry the two trees, and a call on one
+    channel runs the first tree alone.
 
     >>> [c.n_steps for c in all_reduce(4, 8.0)]
     [4, 4]
+    >>> [c.step(0).nbytes.tolist() for c in all_reduce(4, 8.0, channels=1)]
+    [[8.0, 8.0]]
     """
     pos = np.arange(n)
     second = n - 1 - pos if n % 2 == 0 else (pos + 1) % n
-    return [_tree_all_reduce(n, nbytes / 2, pos), _tree_all_reduce(n, nbytes / 2, second)]
+    trees = (pos, second)
+    return [_tree_all_reduce(n, nbytes / channels, trees[c % 2]) for c in range(channels)]
