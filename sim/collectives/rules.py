@@ -139,7 +139,7 @@ def library_rule(backend: str, device: str = "cpu") -> str:
     >>> library_rule("nccl", "cpu")
     Traceback (most recent call last):
     ...
-    sim.routing.NetworkError: backend 'nccl' moves GPU tensors only, and this run's are on cpu; compare with gloo's rule: collectives='gloo'
+    sim.routing.NetworkError: backend 'nccl' moves GPU tensors only, and this run's are on cpu; use collectives='gloo' (what a CPU run's library runs) or 'commsim'
     """
     if backend not in ("gloo", "nccl"):
         raise NetworkError(f"backend {backend!r} has no rule here; use one of gloo, nccl")
@@ -156,13 +156,13 @@ def check_rule_for_device(rule: str, device: str, *, what: str = "collectives") 
     >>> check_rule_for_device("nccl:channels=2", "cpu")
     Traceback (most recent call last):
     ...
-    sim.routing.NetworkError: collectives 'nccl:channels=2' moves GPU tensors only, and this run's are on cpu; compare with gloo's rule: collectives='gloo'
+    sim.routing.NetworkError: collectives 'nccl:channels=2' moves GPU tensors only, and this run's are on cpu; use collectives='gloo' (what a CPU run's library runs) or 'commsim'
     """
     kind = str(device).split(":")[0]
     if kind not in ("cpu", "cuda"):
         raise NetworkError(f"device {device!r} is unknown; use cpu or cuda")
     if parse_rule(rule).name == "nccl" and kind == "cpu":
         raise NetworkError(
-            f"{what} {rule!r} moves GPU tensors only, and this run's are on cpu; "
-            "compare with gloo's rule: collectives='gloo'"
+            f"{what} {rule!r} moves GPU tensors only, and this run's are on cpu; use "
+            "collectives='gloo' (what a CPU run's library runs) or 'commsim'"
         )
