@@ -84,6 +84,9 @@ def test_the_newcomers_local_sgd_case_runs_gloos_ring():
         "collectives": {"all_reduce": ["halving_doubling"]},
     }
     assert lib.config["auto"] == {"rule": "gloo", "collectives": {"all_reduce": ["ring"]}}
+    # What a user had to force by hand before, now without forcing anything.
+    forced = sim.run("local_sgd:period=2,algorithm=ring", *args[1:], steps=4, eval_every=4)
+    assert lib.summary["time"] == forced.summary["time"] != own.summary["time"]
 
 
 @pytest.mark.parametrize("pace", PACES)
