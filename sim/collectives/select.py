@@ -315,12 +315,20 @@ def _plan(
             out = build(n, size)
         return out if isinstance(out, list) else [out]
 
+    # NCCL cuts the message into one slice per channel, each on its own ring or tree. Each
+    # channel keeps the pipeline depth of the whole message, so that channels sharing one
+    # path take the time one schedule takes (commsim's chunks are coarser than NCCL's: split
+    # further, a deep pipeline's fill would grow with the channels).
     if split is None:
         channels = built(nbytes)
     elif algorithm == "tree" and op in ("all_reduce", "barrier"):
-        # NCCL's channels carry the double binary tree's two trees in turn.
-        channels = tree.all_reduce(n, nbytes if op == "all_reduce" else 0.0, split)
-    else:  # NCCL cuts the message into one slice per channel, each on its own ring
+        size = nbytes if op == "all_reduce" else 0.0
+        channels = tree.all_reduce(n, size, split, ring.pipeline_chunks(size / 2))
+    elif algorithm == "ring" and op in ("broadcast", "reduce"):
+        depth = ring.pipeline_chunks(nbytes)
+        chain = ring.broadcast if op == "broadcast" else ring.reduce
+        channels = [chain(n, nbytes / split, local_root, depth) for _ in range(split)]
+    else:
         channels = [s for _ in range(split) for s in built(nbytes / split)]
     return channels, members, algorithm
 

@@ -251,9 +251,23 @@ def test_channels_on_one_path_take_the_time_of_one_ring(n, pace):
     g = topologies.star(n, bandwidth=B, latency=L)
     t = collective_time(g, "all_gather", M, pace=pace, collectives="nccl:channels=4")
     assert t == pytest.approx((n - 1) * (2 * L + M / (n * B)), rel=1e-9)
-    # A chain per channel, M/4 each (one pipeline chunk: n-1 hops), the four on each hop.
+    # A chain per channel, M/4 each, as deep a pipeline as one chain of M (2 chunks of 4 MB):
+    # the four share each hop, each step moving M/2 in all, n steps.
     t = collective_time(g, "broadcast", M, pace=pace, collectives="nccl:channels=4")
-    assert t == pytest.approx((n - 1) * (2 * L + M / B), rel=1e-9)
+    assert t == pytest.approx(n * (2 * L + M / (2 * B)), rel=1e-9)
+    assert t == pytest.approx(collective_time(g, "broadcast", M, algorithm="ring"), rel=1e-9)
+
+
+@pytest.mark.parametrize("pace", PACES)
+def test_tree_channels_on_one_path_take_the_time_of_one_double_tree(pace):
+    # 8 single-GPU nodes: NCCL's model picks a tree for 64 MiB only with slow links.
+    g = topologies.star(8, bandwidth=25e9, latency=100e-6)
+    one = collective_time(g, "all_reduce", 64 * MiB, algorithm="tree", pace=pace)
+    for channels in (2, 8):
+        auto = f"nccl:channels={channels}"
+        assert chosen(g, auto, "all_reduce", 64 * MiB) == "tree"
+        t = collective_time(g, "all_reduce", 64 * MiB, pace=pace, collectives=auto)
+        assert t == pytest.approx(one, rel=1e-9), channels
 
 
 # -- the default, the record, backends, errors -------------------------------------------
