@@ -273,6 +273,25 @@ def test_tree_channels_on_one_path_take_the_time_of_one_double_tree(pace):
 # -- the default, the record, backends, errors -------------------------------------------
 
 
+def test_algorithms_fixed_by_collective_override_the_rule_for_those_alone():
+    planner = Planner(Router(topologies.star(4)), {"rule": "gloo", "all_reduce": "tree"})
+    for op in ("all_reduce", "reduce", "reduce_scatter"):
+        planner.plan(op, 1e3, None, "auto", None)
+    assert planner.auto_choices == {
+        "all_reduce": ["tree"],
+        "reduce": ["ring_to_root"],
+        "reduce_scatter": ["ring_all_reduce"],
+    }
+
+
+def test_nccl_plans_subsets_and_uneven_nodes():
+    g = topologies.hierarchical(2, 2, bandwidth=1e9, latency=1e-5)
+    # Ranks 0, 1 on node 0 and 2 on node 1: two nodes, a small message, a tree.
+    assert chosen(g, "nccl", "all_reduce", 1e3, ranks=[0, 1, 2]) == "tree"
+    assert chosen(g, "nccl", "all_reduce", 1e3, ranks=[0, 1]) == "ring"  # one node
+    assert collective_time(g, "all_reduce", 1e3, ranks=[0, 1, 2], collectives="nccl") > 0
+
+
 def test_the_default_rule_is_the_simulators_own_and_changes_nothing():
     g = topologies.fat_tree(4, bandwidth=B, latency=L)
     for op in ("all_reduce", "broadcast", "all_gather"):
