@@ -78,10 +78,10 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
             f"network options {sorted(unknown)} are unknown; use 'model', 'sharing', "
             "'efficiency', 'collectives' and 'unfairness'"
         )
-    if not isinstance(options.get("collectives", {}), Mapping):
+    if not isinstance(options.get("collectives", {}), (Mapping, str)):
         raise ValueError(
-            f"network collectives={options['collectives']!r} must map collectives to "
-            "algorithms, e.g. {'all_reduce': 'ring'}"
+            f"network collectives={options['collectives']!r} must name a rule (commsim, "
+            "gloo, nccl) or map collectives to algorithms, e.g. {'all_reduce': 'ring'}"
         )
     if "collectives" in options:
         options["collectives"] = check_auto(options["collectives"])
@@ -139,8 +139,10 @@ def run(
         ``"flow"`` (max-min bandwidth sharing), ``"analytic"`` (alpha-beta, no contention),
         or ``{"model": ..., "sharing": "maxmin" | "rtt", "efficiency": 0.95, "collectives":
         {"all_reduce": "ring"}, "unfairness": 0.3}`` (the payload fraction of links without
-        their own ``efficiency``, what ``auto`` stands for, and how unevenly concurrent flows
-        share a bottleneck; see :class:`sim.network.Network`).
+        their own ``efficiency``, what ``auto`` stands for: a rule, ``"commsim"`` (the
+        default), ``"gloo"`` or ``"nccl"``, and/or algorithms by collective, see
+        :mod:`sim.collectives.rules`; and how unevenly concurrent flows share a bottleneck;
+        see :class:`sim.network.Network`).
     optimizer, lr_schedule
         See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec` (a spec
         string too: ``"sgd:lr=0.1,momentum=0.9"``, ``"cosine:warmup=10"``).
@@ -384,7 +386,7 @@ def _simulate_run(
         target_loss=target_loss,
     )
     # What `auto` resolved to is part of what the run was: recorded with its config.
-    config["auto"] = {"collectives": net.planner.auto_choices}
+    config["auto"] = {"rule": net.planner.rule.spec, "collectives": net.planner.auto_choices}
     trace.evals(ledger.rows)
     link_counters(trace, net, 0.0, float(env.now))
     result = RunResult(

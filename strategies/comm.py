@@ -79,16 +79,26 @@ __all__ = [
     "signature",
 ]
 
-#: Collective algorithms the simulator knows (``"auto"`` picks as NCCL does).
-ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
+#: Collective algorithms the simulator knows (``"auto"`` follows the network's rule: see
+#: ``sim.collectives.rules``).
+ALGORITHMS = (
+    "auto",
+    "ring",
+    "tree",
+    "halving_doubling",
+    "direct",
+    "hierarchical",
+    "ring_all_reduce",
+    "ring_to_root",
+)
 #: Which algorithms implement each collective (``sim.collectives`` builds exactly these; a
 #: test keeps the two in step). ``"auto"`` is valid for all.
 ALGORITHMS_FOR: dict[str, tuple[str, ...]] = {
     "all_reduce": ("ring", "tree", "halving_doubling", "direct", "hierarchical"),
-    "reduce_scatter": ("ring", "direct", "halving_doubling"),
+    "reduce_scatter": ("ring", "direct", "halving_doubling", "ring_all_reduce"),
     "all_gather": ("ring", "direct", "halving_doubling"),
     "broadcast": ("ring", "tree", "direct"),
-    "reduce": ("ring", "tree", "direct"),
+    "reduce": ("ring", "tree", "direct", "ring_to_root"),
     "barrier": (),
 }
 

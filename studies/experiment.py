@@ -184,12 +184,13 @@ class NetworkSection(_Section):
     model: Literal["flow", "analytic"] = "flow"
     sharing: Literal["maxmin", "rtt"] = "maxmin"
     efficiency: float = Field(1.0, gt=0, le=1)
-    collectives: dict[str, str] = Field(default_factory=dict)
+    #: What ``auto`` stands for: a rule ("commsim", "gloo", "nccl") and/or algorithms by collective.
+    collectives: dict[str, str] | str = Field(default_factory=dict)
     unfairness: float = Field(0.0, ge=0, allow_inf_nan=False)
 
     @field_validator("collectives")
     @classmethod
-    def _known_algorithms(cls, value: dict[str, str]) -> dict[str, str]:
+    def _known_algorithms(cls, value: dict[str, str] | str) -> dict[str, str]:
         from sim.collectives.select import check_auto
 
         return check_auto(value)
