@@ -36,6 +36,8 @@ def collective_time(
     sharing: str = "maxmin",
     root: int | None = None,
     pace: str = "step",
+    routing: str = "ecmp",
+    seed: int = 0,
 ) -> float:
     """Simulated seconds for one collective over ``ranks`` (default: every host).
 
@@ -59,9 +61,14 @@ def collective_time(
         Root rank of broadcast, reduce, gather and scatter (default: the first rank).
     pace : {"rank", "step"}
         Per-rank progress (exact) or lock-step rounds (see :meth:`Network.collective`).
+    routing : {"ecmp", "spray", "single"}
+        How flows use equal-cost paths, and ``seed`` the ``ecmp`` hash (see
+        :class:`sim.network.Network`).
     """
     env = simpy.Environment()
-    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    net = Network(
+        env, topology, model=model, sharing=sharing, record=False, routing=routing, seed=seed
+    )
     done = net.collective(op, nbytes, ranks=ranks, algorithm=algorithm, root=root, pace=pace)
     env.run()
     assert done.triggered, "collective did not complete"
@@ -75,14 +82,19 @@ def transfer_time(
     nbytes: float,
     model: str = "flow",
     sharing: str = "maxmin",
+    routing: str = "ecmp",
+    seed: int = 0,
 ) -> float:
     """Simulated seconds to deliver ``nbytes`` from rank ``src`` to rank ``dst`` alone.
 
-    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth.
+    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth
+    (``routing`` and ``seed`` as for :func:`collective_time`).
     """
     check_nbytes(nbytes)
     env = simpy.Environment()
-    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    net = Network(
+        env, topology, model=model, sharing=sharing, record=False, routing=routing, seed=seed
+    )
     done = net.send(src, dst, nbytes)
     env.run()
     # simpy types every event's value as ``Any | None``; this one is the delivery time.
