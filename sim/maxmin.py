@@ -4,7 +4,9 @@
 the link whose remaining capacity divided by the total weight of its unfrozen flows is
 smallest, freeze those flows at ``weight * level``, and subtract their rates everywhere. Every
 round is a few numpy passes over the (flow, link) incidence pairs, so the cost is the number of
-pairs times the number of distinct bottleneck levels (one for a ring all-reduce step).
+pairs times the number of distinct bottleneck levels (one for a ring all-reduce step). A flow
+split over several paths (``spray`` routing) puts a fraction of its rate on each of its links
+(``usage``): a link's load grows by that fraction of the flow's weight.
 
 :class:`RateSolver` turns a set of active routes into rates for a network model and caches
 them by the sorted multiset of route ids: every step of a ring collective presents the same
