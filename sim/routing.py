@@ -52,8 +52,9 @@ ROUTINGS = ("ecmp", "spray", "single")
 _QUANTUM = 1e-15
 #: Searches kept for resuming (one per source node; each holds at most one label per node).
 _KEEP_SEARCHES = 256
-#: Equal-cost path structures kept per (source, destination) switch pair (``ecmp``, ``spray``).
-_KEEP_MIDDLES = 4096
+#: Equal-cost path structures (``ecmp``, ``spray``) are kept per (source, destination) switch
+#: pair while their links number at most this in all (a far pair on a 64 x 64 torus has ~10^4).
+_KEEP_MIDDLE_LINKS = 1 << 20
 _MASK = (1 << 64) - 1
 
 
@@ -169,6 +170,7 @@ class Router:
         )
         self.latency = np.array([float(d["latency"]) for *_, d in edges], dtype=float)
         self._link_id = {uv: i for i, uv in enumerate(self.links)}
+        self._ends: list[tuple[int, int]] | None = None  # links' node indices, for spray
         # Adjacency as index lists sorted by neighbour index: the search then meets candidate
         # paths in a fixed order, which keeps the whole computation deterministic.
         self._adj: list[list[tuple[int, int, int]]] = [[] for _ in self._nodes]
@@ -191,7 +193,9 @@ class Router:
         self._adj = [[e for e in nbrs if not stub[e[0]]] for nbrs in self._adj]
         self._searches: dict[int, tuple] = {}  # resumable searches by source, oldest first
         self._dags: dict[int, tuple] = {}  # the same for equal-cost path DAGs (ecmp, spray)
+        self._cost_adj: list[list[tuple[int, int, int]]] | None = None  # for those searches
         self._middles: dict[tuple[int, int], tuple] = {}  # equal-cost paths by switch pair
+        self._middle_links = 0  # links held by ``_middles``
         self.route_links: list[np.ndarray] = []
         self.route_share: list[np.ndarray | None] = []
         # Per-route arrays grow by doubling; the properties expose the filled prefix.
@@ -352,8 +356,9 @@ class Router:
         ``(successors, sigma_t, n_paths, links, shares)``.
 
         ``successors[u]`` lists ``(v, link)`` on the paths, by node index; ``sigma_t[v]``
-        counts the paths from ``v`` to ``t``; ``links`` are the links on any path and
-        ``shares`` the fraction of the paths through each (``sigma_s(u) sigma_t(v) / n``).
+        counts the paths from ``v`` to ``t``; ``links`` are the links on any path and, under
+        ``spray`` (else None), ``shares`` the fraction of the paths through each
+        (``sigma_s(u) sigma_t(v) / n``), both in link order.
         """
         key = (s, t)
         hit = self._middles.get(key)
@@ -381,27 +386,21 @@ class Router:
         for nexts in successors.values():
             nexts.sort()
         n = sigma_s[t]
-        shares = np.array(
-            [sigma_s[self._nodes_from(lid)] * sigma_t[self._nodes_to(lid)] / n for lid in links]
-        )
-        order_links = np.argsort(links, kind="stable")
-        hit = (
-            successors,
-            sigma_t,
-            n,
-            np.asarray(links, dtype=np.int64)[order_links],
-            shares[order_links],
-        )
-        if len(self._middles) >= _KEEP_MIDDLES:
-            del self._middles[next(iter(self._middles))]
+        ids = np.asarray(links, dtype=np.int64)
+        shares = None
+        if self.routing == "spray":  # only a split flow needs them; counts are exact ints
+            ends = self._ends
+            if ends is None:
+                ends = self._ends = [(self._index[u], self._index[v]) for u, v in self.links]
+            shares = np.array([sigma_s[ends[lid][0]] * sigma_t[ends[lid][1]] / n for lid in links])
+            order_links = np.argsort(ids, kind="stable")
+            ids, shares = ids[order_links], shares[order_links]
+        hit = (successors, sigma_t, n, ids, shares)
+        while self._middles and self._middle_links + ids.size > _KEEP_MIDDLE_LINKS:
+            self._middle_links -= self._middles.pop(next(iter(self._middles)))[3].size
         self._middles[key] = hit
+        self._middle_links += ids.size
         return hit
-
-    def _nodes_from(self, lid: int) -> int:
-        return self._index[self.links[lid][0]]
-
-    def _nodes_to(self, lid: int) -> int:
-        return self._index[self.links[lid][1]]
 
     def _unrank(self, s: int, t: int, pick: int) -> list[int]:
         """Link ids of equal-cost path ``pick % n_paths`` from ``s`` to ``t``, the paths
@@ -423,32 +422,42 @@ class Router:
 
     def _dag(self, s: int, t: int) -> tuple[dict, dict, dict]:
         """``(cost, predecessors, path count)`` per node settled by a Dijkstra from ``s`` on
-        costs ``(latency in fs, hops)``, run until ``t`` is settled (and kept to resume, like
+        costs ``(latency in fs, hops)`` (one int: ``latency * H + hops``), run until ``t`` is settled (and kept to resume, like
         :meth:`_search`'s). A node's predecessors are every ``(node, link)`` that reaches it
         at its least cost; its path count is the number of equal-cost paths from ``s``."""
+        adj = self._cost_adj
+        if adj is None:
+            # (latency, hops) as one integer, latency * H + hops with H above any hop count:
+            # the same order, compared and added as one int.
+            h = len(self._nodes) + 1
+            adj = self._cost_adj = [[(v, lid, w * h + 1) for v, lid, w in n] for n in self._adj]
         state = self._dags.pop(s, None)
         if state is None:
-            state = ({s: (0, 0)}, {s: []}, {}, [(0, 0, s)])
+            state = ({s: 0}, {s: []}, {}, [(0, s)])
         self._dags[s] = state
         if len(self._dags) > _KEEP_SEARCHES:
             del self._dags[next(iter(self._dags))]
         dist, preds, sigma, heap = state
+        pop, push = heapq.heappop, heapq.heappush
         while t not in sigma and heap:
-            lat, hops, u = heapq.heappop(heap)
+            cost, u = pop(heap)
             if u in sigma:
                 continue
             # Every predecessor is settled (its cost is strictly less): u's count is final.
-            sigma[u] = sum(sigma[p] for p, _ in preds[u]) if preds[u] else 1
-            for v, lid, w in self._adj[u]:
+            count = 0
+            for p, _ in preds[u]:
+                count += sigma[p]
+            sigma[u] = count or 1
+            for v, lid, w in adj[u]:
                 if v in sigma:
                     continue
-                cost = (lat + w, hops + 1)
+                new = cost + w
                 old = dist.get(v)
-                if old is None or cost < old:
-                    dist[v] = cost
+                if old is None or new < old:
+                    dist[v] = new
                     preds[v] = [(u, lid)]
-                    heapq.heappush(heap, (*cost, v))
-                elif cost == old:
+                    push(heap, (new, v))
+                elif new == old:
                     preds[v].append((u, lid))
         if t not in sigma:
             raise NetworkError(
