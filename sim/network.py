@@ -216,9 +216,11 @@ class Network:
         """
         src, dst = self.check_rank(src, "src"), self.check_rank(dst, "dst")
         size = check_nbytes(nbytes)
-        if isinstance(connection, bool) or not isinstance(connection, (int, np.integer)):
-            raise NetworkError(f"connection must be an int >= 0, got {connection!r}")
-        if connection < 0:
+        if (
+            isinstance(connection, bool)
+            or not isinstance(connection, (int, np.integer))
+            or connection < 0
+        ):
             raise NetworkError(f"connection must be an int >= 0, got {connection!r}")
         if src == dst:
             return self.env.timeout(0, value=self.env.now)
