@@ -90,8 +90,9 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
         options["efficiency"] = check_efficiency(options["efficiency"], "network efficiency")
     if "unfairness" in options:
         options["unfairness"] = check_unfairness(options["unfairness"], "network unfairness")
-    if "routing" in options:
-        options["routing"] = check_routing(options["routing"], "network routing")
+    # Recorded even when not given: the default was ``single`` before ``ecmp`` (issue 23), and
+    # a run's record must say which paths its flows took.
+    options["routing"] = check_routing(options.get("routing", "ecmp"), "network routing")
     if options.get("model", "flow") not in MODELS:
         raise ValueError(f"network model={options['model']!r} is unknown; use one of {MODELS}")
     if options.get("sharing", "maxmin") not in SHARINGS:

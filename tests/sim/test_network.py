@@ -599,3 +599,12 @@ def test_a_runs_routing_is_its_network_option_and_its_seeds():
     assert default == ecmp  # ecmp is the default
     assert spray < single  # halving-doubling partners in other pods share core0 under single
     assert time(routing="ecmp", seed=0) == ecmp
+
+
+def test_a_runs_record_names_its_routing_even_by_default():
+    import sim
+
+    result = sim.run("allreduce", "quadratic", "star:n=2", steps=1)
+    assert result.config["network"]["routing"] == "ecmp"
+    result = sim.run("allreduce", "quadratic", "star:n=2", steps=1, network={"routing": "spray"})
+    assert result.config["network"]["routing"] == "spray"
