@@ -608,3 +608,20 @@ def test_a_runs_record_names_its_routing_even_by_default():
     assert result.config["network"]["routing"] == "ecmp"
     result = sim.run("allreduce", "quadratic", "star:n=2", steps=1, network={"routing": "spray"})
     assert result.config["network"]["routing"] == "spray"
+
+
+@pytest.mark.parametrize("pace", ["step", "rank"])
+@pytest.mark.parametrize(
+    "op, algorithm, before",
+    [
+        # Measured on the commit before routing modes (9d45903), whose only routing was this.
+        ("all_reduce", "halving_doubling", 0.5300360000000001),
+        ("all_to_all", "direct", 0.240006),
+        ("all_reduce", "tree", {"step": 0.27343533333333336, "rank": 0.2734363333333334}),
+    ],
+)
+def test_single_routing_keeps_the_fat_tree_numbers_of_before(op, algorithm, before, pace):
+    g = topologies.fat_tree(4, bandwidth="10Gbps", latency="1us")
+    expect = before[pace] if isinstance(before, dict) else before
+    got = collective_time(g, op, 100e6, algorithm=algorithm, pace=pace, routing="single")
+    assert got == expect  # bit for bit
