@@ -213,6 +213,9 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
 
     r = net.router
     links = [r.route_links[r.route(s, d)] for _, s, d, _ in flows]
+    # A split flow's share of its rate on each link (spray), else all of it.
+    shares = [r.route_share[r.route(s, d)] for _, s, d, _ in flows]
+    shares = [np.ones(len(ls)) if sh is None else sh for ls, sh in zip(links, shares, strict=True)]
     ready = [t0 + float(r.route_latency[r.route(s, d)]) for t0, s, d, _ in flows]
     left = [float(size) for *_, size in flows]
     finish = [math.inf] * len(flows)
@@ -229,6 +232,7 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
                 np.concatenate(([0], np.cumsum([links[f].size for f in live]))),
                 np.concatenate([links[f] for f in live] or [np.empty(0, int)]),
                 r.capacity,
+                usage=np.concatenate([shares[f] for f in live] or [np.empty(0)]),
             )
             if live
             else []
@@ -241,6 +245,7 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
     return finish
 
 
+@pytest.mark.parametrize("routing", ["ecmp", "spray", "single"])
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
@@ -255,14 +260,14 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
     ),
     st.lists(st.floats(0.5, 20.0), min_size=48, max_size=48),
 )
-def test_engine_matches_a_plain_event_loop(flows, speeds):
+def test_engine_matches_a_plain_event_loop(routing, flows, speeds):
     g = topologies.fat_tree(4, bandwidth=100.0, latency=0.01)
     for (u, v), speed in zip(g.edges, speeds, strict=False):
         g.edges[u, v]["bandwidth"] = 100.0 * speed
     flows = [(t0, s, d, size) for t0, s, d, size in flows if s != d]
     if not flows:
         return
-    env, net = net_on(g)
+    env, net = net_on(g, routing=routing)
     done = [
         later(env, t0, lambda s=s, d=d, size=size: net.send(s, d, size)) for t0, s, d, size in flows
     ]
