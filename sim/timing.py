@@ -38,6 +38,8 @@ def collective_time(
     root: int | None = None,
     pace: str = "step",
     collectives: str | Mapping[str, str] | None = None,
+    routing: str = "ecmp",
+    seed: int = 0,
 ) -> float:
     """Simulated seconds for one collective over ``ranks`` (default: every host).
 
@@ -65,10 +67,22 @@ def collective_time(
     collectives : str or dict, optional
         What ``auto`` follows: a rule (``"commsim"``, the default, ``"gloo"``, ``"nccl"``)
         and/or algorithms by collective (see :mod:`sim.collectives.rules`).
+    routing : {"ecmp", "spray", "single"}
+        How flows use equal-cost paths, and ``seed`` the ``ecmp`` hash (see
+        :class:`sim.network.Network`).
     """
     env = simpy.Environment()
     auto = None if collectives is None else check_auto(collectives)
-    net = Network(env, topology, model=model, sharing=sharing, record=False, collectives=auto)
+    net = Network(
+        env,
+        topology,
+        model=model,
+        sharing=sharing,
+        record=False,
+        collectives=auto,
+        routing=routing,
+        seed=seed,
+    )
     done = net.collective(op, nbytes, ranks=ranks, algorithm=algorithm, root=root, pace=pace)
     env.run()
     assert done.triggered, "collective did not complete"
@@ -82,14 +96,19 @@ def transfer_time(
     nbytes: float,
     model: str = "flow",
     sharing: str = "maxmin",
+    routing: str = "ecmp",
+    seed: int = 0,
 ) -> float:
     """Simulated seconds to deliver ``nbytes`` from rank ``src`` to rank ``dst`` alone.
 
-    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth.
+    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth
+    (``routing`` and ``seed`` as for :func:`collective_time`).
     """
     check_nbytes(nbytes)
     env = simpy.Environment()
-    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    net = Network(
+        env, topology, model=model, sharing=sharing, record=False, routing=routing, seed=seed
+    )
     done = net.send(src, dst, nbytes)
     env.run()
     # simpy types every event's value as ``Any | None``; this one is the delivery time.
