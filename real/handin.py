@@ -55,6 +55,7 @@ __all__ = [
     "encode",
     "gather",
     "handed_in",
+    "read_batches",
 ]
 
 #: Blobs travel in chunks below the store's 8 MiB value limit.
@@ -272,17 +273,28 @@ class Gathered:
     refused: list[str] = field(default_factory=list)
 
 
-def _read_part(store: Any, rank: int, final: bool, refused: list[str]) -> dict[str, Any] | None:
-    """Rank ``rank``'s events so far and, with ``final``, its closing record; a batch that
-    fails its check is left out and said in ``refused`` (the others are kept)."""
+def read_batches(
+    store: Any, rank: int, start: int = 0, refused: list[str] | None = None
+) -> tuple[list[Event], int]:
+    """Rank ``rank``'s events in the batches it has handed in from batch ``start`` on, and
+    the index of the next batch (a watcher reads a run's events as they come). A batch that
+    fails its check is left out and said in ``refused``."""
     events: list[Event] = []
-    batches = 0
+    batches = start
     while store.check([_BATCH.format(rank=rank, i=batches)]):
         try:
             events.extend(decode_events(_take(store, _BATCH.format(rank=rank, i=batches)), rank))
         except LaunchError as why:
-            refused.append(str(why))
+            if refused is not None:
+                refused.append(str(why))
         batches += 1
+    return events, batches
+
+
+def _read_part(store: Any, rank: int, final: bool, refused: list[str]) -> dict[str, Any] | None:
+    """Rank ``rank``'s events so far and, with ``final``, its closing record; a batch that
+    fails its check is left out and said in ``refused`` (the others are kept)."""
+    events, batches = read_batches(store, rank, 0, refused)
     if batches == 0 and not final:
         return None
     part: dict[str, Any] = {"error": None, "final": None, "stop_reason": None}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runs import RunResult, RunWriter, Trace, gradient_times
-from strategies.events import Event, Stepped
+from strategies.events import Computed, Event, Stepped
 from strategies.ledger import Ledger
 from strategies.outcome import result_of, summary_of
 from strategies.roles import (
@@ -52,24 +52,43 @@ class Replayed:
     nbytes: float
 
 
-def replay(setup: TrainingSetup, parts: list[dict[str, Any] | None]) -> Replayed:
-    """Feed every rank's events, in time order, to the ledger the simulator uses."""
+def replay(
+    setup: TrainingSetup,
+    parts: list[dict[str, Any] | None],
+    target_loss: float | None = None,
+    max_time: float | None = None,
+) -> Replayed:
+    """Feed every rank's events, in time order, to the ledger the simulator uses.
+
+    With ``target_loss`` the ledger stops at the first evaluation that reaches it (the one
+    the run's watcher stopped the ranks at: the same snapshots, evaluated alike). With
+    ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
+    there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
+    """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
     owners, _ = setup.strategy.owners(setup.world_size)
-    ledger = make_ledger(setup)  # its time and bytes: the events'
+    ledger = make_ledger(setup, target_loss=target_loss)  # its time and bytes: the events'
     flat = initial_parameters(setup)
     ledger.start({r: initial_state(setup, r, flat) for r in owners})
     events: list[Event] = sorted(
         (e for p in parts_ for e in p["events"]), key=lambda e: (e.at, e.rank)
     )
     for event in events:  # after the stop, gradients count as discarded work only
+        if max_time is not None and event.at > max_time:
+            if not ledger.stopped:
+                ledger.stop("max_time")
+            if not isinstance(event, Computed):
+                continue
         ledger.record(event)
     stop_time, stop_bytes = ledger.now(), ledger.bytes_sent()
     reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
+    if ledger.stop_reason == "max_time" or (reason == "max_time" and not ledger.stopped):
+        stop_time = max_time if max_time is not None else stop_time
     finals = {
         r: (lambda s=parts_[r]["final"]: s) for r in owners if parts_[r].get("final") is not None
     }
-    ledger.finish(reason or "finished", finals if not ledger.stopped else None)
+    keep = not ledger.stopped or ledger.stop_reason == "max_time"
+    ledger.finish(reason or "finished", finals if keep else None)
     roles = setup.roles()
     for rank, part in enumerate(parts_):
         if "times" in part:
@@ -110,13 +129,16 @@ def assemble(
     wall_time: float,
     writer: RunWriter | None = None,
     error: BaseException | None = None,
+    target_loss: float | None = None,
+    max_time: float | None = None,
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
+    ``target_loss``, ``max_time``: the run's stops (see :func:`replay`).
 
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts)
+    replayed = replay(setup, parts, target_loss, max_time)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:

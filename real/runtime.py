@@ -359,6 +359,10 @@ class RealRuntime:
         self.inline: InlineCompletion | None = None
         #: Where this rank's spans go (None: not recorded).
         self.trace: Trace | None = None
+        #: Hand in each evaluation point's state at once: the run's watcher evaluates the
+        #: global model as it goes (``target_loss``, :mod:`real.watch`).
+        self.eager = False
+        self._hand_in_now = False
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -404,8 +408,14 @@ class RealRuntime:
         self.on_snapshot()
 
     def on_snapshot(self) -> None:
-        """An evaluation point's state was recorded (a hook: the rank hands it in at once
-        when the run evaluates as it goes, for ``target_loss``)."""
+        # The run evaluates as it goes (target_loss): the state goes out at the next yield.
+        self._hand_in_now = self.eager
+
+    def hand_in_now(self) -> bool:
+        """Whether an evaluation point's state waits to be handed in at once (``eager``);
+        asking clears it."""
+        now, self._hand_in_now = self._hand_in_now, False
+        return now
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         self.rules.check_runaway(self.rank, ctx.step)

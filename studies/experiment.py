@@ -85,7 +85,7 @@ __all__ = [
 MAX_SEED = 2**63 - 1
 
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
-SIM_ONLY = ("compute", "network", "run.max_time", "run.target_loss")
+SIM_ONLY = ("compute", "network")
 
 
 class ExperimentError(ValueError):
@@ -958,6 +958,8 @@ def _run_on(
             workload,
             nproc=len(topologies.hosts(graph)),
             topology=graph,
+            max_time=exp.run.max_time,
+            target_loss=exp.run.target_loss,
             **shared,
             **real_options,
         )
