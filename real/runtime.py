@@ -1,10 +1,12 @@
 """The real runtime: one rank's side of its context, on the wall clock, and its driver.
 
-A rank records *events* (gradients computed, optimizer steps applied with a snapshot of the
-parameters at evaluation points, bytes charged, values logged), each stamped with seconds
-since the ranks started together. The launcher feeds every rank's events, in time order, to
-the same :class:`strategies.ledger.Ledger` the simulator uses, which builds the rows. Nothing
-slow happens inside the timed loop.
+A rank records typed *events* (:mod:`strategies.events`: gradients computed, every optimizer
+step applied, an owner's snapshot of the parameters at evaluation points, bytes charged,
+values logged), each stamped with seconds since the ranks started together; what it records
+and when it has done its share of the run follow the ledger's own rules
+(:class:`strategies.rules.RunRules`). The launcher feeds every rank's events, in time order,
+to the same :meth:`strategies.ledger.Ledger.record` the simulator uses, which builds the
+rows. Nothing slow happens inside the timed loop.
 
 Stopping is decided across processes, on the process group's store: an owner of the global
 model that has applied ``steps`` optimizer steps adds itself to a counter, and the last one
@@ -337,7 +339,6 @@ class RealRuntime:
         self.timer = ComputeTimer(torch.device("cpu") if device is None else device)
         #: What this rank must record and when it has done its share: the ledger's rules.
         self.rules = RunRules(steps, eval_every, tuple(owners))
-        self.steps = steps
         self.owner = rank in owners
         self.signal = signal
         #: The run's start on the shared wall clock (set by the launcher once ranks are ready;

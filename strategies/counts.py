@@ -44,6 +44,10 @@ class SampleCounts:
         self._computed[rank] = self._computed.get(rank, 0.0) + samples
         self.total += samples
 
+    def late(self, samples: float) -> None:
+        """A gradient finished after the run stopped: computed, never counted."""
+        self.total += samples
+
     def stepped(self, rank: int) -> int:
         """``rank`` applied an optimizer step: what it computed so far is committed. Returns
         the rank's count of steps."""

@@ -196,7 +196,7 @@ class Ledger:
         if self.stop_reason is None:
             self.counts.computed(rank, samples)
         else:
-            self.counts.total += samples
+            self.counts.late(samples)
 
     def rank_stepped(self, rank: int, rank_steps: int | None = None) -> None:
         """Any rank applied an optimizer step (owners are also reported through
