@@ -806,7 +806,7 @@ def sim_only_fields(exp: Experiment) -> list[str]:
     --------
     >>> sim_only_fields(load_experiment({"compute": {"straggler": "lognormal"},
     ...                                  "run": {"target_loss": 0.5}}))
-    ['compute.straggler', 'run.target_loss']
+    ['compute.straggler']
     """
     defaults = Experiment().to_dict()
     data = exp.to_dict()
