@@ -89,11 +89,9 @@ class Ledger:
     evaluate
         Held-out metrics (``{"loss": ..., ...}``) of flat global parameters.
     clock, bytes_sent
-        The backend's current time and bytes injected into the network so far; ``None``:
-        the time of the last event recorded, and the bytes of the :class:`Sent` events.
+        The backend's time and bytes sent so far (``None``: the recorded events').
     on_step, on_eval
-        Optional observers: the new global step (progress bars), the rows after each
-        evaluation (incremental saving).
+        Observers: each new global step (progress bars), the rows after each evaluation.
 
     Examples
     --------
@@ -176,8 +174,7 @@ class Ledger:
         self._now = event.at
         if isinstance(event, Stepped):
             self.rank_stepped(event.rank)
-            if event.rank in self.owner_set:
-                self.stepped(event.rank, event.staleness, event.state)
+            self.stepped(event.rank, event.staleness, event.state)  # (owners only)
         elif isinstance(event, Settled):
             self.settled(event.rank, event.state)
         elif isinstance(event, Logged):
@@ -188,20 +185,18 @@ class Ledger:
     def start(self, states: dict[int, Any]) -> None:
         """Every owner's state before any step; evaluates step 0."""
         self._owners.start(states)
-        self.evaluate()
+        self._evals.now(0)
 
     def computed(self, rank: int, samples: int) -> None:
-        """A gradient over ``samples`` examples finished on ``rank``; after the stop it is
-        discarded work."""
+        """A gradient over ``samples`` examples finished on ``rank`` (after the stop: lost)."""
         if self.stop_reason is None:
             self.counts.computed(rank, samples)
         else:
             self.counts.late(samples)
 
     def rank_stepped(self, rank: int, rank_steps: int | None = None) -> None:
-        """Any rank applied an optimizer step (owners are also reported through
-        :meth:`stepped`): what it computed is committed, and the runaway guard (a global
-        model that never advances) checks its count."""
+        """Any rank applied an optimizer step: what it computed is committed, and the
+        runaway guard (a global model that never advances) checks its count."""
         if self.stop_reason is not None:
             return
         counted = self.counts.stepped(rank)
@@ -242,20 +237,11 @@ class Ledger:
                 self._row("log", {"rank": rank, **{k: float(v) for k, v in values.items()}})
             )
 
-    def rank_times(
-        self,
-        rank: int,
-        compute: float,
-        comm: float,
-        idle: float,
-        *,
-        role: str,
-        at: float | None = None,
-    ) -> None:
-        """One rank's time breakdown and its ``role`` (``"worker"``, ``"server"``), recorded
-        once at the end (``at``: when the rank ended, if not now)."""
-        values = {"rank": rank, "role": role, "compute_time": compute, "comm_time": comm}
-        self.rows.append(self._row("rank", {**values, "idle_time": idle}, at=at))
+    def rank_times(self, rank: int, *times: float, role: str, at: float | None = None) -> None:
+        """One rank's compute, comm and idle time and its ``role`` (``"worker"``,
+        ``"server"``), recorded once at the end (``at``: when the rank ended, if not now)."""
+        values = dict(zip(("compute_time", "comm_time", "idle_time"), times, strict=True))
+        self.rows.append(self._row("rank", {"rank": rank, "role": role, **values}, at=at))
 
     def stop(self, reason: str) -> None:
         """Stop the run (the first reason wins)."""
@@ -285,8 +271,8 @@ class Ledger:
 
     @property
     def discarded_samples(self) -> float:
-        """Samples computed but not counted in :attr:`samples` (work after the stop, or a
-        rank's steps past the global model's)."""
+        """Samples computed but not in :attr:`samples` (after the stop, or past the global
+        step)."""
         return self.counts.discarded(self.samples)
 
     def now(self) -> float:
@@ -296,9 +282,6 @@ class Ledger:
     def bytes_sent(self) -> float:
         """Bytes sent so far: the backend's count, or the recorded events' (frozen at the stop)."""
         return self._bytes()
-
-    def is_eval_step(self, step: int) -> bool:
-        return self.rules.is_eval_step(step)
 
     def global_parameters(self) -> torch.Tensor | None:
         """The global model's flat parameters at the current global step (``None`` if an
@@ -310,10 +293,6 @@ class Ledger:
         """The time, step, samples and bytes of the first evaluation at ``target_loss``."""
         return self._evals.target_reached
 
-    def evaluate(self) -> None:
-        """Evaluate the global model now (once per global step) and check the target loss."""
-        self._evals.now(self.step)
-
     # -- inside ---------------------------------------------------------------------------------
     def _advance(self) -> None:
         self.step += 1
@@ -323,12 +302,12 @@ class Ledger:
         self.rows.append(self._row("step", {"staleness": self._staleness.pop(k, float("nan"))}))
         if self._on_step is not None:
             self._on_step(k)
-        if self.is_eval_step(k) and not self.rules.is_last(k):
+        if self.rules.is_eval_step(k) and not self.rules.is_last(k):
             stamp = {"time": self._clock(), "samples": self.samples, "nbytes": self._bytes()}
             self._evals.wait_for(k, stamp)
         self._evals.settle()
         if self.rules.is_last(k):
-            self.evaluate()  # the last step's states were taken when applied
+            self._evals.now(k)  # the last step's states were taken when applied
             self.stop("steps")
 
     def _row(
