@@ -22,6 +22,7 @@ from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
 from strategies.base import not_yieldable
 from strategies.context import RoleContext, ServerContext, WorkerContext
+from strategies.events import Computed, Logged, Settled, Stepped
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 
@@ -107,7 +108,7 @@ class SimRuntime:
 
         def finish(_: Any) -> None:
             if samples:
-                self.ledger.computed(rank, samples)
+                self.ledger.record(Computed(float(self.env.now), rank, samples))
             handle.resolve(value, at=self.env.now, started_at=start)
 
         delay = seconds if start == now else start + seconds - now  # exact when not queued
@@ -124,7 +125,7 @@ class SimRuntime:
 
     def settled(self, ctx: RoleContext) -> None:
         if ctx.rank in self.ledger.owner_set:
-            self.ledger.settled(ctx.rank, ctx.parameters)
+            self.ledger.record(Settled(float(self.env.now), ctx.rank, ctx.parameters))
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         if isinstance(ctx, ServerContext):
@@ -133,13 +134,11 @@ class SimRuntime:
             seconds = self.compute_model.server_step_time(ctx.numel)
             if seconds > 0:
                 self._local[ctx.rank] = self._occupy(ctx.rank, seconds, None, "server step", 0)
-        ledger = self.ledger
-        ledger.rank_stepped(ctx.rank, ctx.step)
-        if ctx.rank in ledger.owner_set:
-            ledger.stepped(ctx.rank, staleness, ctx.parameters)
+        state = ctx.parameters if ctx.rank in self.ledger.owner_set else None
+        self.ledger.record(Stepped(float(self.env.now), ctx.rank, staleness, state))
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
-        self.ledger.logged(ctx.rank, values)
+        self.ledger.record(Logged(float(self.env.now), ctx.rank, values))
 
     def local_work(self, rank: int) -> Handle[Any] | None:
         """The rank's own work still running (a server's step), which its next
