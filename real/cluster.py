@@ -73,7 +73,8 @@ def run_launched(
         silence=silence,
         eager=target_loss is not None,
     )
-    config = {"backend": f"real-{resolved}", **setup.config()}
+    # The library chooses its own algorithms (gloo or NCCL): the rule sim's `auto` imitates.
+    config = {"backend": f"real-{resolved}", **setup.config(), "auto": {"rule": resolved}}
     if topology is not None:  # as sim records it
         config["topology"] = topologies.record(topology)
     config["placement"] = placement_record(

@@ -214,7 +214,8 @@ def run(
             f"the strategy or workload cannot be sent to the rank processes: {exc}; keep "
             "unpicklable objects (open files, locks, generators) out of their attributes"
         ) from None
-    config = {"backend": f"real-{resolved}", **setup.config()}
+    # The library chooses its own algorithms (gloo or NCCL): the rule sim's `auto` imitates.
+    config = {"backend": f"real-{resolved}", **setup.config(), "auto": {"rule": resolved}}
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
     config["placement"] = placement_record(nproc, nproc, "local")

@@ -51,7 +51,9 @@ import torch
 import real
 import sim
 import topologies
+from real.devices import resolve_backend
 from runs import RunResult
+from sim.collectives.rules import library_rule
 from sim.compute import ComputeModel
 from strategies import Strategy
 
@@ -181,7 +183,8 @@ def check(
     bytes_rtol: float = 0.05,
 ) -> Conformance:
     """Run ``strategy`` in ``sim`` (on a star whose hosts form one node, as the local
-    processes do) and on ``real`` (gloo, local processes).
+    processes do; ``auto`` collectives follow the library the real ranks run, gloo on CPU,
+    see :func:`sim.collectives.rules.library_rule`) and on ``real`` (local processes).
 
     Parameters
     ----------
@@ -223,9 +226,15 @@ def check(
         for host in topologies.hosts(graph):
             graph.nodes[host]["node"] = 0
     chosen = [seed] if exact else [seed + i for i in range(seeds)]
+    # sim's `auto` imitates the library the real ranks run (gloo on local CPU processes),
+    # so both sides run the same collective algorithms.
+    library = resolve_backend("auto", local_world_size=world_size)
+    network = {"collectives": library_rule(library, "cuda" if library == "nccl" else "cpu")}
     sims, reals = [], []
     for s in chosen:
-        sims.append(sim.run(strategy, workload, graph, compute=compute, seed=s, **kwargs))
+        sims.append(
+            sim.run(strategy, workload, graph, compute=compute, network=network, seed=s, **kwargs)
+        )
         reals.append(
             real.run(
                 strategy,

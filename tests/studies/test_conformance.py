@@ -136,6 +136,9 @@ def test_bytes_beyond_the_documented_formula_are_flagged_and_shown_for_what_they
     # all-reduce (53.3 each) or miss the last step's (seen: 693.3 and 586.7).
     s, r = report.sim.summary["bytes"], report.real.summary["bytes"]
     assert s == 640 and 640 - 160 <= r <= 640 + 160, r
+    # sim ran what gloo runs (a ring), and both record the rule.
+    assert report.sim.config["auto"] == {"rule": "gloo", "collectives": {"all_reduce": ["ring"]}}
+    assert report.real.config["auto"] == {"rule": "gloo"}
     text = str(report)
     assert "(measured)" not in text and "collectives charged as rings" in text
     assert "computed, not measured" in text
