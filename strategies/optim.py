@@ -14,7 +14,7 @@ from typing import Any, Union
 
 import torch
 
-from strategies.specs import parse_spec
+from strategies.specs import did_you_mean, parse_spec
 
 __all__ = ["MAX_LR", "OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
 
@@ -124,6 +124,27 @@ class ScheduleSpec:
         return float(SCHEDULES[self.name](step, total, **self.options))
 
 
+def _check_names(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse an option the torch optimizer does not take, naming the closest one: the
+    optimizer's own ``defaults`` list every hyperparameter it has.
+
+    Examples
+    --------
+    >>> _check_names("sgd", {"lrr": 0.1})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: optimizer 'sgd' has no option 'lrr'; did you mean 'lr'? (valid: lr, momentum, ...)
+    """
+    build: Callable[..., torch.optim.Optimizer] = OPTIMIZERS[name]
+    valid = list(build([torch.nn.Parameter(torch.zeros(1))], lr=0.1).defaults)
+    for key in options:
+        if key not in valid:
+            raise ValueError(
+                f"optimizer {name!r} has no option {key!r}{did_you_mean(key, valid)} "
+                f"(valid: {', '.join(valid)})"
+            )
+
+
 def _check_numbers(name: str, options: Mapping[str, Any]) -> None:
     """NaN and infinite options, and a learning rate no model trains with, named (torch
     accepts NaN, and an lr of 1e308 fails only at the first update, as an overflow)."""
@@ -190,6 +211,7 @@ class OptimizerSpec:
                 f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}"
             )
         options.setdefault("lr", 0.1 if name == "sgd" else 1e-3)
+        _check_names(name, options)
         _check_numbers(name, options)
         try:  # fail at configuration time, naming the option, not deep inside a run
             OPTIMIZERS[name]([torch.nn.Parameter(torch.zeros(1))], **options)

@@ -388,18 +388,16 @@ def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
 def _normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
     """Shorthands into sections: ``topology = "star:n=4"`` and ``strategy = "allreduce"``;
     relative file paths become relative to the experiment file, so a sweep can run anywhere."""
-    from topologies.io import parse_spec
-
     if not isinstance(data, dict):
         raise ExperimentError(f"an experiment is a table of sections, not {type(data).__name__}")
     topology = data.get("topology")
     if isinstance(topology, str | os.PathLike):
         text = os.fspath(topology)
         looks_like_file = Path(text).suffix.lower() in (".json", ".graphml", ".gml")
-        data["topology"] = {"file": text} if looks_like_file else _spec_dict(parse_spec, text)
+        data["topology"] = {"file": text} if looks_like_file else _spec_dict("topology", text)
     for section in ("strategy", "workload", "optimizer"):
         if isinstance(data.get(section), str):  # "local_sgd", or "local_sgd:period=8"
-            data[section] = _named_dict(section, data[section])
+            data[section] = _spec_dict(section, data[section])
     if base_dir is not None:
         topo = data.get("topology")
         if isinstance(topo, dict) and isinstance(topo.get("file"), str):
@@ -410,21 +408,17 @@ def _normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
     return data
 
 
-def _named_dict(section: str, text: str) -> dict[str, Any]:
-    from strategies.specs import parse_spec
+def _spec_dict(section: str, text: str) -> dict[str, Any]:
+    """A section written as a spec string (``"local_sgd:period=8"``, ``"star:n=4"``), read
+    with the one grammar of spec strings; a topology's name is its ``kind``."""
+    from options.spec import SpecError, parse_spec
 
+    example = "star:n=4,bandwidth=1Gbps" if section == "topology" else "local_sgd:period=8"
     try:
-        name, options = parse_spec(text, section)
-    except ValueError as exc:
+        name, options = parse_spec(text, section, example)
+    except SpecError as exc:
         raise ExperimentError(str(exc)) from None
-    return {"name": name, **options}
-
-
-def _spec_dict(parse_spec: Callable[[str], dict[str, Any]], text: str) -> dict[str, Any]:
-    try:
-        return parse_spec(text)
-    except ValueError as exc:
-        raise ExperimentError(f"topology: {exc}") from None
+    return {"kind" if section == "topology" else "name": name, **options}
 
 
 def _relative_to(base_dir: Path, path: str) -> str:

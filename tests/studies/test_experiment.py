@@ -131,7 +131,19 @@ def test_same_experiment_same_bits():
             {"topology": {"kind": "star", "n": 4, "bandwidth": "1Gbs"}},
             "topology.bandwidth: bandwidth: bad bandwidth '1Gbs'",
         ),
-        ({"optimizer": {"name": "adam", "lrr": 3}}, "optimizer.lrr: optimizer 'adam' rejected"),
+        (
+            {"optimizer": {"name": "adam", "lrr": 3}},
+            "optimizer.lrr: optimizer 'adam' has no option 'lrr'; did you mean 'lr'?",
+        ),
+        (
+            {"optimizer": {"name": "sgd", "lrr": 0.1}},
+            "optimizer.lrr: optimizer 'sgd' has no option 'lrr'; did you mean 'lr'?",
+        ),
+        (
+            {"topology": "star:n=4,bandwith=1Gbps"},
+            "topology.bandwith: unknown parameter 'bandwith' for star; did you mean 'bandwidth'?",
+        ),
+        ({"topology": "star:n"}, "topology: bad item 'n' in 'star:n'; write name:key=value"),
         (
             {"optimizer": {"schedule": "cosin"}},
             "optimizer.schedule: lr_schedule name='cosin' is unknown",
