@@ -510,8 +510,7 @@ def _check_strategy(section: StrategySection) -> None:
             f"strategy.name: unknown strategy {section.name!r}"
             f"{_suggest(section.name, registry.names())}"
         )
-    cls = registry.strategy_class(section.name)
-    _call_checked("strategy", section.name, cls, section.options)
+    _build("strategy", registry.strategy_class(section.name), section.options)
 
 
 def _check_workload(section: WorkloadSection) -> None:
@@ -645,6 +644,25 @@ def _annotation_text(fn: Callable[..., Any], field: str) -> str:
     annotation = inspect.signature(fn).parameters[field].annotation
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
     return f"{field}: {text}" if text else "another type"
+
+
+def _build(section: str, cls: Callable[..., Any], options: Mapping[str, Any]) -> Any:
+    """Build ``cls`` (a strategy: its declared options check themselves); a bad option is
+    said at its field path, which the error carries (``OptionError.field``)."""
+    from options.declare import OptionError
+
+    try:
+        return cls(**options)
+    except OptionError as exc:
+        where = f"{section}.{exc.field}" if exc.field else section
+        raise ExperimentError(f"{where}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # a strategy that writes its own __init__
+        raise ExperimentError(f"{section}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _call_checked(section: str, name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Any:

@@ -119,7 +119,7 @@ def test_same_experiment_same_bits():
         ),
         (
             {"strategy": {"name": "local_sgd", "period": 2.5}},
-            "strategy.period: local_sgd takes period: int | str, got 2.5",
+            "strategy.period: period=2.5 must be an integer >= 1 or 'adaptive'",
         ),
         (
             {"workload": {"name": "mlp_digits", "batchsize": 3}},
