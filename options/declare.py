@@ -21,12 +21,15 @@ declared class records and computes exactly what its hand-written constructor di
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import types
 import typing
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -34,12 +37,15 @@ from pydantic.fields import FieldInfo
 
 from options.spec import did_you_mean
 
+R = TypeVar("R")
+
 __all__ = [
     "Declared",
     "OneOf",
     "OptionError",
     "Record",
     "check_options",
+    "declared",
     "declares_options",
     "describe",
     "option_fields",
@@ -116,11 +122,9 @@ class Declared:
     options: dict[str, Any]
     #: The declaring root's own annotated names (never options), set on the root.
     _root_names: ClassVar[frozenset[str]] = frozenset()
-    _declaration: ClassVar[_Declaration | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._declaration = None  # built on first use: annotations may name later classes
         if Declared in cls.__bases__:  # the root (Strategy): its annotations are machinery
             cls._root_names = frozenset(cls.__dict__.get("__annotations__", {})) | {"options"}
             return
@@ -174,10 +178,12 @@ def _root_init(cls: type) -> Callable[..., None]:
     raise TypeError(f"{cls.__name__} has no root __init__ to keep its options")  # unreachable
 
 
-def check_options(cls: type[Declared], given: Mapping[str, Any]) -> dict[str, Any]:
-    """``given`` checked against ``cls``'s declaration, with the defaults filled in; the
-    values are kept as given. Raises :class:`OptionError` naming the first bad option."""
-    declaration = _declaration(cls)
+def check_options(owner: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` checked against the declaration of ``owner`` (a :class:`Declared` class or a
+    :func:`declared` function), with the defaults filled in; the values are kept as given.
+    Raises :class:`OptionError` naming the first bad option."""
+    declaration = _declaration_of(owner)
+    cls = owner
     fields = declaration.fields
     for name in given:
         if name not in fields:
@@ -244,8 +250,65 @@ def _is_union(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def _label(cls: type) -> str:
-    return str(getattr(cls, "name", "") or cls.__name__)
+def _label(owner: Any) -> str:
+    name = getattr(owner, "name", "") if isinstance(owner, type) else ""
+    return str(name or owner.__name__)
+
+
+def _declaration_of(owner: Any) -> _Declaration:
+    if isinstance(owner, type):
+        return _declaration(owner)
+    declaration = getattr(owner, "__declaration__", None)
+    if not isinstance(declaration, _Declaration):
+        raise TypeError(f"{owner!r} declares no options")
+    return declaration
+
+
+def declared(fn: Callable[..., R]) -> Callable[..., R]:
+    """A builder function whose keyword parameters are its declared options: annotated as a
+    class's are (``hidden: Annotated[int, Field(ge=1)] = 64``), checked as theirs are
+    before the body runs, with the same one-line errors, and read by :func:`option_fields`.
+
+    Examples
+    --------
+    >>> from pydantic import Field
+    >>> @declared
+    ... def toy(*, size: Annotated[int, Field(ge=1)] = 4) -> int:
+    ...     return size * 2
+    >>> toy(size=3), list(option_fields(toy))
+    (6, ['size'])
+    >>> toy(sise=3)
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: toy has no argument 'sise'; did you mean 'size'? (valid: size)
+    """
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields: dict[str, FieldInfo] = {}
+    definitions: dict[str, Any] = {}
+    for name, parameter in inspect.signature(fn).parameters.items():
+        if parameter.kind is not parameter.KEYWORD_ONLY:
+            raise TypeError(f"{fn.__name__}: declared options are keyword-only; put * first")
+        default = ... if parameter.default is parameter.empty else parameter.default
+        annotation = hints.get(name, Any)
+        fields[name] = (
+            FieldInfo.from_annotation(annotation)
+            if default is ...
+            else FieldInfo.from_annotated_attribute(annotation, default)
+        )
+        definitions[name] = (annotation, default)
+    model = create_model(
+        f"{fn.__name__}_options",
+        __config__=ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True),
+        **definitions,
+    )
+    declaration = _Declaration(model, fields, {}, {name: name for name in fields})
+
+    @functools.wraps(fn)
+    def build(**given: Any) -> R:
+        return fn(**check_options(build, given))
+
+    build.__declaration__ = declaration  # type: ignore[attr-defined]
+    return build
 
 
 def _own_option_names(cls: type) -> list[str]:
@@ -264,10 +327,16 @@ def _own_option_names(cls: type) -> list[str]:
     return names
 
 
+#: Each class's declaration, built on first use (annotations may name later classes). Kept
+#: here, not on the class, so that pickling a class by value (cloudpickle, for a strategy
+#: defined in a script's ``__main__``) does not carry the generated pydantic model.
+_DECLARATIONS: weakref.WeakKeyDictionary[type, _Declaration] = weakref.WeakKeyDictionary()
+
+
 def _declaration(cls: type[Declared]) -> _Declaration:
-    cached = cls.__dict__.get("_declaration")
+    cached = _DECLARATIONS.get(cls)
     if cached is not None:
-        return typing.cast(_Declaration, cached)
+        return cached
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except NameError as exc:
@@ -295,11 +364,11 @@ def _declaration(cls: type[Declared]) -> _Declaration:
         **definitions,
     )
     declaration = _Declaration(model, fields, records, attributes)
-    cls._declaration = declaration
+    _DECLARATIONS[cls] = declaration
     return declaration
 
 
-def option_fields(cls: type[Declared]) -> dict[str, FieldInfo]:
+def option_fields(cls: Any) -> dict[str, FieldInfo]:
     """The options ``cls`` declares, in order, as pydantic fields (annotation, default,
     constraints, description): the schema experiment files and the docs read. Empty for a
     class that declares none (one with its own ``__init__``).
@@ -310,6 +379,8 @@ def option_fields(cls: type[Declared]) -> dict[str, FieldInfo]:
     >>> list(option_fields(LocalSGD))
     ['period', 'warmup', 'initial_period', 'compression', 'algorithm']
     """
+    if isinstance(getattr(cls, "__declaration__", None), _Declaration):
+        return dict(_declaration_of(cls).fields)
     if not declares_options(cls):
         return {}
     return dict(_declaration(cls).fields)
@@ -342,6 +413,8 @@ def describe(info: FieldInfo) -> str:
     ...     Annotated[float, Field(gt=0, lt=1, description="the elastic rate")], 0.1))
     'a number in (0, 1) (the elastic rate)'
     """
+    if info.annotation is Any and info.description:  # nothing to say but the description
+        return info.description
     text = _describe_type(info.annotation, info.metadata)
     return f"{text} ({info.description})" if info.description else text
 
@@ -377,6 +450,8 @@ def _describe_type(annotation: Any, metadata: list[Any]) -> str:
     for meta in metadata:
         if isinstance(meta, OneOf):
             return "one of " + ", ".join(map(repr, meta.values))
+    if annotation is float and any(getattr(m, "ge", None) == math.inf for m in metadata):
+        return "math.inf"  # a float that can only be infinite: the unbounded choice
     text = words.get(annotation, getattr(annotation, "__name__", str(annotation)))
     return text + _describe_range(metadata)
 
@@ -407,7 +482,7 @@ def _number(value: Any) -> str:
     return repr(value)
 
 
-def options_table(cls: type[Declared]) -> str:
+def options_table(cls: Any) -> str:
     """A Markdown table of ``cls``'s options (name, default, what it takes): the docs' tables
     are made by this, so they cannot drift from the code.
 

@@ -70,7 +70,7 @@ class Broadcast(Strategy):
     >>> Broadcast(root=4).check_world(4)
     Traceback (most recent call last):
     ...
-    ValueError: root=4 is not a worker index: the world has 4 workers (0..3)
+    options.declare.OptionError: root=4 is not a worker index: the world has 4 workers (0..3)
     """
 
     name = "broadcast"
@@ -107,8 +107,9 @@ class Broadcast(Strategy):
         super().check_world(world_size)
         n = len(self.workers(world_size))
         if self.root >= n:
-            raise ValueError(
-                f"root={self.root} is not a worker index: the world has {n} workers (0..{n - 1})"
+            raise OptionError(
+                f"root={self.root} is not a worker index: the world has {n} workers (0..{n - 1})",
+                "root",
             )
 
     def primary(self, world_size: int) -> int:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field
 
-from options.declare import OneOf
+from options.declare import OneOf, OptionError
 from strategies.aggregate import shard_bounds
 from strategies.averaging import elastic_pull
 from strategies.base import Program, ShardedServers, Strategy
@@ -79,9 +79,10 @@ class EASGD(ShardedServers, Strategy):
         super().check_world(world_size)
         workers = world_size - self.n_servers
         if self.mode == "sync" and workers * self.alpha >= 1:
-            raise ValueError(
+            raise OptionError(
                 f"alpha={self.alpha:g} with {workers} workers moves the centre past them "
-                f"(n * alpha = {workers * self.alpha:g} >= 1); use alpha < {1 / workers:.3g}"
+                f"(n * alpha = {workers * self.alpha:g} >= 1); use alpha < {1 / workers:.3g}",
+                "alpha",
             )
 
     def worker(self, w: WorkerContext) -> Program:

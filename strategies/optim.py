@@ -14,6 +14,7 @@ from typing import Any, Union
 
 import torch
 
+from options.declare import OptionError
 from strategies.specs import did_you_mean, parse_spec
 
 __all__ = ["MAX_LR", "OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
@@ -133,15 +134,16 @@ def _check_names(name: str, options: Mapping[str, Any]) -> None:
     >>> _check_names("sgd", {"lrr": 0.1})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: optimizer 'sgd' has no option 'lrr'; did you mean 'lr'? (valid: lr, momentum, ...)
+    options.declare.OptionError: optimizer 'sgd' has no option 'lrr'; did you mean 'lr'? (valid: lr, momentum, ...)
     """
     build: Callable[..., torch.optim.Optimizer] = OPTIMIZERS[name]
     valid = list(build([torch.nn.Parameter(torch.zeros(1))], lr=0.1).defaults)
     for key in options:
         if key not in valid:
-            raise ValueError(
+            raise OptionError(
                 f"optimizer {name!r} has no option {key!r}{did_you_mean(key, valid)} "
-                f"(valid: {', '.join(valid)})"
+                f"(valid: {', '.join(valid)})",
+                key,
             )
 
 
@@ -152,14 +154,15 @@ def _check_numbers(name: str, options: Mapping[str, Any]) -> None:
         values = value if isinstance(value, (tuple, list)) else (value,)
         for number in values:
             if isinstance(number, float) and not math.isfinite(number):
-                raise ValueError(
-                    f"optimizer {name!r} option {key}={value!r} must be a finite number"
+                raise OptionError(
+                    f"optimizer {name!r} option {key}={value!r} must be a finite number", key
                 )
     lr = options.get("lr")
     if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > MAX_LR:
-        raise ValueError(
+        raise OptionError(
             f"optimizer {name!r} option lr={lr!r} is over {MAX_LR:g}, more than any model "
-            "trains with; typical values are 1e-4 to 1"
+            "trains with; typical values are 1e-4 to 1",
+            "lr",
         )
 
 

@@ -251,8 +251,10 @@ def from_spec(spec: str | os.PathLike[str] | dict[str, Any] | nx.Graph) -> nx.Gr
     for key in params:
         if key not in signature.parameters:
             hint = options.spec.did_you_mean(key, signature.parameters)
-            raise TopologyError(f"unknown parameter {key!r} for {name}{hint or ';'} valid: {valid}")
+            raise TopologyError(
+                f"unknown parameter {key!r} for {name}{hint or ';'} valid: {valid}", key
+            )
     for key, parameter in signature.parameters.items():
         if parameter.default is inspect.Parameter.empty and key not in params:
-            raise TopologyError(f"{name} needs parameter {key!r}; valid: {valid}")
+            raise TopologyError(f"{name} needs parameter {key!r}; valid: {valid}", key)
     return build(**params)
