@@ -33,11 +33,19 @@ def _compression_config(spec: Any) -> Any:
 
 #: A ``strategies.compression`` scheme as given (``"topk"``, ``{"name": "qsgd", ...}``); the
 #: strategy parses it in ``__post_init__`` and ``run.json`` records the parsed scheme's config.
-Compressed = Annotated[Any, Record(_compression_config)]
+Compressed = Annotated[
+    Any,
+    Record(_compression_config),
+    Field(description="a strategies.compression scheme ('topk', {'name': 'qsgd', ...}) or None"),
+]
 
 #: As :data:`Compressed`, left out of ``run.json`` while None (strategies that gained
 #: compression later record what they recorded before it).
-CompressedIfSet = Annotated[Any, Record(_compression_config, omit_none=True)]
+CompressedIfSet = Annotated[
+    Any,
+    Record(_compression_config, omit_none=True),
+    Field(description="a strategies.compression scheme ('topk', {'name': 'qsgd', ...}) or None"),
+]
 
 #: How many ranks are servers (the first ones, each holding one shard).
 Servers = Annotated[int, Field(ge=1, alias="servers", description="ranks that are servers")]

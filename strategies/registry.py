@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from strategies.base import Strategy
 from strategies.specs import did_you_mean, parse_spec
 
-__all__ = ["register", "get", "names", "strategy_class"]
+__all__ = ["register", "get", "names", "options_markdown", "strategy_class"]
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -90,3 +90,28 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
     # The class checks its options against its declaration (options.declare), naming the
     # closest valid one for a misspelt name.
     return strategy_class(name)(**options)
+
+
+def options_markdown() -> str:
+    """Every registered strategy's options as Markdown tables (name, default, what it takes),
+    made from their declarations: ``docs/strategies.md`` holds this text between its
+    ``options`` markers, and a test checks it is current.
+
+    Examples
+    --------
+    >>> print(options_markdown())  # doctest: +ELLIPSIS
+    ### `allreduce` (`AllReduceSGD`)
+    <BLANKLINE>
+    | option | default | takes |
+    |---|---|---|
+    | `algorithm` | `'auto'` | one of 'auto', 'ring', 'tree', 'halving_doubling', 'direct', 'hierarchical' |
+    ...
+    """
+    from options.declare import option_fields, options_table
+
+    parts = []
+    for name in names():
+        cls = _REGISTRY[name]
+        table = options_table(cls) if option_fields(cls) else "(no declared options)"
+        parts.append(f"### `{name}` (`{cls.__name__}`)\n\n{table}")
+    return "\n\n".join(parts)
