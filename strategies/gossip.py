@@ -126,7 +126,7 @@ class Gossip(Strategy):
     >>> Gossip(mode="async").check_world(5)
     Traceback (most recent call last):
     ...
-    ValueError: mode='async' needs a bipartite graph to split workers into active and passive ones; graph='ring' over 5 workers is not: the graph is not bipartite (it has an odd cycle: neighbours 2 and 3 fall on the same side); pick a graph with two sides, e.g. a ring of an even number of workers
+    options.declare.OptionError: mode='async' needs a bipartite graph to split workers into active and passive ones; graph='ring' over 5 workers is not: the graph is not bipartite (it has an odd cycle: neighbours 2 and 3 fall on the same side); pick a graph with two sides, e.g. a ring of an even number of workers
     """
 
     name = "gossip"
@@ -154,7 +154,10 @@ class Gossip(Strategy):
                     "graph",
                 )
         else:
-            self._user = from_edges(self.graph)
+            try:
+                self._user = from_edges(self.graph)
+            except (ValueError, TypeError) as exc:
+                raise OptionError(str(exc), "graph") from None
             # run.json gets the edges, which rebuild the same graph: Gossip(graph=edges).
             self.graph = [[i, j] for i, nbrs in self._user.items() for j in nbrs if i < j]
         if self.mode == "async":
@@ -179,7 +182,10 @@ class Gossip(Strategy):
         elif self.weights is None:
             self.weights = "metropolis"
         if self._user is not None:
-            self._validate(self._user, len(self._user))
+            try:
+                self._validate(self._user, len(self._user))
+            except ValueError as exc:
+                raise OptionError(str(exc), "graph") from None
 
     # -- the graph --------------------------------------------------------------------------
     def _label(self, n: int) -> str:
@@ -242,7 +248,10 @@ class Gossip(Strategy):
         super().check_world(world_size)
         if self.graph != "topology":  # the host graph is only known once the run starts
             n = len(self.workers(world_size))
-            self._validate(self.adjacency(n), n)
+            try:
+                self._validate(self.adjacency(n), n)
+            except ValueError as exc:  # said as the option it is about (strategy.graph)
+                raise OptionError(str(exc), "graph") from None
 
     # -- programs ---------------------------------------------------------------------------
     def _host_graph(self, w: WorkerContext) -> dict[int, list[int]] | None:

@@ -494,3 +494,20 @@ def test_commsim_run_of_an_empty_file_or_a_nan_is_one_line(tmp_path):
         assert done.exit_code == 2
         lines = [line for line in done.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_an_option_checked_only_at_run_time_is_named_by_its_field():
+    """The error carries its option (OptionError.field): the path is exact, not read from
+    the message (a regex once matched any word followed by '=')."""
+    exp = load_experiment(
+        {
+            "strategy": {"name": "gossip", "mode": "async"},
+            "topology": "ring:n=3",
+            "workload": "quadratic",
+            "run": {"steps": 2},
+        }
+    )
+    with pytest.raises(
+        ExperimentError, match=r"^strategy.graph: mode='async' needs a bipartite graph"
+    ):
+        run_experiment(exp)
