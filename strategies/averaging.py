@@ -21,7 +21,6 @@ from strategies.compression import Compression
 __all__ = [
     "adacomm_period",
     "check_compression",
-    "check_period",
     "elastic_pull",
     "group_mean",
     "log_compression",
@@ -30,23 +29,6 @@ __all__ = [
 ]
 
 SubProgram = Generator[Any, Any, torch.Tensor]
-
-
-def check_period(period: Any, name: str = "period") -> int:
-    """``period`` if it is an integer >= 1, else a one-line error naming ``name``.
-
-    Examples
-    --------
-    >>> check_period(0)
-    Traceback (most recent call last):
-    ...
-    ValueError: period=0 must be an integer >= 1 (local steps between synchronisations)
-    """
-    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-        raise ValueError(
-            f"{name}={period!r} must be an integer >= 1 (local steps between synchronisations)"
-        )
-    return period
 
 
 def check_compression(
