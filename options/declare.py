@@ -21,6 +21,7 @@ declared class records and computes exactly what its hand-written constructor di
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -112,8 +113,9 @@ class _Declaration:
 class Declared:
     """Base of classes whose options are their annotated class attributes (see the module).
 
-    Annotations on a class that derives from this one are options, except ``ClassVar`` ones
-    and names the root class itself annotates (its own machinery). A subclass that writes
+    Annotations on a class that derives from this one are options, except ``ClassVar`` ones,
+    names that start with ``_`` and names the root class itself annotates (its machinery:
+    ``Strategy.name``, ``optimizers``). A subclass that writes
     its own ``__init__`` keeps it (and declares nothing this way): the older style still
     works, without the schema.
     """
@@ -183,13 +185,12 @@ def check_options(owner: Any, given: Mapping[str, Any]) -> dict[str, Any]:
     :func:`declared` function), with the defaults filled in; the values are kept as given.
     Raises :class:`OptionError` naming the first bad option."""
     declaration = _declaration_of(owner)
-    cls = owner
     fields = declaration.fields
     for name in given:
         if name not in fields:
             valid = list(fields)
             raise OptionError(
-                f"{_label(cls)} has no argument {name!r}{did_you_mean(name, valid)} "
+                f"{_label(owner)} has no argument {name!r}{did_you_mean(name, valid)} "
                 f"(valid: {', '.join(valid)})",
                 name,
             )
@@ -201,7 +202,7 @@ def check_options(owner: Any, given: Mapping[str, Any]) -> dict[str, Any]:
         name = next((n for n, a in declaration.attributes.items() if a == name), name)
         if error["type"] == "missing":
             raise OptionError(
-                f"{_label(cls)} needs {name}: {describe(fields[name])}", name
+                f"{_label(owner)} needs {name}: {describe(fields[name])}", name
             ) from None
         choices = _choices(fields[name])
         if choices is not None and isinstance(given[name], str):  # a name from a list
@@ -217,8 +218,8 @@ def check_options(owner: Any, given: Mapping[str, Any]) -> dict[str, Any]:
     for name, info in fields.items():
         if name in given:
             values[name] = given[name]
-        elif not info.is_required():
-            values[name] = info.get_default(call_default_factory=True)
+        elif not info.is_required():  # a copy: instances never share a mutable default
+            values[name] = copy.deepcopy(info.get_default(call_default_factory=True))
     return values
 
 

@@ -97,3 +97,26 @@ def test_the_schema_says_what_each_option_takes():
     assert list(fields) == ["period", "warmup", "initial_period", "compression", "algorithm"]
     assert describe(fields["warmup"]) == "an integer >= 0 (steps of all-reduce SGD first)"
     assert fields["period"].default == 8
+
+
+def test_instances_never_share_a_mutable_default():
+    class Bag(Strategy):
+        name = "bag"
+        items: list = []
+
+        def worker(self, w):  # pragma: no cover - never run here
+            yield w.compute_gradients()
+
+    first, second = Bag(), Bag()
+    first.items.append(1)
+    assert second.items == [] and Bag.items == []
+
+
+def test_a_subclass_adds_options_after_its_parents():
+    class Slower(LocalSGD):
+        name = "slower_local_sgd"
+        pause: Annotated[int, Field(ge=0)] = 1
+
+    slower = Slower(4, pause=2)
+    assert list(option_fields(Slower))[-1] == "pause" and slower.period == 4
+    assert repr(slower).endswith("algorithm='auto', pause=2)")
