@@ -11,6 +11,9 @@ optimizer steps in ``sim`` and on ``real`` alike, whatever the period.
 from __future__ import annotations
 
 import argparse
+from typing import Annotated
+
+from pydantic import Field
 
 from strategies import Program, Strategy, WorkerContext
 from studies.conformance import check
@@ -21,11 +24,9 @@ class LocalSGD(Strategy):
 
     name = "local_sgd_example"
 
-    def __init__(self, period: int = 4) -> None:
-        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-            raise ValueError(f"period={period!r} must be an integer >= 1")
-        super().__init__(period=period)
-        self.period = period
+    # An option is an annotated class attribute: the constructor (LocalSGD(period=8)), its
+    # one-line error (period=0 must be an integer >= 1), self.period and run.json come from it.
+    period: Annotated[int, Field(ge=1, description="local steps between averagings")] = 4
 
     def worker(self, w: WorkerContext) -> Program:
         while not w.done:

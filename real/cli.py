@@ -32,7 +32,6 @@ it (``@strategies.register``). Every rank must be given the same arguments (chec
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -40,22 +39,12 @@ from typing import Annotated, Any
 
 import typer
 
+from options.plugins import PluginError, import_modules
+
+# The one reader of "name:key=value" strings (needs no torch: `commsim --help` stays quick).
+from options.spec import parse_spec
+
 __all__ = ["app", "main", "parse_spec", "ran_on", "real_command"]
-
-
-def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
-    """``"name:key=value,..."`` -> ``(name, {key: value})``: :func:`strategies.specs.parse_spec`,
-    the one reader of these strings (imported here when first used: ``commsim --help`` does
-    not wait for torch).
-
-    Examples
-    --------
-    >>> parse_spec("parameter_server:mode=ssp,staleness=2", "--strategy")
-    ('parameter_server', {'mode': 'ssp', 'staleness': 2})
-    """
-    from strategies.specs import parse_spec as parse
-
-    return parse(spec, what)
 
 
 #: Where a run goes without ``--out``: this, or the first free ``results/real-N``.
@@ -194,14 +183,10 @@ def real_command(
                 ],
             )
         )
-    for module in imports or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise _fail(
-                f"--import {module}: {exc}; give a module importable from here (the current "
-                "directory is on the path)"
-            ) from None
+    try:
+        import_modules(imports or [])
+    except PluginError as exc:
+        raise _fail(str(exc)) from None
     try:
         import strategies
         import topologies

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from options.declare import OptionError
 from runs.schema import COMPUTE_FILE
 
 __all__ = [
@@ -220,38 +221,48 @@ class ComputeModel:
     def __post_init__(self) -> None:
         if isinstance(self.base, str):
             if self.base not in ("measure", "flops"):
-                raise ValueError(
-                    f"compute base={self.base!r} must be seconds, 'measure' or 'flops'"
+                raise OptionError(
+                    f"compute base={self.base!r} must be seconds, 'measure' or 'flops'",
+                    "base",
                 )
         elif not (_positive(self.base) and self.base <= MAX_SECONDS):
-            raise ValueError(
+            raise OptionError(
                 f"compute base={self.base!r} must be seconds per micro-batch in (0, "
-                f"{MAX_SECONDS:g}] (at most a day), 'measure' or 'flops'"
+                f"{MAX_SECONDS:g}] (at most a day), 'measure' or 'flops'",
+                "base",
             )
         if self.straggler not in STRAGGLERS:
-            raise ValueError(
-                f"compute straggler={self.straggler!r} is unknown; use one of {', '.join(STRAGGLERS)}"
+            raise OptionError(
+                f"compute straggler={self.straggler!r} is unknown; use one of {', '.join(STRAGGLERS)}",
+                "straggler",
             )
         for rank, factor in self.slowdown.items():
             if not _positive(factor):
-                raise ValueError(f"compute slowdown[{rank}]={factor!r} must be a positive number")
+                raise OptionError(
+                    f"compute slowdown[{rank}]={factor!r} must be a positive number", "slowdown"
+                )
         if self.base == "flops" and self.device not in DEVICE_PEAK_FLOPS:
-            raise ValueError(
-                f"compute device={self.device!r} is unknown; use one of {', '.join(DEVICE_PEAK_FLOPS)}"
+            raise OptionError(
+                f"compute device={self.device!r} is unknown; use one of {', '.join(DEVICE_PEAK_FLOPS)}",
+                "device",
             )
         if not (_is_real(self.efficiency) and 0 < self.efficiency <= 1):
-            raise ValueError(f"compute efficiency={self.efficiency!r} must be in (0, 1]")
+            raise OptionError(
+                f"compute efficiency={self.efficiency!r} must be in (0, 1]", "efficiency"
+            )
         server = self.server
         if server != "measure" and not (
             isinstance(server, Real) and not isinstance(server, bool) and 0 <= server <= MAX_SECONDS
         ):
-            raise ValueError(
+            raise OptionError(
                 f"compute server={self.server!r} must be seconds per server step in [0, "
-                f"{MAX_SECONDS:g}] (at most a day), or 'measure'"
+                f"{MAX_SECONDS:g}] (at most a day), or 'measure'",
+                "server",
             )
         if not _positive(self.contention):
-            raise ValueError(
-                f"compute contention={self.contention!r} must be a positive factor (1: none)"
+            raise OptionError(
+                f"compute contention={self.contention!r} must be a positive factor (1: none)",
+                "contention",
             )
         defaults = {
             "normal": {"cv": 0.1},
@@ -263,9 +274,10 @@ class ComputeModel:
         expected = set(allowed) | ({"path"} if self.straggler == "trace" else set())
         unknown = set(self.options) - expected
         if unknown:
-            raise ValueError(
+            raise OptionError(
                 f"compute options {sorted(unknown)} do not apply to straggler={self.straggler!r}; "
-                f"it takes {sorted(expected) or 'no options'}"
+                f"it takes {sorted(expected) or 'no options'}",
+                sorted(unknown)[0],
             )
         self._params = {**allowed, **self.options}
         for name, value in self._params.items():
@@ -274,14 +286,17 @@ class ComputeModel:
             upper = 1.0 if name == "prob" else math.inf
             if not (_is_real(value) and 0 <= value <= upper and math.isfinite(value)):
                 bounds = "in [0, 1]" if name == "prob" else "a finite number >= 0"
-                raise ValueError(f"compute options[{name!r}]={value!r} must be {bounds}")
+                raise OptionError(f"compute options[{name!r}]={value!r} must be {bounds}", name)
         if self.straggler == "trace":
             if "path" not in self._params:
-                raise ValueError("compute straggler='trace' needs options={'path': 'times.csv'}")
+                raise OptionError(
+                    "compute straggler='trace' needs options={'path': 'times.csv'}", "path"
+                )
             if self.contention != 1:
-                raise ValueError(
+                raise OptionError(
                     f"compute contention={self.contention!r} does not apply to a trace: "
-                    "measured times include it already; leave contention at 1"
+                    "measured times include it already; leave contention at 1",
+                    "contention",
                 )
             # A run's compute.csv has a row per gradient (its micro-batches included).
             self._trace, self._per_gradient = _read_trace(self._params["path"])
@@ -317,17 +332,23 @@ class ComputeModel:
         }
         unknown = set(fields) - known
         if unknown:
-            raise ValueError(f"compute fields {sorted(unknown)} are unknown; use {sorted(known)}")
+            raise OptionError(
+                f"compute fields {sorted(unknown)} are unknown; use {sorted(known)}",
+                sorted(unknown)[0],
+            )
         if not isinstance(fields.get("options", {}), Mapping):
-            raise ValueError(f"compute options={fields['options']!r} must be a mapping")
+            raise OptionError(f"compute options={fields['options']!r} must be a mapping", "options")
         slowdown = fields.get("slowdown", {})
         if not isinstance(slowdown, Mapping):
-            raise ValueError(f"compute slowdown={slowdown!r} must map ranks to factors")
+            raise OptionError(
+                f"compute slowdown={slowdown!r} must map ranks to factors", "slowdown"
+            )
         try:
             fields["slowdown"] = {int(k): float(v) for k, v in slowdown.items()}
         except (TypeError, ValueError):
-            raise ValueError(
-                f"compute slowdown={slowdown!r} must map integer ranks to numbers, e.g. {{3: 2.0}}"
+            raise OptionError(
+                f"compute slowdown={slowdown!r} must map integer ranks to numbers, e.g. {{3: 2.0}}",
+                "slowdown",
             ) from None
         return cls(**fields)
 
@@ -336,16 +357,18 @@ class ComputeModel:
         worker."""
         outside = sorted(r for r in self.slowdown if not 0 <= r < world_size)
         if outside:
-            raise ValueError(
-                f"compute slowdown names ranks {outside} outside this world (0..{world_size - 1})"
+            raise OptionError(
+                f"compute slowdown names ranks {outside} outside this world (0..{world_size - 1})",
+                "slowdown",
             )
         trace = getattr(self, "_trace", None)
         if isinstance(trace, dict):
             missing = sorted(set(workers) - set(trace))
             if missing:
-                raise ValueError(
+                raise OptionError(
                     f"compute trace path={str(self._params['path'])!r} has no rows for worker "
-                    f"ranks {missing}; add them"
+                    f"ranks {missing}; add them",
+                    "path",
                 )
 
     def config(self) -> dict[str, Any]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from strategies.averaging import check_compression, group_mean
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
+from strategies.fields import Algorithm, Compressed
 from strategies.registry import register
 
 __all__ = ["AllReduceSGD"]
@@ -36,18 +35,18 @@ class AllReduceSGD(Strategy):
     >>> AllReduceSGD(algorithm="butterfly")
     Traceback (most recent call last):
     ...
-    ValueError: algorithm='butterfly' is unknown; use one of auto, ring, tree, halving_doubling, direct, hierarchical
+    options.declare.OptionError: algorithm='butterfly' is unknown; use one of auto, ring, tree, halving_doubling, direct, hierarchical
     """
 
     name = "allreduce"
     #: Every replica applies the same mean gradient, so any one of them is the global model.
     global_model = "primary"
 
-    def __init__(self, algorithm: str = "auto", compression: Any = None) -> None:
-        self.compression = check_compression(compression, algorithm)
-        config = None if self.compression is None else self.compression.config()
-        super().__init__(algorithm=algorithm, compression=config)
-        self.algorithm = algorithm
+    algorithm: Algorithm = "auto"
+    compression: Compressed = None
+
+    def __post_init__(self) -> None:
+        self.compression = check_compression(self.compression, self.algorithm)
 
     def worker(self, w: WorkerContext) -> Program:
         group = w.comm.new_group(w.workers)

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
+from options.declare import OptionError
 from strategies.comm import ALGORITHMS, ALGORITHMS_FOR, Group
 from strategies.compression import Compression
 
 __all__ = [
     "adacomm_period",
     "check_compression",
-    "check_period",
     "elastic_pull",
     "group_mean",
     "log_compression",
@@ -29,23 +29,6 @@ __all__ = [
 ]
 
 SubProgram = Generator[Any, Any, torch.Tensor]
-
-
-def check_period(period: Any, name: str = "period") -> int:
-    """``period`` if it is an integer >= 1, else a one-line error naming ``name``.
-
-    Examples
-    --------
-    >>> check_period(0)
-    Traceback (most recent call last):
-    ...
-    ValueError: period=0 must be an integer >= 1 (local steps between synchronisations)
-    """
-    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-        raise ValueError(
-            f"{name}={period!r} must be an integer >= 1 (local steps between synchronisations)"
-        )
-    return period
 
 
 def check_compression(
@@ -61,29 +44,36 @@ def check_compression(
     >>> check_compression("topk", "tree")
     Traceback (most recent call last):
     ...
-    ValueError: algorithm='tree' cannot carry compression='topk', whose payloads are all-gathered; use one of auto, ring, direct, halving_doubling
+    options.declare.OptionError: algorithm='tree' cannot carry compression='topk', whose payloads are all-gathered; use one of auto, ring, direct, halving_doubling
     >>> check_compression("signsgd", "auto", averages_changes=True)
     Traceback (most recent call last):
     ...
-    ValueError: compression='signsgd' averages signs, not magnitudes: it fits gradients (AllReduceSGD, Broadcast, ParameterServer), not the parameter changes this strategy averages
+    options.declare.OptionError: compression='signsgd' averages signs, not magnitudes: it fits gradients (AllReduceSGD, Broadcast, ParameterServer), not the parameter changes this strategy averages
     """
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}")
-    spec = Compression.parse(compression)
+        raise OptionError(
+            f"algorithm={algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}", "algorithm"
+        )
+    try:
+        spec = Compression.parse(compression)
+    except ValueError as exc:
+        raise OptionError(str(exc), "compression") from None
     if spec is None:
         return None
     if averages_changes and spec.name == "signsgd":
-        raise ValueError(
+        raise OptionError(
             "compression='signsgd' averages signs, not magnitudes: it fits gradients "
             "(AllReduceSGD, Broadcast, ParameterServer), not the parameter changes this "
-            "strategy averages"
+            "strategy averages",
+            "compression",
         )
     usable = ("auto", *ALGORITHMS_FOR[spec.collective])
     if algorithm not in usable:
         travel = "all-gathered" if spec.collective == "all_gather" else "all-reduced"
-        raise ValueError(
+        raise OptionError(
             f"algorithm={algorithm!r} cannot carry compression={spec.name!r}, whose payloads "
-            f"are {travel}; use one of {', '.join(usable)}"
+            f"are {travel}; use one of {', '.join(usable)}",
+            "algorithm",
         )
     return spec
 

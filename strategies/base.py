@@ -22,6 +22,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from options.declare import Declared, OptionError
 from strategies.context import ServerContext, WorkerContext
 from strategies.ledger import GLOBAL_MODELS
 
@@ -65,13 +66,16 @@ def _check_optimizers(optimizers: Any, owner: str) -> None:
         raise TypeError(f"{owner}.optimizers must map names (str) to specs")
 
 
-class Strategy(ABC):
+class Strategy(Declared, ABC):
     """Base class of every communication strategy.
 
-    Subclasses set :attr:`name` (the registry key), validate their keyword arguments in
-    ``__init__`` (naming the argument in errors), pass them to ``super().__init__(**options)``
-    (which keeps them in :attr:`options`, written to ``run.json``), and write :meth:`worker`
-    and, if they declare servers, :meth:`server`.
+    Subclasses set :attr:`name` (the registry key), declare their options as annotated class
+    attributes (:mod:`options.declare`: ``period: Annotated[int, Field(ge=1)] = 8``; rules
+    between options in ``__post_init__``), and write :meth:`worker` and, if they declare
+    servers, :meth:`server`. From the declaration come the constructor, its one-line errors,
+    the attributes, :attr:`options` (written to ``run.json``, shown by ``repr``), the
+    experiment schema and the docs' tables. (A subclass may instead write its own
+    ``__init__`` and pass its options to ``super().__init__(**options)``.)
 
     A strategy *declares* what both backends must honour the same way, and no backend has a
     branch for a particular strategy:
@@ -162,31 +166,19 @@ class Strategy(ABC):
 
 class ShardedServers:
     """Mixin for strategies whose first ``n_servers`` ranks are servers, each holding one
-    contiguous shard (parameter servers, EASGD's centre); the rest are workers."""
+    contiguous shard (parameter servers, EASGD's centre); the rest are workers. A strategy
+    declares the option as ``n_servers: Servers = 1`` (``strategies.fields``): it is
+    written ``servers``, the name of the method below."""
 
     n_servers: int
-
-    @staticmethod
-    def check_servers(servers: Any) -> int:
-        """``servers`` if it is an integer >= 1, else a one-line error naming it.
-
-        Examples
-        --------
-        >>> ShardedServers.check_servers(0)
-        Traceback (most recent call last):
-        ...
-        ValueError: servers=0 must be an integer >= 1
-        """
-        if isinstance(servers, bool) or not isinstance(servers, int) or servers < 1:
-            raise ValueError(f"servers={servers!r} must be an integer >= 1")
-        return servers
 
     def servers(self, world_size: int) -> list[int]:
         return list(range(min(self.n_servers, world_size)))
 
     def check_world(self, world_size: int) -> None:
         if self.n_servers >= world_size:
-            raise ValueError(
+            raise OptionError(
                 f"servers={self.n_servers} leaves no worker among {world_size} ranks; "
-                "use servers < world size"
+                "use servers < world size",
+                "servers",
             )

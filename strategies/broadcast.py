@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
+from options.declare import OneOf, OptionError
 from strategies.aggregate import reduce_tensors
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
 from strategies.compression import Compression
 from strategies.compression.codec import charge
 from strategies.context import WorkerContext
+from strategies.fields import Compressed
 from strategies.messages import message_nbytes
 from strategies.registry import register
 
@@ -59,55 +62,54 @@ class Broadcast(Strategy):
     >>> Broadcast(root=-1)
     Traceback (most recent call last):
     ...
-    ValueError: root=-1 must be a worker index (an integer >= 0)
+    options.declare.OptionError: root=-1 must be an integer >= 0 (a worker index)
     >>> Broadcast(broadcast_algorithm="halving_doubling")
     Traceback (most recent call last):
     ...
-    ValueError: broadcast_algorithm='halving_doubling' does not implement broadcast; use one of auto, ring, tree, direct
+    options.declare.OptionError: broadcast_algorithm='halving_doubling' is unknown; use one of auto, ring, tree, direct (the algorithms that implement broadcast)
     >>> Broadcast(root=4).check_world(4)
     Traceback (most recent call last):
     ...
-    ValueError: root=4 is not a worker index: the world has 4 workers (0..3)
+    options.declare.OptionError: root=4 is not a worker index: the world has 4 workers (0..3)
     """
 
     name = "broadcast"
     #: Only the root steps; the others load its parameters, so its replica is the model.
     global_model = "primary"
 
-    def __init__(
-        self,
-        root: int = 0,
-        reduce_algorithm: str = "auto",
-        broadcast_algorithm: str = "auto",
-        compression: Any = None,
-    ) -> None:
-        if isinstance(root, bool) or not isinstance(root, int) or root < 0:
-            raise ValueError(f"root={root!r} must be a worker index (an integer >= 0)")
-        _check_algorithm("reduce_algorithm", reduce_algorithm, "reduce")
-        _check_algorithm("broadcast_algorithm", broadcast_algorithm, "broadcast")
-        self.compression = Compression.parse(compression)
+    root: Annotated[int, Field(ge=0, description="a worker index")] = 0
+    reduce_algorithm: Annotated[
+        str,
+        OneOf(("auto", *ALGORITHMS_FOR["reduce"])),
+        Field(description="the algorithms that implement reduce"),
+    ] = "auto"
+    broadcast_algorithm: Annotated[
+        str,
+        OneOf(("auto", *ALGORITHMS_FOR["broadcast"])),
+        Field(description="the algorithms that implement broadcast"),
+    ] = "auto"
+    compression: Compressed = None
+
+    def __post_init__(self) -> None:
+        try:
+            self.compression = Compression.parse(self.compression)
+        except ValueError as exc:
+            raise OptionError(str(exc), "compression") from None
         if self.compression is not None and self.compression.name == "powersgd":
-            raise ValueError(
+            raise OptionError(
                 "compression='powersgd' needs all-reduces (its factors are averaged twice); "
                 "Broadcast gathers single payloads: use topk, randomk, qsgd, uint8, fp16, bf16 "
-                "or signsgd"
+                "or signsgd",
+                "compression",
             )
-        super().__init__(
-            root=root,
-            reduce_algorithm=reduce_algorithm,
-            broadcast_algorithm=broadcast_algorithm,
-            compression=None if self.compression is None else self.compression.config(),
-        )
-        self.root = root
-        self.reduce_algorithm = reduce_algorithm
-        self.broadcast_algorithm = broadcast_algorithm
 
     def check_world(self, world_size: int) -> None:
         super().check_world(world_size)
         n = len(self.workers(world_size))
         if self.root >= n:
-            raise ValueError(
-                f"root={self.root} is not a worker index: the world has {n} workers (0..{n - 1})"
+            raise OptionError(
+                f"root={self.root} is not a worker index: the world has {n} workers (0..{n - 1})",
+                "root",
             )
 
     def primary(self, world_size: int) -> int:
@@ -157,11 +159,3 @@ class Broadcast(Strategy):
         decoded = dict(zip(others, (codec.decode(m.tensors) for m in got)))
         decoded[root] = grads
         return reduce_tensors([decoded[r] for r in w.workers], "sum")
-
-
-def _check_algorithm(name: str, value: Any, collective: str) -> None:
-    known = ("auto", *ALGORITHMS_FOR[collective])
-    if value not in known:
-        raise ValueError(
-            f"{name}={value!r} does not implement {collective}; use one of {', '.join(known)}"
-        )

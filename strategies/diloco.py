@@ -3,22 +3,27 @@ pseudo-gradient (Douillard et al., 2023)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from strategies.averaging import check_compression, check_period, group_mean, pseudo_gradient
+from pydantic import Field
+
+from options.declare import OptionError
+from strategies.averaging import check_compression, group_mean, pseudo_gradient
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
+from strategies.fields import Algorithm, Compressed, Period
 from strategies.optim import OptimizerSpec
 from strategies.registry import register
 
 __all__ = ["DiLoCo", "outer_optimizer"]
 
 #: The paper's outer optimizer: SGD with Nesterov momentum 0.9, learning rate 0.7.
-OUTER = {"name": "sgd", "lr": 0.7, "momentum": 0.9, "nesterov": True}
+OUTER: dict[str, Any] = {"name": "sgd", "lr": 0.7, "momentum": 0.9, "nesterov": True}
 
 
 def outer_optimizer(lr: Any, momentum: Any, nesterov: Any) -> dict[str, Any]:
-    """The outer optimizer's spec, each argument checked (one-line errors naming it).
+    """The outer optimizer's spec (each argument's type and range is declared on the
+    strategy; this checks the rule between them, and torch's own).
 
     Examples
     --------
@@ -27,16 +32,10 @@ def outer_optimizer(lr: Any, momentum: Any, nesterov: Any) -> dict[str, Any]:
     >>> outer_optimizer(0.7, 0.0, True)
     Traceback (most recent call last):
     ...
-    ValueError: outer_nesterov=True needs outer_momentum > 0
+    options.declare.OptionError: outer_nesterov=True needs outer_momentum > 0
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"outer_lr={lr!r} must be a number > 0 (0 would never move the model)")
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or momentum < 0:
-        raise ValueError(f"outer_momentum={momentum!r} must be a number >= 0")
-    if not isinstance(nesterov, bool):
-        raise ValueError(f"outer_nesterov={nesterov!r} must be True or False")
     if nesterov and momentum <= 0:
-        raise ValueError("outer_nesterov=True needs outer_momentum > 0")
+        raise OptionError("outer_nesterov=True needs outer_momentum > 0", "outer_nesterov")
     spec = {"name": "sgd", "lr": float(lr), "momentum": float(momentum), "nesterov": nesterov}
     OptimizerSpec.parse(spec)  # torch's own checks, at construction
     return spec
@@ -74,37 +73,29 @@ class DiLoCo(Strategy):
     >>> DiLoCo(period=0)
     Traceback (most recent call last):
     ...
-    ValueError: period=0 must be an integer >= 1 (local steps between synchronisations)
+    options.declare.OptionError: period=0 must be an integer >= 1 (local steps between synchronisations)
     """
 
     name = "diloco"
     optimizers: dict[str, Any] = {"inner": None, "outer": OUTER}
 
-    def __init__(
-        self,
-        period: int = 50,
-        outer_lr: float = 0.7,
-        outer_momentum: float = 0.9,
-        outer_nesterov: bool = True,
-        compression: Any = None,
-        algorithm: str = "auto",
-    ) -> None:
-        check_period(period)
-        self.compression = check_compression(compression, algorithm, averages_changes=True)
+    period: Period = 50
+    outer_lr: Annotated[float, Field(gt=0, description="0 would never move the model")] = OUTER[
+        "lr"
+    ]
+    outer_momentum: Annotated[float, Field(ge=0)] = OUTER["momentum"]
+    outer_nesterov: bool = OUTER["nesterov"]
+    compression: Compressed = None
+    algorithm: Algorithm = "auto"
+
+    def __post_init__(self) -> None:
+        self.compression = check_compression(
+            self.compression, self.algorithm, averages_changes=True
+        )
         self.optimizers = {
             "inner": None,
-            "outer": outer_optimizer(outer_lr, outer_momentum, outer_nesterov),
+            "outer": outer_optimizer(self.outer_lr, self.outer_momentum, self.outer_nesterov),
         }
-        super().__init__(
-            period=period,
-            outer_lr=outer_lr,
-            outer_momentum=outer_momentum,
-            outer_nesterov=outer_nesterov,
-            compression=None if self.compression is None else self.compression.config(),
-            algorithm=algorithm,
-        )
-        self.period = period
-        self.algorithm = algorithm
 
     def worker(self, w: WorkerContext) -> Program:
         group = w.comm.new_group(w.workers)

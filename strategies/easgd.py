@@ -3,14 +3,17 @@ centre pulled towards the workers (Zhang, Choromanska and LeCun, 2015)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
+from options.declare import OneOf, OptionError
 from strategies.aggregate import shard_bounds
-from strategies.averaging import check_period, elastic_pull
+from strategies.averaging import elastic_pull
 from strategies.base import Program, ShardedServers, Strategy
 from strategies.context import ServerContext, WorkerContext
+from strategies.fields import Period, Servers
 from strategies.handles import Handle
 from strategies.ledger import consensus_distance
 from strategies.registry import register
@@ -57,35 +60,29 @@ class EASGD(ShardedServers, Strategy):
     >>> EASGD(alpha=1.5)
     Traceback (most recent call last):
     ...
-    ValueError: alpha=1.5 must be a number in (0, 1) (the elastic moving rate)
+    options.declare.OptionError: alpha=1.5 must be a number in (0, 1) (the elastic moving rate)
     """
 
     name = "easgd"
     global_model = "servers"
     optimizers: dict[str, Any] = {"center": {"name": "sgd", "lr": 0.1}, "local": None}
 
-    def __init__(
-        self, alpha: float = 0.1, period: int = 4, mode: str = "sync", servers: int = 1
-    ) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-            raise ValueError(
-                f"alpha={alpha!r} must be a number in (0, 1) (the elastic moving rate)"
-            )
-        check_period(period)
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
-        self.check_servers(servers)
-        self.optimizers = {"center": {"name": "sgd", "lr": float(alpha)}, "local": None}
-        super().__init__(alpha=alpha, period=period, mode=mode, servers=servers)
-        self.alpha, self.period, self.mode, self.n_servers = float(alpha), period, mode, servers
+    alpha: Annotated[float, Field(gt=0, lt=1, description="the elastic moving rate")] = 0.1
+    period: Period = 4
+    mode: Annotated[str, OneOf(MODES)] = "sync"
+    n_servers: Servers = 1
+
+    def __post_init__(self) -> None:
+        self.optimizers = {"center": {"name": "sgd", "lr": float(self.alpha)}, "local": None}
 
     def check_world(self, world_size: int) -> None:
         super().check_world(world_size)
         workers = world_size - self.n_servers
         if self.mode == "sync" and workers * self.alpha >= 1:
-            raise ValueError(
+            raise OptionError(
                 f"alpha={self.alpha:g} with {workers} workers moves the centre past them "
-                f"(n * alpha = {workers * self.alpha:g} >= 1); use alpha < {1 / workers:.3g}"
+                f"(n * alpha = {workers * self.alpha:g} >= 1); use alpha < {1 / workers:.3g}",
+                "alpha",
             )
 
     def worker(self, w: WorkerContext) -> Program:

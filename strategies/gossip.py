@@ -22,11 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from options.declare import OneOf, OptionError
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
 from strategies.graphs import (
@@ -120,72 +122,74 @@ class Gossip(Strategy):
     >>> Gossip(graph="star")
     Traceback (most recent call last):
     ...
-    ValueError: graph='star' is unknown; use one of ring, torus, exponential, one_peer_exponential, complete, topology, or pass a graph object
+    options.declare.OptionError: graph='star' is unknown; use one of ring, torus, exponential, one_peer_exponential, complete, topology, or pass a graph object
     >>> Gossip(mode="async").check_world(5)
     Traceback (most recent call last):
     ...
-    ValueError: mode='async' needs a bipartite graph to split workers into active and passive ones; graph='ring' over 5 workers is not: the graph is not bipartite (it has an odd cycle: neighbours 2 and 3 fall on the same side); pick a graph with two sides, e.g. a ring of an even number of workers
+    options.declare.OptionError: mode='async' needs a bipartite graph to split workers into active and passive ones; graph='ring' over 5 workers is not: the graph is not bipartite (it has an odd cycle: neighbours 2 and 3 fall on the same side); pick a graph with two sides, e.g. a ring of an even number of workers
     """
 
     name = "gossip"
 
-    def __init__(
-        self,
-        graph: Any = "ring",
-        mode: str = "sync",
-        weights: str | None = None,
-        max_lead: float | None = None,
-    ) -> None:
+    graph: Any = Field(
+        "ring", description=f"one of {', '.join(map(repr, GRAPHS))}, or a graph object"
+    )
+    mode: Annotated[str, OneOf(MODES)] = "sync"
+    weights: Annotated[str, OneOf(WEIGHTS)] | None = Field(
+        None, description="'metropolis' with mode='sync'"
+    )
+    max_lead: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=math.inf)] | None = Field(
+        None,
+        description="steps a passive worker may run ahead of the active ones, math.inf: "
+        f"unbounded; {DEFAULT_MAX_LEAD} with mode='async'",
+    )
+
+    def __post_init__(self) -> None:
         self._user: Adjacency | None = None
-        if isinstance(graph, str):
-            if graph not in GRAPHS:
-                raise ValueError(
-                    f"graph={graph!r} is unknown; use one of {', '.join(GRAPHS)}, or pass a "
-                    "graph object"
+        if isinstance(self.graph, str):
+            if self.graph not in GRAPHS:
+                raise OptionError(
+                    f"graph={self.graph!r} is unknown; use one of {', '.join(GRAPHS)}, or pass "
+                    "a graph object",
+                    "graph",
                 )
-            recorded: Any = graph
         else:
-            self._user = from_edges(graph)
+            try:
+                self._user = from_edges(self.graph)
+            except (ValueError, TypeError) as exc:
+                raise OptionError(str(exc), "graph") from None
             # run.json gets the edges, which rebuild the same graph: Gossip(graph=edges).
-            recorded = [[i, j] for i, nbrs in self._user.items() for j in nbrs if i < j]
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
-        if mode == "async":
-            if weights is not None:
-                raise ValueError(
-                    f"weights={weights!r} applies only to mode='sync'; mode='async' averages "
-                    "pairs with weights 1/2"
+            self.graph = [[i, j] for i, nbrs in self._user.items() for j in nbrs if i < j]
+        if self.mode == "async":
+            if self.weights is not None:
+                raise OptionError(
+                    f"weights={self.weights!r} applies only to mode='sync'; mode='async' "
+                    "averages pairs with weights 1/2",
+                    "weights",
                 )
-            if isinstance(graph, str) and graph == "one_peer_exponential":
-                raise ValueError(
+            if self.graph == "one_peer_exponential":
+                raise OptionError(
                     "graph='one_peer_exponential' changes every step, which mode='async' "
-                    "(no common step) cannot follow; use mode='sync' or a fixed graph"
+                    "(no common step) cannot follow; use mode='sync' or a fixed graph",
+                    "graph",
                 )
-            if max_lead is None:
-                max_lead = DEFAULT_MAX_LEAD
-            bounded = isinstance(max_lead, int) and not isinstance(max_lead, bool)
-            if not (bounded and max_lead >= 0) and max_lead != math.inf:
-                raise ValueError(
-                    f"max_lead={max_lead!r} must be an integer >= 0 (steps a passive worker "
-                    "may run ahead of the active ones) or math.inf (unbounded)"
-                )
-        elif max_lead is not None:
-            raise ValueError(f"max_lead={max_lead!r} applies only to mode='async'")
-        elif weights is None:
-            weights = "metropolis"
-        elif weights not in WEIGHTS:
-            raise ValueError(f"weights={weights!r} is unknown; use one of {', '.join(WEIGHTS)}")
-        super().__init__(graph=recorded, mode=mode, weights=weights, max_lead=max_lead)
-        self.graph = recorded if self._user is None else "custom"
-        self.mode = mode
-        self.weights = weights
-        self.max_lead = max_lead
+            if self.max_lead is None:
+                self.max_lead = DEFAULT_MAX_LEAD
+        elif self.max_lead is not None:
+            raise OptionError(
+                f"max_lead={self.max_lead!r} applies only to mode='async'", "max_lead"
+            )
+        elif self.weights is None:
+            self.weights = "metropolis"
         if self._user is not None:
-            self._validate(self._user, len(self._user))
+            try:
+                self._validate(self._user, len(self._user))
+            except ValueError as exc:
+                raise OptionError(str(exc), "graph") from None
 
     # -- the graph --------------------------------------------------------------------------
     def _label(self, n: int) -> str:
-        return f"graph={self.graph!r} over {n} workers"
+        return f"graph={'custom' if self._user is not None else self.graph!r} over {n} workers"
 
     def adjacency(
         self, n: int, t: int = 0, host_graph: Mapping[int, Any] | None = None
@@ -244,7 +248,10 @@ class Gossip(Strategy):
         super().check_world(world_size)
         if self.graph != "topology":  # the host graph is only known once the run starts
             n = len(self.workers(world_size))
-            self._validate(self.adjacency(n), n)
+            try:
+                self._validate(self.adjacency(n), n)
+            except ValueError as exc:  # said as the option it is about (strategy.graph)
+                raise OptionError(str(exc), "graph") from None
 
     # -- programs ---------------------------------------------------------------------------
     def _host_graph(self, w: WorkerContext) -> dict[int, list[int]] | None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
-from strategies.averaging import check_compression, check_period, group_mean
+from options.declare import OneOf
+from strategies.averaging import check_compression, group_mean
 from strategies.base import Program, Strategy
 from strategies.comm import ALGORITHMS_FOR, Group
 from strategies.context import WorkerContext
+from strategies.fields import Compressed, Period
 from strategies.registry import register
 
 __all__ = ["Hierarchical", "node_members"]
@@ -73,11 +76,11 @@ class Hierarchical(Strategy):
     >>> Hierarchical(period=0)
     Traceback (most recent call last):
     ...
-    ValueError: period=0 must be an integer >= 1 (local steps between synchronisations)
+    options.declare.OptionError: period=0 must be an integer >= 1 (local steps between synchronisations)
     >>> Hierarchical(intra_algorithm="halving_doubling")
     Traceback (most recent call last):
     ...
-    ValueError: intra_algorithm='halving_doubling' must run both the intra-node all-reduce and broadcast; use one of auto, ring, tree, direct
+    options.declare.OptionError: intra_algorithm='halving_doubling' is unknown; use one of auto, ring, tree, direct (runs both the intra-node all-reduce and broadcast)
     >>> node_members((0, 0, 1, 1), [0, 1, 2, 3])
     [[0, 1], [2, 3]]
     """
@@ -86,35 +89,19 @@ class Hierarchical(Strategy):
     #: Replicas of different nodes differ between synchronisations: the model is their mean.
     global_model = "average"
 
-    def __init__(
-        self,
-        period: int = 1,
-        intra_algorithm: str = "auto",
-        inter_algorithm: str = "auto",
-        compression: Any = None,
-    ) -> None:
-        check_period(period)
-        if intra_algorithm not in ("auto", *INTRA_ALGORITHMS):
-            raise ValueError(
-                f"intra_algorithm={intra_algorithm!r} must run both the intra-node all-reduce "
-                f"and broadcast; use one of {', '.join(('auto', *INTRA_ALGORITHMS))}"
-            )
-        inter = ("auto", *ALGORITHMS_FOR["all_reduce"])
-        if inter_algorithm not in inter:
-            raise ValueError(
-                f"inter_algorithm={inter_algorithm!r} does not implement all_reduce; use one of "
-                f"{', '.join(inter)}"
-            )
-        self.compression = check_compression(compression, inter_algorithm, averages_changes=True)
-        super().__init__(
-            period=period,
-            intra_algorithm=intra_algorithm,
-            inter_algorithm=inter_algorithm,
-            compression=None if self.compression is None else self.compression.config(),
+    period: Period = 1
+    intra_algorithm: Annotated[
+        str,
+        OneOf(("auto", *INTRA_ALGORITHMS)),
+        Field(description="runs both the intra-node all-reduce and broadcast"),
+    ] = "auto"
+    inter_algorithm: Annotated[str, OneOf(("auto", *ALGORITHMS_FOR["all_reduce"]))] = "auto"
+    compression: Compressed = None
+
+    def __post_init__(self) -> None:
+        self.compression = check_compression(
+            self.compression, self.inter_algorithm, averages_changes=True
         )
-        self.period = period
-        self.intra_algorithm = intra_algorithm
-        self.inter_algorithm = inter_algorithm
 
     def worker(self, w: WorkerContext) -> Program:
         nodes = node_members(w.nodes, w.workers)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 
-from strategies.averaging import adacomm_period, check_compression, check_period, group_mean
+from options.declare import OptionError
+from strategies.averaging import adacomm_period, check_compression, group_mean
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
+from strategies.fields import Algorithm, Compressed
 from strategies.registry import register
 
 __all__ = ["LocalSGD"]
@@ -53,46 +56,33 @@ class LocalSGD(Strategy):
     >>> LocalSGD(period="fast")
     Traceback (most recent call last):
     ...
-    ValueError: period='fast' must be an integer >= 1 (local steps between synchronisations) or 'adaptive'
+    options.declare.OptionError: period='fast' must be an integer >= 1 or 'adaptive' (local steps between synchronisations)
     """
 
     name = "local_sgd"
 
-    def __init__(
-        self,
-        period: int | str = 8,
-        warmup: int = 0,
-        initial_period: int | None = None,
-        compression: Any = None,
-        algorithm: str = "auto",
-    ) -> None:
-        if period != "adaptive":
-            try:
-                check_period(period)
-            except ValueError as exc:
-                raise ValueError(f"{exc} or 'adaptive'") from None
-        elif initial_period is None:
-            initial_period = 16
-        if initial_period is not None:
-            if period != "adaptive":
-                raise ValueError(
-                    f"initial_period={initial_period!r} applies only to period='adaptive'"
-                )
-            check_period(initial_period, "initial_period")
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup={warmup!r} must be an integer >= 0 (steps of all-reduce SGD)")
-        self.compression = check_compression(compression, algorithm, averages_changes=True)
-        super().__init__(
-            period=period,
-            warmup=warmup,
-            initial_period=initial_period,
-            compression=None if self.compression is None else self.compression.config(),
-            algorithm=algorithm,
+    period: Annotated[int, Field(ge=1)] | Literal["adaptive"] = Field(
+        8, description="local steps between synchronisations"
+    )
+    warmup: Annotated[int, Field(ge=0, description="steps of all-reduce SGD first")] = 0
+    initial_period: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="AdaComm's first period; 16 with period='adaptive'"
+    )
+    compression: Compressed = None
+    algorithm: Algorithm = "auto"
+
+    def __post_init__(self) -> None:
+        if self.period == "adaptive":
+            if self.initial_period is None:
+                self.initial_period = 16
+        elif self.initial_period is not None:
+            raise OptionError(
+                f"initial_period={self.initial_period!r} applies only to period='adaptive'",
+                "initial_period",
+            )
+        self.compression = check_compression(
+            self.compression, self.algorithm, averages_changes=True
         )
-        self.period = period
-        self.warmup = warmup
-        self.initial_period = initial_period
-        self.algorithm = algorithm
 
     def worker(self, w: WorkerContext) -> Program:
         group = w.comm.new_group(w.workers)

@@ -14,7 +14,8 @@ from typing import Any, Union
 
 import torch
 
-from strategies.specs import parse_spec
+from options.declare import OptionError
+from strategies.specs import did_you_mean, parse_spec
 
 __all__ = ["MAX_LR", "OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "ScheduleSpec"]
 
@@ -124,6 +125,28 @@ class ScheduleSpec:
         return float(SCHEDULES[self.name](step, total, **self.options))
 
 
+def _check_names(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse an option the torch optimizer does not take, naming the closest one: the
+    optimizer's own ``defaults`` list every hyperparameter it has.
+
+    Examples
+    --------
+    >>> _check_names("sgd", {"lrr": 0.1})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: optimizer 'sgd' has no option 'lrr'; did you mean 'lr'? (valid: lr, momentum, ...)
+    """
+    build: Callable[..., torch.optim.Optimizer] = OPTIMIZERS[name]
+    valid = list(build([torch.nn.Parameter(torch.zeros(1))], lr=0.1).defaults)
+    for key in options:
+        if key not in valid:
+            raise OptionError(
+                f"optimizer {name!r} has no option {key!r}{did_you_mean(key, valid)} "
+                f"(valid: {', '.join(valid)})",
+                key,
+            )
+
+
 def _check_numbers(name: str, options: Mapping[str, Any]) -> None:
     """NaN and infinite options, and a learning rate no model trains with, named (torch
     accepts NaN, and an lr of 1e308 fails only at the first update, as an overflow)."""
@@ -131,14 +154,15 @@ def _check_numbers(name: str, options: Mapping[str, Any]) -> None:
         values = value if isinstance(value, (tuple, list)) else (value,)
         for number in values:
             if isinstance(number, float) and not math.isfinite(number):
-                raise ValueError(
-                    f"optimizer {name!r} option {key}={value!r} must be a finite number"
+                raise OptionError(
+                    f"optimizer {name!r} option {key}={value!r} must be a finite number", key
                 )
     lr = options.get("lr")
     if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > MAX_LR:
-        raise ValueError(
+        raise OptionError(
             f"optimizer {name!r} option lr={lr!r} is over {MAX_LR:g}, more than any model "
-            "trains with; typical values are 1e-4 to 1"
+            "trains with; typical values are 1e-4 to 1",
+            "lr",
         )
 
 
@@ -190,6 +214,7 @@ class OptimizerSpec:
                 f"optimizer name={name!r} is unknown; use one of {', '.join(OPTIMIZERS)}"
             )
         options.setdefault("lr", 0.1 if name == "sgd" else 1e-3)
+        _check_names(name, options)
         _check_numbers(name, options)
         try:  # fail at configuration time, naming the option, not deep inside a run
             OPTIMIZERS[name]([torch.nn.Parameter(torch.zeros(1))], **options)

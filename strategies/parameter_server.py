@@ -8,15 +8,18 @@ the server can measure every gradient's staleness.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 
+from options.declare import OneOf, OptionError
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.base import Program, ShardedServers, Strategy
 from strategies.compression import Compression
 from strategies.compression.codec import SubProgram, charge
 from strategies.context import ServerContext, WorkerContext
+from strategies.fields import CompressedIfSet, Servers
 from strategies.handles import Handle
 from strategies.messages import message_nbytes
 from strategies.registry import register
@@ -56,53 +59,41 @@ class ParameterServer(ShardedServers, Strategy):
     >>> ParameterServer(mode="ssp", staleness=-1)
     Traceback (most recent call last):
     ...
-    ValueError: staleness=-1 must be an integer >= 0 (the SSP bound)
+    options.declare.OptionError: staleness=-1 must be an integer >= 0 or None (the SSP bound)
     >>> ParameterServer(servers=4).check_world(4)
     Traceback (most recent call last):
     ...
-    ValueError: servers=4 leaves no worker among 4 ranks; use servers < world size
+    options.declare.OptionError: servers=4 leaves no worker among 4 ranks; use servers < world size
     """
 
     name = "parameter_server"
     global_model = "servers"
 
-    def __init__(
-        self,
-        mode: str = "sync",
-        staleness: int | None = None,
-        servers: int = 1,
-        staleness_lr: str | None = None,
-        compression: Any = None,
-    ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is unknown; use one of {', '.join(MODES)}")
-        if mode == "ssp":
-            if staleness is None:
-                raise ValueError("mode='ssp' needs staleness=<int >= 0>, the SSP bound")
-            if isinstance(staleness, bool) or not isinstance(staleness, int) or staleness < 0:
-                raise ValueError(f"staleness={staleness!r} must be an integer >= 0 (the SSP bound)")
-        elif staleness is not None:
-            raise ValueError(f"staleness={staleness} applies only to mode='ssp', not mode={mode!r}")
-        self.check_servers(servers)
-        if staleness_lr not in STALENESS_LR:
-            raise ValueError(f"staleness_lr={staleness_lr!r} is unknown; use None or 'inverse'")
-        self.compression = Compression.parse(compression)
+    mode: Annotated[str, OneOf(MODES)] = "sync"
+    staleness: Annotated[int, Field(ge=0)] | None = Field(None, description="the SSP bound")
+    n_servers: Servers = 1
+    staleness_lr: Literal["inverse"] | None = None
+    compression: CompressedIfSet = None
+
+    def __post_init__(self) -> None:
+        if self.mode == "ssp" and self.staleness is None:
+            raise OptionError("mode='ssp' needs staleness=<int >= 0>, the SSP bound", "staleness")
+        if self.mode != "ssp" and self.staleness is not None:
+            raise OptionError(
+                f"staleness={self.staleness} applies only to mode='ssp', not mode={self.mode!r}",
+                "staleness",
+            )
+        try:
+            self.compression = Compression.parse(self.compression)
+        except ValueError as exc:
+            raise OptionError(str(exc), "compression") from None
         if self.compression is not None and self.compression.name == "powersgd":
-            raise ValueError(
+            raise OptionError(
                 "compression='powersgd' needs all-reduces (its factors are averaged twice); "
                 "a parameter server receives single payloads: use topk, randomk, qsgd, uint8, "
-                "fp16, bf16 or signsgd"
+                "fp16, bf16 or signsgd",
+                "compression",
             )
-        options: dict[str, Any] = {}
-        if self.compression is not None:  # keep run.json and repr as they were without it
-            options["compression"] = self.compression.config()
-        super().__init__(
-            mode=mode, staleness=staleness, servers=servers, staleness_lr=staleness_lr, **options
-        )
-        self.mode = mode
-        self.staleness = staleness
-        self.n_servers = servers
-        self.staleness_lr = staleness_lr
 
     # -- worker ---------------------------------------------------------------------------
     def worker(self, w: WorkerContext) -> Program:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from strategies.base import Strategy
-from strategies.specs import check_arguments, did_you_mean, parse_spec
+from strategies.specs import did_you_mean, parse_spec
 
-__all__ = ["register", "get", "names", "strategy_class"]
+__all__ = ["register", "get", "names", "options_markdown", "strategy_class"]
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -36,7 +36,7 @@ def names() -> list[str]:
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    """The class registered under ``name`` (its constructor is the options' schema).
+    """The class registered under ``name`` (its declared options are the schema).
 
     Examples
     --------
@@ -69,7 +69,7 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
     >>> get("local_sgd:perod=3")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: strategy 'local_sgd' has no argument 'perod'; did you mean 'period'? (valid: ...)
+    options.declare.OptionError: local_sgd has no argument 'perod'; did you mean 'period'? (valid: ...)
     """
     if isinstance(name, Strategy):
         return name
@@ -87,6 +87,31 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
                 "give each once"
             )
         options = {**given, **options}
-    cls = strategy_class(name)
-    check_arguments(f"strategy {name!r}", cls, options)
-    return cls(**options)
+    # The class checks its options against its declaration (options.declare), naming the
+    # closest valid one for a misspelt name.
+    return strategy_class(name)(**options)
+
+
+def options_markdown() -> str:
+    """Every registered strategy's options as Markdown tables (name, default, what it takes),
+    made from their declarations: ``docs/strategies.md`` holds this text between its
+    ``options`` markers, and a test checks it is current.
+
+    Examples
+    --------
+    >>> print(options_markdown())  # doctest: +ELLIPSIS
+    ### `allreduce` (`AllReduceSGD`)
+    <BLANKLINE>
+    | option | default | takes |
+    |---|---|---|
+    | `algorithm` | `'auto'` | one of 'auto', 'ring', 'tree', 'halving_doubling', 'direct', 'hierarchical' |
+    ...
+    """
+    from options.declare import option_fields, options_table
+
+    parts = []
+    for name in names():
+        cls = _REGISTRY[name]
+        table = options_table(cls) if option_fields(cls) else "(no declared options)"
+        parts.append(f"### `{name}` (`{cls.__name__}`)\n\n{table}")
+    return "\n\n".join(parts)

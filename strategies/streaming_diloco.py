@@ -3,14 +3,15 @@ steps, with each outer all-reduce overlapping inner steps (Douillard et al., 202
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
+from options.declare import OptionError
 from strategies.aggregate import shard_bounds
 from strategies.averaging import (
     check_compression,
-    check_period,
     log_compression,
     merge,
     pseudo_gradient,
@@ -19,6 +20,7 @@ from strategies.base import Program, Strategy
 from strategies.compression.codec import charge
 from strategies.context import WorkerContext
 from strategies.diloco import OUTER, outer_optimizer
+from strategies.fields import Algorithm, Compressed, Period
 from strategies.handles import Handle
 from strategies.registry import register
 
@@ -64,69 +66,56 @@ class StreamingDiLoCo(Strategy):
     >>> StreamingDiLoCo(period=12, fragments=3, overlap=5)
     Traceback (most recent call last):
     ...
-    ValueError: overlap=5 must be an integer in 0..4 (period // fragments): a fragment's all-reduce must land before its next round
+    options.declare.OptionError: overlap=5 must be an integer in 0..4 (period // fragments): a fragment's all-reduce must land before its next round
     >>> StreamingDiLoCo(compression="powersgd")
     Traceback (most recent call last):
     ...
-    ValueError: compression='powersgd' takes 2 all-reduces; Streaming DiLoCo overlaps one: use fp16, bf16, uint8, qsgd, topk or randomk
+    options.declare.OptionError: compression='powersgd' takes 2 all-reduces; Streaming DiLoCo overlaps one: use fp16, bf16, uint8, qsgd, topk or randomk
     """
 
     name = "streaming_diloco"
     optimizers: dict[str, Any] = {"inner": None, "outer": OUTER}
 
-    def __init__(
-        self,
-        period: int = 60,
-        fragments: int = 3,
-        overlap: int = 1,
-        alpha: float = 0.5,
-        outer_lr: float = 0.7,
-        outer_momentum: float = 0.9,
-        outer_nesterov: bool = True,
-        compression: Any = None,
-        algorithm: str = "auto",
-    ) -> None:
-        check_period(period)
-        if isinstance(fragments, bool) or not isinstance(fragments, int) or fragments < 1:
-            raise ValueError(f"fragments={fragments!r} must be an integer >= 1")
-        if fragments > period:
-            raise ValueError(
-                f"fragments={fragments} exceeds period={period}: each fragment needs its own "
-                "step to start on"
+    period: Period = 60
+    fragments: Annotated[int, Field(ge=1)] = 3
+    overlap: Annotated[int, Field(ge=0, description="at most period // fragments")] = 1
+    alpha: Annotated[float, Field(ge=0, lt=1, description="the local fragment's weight")] = 0.5
+    outer_lr: Annotated[float, Field(gt=0, description="0 would never move the model")] = OUTER[
+        "lr"
+    ]
+    outer_momentum: Annotated[float, Field(ge=0)] = OUTER["momentum"]
+    outer_nesterov: bool = OUTER["nesterov"]
+    compression: Compressed = None
+    algorithm: Algorithm = "auto"
+
+    def __post_init__(self) -> None:
+        if self.fragments > self.period:
+            raise OptionError(
+                f"fragments={self.fragments} exceeds period={self.period}: each fragment needs "
+                "its own step to start on",
+                "fragments",
             )
-        room = period // fragments
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= room:
-            raise ValueError(
-                f"overlap={overlap!r} must be an integer in 0..{room} (period // fragments): "
-                "a fragment's all-reduce must land before its next round"
+        room = self.period // self.fragments
+        if self.overlap > room:
+            raise OptionError(
+                f"overlap={self.overlap!r} must be an integer in 0..{room} (period // "
+                "fragments): a fragment's all-reduce must land before its next round",
+                "overlap",
             )
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
-            raise ValueError(f"alpha={alpha!r} must be a number in [0, 1)")
-        self.compression = check_compression(compression, algorithm, averages_changes=True)
+        self.compression = check_compression(
+            self.compression, self.algorithm, averages_changes=True
+        )
         if self.compression is not None and self.compression.rounds != 1:
-            raise ValueError(
+            raise OptionError(
                 f"compression={self.compression.name!r} takes {self.compression.rounds} "
                 "all-reduces; Streaming DiLoCo overlaps one: use fp16, bf16, uint8, qsgd, "
-                "topk or randomk"
+                "topk or randomk",
+                "compression",
             )
         self.optimizers = {
             "inner": None,
-            "outer": outer_optimizer(outer_lr, outer_momentum, outer_nesterov),
+            "outer": outer_optimizer(self.outer_lr, self.outer_momentum, self.outer_nesterov),
         }
-        super().__init__(
-            period=period,
-            fragments=fragments,
-            overlap=overlap,
-            alpha=alpha,
-            outer_lr=outer_lr,
-            outer_momentum=outer_momentum,
-            outer_nesterov=outer_nesterov,
-            compression=None if self.compression is None else self.compression.config(),
-            algorithm=algorithm,
-        )
-        self.period, self.fragments, self.overlap = period, fragments, overlap
-        self.alpha = float(alpha)
-        self.algorithm = algorithm
 
     def syncs_at(self, fragment: int, step: int) -> bool:
         """Whether ``fragment``'s round ends at ``step``: fragment 0 at ``period``,
@@ -194,5 +183,5 @@ class StreamingDiLoCo(Strategy):
         outer.step(mean)
         a, b = bounds
         params = w.parameters()
-        params[a:b] = merge(params[a:b], start[a:b], self.alpha)
+        params[a:b] = merge(params[a:b], start[a:b], float(self.alpha))
         w.load_parameters(params)

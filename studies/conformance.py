@@ -9,9 +9,9 @@ report; ``report.ok`` says whether they agree, ``str(report)`` shows every compa
 
 Time is wall time on ``real``, reported, never compared. Bytes on ``real`` are computed, never
 measured (the kit labels them so): the transport charges each send its payload and header, and
-each collective what a ring would send from the rank (``2 (n-1)/n`` of the tensor for an all-reduce and a
-reduce-scatter, ``(n-1)/n`` for a broadcast and a reduce, ``n-1`` inputs for an all-gather);
-``sim`` counts what its collective algorithms send (a ring's count is the formula's). Real
+each collective what the library's algorithm sends from the rank (:mod:`real.transport.charges`:
+gloo's ring all-reduce, binomial broadcast, ring-then-root reduce ...); ``sim``, run under the
+same library's rule, counts what the same algorithms send. Real
 stamps bytes by wall time, so at the stop it may hold one step's communication more (sent
 before a rank learned of the stop) or less (the last step's, charged after the stop's stamp):
 real's bytes are flagged outside ``sim`` give or take the largest one step's bytes in sim,
@@ -148,8 +148,8 @@ class Conformance:
             f"  discarded        sim {s.get('discarded_samples', 0):>10}   "
             f"real {r.get('discarded_samples', 0):>10}  (computed, never applied: not compared)",
             f"  bytes            sim {s['bytes']:>10.4g}   real {r['bytes']:>10.4g}  "
-            "(real: computed, not measured: sends' payload + header, collectives charged as "
-            "rings)",
+            "(real: computed, not measured: sends' payload + header, collectives as the "
+            "library's algorithms send them)",
         ]
         if self.loss_verdict is not None:
             lines += ["  " + line for line in str(self.loss_verdict).splitlines()]

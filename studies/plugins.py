@@ -17,33 +17,24 @@ studies.experiment.ExperimentError: --import no_such_module_here: No module name
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Iterable
 
+from options import plugins
 from studies.experiment import ExperimentError
 
 __all__ = ["import_modules"]
 
 
 def import_modules(modules: Iterable[str]) -> None:
-    """Import each of ``modules``, with the current directory on the path (as ``python -m``
-    has it; a console script such as ``commsim`` does not).
+    """Import each of ``modules`` (:func:`options.plugins.import_modules`, which ``commsim
+    real`` uses too), a failure said as an experiment's error is.
 
     Raises
     ------
     ExperimentError
         A module that cannot be imported: one line naming it and the fix.
     """
-    modules = list(modules)
-    if modules and "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ExperimentError(
-                f"--import {module}: {exc}; give a module importable from here (the current "
-                "directory is on the path)"
-            ) from None
+    try:
+        plugins.import_modules(modules)
+    except plugins.PluginError as exc:
+        raise ExperimentError(str(exc)) from None

@@ -51,7 +51,9 @@ def fat_tree(
     """
     k = require_int("k", k, 2)
     if k % 2:
-        raise TopologyError(f"k must be even (k-port switches, half up and half down), got {k}")
+        raise TopologyError(
+            f"k must be even (k-port switches, half up and half down), got {k}", "k"
+        )
     check_size("fat_tree", {"k": k}, estimate(k**3 // 4, 5 * k**2 // 4, 3 * k**3 // 4))
     g = new_topology("fat_tree", k=k, bandwidth=bandwidth, latency=latency)
     link = {"bandwidth": g.graph["bandwidth"], "latency": g.graph["latency"]}

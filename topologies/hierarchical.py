@@ -87,7 +87,10 @@ def hierarchical(
         or not isinstance(oversubscription, (int, float))
         or not 0 < oversubscription < float("inf")
     ):
-        raise TopologyError(f"oversubscription must be a positive number, got {oversubscription!r}")
+        raise TopologyError(
+            f"oversubscription must be a positive number, got {oversubscription!r}",
+            "oversubscription",
+        )
     g = new_topology(
         "hierarchical",
         nodes=nodes,
@@ -125,7 +128,8 @@ def _alias(
         if parse(value) != parse(alias_value):
             raise TopologyError(
                 f"{name}={value!r} and {alias}={alias_value!r} disagree; "
-                f"{alias} is an alias of {name}: give one of them"
+                f"{alias} is an alias of {name}: give one of them",
+                name,
             )
     if value is not None:
         return value

@@ -17,6 +17,7 @@ from xml.etree import ElementTree
 
 import networkx as nx
 
+import options.spec
 from topologies.model import TopologyError, validate
 from topologies.registry import BUILDERS, builder
 
@@ -181,34 +182,24 @@ def _read_graphml(path: Path) -> nx.Graph:
     return g
 
 
-def _parse_value(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_spec(spec: str) -> dict[str, Any]:
-    """Split a ``"kind:name=value,..."`` spec string into a builder dict (not yet checked).
+    """Split a ``"kind:name=value,..."`` spec string into a builder dict (not yet checked),
+    with the one grammar of spec strings (:func:`options.spec.parse_spec`).
 
     Examples
     --------
     >>> parse_spec("star:n=4,bandwidth=1Gbps,latency=1e-5")
     {'kind': 'star', 'n': 4, 'bandwidth': '1Gbps', 'latency': 1e-05}
+    >>> parse_spec("ring:n")
+    Traceback (most recent call last):
+    ...
+    topologies.model.TopologyError: topology: bad item 'n' in 'ring:n'; write name:key=value,..., e.g. 'fat_tree:k=4,bandwidth=100Gbps'
     """
-    name, _, rest = spec.partition(":")
-    params: dict[str, Any] = {"kind": name.strip()}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise TopologyError(
-                f"bad spec item {item!r} in {spec!r}; write name=value, e.g. "
-                "'fat_tree:k=4,bandwidth=100Gbps'"
-            )
-        params[key.strip()] = _parse_value(value.strip())
-    return params
+    try:
+        kind, params = options.spec.parse_spec(spec, "topology", "fat_tree:k=4,bandwidth=100Gbps")
+    except options.spec.SpecError as error:
+        raise TopologyError(str(error)) from None
+    return {"kind": kind, **params}
 
 
 def from_spec(spec: str | os.PathLike[str] | dict[str, Any] | nx.Graph) -> nx.Graph:
@@ -259,8 +250,11 @@ def from_spec(spec: str | os.PathLike[str] | dict[str, Any] | nx.Graph) -> nx.Gr
     valid = ", ".join(signature.parameters)
     for key in params:
         if key not in signature.parameters:
-            raise TopologyError(f"unknown parameter {key!r} for {name}; valid: {valid}")
+            hint = options.spec.did_you_mean(key, signature.parameters)
+            raise TopologyError(
+                f"unknown parameter {key!r} for {name}{hint or ';'} valid: {valid}", key
+            )
     for key, parameter in signature.parameters.items():
         if parameter.default is inspect.Parameter.empty and key not in params:
-            raise TopologyError(f"{name} needs parameter {key!r}; valid: {valid}")
+            raise TopologyError(f"{name} needs parameter {key!r}; valid: {valid}", key)
     return build(**params)

@@ -54,7 +54,13 @@ MAX_LATENCY = 86400.0
 
 
 class TopologyError(ValueError):
-    """A graph that is not a valid topology; the one-line message names the node or edge."""
+    """A graph that is not a valid topology; the one-line message names the node or edge.
+    ``field`` is the builder parameter at fault, when one is (so a caller can say where it
+    was set, ``topology.k``, without reading the message)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def hosts(g: nx.Graph) -> list[Hashable]:
@@ -380,12 +386,12 @@ def new_topology(family: str, directed: bool = False, **params: Any) -> nx.Graph
             elif name.endswith("latency"):
                 value = parse_time(value)
         except UnitError as error:
-            raise UnitError(f"{name}: {error}") from None
+            raise UnitError(f"{name}: {error}", name) from None
         if name.endswith("latency") and value == 0:
-            raise TopologyError(f"{name} must be positive, got {params[name]!r}")
+            raise TopologyError(f"{name} must be positive, got {params[name]!r}", name)
         bound = _out_of_range(name, value) if name.endswith(("bandwidth", "latency")) else ""
         if bound:
-            raise TopologyError(f"{name}={params[name]!r} is {bound}")
+            raise TopologyError(f"{name}={params[name]!r} is {bound}", name)
         g.graph[name] = value
     return g
 
@@ -401,7 +407,7 @@ def require_int(name: str, value: object, minimum: int) -> int:
     topologies.model.TopologyError: n must be an int >= 1, got 0
     """
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
-        raise TopologyError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise TopologyError(f"{name} must be an int >= {minimum}, got {value!r}", name)
     return int(value)
 
 

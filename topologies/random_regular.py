@@ -60,13 +60,15 @@ def random_regular(
     check_size("random_regular", {"n": n, "degree": degree}, estimate(n, 0, n * degree // 2))
     if degree >= n or (n * degree) % 2:
         raise TopologyError(
-            f"no {degree}-regular graph on n={n} hosts: degree must be < n and n * degree even"
+            f"no {degree}-regular graph on n={n} hosts: degree must be < n and n * degree even",
+            "degree",
         )
     drawn = nx.random_regular_graph(degree, n, seed=seed)
     if not nx.is_connected(drawn):
         raise TopologyError(
             f"random_regular(n={n}, degree={degree}, seed={seed}) is "
-            "disconnected; try another seed or a larger degree"
+            "disconnected; try another seed or a larger degree",
+            "seed",
         )
     g = new_topology(
         "random_regular", n=n, degree=degree, seed=seed, bandwidth=bandwidth, latency=latency

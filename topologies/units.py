@@ -34,7 +34,12 @@ __all__ = [
 
 
 class UnitError(ValueError):
-    """A bandwidth or time value that cannot be parsed (bad unit, negative, NaN or infinite)."""
+    """A bandwidth or time value that cannot be parsed (bad unit, negative, NaN or infinite);
+    ``field`` is the parameter it was given for, when known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _decimal_bits() -> dict[str, float]:

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from options.declare import declared
 from workloads.base import Workload
+from workloads.fields import Alpha, BatchSize, Count, Partition
 
 __all__ = ["cnn_digits", "load_digits", "mlp_digits"]
 
@@ -62,8 +64,13 @@ def _cnn(channels: int) -> nn.Module:
     )
 
 
+@declared
 def mlp_digits(
-    *, hidden: int = 64, batch_size: int = 32, partition: str = "iid", alpha: float = 0.5
+    *,
+    hidden: Count = 64,
+    batch_size: BatchSize = 32,
+    partition: Partition = "iid",
+    alpha: Alpha = 0.5,
 ) -> Workload:
     """A one-hidden-layer ReLU MLP (64 -> ``hidden`` -> 10) on the flattened digits.
 
@@ -73,8 +80,6 @@ def mlp_digits(
     >>> w.make_model(seed=0)(w.x_test[:2]).shape
     torch.Size([2, 10])
     """
-    if hidden < 1:
-        raise ValueError(f"hidden={hidden} must be >= 1; e.g. 64")
     x_train, y_train, x_test, y_test = load_digits()
     return Workload(
         "mlp_digits",
@@ -88,8 +93,13 @@ def mlp_digits(
     )
 
 
+@declared
 def cnn_digits(
-    *, channels: int = 16, batch_size: int = 32, partition: str = "iid", alpha: float = 0.5
+    *,
+    channels: Count = 16,
+    batch_size: BatchSize = 32,
+    partition: Partition = "iid",
+    alpha: Alpha = 0.5,
 ) -> Workload:
     """Two 3x3 convolutions, a 2x2 max-pool and a linear head on ``(1, 8, 8)`` images.
 
@@ -101,8 +111,6 @@ def cnn_digits(
     >>> w.make_model(seed=0)(w.x_test[:2]).shape
     torch.Size([2, 10])
     """
-    if channels < 1:
-        raise ValueError(f"channels={channels} must be >= 1; e.g. 16")
     x_train, y_train, x_test, y_test = load_digits()
 
     return Workload(

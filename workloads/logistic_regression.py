@@ -8,27 +8,32 @@ Having class labels, it supports every partition scheme.
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from options.declare import declared
 from workloads.base import Workload
+from workloads.fields import Alpha, BatchSize, Count, Partition
 
 __all__ = ["logistic_regression"]
 
 
+@declared
 def logistic_regression(
     *,
-    n_train: int = 2000,
-    n_test: int = 500,
-    n_features: int = 20,
-    n_classes: int = 2,
+    n_train: Count = 2000,
+    n_test: Count = 500,
+    n_features: Count = 20,
+    n_classes: Annotated[int, Field(ge=2)] = 2,
     separation: float = 2.0,
-    batch_size: int = 32,
-    partition: str = "iid",
-    alpha: float = 0.5,
-    data_seed: int = 0,
+    batch_size: BatchSize = 32,
+    partition: Partition = "iid",
+    alpha: Alpha = 0.5,
+    data_seed: Annotated[int, Field(ge=0)] = 0,
 ) -> Workload:
     """A linear softmax classifier (``nn.Linear``) trained with cross-entropy.
 
@@ -53,12 +58,6 @@ def logistic_regression(
     >>> w.x_train.dtype, w.y_train.dtype, int(w.y_train.max())
     (torch.float32, torch.int64, 2)
     """
-    if n_train < 1 or n_test < 1:
-        raise ValueError(f"n_train={n_train} and n_test={n_test} must be >= 1; e.g. 2000 and 500")
-    if n_features < 1:
-        raise ValueError(f"n_features={n_features} must be >= 1; e.g. 20")
-    if n_classes < 2:
-        raise ValueError(f"n_classes={n_classes} must be >= 2; e.g. 2")
     rng = np.random.default_rng(data_seed)
     weights = rng.standard_normal((n_features, n_classes)) * separation / np.sqrt(n_features)
     x = rng.standard_normal((n_train + n_test, n_features))

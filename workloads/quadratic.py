@@ -10,12 +10,16 @@ about that finite sum; there is no held-out set.
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from options.declare import OptionError, declared
 from workloads.base import Workload
+from workloads.fields import Alpha, BatchSize, Count, Partition
 
 __all__ = ["Quadratic", "half_mse", "quadratic"]
 
@@ -57,16 +61,17 @@ class Quadratic(Workload):
         return self.objective(nn.utils.parameters_to_vector(model.parameters())) - self.optimal_loss
 
 
+@declared
 def quadratic(
     *,
-    n_samples: int = 256,
-    dim: int = 10,
-    condition_number: float = 10.0,
-    noise: float = 0.1,
-    batch_size: int = 32,
-    partition: str = "iid",
-    alpha: float = 0.5,
-    data_seed: int = 0,
+    n_samples: Count = 256,
+    dim: Count = 10,
+    condition_number: Annotated[float, Field(ge=1, description="L / mu")] = 10.0,
+    noise: Annotated[float, Field(ge=0)] = 0.1,
+    batch_size: BatchSize = 32,
+    partition: Partition = "iid",
+    alpha: Alpha = 0.5,
+    data_seed: Annotated[int, Field(ge=0)] = 0,
 ) -> Quadratic:
     """Least squares ``0.5 * ||A x - b||^2 / N`` with a closed-form optimum.
 
@@ -96,12 +101,10 @@ def quadratic(
     >>> q.suboptimality(model) < 1e-9
     True
     """
-    if n_samples < dim or dim < 1:
-        raise ValueError(f"n_samples={n_samples} must be >= dim={dim} >= 1; raise n_samples")
-    if not condition_number >= 1:
-        raise ValueError(f"condition_number={condition_number} must be >= 1; e.g. 10.0")
-    if not noise >= 0:
-        raise ValueError(f"noise={noise} must be >= 0; e.g. 0.1")
+    if n_samples < dim:
+        raise OptionError(
+            f"n_samples={n_samples} must be >= dim={dim}; raise n_samples", "n_samples"
+        )
     rng = np.random.default_rng(data_seed)
     u, _ = np.linalg.qr(rng.standard_normal((n_samples, dim)))
     v, _ = np.linalg.qr(rng.standard_normal((dim, dim)))

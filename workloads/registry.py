@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Callable
 from typing import Any
 
+from options.spec import did_you_mean
 from workloads.base import Workload
 from workloads.custom import custom
 from workloads.digits import cnn_digits, mlp_digits
@@ -45,7 +44,8 @@ def register(name: str, builder: Callable[..., Workload]) -> None:
 
 
 def builder(name: str) -> Callable[..., Workload]:
-    """The function that builds workload ``name`` (its signature is the options' schema).
+    """The function that builds workload ``name`` (its declared options, ``options.declare``,
+    are the schema).
 
     Examples
     --------
@@ -54,16 +54,10 @@ def builder(name: str) -> Callable[..., Workload]:
     """
     if name not in _BUILDERS:
         raise ValueError(
-            f"unknown workload {name!r}{_did_you_mean(name, names()) or ';'} choose one of "
+            f"unknown workload {name!r}{did_you_mean(name, names()) or ';'} choose one of "
             f"{', '.join(names())}"
         )
     return _BUILDERS[name]
-
-
-def _did_you_mean(name: str, valid: Any) -> str:
-    # As strategies.specs.did_you_mean (workloads do not depend on strategies).
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def get(name: str, **kwargs: Any) -> Workload:
@@ -79,18 +73,11 @@ def get(name: str, **kwargs: Any) -> Workload:
     >>> get("mlp_digits", batch_sise=8)
     Traceback (most recent call last):
     ...
-    ValueError: unknown argument batch_sise for workload 'mlp_digits'; did you mean 'batch_size'? (valid: ...)
+    options.declare.OptionError: mlp_digits has no argument 'batch_sise'; did you mean 'batch_size'? (valid: ...)
     """
-    build = builder(name)
-    params = inspect.signature(build).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            raise ValueError(
-                f"unknown argument {unknown[0]} for workload {name!r}"
-                f"{_did_you_mean(unknown[0], params)} (valid: {', '.join(params)})"
-            )
-    workload = build(**kwargs)
+    # A shipped builder checks its declared options (options.declare), naming the closest
+    # valid one for a misspelt name; a registered one of your own is called as it is.
+    workload = builder(name)(**kwargs)
     workload.spec = {"name": name, **{k: _describe(v) for k, v in kwargs.items()}}
     return workload
 

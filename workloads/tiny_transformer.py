@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from options.declare import OptionError, declared
 from workloads.base import Workload
+from workloads.fields import Alpha, BatchSize, Count, Partition
 
 __all__ = [
     "CharLM",
@@ -129,19 +133,20 @@ class CharLM(Workload):
         return "".join(self.vocab[i] for i in tokens.tolist())
 
 
+@declared
 def tiny_transformer(
     *,
     text: str | None = None,
-    n_chars: int = 50_000,
-    block_size: int = 32,
-    d_model: int = 48,
-    n_layers: int = 2,
-    n_heads: int = 4,
-    test_fraction: float = 0.1,
-    batch_size: int = 16,
-    partition: str = "iid",
-    alpha: float = 0.5,
-    data_seed: int = 0,
+    n_chars: Count = 50_000,
+    block_size: Count = 32,
+    d_model: Annotated[int, Field(ge=1, description="a multiple of n_heads")] = 48,
+    n_layers: Count = 2,
+    n_heads: Count = 4,
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1,
+    batch_size: BatchSize = 16,
+    partition: Partition = "iid",
+    alpha: Alpha = 0.5,
+    data_seed: Annotated[int, Field(ge=0)] = 0,
 ) -> CharLM:
     """A character-level causal LM on the toy grammar (or on ``text``).
 
@@ -158,16 +163,10 @@ def tiny_transformer(
     >>> w.make_model(seed=0)(w.x_train[:2]).shape == (2, 32, len(w.vocab))
     True
     """
-    if n_heads < 1 or n_layers < 1:
-        raise ValueError(f"n_heads={n_heads} and n_layers={n_layers} must be >= 1; e.g. 4 and 2")
-    if d_model < n_heads:
-        raise ValueError(f"d_model={d_model} must be at least n_heads={n_heads}; e.g. 48 and 4")
     if d_model % n_heads:
-        raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}; e.g. 48 and 4")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction={test_fraction} must be in (0, 1); e.g. 0.1")
-    if block_size < 1:
-        raise ValueError(f"block_size={block_size} must be >= 1; e.g. 32")
+        raise OptionError(
+            f"d_model={d_model} must be a multiple of n_heads={n_heads}; e.g. 48 and 4", "d_model"
+        )
     corpus = grammar_text(n_chars, data_seed) if text is None else text
     vocab = "".join(sorted(set(corpus)))
     n_seq = (len(corpus) - 1) // block_size

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
 from real.transport.matching import Receiving
 from real.transport.staging import resolve_device
@@ -96,6 +97,7 @@ class TorchTransport(Receiving):
             raise ValueError("first_come=True needs speculative receives, which NCCL cannot make")
         self.portable = portable
         self._cuda = self.device.type == "cuda"  # completion by polling, not futures
+        self._library = "nccl" if backend == "nccl" else "gloo"  # whose algorithms are charged
         self._may_come_first = not self._cuda if first_come is None else first_come
         self.inline = inline and not self._cuda
         self._held = {}  # collectives held for the waiting thread (completion)
@@ -147,33 +149,33 @@ class TorchTransport(Receiving):
         finish: Callable[[], Any]
         if kind == "all_reduce":
             work = dist.all_reduce(moved, op=_OPS[op or "sum"], group=pg, async_op=True)
-            self._charge_ring(tensor, n, 2.0)
+            self._charge(kind, tensor, group, rank, root)
             finish = back(op == "mean")
         elif kind == "broadcast":
             work = dist.broadcast(moved, src=root, group=pg, async_op=True)
-            self._charge_ring(tensor, n, 1.0)
+            self._charge(kind, tensor, group, rank, root)
             finish = back(False)
         elif kind == "reduce":
             # gloo leaves partial sums in the other ranks' buffers; the contract (and sim)
             # leaves them unchanged, so those ranks reduce from a copy (a staged one is).
             source = moved if rank == root or moved is not tensor else tensor.clone()
             work = dist.reduce(source, dst=root, op=_OPS[op or "sum"], group=pg, async_op=True)
-            self._charge_ring(tensor, n, 1.0)
+            self._charge(kind, tensor, group, rank, root)
             finish = back(op == "mean") if rank == root else (lambda: tensor)
         elif kind == "all_gather":
             outs = [torch.empty_like(moved) for _ in range(n)]
             work = dist.all_gather(outs, moved, group=pg, async_op=True)
-            self._charge_ring(tensor, n, float(n))  # a ring forwards n-1 whole inputs
+            self._charge(kind, tensor, group, rank, root)
 
             def finish() -> list[torch.Tensor]:
                 return outs if moved is tensor else [out.to(tensor.device) for out in outs]
 
         elif kind == "reduce_scatter":
             # gloo has no reduce_scatter for uneven chunks: all-reduce, then keep this rank's
-            # chunk (charged as the all-reduce it is: twice a ring reduce-scatter's traffic).
+            # chunk (charged as the all-reduce it is, as gloo's own reduce-scatter does).
             full = moved if moved is not tensor else tensor.clone()
             work = dist.all_reduce(full, op=_OPS[op or "sum"], group=pg, async_op=True)
-            self._charge_ring(tensor, n, 2.0)
+            self._charge(kind, tensor, group, rank, root)
             index = group.index(rank)
 
             def finish() -> torch.Tensor:
@@ -188,9 +190,21 @@ class TorchTransport(Receiving):
         self._complete_later(work, handle, finish, started)
         return handle
 
-    def _charge_ring(self, tensor: torch.Tensor, n: int, factor: float) -> None:
-        # The library hides its algorithm; charge what a ring would send from this rank.
-        self._charged(factor * (n - 1) / n * message_nbytes([tensor]))
+    def _charge(
+        self, kind: str, tensor: torch.Tensor, group: Group, rank: int, root: int | None
+    ) -> None:
+        # The library hides its messages; charge what its algorithm sends from this rank.
+        index = group.index(rank)
+        self._charged(
+            sent_bytes(
+                kind,
+                self._library,
+                n=len(group.ranks),
+                index=index,
+                root=index if root is None else group.index(root),
+                nbytes=message_nbytes([tensor]),
+            )
+        )
 
     # -- point to point: sending ----------------------------------------------------------
     def send(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -177,18 +176,22 @@ def _shown(row: pd.Series, argument: str, columns: list[str]) -> object:
 
 @functools.cache
 def _defaults(strategy: str) -> dict[str, str] | None:
-    """The registered ``strategy``'s argument defaults, as labels show values; None for a
-    strategy the registry does not know (a user's own: only its varying arguments are shown)."""
+    """The registered ``strategy``'s option defaults (its declaration, ``options.declare``),
+    as labels show values; None for a strategy the registry does not know or one that
+    declares nothing (a user's own: only its varying arguments are shown)."""
+    from options.declare import option_fields
     from strategies import registry
 
     try:
-        parameters = inspect.signature(registry.strategy_class(strategy)).parameters
+        fields = option_fields(registry.strategy_class(strategy))
     except (ValueError, TypeError):
         return None
+    if not fields:
+        return None
     return {
-        name: _format(p.default)
-        for name, p in parameters.items()
-        if p.default is not inspect.Parameter.empty
+        name: _format(info.get_default(call_default_factory=True))
+        for name, info in fields.items()
+        if not info.is_required()
     }
 
 

@@ -61,7 +61,7 @@ def busy_port():
         (
             ["--strategy", "local_sgd:perod=3"],
             {},
-            "strategy 'local_sgd' has no argument 'perod'; did you mean 'period'?",
+            "local_sgd has no argument 'perod'; did you mean 'period'?",
         ),
         (["--workload", "mlp_digit"], {}, "'mlp_digit'; did you mean 'mlp_digits'?"),
         (["--strategy", "local_sgd:period=0"], {}, "period=0"),

@@ -140,7 +140,7 @@ def test_bytes_beyond_the_documented_formula_are_flagged_and_shown_for_what_they
     assert report.sim.config["auto"] == {"rule": "gloo", "collectives": {"all_reduce": ["ring"]}}
     assert report.real.config["auto"] == {"rule": "gloo"}
     text = str(report)
-    assert "(measured)" not in text and "collectives charged as rings" in text
+    assert "(measured)" not in text and "collectives as the library's algorithms send them" in text
     assert "computed, not measured" in text
     report.real.summary["bytes"] = 2 * s  # as if real had sent every payload twice
     (found,) = _bytes_difference(report.sim, report.real, 0.05)

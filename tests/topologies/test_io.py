@@ -5,6 +5,7 @@ import pytest
 
 import topologies
 from topologies import TopologyError, from_spec, load, save
+from topologies.io import parse_spec
 
 
 def assert_same(a: nx.Graph, b: nx.Graph) -> None:
@@ -197,8 +198,12 @@ def test_from_spec_passes_graphs_through():
         ("mesh:n=4", "^unknown topology kind 'mesh'; valid kinds: ring, star, fully_connected"),
         ("ring:m=4", "^unknown parameter 'm' for ring; valid: n, bandwidth, latency$"),
         ("ring", "^ring needs parameter 'n'; valid: n, bandwidth, latency$"),
-        ("ring:n", "^bad spec item 'n' in 'ring:n'; write name=value"),
-        ("ring:=3", "^bad spec item '=3'"),
+        ("ring:n", "^topology: bad item 'n' in 'ring:n'; write name:key=value"),
+        ("ring:=3", "^topology: bad item '=3'"),
+        (
+            "star:n=4,bandwith=1Gbps",
+            "^unknown parameter 'bandwith' for star; did you mean 'bandwidth'",
+        ),
         ("fat_tree:k=5", "^k must be even"),
         ("fat_tree:k=four", "^k must be an int >= 2, got 'four'"),
         ({"n": 3}, "^topology spec .* has no 'kind'; valid kinds: ring"),
@@ -209,6 +214,24 @@ def test_from_spec_passes_graphs_through():
 def test_from_spec_errors(spec, message):
     with pytest.raises(TopologyError, match=message):
         from_spec(spec)
+
+
+def test_a_topology_spec_reads_as_a_strategy_spec_does():
+    """One grammar for every ``name:key=value`` string: a topology's is a strategy's."""
+    from strategies.specs import parse_spec as strategy_spec
+
+    text = "star:n=4, bandwidth=1Gbps,latency=none"
+    name, params = strategy_spec(text, "topology")
+    assert (
+        parse_spec(text)
+        == {"kind": name, **params}
+        == {
+            "kind": "star",
+            "n": 4,
+            "bandwidth": "1Gbps",
+            "latency": None,
+        }
+    )
 
 
 def test_from_spec_unit_errors_name_the_parameter():

@@ -53,9 +53,26 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_unknown_argument_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown argument.*hiden.*valid: hidden") as err:
+    with pytest.raises(
+        ValueError, match="no argument 'hiden'; did you mean 'hidden'.*valid: hidden"
+    ) as err:
         workloads.get("mlp_digits", hiden=10)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"hidden": 0}, "^hidden=0 must be an integer >= 1"),
+        ({"hidden": 2.5}, "^hidden=2.5 must be an integer >= 1"),  # refused before any maths
+        ({"batch_size": True}, "^batch_size=True must be an integer >= 1"),
+        ({"partition": "skewed"}, "^partition='skewed' is unknown; use one of iid"),
+    ],
+)
+def test_builder_options_are_declared_and_checked_with_one_line_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message) as err:
+        workloads.get("mlp_digits", **kwargs)
+    assert err.value.field == next(iter(kwargs))
 
 
 def test_register():
@@ -98,7 +115,7 @@ def test_config_records_the_registry_name_and_arguments():
     "name,kwargs,match",
     [
         ("tiny_transformer", {"d_model": 0}, "d_model=0"),
-        ("mlp_digits", {"partition": "dirichlet", "alpha": "x"}, "alpha=x"),
+        ("mlp_digits", {"partition": "dirichlet", "alpha": "x"}, "alpha='x' must be a number > 0"),
     ],
 )
 def test_degenerate_arguments_are_refused_in_one_line(name, kwargs, match):

@@ -1,0 +1,189 @@
+"""Each component of an experiment checked against its own code: the strategy and the
+workload by their declared options (:mod:`options.declare`), the topology by its builder,
+the optimizer by torch, the compute model by itself. A bad option is said at its field path,
+which the error carries (``OptionError.field``, ``TopologyError.field``): no message is
+read back for it.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from studies.experiment.schema import (
+    ComputeSection,
+    Experiment,
+    ExperimentError,
+    OptimizerSection,
+    StrategySection,
+    TopologySection,
+    WorkloadSection,
+    pydantic_message,
+    suggest,
+)
+
+if typing.TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["compute_model", "first_line", "validated"]
+
+
+def validated(data: dict[str, Any]) -> Experiment:
+    """``data`` as an :class:`Experiment`, its schema and components checked (not its sweep's
+    points: :func:`studies.experiment.points.check_sweep`)."""
+    _check_numbers(data)
+    try:
+        experiment = Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ExperimentError(pydantic_message(exc)) from None
+    _check_components(experiment)
+    return experiment
+
+
+def _check_numbers(data: Any, path: str = "") -> None:
+    """NaN anywhere is refused, naming its field: TOML writes it (``nan``) but no field
+    means anything by it, and it would pass range checks (every comparison is false).
+    Infinity is left to each field's own check (``gossip.max_lead = inf`` means unbounded)."""
+    if isinstance(data, float) and math.isnan(data):
+        raise ExperimentError(f"{path}: nan is not a value; give a number")
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _check_numbers(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            _check_numbers(value, f"{path}[{index}]")
+
+
+def _check_components(exp: Experiment) -> None:
+    import topologies
+
+    _check_strategy(exp.strategy)
+    _check_workload(exp.workload)
+    graph = _check_topology(exp.topology)
+    _check_optimizer(exp.optimizer)
+    _check_compute(exp.compute, len(topologies.hosts(graph)))
+
+
+def _check_strategy(section: StrategySection) -> None:
+    from strategies import registry
+
+    if section.name not in registry.names():
+        raise ExperimentError(
+            f"strategy.name: unknown strategy {section.name!r}"
+            f"{suggest(section.name, registry.names())}"
+        )
+    _build("strategy", registry.strategy_class(section.name), section.options)
+
+
+def _check_workload(section: WorkloadSection) -> None:
+    from workloads import registry
+
+    if section.name not in registry.names():
+        raise ExperimentError(
+            f"workload.name: unknown workload {section.name!r}"
+            f"{suggest(section.name, registry.names())}"
+        )
+    # Built, as the strategy is: rules between options (n_samples >= dim ...) are the
+    # builder's. Building is cheap: data and models are made on first use.
+    _build("workload", registry.builder(section.name), section.options)
+
+
+def _build(section: str, build: Callable[..., Any], options: Mapping[str, Any]) -> Any:
+    """``build(**options)``; a bad option is said at its field path, which the error carries
+    (``OptionError.field``); one of your own classes or builders that declares nothing
+    is said at the section."""
+    from options.declare import OptionError
+
+    try:
+        return build(**options)
+    except OptionError as exc:
+        where = f"{section}.{exc.field}" if exc.field else section
+        raise ExperimentError(f"{where}: {first_line(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        raise ExperimentError(f"{section}: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message in one line (its first), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _at_field(section: str, exc: BaseException) -> str:
+    """``section.field: message`` for an error that names its field (``.field``)."""
+    field = getattr(exc, "field", None)
+    return f"{section}.{field}: {first_line(exc)}" if field else f"{section}: {first_line(exc)}"
+
+
+def _check_topology(section: TopologySection) -> nx.Graph:
+    """The topology, built (checked by its builder), for the checks that depend on it."""
+    import topologies
+
+    if section.file is not None and (section.kind is not None or section.model_extra):
+        raise ExperimentError(
+            "topology: give either file = PATH or kind = NAME with its parameters, not both"
+        )
+    if section.file is None and section.kind is None:
+        raise ExperimentError(
+            'topology.kind: missing; name a builder (e.g. kind = "star") or give file = PATH'
+        )
+    if section.kind is not None and section.kind not in topologies.BUILDERS:
+        raise ExperimentError(
+            f"topology.kind: unknown topology {section.kind!r}"
+            f"{suggest(section.kind, topologies.BUILDERS)}"
+        )
+    if section.file is not None and not Path(section.file).is_file():
+        raise ExperimentError(f"topology.file: {section.file} does not exist")
+    try:
+        return topologies.from_spec(section.spec())
+    except (ValueError, TypeError) as exc:
+        raise ExperimentError(_at_field("topology", exc)) from None
+
+
+def _check_optimizer(section: OptimizerSection) -> None:
+    from strategies.optim import OptimizerSpec, ScheduleSpec
+
+    try:
+        OptimizerSpec.parse({"name": section.name, **section.options})
+    except ValueError as exc:
+        raise ExperimentError(_at_field("optimizer", exc)) from None
+    try:
+        ScheduleSpec.parse(section.schedule)
+    except ValueError as exc:
+        raise ExperimentError(f"optimizer.schedule: {exc}") from None
+
+
+def _check_compute(section: ComputeSection, world: int) -> None:
+    try:
+        model = compute_model(section)
+    except (ValueError, TypeError) as exc:
+        raise ExperimentError(_at_field("compute", exc)) from None
+    bad = [rank for rank in model.slowdown if rank < 0]
+    if bad:
+        raise ExperimentError(f"compute.slowdown: rank {bad[0]} is negative; ranks start at 0")
+    beyond = sorted(rank for rank in model.slowdown if rank >= world)
+    if beyond:
+        raise ExperimentError(
+            f"compute.slowdown: rank {beyond[0]} is not in this topology's ranks 0..{world - 1}"
+        )
+
+
+def compute_model(section: ComputeSection) -> Any:
+    """The section as ``sim.compute.ComputeModel`` (which checks its own fields)."""
+    from sim.compute import ComputeModel
+
+    return ComputeModel(
+        base=section.base,
+        straggler=section.straggler,
+        options=section.options,
+        slowdown=dict(section.slowdown),
+        device=section.device,
+        efficiency=section.efficiency,
+        server=section.server,
+        contention=section.contention,
+    )
