@@ -36,20 +36,20 @@ step and the peers' next computations order causally even on an oversubscribed m
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
 from real import rendezvous
+from real.compute import GradientThread
 from real.store import StoreTampered
 from runs.trace import Trace
-from strategies.base import close_program, not_yieldable
-from strategies.comm import CommTimeout
-from strategies.context import RoleContext, WorkerContext
+from strategies.context import GradientWork, RoleContext, WorkerContext
 from strategies.handles import Handle
 from strategies.ledger import check_runaway, is_eval_step
 
@@ -60,7 +60,6 @@ __all__ = [
     "RealRuntime",
     "StopSignal",
     "Timers",
-    "drive",
 ]
 
 STOP_KEY, OWNERS_KEY, STEP_KEY, BEAT_KEY = "stop", "owners_done", "step/{rank}", "beat/{rank}"
@@ -124,6 +123,7 @@ class ComputeTimer:
     """
 
     def __init__(self, device: torch.device) -> None:
+        self.device = device
         self._cuda = device.type == "cuda"
         self._mark = 0.0
         self._start: Any = None
@@ -346,9 +346,8 @@ class RealRuntime:
         self.events: list[tuple[Any, ...]] = []
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
-        #: The rank's compute time so far at each gradient it computed (``compute.csv``: the
-        #: differences are what each gradient cost, with the rank's own work before it).
-        self.gradient_marks: list[float] = []
+        #: Where the rank's gradients are computed, beside its communication.
+        self.gradients = GradientThread(self.now, self.timer.device)
         self.comm_time = 0.0
         self.wake = threading.Event()
         signal.listen(self.wake)
@@ -366,15 +365,22 @@ class RealRuntime:
     def now(self) -> float:
         return time.time() - self.start
 
-    def computed(
-        self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
-    ) -> Handle[torch.Tensor]:
-        at = self.now()
-        self.events.append(("computed", at, self.rank, samples))
-        self.gradient_marks.append(self.compute_time + self.timer.elapsed())
-        handle: Handle[torch.Tensor] = Handle("compute", "compute_gradients")
-        handle.resolve(grads, at=at)
-        return handle
+    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+        # On the rank's compute thread (or stream), from the parameters as they are now: the
+        # program's communication proceeds beside it, as in sim.
+        return self.gradients.submit(ctx.replica, work)
+
+    def took_gradients(self) -> None:
+        """Record the gradients finished since the last call (on the rank's own thread: the
+        events list is handed in from it): samples count when a gradient exists."""
+        for at, samples in self.gradients.take_finished():
+            self.events.append(("computed", at, self.rank, samples))
+
+    @property
+    def gradient_marks(self) -> list[float]:
+        """The rank's gradient seconds so far at each gradient it computed (``compute.csv``:
+        the differences are what each gradient took on the compute thread)."""
+        return list(itertools.accumulate(self.gradients.seconds))
 
     def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         handle: Handle[None] = Handle("compute", f"compute {seconds:g} s")
@@ -426,7 +432,7 @@ class RealRuntime:
     # -- waiting --------------------------------------------------------------------------
     def wait(self, handle: Handle[Any], timeout: float) -> None:
         """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
-        if handle.kind == "idle":  # a sleep needs no peer: a long one is not a wait on them
+        if handle.kind != "comm":  # a sleep or a gradient needs no peer: not a wait on them
             self._wait(handle, timeout)
             return
         self.signal.waiting(handle)  # a long wait has the watcher listen for silent peers
@@ -444,8 +450,8 @@ class RealRuntime:
             self.inline.release_inline()
         self.wake.clear()
         handle.add_callback(lambda _: self.wake.set())
-        # A sleep ends by itself: the bound is for operations that need a peer.
-        deadline = math.inf if handle.kind == "idle" else time.perf_counter() + timeout
+        # A sleep or a gradient ends by itself: the bound is for operations that need a peer.
+        deadline = math.inf if handle.kind != "comm" else time.perf_counter() + timeout
         while not handle.done and not self.stopped():
             left = deadline - time.perf_counter()
             if left <= 0 or not self.wake.wait(None if left == math.inf else left):
@@ -466,69 +472,3 @@ class RealRuntime:
         """Let every held operation finish by itself (the program has ended)."""
         if self.inline is not None:
             self.inline.release_inline()
-
-
-def drive(
-    runtime: RealRuntime,
-    ctx: RoleContext,
-    program: Generator[Any, Any, None],
-    timeout: float,
-    tick: Callable[[], None] | None = None,
-) -> str:
-    """Run a role program until it ends (``"finished"``) or the run stops (``"stopped"``).
-
-    A failed handle's error is thrown into the program at its ``yield``; an operation that
-    does not finish within ``timeout`` seconds raises :class:`~strategies.comm.CommTimeout`
-    there, naming what the rank waited on. ``tick`` is called at each ``yield``, on this
-    thread, and its time counts with the wait's, not as the program's compute (the rank
-    hands in its events as it goes there).
-    """
-    value: Any = None
-    error: BaseException | None = None
-    trace = runtime.trace
-    runtime.timer.begin()
-    mark = runtime.now()  # when the program's own work since its last yield began
-    while True:
-        if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
-            close_program(program, ctx.rank, ctx.role)
-            runtime.release()
-            return "stopped"
-        try:
-            item = program.send(value) if error is None else program.throw(error)
-        except StopIteration:
-            runtime.release()
-            return "finished"
-        value, error = None, None
-        if not isinstance(item, Handle):
-            error_ = not_yieldable(item, ctx.rank, ctx.role, program)
-            program.close()
-            raise error_
-        runtime.compute_time += runtime.timer.end()
-        waited = time.perf_counter()
-        yielded = runtime.now()
-        if tick is not None:  # at the yield: the backend's own work, timed with the wait
-            tick()
-        if not item.done:
-            runtime.wait(item, timeout)
-        runtime.comm_time += time.perf_counter() - waited
-        runtime.timer.begin()
-        if trace is not None:
-            resumed = runtime.now()
-            work = item.what if item.kind == "compute" else "compute"
-            trace.span(runtime.rank, "compute", work, mark, yielded)
-            trace.span(runtime.rank, "comm", item.what, yielded, resumed)
-            mark = resumed
-        if not item.done:
-            if runtime.stopped():
-                continue
-            error = CommTimeout(
-                f"rank {runtime.rank} waited {timeout:g} s on {item.describe()}; every rank must "
-                "make matching calls (collectives in the same order; a send completes only "
-                "once its recv is posted), or raise real.run's timeout for longer operations"
-            )
-            continue
-        # An older handle yielded late must not move the stamp back: a rank's events stay in
-        # its own order on the shared time line.
-        finished = item.finished_at if item.finished_at is not None else runtime.now()
-        runtime.resumed_at = max(runtime.resumed_at, finished)
-        value, error = item.outcome()
