@@ -9,13 +9,14 @@ so a program that loads or mixes parameters while its gradient computes gets the
 ``sim`` gets, which computes at the call.
 
 The compute thread keeps each gradient's span (when it started and finished on the rank's
-clock): a gradient's handle carries it (``started_at``, ``finished_at``), ``compute.csv`` has
-its length, and the driver books the part of a wait that a gradient ran in as compute.
+clock): a gradient's handle carries it (``started_at``, ``finished_at``), and the driver books
+the part of a wait in which a gradient ran as compute (and ``compute.csv`` with it).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import queue
 import threading
 from collections.abc import Callable
@@ -52,8 +53,7 @@ class GradientThread:
         #: Each gradient's ``[started, finished]`` (finished is None while it runs), oldest
         #: first, until a wait past its end has booked it.
         self._spans: list[list[float | None]] = []
-        #: Seconds each gradient took, in order (``compute.csv``).
-        self.seconds: list[float] = []
+        self._free_at = -math.inf  # when the last gradient ended
         self._ready: list[tuple[float, int]] = []  # (finished at, samples), not yet taken
         self._thread: threading.Thread | None = None
 
@@ -71,8 +71,12 @@ class GradientThread:
         else:
             consumer = None
 
+        called = self._clock()
+
         def job() -> None:
-            started = self._clock()
+            # As in sim, a gradient starts at the call, or when the one before it ends: the
+            # thread's hand-off is the gradient's time, not a wait on peers.
+            started = max(called, self._free_at)
             with self._lock:
                 span: list[float | None] = [started, None]
                 self._spans.append(span)
@@ -80,13 +84,12 @@ class GradientThread:
                 grads, samples = self._run(replica, shadow, work, snapshot, ready, consumer)
             except BaseException as exc:  # the program sees it at its yield
                 with self._lock:
-                    span[1] = self._clock()
+                    span[1] = self._free_at = self._clock()
                 handle.fail(exc, at=span[1])
                 return
             at = self._clock()
             with self._lock:
-                span[1] = at
-                self.seconds.append(at - started)
+                span[1] = self._free_at = at
                 self._ready.append((at, samples))
             handle.resolve(grads, at=at, started_at=started)
 

@@ -7,8 +7,8 @@ advances (:meth:`real.runtime.RealRuntime.wait`) and splits the rank's wall-cloc
 
 A rank's time is compute or communication (a wall-clock wait cannot tell a peer's lateness
 from transfer time). Compute is the program's own work between two yields, and the part of
-each wait in which one of its gradients was computing (:mod:`real.compute`); the rest of a
-wait is communication. With a :class:`runs.trace.Trace`, the same parts are its spans.
+each wait in which one of its gradients was computing (:mod:`real.compute`), or all of a
+wait on its own work alone (a gradient, ``w.compute``); the rest of a wait is communication. With a :class:`runs.trace.Trace`, the same parts are its spans.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def drive(
         resumed = runtime.now()
         runtime.timer.begin()
         computing = runtime.gradients.busy(yielded, resumed)
+        if item.kind == "compute":  # a wait on the rank's own work alone: compute throughout
+            computing = [(yielded, resumed)]
         gradient = min(sum(until - since for since, until in computing), wait)
         runtime.compute_time += gradient
         runtime.comm_time += wait - gradient

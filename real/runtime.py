@@ -36,7 +36,6 @@ step and the peers' next computations order causally even on an oversubscribed m
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 import threading
 import time
@@ -346,6 +345,10 @@ class RealRuntime:
         self.events: list[tuple[Any, ...]] = []
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
+        #: The rank's compute time so far at each gradient it computed, as of the yield that
+        #: saw it finished (``compute.csv``: the differences are what each gradient cost,
+        #: with the rank's own work around it; the sum is the rank's compute time).
+        self.gradient_marks: list[float] = []
         #: Where the rank's gradients are computed, beside its communication.
         self.gradients = GradientThread(self.now, self.timer.device)
         self.comm_time = 0.0
@@ -371,16 +374,12 @@ class RealRuntime:
         return self.gradients.submit(ctx.replica, work)
 
     def took_gradients(self) -> None:
-        """Record the gradients finished since the last call (on the rank's own thread: the
-        events list is handed in from it): samples count when a gradient exists."""
+        """Record the gradients finished since the last call (at a yield, on the rank's own
+        thread, which hands the events in): samples count when a gradient exists, and the
+        rank's compute time so far marks it in ``compute.csv``."""
         for at, samples in self.gradients.take_finished():
             self.events.append(("computed", at, self.rank, samples))
-
-    @property
-    def gradient_marks(self) -> list[float]:
-        """The rank's gradient seconds so far at each gradient it computed (``compute.csv``:
-        the differences are what each gradient took on the compute thread)."""
-        return list(itertools.accumulate(self.gradients.seconds))
+            self.gradient_marks.append(self.compute_time)
 
     def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         handle: Handle[None] = Handle("compute", f"compute {seconds:g} s")
