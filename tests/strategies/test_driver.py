@@ -160,3 +160,35 @@ def test_a_stop_closes_every_program_at_its_yield_after_the_last_step(backend, t
     for rank in (0, 1):
         assert (tmp_path / str(rank)).read_text() == "closed at step 3"
     assert torch.is_tensor(result.parameters)
+
+
+class YieldsFinishedHandles(Strategy):
+    """After each step, yields a handle that is already finished: a driver that resumed a
+    program past such a yield after the stop let it run on (sim did, sending the replies of
+    an asynchronous server after the stop); the one rule closes it there."""
+
+    name = "yields_finished_handles_driver_test_only"
+
+    def __init__(self, marker: str = "") -> None:
+        super().__init__(marker=marker)
+
+    def worker(self, w):
+        seen_stopped = 0
+        try:
+            while True:
+                grads = yield w.compute_gradients()
+                w.apply(grads)
+                yield done(what="finished at once")
+                seen_stopped += w.done
+        finally:
+            Path(self.options["marker"], "seen").write_text(f"{w.step} {seen_stopped}")
+
+
+@pytest.mark.parametrize("backend", ["sim", "real"])
+def test_a_program_is_not_resumed_after_the_stop_even_past_a_finished_handle(backend, tmp_path):
+    strategy = YieldsFinishedHandles(str(tmp_path))
+    if backend == "sim":
+        sim_run(strategy, "quadratic", topologies.star(1), steps=3)
+    else:
+        real.run(strategy, "quadratic", nproc=1, steps=3, timeout=20)
+    assert (tmp_path / "seen").read_text() == "3 0"
