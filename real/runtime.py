@@ -1,10 +1,11 @@
-"""The real runtime: one rank's side of its context, on the wall clock, and its driver.
+"""The real runtime: one rank's side of its context, on the wall clock (its driver loop is
+:mod:`real.driver`; its gradients are computed beside it by :mod:`real.compute`).
 
-A rank records *events* (gradients computed, optimizer steps applied with a snapshot of the
-parameters at evaluation points, bytes charged, values logged), each stamped with seconds
-since the ranks started together. The launcher feeds every rank's events, in time order, to
-the same :class:`strategies.ledger.Ledger` the simulator uses, which builds the rows. Nothing
-slow happens inside the timed loop.
+A rank records *events* (gradients computed, when ready; optimizer steps applied with a
+snapshot of the parameters at evaluation points, bytes charged, values logged), each stamped
+with seconds since the ranks started together. The launcher feeds every rank's events, in
+time order, to the same :class:`strategies.ledger.Ledger` the simulator uses, which builds
+the rows. Nothing slow happens inside the timed loop.
 
 Stopping is decided across processes, on the process group's store: an owner of the global
 model that has applied ``steps`` optimizer steps adds itself to a counter, and the last one
@@ -23,9 +24,10 @@ only on peers it needs: an asynchronous server, which takes whichever push comes
 on serving the others while one worker is stalled (it waits long on nobody).
 
 Each wait is also a span of the run's timeline (:class:`runs.trace.Trace`, when the rank has
-one): the program's own work since the last yield is ``compute`` and the wait at the yield is
-``comm`` (as the rank row counts them: a wall-clock wait cannot tell a peer's lateness from
-transfer time), stamped on the shared clock below.
+one): the program's own work since the last yield, and the part of the wait at the yield in
+which a gradient computed, are ``compute``, the rest of the wait ``comm`` (as the rank row
+counts them: a wall-clock wait cannot tell a peer's lateness from transfer time; see
+:mod:`real.driver`), stamped on the shared clock below.
 
 Event times are seconds on the wall clock since rank 0's start, shared by every rank. An
 optimizer step or a logged value is stamped when the program resumed, i.e.
