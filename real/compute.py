@@ -6,7 +6,11 @@ time, in call order, as one device runs them), and on a GPU on a CUDA stream of 
 that the program's communication proceeds beside them. A gradient is computed from the
 parameters as they were at the call (a snapshot, copied into a second replica of the model),
 so a program that loads or mixes parameters while its gradient computes gets the numbers
-``sim`` gets, which computes at the call.
+``sim`` gets, which computes at the call. A gradient starts when the program next waits:
+on the compute thread if it waits on anything else, on the program's own thread if it waits
+on that gradient first (the same code, on the same replica and stream, so the same result,
+without two thread hand-offs a step). A program runs only between two waits, so this is
+when it would start at the call, give or take the program's own work before its yield.
 
 The compute thread keeps each gradient's span (when it started and finished on the rank's
 clock): a gradient's handle carries it (``started_at``, ``finished_at``), and the driver books
@@ -17,8 +21,8 @@ from __future__ import annotations
 
 import copy
 import math
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -48,8 +52,12 @@ class GradientThread:
         self._cuda = device.type == "cuda"
         self._stream: Any = torch.cuda.Stream(device) if self._cuda else None
         self._shadow: Replica | None = None
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        #: Gradients not started yet, oldest first, and whether one is running: one at a
+        #: time, on the compute thread or on a program's thread that waits for it.
+        self._queue: deque[tuple[Handle[torch.Tensor], Callable[[], None]]] = deque()
+        self._running = False
+        self._turn = threading.Condition(threading.Lock())
         #: Each gradient's ``[started, finished]`` (finished is None while it runs), oldest
         #: first, until a wait past its end has booked it.
         self._spans: list[list[float | None]] = []
@@ -93,11 +101,20 @@ class GradientThread:
                 self._ready.append((at, samples))
             handle.resolve(grads, at=at, started_at=started)
 
-        self._jobs.put(job)
+        with self._turn:
+            self._queue.append((handle, job))
+        return handle
+
+    def start(self) -> None:
+        """Let the compute thread take the gradients queued so far (the program waits on
+        something else: they go on beside it)."""
+        with self._turn:
+            if not self._queue:
+                return
+            self._turn.notify()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
-        return handle
 
     def _run(
         self,
@@ -132,9 +149,35 @@ class GradientThread:
             self._shadow = Replica(copy.deepcopy(replica.model))
         return self._shadow
 
+    def run_here(self, handle: Handle[Any]) -> bool:
+        """Compute ``handle``'s gradient on the calling thread, if it is the next one and
+        none is running (a program that yields a gradient at once waits for it anyway: this
+        spares two thread hand-offs a step); returns whether it did."""
+        with self._turn:
+            if self._running or not self._queue or self._queue[0][0] is not handle:
+                return False
+            _, job = self._queue.popleft()
+            self._running = True
+        self._run_job(job)
+        return True
+
     def _loop(self) -> None:
         while True:
-            self._jobs.get()()
+            with self._turn:
+                while self._running or not self._queue:
+                    self._turn.wait()
+                _, job = self._queue.popleft()
+                self._running = True
+            self._run_job(job)
+
+    def _run_job(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        finally:
+            with self._turn:
+                self._running = False
+                if self._queue:  # the compute thread's turn (waking it for nothing costs)
+                    self._turn.notify()
 
     def take_finished(self) -> list[tuple[float, int]]:
         """The gradients finished since the last call: when each did, and its samples."""

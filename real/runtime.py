@@ -433,6 +433,9 @@ class RealRuntime:
     # -- waiting --------------------------------------------------------------------------
     def wait(self, handle: Handle[Any], timeout: float) -> None:
         """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
+        if handle.kind == "compute" and self._compute_here(handle):
+            return
+        self.gradients.start()  # those queued go on beside this wait
         if handle.kind != "comm":  # a sleep or a gradient needs no peer: not a wait on them
             self._wait(handle, timeout)
             return
@@ -441,6 +444,13 @@ class RealRuntime:
             self._wait(handle, timeout)
         finally:
             self.signal.waiting(None)
+
+    def _compute_here(self, handle: Handle[Any]) -> bool:
+        """Compute a gradient waited on before the compute thread started it on this thread
+        (held collectives are let go first, as a wait on anything else does)."""
+        if self.inline is not None:
+            self.inline.release_inline()
+        return self.gradients.run_here(handle)
 
     def _wait(self, handle: Handle[Any], timeout: float) -> None:
         if self.inline is not None:

@@ -20,6 +20,7 @@ from strategies.replica import Replica
 def linear_work(replica):
     """The gradient of one fixed batch at ``replica``'s parameters."""
     x, y = torch.ones(4, 2), torch.zeros(4, 1)
+    replica.grad.zero_()
     loss = nn.functional.mse_loss(replica.model(x), y)
     loss.backward()
     return replica.grad.clone(), 4, loss.item()
@@ -39,6 +40,7 @@ def test_a_gradient_is_computed_from_the_parameters_at_the_call_not_at_its_start
     expected = linear_work(Replica(copy.deepcopy(replica.model)))[0]
     handle = thread.submit(replica, held)
     assert not handle.done  # pending at the call, as in sim
+    thread.start()
     replica.load(torch.zeros(replica.numel))  # while it computes
     gate.set()
     deadline = time.monotonic() + 5
@@ -65,6 +67,7 @@ def test_gradients_run_one_at_a_time_in_call_order_and_their_spans_are_booked():
         return run
 
     handles = [thread.submit(replica, work(i)) for i in range(3)]
+    thread.start()
     deadline = time.monotonic() + 5
     while not all(h.done for h in handles) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -78,6 +81,28 @@ def test_gradients_run_one_at_a_time_in_call_order_and_their_spans_are_booked():
     assert thread.busy(0.0, handles[-1].finished_at) == []  # booked once
 
 
+def test_a_gradient_waited_on_first_is_computed_on_the_waiting_thread_and_only_then():
+    replica = Replica(nn.Linear(2, 1))
+    thread = GradientThread(time.monotonic, torch.device("cpu"))
+    threads = []
+
+    def work(r):
+        threads.append(threading.get_ident())
+        return linear_work(r)
+
+    first, second = thread.submit(replica, work), thread.submit(replica, work)
+    assert not thread.run_here(second)  # not the next one: it would jump the queue
+    assert thread.run_here(first) and first.done
+    assert threads == [threading.get_ident()]
+    assert not thread.run_here(first)  # already taken
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not second.done and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert second.done and threads[1] != threading.get_ident()
+    assert torch.equal(first.value, second.value)
+
+
 def test_a_failing_gradient_fails_its_handle():
     thread = GradientThread(time.monotonic, torch.device("cpu"))
 
@@ -85,6 +110,7 @@ def test_a_failing_gradient_fails_its_handle():
         raise ValueError("no batch")
 
     handle = thread.submit(Replica(nn.Linear(2, 1)), broken)
+    thread.start()
     deadline = time.monotonic() + 5
     while not handle.done and time.monotonic() < deadline:
         time.sleep(0.005)
