@@ -105,8 +105,9 @@ class Gossip(Strategy):
         sent it (8 bytes on each request); ``math.inf`` lets it run free. AD-PSGD's analysis
         assumes bounded staleness, and the bound means the same in both backends: a passive
         worker, which answers while it computes, outruns the active ones wherever an
-        exchange costs more than a gradient (stragglers in ``sim``; on ``real``, a small
-        model on an oversubscribed machine, whose ranks wait for the CPU to answer).
+        exchange costs more than a gradient (stragglers or slow links in ``sim``; on
+        ``real``, a small model on an oversubscribed machine, whose ranks wait for the CPU
+        to answer).
 
     Logs ``lambda2`` (second largest eigenvalue modulus of the mixing matrix; for the
     one-peer graph, of one period's product), ``spectral_gap`` (``1 - lambda2``), ``degree``
