@@ -8,14 +8,18 @@ rank`` runs per-rank progress instead (exact dependencies, many more events on a
     .venv/bin/python benchmarks/network_scaling.py                # all sizes, ~40 s
     .venv/bin/python benchmarks/network_scaling.py --sizes 64 256 --pace rank
     .venv/bin/python benchmarks/network_scaling.py --sizes 64 256 --unfairness 0 0.3
+    .venv/bin/python benchmarks/network_scaling.py --routing single ecmp spray
 
 ``--unfairness`` runs each size once per value given (``network.unfairness``: flows drawn
-weights, whose rate solves are not cached), side by side.
+weights, whose rate solves are not cached), side by side; ``--routing`` likewise per routing
+mode (``network.routing``, default ``ecmp``). ``--repeat N`` shows the fastest of N runs
+of each row (on a busy machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -24,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 import topologies
-from sim.network import Network
+from sim.network import ROUTINGS, Network
 
 NBYTES = 1e9
 
@@ -36,11 +40,13 @@ def fat_tree_for(n: int):
     return topologies.fat_tree(k), f"fat_tree({k})"
 
 
-def run(g, n: int, pace: str, unfairness: float = 0.0) -> tuple[float, float, float, float, int]:
+def run(
+    g, n: int, pace: str, unfairness: float = 0.0, routing: str = "ecmp"
+) -> tuple[float, float, float, float, int]:
     """Wall times of (setup, routing, simulation), simulated time, flows: one all-reduce."""
     t0 = time.perf_counter()
     env = simpy.Environment()
-    net = Network(env, g, record=False, unfairness=unfairness)
+    net = Network(env, g, record=False, unfairness=unfairness, routing=routing)
     t1 = time.perf_counter()
     ranks = np.arange(n)
     net.router.routes(ranks, (ranks + 1) % n)  # the ring's routes, timed on their own
@@ -57,11 +63,16 @@ def main() -> None:
     parser.add_argument("--pace", choices=["step", "rank"], default="step")
     parser.add_argument("--families", nargs="+", default=["fat_tree", "star"])
     parser.add_argument("--unfairness", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--routing", nargs="+", default=["ecmp"], choices=ROUTINGS)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per row; the fastest is shown (busy hosts)"
+    )
     args = parser.parse_args()
     table = Table(title=f"ring all-reduce of 1 GB, pace={args.pace}")
     for col in (
         "topology",
         "ranks",
+        "routing",
         "unfairness",
         "flows",
         "setup (s)",
@@ -77,11 +88,15 @@ def main() -> None:
             g, name = (
                 fat_tree_for(n) if family == "fat_tree" else (topologies.star(n), f"star({n})")
             )
-            for unfairness in args.unfairness:
-                setup, routing, wall, sim_t, flows = run(g, n, args.pace, unfairness)
+            for mode, unfairness in itertools.product(args.routing, args.unfairness):
+                setup, routing, wall, sim_t, flows = min(
+                    (run(g, n, args.pace, unfairness, mode) for _ in range(args.repeat)),
+                    key=lambda timed: sum(timed[:3]),
+                )
                 table.add_row(
                     name,
                     str(n),
+                    mode,
                     f"{unfairness:g}",
                     f"{flows:,}",
                     f"{setup:.2f}",

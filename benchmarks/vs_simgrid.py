@@ -236,7 +236,8 @@ def run_commsim(case: Case) -> tuple[float, list[float], float, Network]:
     """Makespan, per-flow finish times (flows patterns), wall time, and the network."""
     wall = time.perf_counter()
     env = simpy.Environment()
-    net = Network(env, case.graph, sharing=case.sharing, record=False)
+    # single routing: one route per pair, which SimGrid is given link by link (simgrid_spec).
+    net = Network(env, case.graph, sharing=case.sharing, record=False, routing="single")
     finish: list[simpy.Event] = []
     if case.collective:
         net.collective(pace="step", **case.collective)

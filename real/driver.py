@@ -105,7 +105,7 @@ def _spans(
     trace.span(rank, "compute", "compute", mark, yielded)
     at = yielded
     for since, until in computing:
-        trace.span(rank, "comm", item.what, at, since)
+        trace.span(rank, "comm", item.label, at, since)
         trace.span(rank, "compute", "compute_gradients", since, until)
         at = until
-    trace.span(rank, "comm", item.what, at, resumed)
+    trace.span(rank, "comm", item.label, at, resumed)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ CLOCKS = {"sim": "simulated", "real": "wall"}
 _PIDS = {"sim": 1, "real": 2}
 _CATEGORY_SET = frozenset(CATEGORIES)
 
-Span = tuple[str, str, float, float, Any]  # category, name, start, end, args
+Span = tuple[str, Any, float, float, Any]  # category, name (or a label), start, end, args
 
 
 def span_limit(ranks: int, budget: int = SPAN_BUDGET) -> int:
@@ -98,8 +98,9 @@ class Trace:
         :func:`span_limit` of ``ranks``.
     names
         Turns the name given to :meth:`span` into the name shown, once per distinct name and
-        only for kept spans, when the document is built (a backend passes its operations'
-        descriptions and formats nothing while the run goes).
+        only for kept spans, when the document is built or a rank's spans exported (a
+        backend passes its handles' labels, :attr:`strategies.handles.Handle.label`, and
+        formats nothing while the run goes).
     title
         Shown in the process's name (``"sim: allreduce on mlp_digits"``).
     """
@@ -110,7 +111,7 @@ class Trace:
         *,
         backend: str,
         limit: int | None = None,
-        names: Callable[[str], str] | None = None,
+        names: Callable[[Any], str] | None = None,
         title: str = "",
     ) -> None:
         if backend not in CLOCKS:
@@ -137,13 +138,14 @@ class Trace:
         self,
         rank: int,
         category: str,
-        name: str,
+        name: Hashable,
         start: float,
         end: float,
         args: Mapping[str, Any] | None = None,
     ) -> None:
-        """``rank`` spent ``[start, end]`` on ``category`` doing ``name``; an empty span is
-        not recorded (the wait did not block)."""
+        """``rank`` spent ``[start, end]`` on ``category`` doing ``name`` (text, or a label
+        that ``names`` turns into text); an empty span is not recorded (the wait did not
+        block)."""
         if category not in _CATEGORY_SET:
             raise ValueError(
                 f"category={category!r} is unknown; use one of {', '.join(CATEGORIES)}"
@@ -172,9 +174,10 @@ class Trace:
 
     # -- handing in and gathering (real: each rank records its own) -----------------------
     def export(self, rank: int) -> dict[str, Any]:
-        """``rank``'s spans and totals as plain data, to hand in from its process."""
+        """``rank``'s spans and totals as plain data (names as text), to hand in from its
+        process."""
         return {
-            "spans": list(self._spans[rank]),
+            "spans": self._named(self._spans[rank], {}),
             "dropped": self._dropped[rank],
             "totals": dict(self._totals[rank]),
         }
@@ -185,6 +188,17 @@ class Trace:
         self._spans[rank] = spans[: self.limit]
         self._dropped[rank] = int(part["dropped"]) + len(spans) - len(self._spans[rank])
         self._totals[rank] = {c: float(part["totals"][c]) for c in CATEGORIES}
+
+    def _named(self, spans: list[Span], shown: dict[Any, str]) -> list[Span]:
+        """``spans`` with their names shown as text (``shown``: names made so far)."""
+        if self.names is None:
+            return list(spans)
+        out: list[Span] = []
+        for category, name, start, end, args in spans:
+            if name not in shown:
+                shown[name] = self.names(name)
+            out.append((category, shown[name], start, end, args))
+        return out
 
     # -- reading ----------------------------------------------------------------------------
     def totals(self) -> dict[int, dict[str, float]]:
@@ -207,13 +221,9 @@ class Trace:
             track = f"rank {rank} ({role})" if role else f"rank {rank}"
             events.append(_meta("thread_name", pid, rank, {"name": track}))
             events.append(_meta("thread_sort_index", pid, rank, {"sort_index": rank}))
-        shown: dict[str, str] = {}
+        shown: dict[Any, str] = {}
         for rank in range(self.ranks):
-            for category, name, start, end, args in self._spans[rank]:
-                if self.names is not None:
-                    if name not in shown:
-                        shown[name] = self.names(name)
-                    name = shown[name]
+            for category, name, start, end, args in self._named(self._spans[rank], shown):
                 ts = _us(start)
                 event = {
                     "ph": "X",

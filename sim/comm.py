@@ -7,9 +7,10 @@ never depend on event order), asks the network to run the collective's point-to-
 schedule, and resolves each rank's handle when that finishes.
 
 Point-to-point messages follow the rendezvous that gloo and NCCL use: a send is *matched*
-with a receive posted for it (as gloo matches: the first receive posted for its sender, else
-the first from any rank; between one pair of ranks messages match in the order sent), its
-data starts moving then, and both handles resolve when it is delivered. A send whose receive is never posted never completes,
+with a receive posted for it by :class:`strategies.matching.Matcher`, the rule the real
+transport uses too (as gloo matches: the first receive posted for its sender, else the first
+from any rank; between one pair of ranks messages match in the order sent), its data starts
+moving then, and both handles resolve when it is delivered. A send whose receive is never posted never completes,
 as on a real world, and the simulator reports that deadlock at once.
 """
 
@@ -37,6 +38,8 @@ from strategies.comm import (
     signature,
 )
 from strategies.handles import Handle
+from strategies.matching import Matcher
+from strategies.operations import Operation
 
 __all__ = ["CommError", "Fabric"]
 
@@ -60,7 +63,6 @@ def _finish_as(proxy: Handle[Any], inner: Handle[Any]) -> None:
 
 @dataclass
 class _Send:
-    seq: int
     src: int
     dst: int
     tensors: list[torch.Tensor]
@@ -70,14 +72,9 @@ class _Send:
 
 @dataclass
 class _Recv:
-    seq: int
     rank: int
-    src: int | None
     buffers: list[torch.Tensor]
     handle: Handle[Received]
-
-    def accepts(self, src: int) -> bool:
-        return self.src is None or self.src == src
 
 
 @dataclass
@@ -102,9 +99,8 @@ class Fabric:
         self.world = Group(tuple(range(world_size)))
         # Each group made by new_group, once for every rank (see Communicator).
         self._shared: dict[tuple[int, ...], Group] = {}
-        self._sends: list[list[_Send]] = [[] for _ in range(world_size)]  # by destination
-        self._recvs: list[list[_Recv]] = [[] for _ in range(world_size)]  # by receiver
-        self._seq = 0
+        # Each receiver's posted receives and waiting sends, matched by the one rule.
+        self._match: list[Matcher[_Send, _Recv]] = [Matcher() for _ in range(world_size)]
         self._pending: dict[tuple[tuple[int, ...], int], _Rendezvous] = {}
         self._calls: dict[tuple[int, tuple[int, ...]], int] = {}
         # The last delivery on each (src, dst) channel: messages between one pair arrive in
@@ -150,7 +146,7 @@ class Fabric:
         for held in list(self._held):
             self._release(held)
 
-    def _admit(self, rank: int, what: str, start: Callable[[], Handle[Any]]) -> Handle[Any]:
+    def _admit(self, rank: int, what: Operation, start: Callable[[], Handle[Any]]) -> Handle[Any]:
         """Start a call of ``rank`` now (``start()``), or hold it and return its handle.
 
         A call waits until every rank has created the groups ``rank`` had created when it
@@ -166,11 +162,9 @@ class Fabric:
         queue = self._held.get(rank)
         if not queue and needed <= self._complete and work is None:
             return start()
-        if needed > self._complete:
-            what = f"{what} (held until every rank creates group #{needed - 1})"
-        elif work is not None:
-            what = f"{what} (after the rank's own {work.what})"
-        proxy: Handle[Any] = Handle("comm", what)
+        # Why it is held, as the handle's notes (its description names them).
+        held = needed - 1 if needed > self._complete else None
+        proxy: Handle[Any] = Handle("comm", op=what, held=held, after=work)
         proxy.children = (work,) if work is not None else ()
         self._held.setdefault(rank, deque()).append(_Held(needed, work, proxy, start))
         if work is not None:
@@ -212,7 +206,7 @@ class Fabric:
         op: str | None,
         root: int | None,
         algorithm: str,
-        what: str,
+        what: Operation,
     ) -> Handle[Any]:
         """Register ``rank``'s call of a collective; start it when the group is complete."""
         return self._admit(
@@ -230,7 +224,7 @@ class Fabric:
         op: str | None,
         root: int | None,
         algorithm: str,
-        what: str,
+        what: Operation,
     ) -> Handle[Any]:
         signature_ = (op, root, algorithm)
         key = (rank, group.ranks)
@@ -256,7 +250,7 @@ class Fabric:
                     f"{tuple(first_tensor.shape)} {first_tensor.dtype}; every rank must pass the "
                     "same shape"
                 )
-        handle: Handle[Any] = Handle("comm", f"{what} (collective #{seq} of this group)")
+        handle: Handle[Any] = Handle("comm", op=what, seq=seq)
         slot.tensors[rank] = tensor
         slot.handles[rank] = handle
         if len(slot.handles) == group.size:
@@ -311,7 +305,12 @@ class Fabric:
 
     # -- point to point ----------------------------------------------------------------
     def send(
-        self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+        self,
+        rank: int,
+        tensors: list[torch.Tensor],
+        header: dict[str, Any],
+        dst: int,
+        what: Operation,
     ) -> Handle[None]:
         # Snapshot now: a real send reads the buffer while it moves, and torch forbids
         # changing it before the handle is waited on; a copy keeps the simulation exact.
@@ -319,41 +318,33 @@ class Fabric:
         return self._admit(rank, what, lambda: self._send(rank, payload, header, dst, what))
 
     def _send(
-        self, rank: int, payload: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+        self,
+        rank: int,
+        payload: list[torch.Tensor],
+        header: dict[str, Any],
+        dst: int,
+        what: Operation,
     ) -> Handle[None]:
-        self._seq += 1
-        handle: Handle[None] = Handle("comm", what)
-        message = _Send(self._seq, rank, dst, payload, dict(header), handle)
-        # As gloo matches: a receive posted for this sender first, else one from any rank.
-        posted = self._recvs[dst]
-        match = next((i for i, r in enumerate(posted) if r.src == rank), None)
-        if match is None:
-            match = next((i for i, r in enumerate(posted) if r.src is None), None)
-        if match is not None:
-            self._transfer(message, posted.pop(match))
-            return handle
-        self._sends[dst].append(message)
+        handle: Handle[None] = Handle("comm", op=what)
+        message = _Send(rank, dst, payload, dict(header), handle)
+        recv = self._match[dst].offer(rank, message)  # else it waits for its receive
+        if recv is not None:
+            self._transfer(message, recv)
         return handle
 
     def recv(
-        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: Operation
     ) -> Handle[Received]:
         return self._admit(rank, what, lambda: self._recv(rank, buffers, src, what))
 
     def _recv(
-        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: Operation
     ) -> Handle[Received]:
-        self._seq += 1
-        handle: Handle[Received] = Handle("comm", what)
-        recv = _Recv(self._seq, rank, src, buffers, handle)
-        # Sends wait in the order they were posted, so the first that this receive accepts is
-        # the earliest: from one sender, the next in order; from any, whoever sent first.
-        for i, message in enumerate(self._sends[rank]):
-            if recv.accepts(message.src):
-                del self._sends[rank][i]
-                self._transfer(message, recv)
-                return handle
-        self._recvs[rank].append(recv)
+        handle: Handle[Received] = Handle("comm", op=what)
+        recv = _Recv(rank, buffers, handle)
+        message = self._match[rank].post(src, recv)  # else it waits for a send
+        if message is not None:
+            self._transfer(message, recv)
         return handle
 
     def _transfer(self, message: _Send, recv: _Recv) -> None:
@@ -387,8 +378,8 @@ class Fabric:
 
     def unmatched(self, handle: Handle[Any]) -> bool:
         """Whether ``handle`` is a send or receive still waiting for its match."""
-        return any(m.handle is handle for q in self._sends for m in q) or any(
-            r.handle is handle for q in self._recvs for r in q
+        return any(m.handle is handle for q in self._match for m in q.messages()) or any(
+            r.handle is handle for q in self._match for r in q.receives()
         )
 
 

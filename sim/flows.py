@@ -97,8 +97,16 @@ class FlowBatch:
         "total",
     )
 
-    def __init__(self, router: Router, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray):
-        self.routes = _frozen(router.routes(src, dst))
+    def __init__(
+        self,
+        router: Router,
+        src: np.ndarray,
+        dst: np.ndarray,
+        nbytes: np.ndarray,
+        label: int = 0,
+    ):
+        #: Route ids; ``label`` is the messages' connection (``ecmp`` hashes it with the ranks).
+        self.routes = _frozen(router.routes(src, dst, label))
         self.size = self.routes.size
         self.nbytes = _frozen(np.array(nbytes, dtype=float))
         self.latency = _frozen(router.route_latency[self.routes])

@@ -4,7 +4,9 @@
 the link whose remaining capacity divided by the total weight of its unfrozen flows is
 smallest, freeze those flows at ``weight * level``, and subtract their rates everywhere. Every
 round is a few numpy passes over the (flow, link) incidence pairs, so the cost is the number of
-pairs times the number of distinct bottleneck levels (one for a ring all-reduce step).
+pairs times the number of distinct bottleneck levels (one for a ring all-reduce step). A flow
+split over several paths (``spray`` routing) puts a fraction of its rate on each of its links
+(``usage``): a link's load grows by that fraction of the flow's weight.
 
 :class:`RateSolver` turns a set of active routes into rates for a network model and caches
 them by the sorted multiset of route ids: every step of a ring collective presents the same
@@ -39,6 +41,7 @@ def maxmin_rates(
     link_idx: np.ndarray,
     capacity: np.ndarray,
     weights: np.ndarray | None = None,
+    usage: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the weighted max-min fair rate of every flow.
 
@@ -52,6 +55,11 @@ def maxmin_rates(
         Capacity of every link.
     weights : np.ndarray, optional
         Positive weight per flow (default all 1): a flow frozen at level ``x`` gets ``w * x``.
+    usage : np.ndarray, optional
+        Per (flow, link) pair, aligned with ``link_idx``: the fraction of the flow's rate that
+        crosses the link (default all 1). A flow split over several paths (``spray`` routing)
+        puts ``usage * rate`` on each of its links; progressive filling then raises each
+        link's load by ``usage * weight`` per unit of level.
 
     Returns
     -------
@@ -67,6 +75,13 @@ def maxmin_rates(
     array([8., 2., 2.])
     >>> maxmin_rates(np.array([0, 1, 2]), np.array([0, 0]), np.array([3.0]), np.array([1., 2.]))
     array([1., 2.])
+
+    A flow split in halves over links 0 and 1 and a flow on link 1 alone (capacities 1): link 1
+    carries half of the first and all of the second, so both get 2/3.
+
+    >>> maxmin_rates(np.array([0, 2, 3]), np.array([0, 1, 1]), np.ones(2),
+    ...              usage=np.array([0.5, 0.5, 1.0])).round(6).tolist()
+    [0.666667, 0.666667]
     """
     n = flow_ptr.size - 1
     lengths = np.diff(flow_ptr)
@@ -80,6 +95,8 @@ def maxmin_rates(
     flow_of = np.repeat(np.arange(n), lengths)
     frozen = lengths == 0
     pair_w = w[flow_of]
+    if usage is not None:
+        pair_w = pair_w * usage
     while True:
         live = ~frozen[flow_of]
         if not live.any():
@@ -94,7 +111,10 @@ def maxmin_rates(
         rates[hit] = w[hit] * lam
         frozen |= hit
         fresh = hit[flow_of]
-        rem -= np.bincount(local[fresh], weights=rates[flow_of[fresh]], minlength=used.size)
+        taken = rates[flow_of[fresh]]
+        if usage is not None:
+            taken = taken * usage[fresh]
+        rem -= np.bincount(local[fresh], weights=taken, minlength=used.size)
         np.maximum(rem, 0.0, out=rem)
 
 
@@ -114,6 +134,10 @@ class RateSolver:
         bottleneck bandwidth, with no contention.
     sharing : {"maxmin", "rtt"}
         ``"rtt"`` weights each flow by ``1 / route latency`` (SimGrid's TCP-like sharing).
+    route_share : sequence of (np.ndarray or None), optional
+        Per route, the fraction of a flow's rate on each of its links, or None for all of it
+        (a :class:`sim.routing.Router`'s ``route_share``; may grow). Without it, every route
+        carries its flows' whole rate on every link.
 
     Examples
     --------
@@ -135,8 +159,10 @@ class RateSolver:
         route_bottleneck,
         model: str = "flow",
         sharing: str = "maxmin",
+        route_share: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         self.route_links = route_links
+        self.route_share = route_share
         self.capacity = capacity
         self._route_latency = route_latency
         self._route_bottleneck = route_bottleneck
@@ -215,14 +241,33 @@ class RateSolver:
         lengths = np.fromiter((p.size for p in pieces), dtype=np.int64, count=len(pieces))
         ptr = np.concatenate(([0], np.cumsum(lengths)))
         links = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+        usage = self._usage(routes, lengths)
         if self.model == "analytic":
             rates = self._route_bottleneck()[routes]
         else:
             if self.sharing == "rtt":
                 rtt = 1.0 / np.maximum(self._route_latency()[routes], _MIN_RTT)
                 weights = rtt if weights is None else weights * rtt
-            rates = maxmin_rates(ptr, links, self.capacity, weights)
+            rates = maxmin_rates(ptr, links, self.capacity, weights, usage)
         finite = np.where(np.isfinite(rates), rates, 0.0)
         used, inverse = np.unique(links, return_inverse=True)
-        load = np.bincount(inverse, weights=np.repeat(finite, lengths), minlength=used.size)
+        carried = np.repeat(finite, lengths)
+        if usage is not None:
+            carried = carried * usage
+        load = np.bincount(inverse, weights=carried, minlength=used.size)
         return rates, used, load
+
+    def _usage(self, routes: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+        """The fraction of each flow's rate on each of its links, aligned with the routes'
+        links, or None where every route carries all of it on every link."""
+        if self.route_share is None:
+            return None
+        shares = [self.route_share[r] for r in routes.tolist()]
+        if all(share is None for share in shares):
+            return None
+        return np.concatenate(
+            [
+                np.ones(size) if share is None else share
+                for share, size in zip(shares, lengths.tolist(), strict=True)
+            ]
+        )

@@ -41,9 +41,17 @@ from sim.collectives.select import Planner
 from sim.flows import DUE, Finished, FlowBatch, FlowTable
 from sim.linkstats import LinkStats
 from sim.maxmin import MODELS, SHARINGS, RateSolver
-from sim.routing import NetworkError, Router
+from sim.routing import ROUTINGS, NetworkError, Router, check_routing
 
-__all__ = ["Network", "NetworkError", "check_efficiency", "check_nbytes", "check_unfairness"]
+__all__ = [
+    "ROUTINGS",
+    "Network",
+    "NetworkError",
+    "check_efficiency",
+    "check_nbytes",
+    "check_routing",
+    "check_unfairness",
+]
 
 Owner = Callable[[np.ndarray], None]
 #: Mixed into the seed of the flows' weights ("net"), apart from the run's other streams.
@@ -125,8 +133,17 @@ class Network:
         weight times the bottleneck's level). ``commsim calibrate`` fits it from concurrent
         sends. Flows that share a link are then solved at every change, not from the cache
         (a ring collective, one flow per link, is not affected).
+    routing : {"ecmp", "spray", "single"}
+        How flows use a fabric's equal-cost paths (see :mod:`sim.routing`): ``ecmp`` (the
+        default) hashes each flow onto one of them, from ``seed``, the ranks and the flow's
+        connection (a collective's channel), as switches hash a 5-tuple; ``spray`` splits every
+        flow evenly over all of them (packet spraying, adaptive routing at its ideal);
+        ``single`` sends every flow of a pair down the one path of the deterministic
+        tie-break (the routing before ``ecmp`` existed: on a fat tree all traffic between pods
+        then crosses one core switch). On a topology with one shortest path per pair (a star,
+        a tree) the three are the same, bit for bit.
     seed : int
-        Seeds the flows' weights (only drawn when ``unfairness > 0``).
+        Seeds the flows' weights (only drawn when ``unfairness > 0``) and ``ecmp``'s flow hash.
     record : bool
         Keep the rate history needed by :meth:`link_stats` and :meth:`utilisation`.
     """
@@ -142,12 +159,14 @@ class Network:
         unfairness: float = 0.0,
         seed: int = 0,
         record: bool = True,
+        routing: str = "ecmp",
     ) -> None:
         if model not in MODELS:
             raise NetworkError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
         if sharing not in SHARINGS:
             raise NetworkError(f"sharing must be one of {', '.join(SHARINGS)}, got {sharing!r}")
         check_efficiency(efficiency, "efficiency")
+        self.routing = check_routing(routing)
         self.unfairness = check_unfairness(unfairness, "unfairness")
         # Its own stream: drawing weights must not shift any other seeded draw of the run.
         self._weights = np.random.default_rng([seed, _WEIGHT_STREAM])
@@ -156,7 +175,7 @@ class Network:
         except topologies.TopologyError as err:
             raise NetworkError(f"topology is invalid: {err}") from err
         self.env, self.topology, self.model, self.sharing = env, topology, model, sharing
-        self.router = r = Router(topology, efficiency)
+        self.router = r = Router(topology, efficiency, routing, seed)
         self.solver = RateSolver(
             r.route_links,
             r.capacity,
@@ -164,6 +183,7 @@ class Network:
             lambda: r.route_bottleneck,
             model,
             sharing,
+            r.route_share if routing == "spray" else None,
         )
         self.record = record
         self.stats = LinkStats(r, self.solver.patterns)
@@ -186,20 +206,30 @@ class Network:
 
     # -- public operations ------------------------------------------------------------------
 
-    def send(self, src: int, dst: int, nbytes: float) -> simpy.Event:
+    def send(self, src: int, dst: int, nbytes: float, *, connection: int = 0) -> simpy.Event:
         """Send ``nbytes`` from rank ``src`` to rank ``dst``; the event fires at delivery.
 
         Its value is the delivery time. ``src == dst`` delivers after 0 s without touching the
-        network; ``nbytes == 0`` costs the route latency only.
+        network; ``nbytes == 0`` costs the route latency only. ``connection`` labels the
+        connection the message goes on (``ecmp`` hashes it: another connection between the
+        same ranks may take another path; the messages of one all take the same).
         """
         src, dst = self.check_rank(src, "src"), self.check_rank(dst, "dst")
         size = check_nbytes(nbytes)
+        if (
+            isinstance(connection, bool)
+            or not isinstance(connection, (int, np.integer))
+            or connection < 0
+        ):
+            raise NetworkError(f"connection must be an int >= 0, got {connection!r}")
         if src == dst:
             return self.env.timeout(0, value=self.env.now)
         tag = self._next_tag
         self._next_tag += 1
         event = self._events[tag] = self.env.event()
-        flow = FlowBatch(self.router, np.array([src]), np.array([dst]), np.array([size]))
+        flow = FlowBatch(
+            self.router, np.array([src]), np.array([dst]), np.array([size]), int(connection)
+        )
         self.inject(flow, 0, np.array([tag]))
         return event
 

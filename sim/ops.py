@@ -1,23 +1,24 @@
 """Time accounting for simulated waits: how much of a wait was compute, moving data, or idle.
 
 A role program yields :class:`strategies.handles.Handle` objects; each records when its work
-started and finished (``started_at``, ``finished_at``) and its ``kind`` (``"compute"``,
-``"comm"``, ``"idle"``). The driver splits the time a rank was blocked into *compute*, *communication* (some
-of the operation's data was moving) and *idle* (waiting for a peer to join a collective or to
-post its receive, or sleeping); :func:`wait_spans` says when, for the run's timeline.
+started and finished (``started_at``, ``finished_at``) and its ``kind``
+(:data:`strategies.handles.Kind`: ``"compute"``, ``"comm"``, ``"idle"``). The driver splits
+the time a rank was blocked into *compute*, *communication* (some of the operation's data was
+moving) and *idle* (waiting for a peer to join a collective or to post its receive, or
+sleeping); :func:`wait_spans` says when, for the run's timeline.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from strategies.handles import Handle
+from strategies.handles import Handle, Kind
 
 __all__ = ["busy_time", "wait_spans"]
 
 
 def busy_time(
-    op: Handle[Any], since: float, until: float, kinds: tuple[str, ...] = ("comm",)
+    op: Handle[Any], since: float, until: float, kinds: tuple[Kind, ...] = ("comm",)
 ) -> float:
     """Length of the union of the active intervals of ``op``'s leaves of the given ``kinds``
     within ``[since, until]`` (for a communication op: while its data was moving).
@@ -77,7 +78,7 @@ def wait_spans(op: Handle[Any], since: float, until: float) -> list[tuple[str, f
 
 
 def _union(
-    op: Handle[Any], since: float, until: float, kinds: tuple[str, ...]
+    op: Handle[Any], since: float, until: float, kinds: tuple[Kind, ...]
 ) -> list[tuple[float, float]]:
     """The active intervals of ``op``'s leaves of ``kinds``, clipped and merged."""
     merged: list[tuple[float, float]] = []

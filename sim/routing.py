@@ -1,4 +1,4 @@
-"""Routes between hosts: directed link indices, shortest path by latency, deterministic ties.
+"""Routes between hosts: directed link indices, shortest paths by latency, three routing modes.
 
 A :class:`Router` numbers the directed links of a topology (an undirected edge is two links,
 one per direction, each with the edge's full capacity) and finds the route of a host pair on
@@ -11,6 +11,28 @@ Tie-break rule: among routes of least total latency, the one with the fewest hop
 the lexicographically smallest sequence of node indices, where a node's index is its position
 in ``g.nodes`` order. Each link's latency is rounded to a whole femtosecond before summing, so
 route latencies compare exactly and float rounding noise cannot break (or fake) a tie.
+
+Routing modes (:data:`ROUTINGS`), for fabrics with several *equal-cost* paths between two hosts
+(those of least latency and, among them, fewest hops: a fat tree's paths through each core):
+
+``single``
+    The one path of the tie-break rule above, for every flow of the pair (deterministic
+    routing: on ``fat_tree(4)`` every flow between pods crosses ``core0``).
+``ecmp``
+    Each flow is hashed onto one of the equal-cost paths, as switches hash a flow's 5-tuple:
+    path ``flow_hash(seed, src, dst, label) % n_paths`` in the lexicographic order of the
+    paths' node-index sequences (so path 0 is ``single``'s). ``label`` is the flow's
+    connection (a collective's channel): every message of one connection takes one path, as
+    a TCP connection or a queue pair does; another connection between the same hosts may
+    take another. Deterministic for a seed.
+``spray``
+    Each flow is split evenly over all equal-cost paths (packet spraying, adaptive routing at
+    its ideal): it puts on link ``u -> v`` the fraction ``sigma_s(u) * sigma_t(v) /
+    sigma_s(t)`` of its rate, ``sigma_a(b)`` counting the equal-cost paths between ``a`` and
+    ``b`` (:attr:`Router.route_share`).
+
+Where a pair has one equal-cost path all three give the same route, bit for bit; on a
+topology with one path per pair (a star, a tree, hierarchical) the modes are one.
 """
 
 from __future__ import annotations
@@ -21,16 +43,62 @@ from collections.abc import Hashable
 import networkx as nx
 import numpy as np
 
-__all__ = ["NetworkError", "Router"]
+__all__ = ["ROUTINGS", "NetworkError", "Router", "check_routing", "flow_hash"]
+
+#: Routing modes: a flow hashed onto one equal-cost path, split over all, or the one path.
+ROUTINGS = ("ecmp", "spray", "single")
 
 #: Links' latencies are summed in integer femtoseconds so that float noise cannot break ties.
 _QUANTUM = 1e-15
 #: Searches kept for resuming (one per source node; each holds at most one label per node).
 _KEEP_SEARCHES = 256
+#: Equal-cost path structures (``ecmp``, ``spray``) are kept per (source, destination) switch
+#: pair while their links number at most this in all (a far pair on a 64 x 64 torus has ~10^4).
+_KEEP_MIDDLE_LINKS = 1 << 20
+_MASK = (1 << 64) - 1
 
 
 class NetworkError(ValueError):
     """A bad argument to the network simulator; the one-line message names it and the fix."""
+
+
+def check_routing(value: object, name: str = "routing") -> str:
+    """Return a routing mode, or raise a one-line :class:`NetworkError` naming the choices.
+
+    >>> check_routing("ecmp")
+    'ecmp'
+    >>> check_routing("adaptive", "network routing")
+    Traceback (most recent call last):
+    ...
+    sim.routing.NetworkError: network routing must be one of ecmp, spray, single, got 'adaptive'
+    """
+    if not isinstance(value, str) or value not in ROUTINGS:
+        raise NetworkError(f"{name} must be one of {', '.join(ROUTINGS)}, got {value!r}")
+    return value
+
+
+def _mix(x: int) -> int:
+    """SplitMix64's finaliser: a well-spread 64-bit function of a 64-bit integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def flow_hash(seed: int, src: int, dst: int, label: int = 0) -> int:
+    """The 64-bit hash ``ecmp`` routing picks a flow's path by: of the run's seed, the ranks
+    and the connection label (the simulator's 5-tuple). Plain integer arithmetic, the same on
+    every platform and Python version (``hash()`` is salted per process).
+
+    >>> flow_hash(0, 1, 2) == flow_hash(0, 1, 2) != flow_hash(1, 1, 2)
+    True
+    >>> flow_hash(0, 1, 2) % 4, flow_hash(0, 2, 1) % 4, flow_hash(0, 1, 2, 1) % 4
+    (2, 0, 3)
+    """
+    h = _mix(seed & _MASK)
+    for value in (src, dst, label):
+        h = _mix(h ^ (value & _MASK))
+    return h
 
 
 class Router:
@@ -43,6 +111,10 @@ class Router:
     efficiency : float
         Payload fraction of a link's bandwidth for links without their own ``efficiency``
         attribute (protocol headers: TCP/IP over Ethernet carries about 0.95).
+    routing : {"single", "ecmp", "spray"}
+        How flows use equal-cost paths (see the module docstring).
+    seed : int
+        Seeds ``ecmp``'s flow hash (the run's seed: same seed, same paths).
 
     Attributes
     ----------
@@ -52,6 +124,11 @@ class Router:
         Per-link payload bandwidth (bytes/s: ``bandwidth`` x efficiency) and latency (s).
     hosts : list
         Host nodes in rank order.
+    route_links : list of np.ndarray
+        Link ids of each route, by route id.
+    route_share : list of (np.ndarray or None)
+        Per route, the fraction of a flow's rate on each of its links (``spray`` routes over
+        several paths), or None: the whole rate on every link (one path).
 
     Examples
     --------
@@ -64,7 +141,15 @@ class Router:
     (2e-06, 1000000000.0)
     """
 
-    def __init__(self, topology: nx.Graph, efficiency: float = 1.0) -> None:
+    def __init__(
+        self,
+        topology: nx.Graph,
+        efficiency: float = 1.0,
+        routing: str = "single",
+        seed: int = 0,
+    ) -> None:
+        self.routing = check_routing(routing)
+        self.seed = int(seed)
         self.graph = topology
         self.hosts: list[Hashable] = sorted(
             (v for v, k in topology.nodes(data="kind") if k == "host"),
@@ -85,6 +170,7 @@ class Router:
         )
         self.latency = np.array([float(d["latency"]) for *_, d in edges], dtype=float)
         self._link_id = {uv: i for i, uv in enumerate(self.links)}
+        self._ends: list[tuple[int, int]] | None = None  # links' node indices, for spray
         # Adjacency as index lists sorted by neighbour index: the search then meets candidate
         # paths in a fixed order, which keeps the whole computation deterministic.
         self._adj: list[list[tuple[int, int, int]]] = [[] for _ in self._nodes]
@@ -106,13 +192,20 @@ class Router:
         }
         self._adj = [[e for e in nbrs if not stub[e[0]]] for nbrs in self._adj]
         self._searches: dict[int, tuple] = {}  # resumable searches by source, oldest first
+        self._dags: dict[int, tuple] = {}  # the same for equal-cost path DAGs (ecmp, spray)
+        self._cost_adj: list[list[tuple[int, int, int]]] | None = None  # for those searches
+        self._middles: dict[tuple[int, int], tuple] = {}  # equal-cost paths by switch pair
+        self._middle_links = 0  # links held by ``_middles``
         self.route_links: list[np.ndarray] = []
+        self.route_share: list[np.ndarray | None] = []
         # Per-route arrays grow by doubling; the properties expose the filled prefix.
         self._lat = np.empty(64)
         self._bw = np.empty(64)
         self._hops = np.empty(64, dtype=np.int64)
-        self._pair_route: dict[tuple[int, int], int] = {}
-        # Vectorised pair lookup: sorted keys src*n+dst -> route id, rebuilt when routes are added.
+        # (src, dst, connection label) -> route id; the label is 0 unless ``ecmp`` hashes it.
+        self._pair_route: dict[tuple[int, int, int], int] = {}
+        # Vectorised lookup: sorted keys (label*n+src)*n+dst -> route id, rebuilt when routes
+        # are added.
         self._keys = np.empty(0, dtype=np.int64)
         self._vals = np.empty(0, dtype=np.int64)
 
@@ -131,25 +224,46 @@ class Router:
         """Number of links of each route, by route id (0 from a host to itself)."""
         return self._hops[: len(self.route_links)]
 
-    def route(self, src: int, dst: int) -> int:
-        """Return the route id from rank ``src`` to rank ``dst`` (computed once, then cached)."""
-        key = (src, dst)
+    def route(self, src: int, dst: int, label: int = 0) -> int:
+        """Return the route id from rank ``src`` to rank ``dst`` (computed once, then cached).
+
+        ``label`` names the flow's connection (a collective's channel); only ``ecmp`` hashes
+        it, so under the other modes every label gets the pair's one route.
+        """
+        if self.routing != "ecmp":
+            label = 0
+        key = (src, dst, label)
         rid = self._pair_route.get(key)
         if rid is None:
-            links = self._host_route(self._index[self.hosts[src]], self._index[self.hosts[dst]])
+            s, t = self._index[self.hosts[src]], self._index[self.hosts[dst]]
+            share = None
+            if self.routing == "single":
+                links = path = self._host_route(s, t)
+            elif self.routing == "ecmp":
+                links = path = self._host_route(s, t, flow_hash(self.seed, src, dst, label))
+            else:
+                links, share, path = self._spray_route(s, t)
             rid = len(self.route_links)
             if rid == self._lat.size:
                 self._lat = np.resize(self._lat, 2 * rid)
                 self._bw = np.resize(self._bw, 2 * rid)
                 self._hops = np.resize(self._hops, 2 * rid)
             self.route_links.append(links)
-            self._lat[rid] = sum(self.latency[links].tolist())
-            self._bw[rid] = self.capacity[links].min() if links.size else np.inf
-            self._hops[rid] = links.size
+            self.route_share.append(share)
+            # Every equal-cost path has one latency (to the femtosecond) and one hop count:
+            # the route's are its first path's, summed as ``single`` sums them.
+            self._lat[rid] = sum(self.latency[path].tolist())
+            if not links.size:
+                self._bw[rid] = np.inf
+            elif share is None:
+                self._bw[rid] = self.capacity[links].min()
+            else:  # the rate at which the first of its links fills
+                self._bw[rid] = (self.capacity[links] / share).min()
+            self._hops[rid] = path.size
             self._pair_route[key] = rid
         return rid
 
-    def routes(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    def routes(self, src: np.ndarray, dst: np.ndarray, label: int = 0) -> np.ndarray:
         """Vectorised :meth:`route` over rank arrays; returns an int64 array of route ids.
 
         Examples
@@ -161,7 +275,10 @@ class Router:
         >>> [r.links[i] for i in r.route_links[2]]
         [(0, 1), (1, 2)]
         """
-        q = src.astype(np.int64) * self.n_hosts + dst.astype(np.int64)
+        if self.routing != "ecmp":
+            label = 0
+        n = self.n_hosts
+        q = (label * n + src.astype(np.int64)) * n + dst.astype(np.int64)
         pos = np.searchsorted(self._keys, q)
         pos_c = np.minimum(pos, max(self._keys.size - 1, 0))
         found = (
@@ -173,9 +290,9 @@ class Router:
             return self._vals[pos_c]
         # Route the missing pairs one by one, then rebuild the sorted table once.
         for s, d in zip(src[~found].tolist(), dst[~found].tolist(), strict=True):
-            self.route(s, d)
+            self.route(s, d, label)
         keys = np.fromiter(
-            (s * self.n_hosts + d for s, d in self._pair_route),
+            ((c * n + s) * n + d for s, d, c in self._pair_route),
             dtype=np.int64,
             count=len(self._pair_route),
         )
@@ -184,13 +301,9 @@ class Router:
         self._keys, self._vals = keys[order], vals[order]
         return self._vals[np.searchsorted(self._keys, q)]
 
-    def _host_route(self, s: int, t: int) -> np.ndarray:
-        """Best route between node indices ``s`` and ``t`` (see the module rule).
-
-        A stub's every route starts (or ends) with its one link, and with the first and last
-        nodes fixed the tie-break order is that of the middle part; so stubs are peeled off and
-        only the switch-to-switch middle is searched, shared by every host on those switches.
-        """
+    def _peel(self, s: int, t: int) -> tuple[list[int], int, int, list[int]] | np.ndarray:
+        """``(head links, s, t, tail links)`` with stub hosts peeled off both ends, or the
+        whole route where it has no switch-to-switch middle."""
         if s == t:
             return np.empty(0, dtype=np.int64)
         head: list[int] = []
@@ -204,7 +317,154 @@ class Router:
             if back[0] == s:
                 return np.asarray([*head, back[2]], dtype=np.int64)
             tail, t = [back[2]], back[0]
-        return np.asarray([*head, *self._search(s, t), *tail], dtype=np.int64)
+        return head, s, t, tail
+
+    def _host_route(self, s: int, t: int, pick: int | None = None) -> np.ndarray:
+        """Best route between node indices ``s`` and ``t`` (see the module rule), or with
+        ``pick`` the equal-cost path ``pick % n_paths`` (``ecmp``).
+
+        A stub's every route starts (or ends) with its one link, and with the first and last
+        nodes fixed the tie-break order is that of the middle part; so stubs are peeled off and
+        only the switch-to-switch middle is searched, shared by every host on those switches.
+        """
+        peeled = self._peel(s, t)
+        if isinstance(peeled, np.ndarray):
+            return peeled
+        head, s, t, tail = peeled
+        middle = self._search(s, t) if pick is None else self._unrank(s, t, pick)
+        return np.asarray([*head, *middle, *tail], dtype=np.int64)
+
+    def _spray_route(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """``(links, share per link or None, first path)`` of a flow split evenly over the
+        equal-cost paths between node indices ``s`` and ``t``."""
+        peeled = self._peel(s, t)
+        if isinstance(peeled, np.ndarray):
+            return peeled, None, peeled
+        head, s, t, tail = peeled
+        first = np.asarray([*head, *self._unrank(s, t, 0), *tail], dtype=np.int64)
+        if s == t:
+            return first, None, first
+        dag = self._middle(s, t)
+        if dag[2] == 1:  # one path: exactly ``single``'s route
+            return first, None, first
+        links = np.asarray([*head, *dag[3], *tail], dtype=np.int64)
+        share = np.concatenate(([1.0] * len(head), dag[4], [1.0] * len(tail)))
+        return links, share, first
+
+    def _middle(self, s: int, t: int) -> tuple:
+        """The equal-cost paths between non-stub nodes ``s != t``, counted, cached per pair:
+        ``(successors, sigma_t, n_paths, links, shares)``.
+
+        ``successors[u]`` lists ``(v, link)`` on the paths, by node index; ``sigma_t[v]``
+        counts the paths from ``v`` to ``t``; ``links`` are the links on any path and, under
+        ``spray`` (else None), ``shares`` the fraction of the paths through each
+        (``sigma_s(u) sigma_t(v) / n``), both in link order.
+        """
+        key = (s, t)
+        hit = self._middles.get(key)
+        if hit is not None:
+            return hit
+        dist, preds, sigma_s = self._dag(s, t)
+        # Nodes on the paths, farthest first: each node's successors on the paths to t are
+        # counted before it (costs grow strictly along a link, so this order is topological).
+        on, stack = {t}, [t]
+        while stack:
+            for u, _ in preds[stack.pop()]:
+                if u not in on:
+                    on.add(u)
+                    stack.append(u)
+        order = sorted(on, key=lambda v: dist[v], reverse=True)
+        sigma_t = dict.fromkeys(on, 0)
+        sigma_t[t] = 1
+        successors: dict[int, list[tuple[int, int]]] = {v: [] for v in on}
+        links: list[int] = []
+        for v in order:
+            for u, lid in preds[v]:
+                sigma_t[u] += sigma_t[v]
+                successors[u].append((v, lid))
+                links.append(lid)
+        for nexts in successors.values():
+            nexts.sort()
+        n = sigma_s[t]
+        ids = np.asarray(links, dtype=np.int64)
+        shares = None
+        if self.routing == "spray":  # only a split flow needs them; counts are exact ints
+            ends = self._ends
+            if ends is None:
+                ends = self._ends = [(self._index[u], self._index[v]) for u, v in self.links]
+            shares = np.array([sigma_s[ends[lid][0]] * sigma_t[ends[lid][1]] / n for lid in links])
+            order_links = np.argsort(ids, kind="stable")
+            ids, shares = ids[order_links], shares[order_links]
+        hit = (successors, sigma_t, n, ids, shares)
+        while self._middles and self._middle_links + ids.size > _KEEP_MIDDLE_LINKS:
+            self._middle_links -= self._middles.pop(next(iter(self._middles)))[3].size
+        self._middles[key] = hit
+        self._middle_links += ids.size
+        return hit
+
+    def _unrank(self, s: int, t: int, pick: int) -> list[int]:
+        """Link ids of equal-cost path ``pick % n_paths`` from ``s`` to ``t``, the paths
+        ordered by their node-index sequences (path 0 is :meth:`_search`'s)."""
+        if s == t:
+            return []
+        successors, sigma_t, n, _, _ = self._middle(s, t)
+        pick %= n
+        links = []
+        u = s
+        while u != t:
+            for v, lid in successors[u]:
+                if pick < sigma_t[v]:
+                    links.append(lid)
+                    u = v
+                    break
+                pick -= sigma_t[v]
+        return links
+
+    def _dag(self, s: int, t: int) -> tuple[dict, dict, dict]:
+        """``(cost, predecessors, path count)`` per node settled by a Dijkstra from ``s`` on
+        costs ``(latency in fs, hops)`` (one int: ``latency * H + hops``), run until ``t`` is settled (and kept to resume, like
+        :meth:`_search`'s). A node's predecessors are every ``(node, link)`` that reaches it
+        at its least cost; its path count is the number of equal-cost paths from ``s``."""
+        adj = self._cost_adj
+        if adj is None:
+            # (latency, hops) as one integer, latency * H + hops with H above any hop count:
+            # the same order, compared and added as one int.
+            h = len(self._nodes) + 1
+            adj = self._cost_adj = [[(v, lid, w * h + 1) for v, lid, w in n] for n in self._adj]
+        state = self._dags.pop(s, None)
+        if state is None:
+            state = ({s: 0}, {s: []}, {}, [(0, s)])
+        self._dags[s] = state
+        if len(self._dags) > _KEEP_SEARCHES:
+            del self._dags[next(iter(self._dags))]
+        dist, preds, sigma, heap = state
+        pop, push = heapq.heappop, heapq.heappush
+        while t not in sigma and heap:
+            cost, u = pop(heap)
+            if u in sigma:
+                continue
+            # Every predecessor is settled (its cost is strictly less): u's count is final.
+            count = 0
+            for p, _ in preds[u]:
+                count += sigma[p]
+            sigma[u] = count or 1
+            for v, lid, w in adj[u]:
+                if v in sigma:
+                    continue
+                new = cost + w
+                old = dist.get(v)
+                if old is None or new < old:
+                    dist[v] = new
+                    preds[v] = [(u, lid)]
+                    push(heap, (new, v))
+                elif new == old:
+                    preds[v].append((u, lid))
+        if t not in sigma:
+            raise NetworkError(
+                f"no route from {self._nodes[s]!r} to {self._nodes[t]!r}; "
+                "connect them (check the topology with topologies.validate)"
+            )
+        return dist, preds, sigma
 
     def _search(self, s: int, t: int) -> list[int]:
         """Link ids of the best route between non-stub nodes ``s`` and ``t``.

@@ -32,7 +32,7 @@ from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.maxmin import MODELS, SHARINGS
 from sim.memory import RunSize, check_fits, out_of_memory
-from sim.network import Network, check_efficiency, check_unfairness
+from sim.network import Network, check_efficiency, check_routing, check_unfairness
 from sim.progress import StepProgress
 from sim.runtime import SimRuntime
 from strategies import CommError, Strategy
@@ -72,16 +72,17 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(network, Mapping):
         raise ValueError(f"network={network!r} must be 'flow', 'analytic' or a mapping")
     options = dict(network)
-    unknown = set(options) - {"model", "sharing", "efficiency", "collectives", "unfairness"}
+    known = {"model", "sharing", "efficiency", "collectives", "unfairness", "routing"}
+    unknown = set(options) - known
     if unknown:
         raise ValueError(
             f"network options {sorted(unknown)} are unknown; use 'model', 'sharing', "
-            "'efficiency', 'collectives' and 'unfairness'"
+            "'efficiency', 'collectives', 'unfairness' and 'routing'"
         )
-    if not isinstance(options.get("collectives", {}), Mapping):
+    if not isinstance(options.get("collectives", {}), (Mapping, str)):
         raise ValueError(
-            f"network collectives={options['collectives']!r} must map collectives to "
-            "algorithms, e.g. {'all_reduce': 'ring'}"
+            f"network collectives={options['collectives']!r} must name a rule (commsim, "
+            "gloo, nccl) or map collectives to algorithms, e.g. {'all_reduce': 'ring'}"
         )
     if "collectives" in options:
         options["collectives"] = check_auto(options["collectives"])
@@ -89,6 +90,9 @@ def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
         options["efficiency"] = check_efficiency(options["efficiency"], "network efficiency")
     if "unfairness" in options:
         options["unfairness"] = check_unfairness(options["unfairness"], "network unfairness")
+    # Recorded even when not given: the default was ``single`` before ``ecmp`` (issue 23), and
+    # a run's record must say which paths its flows took.
+    options["routing"] = check_routing(options.get("routing", "ecmp"), "network routing")
     if options.get("model", "flow") not in MODELS:
         raise ValueError(f"network model={options['model']!r} is unknown; use one of {MODELS}")
     if options.get("sharing", "maxmin") not in SHARINGS:
@@ -138,15 +142,18 @@ def run(
     network
         ``"flow"`` (max-min bandwidth sharing), ``"analytic"`` (alpha-beta, no contention),
         or ``{"model": ..., "sharing": "maxmin" | "rtt", "efficiency": 0.95, "collectives":
-        {"all_reduce": "ring"}, "unfairness": 0.3}`` (the payload fraction of links without
-        their own ``efficiency``, what ``auto`` stands for, and how unevenly concurrent flows
-        share a bottleneck; see :class:`sim.network.Network`).
+        {"all_reduce": "ring"}, "unfairness": 0.3, "routing": "ecmp" | "spray" | "single"}``
+        (the payload fraction of links without their own ``efficiency``; what ``auto`` stands
+        for: a rule, ``"commsim"`` (the default), ``"gloo"`` or ``"nccl"``, and/or algorithms
+        by collective, see :mod:`sim.collectives.rules`; how unevenly concurrent flows share a
+        bottleneck; and how flows use equal-cost paths; see :class:`sim.network.Network`).
     optimizer, lr_schedule
         See :class:`strategies.OptimizerSpec` and :class:`strategies.ScheduleSpec` (a spec
         string too: ``"sgd:lr=0.1,momentum=0.9"``, ``"cosine:warmup=10"``).
     seed
-        Seeds model initialisation, data order, stragglers and the flows' sharing weights
-        (``network.unfairness``): same seed, same metrics.
+        Seeds model initialisation, data order, stragglers, the flows' sharing weights
+        (``network.unfairness``) and their paths (``network.routing="ecmp"``): same seed,
+        same metrics.
     eval_every
         Evaluate the global model every this many steps (and at the start and the end).
     max_time, target_loss
@@ -384,7 +391,7 @@ def _simulate_run(
         target_loss=target_loss,
     )
     # What `auto` resolved to is part of what the run was: recorded with its config.
-    config["auto"] = {"collectives": net.planner.auto_choices}
+    config["auto"] = {"rule": net.planner.rule.spec, "collectives": net.planner.auto_choices}
     trace.evals(ledger.rows)
     link_counters(trace, net, 0.0, float(env.now))
     result = RunResult(

@@ -215,7 +215,7 @@ class SimRuntime:
             return
         if item.children:
             for category, since, until in wait_spans(item, start, end):
-                trace.span(rank, category, item.what, since, until)
+                trace.span(rank, category, item.label, since, until)
             return
         if item.started_at is not None and item.finished_at is not None:
             since, until = max(start, item.started_at), min(end, item.finished_at)
@@ -223,11 +223,11 @@ class SimRuntime:
                 # Waiting for the operation to start (a peer to join), the operation, then
                 # waiting after it; a sleep is idle throughout.
                 kind = item.kind if item.kind in ("compute", "comm") else "idle"
-                trace.span(rank, "idle", item.what, start, since)
-                trace.span(rank, kind, item.what, since, until)
-                trace.span(rank, "idle", item.what, until, end)
+                trace.span(rank, "idle", item.label, start, since)
+                trace.span(rank, kind, item.label, since, until)
+                trace.span(rank, "idle", item.label, until, end)
                 return
-        trace.span(rank, "idle", item.what, start, end)
+        trace.span(rank, "idle", item.label, start, end)
 
     # -- at the end -----------------------------------------------------------------------
     def waiting(self) -> dict[int, Handle[Any]]:
@@ -249,7 +249,7 @@ class SimRuntime:
                 if not item.done and item.kind == "compute":
                     times[0] += now - start
                     if self.trace is not None:
-                        self.trace.span(rank, "compute", item.what, start, now)
+                        self.trace.span(rank, "compute", item.label, start, now)
                 else:
                     self._account(times, item, start, now)
                     if self.trace is not None:

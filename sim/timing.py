@@ -15,11 +15,12 @@ Ring all-reduce of 8 MB over 4 ranks on a ring of 1 GB/s, 1 us links: ``2(n-1)(L
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import networkx as nx
 import simpy
 
+from sim.collectives.select import check_auto
 from sim.network import Network, check_nbytes
 
 __all__ = ["collective_time", "transfer_time"]
@@ -36,6 +37,9 @@ def collective_time(
     sharing: str = "maxmin",
     root: int | None = None,
     pace: str = "step",
+    collectives: str | Mapping[str, str] | None = None,
+    routing: str = "ecmp",
+    seed: int = 0,
 ) -> float:
     """Simulated seconds for one collective over ``ranks`` (default: every host).
 
@@ -49,8 +53,9 @@ def collective_time(
     nbytes : float
         The full buffer size per rank: the input of a reduction, the output of a gather.
     algorithm : str
-        ``auto``, ``ring``, ``tree``, ``halving_doubling``, ``direct`` or ``hierarchical``
-        (see :mod:`sim.collectives.select` for the ``auto`` rule and what implements what).
+        ``auto``, ``ring``, ``tree``, ``halving_doubling``, ``direct``, ``hierarchical``,
+        ``ring_all_reduce`` or ``ring_to_root`` (see :mod:`sim.collectives.select` for what
+        implements what).
     ranks : iterable of int, optional
         Participating ranks; local rank ``i`` of the algorithm is ``ranks[i]``.
     model, sharing : str
@@ -59,9 +64,25 @@ def collective_time(
         Root rank of broadcast, reduce, gather and scatter (default: the first rank).
     pace : {"rank", "step"}
         Per-rank progress (exact) or lock-step rounds (see :meth:`Network.collective`).
+    collectives : str or dict, optional
+        What ``auto`` follows: a rule (``"commsim"``, the default, ``"gloo"``, ``"nccl"``)
+        and/or algorithms by collective (see :mod:`sim.collectives.rules`).
+    routing : {"ecmp", "spray", "single"}
+        How flows use equal-cost paths, and ``seed`` the ``ecmp`` hash (see
+        :class:`sim.network.Network`).
     """
     env = simpy.Environment()
-    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    auto = None if collectives is None else check_auto(collectives)
+    net = Network(
+        env,
+        topology,
+        model=model,
+        sharing=sharing,
+        record=False,
+        collectives=auto,
+        routing=routing,
+        seed=seed,
+    )
     done = net.collective(op, nbytes, ranks=ranks, algorithm=algorithm, root=root, pace=pace)
     env.run()
     assert done.triggered, "collective did not complete"
@@ -75,14 +96,19 @@ def transfer_time(
     nbytes: float,
     model: str = "flow",
     sharing: str = "maxmin",
+    routing: str = "ecmp",
+    seed: int = 0,
 ) -> float:
     """Simulated seconds to deliver ``nbytes`` from rank ``src`` to rank ``dst`` alone.
 
-    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth.
+    Equals the route latency plus ``nbytes`` over the route's bottleneck bandwidth
+    (``routing`` and ``seed`` as for :func:`collective_time`).
     """
     check_nbytes(nbytes)
     env = simpy.Environment()
-    net = Network(env, topology, model=model, sharing=sharing, record=False)
+    net = Network(
+        env, topology, model=model, sharing=sharing, record=False, routing=routing, seed=seed
+    )
     done = net.send(src, dst, nbytes)
     env.run()
     # simpy types every event's value as ``Any | None``; this one is the delivery time.

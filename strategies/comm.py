@@ -29,7 +29,6 @@ charged 8 bytes a field. ``recv`` takes buffers of the payload's shapes and retu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -57,6 +56,7 @@ from strategies.messages import (
     message_nbytes,
     signature,
 )
+from strategies.operations import Operation
 
 __all__ = [
     "ALGORITHMS",
@@ -77,25 +77,36 @@ __all__ = [
     "message_nbytes",
     "not_a_handle",
     "signature",
-    "span_name",
 ]
 
-#: Collective algorithms the simulator knows (``"auto"`` picks as NCCL does).
-ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
+#: Collective algorithms the simulator knows (``"auto"`` follows the network's rule: see
+#: ``sim.collectives.rules``).
+ALGORITHMS = (
+    "auto",
+    "ring",
+    "tree",
+    "halving_doubling",
+    "direct",
+    "hierarchical",
+    "ring_all_reduce",
+    "ring_to_root",
+)
 #: Which algorithms implement each collective (``sim.collectives`` builds exactly these; a
 #: test keeps the two in step). ``"auto"`` is valid for all.
 ALGORITHMS_FOR: dict[str, tuple[str, ...]] = {
     "all_reduce": ("ring", "tree", "halving_doubling", "direct", "hierarchical"),
-    "reduce_scatter": ("ring", "direct", "halving_doubling"),
+    "reduce_scatter": ("ring", "direct", "halving_doubling", "ring_all_reduce"),
     "all_gather": ("ring", "direct", "halving_doubling"),
     "broadcast": ("ring", "tree", "direct"),
-    "reduce": ("ring", "tree", "direct"),
+    "reduce": ("ring", "tree", "direct", "ring_to_root"),
     "barrier": (),
 }
 
 
 class Transport(Protocol):
-    """What a backend implements under :class:`Communicator`. Arguments arrive checked."""
+    """What a backend implements under :class:`Communicator`. Arguments arrive checked;
+    ``what`` is the call as fields, for the handle the backend returns
+    (``Handle("comm", op=what)``)."""
 
     def new_group(self, rank: int, group: Group) -> None:
         """Record ``rank``'s creation of ``group`` (every rank creates every group)."""
@@ -110,20 +121,25 @@ class Transport(Protocol):
         op: str | None,
         root: int | None,
         algorithm: str,
-        what: str,
+        what: Operation,
     ) -> Handle[Any]:
         """Start a collective (``all_reduce``, ``broadcast``, ``reduce``, ``all_gather``,
         ``reduce_scatter``, ``barrier``); ``op`` and ``root`` are ``None`` where unused."""
         ...
 
     def send(
-        self, rank: int, tensors: list[torch.Tensor], header: dict[str, Any], dst: int, what: str
+        self,
+        rank: int,
+        tensors: list[torch.Tensor],
+        header: dict[str, Any],
+        dst: int,
+        what: Operation,
     ) -> Handle[None]:
         """Start sending a message; it completes once received (rendezvous)."""
         ...
 
     def recv(
-        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: str
+        self, rank: int, buffers: list[torch.Tensor], src: int | None, what: Operation
     ) -> Handle[Received]:
         """Post a receive into ``buffers`` from ``src`` (``None``: any rank)."""
         ...
@@ -227,11 +243,8 @@ class Communicator:
             )
         checked_root = self._root(root[1], g, root[0], kind) if root is not None else None
         algo = self._algorithm(algorithm, kind)
-        what = kind  # the common case costs no formatting
-        if group is not None:
-            what = f"{kind} on group {g.ranks}"
-        if root is not None:
-            what = f"{what} ({root[0]}={checked_root})"
+        # The world is not named (``group=None``): as the program wrote it.
+        what = Operation(kind, None if group is None else g.ranks, None, checked_root)
         return self._transport.collective(
             self.rank, kind, tensor, g, checked_op, checked_root, algo, what
         )
@@ -303,7 +316,7 @@ class Communicator:
             raise CommError(f"rank {self.rank} sent to itself; keep local data local")
         checked = check_header(header)
         check_envelope(checked, message)
-        what = f"send to rank {dst} ({message_nbytes(message)} B)"
+        what = Operation("send", None, dst, None, message_nbytes(message))
         return self._transport.send(self.rank, message, checked, dst, what)
 
     def recv(
@@ -315,8 +328,7 @@ class Communicator:
             src = check_rank(src, self.world_size, "src")
             if src == self.rank:
                 raise CommError(f"rank {self.rank} receives from itself; keep local data local")
-        what = "recv from any rank" if src is None else f"recv from rank {src}"
-        return self._transport.recv(self.rank, message, src, what)
+        return self._transport.recv(self.rank, message, src, Operation("recv", None, src))
 
     # -- waiting on several -----------------------------------------------------------------
     def wait_all(self, handles: Sequence[Handle[Any]]) -> Handle[list[Any]]:
@@ -337,60 +349,3 @@ def _handles(handles: Sequence[Any], call: str) -> list[Handle[Any]]:
         if not isinstance(h, Handle):
             raise CommError(f"{call} takes handles from communicator calls, got {h!r}")
     return handles
-
-
-# The descriptions the communicator gives its handles (``what``), read back as the short names
-# of a trace's spans. They are parsed here, where they are written, so that the hot path formats
-# nothing extra and a change of wording is seen next to the parser. Backends may append a note in
-# parentheses (the simulator's "(collective #3 of this group)"); only the prefix is read.
-_COLLECTIVE = re.compile(
-    r"(?P<kind>all_reduce|broadcast|reduce_scatter|reduce|all_gather|barrier)\b"
-    r"(?: on group \((?P<group>[\d, ]*)\))?(?: \((?P<root>src|dst)=(?P<at>\d+)\))?"
-)
-_PEER = re.compile(r"(?P<op>send to|recv from) (?:rank (?P<peer>\d+)|any rank)")
-_SEVERAL = re.compile(r"(?P<prefix>all of|any of) \[(?P<items>.*)\]$")
-
-
-def span_name(what: str, world_size: int) -> str:
-    """The short name of an operation on a trace track, from its handle's description.
-
-    Collectives show their group (``[0-3]``: ranks 0 to 3) and root, point-to-point calls
-    their peer; anything else (computing, sleeping, a strategy's own names) is kept.
-
-    Examples
-    --------
-    >>> [span_name(w, 4) for w in ("all_reduce", "broadcast (src=0)",
-    ...  "reduce on group (0, 2) (dst=2) (collective #3 of this group)")]
-    ['all_reduce[0-3]', 'broadcast[0-3] from 0', 'reduce[0,2] to 2']
-    >>> [span_name(w, 4) for w in ("send to rank 2 (48 B)", "recv from rank 0",
-    ...  "recv from any rank", "all of [send to rank 1 (8 B); recv from rank 3]")]
-    ['send→2', 'recv←0', 'recv←any', 'all of [send→1; recv←3]']
-    >>> span_name("reduce_scatter", 2), span_name("compute_gradients", 4)
-    ('reduce_scatter[0,1]', 'compute_gradients')
-    """
-    several = _SEVERAL.match(what)
-    if several:
-        items = "; ".join(span_name(w, world_size) for w in several["items"].split("; "))
-        return f"{several['prefix']} [{items}]"
-    peer = _PEER.match(what)
-    if peer:
-        arrow = "→" if peer["op"] == "send to" else "←"
-        return f"{peer['op'][:4]}{arrow}{peer['peer'] or 'any'}"
-    collective = _COLLECTIVE.match(what)
-    if collective is None:
-        return what
-    group = collective["group"]
-    ranks = (
-        range(world_size) if group is None else [int(r) for r in group.replace(",", " ").split()]
-    )
-    name = f"{collective['kind']}[{_ranges(list(ranks))}]"
-    if collective["root"]:
-        name += f" {'from' if collective['root'] == 'src' else 'to'} {collective['at']}"
-    return name
-
-
-def _ranges(ranks: list[int]) -> str:
-    """``0-3`` for a contiguous run of ranks, else the ranks (``0,2,5``)."""
-    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
-        return f"{ranks[0]}-{ranks[-1]}"
-    return ",".join(map(str, ranks))

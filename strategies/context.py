@@ -229,7 +229,7 @@ class RoleContext:
                 )
             return value
 
-        return any_of([handle, self.sleep(limit)]).then(first, what=handle.describe())
+        return any_of([handle, self.sleep(limit)]).then(first, like=handle)
 
     @property
     def total_steps(self) -> int:

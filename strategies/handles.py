@@ -9,28 +9,40 @@ in both backends. Handles compose without knowing the backend: :meth:`Handle.the
 ``wait_all``, ``wait_any``, timeouts and compression wrappers are written once.
 
 A handle also records when its data started and stopped moving (``started_at``,
-``finished_at``) and what it is (``kind``: ``"compute"``, ``"comm"`` or ``"idle"``;
-``what``: a description naming the operation and its peers), for time accounting and for
-naming what a rank waits on in a deadlock or a timeout.
+``finished_at``) and what it is, for time accounting and for naming what a rank waits on in
+a deadlock, a timeout or a trace: its ``kind`` (:data:`Kind`: ``"compute"``, ``"comm"`` or
+``"idle"``) and either an :class:`~strategies.operations.Operation` (the communicator's calls: the operation, its
+group, peer, root and bytes, as fields) or a plain description (``what``: computing,
+sleeping, a strategy's own names). A backend adds its notes as fields too (``seq``,
+``held``, ``after``: the simulator's). :meth:`Handle.describe` writes the sentence for an
+error message and :attr:`Handle.label` the key a trace names the span by
+(:func:`strategies.operations.span_name`); neither is ever parsed back.
 
 Examples
 --------
->>> h = Handle("comm", "recv from rank 1")
+>>> h = Handle("comm", op=Operation("recv", peer=1))
 >>> doubled = h.then(lambda v: 2 * v)
 >>> h.resolve(21, at=1.0)
->>> doubled.done, doubled.value
-(True, 42)
+>>> doubled.done, doubled.value, doubled.describe(), doubled.peer
+(True, 42, 'recv from rank 1', 1)
 >>> any_of([Handle(), done("ready")]).value
 (1, 'ready')
+>>> Handle(op=Operation("reduce", group=(0, 2), root=2), seq=3).describe()
+'reduce on group (0, 2) (dst=2) (collective #3 of this group)'
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
-__all__ = ["Handle", "all_of", "any_of", "done"]
+from strategies.operations import Label, Operation, Several
+
+__all__ = ["Handle", "Kind", "all_of", "any_of", "done"]
+
+#: What a handle's time counts as: computing, moving data (or waiting to), or idle (sleeping).
+Kind = Literal["compute", "comm", "idle"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -52,18 +64,43 @@ class Handle(Generic[T]):
 
     __slots__ = (
         "kind",
-        "what",
+        "op",
+        "seq",
+        "held",
+        "after",
         "started_at",
         "finished_at",
         "children",
+        "_what",
+        "_like",
+        "_several",
         "_state",
         "_value",
         "_callbacks",
     )
 
-    def __init__(self, kind: str = "comm", what: str = "") -> None:
-        self.kind = kind
-        self.what = what
+    def __init__(
+        self,
+        kind: Kind = "comm",
+        what: str = "",
+        *,
+        op: Operation | None = None,
+        seq: int | None = None,
+        held: int | None = None,
+        after: Handle[Any] | None = None,
+    ) -> None:
+        self.kind: Kind = kind
+        #: The communicator's call this handle is (``None``: computing, sleeping, several).
+        self.op = op
+        #: The simulator's notes: the collective's number in its group; the group every rank
+        #: must create before the call starts; the rank's own work it starts after.
+        self.seq = seq
+        self.held = held
+        self.after = after
+        self._what = what
+        #: The handle this one is described as (:meth:`then`'s source).
+        self._like: Handle[Any] | None = None
+        self._several: str | None = None  # "all of" / "any of": described by its children
         self.started_at: float | None = None
         self.finished_at: float | None = None
         #: The handles this one stands for (``all_of``/``any_of``), for time accounting.
@@ -102,9 +139,84 @@ class Handle(Generic[T]):
             return None, self._value
         return self._value, None
 
+    # -- what it is ---------------------------------------------------------------------------
+    @property
+    def operation(self) -> str | None:
+        """The communicator's call (``"all_reduce"``, ``"send"``, ...), if this is one."""
+        op = self._op()
+        return None if op is None else op.name
+
+    @property
+    def group(self) -> tuple[int, ...] | None:
+        """A collective's group as the program named it (``None``: the world, or no group)."""
+        op = self._op()
+        return None if op is None else op.group
+
+    @property
+    def peer(self) -> int | None:
+        """A send's destination, a receive's source (``None``: any rank, or no peer)."""
+        op = self._op()
+        return None if op is None else op.peer
+
+    @property
+    def root(self) -> int | None:
+        """A broadcast's source, a reduce's destination."""
+        op = self._op()
+        return None if op is None else op.root
+
+    @property
+    def nbytes(self) -> int | None:
+        """A send's payload in bytes."""
+        op = self._op()
+        return None if op is None else op.nbytes
+
+    def _op(self) -> Operation | None:
+        h: Handle[Any] | None = self
+        while h is not None and h.op is None and not h._what:
+            h = h._like
+        return None if h is None else h.op
+
+    @property
+    def what(self) -> str:
+        """The plain description given (computing, sleeping), else :meth:`describe`."""
+        return self._what or self.describe()
+
+    @property
+    def label(self) -> Label:
+        """What a trace names this handle's spans by (:func:`span_name`): its operation
+        without a backend's notes, several handles' labels, or its plain description."""
+        if self._what:
+            return self._what
+        if self.op is not None:
+            return self.op
+        if self._several is not None:
+            return Several(
+                self._several,
+                tuple(h.label for h in self.children[:3]),
+                max(0, len(self.children) - 3),
+            )
+        if self._like is not None:
+            return self._like.label
+        return ""
+
     def describe(self) -> str:
-        """What this operation is, for error messages."""
-        return self.what or f"a {self.kind} operation"
+        """What this operation is, for error messages: built from its fields."""
+        if self._what:
+            return self._what
+        if self.op is not None:
+            text = str(self.op)
+            if self.seq is not None:
+                text = f"{text} (collective #{self.seq} of this group)"
+            if self.held is not None:
+                text = f"{text} (held until every rank creates group #{self.held})"
+            elif self.after is not None:
+                text = f"{text} (after the rank's own {self.after.describe()})"
+            return text
+        if self._several is not None:
+            return _list_what(self._several, self.children)
+        if self._like is not None:
+            return self._like.describe()
+        return f"a {self.kind} operation"
 
     def __repr__(self) -> str:
         state = ("pending", "done", "failed")[self._state]
@@ -141,12 +253,18 @@ class Handle(Generic[T]):
         callback(self)
 
     # -- composing ------------------------------------------------------------------------
-    def then(self, fn: Callable[[T], U], what: str = "") -> Handle[U]:
+    def then(
+        self, fn: Callable[[T], U], what: str = "", *, like: Handle[Any] | None = None
+    ) -> Handle[U]:
         """A handle for ``fn(value)``, computed when this one finishes (errors pass through,
         and an error raised by ``fn`` fails the new handle). ``fn`` runs in the thread that
         finishes the operation (a library thread on ``real``): keep it to pure maths on the
-        value (decoding, scaling), and make communicator calls from the program."""
-        out: Handle[U] = Handle(self.kind, what or self.what)
+        value (decoding, scaling), and make communicator calls from the program.
+
+        It is described as ``what``, else as ``like`` (its fields, its label), else as this
+        handle."""
+        out: Handle[U] = Handle(self.kind, what)
+        out._like = self if like is None else like
         out.children = (self,)
 
         def finish(h: Handle[T]) -> None:
@@ -181,7 +299,8 @@ def all_of(handles: Sequence[Handle[Any]], what: str = "") -> Handle[list[Any]]:
     The first failure fails it (the other operations go on, as they would in torch).
     """
     handles = list(handles)
-    out: Handle[list[Any]] = Handle("comm", what or _list_what("all of", handles))
+    out: Handle[list[Any]] = Handle("comm", what)
+    out._several = "all of"
     out.children = tuple(handles)
     if not handles:
         out.resolve([])
@@ -220,7 +339,8 @@ def any_of(handles: Sequence[Handle[Any]], what: str = "") -> Handle[tuple[int, 
     handles = list(handles)
     if not handles:
         raise ValueError("any_of needs at least one handle; there is nothing to wait for")
-    out: Handle[tuple[int, Any]] = Handle("comm", what or _list_what("any of", handles))
+    out: Handle[tuple[int, Any]] = Handle("comm", what)
+    out._several = "any of"
     out.children = tuple(handles)
     # The losers keep their callbacks until they finish (a timeout's timer: maybe an hour);
     # the cell is emptied once one wins, so those callbacks do not keep the result alive.

@@ -19,9 +19,10 @@ import torch
 from runs.trace import Trace
 from strategies.aggregate import shard_bounds
 from strategies.base import Program, Strategy
-from strategies.comm import Communicator, span_name
+from strategies.comm import Communicator
 from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
 from strategies.ledger import Ledger
+from strategies.operations import span_name
 from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.registry import get as get_strategy
 from strategies.replica import FlatOptimizer, Replica
@@ -376,7 +377,7 @@ def make_ledger(
 
 def make_trace(setup: TrainingSetup, backend: str, limit: int | None = None) -> Trace:
     """The run's timeline recorder (see :mod:`runs.trace`), one track per rank named after its
-    role, showing operations by :func:`strategies.comm.span_name`; both backends build it
+    role, showing operations by :func:`strategies.operations.span_name`; both backends build it
     here. ``limit``: spans kept per rank (default: a share of ``runs.trace.SPAN_BUDGET``)."""
     world = setup.world_size
     workload = setup.workload.config().get("name", type(setup.workload).__name__)

@@ -9,7 +9,8 @@ with its parameters (``trace`` reads a real run's or a calibration's ``compute.c
 per-rank ``slowdown``, a ``server`` step's seconds, ``contention``), ``network`` (``model``:
 ``flow`` or ``analytic``; ``sharing``: ``maxmin`` or ``rtt``; ``efficiency``: the payload
 fraction of links without their own; ``collectives``: what ``auto`` stands for;
-``unfairness``: how unevenly concurrent flows share a bottleneck) and an
+``unfairness``: how unevenly concurrent flows share a bottleneck; ``routing``: ``ecmp``,
+``spray`` or ``single``, how flows use equal-cost paths) and an
 optional ``sweep`` (``grid``, ``zip`` and ``seeds``:
 see :func:`expand`). The same file drives ``sim`` and ``real``; ``real`` ignores what only a
 simulation has (compute model, network model, ``max_time``, ``target_loss``) and says so once.
@@ -184,12 +185,14 @@ class NetworkSection(_Section):
     model: Literal["flow", "analytic"] = "flow"
     sharing: Literal["maxmin", "rtt"] = "maxmin"
     efficiency: float = Field(1.0, gt=0, le=1)
-    collectives: dict[str, str] = Field(default_factory=dict)
+    #: What ``auto`` stands for: a rule ("commsim", "gloo", "nccl") and/or algorithms by collective.
+    collectives: dict[str, str] | str = Field(default_factory=dict)
     unfairness: float = Field(0.0, ge=0, allow_inf_nan=False)
+    routing: Literal["ecmp", "spray", "single"] = "ecmp"
 
     @field_validator("collectives")
     @classmethod
-    def _known_algorithms(cls, value: dict[str, str]) -> dict[str, str]:
+    def _known_algorithms(cls, value: dict[str, str] | str) -> dict[str, str]:
         from sim.collectives.select import check_auto
 
         return check_auto(value)

@@ -2,10 +2,13 @@
 
 :mod:`~sim.collectives.schedule` defines schedules and runs them on a network,
 :mod:`~sim.collectives.select` checks arguments, picks the algorithm (``auto``) and remembers
-plans (:class:`~sim.collectives.select.Planner`), and ``ring``, ``tree``, ``halving_doubling``,
-``direct`` and ``hierarchical`` build the schedules.
+plans (:class:`~sim.collectives.select.Planner`), :mod:`~sim.collectives.rules` names what
+``auto`` imitates (``commsim``, ``gloo``, ``nccl``; NCCL's cost model is
+:mod:`~sim.collectives.nccl`), and ``ring``, ``tree``, ``halving_doubling``, ``direct``,
+``hierarchical`` and ``gloo`` build the schedules.
 """
 
+from sim.collectives.rules import DEFAULT_RULE, RULES, library_rule
 from sim.collectives.schedule import Chain, CollectiveRun, Schedule, Step
 from sim.collectives.select import (
     ALGORITHMS,
@@ -19,6 +22,8 @@ from sim.collectives.select import (
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_RULE",
+    "RULES",
     "OPS",
     "SMALL_MESSAGE_BYTES",
     "Chain",
@@ -27,6 +32,7 @@ __all__ = [
     "Schedule",
     "Step",
     "choose",
+    "library_rule",
     "plan",
     "supported",
 ]

@@ -73,11 +73,11 @@ def all_reduce(n: int, nbytes: float) -> Schedule:
     return _neighbour_steps(n, nbytes, 2 * (n - 1))
 
 
-def _chain(n: int, nbytes: float, order: np.ndarray) -> Schedule:
+def _chain(n: int, nbytes: float, order: np.ndarray, chunks: int | None) -> Schedule:
     """Pipeline along ``order`` (position p sends chunk ``s - p`` to position p+1 at step s)."""
     if n < 2:
         return Schedule(n, 0, lambda s: Step(n, [], [], 0.0))
-    chunks = pipeline_chunks(nbytes)
+    chunks = pipeline_chunks(nbytes) if chunks is None else chunks
     size = nbytes / chunks
     pos = np.arange(n - 1)
 
@@ -88,19 +88,20 @@ def _chain(n: int, nbytes: float, order: np.ndarray) -> Schedule:
     return Schedule(n, n - 2 + chunks, step)
 
 
-def broadcast(n: int, nbytes: float, root: int = 0) -> Schedule:
-    """Pipelined chain broadcast from ``root`` (root, root+1, ... around the ring).
+def broadcast(n: int, nbytes: float, root: int = 0, chunks: int | None = None) -> Schedule:
+    """Pipelined chain broadcast from ``root`` (root, root+1, ... around the ring), in
+    ``chunks`` pieces (default :func:`pipeline_chunks`).
 
     >>> s = broadcast(3, 8.0, root=1)
     >>> s.n_steps, s.step(0).src.tolist(), s.step(1).src.tolist()
     (2, [1], [2])
     """
-    return _chain(n, nbytes, (root + np.arange(n)) % n)
+    return _chain(n, nbytes, (root + np.arange(n)) % n, chunks)
 
 
-def reduce(n: int, nbytes: float, root: int = 0) -> Schedule:
+def reduce(n: int, nbytes: float, root: int = 0, chunks: int | None = None) -> Schedule:
     """Pipelined chain reduction ending at ``root`` (root+1 first, root last)."""
-    return _chain(n, nbytes, (root + 1 + np.arange(n)) % n)
+    return _chain(n, nbytes, (root + 1 + np.arange(n)) % n, chunks)
 
 
 def all_to_all(n: int, nbytes: float) -> Schedule:

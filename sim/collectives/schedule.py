@@ -58,7 +58,7 @@ class Step:
         self._ptr = np.searchsorted(self.src[self._order], np.arange(n + 1))
         self._all_send = self.size > 0 and bool((np.diff(self._ptr) > 0).all())
         self._touched: np.ndarray | None = None
-        self._flows: tuple[np.ndarray, Router, FlowBatch] | None = None
+        self._flows: tuple[np.ndarray, Router, int, FlowBatch] | None = None
 
     @property
     def touched(self) -> np.ndarray:
@@ -67,17 +67,18 @@ class Step:
             self._touched = np.flatnonzero(self.ops)
         return self._touched
 
-    def flows(self, members: np.ndarray, router: Router) -> FlowBatch:
-        """This step's messages as flows between network ranks ``members[i]``.
+    def flows(self, members: np.ndarray, router: Router, channel: int = 0) -> FlowBatch:
+        """This step's messages as flows between network ranks ``members[i]``, on the
+        connections of ``channel`` (``ecmp`` routing hashes it with the ranks).
 
         Kept for the next call with the same ``members`` and ``router`` objects: the next
         collective of the same cached plan injects it without routing anything.
         """
         memo = self._flows
-        if memo is None or memo[0] is not members or memo[1] is not router:
-            batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes)
-            memo = self._flows = (members, router, batch)
-        return memo[2]
+        if memo is None or memo[0] is not members or memo[1] is not router or memo[2] != channel:
+            batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes, channel)
+            memo = self._flows = (members, router, channel, batch)
+        return memo[3]
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
         """Indices of the messages sent by ``ranks`` (a duplicate-free array)."""
@@ -146,8 +147,8 @@ class _Lockstep:
     and the round's routed flows are reused from the step (:meth:`Step.flows`).
     """
 
-    def __init__(self, run: CollectiveRun, schedule: Schedule) -> None:
-        self.run, self.schedule = run, schedule
+    def __init__(self, run: CollectiveRun, schedule: Schedule, channel: int = 0) -> None:
+        self.run, self.schedule, self.channel = run, schedule, channel
         self.finished = np.full(schedule.n, float(run.net.env.now))
         self.s = -1
         self.step: Step | None = None
@@ -168,7 +169,7 @@ class _Lockstep:
             step = self.schedule.step(self.s)
             if step.size:
                 self.step, self.left = step, step.size
-                batch = step.flows(run.members, run.net.router)
+                batch = step.flows(run.members, run.net.router, self.channel)
                 run.net.inject(batch, self.owner, batch.index)
                 return
 
@@ -189,8 +190,8 @@ class _Lockstep:
 class _Channel:
     """Per-rank execution of one schedule: each rank's current step and its unfinished ops."""
 
-    def __init__(self, run: CollectiveRun, schedule: Schedule) -> None:
-        self.run, self.schedule, self.n = run, schedule, schedule.n
+    def __init__(self, run: CollectiveRun, schedule: Schedule, channel: int = 0) -> None:
+        self.run, self.schedule, self.n, self.channel = run, schedule, schedule.n, channel
         self.current = np.full(self.n, -1, dtype=np.int64)
         self.finished = np.full(self.n, float(run.net.env.now))
         self.n_finished = 0
@@ -231,7 +232,11 @@ class _Channel:
                 if msgs.size:
                     net, m = self.run.net, self.run.members
                     flows = FlowBatch(
-                        net.router, m[step.src[msgs]], m[step.dst[msgs]], step.nbytes[msgs]
+                        net.router,
+                        m[step.src[msgs]],
+                        m[step.dst[msgs]],
+                        step.nbytes[msgs],
+                        self.channel,
                     )
                     net.inject(flows, self.owner, base + msgs)
                 # A rank whose only ops here are receives that already arrived moves on too.
@@ -297,7 +302,9 @@ class CollectiveRun:
     ) -> None:
         self.net, self.members, self.event, self.pace = net, members, event, pace
         kind = _Lockstep if pace == "step" else _Channel
-        self.channels = [kind(self, c) for c in channels if c.n_steps > 0]
+        # A channel's messages go on connections of their own (NCCL opens each channel's):
+        # ``ecmp`` routing hashes the channel's index with the ranks.
+        self.channels = [kind(self, c, i) for i, c in enumerate(channels) if c.n_steps > 0]
         self.pending = len(self.channels)
         if not self.pending:
             event.succeed({int(r): net.env.now for r in members.tolist()})

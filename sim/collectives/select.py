@@ -1,6 +1,10 @@
-"""Which algorithm runs a collective: argument checks, the support table and the ``auto`` rule.
+"""Which algorithm runs a collective: argument checks, the support table and ``auto``.
 
-``auto`` picks like NCCL/MPICH do, from the message size and the topology:
+``auto`` follows a rule (:mod:`sim.collectives.rules`): ``commsim`` (the default, below),
+``gloo`` or ``nccl`` (what those libraries run), chosen per network (``collectives="gloo"``,
+or ``{"rule": "nccl:channels=4", "all_reduce": "ring"}`` with collectives fixed by name).
+
+The ``commsim`` rule picks like MPICH does, from the message size and the topology:
 
 * ``all_reduce``: ``hierarchical`` when the participating hosts carry ``node`` attributes
   spanning two or more nodes with more than one rank on some node; otherwise
@@ -19,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from sim.collectives import direct, halving_doubling, hierarchical, ring, tree
+from sim.collectives import direct, gloo, halving_doubling, hierarchical, nccl, ring, tree
+from sim.collectives.rules import DEFAULT_RULE, GLOO, NCCL, Rule, parse_rule
 from sim.collectives.schedule import Schedule
 from sim.routing import NetworkError, Router
 
 __all__ = [
     "ALGORITHMS",
     "check_auto",
+    "nccl_model",
     "OPS",
     "ROOTED_OPS",
     "SMALL_MESSAGE_BYTES",
@@ -50,7 +56,16 @@ OPS = (
     "scatter",
 )
 ROOTED_OPS = ("broadcast", "reduce", "gather", "scatter")
-ALGORITHMS = ("auto", "ring", "tree", "halving_doubling", "direct", "hierarchical")
+ALGORITHMS = (
+    "auto",
+    "ring",
+    "tree",
+    "halving_doubling",
+    "direct",
+    "hierarchical",
+    "ring_all_reduce",
+    "ring_to_root",
+)
 #: Plans a :class:`Planner` keeps: a training run repeats a few, and a plan over thousands of
 #: ranks (with its routed rounds) can take megabytes. The oldest goes first.
 PLANS_KEPT = 32
@@ -69,6 +84,7 @@ _TABLE: dict[str, dict[str, Builder]] = {
         "ring": ring.reduce_scatter,
         "direct": direct.reduce_scatter,
         "halving_doubling": halving_doubling.reduce_scatter,
+        "ring_all_reduce": gloo.reduce_scatter,
     },
     "all_gather": {
         "ring": ring.all_gather,
@@ -76,7 +92,12 @@ _TABLE: dict[str, dict[str, Builder]] = {
         "halving_doubling": halving_doubling.all_gather,
     },
     "broadcast": {"ring": ring.broadcast, "tree": tree.broadcast, "direct": direct.broadcast},
-    "reduce": {"ring": ring.reduce, "tree": tree.reduce, "direct": direct.reduce},
+    "reduce": {
+        "ring": ring.reduce,
+        "tree": tree.reduce,
+        "direct": direct.reduce,
+        "ring_to_root": gloo.reduce,
+    },
     "all_to_all": {"ring": ring.all_to_all, "direct": direct.all_to_all},
     "gather": {"tree": tree.gather, "direct": direct.gather},
     "scatter": {"tree": tree.scatter, "direct": direct.scatter},
@@ -121,7 +142,7 @@ def _grid(router: Router, members: np.ndarray) -> tuple[np.ndarray | None, str]:
 
 
 def choose(op: str, nbytes: float, n: int, grid: np.ndarray | None) -> str:
-    """The ``auto`` rule (see the module docstring).
+    """The ``commsim`` rule (see the module docstring).
 
     >>> choose("all_reduce", 1e9, 8, None), choose("all_reduce", 1e3, 8, None)
     ('ring', 'halving_doubling')
@@ -143,6 +164,71 @@ def choose(op: str, nbytes: float, n: int, grid: np.ndarray | None) -> str:
         "scatter": "tree",
         "barrier": "halving_doubling",
     }[op]
+
+
+def _nodes(router: Router, members: np.ndarray) -> np.ndarray:
+    """Each member's node, numbered from 0; a host without a ``node`` attribute is its own."""
+    g = router.graph
+    labels = [g.nodes[router.hosts[r]].get("node") for r in members.tolist()]
+    if any(v is None for v in labels):
+        return np.arange(members.size)
+    index: dict[object, int] = {}
+    return np.array([index.setdefault(v, len(index)) for v in labels], dtype=np.int64)
+
+
+def nccl_model(router: Router, members: np.ndarray, channels: int) -> nccl.CostModel:
+    """NCCL's cost model for ``members`` on this network.
+
+    The bandwidths and the latency are those of the ring's own hops (local rank ``i`` to
+    ``i+1``): their narrowest inside a node and between nodes, and their slowest between
+    nodes; with every rank on one node the model has no network part.
+
+    Two nodes of four GPUs, a 10 GB/s NIC per GPU: the node's uplink carries 40 GB/s, as
+    NCCL's channels spread over its four NICs do.
+
+    >>> import topologies
+    >>> g = topologies.hierarchical(2, 4, intra_bandwidth=100e9, inter_bandwidth=10e9)
+    >>> m = nccl_model(Router(g), np.arange(8), 2)
+    >>> m.n_nodes, m.bw_intra, m.bw_inter
+    (2, 100000000000.0, 40000000000.0)
+    """
+    node = _nodes(router, members)
+    after = np.roll(np.arange(members.size), -1)
+    routes = router.routes(members, members[after])
+    bandwidth = router.route_bottleneck[routes]
+    latency = router.route_latency[routes]
+    cross = node != node[after]
+    inter = float(bandwidth[cross].min()) if cross.any() else float(bandwidth.min())
+    intra = float(bandwidth[~cross].min()) if (~cross).any() else inter
+    return nccl.CostModel(
+        n_ranks=int(members.size),
+        n_nodes=int(node.max()) + 1,
+        bw_intra=intra,
+        bw_inter=inter,
+        latency_inter=float(latency[cross].max()) if cross.any() else 0.0,
+        channels=channels,
+    )
+
+
+def _auto(
+    rule: Rule, router: Router, op: str, nbytes: float, members: np.ndarray, grid: np.ndarray | None
+) -> tuple[str, int | None]:
+    """The algorithm ``rule`` picks for this call, and NCCL's channels (None: the builder's)."""
+    if rule.name == "gloo":
+        return GLOO[op], None
+    if rule.name != "nccl":
+        return choose(op, nbytes, members.size, grid), None
+    # PyTorch's NCCL barrier is an all-reduce of one float.
+    size = 4.0 if op == "barrier" else nbytes
+    if op in NCCL:
+        algorithm = NCCL[op]
+    elif members.size < 2:
+        algorithm = "ring"
+    else:
+        algorithm = nccl_model(router, members, rule.channels).all_reduce(size)
+    if algorithm == "direct":  # send/recv: NCCL's p2p channels are not modelled
+        return algorithm, None
+    return algorithm, nccl.channels_for(size, rule.channels)
 
 
 def _members(router: Router, ranks: Iterable[int] | None) -> np.ndarray:
@@ -172,12 +258,14 @@ def plan(
     ranks: Iterable[int] | None = None,
     algorithm: str = "auto",
     root: int | None = None,
+    rule: str = DEFAULT_RULE,
 ) -> tuple[list[Schedule], np.ndarray]:
     """Check the arguments and return ``(channels, members)`` for a collective.
 
-    ``members[i]`` is the network rank of local rank ``i`` of the schedules.
+    ``members[i]`` is the network rank of local rank ``i`` of the schedules; ``rule`` is what
+    ``auto`` follows (:mod:`sim.collectives.rules`).
     """
-    channels, members, _ = _plan(router, op, nbytes, ranks, algorithm, root)
+    channels, members, _ = _plan(router, op, nbytes, ranks, algorithm, root, parse_rule(rule))
     return channels, members
 
 
@@ -188,6 +276,7 @@ def _plan(
     ranks: Iterable[int] | None,
     algorithm: str,
     root: int | None,
+    rule: Rule,
 ) -> tuple[list[Schedule], np.ndarray, str]:
     """:func:`plan`, and the algorithm it runs (what ``auto`` chose)."""
     if op not in OPS:
@@ -205,44 +294,79 @@ def _plan(
     elif root is not None:
         raise NetworkError(f"root is only for {', '.join(ROOTED_OPS)}; drop root= for {op}")
     grid, why_not = _grid(router, members)
+    split: int | None = None
     if algorithm == "auto":
-        algorithm = choose(op, nbytes, n, grid)
+        algorithm, split = _auto(rule, router, op, nbytes, members, grid)
     if algorithm not in _TABLE[op]:
         raise NetworkError(
             f"algorithm {algorithm!r} does not implement {op}; use one of "
             f"auto, {', '.join(supported(op))}"
         )
     build = _TABLE[op][algorithm]
-    if algorithm == "hierarchical":
-        if grid is None:
-            raise NetworkError(why_not)
-        built = build(grid, nbytes)
-    elif op in ROOTED_OPS:
-        built = build(n, nbytes, local_root)
+    if algorithm == "hierarchical" and grid is None:
+        raise NetworkError(why_not)
+
+    def built(size: float) -> list[Schedule]:
+        if algorithm == "hierarchical":
+            out = build(grid, size)
+        elif op in ROOTED_OPS:
+            out = build(n, size, local_root)
+        else:
+            out = build(n, size)
+        return out if isinstance(out, list) else [out]
+
+    # NCCL cuts the message into one slice per channel, each on its own ring or tree. Each
+    # channel keeps the pipeline depth of the whole message, so that channels sharing one
+    # path take the time one schedule takes (commsim's chunks are coarser than NCCL's: split
+    # further, a deep pipeline's fill would grow with the channels).
+    if split is None:
+        channels = built(nbytes)
+    elif algorithm == "tree" and op in ("all_reduce", "barrier"):
+        size = nbytes if op == "all_reduce" else 0.0
+        channels = tree.all_reduce(n, size, split, ring.pipeline_chunks(size / 2))
+    elif algorithm == "ring" and op in ("broadcast", "reduce"):
+        depth = ring.pipeline_chunks(nbytes)
+        chain = ring.broadcast if op == "broadcast" else ring.reduce
+        channels = [chain(n, nbytes / split, local_root, depth) for _ in range(split)]
     else:
-        built = build(n, nbytes)
-    return (built if isinstance(built, list) else [built]), members, algorithm
+        channels = [s for _ in range(split) for s in built(nbytes / split)]
+    return channels, members, algorithm
 
 
-def check_auto(auto: Mapping[str, str]) -> dict[str, str]:
-    """``auto``'s fixed algorithms per collective, checked; a one-line error otherwise.
+def check_auto(auto: str | Mapping[str, str]) -> dict[str, str]:
+    """What ``auto`` stands for, checked: a rule's name, or algorithms fixed per collective
+    (with ``"rule"`` for the others); a one-line error otherwise.
 
+    >>> check_auto("gloo"), check_auto({"rule": "nccl", "all_reduce": "ring"})
+    ({'rule': 'gloo'}, {'rule': 'nccl:channels=2', 'all_reduce': 'ring'})
     >>> check_auto({"all_reduce": "butterfly"})
     Traceback (most recent call last):
     ...
     sim.routing.NetworkError: collectives: all_reduce has no algorithm 'butterfly'; use one of ring, tree, halving_doubling, direct, hierarchical
     """
+    if isinstance(auto, str):
+        auto = {"rule": auto}
+    if not isinstance(auto, Mapping):
+        raise NetworkError(
+            f"collectives: {auto!r} must name a rule (commsim, gloo, nccl) or map "
+            "collectives to algorithms, e.g. {'all_reduce': 'ring'}"
+        )
+    checked: dict[str, str] = {}
     for op, algorithm in auto.items():
+        if op == "rule":
+            checked[op] = parse_rule(algorithm).spec
+            continue
         if op not in _TABLE:
             raise NetworkError(
-                f"collectives: {op!r} is not a collective; use one of {', '.join(_TABLE)}"
+                f"collectives: {op!r} is not a collective; use one of rule, {', '.join(_TABLE)}"
             )
         if algorithm not in _TABLE[op]:
             raise NetworkError(
                 f"collectives: {op} has no algorithm {algorithm!r}; use one of "
                 f"{', '.join(_TABLE[op])}"
             )
-    return dict(auto)
+        checked[op] = algorithm
+    return checked
 
 
 class Planner:
@@ -270,11 +394,20 @@ class Planner:
     >>> _ = planner.plan("all_reduce", 8.0, None, "auto", None)
     >>> planner.auto_choices
     {'all_reduce': ['ring']}
+
+    Or it may follow a library's rule (:mod:`sim.collectives.rules`), which a run records:
+
+    >>> planner = Planner(Router(topologies.ring(4)), auto="gloo")
+    >>> _ = planner.plan("reduce_scatter", 8.0, None, "auto", None)
+    >>> planner.rule.spec, planner.auto_choices
+    ('gloo', {'reduce_scatter': ['ring_all_reduce']})
     """
 
-    def __init__(self, router: Router, auto: Mapping[str, str] | None = None) -> None:
+    def __init__(self, router: Router, auto: str | Mapping[str, str] | None = None) -> None:
         self.router = router
         self.auto = check_auto(auto or {})
+        #: What ``auto`` follows where no algorithm is fixed for a collective.
+        self.rule = parse_rule(self.auto.get("rule", DEFAULT_RULE))
         self._plans: dict[tuple[Any, ...], tuple[list[Schedule], np.ndarray]] = {}
         self._auto: dict[str, set[str]] = {}
 
@@ -294,10 +427,20 @@ class Planner:
             key = (op, nbytes, None if ranks is None else tuple(ranks), algorithm, type(root), root)
             planned = self._plans.get(key)
         except TypeError:  # an unhashable argument: plan() says what is wrong with it
-            return plan(self.router, op, nbytes, ranks=ranks, algorithm=algorithm, root=root)
+            return plan(
+                self.router,
+                op,
+                nbytes,
+                ranks=ranks,
+                algorithm=algorithm,
+                root=root,
+                rule=self.rule.spec,
+            )
         if planned is None:
             fixed = self.auto.get(op, "auto") if algorithm == "auto" else algorithm
-            channels, members, chosen = _plan(self.router, op, nbytes, ranks, fixed, root)
+            channels, members, chosen = _plan(
+                self.router, op, nbytes, ranks, fixed, root, self.rule
+            )
             if algorithm == "auto":
                 self._auto.setdefault(op, set()).add(chosen)
             planned = channels, members

@@ -108,7 +108,7 @@ def binary_tree(n: int) -> np.ndarray:
     return parent
 
 
-def _tree_all_reduce(n: int, nbytes: float, rank_of: np.ndarray) -> Schedule:
+def _tree_all_reduce(n: int, nbytes: float, rank_of: np.ndarray, chunks: int | None) -> Schedule:
     parent = binary_tree(n)
     depth = np.zeros(n, dtype=np.int64)
     order = []  # positions sorted root first, so parents get their depth before children
@@ -126,7 +126,7 @@ def _tree_all_reduce(n: int, nbytes: float, rank_of: np.ndarray) -> Schedule:
     for p in reversed(order[1:]):
         height[parent[p]] = max(height[parent[p]], height[p] + 1)
     top = int(height.max())
-    chunks = pipeline_chunks(nbytes)
+    chunks = pipeline_chunks(nbytes) if chunks is None else chunks
     size = nbytes / chunks
     kids = np.flatnonzero(parent >= 0)
     up_h, up_to = height[kids], parent[kids]
@@ -143,15 +143,24 @@ def _tree_all_reduce(n: int, nbytes: float, rank_of: np.ndarray) -> Schedule:
     return Schedule(n, 2 * top + chunks - 1 if n > 1 else 0, step)
 
 
-def all_reduce(n: int, nbytes: float) -> list[Schedule]:
-    """Double binary tree all-reduce: two channels of ``nbytes / 2`` each.
+def all_reduce(
+    n: int, nbytes: float, channels: int = 2, chunks: int | None = None
+) -> list[Schedule]:
+    """Double binary tree all-reduce: ``channels`` channels of ``nbytes / channels`` each.
 
     The second tree mirrors the first (rank ``n-1-p``) when ``n`` is even and shifts it by one
-    otherwise, as NCCL does, so leaves of one tree are inner nodes of the other.
+    otherwise, as NCCL does, so leaves of one tree are inner nodes of the other. Channel ``c``
+    runs tree ``c mod 2``: NCCL's duplicated channels carry the two trees, and a call on one
+    channel runs the first tree alone. Each channel is pipelined in ``chunks`` pieces
+    (default :func:`~sim.collectives.ring.pipeline_chunks` of its share).
 
     >>> [c.n_steps for c in all_reduce(4, 8.0)]
     [4, 4]
+    >>> [c.step(0).nbytes.tolist() for c in all_reduce(4, 8.0, channels=1)]
+    [[8.0, 8.0]]
     """
     pos = np.arange(n)
     second = n - 1 - pos if n % 2 == 0 else (pos + 1) % n
-    return [_tree_all_reduce(n, nbytes / 2, pos), _tree_all_reduce(n, nbytes / 2, second)]
+    trees = (pos, second)
+    size = nbytes / channels
+    return [_tree_all_reduce(n, size, trees[c % 2], chunks) for c in range(channels)]

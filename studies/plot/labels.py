@@ -166,6 +166,11 @@ def _allreduce(sim: pd.DataFrame) -> str | None:
     'auto (ring)'
     >>> _allreduce(runs.assign(**{"strategy.algorithm": ["ring", "auto", None]})) is None
     True
+
+    A rule other than the simulator's own is named (what ``auto`` imitated):
+
+    >>> _allreduce(runs.assign(**{"auto.rule": ["gloo", "gloo", None]}))
+    'auto=gloo (ring)'
     """
     if "strategy.algorithm" not in sim:
         return None
@@ -182,7 +187,9 @@ def _allreduce(sim: pd.DataFrame) -> str | None:
             for name in names
         }
     )
-    return f"auto ({' or '.join(chosen)})" if chosen else "auto"
+    rule = _one(named, "auto.rule") if "auto.rule" in named else None
+    auto = "auto" if rule in (None, "commsim") else f"auto={rule}"
+    return f"{auto} ({' or '.join(chosen)})" if chosen else auto
 
 
 def network_title(runs: pd.DataFrame) -> str:

@@ -168,3 +168,25 @@ def test_bad_arguments_are_one_line_errors_naming_the_field():
         Trace(1, backend="sim").span(0, "wait", "x", 0.0, 1.0)
     with pytest.raises(ValueError, match="ranks=0 must be at least 1"):
         span_limit(0)
+
+
+def test_a_ranks_export_names_its_spans_as_text_from_the_handles_labels():
+    """A rank hands in plain data (real/handin checks that names are strings): labels made
+    from handles' fields are named when exported, once per distinct label."""
+    from functools import partial
+
+    from strategies.handles import Handle, all_of
+    from strategies.operations import Operation, span_name
+
+    trace = Trace(4, backend="real", names=partial(span_name, world_size=4))
+    reduce = Handle(op=Operation("reduce", (0, 2), root=2))
+    pair = all_of([Handle(op=Operation("send", peer=1, nbytes=8)), Handle(op=Operation("recv"))])
+    trace.span(0, "comm", reduce.label, 0.0, 1.0)
+    trace.span(0, "comm", pair.label, 1.0, 2.0)
+    trace.span(0, "compute", "compute_gradients", 2.0, 3.0)
+    names = [span[1] for span in trace.export(0)["spans"]]
+    assert names == ["reduce[0,2] to 2", "all of [send→1; recv←any]", "compute_gradients"]
+    gathered = Trace(4, backend="real", names=partial(span_name, world_size=4))
+    gathered.absorb(0, trace.export(0))
+    shown = [e["name"] for e in gathered.document()["traceEvents"] if e["ph"] == "X"]
+    assert shown == names

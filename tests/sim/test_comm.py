@@ -719,3 +719,14 @@ def test_wait_any_of_nothing_is_a_commerror_naming_wait_any():
     w = World()
     with pytest.raises(CommError, match="wait_any needs at least one handle"):
         w.comms[0].wait_any([])
+
+
+def test_a_collectives_number_in_its_group_is_a_field_of_its_handle_and_named_in_its_description():
+    world = World(2)
+    first, second = (
+        world.comms[0].all_reduce(torch.ones(1)),
+        world.comms[0].all_reduce(torch.ones(1)),
+    )
+    assert (first.seq, second.seq) == (0, 1)
+    assert (second.operation, second.group) == ("all_reduce", None)
+    assert second.describe() == "all_reduce (collective #1 of this group)"

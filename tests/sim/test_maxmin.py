@@ -159,3 +159,75 @@ def test_rate_solver_answers_a_recurring_route_order_from_its_second_cache():
     # Other integer widths are the same routes, not other bytes.
     narrow, pattern3 = s.solve(np.array([2, 0, 1], dtype=np.int32))
     assert narrow.tolist() == rates.tolist() and pattern3 == pattern
+
+
+# -- fractional link usage (a flow split over several paths: spray routing) -------------------
+
+split_instances = st.integers(1, 5).flatmap(
+    lambda n_links: st.tuples(
+        st.lists(st.floats(0.1, 100.0), min_size=n_links, max_size=n_links),
+        st.lists(
+            st.lists(
+                st.tuples(st.integers(0, n_links - 1), st.floats(0.05, 1.0)),
+                min_size=1,
+                max_size=n_links,
+                unique_by=lambda pair: pair[0],
+            ),
+            min_size=1,
+            max_size=7,
+        ),
+        st.lists(st.floats(0.1, 10.0), min_size=7, max_size=7),
+    )
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(split_instances)
+def test_fractional_usage_is_weighted_max_min_fair(instance):
+    # The defining property, with flow f putting usage[f][l] * rate[f] on link l: feasible,
+    # and every flow crosses a saturated link on which no flow has a larger normalised rate.
+    capacity, routes, weights = instance
+    weights = weights[: len(routes)]
+    ptr, links = csr([[link for link, _ in r] for r in routes])
+    usage = np.array([u for r in routes for _, u in r])
+    got = maxmin_rates(ptr, links, np.array(capacity), np.array(weights), usage)
+    load = np.zeros(len(capacity))
+    for f, r in enumerate(routes):
+        for link, u in r:
+            load[link] += u * got[f]
+    assert (load <= np.array(capacity) * (1 + 1e-9)).all()
+    norm = got / np.array(weights)
+    for f, r in enumerate(routes):
+        assert any(
+            load[link] >= capacity[link] * (1 - 1e-7)
+            and all(
+                norm[g] <= norm[f] * (1 + 1e-7) for g, q in enumerate(routes) if link in dict(q)
+            )
+            for link, _ in r
+        ), (f, got.tolist(), load.tolist())
+
+
+def test_usage_of_one_is_the_unsplit_solve_bit_for_bit():
+    ptr, links = csr([[0], [0, 1], [1]])
+    cap = np.array([10.0, 4.0])
+    assert maxmin_rates(ptr, links, cap, usage=np.ones(4)).tolist() == (
+        maxmin_rates(ptr, links, cap).tolist()
+    )
+
+
+def test_rate_solver_counts_a_split_flows_share_on_each_link():
+    # Route 0 is split in halves over links 0 and 1; route 1 uses link 1 whole (capacities 1):
+    # link 1 carries 0.5 r0 + r1 = 1 at r0 = r1 = 2/3, and link 0 carries r0 / 2 = 1/3.
+    links = [np.array([0, 1]), np.array([1])]
+    s = RateSolver(
+        links,
+        np.array([1.0, 1.0]),
+        lambda: np.array([1.0, 1.0]),
+        lambda: np.array([2.0, 1.0]),
+        route_share=[np.array([0.5, 0.5]), None],
+    )
+    rates, pattern = s.solve(np.array([0, 1]))
+    np.testing.assert_allclose(rates, [2 / 3, 2 / 3])
+    used, load = s.patterns[pattern]
+    assert used.tolist() == [0, 1]
+    np.testing.assert_allclose(load, [1 / 3, 1.0])

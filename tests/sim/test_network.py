@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import topologies
 from sim.network import Network, NetworkError
-from sim.timing import transfer_time
+from sim.timing import collective_time, transfer_time
 
 #: Values ``network.unfairness`` refuses.
 UNFAIR_BAD = (-0.1, math.inf, "high", True)
@@ -155,6 +155,7 @@ def test_event_timer_survives_preemption_by_new_traffic():
     [
         ({"model": "packet"}, "model"),
         ({"sharing": "fifo"}, "sharing"),
+        ({"routing": "adaptive"}, "routing must be one of ecmp, spray, single, got 'adaptive'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, needle):
@@ -191,6 +192,14 @@ def test_bad_send_arguments(src, dst, nbytes, needle):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("connection", [-1, 0.5, True, "a"])
+def test_a_bad_connection_is_one_line_naming_it(connection):
+    _, net = net_on(topologies.star(3))
+    with pytest.raises(NetworkError, match="connection must be an int >= 0") as err:
+        net.send(0, 1, 1.0, connection=connection)
+    assert "\n" not in str(err.value)
+
+
 def test_bad_utilisation_window():
     _, net = net_on(topologies.star(2))
     with pytest.raises(NetworkError, match="start < end"):
@@ -204,6 +213,9 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
 
     r = net.router
     links = [r.route_links[r.route(s, d)] for _, s, d, _ in flows]
+    # A split flow's share of its rate on each link (spray), else all of it.
+    shares = [r.route_share[r.route(s, d)] for _, s, d, _ in flows]
+    shares = [np.ones(len(ls)) if sh is None else sh for ls, sh in zip(links, shares, strict=True)]
     ready = [t0 + float(r.route_latency[r.route(s, d)]) for t0, s, d, _ in flows]
     left = [float(size) for *_, size in flows]
     finish = [math.inf] * len(flows)
@@ -220,6 +232,7 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
                 np.concatenate(([0], np.cumsum([links[f].size for f in live]))),
                 np.concatenate([links[f] for f in live] or [np.empty(0, int)]),
                 r.capacity,
+                usage=np.concatenate([shares[f] for f in live] or [np.empty(0)]),
             )
             if live
             else []
@@ -232,6 +245,7 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
     return finish
 
 
+@pytest.mark.parametrize("routing", ["ecmp", "spray", "single"])
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
@@ -246,14 +260,14 @@ def reference_finish_times(net: Network, flows: list[tuple[float, int, int, floa
     ),
     st.lists(st.floats(0.5, 20.0), min_size=48, max_size=48),
 )
-def test_engine_matches_a_plain_event_loop(flows, speeds):
+def test_engine_matches_a_plain_event_loop(routing, flows, speeds):
     g = topologies.fat_tree(4, bandwidth=100.0, latency=0.01)
     for (u, v), speed in zip(g.edges, speeds, strict=False):
         g.edges[u, v]["bandwidth"] = 100.0 * speed
     flows = [(t0, s, d, size) for t0, s, d, size in flows if s != d]
     if not flows:
         return
-    env, net = net_on(g)
+    env, net = net_on(g, routing=routing)
     done = [
         later(env, t0, lambda s=s, d=d, size=size: net.send(s, d, size)) for t0, s, d, size in flows
     ]
@@ -310,6 +324,8 @@ def test_collectives_fix_what_auto_stands_for_as_calibration_finds_it():
         ({"collectives": {"allreduce": "ring"}}, "'allreduce' is not a collective"),
         ({"collectives": "ring"}, "must map collectives to algorithms"),
         *(({"unfairness": bad}, "network unfairness must be") for bad in UNFAIR_BAD),
+        ({"routing": "dmodk"}, "network routing must be one of ecmp, spray, single, got 'dmodk'"),
+        ({"routing": None}, "network routing must be one of ecmp, spray, single, got None"),
     ],
 )
 def test_bad_network_options_are_one_line_errors_before_the_run(tmp_path, network, needle):
@@ -399,3 +415,218 @@ def test_a_bad_unfairness_is_one_line_naming_it(bad):
     # sim.run's side: test_bad_network_options_are_one_line_errors_before_the_run.
     with pytest.raises(NetworkError, match="unfairness must be a finite number >= 0"):
         Network(simpy.Environment(), topologies.star(2), unfairness=bad)
+
+
+# -- routing modes on a multipath fabric -------------------------------------------------------
+
+#: A message big enough that latencies are far below 1% of its transfer.
+BIG = 1e8
+
+
+def fat_tree_and_star() -> tuple[nx.Graph, nx.Graph]:
+    """fat_tree(4) (full bisection: 16 hosts) and a 16-host star of the same links."""
+    return (
+        topologies.fat_tree(4, bandwidth=B, latency=L),
+        topologies.star(16, bandwidth=B, latency=L),
+    )
+
+
+def permutation_time(g: nx.Graph, perm: list[int], **kw) -> float:
+    """Every rank ``i`` sends BIG bytes to ``perm[i]``, all at once; when the last arrives."""
+    env, net = net_on(g, **kw)
+    for i, j in enumerate(perm):
+        net.send(i, j, BIG)
+    env.run()
+    return env.now
+
+
+def cross_pod_permutation(rng: np.random.Generator) -> list[int]:
+    """A random permutation of fat_tree(4)'s hosts that sends every host out of its pod (all
+    routes then have one latency: 6 links)."""
+    while True:
+        perm = rng.permutation(16).tolist()
+        if all(i // 4 != j // 4 for i, j in enumerate(perm)):
+            return perm
+
+
+def test_spray_gives_a_full_bisection_fat_tree_the_stars_time():
+    # The reference: a star of the same links, where no two flows of a permutation or of an
+    # all-to-all's round share a link (a star is non-blocking).
+    tree, star = fat_tree_and_star()
+    rng = np.random.default_rng(0)
+    for perm in (rng.permutation(16).tolist(), cross_pod_permutation(rng)):
+        t_star = permutation_time(star, perm, routing="spray")
+        assert t_star == pytest.approx(2 * L + BIG / B, rel=1e-9)
+        assert permutation_time(tree, perm, routing="spray") == pytest.approx(t_star, rel=0.01)
+    a2a = {
+        g: collective_time(g, "all_to_all", BIG, algorithm="direct", routing="spray")
+        for g in (tree, star)
+    }
+    assert a2a[tree] == pytest.approx(a2a[star], rel=0.01)
+    # ... which single-path routing, through one core switch, is far from.
+    assert collective_time(tree, "all_to_all", BIG, algorithm="direct", routing="single") > (
+        2 * a2a[star]
+    )
+
+
+def hashed_max_load(g: nx.Graph, perm: list[int], seed: int) -> int:
+    """The most flows any directed link carries when flow ``i -> perm[i]`` takes equal-cost
+    path ``flow_hash(seed, i, perm[i]) % n`` (paths in node-index order), all in plain Python:
+    networkx enumerates the paths, a Counter counts the flows per link."""
+    from collections import Counter
+
+    from sim.routing import flow_hash
+
+    index = {v: i for i, v in enumerate(g.nodes)}
+    load: Counter = Counter()
+    for i, j in enumerate(perm):
+        paths = sorted(
+            nx.all_shortest_paths(g, i, j, weight="latency"), key=lambda p: [index[v] for v in p]
+        )
+        chosen = paths[flow_hash(seed, i, j) % len(paths)]
+        load.update(zip(chosen, chosen[1:], strict=False))
+    return max(load.values())
+
+
+def test_ecmp_slows_a_permutation_by_its_most_loaded_link():
+    # Equal sizes, one start, one route latency: the flows of the most loaded link (m of them)
+    # get a 1/m share until they all finish, and every other flow gets at least that, so the
+    # permutation takes 6 L + m BIG / B: m is counted in a plain model of the hashed paths.
+    tree, _ = fat_tree_and_star()
+    rng = np.random.default_rng(1)
+    seen = set()
+    for seed in range(12):
+        perm = cross_pod_permutation(rng)
+        m = hashed_max_load(tree, perm, seed)
+        seen.add(m)
+        t = permutation_time(tree, perm, routing="ecmp", seed=seed)
+        assert t == pytest.approx(6 * L + m * BIG / B, rel=1e-9), (seed, m)
+    assert seen - {1}  # hash collisions did happen
+    # single routing sends each pod's four flows up through one aggregation switch and core0.
+    assert permutation_time(tree, perm, routing="single") == pytest.approx(
+        6 * L + 4 * BIG / B, rel=1e-9
+    )
+
+
+def test_ecmp_collisions_match_the_expected_maximum_load():
+    # Statistically: over many seeds the mean slowdown is the expected largest link load of
+    # flows that each pick a uniformly random equal-cost path (Monte Carlo, Python's random).
+    import random
+
+    tree, _ = fat_tree_and_star()
+    perm = cross_pod_permutation(np.random.default_rng(2))
+    seeds = range(40)
+    mean = np.mean(
+        [(permutation_time(tree, perm, routing="ecmp", seed=s) - 6 * L) * B / BIG for s in seeds]
+    )
+    paths = {i: list(nx.all_shortest_paths(tree, i, j)) for i, j in enumerate(perm)}
+    draw = random.Random(0)
+    loads = []
+    for _ in range(4000):
+        links: dict = {}
+        for p in paths.values():
+            chosen = draw.choice(p)
+            for uv in zip(chosen, chosen[1:], strict=False):
+                links[uv] = links.get(uv, 0) + 1
+        loads.append(max(links.values()))
+    expected, spread = np.mean(loads), np.std(loads) / np.sqrt(len(seeds))
+    assert abs(mean - expected) < 4 * spread, (mean, expected, spread)
+
+
+def test_ecmp_runs_are_bit_identical_for_a_seed():
+    tree, _ = fat_tree_and_star()
+    perm = cross_pod_permutation(np.random.default_rng(3))
+    times = {s: permutation_time(tree, perm, routing="ecmp", seed=s) for s in (0, 0, 1, 2, 3)}
+    assert permutation_time(tree, perm, routing="ecmp", seed=0) == times[0]
+    assert len(set(times.values())) > 1  # the seed picks the paths
+
+
+@pytest.mark.parametrize("routing", ["ecmp", "spray"])
+def test_on_a_star_every_routing_mode_gives_singles_numbers(routing):
+    g = topologies.star(6, bandwidth=B, latency=L)
+    for op, algorithm in (("all_reduce", "halving_doubling"), ("all_to_all", "direct")):
+        single = collective_time(g, op, 3e6, algorithm=algorithm, routing="single")
+        assert collective_time(g, op, 3e6, algorithm=algorithm, routing=routing) == single
+
+
+@pytest.mark.parametrize("routing, busy", [("single", 1), ("ecmp", 4), ("spray", 4)])
+def test_cores_carry_traffic_as_the_routing_spreads_it(routing, busy):
+    # An all-to-all on fat_tree(4): single routing crosses core0 only; ecmp and spray use all
+    # four cores, spray evenly (each core a quarter of the traffic between pods).
+    tree, _ = fat_tree_and_star()
+    env, net = net_on(tree, routing=routing)
+    net.collective("all_to_all", 16e6, algorithm="direct")
+    env.run()
+    table = net.link_stats()
+    into = table[
+        [isinstance(v, str) and v.startswith("core") for v in table.index.get_level_values("v")]
+    ]
+    per_core = into.groupby(level="v")["bytes"].sum()
+    assert (per_core > 0).sum() == busy
+    # Between pods: each of 16 ranks sends 12 chunks of 1 MB to the other pods.
+    assert per_core.sum() == pytest.approx(16 * 12 * 1e6, rel=1e-9)
+    if routing == "spray":
+        assert per_core.tolist() == pytest.approx([48e6] * 4, rel=1e-9)
+
+
+def test_collective_channels_are_connections_ecmp_hashes_apart():
+    # A double binary tree runs two channels; under ecmp their messages between the same two
+    # ranks are hashed as two connections, so a route of channel 1 is one ecmp gives label 1.
+    tree, _ = fat_tree_and_star()
+    env, net = net_on(tree, routing="ecmp")
+    channels, members = net.planner.plan("all_reduce", 1e6, None, "tree", None)
+    assert len(channels) == 2
+    step = channels[1].step(0)
+    batch = step.flows(members, net.router, 1)
+    expect = [net.router.route(s, d, 1) for s, d in zip(members[step.src], members[step.dst])]
+    assert batch.routes.tolist() == expect
+    net.collective("all_reduce", 1e6, algorithm="tree")
+    env.run()
+    assert net.router.routes(members[step.src], members[step.dst], 1).tolist() == expect
+
+
+def test_a_runs_routing_is_its_network_option_and_its_seeds():
+    import sim
+    import workloads
+
+    workload = workloads.get("quadratic", batch_size=4)
+
+    def time(**network):
+        kw = {"steps": 2, "eval_every": 2, "seed": network.pop("seed", 0)}
+        return sim.run("allreduce", workload, "fat_tree:k=4", network=network, **kw).summary["time"]
+
+    default, ecmp, single, spray = (
+        time(),
+        time(routing="ecmp"),
+        time(routing="single"),
+        time(routing="spray"),
+    )
+    assert default == ecmp  # ecmp is the default
+    assert spray < single  # halving-doubling partners in other pods share core0 under single
+    assert time(routing="ecmp", seed=0) == ecmp
+
+
+def test_a_runs_record_names_its_routing_even_by_default():
+    import sim
+
+    result = sim.run("allreduce", "quadratic", "star:n=2", steps=1)
+    assert result.config["network"]["routing"] == "ecmp"
+    result = sim.run("allreduce", "quadratic", "star:n=2", steps=1, network={"routing": "spray"})
+    assert result.config["network"]["routing"] == "spray"
+
+
+@pytest.mark.parametrize("pace", ["step", "rank"])
+@pytest.mark.parametrize(
+    "op, algorithm, before",
+    [
+        # Measured on the commit before routing modes (9d45903), whose only routing was this.
+        ("all_reduce", "halving_doubling", 0.5300360000000001),
+        ("all_to_all", "direct", 0.240006),
+        ("all_reduce", "tree", {"step": 0.27343533333333336, "rank": 0.2734363333333334}),
+    ],
+)
+def test_single_routing_keeps_the_fat_tree_numbers_of_before(op, algorithm, before, pace):
+    g = topologies.fat_tree(4, bandwidth="10Gbps", latency="1us")
+    expect = before[pace] if isinstance(before, dict) else before
+    got = collective_time(g, op, 100e6, algorithm=algorithm, pace=pace, routing="single")
+    assert got == expect  # bit for bit

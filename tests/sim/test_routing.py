@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import topologies
-from sim.routing import NetworkError, Router
+from sim.routing import NetworkError, Router, flow_hash
 
 
 def host(g: nx.Graph, v, rank: int) -> None:
@@ -146,3 +146,128 @@ def test_a_search_keeps_one_link_per_node_not_a_route_per_node():
     finally:
         tracemalloc.stop()
     assert kept < 6 * n * (n // 2), kept
+
+
+# -- routing modes: ecmp, spray, single --------------------------------------------------------
+
+
+def equal_cost_paths(g: nx.Graph, a: int, b: int) -> list[tuple]:
+    """Every path of least latency, then fewest hops, between ranks ``a`` and ``b``, in the
+    order of their node-index sequences: networkx's enumeration, not the router's search."""
+    index = {v: i for i, v in enumerate(g.nodes)}
+    src = next(v for v in g if g.nodes[v].get("rank") == a)
+    dst = next(v for v in g if g.nodes[v].get("rank") == b)
+    paths = list(nx.all_shortest_paths(g, src, dst, weight="latency"))
+    least = min(len(p) for p in paths)
+    return sorted((tuple(p) for p in paths if len(p) == least), key=lambda p: [index[v] for v in p])
+
+
+MULTIPATH = {
+    "fat_tree(4)": lambda: topologies.fat_tree(4),
+    "torus2d(4, 4)": lambda: topologies.torus2d(4, 4),
+    "ring(6)": lambda: topologies.ring(6),
+    "random_regular(10, 3)": lambda: topologies.random_regular(10, 3, seed=2),
+}
+
+
+@pytest.mark.parametrize("name", MULTIPATH)
+def test_ecmp_takes_the_flow_hashs_equal_cost_path_in_node_order(name):
+    g = MULTIPATH[name]()
+    r = Router(g, routing="ecmp", seed=7)
+    single = Router(g)
+    n = r.n_hosts
+    for a in range(n):
+        for b in range(n):
+            if a == b:
+                continue
+            paths = equal_cost_paths(g, a, b)
+            assert path(single, single.route(a, b)) == list(paths[0])  # single: the first
+            for label in (0, 1, 2):
+                expect = paths[flow_hash(7, a, b, label) % len(paths)]
+                assert path(r, r.route(a, b, label)) == list(expect), (a, b, label)
+
+
+def test_ecmp_spreads_flows_uniformly_and_connections_may_differ():
+    # Rank 0 to rank 15 of fat_tree(4) has four paths, one per core switch; 2000 connections
+    # between them are hashed over the four about evenly (chi-square, 3 degrees of freedom:
+    # above 16.3 one time in a thousand).
+    r = Router(topologies.fat_tree(4), routing="ecmp")
+    cores = [path(r, r.route(0, 15, label))[3] for label in range(2000)]
+    counts = [cores.count(f"core{c}") for c in range(4)]
+    assert sum((c - 500) ** 2 / 500 for c in counts) < 16.3, counts
+    assert len(set(cores[:8])) > 1  # connections between the same ranks take other paths
+
+
+def test_ecmp_is_deterministic_for_a_seed_and_changes_with_it():
+    g = topologies.fat_tree(4)
+    ranks = np.arange(16)
+
+    def routes(seed):
+        r = Router(g, routing="ecmp", seed=seed)
+        return [path(r, rid) for rid in r.routes(ranks, (ranks + 5) % 16)]
+
+    assert routes(3) == routes(3)
+    assert routes(3) != routes(4)
+
+
+@pytest.mark.parametrize("name", MULTIPATH)
+def test_spray_puts_on_each_link_the_share_of_equal_cost_paths_through_it(name):
+    g = MULTIPATH[name]()
+    r = Router(g, routing="spray")
+    single = Router(g)
+    for a, b in [(0, r.n_hosts - 1), (1, r.n_hosts // 2), (r.n_hosts - 2, 0)]:
+        paths = equal_cost_paths(g, a, b)
+        through: dict[tuple, int] = {}
+        for p in paths:
+            for uv in zip(p, p[1:], strict=False):
+                through[uv] = through.get(uv, 0) + 1
+        rid = r.route(a, b)
+        share = r.route_share[rid]
+        got = dict(
+            zip(
+                [r.links[i] for i in r.route_links[rid]],
+                [1.0] * len(r.route_links[rid]) if share is None else share.tolist(),
+                strict=True,
+            )
+        )
+        assert got == pytest.approx({uv: k / len(paths) for uv, k in through.items()}, rel=1e-12)
+        assert (share is None) == (len(paths) == 1)
+        s = single.route(a, b)  # the latency and hops of every equal-cost path: single's
+        assert r.route_latency[rid] == single.route_latency[s]
+        assert r.route_hops[rid] == single.route_hops[s]
+
+
+def test_spray_bottleneck_is_where_the_split_flow_first_fills_a_link():
+    g = diamond()
+    g.edges["h0", "a"]["bandwidth"] = 0.25  # half the flow crosses it: the flow gets 0.5
+    r = Router(g, routing="spray")
+    rid = r.route(0, 1)
+    assert r.route_bottleneck[rid] == 0.5
+
+
+@pytest.mark.parametrize("routing", ["ecmp", "spray"])
+def test_on_single_path_topologies_every_mode_is_single(routing):
+    for g in (topologies.star(5), topologies.from_spec("hierarchical:nodes=2,gpus_per_node=3")):
+        r, single = Router(g, routing=routing), Router(g)
+        n = r.n_hosts
+        src, dst = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+        ids, ref = r.routes(src, dst, 3), single.routes(src, dst)
+        for a, b in zip(ids.tolist(), ref.tolist(), strict=True):
+            assert r.route_links[a].tolist() == single.route_links[b].tolist()
+            assert r.route_share[a] is None
+        assert r.route_latency.tolist() == single.route_latency.tolist()
+        assert r.route_bottleneck.tolist() == single.route_bottleneck.tolist()
+
+
+def test_only_ecmp_routes_connections_apart():
+    g = topologies.fat_tree(4)
+    for routing, apart in (("single", False), ("spray", False), ("ecmp", True)):
+        r = Router(g, routing=routing)
+        assert (r.route(0, 15, 0) != r.route(0, 15, 1)) is apart
+        assert r.routes(np.array([0]), np.array([15]), 1).tolist() == [r.route(0, 15, 1)]
+
+
+def test_an_unknown_routing_mode_is_one_line_naming_the_choices():
+    with pytest.raises(NetworkError) as err:
+        Router(topologies.star(2), routing="adaptive")
+    assert str(err.value) == "routing must be one of ecmp, spray, single, got 'adaptive'"

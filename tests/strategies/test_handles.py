@@ -1,10 +1,14 @@
 """The one handle type: resolution, failures, and composition, against plain expectations."""
 
 import threading
+from typing import get_args
 
 import pytest
+import torch
 
-from strategies.handles import Handle, all_of, any_of, done
+from strategies.comm import Communicator
+from strategies.handles import Handle, Kind, all_of, any_of, done
+from strategies.operations import Operation, span_name
 
 
 def test_a_handle_resolves_once_and_runs_callbacks_in_order():
@@ -101,3 +105,101 @@ def test_any_of_does_not_keep_its_result_alive_through_the_losers():
     winner = None
     gc.collect()
     assert alive() is None, "the pending loser's callback still holds the result"
+
+
+# -- what a handle is: fields, descriptions and span names built from them ------------------
+
+
+class _Recording:
+    """A transport that returns a handle for each call, as a backend does (``op=what``)."""
+
+    def new_group(self, rank, group):
+        pass
+
+    def collective(self, rank, kind, tensor, group, op, root, algorithm, what):
+        return Handle("comm", op=what)
+
+    def send(self, rank, tensors, header, dst, what):
+        return Handle("comm", op=what)
+
+    def recv(self, rank, buffers, src, what):
+        return Handle("comm", op=what)
+
+
+def _comm(rank=1, world=4):
+    return Communicator(rank, world, _Recording())
+
+
+def test_the_communicator_fills_each_handles_fields_and_its_description_comes_from_them():
+    comm = _comm()
+    pair = comm.new_group([1, 3])
+    cases = [
+        (comm.all_reduce(torch.ones(2)), ("all_reduce", None, None, None, None), "all_reduce"),
+        (
+            comm.broadcast(torch.ones(2), src=3, group=pair),
+            ("broadcast", (1, 3), None, 3, None),
+            "broadcast on group (1, 3) (src=3)",
+        ),
+        (
+            comm.reduce(torch.ones(2), dst=1, group=pair),
+            ("reduce", (1, 3), None, 1, None),
+            "reduce on group (1, 3) (dst=1)",
+        ),
+        (
+            comm.send([torch.ones(3), torch.ones(1)], 2),
+            ("send", None, 2, None, 16),
+            "send to rank 2 (16 B)",
+        ),
+        (comm.recv(torch.ones(1), src=0), ("recv", None, 0, None, None), "recv from rank 0"),
+        (comm.recv(torch.ones(1)), ("recv", None, None, None, None), "recv from any rank"),
+    ]
+    for handle, fields, text in cases:
+        assert (handle.operation, handle.group, handle.peer, handle.root, handle.nbytes) == fields
+        assert handle.describe() == text == handle.what
+        assert repr(handle) == f"<Handle {text} (pending)>"
+
+
+def test_span_names_come_from_the_fields_and_several_handles_say_how_many_more():
+    comm = _comm(rank=0)
+    sends = [comm.send(torch.ones(1), dst) for dst in (1, 2, 3)]
+    several = all_of([*sends, comm.recv(torch.ones(1), src=1)])
+    assert span_name(several.label, 4) == "all of [send→1; send→2; send→3 and 1 more]"
+    assert several.describe() == (
+        "all of [send to rank 1 (4 B); send to rank 2 (4 B); send to rank 3 (4 B) and 1 more]"
+    )
+    # The old parser read the description back and lost "and 1 more" of a long list.
+    assert span_name(comm.reduce_scatter(torch.ones(4)).label, 4) == "reduce_scatter[0-3]"
+    assert span_name(Handle("compute", "compute_gradients").label, 4) == "compute_gradients"
+
+
+def test_a_chained_handle_is_described_by_its_source_and_carries_its_fields():
+    comm = _comm()
+    sent = comm.send(torch.ones(2), 3)
+    decoded = sent.then(lambda v: v)
+    assert (decoded.operation, decoded.peer, decoded.nbytes) == ("send", 3, 8)
+    assert decoded.describe() == "send to rank 3 (8 B)" and decoded.label == sent.label
+    # like=: a handle built from others (a timeout's race) described as the one it stands for
+    raced = any_of([sent, Handle("idle", "sleep 1 s")]).then(lambda v: v, like=sent)
+    assert raced.describe() == "send to rank 3 (8 B)" and raced.peer == 3
+    named = sent.then(lambda v: v, what="decode")
+    assert named.describe() == "decode" and named.operation is None
+
+
+def test_the_simulators_notes_are_fields_and_the_description_names_them():
+    op = Operation("all_reduce", (0, 1))
+    assert (
+        Handle(op=op, seq=2).describe()
+        == "all_reduce on group (0, 1) (collective #2 of this group)"
+    )
+    work = Handle("compute", "compute 1 s")
+    held = Handle(op=Operation("recv", peer=1), held=0, after=work)
+    assert held.describe() == "recv from rank 1 (held until every rank creates group #0)"
+    assert (
+        Handle(op=op, after=work).describe()
+        == "all_reduce on group (0, 1) (after the rank's own compute 1 s)"
+    )
+    assert Handle(op=op, seq=2).label == op  # a trace's name leaves the notes out
+
+
+def test_a_handles_kind_is_one_of_three():
+    assert set(get_args(Kind)) == {"compute", "comm", "idle"}

@@ -151,6 +151,10 @@ def test_same_experiment_same_bits():
             "network.unfairness: input should be a finite number, got inf",
         ),
         (
+            {"network": {"routing": "adaptive"}},
+            "network.routing: input should be 'ecmp', 'spray' or 'single', got 'adaptive'",
+        ),
+        (
             {"sweep": {"grid": {"strategy.mod": [1]}}},
             "sweep point strategy.mod=1: strategy.mod: allreduce has no argument 'mod'",
         ),
