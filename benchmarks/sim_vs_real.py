@@ -166,7 +166,7 @@ def main() -> None:
         server = fitted["server_step"]
         unfair = fitted.get("unfairness") or {}
         calibrated_network = {
-            "collectives": fitted["auto"],
+            "collectives": {"rule": "gloo", **fitted["auto"]},
             "unfairness": unfair.get("unfairness", 0.0),
         }
         calibrated_compute = {
@@ -185,7 +185,7 @@ def main() -> None:
             measured = runs[0][0]
             times = [step_time(run.metrics) for run, _ in runs]
             softirq = sum(cores for _, cores in runs) / len(runs)
-            uncal = sim_run(spec, strategy, args.steps, "measure")
+            uncal = sim_run(spec, strategy, args.steps, "measure", {"collectives": "gloo"})
             cal = sim_run(
                 calibrated_topology, strategy, args.steps, calibrated_compute, calibrated_network
             )

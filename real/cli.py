@@ -98,6 +98,14 @@ def real_command(
     seed: Annotated[int, typer.Option(help="Seed for model and data.")] = 0,
     eval_every: Annotated[int, typer.Option(help="Evaluate the global model every N steps.")] = 10,
     accumulate: Annotated[int, typer.Option(help="Micro-batches per gradient.")] = 1,
+    target_loss: Annotated[
+        float | None,
+        typer.Option(help="Stop once the global model's held-out loss reaches this."),
+    ] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many wall seconds of training."),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds any one wait may take before the run fails.")
     ] = 300.0,
@@ -177,6 +185,8 @@ def real_command(
                     *("--eval-every", str(eval_every), "--accumulate", str(accumulate)),
                     *("--timeout", str(timeout), "--topology", topology or testbed),
                     *("--silence", str(silence)),
+                    *(["--target-loss", str(target_loss)] if target_loss is not None else []),
+                    *(["--max-time", str(max_time)] if max_time is not None else []),
                     *(["--out", str(out.resolve())] if out is not None else []),
                     "--portable" if portable else "--no-portable",
                     "--progress" if progress else "--no-progress",
@@ -208,6 +218,7 @@ def real_command(
             "eval_every": eval_every,
             "accumulate": accumulate,
         }
+        stops: dict[str, Any] = {"target_loss": target_loss, "max_time": max_time}
         out = _default_out(out, placement)
         if placement is None:
             result = _run_local(
@@ -223,6 +234,7 @@ def real_command(
                 port,
                 progress,
                 silence,
+                stops,
             )
         else:
             from real.signals import terminate_interrupts
@@ -243,6 +255,7 @@ def real_command(
                     portable,
                     progress,
                     silence,
+                    stops,
                 )
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(str(exc)) from None
@@ -300,6 +313,7 @@ def _run_local(
     port: int,
     progress: bool,
     silence: float,
+    stops: dict[str, Any],
 ) -> Any:
     from real.launch import run
 
@@ -315,6 +329,7 @@ def _run_local(
         port=port,
         progress=progress,
         silence=silence,
+        **stops,
         **run_args,
     )
 
@@ -331,6 +346,7 @@ def _run_launched(
     portable: bool,
     progress: bool,
     silence: float,
+    stops: dict[str, Any],
 ) -> Any:
     import topologies
     from real.cluster import run_launched
@@ -355,6 +371,7 @@ def _run_launched(
         progress=progress,
         topology=graph,
         silence=check_silence(silence),
+        **stops,
     )
 
 

@@ -20,12 +20,14 @@ import topologies
 from real import rendezvous
 from real.devices import resolve_backend
 from real.handin import gather
+from real.launch import check_stops
 from real.placement import LaunchError, Placement, placement_record
 from real.progress import RunProgress
 from real.rank import RankOptions, run_rank
 from real.results import assemble, interruption, stopped_by_interrupt
 from real.runtime import SILENCE
 from real.store import SECRET_ENV, read_secret
+from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter
 from strategies.roles import TrainingSetup
 
@@ -49,22 +51,36 @@ def run_launched(
     progress: bool = True,
     topology: nx.Graph | None = None,
     silence: float = SILENCE,
+    target_loss: float | None = None,
+    max_time: float | None = None,
 ) -> RunResult | None:
     """Run this rank; on rank 0, also gather and write the run (``out``) and return its
     result (the other ranks return ``None``). Raises the run's first failure, on every rank.
     ``topology``: the network the ranks run on, recorded in ``run.json`` as ``sim`` does.
     ``silence``: seconds without a heartbeat after which a rank others wait on fails the run
-    (see :func:`real.run`)."""
+    (see :func:`real.run`). ``target_loss``, ``max_time``: the run's stops, watched by rank
+    0 on a thread of its own (:mod:`real.watch`)."""
+    target_loss, max_time = check_stops(target_loss, max_time)
+    stops = Stops(target_loss, max_time)
     resolved = resolve_backend(backend, local_world_size=placement.local_world_size)
     if resolved == "nccl" and not portable:
         raise LaunchError("--no-portable needs gloo's receive-from-any-source; NCCL has none")
-    options = RankOptions(resolved, portable, timeout, collector=True, silence=silence)
-    config = {"backend": f"real-{resolved}", **setup.config()}
+    options = RankOptions(
+        resolved,
+        portable,
+        timeout,
+        collector=True,
+        silence=silence,
+        eager=target_loss is not None,
+    )
+    # The library chooses its own algorithms (gloo or NCCL): the rule sim's `auto` imitates.
+    config = {"backend": f"real-{resolved}", **setup.config(), "auto": {"rule": resolved}}
     if topology is not None:  # as sim records it
         config["topology"] = topologies.record(topology)
     config["placement"] = placement_record(
         setup.world_size, placement.local_world_size, placement.launcher
     )
+    config.update(stops.config())
     collector = placement.rank == 0
     writer = RunWriter(out, config) if out is not None and collector else None
     outcome: dict[str, Any] = {}
@@ -98,6 +114,8 @@ def run_launched(
                 wall_time=time.perf_counter() - started,
                 writer=writer,
                 error=error,
+                target_loss=target_loss,
+                max_time=max_time,
             )
         except BaseException as exc:
             outcome["error"] = exc
@@ -114,14 +132,10 @@ def run_launched(
     owners, _ = setup.strategy.owners(setup.world_size)
     label = f"real {resolved}, {setup.world_size} ranks ({placement.launcher})"
     addr, port = placement.master_addr, placement.master_port
-    bar = RunProgress(
-        lambda: rendezvous.client(addr, port, timeout, secret),
-        owners,
-        setup.steps,
-        label,
-        enabled=progress and collector,
-    )
-    with writer or nullcontext(), bar:
+    connect = lambda: rendezvous.client(addr, port, timeout, secret)  # noqa: E731
+    bar = RunProgress(connect, owners, setup.steps, label, enabled=progress and collector)
+    watch = RunWatch(connect, setup, stops) if collector else nullcontext()
+    with writer or nullcontext(), bar, watch:
         try:
             run_rank(
                 setup,

@@ -6,7 +6,9 @@ batches while it trains, at most every :data:`FLUSH_EVERY` seconds, and its clos
 that is interrupted, still leaves every event handed in before: a dead server rank's
 measured steps are kept.
 
-Everything travels as tensors and plain data: a blob is ``torch.save`` of lists, tuples,
+Everything travels as tensors and plain data: events as ``(kind, time, rank, *fields)``
+tuples (:func:`strategies.events.to_wire`), turned back into typed events only once checked;
+a blob is ``torch.save`` of lists, tuples,
 dicts, strings, numbers and tensors, read back with ``torch.load(weights_only=True)``, which
 builds no other object and runs no code, and then checked against the schema below
 (:func:`check_events`, :func:`check_final`). Values are signed (:mod:`real.store`), chunked
@@ -15,8 +17,9 @@ below the store's 8 MiB value limit, and a batch counts only once its count key 
 Examples
 --------
 >>> import torch
->>> events = [("computed", 0.5, 1, 32), ("stepped", 0.6, 1, 0, torch.zeros(3))]
->>> decode_events(encode(events), rank=1)[1][4]
+>>> from strategies.events import Computed, Stepped, to_wire
+>>> events = [Computed(0.5, 1, 32), Stepped(0.6, 1, 0, torch.zeros(3))]
+>>> decode_events(encode([to_wire(e) for e in events]), rank=1)[1].state
 tensor([0., 0., 0.])
 >>> decode_events(encode([("computed", 0.5, 2, 32)]), rank=1)
 Traceback (most recent call last):
@@ -37,6 +40,7 @@ from typing import Any
 import torch
 
 from real.placement import LaunchError
+from strategies.events import Event, from_wire, to_wire
 
 __all__ = [
     "CHUNK_BYTES",
@@ -51,6 +55,7 @@ __all__ = [
     "encode",
     "gather",
     "handed_in",
+    "read_batches",
 ]
 
 #: Blobs travel in chunks below the store's 8 MiB value limit.
@@ -116,8 +121,9 @@ def _fault(event: Any, rank: int) -> str | None:
     return None if check(rest) else f"a {kind!r} event with {rest!r:.80}"
 
 
-def check_events(events: Any, rank: int) -> list[tuple[Any, ...]]:
-    """``events`` if it is a list of rank ``rank``'s events, else :class:`HandInRefused`."""
+def check_events(events: Any, rank: int) -> list[Event]:
+    """Rank ``rank``'s typed events, if ``events`` is a list of them as they travel
+    (:func:`strategies.events.to_wire`), else :class:`HandInRefused`."""
     fault = "not a list" if not isinstance(events, list) else None
     for i, event in enumerate(events if fault is None else []):
         if (why := _fault(event, rank)) is not None:
@@ -127,7 +133,7 @@ def check_events(events: Any, rank: int) -> list[tuple[Any, ...]]:
         raise HandInRefused(
             f"rank {rank}'s events on the run's store are malformed ({fault}); they were not used"
         )
-    return events
+    return [from_wire(event) for event in events]
 
 
 def _is_span(span: Any) -> bool:
@@ -181,7 +187,7 @@ def check_final(record: Any, rank: int) -> dict[str, Any]:
     return record
 
 
-def decode_events(blob: bytes, rank: int) -> list[tuple[Any, ...]]:
+def decode_events(blob: bytes, rank: int) -> list[Event]:
     """A batch of rank ``rank``'s events from its bytes, checked."""
     return check_events(_load(blob, rank, "events"), rank)
 
@@ -203,16 +209,17 @@ def _take(store: Any, key: str) -> bytes:
     return b"".join(bytes(store.get(f"{key}/{i}")) for i in range(chunks))
 
 
-def _plain(event: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``event`` with logged values as the ledger reads them: numbers as ``float`` (numpy
-    scalars, fractions, one-element tensors ...), strings, booleans and ``None`` as they are
-    (weights-only loading builds tensors and plain data, nothing else)."""
-    if event[0] != "logged":
-        return event
+def _plain(event: Event) -> tuple[Any, ...]:
+    """``event`` as it travels, logged values as the ledger reads them: numbers as ``float``
+    (numpy scalars, fractions, one-element tensors ...), strings, booleans and ``None`` as
+    they are (weights-only loading builds tensors and plain data, nothing else)."""
+    wire = to_wire(event)
+    if wire[0] != "logged":
+        return wire
     values = {
-        k: v if isinstance(v, (str, bool, type(None))) else _number(v) for k, v in event[3].items()
+        k: v if isinstance(v, (str, bool, type(None))) else _number(v) for k, v in wire[3].items()
     }
-    return (*event[:3], values)
+    return (*wire[:3], values)
 
 
 def _number(value: Any) -> Any:
@@ -232,7 +239,7 @@ class HandIn:
         self._last: float | None = None  # the first batch waits a period from the first call
         encode([])  # torch.save's first call imports; not inside the rank's timed loop
 
-    def events(self, events: list[tuple[Any, ...]], force: bool = False) -> None:
+    def events(self, events: list[Event], force: bool = False) -> None:
         """Hand in the events recorded since the last batch, if ``every`` seconds have passed
         (or ``force``). The rank's own thread only: one store client serves one call."""
         now = time.monotonic()
@@ -247,7 +254,7 @@ class HandIn:
         self._batches += 1
         self._last = time.monotonic()
 
-    def final(self, events: list[tuple[Any, ...]], record: dict[str, Any]) -> None:
+    def final(self, events: list[Event], record: dict[str, Any]) -> None:
         """Hand in the last events, then the closing record (``record`` less its events)."""
         self.events(events, force=True)
         _put(self._store, _FINAL.format(rank=self.rank), encode(record))
@@ -266,17 +273,28 @@ class Gathered:
     refused: list[str] = field(default_factory=list)
 
 
-def _read_part(store: Any, rank: int, final: bool, refused: list[str]) -> dict[str, Any] | None:
-    """Rank ``rank``'s events so far and, with ``final``, its closing record; a batch that
-    fails its check is left out and said in ``refused`` (the others are kept)."""
-    events: list[tuple[Any, ...]] = []
-    batches = 0
+def read_batches(
+    store: Any, rank: int, start: int = 0, refused: list[str] | None = None
+) -> tuple[list[Event], int]:
+    """Rank ``rank``'s events in the batches it has handed in from batch ``start`` on, and
+    the index of the next batch (a watcher reads a run's events as they come). A batch that
+    fails its check is left out and said in ``refused``."""
+    events: list[Event] = []
+    batches = start
     while store.check([_BATCH.format(rank=rank, i=batches)]):
         try:
             events.extend(decode_events(_take(store, _BATCH.format(rank=rank, i=batches)), rank))
         except LaunchError as why:
-            refused.append(str(why))
+            if refused is not None:
+                refused.append(str(why))
         batches += 1
+    return events, batches
+
+
+def _read_part(store: Any, rank: int, final: bool, refused: list[str]) -> dict[str, Any] | None:
+    """Rank ``rank``'s events so far and, with ``final``, its closing record; a batch that
+    fails its check is left out and said in ``refused`` (the others are kept)."""
+    events, batches = read_batches(store, rank, 0, refused)
     if batches == 0 and not final:
         return None
     part: dict[str, Any] = {"error": None, "final": None, "stop_reason": None}

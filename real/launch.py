@@ -46,11 +46,12 @@ from real.results import RunInterrupted, assemble, interruption, stopped_by_inte
 from real.runtime import SILENCE, STOP_KEY
 from real.signals import interrupts
 from real.store import SignedStore, new_secret, write_secret
+from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter, check_out
 from strategies import Strategy
 from strategies.roles import TrainingSetup, positive_int
 
-__all__ = ["check_silence", "check_timeout", "run"]
+__all__ = ["check_silence", "check_stops", "check_timeout", "run"]
 
 #: After the first rank fails, how long the others get to hand in what they measured.
 GRACE_SECONDS = 5.0
@@ -65,6 +66,40 @@ def check_timeout(timeout: Any) -> float:
     ):
         raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
     return float(timeout)
+
+
+def check_stops(target_loss: Any, max_time: Any) -> tuple[float | None, float | None]:
+    """``target_loss`` (a held-out loss) and ``max_time`` (wall seconds), each ``None`` or
+    checked, or a one-line error naming it.
+
+    Examples
+    --------
+    >>> check_stops(0.5, 30)
+    (0.5, 30.0)
+    >>> check_stops(None, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_time=0 must be a positive, finite number of wall seconds (since the ranks' common start)
+    """
+    if target_loss is not None and (
+        isinstance(target_loss, bool)
+        or not isinstance(target_loss, (int, float))
+        or not math.isfinite(target_loss)
+    ):
+        raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
+    if max_time is not None and (
+        isinstance(max_time, bool)
+        or not isinstance(max_time, (int, float))
+        or not 0 < max_time < math.inf
+    ):
+        raise ValueError(
+            f"max_time={max_time!r} must be a positive, finite number of wall seconds (since "
+            "the ranks' common start)"
+        )
+    return (
+        None if target_loss is None else float(target_loss),
+        None if max_time is None else float(max_time),
+    )
 
 
 def check_silence(silence: Any) -> float:
@@ -107,6 +142,8 @@ def run(
     progress: bool = False,
     record: dict[str, Any] | None = None,
     silence: float = SILENCE,
+    target_loss: float | None = None,
+    max_time: float | None = None,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -130,8 +167,14 @@ def run(
     ``silence``: seconds without a heartbeat after which a rank that others wait on (one
     stopped, hung, swapped out) fails the run, naming it, long before ``timeout``
     (``math.inf``: never; see :mod:`real.runtime`).
+
+    ``target_loss``: stop once the global model's held-out loss reaches it (evaluated as the
+    run goes, at evaluation points, off the ranks' timed path: :mod:`real.watch`); the run
+    stops within one evaluation period of it and ``*_to_target`` mean what they mean in
+    ``sim``. ``max_time``: stop after this many wall seconds since the ranks' common start.
     """
     positive_int("nproc", nproc)
+    target_loss, max_time = check_stops(target_loss, max_time)
     timeout = check_timeout(timeout)
     out = check_out(out)
     if topology is not None:  # a graph, or a spec as sim.run takes it ("star:n=4", a file)
@@ -171,17 +214,27 @@ def run(
             f"the strategy or workload cannot be sent to the rank processes: {exc}; keep "
             "unpicklable objects (open files, locks, generators) out of their attributes"
         ) from None
-    config = {"backend": f"real-{resolved}", **setup.config()}
+    # The library chooses its own algorithms (gloo or NCCL): the rule sim's `auto` imitates.
+    config = {"backend": f"real-{resolved}", **setup.config(), "auto": {"rule": resolved}}
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
     config["placement"] = placement_record(nproc, nproc, "local")
-    options = RankOptions(backend=resolved, portable=portable, timeout=timeout, silence=silence)
+    stops = Stops(target_loss, max_time)
+    config.update(stops.config())
+    options = RankOptions(
+        backend=resolved,
+        portable=portable,
+        timeout=timeout,
+        silence=silence,
+        eager=target_loss is not None,
+    )
+
     signals = _Signals()
     with interrupts(signals.take):
         store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
         writer = RunWriter(out, config, record=record) if out is not None else None
         with writer or nullcontext():
-            return _launch(setup, pickled, config, writer, options, store, progress, signals)
+            return _launch(setup, pickled, config, writer, options, store, progress, signals, stops)
 
 
 def _launch(
@@ -193,6 +246,7 @@ def _launch(
     host: Any,
     progress: bool,
     signals: _Signals,
+    stops: Stops,
 ) -> RunResult:
     wall = time.perf_counter()
     secret = new_secret()
@@ -208,14 +262,26 @@ def _launch(
         try:
             # The bar gets its own store client: one serves one call at a time.
             connect = lambda: rendezvous.client("127.0.0.1", host.port, 30.0, secret)  # noqa: E731
-            with RunProgress(connect, owners, setup.steps, label, enabled=progress):
+            with (
+                RunProgress(connect, owners, setup.steps, label, enabled=progress),
+                RunWatch(connect, setup, stops),
+            ):
                 _spawn(setup.world_size, scratch, options, host.port, store, signals)
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
             gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
             if isinstance(exc, KeyboardInterrupt):
                 exc = interruption(str(exc), gathered.parts, writer)
             wall = time.perf_counter() - wall
-            assemble(setup, config, gathered.parts, wall_time=wall, writer=writer, error=exc)
+            assemble(
+                setup,
+                config,
+                gathered.parts,
+                wall_time=wall,
+                writer=writer,
+                error=exc,
+                target_loss=stops.target_loss,
+                max_time=stops.max_time,
+            )
             raise exc from None
         gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
         failed = rendezvous.failure(store)
@@ -230,6 +296,8 @@ def _launch(
         wall_time=time.perf_counter() - wall,
         writer=writer,
         error=error,
+        target_loss=stops.target_loss,
+        max_time=stops.max_time,
     )
 
 

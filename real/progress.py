@@ -22,19 +22,21 @@ from rich.progress import (
 )
 
 from real.runtime import STEP_KEY
+from strategies import rules
 
 __all__ = ["RunProgress", "global_step"]
 
 
 def global_step(store: Any, owners: list[int]) -> int:
-    """The slowest owner's published step (0 before every owner has published one)."""
+    """The global step (:func:`strategies.rules.global_step`) of the owners' published
+    steps (0 before every owner has published one)."""
     steps = []
     for rank in owners:
         key = STEP_KEY.format(rank=rank)
         if not store.check([key]):
             return 0
         steps.append(int(bytes(store.get(key)).decode()))
-    return min(steps, default=0)
+    return rules.global_step(steps)
 
 
 class RunProgress:

@@ -85,7 +85,8 @@ class RankOptions:
     wait may take. ``collector``: rank 0 gathers every rank's results (on a cluster; the
     local launcher gathers them itself), so the others wait until it has. ``silence``:
     seconds without a heartbeat after which a rank others wait on is the run's failure
-    (:class:`real.runtime.StopSignal`).
+    (:class:`real.runtime.StopSignal`). ``eager``: hand in each evaluation point's state at
+    once, for the run's watcher to evaluate (``target_loss``, :mod:`real.watch`).
     """
 
     backend: str = "gloo"
@@ -93,6 +94,7 @@ class RankOptions:
     timeout: float = 300.0
     collector: bool = False
     silence: float = SILENCE
+    eager: bool = False
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -194,6 +196,7 @@ def run_rank(
         nodes = setup.nodes if setup.nodes is not None else _nodes(placement, device)
         runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal, device)
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
+        runtime.eager = options.eager
         record["events"] = runtime.events
         transport = TorchTransport(
             rank,
@@ -221,7 +224,11 @@ def run_rank(
         runtime.start = float(store.get(START_KEY))
         taking.enter_context(interrupts(interrupt))
         record["ended"] = drive(
-            runtime, ctx, program, options.timeout, tick=lambda: handin.events(runtime.events)
+            runtime,
+            ctx,
+            program,
+            options.timeout,
+            tick=lambda: handin.events(runtime.events, force=runtime.hand_in_now()),
         )
         if interrupted:  # the others stop too, and hand in theirs
             signal.stop("interrupted")

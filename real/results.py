@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
-from runs import RunResult, RunWriter, Trace, gradient_times, summarize
+from runs import RunResult, RunWriter, Trace, gradient_times
+from strategies.events import Computed, Event, Stepped
 from strategies.ledger import Ledger
+from strategies.outcome import result_of, summary_of
 from strategies.roles import (
     TrainingSetup,
     initial_parameters,
@@ -36,6 +36,9 @@ __all__ = [
     "timeline",
 ]
 
+#: Stops the ledger decides (the run's time is then the stop's, not the last rank's end).
+STOPPED_BY_LEDGER = ("steps", "target_loss", "max_time")
+
 #: What a rank that handed in nothing (killed, or lost with its node) contributes.
 EMPTY_PART: dict[str, Any] = {"events": [], "error": None, "final": None, "stop_reason": None}
 
@@ -49,43 +52,50 @@ class Replayed:
     nbytes: float
 
 
-def replay(setup: TrainingSetup, parts: list[dict[str, Any] | None]) -> Replayed:
-    """Feed every rank's events, in time order, to the ledger the simulator uses."""
+def replay(
+    setup: TrainingSetup,
+    parts: list[dict[str, Any] | None],
+    target_loss: float | None = None,
+    max_time: float | None = None,
+) -> Replayed:
+    """Feed every rank's events, in time order, to the ledger the simulator uses.
+
+    With ``target_loss`` the ledger stops at the first evaluation that reaches it (the one
+    the run's watcher stopped the ranks at: the same snapshots, evaluated alike). With
+    ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
+    there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
+    """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
     owners, _ = setup.strategy.owners(setup.world_size)
-    clock, nbytes = [0.0], [0.0]
-    ledger = make_ledger(setup, clock=lambda: clock[0], bytes_sent=lambda: nbytes[0])
+    ledger = make_ledger(setup, target_loss=target_loss)  # its time and bytes: the events'
     flat = initial_parameters(setup)
     ledger.start({r: initial_state(setup, r, flat) for r in owners})
-    events = sorted((e for p in parts_ for e in p["events"]), key=lambda e: (e[1], e[2]))
-    for kind, at, rank, *rest in events:
-        if ledger.stopped:
-            break
-        clock[0] = at
-        if kind == "computed":
-            ledger.computed(rank, rest[0])
-        elif kind == "sent":
-            nbytes[0] += rest[0]
-        elif kind == "stepped":
-            ledger.stepped(rank, rest[0], rest[1])
-        elif kind == "settled":
-            ledger.settled(rank, rest[0])
-        elif kind == "logged":
-            ledger.logged(rank, rest[0])
-    stop_time, stop_bytes = clock[0], nbytes[0]
+    events: list[Event] = sorted(
+        (e for p in parts_ for e in p["events"]), key=lambda e: (e.at, e.rank)
+    )
+    for event in events:  # after the stop, gradients count as discarded work only
+        if max_time is not None and event.at > max_time:
+            if not ledger.stopped:
+                ledger.stop("max_time")
+            if not isinstance(event, Computed):
+                continue
+        ledger.record(event)
+    stop_time, stop_bytes = ledger.now(), ledger.bytes_sent()
     reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
+    if ledger.stop_reason == "max_time" or (reason == "max_time" and not ledger.stopped):
+        stop_time = max_time if max_time is not None else stop_time
     finals = {
         r: (lambda s=parts_[r]["final"]: s) for r in owners if parts_[r].get("final") is not None
     }
-    ledger.finish(reason or "finished", finals if not ledger.stopped else None)
+    keep = not ledger.stopped or ledger.stop_reason == "max_time"
+    ledger.finish(reason or "finished", finals if keep else None)
     roles = setup.roles()
     for rank, part in enumerate(parts_):
         if "times" in part:
             end, compute, comm = part["times"]
-            clock[0] = end
             # Real waits cannot tell a peer's lateness from transfer time: all of it is comm.
-            ledger.rank_times(rank, compute, comm, math.nan, role=roles[rank])
-    if ledger.stop_reason != "steps":  # the programs ended: the run lasted until the last did
+            ledger.rank_times(rank, compute, comm, math.nan, role=roles[rank], at=end)
+    if ledger.stop_reason not in STOPPED_BY_LEDGER:  # the programs ended: until the last did
         stop_time = max((p["times"][0] for p in parts_ if "times" in p), default=stop_time)
     return Replayed(ledger, stop_time, stop_bytes)
 
@@ -119,49 +129,43 @@ def assemble(
     wall_time: float,
     writer: RunWriter | None = None,
     error: BaseException | None = None,
+    target_loss: float | None = None,
+    max_time: float | None = None,
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
+    ``target_loss``, ``max_time``: the run's stops (see :func:`replay`).
 
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts)
+    replayed = replay(setup, parts, target_loss, max_time)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:
         if writer is not None:
             summary = None
             if isinstance(error, KeyboardInterrupt):
-                summary = _summary(ledger, replayed, wall_time, "interrupted")
+                summary = summary_of(
+                    ledger,
+                    time=replayed.time,
+                    nbytes=replayed.nbytes,
+                    wall_time=wall_time,
+                    stop_reason="interrupted",
+                )
             writer.fail(ledger.rows, error, trace, summary)
         raise error
-    metrics = pd.DataFrame(ledger.rows)
-    summary = _summary(ledger, replayed, wall_time, ledger.stop_reason)
-    result = RunResult(
+    result = result_of(
+        ledger,
         config,
-        summary,
-        metrics,
-        parameters=ledger.global_parameters(),
+        time=replayed.time,
+        nbytes=replayed.nbytes,
+        wall_time=wall_time,
         trace=trace,
         compute=gradient_times(_gradient_seconds(parts)),
     )
     if writer is not None:
         writer.finish(result)  # writes trace.json, then the record
     return result
-
-
-def _summary(
-    ledger: Ledger, replayed: Replayed, wall_time: float, stop_reason: str | None
-) -> dict[str, Any]:
-    return summarize(
-        pd.DataFrame(ledger.rows),
-        stop_reason=stop_reason,
-        steps=ledger.step,
-        samples=ledger.samples,
-        nbytes=replayed.nbytes,
-        time=replayed.time,
-        wall_time=wall_time,
-    )
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -179,7 +183,8 @@ def interruption(
     """The one line an interrupted run ends with: what stopped it, how far it got, and where
     its rows are."""
     steps = max(
-        (sum(e[0] == "stepped" for e in p["events"]) for p in parts if p is not None), default=0
+        (sum(isinstance(e, Stepped) for e in p["events"]) for p in parts if p is not None),
+        default=0,
     )
     where = f"; the rows measured until then are in {writer.directory}" if writer else ""
     return RunInterrupted(f"{why or 'interrupted'} after {steps} optimizer steps{where}")

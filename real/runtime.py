@@ -1,11 +1,13 @@
 """The real runtime: one rank's side of its context, on the wall clock (its driver loop is
 :mod:`real.driver`; its gradients are computed beside it by :mod:`real.compute`).
 
-A rank records *events* (gradients computed, when ready; optimizer steps applied with a
-snapshot of the parameters at evaluation points, bytes charged, values logged), each stamped
-with seconds since the ranks started together. The launcher feeds every rank's events, in
-time order, to the same :class:`strategies.ledger.Ledger` the simulator uses, which builds
-the rows. Nothing slow happens inside the timed loop.
+A rank records typed *events* (:mod:`strategies.events`: gradients computed, when ready;
+every optimizer step applied, an owner's snapshot of the parameters at evaluation points, bytes charged,
+values logged), each stamped with seconds since the ranks started together; what it records
+and when it has done its share of the run follow the ledger's own rules
+(:class:`strategies.rules.RunRules`). The launcher feeds every rank's events, in time order,
+to the same :meth:`strategies.ledger.Ledger.record` the simulator uses, which builds the
+rows. Nothing slow happens inside the timed loop.
 
 Stopping is decided across processes, on the process group's store: an owner of the global
 model that has applied ``steps`` optimizer steps adds itself to a counter, and the last one
@@ -51,8 +53,9 @@ from real.compute import GradientThread
 from real.store import StoreTampered
 from runs.trace import Trace
 from strategies.context import GradientWork, RoleContext, WorkerContext
+from strategies.events import Computed, Event, Logged, Sent, Settled, Stepped
 from strategies.handles import Handle
-from strategies.ledger import check_runaway, is_eval_step
+from strategies.rules import RunRules
 
 __all__ = [
     "SILENCE",
@@ -335,16 +338,15 @@ class RealRuntime:
     ) -> None:
         self.rank = rank
         self.timer = ComputeTimer(torch.device("cpu") if device is None else device)
-        self.steps = steps
-        self.eval_every = eval_every
-        self.owners = owners
+        #: What this rank must record and when it has done its share: the ledger's rules.
+        self.rules = RunRules(steps, eval_every, tuple(owners))
         self.owner = rank in owners
         self.signal = signal
         #: The run's start on the shared wall clock (set by the launcher once ranks are ready;
         #: every rank uses rank 0's, so events of different ranks order on one time line).
         self.start = time.time()
         self.resumed_at = 0.0
-        self.events: list[tuple[Any, ...]] = []
+        self.events: list[Event] = []
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
         #: The rank's compute time so far at each gradient it computed, as of the yield that
@@ -362,6 +364,10 @@ class RealRuntime:
         self.inline: InlineCompletion | None = None
         #: Where this rank's spans go (None: not recorded).
         self.trace: Trace | None = None
+        #: Hand in each evaluation point's state at once: the run's watcher evaluates the
+        #: global model as it goes (``target_loss``, :mod:`real.watch`).
+        self.eager = False
+        self._hand_in_now = False
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -380,7 +386,7 @@ class RealRuntime:
         thread, which hands the events in): samples count when a gradient exists, and the
         rank's compute time so far marks it in ``compute.csv``."""
         for at, samples in self.gradients.take_finished():
-            self.events.append(("computed", at, self.rank, samples))
+            self.events.append(Computed(at, self.rank, samples))
             self.gradient_marks.append(self.compute_time)
 
     def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
@@ -393,42 +399,53 @@ class RealRuntime:
 
     def settled(self, ctx: RoleContext) -> None:
         # A step's state is taken before the next step (after the communication that
-        # follows it), and needed only at evaluation points.
-        if self.owner and ctx.step < self.steps:
-            if is_eval_step(ctx.step, self.eval_every, self.steps):
-                self._settle(ctx, self.resumed_at)
+        # follows it), and handed in only where an evaluation reads it.
+        if self.owner and self.rules.snapshot_when_settled(ctx.step):
+            self._settle(ctx, self.resumed_at)
 
     def ended(self, ctx: RoleContext) -> None:
         """The program ended (a failure, most likely) before settling its last step: its
         state now is that step's, if an evaluation needs it."""
-        if self.owner and ctx.step < self.steps and self._settled != ctx.step:
-            if is_eval_step(ctx.step, self.eval_every, self.steps):
-                self._settle(ctx, self.now())
+        if self.owner and self._settled != ctx.step and self.rules.snapshot_when_settled(ctx.step):
+            self._settle(ctx, self.now())
 
     def _settle(self, ctx: RoleContext, at: float) -> None:
         self._settled = ctx.step
         # Snapshots go to the CPU: the ledger evaluates them there, whatever the device.
-        self.events.append(("settled", at, self.rank, ctx.parameters().cpu()))
+        self.events.append(Settled(at, self.rank, ctx.parameters().cpu()))
+        self.on_snapshot()
+
+    def on_snapshot(self) -> None:
+        # The run evaluates as it goes (target_loss): the state goes out at the next yield.
+        self._hand_in_now = self.eager
+
+    def hand_in_now(self) -> bool:
+        """Whether an evaluation point's state waits to be handed in at once (``eager``);
+        asking clears it."""
+        now, self._hand_in_now = self._hand_in_now, False
+        return now
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
-        check_runaway(self.rank, ctx.step, self.steps, self.owners)
+        self.rules.check_runaway(self.rank, ctx.step)
+        # Every rank's steps are recorded: a gradient's samples count once its rank applies
+        # it (strategies.counts). An owner's state is taken when it settles (before the next
+        # step, or when the program ends); the last step has none to follow it: taken now.
+        snapshot = None
+        if self.owner and self.rules.snapshot_when_applied(ctx.step):
+            snapshot = ctx.parameters().cpu()
+        self.events.append(Stepped(self.resumed_at, self.rank, staleness, snapshot))
         if not self.owner:
             return
-        # A state is taken when it settles (before the next step, or when the program ends);
-        # the last step has none to follow it: its own is taken now.
-        last = ctx.step >= self.steps
-        snapshot = ctx.parameters().cpu() if last else None
-        self.events.append(("stepped", self.resumed_at, self.rank, staleness, snapshot))
         self.signal.progress(self.rank, ctx.step)
-        if ctx.step == self.steps:
+        if self.rules.owner_finishes(ctx.step):
             self.signal.owner_done()
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
-        self.events.append(("logged", self.resumed_at, self.rank, dict(values)))
+        self.events.append(Logged(self.resumed_at, self.rank, dict(values)))
 
     def charged(self, nbytes: float) -> None:
         """Bytes this rank injected (the transport reports each operation it starts)."""
-        self.events.append(("sent", self.now(), self.rank, float(nbytes)))
+        self.events.append(Sent(self.now(), self.rank, float(nbytes)))
 
     # -- waiting --------------------------------------------------------------------------
     def wait(self, handle: Handle[Any], timeout: float) -> None:

@@ -179,11 +179,15 @@ def summarize(
     time: float,
     wall_time: float,
     target_loss: float | None = None,
+    discarded_samples: float | None = None,
 ) -> dict[str, Any]:
     """The summary both backends write: final loss (and consensus distance, for averaged
     models), counts, rates, staleness, the compression ratio achieved, time to target.
 
     ``time`` is simulated seconds for ``sim`` and wall-clock seconds of training for ``real``.
+    ``samples`` counts the samples of applied gradients (``strategies.counts``), the same in
+    both backends; ``discarded_samples`` those computed and never counted (work after the
+    stop, which depends on the backend's timing).
     """
     evals = metrics[metrics["kind"] == "eval"] if not metrics.empty else metrics
     has_staleness = not metrics.empty and "staleness" in metrics
@@ -196,6 +200,7 @@ def summarize(
         "stop_reason": stop_reason,
         "steps": int(steps),
         "samples": int(samples),
+        **({} if discarded_samples is None else {"discarded_samples": int(discarded_samples)}),
         "bytes": float(nbytes),
         "time": float(time),
         "steps_per_s": steps / time if time > 0 else math.nan,

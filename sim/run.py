@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import pandas as pd
 import simpy
 import torch
 
 import topologies
 import workloads
-from runs import RunResult, RunWriter, check_out, gradient_times, summarize
+from runs import RunResult, RunWriter, check_out, gradient_times
 from sim.artifacts import link_counters, save_topology, write_links
 from sim.collectives.select import check_auto
 from sim.comm import Fabric
@@ -39,6 +38,7 @@ from strategies import CommError, Strategy
 from strategies.base import close_program
 from strategies.handles import Handle
 from strategies.ledger import Ledger
+from strategies.outcome import result_of
 from strategies.roles import (
     RankLayout,
     TrainingSetup,
@@ -379,26 +379,16 @@ def _simulate_run(
     ended = {r: contexts[r].parameters for r in owners} if reason == "finished" else None
     ledger.finish(reason, ended)
     runtime.record_rank_times()
-    metrics = pd.DataFrame(ledger.rows)
-    summary = summarize(
-        metrics,
-        stop_reason=ledger.stop_reason,
-        steps=ledger.step,
-        samples=ledger.samples,
-        nbytes=net.bytes_sent,
-        time=env.now,
-        wall_time=time.perf_counter() - wall_start,
-        target_loss=target_loss,
-    )
     # What `auto` resolved to is part of what the run was: recorded with its config.
     config["auto"] = {"rule": net.planner.rule.spec, "collectives": net.planner.auto_choices}
     trace.evals(ledger.rows)
     link_counters(trace, net, 0.0, float(env.now))
-    result = RunResult(
+    result = result_of(
+        ledger,
         config,
-        summary,
-        metrics,
-        parameters=ledger.global_parameters(),
+        time=env.now,
+        nbytes=net.bytes_sent,
+        wall_time=time.perf_counter() - wall_start,
         trace=trace,
         compute=gradient_times(runtime.gradient_seconds),
     )

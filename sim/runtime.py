@@ -6,7 +6,8 @@ log, sleep and read the clock; it reports steps and samples to the run's
 runs a role program as a SimPy process around the backend-free
 :class:`strategies.driver.ProgramDriver` (which advances it, throws a failed handle's error
 in, refuses what is not a handle and closes it at a stop): it waits on each yielded handle
-as a SimPy event, and splits each rank's time into compute, communication and idle; with a :class:`runs.trace.Trace`, it also records when (the spans of the run's timeline).
+as a SimPy event, and splits each rank's time into compute, communication and idle; with a
+:class:`runs.trace.Trace`, it also records when (the spans of the run's timeline).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
 from strategies.context import GradientWork, RoleContext, ServerContext, WorkerContext
 from strategies.driver import ProgramDriver
+from strategies.events import Computed, Logged, Settled, Stepped
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 
@@ -108,7 +110,7 @@ class SimRuntime:
 
         def finish(_: Any) -> None:
             if samples:
-                self.ledger.computed(rank, samples)
+                self.ledger.record(Computed(float(self.env.now), rank, samples))
             handle.resolve(value, at=self.env.now, started_at=start)
 
         delay = seconds if start == now else start + seconds - now  # exact when not queued
@@ -125,7 +127,7 @@ class SimRuntime:
 
     def settled(self, ctx: RoleContext) -> None:
         if ctx.rank in self.ledger.owner_set:
-            self.ledger.settled(ctx.rank, ctx.parameters)
+            self.ledger.record(Settled(float(self.env.now), ctx.rank, ctx.parameters))
 
     def stepped(self, ctx: RoleContext, staleness: int) -> None:
         if isinstance(ctx, ServerContext):
@@ -134,13 +136,11 @@ class SimRuntime:
             seconds = self.compute_model.server_step_time(ctx.numel)
             if seconds > 0:
                 self._local[ctx.rank] = self._occupy(ctx.rank, seconds, None, "server step", 0)
-        ledger = self.ledger
-        ledger.rank_stepped(ctx.rank, ctx.step)
-        if ctx.rank in ledger.owner_set:
-            ledger.stepped(ctx.rank, staleness, ctx.parameters)
+        state = ctx.parameters if ctx.rank in self.ledger.owner_set else None
+        self.ledger.record(Stepped(float(self.env.now), ctx.rank, staleness, state))
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
-        self.ledger.logged(ctx.rank, values)
+        self.ledger.record(Logged(float(self.env.now), ctx.rank, values))
 
     def local_work(self, rank: int) -> Handle[Any] | None:
         """The rank's own work still running (a server's step), which its next

@@ -27,6 +27,7 @@ from strategies.comm import CommTimeout, Communicator, not_a_handle
 from strategies.handles import Handle, any_of
 from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.replica import FlatOptimizer, Replica
+from strategies.rules import is_eval_step
 
 __all__ = ["GradientWork", "Runtime", "RoleContext", "WorkerContext", "ServerContext"]
 
@@ -192,7 +193,7 @@ class RoleContext:
         """Whether this role's last step (``step``) is one of the run's evaluation points: a
         cheap moment for a strategy to log its own statistics (period, compression ratio)
         as often as the run evaluates."""
-        return self.step % self.eval_every == 0 or self.step >= self._total_steps
+        return is_eval_step(self.step, self.eval_every, self._total_steps)
 
     def log(self, **values: float) -> None:
         """Record named values now (e.g. a strategy's own statistics)."""

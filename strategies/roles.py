@@ -356,12 +356,14 @@ class Evaluator:
 
 def make_ledger(
     setup: TrainingSetup,
-    clock: Callable[[], float],
-    bytes_sent: Callable[[], float],
+    clock: Callable[[], float] | None = None,
+    bytes_sent: Callable[[], float] | None = None,
     **observers: Any,
 ) -> Ledger:
     """The run's ledger, over the owners of the strategy's declared global model; both
-    backends build it here. ``observers``: ``target_loss``, ``on_step``, ``on_eval``."""
+    backends build it here. ``clock``, ``bytes_sent``: the backend's (``None``: the recorded
+    events' time and bytes, as in a replay). ``observers``: ``target_loss``, ``on_step``,
+    ``on_eval``."""
     owners, combine = setup.strategy.owners(setup.world_size)
     return Ledger(
         owners,

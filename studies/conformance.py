@@ -1,22 +1,25 @@
 """The conformance kit: run a strategy on both backends and report where they differ.
 
 A strategy written against the contract must give the same numbers in ``sim`` and on
-``real``: the same global steps, the same evaluation points and losses, and the same
-parameters (to float rounding: gloo adds in its own order). :func:`check` runs it both ways
+``real``: the same global steps, the same evaluation points and losses, the same samples
+(those of applied gradients: ``strategies.counts``), and the same parameters (to float
+rounding: gloo adds in its own order). :func:`check` runs it both ways
 on the same workload, world size, optimizer and seed and returns a :class:`Conformance`
 report; ``report.ok`` says whether they agree, ``str(report)`` shows every comparison.
 
-Time is wall time on ``real``, reported, never compared. Bytes on ``real`` are computed, not
-measured: the transport charges each send its payload and header, and each collective what a
-ring would send from the rank (``2 (n-1)/n`` of the tensor for an all-reduce and a
+Time is wall time on ``real``, reported, never compared. Bytes on ``real`` are computed, never
+measured (the kit labels them so): the transport charges each send its payload and header, and
+each collective what a ring would send from the rank (``2 (n-1)/n`` of the tensor for an all-reduce and a
 reduce-scatter, ``(n-1)/n`` for a broadcast and a reduce, ``n-1`` inputs for an all-gather);
 ``sim`` counts what its collective algorithms send (a ring's count is the formula's). Real
 stamps bytes by wall time, so at the stop it may hold one step's communication more (sent
 before a rank learned of the stop) or less (the last step's, charged after the stop's stamp):
 real's bytes are flagged outside ``sim`` give or take the largest one step's bytes in sim,
-widened by ``bytes_rtol`` (headers, other algorithms' rounding). Samples are shown
-side by side, not compared: ``real`` counts what every rank had computed when a row was
-stamped (by wall time), which may include a gradient per worker computed after the step.
+widened by ``bytes_rtol`` (headers, other algorithms' rounding). Samples are compared for
+synchronous strategies (``exact=True``), the summary's and every evaluation row's: a
+gradient's samples count once its rank applies it, whatever the wall clock's interleaving;
+work computed and never applied (after the stop) is ``discarded_samples``, shown, not
+compared (it depends on when each rank learned of the stop).
 
 Asynchronous strategies are not bitwise reproducible on a real world (arrival order decides);
 check them with ``exact=False``: both backends run ``seeds`` seeds, and every real final loss
@@ -48,7 +51,9 @@ import torch
 import real
 import sim
 import topologies
+from real.devices import resolve_backend
 from runs import RunResult
+from sim.collectives.rules import library_rule
 from sim.compute import ComputeModel
 from strategies import Strategy
 
@@ -139,9 +144,12 @@ class Conformance:
             f"  final loss       sim {s.get('final_loss', float('nan')):>10.6g}   "
             f"real {r.get('final_loss', float('nan')):>10.6g}",
             f"  samples          sim {s['samples']:>10}   real {r['samples']:>10}  "
-            "(not compared: real counts by wall time, gradients computed after a step too)",
+            "(applied gradients'; compared when exact)",
+            f"  discarded        sim {s.get('discarded_samples', 0):>10}   "
+            f"real {r.get('discarded_samples', 0):>10}  (computed, never applied: not compared)",
             f"  bytes            sim {s['bytes']:>10.4g}   real {r['bytes']:>10.4g}  "
-            "(real: sends' payload + header, collectives charged as rings)",
+            "(real: computed, not measured: sends' payload + header, collectives charged as "
+            "rings)",
         ]
         if self.loss_verdict is not None:
             lines += ["  " + line for line in str(self.loss_verdict).splitlines()]
@@ -175,7 +183,8 @@ def check(
     bytes_rtol: float = 0.05,
 ) -> Conformance:
     """Run ``strategy`` in ``sim`` (on a star whose hosts form one node, as the local
-    processes do) and on ``real`` (gloo, local processes).
+    processes do; ``auto`` collectives follow the library the real ranks run, gloo on CPU,
+    see :func:`sim.collectives.rules.library_rule`) and on ``real`` (local processes).
 
     Parameters
     ----------
@@ -217,9 +226,15 @@ def check(
         for host in topologies.hosts(graph):
             graph.nodes[host]["node"] = 0
     chosen = [seed] if exact else [seed + i for i in range(seeds)]
+    # sim's `auto` imitates the library the real ranks run (gloo on local CPU processes),
+    # so both sides run the same collective algorithms.
+    library = resolve_backend("auto", local_world_size=world_size)
+    network = {"collectives": library_rule(library, "cuda" if library == "nccl" else "cpu")}
     sims, reals = [], []
     for s in chosen:
-        sims.append(sim.run(strategy, workload, graph, compute=compute, seed=s, **kwargs))
+        sims.append(
+            sim.run(strategy, workload, graph, compute=compute, network=network, seed=s, **kwargs)
+        )
         reals.append(
             real.run(
                 strategy,
@@ -291,6 +306,13 @@ def _differences(s: RunResult, r: RunResult, exact: bool, rtol: float, atol: flo
     if sim_steps != real_steps:
         found.append(f"evaluation steps: sim {sim_steps}, real {real_steps}")
     if exact:
+        if s.summary["samples"] != r.summary["samples"]:
+            found.append(f"samples: sim {s.summary['samples']}, real {r.summary['samples']}")
+        elif sim_steps == real_steps and list(s.evals["samples"]) != list(r.evals["samples"]):
+            found.append(
+                f"samples at evaluations: sim {list(s.evals['samples'])}, "
+                f"real {list(r.evals['samples'])}"
+            )
         if s.parameters is None or r.parameters is None:
             found.append("parameters: a backend recorded no global parameters")
         elif s.parameters.shape != r.parameters.shape:

@@ -86,7 +86,7 @@ __all__ = [
 MAX_SEED = 2**63 - 1
 
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
-SIM_ONLY = ("compute", "network", "run.max_time", "run.target_loss")
+SIM_ONLY = ("compute", "network")
 
 
 class ExperimentError(ValueError):
@@ -809,7 +809,7 @@ def sim_only_fields(exp: Experiment) -> list[str]:
     --------
     >>> sim_only_fields(load_experiment({"compute": {"straggler": "lognormal"},
     ...                                  "run": {"target_loss": 0.5}}))
-    ['compute.straggler', 'run.target_loss']
+    ['compute.straggler']
     """
     defaults = Experiment().to_dict()
     data = exp.to_dict()
@@ -961,6 +961,8 @@ def _run_on(
             workload,
             nproc=len(topologies.hosts(graph)),
             topology=graph,
+            max_time=exp.run.max_time,
+            target_loss=exp.run.target_loss,
             **shared,
             **real_options,
         )

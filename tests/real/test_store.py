@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from real import handin, rendezvous
 from real.store import SignedStore, StoreTampered, new_secret
+from strategies.events import Computed, Logged, Stepped
 
 
 class _RunsAShellCommand:
@@ -161,7 +162,9 @@ def test_a_well_formed_part_round_trips():
         ("logged", 0.4, 0, {"period": 4, "ratio": 0.5, "note": "x", "norm": torch.tensor(1.0)}),
     ]
     back = handin.decode_events(handin.encode(events), rank=0)
-    assert [e[:3] for e in back] == [e[:3] for e in events]
+    # What travels is plain tuples; what comes back is the typed events they stand for.
+    assert [(e.kind, e.at, e.rank) for e in back] == [e[:3] for e in events]
+    assert [type(e).__name__ for e in back] == ["Computed", "Sent", "Stepped", "Settled", "Logged"]
     final = {
         "error": None,
         "final": torch.ones(3),
@@ -176,14 +179,14 @@ def test_a_well_formed_part_round_trips():
 
 def test_events_handed_in_as_they_go_are_kept_for_a_rank_that_never_closed():
     store = SignedStore(dist.HashStore(), new_secret())
-    events = [("computed", 0.1, 1, 32)]
+    events = [Computed(0.1, 1, 32)]
     rank1 = handin.HandIn(store, rank=1, every=0.0)
     rank1.events(events)
-    events.append(("stepped", 0.2, 1, 0, None))
+    events.append(Stepped(0.2, 1, 0, None))
     rank1.events(events)  # then killed: no closing record
     gathered = handin.gather(store, 2, lambda: 0.0)
     assert gathered.parts[0] is None
-    assert [e[0] for e in gathered.parts[1]["events"]] == ["computed", "stepped"]
+    assert gathered.parts[1]["events"] == events
     assert gathered.parts[1]["error"] is None and not gathered.refused
 
 
@@ -233,12 +236,12 @@ def test_logged_values_travel_as_the_ledger_reads_them():
 
     store = SignedStore(dist.HashStore(), new_secret())
     events = [
-        ("logged", 0.1, 0, {"a": np.float32(0.5), "b": Fraction(1, 4), "c": torch.tensor(2.0)}),
-        ("logged", 0.2, 0, {"d": True, "e": 3}),
+        Logged(0.1, 0, {"a": np.float32(0.5), "b": Fraction(1, 4), "c": torch.tensor(2.0)}),
+        Logged(0.2, 0, {"d": True, "e": 3}),
     ]
     handin.HandIn(store, rank=0, every=0.0).events(events)
     (part,) = handin.gather(store, 1, lambda: 0.0).parts
-    assert [e[3] for e in part["events"]] == [
+    assert [e.values for e in part["events"]] == [
         {"a": 0.5, "b": 0.25, "c": 2.0},
         {"d": True, "e": 3.0},
     ]

@@ -506,3 +506,21 @@ def test_a_log_name_that_is_a_row_column_is_refused_at_the_log(name):
 
     with pytest.raises(ValueError, match=rf"^w\.log\({name}=\.\.\.\): '{name}' is a column"):
         run(LogsAColumn(), "quadratic", topologies.ring(2), steps=2)
+
+
+def test_samples_count_applied_gradients_and_a_straggler_leaves_the_rest_discarded():
+    # Local SGD, period 5, 4 steps, rank 3 three times slower: ranks 0-2 compute and apply
+    # their fifth gradient while rank 3 is still on its fourth step. The run stops at global
+    # step 4, so the fifth gradients were computed but never part of the global model.
+    result = run(
+        "local_sgd:period=5",
+        "quadratic",
+        topologies.star(4),
+        steps=4,
+        eval_every=2,
+        compute={"base": 0.01, "slowdown": {3: 3.0}},
+    )
+    batch = 32
+    assert result.summary["samples"] == 4 * 4 * batch
+    assert result.summary["discarded_samples"] == 3 * batch
+    assert list(result.steps["samples"]) == [4 * k * batch for k in range(1, 5)]

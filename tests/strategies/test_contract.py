@@ -111,9 +111,6 @@ def test_loading_parameters_is_not_a_step_and_counts_no_samples(backend):
     assert list(result.evals["step"]) == [0, 3, 6]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="real counts gradients computed after the last step (issue 22, run core)"
-)
 def test_a_natural_local_sgd_counts_the_same_steps_samples_and_loss_on_every_backend():
     """The issue's example: ranks that compute a gradient after the last step must not count
     it, in either backend."""

@@ -11,7 +11,7 @@ import real
 import sim
 import topologies
 from strategies import AllReduceSGD, ParameterServer
-from studies.conformance import LossVerdict, _bytes_difference, check
+from studies.conformance import LossVerdict, _bytes_difference, _differences, check
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MOMENTUM = {"name": "sgd", "lr": 0.1, "momentum": 0.9}
@@ -44,12 +44,11 @@ def test_shipped_synchronous_strategies_conform(strategy, nproc):
     assert list(measured.evals["step"]) == [0, 10, 20]
     assert set(simulated.summary) == set(measured.summary)
     assert list(measured.ranks.columns) == list(simulated.ranks.columns)
-    # Samples are measured by wall time on real: at a row, what every rank had computed by
-    # then. A rank may have finished its next gradient when the step is stamped, never more
-    # (each needs the step's communication first).
-    gap = measured.evals["samples"].to_numpy() - simulated.evals["samples"].to_numpy()
+    # Samples are those of applied gradients in both backends: equal at every evaluation,
+    # though a real rank may have computed its next gradient by then (wall-clock stamps).
     workers, batch = len(strategy.workers(nproc)), 32
-    assert ((gap >= 0) & (gap <= workers * batch)).all(), gap
+    assert list(measured.evals["samples"]) == list(simulated.evals["samples"])
+    assert list(measured.evals["samples"]) == [0, 10 * workers * batch, 20 * workers * batch]
 
 
 @pytest.mark.parametrize(
@@ -137,8 +136,12 @@ def test_bytes_beyond_the_documented_formula_are_flagged_and_shown_for_what_they
     # all-reduce (53.3 each) or miss the last step's (seen: 693.3 and 586.7).
     s, r = report.sim.summary["bytes"], report.real.summary["bytes"]
     assert s == 640 and 640 - 160 <= r <= 640 + 160, r
+    # sim ran what gloo runs (a ring), and both record the rule.
+    assert report.sim.config["auto"] == {"rule": "gloo", "collectives": {"all_reduce": ["ring"]}}
+    assert report.real.config["auto"] == {"rule": "gloo"}
     text = str(report)
     assert "(measured)" not in text and "collectives charged as rings" in text
+    assert "computed, not measured" in text
     report.real.summary["bytes"] = 2 * s  # as if real had sent every payload twice
     (found,) = _bytes_difference(report.sim, report.real, 0.05)
     assert found.startswith("bytes: sim 640, real 1280, outside [456, 840]"), found
@@ -165,3 +168,13 @@ def test_ring_gossip_conforms_with_sends_and_receives_posted_in_either_order(rec
 def test_reduce_then_broadcast_conforms():
     ReduceBroadcastSGD = example("custom_strategy", "ReduceBroadcastSGD")
     check(ReduceBroadcastSGD(), "mlp_digits", world_size=3, steps=10).raise_for_differences()
+
+
+def test_samples_are_compared_and_a_difference_is_flagged():
+    report = check("local_sgd:period=3", "quadratic", world_size=2, steps=5)
+    report.raise_for_differences()  # ranks run ahead past step 5: discarded, not counted
+    assert report.sim.summary["samples"] == report.real.summary["samples"] == 2 * 5 * 32
+    assert "discarded" in str(report)
+    report.real.summary["samples"] += 32  # as if a gradient computed after the stop counted
+    found = _differences(report.sim, report.real, True, 1e-5, 1e-6)
+    assert found == ["samples: sim 320, real 352"], found

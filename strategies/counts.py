@@ -1,0 +1,76 @@
+"""Samples counted the same in both backends: those of gradients that were applied.
+
+A gradient's samples are *committed* at the computing rank's next optimizer step. The
+samples at global step ``k`` are the sum over ranks of what each rank had committed by its
+own ``k``-th step, or, for a rank that never steps (a parameter server's worker) or has not
+reached step ``k``, all it has computed so far. Nothing here depends on how the ranks'
+events interleave, which differs between backends (a real rank may compute its next
+gradient before a peer's step is stamped): a synchronous run counts the same in ``sim`` and
+on ``real``. What was computed and never counted (work after the stop, a rank's steps past
+the global model's) is :attr:`SampleCounts.discarded`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SampleCounts"]
+
+
+class SampleCounts:
+    """Per-rank samples computed and committed.
+
+    Examples
+    --------
+    Rank 0 steps after each gradient; rank 1 (a parameter server's worker, say) never does:
+
+    >>> counts = SampleCounts()
+    >>> counts.computed(0, 32); counts.computed(1, 32); counts.stepped(0)
+    1
+    >>> counts.computed(0, 32)  # rank 0's next gradient, not yet applied
+    >>> counts.at(1), counts.total
+    (64.0, 96.0)
+    >>> counts.discarded(counts.at(1))
+    32.0
+    """
+
+    def __init__(self) -> None:
+        self._computed: dict[int, float] = {}
+        self._steps: dict[int, int] = {}
+        # A rank's samples computed by each of its own steps not yet passed by the global
+        # step (older ones are forgotten: memory stays O(ranks) for long runs).
+        self._commits: dict[int, dict[int, float]] = {}
+        self.total = 0.0
+
+    def computed(self, rank: int, samples: float) -> None:
+        self._computed[rank] = self._computed.get(rank, 0.0) + samples
+        self.total += samples
+
+    def late(self, samples: float) -> None:
+        """A gradient finished after the run stopped: computed, never counted."""
+        self.total += samples
+
+    def stepped(self, rank: int) -> int:
+        """``rank`` applied an optimizer step: what it computed so far is committed. Returns
+        the rank's count of steps."""
+        j = self._steps[rank] = self._steps.get(rank, 0) + 1
+        self._commits.setdefault(rank, {})[j] = self._computed.get(rank, 0.0)
+        return j
+
+    def at(self, k: int) -> float:
+        """Samples at global step ``k`` (see the module docstring)."""
+        total = 0.0
+        for rank, computed in self._computed.items():
+            if self._steps.get(rank, 0) >= k and k > 0:
+                total += self._commits[rank].get(k, computed)
+            else:
+                total += computed
+        return total
+
+    def forget(self, before: int) -> None:
+        """Commits of steps before ``before`` are no longer needed."""
+        for commits in self._commits.values():
+            for old in [j for j in commits if j < before]:
+                del commits[old]
+
+    def discarded(self, counted: float) -> float:
+        """Samples computed but not in ``counted`` (the run's count at its end)."""
+        return self.total - counted
