@@ -56,6 +56,9 @@ def drive(
             tick()
         if not item.done:
             runtime.wait(item, timeout)
+        # Before the program resumes: a gradient is recorded before the step that applies it
+        # (the same stamp when the program waited on it alone).
+        runtime.took_gradients()
         wait = time.perf_counter() - waited
         resumed = runtime.now()
         runtime.timer.begin()
