@@ -56,9 +56,6 @@ def drive(
             tick()
         if not item.done:
             runtime.wait(item, timeout)
-        # Before the program resumes: a gradient is recorded before the step that applies it
-        # (the same stamp when the program waited on it alone).
-        runtime.took_gradients()
         wait = time.perf_counter() - waited
         resumed = runtime.now()
         runtime.timer.begin()
@@ -68,6 +65,9 @@ def drive(
         gradient = min(sum(until - since for since, until in computing), wait)
         runtime.compute_time += gradient
         runtime.comm_time += wait - gradient
+        # Before the program resumes: a gradient is recorded before the step that applies it
+        # (the same stamp when the program waited on it alone), with the compute time so far.
+        runtime.took_gradients()
         if runtime.trace is not None:
             _spans(runtime.trace, runtime.rank, item, mark, yielded, resumed, computing)
             mark = resumed
