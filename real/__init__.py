@@ -12,9 +12,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from real.driver import drive
     from real.launch import run
     from real.results import RunInterrupted
-    from real.runtime import RealRuntime, StopSignal, drive
+    from real.runtime import RealRuntime, StopSignal
     from real.transport import TorchTransport
 
 __all__ = ["RealRuntime", "RunInterrupted", "StopSignal", "TorchTransport", "drive", "run"]
@@ -25,7 +26,7 @@ _LAZY = {
     "RealRuntime": "real.runtime",
     "RunInterrupted": "real.results",
     "StopSignal": "real.runtime",
-    "drive": "real.runtime",
+    "drive": "real.driver",
     "TorchTransport": "real.transport",
     "run": "real.launch",
 }

@@ -34,9 +34,10 @@ import runs
 import strategies
 from real import rendezvous
 from real.devices import device_for
+from real.driver import drive
 from real.handin import HandIn
 from real.placement import LaunchError, Placement
-from real.runtime import SILENCE, RealRuntime, StopSignal, drive
+from real.runtime import SILENCE, RealRuntime, StopSignal
 from real.signals import interrupts, terminate_interrupts
 from real.store import read_secret
 from real.transport import TorchTransport

@@ -1,7 +1,8 @@
-"""The real runtime: one rank's side of its context, on the wall clock, and its driver.
+"""The real runtime: one rank's side of its context, on the wall clock (its driver loop is
+:mod:`real.driver`; its gradients are computed beside it by :mod:`real.compute`).
 
-A rank records typed *events* (:mod:`strategies.events`: gradients computed, every optimizer
-step applied, an owner's snapshot of the parameters at evaluation points, bytes charged,
+A rank records typed *events* (:mod:`strategies.events`: gradients computed, when ready;
+every optimizer step applied, an owner's snapshot of the parameters at evaluation points, bytes charged,
 values logged), each stamped with seconds since the ranks started together; what it records
 and when it has done its share of the run follow the ledger's own rules
 (:class:`strategies.rules.RunRules`). The launcher feeds every rank's events, in time order,
@@ -25,9 +26,10 @@ only on peers it needs: an asynchronous server, which takes whichever push comes
 on serving the others while one worker is stalled (it waits long on nobody).
 
 Each wait is also a span of the run's timeline (:class:`runs.trace.Trace`, when the rank has
-one): the program's own work since the last yield is ``compute`` and the wait at the yield is
-``comm`` (as the rank row counts them: a wall-clock wait cannot tell a peer's lateness from
-transfer time), stamped on the shared clock below.
+one): the program's own work since the last yield, and the part of the wait at the yield in
+which a gradient computed, are ``compute``, the rest of the wait ``comm`` (as the rank row
+counts them: a wall-clock wait cannot tell a peer's lateness from transfer time; see
+:mod:`real.driver`), stamped on the shared clock below.
 
 Event times are seconds on the wall clock since rank 0's start, shared by every rank. An
 optimizer step or a logged value is stamped when the program resumed, i.e.
@@ -41,17 +43,16 @@ import heapq
 import math
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
 from real import rendezvous
+from real.compute import GradientThread
 from real.store import StoreTampered
 from runs.trace import Trace
-from strategies.base import close_program, not_yieldable
-from strategies.comm import CommTimeout
-from strategies.context import RoleContext, WorkerContext
+from strategies.context import GradientWork, RoleContext, WorkerContext
 from strategies.events import Computed, Event, Logged, Sent, Settled, Stepped
 from strategies.handles import Handle
 from strategies.rules import RunRules
@@ -63,7 +64,6 @@ __all__ = [
     "RealRuntime",
     "StopSignal",
     "Timers",
-    "drive",
 ]
 
 STOP_KEY, OWNERS_KEY, STEP_KEY, BEAT_KEY = "stop", "owners_done", "step/{rank}", "beat/{rank}"
@@ -127,6 +127,7 @@ class ComputeTimer:
     """
 
     def __init__(self, device: torch.device) -> None:
+        self.device = device
         self._cuda = device.type == "cuda"
         self._mark = 0.0
         self._start: Any = None
@@ -348,9 +349,12 @@ class RealRuntime:
         self.events: list[Event] = []
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
-        #: The rank's compute time so far at each gradient it computed (``compute.csv``: the
-        #: differences are what each gradient cost, with the rank's own work before it).
+        #: The rank's compute time so far at each gradient it computed, as of the yield that
+        #: saw it finished (``compute.csv``: the differences are what each gradient cost,
+        #: with the rank's own work around it; the sum is the rank's compute time).
         self.gradient_marks: list[float] = []
+        #: Where the rank's gradients are computed, beside its communication.
+        self.gradients = GradientThread(self.now, self.timer.device)
         self.comm_time = 0.0
         self.wake = threading.Event()
         signal.listen(self.wake)
@@ -372,15 +376,18 @@ class RealRuntime:
     def now(self) -> float:
         return time.time() - self.start
 
-    def computed(
-        self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
-    ) -> Handle[torch.Tensor]:
-        at = self.now()
-        self.events.append(Computed(at, self.rank, samples))
-        self.gradient_marks.append(self.compute_time + self.timer.elapsed())
-        handle: Handle[torch.Tensor] = Handle("compute", "compute_gradients")
-        handle.resolve(grads, at=at)
-        return handle
+    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+        # On the rank's compute thread (or stream), from the parameters as they are now: the
+        # program's communication proceeds beside it, as in sim.
+        return self.gradients.submit(ctx.replica, work)
+
+    def took_gradients(self) -> None:
+        """Record the gradients finished since the last call (at a yield, on the rank's own
+        thread, which hands the events in): samples count when a gradient exists, and the
+        rank's compute time so far marks it in ``compute.csv``."""
+        for at, samples in self.gradients.take_finished():
+            self.events.append(Computed(at, self.rank, samples))
+            self.gradient_marks.append(self.compute_time)
 
     def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         handle: Handle[None] = Handle("compute", f"compute {seconds:g} s")
@@ -443,7 +450,10 @@ class RealRuntime:
     # -- waiting --------------------------------------------------------------------------
     def wait(self, handle: Handle[Any], timeout: float) -> None:
         """Block until ``handle`` finishes, the run stops, or ``timeout`` seconds pass."""
-        if handle.kind == "idle":  # a sleep needs no peer: a long one is not a wait on them
+        if handle.kind == "compute" and self._compute_here(handle):
+            return
+        self.gradients.start()  # those queued go on beside this wait
+        if handle.kind != "comm":  # a sleep or a gradient needs no peer: not a wait on them
             self._wait(handle, timeout)
             return
         self.signal.waiting(handle)  # a long wait has the watcher listen for silent peers
@@ -451,6 +461,13 @@ class RealRuntime:
             self._wait(handle, timeout)
         finally:
             self.signal.waiting(None)
+
+    def _compute_here(self, handle: Handle[Any]) -> bool:
+        """Compute a gradient waited on before the compute thread started it on this thread
+        (held collectives are let go first, as a wait on anything else does)."""
+        if self.inline is not None:
+            self.inline.release_inline()
+        return self.gradients.run_here(handle)
 
     def _wait(self, handle: Handle[Any], timeout: float) -> None:
         if self.inline is not None:
@@ -461,8 +478,8 @@ class RealRuntime:
             self.inline.release_inline()
         self.wake.clear()
         handle.add_callback(lambda _: self.wake.set())
-        # A sleep ends by itself: the bound is for operations that need a peer.
-        deadline = math.inf if handle.kind == "idle" else time.perf_counter() + timeout
+        # A sleep or a gradient ends by itself: the bound is for operations that need a peer.
+        deadline = math.inf if handle.kind != "comm" else time.perf_counter() + timeout
         while not handle.done and not self.stopped():
             left = deadline - time.perf_counter()
             if left <= 0 or not self.wake.wait(None if left == math.inf else left):
@@ -483,69 +500,3 @@ class RealRuntime:
         """Let every held operation finish by itself (the program has ended)."""
         if self.inline is not None:
             self.inline.release_inline()
-
-
-def drive(
-    runtime: RealRuntime,
-    ctx: RoleContext,
-    program: Generator[Any, Any, None],
-    timeout: float,
-    tick: Callable[[], None] | None = None,
-) -> str:
-    """Run a role program until it ends (``"finished"``) or the run stops (``"stopped"``).
-
-    A failed handle's error is thrown into the program at its ``yield``; an operation that
-    does not finish within ``timeout`` seconds raises :class:`~strategies.comm.CommTimeout`
-    there, naming what the rank waited on. ``tick`` is called at each ``yield``, on this
-    thread, and its time counts with the wait's, not as the program's compute (the rank
-    hands in its events as it goes there).
-    """
-    value: Any = None
-    error: BaseException | None = None
-    trace = runtime.trace
-    runtime.timer.begin()
-    mark = runtime.now()  # when the program's own work since its last yield began
-    while True:
-        if runtime.stopped():  # the program learns the stop at its yield; finally blocks run
-            close_program(program, ctx.rank, ctx.role)
-            runtime.release()
-            return "stopped"
-        try:
-            item = program.send(value) if error is None else program.throw(error)
-        except StopIteration:
-            runtime.release()
-            return "finished"
-        value, error = None, None
-        if not isinstance(item, Handle):
-            error_ = not_yieldable(item, ctx.rank, ctx.role, program)
-            program.close()
-            raise error_
-        runtime.compute_time += runtime.timer.end()
-        waited = time.perf_counter()
-        yielded = runtime.now()
-        if tick is not None:  # at the yield: the backend's own work, timed with the wait
-            tick()
-        if not item.done:
-            runtime.wait(item, timeout)
-        runtime.comm_time += time.perf_counter() - waited
-        runtime.timer.begin()
-        if trace is not None:
-            resumed = runtime.now()
-            work = item.label if item.kind == "compute" else "compute"
-            trace.span(runtime.rank, "compute", work, mark, yielded)
-            trace.span(runtime.rank, "comm", item.label, yielded, resumed)
-            mark = resumed
-        if not item.done:
-            if runtime.stopped():
-                continue
-            error = CommTimeout(
-                f"rank {runtime.rank} waited {timeout:g} s on {item.describe()}; every rank must "
-                "make matching calls (collectives in the same order; a send completes only "
-                "once its recv is posted), or raise real.run's timeout for longer operations"
-            )
-            continue
-        # An older handle yielded late must not move the stamp back: a rank's events stay in
-        # its own order on the shared time line.
-        finished = item.finished_at if item.finished_at is not None else runtime.now()
-        runtime.resumed_at = max(runtime.resumed_at, finished)
-        value, error = item.outcome()

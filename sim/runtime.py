@@ -3,9 +3,11 @@
 Contexts call :class:`SimRuntime` (the ``strategies.Runtime`` protocol) to compute, step,
 log, sleep and read the clock; it reports steps and samples to the run's
 :class:`strategies.ledger.Ledger`, which owns progress and rows. :meth:`SimRuntime.drive`
-runs a role program as a SimPy process: it waits on each yielded handle, throws a failed
-handle's error into the program, and splits each rank's time into compute, communication and
-idle; with a :class:`runs.trace.Trace`, it also records when (the spans of the run's timeline).
+runs a role program as a SimPy process around the backend-free
+:class:`strategies.driver.ProgramDriver` (which advances it, throws a failed handle's error
+in, refuses what is not a handle and closes it at a stop): it waits on each yielded handle
+as a SimPy event, and splits each rank's time into compute, communication and idle; with a
+:class:`runs.trace.Trace`, it also records when (the spans of the run's timeline).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import torch
 from runs.trace import Trace
 from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
-from strategies.base import not_yieldable
-from strategies.context import RoleContext, ServerContext, WorkerContext
+from strategies.context import GradientWork, RoleContext, ServerContext, WorkerContext
+from strategies.driver import ProgramDriver
 from strategies.events import Computed, Logged, Settled, Stepped
 from strategies.handles import Handle
 from strategies.ledger import Ledger
@@ -85,9 +87,9 @@ class SimRuntime:
     def now(self) -> float:
         return float(self.env.now)
 
-    def computed(
-        self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
-    ) -> Handle[torch.Tensor]:
+    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+        # Computed at the call (the same numbers as real's snapshot); it takes simulated time.
+        grads, samples, _ = work(ctx.replica)
         seconds = self.compute_model.step_time(ctx.rank, ctx.gradients - 1, self.accumulate)
         rank = ctx.rank
         self.gradient_seconds.setdefault(rank, []).append(seconds)
@@ -155,29 +157,12 @@ class SimRuntime:
         """The SimPy process body running one role program and timing its waits."""
         times = self._times.setdefault(ctx.rank, [0.0, 0.0, 0.0])
         self._roles[ctx.rank] = ctx.role
-        value: Any = None
-        error: BaseException | None = None
+        driver = ProgramDriver(program, ctx.rank, ctx.role, self.stopped)
         self.running += 1
-        instant, resumes = -1.0, 0  # a program resuming forever at one instant never ends
-        while True:
-            if self.env.now == instant:
-                resumes += 1
-                if resumes > SPIN_LIMIT:
-                    raise RuntimeError(
-                        f"rank {ctx.rank}'s {ctx.role} program resumed {SPIN_LIMIT} times at "
-                        f"t={instant:.6g}s without simulated time passing: it polls with "
-                        "zero-length waits; yield the handle it waits for instead"
-                    )
-            else:
-                instant, resumes = self.env.now, 0
-            try:
-                item = program.send(value) if error is None else program.throw(error)
-            except StopIteration:
-                self.running -= 1
-                return
-            value, error = None, None
-            if not isinstance(item, Handle):
-                raise not_yieldable(item, ctx.rank, ctx.role, program)
+        # A program resuming forever at one instant never ends.
+        instant, resumes = self.env.now, 0
+        item = driver.advance()
+        while isinstance(item, Handle):
             start = self.env.now
             if not item.done:
                 wake = self.env.event()
@@ -188,7 +173,19 @@ class SimRuntime:
             self._account(times, item, start, self.env.now)
             if self.trace is not None:
                 self._spans(self.trace, ctx.rank, item, start, self.env.now)
-            value, error = item.outcome()
+            if self.env.now == instant:
+                resumes += 1
+                if resumes > SPIN_LIMIT:
+                    raise RuntimeError(
+                        f"rank {ctx.rank}'s {ctx.role} program resumed {SPIN_LIMIT} times at "
+                        f"t={instant:.6g}s without simulated time passing: it polls with "
+                        "zero-length waits; yield the handle it waits for instead"
+                    )
+            else:
+                instant, resumes = self.env.now, 0
+            item = driver.resume(item)
+        if item == "finished":
+            self.running -= 1
 
     @staticmethod
     def _account(times: list[float], item: Handle[Any], start: float, end: float) -> None:

@@ -29,7 +29,10 @@ from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.replica import FlatOptimizer, Replica
 from strategies.rules import is_eval_step
 
-__all__ = ["Runtime", "RoleContext", "WorkerContext", "ServerContext"]
+__all__ = ["GradientWork", "Runtime", "RoleContext", "WorkerContext", "ServerContext"]
+
+#: What computes one gradient on a replica: the flat gradient, its samples and its loss.
+GradientWork = Callable[[Replica], tuple[torch.Tensor, int, float]]
 
 
 class Runtime(Protocol):
@@ -43,10 +46,11 @@ class Runtime(Protocol):
         """Seconds since the run started: simulated in ``sim``, wall-clock in ``real``."""
         ...
 
-    def computed(
-        self, ctx: WorkerContext, grads: torch.Tensor, samples: int, loss: float
-    ) -> Handle[torch.Tensor]:
-        """A handle for a finished local gradient (the simulator adds compute time)."""
+    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+        """A handle for ``ctx``'s next gradient, ``work(replica)`` on its parameters as they
+        are now; it finishes when the gradient is ready and other operations proceed beside
+        it (``sim`` computes at the call and adds the compute model's time; ``real`` computes
+        on the rank's compute thread or stream)."""
         ...
 
     def settled(self, ctx: RoleContext) -> None:
@@ -282,7 +286,8 @@ class WorkerContext(RoleContext):
         Gradients computed so far (each over ``accumulate`` micro-batches).
     last_loss
         The training loss of the last gradient computed (on this worker's batch), for
-        strategies that adapt to it; ``nan`` before the first.
+        strategies that adapt to it; ``nan`` before the first. Read it once the gradient's
+        handle has finished (``sim`` knows it at the call, ``real`` when it is ready).
     """
 
     role = "worker"
@@ -321,13 +326,20 @@ class WorkerContext(RoleContext):
         return self.replica.numel
 
     def compute_gradients(self) -> Handle[torch.Tensor]:
-        """Forward/backward on the next local batch; the handle's value is the flat gradient."""
-        grads, samples, loss = self.replica.compute_gradients(
+        """Forward/backward on the next local batch, from the parameters as they are at this
+        call; the handle's value is the flat gradient. Other operations proceed while it
+        computes (in both backends), so a program may communicate, or load parameters,
+        before it yields the handle."""
+        self.gradients += 1
+        return self._runtime.computed(self, self._gradient)
+
+    def _gradient(self, replica: Replica) -> tuple[torch.Tensor, int, float]:
+        """One gradient on ``replica`` (this worker's, or the copy a backend computes on)."""
+        grads, samples, loss = replica.compute_gradients(
             self._batches, self._loss_fn, self._accumulate
         )
-        self.gradients += 1
         self.last_loss = loss
-        return self._runtime.computed(self, grads, samples, loss)
+        return grads, samples, loss
 
     def apply(self, grads: torch.Tensor, *, staleness: int = 0, lr_scale: float = 1.0) -> None:
         """One step of the local optimizer with a flat gradient: ``step`` and ``version``

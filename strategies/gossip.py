@@ -11,8 +11,9 @@ optimizer step a worker mixes its parameters with its graph neighbours':
   ``x_i, x_j <- (x_i + x_j) / 2``; passive workers keep a receive posted and answer while they
   compute. No barrier, so no deadlock under rendezvous sends: only actives initiate, and
   a passive worker always has a receive posted for them. Each active averages while its
-  next gradient computes (on the parameters read before averaging, as in the paper); a
-  passive worker runs at most ``max_lead`` steps ahead of the actives it hears from.
+  next gradient computes (on the parameters read before averaging, as in the paper; both
+  backends compute beside communication); a passive worker runs at most ``max_lead`` steps
+  ahead of the actives it hears from.
 
 Graph nodes are worker indices (``w.index``); messages go to ``w.workers[j]``.
 """
@@ -104,9 +105,11 @@ class Gossip(Strategy):
         Only for ``mode="async"`` (default 2): a passive worker starts a gradient only while
         it is fewer than ``max_lead`` steps ahead of the newest step an active neighbour has
         sent it (8 bytes on each request); ``math.inf`` lets it run free. AD-PSGD's analysis
-        assumes bounded staleness; here the bound also keeps passive workers, which compute
-        while they answer, from outrunning active ones where gradients are ready at once
-        (``real``), which made the final loss differ from ``sim``'s by half.
+        assumes bounded staleness, and the bound means the same in both backends: a passive
+        worker, which answers while it computes, outruns the active ones wherever an
+        exchange costs more than a gradient (stragglers or slow links in ``sim``; on
+        ``real``, a small model on an oversubscribed machine, whose ranks wait for the CPU
+        to answer).
 
     Logs ``lambda2`` (second largest eigenvalue modulus of the mixing matrix; for the
     one-peer graph, of one period's product), ``spectral_gap`` (``1 - lambda2``), ``degree``
@@ -346,8 +349,8 @@ class Gossip(Strategy):
         heard = 0  # the newest step an active neighbour has told us about
         lead = math.inf if self.max_lead is None else self.max_lead
         while not w.done:
-            # The request first: on real a gradient is ready at once, and listed first it
-            # would win every time and starve the active workers.
+            # The request first: when both are ready, the active worker waiting on the
+            # exchange goes on at once, and the gradient is applied after.
             index, value = yield w.comm.wait_any([request] if grads is None else [request, grads])
             if index == 1:
                 w.apply(value)
