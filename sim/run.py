@@ -142,7 +142,7 @@ def run(
     network
         ``"flow"`` (max-min bandwidth sharing), ``"analytic"`` (alpha-beta, no contention),
         or ``{"model": ..., "sharing": "maxmin" | "rtt", "efficiency": 0.95, "collectives":
-        {"all_reduce": "ring"}, "unfairness": 0.3, "routing": "ecmp" | "spray" | "single"}``
+        {"all_reduce": "ring"}, "unfairness": 0.3, "routing": "ecmp" | "spray" | "single" | "dmodk"}``
         (the payload fraction of links without their own ``efficiency``; what ``auto`` stands
         for: a rule, ``"commsim"`` (the default), ``"gloo"`` or ``"nccl"``, and/or algorithms
         by collective, see :mod:`sim.collectives.rules`; how unevenly concurrent flows share a
