@@ -50,7 +50,7 @@ from collections.abc import Hashable
 import networkx as nx
 import numpy as np
 
-__all__ = ["ROUTINGS", "NetworkError", "Router", "check_routing", "flow_hash"]
+__all__ = ["ROUTINGS", "NetworkError", "Router", "check_routing", "check_routing_on", "flow_hash"]
 
 #: Routing modes: a flow hashed onto one equal-cost path, split over all, the one path, or a
 #: fat tree's destination-based path.
@@ -83,6 +83,25 @@ def check_routing(value: object, name: str = "routing") -> str:
     if not isinstance(value, str) or value not in ROUTINGS:
         raise NetworkError(f"{name} must be one of {', '.join(ROUTINGS)}, got {value!r}")
     return value
+
+
+def check_routing_on(routing: str, topology: nx.Graph) -> None:
+    """Raise a one-line :class:`NetworkError` where ``routing`` cannot route ``topology``
+    (``dmodk`` routes only fat trees made by :func:`topologies.fat_tree`).
+
+    >>> import topologies
+    >>> check_routing_on("dmodk", topologies.fat_tree(2))
+    >>> check_routing_on("dmodk", topologies.ring(3))
+    Traceback (most recent call last):
+    ...
+    sim.routing.NetworkError: routing 'dmodk' needs a fat tree ... got family 'ring'; use ...
+    """
+    family = topology.graph.get("family")
+    if routing == "dmodk" and family != "fat_tree":
+        raise NetworkError(
+            "routing 'dmodk' needs a fat tree made by topologies.fat_tree, got family "
+            f"{family!r}; use ecmp, spray or single"
+        )
 
 
 def _mix(x: int) -> int:
@@ -160,11 +179,7 @@ class Router:
         self.routing = check_routing(routing)
         self.seed = int(seed)
         self.graph = topology
-        if self.routing == "dmodk" and topology.graph.get("family") != "fat_tree":
-            raise NetworkError(
-                "routing 'dmodk' needs a fat tree made by topologies.fat_tree, got family "
-                f"{topology.graph.get('family')!r}; use ecmp, spray or single"
-            )
+        check_routing_on(self.routing, topology)
         self.hosts: list[Hashable] = sorted(
             (v for v, k in topology.nodes(data="kind") if k == "host"),
             key=lambda v: topology.nodes[v]["rank"],

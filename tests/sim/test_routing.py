@@ -149,7 +149,7 @@ def test_a_search_keeps_one_link_per_node_not_a_route_per_node():
     assert kept < 6 * n * (n // 2), kept
 
 
-# -- routing modes: ecmp, spray, single --------------------------------------------------------
+# -- routing modes: ecmp, spray, single, dmodk -----------------------------------------------------
 
 
 def equal_cost_paths(g: nx.Graph, a: int, b: int) -> list[tuple]:
