@@ -8,6 +8,9 @@ link (same bandwidth and latency) and, for every host pair used, commsim's own r
 two differ only in how they simulate. SimGrid weights bandwidth shares by 1 / route latency
 (see docs/performance.md), so cases whose contending flows have unequal route latencies are
 compared with ``sharing="rtt"``; the pure max-min figure is shown beside it for information.
+A second table gives SimGrid its own fat-tree zone and d-mod-k routing instead of commsim's
+routes, against commsim's ``routing="single"`` and ``"dmodk"``, and checks that SimGrid's
+routes share links as commsim's ``dmodk`` routes do.
 
 SimGrid is optional and not in the project venv: it builds from source (about 8 minutes on
 2 cores; see docs/performance.md). Point ``--simgrid-python`` (or ``$SIMGRID_PYTHON``) at an
@@ -15,6 +18,7 @@ interpreter that can import it; this script then runs its SimGrid half there.
 
     .venv/bin/python benchmarks/vs_simgrid.py --simgrid-python /work/simgrid-venv/bin/python
     .venv/bin/python benchmarks/vs_simgrid.py --large   # adds the 1024-rank ring (~90 s)
+    .venv/bin/python benchmarks/vs_simgrid.py --fat-tree --large  # fat trees only, k = 4, 8
 """
 
 from __future__ import annotations
@@ -403,6 +407,7 @@ def fat_tree_cases(large: bool) -> list[Case]:
         g = topologies.fat_tree(k, bandwidth=B, latency=L)
         n, pod = k**3 // 4, (k // 2) ** 2
         a2a = 4_000_000 if k == 4 else 1_000_000
+        hd = 100_000_000 if k == 4 else 128_000_000  # whole bytes in every round of 128 ranks
         pairs = [(s, d) for s in range(n) for d in range(n) if s != d]
         out += [
             Case(
@@ -432,11 +437,11 @@ def fat_tree_cases(large: bool) -> list[Case]:
             ),
             ring_case(f"fat_tree({k}): ring all-reduce, 100 MB", g, n, 100_000_000, "rtt"),
             schedule_case(
-                f"fat_tree({k}): halving-doubling all-reduce, 100 MB",
+                f"fat_tree({k}): halving-doubling all-reduce, {hd // 1_000_000} MB",
                 g,
                 "all_reduce",
                 "halving_doubling",
-                100_000_000 if k == 4 else 128_000_000,
+                hd,
             ),
         ]
     return out
