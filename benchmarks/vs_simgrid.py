@@ -8,6 +8,9 @@ link (same bandwidth and latency) and, for every host pair used, commsim's own r
 two differ only in how they simulate. SimGrid weights bandwidth shares by 1 / route latency
 (see docs/performance.md), so cases whose contending flows have unequal route latencies are
 compared with ``sharing="rtt"``; the pure max-min figure is shown beside it for information.
+A second table gives SimGrid its own fat-tree zone and d-mod-k routing instead of commsim's
+routes, against commsim's ``routing="single"`` and ``"dmodk"``, and checks that SimGrid's
+routes share links as commsim's ``dmodk`` routes do.
 
 SimGrid is optional and not in the project venv: it builds from source (about 8 minutes on
 2 cores; see docs/performance.md). Point ``--simgrid-python`` (or ``$SIMGRID_PYTHON``) at an
@@ -15,11 +18,13 @@ interpreter that can import it; this script then runs its SimGrid half there.
 
     .venv/bin/python benchmarks/vs_simgrid.py --simgrid-python /work/simgrid-venv/bin/python
     .venv/bin/python benchmarks/vs_simgrid.py --large   # adds the 1024-rank ring (~90 s)
+    .venv/bin/python benchmarks/vs_simgrid.py --fat-tree --large  # fat trees only, k = 4, 8
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import subprocess
@@ -50,15 +55,35 @@ def simgrid_worker() -> None:
 
     wall = time.perf_counter()
     engine = sg.Engine(["commsim", "--cfg=network/model:raw", "--log=root.thres:critical"])
-    zone = engine.netzone_root.add_netzone_full("platform")
-    hosts = [zone.add_host(f"h{i}", 1e9) for i in range(spec["hosts"])]
-    links = [
-        zone.add_link(f"l{i}", bw).set_latency(lat) for i, (bw, lat) in enumerate(spec["links"])
-    ]
-    for key, route in spec["routes"].items():
-        s, d = map(int, key.split(","))
-        zone.add_route(hosts[s], hosts[d], [sg.LinkInRoute(links[i]) for i in route], False)
-    zone.seal()
+    if "fat_tree" in spec:
+        # SimGrid's own fat-tree zone and its own (d-mod-k) routing; host i at position i.
+        ft, made = spec["fat_tree"], {}
+
+        def add_host(zone: Any, coord: list[int], ident: int) -> Any:
+            made[ident] = zone.add_host(f"h{ident}", 1e9).seal()
+            return made[ident]
+
+        engine.netzone_root.add_netzone_fatTree(
+            "fat_tree",
+            ft["levels"],
+            ft["down"],
+            ft["up"],
+            ft["count"],
+            ft["bandwidth"],
+            ft["latency"],
+            sg.Link.SharingPolicy.SPLITDUPLEX,  # a link per direction, as commsim's
+        ).set_host_cb(add_host).seal()
+        hosts = [made[i] for i in range(len(made))]
+    else:
+        zone = engine.netzone_root.add_netzone_full("platform")
+        hosts = [zone.add_host(f"h{i}", 1e9) for i in range(spec["hosts"])]
+        links = [
+            zone.add_link(f"l{i}", bw).set_latency(lat) for i, (bw, lat) in enumerate(spec["links"])
+        ]
+        for key, route in spec["routes"].items():
+            s, d = map(int, key.split(","))
+            zone.add_route(hosts[s], hosts[d], [sg.LinkInRoute(links[i]) for i in route], False)
+        zone.seal()
     pattern = spec["pattern"]
 
     def rounds() -> None:
@@ -84,12 +109,19 @@ def simgrid_worker() -> None:
     else:
         sg.Actor.create("controller", hosts[0], rounds)
     engine.run()
+    wall = time.perf_counter() - wall
+    # The links SimGrid routed each pair over, by name (its routes, for the fat-tree zone).
+    routes = {
+        f"{s},{d}": [link.name for link in hosts[s].route_to(hosts[d])[0]]
+        for s, d in spec.get("report_routes", [])
+    }
     print(
         json.dumps(
             {
                 "time": engine.clock,
-                "wall": time.perf_counter() - wall,
+                "wall": wall,
                 "finish": [finish[i] for i in sorted(finish)],
+                "routes": routes,
             }
         )
     )
@@ -108,9 +140,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
+from sim.collectives import halving_doubling  # noqa: E402
 from sim.network import Network  # noqa: E402
 
 B, L = 12.5e9, 1e-6  # 100 Gb/s, 1 us
+SCHEDULES = {("all_reduce", "halving_doubling"): halving_doubling.all_reduce}
 
 
 @dataclass
@@ -122,12 +156,13 @@ class Case:
     collective: dict[str, Any] = field(default_factory=dict)  # commsim runs this if given
 
 
-def ring_case(name: str, g: Any, n: int, nbytes: int) -> Case:
+def ring_case(name: str, g: Any, n: int, nbytes: int, sharing: str = "maxmin") -> Case:
     chunk = nbytes // n  # SimGrid sizes are whole bytes: give both simulators the same chunks
     return Case(
         name,
         g,
         {"kind": "ring", "n": n, "bytes": chunk, "rounds": 2 * (n - 1)},
+        sharing,
         collective={"op": "all_reduce", "nbytes": chunk * n, "algorithm": "ring"},
     )
 
@@ -232,12 +267,13 @@ def cases(large: bool) -> list[Case]:
     return out
 
 
-def run_commsim(case: Case) -> tuple[float, list[float], float, Network]:
+def run_commsim(case: Case, routing: str = "single") -> tuple[float, list[float], float, Network]:
     """Makespan, per-flow finish times (flows patterns), wall time, and the network."""
     wall = time.perf_counter()
     env = simpy.Environment()
-    # single routing: one route per pair, which SimGrid is given link by link (simgrid_spec).
-    net = Network(env, case.graph, sharing=case.sharing, record=False, routing="single")
+    # single routing: one route per pair, which SimGrid is given link by link (simgrid_spec);
+    # dmodk: the fat tree's routing that SimGrid's fat-tree zone has (fat_tree_spec).
+    net = Network(env, case.graph, sharing=case.sharing, record=False, routing=routing)
     finish: list[simpy.Event] = []
     if case.collective:
         net.collective(pace="step", **case.collective)
@@ -252,9 +288,8 @@ def run_commsim(case: Case) -> tuple[float, list[float], float, Network]:
     return env.now, [f.value for f in finish], time.perf_counter() - wall, net
 
 
-def simgrid_spec(case: Case, net: Network) -> dict[str, Any]:
-    r = net.router
-    pattern = case.pattern
+def pattern_pairs(pattern: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (source, destination) pairs a pattern sends between, sorted."""
     if pattern["kind"] == "ring":
         n = pattern["n"]
         pairs = {(i, (i + 1) % n) for i in range(n)}
@@ -262,7 +297,14 @@ def simgrid_spec(case: Case, net: Network) -> dict[str, Any]:
         pairs = {(s, d) for _, s, d, _ in pattern["flows"]}
     else:
         pairs = {(s, d) for step in pattern["rounds"] for s, d, _ in step}
-    routes = {f"{s},{d}": r.route_links[r.route(s, d)].tolist() for s, d in sorted(pairs)}
+    return sorted(pairs)
+
+
+def simgrid_spec(case: Case, net: Network) -> dict[str, Any]:
+    r = net.router
+    pattern = case.pattern
+    pairs = pattern_pairs(pattern)
+    routes = {f"{s},{d}": r.route_links[r.route(s, d)].tolist() for s, d in pairs}
     return {
         "hosts": r.n_hosts,
         "links": np.column_stack((r.capacity, r.latency)).tolist(),
@@ -271,7 +313,191 @@ def simgrid_spec(case: Case, net: Network) -> dict[str, Any]:
     }
 
 
-def run_simgrid(python: str, spec: dict[str, Any]) -> dict[str, float] | None:
+# ---- fat trees: SimGrid's own fat-tree zone against commsim's single and dmodk routing -------
+
+
+def fat_tree_description(k: int) -> str:
+    """SimGrid's ``levels;down;up;parallel`` string of the k-ary fat tree of
+    :func:`topologies.fat_tree`: hosts under edge switches (k/2 each, one up-link), edge
+    switches under k/2 aggregation switches, aggregation switches under k/2 cores each, every
+    core reaching all k pods; one cable per pair.
+
+    >>> fat_tree_description(4)
+    '3;2,2,4;1,2,2;1,1,1'
+    """
+    h = k // 2
+    return f"3;{h},{h},{k};1,{h},{h};1,1,1"
+
+
+def fat_tree_spec(case: Case) -> dict[str, Any]:
+    """The SimGrid worker's spec for a fat-tree case: the zone, not commsim's routes."""
+    g = case.graph
+    levels, down, up, count = fat_tree_description(g.graph["k"]).split(";")
+    pairs = pattern_pairs(case.pattern)
+    return {
+        "fat_tree": {
+            "levels": int(levels),
+            "down": [int(x) for x in down.split(",")],
+            "up": [int(x) for x in up.split(",")],
+            "count": [int(x) for x in count.split(",")],
+            "bandwidth": g.graph["bandwidth"],
+            "latency": g.graph["latency"],
+        },
+        "pattern": case.pattern,
+        "report_routes": pairs,
+    }
+
+
+Sharing = tuple[collections.Counter, dict[tuple[int, int], int]]
+
+
+def link_sharing(routes: dict[tuple[int, int], list[Any]]) -> Sharing:
+    """Which pairs share each link, whatever the links are named, and each pair's hop count:
+    two routings alike in both give max-min the same problem (links all alike)."""
+    by_link: dict[Any, set[tuple[int, int]]] = {}
+    for pair, links in routes.items():
+        for link in links:
+            by_link.setdefault(link, set()).add(pair)
+    hops = {pair: len(links) for pair, links in routes.items()}
+    return collections.Counter(frozenset(p) for p in by_link.values()), hops
+
+
+def commsim_sharing(case: Case, net: Network) -> Sharing:
+    r = net.router
+    return link_sharing(
+        {p: r.route_links[r.route(*p)].tolist() for p in pattern_pairs(case.pattern)}
+    )
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded random permutation of ``range(n)`` with no fixed point (no host sends to
+    itself: SimGrid's fat-tree zone would route that up to the edge switch and back)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if (perm != np.arange(n)).all():
+            return perm.tolist()
+
+
+def schedule_case(name: str, g: Any, op: str, algorithm: str, nbytes: int) -> Case:
+    """A collective's lock-step rounds, taken from commsim's own schedule (whole bytes)."""
+    n = g.graph["k"] ** 3 // 4
+    schedule = SCHEDULES[(op, algorithm)](n, nbytes)
+    rounds = []
+    for i in range(schedule.n_steps):
+        step = schedule.step(i)
+        assert (step.nbytes == step.nbytes.round()).all(), "SimGrid sizes are whole bytes"
+        rounds.append(
+            list(zip(step.src.tolist(), step.dst.tolist(), step.nbytes.astype(int).tolist()))
+        )
+    return Case(
+        name,
+        g,
+        {"kind": "rounds", "rounds": rounds},
+        "rtt",
+        {"op": op, "nbytes": nbytes, "algorithm": algorithm},
+    )
+
+
+def fat_tree_cases(large: bool) -> list[Case]:
+    """Traffic patterns on k-ary fat trees of 100 Gb/s, 1 us links. Route latencies differ
+    (2, 4 or 6 hops), so commsim shares bandwidth as SimGrid does (``sharing="rtt"``)."""
+    out = []
+    for k in (4, 8) if large else (4,):
+        g = topologies.fat_tree(k, bandwidth=B, latency=L)
+        n, pod = k**3 // 4, (k // 2) ** 2
+        a2a = 4_000_000 if k == 4 else 1_000_000
+        hd = 100_000_000 if k == 4 else 128_000_000  # whole bytes in every round of 128 ranks
+        pairs = [(s, d) for s in range(n) for d in range(n) if s != d]
+        out += [
+            Case(
+                f"fat_tree({k}): permutation, shift by a pod, 100 MB",
+                g,
+                {
+                    "kind": "flows",
+                    "flows": [(0.0, i, (i + pod) % n, 100_000_000) for i in range(n)],
+                },
+                "rtt",
+            ),
+            Case(
+                f"fat_tree({k}): random permutation (seed 0), 100 MB",
+                g,
+                {
+                    "kind": "flows",
+                    "flows": [(0.0, i, d, 100_000_000) for i, d in enumerate(derangement(n, 0))],
+                },
+                "rtt",
+            ),
+            Case(
+                f"fat_tree({k}): all-to-all (direct), {a2a // 1_000_000} MB per pair",
+                g,
+                {"kind": "rounds", "rounds": [[(s, d, a2a) for s, d in pairs]]},
+                "rtt",
+                {"op": "all_to_all", "nbytes": n * a2a, "algorithm": "direct"},
+            ),
+            ring_case(f"fat_tree({k}): ring all-reduce, 100 MB", g, n, 100_000_000, "rtt"),
+            schedule_case(
+                f"fat_tree({k}): halving-doubling all-reduce, {hd // 1_000_000} MB",
+                g,
+                "all_reduce",
+                "halving_doubling",
+                hd,
+            ),
+        ]
+    return out
+
+
+def fat_tree_table(python: str | None, large: bool) -> Table:
+    table = Table(
+        title="fat trees: commsim single / dmodk vs SimGrid 4.1's fat-tree zone "
+        "(network/model:raw, sharing rtt)"
+    )
+    for col in (
+        "case",
+        "flows",
+        "commsim single (s)",
+        "commsim dmodk (s)",
+        "SimGrid fat-tree zone (s)",
+        "single / SimGrid",
+        "dmodk max rel. diff",
+        "links shared as SimGrid: single, dmodk",
+        "SimGrid wall (s)",
+    ):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for case in fat_tree_cases(large):
+        t_single, f_single, _, net_single = run_commsim(case, "single")
+        t_dmodk, f_dmodk, _, net_dmodk = run_commsim(case, "dmodk")
+        sg = run_simgrid(python, fat_tree_spec(case)) if python else None
+        ratio = diff = same = "-"
+        if sg:
+            theirs = np.array(sg["finish"] or [sg["time"]])
+            ours = np.array(f_dmodk or [t_dmodk])
+            ratio = f"{t_single / sg['time']:.3f}"
+            diff = f"{(np.abs(ours - theirs) / theirs).max():.1e}"
+            simgrid_routes = {}
+            for key, links in sg["routes"].items():
+                s, d = map(int, key.split(","))
+                simgrid_routes[s, d] = links
+            reference = link_sharing(simgrid_routes)
+            same = ", ".join(
+                "yes" if commsim_sharing(case, net) == reference else "no"
+                for net in (net_single, net_dmodk)
+            )
+        table.add_row(
+            case.name,
+            f"{net_dmodk.flows_simulated:,}",
+            f"{t_single:.9g}",
+            f"{t_dmodk:.9g}",
+            f"{sg['time']:.9g}" if sg else "-",
+            ratio,
+            diff,
+            same,
+            f"{sg['wall']:.3f}" if sg else "-",
+        )
+    return table
+
+
+def run_simgrid(python: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     done = subprocess.run(
         [python, os.path.abspath(__file__), WORKER_FLAG],
         input=json.dumps(spec),
@@ -307,10 +533,15 @@ def find_simgrid(given: str | None) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--simgrid-python", help="interpreter that can import simgrid")
-    parser.add_argument("--large", action="store_true", help="add the 1024-rank ring (~90 s)")
+    parser.add_argument(
+        "--large", action="store_true", help="add the 1024-rank ring (~90 s) and fat_tree(8)"
+    )
+    parser.add_argument(
+        "--fat-tree", action="store_true", help="only the fat-tree table (SimGrid's own zone)"
+    )
     args = parser.parse_args()
     python = find_simgrid(args.simgrid_python)
-    console = Console(width=150)
+    console = Console(width=200)
     if python is None:
         console.print("SimGrid not found: commsim figures only (see docs/performance.md).")
     table = Table(title="commsim vs SimGrid 4.1 (network/model:raw)")
@@ -325,7 +556,7 @@ def main() -> None:
         "SimGrid wall (s)",
     ):
         table.add_column(col, justify="left" if col == "case" else "right")
-    for case in cases(args.large):
+    for case in [] if args.fat_tree else cases(args.large):
         t, finish, wall, net = run_commsim(case)
         sg = run_simgrid(python, simgrid_spec(case, net)) if python else None
         diff = "-"
@@ -343,7 +574,9 @@ def main() -> None:
             f"{wall:.3f}",
             f"{sg['wall']:.3f}" if sg else "-",
         )
-    console.print(table)
+    if not args.fat_tree:
+        console.print(table)
+    console.print(fat_tree_table(python, args.large))
 
 
 if __name__ == "__main__":

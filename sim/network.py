@@ -133,7 +133,7 @@ class Network:
         weight times the bottleneck's level). ``commsim calibrate`` fits it from concurrent
         sends. Flows that share a link are then solved at every change, not from the cache
         (a ring collective, one flow per link, is not affected).
-    routing : {"ecmp", "spray", "single"}
+    routing : {"ecmp", "spray", "single", "dmodk"}
         How flows use a fabric's equal-cost paths (see :mod:`sim.routing`): ``ecmp`` (the
         default) hashes each flow onto one of them, from ``seed``, the ranks and the flow's
         connection (a collective's channel), as switches hash a 5-tuple; ``spray`` splits every
@@ -141,7 +141,8 @@ class Network:
         ``single`` sends every flow of a pair down the one path of the deterministic
         tie-break (the routing before ``ecmp`` existed: on a fat tree all traffic between pods
         then crosses one core switch). On a topology with one shortest path per pair (a star,
-        a tree) the three are the same, bit for bit.
+        a tree) the three are the same, bit for bit. ``dmodk`` (fat trees only) picks each
+        pair's path from the destination's index, as SimGrid's fat-tree zone does.
     seed : int
         Seeds the flows' weights (only drawn when ``unfairness > 0``) and ``ecmp``'s flow hash.
     record : bool

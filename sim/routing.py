@@ -1,4 +1,4 @@
-"""Routes between hosts: directed link indices, shortest paths by latency, three routing modes.
+"""Routes between hosts: directed link indices, shortest paths by latency, four routing modes.
 
 A :class:`Router` numbers the directed links of a topology (an undirected edge is two links,
 one per direction, each with the edge's full capacity) and finds the route of a host pair on
@@ -30,9 +30,16 @@ Routing modes (:data:`ROUTINGS`), for fabrics with several *equal-cost* paths be
     its ideal): it puts on link ``u -> v`` the fraction ``sigma_s(u) * sigma_t(v) /
     sigma_s(t)`` of its rate, ``sigma_a(b)`` counting the equal-cost paths between ``a`` and
     ``b`` (:attr:`Router.route_share`).
+``dmodk``
+    Fat trees made by :func:`topologies.fat_tree` only: destination-based up-down routing as
+    SimGrid's fat-tree zone does it (``FatTreeZone::get_local_route``). Going up, an edge
+    switch takes aggregation switch ``dst mod k/2`` and an aggregation switch ``j`` takes core
+    ``j*k/2 + (dst div k/2) mod k/2``; the way down is unique. One path per pair, spread over
+    the cores by destination (a shift permutation between pods meets no contention).
 
-Where a pair has one equal-cost path all three give the same route, bit for bit; on a
-topology with one path per pair (a star, a tree, hierarchical) the modes are one.
+Where a pair has one equal-cost path ``single``, ``ecmp`` and ``spray`` give the same route,
+bit for bit; on a topology with one path per pair (a star, a tree, hierarchical) those three
+are one (``dmodk`` refuses any topology but a fat tree).
 """
 
 from __future__ import annotations
@@ -43,10 +50,11 @@ from collections.abc import Hashable
 import networkx as nx
 import numpy as np
 
-__all__ = ["ROUTINGS", "NetworkError", "Router", "check_routing", "flow_hash"]
+__all__ = ["ROUTINGS", "NetworkError", "Router", "check_routing", "check_routing_on", "flow_hash"]
 
-#: Routing modes: a flow hashed onto one equal-cost path, split over all, or the one path.
-ROUTINGS = ("ecmp", "spray", "single")
+#: Routing modes: a flow hashed onto one equal-cost path, split over all, the one path, or a
+#: fat tree's destination-based path.
+ROUTINGS = ("ecmp", "spray", "single", "dmodk")
 
 #: Links' latencies are summed in integer femtoseconds so that float noise cannot break ties.
 _QUANTUM = 1e-15
@@ -67,14 +75,33 @@ def check_routing(value: object, name: str = "routing") -> str:
 
     >>> check_routing("ecmp")
     'ecmp'
-    >>> check_routing("adaptive", "network routing")
+    >>> check_routing("adaptive", "routing")
     Traceback (most recent call last):
     ...
-    sim.routing.NetworkError: network routing must be one of ecmp, spray, single, got 'adaptive'
+    sim.routing.NetworkError: routing must be one of ecmp, spray, single, dmodk, got 'adaptive'
     """
     if not isinstance(value, str) or value not in ROUTINGS:
         raise NetworkError(f"{name} must be one of {', '.join(ROUTINGS)}, got {value!r}")
     return value
+
+
+def check_routing_on(routing: str, topology: nx.Graph) -> None:
+    """Raise a one-line :class:`NetworkError` where ``routing`` cannot route ``topology``
+    (``dmodk`` routes only fat trees made by :func:`topologies.fat_tree`).
+
+    >>> import topologies
+    >>> check_routing_on("dmodk", topologies.fat_tree(2))
+    >>> check_routing_on("dmodk", topologies.ring(3))
+    Traceback (most recent call last):
+    ...
+    sim.routing.NetworkError: routing 'dmodk' needs a fat tree ... got family 'ring'; use ...
+    """
+    family = topology.graph.get("family")
+    if routing == "dmodk" and family != "fat_tree":
+        raise NetworkError(
+            "routing 'dmodk' needs a fat tree made by topologies.fat_tree, got family "
+            f"{family!r}; use ecmp, spray or single"
+        )
 
 
 def _mix(x: int) -> int:
@@ -111,8 +138,9 @@ class Router:
     efficiency : float
         Payload fraction of a link's bandwidth for links without their own ``efficiency``
         attribute (protocol headers: TCP/IP over Ethernet carries about 0.95).
-    routing : {"single", "ecmp", "spray"}
-        How flows use equal-cost paths (see the module docstring).
+    routing : {"single", "ecmp", "spray", "dmodk"}
+        How flows use equal-cost paths (see the module docstring); ``dmodk`` needs a
+        :func:`topologies.fat_tree`.
     seed : int
         Seeds ``ecmp``'s flow hash (the run's seed: same seed, same paths).
 
@@ -151,6 +179,7 @@ class Router:
         self.routing = check_routing(routing)
         self.seed = int(seed)
         self.graph = topology
+        check_routing_on(self.routing, topology)
         self.hosts: list[Hashable] = sorted(
             (v for v, k in topology.nodes(data="kind") if k == "host"),
             key=lambda v: topology.nodes[v]["rank"],
@@ -241,6 +270,8 @@ class Router:
                 links = path = self._host_route(s, t)
             elif self.routing == "ecmp":
                 links = path = self._host_route(s, t, flow_hash(self.seed, src, dst, label))
+            elif self.routing == "dmodk":
+                links = path = self._dmodk_route(src, dst)
             else:
                 links, share, path = self._spray_route(s, t)
             rid = len(self.route_links)
@@ -333,6 +364,32 @@ class Router:
         head, s, t, tail = peeled
         middle = self._search(s, t) if pick is None else self._unrank(s, t, pick)
         return np.asarray([*head, *middle, *tail], dtype=np.int64)
+
+    def _dmodk_route(self, src: int, dst: int) -> np.ndarray:
+        """Link ids of the d-mod-k route from rank ``src`` to rank ``dst`` of a k-ary fat tree
+        (node names and rank order of :func:`topologies.fat_tree`; see the module docstring)."""
+        if src == dst:
+            return np.empty(0, dtype=np.int64)
+        half = int(self.graph.graph["k"]) // 2
+        pod, pod_d = src // (half * half), dst // (half * half)
+        edge, edge_d = f"edge{pod}_{src // half % half}", f"edge{pod_d}_{dst // half % half}"
+        nodes = [self.hosts[src], edge]
+        if edge != edge_d:
+            j = dst % half  # the aggregation switch, by destination, in both pods
+            nodes.append(f"agg{pod}_{j}")
+            if pod != pod_d:
+                nodes += [f"core{j * half + dst // half % half}", f"agg{pod_d}_{j}"]
+            nodes.append(edge_d)
+        nodes.append(self.hosts[dst])
+        try:
+            return np.asarray(
+                [self._link_id[uv] for uv in zip(nodes, nodes[1:], strict=False)], dtype=np.int64
+            )
+        except KeyError as err:
+            raise NetworkError(
+                f"routing 'dmodk' found no fat-tree link {err.args[0]!r}; it routes an intact "
+                "topologies.fat_tree only (use ecmp, spray or single)"
+            ) from None
 
     def _spray_route(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """``(links, share per link or None, first path)`` of a flow split evenly over the

@@ -33,6 +33,7 @@ from sim.maxmin import MODELS, SHARINGS
 from sim.memory import RunSize, check_fits, out_of_memory
 from sim.network import Network, check_efficiency, check_routing, check_unfairness
 from sim.progress import StepProgress
+from sim.routing import check_routing_on
 from sim.runtime import SimRuntime
 from strategies import CommError, Strategy
 from strategies.base import close_program
@@ -142,7 +143,7 @@ def run(
     network
         ``"flow"`` (max-min bandwidth sharing), ``"analytic"`` (alpha-beta, no contention),
         or ``{"model": ..., "sharing": "maxmin" | "rtt", "efficiency": 0.95, "collectives":
-        {"all_reduce": "ring"}, "unfairness": 0.3, "routing": "ecmp" | "spray" | "single"}``
+        {"all_reduce": "ring"}, "unfairness": 0.3, "routing": "ecmp" | "spray" | "single" | "dmodk"}``
         (the payload fraction of links without their own ``efficiency``; what ``auto`` stands
         for: a rule, ``"commsim"`` (the default), ``"gloo"`` or ``"nccl"``, and/or algorithms
         by collective, see :mod:`sim.collectives.rules`; how unevenly concurrent flows share a
@@ -208,6 +209,7 @@ def run(
     compute_model = ComputeModel.parse(compute)
     compute_model.check_world(setup.world_size, setup.workers)
     net_options = _network_options(network)
+    check_routing_on(net_options["routing"], graph)  # before anything is written
     max_time = _optional_positive("max_time", max_time)
     if target_loss is not None and not _is_number(target_loss):
         raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")

@@ -67,7 +67,7 @@ def collective_time(
     collectives : str or dict, optional
         What ``auto`` follows: a rule (``"commsim"``, the default, ``"gloo"``, ``"nccl"``)
         and/or algorithms by collective (see :mod:`sim.collectives.rules`).
-    routing : {"ecmp", "spray", "single"}
+    routing : {"ecmp", "spray", "single", "dmodk"}
         How flows use equal-cost paths, and ``seed`` the ``ecmp`` hash (see
         :class:`sim.network.Network`).
     """

@@ -155,7 +155,10 @@ def test_event_timer_survives_preemption_by_new_traffic():
     [
         ({"model": "packet"}, "model"),
         ({"sharing": "fifo"}, "sharing"),
-        ({"routing": "adaptive"}, "routing must be one of ecmp, spray, single, got 'adaptive'"),
+        (
+            {"routing": "adaptive"},
+            "routing must be one of ecmp, spray, single, dmodk, got 'adaptive'",
+        ),
     ],
 )
 def test_bad_constructor_arguments(kwargs, needle):
@@ -324,8 +327,16 @@ def test_collectives_fix_what_auto_stands_for_as_calibration_finds_it():
         ({"collectives": {"allreduce": "ring"}}, "'allreduce' is not a collective"),
         ({"collectives": "ring"}, "must map collectives to algorithms"),
         *(({"unfairness": bad}, "network unfairness must be") for bad in UNFAIR_BAD),
-        ({"routing": "dmodk"}, "network routing must be one of ecmp, spray, single, got 'dmodk'"),
-        ({"routing": None}, "network routing must be one of ecmp, spray, single, got None"),
+        (
+            {"routing": "adaptive"},
+            "network routing must be one of ecmp, spray, single, dmodk, got 'adaptive'",
+        ),
+        ({"routing": None}, "network routing must be one of ecmp, spray, single, dmodk, got None"),
+        (
+            {"routing": "dmodk"},
+            "routing 'dmodk' needs a fat tree made by topologies.fat_tree, got family 'star'; "
+            "use ecmp, spray or single",
+        ),
     ],
 )
 def test_bad_network_options_are_one_line_errors_before_the_run(tmp_path, network, needle):
@@ -467,6 +478,23 @@ def test_spray_gives_a_full_bisection_fat_tree_the_stars_time():
     assert collective_time(tree, "all_to_all", BIG, algorithm="direct", routing="single") > (
         2 * a2a[star]
     )
+
+
+def test_dmodk_gives_shift_permutations_and_an_all_to_all_the_stars_time():
+    # d-mod-k spreads destinations over the cores: a shift between pods meets no contention,
+    # and an all-to-all's one round loads no link more than a star's host links.
+    tree, star = fat_tree_and_star()
+    for shift in (1, 4, 8, 12):
+        perm = [(i + shift) % 16 for i in range(16)]
+        t_star = permutation_time(star, perm)
+        assert permutation_time(tree, perm, routing="dmodk") == pytest.approx(t_star, rel=0.01)
+        if shift % 4 == 0:  # between pods: single sends them all through one core
+            assert permutation_time(tree, perm, routing="single") > 1.5 * t_star
+    a2a = {
+        g: collective_time(g, "all_to_all", BIG, algorithm="direct", routing=routing)
+        for g, routing in ((tree, "dmodk"), (star, "single"))
+    }
+    assert a2a[tree] == pytest.approx(a2a[star], rel=0.01)
 
 
 def hashed_max_load(g: nx.Graph, perm: list[int], seed: int) -> int:

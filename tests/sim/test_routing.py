@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import networkx as nx
@@ -148,7 +149,7 @@ def test_a_search_keeps_one_link_per_node_not_a_route_per_node():
     assert kept < 6 * n * (n // 2), kept
 
 
-# -- routing modes: ecmp, spray, single --------------------------------------------------------
+# -- routing modes: ecmp, spray, single, dmodk -----------------------------------------------------
 
 
 def equal_cost_paths(g: nx.Graph, a: int, b: int) -> list[tuple]:
@@ -270,4 +271,105 @@ def test_only_ecmp_routes_connections_apart():
 def test_an_unknown_routing_mode_is_one_line_naming_the_choices():
     with pytest.raises(NetworkError) as err:
         Router(topologies.star(2), routing="adaptive")
-    assert str(err.value) == "routing must be one of ecmp, spray, single, got 'adaptive'"
+    assert str(err.value) == "routing must be one of ecmp, spray, single, dmodk, got 'adaptive'"
+
+
+# -- dmodk: SimGrid's fat-tree zone routing ---------------------------------------------------
+
+
+def simgrid_fat_tree(k: int):
+    """SimGrid's fat tree ``"3;k/2,k/2,k;1,k/2,k/2;1,1,1"`` as ``FatTreeZone`` labels it, and
+    its routing, ported from ``FatTreeZone.cpp`` (SimGrid 4.1) with no commsim names.
+
+    A node is ``(level, label)``; a label has one digit per level, digit ``i`` counting
+    ``up[i]`` below the node's level and ``down[i]`` from it up. A parent differs from its
+    child in digit ``child level`` only; a host's label is its position in base ``down``.
+    """
+    h = k // 2
+    down, up = (h, h, k), (1, h, h)
+
+    def host(r: int) -> tuple:
+        return (0, (r % h, r // h % h, r // h // h))
+
+    def parent(node: tuple, d: int) -> tuple:
+        level, label = node
+        return (level + 1, label[:level] + (d,) + label[level + 1 :])
+
+    def route(src: int, dst: int) -> list[tuple]:
+        target = host(dst)[1]
+        node, nodes = host(src), [host(src)]
+        # Up while the destination is not below (``is_in_sub_tree``), by d-mod-k.
+        while node[0] == 0 or node[1][node[0] :] != target[node[0] :]:
+            level = node[0]
+            node = parent(node, dst // int(np.prod(up[:level])) % up[level])
+            nodes.append(node)
+        while node[0] > 0:  # down: the one child whose digit is the destination's
+            level, label = node
+            node = (level - 1, label[: level - 1] + (target[level - 1],) + label[level:])
+            nodes.append(node)
+        return nodes
+
+    links = [
+        ((level, label), parent((level, label), d))
+        for level in range(3)
+        for label in itertools.product(*[range((up if i < level else down)[i]) for i in range(3)])
+        for d in range(up[level])
+    ]
+    return route, links
+
+
+def commsim_name(node: tuple, k: int):
+    """A SimGrid fat-tree node's name in :func:`topologies.fat_tree`."""
+    h = k // 2
+    level, (a, b, c) = node
+    return [a + h * b + h * h * c, f"edge{c}_{b}", f"agg{c}_{b}", f"core{b * h + c}"][level]
+
+
+@pytest.mark.parametrize("k", [2, 4, 6])
+def test_simgrid_fat_tree_labels_name_the_same_fat_tree(k):
+    _, links = simgrid_fat_tree(k)
+    named = {frozenset((commsim_name(a, k), commsim_name(b, k))) for a, b in links}
+    assert len(named) == len(links)
+    assert named == {frozenset(e) for e in topologies.fat_tree(k).edges}
+
+
+@pytest.mark.parametrize("k", [2, 4, 6])
+def test_dmodk_routes_as_simgrids_fat_tree_zone(k):
+    route, _ = simgrid_fat_tree(k)
+    r = Router(topologies.fat_tree(k), routing="dmodk")
+    n = k**3 // 4
+    for a in range(n):
+        for b in range(n):
+            want = [commsim_name(v, k) for v in route(a, b)] if a != b else []
+            got = path(r, r.route(a, b)) if a != b else []
+            assert got == want, (a, b)
+    assert r.route_links[r.route(n - 1, n - 1)].size == 0
+
+
+def test_dmodk_spreads_a_pod_shift_over_every_core_without_contention():
+    g = topologies.fat_tree(4)
+    for routing, busiest in (("dmodk", 1), ("single", 4)):
+        r = Router(g, routing=routing)
+        src = np.arange(16)
+        load = np.bincount(
+            np.concatenate([r.route_links[i] for i in r.routes(src, (src + 4) % 16)]),
+            minlength=len(r.links),
+        )
+        assert load.max() == busiest, routing
+    cores = {v for i in r.routes(src, (src + 4) % 16) for v in path(r, i) if "core" in str(v)}
+    assert cores == {"core0"}  # single: every flow through one core
+
+
+def test_dmodk_on_anything_but_a_fat_tree_is_one_line():
+    with pytest.raises(NetworkError) as err:
+        Router(topologies.torus2d(4, 4), routing="dmodk")
+    assert str(err.value) == (
+        "routing 'dmodk' needs a fat tree made by topologies.fat_tree, got family 'torus2d'; "
+        "use ecmp, spray or single"
+    )
+    g = topologies.fat_tree(4)
+    g.remove_edge("agg0_1", "core2")
+    with pytest.raises(
+        NetworkError, match=r"^routing 'dmodk' found no fat-tree link \('agg0_1', 'core2'\)"
+    ):
+        Router(g, routing="dmodk").route(0, 5)

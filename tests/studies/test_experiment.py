@@ -164,7 +164,7 @@ def test_same_experiment_same_bits():
         ),
         (
             {"network": {"routing": "adaptive"}},
-            "network.routing: input should be 'ecmp', 'spray' or 'single', got 'adaptive'",
+            "network.routing: input should be 'ecmp', 'spray', 'single' or 'dmodk', got 'adaptive'",
         ),
         (
             {"sweep": {"grid": {"strategy.mod": [1]}}},
