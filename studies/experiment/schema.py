@@ -140,7 +140,7 @@ class NetworkSection(_Section):
     #: What ``auto`` stands for: a rule ("commsim", "gloo", "nccl") and/or algorithms by collective.
     collectives: dict[str, str] | str = Field(default_factory=dict)
     unfairness: float = Field(0.0, ge=0, allow_inf_nan=False)
-    routing: Literal["ecmp", "spray", "single"] = "ecmp"
+    routing: Literal["ecmp", "spray", "single", "dmodk"] = "ecmp"
 
     @field_validator("collectives")
     @classmethod
