@@ -457,6 +457,8 @@ def _describe_type(annotation: Any, metadata: list[Any]) -> str:
     if annotation is float and any(getattr(m, "ge", None) == math.inf for m in metadata):
         return "math.inf"  # a float that can only be infinite: the unbounded choice
     text = words.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    if annotation is float and any(getattr(m, "allow_inf_nan", None) is False for m in metadata):
+        text = "a finite number"
     return text + _describe_range(metadata)
 
 

@@ -24,14 +24,14 @@ import torch
 
 import topologies
 import workloads
+from options.declare import OptionError
 from runs import RunResult, RunWriter, check_out, gradient_times
 from sim.artifacts import link_counters, save_topology, write_links
-from sim.collectives.select import check_auto
 from sim.comm import Fabric
 from sim.compute import ComputeModel
-from sim.maxmin import MODELS, SHARINGS
 from sim.memory import RunSize, check_fits, out_of_memory
-from sim.network import Network, check_efficiency, check_routing, check_unfairness
+from sim.network import Network
+from sim.network_options import network_record
 from sim.progress import StepProgress
 from sim.routing import check_routing_on
 from sim.runtime import SimRuntime
@@ -68,39 +68,13 @@ def _topology(spec: Any) -> nx.Graph:
 
 
 def _network_options(network: str | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(network, str):
-        network = {"model": network}
-    if not isinstance(network, Mapping):
-        raise ValueError(f"network={network!r} must be 'flow', 'analytic' or a mapping")
-    options = dict(network)
-    known = {"model", "sharing", "efficiency", "collectives", "unfairness", "routing"}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(
-            f"network options {sorted(unknown)} are unknown; use 'model', 'sharing', "
-            "'efficiency', 'collectives', 'unfairness' and 'routing'"
-        )
-    if not isinstance(options.get("collectives", {}), (Mapping, str)):
-        raise ValueError(
-            f"network collectives={options['collectives']!r} must name a rule (commsim, "
-            "gloo, nccl) or map collectives to algorithms, e.g. {'all_reduce': 'ring'}"
-        )
-    if "collectives" in options:
-        options["collectives"] = check_auto(options["collectives"])
-    if "efficiency" in options:
-        options["efficiency"] = check_efficiency(options["efficiency"], "network efficiency")
-    if "unfairness" in options:
-        options["unfairness"] = check_unfairness(options["unfairness"], "network unfairness")
-    # Recorded even when not given: the default was ``single`` before ``ecmp`` (issue 23), and
-    # a run's record must say which paths its flows took.
-    options["routing"] = check_routing(options.get("routing", "ecmp"), "network routing")
-    if options.get("model", "flow") not in MODELS:
-        raise ValueError(f"network model={options['model']!r} is unknown; use one of {MODELS}")
-    if options.get("sharing", "maxmin") not in SHARINGS:
-        raise ValueError(
-            f"network sharing={options['sharing']!r} is unknown; use one of {SHARINGS}"
-        )
-    return options
+    """What the run records of ``network``, checked by its declaration; a bad option is one
+    line that starts with its path (``network.routing: ...``)."""
+    try:
+        return network_record(network)
+    except OptionError as exc:
+        where = f"network.{exc.field}" if exc.field else "network"
+        raise OptionError(f"{where}: {exc}", exc.field) from None
 
 
 def run(

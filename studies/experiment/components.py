@@ -1,6 +1,6 @@
 """Each component of an experiment checked against its own code: the strategy and the
 workload by their declared options (:mod:`options.declare`), the topology by its builder,
-the optimizer by torch, the compute model by itself. A bad option is said at its field path,
+the optimizer by torch, the compute model by itself, the network by its declared options. A bad option is said at its field path,
 which the error carries (``OptionError.field``, ``TopologyError.field``): no message is
 read back for it.
 """
@@ -19,6 +19,7 @@ from studies.experiment.schema import (
     ComputeSection,
     Experiment,
     ExperimentError,
+    NetworkSection,
     OptimizerSection,
     StrategySection,
     TopologySection,
@@ -67,6 +68,7 @@ def _check_components(exp: Experiment) -> None:
     graph = _check_topology(exp.topology)
     _check_optimizer(exp.optimizer)
     _check_compute(exp.compute, len(topologies.hosts(graph)))
+    _check_network(exp.network)
 
 
 def _check_strategy(section: StrategySection) -> None:
@@ -171,6 +173,16 @@ def _check_compute(section: ComputeSection, world: int) -> None:
         raise ExperimentError(
             f"compute.slowdown: rank {beyond[0]} is not in this topology's ranks 0..{world - 1}"
         )
+
+
+def _check_network(section: NetworkSection) -> None:
+    """Checked by the options' one declaration (``sim.network_options``) and kept as checked
+    (numbers as floats, ``collectives`` as its mapping): what the run gets and the key hashes."""
+    from sim.network_options import network_options
+
+    checked = _build("network", network_options, section.model_dump())
+    for name, value in checked.items():
+        setattr(section, name, value)
 
 
 def compute_model(section: ComputeSection) -> Any:

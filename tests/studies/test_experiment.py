@@ -153,18 +153,21 @@ def test_same_experiment_same_bits():
             "compute.sigam: compute options ['sigam'] do not apply to straggler='lognormal'",
         ),
         ({"compute": {"slowdown": {"3": -2}}}, "compute.slowdown: compute slowdown[3]=-2.0"),
-        ({"network": {"model": "packet"}}, "network.model: input should be 'flow' or 'analytic'"),
+        (
+            {"network": {"model": "packet"}},
+            "network.model: model='packet' is unknown; use one of flow, analytic",
+        ),
         (
             {"network": {"unfairness": -1}},
-            "network.unfairness: input should be greater than or equal to 0, got -1",
+            "network.unfairness: unfairness=-1 must be a finite number >= 0",
         ),
         (
             {"network": {"unfairness": float("inf")}},
-            "network.unfairness: input should be a finite number, got inf",
+            "network.unfairness: unfairness=inf must be a finite number >= 0",
         ),
         (
             {"network": {"routing": "adaptive"}},
-            "network.routing: input should be 'ecmp', 'spray', 'single' or 'dmodk', got 'adaptive'",
+            "network.routing: routing='adaptive' is unknown; use one of ecmp, spray, single, dmodk",
         ),
         (
             {"sweep": {"grid": {"strategy.mod": [1]}}},
@@ -515,3 +518,26 @@ def test_an_option_checked_only_at_run_time_is_named_by_its_field():
         ExperimentError, match=r"^strategy.graph: mode='async' needs a bipartite graph"
     ):
         run_experiment(exp)
+
+
+def test_the_network_section_names_the_declared_network_options_with_their_defaults():
+    from options.declare import option_fields
+    from sim.network_options import network_options
+    from studies.experiment.schema import NetworkSection
+
+    declared = {
+        name: info.get_default(call_default_factory=True)
+        for name, info in option_fields(network_options).items()
+    }
+    section = NetworkSection().model_dump()
+    assert section == declared
+
+
+def test_network_options_written_two_ways_are_one_run_and_a_misspelt_one_is_named():
+    base = {"topology": "star:n=4,bandwidth=1Gbps"}
+    a = load_experiment({**base, "network": {"efficiency": 1, "collectives": "gloo"}})
+    b = load_experiment({**base, "network": {"efficiency": 1.0, "collectives": {"rule": "gloo"}}})
+    assert a.key() == b.key() != load_experiment(base).key()
+    assert a.network.collectives == {"rule": "gloo"} and a.network.efficiency == 1.0
+    with pytest.raises(ExperimentError, match="network.routng.*did you mean 'routing'"):
+        load_experiment({**base, "network": {"routng": "spray"}})
