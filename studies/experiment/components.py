@@ -186,16 +186,9 @@ def _check_network(section: NetworkSection) -> None:
 
 
 def compute_model(section: ComputeSection) -> Any:
-    """The section as ``sim.compute.ComputeModel`` (which checks its own fields)."""
+    """The section as ``sim.compute.ComputeModel`` (which checks its own fields): its fields
+    by name, the straggler's parameters (the extra keys) as ``options``."""
     from sim.compute import ComputeModel
 
-    return ComputeModel(
-        base=section.base,
-        straggler=section.straggler,
-        options=section.options,
-        slowdown=dict(section.slowdown),
-        device=section.device,
-        efficiency=section.efficiency,
-        server=section.server,
-        contention=section.contention,
-    )
+    fields = {name: getattr(section, name) for name in type(section).model_fields}
+    return ComputeModel(**fields, options=section.options)

@@ -150,9 +150,18 @@ def test_same_experiment_same_bits():
         ),
         (
             {"compute": {"straggler": "lognormal", "sigam": 3}},
-            "compute.sigam: compute options ['sigam'] do not apply to straggler='lognormal'",
+            "compute.sigam: options ['sigam'] do not apply to straggler='lognormal' "
+            "(it takes ['sigma']); did you mean 'sigma'?",
         ),
-        ({"compute": {"slowdown": {"3": -2}}}, "compute.slowdown: compute slowdown[3]=-2.0"),
+        (
+            {"compute": {"efficency": 0.5}},
+            "compute.efficency: options ['efficency'] do not apply to straggler='constant' "
+            "(it takes no options); did you mean 'efficiency'?",
+        ),
+        (
+            {"compute": {"slowdown": {"3": -2}}},
+            "compute.slowdown: slowdown={3: -2.0} must be a mapping of ranks to positive",
+        ),
         (
             {"network": {"model": "packet"}},
             "network.model: model='packet' is unknown; use one of flow, analytic",
