@@ -12,7 +12,6 @@ Nodes are indices and links are link ids of a :class:`sim.paths.ShortestPaths`' 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,9 +32,7 @@ class EqualCostPaths:
     Parameters
     ----------
     paths : ShortestPaths
-        The topology's adjacency (stubs left out) and node names (for errors).
-    ends : sequence of (int, int)
-        Each directed link's (from, to) node indices, by link id.
+        The topology's links and adjacency (stubs left out).
     spray : bool
         Whether to compute each link's fraction of a split flow (``spray`` only).
 
@@ -45,9 +42,9 @@ class EqualCostPaths:
     0, 1), path 1 through node 3; a sprayed flow puts half its rate on each of their links.
 
     >>> import numpy as np
-    >>> ends = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 1), (3, 2), (0, 3)]
-    >>> paths = ShortestPaths([0, 1, 2, 3], ends, np.ones(8), directed=False)
-    >>> ecp = EqualCostPaths(paths, ends, spray=True)
+    >>> links = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 1), (3, 2), (0, 3)]
+    >>> paths = ShortestPaths([0, 1, 2, 3], links, np.ones(8), directed=False)
+    >>> ecp = EqualCostPaths(paths, spray=True)
     >>> ecp.unrank(0, 2, 0), ecp.unrank(0, 2, 1), ecp.unrank(0, 2, 2)
     ([0, 1], [7, 6], [0, 1])
     >>> links, shares = ecp.split(0, 2)
@@ -57,10 +54,10 @@ class EqualCostPaths:
     True
     """
 
-    def __init__(self, paths: ShortestPaths, ends: Sequence[tuple[int, int]], spray: bool) -> None:
+    def __init__(self, paths: ShortestPaths, spray: bool) -> None:
         self._paths = paths
-        self._ends = ends
         self._spray = spray
+        self._ends: list[tuple[int, int]] | None = None  # links' node indices, spray's only
         self._dags: dict[int, tuple] = {}  # resumable DAG searches by source, oldest first
         self._cost_adj: list[list[tuple[int, int, int]]] | None = None  # built on first use
         self._middles: dict[tuple[int, int], tuple] = {}  # equal-cost paths by node pair
@@ -132,6 +129,9 @@ class EqualCostPaths:
         shares = None
         if self._spray:  # only a split flow needs them; counts are exact ints
             ends = self._ends
+            if ends is None:
+                index = self._paths.index
+                ends = self._ends = [(index[u], index[v]) for u, v in self._paths.links]
             shares = np.array([sigma_s[ends[lid][0]] * sigma_t[ends[lid][1]] / n for lid in links])
             order_links = np.argsort(ids, kind="stable")
             ids, shares = ids[order_links], shares[order_links]

@@ -41,8 +41,8 @@ class ShortestPaths:
     ----------
     nodes : sequence
         The topology's nodes in ``g.nodes`` order (a node's index is its position).
-    ends : sequence of (int, int)
-        Each directed link's (from, to) node indices; position ``i`` is link id ``i``.
+    links : sequence of (u, v)
+        Directed links (node pairs); position ``i`` is link id ``i``.
     latency : np.ndarray
         Each link's latency (s).
     directed : bool
@@ -50,6 +50,10 @@ class ShortestPaths:
 
     Attributes
     ----------
+    index : dict
+        Node -> node index.
+    link_id : dict
+        ``(u, v)`` -> link id.
     adj : list of list of (int, int, int)
         Per node index, ``(neighbour, link id, latency in fs)`` sorted by neighbour, stubs left
         out (see :meth:`peel`).
@@ -60,8 +64,8 @@ class ShortestPaths:
     wins (the smaller node-index sequence).
 
     >>> import numpy as np
-    >>> ends = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 1), (3, 2), (0, 3)]
-    >>> p = ShortestPaths([0, 1, 2, 3], ends, np.ones(8), directed=False)
+    >>> links = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 1), (3, 2), (0, 3)]
+    >>> p = ShortestPaths([0, 1, 2, 3], links, np.ones(8), directed=False)
     >>> p.best(0, 2), p.best(2, 0)
     ([0, 1], [5, 4])
 
@@ -75,26 +79,31 @@ class ShortestPaths:
     def __init__(
         self,
         nodes: Sequence[Hashable],
-        ends: Sequence[tuple[int, int]],
+        links: Sequence[tuple[Hashable, Hashable]],
         latency: np.ndarray,
         directed: bool,
     ) -> None:
+        # No per-link tuples of indices are kept: on a large fat tree tens of thousands more
+        # objects cost a full garbage collection in the constructor (twice its time).
         self.nodes = nodes
+        self.links = links
+        self.index = {v: i for i, v in enumerate(nodes)}
+        self.link_id = {uv: i for i, uv in enumerate(links)}
         # Adjacency as index lists sorted by neighbour index: the search then meets candidate
         # paths in a fixed order, which keeps the whole computation deterministic.
+        index = self.index
         adj: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
-        for lid, (iu, iv) in enumerate(ends):
-            adj[iu].append((iv, lid, round(latency[lid] / _QUANTUM)))
+        for lid, (u, v) in enumerate(links):
+            adj[index[u]].append((index[v], lid, round(latency[lid] / _QUANTUM)))
         for nbrs in adj:
             nbrs.sort()
         # A node of an undirected graph with one neighbour (a host on a switch) can end a
         # route but never carry one: searches leave such stubs out, so they never walk a
         # switch's thousands of hosts, and a stub's own route starts with its one link.
         stub = [not directed and len(nbrs) == 1 for nbrs in adj]
-        link_id = {uv: lid for lid, uv in enumerate(ends)} if any(stub) else {}
         # A stub's route leaves through its one neighbour: (neighbour, link out, link in).
         self._parent = {
-            u: (nbrs[0][0], nbrs[0][1], link_id[(nbrs[0][0], u)])
+            u: (nbrs[0][0], nbrs[0][1], self.link_id[(nodes[nbrs[0][0]], nodes[u])])
             for u, nbrs in enumerate(adj)
             if stub[u]
         }

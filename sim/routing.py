@@ -163,7 +163,6 @@ class Router:
             key=lambda v: topology.nodes[v]["rank"],
         )
         self.n_hosts = len(self.hosts)
-        self._index = {v: i for i, v in enumerate(topology.nodes)}
         edges = list(topology.edges(data=True))
         if not topology.is_directed():
             edges = edges + [(v, u, d) for u, v, d in edges]
@@ -176,12 +175,11 @@ class Router:
         )
         self.latency = np.array([float(d["latency"]) for *_, d in edges], dtype=float)
         # The searches work on node indices; the two path finders share one adjacency.
-        ends = [(self._index[u], self._index[v]) for u, v in self.links]
         self._paths = ShortestPaths(
-            list(topology.nodes), ends, self.latency, topology.is_directed()
+            list(topology.nodes), self.links, self.latency, topology.is_directed()
         )
-        self._equal = EqualCostPaths(self._paths, ends, spray=self.routing == "spray")
-        self._link_id: dict[tuple[Hashable, Hashable], int] | None = None  # for dmodk
+        self._index = self._paths.index
+        self._equal = EqualCostPaths(self._paths, spray=self.routing == "spray")
         self.route_links: list[np.ndarray] = []
         self.route_share: list[np.ndarray | None] = []
         # Per-route arrays grow by doubling; the properties expose the filled prefix.
@@ -327,11 +325,10 @@ class Router:
         """Link ids of the d-mod-k route from rank ``src`` to rank ``dst`` (see
         :func:`sim.dmodk.dmodk_nodes`)."""
         nodes = dmodk_nodes(int(self.graph.graph["k"]), self.hosts, src, dst)
-        if self._link_id is None:
-            self._link_id = {uv: i for i, uv in enumerate(self.links)}
+        link_id = self._paths.link_id
         try:
             return np.asarray(
-                [self._link_id[uv] for uv in zip(nodes, nodes[1:], strict=False)], dtype=np.int64
+                [link_id[uv] for uv in zip(nodes, nodes[1:], strict=False)], dtype=np.int64
             )
         except KeyError as err:
             raise NetworkError(
