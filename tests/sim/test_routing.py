@@ -123,13 +123,16 @@ def test_self_route_is_empty():
     assert r.route_bottleneck[rid] == np.inf
 
 
-def test_unreachable_host_is_a_one_line_error():
+@pytest.mark.parametrize("routing", ["single", "ecmp", "spray"])
+def test_unreachable_host_is_a_one_line_error(routing):
+    # Each mode's search (sim.paths, sim.equal_cost) finds no route; the Router raises it as
+    # its NetworkError, so callers catching that (or ValueError) see every mode's failure.
     g = nx.DiGraph()
     host(g, 0, 0)
     host(g, 1, 1)
     g.add_edge(0, 1, bandwidth=1.0, latency=1.0)
-    with pytest.raises(NetworkError, match="no route") as err:
-        Router(g).route(1, 0)
+    with pytest.raises(NetworkError, match="^no route from 1 to 0; connect them") as err:
+        Router(g, routing=routing).route(1, 0)
     assert "\n" not in str(err.value)
 
 

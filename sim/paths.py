@@ -1,0 +1,175 @@
+"""Least-latency paths between a topology's nodes by the tie-break rule of :mod:`sim.routing`.
+
+:class:`ShortestPaths` holds a topology as index adjacency (node and link indices, latencies in
+whole femtoseconds), peels stub hosts off a route's ends and runs the resumable, tie-broken
+Dijkstra that gives ``single`` routing's one path. :mod:`sim.equal_cost` works on the same
+adjacency for the modes that use every equal-cost path. Nodes are indices (position in
+``g.nodes``), links are link ids; turning ranks into node indices and paths into routes is the
+:class:`sim.routing.Router`'s job.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+__all__ = ["NoRouteError", "ShortestPaths"]
+
+#: Links' latencies are summed in integer femtoseconds so that float noise cannot break ties.
+_QUANTUM = 1e-15
+#: Searches kept for resuming (one per source node; each holds at most one label per node).
+_KEEP_SEARCHES = 256
+
+
+class NoRouteError(LookupError):
+    """Two nodes are not connected; :class:`sim.routing.Router` re-raises it as its
+    ``NetworkError`` (this module stays below that one, so it cannot import it)."""
+
+    def __init__(self, nodes: Sequence[Hashable], s: int, t: int) -> None:
+        super().__init__(
+            f"no route from {nodes[s]!r} to {nodes[t]!r}; "
+            "connect them (check the topology with topologies.validate)"
+        )
+
+
+class ShortestPaths:
+    """Index adjacency of a topology and its best paths by the tie-break rule.
+
+    Parameters
+    ----------
+    nodes : sequence
+        The topology's nodes in ``g.nodes`` order (a node's index is its position).
+    links : sequence of (u, v)
+        Directed links (node pairs); position ``i`` is link id ``i``.
+    latency : np.ndarray
+        Each link's latency (s).
+    directed : bool
+        Whether the topology is directed (then no node is a stub).
+
+    Attributes
+    ----------
+    index : dict
+        Node -> node index.
+    link_id : dict
+        ``(u, v)`` -> link id.
+    adj : list of list of (int, int, int)
+        Per node index, ``(neighbour, link id, latency in fs)`` sorted by neighbour, stubs left
+        out (see :meth:`peel`).
+
+    Examples
+    --------
+    A ring of four nodes: of its two equal-cost paths from 0 to 2 the one through node 1
+    wins (the smaller node-index sequence).
+
+    >>> import numpy as np
+    >>> links = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 1), (3, 2), (0, 3)]
+    >>> p = ShortestPaths([0, 1, 2, 3], links, np.ones(8), directed=False)
+    >>> p.best(0, 2), p.best(2, 0)
+    ([0, 1], [5, 4])
+
+    On a path 0 - 1 - 2 both ends are stubs: :meth:`peel` gives the whole route.
+
+    >>> p = ShortestPaths([0, 1, 2], [(0, 1), (1, 2), (1, 0), (2, 1)], np.ones(4), False)
+    >>> p.peel(0, 2), p.adj[1]
+    (array([0, 1]), [])
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Hashable],
+        links: Sequence[tuple[Hashable, Hashable]],
+        latency: np.ndarray,
+        directed: bool,
+    ) -> None:
+        # No per-link tuples of indices are kept: on a large fat tree tens of thousands more
+        # objects cost a full garbage collection in the constructor (twice its time).
+        self.nodes = nodes
+        self.links = links
+        self.index = {v: i for i, v in enumerate(nodes)}
+        self.link_id = {uv: i for i, uv in enumerate(links)}
+        # Adjacency as index lists sorted by neighbour index: the search then meets candidate
+        # paths in a fixed order, which keeps the whole computation deterministic.
+        index = self.index
+        adj: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
+        for lid, (u, v) in enumerate(links):
+            adj[index[u]].append((index[v], lid, round(latency[lid] / _QUANTUM)))
+        for nbrs in adj:
+            nbrs.sort()
+        # A node of an undirected graph with one neighbour (a host on a switch) can end a
+        # route but never carry one: searches leave such stubs out, so they never walk a
+        # switch's thousands of hosts, and a stub's own route starts with its one link.
+        stub = [not directed and len(nbrs) == 1 for nbrs in adj]
+        # A stub's route leaves through its one neighbour: (neighbour, link out, link in).
+        self._parent = {
+            u: (nbrs[0][0], nbrs[0][1], self.link_id[(nodes[nbrs[0][0]], nodes[u])])
+            for u, nbrs in enumerate(adj)
+            if stub[u]
+        }
+        self.adj = [[e for e in nbrs if not stub[e[0]]] for nbrs in adj]
+        self._searches: dict[int, tuple] = {}  # resumable searches by source, oldest first
+
+    def peel(self, s: int, t: int) -> tuple[list[int], int, int, list[int]] | np.ndarray:
+        """``(head links, s, t, tail links)`` with stub hosts peeled off both ends, or the
+        whole route (link ids) where it has no switch-to-switch middle."""
+        if s == t:
+            return np.empty(0, dtype=np.int64)
+        head: list[int] = []
+        tail: list[int] = []
+        out, back = self._parent.get(s), self._parent.get(t)
+        if out is not None:
+            if out[0] == t:
+                return np.asarray([out[1]], dtype=np.int64)
+            head, s = [out[1]], out[0]
+        if back is not None:
+            if back[0] == s:
+                return np.asarray([*head, back[2]], dtype=np.int64)
+            tail, t = [back[2]], back[0]
+        return head, s, t, tail
+
+    def best(self, s: int, t: int) -> list[int]:
+        """Link ids of the best route between non-stub nodes ``s`` and ``t``.
+
+        Labels (latency in fs, hops, node-index sequence) are ordered lexicographically;
+        extending a label by one link preserves that order, so Dijkstra settles each node with
+        its best label. The search from ``s`` stops once ``t`` is settled and is kept (for the
+        :data:`_KEEP_SEARCHES` most recent sources) to resume for the next destination.
+
+        Raises
+        ------
+        NoRouteError
+            Where ``t`` cannot be reached from ``s``.
+        """
+        if s == t:
+            return []
+        state = self._searches.pop(s, None)
+        if state is None:
+            state = ({s: (0, 0, (s,))}, {}, [(0, 0, (s,), s)], set())
+        self._searches[s] = state
+        if len(self._searches) > _KEEP_SEARCHES:
+            del self._searches[next(iter(self._searches))]
+        best, via, heap, done = state
+        while t not in done and heap:
+            lat, hops, seq, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            for v, lid, w in self.adj[u]:
+                if v in done:
+                    continue
+                label = (lat + w, hops + 1, seq + (v,))
+                old = best.get(v)
+                if old is None or label < old:
+                    best[v] = label
+                    # The link in and the node it leaves (settled: its own route is final),
+                    # not the whole route: a route per node is O(n^2) for a search on a ring.
+                    via[v] = (u, lid)
+                    heapq.heappush(heap, (*label, v))
+        if t not in done:
+            raise NoRouteError(self.nodes, s, t)
+        links = []
+        while t != s:
+            t, lid = via[t]
+            links.append(lid)
+        return links[::-1]
