@@ -168,7 +168,11 @@ def run_rank(
     record: dict[str, Any] = {"events": [], "error": None, "final": None}
     owners, _ = setup.strategy.owners(world)
     signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
-    handin = HandIn(store, rank)
+    # A run that evaluates as it goes needs the states at once. Local processes hand them in
+    # as they go over loopback (a rank killed outright keeps its evaluation points); across
+    # a testbed's or a cluster's links they would share the training's links: sent last.
+    hold = not options.eager and placement.launcher != "local"
+    handin = HandIn(store, rank, hold_states=hold)
     ctx = runtime = None
     interrupted: list[str] = []
 

@@ -245,3 +245,48 @@ def test_logged_values_travel_as_the_ledger_reads_them():
         {"a": 0.5, "b": 0.25, "c": 2.0},
         {"d": True, "e": 3.0},
     ]
+
+
+def _hand_in_two_batches(store, rank, hold, close):
+    """A rank's events in two batches (a snapshot in each), closed or not."""
+    from strategies.events import Settled
+
+    sender = handin.HandIn(store, rank, every=0.0, hold_states=hold)
+    events = [Computed(0.1, rank, 32), Stepped(0.2, rank, 0, torch.full((3,), 1.0))]
+    sender.events(events, force=True)
+    events += [Settled(0.3, rank, torch.full((3,), 2.0)), Stepped(0.4, rank, 0)]
+    if close:
+        sender.final(events, {"error": None, "final": None, "stop_reason": "steps"})
+    else:
+        sender.events(events, force=True)
+    return events
+
+
+def _states(part):
+    return [
+        None if getattr(e, "state", None) is None else e.state.tolist()
+        for e in part["events"]
+        if e.kind in ("stepped", "settled")
+    ]
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_held_states_come_back_in_place_and_are_not_in_the_batches(hold):
+    raw = dist.HashStore()
+    store = SignedStore(raw, new_secret())
+    _hand_in_two_batches(store, 0, hold, close=True)
+    batches, _ = handin.read_batches(store, 0)
+    sent = [
+        e.state.numel() for e in batches if e.kind in ("stepped", "settled") and e.state is not None
+    ]
+    assert sent == ([0, 0] if hold else [3, 3])  # nothing of the model while training
+    gathered = handin.gather(store, 1, lambda: 0.0)
+    assert _states(gathered.parts[0]) == [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], None]
+
+
+def test_a_rank_that_never_closed_keeps_its_steps_but_not_its_held_states():
+    store = SignedStore(dist.HashStore(), new_secret())
+    _hand_in_two_batches(store, 0, hold=True, close=False)
+    part = handin.gather(store, 1, lambda: 0.0).parts[0]
+    assert [e.kind for e in part["events"]] == ["computed", "stepped", "stepped"]
+    assert _states(part) == [None, None]
