@@ -15,14 +15,14 @@ optimizer step a worker mixes its parameters with its graph neighbours':
   backends compute beside communication); a passive worker runs at most ``max_lead`` steps
   ahead of the actives it hears from.
 
-Graph nodes are worker indices (``w.index``); messages go to ``w.workers[j]``.
+Graph nodes are worker indices (``w.index``); messages go to ``w.workers[j]``. Which graph,
+its weights, its checks and the facts logged about it are :mod:`strategies.gossip_graph`'s.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -32,53 +32,18 @@ from pydantic import Field
 from options.declare import OneOf, OptionError
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
-from strategies.graphs import (
-    Adjacency,
-    bipartition,
-    complete,
-    degrees,
-    exponential,
-    from_edges,
-    one_peer_exponential,
-    one_peer_period,
-    out_neighbours,
-    ring,
-    torus,
-)
+from strategies.gossip_graph import GRAPHS, WEIGHTS, GossipGraph, user_graph
+from strategies.graphs import Adjacency, bipartition
 from strategies.handles import Handle
-from strategies.mixing import metropolis_hastings, mix, second_eigenvalue, uniform
+from strategies.mixing import mix
 from strategies.registry import register
 
 __all__ = ["GRAPHS", "MODES", "WEIGHTS", "Gossip"]
 
-GRAPHS = ("ring", "torus", "exponential", "one_peer_exponential", "complete", "topology")
 MODES = ("sync", "async")
-WEIGHTS = ("metropolis", "uniform")
 #: How many steps a passive AD-PSGD worker may run ahead of the newest step it has heard
 #: from an active neighbour.
 DEFAULT_MAX_LEAD = 2
-
-_STATIC: dict[str, Callable[[int], Adjacency]] = {
-    "ring": ring,
-    "torus": torus,
-    "exponential": exponential,
-    "complete": complete,
-}
-_WEIGHTS: dict[str, Callable[[Adjacency], torch.Tensor]] = {
-    "metropolis": metropolis_hastings,
-    "uniform": uniform,
-}
-
-
-@dataclass(frozen=True)
-class _Round:
-    """One worker's part of one mixing step: whom it receives from (ascending: the fixed
-    order of :func:`~strategies.mixing.mix`), whom it sends to, and its row of weights
-    (its own weight first)."""
-
-    sources: tuple[int, ...]
-    targets: tuple[int, ...]
-    weights: tuple[float, ...]
 
 
 @register
@@ -148,21 +113,13 @@ class Gossip(Strategy):
     )
 
     def __post_init__(self) -> None:
-        self._user: Adjacency | None = None
-        if isinstance(self.graph, str):
-            if self.graph not in GRAPHS:
-                raise OptionError(
-                    f"graph={self.graph!r} is unknown; use one of {', '.join(GRAPHS)}, or pass "
-                    "a graph object",
-                    "graph",
-                )
-        else:
-            try:
-                self._user = from_edges(self.graph)
-            except (ValueError, TypeError) as exc:
-                raise OptionError(str(exc), "graph") from None
+        try:
+            user = user_graph(self.graph)
+        except (ValueError, TypeError) as exc:
+            raise OptionError(str(exc), "graph") from None
+        if user is not None:
             # run.json gets the edges, which rebuild the same graph: Gossip(graph=edges).
-            self.graph = [[i, j] for i, nbrs in self._user.items() for j in nbrs if i < j]
+            self.graph = [[i, j] for i, nbrs in user.items() for j in nbrs if i < j]
         if self.mode == "async":
             if self.weights is not None:
                 raise OptionError(
@@ -184,124 +141,47 @@ class Gossip(Strategy):
             )
         elif self.weights is None:
             self.weights = "metropolis"
-        if self._user is not None:
+        # What the programs mix over; the options above are its whole description.
+        self._graph = GossipGraph(
+            self.graph if user is None else "custom", user, self.mode, self.weights
+        )
+        if user is not None:
             try:
-                self._validate(self._user, len(self._user))
+                self._graph.validate(user, len(user))
             except ValueError as exc:
                 raise OptionError(str(exc), "graph") from None
 
-    # -- the graph --------------------------------------------------------------------------
-    def _label(self, n: int) -> str:
-        return f"graph={'custom' if self._user is not None else self.graph!r} over {n} workers"
-
+    # -- the graph (strategies.gossip_graph) -------------------------------------------------
     def adjacency(
         self, n: int, t: int = 0, host_graph: Mapping[int, Any] | None = None
     ) -> Adjacency:
         """The graph over ``n`` workers at step ``t`` (only the one-peer graph changes);
         ``host_graph`` is the network's (over worker indices) for ``graph="topology"``."""
-        if self._user is not None:
-            if len(self._user) != n:
-                raise ValueError(
-                    f"graph has {len(self._user)} nodes but the run has {n} workers; pass a "
-                    f"graph over worker indices 0..{n - 1}"
-                )
-            return self._user
-        if self.graph == "one_peer_exponential":
-            return one_peer_exponential(n, t)
-        if self.graph == "topology":
-            if host_graph is None:
-                raise ValueError(
-                    "graph='topology' needs the network's host graph, which this backend "
-                    "does not know (w.host_graph is None); pass a named graph such as "
-                    "graph='ring', or your own graph"
-                )
-            try:
-                return from_edges(host_graph, n)
-            except ValueError as exc:
-                raise ValueError(f"graph='topology': the hosts' {exc}") from None
-        try:
-            return _STATIC[self.graph](n)
-        except ValueError as exc:
-            raise ValueError(f"graph={self.graph!r}: {exc}") from None
+        return self._graph.adjacency(n, t, host_graph)
 
     def mixing_matrix(self, adj: Adjacency) -> torch.Tensor:
         """The weights ``W`` (float64) this strategy mixes with on ``adj``."""
-        if self.mode == "async":  # not mixed with; the graph's Metropolis weights, to log
-            return metropolis_hastings(adj)
-        try:
-            return _WEIGHTS[str(self.weights)](adj)
-        except ValueError as exc:
-            raise ValueError(f"{self._label(len(adj))}: {exc}") from None
-
-    def _period(self, n: int) -> int:
-        return one_peer_period(n) if self.graph == "one_peer_exponential" else 1
-
-    def _validate(self, adj: Adjacency, n: int) -> None:
-        self.mixing_matrix(adj)
-        if self.mode == "async":
-            try:
-                bipartition(adj)
-            except ValueError as exc:
-                raise ValueError(
-                    "mode='async' needs a bipartite graph to split workers into active and "
-                    f"passive ones; {self._label(n)} is not: {exc}"
-                ) from None
+        return self._graph.mixing_matrix(adj)
 
     def check_world(self, world_size: int) -> None:
         super().check_world(world_size)
-        if self.graph != "topology":  # the host graph is only known once the run starts
-            n = len(self.workers(world_size))
-            try:
-                self._validate(self.adjacency(n), n)
-            except ValueError as exc:  # said as the option it is about (strategy.graph)
-                raise OptionError(str(exc), "graph") from None
+        try:
+            self._graph.check(len(self.workers(world_size)))
+        except ValueError as exc:  # said as the option it is about (strategy.graph)
+            raise OptionError(str(exc), "graph") from None
 
     # -- programs ---------------------------------------------------------------------------
-    def _host_graph(self, w: WorkerContext) -> dict[int, list[int]] | None:
-        """``w.host_graph`` (over ranks) over worker indices, or None."""
-        host = w.host_graph
-        if host is None:
-            return None
-        index = {rank: i for i, rank in enumerate(w.workers)}
-        return {
-            index[r]: [index[s] for s in peers if s in index]
-            for r, peers in host.items()
-            if r in index
-        }
-
     def worker(self, w: WorkerContext) -> Program:
-        n = len(w.workers)
-        host = self._host_graph(w) if self.graph == "topology" else None
-        graphs = [self.adjacency(n, t, host) for t in range(self._period(n))]
-        self._validate(graphs[0], n)
+        graphs = self._graph.schedule(w.workers, w.host_graph)
         if w.index == 0:
-            self._log_graph(w, graphs)
+            w.log(**self._graph.facts(graphs))
         if self.mode == "sync":
             yield from self._sync(w, graphs)
         else:
             yield from self._async(w, graphs[0])
 
-    def _log_graph(self, w: WorkerContext, graphs: list[Adjacency]) -> None:
-        product = torch.eye(len(graphs[0]), dtype=torch.float64)
-        for adj in graphs:  # one period of a time-varying graph mixes as this product
-            product = self.mixing_matrix(adj) @ product
-        lambda2 = second_eigenvalue(product)
-        values = {
-            "lambda2": lambda2,
-            "spectral_gap": 1.0 - lambda2,
-            "degree": float(max(degrees(graphs[0]).values(), default=0)),
-        }
-        if self.mode == "async":
-            values["active"] = float(len(bipartition(graphs[0])[0]))
-        w.log(**values)
-
     def _sync(self, w: WorkerContext, graphs: list[Adjacency]) -> Program:
-        rounds = []
-        for adj in graphs:
-            W = self.mixing_matrix(adj)
-            i, sources = w.index, adj[w.index]
-            row = (float(W[i, i]), *(float(W[i, j]) for j in sources))
-            rounds.append(_Round(sources, out_neighbours(adj)[i], row))
+        rounds = self._graph.rounds(graphs, w.index)
         while not w.done:
             grads = yield w.compute_gradients()
             w.apply(grads)
