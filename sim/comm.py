@@ -16,8 +16,6 @@ as on a real world, and the simulator reports that deadlock at once.
 
 from __future__ import annotations
 
-import functools
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import simpy
 import torch
 
+from sim.admission import Admission
 from sim.network import NetworkError
 from strategies.aggregate import reduce_tensors
 from strategies.comm import (
@@ -42,23 +41,6 @@ from strategies.matching import Matcher
 from strategies.operations import Operation
 
 __all__ = ["CommError", "Fabric"]
-
-
-@dataclass
-class _Held:
-    needed: int  # groups the rank had created when it made the call
-    work: Handle[Any] | None  # the rank's own work running then
-    proxy: Handle[Any]
-    start: Callable[[], Handle[Any]]
-
-
-def _finish_as(proxy: Handle[Any], inner: Handle[Any]) -> None:
-    """Finish a held call's ``proxy`` as the call it stood for (``inner``) finished."""
-    value, error = inner.outcome()
-    if error is not None:
-        proxy.fail(error, at=inner.finished_at)
-    else:
-        proxy.resolve(value, at=inner.finished_at, started_at=inner.started_at)
 
 
 @dataclass
@@ -90,7 +72,8 @@ class _Rendezvous:
 
 class Fabric:
     """State shared by all ranks' transports in one simulation: posted messages, collective
-    rendezvous and group creation. Implements ``strategies.comm.Transport``."""
+    rendezvous and group creation (checked, with the calls held behind it, by
+    :class:`sim.admission.Admission`). Implements ``strategies.comm.Transport``."""
 
     def __init__(self, env: simpy.Environment, network: Any, world_size: int) -> None:
         self.env = env
@@ -108,14 +91,9 @@ class Fabric:
         # message would finish its flow first.
         self._last_delivery: dict[tuple[int, int], simpy.Event] = {}
         # torch.distributed makes every rank create every group, in one order; a strategy
-        # that skips that would hang on a real world, so the simulator checks it too.
-        self._group_order: list[tuple[int, ...]] = []
-        self._groups_made: dict[int, int] = {}
-        self._creators: list[int] = []  # ranks that created each group so far
-        self._complete = 0  # leading groups every rank has created
-        # Each rank's calls that cannot start yet, in program order: (groups the rank had
-        # made, its own work then running, the handle returned, how to start the call).
-        self._held: dict[int, deque[_Held]] = {}
+        # that skips that would hang on a real world, so the simulator checks it too, and
+        # holds each call until the groups and the rank's own work before it are done.
+        self._admission = Admission(world_size)
         #: The rank's own work its next calls wait for (set by the runtime: a server's step).
         self.local_work: Callable[[int], Handle[Any] | None] = lambda rank: None
 
@@ -126,75 +104,15 @@ class Fabric:
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, rank: int, group: Group) -> None:
         """Record ``rank``'s next group creation; it must match every other rank's."""
-        index = self._groups_made.get(rank, 0)
-        if index < len(self._group_order) and self._group_order[index] != group.ranks:
-            raise CommError(
-                f"rank {rank} created group #{index} over {group.ranks} but another rank's "
-                f"group #{index} is {self._group_order[index]}; every rank must create the same "
-                "groups in the same order (torch.distributed requires it)"
-            )
-        if index == len(self._group_order):
-            self._group_order.append(group.ranks)
-            self._creators.append(0)
-        self._groups_made[rank] = index + 1
-        self._creators[index] += 1
-        while (
-            self._complete < len(self._creators)
-            and self._creators[self._complete] == self.world_size
-        ):
-            self._complete += 1
-        for held in list(self._held):
-            self._release(held)
-
-    def _admit(self, rank: int, what: Operation, start: Callable[[], Handle[Any]]) -> Handle[Any]:
-        """Start a call of ``rank`` now (``start()``), or hold it and return its handle.
-
-        A call waits until every rank has created the groups ``rank`` had created when it
-        was made (``new_group`` is a collective of the whole world that blocks on a real
-        world, so nothing the rank does after it can happen before), until the rank's own
-        work running then has finished (a real rank's thread is busy with it: a server's
-        step), and until the rank's earlier held calls have started: calls start in program
-        order. A wait on the handle counts as compute while that work runs, then as
-        communication.
-        """
-        needed = self._groups_made.get(rank, 0)
-        work = self.local_work(rank)
-        queue = self._held.get(rank)
-        if not queue and needed <= self._complete and work is None:
-            return start()
-        # Why it is held, as the handle's notes (its description names them).
-        held = needed - 1 if needed > self._complete else None
-        proxy: Handle[Any] = Handle("comm", op=what, held=held, after=work)
-        proxy.children = (work,) if work is not None else ()
-        self._held.setdefault(rank, deque()).append(_Held(needed, work, proxy, start))
-        if work is not None:
-            work.add_callback(lambda _: self._release(rank))
-        return proxy
-
-    def _release(self, rank: int) -> None:
-        """Start ``rank``'s held calls that may start now, in the order they were made."""
-        queue = self._held.get(rank)
-        while queue:
-            held = queue[0]
-            if held.needed > self._complete or (held.work is not None and not held.work.done):
-                return
-            queue.popleft()
-            inner = held.start()
-            proxy = held.proxy
-            proxy.children = (held.work, inner) if held.work is not None else (inner,)
-            inner.add_callback(functools.partial(_finish_as, proxy))
-        self._held.pop(rank, None)
+        self._admission.new_group(rank, group)
 
     def check_groups(self) -> None:
         """Raise if some rank did not create every group (a real run would hang there)."""
-        for rank in range(self.world_size):
-            made = self._groups_made.get(rank, 0)
-            if made != len(self._group_order):
-                raise CommError(
-                    f"rank {rank} created {made} of the {len(self._group_order)} groups the other "
-                    "ranks created; every rank of the world must call new_group for every group, "
-                    "members or not (torch.distributed requires it)"
-                )
+        self._admission.check_groups()
+
+    def _admit(self, rank: int, what: Operation, start: Callable[[], Handle[Any]]) -> Handle[Any]:
+        """Start ``rank``'s call now or hold it, behind its own work (:class:`~sim.admission.Admission`)."""
+        return self._admission.admit(rank, what, self.local_work(rank), start)
 
     # -- collectives -------------------------------------------------------------------
     def collective(

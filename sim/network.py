@@ -5,8 +5,8 @@ convention), then transfers while every transferring flow shares each directed l
 fairness, re-solved whenever a flow starts or finishes. No SimPy process exists per flow: the
 flows live in numpy arrays, flows that start or finish at the same instant are handled as one
 batch (one solve), and a single pending timer wakes the network at the next activation or
-completion; a timer made stale by newer traffic is recognised by its generation number and
-ignored. The flows themselves are kept by a :class:`~sim.flows.FlowTable`; a collective's
+completion (:class:`~sim.flow_timer.FlowTimer`); a timer made stale by newer traffic is
+recognised by its generation number and ignored. The flows themselves are kept by a :class:`~sim.flows.FlowTable`; a collective's
 rounds are routed once per plan (:class:`~sim.flows.FlowBatch`).
 
 Examples
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from numbers import Real
 from typing import TypeGuard
 
@@ -38,7 +37,8 @@ import simpy
 import topologies
 from sim.collectives.schedule import PACES, CollectiveRun
 from sim.collectives.select import Planner
-from sim.flows import DUE, Finished, FlowBatch, FlowTable
+from sim.flow_timer import FlowTimer
+from sim.flows import Finished, FlowBatch, FlowTable
 from sim.linkstats import LinkStats
 from sim.maxmin import MODELS, SHARINGS, RateSolver
 from sim.routing import ROUTINGS, NetworkError, Router, check_routing
@@ -195,12 +195,9 @@ class Network:
         self.flows_simulated = 0
         self._start = env.now
         self.flows = FlowTable()
-        self._t_last = env.now
-        self._pattern = -1
-        self._dirty = False
-        self._busy = False
-        self._gen = 0
-        self._timer_at = math.inf
+        self.timer = FlowTimer(
+            env, self.flows, self.solver, self.stats, self._dispatch, bool(unfairness), record
+        )
         self._owners: list[Owner | None] = [self._deliver]
         self._events: dict[int, simpy.Event] = {}
         self._next_tag = 0
@@ -282,7 +279,7 @@ class Network:
         Utilisation is bytes carried / (bandwidth x elapsed simulated time). Counts flows'
         transfer up to the last network event (a flow still in flight is counted so far).
         """
-        return self.stats.table(self._start, self._t_last)
+        return self.stats.table(self._start, self.timer.t_last)
 
     def utilisation(self, start: float, end: float) -> pd.Series:
         """Mean utilisation of each directed link over simulated times ``[start, end]``."""
@@ -308,62 +305,10 @@ class Network:
         self.bytes_sent += batch.total
         self.bytes_sent_per_rank += batch.per_rank
         self.flows_simulated += batch.size
-        if not self._busy:
-            self._schedule()
+        if not self.timer.busy:  # else the instant's end schedules them with the rest
+            self.timer.schedule()
 
-    # -- the event loop ----------------------------------------------------------------------
-
-    def _schedule(self) -> None:
-        t = self.flows.next_event(self._t_last)
-        if t >= self._timer_at or t == math.inf:
-            return
-        self._gen += 1
-        self._timer_at = t
-        timer = self.env.timeout(max(t - self.env.now, 0.0))
-        timer.callbacks.append(partial(self._fire, self._gen))
-
-    def _fire(self, gen: int, _: simpy.Event) -> None:
-        if gen != self._gen:
-            return  # superseded by a timer set for newer traffic
-        self._timer_at = math.inf
-        self._busy = True
-        try:
-            while self._advance():
-                pass
-            if self._dirty:
-                self._dirty = False
-                route = self.flows.active[0]
-                if route.size:
-                    if self.unfairness:
-                        solved = self.solver.solve_weighted(route, self.flows.active[6])
-                    else:
-                        solved = self.solver.solve(route)
-                    rates, self._pattern = solved
-                    self.flows.set_rates(rates)
-                else:
-                    self._pattern = -1
-        finally:
-            self._busy = False
-        self._schedule()
-
-    def _advance(self) -> bool:
-        """Bring flows to ``now``; finish and start what is due. True if new flows became due."""
-        now = self.env.now
-        flows = self.flows
-        finished: Finished = []
-        if flows.active[1].size:
-            if now > self._t_last:
-                flows.progress(now - self._t_last)
-                if self.record:
-                    self.stats.log(self._t_last, now, self._pattern)
-            if flows.complete(now, finished):
-                self._dirty = True
-        self._t_last = now
-        if flows.first_due <= now * DUE and flows.activate(now, finished):
-            self._dirty = True
-        if finished:
-            self._dispatch(finished)
-        return flows.first_due <= now * DUE
+    # -- completions -------------------------------------------------------------------------
 
     def _dispatch(self, finished: Finished) -> None:
         """Tell each owner, in owner order, which of its flows finished."""
