@@ -44,7 +44,7 @@ def network(
         float, Field(gt=0, le=1, allow_inf_nan=False, description="payload / wire bytes")
     ] = 1.0,
     collectives: Annotated[
-        dict[str, str] | str,
+        Any,
         Field(description="what auto stands for: a rule (commsim, gloo, nccl) or algorithms"),
     ] = {},  # noqa: B006 - never mutated: the checked copy is returned
     unfairness: Annotated[
@@ -56,6 +56,12 @@ def network(
 ) -> dict[str, Any]:
     """Every network option, checked, with the defaults filled in; numbers as floats (as
     ``run.json`` has always recorded them) and ``collectives`` as its checked mapping."""
+    if not isinstance(collectives, str | Mapping):
+        raise OptionError(
+            f"collectives={collectives!r} must name a rule (commsim, gloo, nccl) or map "
+            "collectives to algorithms, e.g. {'all_reduce': 'ring'}",
+            "collectives",
+        )
     try:
         checked_auto = check_auto(collectives)
     except NetworkError as exc:

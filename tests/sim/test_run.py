@@ -258,7 +258,7 @@ def test_deadlock_is_reported_in_one_line():
         ),
         (
             lambda: run("allreduce", "quadratic", topologies.ring(2), steps=1, compute=-1),
-            "compute base",
+            "compute.base: base=-1 must be",
         ),
         (
             lambda: run("allreduce", "quadratic", topologies.ring(2), steps=1, optimizer="lion"),

@@ -361,7 +361,9 @@ def test_bad_rules_are_one_line_errors_naming_the_field(call, needle):
 def test_a_bad_rule_is_refused_before_a_run_starts():
     import sim
 
-    with pytest.raises(ValueError, match="network collectives=3 must name a rule") as err:
+    with pytest.raises(
+        ValueError, match="network.collectives: collectives=3 must name a rule"
+    ) as err:
         sim.run("allreduce", "quadratic", "star:n=2", steps=1, network={"collectives": 3})
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="collectives: rule 'mpi' is unknown"):
