@@ -178,3 +178,25 @@ def test_samples_are_compared_and_a_difference_is_flagged():
     report.real.summary["samples"] += 32  # as if a gradient computed after the stop counted
     found = _differences(report.sim, report.real, True, 1e-5, 1e-6)
     assert found == ["samples: sim 320, real 352"], found
+
+
+def test_an_asynchronous_runs_bytes_are_shown_not_compared(monkeypatch):
+    # Their sends follow the interleaving (a passive gossip worker answers every request it
+    # gets): a real run that sent twice sim's bytes is not a difference, its loss decides.
+    import studies.conformance as conformance
+
+    calls = []
+    monkeypatch.setattr(
+        conformance, "_bytes_difference", lambda *a: calls.append(a) or ["bytes: flagged"]
+    )
+    report = check(
+        ParameterServer(mode="async"),
+        "quadratic",
+        world_size=3,
+        steps=4,
+        eval_every=2,
+        exact=False,
+        seeds=2,
+        timeout=60,
+    )
+    assert calls == [] and not any(d.startswith("bytes") for d in report.differences)
