@@ -32,6 +32,7 @@ def test_a_sim_driven_by_a_real_runs_step_times_reproduces_its_compute_share(tmp
         steps=40,
         compute={"straggler": "trace", "options": {"path": tmp_path}},
     )
-    # The time also holds the ranks' start skew (a few ms a rank), which no step time has.
-    assert simulated.summary["time"] == pytest.approx(measured.summary["time"], rel=0.05)
+    # The time also holds the ranks' start skew (a few ms a rank, 5% of this 0.15 s run on a
+    # loaded machine), which no step time has; the defect this guards is 10-30% short.
+    assert simulated.summary["time"] == pytest.approx(measured.summary["time"], rel=0.08)
     assert time_shares(simulated)[0] == pytest.approx(time_shares(measured)[0], abs=0.02)
