@@ -3,15 +3,13 @@ pseudo-gradient (Douillard et al., 2023)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from options.declare import OptionError
 from strategies.averaging import check_compression, group_mean, pseudo_gradient
 from strategies.base import Program, Strategy
 from strategies.context import WorkerContext
-from strategies.fields import Algorithm, Compressed, Period
+from strategies.fields import Algorithm, Compressed, OuterLr, OuterMomentum, Period
 from strategies.optim import OptimizerSpec
 from strategies.registry import register
 
@@ -80,10 +78,8 @@ class DiLoCo(Strategy):
     optimizers: dict[str, Any] = {"inner": None, "outer": OUTER}
 
     period: Period = 50
-    outer_lr: Annotated[float, Field(gt=0, description="0 would never move the model")] = OUTER[
-        "lr"
-    ]
-    outer_momentum: Annotated[float, Field(ge=0)] = OUTER["momentum"]
+    outer_lr: OuterLr = OUTER["lr"]
+    outer_momentum: OuterMomentum = OUTER["momentum"]
     outer_nesterov: bool = OUTER["nesterov"]
     compression: Compressed = None
     algorithm: Algorithm = "auto"

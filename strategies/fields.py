@@ -18,10 +18,22 @@ from pydantic import Field
 from options.declare import OneOf, Record
 from strategies.comm import ALGORITHMS_FOR
 
-__all__ = ["Algorithm", "Compressed", "CompressedIfSet", "Period", "Servers"]
+__all__ = [
+    "Algorithm",
+    "Compressed",
+    "CompressedIfSet",
+    "OuterLr",
+    "OuterMomentum",
+    "Period",
+    "Servers",
+]
 
 #: Local steps between synchronisations.
 Period = Annotated[int, Field(ge=1, description="local steps between synchronisations")]
+
+#: The outer optimizer's step size and momentum (DiLoCo and Streaming DiLoCo).
+OuterLr = Annotated[float, Field(gt=0, description="0 would never move the model")]
+OuterMomentum = Annotated[float, Field(ge=0)]
 
 #: An all-reduce algorithm (the simulator's hint; ``"auto"`` lets it choose): every strategy
 #: that takes one averages with it.

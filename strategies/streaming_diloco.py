@@ -20,7 +20,7 @@ from strategies.base import Program, Strategy
 from strategies.compression.codec import charge
 from strategies.context import WorkerContext
 from strategies.diloco import OUTER, outer_optimizer
-from strategies.fields import Algorithm, Compressed, Period
+from strategies.fields import Algorithm, Compressed, OuterLr, OuterMomentum, Period
 from strategies.handles import Handle
 from strategies.registry import register
 
@@ -80,10 +80,8 @@ class StreamingDiLoCo(Strategy):
     fragments: Annotated[int, Field(ge=1)] = 3
     overlap: Annotated[int, Field(ge=0, description="at most period // fragments")] = 1
     alpha: Annotated[float, Field(ge=0, lt=1, description="the local fragment's weight")] = 0.5
-    outer_lr: Annotated[float, Field(gt=0, description="0 would never move the model")] = OUTER[
-        "lr"
-    ]
-    outer_momentum: Annotated[float, Field(ge=0)] = OUTER["momentum"]
+    outer_lr: OuterLr = OUTER["lr"]
+    outer_momentum: OuterMomentum = OUTER["momentum"]
     outer_nesterov: bool = OUTER["nesterov"]
     compression: Compressed = None
     algorithm: Algorithm = "auto"
