@@ -74,25 +74,30 @@ def _check_components(exp: Experiment) -> None:
 def _check_strategy(section: StrategySection) -> None:
     from strategies import registry
 
-    if section.name not in registry.names():
-        raise ExperimentError(
-            f"strategy.name: unknown strategy {section.name!r}"
-            f"{suggest(section.name, registry.names())}"
-        )
-    _build("strategy", registry.strategy_class(section.name), section.options)
+    _check_registered("strategy", section, registry.names(), registry.strategy_class)
 
 
 def _check_workload(section: WorkloadSection) -> None:
     from workloads import registry
 
-    if section.name not in registry.names():
-        raise ExperimentError(
-            f"workload.name: unknown workload {section.name!r}"
-            f"{suggest(section.name, registry.names())}"
-        )
     # Built, as the strategy is: rules between options (n_samples >= dim ...) are the
     # builder's. Building is cheap: data and models are made on first use.
-    _build("workload", registry.builder(section.name), section.options)
+    _check_registered("workload", section, registry.names(), registry.builder)
+
+
+def _check_registered(
+    kind: str,
+    section: StrategySection | WorkloadSection,
+    names: list[str],
+    maker: Callable[[str], Callable[..., Any]],
+) -> None:
+    """A strategy or workload by name: known (else the closest name), and built from its
+    options (a bad one said at its field path)."""
+    if section.name not in names:
+        raise ExperimentError(
+            f"{kind}.name: unknown {kind} {section.name!r}{suggest(section.name, names)}"
+        )
+    _build(kind, maker(section.name), section.options)
 
 
 def _build(section: str, build: Callable[..., Any], options: Mapping[str, Any]) -> Any:
