@@ -254,9 +254,11 @@ class HandIn:
         self._last: float | None = None  # the first batch waits a period from the first call
         encode([])  # torch.save's first call imports; not inside the rank's timed loop
 
-    def events(self, events: list[Event], force: bool = False) -> None:
+    def events(self, events: list[Event], force: bool = False, hold: bool = True) -> None:
         """Hand in the events recorded since the last batch, if ``every`` seconds have passed
-        (or ``force``). The rank's own thread only: one store client serves one call."""
+        (or ``force``); their states held back where ``hold_states`` (and ``hold``: the
+        closing batch sends its own). The rank's own thread only: one store client serves
+        one call."""
         now = time.monotonic()
         if self._last is None:
             self._last = now
@@ -266,7 +268,12 @@ class HandIn:
         for index in range(self._sent, len(events)):
             wire = _plain(events[index])
             state = wire[-1]
-            if self.hold_states and wire[0] in _STATEFUL and isinstance(state, torch.Tensor):
+            if (
+                hold
+                and self.hold_states
+                and wire[0] in _STATEFUL
+                and isinstance(state, torch.Tensor)
+            ):
                 self._held.append((index, state))
                 wire = (*wire[:-1], _HELD)
             batch.append(wire)
@@ -280,7 +287,7 @@ class HandIn:
     def final(self, events: list[Event], record: dict[str, Any]) -> None:
         """Hand in the last events and the states held back, then the closing record
         (``record`` less its events)."""
-        self.events(events, force=True)
+        self.events(events, force=True, hold=False)
         if self._held:
             _put(self._store, _STATES.format(rank=self.rank), encode(self._held))
         _put(self._store, _FINAL.format(rank=self.rank), encode(record))
