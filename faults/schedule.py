@@ -1,0 +1,165 @@
+"""A run's fault schedule: its events, checked against the run, and the delays a backend
+applies to them; what ``sim.run``, ``real.run``, ``commsim`` and experiment files take as
+``faults``, and what ``run.json`` records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from faults.checks import Links, check_event, last_survivor_lost
+from faults.errors import FaultError
+from faults.events import Crash, Event, LinkFault, RandomCrashes, Slow
+from faults.reading import read_event
+from faults.sources import read_source
+from topologies.units import UnitError, parse_time
+
+__all__ = ["FaultSchedule"]
+
+
+@dataclass(frozen=True)
+class FaultSchedule:
+    """The faults of a run, in the order given.
+
+    Parameters
+    ----------
+    events
+        :class:`~faults.events.Crash`, :class:`~faults.events.RandomCrashes`,
+        :class:`~faults.events.LinkFault` and :class:`~faults.events.Slow` events.
+    detect
+        Seconds before a peer learns of a crash (a heartbeat timeout): an operation with a
+        dead rank fails this long after the crash.
+    reroute
+        Seconds before the flows over a downed link move to another path, where there is one.
+
+    Examples
+    --------
+    >>> schedule = FaultSchedule.parse(
+    ...     [{"kind": "crash", "rank": 3, "step": 40, "restart_step": 60},
+    ...      {"kind": "link_down", "link": ["s0", "h3"], "at": "1s", "until": "3s"}],
+    ...     world_size=4, links=[("s0", f"h{i}") for i in range(4)], steps=100)
+    >>> schedule.crashes, schedule.has_restart(3), schedule.has_restart(2)
+    ((Crash(rank=3, step=40, at=None, restart=None, restart_step=60),), True, False)
+    >>> schedule.record()["events"][1]
+    {'kind': 'link_down', 'link': ['s0', 'h3'], 'at': 1.0, 'until': 3.0}
+    >>> FaultSchedule.parse(schedule.record(), world_size=4, links=[("h3", "s0")]) == schedule
+    True
+    >>> bool(FaultSchedule.parse(None, world_size=4, links=None))
+    False
+    >>> FaultSchedule.parse([{"kind": "crash", "rank": 4, "at": 1}], world_size=4, links=None)
+    Traceback (most recent call last):
+    ...
+    faults.errors.FaultError: faults[0].rank: rank 4 is not in the run's ranks 0..3
+    """
+
+    events: tuple[Event, ...] = ()
+    detect: float = 3.0
+    reroute: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("detect", "reroute"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not value >= 0:
+                raise FaultError(
+                    f"faults.{name}", f"must be a non-negative number of seconds, not {value!r}"
+                )
+
+    @classmethod
+    def parse(
+        cls,
+        value: object,
+        *,
+        world_size: int,
+        links: Collection[tuple[Any, Any]] | None,
+        steps: int | None = None,
+    ) -> FaultSchedule:
+        """Read and check a schedule for a run.
+
+        Parameters
+        ----------
+        value
+            None (no faults), a list of event dicts, a dict ``{"events": [...], "detect":
+            "3s", "reroute": "0.5s"}``, a path (str or Path) to a TOML file (``[[events]]``
+            tables and optional top-level ``detect``/``reroute``) or a JSON file holding
+            either form, or a :class:`FaultSchedule` (checked again for this run). Times are
+            numbers (seconds) or strings with a unit (``"2.5s"``, ``"500ms"``).
+        world_size
+            The run's ranks: events name ranks ``0..world_size-1``.
+        links
+            The backend's links as node-name pairs (undirected; names compared as strings), or
+            None for a backend without links, which refuses link faults.
+        steps
+            The run's steps, where known: step-scheduled events must fall in ``0..steps``.
+
+        Raises
+        ------
+        FaultError
+            One line starting with the field (``faults[2].until: ...``) and naming the fix.
+        """
+        if isinstance(value, FaultSchedule):
+            value = value.record()
+        raw_events, options = read_source(value)
+        known = Links(links)
+        events: list[Event] = []
+        for i, raw in enumerate(raw_events):
+            event = read_event(raw, f"faults[{i}]")
+            try:
+                check_event(event, world_size, known, steps)
+            except FaultError as exc:
+                raise exc.under(f"faults[{i}]") from None
+            events.append(event)
+        last = last_survivor_lost(events, world_size)
+        if last is not None:
+            raise FaultError(
+                f"faults[{last}]",
+                f"every rank (0..{world_size - 1}) crashes with no restart, so the run cannot "
+                "finish; add restart=... (seconds) or restart_step=..., or leave one rank alive",
+            )
+        delays = {}
+        for name, given in options.items():
+            try:
+                delays[name] = parse_time(given)
+            except UnitError as exc:
+                raise FaultError(f"faults.{name}", str(exc)) from None
+        return cls(tuple(events), **delays)
+
+    def record(self) -> dict[str, Any]:
+        """The schedule as plain JSON (times as float seconds) for ``run.json``;
+        :meth:`parse` reads it back to an equal schedule."""
+        return {
+            "events": [event.record() for event in self.events],
+            "detect": float(self.detect),
+            "reroute": float(self.reroute),
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.events)
+
+    @property
+    def crashes(self) -> tuple[Crash, ...]:
+        """The crashes at a fixed step or time."""
+        return tuple(e for e in self.events if isinstance(e, Crash))
+
+    @property
+    def random_crashes(self) -> tuple[RandomCrashes, ...]:
+        """The random crashes (an ``mtbf``)."""
+        return tuple(e for e in self.events if isinstance(e, RandomCrashes))
+
+    @property
+    def link_faults(self) -> tuple[LinkFault, ...]:
+        """The ``link_down`` and ``link_slow`` events."""
+        return tuple(e for e in self.events if isinstance(e, LinkFault))
+
+    @property
+    def slows(self) -> tuple[Slow, ...]:
+        """The transient stragglers."""
+        return tuple(e for e in self.events if isinstance(e, Slow))
+
+    def has_restart(self, rank: int) -> bool:
+        """Whether some crash of ``rank`` brings it back (a ``restart`` or ``restart_step``):
+        a backend then keeps a way for it to rejoin."""
+        return any(c.rank == rank and c.restarts for c in self.crashes) or any(
+            c.covers(rank) and c.restarts for c in self.random_crashes
+        )
