@@ -5,8 +5,10 @@ applies to them; what ``sim.run``, ``real.run``, ``commsim`` and experiment file
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 from faults.checks import Links, check_event, last_survivor_lost
@@ -21,7 +23,8 @@ __all__ = ["FaultSchedule"]
 
 @dataclass(frozen=True)
 class FaultSchedule:
-    """The faults of a run, in the order given.
+    """The faults of a run, in the order given. :meth:`parse` builds one checked against the
+    run (ranks, links, steps); the constructor checks each event alone.
 
     Parameters
     ----------
@@ -59,9 +62,15 @@ class FaultSchedule:
     reroute: float = 0.5
 
     def __post_init__(self) -> None:
+        # A list of events is kept as a tuple, so that equal schedules compare (and hash) equal.
+        object.__setattr__(self, "events", tuple(self.events))
         for name in ("detect", "reroute"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not value >= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, Real)
+                or not 0 <= float(value) < math.inf
+            ):
                 raise FaultError(
                     f"faults.{name}", f"must be a non-negative number of seconds, not {value!r}"
                 )

@@ -353,5 +353,8 @@ def test_events_check_themselves_when_built_directly() -> None:
     assert info.value.field == "until"
     with pytest.raises(FaultError, match=r"^factor: a link_down has no factor"):
         LinkFault("link_down", ("a", "b"), at=0.0, factor=0.5)
-    with pytest.raises(FaultError, match=r"^faults.detect: must be a non-negative"):
-        FaultSchedule(detect=-1.0)
+    for bad in (-1.0, float("nan"), float("inf"), "3s", True):
+        with pytest.raises(FaultError, match=r"^faults.detect: must be a non-negative"):
+            FaultSchedule(detect=bad)
+    listed = FaultSchedule([Slow(rank=0, factor=2.0, at=0.0)])
+    assert listed == FaultSchedule((Slow(rank=0, factor=2.0, at=0.0),)) and hash(listed)
