@@ -53,7 +53,7 @@ from real.compute import GradientThread
 from real.store import StoreTampered
 from runs.trace import Trace
 from strategies.context import GradientWork, RoleContext, WorkerContext
-from strategies.events import Computed, Event, Logged, Sent, Settled, Stepped
+from strategies.events import Computed, Event, Logged, Lost, Restored, Sent, Settled, Stepped
 from strategies.handles import Handle
 from strategies.rules import RunRules
 
@@ -442,6 +442,13 @@ class RealRuntime:
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.events.append(Logged(self.resumed_at, self.rank, dict(values)))
+
+    def restored(self, ctx: RoleContext, nbytes: float) -> None:
+        state = ctx.parameters() if self.owner else None
+        self.events.append(Restored(self.resumed_at, self.rank, ctx.step, float(nbytes), state))
+
+    def lost(self, ctx: RoleContext, steps: int) -> None:
+        self.events.append(Lost(self.resumed_at, self.rank, int(steps)))
 
     def charged(self, nbytes: float) -> None:
         """Bytes this rank injected (the transport reports each operation it starts)."""

@@ -101,6 +101,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "step": (*COMMON, "staleness"),
     "rank": (*COMMON, "rank", "role", "compute_time", "comm_time", "idle_time"),
     "log": (*COMMON, "rank"),
+    # A fault or a recovery (a crash, a restart, a rejoin, a link going down ...): markers
+    # on a loss-against-time figure; ``event`` names it (strategies.recovery.FAULT_EVENTS).
+    "fault": (*COMMON, "rank", "event"),
 }
 KINDS = tuple(COLUMNS)
 
@@ -137,7 +140,7 @@ def row(
     >>> row("update", time=0, step=0, samples=0, nbytes=0)
     Traceback (most recent call last):
     ...
-    ValueError: kind='update' is not a metrics row kind; use one of eval, step, rank, log
+    ValueError: kind='update' is not a metrics row kind; use one of eval, step, rank, log, fault
     >>> row("rank", time=0, step=0, samples=0, nbytes=0, loss=1.0)
     Traceback (most recent call last):
     ...

@@ -75,9 +75,31 @@ class Admission:
         # Each rank's calls that cannot start yet, in program order: (groups the rank had
         # made, its own work then running, the handle returned, how to start the call).
         self._held: dict[int, deque[_Held]] = {}
+        # Restarted ranks re-create the groups that exist already (their new process runs
+        # the program from the start): how many each has re-created.
+        self._replaying: dict[int, int] = {}
+
+    def crash(self, rank: int) -> None:
+        """``rank`` crashed: its calls held here never start."""
+        self._held.pop(rank, None)
+
+    def restart(self, rank: int) -> None:
+        """``rank`` is back as a new process: the groups it creates again are the ones that
+        exist (a real rank's new process makes its process groups anew, alone)."""
+        self._replaying[rank] = 0
 
     def new_group(self, rank: int, group: Group) -> None:
         """Record ``rank``'s next group creation; it must match every other rank's."""
+        replayed = self._replaying.get(rank)
+        if replayed is not None and replayed < self._groups_made.get(rank, 0):
+            if self._group_order[replayed] != group.ranks:
+                raise CommError(
+                    f"rank {rank}, restarted, created group #{replayed} over {group.ranks} but "
+                    f"the run's group #{replayed} is {self._group_order[replayed]}; a restarted "
+                    "rank's program must create the groups its first one did, in that order"
+                )
+            self._replaying[rank] = replayed + 1
+            return
         index = self._groups_made.get(rank, 0)
         if index < len(self._group_order) and self._group_order[index] != group.ranks:
             raise CommError(

@@ -24,7 +24,9 @@ import simpy
 import torch
 
 from sim.admission import Admission
+from sim.failures import Failures
 from sim.network import NetworkError
+from sim.quorums import Quorums
 from strategies.aggregate import reduce_tensors
 from strategies.comm import (
     CommError,
@@ -60,14 +62,25 @@ class _Recv:
 
 
 @dataclass
+class _Transfer:
+    """A matched message on its way (kept only in runs with faults, to abort it)."""
+
+    message: _Send
+    recv: _Recv
+    aborted: bool = False
+
+
+@dataclass
 class _Rendezvous:
     """One collective call in progress: contributions gathered until the group is complete."""
 
     kind: str
     signature: tuple[Any, ...]
     seq: int
+    group: Group
     tensors: dict[int, torch.Tensor] = field(default_factory=dict)
     handles: dict[int, Handle[Any]] = field(default_factory=dict)
+    aborted: bool = False  # a member crashed while it ran: its handles fail, none resolves
 
 
 class Fabric:
@@ -75,7 +88,9 @@ class Fabric:
     rendezvous and group creation (checked, with the calls held behind it, by
     :class:`sim.admission.Admission`). Implements ``strategies.comm.Transport``."""
 
-    def __init__(self, env: simpy.Environment, network: Any, world_size: int) -> None:
+    def __init__(
+        self, env: simpy.Environment, network: Any, world_size: int, detect: float = 3.0
+    ) -> None:
         self.env = env
         self.network = network
         self.world_size = world_size
@@ -84,8 +99,8 @@ class Fabric:
         self._shared: dict[tuple[int, ...], Group] = {}
         # Each receiver's posted receives and waiting sends, matched by the one rule.
         self._match: list[Matcher[_Send, _Recv]] = [Matcher() for _ in range(world_size)]
-        self._pending: dict[tuple[tuple[int, ...], int], _Rendezvous] = {}
-        self._calls: dict[tuple[int, tuple[int, ...]], int] = {}
+        self._pending: dict[tuple[tuple[tuple[int, ...], int], int], _Rendezvous] = {}
+        self._calls: dict[tuple[int, tuple[tuple[int, ...], int]], int] = {}
         # The last delivery on each (src, dst) channel: messages between one pair arrive in
         # the order they were sent (as in torch.distributed), even when a later, smaller
         # message would finish its flow first.
@@ -96,6 +111,13 @@ class Fabric:
         self._admission = Admission(world_size)
         #: The rank's own work its next calls wait for (set by the runtime: a server's step).
         self.local_work: Callable[[int], Handle[Any] | None] = lambda rank: None
+        # Crashes and quorums (sim.failures, sim.quorums); operations in progress are kept
+        # only where ranks may crash, so that a run without faults pays nothing for them.
+        self.failures = Failures(env, detect)
+        self.quorums = Quorums(env, self.failures)
+        self.faulty = False
+        self._running: dict[int, _Rendezvous] = {}
+        self._transfers: dict[int, _Transfer] = {}
 
     def communicator(self, rank: int) -> Communicator:
         """``rank``'s communicator; every rank's shares the fabric's world group and groups."""
@@ -145,12 +167,18 @@ class Fabric:
         what: Operation,
     ) -> Handle[Any]:
         signature_ = (op, root, algorithm)
-        key = (rank, group.ranks)
+        if self.failures:
+            dead = self.failures.broken(group)
+            if dead:  # it can never complete: it fails once the crash is known
+                handle_: Handle[Any] = Handle("comm", op=what)
+                self.failures.fail(handle_, dead, f"{kind} on group {group.ranks}")
+                return handle_
+        key = (rank, group.key)
         seq = self._calls.get(key, 0)
         self._calls[key] = seq + 1
-        slot = self._pending.get((group.ranks, seq))
+        slot = self._pending.get((group.key, seq))
         if slot is None:
-            slot = self._pending[(group.ranks, seq)] = _Rendezvous(kind, signature_, seq)
+            slot = self._pending[(group.key, seq)] = _Rendezvous(kind, signature_, seq, group)
         elif (slot.kind, slot.signature) != (kind, signature_):
             first = next(iter(slot.handles))
             raise CommError(
@@ -172,7 +200,7 @@ class Fabric:
         slot.tensors[rank] = tensor
         slot.handles[rank] = handle
         if len(slot.handles) == group.size:
-            del self._pending[(group.ranks, seq)]
+            del self._pending[(group.key, seq)]
             self._start(group, slot)
         return handle
 
@@ -190,6 +218,9 @@ class Fabric:
             nbytes = message_nbytes([ordered[0]])
 
         def deliver(_: Any = None) -> None:
+            if slot.aborted:  # a member crashed: every member's handle fails (see crash)
+                return
+            self._running.pop(id(slot), None)
             # In-place results land when the network says the data has arrived, not earlier.
             for rank, value in zip(group.ranks, results):
                 if slot.kind in _IN_PLACE:
@@ -212,14 +243,16 @@ class Fabric:
             for handle in slot.handles.values():  # every rank learns it at its yield
                 handle.fail(error, at=self.env.now)
             return
+        if self.faulty:
+            self._running[id(slot)] = slot
         done.callbacks.append(deliver)
 
     def missing(self, handle: Handle[Any]) -> list[int]:
         """Ranks a pending collective still waits for (for deadlock reports)."""
-        for (ranks, _), slot in self._pending.items():
+        for ((ranks, _), _), slot in self._pending.items():
             if any(h is handle for h in slot.handles.values()):
                 return [r for r in ranks if r not in slot.handles]
-        return []
+        return self.quorums.waiting(handle)
 
     # -- point to point ----------------------------------------------------------------
     def send(
@@ -244,6 +277,9 @@ class Fabric:
         what: Operation,
     ) -> Handle[None]:
         handle: Handle[None] = Handle("comm", op=what)
+        if self.failures.is_down(dst):
+            self.failures.fail(handle, (dst,), f"send from rank {rank} to rank {dst}")
+            return handle
         message = _Send(rank, dst, payload, dict(header), handle)
         recv = self._match[dst].offer(rank, message)  # else it waits for its receive
         if recv is not None:
@@ -259,6 +295,9 @@ class Fabric:
         self, rank: int, buffers: list[torch.Tensor], src: int | None, what: Operation
     ) -> Handle[Received]:
         handle: Handle[Received] = Handle("comm", op=what)
+        if src is not None and self.failures.is_down(src):
+            self.failures.fail(handle, (src,), f"recv on rank {rank} from rank {src}")
+            return handle
         recv = _Recv(rank, buffers, handle)
         message = self._match[rank].post(src, recv)  # else it waits for a send
         if message is not None:
@@ -270,11 +309,18 @@ class Fabric:
         channel = (message.src, message.dst)
         previous = self._last_delivery.get(channel)
         delivered = self._last_delivery[channel] = self.env.event()
+        transfer = _Transfer(message, recv)
+        if self.faulty:
+            self._transfers[id(transfer)] = transfer
 
         def deliver(_: Any = None) -> None:
             delivered.succeed()
             if self._last_delivery.get(channel) is delivered:
                 del self._last_delivery[channel]
+            if self.faulty:
+                self._transfers.pop(id(transfer), None)
+                if transfer.aborted:  # an end crashed: the live end's handle fails
+                    return
             now = self.env.now
             message.handle.resolve(None, at=now, started_at=started)
             try:  # a message that does not fit fails the receive, at the receiver's yield
@@ -293,6 +339,68 @@ class Fabric:
         arrived = self.network.send(message.src, message.dst, nbytes)
         wait = arrived if previous is None else self.env.all_of([arrived, previous])
         wait.callbacks.append(deliver)
+
+    # -- membership and crashes -------------------------------------------------------------
+    def quorum(
+        self,
+        rank: int,
+        ranks: tuple[int, ...],
+        min_size: int,
+        timeout: float | None,
+        step: int,
+        what: Operation,
+    ) -> Handle[Any]:
+        return self.quorums.ask(rank, ranks, min_size, timeout, step, what)
+
+    def crash(self, rank: int) -> None:
+        """``rank`` crashed now: what it waited for is dropped, and every operation that
+        involves it fails on its live ranks once the crash is detected (sim.failures)."""
+        failures = self.failures
+        failures.crash(rank)
+        self.quorums.crash(rank)
+        self._admission.crash(rank)
+        for key, slot in list(self._pending.items()):
+            if rank in slot.group.ranks:
+                del self._pending[key]
+                self._abort(slot, rank)
+        for slot in [s for s in self._running.values() if rank in s.group.ranks]:
+            del self._running[id(slot)]
+            self._abort(slot, rank)
+        for dst, matcher in enumerate(self._match):
+            if dst == rank:
+                messages, _ = matcher.clear()  # its own receives die with it
+                for message in messages:
+                    failures.fail(
+                        message.handle, (rank,), f"send from rank {message.src} to rank {rank}"
+                    )
+            else:
+                _, recvs = matcher.drop(rank)  # its unmatched sends die with it
+                for recv in recvs:
+                    failures.fail(recv.handle, (rank,), f"recv on rank {dst} from rank {rank}")
+        for transfer in list(self._transfers.values()):
+            message, recv = transfer.message, transfer.recv
+            if rank in (message.src, message.dst):
+                transfer.aborted = True
+                live = recv.handle if message.src == rank else message.handle
+                failures.fail(
+                    live, (rank,), f"message from rank {message.src} to rank {message.dst}"
+                )
+        drop = getattr(self.network, "drop_rank", None)
+        if drop is not None:
+            drop(rank)
+
+    def _abort(self, slot: _Rendezvous, rank: int) -> None:
+        slot.aborted = True
+        what = f"{slot.kind} on group {slot.group.ranks}"
+        for member, handle in slot.handles.items():
+            if member != rank:
+                self.failures.fail(handle, (rank,), what)
+
+    def restart(self, rank: int) -> None:
+        """``rank`` is back as a new process: point-to-point messages reach it again; the
+        groups it was in before stay broken (sim.failures)."""
+        self.failures.restart(rank)
+        self._admission.restart(rank)
 
     def unmatched(self, handle: Handle[Any]) -> bool:
         """Whether ``handle`` is a send or receive still waiting for its match."""

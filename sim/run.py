@@ -24,22 +24,25 @@ import torch
 
 import topologies
 import workloads
+from faults import FaultSchedule
 from options.declare import OptionError
 from runs import RunResult, RunWriter, check_out, gradient_times
 from sim.artifacts import link_counters, save_topology, write_links
 from sim.comm import Fabric
 from sim.compute import ComputeModel
+from sim.injector import FaultInjector
 from sim.memory import RunSize, check_fits, out_of_memory
 from sim.network import Network
 from sim.network_options import network_record
 from sim.progress import StepProgress
 from sim.routing import check_routing_on
 from sim.runtime import SimRuntime
-from strategies import CommError, Strategy
+from strategies import CommError, PeerFailure, Strategy
 from strategies.base import close_program
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 from strategies.outcome import result_of
+from strategies.recovery import survivable
 from strategies.roles import (
     RankLayout,
     TrainingSetup,
@@ -96,6 +99,7 @@ def run(
     progress: bool = False,
     threads: int | None = 1,
     record: dict[str, Any] | None = None,
+    faults: Any = None,
 ) -> RunResult:
     """Simulate training ``workload`` with ``strategy`` on ``topology``.
 
@@ -148,6 +152,13 @@ def run(
     record
         Extra top-level keys for ``run.json`` (``studies.experiment`` records the experiment
         file it ran).
+    faults
+        A fault schedule (:class:`faults.FaultSchedule`: a list of events, a dict with
+        ``events``, ``detect`` and ``reroute``, or a TOML/JSON file): crashes at a step, a
+        time or at random with restarts, transient stragglers, links slowed or down. A fault
+        no program survives ends the run with one line naming it (``SimulationError``),
+        its rows written; the summary then counts ``failures``, ``restarts``,
+        ``lost_steps``, ``lost_samples``, ``recovery_time``, ``heal_bytes`` and ``goodput``.
 
     Raises
     ------
@@ -189,6 +200,12 @@ def run(
         raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
     if threads is not None:
         positive_int("threads", threads)
+    schedule = FaultSchedule.parse(
+        faults,
+        world_size=setup.world_size,
+        links=[(str(u), str(v)) for u, v in graph.edges],
+        steps=steps,
+    )
     out = check_out(out)
     config = {
         "backend": "sim",
@@ -198,6 +215,7 @@ def run(
         "network": net_options,
         "max_time": max_time,
         "target_loss": target_loss,
+        **({"faults": schedule.record()} if schedule else {}),
     }
     with _torch_threads(threads):
         initial = initial_parameters(setup)
@@ -220,6 +238,7 @@ def run(
                 max_time,
                 target_loss,
                 progress,
+                schedule,
             )
         except (MemoryError, ImportError, RuntimeError) as error:
             if not out_of_memory(error):
@@ -302,6 +321,7 @@ def _simulate_run(
     max_time: float | None,
     target_loss: float | None,
     progress: bool,
+    schedule: FaultSchedule,
 ) -> RunResult:
     strategy, world_size = setup.strategy, setup.world_size
     wall_start = time.perf_counter()
@@ -311,16 +331,20 @@ def _simulate_run(
         config["compute"]["server_seconds"] = compute_model.server_seconds_or_none()
     env = simpy.Environment()
     net = Network(env, graph, **net_options, seed=setup.seed)
-    fabric = Fabric(env, net, world_size)
+    fabric = Fabric(env, net, world_size, detect=schedule.detect)
+    fabric.faulty = bool(schedule)
+    net.reroute_delay = schedule.reroute  # type: ignore[attr-defined]  # (link faults)
     owners, _ = strategy.owners(world_size)
     bar = StepProgress(setup.steps, enabled=progress, clock=lambda: float(env.now))
+    stepped: list[Callable[[int], None]] = [bar.update]
     ledger = make_ledger(
         setup,
         clock=lambda: float(env.now),
         bytes_sent=lambda: float(net.bytes_sent),
         target_loss=target_loss,
-        on_step=bar.update,
+        on_step=lambda k: [f(k) for f in stepped] and None,
         on_eval=_on_eval(bar, writer),
+        faults=bool(schedule),
     )
     trace = make_trace(setup, "sim")
     runtime = SimRuntime(env, compute_model, ledger, setup.accumulate, trace)
@@ -333,10 +357,34 @@ def _simulate_run(
             setup, rank, fabric.communicator(rank), runtime, initial.clone, layout=layout
         )
     ledger.start({r: contexts[r].parameters for r in owners})
-    processes = [env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)]
+    processes = {r: env.process(runtime.drive(contexts[r], programs[r])) for r in range(world_size)}
+    injector = None
+    if schedule:
+
+        def rebuild(rank: int) -> tuple[Any, Any]:
+            return build_role(
+                setup, rank, fabric.communicator(rank), runtime, initial.clone, layout=layout
+            )
+
+        def restarted(rank: int, ctx: Any, program: Any) -> None:
+            contexts[rank], programs[rank] = ctx, program
+
+        injector = FaultInjector(
+            schedule, env, fabric, runtime, ledger, processes, rebuild, setup.seed, restarted
+        )
+        stepped.append(injector.on_step)
     try:
         with bar:
-            reason = _simulate(env, ledger, runtime, fabric, processes, max_time)
+            try:
+                reason = _simulate(
+                    env, ledger, runtime, fabric, processes, max_time, injector=injector
+                )
+            except PeerFailure as failure:  # a program that does not survive a fault
+                raise SimulationError(_fault_ended(failure, setup, env, ledger, writer)) from None
+            if injector is not None and injector.failure is not None:
+                raise SimulationError(
+                    _fault_ended(injector.failure, setup, env, ledger, writer)
+                ) from None
     finally:
         closing: list[BaseException] = []
         for rank, program in programs.items():
@@ -374,18 +422,41 @@ def _simulate_run(
     return result
 
 
+def _fault_ended(
+    failure: PeerFailure | str,
+    setup: TrainingSetup,
+    env: simpy.Environment,
+    ledger: Ledger,
+    writer: RunWriter | None,
+) -> str:
+    """The one line a run ended by a fault raises with; its rows are written first."""
+    ledger.finish("failed")
+    if writer is not None:
+        writer.flush(ledger.rows, force=True)
+    kept = f"; {writer.directory} keeps its rows" if writer is not None else ""
+    return (
+        f"the run failed at t={float(env.now):.6g}s after {ledger.step} steps: {failure}. "
+        f"{survivable(setup.strategy)}{kept}"
+    )
+
+
 def _simulate(
     env: simpy.Environment,
     ledger: Ledger,
     runtime: SimRuntime,
     fabric: Fabric,
-    processes: list[simpy.Process],
+    processes: Mapping[int, simpy.Process],
     max_time: float | None,
+    injector: FaultInjector | None = None,
 ) -> str:
     """Step the engine until a stop condition, the time budget, the end, or a deadlock;
     return why it stopped."""
     while ledger.stop_reason is None:  # an attribute read: this loop runs once per event
-        if runtime.running == 0 and all(not p.is_alive for p in processes):
+        if (
+            runtime.running == 0
+            and all(not p.is_alive for p in processes.values())
+            and (injector is None or not injector.pending_restarts)
+        ):
             # Only a run whose programs all ended has made every group it ever will.
             fabric.check_groups()
             return "finished"

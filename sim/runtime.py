@@ -24,7 +24,7 @@ from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
 from strategies.context import GradientWork, RoleContext, ServerContext, WorkerContext
 from strategies.driver import ProgramDriver
-from strategies.events import Computed, Logged, Settled, Stepped
+from strategies.events import Computed, Logged, Lost, Restored, Settled, Stepped
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 
@@ -79,6 +79,11 @@ class SimRuntime:
         #: Programs still running: when none is, the run is over, whatever timers remain
         #: (a timeout that lost its race leaves one behind).
         self.running = 0
+        #: Each rank's process count: a crash starts a new one, and work the dead process
+        #: started (a gradient still computing) never lands.
+        self.incarnation: dict[int, int] = {}
+        #: Compute slowdowns in force (a transient straggler): rank -> factor.
+        self.slowdown: dict[int, float] = {}
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -92,6 +97,8 @@ class SimRuntime:
         grads, samples, _ = work(ctx.replica)
         seconds = self.compute_model.step_time(ctx.rank, ctx.gradients - 1, self.accumulate)
         rank = ctx.rank
+        if self.slowdown:
+            seconds *= self.slowdown.get(rank, 1.0)
         self.gradient_seconds.setdefault(rank, []).append(seconds)
         # Samples count when the gradient exists, not when it starts.
         return self._occupy(rank, seconds, grads, "compute_gradients", samples)
@@ -107,8 +114,11 @@ class SimRuntime:
         # A rank has one device: work started while other work runs queues behind it.
         start = max(now, self._busy_until.get(rank, now))
         self._busy_until[rank] = start + seconds
+        life = self.incarnation.get(rank, 0)
 
         def finish(_: Any) -> None:
+            if self.incarnation.get(rank, 0) != life:
+                return  # its process crashed: the work died with it
             if samples:
                 self.ledger.record(Computed(float(self.env.now), rank, samples))
             handle.resolve(value, at=self.env.now, started_at=start)
@@ -142,6 +152,13 @@ class SimRuntime:
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.ledger.record(Logged(float(self.env.now), ctx.rank, values))
 
+    def restored(self, ctx: RoleContext, nbytes: float) -> None:
+        state = ctx.parameters if ctx.rank in self.ledger.owner_set else None
+        self.ledger.record(Restored(float(self.env.now), ctx.rank, ctx.step, nbytes, state))
+
+    def lost(self, ctx: RoleContext, steps: int) -> None:
+        self.ledger.record(Lost(float(self.env.now), ctx.rank, steps))
+
     def local_work(self, rank: int) -> Handle[Any] | None:
         """The rank's own work still running (a server's step), which its next
         communication call must wait for; None when there is none."""
@@ -168,7 +185,11 @@ class SimRuntime:
                 wake = self.env.event()
                 item.add_callback(functools.partial(_wake, wake))
                 self._blocked[ctx.rank] = (item, start)
-                yield wake
+                try:
+                    yield wake
+                except simpy.Interrupt:  # the rank crashed (see crash)
+                    self._crashed(ctx, driver, times, item, start)
+                    return
                 del self._blocked[ctx.rank]
             self._account(times, item, start, self.env.now)
             if self.trace is not None:
@@ -186,6 +207,33 @@ class SimRuntime:
             item = driver.resume(item)
         if item == "finished":
             self.running -= 1
+
+    def crash(self, rank: int, process: simpy.Process) -> bool:
+        """Crash ``rank`` now: its program is closed at its ``yield`` (its ``finally`` blocks
+        run), its work in progress never lands. False if its program had already ended."""
+        if not process.is_alive:
+            return False
+        self.incarnation[rank] = self.incarnation.get(rank, 0) + 1
+        self._busy_until.pop(rank, None)
+        self._local.pop(rank, None)
+        process.interrupt("crash")
+        return True
+
+    def _crashed(
+        self,
+        ctx: RoleContext,
+        driver: ProgramDriver,
+        times: list[float],
+        item: Handle[Any],
+        start: float,
+    ) -> None:
+        """The end of a crashed rank's program: its wait so far is idle, its program closed."""
+        del self._blocked[ctx.rank]
+        times[2] += self.env.now - start
+        if self.trace is not None:
+            self.trace.span(ctx.rank, "idle", item.label, start, self.env.now)
+        self.running -= 1
+        driver.close()
 
     @staticmethod
     def _account(times: list[float], item: Handle[Any], start: float, end: float) -> None:

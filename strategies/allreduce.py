@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from options.declare import OptionError
 from strategies.averaging import check_compression, group_mean
 from strategies.base import Program, Strategy
+from strategies.checks import PeerFailure
 from strategies.context import WorkerContext
-from strategies.fields import Algorithm, Compressed
+from strategies.fields import Algorithm, Compressed, FaultTolerance, MinReplicas
+from strategies.membership import heal
 from strategies.registry import register
 
 __all__ = ["AllReduceSGD"]
@@ -25,13 +28,23 @@ class AllReduceSGD(Strategy):
         ``{"name": "powersgd", "rank": 4}`` ...): its encoded payload is what travels, by
         the collective the scheme composes with (see ``docs/strategies.md``).
 
+    fault_tolerance
+        ``"quorum"`` (torchft's fault-tolerant DDP): every step starts with a quorum of the
+        live workers (``w.quorum``) and averages over it; a worker that restarted is healed
+        from a live peer first (its state, charged on the network); a step whose all-reduce
+        fails (a member crashed) is dropped, not retried: its gradients are lost
+        (``lost_steps``, ``lost_samples``). ``None``: a crash ends the run.
+    min_replicas
+        With ``fault_tolerance="quorum"``: the fewest workers a step needs (it waits for
+        restarted ones below that).
+
     Bytes per worker and step: one all-reduce of ``4 * numel`` bytes (a ring sends
     ``2 (n - 1) / n`` of it), or the scheme's payload.
 
     Examples
     --------
     >>> AllReduceSGD(algorithm="ring")
-    AllReduceSGD(algorithm='ring', compression=None)
+    AllReduceSGD(algorithm='ring', compression=None, fault_tolerance=None, min_replicas=1)
     >>> AllReduceSGD(algorithm="butterfly")
     Traceback (most recent call last):
     ...
@@ -44,14 +57,40 @@ class AllReduceSGD(Strategy):
 
     algorithm: Algorithm = "auto"
     compression: Compressed = None
+    fault_tolerance: FaultTolerance = None
+    min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
         self.compression = check_compression(self.compression, self.algorithm)
+        if self.fault_tolerance is not None and self.compression is not None:
+            # A codec's state (error feedback, PowerSGD's factors) is per group and rank: a
+            # quorum's group changes with its members.
+            raise OptionError(
+                "compression cannot be combined with fault_tolerance='quorum' yet; drop one",
+                "compression",
+            )
 
     def worker(self, w: WorkerContext) -> Program:
+        if self.fault_tolerance == "quorum":
+            yield from self._quorum_worker(w)
+            return
         group = w.comm.new_group(w.workers)
         codec = self.compression.codec(w, salt="gradients") if self.compression else None
         while not w.done:
             grads = yield w.compute_gradients()
             grads = yield from group_mean(w, grads, group, codec, self.algorithm)
+            w.apply(grads)
+
+    def _quorum_worker(self, w: WorkerContext) -> Program:
+        while not w.done:
+            quorum = yield w.quorum(min_size=self.min_replicas)
+            try:
+                yield from heal(w, quorum)
+                grads = yield w.compute_gradients()
+                grads = yield w.comm.all_reduce(
+                    grads, op="mean", group=quorum.group, algorithm=self.algorithm
+                )
+            except PeerFailure:
+                w.lose(steps=1)  # the round failed on every member: its step is dropped
+                continue
             w.apply(grads)

@@ -16,6 +16,7 @@ __all__ = [
     "CommError",
     "CommTimeout",
     "Group",
+    "PeerFailure",
     "as_message",
     "check_rank",
     "check_tensor",
@@ -32,6 +33,26 @@ class CommTimeout(CommError):
     """An operation did not finish within the time a strategy allowed it (``w.timeout``)."""
 
 
+class PeerFailure(CommError):
+    """An operation failed because ranks it involves crashed (or the links to them went down
+    for good): raised at the ``yield`` of every rank the operation involves, once the failure
+    is detected (the run's ``detect`` delay, a heartbeat timeout). ``ranks`` names them.
+
+    Examples
+    --------
+    >>> error = PeerFailure("all_reduce on group (0, 1, 2): rank 2 crashed at t=4s", (2,))
+    >>> error.ranks, isinstance(error, CommError)
+    ((2,), True)
+    """
+
+    def __init__(self, message: str, ranks: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.ranks = tuple(ranks)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled with its ranks (the real backend)
+        return (type(self), (str(self), self.ranks))
+
+
 @dataclass(frozen=True)
 class Group:
     """An ordered set of ranks that take part in a collective together.
@@ -44,6 +65,15 @@ class Group:
     """
 
     ranks: tuple[int, ...]
+    #: 0 for the world and groups from ``new_group``; a quorum's id for a quorum's group
+    #: (``w.quorum``): the same ranks in another quorum are another group, as torchft
+    #: rebuilds its process groups for each quorum.
+    epoch: int = 0
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], int]:
+        """What identifies the group: its ranks and its epoch."""
+        return (self.ranks, self.epoch)
 
     @property
     def size(self) -> int:

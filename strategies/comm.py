@@ -39,6 +39,7 @@ from strategies.checks import (
     CommError,
     CommTimeout,
     Group,
+    PeerFailure,
     as_message,
     check_rank,
     check_tensor,
@@ -46,6 +47,7 @@ from strategies.checks import (
     not_a_handle,
 )
 from strategies.handles import Handle, all_of, any_of
+from strategies.membership import Quorum
 from strategies.messages import (
     Header,
     Received,
@@ -63,6 +65,7 @@ __all__ = [
     "ALGORITHMS_FOR",
     "CommError",
     "CommTimeout",
+    "PeerFailure",
     "Communicator",
     "Group",
     "Header",
@@ -144,6 +147,19 @@ class Transport(Protocol):
         """Post a receive into ``buffers`` from ``src`` (``None``: any rank)."""
         ...
 
+    def quorum(
+        self,
+        rank: int,
+        ranks: tuple[int, ...],
+        min_size: int,
+        timeout: float | None,
+        step: int,
+        what: Operation,
+    ) -> Handle[Quorum]:
+        """Ask for the next quorum of ``ranks`` (see :mod:`strategies.membership`);
+        ``step`` is the asking rank's optimizer step."""
+        ...
+
 
 class Communicator:
     """One rank's communicator: checks every call, then hands it to the backend's transport.
@@ -170,7 +186,7 @@ class Communicator:
         self.world = Group(tuple(range(world_size))) if world is None else world
         self._transport = transport
         self._shared = shared
-        self._groups: set[tuple[int, ...]] = {self.world.ranks}
+        self._groups: set[tuple[tuple[int, ...], int]] = {self.world.key}
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, ranks: Sequence[int]) -> Group:
@@ -180,7 +196,7 @@ class Communicator:
         if self._shared is not None:  # the group every other rank made already, if any
             group = self._shared.setdefault(group.ranks, group)
         self._transport.new_group(self.rank, group)
-        self._groups.add(group.ranks)
+        self._groups.add(group.key)
         return group
 
     def _group(self, group: Group | None, call: str) -> Group:
@@ -188,7 +204,7 @@ class Communicator:
             return self.world
         if not isinstance(group, Group):
             raise CommError(f"{call}: group must come from comm.new_group, got {group!r}")
-        if group.ranks not in self._groups:
+        if group.key not in self._groups:
             raise CommError(
                 f"{call}: group {group.ranks} was not made by comm.new_group on rank "
                 f"{self.rank}; create every group with new_group on every rank"
@@ -331,6 +347,19 @@ class Communicator:
         return self._transport.recv(self.rank, message, src, Operation("recv", None, src))
 
     # -- waiting on several -----------------------------------------------------------------
+    def quorum(
+        self, ranks: tuple[int, ...], min_size: int, timeout: float | None, step: int
+    ) -> Handle[Quorum]:
+        """The next :class:`~strategies.membership.Quorum` of ``ranks`` (checked by the
+        context's ``quorum``): its group is usable by this communicator's collectives."""
+        what = Operation("quorum", ranks, None, None)
+
+        def usable(quorum: Quorum) -> Quorum:
+            self._groups.add(quorum.group.key)
+            return quorum
+
+        return self._transport.quorum(self.rank, ranks, min_size, timeout, step, what).then(usable)
+
     def wait_all(self, handles: Sequence[Handle[Any]]) -> Handle[list[Any]]:
         """One handle for several; its value is the list of their values."""
         return all_of(_handles(handles, "wait_all"))

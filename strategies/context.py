@@ -25,6 +25,7 @@ import torch
 from runs.schema import check_log_names
 from strategies.comm import CommTimeout, Communicator, not_a_handle
 from strategies.handles import Handle, any_of
+from strategies.membership import Quorum
 from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.replica import FlatOptimizer, Replica
 from strategies.rules import is_eval_step
@@ -73,6 +74,14 @@ class Runtime(Protocol):
     def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         """A handle for ``seconds`` of local work (``sim`` charges it to the rank's device;
         ``real`` finishes it at once: the work itself is whatever the strategy computed)."""
+        ...
+
+    def restored(self, ctx: RoleContext, nbytes: float) -> None:
+        """``ctx`` took a state at its (new) ``step``, ``nbytes`` received for it."""
+        ...
+
+    def lost(self, ctx: RoleContext, steps: int) -> None:
+        """``ctx`` dropped its work since its last step (and ``steps`` steps with it)."""
         ...
 
 
@@ -129,6 +138,9 @@ class RoleContext:
         Optimizer steps this role has applied.
     version
         The model version tag (see the module docstring).
+    rejoined
+        True in the program of a rank that crashed and was restarted (a new process, with
+        no state: it takes a live peer's with :func:`strategies.membership.heal`).
     """
 
     role = "role"
@@ -173,6 +185,7 @@ class RoleContext:
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.step = 0
         self.version = 0
+        self.rejoined = False
         self._runtime = runtime
         self._optimizers = dict(optimizers or {})
         self._schedule = schedule
@@ -231,6 +244,31 @@ class RoleContext:
             return value
 
         return any_of([handle, self.sleep(limit)]).then(first, like=handle)
+
+    def quorum(self, min_size: int = 1, timeout: float | None = None) -> Handle[Quorum]:
+        """A handle for the next :class:`~strategies.membership.Quorum` of this role's ranks
+        (the workers, or the servers): it forms once every live one has asked (a crashed rank
+        is left out once its crash is detected; a restarted one is waited for), or
+        ``timeout`` seconds after this call with at least ``min_size`` members."""
+        ranks = self.workers if self.role == "worker" else self.servers
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
+            raise ValueError(f"min_size={min_size!r} must be an int >= 1 (members a quorum needs)")
+        if min_size > len(ranks):
+            raise ValueError(
+                f"min_size={min_size} exceeds the {len(ranks)} {self.role}s of this run; "
+                f"use min_size <= {len(ranks)}"
+            )
+        limit = None if timeout is None else _seconds(timeout, "timeout", True, "timeout")
+        return self.comm.quorum(tuple(ranks), min_size, limit, self.step)
+
+    def lose(self, steps: int = 0) -> None:
+        """This rank drops its work since its last step: a round that failed (its gradients
+        are never applied: their samples are lost), and ``steps`` optimizer steps with it
+        (a step that was not committed, steps rolled back). Recorded as ``lost_steps`` and
+        ``lost_samples``."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps={steps!r} must be an int >= 0 (the steps lost)")
+        self._runtime.lost(self, steps)
 
     @property
     def total_steps(self) -> int:
@@ -355,6 +393,39 @@ class WorkerContext(RoleContext):
 
     def _own_parameters(self, name: str) -> torch.Tensor:
         return self.replica.flat
+
+    def export(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """This worker's state for a peer that rejoins: one flat tensor (parameters, then the
+        optimizer's buffers) and plain numbers (see :meth:`FlatOptimizer.export`)."""
+        if self.replica.optimizer is None:
+            return self.replica.parameters(), {}
+        return self.replica.optimizer.export()
+
+    def export_numel(self) -> int:
+        """The length of :meth:`export`'s tensor (to size a receive for it)."""
+        if self.replica.optimizer is None:
+            return self.numel
+        return self.replica.optimizer.export_numel()
+
+    def restore(
+        self,
+        flat: torch.Tensor,
+        *,
+        step: int,
+        version: int | None = None,
+        numbers: Mapping[str, float] | None = None,
+        nbytes: float = 0.0,
+    ) -> None:
+        """Take a peer's (or a checkpoint's) :meth:`export`: parameters, optimizer state and
+        ``step``; the rank counts again as an owner of the global model from that step.
+        ``nbytes``: what was received for it (the run's ``heal_bytes``)."""
+        if self.replica.optimizer is None:
+            self.replica.load(flat[: self.numel])
+        else:
+            self.replica.optimizer.restore(flat, numbers or {})
+        self.step = int(step)
+        self.version = int(step if version is None else version)
+        self._runtime.restored(self, nbytes)
 
     def load_parameters(self, flat: torch.Tensor, version: int | None = None) -> None:
         """Replace the local parameters (e.g. pulled from a server or averaged). Not a step;

@@ -38,7 +38,11 @@ class SampleCounts:
         # A rank's samples computed by each of its own steps not yet passed by the global
         # step (older ones are forgotten: memory stays O(ranks) for long runs).
         self._commits: dict[int, dict[int, float]] = {}
+        self._last_commit: dict[int, float] = {}  # what each rank's last step committed
         self.total = 0.0
+        #: Samples computed and dropped by a fault (a crashed rank's uncommitted gradients,
+        #: a failed round's): part of the discarded samples, counted apart.
+        self.lost = 0.0
 
     def computed(self, rank: int, samples: float) -> None:
         self._computed[rank] = self._computed.get(rank, 0.0) + samples
@@ -52,8 +56,36 @@ class SampleCounts:
         """``rank`` applied an optimizer step: what it computed so far is committed. Returns
         the rank's count of steps."""
         j = self._steps[rank] = self._steps.get(rank, 0) + 1
-        self._commits.setdefault(rank, {})[j] = self._computed.get(rank, 0.0)
+        self._commits.setdefault(rank, {})[j] = self._last_commit[rank] = self._computed.get(
+            rank, 0.0
+        )
         return j
+
+    def lose(self, rank: int) -> float:
+        """``rank`` dropped what it computed since its last step (it crashed, or its round
+        failed): those samples will never be committed. Returns them.
+
+        Examples
+        --------
+        >>> counts = SampleCounts()
+        >>> counts.computed(0, 32); _ = counts.stepped(0); counts.computed(0, 32)
+        >>> counts.lose(0), counts.at(1), counts.lost, counts.total
+        (32.0, 32.0, 32.0, 64.0)
+        """
+        computed = self._computed.get(rank, 0.0)
+        committed = self._last_commit.get(rank, 0.0)
+        dropped = computed - committed
+        if dropped > 0:
+            self._computed[rank] = committed
+            self.lost += dropped
+        return max(dropped, 0.0)
+
+    def restored(self, rank: int, step: int) -> None:
+        """``rank`` took a state at optimizer step ``step`` (healed, or restored from a
+        checkpoint): its own count of steps continues from there."""
+        self._steps[rank] = step
+        committed = self._last_commit[rank] = self._computed.get(rank, 0.0)
+        self._commits.setdefault(rank, {})[step] = committed
 
     def at(self, k: int) -> float:
         """Samples at global step ``k`` (see the module docstring)."""

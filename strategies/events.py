@@ -23,7 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["Computed", "Event", "Logged", "Sent", "Settled", "Stepped", "from_wire", "to_wire"]
+__all__ = [
+    "Computed",
+    "Crashed",
+    "Event",
+    "Logged",
+    "Lost",
+    "Restarted",
+    "Restored",
+    "Sent",
+    "Settled",
+    "Stepped",
+    "from_wire",
+    "to_wire",
+]
 
 
 @dataclass(frozen=True)
@@ -79,10 +92,56 @@ class Sent:
     nbytes: float
 
 
-Event = Computed | Stepped | Settled | Logged | Sent
+@dataclass(frozen=True)
+class Crashed:
+    """``rank`` crashed (its program was closed at once): an owner leaves the global model
+    until it rejoins, and what it computed and never committed is lost."""
+
+    kind = "crashed"
+    at: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """``rank`` came back as a new process, with no state (it has not rejoined yet)."""
+
+    kind = "restarted"
+    at: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Restored:
+    """``rank`` took a state at optimizer step ``step``: a live peer's (healing, ``nbytes``
+    received for it) or a checkpoint's; an owner is one again, at that step, with ``state``."""
+
+    kind = "restored"
+    at: float
+    rank: int
+    step: int
+    nbytes: float
+    state: Any = None
+
+
+@dataclass(frozen=True)
+class Lost:
+    """``rank`` dropped its work since its last committed step: a round that failed (its
+    gradients are never applied), or ``steps`` optimizer steps rolled back."""
+
+    kind = "lost"
+    at: float
+    rank: int
+    steps: int
+
+
+Event = Computed | Stepped | Settled | Logged | Sent | Crashed | Restarted | Restored | Lost
 
 #: Each event type by the name it travels under.
-KINDS: dict[str, type[Any]] = {t.kind: t for t in (Computed, Stepped, Settled, Logged, Sent)}
+KINDS: dict[str, type[Any]] = {
+    t.kind: t
+    for t in (Computed, Stepped, Settled, Logged, Sent, Crashed, Restarted, Restored, Lost)
+}
 
 
 def to_wire(event: Event) -> tuple[Any, ...]:

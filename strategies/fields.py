@@ -11,7 +11,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,8 @@ __all__ = [
     "Algorithm",
     "Compressed",
     "CompressedIfSet",
+    "FaultTolerance",
+    "MinReplicas",
     "OuterLr",
     "OuterMomentum",
     "Period",
@@ -34,6 +36,14 @@ Period = Annotated[int, Field(ge=1, description="local steps between synchronisa
 #: The outer optimizer's step size and momentum (DiLoCo and Streaming DiLoCo).
 OuterLr = Annotated[float, Field(gt=0, description="0 would never move the model")]
 OuterMomentum = Annotated[float, Field(ge=0)]
+
+#: How a synchronous strategy survives crashes: ``"quorum"`` (torchft's FT-DDP): each round
+#: starts with a quorum of the live workers, a rejoining one is healed from a live peer, and
+#: a round that fails is dropped (its gradients lost), not retried; ``None``: a crash ends
+#: the run.
+FaultTolerance = Annotated[Literal["quorum"] | None, Field(description="'quorum' survives crashes")]
+#: The fewest live workers a quorum round needs (it waits for more to come back below that).
+MinReplicas = Annotated[int, Field(ge=1, description="workers a quorum round needs")]
 
 #: An all-reduce algorithm (the simulator's hint; ``"auto"`` lets it choose): every strategy
 #: that takes one averages with it.

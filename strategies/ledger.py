@@ -40,8 +40,20 @@ from runs.schema import row
 from strategies.aggregate import reduce_tensors
 from strategies.counts import SampleCounts
 from strategies.evaluations import Evaluations
-from strategies.events import Computed, Event, Logged, Sent, Settled, Stepped
+from strategies.events import (
+    Computed,
+    Crashed,
+    Event,
+    Logged,
+    Lost,
+    Restarted,
+    Restored,
+    Sent,
+    Settled,
+    Stepped,
+)
 from strategies.owners import OwnerStates
+from strategies.recovery import FaultTally
 from strategies.rules import RunawayError, RunRules, check_runaway, is_eval_step, runaway_limit
 
 __all__ = [
@@ -144,6 +156,9 @@ class Ledger:
         self._on_step = on_step
         self.step = 0
         self.counts = SampleCounts()
+        self.faults = FaultTally()
+        #: Whether the run had a fault schedule (its summary then counts what faults cost).
+        self.with_faults = False
         self.rows: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
         self._staleness: dict[int, float] = {}
@@ -181,6 +196,48 @@ class Ledger:
             self.logged(event.rank, event.values)
         elif isinstance(event, Sent):
             self._sent += event.nbytes
+        else:
+            self._fault(event)
+
+    def _fault(self, event: Crashed | Restarted | Restored | Lost) -> None:
+        """A crash, a restart, a rank restored to a step, or work lost (see
+        :mod:`strategies.recovery`); each is also a ``fault`` row."""
+        faults, rank = self.faults, event.rank
+        if isinstance(event, Crashed):
+            faults.crashed(event.at)
+            faults.lost_samples += self.counts.lose(rank)
+            self._owners.leave(rank)
+            self._row_fault(rank, "crash")
+            self._catch_up()
+        elif isinstance(event, Restarted):
+            faults.restarts += 1
+            self._row_fault(rank, "restart")
+        elif isinstance(event, Restored):
+            faults.heal_bytes += event.nbytes
+            self.counts.restored(rank, event.step)
+            if rank in self.owner_set:
+                self._owners.rejoin(rank, event.step, event.state)
+            self._row_fault(rank, "rejoin")
+        else:
+            live = self._owners.live
+            if live and rank == live[0]:  # global steps: as the first live owner lost them
+                faults.lost_steps += event.steps
+            faults.lost_samples += self.counts.lose(rank)
+            self._row_fault(rank, "lost")
+
+    def fault(self, event: str, rank: int = -1) -> None:
+        """A fault the backend applied that no rank reports (a link going down, a slowed
+        rank), as a ``fault`` row."""
+        if self.stop_reason is None:
+            self._row_fault(rank, event)
+
+    def _row_fault(self, rank: int, event: str) -> None:
+        self.rows.append(self._row("fault", {"rank": rank, "event": event}))
+
+    @property
+    def live_owners(self) -> list[int]:
+        """The owners whose states make the global model now (crashed ones have left)."""
+        return self._owners.live
 
     def start(self, states: dict[int, Any]) -> None:
         """Every owner's state before any step; evaluates step 0."""
@@ -207,13 +264,18 @@ class Ledger:
     def stepped(self, rank: int, staleness: float, state: Any) -> None:
         """Owner ``rank`` applied one optimizer step; ``state`` is its parameters now (see
         :mod:`strategies.events`)."""
-        if self.stop_reason is not None or rank not in self.owner_set:
+        owners = self._owners
+        if self.stop_reason is not None or rank not in owners.counts:  # (not a live owner)
             return
-        k = self._owners.stepped(rank, state)
-        if rank == self.owners[0]:
+        k = owners.stepped(rank, state)
+        if rank == owners.live[0]:
             self._staleness[k] = float(staleness)
         if self.rules.snapshot_when_applied(k):  # the last step: no step follows to settle it
-            self._owners.keep(rank, k, state)
+            owners.keep(rank, k, state)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Advance the global step to the slowest live owner's count."""
         slowest = self._owners.slowest
         while self.step < slowest and self.stop_reason is None:
             self._advance()
@@ -221,7 +283,7 @@ class Ledger:
     def settled(self, rank: int, state: Any) -> None:
         """Owner ``rank`` is about to apply its next step: ``state`` is final for the step it
         applied last."""
-        if self.stop_reason is not None or rank not in self.owner_set:
+        if self.stop_reason is not None or rank not in self._owners.counts:
             return
         k = self._owners.counts[rank]
         if self.rules.snapshot_when_applied(k):  # the last step's was taken when applied
@@ -297,6 +359,7 @@ class Ledger:
     def _advance(self) -> None:
         self.step += 1
         k = self.step
+        self.faults.progressed(self._clock())
         self._owners.forget(self._evals.oldest_needed(k))
         self.counts.forget(k)
         self.rows.append(self._row("step", {"staleness": self._staleness.pop(k, float("nan"))}))

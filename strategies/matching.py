@@ -97,6 +97,21 @@ class Matcher(Generic[M, R]):
         """Whether a receive for ``sender`` itself (not from any rank) is waiting."""
         return any(src == sender for src, _ in self._recvs)
 
+    def drop(self, sender: int) -> tuple[list[M], list[R]]:
+        """Remove what waits here from or for ``sender`` (it crashed): its messages, and the
+        receives posted for it by name (a receive from any rank stays); return them."""
+        messages = [m for s, m in self._messages if s == sender]
+        recvs = [r for src, r in self._recvs if src == sender]
+        self._messages = [(s, m) for s, m in self._messages if s != sender]
+        self._recvs = [(src, r) for src, r in self._recvs if src != sender]
+        return messages, recvs
+
+    def clear(self) -> tuple[list[M], list[R]]:
+        """Remove everything waiting here (its receiver crashed); return it."""
+        messages, recvs = [m for _, m in self._messages], [r for _, r in self._recvs]
+        self._messages, self._recvs = [], []
+        return messages, recvs
+
     def receives(self) -> Iterator[R]:
         """The waiting receives, in the order posted."""
         return (recv for _, recv in self._recvs)

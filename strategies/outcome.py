@@ -26,7 +26,7 @@ def summary_of(
     loss, ``*_to_target`` when the run had a ``target_loss``."""
     import pandas as pd
 
-    return summarize(
+    summary = summarize(
         pd.DataFrame(ledger.rows),
         stop_reason=ledger.stop_reason if stop_reason is None else stop_reason,
         steps=ledger.step,
@@ -37,6 +37,9 @@ def summary_of(
         target_loss=ledger.target_loss,
         discarded_samples=ledger.discarded_samples,
     )
+    if ledger.with_faults:
+        summary.update(ledger.faults.summary(samples=ledger.samples, time=time))
+    return summary
 
 
 def result_of(

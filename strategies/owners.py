@@ -57,6 +57,10 @@ class OwnerStates:
         self.slowest = 0
         self.current: dict[int, Any] = {}
         self.copies: dict[int, dict[int, torch.Tensor | None]] = {r: {} for r in self.owners}
+        #: The owners whose states make the global model now: a crashed owner leaves until
+        #: it rejoins (:meth:`leave`, :meth:`rejoin`), at the step it rejoined at.
+        self.live = list(self.owners)
+        self._joined: dict[int, int] = {}
 
     def start(self, states: dict[int, Any]) -> None:
         """Every owner's state before any step."""
@@ -75,6 +79,51 @@ class OwnerStates:
             self.slowest = k  # the last owner at the old minimum moved up by one
         self.current[rank] = state
         return k
+
+    def leave(self, rank: int) -> bool:
+        """Owner ``rank`` crashed: its state leaves the global model and the global step no
+        longer waits for it (the slowest live owner's count is). Shards (``concat``) cannot
+        leave: the model waits for the shard to be restored. Returns whether it left.
+
+        Examples
+        --------
+        >>> owners = OwnerStates([0, 1], "mean")
+        >>> owners.start({0: torch.zeros(1), 1: torch.ones(1)})
+        >>> _ = owners.stepped(1, torch.full((1,), 4.0))
+        >>> owners.leave(0), owners.slowest, owners.combined(1)
+        (True, 1, tensor([4.]))
+        """
+        if self.combine == "concat" or rank not in self.live:
+            return False
+        self.live.remove(rank)
+        k = self.counts.pop(rank)
+        at = self._at_count
+        at[k] -= 1
+        if not at[k]:
+            del at[k]
+        if at:
+            self.slowest = max(self.slowest, min(at))
+        return True
+
+    def rejoin(self, rank: int, k: int, state: Any) -> None:
+        """Owner ``rank`` rejoined with ``state`` at its step ``k`` (healed from a peer, or
+        restored from a checkpoint); the global model holds it again from step ``k`` on."""
+        at = self._at_count
+        if rank in self.counts:  # still counted: a shard restored in place
+            old = self.counts[rank]
+            at[old] -= 1
+            if not at[old]:
+                del at[old]
+        else:
+            position = {r: i for i, r in enumerate(self.owners)}
+            self.live.append(rank)
+            self.live.sort(key=position.__getitem__)
+        self.counts[rank] = k
+        self._at_count[k] = self._at_count.get(k, 0) + 1
+        self.slowest = min(self._at_count)
+        self._joined[rank] = k
+        self.current[rank] = state
+        self.copies[rank] = {k: value(state)}
 
     def keep(self, rank: int, k: int, state: Any) -> None:
         """Owner ``rank``'s state at step ``k`` is ``state``."""
@@ -95,7 +144,9 @@ class OwnerStates:
     def states(self, k: int, settled_only: bool = False) -> list[torch.Tensor] | None:
         """Every owner's state at step ``k``, in owner order (``None`` if one is unknown)."""
         states = []
-        for r in self.owners:
+        for r in self.live:
+            if self._joined.get(r, 0) > k:  # it rejoined after step k: not an owner then
+                continue
             # Each owner's state as of step k (kept when it settled), so a later step does
             # not leak in; an owner still at step k contributes its state now, unless only
             # settled states will do. The real backend records states at evaluation points
@@ -106,7 +157,9 @@ class OwnerStates:
             if state is None:
                 return None
             states.append(state)
-        return states
+            if self.combine == "one":  # the first live owner's is the model
+                break
+        return states or None
 
     def combined(self, k: int, settled_only: bool = False) -> torch.Tensor | None:
         """The global model's flat parameters at step ``k`` (``None`` if unknown)."""

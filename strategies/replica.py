@@ -8,7 +8,8 @@ machinery over a slice. Both backends build their role contexts on these classes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +49,7 @@ class FlatOptimizer:
         total_steps: int = 1,
     ) -> None:
         self.param = nn.Parameter(flat, requires_grad=flat.requires_grad)  # shares storage
+        self.spec = spec
         self.optimizer = spec.build([self.param])
         self.schedule = schedule or ScheduleSpec()
         self.total_steps = max(1, total_steps)
@@ -63,6 +65,64 @@ class FlatOptimizer:
         self.optimizer.step()
         self.param.grad = None
         self.steps += 1
+
+    def export(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """The state a rejoining peer needs, as one flat tensor (the parameters, then each
+        full-size buffer the optimizer keeps, momentum or Adam's moments, in name order) and
+        plain numbers (its steps, and scalar state such as Adam's step count).
+
+        Examples
+        --------
+        >>> opt = FlatOptimizer(torch.zeros(2), OptimizerSpec.parse("sgd:lr=0.5,momentum=0.9"))
+        >>> opt.step(torch.ones(2)); flat, numbers = opt.export()
+        >>> flat.tolist(), numbers
+        ([-0.5, -0.5, 1.0, 1.0], {'steps': 1.0})
+        >>> other = FlatOptimizer(torch.zeros(2), OptimizerSpec.parse("sgd:lr=0.5,momentum=0.9"))
+        >>> other.restore(flat, numbers); other.step(torch.ones(2)); opt.step(torch.ones(2))
+        >>> bool(torch.equal(other.param, opt.param))
+        True
+        """
+        state = self.optimizer.state.get(self.param, {})
+        buffers = [self.param.detach()]
+        numbers = {"steps": float(self.steps)}
+        for key in sorted(state):
+            value = state[key]
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                buffers.append(value.detach().reshape(-1))
+            elif isinstance(value, (torch.Tensor, int, float)):
+                numbers[key] = float(value)
+        return torch.cat(buffers), numbers
+
+    def export_numel(self) -> int:
+        """The length of :meth:`export`'s tensor once the optimizer has stepped (a
+        restarted rank, which has not, sizes its receive with it)."""
+        probe = FlatOptimizer(torch.zeros(1), self.spec)
+        probe.step(torch.zeros(1))
+        return self.param.numel() * probe.export()[0].numel()
+
+    def restore(self, flat: torch.Tensor, numbers: Mapping[str, float]) -> None:
+        """Take a peer's :meth:`export`: parameters, optimizer buffers, steps."""
+        numel = self.param.numel()
+        probe = FlatOptimizer(torch.zeros(1), self.spec)
+        probe.step(torch.zeros(1))
+        keys = sorted(probe.optimizer.state[probe.param])
+        with torch.no_grad():
+            self.param.copy_(flat[:numel])
+        state: dict[str, Any] = {}
+        offset = numel
+        for key in keys:
+            sample = probe.optimizer.state[probe.param][key]
+            if isinstance(sample, torch.Tensor) and sample.dim() > 0:
+                state[key] = flat[offset : offset + numel].clone().view_as(self.param)
+                offset += numel
+            elif key in numbers:
+                state[key] = (
+                    torch.tensor(numbers[key], dtype=sample.dtype)
+                    if isinstance(sample, torch.Tensor)
+                    else type(sample)(numbers[key])
+                )
+        self.optimizer.state[self.param] = state
+        self.steps = int(numbers.get("steps", 0))
 
 
 class Replica:

@@ -358,14 +358,18 @@ def make_ledger(
     setup: TrainingSetup,
     clock: Callable[[], float] | None = None,
     bytes_sent: Callable[[], float] | None = None,
+    faults: bool = False,
     **observers: Any,
 ) -> Ledger:
     """The run's ledger, over the owners of the strategy's declared global model; both
     backends build it here. ``clock``, ``bytes_sent``: the backend's (``None``: the recorded
-    events' time and bytes, as in a replay). ``observers``: ``target_loss``, ``on_step``,
-    ``on_eval``."""
+    events' time and bytes, as in a replay). ``faults``: ranks may crash, so a ``"primary"``
+    model is any live worker's (the first), not one rank's that may die. ``observers``:
+    ``target_loss``, ``on_step``, ``on_eval``."""
     owners, combine = setup.strategy.owners(setup.world_size)
-    return Ledger(
+    if faults and setup.strategy.global_model == "primary":
+        owners = setup.strategy.workers(setup.world_size)
+    ledger = Ledger(
         owners,
         combine,
         steps=setup.steps,
@@ -375,6 +379,8 @@ def make_ledger(
         bytes_sent=bytes_sent,
         **observers,
     )
+    ledger.with_faults = faults
+    return ledger
 
 
 def make_trace(setup: TrainingSetup, backend: str, limit: int | None = None) -> Trace:

@@ -17,7 +17,7 @@ from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
 from real.transport.matching import Receiving
 from real.transport.staging import resolve_device
-from strategies.comm import Group, header_nbytes, message_nbytes
+from strategies.comm import CommError, Group, header_nbytes, message_nbytes
 from strategies.handles import Handle
 from strategies.operations import Operation
 
@@ -207,6 +207,22 @@ class TorchTransport(Receiving):
         )
 
     # -- point to point: sending ----------------------------------------------------------
+    def quorum(
+        self,
+        rank: int,
+        ranks: tuple[int, ...],
+        min_size: int,
+        timeout: float | None,
+        step: int,
+        what: Operation,
+    ) -> Handle[Any]:
+        """Quorums need the run's membership over the launcher's store (faults on the real
+        backend, issue 24's real part): refused with one line until then."""
+        raise CommError(
+            "w.quorum is not available on the real backend yet (fault tolerance runs in sim "
+            "only for now); run this strategy with sim, or without fault_tolerance"
+        )
+
     def send(
         self,
         rank: int,

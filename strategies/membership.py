@@ -1,0 +1,101 @@
+"""Who is alive: quorums of live ranks, and healing a rank that rejoined, in both backends.
+
+A program that must survive crashes asks for a quorum before each round (torchft's
+``start_quorum``): ``q = yield w.quorum()`` waits until every live rank of the round has
+asked (a crashed one is left out once its crash is detected, a restarted one is waited for),
+and gives every member the same :class:`Quorum`: its id, its members, who joined since the
+last one, each member's optimizer step, and a group of the members for collectives (a new
+group per quorum, as torchft rebuilds its process groups). :func:`heal` then brings members
+that are behind (a restarted rank starts with no state) up to date from a live peer over the
+network, so the bytes are charged (``sim``) or sent (``real``).
+
+Examples
+--------
+>>> from strategies.checks import Group
+>>> q = Quorum(3, (0, 1, 2), (2,), (40, 40, 0), Group((0, 1, 2), 3))
+>>> q.max_step, q.behind, q.source
+(40, (2,), 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from strategies.checks import Group
+
+if TYPE_CHECKING:
+    from strategies.context import WorkerContext
+
+__all__ = ["Quorum", "heal"]
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """One agreed membership (see the module docstring).
+
+    Attributes
+    ----------
+    id
+        Increases with every quorum of the same ranks' rounds (from 1).
+    members
+        The live ranks that asked, in rank order.
+    joined
+        Members that were not members of the previous quorum (a restarted rank, a rank that
+        was slow to ask); empty in the first quorum.
+    steps
+        Each member's optimizer step when it asked, in ``members`` order.
+    group
+        A group of the members (``Group(members, epoch=id)``) for collectives this round.
+    """
+
+    id: int
+    members: tuple[int, ...]
+    joined: tuple[int, ...]
+    steps: tuple[int, ...]
+    group: Group
+
+    @property
+    def max_step(self) -> int:
+        """The furthest step any member has reached."""
+        return max(self.steps)
+
+    @property
+    def behind(self) -> tuple[int, ...]:
+        """Members whose step is behind :attr:`max_step` (they need healing)."""
+        top = self.max_step
+        return tuple(r for r, s in zip(self.members, self.steps) if s < top)
+
+    @property
+    def source(self) -> int:
+        """The member that heals the others: the lowest rank at :attr:`max_step`."""
+        top = self.max_step
+        return next(r for r, s in zip(self.members, self.steps) if s == top)
+
+
+def heal(w: WorkerContext, quorum: Quorum) -> Generator[Any, Any, None]:
+    """A sub-program (``yield from heal(w, q)``): the quorum's :attr:`~Quorum.source` sends
+    its state (parameters, optimizer buffers, step) to every member that is
+    :attr:`~Quorum.behind`, which takes it (``w.restore``); the others do nothing.
+    Point-to-point, as torchft sends a state dict to each healing replica."""
+    behind = quorum.behind
+    if not behind:
+        return
+    if w.rank == quorum.source:
+        flat, numbers = w.export()
+        header = {"step": w.step, "version": w.version, **numbers}
+        yield w.comm.wait_all([w.comm.send(flat, dst=r, header=header) for r in behind])
+    elif w.rank in behind:
+        buffer = torch.empty(w.export_numel(), dtype=w.replica.flat.dtype, device=w.device)
+        message = yield w.comm.recv(buffer, src=quorum.source)
+        header = dict(message.header)
+        w.restore(
+            buffer,
+            step=int(header.pop("step")),
+            version=int(header.pop("version")),
+            numbers=header,
+            nbytes=float(buffer.numel() * buffer.element_size()),
+        )

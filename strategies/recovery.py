@@ -1,0 +1,99 @@
+"""What faults cost a run, counted the same in both backends from the ledger's events.
+
+* ``failures``: ranks that crashed; ``restarts``: ranks that came back as new processes;
+* ``lost_steps``: optimizer steps that never became part of the model (a failed round's
+  step, steps rolled back to a checkpoint); ``lost_samples``: samples computed and dropped
+  by a fault (a crashed rank's uncommitted gradients, a failed round's);
+* ``recovery_time``: seconds during which the global model made no progress because of a
+  fault: from a crash (the first of overlapping ones) to the next global step, so it holds
+  the detection delay, the restart and the healing;
+* ``heal_bytes``: bytes a rejoining rank received to take a live peer's state;
+* ``checkpoint_time``: seconds ranks spent writing and reading checkpoints;
+* ``goodput``: committed samples per second of the run.
+
+Examples
+--------
+>>> tally = FaultTally()
+>>> tally.crashed(2.0); tally.crashed(2.5)
+>>> tally.progressed(6.0), tally.recovery_time
+(None, 4.0)
+>>> tally.summary(samples=640, time=8.0)["goodput"]
+80.0
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["FAULT_EVENTS", "FaultTally", "survivable"]
+
+#: What a ``fault`` row's ``event`` column says happened.
+FAULT_EVENTS = ("crash", "restart", "rejoin", "lost", "link_down", "link_up", "link_slow", "slow")
+
+
+class FaultTally:
+    """The fault counters of one run (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.restarts = 0
+        self.lost_steps = 0
+        self.lost_samples = 0.0
+        self.recovery_time = 0.0
+        self.heal_bytes = 0.0
+        self.checkpoint_time = 0.0
+        self._outage: float | None = None
+
+    def crashed(self, at: float) -> None:
+        """A rank crashed at ``at``: the model is without progress from then, if it was not."""
+        self.failures += 1
+        if self._outage is None:
+            self._outage = at
+
+    def progressed(self, at: float) -> None:
+        """The global model advanced at ``at``: an outage, if any, ends."""
+        if self._outage is not None:
+            self.recovery_time += max(at - self._outage, 0.0)
+            self._outage = None
+
+    def summary(self, *, samples: float, time: float) -> dict[str, Any]:
+        """The summary's fault keys (an outage still open at the end counts to ``time``)."""
+        recovery = self.recovery_time
+        if self._outage is not None:
+            recovery += max(time - self._outage, 0.0)
+        return {
+            "failures": self.failures,
+            "restarts": self.restarts,
+            "lost_steps": self.lost_steps,
+            "lost_samples": int(self.lost_samples),
+            "recovery_time": recovery,
+            "heal_bytes": self.heal_bytes,
+            "checkpoint_time": self.checkpoint_time,
+            "goodput": samples / time if time > 0 else math.nan,
+        }
+
+
+#: What survives a crash, by strategy name (the options that make it so).
+_SURVIVES = {
+    "allreduce": "fault_tolerance='quorum' survives it",
+    "local_sgd": "fault_tolerance='quorum' survives it",
+    "diloco": "fault_tolerance='quorum' survives it",
+    "streaming_diloco": "fault_tolerance='quorum' survives it",
+    "parameter_server": "mode='async' or 'ssp' carries on without a worker, and mode='sync' "
+    "with backup_workers >= the crashed workers",
+    "gossip": "gossip carries on without the crashed rank when its program catches PeerFailure",
+}
+
+
+def survivable(strategy: Any) -> str:
+    """A sentence on the options that survive a crash, for ``strategy``.
+
+    Examples
+    --------
+    >>> survivable(type("S", (), {"name": "allreduce"})())
+    "allreduce stops at a crash: fault_tolerance='quorum' survives it, or a strategy that catches PeerFailure"
+    """
+    name = getattr(strategy, "name", type(strategy).__name__)
+    options = _SURVIVES.get(name, "a strategy that catches PeerFailure survives it")
+    return f"{name} stops at a crash: {options}, or a strategy that catches PeerFailure"

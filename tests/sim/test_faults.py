@@ -1,0 +1,134 @@
+"""Crashes, restarts and quorums in the simulator (sim.failures, sim.quorums, sim.injector)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import sim
+import topologies
+from strategies import AllReduceSGD, PeerFailure, Strategy
+from strategies.context import WorkerContext
+
+KW = dict(steps=40, eval_every=10, compute=0.01)
+QUORUM = "allreduce:fault_tolerance=quorum"
+
+
+def test_quorum_allreduce_without_faults_is_plain_allreduce() -> None:
+    plain = sim.run("allreduce", "quadratic", topologies.ring(4), **KW)
+    quorum = sim.run(QUORUM, "quadratic", topologies.ring(4), **KW)
+    assert quorum.summary["final_loss"] == plain.summary["final_loss"]
+    assert quorum.summary["time"] == plain.summary["time"]
+    assert quorum.summary["bytes"] == plain.summary["bytes"]
+    assert torch.equal(quorum.parameters, plain.parameters)
+
+
+def test_a_crash_and_restart_costs_one_step_detection_and_a_heal() -> None:
+    crash = {"kind": "crash", "rank": 2, "step": 10, "restart_step": 20}
+    result = sim.run(QUORUM, "quadratic", topologies.ring(4), **KW, faults=[crash])
+    s = result.summary
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (40, 1, 1, 1)
+    # The three survivors' gradients of the failed round (32 samples each) are lost.
+    assert s["lost_samples"] == 3 * 32
+    # Healing sends the parameters (plain SGD keeps no buffers): 4 bytes each.
+    numel = result.parameters.numel()
+    assert s["heal_bytes"] == 4 * numel
+    # The step after the crash waits for its detection (3 s by default), then for a
+    # new quorum round: recovery is the detection delay plus one step's compute.
+    assert s["recovery_time"] == pytest.approx(3.0 + 0.01, abs=1e-3)
+    events = result.metrics[result.metrics.kind == "fault"]
+    assert list(events.event) == ["crash", "lost", "lost", "lost", "restart", "rejoin"]
+    assert list(events[events.event == "restart"].step) == [20]
+    assert result.config["faults"]["events"] == [crash]
+    assert s["goodput"] == pytest.approx(s["samples"] / s["time"])
+
+
+def test_detection_delay_is_the_schedules() -> None:
+    crash = {"kind": "crash", "rank": 1, "step": 5, "restart": 1.0}
+    times = []
+    for detect in (1.0, 4.0):
+        faults = {"events": [crash], "detect": detect}
+        result = sim.run(QUORUM, "quadratic", topologies.ring(4), **KW, faults=faults)
+        times.append(result.summary["time"])
+    assert times[1] - times[0] == pytest.approx(3.0, abs=1e-9)
+
+
+def test_without_a_policy_a_crash_ends_the_run_with_one_line_and_its_rows(tmp_path) -> None:
+    crash = {"kind": "crash", "rank": 2, "step": 5}
+    with pytest.raises(sim.SimulationError) as raised:
+        sim.run("allreduce", "quadratic", topologies.ring(4), **KW, faults=[crash], out=tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "rank 2 crashed" in message and "fault_tolerance='quorum'" in message
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "failed"
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "metrics.parquet")
+    assert (rows.kind == "fault").sum() == 1 and rows.step.max() == 5
+
+
+def test_every_owner_down_loses_the_model_and_fails_the_run() -> None:
+    # A restarted rank has no state: with every replica gone the model is lost, restart or
+    # not (a checkpoint would keep it).
+    faults = [{"kind": "crash", "rank": r, "at": 0.05, "restart": 1.0} for r in range(4)]
+    with pytest.raises(sim.SimulationError, match="no owner of the global model is left"):
+        sim.run(QUORUM, "quadratic", topologies.ring(4), **KW, faults=faults)
+
+
+def test_random_crashes_are_bit_identical_across_reruns() -> None:
+    faults = {"events": [{"kind": "crash", "mtbf": "2s", "restart": "0.5s"}], "detect": 0.1}
+    runs = [
+        sim.run(QUORUM, "quadratic", topologies.ring(4), **KW, faults=faults, seed=3)
+        for _ in range(2)
+    ]
+    assert runs[0].summary["failures"] > 0
+    assert runs[0].metrics.equals(runs[1].metrics)
+    other = sim.run(QUORUM, "quadratic", topologies.ring(4), **KW, faults=faults, seed=4)
+    assert not other.metrics.equals(runs[0].metrics)
+
+
+def test_a_transient_straggler_slows_its_compute_by_its_factor() -> None:
+    # One worker, so the step time is its compute: 10 steps at 0.01 s, 10 at 0.04 s, 20.
+    slow = {"kind": "slow", "rank": 0, "factor": 4, "at": 0.1, "until": 0.5}
+    result = sim.run("allreduce", "quadratic", topologies.ring(1), **KW, faults=[slow])
+    assert result.summary["time"] == pytest.approx(0.1 + 10 * 0.04 + 20 * 0.01)
+
+
+class CatchingAllReduce(Strategy):
+    """A user's strategy: it averages over the world and, once a peer fails, trains alone."""
+
+    name = "catching"
+    global_model = "average"
+
+    def worker(self, w: WorkerContext):  # type: ignore[no-untyped-def]
+        alone = False
+        while not w.done:
+            grads = yield w.compute_gradients()
+            if not alone:
+                try:
+                    grads = yield w.comm.all_reduce(grads, op="mean")
+                except PeerFailure as failure:
+                    assert failure.ranks == (1,)
+                    alone = True
+                    w.lose()
+                    continue
+            w.apply(grads)
+
+
+def test_a_user_strategy_catching_peer_failure_carries_on() -> None:
+    crash = {"kind": "crash", "rank": 1, "step": 5}
+    result = sim.run(CatchingAllReduce(), "quadratic", topologies.ring(2), **KW, faults=[crash])
+    assert result.summary["steps"] == 40 and result.summary["failures"] == 1
+
+
+def test_quorum_waits_for_min_replicas() -> None:
+    strategy = AllReduceSGD(fault_tolerance="quorum", min_replicas=4)
+    crash = {"kind": "crash", "rank": 1, "step": 5, "restart": 2.0}
+    result = sim.run(strategy, "quadratic", topologies.ring(4), **KW, faults=[crash])
+    # No round runs with three: the survivors wait for the restart (2 s), not only the
+    # detection (3 s): the outage is the longer of the two, then a step.
+    assert result.summary["recovery_time"] == pytest.approx(3.0 + 0.01, abs=1e-3)
+    assert result.summary["lost_steps"] == 1
