@@ -16,9 +16,36 @@ from faults.errors import FaultError
 from faults.events import Crash, Event, LinkFault, RandomCrashes, Slow
 from faults.reading import read_event
 from faults.sources import read_source
-from topologies.units import UnitError, parse_time
+from options.spec import did_you_mean
+from topologies.units import UnitError, parse_bandwidth, parse_time
 
-__all__ = ["FaultSchedule"]
+__all__ = ["RECOVERIES", "FaultSchedule"]
+
+#: Run-level recovery policies (None: the strategy's own, or none).
+RECOVERIES = (None, "restart")
+
+
+def _storage(value: object) -> dict[str, float]:
+    """The ``checkpoint`` table: ``bandwidth`` (bytes/s or ``"2GB/s"``) and ``latency``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FaultError("faults.checkpoint", "must be a table {bandwidth=..., latency=...}")
+    out = {}
+    for key, given in value.items():
+        try:
+            if key == "bandwidth":
+                out["checkpoint_bandwidth"] = parse_bandwidth(given)
+            elif key == "latency":
+                out["checkpoint_latency"] = parse_time(given)
+            else:
+                raise FaultError(
+                    f"faults.checkpoint.{key}",
+                    f"unknown key (keys: bandwidth, latency){did_you_mean(str(key), ('bandwidth', 'latency'))}",
+                )
+        except UnitError as exc:
+            raise FaultError(f"faults.checkpoint.{key}", str(exc)) from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,13 @@ class FaultSchedule:
     events: tuple[Event, ...] = ()
     detect: float = 3.0
     reroute: float = 0.5
+    #: ``"restart"`` (torchelastic): on a crash every rank restarts from the last checkpoint.
+    recovery: str | None = None
+    #: Global steps between checkpoints (None: Young/Daly's interval, see checkpoint_interval).
+    checkpoint_every: int | None = None
+    #: The storage a checkpoint is written to and read from: bytes/s per rank, and seconds.
+    checkpoint_bandwidth: float = 1e9
+    checkpoint_latency: float = 0.05
 
     def __post_init__(self) -> None:
         # A list of events is kept as a tuple, so that equal schedules compare (and hash) equal.
@@ -74,6 +108,63 @@ class FaultSchedule:
                 raise FaultError(
                     f"faults.{name}", f"must be a non-negative number of seconds, not {value!r}"
                 )
+        if self.recovery not in RECOVERIES:
+            raise FaultError(
+                "faults.recovery",
+                f"{self.recovery!r} is not a recovery policy; use 'restart' or leave it out "
+                "(a strategy's own fault tolerance)",
+            )
+        every = self.checkpoint_every
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, int) or every < 1
+        ):
+            raise FaultError(
+                "faults.checkpoint_every", f"must be an int >= 1 (steps), not {every!r}"
+            )
+        if not 0 < self.checkpoint_bandwidth < math.inf:
+            raise FaultError("faults.checkpoint.bandwidth", "must be a positive bandwidth")
+        if not 0 <= self.checkpoint_latency < math.inf:
+            raise FaultError("faults.checkpoint.latency", "must be non-negative seconds")
+        if self.recovery == "restart" and every is None and not self.random_crashes:
+            raise FaultError(
+                "faults.checkpoint_every",
+                "recovery='restart' needs checkpoint_every=<steps> when no event has an mtbf "
+                "(Young/Daly's default interval comes from the MTBF)",
+            )
+
+    def mtbf(self, world_size: int) -> float | None:
+        """The job's mean time between failures (seconds): the random crashes' rates summed
+        over the ranks they cover; None without random crashes.
+
+        Examples
+        --------
+        >>> events = [{"kind": "crash", "mtbf": "100s", "restart": "5s"}]
+        >>> FaultSchedule.parse(events, world_size=4, links=None).mtbf(4)
+        25.0
+        """
+        rate = sum(len(c.ranks or range(world_size)) / c.mtbf for c in self.random_crashes)
+        return 1.0 / rate if rate else None
+
+    def checkpoint_seconds(self, nbytes: float) -> float:
+        """Seconds to write (or read) a checkpoint of ``nbytes`` on one rank."""
+        return self.checkpoint_latency + nbytes / self.checkpoint_bandwidth
+
+    def checkpoint_interval(self, nbytes: float, world_size: int) -> float | None:
+        """Young/Daly's checkpoint interval, ``sqrt(2 x checkpoint cost x MTBF)`` seconds,
+        for a checkpoint of ``nbytes`` per rank (None without an MTBF).
+
+        Examples
+        --------
+        >>> s = FaultSchedule.parse({"events": [{"kind": "crash", "mtbf": "800s", "restart": 1}],
+        ...     "recovery": "restart", "checkpoint": {"bandwidth": 1e9, "latency": 1.0}},
+        ...     world_size=4, links=None)
+        >>> s.checkpoint_interval(0, 4)
+        20.0
+        """
+        mtbf = self.mtbf(world_size)
+        if mtbf is None:
+            return None
+        return math.sqrt(2 * self.checkpoint_seconds(nbytes) * mtbf)
 
     @classmethod
     def parse(
@@ -126,22 +217,35 @@ class FaultSchedule:
                 f"every rank (0..{world_size - 1}) crashes with no restart, so the run cannot "
                 "finish; add restart=... (seconds) or restart_step=..., or leave one rank alive",
             )
-        delays = {}
-        for name, given in options.items():
-            try:
-                delays[name] = parse_time(given)
-            except UnitError as exc:
-                raise FaultError(f"faults.{name}", str(exc)) from None
+        delays: dict[str, Any] = {}
+        for name in ("detect", "reroute"):
+            if name in options:
+                try:
+                    delays[name] = parse_time(options[name])
+                except UnitError as exc:
+                    raise FaultError(f"faults.{name}", str(exc)) from None
+        for name in ("recovery", "checkpoint_every"):
+            if options.get(name) is not None:
+                delays[name] = options[name]
+        delays.update(_storage(options.get("checkpoint")))
         return cls(tuple(events), **delays)
 
     def record(self) -> dict[str, Any]:
         """The schedule as plain JSON (times as float seconds) for ``run.json``;
         :meth:`parse` reads it back to an equal schedule."""
-        return {
+        out: dict[str, Any] = {
             "events": [event.record() for event in self.events],
             "detect": float(self.detect),
             "reroute": float(self.reroute),
         }
+        if self.recovery is not None:
+            out["recovery"] = self.recovery
+            out["checkpoint_every"] = self.checkpoint_every
+            out["checkpoint"] = {
+                "bandwidth": float(self.checkpoint_bandwidth),
+                "latency": float(self.checkpoint_latency),
+            }
+        return out
 
     def __bool__(self) -> bool:
         return bool(self.events)

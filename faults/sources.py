@@ -22,7 +22,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["OPTIONS", "read_source"]
 
 #: The keys beside ``events`` in a schedule's dict or file.
-OPTIONS = ("detect", "reroute")
+OPTIONS = ("detect", "reroute", "recovery", "checkpoint_every", "checkpoint")
 
 _HELD = 'a list of events or a dict {"events": [...], "detect": "3s", "reroute": "0.5s"}'
 _FORMS = f"{_HELD}, or a .toml or .json file holding either"
@@ -40,7 +40,7 @@ def read_source(value: object) -> tuple[list[Any], dict[str, Any]]:
     >>> read_source({"evnts": []})
     Traceback (most recent call last):
     ...
-    faults.errors.FaultError: faults.evnts: unknown key (keys: events, detect, reroute); did you mean 'events'?
+    faults.errors.FaultError: faults.evnts: unknown key (keys: events, detect, reroute, recovery, checkpoint_every, checkpoint); did you mean 'events'?
     """
     if value is None:
         return [], {}

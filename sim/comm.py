@@ -396,6 +396,24 @@ class Fabric:
             if member != rank:
                 self.failures.fail(handle, (rank,), what)
 
+    def reset(self) -> None:
+        """Every rank restarted together (a restart from a checkpoint): a new world, with
+        nothing in progress and no group broken; what was in flight never lands."""
+        for slot in self._running.values():
+            slot.aborted = True
+        for transfer in self._transfers.values():
+            transfer.aborted = True
+        drop = getattr(self.network, "drop_rank", None)
+        if drop is not None:
+            for rank in range(self.world_size):
+                drop(rank)
+        self._match = [Matcher() for _ in range(self.world_size)]
+        self._pending, self._calls, self._last_delivery = {}, {}, {}
+        self._running, self._transfers = {}, {}
+        self._admission = Admission(self.world_size)
+        self.failures = Failures(self.env, self.failures.detect)
+        self.quorums = Quorums(self.env, self.failures)
+
     def restart(self, rank: int) -> None:
         """``rank`` is back as a new process: point-to-point messages reach it again; the
         groups it was in before stay broken (sim.failures)."""

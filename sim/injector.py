@@ -17,6 +17,7 @@ from typing import Any
 import simpy
 
 from faults import Crash, FaultSchedule, RandomCrashes
+from sim.checkpoints import Checkpoints
 from sim.comm import Fabric
 from sim.runtime import SimRuntime
 from strategies.context import RoleContext
@@ -63,6 +64,12 @@ class FaultInjector:
         self.processes = processes
         self.rebuild = rebuild
         self.on_restart = on_restart
+        #: Checkpoints and restarts of every rank from them (``recovery="restart"``).
+        self.checkpoints: Checkpoints | None = None
+        self.contexts: dict[int, RoleContext] = {}
+        #: Whether every rank is being restarted from a checkpoint (a failure then ends no
+        #: program's run: they are all about to be replaced).
+        self.restarting = False
         #: The first fault that ended the run (a sentence), if one did.
         self.failure: str | None = None
         self._at_step: dict[int, list[Callable[[], None]]] = {}
@@ -102,6 +109,13 @@ class FaultInjector:
     def on_step(self, step: int) -> None:
         """The ledger reached global step ``step``: what waits for it happens at this
         instant, once the event that reached it is done (a rank cannot crash mid-call)."""
+        checkpoints = self.checkpoints
+        if (
+            checkpoints is not None
+            and not self.restarting
+            and checkpoints.due(step, float(self.env.now))
+        ):
+            self._at(float(self.env.now), functools.partial(self._checkpoint, step))
         actions = self._at_step.pop(step, [])
         actions += [
             functools.partial(self._restart, r) for r in self._restart_at_step.pop(step, [])
@@ -114,12 +128,38 @@ class FaultInjector:
         self._at(float(self.env.now) + uptime, lambda: self._crash(rank, self._random[rank]))
 
     # -- faults -------------------------------------------------------------------------------
+    def use_checkpoints(self, checkpoints: Checkpoints, contexts: dict[int, RoleContext]) -> None:
+        """Recover by restarting every rank from the last checkpoint (``recovery="restart"``)."""
+        self.checkpoints, self.contexts = checkpoints, contexts
+
+    def _checkpoint(self, step: int) -> None:
+        if self.checkpoints is not None and not self.restarting and not self.ledger.stopped:
+            self.checkpoints.take(step, float(self.env.now))
+
     def _crash(self, rank: int, cause: Crash | RandomCrashes) -> None:
-        if self.ledger.stopped or self.fabric.failures.is_down(rank):
+        if self.restarting and isinstance(cause, RandomCrashes) and not self.ledger.stopped:
+            self._next_random(rank)  # it fails while the job restarts anyway: the next one
+            return
+        if self.ledger.stopped or self.fabric.failures.is_down(rank) or self.restarting:
             return
         process = self.processes[rank]
         if not self.runtime.crash(rank, process):
             return  # its program had ended: nothing left to crash
+        now = float(self.env.now)
+        if self.checkpoints is not None:
+            # torchelastic: the job notices (detect), stops every rank, and starts them all
+            # again from the last checkpoint (after the restart delay, if longer).
+            self.restarting = True
+            self._at(now + self.fabric.failures.detect, self._stop_all)
+            delay = cause.restart if cause.restart is not None else 0.0
+            self._at(
+                now + max(self.fabric.failures.detect, delay),
+                functools.partial(self._restart_all, rank),
+            )
+            self.pending_restarts += 1
+            self.fabric.crash(rank)
+            self.ledger.record(Crashed(now, rank))
+            return
         self.fabric.crash(rank)
         self.ledger.record(Crashed(float(self.env.now), rank))
         if isinstance(cause, Crash) and cause.restart_step is not None:
@@ -129,7 +169,7 @@ class FaultInjector:
         elif cause.restart is not None:
             self.pending_restarts += 1
             self._at(float(self.env.now) + cause.restart, lambda: self._restart(rank))
-        if not self.ledger.live_owners:
+        if not self.ledger.live_owners and self.checkpoints is None:
             # Every replica of the global model is gone, and a restarted rank has no state:
             # the model is lost.
             self.failure = (
@@ -151,6 +191,31 @@ class FaultInjector:
         self.processes[rank] = self.env.process(self.runtime.drive(ctx, program))
         if rank in self._random:
             self._next_random(rank)
+
+    def _stop_all(self) -> None:
+        for rank, process in self.processes.items():
+            self.runtime.crash(rank, process)
+        self.fabric.reset()
+
+    def _restart_all(self, crashed: int) -> None:
+        self.pending_restarts -= 1
+        self.restarting = False
+        if self.ledger.stopped:
+            return
+        assert self.checkpoints is not None
+        self.ledger.record(Restarted(float(self.env.now), crashed))
+        contexts, programs = {}, {}
+        for rank in sorted(self.processes):
+            contexts[rank], programs[rank] = self.rebuild(rank)
+        self.checkpoints.restore(contexts)
+        for rank in sorted(self.processes):
+            if self.on_restart is not None:
+                self.on_restart(rank, contexts[rank], programs[rank])
+            self.processes[rank] = self.env.process(
+                self.runtime.drive(contexts[rank], programs[rank])
+            )
+        if crashed in self._random:
+            self._next_random(crashed)
 
     def _slow(self, rank: int, factor: float) -> None:
         if factor == 1.0:

@@ -28,6 +28,7 @@ from faults import FaultSchedule
 from options.declare import OptionError
 from runs import RunResult, RunWriter, check_out, gradient_times
 from sim.artifacts import link_counters, save_topology, write_links
+from sim.checkpoints import Checkpoints
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.injector import FaultInjector
@@ -373,6 +374,8 @@ def _simulate_run(
             schedule, env, fabric, runtime, ledger, processes, rebuild, setup.seed, restarted
         )
         stepped.append(injector.on_step)
+        if schedule.recovery == "restart":
+            injector.use_checkpoints(Checkpoints(schedule, runtime, ledger, contexts), contexts)
     try:
         with bar:
             try:
@@ -472,7 +475,12 @@ def _simulate(
             if max_time > env.now:  # nothing happens before then: just move the clock
                 env.run(until=max_time)
             return "max_time"
-        env.step()
+        try:
+            env.step()
+        except PeerFailure:
+            if injector is None or not injector.restarting:
+                raise
+            # A program that failed while every rank is about to restart: it is replaced.
     return ledger.stop_reason or "finished"
 
 

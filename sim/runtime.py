@@ -127,6 +127,11 @@ class SimRuntime:
         self.env.timeout(delay).callbacks.append(finish)
         return handle
 
+    def occupy(self, rank: int, seconds: float, what: str) -> Handle[None]:
+        """``seconds`` of work on ``rank``'s device that its program did not ask for (writing
+        or reading a checkpoint): its next computation queues behind it."""
+        return self._occupy(rank, seconds, None, what, 0)
+
     def sleep(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         handle: Handle[None] = Handle("idle", f"sleep {seconds:g} s")
         start = self.env.now

@@ -394,6 +394,13 @@ class WorkerContext(RoleContext):
     def _own_parameters(self, name: str) -> torch.Tensor:
         return self.replica.flat
 
+    def resume_data(self, gradients: int) -> None:
+        """Continue this worker's data where a run that had computed ``gradients`` gradients
+        left it (a restart from a checkpoint): the batches before are skipped."""
+        for _ in range(gradients * self._accumulate):
+            next(self._batches)
+        self.gradients = gradients
+
     def export(self) -> tuple[torch.Tensor, dict[str, float]]:
         """This worker's state for a peer that rejoins: one flat tensor (parameters, then the
         optimizer's buffers) and plain numbers (see :meth:`FlatOptimizer.export`)."""

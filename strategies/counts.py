@@ -12,6 +12,8 @@ the global model's) is :attr:`SampleCounts.discarded`.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["SampleCounts"]
 
 
@@ -86,6 +88,37 @@ class SampleCounts:
         self._steps[rank] = step
         committed = self._last_commit[rank] = self._computed.get(rank, 0.0)
         self._commits.setdefault(rank, {})[step] = committed
+
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`rewind` goes back to (a checkpoint of the counts)."""
+        return {
+            "computed": dict(self._computed),
+            "steps": dict(self._steps),
+            "last": dict(self._last_commit),
+            "total": self.total,
+        }
+
+    def rewind(self, snapshot: dict[str, Any]) -> float:
+        """Go back to ``snapshot`` (every rank restarted from a checkpoint): what was
+        computed since is lost; returns those samples.
+
+        Examples
+        --------
+        >>> counts = SampleCounts()
+        >>> counts.computed(0, 32); _ = counts.stepped(0); mark = counts.snapshot()
+        >>> counts.computed(0, 32); _ = counts.stepped(0)
+        >>> counts.rewind(mark), counts.at(1), counts.total
+        (32.0, 32.0, 64.0)
+        """
+        lost = self.total - snapshot["total"]
+        self._computed = dict(snapshot["computed"])
+        self._steps = dict(snapshot["steps"])
+        self._last_commit = dict(snapshot["last"])
+        self._commits = {
+            r: {j: c} for r, c in self._last_commit.items() if (j := self._steps.get(r))
+        }
+        self.lost += lost
+        return lost
 
     def at(self, k: int) -> float:
         """Samples at global step ``k`` (see the module docstring)."""

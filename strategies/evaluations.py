@@ -71,6 +71,13 @@ class Evaluations:
         self.pending.append(k)
         self._reached[k] = stamp
 
+    def rewind(self, k: int) -> None:
+        """The run went back to step ``k`` (a restart from a checkpoint): points after it
+        are reached, and evaluated, again."""
+        self.pending = [p for p in self.pending if p <= k]
+        self._reached = {p: v for p, v in self._reached.items() if p <= k}
+        self.last = min(self.last, k)
+
     def oldest_needed(self, k: int) -> int:
         """The oldest step whose states are still needed, at global step ``k``."""
         return self.pending[0] if self.pending else k

@@ -234,6 +234,19 @@ class Ledger:
     def _row_fault(self, rank: int, event: str) -> None:
         self.rows.append(self._row("fault", {"rank": rank, "event": event}))
 
+    def rewind(self, step: int, states: dict[int, Any], counts: dict[str, Any]) -> None:
+        """Every rank restarted from the checkpoint of global step ``step`` (``states``: the
+        owners' states in it, ``counts``: :meth:`SampleCounts.snapshot` then): the steps
+        since are lost, and run again."""
+        if self.stop_reason is not None:
+            return
+        self.faults.lost_steps += self.step - step
+        self.faults.lost_samples += self.counts.rewind(counts)
+        self.step = step
+        self._owners.reset(states, step)
+        self._evals.rewind(step)
+        self._staleness = {k: v for k, v in self._staleness.items() if k <= step}
+
     @property
     def live_owners(self) -> list[int]:
         """The owners whose states make the global model now (crashed ones have left)."""

@@ -125,6 +125,18 @@ class OwnerStates:
         self.current[rank] = state
         self.copies[rank] = {k: value(state)}
 
+    def reset(self, states: dict[int, Any], k: int) -> None:
+        """Every owner restarted at step ``k`` with ``states`` (a checkpoint's)."""
+        self.live = [r for r in self.owners if r in states]
+        self.counts = {r: k for r in self.live}
+        self._at_count = {k: len(self.live)}
+        self.slowest = k
+        self._joined = {r: k for r in self.live}
+        self.current = dict(states)
+        self.copies = {r: {} for r in self.owners}
+        for r in self.live:
+            self.copies[r][k] = value(states[r])
+
     def keep(self, rank: int, k: int, state: Any) -> None:
         """Owner ``rank``'s state at step ``k`` is ``state``."""
         self.copies[rank][k] = value(state)

@@ -182,7 +182,7 @@ ERRORS = [
     (
         {"evnts": []},
         "faults.evnts",
-        "unknown key (keys: events, detect, reroute); did you mean 'events'?",
+        "unknown key (keys: events, detect, reroute, recovery, checkpoint_every, checkpoint); did you mean 'events'?",
     ),
     ({"events": [], "detect": "-1s"}, "faults.detect", "bad time '-1s': must be non-negative"),
     ({"events": [], "reroute": True}, "faults.reroute", "bad time True"),

@@ -132,3 +132,54 @@ def test_quorum_waits_for_min_replicas() -> None:
     # detection (3 s): the outage is the longer of the two, then a step.
     assert result.summary["recovery_time"] == pytest.approx(3.0 + 0.01, abs=1e-3)
     assert result.summary["lost_steps"] == 1
+
+
+def _restart_policy(events, **options):  # type: ignore[no-untyped-def]
+    return {"events": events, "recovery": "restart", **options}
+
+
+def test_restart_from_a_checkpoint_repeats_the_lost_steps_exactly() -> None:
+    # Momentum, so the optimizer's buffers must come back too; the data position as well.
+    kw = dict(KW, optimizer="sgd:lr=0.05,momentum=0.9")
+    plain = sim.run("allreduce", "quadratic", topologies.ring(4), **kw)
+    faults = _restart_policy(
+        [{"kind": "crash", "rank": 2, "step": 25, "restart": 1.0}],
+        checkpoint_every=10,
+        checkpoint={"bandwidth": "1GB/s", "latency": 0.05},
+    )
+    result = sim.run("allreduce", "quadratic", topologies.ring(4), **kw, faults=faults)
+    assert torch.equal(result.parameters, plain.parameters)
+    s = result.summary
+    assert (s["failures"], s["restarts"], s["lost_steps"]) == (1, 1, 25 - 20)
+    # Writes at steps 10, 20 and 30 (after the restart), one read: 4 x (latency + bytes/bw).
+    nbytes = 2 * 4 * plain.parameters.numel()  # parameters and momentum, float32
+    assert s["checkpoint_time"] == pytest.approx(4 * (0.05 + nbytes / 1e9))
+    # The restart comes when the crash is detected (3 s > the 1 s restart delay).
+    events = result.metrics[result.metrics.kind == "fault"]
+    crash, restart = events.time.tolist()
+    assert restart - crash == pytest.approx(3.0)
+
+
+def test_young_daly_sets_the_checkpoint_interval() -> None:
+    from faults import FaultSchedule
+
+    schedule = FaultSchedule.parse(
+        _restart_policy(
+            [{"kind": "crash", "mtbf": "400s", "restart": 1.0}],
+            checkpoint={"bandwidth": "1GB/s", "latency": 0.5},
+        ),
+        world_size=4,
+        links=None,
+    )
+    # The job's MTBF is 400 s / 4 ranks; Young/Daly: sqrt(2 x 0.5 s x 100 s) = 10 s.
+    assert schedule.checkpoint_interval(0, 4) == pytest.approx(10.0)
+    result = sim.run(
+        "allreduce", "quadratic", topologies.ring(4), steps=40, compute=1.0, faults=schedule, seed=1
+    )
+    # A step takes a bit over 1 s: a checkpoint every ~10 s of the run, each costing 0.5 s
+    # (and one read per restart).
+    s = result.summary
+    reads = s["restarts"]
+    writes = round(s["checkpoint_time"] / 0.5) - reads
+    assert writes == pytest.approx((s["time"] - 3.0 * reads) / 10.5, abs=1.0)
+    assert s["lost_steps"] < 10  # never more than an interval's steps
