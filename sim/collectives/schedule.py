@@ -233,6 +233,8 @@ class _Channel:
 
     def advance(self, ranks: np.ndarray, s: int) -> None:
         """``ranks`` have completed step ``s``: move each to its next step with work."""
+        if self.run.failed:  # an earlier group of the same completions failed it
+            return
         n_steps = self.schedule.n_steps
         while ranks.size:
             s += 1

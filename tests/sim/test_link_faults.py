@@ -214,6 +214,35 @@ def test_a_collective_over_a_failed_host_link_fails_and_stops_its_flows():
     env.run()
 
 
+@pytest.mark.parametrize("pace", ["step", "rank"])
+def test_a_collective_whose_next_round_finds_no_route_fails_then(pace):
+    # A ring broadcast 0 -> 1 -> 2 -> 3 (one chunk): 3's link goes down during 0 -> 1, which
+    # does not cross it; the round 2 -> 3 then finds no route and fails the collective.
+    env = simpy.Environment()
+    net = Network(env, topologies.star(4, bandwidth=B, latency=L))
+    coll = net.collective("broadcast", 1e3, ranks=[0, 1, 2, 3], algorithm="ring", pace=pace)
+    at(env, 1e-6, lambda: net.set_link(3, "s0", 0))
+    env.run()
+    assert isinstance(coll.value, LinkFailure) and coll.value.ranks == (2, 3)
+    hop = 2 * L + 1e3 / B
+    assert env.now == pytest.approx(2 * hop, rel=1e-9)  # failed as 1 -> 2 was delivered
+    assert not net.flows.active[0].size and not net.flows.pending[0].size
+    assert net.bytes_sent == pytest.approx(2e3, rel=1e-12)
+
+
+@pytest.mark.parametrize("pace", ["step", "rank"])
+def test_a_collective_stalled_on_a_host_link_fails_at_the_reroute(pace):
+    env = simpy.Environment()
+    net = Network(env, topologies.star(4, bandwidth=B, latency=L))
+    net.reroute_delay = 2e-3
+    coll = net.collective("all_reduce", 4 * MB, algorithm="ring", pace=pace)
+    at(env, 100e-6, lambda: net.set_link(3, "s0", 0))
+    env.run()
+    assert isinstance(coll.value, LinkFailure)
+    assert env.now == pytest.approx(100e-6 + 2e-3, rel=1e-12)
+    assert not net.flows.active[0].size and not net.flows.pending[0].size
+
+
 def test_a_link_restored_before_the_reroute_carries_the_flow_again():
     env = simpy.Environment()
     net = Network(env, topologies.star(2, bandwidth=B, latency=L))
