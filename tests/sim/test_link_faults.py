@@ -151,6 +151,9 @@ def test_a_flow_in_its_latency_phase_is_held_and_rerouted_too():
     lat = float(net.router.route_latency[net.router.route(0, 15)])
     assert done.value == pytest.approx(6e-3 + MB / B, rel=1e-12)  # the hold ended before
     assert lat == pytest.approx(6e-3)
+    carried = net.link_stats()["bytes"]
+    assert carried[("agg0_0", "core0")] == 0.0  # it transferred on its new route only
+    assert carried[(0, "edge0_0")] == pytest.approx(MB, rel=1e-12)
 
 
 # -- links down on a star: the operations fail ---------------------------------------------
@@ -329,6 +332,11 @@ def test_cancel_removes_an_operation_without_firing_it():
     moved = (t - 2 * L) * B / 2
     assert kept.value == pytest.approx(t + (MB - moved) / B, rel=1e-12)
     assert net.cancel(gone) is False and net.cancel(kept) is False
+    # Only what moved counts: gone moved as much as kept until t, and so did each of the
+    # collective's first-round messages (0 -> 1 shares 0's uplink with gone, 1 -> 0 shares
+    # 1's with kept: every flow had half a link).
+    coll_moved = 2 * moved
+    assert net.bytes_sent == pytest.approx(MB + moved + coll_moved, rel=1e-12)
 
 
 # -- arguments and runs without faults ------------------------------------------------------
