@@ -41,6 +41,19 @@ def test_a_slowed_link_halves_the_rate_from_that_instant(model, unfairness):
     assert net.bytes_sent == MB
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_slowed_link_of_a_two_host_line(reverse):
+    # Hosts 0 - 1 on one link; the link named either way round, slowed mid-transfer.
+    env = simpy.Environment()
+    net = Network(env, topologies.fully_connected(2, bandwidth=B, latency=L))
+    t = 600e-6
+    done = net.send(1, 0, MB)
+    at(env, t, lambda: net.set_link(*((1, 0) if reverse else (0, 1)), 0.5))
+    env.run()
+    remaining = MB - (t - L) * B
+    assert done.value == pytest.approx(t + 2 * remaining / B, rel=1e-12)
+
+
 def test_a_slowed_link_is_not_served_from_the_cache_of_solved_rates():
     # The first send fills the rate cache for its route at full bandwidth; after the slowdown
     # the same route must be solved again at the new capacity, and after the restore again.
