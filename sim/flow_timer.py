@@ -101,20 +101,51 @@ class FlowTimer:
             while self._advance():
                 pass
             if self._dirty:
-                self._dirty = False
-                route = self.flows.active[0]
-                if route.size:
-                    if self.weighted:
-                        solved = self.solver.solve_weighted(route, self.flows.active[6])
-                    else:
-                        solved = self.solver.solve(route)
-                    rates, self._pattern = solved
-                    self.flows.set_rates(rates)
-                else:
-                    self._pattern = -1
+                self._solve()
         finally:
             self.busy = False
         self.schedule()
+
+    def apply(self, change: Callable[[], None]) -> None:
+        """Run ``change`` (it removes, moves or brings back flows, or changes capacities) at
+        ``now``, with the flows brought to ``now`` first and their rates solved after.
+
+        Called by a link fault, a crashed host or a cancelled operation. Within an instant the
+        timer is handling (an owner told of finished flows fails an operation), the change is
+        made at once and the instant's end solves the rates with the rest.
+        """
+        if self.busy:
+            change()
+            self._dirty = True
+            return
+        now, flows = self.env.now, self.flows
+        if flows.active[1].size and now > self.t_last:
+            flows.progress(now - self.t_last)
+            if self.record:
+                self.stats.log(self.t_last, now, self._pattern)
+        self.t_last = now
+        self.busy = True
+        try:
+            change()
+            self._solve()
+        finally:
+            self.busy = False
+        self._timer_at = math.inf  # the next event may now be later than the timer set
+        self.schedule()
+
+    def _solve(self) -> None:
+        """Solve the active flows' rates (after a change to them)."""
+        self._dirty = False
+        route = self.flows.active[0]
+        if route.size:
+            if self.weighted:
+                solved = self.solver.solve_weighted(route, self.flows.active[6])
+            else:
+                solved = self.solver.solve(route)
+            rates, self._pattern = solved
+            self.flows.set_rates(rates)
+        else:
+            self._pattern = -1
 
     def _advance(self) -> bool:
         """Bring flows to ``now``; finish and start what is due. True if new flows became due."""

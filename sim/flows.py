@@ -233,3 +233,56 @@ class FlowTable:
     def set_rates(self, rates: np.ndarray) -> None:
         """The active flows' rates (in their order), until the next change."""
         self.active = (*self.active[:3], rates, *self.active[4:])
+
+    def take(self, pending: np.ndarray, active: np.ndarray) -> tuple[Columns, Columns]:
+        """Remove the pending and the active flows selected by boolean masks (link faults,
+        crashed hosts) and return them, ``(pending columns, active columns)``.
+
+        >>> import topologies
+        >>> from sim.routing import Router
+        >>> r = Router(topologies.star(3, bandwidth=1e9, latency=1e-6))
+        >>> t = FlowTable()
+        >>> t.add(FlowBatch(r, np.array([0, 1]), np.array([2, 2]), np.array([1.0, 2.0])), 1,
+        ...       np.array([0, 1]), 0.0)
+        >>> gone, _ = t.take(np.array([True, False]), np.zeros(0, bool))
+        >>> gone[4].tolist(), t.pending[4].tolist(), t.first_due
+        ([0], [1], 2e-06)
+        """
+        pending_cols, active_cols = _NO_PENDING, _NO_ACTIVE
+        if _count(pending):
+            pending_cols = tuple(x[pending] for x in self.pending)
+            self.pending = left = tuple(x[~pending] for x in self.pending)
+            if left[0].size:
+                self.first_due, self._last_due = float(_min(left[0])), float(_max(left[0]))
+                self._instant = bool(_count(left[5]))
+            else:
+                self.first_due, self._last_due, self._instant = math.inf, -math.inf, False
+                self._p_owner = -1
+        if _count(active):
+            active_cols = tuple(x[active] for x in self.active)
+            self.active = tuple(x[~active] for x in self.active)
+            if not self.active[0].size:
+                self._a_owner = -1
+        return pending_cols, active_cols
+
+    def put(self, pending: Columns, active: Columns) -> None:
+        """Bring back flows removed by :meth:`take` (their routes possibly changed): pending
+        ones to their latency phase, active ones with the bytes they have left (rate 1 until
+        :meth:`set_rates`)."""
+        if pending[0].size:
+            if self.pending[0].size:
+                self.pending = tuple(map(np.concatenate, zip(self.pending, pending)))
+            else:
+                self.pending = pending
+            self._p_owner = -1  # unknown: the sole-owner shortcut is only an optimisation
+            self._instant = self._instant or bool(_count(pending[5]))
+            self.first_due = min(self.first_due, float(_min(pending[0])))
+            self._last_due = max(self._last_due, float(_max(pending[0])))
+        if active[0].size:
+            route, rem, size, _, owner, tag, weight = active
+            back = (route, rem, size, _ones(route.size), owner, tag, weight)
+            if self.active[0].size:
+                self.active = tuple(map(np.concatenate, zip(self.active, back)))
+            else:
+                self.active = back
+            self._a_owner = -1

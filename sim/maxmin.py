@@ -164,6 +164,7 @@ class RateSolver:
         self.route_links = route_links
         self.route_share = route_share
         self.capacity = capacity
+        self._nominal = True  # capacities as built: routes' bottlenecks are the router's
         self._route_latency = route_latency
         self._route_bottleneck = route_bottleneck
         self.model = model
@@ -175,6 +176,21 @@ class RateSolver:
         self.patterns: list[tuple[np.ndarray, np.ndarray]] = []
         self.hits = 0
         self.misses = 0
+
+    def set_capacity(self, capacity: np.ndarray, nominal: bool = False) -> None:
+        """Solve with link capacities ``capacity`` from now on (a slowed or failed link);
+        ``nominal`` says they are the ones built with (a link restored). Cached solves are
+        dropped: they were solved for the old capacities.
+
+        >>> s = RateSolver([np.array([0])], np.array([2.0]), None, None)
+        >>> s.solve(np.array([0]))[0].tolist()
+        [2.0]
+        >>> s.set_capacity(np.array([0.5])); s.solve(np.array([0]))[0].tolist()
+        [0.5]
+        """
+        self.capacity, self._nominal = capacity, nominal
+        self._cache.clear()
+        self._by_order.clear()
 
     def solve(self, routes: np.ndarray) -> tuple[np.ndarray, int]:
         """Return ``(rates, pattern id)`` for active flows on ``routes`` (route ids).
@@ -242,8 +258,17 @@ class RateSolver:
         ptr = np.concatenate(([0], np.cumsum(lengths)))
         links = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
         usage = self._usage(routes, lengths)
-        if self.model == "analytic":
+        if self.model == "analytic" and self._nominal:
             rates = self._route_bottleneck()[routes]
+        elif self.model == "analytic":  # each route's narrowest link at today's capacities
+            cap = self.capacity
+            shares = [None] * len(pieces) if usage is None else np.split(usage, ptr[1:-1])
+            rates = np.array(
+                [
+                    (cap[p] if u is None else cap[p] / u).min() if p.size else np.inf
+                    for p, u in zip(pieces, shares, strict=True)
+                ]
+            )
         else:
             if self.sharing == "rtt":
                 rtt = 1.0 / np.maximum(self._route_latency()[routes], _MIN_RTT)

@@ -20,6 +20,19 @@ Two hosts on a star send to the same host; they share its downlink, so both take
 >>> env.run()
 >>> round(a.value * 1e6, 6), round(b.value * 1e6, 6), net.bytes_sent, net.flows_simulated
 (2002.0, 2002.0, 2000000.0, 2)
+
+Faults (see :meth:`Network.set_link`, :meth:`Network.drop_rank`, :meth:`Network.cancel`): a
+slowed link changes the rates at once; a failed link stalls the flows that cross it until they
+are rerouted ``reroute_delay`` seconds later, or fails their operations with
+:class:`LinkFailure` where no live route is left; a crashed host's flows stop and their
+operations fail with :class:`RankDown`. A run without faults never reads any of this.
+
+>>> env = simpy.Environment()
+>>> net = Network(env, topologies.star(2, bandwidth=1e9, latency=1e-6))
+>>> done = net.send(0, 1, 1e6)  # 1 ms at full rate ...
+>>> env.run(until=502e-6); net.set_link(0, "s0", 0.5)  # half done at 0.5 ms: half rate
+>>> env.run(); round(done.value * 1e6, 6)
+1502.0
 """
 
 from __future__ import annotations
@@ -41,12 +54,22 @@ from sim.flow_timer import FlowTimer
 from sim.flows import Finished, FlowBatch, FlowTable
 from sim.linkstats import LinkStats
 from sim.maxmin import MODELS, SHARINGS, RateSolver
-from sim.routing import ROUTINGS, NetworkError, Router, check_routing
+from sim.network_faults import (
+    LinkStates,
+    Select,
+    Stall,
+    check_factor,
+    check_reroute_delay,
+    fail_quietly,
+)
+from sim.routing import ROUTINGS, LinkFailure, NetworkError, RankDown, Router, check_routing
 
 __all__ = [
     "ROUTINGS",
+    "LinkFailure",
     "Network",
     "NetworkError",
+    "RankDown",
     "check_efficiency",
     "check_nbytes",
     "check_routing",
@@ -147,6 +170,16 @@ class Network:
         Seeds the flows' weights (only drawn when ``unfairness > 0``) and ``ecmp``'s flow hash.
     record : bool
         Keep the rate history needed by :meth:`link_stats` and :meth:`utilisation`.
+
+    Attributes
+    ----------
+    reroute_delay : float
+        Seconds from a link's failure to the rerouting of the flows that crossed it (the
+        fabric's convergence time; default 0.5), read when a link goes down.
+    bytes_sent : float
+        Payload bytes moved or in flight: bytes are counted as flows are injected, and the
+        bytes a flow never moved are taken back when a fault removes it (a failed, dropped or
+        cancelled operation counts only what it moved).
     """
 
     def __init__(
@@ -201,6 +234,11 @@ class Network:
         self._owners: list[Owner | None] = [self._deliver]
         self._events: dict[int, simpy.Event] = {}
         self._next_tag = 0
+        # Faults: collectives in flight by their owners' ids, faulty links, stalled flows.
+        self._runs: dict[int, CollectiveRun] = {}
+        self._links = LinkStates()
+        self._stalls: list[Stall] = []
+        self.reroute_delay = 0.5
 
     # -- public operations ------------------------------------------------------------------
 
@@ -222,12 +260,17 @@ class Network:
             raise NetworkError(f"connection must be an int >= 0, got {connection!r}")
         if src == dst:
             return self.env.timeout(0, value=self.env.now)
+        try:
+            flow = FlowBatch(
+                self.router, np.array([src]), np.array([dst]), np.array([size]), int(connection)
+            )
+        except LinkFailure as exc:  # the links down cut every path: it fails at once
+            event = self.env.event()
+            fail_quietly(event, exc)
+            return event
         tag = self._next_tag
         self._next_tag += 1
         event = self._events[tag] = self.env.event()
-        flow = FlowBatch(
-            self.router, np.array([src]), np.array([dst]), np.array([size]), int(connection)
-        )
         self.inject(flow, 0, np.array([tag]))
         return event
 
@@ -254,8 +297,12 @@ class Network:
         size = check_nbytes(nbytes)
         if pace not in PACES:
             raise NetworkError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
-        channels, members = self.planner.plan(op, size, ranks, algorithm, root)
         event = self.env.event()
+        try:
+            channels, members = self.planner.plan(op, size, ranks, algorithm, root)
+        except LinkFailure as exc:  # a rule that reads the routes found none
+            fail_quietly(event, exc)
+            return event
         CollectiveRun(self, channels, members, event, pace)
         return event
 
@@ -287,14 +334,21 @@ class Network:
 
     # -- batch interface used by collectives -------------------------------------------------
 
-    def register(self, owner: Owner) -> int:
-        """Register a completion callback (called with the finished flows' tags); return its id."""
+    def register(self, owner: Owner, run: CollectiveRun | None = None) -> int:
+        """Register a completion callback (called with the finished flows' tags); return its id.
+
+        ``run`` is the collective the owner's flows belong to: a fault that hits one of them
+        fails it (:meth:`fail_collective`).
+        """
         self._owners.append(owner)
+        if run is not None:
+            self._runs[len(self._owners) - 1] = run
         return len(self._owners) - 1
 
     def unregister(self, owner_id: int) -> None:
         """Forget an owner whose flows have all finished."""
         self._owners[owner_id] = None
+        self._runs.pop(owner_id, None)
 
     def inject(self, batch: FlowBatch, owner: int, tags: np.ndarray) -> None:
         """Start the flows of ``batch`` now; ``owner`` is told their ``tags`` as they finish."""
@@ -307,6 +361,207 @@ class Network:
         self.flows_simulated += batch.size
         if not self.timer.busy:  # else the instant's end schedules them with the rest
             self.timer.schedule()
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def set_link(self, u: object, v: object, factor: float) -> None:
+        """From now on the link between nodes ``u`` and ``v`` (both directions) carries
+        ``factor`` times its bandwidth.
+
+        ``0 < factor < 1`` slows it: the flows' rates change at once. ``factor == 0`` takes it
+        down: routes are found anew without it (every routing mode chooses among the live
+        paths; ``dmodk`` falls back to the shortest live path where its own crosses a down
+        link); every flow whose route crosses it stalls (rate 0, or its latency phase held)
+        and :attr:`reroute_delay` seconds later goes on with the bytes it has left on a new
+        route, or, where no live route is left then, fails its operation with
+        :class:`LinkFailure`. An operation that starts while no live route connects its ranks
+        fails at once; with one it takes it. ``factor == 1`` restores the link: routes found
+        from now on may use it again; flows already moved stay where they are, and flows
+        still stalled are rerouted at their time (possibly onto it). Link statistics keep
+        measuring against the nominal bandwidth.
+        """
+        ids = tuple(sorted(self.router.link_ids(u, v)))  # one key for either naming
+        factor = check_factor(factor)
+        old = self._links.factor(ids)
+        if factor == old:
+            return
+        delay = check_reroute_delay(self.reroute_delay) if factor == 0 else 0.0
+
+        def change() -> None:
+            self._links.set(ids, (u, v), factor)
+            if self._links.nominal:
+                self.solver.set_capacity(self.router.capacity, nominal=True)
+            else:
+                self.solver.set_capacity(self._links.capacity(self.router.capacity))
+            if (factor == 0) != (old == 0):
+                self.router.set_down(self._links.down_edges)
+            if factor == 0:
+                self._stall(ids, delay)
+
+        self.timer.apply(change)
+
+    def drop_rank(self, rank: int) -> None:
+        """A crashed host: every flow from or to ``rank`` stops at once (it frees its links),
+        and the operations they belong to fail with :class:`RankDown`, as does every
+        collective in flight with ``rank`` among its members (a collective with a dead member
+        cannot complete; NCCL aborts it). Operations started later are not refused."""
+        rank = self.check_rank(rank)
+
+        def change() -> None:
+            ends = self.router.route_ends
+            sends: dict[int, Exception | None] = {}
+            runs: dict[CollectiveRun, Exception | None] = {}
+            for routes, owner, tag in self._flow_groups():
+                hit = (ends[routes, 0] == rank) | (ends[routes, 1] == rank)
+                for o, t in zip(owner[hit].tolist(), tag[hit].tolist(), strict=True):
+                    self._group(o, t, RankDown(rank), sends, runs)
+            for run in self._runs.values():
+                if run not in runs and rank in run.members:
+                    runs[run] = RankDown(rank)
+            self._fail(sends, runs)
+
+        self.timer.apply(change)
+
+    def cancel(self, event: simpy.Event) -> bool:
+        """Remove the flows of the send or collective whose event is ``event``, without
+        firing it (it never fires). Returns False where ``event`` is no operation in flight
+        here (finished, failed or cancelled already: nothing to do). The bytes its flows
+        never moved are taken back from :attr:`bytes_sent`."""
+        sends: dict[int, Exception | None] = {
+            tag: None for tag, ev in self._events.items() if ev is event
+        }
+        runs: dict[CollectiveRun, Exception | None] = {
+            run: None for run in self._runs.values() if run.event is event
+        }
+        if not sends and not runs:
+            return False
+        self.timer.apply(lambda: self._fail(sends, runs))
+        return True
+
+    def fail_collective(self, run: CollectiveRun, exc: Exception) -> None:
+        """Fail collective ``run`` with ``exc`` and remove its flows (a round of it found no
+        live route)."""
+        self.timer.apply(lambda: self._fail({}, {run: exc}))
+
+    def _flow_groups(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(routes, owners, tags)`` of the flows in the table and of the stalled flows."""
+        pending, active = self.flows.pending, self.flows.active
+        groups = [(pending[1], pending[3], pending[4]), (active[0], active[4], active[5])]
+        for stall in self._stalls:
+            groups += stall.flows()
+        return groups
+
+    def _group(
+        self,
+        owner: int,
+        tag: int,
+        exc: Exception | None,
+        sends: dict[int, Exception | None],
+        runs: dict[CollectiveRun, Exception | None],
+    ) -> None:
+        """Add the operation of flow ``(owner, tag)`` to ``sends`` or ``runs``, unless there."""
+        if owner == 0:
+            sends.setdefault(tag, exc)
+        elif owner in self._runs:
+            runs.setdefault(self._runs[owner], exc)
+
+    def _stall(self, ids: tuple[int, ...], delay: float) -> None:
+        """Take the flows whose routes cross links ``ids`` out until ``delay`` from now."""
+        route_links, down = self.router.route_links, list(ids)
+
+        def crossing(routes: np.ndarray) -> np.ndarray:
+            if not routes.size:
+                return np.zeros(0, dtype=bool)
+            hit = [r for r in np.unique(routes).tolist() if np.isin(route_links[r], down).any()]
+            return np.isin(routes, hit)
+
+        pending, active = self.flows.take(
+            crossing(self.flows.pending[1]), crossing(self.flows.active[0])
+        )
+        if not pending[0].size and not active[0].size:
+            return
+        stall = Stall(self.env.now + delay, pending, active)
+        self._stalls.append(stall)
+        wake = self.env.timeout(delay)
+        wake.callbacks.append(lambda _: self.timer.apply(lambda: self._resume(stall)))
+
+    def _resume(self, stall: Stall) -> None:
+        """Reroute the flows of ``stall`` (those whose operation is still in flight)."""
+        ends = self.router.route_ends
+        routed: dict[int, int | LinkFailure] = {}
+        sends: dict[int, Exception | None] = {}
+        runs: dict[CollectiveRun, Exception | None] = {}
+        for routes, owner, tag in stall.flows():
+            for r, o, t in zip(routes.tolist(), owner.tolist(), tag.tolist(), strict=True):
+                if r not in routed:
+                    src, dst, label = ends[r].tolist()
+                    try:
+                        routed[r] = self.router.route(src, dst, label)
+                    except LinkFailure as exc:
+                        routed[r] = exc
+                new = routed[r]
+                if isinstance(new, LinkFailure):
+                    self._group(o, t, new, sends, runs)
+        self._fail(sends, runs)  # takes their flows out of ``stall`` too
+        self._stalls.remove(stall)
+        now = self.env.now
+        pending, active = stall.pending, stall.active
+
+        def moved(routes: np.ndarray) -> np.ndarray:
+            return np.array([routed[r] for r in routes.tolist()], dtype=np.int64)
+
+        pending = (np.maximum(pending[0], now), moved(pending[1]), *pending[2:])
+        active = (moved(active[0]), *active[1:])
+        self.flows.put(pending, active)
+
+    def _fail(
+        self,
+        sends: dict[int, Exception | None],
+        runs: dict[CollectiveRun, Exception | None],
+    ) -> None:
+        """Remove every flow of the operations ``sends`` (tags) and ``runs`` and fail their
+        events with the exception given (None: cancelled, never fired)."""
+        if not sends and not runs:
+            return
+        owners = [o for o, run in self._runs.items() if run in runs]
+        tags = list(sends)
+
+        def select(owner: np.ndarray, tag: np.ndarray) -> np.ndarray:
+            hit = np.isin(owner, owners)
+            if tags:
+                hit |= (owner == 0) & np.isin(tag, tags)
+            return hit
+
+        self._remove(select)
+        for o in owners:
+            self.unregister(o)
+        for tag, exc in sends.items():
+            event = self._events.pop(tag)
+            if exc is not None:
+                fail_quietly(event, exc)
+        for run, exc in runs.items():
+            run.failed = True
+            if exc is not None:
+                fail_quietly(run.event, exc)
+
+    def _remove(self, select: Select) -> None:
+        """Take the flows ``select`` picks out of the table and the stalls; uncount the bytes
+        they never moved."""
+        pending, active = self.flows.pending, self.flows.active
+        taken = [self.flows.take(select(pending[3], pending[4]), select(active[4], active[5]))]
+        taken += [stall.drop(select) for stall in self._stalls]
+        src = self.router.route_ends[:, 0]
+        for gone_pending, gone_active in taken:
+            for routes, unmoved in (
+                (gone_pending[1], gone_pending[2]),
+                (gone_active[0], gone_active[1]),
+            ):
+                if routes.size:
+                    unmoved = np.maximum(unmoved, 0.0)
+                    self.bytes_sent -= float(unmoved.sum())
+                    self.bytes_sent_per_rank -= np.bincount(
+                        src[routes], weights=unmoved, minlength=self.n_ranks
+                    )
 
     # -- completions -------------------------------------------------------------------------
 

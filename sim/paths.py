@@ -11,7 +11,7 @@ adjacency for the modes that use every equal-cost path. Nodes are indices (posit
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 
 import numpy as np
 
@@ -47,6 +47,8 @@ class ShortestPaths:
         Each link's latency (s).
     directed : bool
         Whether the topology is directed (then no node is a stub).
+    down : collection of int, optional
+        Link ids left out (links that are down): no path found crosses one.
 
     Attributes
     ----------
@@ -82,6 +84,7 @@ class ShortestPaths:
         links: Sequence[tuple[Hashable, Hashable]],
         latency: np.ndarray,
         directed: bool,
+        down: Collection[int] = (),
     ) -> None:
         # No per-link tuples of indices are kept: on a large fat tree tens of thousands more
         # objects cost a full garbage collection in the constructor (twice its time).
@@ -94,6 +97,8 @@ class ShortestPaths:
         index = self.index
         adj: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
         for lid, (u, v) in enumerate(links):
+            if down and lid in down:
+                continue
             adj[index[u]].append((index[v], lid, round(latency[lid] / _QUANTUM)))
         for nbrs in adj:
             nbrs.sort()

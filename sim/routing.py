@@ -37,6 +37,12 @@ Routing modes (:data:`ROUTINGS`), for fabrics with several *equal-cost* paths be
     ``j*k/2 + (dst div k/2) mod k/2``; the way down is unique. One path per pair, spread over
     the cores by destination (a shift permutation between pods meets no contention).
 
+Links that are down (:meth:`Router.set_down`, a link fault) are left out of every search: each
+mode chooses among the live paths, and a pair with none raises :class:`LinkFailure`. ``dmodk``
+keeps its destination-based path while that path is live, and otherwise falls back to the
+shortest live path (``single``'s rule), as a fat tree's subnet manager routes around a failed
+link.
+
 Where a pair has one equal-cost path ``single``, ``ecmp`` and ``spray`` give the same route,
 bit for bit; on a topology with one path per pair (a star, a tree, hierarchical) those three
 are one (``dmodk`` refuses any topology but a fat tree).
@@ -61,7 +67,16 @@ from sim.paths import NoRouteError, ShortestPaths
 
 # ``flow_hash`` lives in :mod:`sim.flow_hash` and is re-exported: ``sim.routing.flow_hash`` is
 # where callers have always found it.
-__all__ = ["ROUTINGS", "NetworkError", "Router", "check_routing", "check_routing_on", "flow_hash"]
+__all__ = [
+    "ROUTINGS",
+    "LinkFailure",
+    "NetworkError",
+    "RankDown",
+    "Router",
+    "check_routing",
+    "check_routing_on",
+    "flow_hash",
+]
 
 #: Routing modes: a flow hashed onto one equal-cost path, split over all, the one path, or a
 #: fat tree's destination-based path.
@@ -70,6 +85,48 @@ ROUTINGS = ("ecmp", "spray", "single", "dmodk")
 
 class NetworkError(ValueError):
     """A bad argument to the network simulator; the one-line message names it and the fix."""
+
+
+class LinkFailure(NetworkError):
+    """No live route between two ranks: the links that are down cut every path.
+
+    An operation's event fails with it (see :meth:`sim.network.Network.set_link`).
+    ``links`` are the links down when it was raised (node pairs), ``ranks`` the ranks
+    ``(src, dst)`` left without a route.
+
+    >>> str(LinkFailure([("s0", 3)], (0, 3)))
+    "no live route from rank 0 to rank 3: link ('s0', 3) is down"
+    """
+
+    def __init__(self, links: list[tuple[Hashable, Hashable]], ranks: tuple[int, int]) -> None:
+        # The arguments are the exception's ``args``: SimPy rebuilds a failed event's
+        # exception from them (``type(e)(*e.args)``) to throw it into a waiting process.
+        super().__init__(links, ranks)
+        self.links, self.ranks = list(links), tuple(ranks)
+
+    def __str__(self) -> str:
+        named = ", ".join(repr(tuple(uv)) for uv in self.links)
+        several = len(self.links) > 1
+        return (
+            f"no live route from rank {self.ranks[0]} to rank {self.ranks[1]}: "
+            f"{'links' if several else 'link'} {named} {'are' if several else 'is'} down"
+        )
+
+
+class RankDown(NetworkError):
+    """A rank's host crashed while an operation had flows from or to it
+    (see :meth:`sim.network.Network.drop_rank`); ``rank`` names it.
+
+    >>> str(RankDown(3))
+    'rank 3 is down'
+    """
+
+    def __init__(self, rank: int) -> None:
+        super().__init__(rank)  # ``args``: see LinkFailure
+        self.rank = rank
+
+    def __str__(self) -> str:
+        return f"rank {self.rank} is down"
 
 
 def check_routing(value: object, name: str = "routing") -> str:
@@ -135,6 +192,11 @@ class Router:
     route_share : list of (np.ndarray or None)
         Per route, the fraction of a flow's rate on each of its links (``spray`` routes over
         several paths), or None: the whole rate on every link (one path).
+    down : frozenset of int
+        Link ids that are down (:meth:`set_down`); no route found since crosses one.
+    epoch : int
+        How many times the routes of the pairs have been reset (:meth:`set_down`): a route
+        id held since an earlier epoch may cross a link that is now down.
 
     Examples
     --------
@@ -180,12 +242,17 @@ class Router:
         )
         self._index = self._paths.index
         self._equal = EqualCostPaths(self._paths, spray=self.routing == "spray")
+        self.down: frozenset[int] = frozenset()
+        self._down_edges: list[tuple[Hashable, Hashable]] = []
+        self.epoch = 0
         self.route_links: list[np.ndarray] = []
         self.route_share: list[np.ndarray | None] = []
         # Per-route arrays grow by doubling; the properties expose the filled prefix.
         self._lat = np.empty(64)
         self._bw = np.empty(64)
         self._hops = np.empty(64, dtype=np.int64)
+        # Each route's (src rank, dst rank, label): a flow's route says whom it connects.
+        self._ends = np.empty((64, 3), dtype=np.int64)
         # (src, dst, connection label) -> route id; the label is 0 unless ``ecmp`` hashes it.
         self._pair_route: dict[tuple[int, int, int], int] = {}
         # Vectorised lookup: sorted keys (label*n+src)*n+dst -> route id, rebuilt when routes
@@ -208,6 +275,58 @@ class Router:
         """Number of links of each route, by route id (0 from a host to itself)."""
         return self._hops[: len(self.route_links)]
 
+    @property
+    def route_ends(self) -> np.ndarray:
+        """``(src rank, dst rank, connection label)`` of each route, by route id (a view)."""
+        return self._ends[: len(self.route_links)]
+
+    def link_ids(self, u: Hashable, v: Hashable) -> tuple[int, ...]:
+        """Ids of the links between nodes ``u`` and ``v`` (``u -> v`` first, then ``v -> u``;
+        one of them on a directed topology), or raise a one-line :class:`NetworkError`.
+
+        >>> import topologies
+        >>> r = Router(topologies.star(2, bandwidth=1.0, latency=1.0))
+        >>> r.link_ids("s0", 1)
+        (3, 1)
+        >>> r.link_ids(0, 1)
+        Traceback (most recent call last):
+        ...
+        sim.routing.NetworkError: link (0, 1) is not a link of the topology; name two adjacent nodes
+        """
+        link_id = self._paths.link_id
+        ids = tuple(link_id[uv] for uv in ((u, v), (v, u)) if uv in link_id)
+        if not ids:
+            raise NetworkError(
+                f"link {(u, v)!r} is not a link of the topology; name two adjacent nodes"
+            )
+        return ids
+
+    def set_down(self, edges: list[tuple[Hashable, Hashable]]) -> None:
+        """From now on the links between the node pairs ``edges`` (both directions) are
+        down: routes are found anew, on the live links only (a pair with no live route then
+        raises :class:`LinkFailure`). Route ids handed out before stay valid as they were
+        (flows in flight hold them); :attr:`epoch` counts the resets.
+
+        >>> import topologies
+        >>> r = Router(topologies.ring(4, bandwidth=1.0, latency=1.0), routing="single")
+        >>> [r.links[i] for i in r.route_links[r.route(0, 1)]]
+        [(0, 1)]
+        >>> r.set_down([(0, 1)])
+        >>> [r.links[i] for i in r.route_links[r.route(0, 1)]], r.epoch
+        ([(0, 3), (3, 2), (2, 1)], 1)
+        """
+        link_id = self._paths.link_id
+        down = frozenset(link_id[uv] for u, v in edges for uv in ((u, v), (v, u)) if uv in link_id)
+        self.down, self._down_edges = down, list(edges)
+        self._paths = ShortestPaths(
+            self._paths.nodes, self.links, self.latency, self.graph.is_directed(), down
+        )
+        self._equal = EqualCostPaths(self._paths, spray=self.routing == "spray")
+        self._pair_route.clear()
+        self._keys = np.empty(0, dtype=np.int64)
+        self._vals = np.empty(0, dtype=np.int64)
+        self.epoch += 1
+
     def route(self, src: int, dst: int, label: int = 0) -> int:
         """Return the route id from rank ``src`` to rank ``dst`` (computed once, then cached).
 
@@ -228,15 +347,21 @@ class Router:
                     links = path = self._host_route(s, t, flow_hash(self.seed, src, dst, label))
                 elif self.routing == "dmodk":
                     links = path = self._dmodk_route(src, dst)
+                    if self.down and not self.down.isdisjoint(links.tolist()):
+                        links = path = self._host_route(s, t)  # around the fault
                 else:
                     links, share, path = self._spray_route(s, t)
             except NoRouteError as err:  # the path finders sit below this module's error
+                if self.down:
+                    raise LinkFailure(self._down_edges, (src, dst)) from None
                 raise NetworkError(str(err)) from None
             rid = len(self.route_links)
             if rid == self._lat.size:
                 self._lat = np.resize(self._lat, 2 * rid)
                 self._bw = np.resize(self._bw, 2 * rid)
                 self._hops = np.resize(self._hops, 2 * rid)
+                self._ends = np.resize(self._ends, (2 * rid, 3))
+            self._ends[rid] = key
             self.route_links.append(links)
             self.route_share.append(share)
             # Every equal-cost path has one latency (to the femtosecond) and one hop count:

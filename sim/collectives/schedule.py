@@ -12,6 +12,11 @@ depend on it, exactly as the real algorithm does.
 :class:`sim.network.Network` with no SimPy process per message: message completions arrive in
 batches, and every bookkeeping step is a numpy operation over the batch. Lock-step rounds
 (``pace="step"``) inject each step's routed flows (:meth:`Step.flows`) as they are.
+
+A round that finds no live route between two of its ranks (links down, see
+:meth:`sim.network.Network.set_link`) fails the whole collective with the
+:class:`~sim.routing.LinkFailure` (:meth:`CollectiveRun.fail`): its event fails and its flows
+stop.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sim.flows import FlowBatch
-from sim.routing import Router
+from sim.routing import LinkFailure, Router
 
 __all__ = ["PACES", "Chain", "CollectiveRun", "Schedule", "Step"]
 
@@ -58,7 +63,7 @@ class Step:
         self._ptr = np.searchsorted(self.src[self._order], np.arange(n + 1))
         self._all_send = self.size > 0 and bool((np.diff(self._ptr) > 0).all())
         self._touched: np.ndarray | None = None
-        self._flows: tuple[np.ndarray, Router, int, FlowBatch] | None = None
+        self._flows: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
 
     @property
     def touched(self) -> np.ndarray:
@@ -72,13 +77,20 @@ class Step:
         connections of ``channel`` (``ecmp`` routing hashes it with the ranks).
 
         Kept for the next call with the same ``members`` and ``router`` objects: the next
-        collective of the same cached plan injects it without routing anything.
+        collective of the same cached plan injects it without routing anything (unless the
+        router's routes were reset since, by a link fault: :attr:`Router.epoch`).
         """
         memo = self._flows
-        if memo is None or memo[0] is not members or memo[1] is not router or memo[2] != channel:
+        if (
+            memo is None
+            or memo[0] is not members
+            or memo[1] is not router
+            or memo[2] != channel
+            or memo[3] != router.epoch
+        ):
             batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes, channel)
-            memo = self._flows = (members, router, channel, batch)
-        return memo[3]
+            memo = self._flows = (members, router, channel, router.epoch, batch)
+        return memo[4]
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
         """Indices of the messages sent by ``ranks`` (a duplicate-free array)."""
@@ -153,7 +165,7 @@ class _Lockstep:
         self.s = -1
         self.step: Step | None = None
         self.left = 0  # messages of the current round not yet delivered
-        self.owner = run.net.register(self.on_done)
+        self.owner = run.net.register(self.on_done, run)
 
     def start(self) -> None:
         self.next_round()
@@ -169,7 +181,11 @@ class _Lockstep:
             step = self.schedule.step(self.s)
             if step.size:
                 self.step, self.left = step, step.size
-                batch = step.flows(run.members, run.net.router, self.channel)
+                try:
+                    batch = step.flows(run.members, run.net.router, self.channel)
+                except LinkFailure as exc:
+                    run.fail(exc)
+                    return
                 run.net.inject(batch, self.owner, batch.index)
                 return
 
@@ -200,7 +216,7 @@ class _Channel:
         self.bases = np.empty(0, dtype=np.int64)  # first tag of each live step, ascending
         self.base_steps: list[int] = []
         self.next_tag = 0
-        self.owner = run.net.register(self.on_done)
+        self.owner = run.net.register(self.on_done, run)
 
     def start(self) -> None:
         self.advance(np.arange(self.n), -1)
@@ -217,6 +233,8 @@ class _Channel:
 
     def advance(self, ranks: np.ndarray, s: int) -> None:
         """``ranks`` have completed step ``s``: move each to its next step with work."""
+        if self.run.failed:  # an earlier group of the same completions failed it
+            return
         n_steps = self.schedule.n_steps
         while ranks.size:
             s += 1
@@ -231,13 +249,17 @@ class _Channel:
                 msgs = step.sends_of(movers, self.n)
                 if msgs.size:
                     net, m = self.run.net, self.run.members
-                    flows = FlowBatch(
-                        net.router,
-                        m[step.src[msgs]],
-                        m[step.dst[msgs]],
-                        step.nbytes[msgs],
-                        self.channel,
-                    )
+                    try:
+                        flows = FlowBatch(
+                            net.router,
+                            m[step.src[msgs]],
+                            m[step.dst[msgs]],
+                            step.nbytes[msgs],
+                            self.channel,
+                        )
+                    except LinkFailure as exc:
+                        self.run.fail(exc)
+                        return
                     net.inject(flows, self.owner, base + msgs)
                 # A rank whose only ops here are receives that already arrived moves on too.
                 ranks = np.concatenate((ranks[~busy], movers[left[movers] == 0]))
@@ -289,7 +311,7 @@ class CollectiveRun:
     step ``s+1`` starts everywhere when all of step ``s`` has been delivered (fewer, larger
     batches: faster to simulate, and identical on homogeneous fabrics for ring algorithms).
     When every channel is complete, ``event`` succeeds with ``{rank: finish time}``, a rank's
-    finish being its last send or receive.
+    finish being its last send or receive. ``failed`` turns True when a fault ends it.
     """
 
     def __init__(
@@ -301,6 +323,7 @@ class CollectiveRun:
         pace: str = "step",
     ) -> None:
         self.net, self.members, self.event, self.pace = net, members, event, pace
+        self.failed = False
         kind = _Lockstep if pace == "step" else _Channel
         # A channel's messages go on connections of their own (NCCL opens each channel's):
         # ``ecmp`` routing hashes the channel's index with the ranks.
@@ -310,7 +333,15 @@ class CollectiveRun:
             event.succeed({int(r): net.env.now for r in members.tolist()})
             return
         for channel in list(self.channels):
+            if self.failed:
+                return
             channel.start()
+
+    def fail(self, exc: Exception) -> None:
+        """End the collective: its event fails with ``exc`` and its flows stop (the network
+        removes them)."""
+        if not self.failed:
+            self.net.fail_collective(self, exc)
 
     def channel_done(self) -> None:
         self.pending -= 1
