@@ -32,6 +32,7 @@ from strategies.comm import (
     CommError,
     Communicator,
     Group,
+    PeerFailure,
     Received,
     check_received,
     header_nbytes,
@@ -217,10 +218,17 @@ class Fabric:
         else:
             nbytes = message_nbytes([ordered[0]])
 
-        def deliver(_: Any = None) -> None:
+        def deliver(event: Any = None) -> None:
+            if event is not None and not event.ok:
+                event.defused = True  # handled here: the engine must not raise it
             if slot.aborted:  # a member crashed: every member's handle fails (see crash)
                 return
             self._running.pop(id(slot), None)
+            if event is not None and not event.ok:  # a link it needed went down for good
+                error = _unreachable(f"{slot.kind} on group {group.ranks}", event.value)
+                for handle in slot.handles.values():
+                    handle.fail(error, at=self.env.now)
+                return
             # In-place results land when the network says the data has arrived, not earlier.
             for rank, value in zip(group.ranks, results):
                 if slot.kind in _IN_PLACE:
@@ -313,7 +321,9 @@ class Fabric:
         if self.faulty:
             self._transfers[id(transfer)] = transfer
 
-        def deliver(_: Any = None) -> None:
+        def deliver(event: Any = None) -> None:
+            if event is not None and not event.ok:
+                event.defused = True  # handled here: the engine must not raise it
             delivered.succeed()
             if self._last_delivery.get(channel) is delivered:
                 del self._last_delivery[channel]
@@ -321,6 +331,13 @@ class Fabric:
                 self._transfers.pop(id(transfer), None)
                 if transfer.aborted:  # an end crashed: the live end's handle fails
                     return
+            if event is not None and not event.ok:  # no live path between the two
+                error = _unreachable(
+                    f"message from rank {message.src} to rank {message.dst}", event.value
+                )
+                message.handle.fail(error, at=self.env.now)
+                recv.handle.fail(error, at=self.env.now)
+                return
             now = self.env.now
             message.handle.resolve(None, at=now, started_at=started)
             try:  # a message that does not fit fails the receive, at the receiver's yield
@@ -425,6 +442,13 @@ class Fabric:
         return any(m.handle is handle for q in self._match for m in q.messages()) or any(
             r.handle is handle for q in self._match for r in q.receives()
         )
+
+
+def _unreachable(what: str, cause: BaseException) -> PeerFailure:
+    """A :class:`PeerFailure` for an operation the network could not carry (a link down with
+    no other path): its ranks are those the network names."""
+    ranks = getattr(cause, "ranks", None) or ((cause.rank,) if hasattr(cause, "rank") else ())
+    return PeerFailure(f"{what}: {cause}", tuple(ranks))
 
 
 def _show(kind: str, signature: tuple[Any, ...]) -> str:

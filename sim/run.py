@@ -334,7 +334,7 @@ def _simulate_run(
     net = Network(env, graph, **net_options, seed=setup.seed)
     fabric = Fabric(env, net, world_size, detect=schedule.detect)
     fabric.faulty = bool(schedule)
-    net.reroute_delay = schedule.reroute  # type: ignore[attr-defined]  # (link faults)
+    net.reroute_delay = schedule.reroute
     owners, _ = strategy.owners(world_size)
     bar = StepProgress(setup.steps, enabled=progress, clock=lambda: float(env.now))
     stepped: list[Callable[[int], None]] = [bar.update]
