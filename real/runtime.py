@@ -450,6 +450,18 @@ class RealRuntime:
     def lost(self, ctx: RoleContext, steps: int) -> None:
         self.events.append(Lost(self.resumed_at, self.rank, int(steps)))
 
+    def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
+        raise NotImplementedError(
+            "w.save_checkpoint is not available on the real backend yet (faults run in sim "
+            "only for now); run this strategy with sim"
+        )
+
+    def load_checkpoint(self, ctx: RoleContext) -> Handle[int | None]:
+        raise NotImplementedError(
+            "w.load_checkpoint is not available on the real backend yet (faults run in sim "
+            "only for now); run this strategy with sim"
+        )
+
     def charged(self, nbytes: float) -> None:
         """Bytes this rank injected (the transport reports each operation it starts)."""
         self.events.append(Sent(self.now(), self.rank, float(nbytes)))

@@ -20,9 +20,9 @@ import torch
 
 from faults import FaultSchedule
 from sim.runtime import SimRuntime
-from strategies.context import RoleContext, ServerContext, WorkerContext
+from strategies.context import RoleContext
 from strategies.ledger import Ledger
-from strategies.replica import FlatOptimizer
+from strategies.snapshots import RankState
 
 __all__ = ["Checkpoint", "Checkpoints"]
 
@@ -33,35 +33,9 @@ class Checkpoint:
 
     step: int
     at: float
-    ranks: dict[int, tuple[torch.Tensor, dict[str, float], int, int, int]]
+    ranks: dict[int, RankState]
     counts: dict[str, Any]
     owners: dict[int, torch.Tensor]
-
-
-def _optimizer(ctx: RoleContext) -> FlatOptimizer | None:
-    if isinstance(ctx, ServerContext):
-        return ctx.shard
-    if isinstance(ctx, WorkerContext):
-        return ctx.replica.optimizer
-    return None
-
-
-def _data_position(ctx: RoleContext) -> int:
-    """Gradients a worker's steps so far used: one a step for a worker that applies its
-    own (every strategy of the catalogue; a gradient computed for the next step, already
-    started at this instant, is not part of the checkpoint), all it computed for one that
-    does not (a parameter server's)."""
-    if not isinstance(ctx, WorkerContext):
-        return 0
-    return ctx.step if ctx.replica.optimizer is not None else ctx.gradients
-
-
-def _state(ctx: RoleContext) -> tuple[torch.Tensor, dict[str, float]]:
-    optimizer = _optimizer(ctx)
-    if optimizer is not None:
-        flat, numbers = optimizer.export()
-        return flat.clone(), numbers
-    return ctx.parameters(), {}
 
 
 class Checkpoints:
@@ -79,20 +53,14 @@ class Checkpoints:
         self.ledger = ledger
         self.contexts = contexts
         self.last = self._capture(0, 0.0)
-        largest = max(
-            (s[0].numel() * s[0].element_size() for s in self.last.ranks.values()), default=0
-        )
+        largest = max((state.nbytes for state in self.last.ranks.values()), default=0)
         self.every = schedule.checkpoint_every
         self.interval = (
             None if self.every is not None else schedule.checkpoint_interval(largest, len(contexts))
         )
 
     def _capture(self, step: int, at: float) -> Checkpoint:
-        ranks = {}
-        for rank, ctx in self.contexts.items():
-            flat, numbers = _state(ctx)
-            gradients = _data_position(ctx)
-            ranks[rank] = (flat, numbers, ctx.step, ctx.version, gradients)
+        ranks = {rank: RankState.of(ctx) for rank, ctx in self.contexts.items()}
         owners = {r: self.contexts[r].parameters() for r in self.ledger.owners}
         return Checkpoint(step, at, ranks, self.ledger.counts.snapshot(), owners)
 
@@ -108,8 +76,8 @@ class Checkpoints:
 
     def _charge(self, what: str) -> float:
         longest = 0.0
-        for rank, (flat, *_) in self.last.ranks.items():
-            seconds = self.schedule.checkpoint_seconds(flat.numel() * flat.element_size())
+        for rank, state in self.last.ranks.items():
+            seconds = self.schedule.checkpoint_seconds(state.nbytes)
             if seconds > 0:
                 self.runtime.occupy(rank, seconds, what)
             longest = max(longest, seconds)
@@ -122,13 +90,5 @@ class Checkpoints:
         self.contexts = contexts
         self.ledger.rewind(last.step, {r: p.clone() for r, p in last.owners.items()}, last.counts)
         for rank, ctx in contexts.items():
-            flat, numbers, step, version, gradients = last.ranks[rank]
-            optimizer = _optimizer(ctx)
-            if optimizer is not None:
-                optimizer.restore(flat.clone(), numbers)
-            elif isinstance(ctx, WorkerContext):
-                ctx.replica.load(flat)
-            ctx.step, ctx.version = step, version
-            if isinstance(ctx, WorkerContext):
-                ctx.resume_data(gradients)
+            last.ranks[rank].apply(ctx)
         self.ledger.faults.checkpoint_time += self._charge("checkpoint read")

@@ -349,6 +349,7 @@ def _simulate_run(
     )
     trace = make_trace(setup, "sim")
     runtime = SimRuntime(env, compute_model, ledger, setup.accumulate, trace)
+    runtime.storage = schedule.checkpoint_seconds
     fabric.local_work = runtime.local_work
     # One layout for every rank: the world-sized lists exist once, not once per rank.
     layout = RankLayout.of(setup, topologies.rank_nodes(graph))

@@ -13,7 +13,7 @@ as a SimPy event, and splits each rank's time into compute, communication and id
 from __future__ import annotations
 
 import functools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -27,6 +27,7 @@ from strategies.driver import ProgramDriver
 from strategies.events import Computed, Logged, Lost, Restored, Settled, Stepped
 from strategies.handles import Handle
 from strategies.ledger import Ledger
+from strategies.snapshots import RankState
 
 __all__ = ["SPIN_LIMIT", "SimRuntime"]
 
@@ -84,6 +85,10 @@ class SimRuntime:
         self.incarnation: dict[int, int] = {}
         #: Compute slowdowns in force (a transient straggler): rank -> factor.
         self.slowdown: dict[int, float] = {}
+        #: Seconds to write or read ``n`` bytes of checkpoint (the fault schedule's storage).
+        self.storage: Callable[[float], float] = lambda n: 0.05 + n / 1e9
+        #: Each rank's last checkpoint (``w.save_checkpoint``): it outlives the rank.
+        self.checkpoints: dict[int, RankState] = {}
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -163,6 +168,22 @@ class SimRuntime:
 
     def lost(self, ctx: RoleContext, steps: int) -> None:
         self.ledger.record(Lost(float(self.env.now), ctx.rank, steps))
+
+    def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
+        state = self.checkpoints[ctx.rank] = RankState.of(ctx)
+        seconds = self.storage(state.nbytes)
+        self.ledger.faults.checkpoint_time += seconds
+        return self._occupy(ctx.rank, seconds, None, "checkpoint write", 0)
+
+    def load_checkpoint(self, ctx: RoleContext) -> Handle[int | None]:
+        state = self.checkpoints.get(ctx.rank)
+        if state is None:
+            return self._occupy(ctx.rank, 0.0, None, "checkpoint read", 0)
+        state.apply(ctx)
+        self.restored(ctx, 0.0)
+        seconds = self.storage(state.nbytes)
+        self.ledger.faults.checkpoint_time += seconds
+        return self._occupy(ctx.rank, seconds, state.step, "checkpoint read", 0)
 
     def local_work(self, rank: int) -> Handle[Any] | None:
         """The rank's own work still running (a server's step), which its next

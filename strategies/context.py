@@ -84,6 +84,15 @@ class Runtime(Protocol):
         """``ctx`` dropped its work since its last step (and ``steps`` steps with it)."""
         ...
 
+    def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
+        """Write ``ctx``'s state where the run keeps checkpoints (it outlives a crash)."""
+        ...
+
+    def load_checkpoint(self, ctx: RoleContext) -> Handle[int | None]:
+        """Give ``ctx`` its last checkpoint's state; the handle's value is its step, or
+        None when this rank has none."""
+        ...
+
 
 #: Why a zero is refused where seconds must be positive, by what they are.
 _ZERO = {
@@ -260,6 +269,19 @@ class RoleContext:
             )
         limit = None if timeout is None else _seconds(timeout, "timeout", True, "timeout")
         return self.comm.quorum(tuple(ranks), min_size, limit, self.step)
+
+    def save_checkpoint(self) -> Handle[None]:
+        """Write this rank's state (model, optimizer state, step, data position) to the
+        run's checkpoint storage, which outlives a crash: ``sim`` charges ``latency + bytes /
+        bandwidth`` of the fault schedule's ``checkpoint`` storage to the rank's device."""
+        return self._runtime.save_checkpoint(self)
+
+    def load_checkpoint(self) -> Handle[int | None]:
+        """Take this rank's last checkpoint (``yield w.load_checkpoint()`` gives its step, or
+        None when there is none): a restarted rank's way back without a live peer, as a
+        parameter server's shard is restored. An owner of the global model counts again
+        from that step."""
+        return self._runtime.load_checkpoint(self)
 
     def lose(self, steps: int = 0) -> None:
         """This rank drops its work since its last step: a round that failed (its gradients

@@ -205,3 +205,37 @@ def test_a_host_link_down_on_a_star_fails_its_operations() -> None:
     # A strategy that catches it goes on without the cut-off rank.
     result = sim.run(CatchingAllReduce(), "quadratic", topologies.star(2), **KW, faults=[down])
     assert result.summary["steps"] == 40
+
+
+class CheckpointingLocal(Strategy):
+    """A user's strategy: workers train alone, each saving its state every 5 steps; a
+    restarted one takes its last checkpoint back."""
+
+    name = "checkpointing"
+    global_model = "average"
+
+    def worker(self, w: WorkerContext):  # type: ignore[no-untyped-def]
+        if w.rejoined:
+            restored = yield w.load_checkpoint()
+            assert restored == 10
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            if w.step % 5 == 0:
+                yield w.save_checkpoint()
+
+
+def test_a_program_saves_and_restores_its_own_checkpoint() -> None:
+    storage = {"bandwidth": "1MB/s", "latency": 0.01}
+    crash = {"kind": "crash", "rank": 1, "step": 12, "restart": 0.02}
+    faults = {"events": [crash], "checkpoint": storage}
+    result = sim.run(CheckpointingLocal(), "quadratic", topologies.ring(2), **KW, faults=faults)
+    s = result.summary
+    assert (s["steps"], s["failures"], s["restarts"]) == (40, 1, 1)
+    numel = result.parameters.numel()
+    write = 0.01 + 4 * numel / 1e6  # plain SGD: the parameters only
+    # Rank 0 saves at 5, 10, ... 40 (8); rank 1 at 5, 10, then again from 15 to 40 (8),
+    # and reads once.
+    assert s["checkpoint_time"] == pytest.approx(17 * write)
+    rejoin = result.metrics[(result.metrics.kind == "fault") & (result.metrics.event == "rejoin")]
+    assert list(rejoin["rank"]) == [1]
