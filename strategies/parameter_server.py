@@ -41,7 +41,7 @@ STALENESS_LR = (None, "inverse")
 #: The version tag of a restarted worker's first push: a request for the parameters.
 JOIN = -1
 #: How long a synchronous server whose workers are all down waits before it looks again.
-IDLE_POLL = 1.0
+IDLE_POLL = 0.1
 
 
 @register

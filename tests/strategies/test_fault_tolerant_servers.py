@@ -243,3 +243,30 @@ def test_backup_workers_and_timeout_are_checked() -> None:
         ParameterServer(mode="ssp", staleness=1, timeout=1.0)
     with pytest.raises(OptionError, match="backup_workers=2 leaves no gradient"):
         ParameterServer(backup_workers=2).check_world(3)
+
+
+@pytest.mark.parametrize(
+    "strategy, world, events",
+    [
+        # Two servers each decide their rounds; the restarted worker joins both.
+        (ParameterServer(servers=2, backup_workers=1), 6, crash(3, restart=0.2)),
+        # Compressed pushes: the join is an encoded zero.
+        (ParameterServer(compression="topk"), 4, crash(2, restart=0.2)),
+        # Every worker down at once: the server looks again until one joins.
+        (ParameterServer(), 3, crash(1, restart=0.5) + crash(2, restart=0.6)),
+        (ParameterServer(timeout=0.05), 3, crash(1, restart=0.5) + crash(2, restart=0.6)),
+        # The two workers every other waits for crash together; replies to them fail.
+        (ParameterServer(mode="ssp", staleness=0), 5, crash(1) + crash(2)),
+        (ParameterServer(mode="ssp", staleness=1), 4, crash(2, restart=0.1)),
+    ],
+)
+def test_servers_survive_crashes_and_take_restarted_workers_back(strategy, world, events) -> None:  # type: ignore[no-untyped-def]
+    faults = {"events": events, "detect": 0.05}
+    kw = dict(KW, steps=60)
+    result = sim.run(
+        strategy, "quadratic", topologies.ring(world), **kw, compute=COMPUTE, faults=faults
+    )
+    s = result.summary
+    restarts = sum("restart" in event for event in events)
+    assert (s["steps"], s["failures"], s["restarts"]) == (60, len(events), restarts)
+    assert math.isfinite(s["final_loss"])
