@@ -23,7 +23,7 @@ Crashes (``sim``; docs/strategies.md): an exchange with a crashed neighbour fail
 neighbours it heard from and adds the missing ones' weights to its own (the row stays
 stochastic and ``W`` symmetric over the live workers, with no agreement needed). A restarted
 worker (``w.rejoined``) takes its live neighbours' parameters (mean) and step before it
-trains again; on a time-varying graph it stays out.
+trains again.
 """
 
 from __future__ import annotations
@@ -190,14 +190,8 @@ class Gossip(Strategy):
 
     def _sync(self, w: WorkerContext, graphs: list[Adjacency]) -> Program:
         rounds = self._graph.rounds(graphs, w.index)
-        if w.rejoined:
-            if len(rounds) > 1:  # a new process cannot tell which round the graph is in
-                raise ValueError(
-                    f"rank {w.rank} restarted, but gossip on graph={self.graph!r} cannot take "
-                    "it back (it changes every step); use a fixed graph or no restart"
-                )
-            if not (yield from _rejoin_sync(w, rounds[0])):
-                return  # no live neighbour to take a state from
+        if w.rejoined and not (yield from _rejoin_sync(w, rounds)):
+            return  # no live neighbour to take a state from
         while not w.done:
             grads = yield w.compute_gradients()
             w.apply(grads)
@@ -320,34 +314,56 @@ def _restore(w: WorkerContext, parameters: torch.Tensor, step: int, messages: in
     )
 
 
-def _rejoin_sync(w: WorkerContext, plan: Round) -> Generator[Any, Any, bool]:
-    """A sub-program for a restarted D-PSGD worker: it receives its live neighbours' messages
-    of their current round and returns each its own parameters (tagged ``join``: the
-    neighbour mixes with itself, and replies with its step), then takes their mean at the
-    smallest step. False if no neighbour answered."""
+def _rejoin_sync(w: WorkerContext, rounds: list[Round]) -> Generator[Any, Any, bool]:
+    """A sub-program for a restarted D-PSGD worker. It receives its live neighbours' messages
+    of their current round (on a time-varying graph, the first message's sender tells which
+    round that is), sends each target back its own parameters (or, to a target it did not
+    hear from, the mean of what it heard), tagged ``join``: a neighbour mixes with itself and
+    replies with its step. Then it takes the mean at the smallest of those steps. False if no
+    neighbour answered."""
     template = w.parameters()
-    recvs = [w.comm.recv(torch.empty_like(template), src=w.workers[j]) for j in plan.sources]
-    got = []
-    for recv in recvs:
+    got: dict[int, Any] = {}
+    plan = rounds[0]
+    if len(rounds) > 1:
+        first = yield w.comm.recv(torch.empty_like(template), src=None)
+        sender = w.workers.index(first.src)
+        matches = [r for r in rounds if sender in r.sources]
+        if len(matches) != 1:
+            raise ValueError(
+                f"rank {w.rank} restarted, but worker {sender} is its neighbour in "
+                f"{len(matches)} rounds of the graph, so it cannot tell which round it is in; "
+                "use a fixed graph or no restart"
+            )
+        plan, got[first.src] = matches[0], first
+    recvs = [
+        (w.workers[j], w.comm.recv(torch.empty_like(template), src=w.workers[j]))
+        for j in plan.sources
+        if w.workers[j] not in got
+    ]
+    for src, recv in recvs:
         try:
-            got.append((yield recv))
+            got[src] = yield recv
         except PeerFailure:
             continue
     if not got:
         return False
-    backs = [w.comm.send(m.tensors[0], dst=m.src, header={"join": 1}) for m in got]
-    steps = [w.comm.recv(torch.zeros(0), src=m.src) for m in got]
-    live, stepped = [], []
-    for message, back, step in zip(got, backs, steps):
+    mean = torch.stack([m.tensors[0] for m in got.values()]).mean(dim=0)
+    targets = [w.workers[k] for k in plan.targets]
+    backs = [
+        w.comm.send(got[k].tensors[0] if k in got else mean, dst=k, header={"join": 1})
+        for k in targets
+    ]
+    steps = [w.comm.recv(torch.zeros(0), src=k) for k in targets]
+    stepped = []
+    for back, step in zip(backs, steps):
         try:
             yield back
             stepped.append(int((yield step).header["step"]))
-            live.append(message.tensors[0])
         except PeerFailure:
             continue
-    if not live:
+    if not stepped:
         return False
-    _restore(w, torch.stack(live).mean(dim=0), min(stepped), messages=len(got))
+    _restore(w, mean, min(stepped), messages=len(got))
     return True
 
 
