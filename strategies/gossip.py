@@ -17,12 +17,19 @@ optimizer step a worker mixes its parameters with its graph neighbours':
 
 Graph nodes are worker indices (``w.index``); messages go to ``w.workers[j]``. Which graph,
 its weights, its checks and the facts logged about it are :mod:`strategies.gossip_graph`'s.
+
+Crashes (``sim``; docs/strategies.md): an exchange with a crashed neighbour fails with
+:class:`~strategies.PeerFailure` once the crash is detected; the worker mixes over the
+neighbours it heard from and adds the missing ones' weights to its own (the row stays
+stochastic and ``W`` symmetric over the live workers, with no agreement needed). A restarted
+worker (``w.rejoined``) takes its live neighbours' parameters (mean) and step before it
+trains again.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -31,8 +38,9 @@ from pydantic import Field
 
 from options.declare import OneOf, OptionError
 from strategies.base import Program, Strategy
+from strategies.checks import PeerFailure
 from strategies.context import WorkerContext
-from strategies.gossip_graph import GRAPHS, WEIGHTS, GossipGraph, user_graph
+from strategies.gossip_graph import GRAPHS, WEIGHTS, GossipGraph, Round, user_graph
 from strategies.graphs import Adjacency, bipartition
 from strategies.handles import Handle
 from strategies.mixing import mix
@@ -182,6 +190,8 @@ class Gossip(Strategy):
 
     def _sync(self, w: WorkerContext, graphs: list[Adjacency]) -> Program:
         rounds = self._graph.rounds(graphs, w.index)
+        if w.rejoined and not (yield from _rejoin_sync(w, rounds)):
+            return  # no live neighbour to take a state from
         while not w.done:
             grads = yield w.compute_gradients()
             w.apply(grads)
@@ -191,9 +201,16 @@ class Gossip(Strategy):
             # Post every send and receive, then wait on them together: sends are rendezvous.
             sends = [w.comm.send(mine, dst=w.workers[j]) for j in plan.targets]
             recvs = [w.comm.recv(torch.empty_like(mine), src=w.workers[j]) for j in plan.sources]
-            received = (yield w.comm.wait_all(sends + recvs))[len(sends) :]
+            try:
+                received = (yield w.comm.wait_all(sends + recvs))[len(sends) :]
+                weights = plan.weights
+            except PeerFailure:  # a neighbour crashed: mix over those that answered
+                received, weights = yield from _survivors(plan, recvs)
             theirs = [message.tensors[0] for message in received]
-            w.load_parameters(mix(mine, theirs, plan.weights))
+            w.load_parameters(mix(mine, theirs, weights))
+            for message in received:
+                if "join" in message.header:  # a restarted neighbour: tell it the step
+                    yield w.comm.send(torch.zeros(0), dst=message.src, header={"step": w.step})
 
     def _async(self, w: WorkerContext, adj: Adjacency) -> Program:
         active, _ = bipartition(adj)
@@ -205,6 +222,8 @@ class Gossip(Strategy):
     def _active(self, w: WorkerContext, peers: tuple[int, ...]) -> Program:
         # Seeded by the run and the rank: the same choices in every run with this seed.
         rng = np.random.default_rng([w.seed, w.rank])
+        if w.rejoined and not (yield from _rejoin_active(w, peers, rng)):
+            return  # no live neighbour to take a state from
         while not w.done:
             mine = w.parameters()
             # The gradient at the parameters read now.
@@ -217,7 +236,11 @@ class Gossip(Strategy):
                     w.comm.send(mine, dst=peer, header=tag),
                     w.comm.recv(torch.empty_like(mine), src=peer),
                 ]
-            done = yield w.comm.wait_all(waits)
+            try:
+                done = yield w.comm.wait_all(waits)
+            except PeerFailure:  # the peer crashed: this round goes without averaging
+                w.apply((yield waits[0]))
+                continue
             if peers:
                 w.load_parameters(mix(mine, [done[2].tensors[0]], (0.5, 0.5)))
             w.apply(done[0])
@@ -225,7 +248,9 @@ class Gossip(Strategy):
     def _passive(self, w: WorkerContext) -> Program:
         template = w.parameters()
         request = w.comm.recv(torch.empty_like(template), src=None)
-        grads: Handle[torch.Tensor] | None = w.compute_gradients()
+        # A restarted worker computes nothing before it has taken an active neighbour's state.
+        restored = not w.rejoined
+        grads: Handle[torch.Tensor] | None = w.compute_gradients() if restored else None
         heard = 0  # the newest step an active neighbour has told us about
         lead = math.inf if self.max_lead is None else self.max_lead
         while not w.done:
@@ -239,11 +264,124 @@ class Gossip(Strategy):
                 src, (theirs,), header = value
                 heard = max(heard, int(header["step"]))
                 request = w.comm.recv(torch.empty_like(template), src=None)
+                if not restored:  # a new process: the active's model and step are its state
+                    _restore(w, theirs, int(header["step"]))
+                    restored = True
+                joining = "join" in header  # a restarted active asks for this model
                 mine = w.parameters()
-                # The active worker posted its receive with its send: this completes.
-                yield w.comm.send(mine, dst=src)
-                # The same two tensors, added in the other order: IEEE addition commutes, so
-                # both workers hold bitwise the same average.
-                w.load_parameters(mix(mine, [theirs], (0.5, 0.5)))
-            if grads is None and w.step < heard + lead:
+                try:
+                    # The active worker posted its receive with its send: this completes.
+                    if joining:
+                        yield w.comm.send(mine, dst=src, header={"step": w.step})
+                    else:
+                        yield w.comm.send(mine, dst=src)
+                except PeerFailure:  # it crashed since: no average
+                    continue
+                if not joining:
+                    # The same two tensors, added in the other order: IEEE addition commutes,
+                    # so both workers hold bitwise the same average.
+                    w.load_parameters(mix(mine, [theirs], (0.5, 0.5)))
+            if restored and grads is None and w.step < heard + lead:
                 grads = w.compute_gradients()
+
+
+def _survivors(
+    plan: Round, recvs: list[Handle[Any]]
+) -> Generator[Any, Any, tuple[list[Any], tuple[float, ...]]]:
+    """A sub-program after a failed exchange: the messages that arrived (in source order) and
+    the row of weights over them, the missing neighbours' weights added to the own one."""
+    received, weights, own = [], [], plan.weights[0]
+    for weight, recv in zip(plan.weights[1:], recvs):
+        try:
+            received.append((yield recv))
+            weights.append(weight)
+        except PeerFailure:
+            own += weight
+    return received, (own, *weights)
+
+
+def _restore(w: WorkerContext, parameters: torch.Tensor, step: int, messages: int = 1) -> None:
+    """Take ``parameters`` at ``step`` as this (restarted) worker's state, received in
+    ``messages`` messages of their size; its optimizer's buffers start from zero."""
+    flat, numbers = w.export()
+    flat = flat.clone()
+    flat[: w.numel] = parameters
+    w.restore(
+        flat,
+        step=step,
+        numbers=numbers,
+        nbytes=float(messages * parameters.numel() * parameters.element_size()),
+    )
+
+
+def _rejoin_sync(w: WorkerContext, rounds: list[Round]) -> Generator[Any, Any, bool]:
+    """A sub-program for a restarted D-PSGD worker. It receives its live neighbours' messages
+    of their current round (on a time-varying graph, the first message's sender tells which
+    round that is), sends each target back its own parameters (or, to a target it did not
+    hear from, the mean of what it heard), tagged ``join``: a neighbour mixes with itself and
+    replies with its step. Then it takes the mean at the smallest of those steps. False if no
+    neighbour answered."""
+    template = w.parameters()
+    got: dict[int, Any] = {}
+    plan = rounds[0]
+    if len(rounds) > 1:
+        first = yield w.comm.recv(torch.empty_like(template), src=None)
+        sender = w.workers.index(first.src)
+        matches = [r for r in rounds if sender in r.sources]
+        if len(matches) != 1:
+            raise ValueError(
+                f"rank {w.rank} restarted, but worker {sender} is its neighbour in "
+                f"{len(matches)} rounds of the graph, so it cannot tell which round it is in; "
+                "use a fixed graph or no restart"
+            )
+        plan, got[first.src] = matches[0], first
+    recvs = [
+        (w.workers[j], w.comm.recv(torch.empty_like(template), src=w.workers[j]))
+        for j in plan.sources
+        if w.workers[j] not in got
+    ]
+    for src, recv in recvs:
+        try:
+            got[src] = yield recv
+        except PeerFailure:
+            continue
+    if not got:
+        return False
+    mean = torch.stack([m.tensors[0] for m in got.values()]).mean(dim=0)
+    targets = [w.workers[k] for k in plan.targets]
+    backs = [
+        w.comm.send(got[k].tensors[0] if k in got else mean, dst=k, header={"join": 1})
+        for k in targets
+    ]
+    steps = [w.comm.recv(torch.zeros(0), src=k) for k in targets]
+    stepped = []
+    for back, step in zip(backs, steps):
+        try:
+            yield back
+            stepped.append(int((yield step).header["step"]))
+        except PeerFailure:
+            continue
+    if not stepped:
+        return False
+    _restore(w, mean, min(stepped), messages=len(got))
+    return True
+
+
+def _rejoin_active(
+    w: WorkerContext, peers: tuple[int, ...], rng: np.random.Generator
+) -> Generator[Any, Any, bool]:
+    """A sub-program for a restarted AD-PSGD active worker: it asks random live peers (a
+    ``join`` exchange: the passive one does not average) for their parameters and step.
+    False if none is alive."""
+    mine = w.parameters()
+    for j in rng.permutation(len(peers)):
+        peer = w.workers[peers[int(j)]]
+        send = w.comm.send(mine, dst=peer, header={"step": w.step, "join": 1})
+        recv = w.comm.recv(torch.empty_like(mine), src=peer)
+        try:
+            _, reply = yield w.comm.wait_all([send, recv])
+        except PeerFailure:
+            continue
+        _restore(w, reply.tensors[0], int(reply.header["step"]))
+        return True
+    return False
