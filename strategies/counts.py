@@ -74,8 +74,13 @@ class SampleCounts:
         >>> counts.lose(0), counts.at(1), counts.lost, counts.total
         (32.0, 32.0, 32.0, 64.0)
         """
+        if rank not in self._last_commit:
+            # A rank that never steps (a parameter server's worker): what it computed counts
+            # as computed, each gradient sent on at once; the one it was computing never
+            # finished (it is not counted).
+            return 0.0
         computed = self._computed.get(rank, 0.0)
-        committed = self._last_commit.get(rank, 0.0)
+        committed = self._last_commit[rank]
         dropped = computed - committed
         if dropped > 0:
             self._computed[rank] = committed
