@@ -33,7 +33,9 @@ POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def run_one(strategy: str, options: dict[str, Any], mtbf: float | None, args: Any, seed: int) -> Any:
+def run_one(
+    strategy: str, options: dict[str, Any], mtbf: float | None, args: Any, seed: int
+) -> Any:
     faults = None
     if mtbf is not None:
         event = {"kind": "crash", "mtbf": mtbf, "restart": args.restart}
@@ -70,7 +72,15 @@ def main() -> None:
     parser.add_argument("--policies", nargs="*", default=list(POLICIES))
     args = parser.parse_args()
     table = Table(title="recovery policies against the MTBF per rank (16 workers)")
-    for column in ("policy", "MTBF/rank", "time to target", "goodput", "lost steps", "failed", "wall"):
+    for column in (
+        "policy",
+        "MTBF/rank",
+        "time to target",
+        "goodput",
+        "lost steps",
+        "failed",
+        "wall",
+    ):
         table.add_column(column, justify="right")
     for name in args.policies:
         strategy, options = POLICIES[name]
