@@ -129,3 +129,33 @@ def test_options_quorum_cannot_carry_are_refused_in_one_line(make, field) -> Non
     with pytest.raises(OptionError) as raised:
         make()
     assert raised.value.field == field and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("min_replicas", "extra"), [(1, 3.0 - 0.02 + 0.05), (4, 5.0 - 0.02)])
+def test_min_replicas_waits_for_the_restart(min_replicas: int, extra: float) -> None:
+    # Rank 1 crashes at step 8 (t = 0.08 s) and restarts 5 s later; the survivors reach their
+    # averaging at step 10, 0.02 s later. With min_replicas=1 their round fails once the crash
+    # is detected (3 s), and they redo its 5 steps (0.05 s) and go on with three. With
+    # min_replicas=4 they redo at once but their next averaging waits for the restart.
+    kw = {**KW, "steps": 60}
+    plain = sim.run(PLAIN["diloco"], "quadratic", topologies.ring(4), **kw)
+    strategy = DiLoCo(period=5, fault_tolerance="quorum", min_replicas=min_replicas)
+    crash = {"kind": "crash", "rank": 1, "step": 8, "restart": 5.0}
+    result = sim.run(strategy, "quadratic", topologies.ring(4), **kw, faults=[crash])
+    assert result.summary["lost_steps"] == 5
+    assert result.summary["time"] - plain.summary["time"] == pytest.approx(extra, abs=1e-3)
+
+
+def test_random_crashes_are_bit_identical_across_reruns() -> None:
+    faults = {"events": [{"kind": "crash", "mtbf": "1s", "restart": "0.3s"}], "detect": 0.1}
+    kw = {**KW, "steps": 60}
+    runs = [
+        sim.run(QUORUM["diloco"], "quadratic", topologies.ring(4), **kw, faults=faults, seed=3)
+        for _ in range(2)
+    ]
+    assert runs[0].summary["failures"] > 1 and runs[0].summary["lost_steps"] > 0
+    assert (
+        runs[0]
+        .metrics.drop(columns="wall_time", errors="ignore")
+        .equals(runs[1].metrics.drop(columns="wall_time", errors="ignore"))
+    )
