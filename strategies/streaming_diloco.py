@@ -244,7 +244,16 @@ class StreamingDiLoCo(Strategy):
             quorum = yield from take(pending)
             try:
                 got = yield from heal_with(w, quorum, *self._outer_state(outers, sizes))
-            except PeerFailure:  # the source crashed while healing this worker: ask again
+            except PeerFailure:
+                # A healing failed (the source or the worker it healed crashed): the fresh
+                # worker asks again; the source drops the fragment's round, as the other
+                # members do when its all-reduce fails.
+                if not fresh:
+                    params = w.parameters()
+                    for f in syncing:
+                        a, b = bounds[f]
+                        params[a:b] = start[a:b]
+                    w.load_parameters(params)
                 w.lose()
                 pending = w.quorum(min_size=self.min_replicas)
                 continue
