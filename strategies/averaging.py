@@ -24,6 +24,7 @@ from strategies.membership import Quorum
 __all__ = [
     "adacomm_period",
     "check_compression",
+    "check_quorum",
     "elastic_pull",
     "group_mean",
     "heal_with",
@@ -100,6 +101,36 @@ def group_mean(
     mean = yield from codec.all_reduce(w, tensor, group, algorithm=algorithm)
     log_compression(w, codec)
     return mean
+
+
+def check_quorum(strategy: Any, workers: int | None = None) -> None:
+    """Check a strategy's ``fault_tolerance`` and ``min_replicas`` against each other and,
+    given the run's number of ``workers``, against it; each error one line naming the
+    option.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as S
+    >>> check_quorum(S(fault_tolerance=None, min_replicas=2))
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: min_replicas=2 applies only with fault_tolerance='quorum'
+    >>> check_quorum(S(fault_tolerance="quorum", min_replicas=5), workers=4)
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: min_replicas=5 exceeds the run's 4 workers; use min_replicas <= 4
+    """
+    if strategy.fault_tolerance is None and strategy.min_replicas != 1:
+        raise OptionError(
+            f"min_replicas={strategy.min_replicas} applies only with fault_tolerance='quorum'",
+            "min_replicas",
+        )
+    if workers is not None and strategy.min_replicas > workers:
+        raise OptionError(
+            f"min_replicas={strategy.min_replicas} exceeds the run's {workers} workers; use "
+            f"min_replicas <= {workers}",
+            "min_replicas",
+        )
 
 
 def quorum_mean(

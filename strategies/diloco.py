@@ -10,6 +10,7 @@ import torch
 from options.declare import OptionError
 from strategies.averaging import (
     check_compression,
+    check_quorum,
     group_mean,
     heal_with,
     pseudo_gradient,
@@ -157,6 +158,7 @@ class DiLoCo(Strategy):
     min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
+        check_quorum(self)
         self.compression = check_compression(
             self.compression, self.algorithm, averages_changes=True
         )
@@ -170,6 +172,10 @@ class DiLoCo(Strategy):
             "inner": None,
             "outer": outer_optimizer(self.outer_lr, self.outer_momentum, self.outer_nesterov),
         }
+
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        check_quorum(self, len(self.workers(world_size)))
 
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":

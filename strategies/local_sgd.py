@@ -12,6 +12,7 @@ from options.declare import OptionError
 from strategies.averaging import (
     adacomm_period,
     check_compression,
+    check_quorum,
     group_mean,
     heal_with,
     quorum_mean,
@@ -95,6 +96,7 @@ class LocalSGD(Strategy):
     min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
+        check_quorum(self)
         if self.fault_tolerance is not None:
             for name, value, why in (
                 ("compression", self.compression, "a codec's state is per group"),
@@ -122,6 +124,10 @@ class LocalSGD(Strategy):
         self.compression = check_compression(
             self.compression, self.algorithm, averages_changes=True
         )
+
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        check_quorum(self, len(self.workers(world_size)))
 
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":

@@ -12,6 +12,7 @@ from options.declare import OptionError
 from strategies.aggregate import shard_bounds
 from strategies.averaging import (
     check_compression,
+    check_quorum,
     heal_with,
     log_compression,
     merge,
@@ -115,6 +116,7 @@ class StreamingDiLoCo(Strategy):
     min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
+        check_quorum(self)
         if self.fault_tolerance is not None and self.compression is not None:
             raise OptionError(
                 "compression cannot be combined with fault_tolerance='quorum' yet (a codec's "
@@ -160,6 +162,10 @@ class StreamingDiLoCo(Strategy):
         [[6, 12], [4, 10], [2, 8]]
         """
         return step > 0 and (step + fragment * self.period // self.fragments) % self.period == 0
+
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        check_quorum(self, len(self.workers(world_size)))
 
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":

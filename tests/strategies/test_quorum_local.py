@@ -159,3 +159,12 @@ def test_random_crashes_are_bit_identical_across_reruns() -> None:
         .metrics.drop(columns="wall_time", errors="ignore")
         .equals(runs[1].metrics.drop(columns="wall_time", errors="ignore"))
     )
+
+
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_min_replicas_is_checked_against_the_option_and_the_run(name: str) -> None:
+    with pytest.raises(OptionError, match="applies only with fault_tolerance='quorum'"):
+        sim.run(PLAIN[name] + ",min_replicas=2", "quadratic", topologies.ring(4), **KW)
+    with pytest.raises(OptionError) as raised:
+        sim.run(QUORUM[name] + ",min_replicas=5", "quadratic", topologies.ring(4), **KW)
+    assert str(raised.value) == "min_replicas=5 exceeds the run's 4 workers; use min_replicas <= 4"
