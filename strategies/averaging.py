@@ -1,9 +1,10 @@
 """The shared maths of parameter-averaging strategies: averaging (optionally compressed),
 pseudo-gradients, elastic pulls, fragment merges and AdaComm's period rule.
 
-Pure functions on flat tensors, plus one sub-program (:func:`group_mean`) that strategies
-call with ``yield from``, so Local SGD, DiLoCo, Hierarchical and the rest average the same
-way in both backends.
+Pure functions on flat tensors, plus sub-programs that strategies call with ``yield from``
+(:func:`group_mean`; with ``fault_tolerance="quorum"``, :func:`heal_with` and
+:func:`quorum_mean`), so Local SGD, DiLoCo, Hierarchical and the rest average the same way
+in both backends.
 """
 
 from __future__ import annotations
@@ -17,15 +18,22 @@ import torch
 from options.declare import OptionError
 from strategies.comm import ALGORITHMS, ALGORITHMS_FOR, Group
 from strategies.compression import Compression
+from strategies.handles import Handle
+from strategies.membership import Quorum
 
 __all__ = [
     "adacomm_period",
     "check_compression",
+    "check_quorum",
     "elastic_pull",
     "group_mean",
+    "heal_with",
     "log_compression",
     "merge",
     "pseudo_gradient",
+    "quorum_mean",
+    "rewind",
+    "take",
 ]
 
 SubProgram = Generator[Any, Any, torch.Tensor]
@@ -93,6 +101,116 @@ def group_mean(
     mean = yield from codec.all_reduce(w, tensor, group, algorithm=algorithm)
     log_compression(w, codec)
     return mean
+
+
+def check_quorum(strategy: Any, workers: int | None = None) -> None:
+    """Check a strategy's ``fault_tolerance`` and ``min_replicas`` against each other and,
+    given the run's number of ``workers``, against it; each error one line naming the
+    option.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as S
+    >>> check_quorum(S(fault_tolerance=None, min_replicas=2))
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: min_replicas=2 applies only with fault_tolerance='quorum'
+    >>> check_quorum(S(fault_tolerance="quorum", min_replicas=5), workers=4)
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: min_replicas=5 exceeds the run's 4 workers; use min_replicas <= 4
+    """
+    if strategy.fault_tolerance is None and strategy.min_replicas != 1:
+        raise OptionError(
+            f"min_replicas={strategy.min_replicas} applies only with fault_tolerance='quorum'",
+            "min_replicas",
+        )
+    if workers is not None and strategy.min_replicas > workers:
+        raise OptionError(
+            f"min_replicas={strategy.min_replicas} exceeds the run's {workers} workers; use "
+            f"min_replicas <= {workers}",
+            "min_replicas",
+        )
+
+
+def quorum_mean(
+    w: Any, tensor: torch.Tensor, quorum: Quorum, algorithm: str = "auto"
+) -> Handle[torch.Tensor]:
+    """A handle for the mean of ``tensor`` over the quorum's members that contribute this
+    round: a member that is :attr:`~strategies.membership.Quorum.behind` (healed this round,
+    its values a copy of a peer's) sends zeros and is left out of the divisor, as torchft's
+    manager does for a healing replica. With no member behind it is one ``mean`` all-reduce
+    over the quorum's group, the plain strategy's numbers."""
+    behind = quorum.behind
+    if not behind:
+        return w.comm.all_reduce(tensor, op="mean", group=quorum.group, algorithm=algorithm)
+    if w.rank in behind:
+        tensor = torch.zeros_like(tensor)
+    contributors = len(quorum.members) - len(behind)
+    handle = w.comm.all_reduce(tensor, op="sum", group=quorum.group, algorithm=algorithm)
+    return handle.then(lambda total: total / contributors)
+
+
+def take(handle: Handle[Any]) -> Generator[Any, Any, Any]:
+    """``value = yield from take(h)``: ``h``'s value, without a ``yield`` when it has
+    finished already. A quorum asked for when a round starts has formed by its end, and a
+    yield there would let the run's stop (its last step) close the program before the
+    round's averaging is issued, which the plain strategy issues: this keeps both the same."""
+    if handle.done:
+        return handle.value
+    return (yield handle)
+
+
+#: Header fields :func:`heal_with` uses itself (a strategy's own take the prefix ``x.``).
+_STEP, _VERSION = "step", "version"
+
+
+def heal_with(
+    w: Any,
+    quorum: Quorum,
+    extra: torch.Tensor | None,
+    extra_numel: int,
+    header: dict[str, float] | None = None,
+) -> Generator[Any, Any, tuple[torch.Tensor, dict[str, float]] | None]:
+    """:func:`strategies.membership.heal` with a strategy's own state beside the worker's:
+    the quorum's source sends, in one message to each member that is behind, its
+    ``w.export()`` (parameters, inner optimizer buffers) and ``extra`` (``extra_numel``
+    values: the last global parameters, an outer optimizer's state) with ``header`` (plain
+    numbers); a member behind restores the first (``w.restore``, counting both in
+    ``heal_bytes``) and gets ``(extra, header)`` back to take itself; the others get
+    ``None``. ``extra`` is read on the source only (pass ``None`` elsewhere)."""
+    behind = quorum.behind
+    if not behind or w.rank not in (quorum.source, *behind):
+        return None
+    if w.rank == quorum.source:
+        assert extra is not None and extra.numel() == extra_numel
+        flat, numbers = w.export()
+        fields = {_STEP: w.step, _VERSION: w.version, **numbers}
+        fields.update({f"x.{k}": v for k, v in (header or {}).items()})
+        sends = [w.comm.send([flat, extra], dst=r, header=fields) for r in behind]
+        yield w.comm.wait_all(sends)
+        return None
+    dtype = w.replica.flat.dtype
+    state = torch.empty(w.export_numel(), dtype=dtype, device=w.device)
+    more = torch.empty(extra_numel, dtype=dtype, device=w.device)
+    message = yield w.comm.recv([state, more], src=quorum.source)
+    fields = dict(message.header)
+    step, version = int(fields.pop(_STEP)), int(fields.pop(_VERSION))
+    own = {k[2:]: v for k, v in fields.items() if k.startswith("x.")}
+    numbers = {k: v for k, v in fields.items() if not k.startswith("x.")}
+    nbytes = sum(t.numel() * t.element_size() for t in (state, more))
+    w.restore(state, step=step, version=version, numbers=numbers, nbytes=float(nbytes))
+    return more, own
+
+
+def rewind(w: Any, params: torch.Tensor, step: int) -> None:
+    """Roll this worker back to ``params`` at its optimizer step ``step`` (a round that
+    failed: the steps since are done again). Its optimizer's buffers stay as they are, as
+    torchft's DiLoCo restores only the parameters; the ledger sees the worker restored at
+    ``step`` (a ``rejoin`` row, no bytes)."""
+    w.load_parameters(params)
+    flat, numbers = w.export()
+    w.restore(flat, step=step, numbers=numbers)
 
 
 def log_compression(w: Any, codec: Any) -> None:

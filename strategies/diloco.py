@@ -5,15 +5,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from options.declare import OptionError
-from strategies.averaging import check_compression, group_mean, pseudo_gradient
+from strategies.averaging import (
+    check_compression,
+    check_quorum,
+    group_mean,
+    heal_with,
+    pseudo_gradient,
+    quorum_mean,
+    rewind,
+    take,
+)
 from strategies.base import Program, Strategy
+from strategies.checks import PeerFailure
 from strategies.context import WorkerContext
-from strategies.fields import Algorithm, Compressed, OuterLr, OuterMomentum, Period
+from strategies.fields import (
+    Algorithm,
+    Compressed,
+    FaultTolerance,
+    MinReplicas,
+    OuterLr,
+    OuterMomentum,
+    Period,
+)
 from strategies.optim import OptimizerSpec
 from strategies.registry import register
+from strategies.replica import FlatOptimizer
 
-__all__ = ["DiLoCo", "outer_optimizer"]
+__all__ = ["DiLoCo", "export_outer", "outer_optimizer", "restore_outer"]
 
 #: The paper's outer optimizer: SGD with Nesterov momentum 0.9, learning rate 0.7.
 OUTER: dict[str, Any] = {"name": "sgd", "lr": 0.7, "momentum": 0.9, "nesterov": True}
@@ -39,6 +60,44 @@ def outer_optimizer(lr: Any, momentum: Any, nesterov: Any) -> dict[str, Any]:
     return spec
 
 
+def export_outer(outer: FlatOptimizer) -> tuple[torch.Tensor, dict[str, float]]:
+    """An outer optimizer's state for a worker that rejoins: its parameters (the global
+    ones) and buffers, always :meth:`~FlatOptimizer.export_numel` long (zeros where it has
+    not stepped yet, so the receiver can size its buffer), and its numbers.
+
+    Examples
+    --------
+    >>> outer = FlatOptimizer(torch.ones(2), OptimizerSpec.parse("sgd:lr=1,momentum=0.9"))
+    >>> export_outer(outer)
+    (tensor([1., 1., 0., 0.]), {'steps': 0.0})
+    """
+    flat, numbers = outer.export()
+    size = outer.export_numel()
+    if flat.numel() < size:
+        flat = torch.cat([flat, flat.new_zeros(size - flat.numel())])
+    return flat, numbers
+
+
+def restore_outer(outer: FlatOptimizer, flat: torch.Tensor, numbers: dict[str, float]) -> None:
+    """Take :func:`export_outer`'s state (in place: the outer parameters tensor is the one
+    the worker keeps).
+
+    Examples
+    --------
+    >>> spec = OptimizerSpec.parse("sgd:lr=1,momentum=0.9")
+    >>> outer = FlatOptimizer(torch.ones(2), spec)
+    >>> outer.step(torch.ones(2))
+    >>> other = FlatOptimizer(torch.zeros(2), spec)
+    >>> restore_outer(other, *export_outer(outer)); other.param.tolist(), other.steps
+    ([0.0, 0.0], 1)
+    """
+    if numbers.get("steps", 0) == 0:  # it has not stepped: only the parameters are state
+        with torch.no_grad():
+            outer.param.copy_(flat[: outer.param.numel()])
+        return
+    outer.restore(flat, numbers)
+
+
 @register
 class DiLoCo(Strategy):
     """``period`` inner optimizer steps on each worker, then every worker applies the outer
@@ -58,6 +117,18 @@ class DiLoCo(Strategy):
         A ``strategies.compression`` scheme for the pseudo-gradients.
     algorithm
         Collective algorithm of the all-reduce (the simulator's hint).
+    fault_tolerance
+        ``"quorum"`` (torchft's fault-tolerant DiLoCo): every round's quorum of the live
+        workers is asked for as the round starts and its pseudo-gradients are averaged over
+        it; a worker that restarted is healed at a round's end from a live peer (its
+        parameters and inner optimizer buffers, and the outer optimizer's state: the global
+        parameters and their momentum) and does not contribute to that round's mean. A round
+        whose all-reduce fails (a member crashed during it) is discarded: no outer step,
+        every member rolls back to the global parameters and redoes the round's ``period``
+        inner steps (``lost_steps``); the inner optimizer's buffers are kept, as torchft
+        does. Not with ``compression``. ``None``: a crash ends the run.
+    min_replicas
+        With ``fault_tolerance="quorum"``: the fewest workers a round needs.
 
     With ``outer_lr=1`` and no momentum, a round ends on the workers' average: DiLoCo is then
     Local SGD with the same inner optimizer. Bytes per worker and round: one all-reduce of
@@ -83,17 +154,33 @@ class DiLoCo(Strategy):
     outer_nesterov: bool = OUTER["nesterov"]
     compression: Compressed = None
     algorithm: Algorithm = "auto"
+    fault_tolerance: FaultTolerance = None
+    min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
+        check_quorum(self)
         self.compression = check_compression(
             self.compression, self.algorithm, averages_changes=True
         )
+        if self.fault_tolerance is not None and self.compression is not None:
+            raise OptionError(
+                "compression cannot be combined with fault_tolerance='quorum' yet (a codec's "
+                "state is per group); drop one",
+                "compression",
+            )
         self.optimizers = {
             "inner": None,
             "outer": outer_optimizer(self.outer_lr, self.outer_momentum, self.outer_nesterov),
         }
 
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        check_quorum(self, len(self.workers(world_size)))
+
     def worker(self, w: WorkerContext) -> Program:
+        if self.fault_tolerance == "quorum":
+            yield from self._quorum_worker(w)
+            return
         group = w.comm.new_group(w.workers)
         codec = self.compression.codec(w, salt="outer") if self.compression else None
         start = w.parameters()  # the global (outer) parameters, stepped in place
@@ -107,3 +194,44 @@ class DiLoCo(Strategy):
             delta = yield from group_mean(w, delta, group, codec, self.algorithm)
             outer.step(delta)
             w.load_parameters(start)
+
+    def _quorum_worker(self, w: WorkerContext) -> Program:
+        start = w.parameters()  # the global parameters: the outer step is applied in place
+        outer = w.make_optimizer("outer", start)
+        outer_numel = outer.export_numel()
+        synced_step = 0  # the step of the last committed round
+        fresh = w.rejoined  # a restarted worker has no state: it waits for a round first
+        # As in LocalSGD: a round's quorum is asked for as it starts, taken at its end.
+        pending = w.quorum(min_size=self.min_replicas)
+        while not w.done:
+            if not fresh:
+                grads = yield w.compute_gradients()
+                w.apply(grads)
+                if w.step % self.period:
+                    continue
+            quorum = yield from take(pending)
+            try:
+                state, numbers = export_outer(outer)
+                header = {"synced_step": synced_step, **{f"o.{k}": v for k, v in numbers.items()}}
+                got = yield from heal_with(w, quorum, state, outer_numel, header)
+                if got is not None:  # healed: the global parameters and outer state too
+                    flat, fields = got
+                    synced_step = int(fields.pop("synced_step"))
+                    restore_outer(outer, flat, {k[2:]: v for k, v in fields.items()})
+                fresh = False
+                delta = pseudo_gradient(start, w.parameters())
+                delta = yield quorum_mean(w, delta, quorum, self.algorithm)
+            except PeerFailure:
+                # The round failed on every member: no outer step; back to the global
+                # parameters, and the round's inner steps are done again.
+                if fresh:
+                    w.lose()
+                else:
+                    w.lose(steps=w.step - synced_step)
+                    rewind(w, start, synced_step)
+                pending = w.quorum(min_size=self.min_replicas)
+                continue
+            outer.step(delta)
+            w.load_parameters(start)
+            synced_step = w.step
+            pending = w.quorum(min_size=self.min_replicas)  # the next round's

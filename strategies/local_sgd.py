@@ -9,10 +9,20 @@ import torch
 from pydantic import Field
 
 from options.declare import OptionError
-from strategies.averaging import adacomm_period, check_compression, group_mean
+from strategies.averaging import (
+    adacomm_period,
+    check_compression,
+    check_quorum,
+    group_mean,
+    heal_with,
+    quorum_mean,
+    rewind,
+    take,
+)
 from strategies.base import Program, Strategy
+from strategies.checks import PeerFailure
 from strategies.context import WorkerContext
-from strategies.fields import Algorithm, Compressed
+from strategies.fields import Algorithm, Compressed, FaultTolerance, MinReplicas
 from strategies.registry import register
 
 __all__ = ["LocalSGD"]
@@ -45,6 +55,18 @@ class LocalSGD(Strategy):
         (with error feedback where the scheme has it), and warm-up gradients too.
     algorithm
         Collective algorithm of the all-reduces (the simulator's hint).
+    fault_tolerance
+        ``"quorum"`` (torchft's fault-tolerant LocalSGD): every averaging starts with a
+        quorum of the live workers (``w.quorum``) and averages over it; a worker that
+        restarted is healed there from a live peer (its parameters, optimizer buffers and
+        the last averaged parameters, charged on the network) and does not contribute to
+        that round's mean. An averaging that fails (a member crashed during it) is
+        discarded: every member rolls back to the last averaged parameters and redoes the
+        round's ``period`` steps (``lost_steps``; torchft keeps the local parameters, this
+        rolls back as its DiLoCo does). Not with ``compression``, ``warmup`` or
+        ``period="adaptive"``. ``None``: a crash ends the run.
+    min_replicas
+        With ``fault_tolerance="quorum"``: the fewest workers an averaging needs.
 
     Bytes per worker and averaging: an all-reduce of ``4 * numel`` bytes (plus 8 for
     AdaComm), i.e. ``2 (n - 1) / n * 4 numel / period`` per step with a ring.
@@ -52,7 +74,7 @@ class LocalSGD(Strategy):
     Examples
     --------
     >>> LocalSGD(period=4, warmup=10)
-    LocalSGD(period=4, warmup=10, initial_period=None, compression=None, algorithm='auto')
+    LocalSGD(period=4, warmup=10, initial_period=None, compression=None, algorithm='auto', fault_tolerance=None, min_replicas=1)
     >>> LocalSGD(period="fast")
     Traceback (most recent call last):
     ...
@@ -70,8 +92,27 @@ class LocalSGD(Strategy):
     )
     compression: Compressed = None
     algorithm: Algorithm = "auto"
+    fault_tolerance: FaultTolerance = None
+    min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
+        check_quorum(self)
+        if self.fault_tolerance is not None:
+            for name, value, why in (
+                ("compression", self.compression, "a codec's state is per group"),
+                ("warmup", self.warmup or None, "its steps would need a quorum each"),
+                (
+                    "period",
+                    "adaptive" if self.period == "adaptive" else None,
+                    "AdaComm's losses would need healing too",
+                ),
+            ):
+                if value is not None:
+                    raise OptionError(
+                        f"{name}={value!r} cannot be combined with fault_tolerance='quorum' "
+                        f"yet ({why}); drop one",
+                        name,
+                    )
         if self.period == "adaptive":
             if self.initial_period is None:
                 self.initial_period = 16
@@ -84,7 +125,14 @@ class LocalSGD(Strategy):
             self.compression, self.algorithm, averages_changes=True
         )
 
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        check_quorum(self, len(self.workers(world_size)))
+
     def worker(self, w: WorkerContext) -> Program:
+        if self.fault_tolerance == "quorum":
+            yield from self._quorum_worker(w)
+            return
         group = w.comm.new_group(w.workers)
         initial = self.initial_period  # set (16 by default) exactly when period is "adaptive"
         adaptive = initial is not None
@@ -131,3 +179,38 @@ class LocalSGD(Strategy):
                 period = new
             w.load_parameters(synced)
             losses, since = 0.0, 0
+
+    def _quorum_worker(self, w: WorkerContext) -> Program:
+        period = int(self.period)  # an int: "adaptive" is refused with a quorum
+        synced, synced_step = w.parameters(), 0  # the last averaged parameters, and when
+        fresh = w.rejoined  # a restarted worker has no state: it waits for a round first
+        # Each round's quorum is asked for as the round starts and taken at its averaging
+        # (torchft starts its quorum early so it overlaps the inner steps): its members
+        # are those alive at the start, so a crash during the round fails its averaging.
+        pending = w.quorum(min_size=self.min_replicas)
+        while not w.done:
+            if not fresh:
+                grads = yield w.compute_gradients()
+                w.apply(grads)
+                if w.step % period:
+                    continue
+            quorum = yield from take(pending)
+            try:
+                got = yield from heal_with(w, quorum, synced, w.numel, {"synced_step": synced_step})
+                if got is not None:  # healed: the last averaged parameters came with it
+                    synced, synced_step = got[0], int(got[1]["synced_step"])
+                fresh = False
+                mean = yield quorum_mean(w, w.parameters(), quorum, self.algorithm)
+            except PeerFailure:
+                # The averaging failed on every member: it is discarded, and the round's
+                # steps with it (global steps, counted once by the ledger).
+                if fresh:
+                    w.lose()
+                else:
+                    w.lose(steps=w.step - synced_step)
+                    rewind(w, synced, synced_step)
+                pending = w.quorum(min_size=self.min_replicas)
+                continue
+            synced, synced_step = mean, w.step
+            w.load_parameters(synced)
+            pending = w.quorum(min_size=self.min_replicas)  # the next round's

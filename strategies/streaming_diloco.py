@@ -12,15 +12,28 @@ from options.declare import OptionError
 from strategies.aggregate import shard_bounds
 from strategies.averaging import (
     check_compression,
+    check_quorum,
+    heal_with,
     log_compression,
     merge,
     pseudo_gradient,
+    quorum_mean,
+    take,
 )
 from strategies.base import Program, Strategy
+from strategies.checks import PeerFailure
 from strategies.compression.codec import charge
 from strategies.context import WorkerContext
-from strategies.diloco import OUTER, outer_optimizer
-from strategies.fields import Algorithm, Compressed, OuterLr, OuterMomentum, Period
+from strategies.diloco import OUTER, export_outer, outer_optimizer, restore_outer
+from strategies.fields import (
+    Algorithm,
+    Compressed,
+    FaultTolerance,
+    MinReplicas,
+    OuterLr,
+    OuterMomentum,
+    Period,
+)
 from strategies.handles import Handle
 from strategies.registry import register
 
@@ -55,6 +68,20 @@ class StreamingDiLoCo(Strategy):
         scheme (``"fp16"``, ``"bf16"``, ``"uint8"``, ``"qsgd"`` ...), so it can overlap.
     algorithm
         Collective algorithm of the all-reduces (the simulator's hint).
+    fault_tolerance
+        ``"quorum"`` (torchft's fault-tolerant Streaming DiLoCo): each fragment's round has
+        its quorum of the live workers, asked for as the previous fragment's round starts
+        and taken when this one starts; a worker that restarted is healed there from a live
+        peer (its parameters and inner optimizer buffers, and every fragment's outer
+        state) and does not contribute to that round's mean. No other fragment's all-reduce
+        is in flight then (``overlap <= period // fragments``), so the state is whole. A
+        fragment's round whose all-reduce fails is discarded: no outer step, and that
+        fragment alone rolls back to its global values; the other fragments keep their
+        progress and no step is redone, so ``lost_steps`` stays 0 (the fragment's lost
+        progress shows in the loss and time only). Not with ``compression``. ``None``: a
+        crash ends the run.
+    min_replicas
+        With ``fault_tolerance="quorum"``: the fewest workers a round needs.
 
     One fragment, ``overlap=0`` and ``alpha=0`` is DiLoCo. Bytes per worker and period: one
     all-reduce of ``4 * numel / fragments`` bytes per fragment.
@@ -85,8 +112,17 @@ class StreamingDiLoCo(Strategy):
     outer_nesterov: bool = OUTER["nesterov"]
     compression: Compressed = None
     algorithm: Algorithm = "auto"
+    fault_tolerance: FaultTolerance = None
+    min_replicas: MinReplicas = 1
 
     def __post_init__(self) -> None:
+        check_quorum(self)
+        if self.fault_tolerance is not None and self.compression is not None:
+            raise OptionError(
+                "compression cannot be combined with fault_tolerance='quorum' yet (a codec's "
+                "state is per group); drop one",
+                "compression",
+            )
         if self.fragments > self.period:
             raise OptionError(
                 f"fragments={self.fragments} exceeds period={self.period}: each fragment needs "
@@ -127,7 +163,14 @@ class StreamingDiLoCo(Strategy):
         """
         return step > 0 and (step + fragment * self.period // self.fragments) % self.period == 0
 
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        check_quorum(self, len(self.workers(world_size)))
+
     def worker(self, w: WorkerContext) -> Program:
+        if self.fault_tolerance == "quorum":
+            yield from self._quorum_worker(w)
+            return
         group = w.comm.new_group(w.workers)
         bounds = shard_bounds(w.numel, self.fragments)
         start = w.parameters()  # the outer parameters; fragment f is start[a:b]
@@ -180,6 +223,100 @@ class StreamingDiLoCo(Strategy):
             log_compression(w, codec)
         outer.step(mean)
         a, b = bounds
+        params = w.parameters()
+        params[a:b] = merge(params[a:b], start[a:b], float(self.alpha))
+        w.load_parameters(params)
+
+    def _quorum_worker(self, w: WorkerContext) -> Program:
+        bounds = shard_bounds(w.numel, self.fragments)
+        start = w.parameters()  # the outer parameters; fragment f is start[a:b]
+        outers = [w.make_optimizer("outer", start[a:b]) for a, b in bounds]
+        sizes = [outer.export_numel() for outer in outers]
+        in_flight: dict[int, tuple[Handle[torch.Tensor], int]] = {}  # fragment -> (mean, due)
+        fresh = w.rejoined  # a restarted worker has no state: it waits for a round first
+        pending = w.quorum(min_size=self.min_replicas)  # the next fragment round's
+        while not w.done:
+            if not fresh:
+                grads = yield w.compute_gradients()
+                w.apply(grads)
+                for f in sorted(in_flight):  # outer gradients due now: step and merge
+                    handle, due = in_flight[f]
+                    if w.step >= due:
+                        del in_flight[f]
+                        yield from self._finish_quorum(w, f, bounds[f], start, outers[f], handle)
+            syncing = [f for f in range(self.fragments) if self.syncs_at(f, w.step)]
+            if not syncing and not fresh:
+                continue
+            quorum = yield from take(pending)
+            try:
+                got = yield from heal_with(w, quorum, *self._outer_state(outers, sizes))
+            except PeerFailure:
+                # A healing failed (the source or the worker it healed crashed): the fresh
+                # worker asks again; the source drops the fragment's round, as the other
+                # members do when its all-reduce fails.
+                if not fresh:
+                    params = w.parameters()
+                    for f in syncing:
+                        a, b = bounds[f]
+                        params[a:b] = start[a:b]
+                    w.load_parameters(params)
+                w.lose()
+                pending = w.quorum(min_size=self.min_replicas)
+                continue
+            pending = w.quorum(min_size=self.min_replicas)
+            if got is not None:  # healed: every fragment's outer state came with it
+                self._restore_outers(outers, sizes, *got)
+                syncing = [f for f in range(self.fragments) if self.syncs_at(f, w.step)]
+            fresh = False
+            for f in syncing:  # (one fragment per step: their offsets differ)
+                a, b = bounds[f]
+                delta = pseudo_gradient(start[a:b], w.parameters()[a:b])
+                handle = quorum_mean(w, delta, quorum, self.algorithm)
+                if self.overlap == 0:
+                    yield from self._finish_quorum(w, f, (a, b), start, outers[f], handle)
+                else:
+                    in_flight[f] = (handle, w.step + self.overlap)
+
+    @staticmethod
+    def _outer_state(
+        outers: list[Any], sizes: list[int]
+    ) -> tuple[torch.Tensor, int, dict[str, float]]:
+        """Every fragment's :func:`~strategies.diloco.export_outer`, end to end, and its
+        steps (a fragment's count of committed rounds) in the header."""
+        states = [export_outer(outer) for outer in outers]
+        header = {f"o{f}.steps": numbers["steps"] for f, (_, numbers) in enumerate(states)}
+        return torch.cat([flat for flat, _ in states]), sum(sizes), header
+
+    @staticmethod
+    def _restore_outers(
+        outers: list[Any], sizes: list[int], flat: torch.Tensor, header: dict[str, float]
+    ) -> None:
+        offset = 0
+        for f, (outer, size) in enumerate(zip(outers, sizes)):
+            restore_outer(outer, flat[offset : offset + size], {"steps": header[f"o{f}.steps"]})
+            offset += size
+
+    def _finish_quorum(
+        self,
+        w: WorkerContext,
+        fragment: int,
+        bounds: tuple[int, int],
+        start: torch.Tensor,
+        outer: Any,
+        handle: Handle[torch.Tensor],
+    ) -> Program:
+        a, b = bounds
+        try:
+            mean = yield handle
+        except PeerFailure:
+            # The fragment's round failed on every member: no outer step, and the fragment
+            # goes back to its global values (its local progress is lost).
+            params = w.parameters()
+            params[a:b] = start[a:b]
+            w.load_parameters(params)
+            w.lose()
+            return
+        outer.step(mean)
         params = w.parameters()
         params[a:b] = merge(params[a:b], start[a:b], float(self.alpha))
         w.load_parameters(params)

@@ -94,7 +94,15 @@ def test_an_option_kept_under_another_attribute_is_written_by_its_name():
 
 def test_the_schema_says_what_each_option_takes():
     fields = option_fields(LocalSGD)
-    assert list(fields) == ["period", "warmup", "initial_period", "compression", "algorithm"]
+    assert list(fields) == [
+        "period",
+        "warmup",
+        "initial_period",
+        "compression",
+        "algorithm",
+        "fault_tolerance",
+        "min_replicas",
+    ]
     assert describe(fields["warmup"]) == "an integer >= 0 (steps of all-reduce SGD first)"
     assert fields["period"].default == 8
 
@@ -119,7 +127,7 @@ def test_a_subclass_adds_options_after_its_parents():
 
     slower = Slower(4, pause=2)
     assert list(option_fields(Slower))[-1] == "pause" and slower.period == 4
-    assert repr(slower).endswith("algorithm='auto', pause=2)")
+    assert repr(slower).endswith("min_replicas=1, pause=2)")
 
 
 class Labelled:
