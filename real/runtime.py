@@ -447,8 +447,8 @@ class RealRuntime:
         state = ctx.parameters() if self.owner else None
         self.events.append(Restored(self.resumed_at, self.rank, ctx.step, float(nbytes), state))
 
-    def lost(self, ctx: RoleContext, steps: int) -> None:
-        self.events.append(Lost(self.resumed_at, self.rank, int(steps)))
+    def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
+        self.events.append(Lost(self.resumed_at, self.rank, int(steps), bool(undone)))
 
     def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
         raise NotImplementedError(

@@ -166,8 +166,8 @@ class SimRuntime:
         state = ctx.parameters if ctx.rank in self.ledger.owner_set else None
         self.ledger.record(Restored(float(self.env.now), ctx.rank, ctx.step, nbytes, state))
 
-    def lost(self, ctx: RoleContext, steps: int) -> None:
-        self.ledger.record(Lost(float(self.env.now), ctx.rank, steps))
+    def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
+        self.ledger.record(Lost(float(self.env.now), ctx.rank, steps, undone))
 
     def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
         state = self.checkpoints[ctx.rank] = RankState.of(ctx)

@@ -80,8 +80,9 @@ class Runtime(Protocol):
         """``ctx`` took a state at its (new) ``step``, ``nbytes`` received for it."""
         ...
 
-    def lost(self, ctx: RoleContext, steps: int) -> None:
-        """``ctx`` dropped its work since its last step (and ``steps`` steps with it)."""
+    def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
+        """``ctx`` dropped its work since its last step (and ``steps`` steps with it, which it
+        had applied if ``undone``)."""
         ...
 
     def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
@@ -283,14 +284,16 @@ class RoleContext:
         from that step."""
         return self._runtime.load_checkpoint(self)
 
-    def lose(self, steps: int = 0) -> None:
+    def lose(self, steps: int = 0, *, undone: bool = False) -> None:
         """This rank drops its work since its last step: a round that failed (its gradients
-        are never applied: their samples are lost), and ``steps`` optimizer steps with it
-        (a step that was not committed, steps rolled back). Recorded as ``lost_steps`` and
-        ``lost_samples``."""
+        are never applied: their samples are lost), and ``steps`` global steps with it (a
+        step that was never committed, as all-reduce's dropped round; with ``undone``, steps
+        this rank applied and now rolls back, as Local SGD's failed round: their samples are
+        lost too, and the recovery goes on until the run passes them again). Recorded as
+        ``lost_steps`` and ``lost_samples``."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps={steps!r} must be an int >= 0 (the steps lost)")
-        self._runtime.lost(self, steps)
+        self._runtime.lost(self, steps, undone)
 
     @property
     def total_steps(self) -> int:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SampleCounts"]
+__all__ = ["HISTORY", "SampleCounts"]
+
+#: How many of a rank's last steps a rollback may undo (``lose(rank, steps)``).
+HISTORY = 4096
 
 
 class SampleCounts:
@@ -41,6 +44,7 @@ class SampleCounts:
         # step (older ones are forgotten: memory stays O(ranks) for long runs).
         self._commits: dict[int, dict[int, float]] = {}
         self._last_commit: dict[int, float] = {}  # what each rank's last step committed
+        self._history: dict[int, dict[int, float]] = {}  # its last HISTORY steps' commits
         self.total = 0.0
         #: Samples computed and dropped by a fault (a crashed rank's uncommitted gradients,
         #: a failed round's): part of the discarded samples, counted apart.
@@ -58,14 +62,17 @@ class SampleCounts:
         """``rank`` applied an optimizer step: what it computed so far is committed. Returns
         the rank's count of steps."""
         j = self._steps[rank] = self._steps.get(rank, 0) + 1
-        self._commits.setdefault(rank, {})[j] = self._last_commit[rank] = self._computed.get(
-            rank, 0.0
-        )
+        committed = self._last_commit[rank] = self._computed.get(rank, 0.0)
+        self._commits.setdefault(rank, {})[j] = committed
+        history = self._history.setdefault(rank, {})
+        history[j] = committed
+        history.pop(j - HISTORY, None)  # a rollback goes back a round, not the whole run
         return j
 
-    def lose(self, rank: int) -> float:
+    def lose(self, rank: int, steps: int = 0) -> float:
         """``rank`` dropped what it computed since its last step (it crashed, or its round
-        failed): those samples will never be committed. Returns them.
+        failed) and, with ``steps``, its last ``steps`` steps too (a round rolled back: their
+        samples are no longer committed). Returns the samples lost.
 
         Examples
         --------
@@ -73,6 +80,8 @@ class SampleCounts:
         >>> counts.computed(0, 32); _ = counts.stepped(0); counts.computed(0, 32)
         >>> counts.lose(0), counts.at(1), counts.lost, counts.total
         (32.0, 32.0, 32.0, 64.0)
+        >>> counts.computed(0, 32); _ = counts.stepped(0); counts.lose(0, steps=1)
+        32.0
         """
         if rank not in self._last_commit:
             # A rank that never steps (a parameter server's worker): what it computed counts
@@ -81,6 +90,11 @@ class SampleCounts:
             return 0.0
         computed = self._computed.get(rank, 0.0)
         committed = self._last_commit[rank]
+        if steps:
+            back = self._steps.get(rank, 0) - steps
+            committed = self._history[rank].get(back, 0.0) if back > 0 else 0.0
+            self._steps[rank] = max(back, 0)
+            self._last_commit[rank] = committed
         dropped = computed - committed
         if dropped > 0:
             self._computed[rank] = committed

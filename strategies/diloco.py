@@ -227,7 +227,7 @@ class DiLoCo(Strategy):
                 if fresh:
                     w.lose()
                 else:
-                    w.lose(steps=w.step - synced_step)
+                    w.lose(steps=w.step - synced_step, undone=True)
                     rewind(w, start, synced_step)
                 pending = w.quorum(min_size=self.min_replicas)
                 continue

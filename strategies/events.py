@@ -127,12 +127,14 @@ class Restored:
 @dataclass(frozen=True)
 class Lost:
     """``rank`` dropped its work since its last committed step: a round that failed (its
-    gradients are never applied), or ``steps`` optimizer steps rolled back."""
+    gradients are never applied), and ``steps`` global steps with it; ``undone``: steps it
+    had applied and rolled back."""
 
     kind = "lost"
     at: float
     rank: int
     steps: int
+    undone: bool = False
 
 
 Event = Computed | Stepped | Settled | Logged | Sent | Crashed | Restarted | Restored | Lost

@@ -222,7 +222,9 @@ class Ledger:
             live = self._owners.live
             if live and rank == live[0]:  # global steps: as the first live owner lost them
                 faults.lost_steps += event.steps
-            faults.lost_samples += self.counts.lose(rank)
+            if event.undone:
+                faults.rolled_back()
+            faults.lost_samples += self.counts.lose(rank, event.steps if event.undone else 0)
             self._row_fault(rank, "lost")
 
     def fault(self, event: str, rank: int = -1) -> None:

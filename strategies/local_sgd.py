@@ -207,7 +207,7 @@ class LocalSGD(Strategy):
                 if fresh:
                     w.lose()
                 else:
-                    w.lose(steps=w.step - synced_step)
+                    w.lose(steps=w.step - synced_step, undone=True)
                     rewind(w, synced, synced_step)
                 pending = w.quorum(min_size=self.min_replicas)
                 continue

@@ -44,6 +44,7 @@ class FaultTally:
         self.heal_bytes = 0.0
         self.checkpoint_time = 0.0
         self._outage: float | None = None
+        self._closed: tuple[float, float] | None = None  # the last outage: (crash, progress)
 
     def crashed(self, at: float) -> None:
         """A rank crashed at ``at``: the model is without progress from then, if it was not."""
@@ -55,7 +56,24 @@ class FaultTally:
         """The global model advanced at ``at``: an outage, if any, ends."""
         if self._outage is not None:
             self.recovery_time += max(at - self._outage, 0.0)
+            self._closed = (self._outage, at)
             self._outage = None
+
+    def rolled_back(self) -> None:
+        """Steps were rolled back (a round that failed after a crash): the progress that
+        ended the last outage did not last, so the outage goes on from its crash.
+
+        Examples
+        --------
+        >>> tally = FaultTally()
+        >>> tally.crashed(2.0); tally.progressed(2.1); tally.rolled_back()
+        >>> tally.progressed(5.0), tally.recovery_time
+        (None, 3.0)
+        """
+        if self._outage is None and self._closed is not None:
+            crash, progress = self._closed
+            self.recovery_time -= progress - crash
+            self._outage, self._closed = crash, None
 
     def summary(self, *, samples: float, time: float) -> dict[str, Any]:
         """The summary's fault keys (an outage still open at the end counts to ``time``)."""

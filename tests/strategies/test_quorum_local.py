@@ -168,3 +168,25 @@ def test_min_replicas_is_checked_against_the_option_and_the_run(name: str) -> No
     with pytest.raises(OptionError) as raised:
         sim.run(QUORUM[name] + ",min_replicas=5", "quadratic", topologies.ring(4), **KW)
     assert str(raised.value) == "min_replicas=5 exceeds the run's 4 workers; use min_replicas <= 4"
+
+
+def test_a_rolled_back_round_loses_its_samples_and_recovers_only_after_it() -> None:
+    # The crash at step 8 fails the round of steps 6..10 on the three survivors: those five
+    # applied steps are undone, their samples lost (3 ranks x 5 steps x 32), and the run has
+    # not recovered until the detection (3 s) lets a new round pass them.
+    import sim
+    import topologies
+
+    crash = {"kind": "crash", "rank": 2, "step": 8, "restart": 1.0}
+    result = sim.run(
+        "local_sgd:period=5,fault_tolerance=quorum",
+        "quadratic",
+        topologies.ring(4),
+        steps=40,
+        eval_every=10,
+        compute=0.01,
+        faults=[crash],
+    )
+    s = result.summary
+    assert (s["lost_steps"], s["lost_samples"]) == (5, 3 * 5 * 32)
+    assert s["recovery_time"] > 3.0
