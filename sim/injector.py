@@ -5,7 +5,9 @@ instant, after the event that reached it), at a time, or at random (each covered
 uptimes drawn from the run's seed, :meth:`faults.RandomCrashes.uptimes`, from its last
 start). A crashed rank comes back ``restart`` seconds later or at a global step, as a new
 program with no state (``ctx.rejoined``). A run whose every owner of the global model is
-down with no restart to come stops as ``failed``.
+down has lost its model and stops as ``failed``. With ``recovery="restart"``
+(:mod:`sim.checkpoints`), a crash instead stops every rank once it is detected and starts
+them all again from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ class FaultInjector:
         self.on_restart = on_restart
         #: Checkpoints and restarts of every rank from them (``recovery="restart"``).
         self.checkpoints: Checkpoints | None = None
-        self.contexts: dict[int, RoleContext] = {}
         #: Whether every rank is being restarted from a checkpoint (a failure then ends no
         #: program's run: they are all about to be replaced).
         self.restarting = False
@@ -128,9 +129,9 @@ class FaultInjector:
         self._at(float(self.env.now) + uptime, lambda: self._crash(rank, self._random[rank]))
 
     # -- faults -------------------------------------------------------------------------------
-    def use_checkpoints(self, checkpoints: Checkpoints, contexts: dict[int, RoleContext]) -> None:
+    def use_checkpoints(self, checkpoints: Checkpoints) -> None:
         """Recover by restarting every rank from the last checkpoint (``recovery="restart"``)."""
-        self.checkpoints, self.contexts = checkpoints, contexts
+        self.checkpoints = checkpoints
 
     def _checkpoint(self, step: int) -> None:
         if self.checkpoints is not None and not self.restarting and not self.ledger.stopped:

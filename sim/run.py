@@ -376,7 +376,7 @@ def _simulate_run(
         )
         stepped.append(injector.on_step)
         if schedule.recovery == "restart":
-            injector.use_checkpoints(Checkpoints(schedule, runtime, ledger, contexts), contexts)
+            injector.use_checkpoints(Checkpoints(schedule, runtime, ledger, contexts))
     try:
         with bar:
             try:

@@ -110,8 +110,11 @@ def survivable(strategy: Any) -> str:
     Examples
     --------
     >>> survivable(type("S", (), {"name": "allreduce"})())
-    "allreduce stops at a crash: fault_tolerance='quorum' survives it, or a strategy that catches PeerFailure"
+    "allreduce stops at a crash: fault_tolerance='quorum' survives it, as does the faults' recovery='restart' (from checkpoints), or a strategy that catches PeerFailure"
     """
     name = getattr(strategy, "name", type(strategy).__name__)
     options = _SURVIVES.get(name, "a strategy that catches PeerFailure survives it")
-    return f"{name} stops at a crash: {options}, or a strategy that catches PeerFailure"
+    return (
+        f"{name} stops at a crash: {options}, as does the faults' recovery='restart' (from "
+        "checkpoints), or a strategy that catches PeerFailure"
+    )
