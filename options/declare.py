@@ -381,7 +381,7 @@ def option_fields(cls: Any) -> dict[str, FieldInfo]:
     --------
     >>> from strategies.local_sgd import LocalSGD
     >>> list(option_fields(LocalSGD))
-    ['period', 'warmup', 'initial_period', 'compression', 'algorithm']
+    ['period', 'warmup', 'initial_period', 'compression', 'algorithm', 'fault_tolerance', 'min_replicas']
     """
     if isinstance(getattr(cls, "__declaration__", None), _Declaration):
         return dict(_declaration_of(cls).fields)
