@@ -350,6 +350,11 @@ def validate(document: Mapping[str, Any]) -> None:
                     f"{', '.join(CATEGORIES)}"
                 )
             tracks.setdefault((event["pid"], event["tid"]), []).append((event["ts"], dur, i))
+        if event["ph"] == "i" and event.get("s", "t") not in ("t", "p", "g"):
+            raise ValueError(
+                f"traceEvents[{i}] is an instant event with s={event.get('s')!r}; use t "
+                "(its track), p (its process) or g (global)"
+            )
         if event["ph"] == "C" and not all(
             isinstance(v, (int, float)) and math.isfinite(v) for v in event.get("args", {}).values()
         ):

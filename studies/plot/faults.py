@@ -5,8 +5,9 @@ between failures, one line per series (a strategy with its recovery policy, e.g.
 A run's MTBF is the smallest ``mtbf`` of its schedule's random crashes (``config.faults``, in
 seconds, per rank). No run is dropped silently: runs that never reached the target are a
 hollow circle at the top edge of the time panel, and runs that failed (a fault their policy
-does not survive: ``status`` ``failed``) a hollow cross there and on the goodput panel's zero
-line, each annotated ``missed/total``; runs without random crashes are counted in the title.
+does not survive: ``status`` ``failed``; even one whose last evaluation, made as it failed,
+was under the target) a cross there and on the goodput panel's zero line, each annotated
+``failed k/n`` or ``not reached k/n``; runs without random crashes are counted in the title.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def faults(
         if "status" in placed
         else pd.Series(False, index=placed.index)
     )
+    # A failed run is drawn as failed, even where its last evaluation (made as it failed)
+    # was under the target: what it shows is that the policy did not survive this rate.
+    placed = placed.assign(time_to_target=placed["time_to_target"].where(~failed))
     goodput = pd.to_numeric(
         placed.get("summary.goodput", pd.Series(np.nan, index=placed.index)), errors="coerce"
     )
