@@ -359,6 +359,12 @@ def test_the_faults_plot_draws_a_tiny_mtbf_sweep_and_marks_failed_runs(tmp_path)
     assert any(line.get_label() == "failed" for line in time_ax.get_legend().get_lines())
     figure.savefig(tmp_path / "faults.png")
 
+    out = tmp_path / "cli.png"
+    done = _cli("plot", tmp_path, "--kind", "faults", "--out", out)
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == f"wrote {out} (faults, 4 runs)"
+    assert out.stat().st_size > 5_000
+
 
 def test_the_faults_plot_says_what_it_needs_in_one_line(tmp_path):
     sim.run(
