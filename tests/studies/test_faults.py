@@ -73,6 +73,10 @@ def test_commsim_run_takes_a_fault_file_and_records_it(tmp_path):
     assert done.exit_code == 0, done.output
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "finished"
+    table = " ".join(done.output.split())
+    for label, key in (("failures", "failures"), ("lost steps", "lost_steps")):
+        assert f"│ {label} │ {record['summary'][key]:,} │" in table, done.output
+    assert "goodput (committed samples/s)" in table
     # As the file says it (crash_restart.toml), in seconds: what the backend ran.
     assert record["config"]["faults"]["events"] == [
         {"kind": "crash", "rank": 2, "step": 40, "restart_step": 60}
