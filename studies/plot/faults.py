@@ -151,7 +151,10 @@ def faults(
             if failed[group.index].any():
                 n = int(failed[group.index].sum())
                 zero_misses.append((x, s.colour, "X", f"failed {n}/{len(group)}"))
-        label = s.label if xs else f"{s.label} (never reached)"
+        every_run_failed = bool(failed[runs.index].all())
+        label = (
+            s.label if xs else f"{s.label} ({'failed' if every_run_failed else 'never reached'})"
+        )
         time_ax.plot(xs, means, color=s.colour, linestyle=s.linestyle, marker="o", label=label)
         good_ax.plot(
             [g[0] for g in goods],

@@ -360,7 +360,8 @@ def test_the_faults_plot_draws_a_tiny_mtbf_sweep_and_marks_failed_runs(tmp_path)
     assert list(quorum.get_ydata()) == pytest.approx([survived["0.2s"], survived["0.4s"]])
     assert sorted(t.get_text() for t in time_ax.texts) == ["failed 1/1", "failed 1/1"]
     assert sorted(t.get_text() for t in goodput_ax.texts) == ["failed 1/1", "failed 1/1"]
-    assert any(line.get_label() == "failed" for line in time_ax.get_legend().get_lines())
+    legend = [t.get_text() for t in time_ax.get_legend().get_texts()]
+    assert "failed" in legend and "allreduce (failed)" in legend, legend
     figure.savefig(tmp_path / "faults.png")
 
     out = tmp_path / "cli.png"
