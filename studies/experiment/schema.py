@@ -236,8 +236,25 @@ class Experiment(_Section):
         data["run"].pop("name", None)
         data["topology"] = _network_fingerprint(self.graph())
         data["strategy"] = registry.get(self.strategy.name, **self.strategy.options).config()
+        if self.faults is not None:
+            # As the run records it (times in seconds): mtbf = "1s" and 1.0 are one run.
+            data["faults"] = self._schedule().record()
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _schedule(self) -> Any:
+        """The ``[faults]`` section as the checked :class:`faults.FaultSchedule` of this run."""
+        import topologies
+        from faults import FaultSchedule
+
+        assert self.faults is not None
+        graph = self.graph()
+        return FaultSchedule.parse(
+            self.faults.schedule(),
+            world_size=len(topologies.hosts(graph)),
+            links=[(str(u), str(v)) for u, v in graph.edges],
+            steps=self.run.steps,
+        )
 
     def graph(self) -> nx.Graph:
         """The topology, built."""

@@ -155,6 +155,15 @@ def test_an_experiment_runs_its_faults_as_sim_run_does():
     assert via_file.summary["failures"] == 1
 
 
+def test_an_experiments_key_counts_its_faults_as_the_run_records_them():
+    written = load_experiment(_experiment(detect="500ms"))
+    assert written.key() == load_experiment(_experiment(detect=0.5)).key()
+    assert written.key() != load_experiment(_experiment(detect="1s")).key()
+    data = _experiment()
+    data.pop("faults")
+    assert written.key() != load_experiment(data).key()
+
+
 def test_an_experiment_without_faults_is_keyed_and_run_as_before():
     data = _experiment()
     data.pop("faults")
