@@ -54,8 +54,8 @@ def run_command(
     faults: Annotated[
         Path | None,
         typer.Option(
-            help="Fault file (TOML or JSON: [[events]] tables, detect, reroute), e.g. "
-            "examples/faults/crash_restart.toml; replaces the experiment's [faults] section."
+            help="Fault file (TOML or JSON: a list of events, detect, reroute), e.g. "
+            "examples/faults/crash_restart.toml; replaces the experiment's faults section."
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
