@@ -64,8 +64,15 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
     Traceback (most recent call last):
     ...
     studies.experiment.ExperimentError: faults.events[2].mtbf: faults.events has 1 entries (0..0); index one of them or add [[faults.events]] tables
+
+    A part in double quotes is one key, dots and brackets included, as TOML writes a sweep's
+    field: ``sweep.grid."faults.events[0].mtbf"``.
+
+    >>> sweep = {"sweep": {"grid": {}}}
+    >>> set_path(sweep, 'sweep.grid."faults.events[0].mtbf"', ["1s", "2s"]); sweep
+    {'sweep': {'grid': {'faults.events[0].mtbf': ['1s', '2s']}}}
     """
-    *parents, last = key.split(".")
+    *parents, last = _parts(key)
     node: Any = data
     for i, part in enumerate(parents):
         name, index = _indexed(key, part)
@@ -90,8 +97,26 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
     node[name] = value
 
 
+def _parts(key: str) -> list[str]:
+    """``key``'s parts between dots; a part in double quotes is kept whole, quotes included
+    (so that :func:`_indexed` takes it as one literal key)."""
+    parts = _PART.findall(key)
+    if ".".join(parts) != key:
+        raise ExperimentError(
+            f"{key}: not a dotted path; write section.field, or quote a key with dots in it "
+            '(sweep.grid."topology.bandwidth")'
+        )
+    return parts
+
+
+_PART = re.compile(r'"[^"]*"|[^."]+')
+
+
 def _indexed(key: str, part: str) -> tuple[str, int | None]:
-    """``"events[0]"`` -> ``("events", 0)``; ``"steps"`` -> ``("steps", None)``."""
+    """``"events[0]"`` -> ``("events", 0)``; ``"steps"`` -> ``("steps", None)``; a quoted
+    part is its text, as it is."""
+    if len(part) >= 2 and part[0] == part[-1] == '"':
+        return part[1:-1], None
     match = _INDEXED.fullmatch(part)
     if match is None:
         if "[" in part or "]" in part:

@@ -222,6 +222,9 @@ def test_a_sweep_varies_an_event_by_its_index():
     assert [p.faults.events[0] for p in points] == [CRASH, CRASH]  # the others as written
     assert points[0].run.name == "experiment faults.events[1].mtbf=0.5s"
     assert points[0].key() != points[1].key()
+    # On the command line, a sweep's dotted field is quoted, as TOML writes it.
+    rates = load_experiment(data, ['sweep.grid."faults.events[1].mtbf"=["3s", "4s", "5s"]'])
+    assert [p.faults.events[1]["mtbf"] for p in expand(rates)] == ["3s", "4s", "5s"]
     data["sweep"] = {"grid": {"faults.events[2].mtbf": ["1s"]}}
     with pytest.raises(ExperimentError, match=r"faults.events has 2 entries \(0..1\)"):
         load_experiment(data)
