@@ -96,8 +96,9 @@ class RunResult:
 
 #: The run record's keys that hold a table of values (absent or null: empty).
 _RECORD_TABLES = ("config", "summary", "experiment")
-#: Metrics columns that hold numbers (NaN where unmeasured): the schema's but ``kind``/``role``.
-_NUMERIC = frozenset(c for cols in COLUMNS.values() for c in cols) - {"kind", "role"}
+#: Metrics columns that hold numbers (NaN where unmeasured): the schema's but the text ones,
+#: ``kind``, ``role`` and ``event`` (what a fault row says happened).
+_NUMERIC = frozenset(c for cols in COLUMNS.values() for c in cols) - {"kind", "role", "event"}
 
 
 def read_record(path: str | Path) -> dict[str, Any]:

@@ -16,6 +16,9 @@ The document written as ``trace.json`` holds
 * ``"X"`` complete events, one per span: ``cat`` is the category, ``ts`` and ``dur`` are
   microseconds;
 * ``"C"`` counter events;
+* ``"i"`` instant events, one per fault or recovery (``cat`` ``"fault"``, named by the
+  ``fault`` row's ``event``: ``crash``, ``restart``, ``rejoin`` ...) on its rank's track, or
+  the whole process's (``"s": "p"``) for one that no rank has (a link going down);
 * ``otherData``: the ``backend``, the ``clock`` (``"simulated"`` or ``"wall"``), the
   ``span_limit`` and, per rank, its role, the spans kept and dropped and the seconds per
   category of *all* its spans (dropped ones too).
@@ -128,6 +131,7 @@ class Trace:
         self._dropped = dict.fromkeys(range(ranks), 0)
         self._totals = {r: dict.fromkeys(CATEGORIES, 0.0) for r in range(ranks)}
         self._counters: list[tuple[str, float, dict[str, float]]] = []
+        self._instants: list[tuple[int, str, float]] = []  # rank (-1: none), event, time
 
     # -- recording --------------------------------------------------------------------------
     def role(self, rank: int, role: str) -> None:
@@ -171,6 +175,23 @@ class Trace:
         for row in rows:
             if row.get("kind") == "eval" and "loss" in row:
                 self.counter("loss", row["time"], {"loss": row["loss"]})
+
+    def faults(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """An instant event for each ``fault`` row (a crash, a restart, a rejoin, a link
+        going down ...) at its time, on its rank's track (or the process's, for rank -1).
+
+        >>> trace = Trace(2, backend="sim")
+        >>> trace.faults([{"kind": "fault", "time": 1.5, "rank": 1, "event": "crash"},
+        ...               {"kind": "eval", "time": 2.0, "loss": 0.5}])
+        >>> [(e["name"], e["tid"], e["ts"], e["s"]) for e in trace.document()["traceEvents"]
+        ...  if e["ph"] == "i"]
+        [('crash', 1, 1500000.0, 't')]
+        """
+        for row in rows:
+            if row.get("kind") == "fault":
+                rank = row.get("rank")
+                on = int(rank) if rank is not None and 0 <= rank < self.ranks else -1
+                self._instants.append((on, str(row.get("event")), float(row["time"])))
 
     # -- handing in and gathering (real: each rank records its own) -----------------------
     def export(self, rank: int) -> dict[str, Any]:
@@ -241,6 +262,19 @@ class Trace:
             events.append(
                 {"ph": "C", "name": name, "pid": pid, "tid": 0, "ts": _us(time), "args": values}
             )
+        for rank, name, time in sorted(self._instants, key=lambda i: (i[2], i[0])):
+            events.append(
+                {
+                    "ph": "i",
+                    "cat": "fault",
+                    "name": name,
+                    "pid": pid,
+                    "tid": max(rank, 0),
+                    "ts": _us(time),
+                    # On the rank's track; a fault of no rank (a link) across the process.
+                    "s": "t" if rank >= 0 else "p",
+                }
+            )
         ranks = [
             {
                 "rank": rank,
@@ -302,8 +336,8 @@ def validate(document: Mapping[str, Any]) -> None:
         for key in ("ph", "ts", "pid", "tid"):
             if key not in event:
                 raise ValueError(f"traceEvents[{i}] has no {key!r}; every event needs one")
-        if event["ph"] not in ("X", "M", "C"):
-            raise ValueError(f"traceEvents[{i}] has ph={event['ph']!r}; expected X, M or C")
+        if event["ph"] not in ("X", "M", "C", "i"):
+            raise ValueError(f"traceEvents[{i}] has ph={event['ph']!r}; expected X, M, C or i")
         if event["ph"] == "X":
             dur = event.get("dur")
             if not isinstance(dur, (int, float)) or not dur >= 0:
@@ -316,6 +350,11 @@ def validate(document: Mapping[str, Any]) -> None:
                     f"{', '.join(CATEGORIES)}"
                 )
             tracks.setdefault((event["pid"], event["tid"]), []).append((event["ts"], dur, i))
+        if event["ph"] == "i" and event.get("s", "t") not in ("t", "p", "g"):
+            raise ValueError(
+                f"traceEvents[{i}] is an instant event with s={event.get('s')!r}; use t "
+                "(its track), p (its process) or g (global)"
+            )
         if event["ph"] == "C" and not all(
             isinstance(v, (int, float)) and math.isfinite(v) for v in event.get("args", {}).values()
         ):

@@ -410,6 +410,7 @@ def _simulate_run(
     # What `auto` resolved to is part of what the run was: recorded with its config.
     config["auto"] = {"rule": net.planner.rule.spec, "collectives": net.planner.auto_choices}
     trace.evals(ledger.rows)
+    trace.faults(ledger.rows)  # fault rows as instant events (none in a run without faults)
     link_counters(trace, net, 0.0, float(env.now))
     result = result_of(
         ledger,

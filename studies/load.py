@@ -11,7 +11,8 @@ strategy and network sit side by side and can be sliced with plain pandas:
   (``"sim"``, ``"real-gloo"`` ...), ``seed``, ``world_size``, ``strategy.name``,
   ``strategy.mode``, ``topology.bandwidth`` (bytes/s), ``workload.name`` ... (a config key
   that is also a metrics column is renamed ``config.<key>``; empty mappings give no column,
-  lists become tuples so that columns stay hashable);
+  lists become tuples so that columns stay hashable, and a list of tables a column per
+  entry's key, indexed as a sweep names it: ``faults.events[0].mtbf``);
 * ``experiment.<section>.<key>`` for a top-level ``"experiment"`` record, when ``run.json``
   has one (the experiment file that produced the run); it never replaces a ``config`` column,
   whose values are the ones the backend resolved (bandwidth in bytes/s, not ``"1Gbps"``);
@@ -130,12 +131,24 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     >>> flatten({"strategy": {"name": "parameter_server", "mode": "ssp"}, "seed": 0,
     ...          "compute": {"slowdown": {}, "options": {"sigma": [1, 2]}}})
     {'strategy.name': 'parameter_server', 'strategy.mode': 'ssp', 'seed': 0, 'compute.options.sigma': (1, 2)}
+    >>> flatten({"faults": {"events": [{"kind": "crash", "mtbf": 30.0, "ranks": [0, 1]}]}})
+    {'faults.events[0].kind': 'crash', 'faults.events[0].mtbf': 30.0, 'faults.events[0].ranks': (0, 1)}
     """
     flat: dict[str, Any] = {}
     for key, value in mapping.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(flatten(value, f"{dotted}."))
+        elif (
+            isinstance(value, list | tuple)
+            and value
+            and all(isinstance(item, Mapping) for item in value)
+        ):
+            # A list of tables (a fault schedule's events): a column per entry's key, named
+            # as a sweep or --set names it (``faults.events[0].mtbf``); a tuple of dicts would
+            # be a column that cannot be hashed, compared or drawn.
+            for index, item in enumerate(value):
+                flat.update(flatten(item, f"{dotted}[{index}]."))
         elif isinstance(value, list | tuple):
             flat[dotted] = tuple(value)
         else:

@@ -45,6 +45,15 @@ _ROWS: tuple[tuple[str, str, float], ...] = (
     ("samples_per_s", "samples/s", 1.0),
     ("staleness_mean", "mean staleness", 1.0),
     ("compression_ratio", "compression ratio", 1.0),
+    # What faults cost: in the summary only of a run with a fault schedule.
+    ("failures", "failures", 1.0),
+    ("restarts", "restarts", 1.0),
+    ("lost_steps", "lost steps", 1.0),
+    ("lost_samples", "lost samples", 1.0),
+    ("recovery_time", "recovery time (s)", 1.0),
+    ("heal_bytes", "sent to heal (MB)", 1e-6),
+    ("checkpoint_time", "checkpoint time (s)", 1.0),
+    ("goodput", "goodput (committed samples/s)", 1.0),
 )
 
 

@@ -32,6 +32,7 @@ _KINDS = (
     "utilisation",
     "pareto",
     "comparison",
+    "faults",
 )
 
 

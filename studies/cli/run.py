@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from studies.cli.options import Imports
+
+if TYPE_CHECKING:
+    from studies.experiment import Experiment
 
 __all__ = ["run_command", "slug"]
 
@@ -48,6 +51,13 @@ def run_command(
     backend: Annotated[
         str, typer.Option(help="sim (simulated time) or real (one local process per host).")
     ] = "sim",
+    faults: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fault file (TOML or JSON: a list of events, detect, reroute), e.g. "
+            "examples/faults/crash_restart.toml; replaces the experiment's faults section."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     imports: Imports = None,
 ) -> None:
@@ -68,6 +78,12 @@ def run_command(
     except ExperimentError as exc:
         # A file's own problems (missing, not TOML) already name it.
         _fail(console, str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}")
+    if faults is not None:
+        experiment = _with_faults(console, experiment, faults)
+    if backend == "real" and experiment.faults is not None:
+        from studies.experiment.running import REAL_FAULTS
+
+        _fail(console, REAL_FAULTS)
     if experiment.sweep is not None:
         _fail(
             console,
@@ -118,6 +134,26 @@ def run_command(
         raise typer.Exit(1) from None
     console.print(summary_table(result, title=experiment.run.name))
     console.print(f"run written to [bold]{directory}[/bold]")
+
+
+def _with_faults(console: Console, experiment: object, path: Path) -> Experiment:
+    """``experiment`` with the fault file's schedule as its ``[faults]`` section, checked
+    against the run like one written in the file (errors name the file and the field)."""
+    from faults import FaultError
+    from faults.sources import read_source
+    from studies.experiment import Experiment, ExperimentError, load_experiment
+
+    assert isinstance(experiment, Experiment)
+    try:
+        events, options = read_source(path)
+    except FaultError as exc:
+        raise _fail(console, f"--faults {path}: {exc}") from None
+    data = experiment.to_dict()
+    data["faults"] = {"events": events, **options}
+    try:
+        return load_experiment(data)
+    except ExperimentError as exc:
+        raise _fail(console, f"--faults {path}: {exc}") from None
 
 
 def _hosts(experiment: object) -> int:

@@ -10,9 +10,12 @@ per-rank ``slowdown``, a ``server`` step's seconds, ``contention``), ``network``
 ``flow`` or ``analytic``; ``sharing``: ``maxmin`` or ``rtt``; ``efficiency``: the payload
 fraction of links without their own; ``collectives``: what ``auto`` stands for;
 ``unfairness``: how unevenly concurrent flows share a bottleneck; ``routing``: ``ecmp``,
-``spray`` or ``single``, how flows use equal-cost paths) and an
+``spray`` or ``single``, how flows use equal-cost paths), an optional ``faults`` (the run's
+fault schedule, :class:`faults.FaultSchedule`: ``detect``, ``reroute`` and ``[[faults.events]]``
+tables, checked against the topology's ranks and links and ``run.steps``; an error is said at
+``faults.events[i].field``; simulated only) and an
 optional ``sweep`` (``grid``, ``zip`` and ``seeds``:
-see :func:`expand`). The same file drives ``sim`` and ``real``; ``real`` ignores what only a
+see :func:`expand`; a field may index a list of tables, ``faults.events[0].mtbf``). The same file drives ``sim`` and ``real``; ``real`` ignores what only a
 simulation has (compute model, network model) and says so once.
 
 The sections are pydantic models, so a misspelt key, a wrong type or an out-of-range value

@@ -19,6 +19,7 @@ from studies.experiment.schema import (
     ComputeSection,
     Experiment,
     ExperimentError,
+    FaultsSection,
     NetworkSection,
     OptimizerSection,
     StrategySection,
@@ -31,7 +32,7 @@ from studies.experiment.schema import (
 if typing.TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["compute_model", "first_line", "validated"]
+__all__ = ["compute_model", "fault_field", "first_line", "validated"]
 
 
 def validated(data: dict[str, Any]) -> Experiment:
@@ -69,6 +70,8 @@ def _check_components(exp: Experiment) -> None:
     _check_optimizer(exp.optimizer)
     _check_compute(exp.compute, len(topologies.hosts(graph)))
     _check_network(exp.network)
+    if exp.faults is not None:
+        _check_faults(exp.faults, graph, exp.run.steps)
 
 
 def _check_strategy(section: StrategySection) -> None:
@@ -188,6 +191,38 @@ def _check_network(section: NetworkSection) -> None:
     checked = _build("network", network_options, section.model_dump())
     for name, value in checked.items():
         setattr(section, name, value)
+
+
+def _check_faults(section: FaultsSection, graph: nx.Graph, steps: int) -> None:
+    """The schedule, checked against the run as ``sim.run`` checks it (ranks, links, steps);
+    an error is said at its path in the file (``faults.events[1].rank``), which
+    :class:`faults.FaultError` carries (``.field``): no message is read back for it."""
+    import topologies
+    from faults import FaultError, FaultSchedule
+
+    try:
+        FaultSchedule.parse(
+            section.schedule(),
+            world_size=len(topologies.hosts(graph)),
+            links=[(str(u), str(v)) for u, v in graph.edges],
+            steps=steps,
+        )
+    except FaultError as exc:
+        raise ExperimentError(f"{fault_field(exc.field)}: {exc.reason}") from None
+
+
+def fault_field(field: str) -> str:
+    """A schedule's field path as the experiment file spells it: the schedule's ``faults[1]``
+    is the file's ``faults.events[1]``.
+
+    Examples
+    --------
+    >>> fault_field("faults[1].rank"), fault_field("faults.detect"), fault_field("")
+    ('faults.events[1].rank', 'faults.detect', 'faults')
+    """
+    if field.startswith("faults["):
+        return "faults.events" + field[len("faults") :]
+    return field or "faults"
 
 
 def compute_model(section: ComputeSection) -> Any:

@@ -15,10 +15,16 @@ from studies.experiment.schema import Experiment, ExperimentError
 if typing.TYPE_CHECKING:
     from runs import RunResult
 
-__all__ = ["SIM_ONLY", "run_experiment", "sim_only_fields"]
+__all__ = ["REAL_FAULTS", "SIM_ONLY", "run_experiment", "sim_only_fields"]
 
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
 SIM_ONLY = ("compute", "network")
+
+#: What a real run with a ``[faults]`` section says: it does not run rather than run without.
+REAL_FAULTS = (
+    "faults: faults on the real backend: not yet; run this experiment with --backend sim, "
+    "or leave out its [faults] section"
+)
 
 
 def sim_only_fields(exp: Experiment) -> list[str]:
@@ -84,6 +90,8 @@ def run_experiment(
         )
     if backend not in ("sim", "real"):
         raise ExperimentError(f"backend={backend!r}: use 'sim' or 'real'")
+    if backend == "real" and exp.faults is not None:
+        raise ExperimentError(REAL_FAULTS)
     # What both backends take from the file; the rest is the simulation's or the launcher's.
     shared: dict[str, Any] = {
         "strategy": registry.get(exp.strategy.name, **exp.strategy.options),
@@ -125,6 +133,7 @@ def _run_on(
             network=exp.network.model_dump(),
             max_time=exp.run.max_time,
             target_loss=exp.run.target_loss,
+            faults=exp.faults.schedule() if exp.faults is not None else None,
             **shared,
         )
     if backend == "real":

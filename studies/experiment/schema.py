@@ -21,6 +21,7 @@ __all__ = [
     "ComputeSection",
     "Experiment",
     "ExperimentError",
+    "FaultsSection",
     "NetworkSection",
     "OptimizerSection",
     "RunSection",
@@ -147,6 +148,30 @@ class NetworkSection(_Section):
     routing: Any = "ecmp"
 
 
+class FaultsSection(_Section):
+    """The run's fault schedule (:class:`faults.FaultSchedule`): ``[[faults.events]]`` tables
+    with the keys of a fault file (``kind``, ``rank``, ``step``/``at``, ``restart`` ...), and
+    the delays ``detect`` (a crash until its peers fail) and ``reroute`` (a downed link until
+    its flows move). Each event is checked against the run when the experiment loads."""
+
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    detect: float | str | None = None
+    reroute: float | str | None = None
+
+    def schedule(self) -> dict[str, Any]:
+        """What ``sim.run(faults=...)`` takes: the events and the delays that are set.
+
+        Examples
+        --------
+        >>> FaultsSection(events=[{"kind": "crash", "rank": 1, "at": "2s"}], detect="1s").schedule()
+        {'events': [{'kind': 'crash', 'rank': 1, 'at': '2s'}], 'detect': '1s'}
+        """
+        delays = {
+            k: getattr(self, k) for k in ("detect", "reroute") if getattr(self, k) is not None
+        }
+        return {"events": [dict(event) for event in self.events], **delays}
+
+
 class SweepSection(_Section):
     """Runs to make from one experiment: the product of ``grid`` lists, times the rows of
     ``zip`` (lists of one length, taken together), times ``seeds``."""
@@ -169,6 +194,7 @@ class Experiment(_Section):
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
     network: NetworkSection = Field(default_factory=NetworkSection)
+    faults: FaultsSection | None = None
     sweep: SweepSection | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,8 +236,25 @@ class Experiment(_Section):
         data["run"].pop("name", None)
         data["topology"] = _network_fingerprint(self.graph())
         data["strategy"] = registry.get(self.strategy.name, **self.strategy.options).config()
+        if self.faults is not None:
+            # As the run records it (times in seconds): mtbf = "1s" and 1.0 are one run.
+            data["faults"] = self._schedule().record()
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _schedule(self) -> Any:
+        """The ``[faults]`` section as the checked :class:`faults.FaultSchedule` of this run."""
+        import topologies
+        from faults import FaultSchedule
+
+        assert self.faults is not None
+        graph = self.graph()
+        return FaultSchedule.parse(
+            self.faults.schedule(),
+            world_size=len(topologies.hosts(graph)),
+            links=[(str(u), str(v)) for u, v in graph.edges],
+            steps=self.run.steps,
+        )
 
     def graph(self) -> nx.Graph:
         """The topology, built."""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,80 @@ def _literal(raw: str) -> Any:
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    node = data
+    """Set the field at dotted path ``key`` to ``value``; a part may index a list of tables
+    (``faults.events[0].mtbf``: the first event's ``mtbf``), which must hold that entry.
+
+    Examples
+    --------
+    >>> data = {"faults": {"events": [{"kind": "crash", "mtbf": "60s"}]}}
+    >>> set_path(data, "faults.events[0].mtbf", "30s"); data["faults"]["events"][0]["mtbf"]
+    '30s'
+    >>> set_path(data, "faults.events[2].mtbf", "30s")
+    Traceback (most recent call last):
+    ...
+    studies.experiment.ExperimentError: faults.events[2].mtbf: faults.events has 1 entries (0..0); index one of them or add [[faults.events]] tables
+
+    A part in double quotes is one key, dots and brackets included, as TOML writes a sweep's
+    field: ``sweep.grid."faults.events[0].mtbf"``.
+
+    >>> sweep = {"sweep": {"grid": {}}}
+    >>> set_path(sweep, 'sweep.grid."faults.events[0].mtbf"', ["1s", "2s"]); sweep
+    {'sweep': {'grid': {'faults.events[0].mtbf': ['1s', '2s']}}}
+    """
+    *parents, last = _parts(key)
+    node: Any = data
     for i, part in enumerate(parents):
-        child = node.setdefault(part, {})
+        name, index = _indexed(key, part)
+        child = node.setdefault(name, [] if index is not None else {})
+        where = ".".join([*parents[:i], name])
+        if index is not None:
+            if not isinstance(child, list):
+                raise ExperimentError(f"{key}: {where} is {child!r}, not a list of tables")
+            if not -len(child) <= index < len(child):
+                raise ExperimentError(
+                    f"{key}: {where} has {len(child)} entries (0..{len(child) - 1}); index one "
+                    f"of them or add [[{where}]] tables"
+                )
+            child = child[index]
+            where = f"{where}[{index}]"
         if not isinstance(child, dict):
-            where = ".".join(parents[: i + 1])
             raise ExperimentError(f"{key}: {where} is {child!r}, not a section with fields")
         node = child
-    node[last] = value
+    name, index = _indexed(key, last)
+    if index is not None:
+        raise ExperimentError(f"{key}: set a field of the entry (e.g. {last}.mtbf), not all of it")
+    node[name] = value
+
+
+def _parts(key: str) -> list[str]:
+    """``key``'s parts between dots; a part in double quotes is kept whole, quotes included
+    (so that :func:`_indexed` takes it as one literal key)."""
+    parts = _PART.findall(key)
+    if ".".join(parts) != key:
+        raise ExperimentError(
+            f"{key}: not a dotted path; write section.field, or quote a key with dots in it "
+            '(sweep.grid."topology.bandwidth")'
+        )
+    return parts
+
+
+_PART = re.compile(r'"[^"]*"|[^."]+')
+
+
+def _indexed(key: str, part: str) -> tuple[str, int | None]:
+    """``"events[0]"`` -> ``("events", 0)``; ``"steps"`` -> ``("steps", None)``; a quoted
+    part is its text, as it is."""
+    if len(part) >= 2 and part[0] == part[-1] == '"':
+        return part[1:-1], None
+    match = _INDEXED.fullmatch(part)
+    if match is None:
+        if "[" in part or "]" in part:
+            raise ExperimentError(f"{key}: {part!r} is not a field or field[index]")
+        return part, None
+    return match.group(1), int(match.group(2))
+
+
+_INDEXED = re.compile(r"([^\[\]]+)\[(-?\d+)\]")
 
 
 def normalise(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:

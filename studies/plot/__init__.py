@@ -8,7 +8,7 @@ are solid and real ones dashed) and returns the figure. :data:`KINDS` maps the n
 Examples
 --------
 >>> sorted(KINDS)
-['breakdown', 'comparison', 'loss-vs-bytes', 'loss-vs-time', 'pareto', 'speedup', 'staleness', 'time-to-target', 'utilisation']
+['breakdown', 'comparison', 'faults', 'loss-vs-bytes', 'loss-vs-time', 'pareto', 'speedup', 'staleness', 'time-to-target', 'utilisation']
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from studies.plot.breakdown import breakdown
 from studies.plot.comparison import comparison
 from studies.plot.curves import loss_vs_bytes, loss_vs_time
+from studies.plot.faults import faults
 from studies.plot.pareto import pareto
 from studies.plot.speedup import speedup
 from studies.plot.staleness import staleness
@@ -30,6 +31,7 @@ __all__ = [
     "KINDS",
     "breakdown",
     "comparison",
+    "faults",
     "loss_vs_bytes",
     "loss_vs_time",
     "pareto",
@@ -50,4 +52,5 @@ KINDS: dict[str, Callable[..., Figure]] = {
     "utilisation": utilisation,
     "pareto": pareto,
     "comparison": comparison,
+    "faults": faults,
 }

@@ -3,7 +3,9 @@
 Simulated runs are solid and real ones dashed, on the same axes. Where a series has several
 seeds its line is the mean over them and a band spans their minimum to maximum; each run is
 interpolated onto the union of the runs' x values, and a run that stopped earlier (on its
-target) holds its last value.
+target) holds its last value. On loss against time, a run's faults (its ``fault`` rows: a
+crash, a restart, a rejoin ...) are markers at their times along the bottom of the axes
+(:data:`FAULT_MARKERS`); runs without faults get none.
 """
 
 from __future__ import annotations
@@ -15,15 +17,24 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
 
 from studies.plot.labels import network_title, time_label
 from studies.plot.series import Series, runs_of, series
 from studies.plot.style import colour, new_axes, styled
 
-__all__ = ["loss_vs_bytes", "loss_vs_time"]
+__all__ = ["FAULT_MARKERS", "loss_vs_bytes", "loss_vs_time"]
 
 #: Bytes are drawn on a log axis when the largest is this many times the smallest non-zero.
 LOG_SPAN = 30.0
+
+#: How a ``fault`` row is marked on a loss-against-time figure, by its ``event``: a tick at
+#: its time along the bottom of the axes, in its series' colour; an event not named here
+#: (a link going down, a slowed rank) is a plain tick.
+FAULT_MARKERS = {"crash": "x", "restart": "^", "rejoin": "o", "lost": "v"}
+_OTHER_FAULT = "|"
+_HOLLOW = frozenset({"o", "^", "v"})
 
 
 def _curve(rows: pd.DataFrame, x: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +161,52 @@ def loss_vs_time(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss")
     _, averaged = _draw(df, "time", ax, metric)
     ax.set_xlabel(time_label(runs_of(df).get("backend", pd.Series(["sim"]))))
     _finish(df, ax, metric, averaged)
+    _fault_markers(df, ax)
     return fig
+
+
+def _fault_markers(df: pd.DataFrame, ax: Axes) -> None:
+    """Each ``fault`` row (a crash, a restart, a rejoin ...) as a marker at its time along the
+    bottom of ``ax``, one row of markers per series in its colour, one shape per event;
+    nothing at all for runs without faults."""
+    if "event" not in df or not (df["kind"] == "fault").any():
+        return
+    shapes: dict[str, str] = {}
+    row = 0
+    for s in series(df):
+        rows = s.rows[s.rows["kind"] == "fault"]
+        if rows.empty:
+            continue
+        # x in data, y in axes fractions: the markers stay at the bottom whatever the loss.
+        where = blended_transform_factory(ax.transData, ax.transAxes)
+        for event, group in rows.groupby(rows["event"].map(str), sort=True):
+            shape = FAULT_MARKERS.get(event, _OTHER_FAULT)
+            shapes[event] = shape
+            # Hollow shapes take an edge colour; line markers (x, |) only a colour.
+            colours: dict[str, Any] = (
+                {"facecolors": "none", "edgecolors": [s.colour]}
+                if shape in _HOLLOW
+                else {"c": [s.colour]}
+            )
+            ax.scatter(
+                group["time"].to_numpy(dtype=float),
+                np.full(len(group), 0.03 + 0.04 * row),
+                marker=shape,
+                s=28,
+                linewidths=1.0,
+                transform=where,
+                clip_on=False,
+                zorder=3,
+                **colours,
+            )
+        row += 1
+    handles, _ = ax.get_legend_handles_labels()
+    for event, shape in shapes.items():
+        handles.append(
+            Line2D([], [], marker=shape, ls="", color="grey", mfc="none", label=f"fault: {event}")
+        )
+    legend = ax.get_legend()
+    ax.legend(handles=handles, title=legend.get_title().get_text() if legend else None)
 
 
 @styled

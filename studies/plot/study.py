@@ -2,7 +2,8 @@
 
 A sweep over the network or the workers is read through loss against time and bytes, the time
 to the target loss against each swept field, and the Pareto front of time against bytes to
-target; :func:`study_figures` draws those that the runs can support and says why it skipped
+target (and, for a sweep over failure rates, ``faults.events[i].mtbf``, time to target and
+goodput against the MTBF); :func:`study_figures` draws those that the runs can support and says why it skipped
 the others, so that ``commsim sweep`` can end with figures instead of a table alone.
 
 Examples
@@ -24,6 +25,8 @@ from matplotlib.figure import Figure
 
 from studies.plot.breakdown import breakdown
 from studies.plot.curves import loss_vs_bytes, loss_vs_time
+from studies.plot.faults import EVENT_MTBF as _EVENT_MTBF
+from studies.plot.faults import faults
 from studies.plot.pareto import pareto
 from studies.plot.series import require_field
 from studies.plot.time_to_target import time_to_target
@@ -90,7 +93,13 @@ def study_figures(
         ("loss-vs-bytes", lambda: loss_vs_bytes(df)),
     ]
     if has_target:
-        for field in figure_fields(swept):
+        fields = figure_fields(swept)
+        if any(_EVENT_MTBF.fullmatch(field) for field in fields):
+            # Failure rates get the faults figure (time to target and goodput, failed runs
+            # marked), not a plain time-to-target one.
+            fields = [field for field in fields if not _EVENT_MTBF.fullmatch(field)]
+            plans.append(("faults", lambda: faults(df, target=target)))
+        for field in fields:
             column = _column(df, field)
             if column is not None:
                 plans.append(

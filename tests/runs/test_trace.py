@@ -143,6 +143,7 @@ def test_a_ranks_export_is_gathered_under_the_gatherers_limit():
         ({"ph": "X", "ts": 0, "pid": 1, "dur": 1, "cat": "comm"}, "has no 'tid'"),
         ({"ph": "X", "ts": 0, "pid": 1, "tid": 0, "dur": 1, "cat": "busy"}, "cat='busy'"),
         ({"ph": "B", "ts": 0, "pid": 1, "tid": 0}, "ph='B'"),
+        ({"ph": "i", "ts": 0, "pid": 1, "tid": 0, "s": "x"}, "instant event with s='x'"),
         ({"ph": "C", "ts": 0, "pid": 1, "tid": 0, "args": {"x": math.nan}}, "non-finite"),
     ],
 )
@@ -190,3 +191,50 @@ def test_a_ranks_export_names_its_spans_as_text_from_the_handles_labels():
     gathered.absorb(0, trace.export(0))
     shown = [e["name"] for e in gathered.document()["traceEvents"] if e["ph"] == "X"]
     assert shown == names
+
+
+def test_fault_rows_are_instant_events_on_their_ranks_track():
+    trace = small_trace()
+    trace.faults(
+        [
+            {"kind": "fault", "time": 0.3, "rank": 1, "event": "crash"},
+            {"kind": "eval", "time": 0.3, "step": 1, "loss": 0.5},
+            {"kind": "fault", "time": 0.1, "rank": -1, "event": "link_down"},
+        ]
+    )
+    doc = trace.document()
+    validate(doc)
+    instants = [e for e in doc["traceEvents"] if e["ph"] == "i"]
+    assert [(e["name"], e["tid"], e["ts"], e["s"], e["cat"]) for e in instants] == [
+        ("link_down", 0, 100_000.0, "p", "fault"),  # no rank: across the process
+        ("crash", 1, 300_000.0, "t", "fault"),
+    ]
+
+
+def test_a_sim_runs_trace_shows_its_faults_and_a_run_without_none(tmp_path):
+    import sim
+    from strategies import registry
+
+    crash = {"kind": "crash", "rank": 2, "step": 3, "restart_step": 6}
+    result = sim.run(
+        registry.get("allreduce", fault_tolerance="quorum"),
+        "quadratic",
+        "star:n=4",
+        steps=10,
+        eval_every=5,
+        out=tmp_path / "faulty",
+        faults=[crash],
+    )
+    doc = json.loads((tmp_path / "faulty" / "trace.json").read_text())
+    validate(doc)
+    rows = result.metrics[result.metrics["kind"] == "fault"]
+    instants = [e for e in doc["traceEvents"] if e["ph"] == "i"]
+    assert sorted((e["name"], e["tid"], e["ts"]) for e in instants) == sorted(
+        (event, int(rank), round(time * 1e6, 3))
+        for event, rank, time in zip(rows["event"], rows["rank"], rows["time"])
+    )
+    assert {"crash", "restart", "rejoin"} <= {e["name"] for e in instants if e["tid"] == 2}
+
+    sim.run("allreduce", "quadratic", "star:n=4", steps=4, out=tmp_path / "plain")
+    plain = json.loads((tmp_path / "plain" / "trace.json").read_text())
+    assert not [e for e in plain["traceEvents"] if e["ph"] == "i"]

@@ -47,6 +47,8 @@ def test_plot_writes_a_figure_of_globbed_runs(runs_root, tmp_path):
 
 def test_every_kind_renders_from_the_command_line(runs_root, tmp_path):
     for kind in KINDS:
+        if kind == "faults":  # needs runs with random crashes: tests/studies/test_faults.py
+            continue
         paths = [runs_root / "sim" / "allreduce" / "bw=1Gbps" / "seed=0"]
         if kind in ("time-to-target", "pareto"):
             paths = [runs_root / "sim"]

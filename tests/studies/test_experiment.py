@@ -379,7 +379,8 @@ def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):
     lines = [line for line in bad.output.splitlines() if line.strip()]
     assert lines == [
         f"error: {EXAMPLES / 'allreduce.toml'}: strategy.algoritm: allreduce has no argument "
-        "'algoritm'; did you mean 'algorithm'? (valid: algorithm, compression, fault_tolerance, min_replicas)"
+        "'algoritm'; did you mean 'algorithm'? (valid: algorithm, compression, fault_tolerance, "
+        "min_replicas)"
     ]
 
 

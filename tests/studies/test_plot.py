@@ -67,6 +67,7 @@ def test_kinds_name_every_figure():
         "utilisation",
         "pareto",
         "comparison",
+        "faults",
     ]
 
 
