@@ -12,17 +12,18 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 # A cell that calls one of these shows a figure: studies.plot's kinds, topologies.draw.
 PLOTS = re.compile(
     r"\b(loss_vs_time|loss_vs_bytes|time_to_target|speedup|breakdown|staleness|utilisation|"
-    r"pareto|comparison|draw)\("
+    r"pareto|comparison|faults|draw)\("
 )
 NAMES = [
     "01_quickstart",
     "02_cost_vs_convergence",
     "03_stragglers_and_staleness",
     "04_sim_vs_real",
+    "05_faults",
 ]
 
 
-def test_the_four_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert [p.stem for p in NOTEBOOKS] == NAMES
 
 

@@ -150,13 +150,18 @@ class NetworkSection(_Section):
 
 class FaultsSection(_Section):
     """The run's fault schedule (:class:`faults.FaultSchedule`): ``[[faults.events]]`` tables
-    with the keys of a fault file (``kind``, ``rank``, ``step``/``at``, ``restart`` ...), and
-    the delays ``detect`` (a crash until its peers fail) and ``reroute`` (a downed link until
-    its flows move). Each event is checked against the run when the experiment loads."""
+    with the keys of a fault file (``kind``, ``rank``, ``step``/``at``, ``restart`` ...), the
+    delays ``detect`` (a crash until its peers fail) and ``reroute`` (a downed link until its
+    flows move), and the run's recovery policy: ``recovery = "restart"`` from checkpoints
+    every ``checkpoint_every`` steps on the ``checkpoint`` storage (``{bandwidth, latency}``).
+    Each event is checked against the run when the experiment loads."""
 
     events: list[dict[str, Any]] = Field(default_factory=list)
     detect: float | str | None = None
     reroute: float | str | None = None
+    recovery: str | None = None
+    checkpoint_every: int | None = None
+    checkpoint: dict[str, Any] | None = None
 
     def schedule(self) -> dict[str, Any]:
         """What ``sim.run(faults=...)`` takes: the events and the delays that are set.
@@ -167,7 +172,9 @@ class FaultsSection(_Section):
         {'events': [{'kind': 'crash', 'rank': 1, 'at': '2s'}], 'detect': '1s'}
         """
         delays = {
-            k: getattr(self, k) for k in ("detect", "reroute") if getattr(self, k) is not None
+            k: getattr(self, k)
+            for k in ("detect", "reroute", "recovery", "checkpoint_every", "checkpoint")
+            if getattr(self, k) is not None
         }
         return {"events": [dict(event) for event in self.events], **delays}
 

@@ -81,7 +81,10 @@ def config_fields(df: pd.DataFrame) -> list[str]:
         for c in df.columns
         if c not in _METRIC_COLUMNS
         and c not in _NOT_CONFIG
-        and not c.startswith(("summary.", "experiment.", "strategy."))
+        # What ``auto`` resolved to follows from the rest (and a failed run has none); the
+        # recovery policy is part of the strategy's label (see series).
+        and not c.startswith(("summary.", "experiment.", "strategy.", "auto."))
+        and c != "faults.recovery"
     ]
     if not candidates or "run" not in df:
         return candidates
@@ -262,6 +265,12 @@ def series(df: pd.DataFrame, across: Sequence[str] = ()) -> list[Series]:
     if "strategy.name" not in runs:
         runs["strategy.name"] = "run"
     runs["_strategy"] = strategy_labels(runs)
+    if "faults.recovery" in runs:  # a run-level recovery policy is how the strategy ran
+        recovery = runs["faults.recovery"]
+        runs["_strategy"] = [
+            label if _is_missing(policy) else f"{label} + recovery={policy}"
+            for label, policy in zip(runs["_strategy"], recovery)
+        ]
     runs["_real"] = [is_real(b) for b in runs.get("backend", pd.Series("sim", index=runs.index))]
     fields = config_fields(df)
     fields = [f for f in _PREFERRED if f in fields] + sorted(

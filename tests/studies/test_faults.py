@@ -397,3 +397,29 @@ def test_the_faults_plot_says_what_it_needs_in_one_line(tmp_path):
         faults_plot(load(tmp_path))
     done = _cli("plot", tmp_path, "--kind", "faults", "--out", tmp_path / "f.png")
     assert done.exit_code == 2 and "no run has random crashes" in done.output
+
+
+def test_series_name_the_recovery_policy_and_ignore_what_auto_resolved() -> None:
+    import pandas as pd
+
+    from studies.plot.series import series
+
+    rows = pd.DataFrame(
+        {
+            "run": ["a", "b", "c", "d"],
+            "kind": "eval",
+            "backend": "sim",
+            "strategy.name": ["allreduce", "allreduce", "parameter_server", "parameter_server"],
+            "faults.recovery": ["restart", None, None, None],
+            # a failed run has no 'auto': it must not make a series of its own
+            "auto.rule": ["commsim", "commsim", "commsim", None],
+            "faults.events[0].mtbf": [1.0, 1.0, 1.0, 2.0],
+            "time": 0.0,
+            "step": 0,
+            "samples": 0,
+            "bytes": 0,
+            "loss": 1.0,
+        }
+    )
+    labels = sorted(s.label for s in series(rows, across=["faults.events[0].mtbf"]))
+    assert labels == ["allreduce", "allreduce + recovery=restart", "parameter_server"]
