@@ -119,10 +119,10 @@ class SimRuntime:
         # A rank has one device: work started while other work runs queues behind it.
         start = max(now, self._busy_until.get(rank, now))
         self._busy_until[rank] = start + seconds
-        life = self.incarnation.get(rank, 0)
+        life = self.incarnation.get(rank, 0) if self.incarnation else 0
 
         def finish(_: Any) -> None:
-            if self.incarnation.get(rank, 0) != life:
+            if self.incarnation and self.incarnation.get(rank, 0) != life:
                 return  # its process crashed: the work died with it
             if samples:
                 self.ledger.record(Computed(float(self.env.now), rank, samples))

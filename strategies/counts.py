@@ -45,6 +45,8 @@ class SampleCounts:
         self._commits: dict[int, dict[int, float]] = {}
         self._last_commit: dict[int, float] = {}  # what each rank's last step committed
         self._history: dict[int, dict[int, float]] = {}  # its last HISTORY steps' commits
+        #: Whether rollbacks may come (a run with faults): the history is kept only then.
+        self.keep_history = False
         self.total = 0.0
         #: Samples computed and dropped by a fault (a crashed rank's uncommitted gradients,
         #: a failed round's): part of the discarded samples, counted apart.
@@ -64,9 +66,10 @@ class SampleCounts:
         j = self._steps[rank] = self._steps.get(rank, 0) + 1
         committed = self._last_commit[rank] = self._computed.get(rank, 0.0)
         self._commits.setdefault(rank, {})[j] = committed
-        history = self._history.setdefault(rank, {})
-        history[j] = committed
-        history.pop(j - HISTORY, None)  # a rollback goes back a round, not the whole run
+        if self.keep_history:
+            history = self._history.setdefault(rank, {})
+            history[j] = committed
+            history.pop(j - HISTORY, None)  # a rollback goes back a round, not the whole run
         return j
 
     def lose(self, rank: int, steps: int = 0) -> float:
@@ -77,6 +80,7 @@ class SampleCounts:
         Examples
         --------
         >>> counts = SampleCounts()
+        >>> counts.keep_history = True
         >>> counts.computed(0, 32); _ = counts.stepped(0); counts.computed(0, 32)
         >>> counts.lose(0), counts.at(1), counts.lost, counts.total
         (32.0, 32.0, 32.0, 64.0)

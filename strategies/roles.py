@@ -379,7 +379,7 @@ def make_ledger(
         bytes_sent=bytes_sent,
         **observers,
     )
-    ledger.with_faults = faults
+    ledger.with_faults = ledger.counts.keep_history = faults
     return ledger
 
 
