@@ -216,6 +216,9 @@ class Ledger:
             faults.heal_bytes += event.nbytes
             self.counts.restored(rank, event.step)
             if rank in self.owner_set:
+                before = self._owners.counts.get(rank)  # a shard restored in place
+                if before is not None and before > event.step and rank == self._owners.live[0]:
+                    faults.lost_steps += before - event.step
                 self._owners.rejoin(rank, event.step, event.state)
             self._row_fault(rank, "rejoin")
         else:

@@ -109,6 +109,9 @@ class ParameterServer(ShardedServers, Strategy):
     timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         None, description="seconds after which a synchronous round applies what arrived"
     )
+    checkpoint_every: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="server steps between checkpoints of each shard"
+    )
 
     def __post_init__(self) -> None:
         for name in ("backup_workers", "timeout"):
@@ -138,6 +141,14 @@ class ParameterServer(ShardedServers, Strategy):
 
     def check_world(self, world_size: int) -> None:
         super().check_world(world_size)
+        if self.checkpoint_every is not None and len(self.servers(world_size)) > 1:
+            # A worker whose push to one shard failed would push again to all: the live
+            # shards would apply its gradient twice.
+            raise OptionError(
+                f"checkpoint_every={self.checkpoint_every} restores one server's shard; with "
+                f"{len(self.servers(world_size))} servers it is not supported yet: use servers=1",
+                "checkpoint_every",
+            )
         workers = len(self.workers(world_size))
         if self.backup_workers >= workers:
             raise OptionError(
@@ -161,7 +172,27 @@ class ParameterServer(ShardedServers, Strategy):
             grads = yield w.compute_gradients()
             if codecs[0] is not None:
                 yield from charge(w, sum(c.encode_seconds() for c in codecs))
-            versions = yield from self._exchange(w, bounds, codecs, grads, versions)
+            try:
+                versions = yield from self._exchange(w, bounds, codecs, grads, versions)
+            except PeerFailure as failure:
+                if self.checkpoint_every is None or not set(failure.ranks) & set(w.servers):
+                    raise
+                # The server crashed and comes back from its checkpoint: this gradient is
+                # lost; once the server answers again, its parameters (a push it does not
+                # apply), then on as before.
+                versions = yield from self._rejoin_server(w, bounds, codecs)
+
+    def _rejoin_server(
+        self, w: WorkerContext, bounds: list[tuple[int, int]], codecs: list[Any]
+    ) -> Generator[Handle[Any], Any, list[int]]:
+        zeros = torch.zeros(w.numel, dtype=w.replica.flat.dtype)
+        while True:
+            yield w.sleep(IDLE_POLL)
+            try:
+                return (yield from self._exchange(w, bounds, codecs, zeros, [JOIN] * len(bounds)))
+            except PeerFailure as failure:
+                if not set(failure.ranks) & set(w.servers):
+                    raise
 
     def _exchange(
         self,
@@ -220,10 +251,17 @@ class ParameterServer(ShardedServers, Strategy):
         return s.comm.send(s.parameters(), dst=dst, header={"version": s.version})
 
     def server(self, s: ServerContext) -> Program:
+        if s.rejoined and self.checkpoint_every is not None:
+            yield s.load_checkpoint()  # the shard as it was at its last checkpoint
         if self.mode == "sync":
             yield from self._sync_server(s)
         else:
             yield from self._async_server(s)
+
+    def _checkpoint(self, s: ServerContext) -> Program:
+        """Every ``checkpoint_every`` steps the shard is written (the server waits for it)."""
+        if self.checkpoint_every is not None and s.step % self.checkpoint_every == 0:
+            yield s.save_checkpoint()
 
     def _sync_server(self, s: ServerContext) -> Program:
         codec = self._codec(s, s.numel, s.rank)
@@ -247,9 +285,10 @@ class ParameterServer(ShardedServers, Strategy):
             for push in pushes:
                 decoded.append((yield from self._decoded(s, codec, push.tensors)))
             grads = reduce_tensors(decoded, "mean")
-            staleness = max(s.version - push.header["version"] for push in pushes)
+            staleness = max(max(s.version - push.header["version"] for push in pushes), 0)
             s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
             self._log_ratio(s, codec)
+            yield from self._checkpoint(s)
             replies = [self._reply(s, push.src) for push in pushes]
             try:
                 yield s.comm.wait_all(replies)
@@ -339,9 +378,11 @@ class ParameterServer(ShardedServers, Strategy):
                     replies[src] = self._reply(s, src)
                     continue
                 grads = yield from self._decoded(s, codec, payload)
-                staleness = s.version - header["version"]
+                # (a worker's tag is ahead of a server restored from its checkpoint)
+                staleness = max(s.version - header["version"], 0)
                 s.apply(grads, staleness=staleness, lr_scale=self._lr_scale(staleness))
                 self._log_ratio(s, codec)
+                yield from self._checkpoint(s)
                 pushes[src] += 1
                 waiting.append(src)
             waiting = [r for r in waiting if r not in dead]

@@ -98,8 +98,8 @@ _SURVIVES = {
     "local_sgd": "fault_tolerance='quorum' survives it",
     "diloco": "fault_tolerance='quorum' survives it",
     "streaming_diloco": "fault_tolerance='quorum' survives it",
-    "parameter_server": "mode='async' or 'ssp' carries on without a worker, and mode='sync' "
-    "with backup_workers >= the crashed workers",
+    "parameter_server": "mode='async' or 'ssp' carries on without a worker, mode='sync' "
+    "with backup_workers >= the crashed workers, and checkpoint_every restores a server",
     "gossip": "gossip carries on without the crashed rank when its program catches PeerFailure",
 }
 

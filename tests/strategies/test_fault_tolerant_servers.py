@@ -274,3 +274,25 @@ def test_servers_survive_crashes_and_take_restarted_workers_back(strategy, world
     restarts = sum("restart" in event for event in events)
     assert (s["steps"], s["failures"], s["restarts"]) == (60, len(events), restarts)
     assert math.isfinite(s["final_loss"])
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_a_crashed_server_is_restored_from_its_checkpoint(mode) -> None:  # type: ignore[no-untyped-def]
+    crash = [{"kind": "crash", "rank": 0, "step": 25, "restart": 0.5}]
+    faults = {"events": crash, "checkpoint": {"bandwidth": "1GB/s", "latency": 0.05}}
+    kw = dict(KW, steps=60)
+    strategy = ParameterServer(mode=mode, checkpoint_every=10)
+    result = sim.run(strategy, "quadratic", topologies.star(5), **kw, faults=faults)
+    s = result.summary
+    # Back at step 20 (its last checkpoint): steps 21..25 are lost and done again.
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (60, 1, 1, 5)
+    # Writes at 10, 20, then 30, 40, 50, 60; one read: 7 x (latency + 4 bytes x numel / bw).
+    numel = result.parameters.numel()
+    assert s["checkpoint_time"] == pytest.approx(7 * (0.05 + 4 * numel / 1e9))
+    with pytest.raises(sim.SimulationError, match="checkpoint_every restores a server"):
+        sim.run(ParameterServer(mode=mode), "quadratic", topologies.star(5), **kw, faults=faults)
+
+
+def test_checkpointed_servers_are_one_server_for_now() -> None:
+    with pytest.raises(OptionError, match="checkpoint_every=5 restores one server's shard"):
+        ParameterServer(servers=2, checkpoint_every=5).check_world(6)
