@@ -239,6 +239,7 @@ FAULT_FILES = {
     "crash_restart": ("star:n=4", 70, {"crash", "restart", "rejoin"}),
     "mtbf": ("star:n=4", 30, {"crash", "restart"}),
     "link_down": ("fat_tree:k=4", 30, {"link_down", "link_up", "link_slow"}),
+    "restart_from_checkpoint": ("star:n=4", 40, {"crash", "restart"}),
 }
 
 
@@ -258,24 +259,7 @@ def test_each_example_fault_file_fits_the_topology_it_is_for():
         assert schedule, name
 
 
-# Link faults are applied by sim's network (Network.set_link), which another part of issue 24
-# brings; until it is merged, the link file is checked against its topology above only.
-_LINKS_APPLIED = hasattr(sim.network.Network, "set_link")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.skipif(
-                name == "link_down" and not _LINKS_APPLIED,
-                reason="sim does not apply link faults yet (no Network.set_link)",
-            ),
-        )
-        for name in sorted(FAULT_FILES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(FAULT_FILES))
 def test_each_example_fault_file_runs(name):
     topology, steps, events = FAULT_FILES[name]
     result = sim.run(
