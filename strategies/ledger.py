@@ -216,9 +216,12 @@ class Ledger:
             faults.heal_bytes += event.nbytes
             self.counts.restored(rank, event.step)
             if rank in self.owner_set:
-                before = self._owners.counts.get(rank)  # a shard restored in place
-                if before is not None and before > event.step and rank == self._owners.live[0]:
-                    faults.lost_steps += before - event.step
+                before = self._owners.counts.get(rank)
+                if self.combine == "concat" and before is not None and before > event.step:
+                    # A shard restored in place (its server crashed): the steps since its
+                    # checkpoint are lost (a replica rolled back says so itself: w.lose).
+                    if rank == self._owners.live[0]:
+                        faults.lost_steps += before - event.step
                 self._owners.rejoin(rank, event.step, event.state)
             self._row_fault(rank, "rejoin")
         else:

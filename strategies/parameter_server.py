@@ -165,9 +165,7 @@ class ParameterServer(ShardedServers, Strategy):
         # so a server that ran ahead of another (backup workers) does not see it as stale.
         versions = [w.version] * len(w.servers)
         if w.rejoined:  # a new process: the parameters first, from a push no server applies
-            zeros = torch.zeros(w.numel, dtype=w.replica.flat.dtype)
-            joins = [JOIN] * len(bounds)
-            versions = yield from self._exchange(w, bounds, codecs, zeros, joins)
+            versions = yield from self._rejoin(w, bounds, codecs, wait=False)
         while not w.done:
             grads = yield w.compute_gradients()
             if codecs[0] is not None:
@@ -180,18 +178,23 @@ class ParameterServer(ShardedServers, Strategy):
                 # The server crashed and comes back from its checkpoint: this gradient is
                 # lost; once the server answers again, its parameters (a push it does not
                 # apply), then on as before.
-                versions = yield from self._rejoin_server(w, bounds, codecs)
+                versions = yield from self._rejoin(w, bounds, codecs, wait=True)
 
-    def _rejoin_server(
-        self, w: WorkerContext, bounds: list[tuple[int, int]], codecs: list[Any]
+    def _rejoin(
+        self, w: WorkerContext, bounds: list[tuple[int, int]], codecs: list[Any], wait: bool
     ) -> Generator[Handle[Any], Any, list[int]]:
+        """The servers' parameters, from a push they do not apply (a restarted worker, or a
+        worker whose server crashed); while a checkpointed server is down, asked again every
+        ``IDLE_POLL`` seconds."""
         zeros = torch.zeros(w.numel, dtype=w.replica.flat.dtype)
         while True:
-            yield w.sleep(IDLE_POLL)
+            if wait:
+                yield w.sleep(IDLE_POLL)
+            wait = True
             try:
                 return (yield from self._exchange(w, bounds, codecs, zeros, [JOIN] * len(bounds)))
             except PeerFailure as failure:
-                if not set(failure.ranks) & set(w.servers):
+                if self.checkpoint_every is None or not set(failure.ranks) & set(w.servers):
                     raise
 
     def _exchange(

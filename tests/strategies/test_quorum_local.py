@@ -190,3 +190,23 @@ def test_a_rolled_back_round_loses_its_samples_and_recovers_only_after_it() -> N
     s = result.summary
     assert (s["lost_steps"], s["lost_samples"]) == (5, 3 * 5 * 32)
     assert s["recovery_time"] > 3.0
+
+
+@pytest.mark.parametrize("crashed", [0, 2])
+def test_a_failed_diloco_round_loses_one_period_once(crashed: int) -> None:
+    # The crash at step 10 fails the round of steps 9..16 at its synchronisation: 8 steps are
+    # rolled back on the three survivors (counted once as global steps, their samples all).
+    import sim
+    import topologies
+
+    crash = {"kind": "crash", "rank": crashed, "step": 10, "restart": 0.5}
+    result = sim.run(
+        "diloco:period=8,fault_tolerance=quorum",
+        "quadratic",
+        topologies.ring(4),
+        steps=40,
+        eval_every=10,
+        compute=0.01,
+        faults=[crash],
+    )
+    assert (result.summary["lost_steps"], result.summary["lost_samples"]) == (8, 3 * 8 * 32)
