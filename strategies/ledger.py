@@ -53,7 +53,7 @@ from strategies.events import (
     Stepped,
 )
 from strategies.owners import OwnerStates
-from strategies.recovery import FaultTally
+from strategies.recovery import FAULT_ROW, FaultTally, record_fault
 from strategies.rules import RunawayError, RunRules, check_runaway, is_eval_step, runaway_limit
 
 __all__ = [
@@ -200,38 +200,12 @@ class Ledger:
             self._fault(event)
 
     def _fault(self, event: Crashed | Restarted | Restored | Lost) -> None:
-        """A crash, a restart, a rank restored to a step, or work lost (see
-        :mod:`strategies.recovery`); each is also a ``fault`` row."""
-        faults, rank = self.faults, event.rank
+        """A crash, a restart, a rank restored to a step, or work lost: counted by
+        :func:`strategies.recovery.record_fault`, and a ``fault`` row."""
+        record_fault(event, self.faults, self.counts, self._owners, self.combine)
+        self._row_fault(event.rank, FAULT_ROW[event.kind])
         if isinstance(event, Crashed):
-            faults.crashed(event.at)
-            faults.lost_samples += self.counts.lose(rank)
-            self._owners.leave(rank)
-            self._row_fault(rank, "crash")
-            self._catch_up()
-        elif isinstance(event, Restarted):
-            faults.restarts += 1
-            self._row_fault(rank, "restart")
-        elif isinstance(event, Restored):
-            faults.heal_bytes += event.nbytes
-            self.counts.restored(rank, event.step)
-            if rank in self.owner_set:
-                before = self._owners.counts.get(rank)
-                if self.combine == "concat" and before is not None and before > event.step:
-                    # A shard restored in place (its server crashed): the steps since its
-                    # checkpoint are lost (a replica rolled back says so itself: w.lose).
-                    if rank == self._owners.live[0]:
-                        faults.lost_steps += before - event.step
-                self._owners.rejoin(rank, event.step, event.state)
-            self._row_fault(rank, "rejoin")
-        else:
-            live = self._owners.live
-            if live and rank == live[0]:  # global steps: as the first live owner lost them
-                faults.lost_steps += event.steps
-            if event.undone:
-                faults.rolled_back()
-            faults.lost_samples += self.counts.lose(rank, event.steps if event.undone else 0)
-            self._row_fault(rank, "lost")
+            self._catch_up()  # the global step no longer waits for it
 
     def fault(self, event: str, rank: int = -1) -> None:
         """A fault the backend applied that no rank reports (a link going down, a slowed

@@ -24,12 +24,20 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FAULT_EVENTS", "FaultTally", "survivable"]
+from strategies.events import Crashed, Lost, Restarted, Restored
+
+if TYPE_CHECKING:
+    from strategies.counts import SampleCounts
+    from strategies.owners import OwnerStates
+
+__all__ = ["FAULT_EVENTS", "FAULT_ROW", "FaultTally", "record_fault", "survivable"]
 
 #: What a ``fault`` row's ``event`` column says happened.
 FAULT_EVENTS = ("crash", "restart", "rejoin", "lost", "link_down", "link_up", "link_slow", "slow")
+#: The ``fault`` row of each event a rank reports.
+FAULT_ROW = {"crashed": "crash", "restarted": "restart", "restored": "rejoin", "lost": "lost"}
 
 
 class FaultTally:
@@ -90,6 +98,43 @@ class FaultTally:
             "checkpoint_time": self.checkpoint_time,
             "goodput": samples / time if time > 0 else math.nan,
         }
+
+
+def record_fault(
+    event: Crashed | Restarted | Restored | Lost,
+    tally: FaultTally,
+    counts: SampleCounts,
+    owners: OwnerStates,
+    combine: str,
+) -> None:
+    """What a crash, a restart, a rank restored to a step, or work lost does to the run's
+    counts: the owners of the global model (a crashed one leaves, a restored one rejoins at
+    its step), the samples (what a crash or a failed round drops) and the fault counters."""
+    rank = event.rank
+    if isinstance(event, Crashed):
+        tally.crashed(event.at)
+        tally.lost_samples += counts.lose(rank)
+        owners.leave(rank)
+    elif isinstance(event, Restarted):
+        tally.restarts += 1
+    elif isinstance(event, Restored):
+        tally.heal_bytes += event.nbytes
+        counts.restored(rank, event.step)
+        if rank in owners.owners:
+            before = owners.counts.get(rank)
+            if combine == "concat" and before is not None and before > event.step:
+                # A shard restored in place (its server crashed): the steps since its
+                # checkpoint are lost (a replica rolled back says so itself: w.lose).
+                if rank == owners.live[0]:
+                    tally.lost_steps += before - event.step
+            owners.rejoin(rank, event.step, event.state)
+    else:
+        live = owners.live
+        if live and rank == live[0]:  # global steps: as the first live owner lost them
+            tally.lost_steps += event.steps
+        if event.undone:
+            tally.rolled_back()
+        tally.lost_samples += counts.lose(rank, event.steps if event.undone else 0)
 
 
 #: What survives a crash, by strategy name (the options that make it so).
