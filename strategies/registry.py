@@ -59,7 +59,7 @@ def get(name: str | Strategy, **options: Any) -> Strategy:
     Examples
     --------
     >>> get("parameter_server", mode="ssp", staleness=2)
-    ParameterServer(mode='ssp', staleness=2, servers=1, staleness_lr=None, backup_workers=0, timeout=None)
+    ParameterServer(mode='ssp', staleness=2, servers=1, staleness_lr=None, backup_workers=0, timeout=None, checkpoint_every=None)
     >>> get("local_sgd:period=8")
     LocalSGD(period=8, warmup=0, initial_period=None, compression=None, algorithm='auto', fault_tolerance=None, min_replicas=1)
     >>> get("allredce")  # doctest: +ELLIPSIS

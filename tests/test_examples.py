@@ -66,3 +66,12 @@ def test_conformance_examples_conform_across_backends(name, args):
 )
 def test_catalogue_examples_simulate(name, args):
     assert "loss" in run_example(name, args)
+
+
+def test_no_example_folder_shadows_a_package_of_the_project():
+    # A script run as `python examples/x.py` has examples/ first on its path: a folder there
+    # named as a package (faults/, say) would be imported in the package's stead.
+    root = EXAMPLES.parent
+    packages = {p.parent.name for p in root.glob("*/__init__.py")}
+    assert packages, "the project's packages are found"
+    assert not {p.name for p in EXAMPLES.iterdir() if p.is_dir()} & packages

@@ -55,7 +55,7 @@ def run_command(
         Path | None,
         typer.Option(
             help="Fault file (TOML or JSON: a list of events, detect, reroute), e.g. "
-            "examples/faults/crash_restart.toml; replaces the experiment's faults section."
+            "examples/fault_files/crash_restart.toml; replaces the experiment's faults section."
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

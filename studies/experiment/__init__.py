@@ -41,7 +41,7 @@ Examples
 >>> load_experiment({"strategy": {"name": "parameter_server", "stalenes": 1}})
 Traceback (most recent call last):
 ...
-studies.experiment.ExperimentError: strategy.stalenes: parameter_server has no argument 'stalenes'; did you mean 'staleness'? (valid: mode, staleness, servers, staleness_lr, compression, backup_workers, timeout)
+studies.experiment.ExperimentError: strategy.stalenes: parameter_server has no argument 'stalenes'; did you mean 'staleness'? (valid: mode, staleness, servers, staleness_lr, compression, backup_workers, timeout, checkpoint_every)
 >>> load_experiment({"strategy": {"name": "parameter_server", "mode": "ssp", "staleness": -1}})
 Traceback (most recent call last):
 ...

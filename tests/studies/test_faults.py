@@ -61,7 +61,7 @@ def test_commsim_run_takes_a_fault_file_and_records_it(tmp_path):
         "run",
         EXAMPLES / "allreduce.toml",
         "--faults",
-        EXAMPLES / "faults" / "crash_restart.toml",
+        EXAMPLES / "fault_files" / "crash_restart.toml",
         "--out",
         out,
         "--no-progress",
@@ -91,7 +91,7 @@ def test_a_fault_file_a_strategy_does_not_survive_ends_the_run_in_one_line(tmp_p
         "run",
         EXAMPLES / "allreduce.toml",
         "--faults",
-        EXAMPLES / "faults" / "crash_restart.toml",
+        EXAMPLES / "fault_files" / "crash_restart.toml",
         "--out",
         out,
         "--no-progress",
@@ -124,7 +124,7 @@ def test_real_runs_refuse_faults_in_one_line(tmp_path):
         "run",
         EXAMPLES / "allreduce.toml",
         "--faults",
-        EXAMPLES / "faults" / "mtbf.toml",
+        EXAMPLES / "fault_files" / "mtbf.toml",
         "--backend",
         "real",
         "--out",
@@ -244,14 +244,14 @@ FAULT_FILES = {
 
 
 def test_every_fault_file_is_tested():
-    assert {p.stem for p in (EXAMPLES / "faults").glob("*.toml")} == set(FAULT_FILES)
+    assert {p.stem for p in (EXAMPLES / "fault_files").glob("*.toml")} == set(FAULT_FILES)
 
 
 def test_each_example_fault_file_fits_the_topology_it_is_for():
     for name, (topology, steps, _) in FAULT_FILES.items():
         graph = topologies.from_spec(topology)
         schedule = FaultSchedule.parse(
-            EXAMPLES / "faults" / f"{name}.toml",
+            EXAMPLES / "fault_files" / f"{name}.toml",
             world_size=len(topologies.hosts(graph)),
             links=[(str(u), str(v)) for u, v in graph.edges],
             steps=steps,
@@ -268,7 +268,7 @@ def test_each_example_fault_file_runs(name):
         topology,
         steps=steps,
         eval_every=10,
-        faults=EXAMPLES / "faults" / f"{name}.toml",
+        faults=EXAMPLES / "fault_files" / f"{name}.toml",
         seed=1,
     )
     assert result.summary["steps"] == steps
