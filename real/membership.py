@@ -3,7 +3,7 @@
 Surviving ranks of a real run keep training after a peer is killed the way torchft does it:
 the live ranks agree on a *quorum* (an id, its members, who joined since the last one), and
 build a fresh gloo process group of just the members, under a store prefix of its own
-(``quorum/ID/``), so that the dead rank's group is never touched again and a process that
+(``quorum/ID``), so that the dead rank's group is never touched again and a process that
 replaces it (same rank id, new process) meets the others in the next quorum's group.
 
 It needs only the run's store, which must outlive every rank: the local launcher hosts it
@@ -23,13 +23,18 @@ It needs only the run's store, which must outlive every rank: the local launcher
   all agree even where their views of who is alive differ. A rank that announced too late
   for ``q`` (the members were written without it) announces for ``q + 1``.
 * **Groups.** :meth:`Membership.group` builds a ``torch.distributed.ProcessGroup`` with a gloo
-  backend over ``PrefixStore("quorum/ID/", store)`` (as torchft's reconfigurable
+  backend over ``PrefixStore("quorum/ID", store)`` (as torchft's reconfigurable
   ``ProcessGroupGloo`` does): member ``members[i]`` is group rank ``i``. ``dist.new_group``
   cannot be used: it needs the default group, which holds the dead rank. Call the group's
   own methods (``group.allreduce([t]).wait()``, ``group.broadcast([t], root).wait()`` with
   the root's *group* rank); ``dist.all_reduce(t, group=group)`` works, but the
   ``torch.distributed`` calls that translate global ranks (``dist.broadcast``,
   ``dist.send``) refuse a group they did not register.
+* **After a peer failure** (:func:`real.peer_failure.is_peer_failure`), drop every reference
+  to the failed group (and its works): destroying a gloo group closes its connections, so a
+  member blocked on *this* rank fails at once instead of at the group's timeout (gloo's
+  ``abort()`` and ``shutdown()`` close nothing). Name the dead with :meth:`Membership.dead`,
+  then form the next quorum; it waits up to ``detect`` seconds for the dead to fall silent.
 
 Examples
 --------
@@ -292,11 +297,11 @@ class Membership:
     # -- groups ---------------------------------------------------------------------------
     def group(self, quorum: Quorum, timeout: float = 60.0) -> Any:
         """A gloo process group of ``quorum``'s members, this rank as
-        ``quorum.index(rank)``, met under ``quorum/ID/`` on the run's store (every member
+        ``quorum.index(rank)``, met under ``quorum/ID`` on the run's store (every member
         must call it; it waits up to ``timeout`` for them, and that is also the group's
         timeout for an operation whose peer stopped answering)."""
         raw = getattr(self._store, "raw", self._store)  # gloo's own keys are not signed
-        store = dist.PrefixStore(self._key(f"quorum/{quorum.id}/"), raw)
+        store = dist.PrefixStore(self._key(f"quorum/{quorum.id}"), raw)
         index, size, wait = quorum.index(self.rank), quorum.size, timedelta(seconds=timeout)
         group = dist.ProcessGroup(store, index, size)
         group._set_default_backend(dist.ProcessGroup.BackendType.GLOO)

@@ -1,30 +1,31 @@
 """Which errors of a gloo process group mean that a peer died (or stopped answering).
 
-What a survivor sees, measured on torch 2.13 (CPU, gloo, three processes on loopback; the
-numbers are in the faults work's report, and :mod:`tests.real.test_membership` checks the
-classification on a real SIGKILL):
+What a survivor sees, measured on torch 2.13 (CPU, gloo, three processes on loopback, a
+group timeout of 5 s; ``python tests/real/peer_failure_probe.py`` measures it again, and
+:mod:`tests.real.test_membership` checks the classification on a real SIGKILL):
 
-* a peer SIGKILLed while the survivor is inside an all-reduce, a send or a receive with it:
-  the kernel closes the dead process's sockets, and the survivor's operation raises at once
-  (tens of milliseconds, not the group's timeout) a plain ``RuntimeError`` from gloo's TCP
-  pair, ``"[.../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:PORT.
-  This is typically caused by a remote worker crashing..."``. Every member of the
-  collective raises, not only the dead rank's neighbours: a survivor whose own pair broke
-  tears its context down, which closes its pairs with the others in turn. The address it
-  names is whichever pair broke first, so it does **not** reliably name the dead rank (the
-  heartbeats do: :meth:`real.membership.Membership.silent`);
-* an operation started after the peer died, on a group that still has it: the same error,
-  as soon as the operation touches the dead pair;
-* a peer that is alive but does not answer (SIGSTOP, hung): the operation raises after the
-  group's timeout, ``"[.../gloo/transport/tcp/unbound_buffer.cc:...] Timed out waiting
-  2000ms for recv operation to complete"`` (or ``send``);
-* building a group (its rendezvous on the store) with a member that never comes:
-  ``torch.distributed.DistStoreError: wait timeout after 2000ms, keys: ...`` after the
+* a peer SIGKILLed while the survivor is in an all-reduce, a send or a receive *with it*: the
+  kernel closes the dead process's sockets, and the survivor's operation raises within
+  0.01-0.05 s (not the group's timeout) a plain ``RuntimeError`` from gloo's TCP pair:
+  ``"[.../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:PORT. This
+  is typically caused by a remote worker crashing..."`` or ``"[...pair.cc:537] Read error
+  [127.0.0.1]:PORT: Connection reset by peer..."``. The address is whichever pair broke,
+  not reliably the dead rank's (the heartbeats name it:
+  :meth:`real.membership.Membership.dead`);
+* a survivor waiting on *another survivor* (a receive from it, or an all-reduce phase that
+  needs it) whose own operation failed: it waits for the group's timeout (4.7 s of 5) and
+  raises ``"[...unbound_buffer.cc:78] Timed out waiting 5000ms for recv operation to
+  complete"``, unless that other survivor **destroys its group** (drops every reference to
+  it), which closes its connections: then it raises "Connection closed by peer" within
+  0.02 s. ``abort()`` and ``shutdown()`` of a gloo group close nothing on torch 2.13;
+* an operation started after the peer died, on a group that still has it: the same error
+  within 0.002 s of the call;
+* a peer that is alive but does not answer (SIGSTOP, hung, a machine gone without closing
+  its sockets): the group's timeout, ``"Timed out waiting 5000ms for recv operation"`` (or
+  ``send``, ``unbound_buffer.cc:129``);
+* building a group whose member is dead (its rendezvous on the store):
+  ``torch.distributed.DistStoreError: wait timeout after 5000ms, keys: ...`` after the
   group's timeout.
-
-A machine that vanishes without closing its sockets (power, a cut link) behaves as the hung
-peer: the operation waits for the group's timeout (TCP keeps no heartbeat of its own soon
-enough to matter).
 
 Examples
 --------
