@@ -36,6 +36,13 @@ It needs only the run's store, which must outlive every rank: the local launcher
   ``abort()`` and ``shutdown()`` close nothing). Name the dead with :meth:`Membership.dead`,
   then form the next quorum; it waits up to ``detect`` seconds for the dead to fall silent.
 
+Why not torchft's own ``Manager``: it installs and runs here (torchft 0.2.0 on torch 2.13,
+CPU), but it is built around replica groups that all-reduce once per step, averaged, with a
+lighthouse server, a manager server per replica and healing over HTTP; commsim's programs
+use any collective, send and receive, and its asynchronous strategies need the live members
+without a per-step barrier. This module keeps torchft's mechanism (quorum ids, a group per
+quorum under its own store prefix, healing from a live member) on the store the run has.
+
 Examples
 --------
 Two quorums on one process (a world of one); the second has nobody new:
