@@ -256,38 +256,87 @@ class Membership:
             if self._store.check([self._key(_ANNOUNCE.format(q=q, rank=r))])
         ]
 
-    def quorum(self, min_size: int, timeout: float, detect: float = 5.0) -> Quorum:
+    def quorum(
+        self,
+        min_size: int,
+        timeout: float,
+        detect: float = 5.0,
+        *,
+        step: int = 0,
+        expect: Iterable[int] = (),
+        down: Callable[[], Iterable[int]] | None = None,
+    ) -> Quorum:
         """Join the next quorum and return it once its members are decided.
 
         It is decided when every rank not silent for ``detect`` seconds has announced
         itself and at least ``min_size`` have, or after ``timeout`` seconds when at least
         ``min_size`` have; else :class:`QuorumError`. A rank that died since the last
         quorum therefore delays this one by up to ``detect`` seconds.
+
+        ``step`` is announced with this rank (:meth:`steps` reads the members'); ``expect``:
+        ranks it waits for too, silent or not (a rank being restarted); ``down()``: ranks
+        known dead, not waited for (killed by a fault schedule).
         """
+        return self.wait(self.announce(min_size, step), min_size, timeout, detect, expect, down)
+
+    def announce(self, min_size: int, step: int = 0) -> int:
+        """Announce this rank for the next quorum (one store write); its id, for
+        :meth:`wait`. A rank that announced is counted in by the others from now on."""
         if not 1 <= min_size <= self.world_size:
             raise ValueError(
                 f"min_size={min_size} must be in 1..{self.world_size} (the run's ranks)"
             )
+        q = self.latest() + 1
+        self._store.set(self._key(_ANNOUNCE.format(q=q, rank=self.rank)), str(int(step)))
+        return q
+
+    def wait(
+        self,
+        q: int,
+        min_size: int,
+        timeout: float,
+        detect: float = 5.0,
+        expect: Iterable[int] = (),
+        down: Callable[[], Iterable[int]] | None = None,
+        step: int = 0,
+    ) -> Quorum:
+        """Wait for quorum ``q`` that this rank announced itself for (see :meth:`quorum`)."""
         deadline = time.monotonic() + timeout
+        expected = set(expect)
         while True:
-            q = self.latest() + 1
-            self._store.set(self._key(_ANNOUNCE.format(q=q, rank=self.rank)), "1")
-            members = self._decide(q, min_size, deadline, detect, timeout)
+            members = self._decide(q, min_size, deadline, detect, timeout, expected, down)
             if self.rank in members:
                 break
             # Announced after the members were written: this rank is in the next one.
+            q = self.latest() + 1
+            self._store.set(self._key(_ANNOUNCE.format(q=q, rank=self.rank)), str(int(step)))
         before = set() if q == 1 else set(self._members(q - 1))
         quorum = Quorum(q, members, tuple(r for r in members if r not in before))
         self._previous = quorum
         return quorum
 
+    def steps(self, quorum: Quorum) -> tuple[int, ...]:
+        """Each member's step as it announced it, in ``members`` order."""
+        keys = [self._key(_ANNOUNCE.format(q=quorum.id, rank=r)) for r in quorum.members]
+        return tuple(int(bytes(self._store.get(key)).decode() or 0) for key in keys)
+
     def _decide(
-        self, q: int, min_size: int, deadline: float, detect: float, timeout: float
+        self,
+        q: int,
+        min_size: int,
+        deadline: float,
+        detect: float,
+        timeout: float,
+        expected: set[int] | None = None,
+        down: Callable[[], Iterable[int]] | None = None,
     ) -> tuple[int, ...]:
         key = self._key(_MEMBERS.format(q=q))
         while not self._store.check([key]):
             announced = self._announced(q)
             live = set(range(self.world_size)) - set(self.silent(detect))
+            if down is not None:
+                live -= set(down())
+            live |= expected or set()
             late = time.monotonic() > deadline
             if len(announced) >= min_size and (late or live <= set(announced)):
                 self._store.compare_set(key, "", json.dumps(announced))

@@ -195,6 +195,10 @@ class StopSignal:
         self.event = threading.Event()
         self.reason: str | None = None
         self._listeners: list[threading.Event] = []
+        #: The rank's fault schedule (:class:`real.crashes.RankFaults`), if the run has one:
+        #: ranks the schedule killed are not silent peers, and every step is published (a
+        #: restart waits for a global step).
+        self.faults: Any = None
         self._thread = threading.Thread(target=self._watch_loop, daemon=True)
         self._thread.start()
 
@@ -208,7 +212,11 @@ class StopSignal:
     def progress(self, rank: int, step: int) -> None:
         """Publish an owner's step, at most every ``PROGRESS_EVERY`` seconds (and at the end)."""
         now = time.monotonic()
-        if now - self._published >= PROGRESS_EVERY or step >= self._steps_hint:
+        if (
+            self.faults is not None
+            or now - self._published >= PROGRESS_EVERY
+            or step >= self._steps_hint
+        ):
             self._published = now
             self._store.set(STEP_KEY.format(rank=rank), str(step))
 
@@ -271,6 +279,9 @@ class StopSignal:
         not clocks: a count unchanged between two reads means no beat in between, however far
         apart the reads were, and nodes' clocks need not agree."""
         peers = [r for r in range(self._world_size) if r != self._rank]
+        if self.faults is not None:  # a rank the schedule killed is down, not silent
+            killed = set(self.faults.down(peers))
+            peers = [r for r in peers if r not in killed]
         keys = [BEAT_KEY.format(rank=r) for r in peers]
         if hasattr(self._watch, "multi_get") and self._watch.check(keys):
             counts = [int(bytes(v)) for v in self._watch.multi_get(keys)]  # one round trip
@@ -444,7 +455,7 @@ class RealRuntime:
         self.events.append(Logged(self.resumed_at, self.rank, dict(values)))
 
     def restored(self, ctx: RoleContext, nbytes: float) -> None:
-        state = ctx.parameters() if self.owner else None
+        state = ctx.parameters().detach().cpu().clone() if self.owner else None
         self.events.append(Restored(self.resumed_at, self.rank, ctx.step, float(nbytes), state))
 
     def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:

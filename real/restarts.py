@@ -1,0 +1,151 @@
+"""The local launcher's side of a fault schedule: deaths it expected, kills and restarts.
+
+A rank process that the schedule killed (it marked itself crashed on the store first, or the
+launcher killed it at a time: :mod:`real.crashes`) is not the run's failure: the launcher
+records ``Crashed`` for the ledger and, where the crash has a restart, starts a new process
+for the same rank once the global step of the live owners reached ``restart_step`` (or
+``restart`` seconds after the crash), recording ``Restarted``. A rank that stays down counts
+as done for the stop (the run stops when the *live* owners have applied ``steps``) and for
+leaving together; a restart still pending when the run stops is dropped the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from faults import Crash, FaultSchedule
+from real import rendezvous
+from real.crashes import crash_step, crashed_at, mark_crashed, mark_restarted
+from real.runtime import OWNERS_KEY, STEP_KEY, STOP_KEY
+from strategies.events import Crashed, Event, Restarted
+
+__all__ = ["Restarts"]
+
+START_KEY, FINISHED_KEY = "start", "finished"  # as real.rank names them
+
+
+class Restarts:
+    """What the launcher does about ``schedule`` while the ranks run (see the module).
+
+    ``start(rank, incarnation)`` starts a process for ``rank`` and returns its pid."""
+
+    def __init__(
+        self,
+        schedule: FaultSchedule,
+        world_size: int,
+        owners: list[int],
+        store: Any,
+        start: Callable[[int, int], int],
+        kill: Callable[[list[int]], None],
+    ) -> None:
+        self.schedule, self.world_size, self.owners = schedule, world_size, owners
+        self._store, self._start, self._kill = store, start, kill
+        #: How many processes each rank has had (1: never restarted).
+        self.incarnations = dict.fromkeys(range(world_size), 1)
+        #: Crashed and Restarted, for the ledger's replay.
+        self.events: list[Event] = []
+        self._pending: dict[int, tuple[str, float]] = {}
+        self._down: set[int] = set()
+        self._causes: dict[int, Crash] = {}
+        self._timed = sorted(
+            (c for c in schedule.crashes if c.at is not None), key=lambda c: (c.at or 0.0, c.rank)
+        )
+        self._started_at: float | None = None
+        self._stopped = False
+
+    def now(self) -> float | None:
+        """Seconds on the run's shared clock (None before the ranks started together)."""
+        if self._started_at is None:
+            if not self._store.check([START_KEY]):
+                return None
+            self._started_at = float(bytes(self._store.get(START_KEY)).decode())
+        return time.time() - self._started_at
+
+    def died(self, rank: int, code: int) -> bool:
+        """Whether ``rank``'s process ended (``code``) as the schedule killed it; if so, its
+        crash is recorded and its restart (or its end) arranged."""
+        incarnation = self.incarnations[rank] - 1
+        if rank in self._down or code != -signal.SIGKILL:
+            return rank in self._down
+        at = crashed_at(self._store, rank, incarnation)
+        if at is None:
+            return False
+        self._down.add(rank)
+        self.events.append(Crashed(at, rank))
+        cause = self._causes.pop(rank, None)
+        if cause is None:  # it killed itself at a step: its incarnation-th step crash
+            step = crash_step(self.schedule, rank, incarnation)
+            cause = next(c for c in self.schedule.crashes if c.rank == rank and c.step == step)
+        if cause.restart_step is not None and not self._stopped:
+            self._pending[rank] = ("step", float(cause.restart_step))
+        elif cause.restart is not None and not self._stopped:
+            self._pending[rank] = ("at", at + cause.restart)
+        else:
+            self._gone(rank, at)
+        return True
+
+    def _gone(self, rank: int, at: float) -> None:
+        """``rank`` stays down: it is done, for leaving together and for the stop."""
+        self._store.add(FINISHED_KEY, 1)
+        if rank not in self.owners:
+            return
+        if int(self._store.add(OWNERS_KEY, 1)) >= len(self.owners):
+            self._store.set(STOP_KEY, "steps")
+        if all(r in self._down and r not in self._pending for r in self.owners):
+            rendezvous.report_silence(
+                self._store,
+                f"rank {rank} crashed at t={at:.6g}s and no owner of the global model is left: "
+                "its state is lost",
+            )
+            self._store.set(STOP_KEY, "failed")
+
+    def poll(self, pids: list[int], codes: dict[int, int | None]) -> None:
+        """Kill the ranks whose time has come, and start those due back (``pids[rank]``:
+        each rank's current process)."""
+        if not self._stopped and self._store.check([STOP_KEY]):
+            self._stopped = True
+            for rank in list(self._pending):  # never coming back: done
+                del self._pending[rank]
+                self._store.add(FINISHED_KEY, 1)
+        if self._stopped:
+            return
+        now = self.now()
+        if now is None:
+            return
+        while self._timed and (self._timed[0].at or 0.0) <= now:
+            crash = self._timed.pop(0)
+            pid = pids[crash.rank]
+            if crash.rank in self._down or codes.get(pid) is not None:
+                continue
+            self._causes[crash.rank] = crash
+            mark_crashed(self._store, crash.rank, self.incarnations[crash.rank] - 1, now)
+            self._kill([pid])
+        for rank, (how, when) in list(self._pending.items()):
+            if (how == "at" and now >= when) or (how == "step" and self._global_step() >= when):
+                del self._pending[rank]
+                self._restart(rank, pids, codes)
+
+    def _global_step(self) -> int:
+        """The slowest live owner's published step."""
+        steps = []
+        for rank in self.owners:
+            if rank in self._down:
+                continue
+            key = STEP_KEY.format(rank=rank)
+            steps.append(
+                int(bytes(self._store.get(key)).decode()) if self._store.check([key]) else 0
+            )
+        return min(steps, default=0)
+
+    def _restart(self, rank: int, pids: list[int], codes: dict[int, int | None]) -> None:
+        incarnation = self.incarnations[rank]
+        self.incarnations[rank] += 1
+        self._down.discard(rank)
+        mark_restarted(self._store, rank)
+        self.events.append(Restarted(self.now() or 0.0, rank))
+        pid = self._start(rank, incarnation)
+        pids[rank] = pid
+        codes[pid] = None
