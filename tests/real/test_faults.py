@@ -99,3 +99,12 @@ def test_a_user_strategy_catching_peer_failure_runs_on_both_backends() -> None:
         )
         assert logged is None or set(logged.failed_ranks.dropna()) == {1.0}
     assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+
+
+def test_the_conformance_kit_checks_a_fault_schedule() -> None:
+    from studies.conformance import check
+
+    faults = {"events": [{"kind": "crash", "rank": 1, "step": 2, "restart_step": 4}]}
+    faults["detect"] = 1.0
+    report = check(QUORUM, world_size=3, steps=8, timeout=60, faults=faults)
+    assert report.differences == []
