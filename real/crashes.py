@@ -159,6 +159,10 @@ class RankFaults:
         self._lock = threading.Lock()
         self._crash_step = crash_step(schedule, rank, incarnation)
         self._membership: Any = None
+        #: Where the launcher asks this process to crash (a crash at a time), and whether
+        #: it has (set by the rank's stop watcher, which reads the store).
+        self.kill_key = f"faults/kill/{rank}/{incarnation}"
+        self.requested = threading.Event()
 
     @classmethod
     def of(
@@ -187,8 +191,11 @@ class RankFaults:
 
     # -- this rank's crash ------------------------------------------------------------------
     def due(self, step: int) -> bool:
-        """Whether this process is to be killed now, its own step being ``step``."""
-        return self._crash_step is not None and step >= self._crash_step
+        """Whether this process is to be killed now, its own step being ``step`` (or the
+        launcher asked: a crash at a time)."""
+        return self.requested.is_set() or (
+            self._crash_step is not None and step >= self._crash_step
+        )
 
     def crash(self, at: float) -> None:
         """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says."""
@@ -236,6 +243,25 @@ class RankFaults:
                             out.append(r)
         return tuple(out)
 
+    def live(self, step: int, ranks: Any) -> tuple[int, ...]:
+        """The ranks of ``ranks`` a quorum asked at ``step`` waits for: every one not down,
+        less those restarted at a ``restart_step`` the asking step has not passed (they ask
+        their first quorum after it, :meth:`rejoin_when`). Every death of a run with a
+        schedule is said on the store before it happens, so no heartbeat is needed here:
+        a rank that only started beats late, and would be left out."""
+        dead = set(self.down(ranks))
+        out = []
+        for r in ranks:
+            if r in dead:
+                continue
+            with self._lock:
+                crashes = _crash_count(self._store, r) if r != self.rank else 0
+            back = restart_step(self.schedule, r, crashes - 1) if crashes else None
+            if back is not None and step <= back:
+                continue
+            out.append(r)
+        return tuple(out)
+
     def rejoin_when(self) -> int | None:
         """For a restarted process: the global step after which it asks its first quorum
         (one past its ``restart_step``, as in ``sim``); None otherwise."""
@@ -276,13 +302,3 @@ class RankFaults:
     def close(self) -> None:
         if self._membership is not None:
             self._membership.close()
-
-
-def wait_for(condition: Any, seconds: float) -> bool:
-    """Poll ``condition()`` for up to ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

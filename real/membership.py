@@ -299,12 +299,16 @@ class Membership:
         expect: Iterable[int] = (),
         down: Callable[[], Iterable[int]] | None = None,
         step: int = 0,
+        live: Callable[[], Iterable[int]] | None = None,
     ) -> Quorum:
-        """Wait for quorum ``q`` that this rank announced itself for (see :meth:`quorum`)."""
+        """Wait for quorum ``q`` that this rank announced itself for (see :meth:`quorum`).
+        ``live()``, when given, says which ranks to wait for instead of the heartbeats (a
+        run whose every death is announced on the store: :mod:`real.crashes`); a rank
+        whose heartbeat has not been seen moving yet (it just started) is waited for."""
         deadline = time.monotonic() + timeout
         expected = set(expect)
         while True:
-            members = self._decide(q, min_size, deadline, detect, timeout, expected, down)
+            members = self._decide(q, min_size, deadline, detect, timeout, expected, down, live)
             if self.rank in members:
                 break
             # Announced after the members were written: this rank is in the next one.
@@ -329,11 +333,15 @@ class Membership:
         timeout: float,
         expected: set[int] | None = None,
         down: Callable[[], Iterable[int]] | None = None,
+        alive: Callable[[], Iterable[int]] | None = None,
     ) -> tuple[int, ...]:
         key = self._key(_MEMBERS.format(q=q))
         while not self._store.check([key]):
             announced = self._announced(q)
-            live = set(range(self.world_size)) - set(self.silent(detect))
+            if alive is not None:
+                live = set(alive())
+            else:
+                live = set(range(self.world_size)) - set(self.silent(detect))
             if down is not None:
                 live -= set(down())
             live |= expected or set()

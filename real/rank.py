@@ -246,13 +246,20 @@ def run_rank(
         runtime.start = float(store.get(START_KEY))
         taking.enter_context(interrupts(interrupt))
 
+        def crash_now() -> None:
+            # The schedule's crash: hand in what was measured, say it was scheduled, and
+            # die as a killed process dies (no clean-up, no closing record).
+            assert faults is not None and runtime is not None
+            handin.events(runtime.events, force=True)
+            faults.crash(runtime.now())
+
         def tick() -> None:
             handin.events(runtime.events, force=runtime.hand_in_now())
             if faults is not None and ctx is not None and faults.due(ctx.step):
-                # The schedule's crash: hand in what was measured, say it was scheduled,
-                # and die as a killed process dies (no clean-up, no closing record).
-                handin.events(runtime.events, force=True)
-                faults.crash(runtime.now())
+                crash_now()
+
+        if faults is not None:
+            runtime.crash_now = crash_now
 
         record["ended"] = drive(runtime, ctx, program, options.timeout, tick=tick)
         if interrupted:  # the others stop too, and hand in theirs

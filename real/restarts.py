@@ -25,6 +25,8 @@ from strategies.events import Crashed, Event, Restarted
 __all__ = ["Restarts"]
 
 START_KEY, FINISHED_KEY = "start", "finished"  # as real.rank names them
+#: Seconds a rank asked to crash at a time has to do it itself before it is killed.
+KILL_GRACE = 2.0
 
 
 class Restarts:
@@ -54,6 +56,7 @@ class Restarts:
             (c for c in schedule.crashes if c.at is not None), key=lambda c: (c.at or 0.0, c.rank)
         )
         self._started_at: float | None = None
+        self._asked: dict[int, tuple[float, int, int]] = {}  # crashes asked: (by, pid, inc)
         self._stopped = False
 
     def now(self) -> float | None:
@@ -120,9 +123,20 @@ class Restarts:
             pid = pids[crash.rank]
             if crash.rank in self._down or codes.get(pid) is not None:
                 continue
+            # The rank kills itself at its next yield or wait (handing in first, as sim
+            # closes a program at its yield); one stuck in the library is killed here.
             self._causes[crash.rank] = crash
-            mark_crashed(self._store, crash.rank, self.incarnations[crash.rank] - 1, now)
-            self._kill([pid])
+            incarnation = self.incarnations[crash.rank] - 1
+            self._store.set(f"faults/kill/{crash.rank}/{incarnation}", "1")
+            self._asked[crash.rank] = (time.monotonic() + KILL_GRACE, pid, incarnation)
+        for rank, (deadline, pid, incarnation) in list(self._asked.items()):
+            if codes.get(pid) is not None:
+                del self._asked[rank]
+            elif time.monotonic() > deadline:
+                del self._asked[rank]
+                if crashed_at(self._store, rank, incarnation) is None:
+                    mark_crashed(self._store, rank, incarnation, now)
+                self._kill([pid])
         for rank, (how, when) in list(self._pending.items()):
             if (how == "at" and now >= when) or (how == "step" and self._global_step() >= when):
                 del self._pending[rank]

@@ -258,6 +258,12 @@ class StopSignal:
                         self._look_for_silence()
                 if not self.event.is_set() and self._watch.check([STOP_KEY]):
                     self._set(bytes(self._watch.get(STOP_KEY)).decode())
+                faults = self.faults
+                if faults is not None and not faults.requested.is_set():
+                    if self._watch.check([faults.kill_key]):  # a crash at a time: now
+                        faults.requested.set()
+                        for wake in self._listeners:
+                            wake.set()
             except StoreTampered as tampered:  # a stop the run did not sign: fail, loudly
                 rendezvous.report_failure(self._watch, self._rank, str(tampered))
                 self._set("failed")
@@ -379,6 +385,9 @@ class RealRuntime:
         #: global model as it goes (``target_loss``, :mod:`real.watch`).
         self.eager = False
         self._hand_in_now = False
+        #: Hands in and kills this process (a crash the launcher asked for at a time, seen
+        #: while the rank waits: it dies at that wait, as at a ``yield``); None: no faults.
+        self.crash_now: Callable[[], None] | None = None
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -511,6 +520,7 @@ class RealRuntime:
         # A sleep or a gradient ends by itself: the bound is for operations that need a peer.
         deadline = math.inf if handle.kind != "comm" else time.perf_counter() + timeout
         while not handle.done and not self.stopped():
+            self._crash_if_asked()
             left = deadline - time.perf_counter()
             if left <= 0 or not self.wake.wait(None if left == math.inf else left):
                 if not handle.done and not self.stopped():
@@ -522,9 +532,15 @@ class RealRuntime:
         has stopped never joins) and the timeout as :meth:`wait` does."""
         deadline = time.perf_counter() + timeout
         while not self.stopped():
+            self._crash_if_asked()
             left = deadline - time.perf_counter()
             if left <= 0 or inline.finish_inline(handle, min(INLINE_SLICE, left)):
                 return
+
+    def _crash_if_asked(self) -> None:
+        faults = self.signal.faults
+        if faults is not None and faults.requested.is_set() and self.crash_now is not None:
+            self.crash_now()
 
     def release(self) -> None:
         """Let every held operation finish by itself (the program has ended)."""

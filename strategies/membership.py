@@ -87,9 +87,10 @@ def heal(w: WorkerContext, quorum: Quorum) -> Generator[Any, Any, None]:
     behind = quorum.behind
     if not behind:
         return
-    numbers = w.export()[1] if w.rank != quorum.source else {}
+    # Every member has the same optimizer, so the same numbers' names (a behind one's own
+    # values are replaced by the source's).
+    flat, numbers = w.export()
     if w.rank == quorum.source:
-        flat, numbers = w.export()
         flat = flat.clone()  # sent as it is now, whatever the program does next
     else:
         flat = torch.empty(w.export_numel(), dtype=w.replica.flat.dtype, device=w.device)

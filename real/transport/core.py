@@ -115,6 +115,8 @@ class TorchTransport(Receiving):
         self._faults = faults
         self._quorum_groups: dict[int, tuple[tuple[int, ...], Any]] = {}
         self._asked = False  # whether this process has asked for a quorum yet
+        #: A quorum whose group could not be built, and the members found dead then.
+        self._unbuilt: dict[int, tuple[int, ...]] = {}
         self._init_receiving()
 
     # -- groups ---------------------------------------------------------------------------
@@ -251,16 +253,16 @@ class TorchTransport(Receiving):
         member died before it met) fails the operation as the member's death does."""
         pg = self._pg(group)
         if pg is None:
-            dead = self._faults.down(group.ranks) if self._faults is not None else ()
-            crashed = ", ".join(f"rank {r} crashed" for r in dead) or "a member is gone"
-            error = (
-                PeerFailure(f"{handle.describe()}: {crashed}", dead)
-                if dead
-                else CommError(
-                    f"{handle.describe()}: the quorum's process group could not be built"
-                )
+            dead = self._unbuilt.get(group.epoch, ())
+            crashed = ", ".join(f"rank {r} crashed" for r in dead)
+            handle.fail(
+                PeerFailure(
+                    f"{handle.describe()}: {crashed or 'a member did not meet'} (the quorum's "
+                    "process group could not be built)",
+                    dead,
+                ),
+                at=self._clock(),
             )
-            handle.fail(error, at=self._clock())
             return handle
         n = group.size
         if kind == "all_reduce":
@@ -339,12 +341,18 @@ class TorchTransport(Receiving):
                     expect,
                     lambda: faults.down(ranks),
                     step,
+                    live=lambda: faults.live(step, ranks),
                 )
                 steps = membership.steps(formed)
                 try:
                     pg = membership.group(formed, timeout=max(faults.detect, 1.0))
                 except RuntimeError:  # a member died before the group met: its ops fail
                     pg = None
+                    # Named now: a killed member may be back by the time the group is used.
+                    dead = faults.down(formed.members) or tuple(
+                        r for r in membership.silent(faults.detect) if r in formed.members
+                    )
+                    self._unbuilt = {formed.id: dead}
                 # Older quorums' groups are let go (destroyed with their last reference).
                 self._quorum_groups = {formed.id: (formed.members, pg)}
                 joined = () if formed.id == 1 else formed.joined

@@ -108,3 +108,15 @@ def test_the_conformance_kit_checks_a_fault_schedule() -> None:
     faults["detect"] = 1.0
     report = check(QUORUM, world_size=3, steps=8, timeout=60, faults=faults)
     assert report.differences == []
+
+
+def test_a_crash_at_a_time_is_asked_of_the_rank_and_it_rejoins_after_restart_seconds() -> None:
+    # The launcher asks rank 1 to crash at 0.3 s: it hands in and dies at its next yield or
+    # wait (its steps so far count), and a new process comes back 0.2 s later and is healed.
+    faults = {"events": [{"kind": "crash", "rank": 1, "at": 0.3, "restart": 0.2}], "detect": 1.0}
+    ran = real.run(QUORUM, "quadratic", nproc=3, steps=60, eval_every=30, timeout=60, faults=faults)
+    s = ran.summary
+    assert (s["steps"], s["failures"], s["restarts"]) == (60, 1, 1)
+    rows = ran.metrics[ran.metrics.kind == "fault"]
+    assert list(rows[rows["rank"] == 1].event) == ["crash", "restart", "rejoin"]
+    assert s["heal_bytes"] == 4 * ran.parameters.numel()  # the parameters, plain SGD
