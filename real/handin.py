@@ -116,7 +116,7 @@ def _is(value: Any, kinds: tuple[type, ...]) -> bool:
 
 
 def _fault(event: Any, rank: int) -> str | None:
-    if not isinstance(event, tuple) or len(event) < 4 or not isinstance(event[0], str):
+    if not isinstance(event, tuple) or len(event) < 3 or not isinstance(event[0], str):
         return "not a (kind, time, rank, ...) tuple"
     kind, at, who, *rest = event
     if not _is(at, _NUMBER) or not math.isfinite(at):
