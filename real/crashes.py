@@ -42,6 +42,7 @@ import time
 from typing import Any
 
 from faults import FaultError, FaultSchedule
+from real import rendezvous
 from real.peer_failure import is_peer_failure
 from strategies.comm import PeerFailure
 
@@ -171,8 +172,6 @@ class RankFaults:
         """The rank's faults from its options (None for a run without a schedule)."""
         if not options.faults:
             return None
-        from real import rendezvous  # (rendezvous imports the events' checks)
-
         world = setup.world_size
         schedule = FaultSchedule.parse(
             options.faults, world_size=world, links=None, steps=setup.steps

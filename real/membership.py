@@ -277,7 +277,8 @@ class Membership:
         ranks it waits for too, silent or not (a rank being restarted); ``down()``: ranks
         known dead, not waited for (killed by a fault schedule).
         """
-        return self.wait(self.announce(min_size, step), min_size, timeout, detect, expect, down)
+        q = self.announce(min_size, step)
+        return self.wait(q, min_size, timeout, detect, expect, down, step)
 
     def announce(self, min_size: int, step: int = 0) -> int:
         """Announce this rank for the next quorum (one store write); its id, for
