@@ -4,6 +4,7 @@ killed with SIGKILL, a restart a new process that rejoins; the same schedule as 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,6 +18,29 @@ from tests.reference_strategies import CatchingAllReduce
 
 KW = dict(steps=8, eval_every=4)
 QUORUM = "allreduce:fault_tolerance=quorum"
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_rank_left_behind():  # type: ignore[no-untyped-def]
+    """Every rank process a fault test started, killed or restarted, is gone after it."""
+    yield
+    from real.pool import shared_pool
+
+    pool = shared_pool()
+    assert _children(pool._process.pid) == []
 
 
 @pytest.mark.parametrize(
