@@ -3,7 +3,7 @@
 ``real.run(..., faults=...)`` takes the schedule ``sim.run`` takes (:mod:`faults`), checked
 against the run's ranks; a local run has no links, so ``link_down``/``link_slow`` are refused
 with one line, and so are the events the real backend does not apply yet (a transient
-straggler, random crashes from an MTBF, ``recovery="restart"`` from checkpoints).
+straggler, ``recovery="restart"`` from checkpoints).
 
 A crash is a rank process killed with ``SIGKILL``:
 
@@ -11,7 +11,10 @@ A crash is a rank process killed with ``SIGKILL``:
   optimizer step reached ``k`` (for the synchronous strategies, the global step), *after*
   the operation it yields was started, as ``sim`` crashes a rank once every rank resumed at
   that instant (a quorum strategy's rank has asked for the next quorum, and is in it);
-* at a time (``"at": seconds``): the launcher kills it, on the run's shared clock.
+* at a time (``"at": seconds``, or random uptimes from an ``mtbf``, drawn from the run's
+  seed as ``sim`` draws them, as wall seconds): the launcher asks it (a store key its stop
+  watcher reads), and it dies the same way at its next ``yield`` or wait; one stuck in the
+  library is killed by the launcher (:mod:`real.restarts`).
 
 Before it dies, the rank (or the launcher) marks it crashed on the run's store
 (:func:`mark_crashed`), so that the launcher does not take the death for a failure of the run,
@@ -58,6 +61,7 @@ __all__ = [
 
 _CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
 _AT = "faults/crashed/{rank}/{incarnation}"
+_DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
 
 
 def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
@@ -67,10 +71,7 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
     schedule = FaultSchedule.parse(value, world_size=nproc, links=None, steps=steps)
     for index, event in enumerate(schedule.events):
         kind = type(event).__name__
-        why = {
-            "Slow": "a transient straggler ('slow')",
-            "RandomCrashes": "random crashes (mtbf)",
-        }.get(kind)
+        why = {"Slow": "a transient straggler ('slow')"}.get(kind)
         if why is not None:
             raise FaultError(
                 f"faults[{index}]", f"{why} is not applied on the real backend yet; run it with sim"
@@ -118,6 +119,19 @@ def crashed_at(store: Any, rank: int, incarnation: int) -> float | None:
 def mark_restarted(store: Any, rank: int) -> None:
     """``rank`` is back, as a new process."""
     store.add(_RESTARTS.format(rank=rank), 1)
+
+
+def in_model(store: Any, rank: int, incarnation: int) -> bool:
+    """Whether ``rank``'s process ``incarnation`` (not killed) owns its share of the
+    global model: the first always, a restarted one once healed (as the ledger counts)."""
+    return incarnation == 0 or bool(
+        store.check([_REJOINED.format(rank=rank, incarnation=incarnation)])
+    )
+
+
+def done(store: Any, rank: int) -> bool:
+    """Whether ``rank`` has applied the run's ``steps`` (an owner)."""
+    return bool(store.check([_DONE.format(rank=rank)]))
 
 
 def down(store: Any, ranks: Any) -> tuple[int, ...]:
@@ -201,6 +215,16 @@ class RankFaults:
         with self._lock:
             mark_crashed(self._store, self.rank, self.incarnation, at)
         os.kill(os.getpid(), signal.SIGKILL)
+
+    def done(self) -> None:
+        """This owner has applied the run's ``steps``."""
+        with self._lock:
+            self._store.set(_DONE.format(rank=self.rank), "1")
+
+    def rejoined(self) -> None:
+        """This restarted process was healed: it owns its share of the model again."""
+        with self._lock:
+            self._store.set(_REJOINED.format(rank=self.rank, incarnation=self.incarnation), "1")
 
     # -- peers --------------------------------------------------------------------------------
     def down(self, ranks: Any) -> tuple[int, ...]:

@@ -285,7 +285,15 @@ def _launch(
                 RunWatch(connect, setup, stops),
             ):
                 restarts = _spawn(
-                    setup.world_size, scratch, options, host.port, store, signals, schedule, owners
+                    setup.world_size,
+                    scratch,
+                    options,
+                    host.port,
+                    store,
+                    signals,
+                    schedule,
+                    owners,
+                    setup.seed,
                 )
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
             gathered = _gather(store, setup.world_size, restarts)
@@ -364,6 +372,7 @@ def _spawn(
     signals: _Signals,
     schedule: FaultSchedule | None = None,
     owners: list[int] | None = None,
+    seed: int = 0,
 ) -> Restarts | None:
     """Run the rank processes to their end. A rank that exits with an error it could not
     hand in (killed, or aborted inside the library) is reported on the store in its stead,
@@ -396,7 +405,7 @@ def _spawn(
             pids.append(start(rank))
             codes[pids[-1]] = None
         if schedule:
-            restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill)
+            restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill, seed)
         asked = 0
         while any(code is None for code in codes.values()):
             if len(signals.received) > asked:

@@ -221,7 +221,10 @@ class StopSignal:
             self._store.set(STEP_KEY.format(rank=rank), str(step))
 
     def owner_done(self) -> None:
-        """This owner has applied its ``steps``; the last owner stops the run."""
+        """This owner has applied its ``steps``; the last owner stops the run (with a fault
+        schedule, the launcher stops it once every owner in the model is done)."""
+        if self.faults is not None:
+            self.faults.done()
         if int(self._store.add(OWNERS_KEY, 1)) >= self._owners:
             self.stop("steps")
 
@@ -466,6 +469,8 @@ class RealRuntime:
     def restored(self, ctx: RoleContext, nbytes: float) -> None:
         state = ctx.parameters().detach().cpu().clone() if self.owner else None
         self.events.append(Restored(self.resumed_at, self.rank, ctx.step, float(nbytes), state))
+        if self.signal.faults is not None:  # in the model again: the stop waits for it
+            self.signal.faults.rejoined()
 
     def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
         self.events.append(Lost(self.resumed_at, self.rank, int(steps), bool(undone)))

@@ -48,7 +48,6 @@ def no_rank_left_behind():  # type: ignore[no-untyped-def]
     [
         ({"kind": "link_down", "link": ["s0", "h1"], "at": 1.0}, "needs a backend with links"),
         ({"kind": "slow", "rank": 0, "factor": 2, "at": 1.0}, "not applied on the real backend"),
-        ({"kind": "crash", "mtbf": "10s", "restart": "1s"}, "not applied on the real backend"),
         ({"kind": "crash", "rank": 5, "step": 2}, "rank"),
     ],
 )
@@ -157,3 +156,23 @@ def test_fault_events_travel_through_the_hand_in_and_malformed_ones_are_refused(
     assert decoded[2].step == 7 and torch.equal(decoded[2].state, torch.ones(3))
     with pytest.raises(HandInRefused, match="a 'lost' event"):
         decode_events(encode([("lost", 3.0, 2, "one", False)]), rank=2)
+
+
+def test_random_crashes_draw_the_seeds_uptimes_as_wall_seconds() -> None:
+    # Seed 0 draws rank 1's uptimes 0.61 s, then 1.21 s from its restart: the launcher asks
+    # it to crash at those wall times, and restarts it 0.3 s after each.
+    from itertools import islice
+
+    from faults import RandomCrashes
+
+    crashes = {"kind": "crash", "mtbf": 1.0, "ranks": [1], "restart": 0.3}
+    first = next(islice(RandomCrashes(mtbf=1.0, ranks=(1,)).uptimes(0, 1), 1))
+    assert first == pytest.approx(0.61, abs=0.01)
+    faults = {"events": [crashes], "detect": 0.5}
+    ran = real.run(QUORUM, "quadratic", nproc=3, steps=60, eval_every=30, timeout=60, faults=faults)
+    s = ran.summary
+    assert s["steps"] == 60 and s["failures"] >= 1
+    assert s["failures"] - 1 <= s["restarts"] <= s["failures"]  # the last may come after the end
+    rows = ran.metrics[ran.metrics.kind == "fault"]
+    crash_times = list(rows[rows.event == "crash"].time)
+    assert crash_times[0] == pytest.approx(first, abs=0.5)  # wall time: the next yield after it
