@@ -126,6 +126,14 @@ def real_command(
             metavar="SPEC_OR_FILE",
         ),
     ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Fault schedule file (TOML or JSON, as sim's): crashes kill rank processes, "
+            "restarts start new ones (local runs only).",
+            metavar="FILE",
+        ),
+    ] = None,
     imports: Annotated[
         list[str] | None,
         typer.Option(
@@ -204,6 +212,13 @@ def real_command(
             "accumulate": accumulate,
         }
         stops: dict[str, Any] = {"target_loss": target_loss, "max_time": max_time}
+        if faults is not None:
+            if placement is not None or testbed is not None:
+                raise _fail(
+                    "--faults runs on the local launcher only for now (it kills and restarts "
+                    "the rank processes it started); drop it under torchrun, srun or --testbed"
+                )
+            stops["faults"] = faults
         out = _default_out(out, placement)
         if placement is None:
             result = _run_local(

@@ -62,7 +62,9 @@ __all__ = [
     "encode",
     "gather",
     "handed_in",
+    "merge_parts",
     "read_batches",
+    "slot",
 ]
 
 #: Blobs travel in chunks below the store's 8 MiB value limit.
@@ -71,6 +73,17 @@ CHUNK_BYTES = 4 << 20
 FLUSH_EVERY = 1.0
 _BATCH, _FINAL = "part/{rank}/batch/{i}", "part/{rank}/final"
 _STATES = "part/{rank}/states"
+
+
+def slot(rank: int, incarnation: int = 0) -> str:
+    """Where a rank's process hands in: ``"3"``, or ``"3.1"`` for its first restart (a new
+    process for the same rank, :mod:`real.crashes`).
+
+    >>> slot(3), slot(3, 1)
+    ('3', '3.1')
+    """
+    return str(rank) if incarnation == 0 else f"{rank}.{incarnation}"
+
 
 _NUMBER = (int, float)
 _VALUE = (int, float, bool, str, type(None), torch.Tensor)
@@ -103,7 +116,7 @@ def _is(value: Any, kinds: tuple[type, ...]) -> bool:
 
 
 def _fault(event: Any, rank: int) -> str | None:
-    if not isinstance(event, tuple) or len(event) < 4 or not isinstance(event[0], str):
+    if not isinstance(event, tuple) or len(event) < 3 or not isinstance(event[0], str):
         return "not a (kind, time, rank, ...) tuple"
     kind, at, who, *rest = event
     if not _is(at, _NUMBER) or not math.isfinite(at):
@@ -111,6 +124,15 @@ def _fault(event: Any, rank: int) -> str | None:
     if not _is(who, (int,)) or who != rank:
         return f"rank {who!r}, not {rank}"
     shapes: dict[str, Callable[[list[Any]], bool]] = {
+        "crashed": lambda r: not r,
+        "restarted": lambda r: not r,
+        "restored": lambda r: (
+            len(r) == 3
+            and _is(r[0], (int,))
+            and _is(r[1], _NUMBER)
+            and (r[2] is None or isinstance(r[2], torch.Tensor))
+        ),
+        "lost": lambda r: len(r) == 2 and _is(r[0], (int,)) and isinstance(r[1], bool),
         "computed": lambda r: len(r) == 1 and _is(r[0], (int,)) and r[0] >= 0,
         "sent": lambda r: len(r) == 1 and _is(r[0], _NUMBER) and r[0] >= 0,
         "settled": lambda r: len(r) == 1 and isinstance(r[0], torch.Tensor),
@@ -244,9 +266,15 @@ class HandIn:
     empty tensor in the batches and for real with the closing record (see the module)."""
 
     def __init__(
-        self, store: Any, rank: int, every: float = FLUSH_EVERY, hold_states: bool = False
+        self,
+        store: Any,
+        rank: int,
+        every: float = FLUSH_EVERY,
+        hold_states: bool = False,
+        incarnation: int = 0,
     ) -> None:
         self._store, self.rank, self.every = store, rank, every
+        self._slot = slot(rank, incarnation)
         self.hold_states = hold_states
         self._sent = 0  # events handed in so far
         self._batches = 0
@@ -280,7 +308,7 @@ class HandIn:
         self._sent = len(events)
         # Each batch's key is written once (no count key that a replayed older value could
         # roll back): the gatherer reads batches 0, 1, ... while they exist.
-        _put(self._store, _BATCH.format(rank=self.rank, i=self._batches), encode(batch))
+        _put(self._store, _BATCH.format(rank=self._slot, i=self._batches), encode(batch))
         self._batches += 1
         self._last = time.monotonic()
 
@@ -289,8 +317,8 @@ class HandIn:
         (``record`` less its events)."""
         self.events(events, force=True, hold=False)
         if self._held:
-            _put(self._store, _STATES.format(rank=self.rank), encode(self._held))
-        _put(self._store, _FINAL.format(rank=self.rank), encode(record))
+            _put(self._store, _STATES.format(rank=self._slot), encode(self._held))
+        _put(self._store, _FINAL.format(rank=self._slot), encode(record))
 
 
 #: Events whose last field is an owner's state, and what stands in for one held back.
@@ -302,12 +330,14 @@ def _is_held(state: Any) -> bool:
     return isinstance(state, torch.Tensor) and state.numel() == 0
 
 
-def _with_states(store: Any, rank: int, events: list[Event], closed: bool) -> list[Event]:
+def _with_states(
+    store: Any, rank: int, events: list[Event], closed: bool, incarnation: int = 0
+) -> list[Event]:
     """``events`` with the states a rank held back put in (``closed``), or, for a rank that
     never closed, without them: a held ``settled`` is dropped, a held ``stepped`` keeps its
     step and no state."""
     held: dict[int, torch.Tensor] = {}
-    key = _STATES.format(rank=rank)
+    key = _STATES.format(rank=slot(rank, incarnation))
     if closed and store.check([key]):
         states = _load(_take(store, key), rank, "held states")
         if not isinstance(states, list) or not all(
@@ -332,9 +362,9 @@ def _with_states(store: Any, rank: int, events: list[Event], closed: bool) -> li
     return out
 
 
-def handed_in(store: Any, rank: int) -> bool:
-    """Whether ``rank`` has handed in its closing record."""
-    return bool(store.check([_FINAL.format(rank=rank)]))
+def handed_in(store: Any, rank: int, incarnation: int = 0) -> bool:
+    """Whether ``rank`` (its process ``incarnation``) has handed in its closing record."""
+    return bool(store.check([_FINAL.format(rank=slot(rank, incarnation))]))
 
 
 @dataclass
@@ -346,16 +376,21 @@ class Gathered:
 
 
 def read_batches(
-    store: Any, rank: int, start: int = 0, refused: list[str] | None = None
+    store: Any,
+    rank: int,
+    start: int = 0,
+    refused: list[str] | None = None,
+    incarnation: int = 0,
 ) -> tuple[list[Event], int]:
     """Rank ``rank``'s events in the batches it has handed in from batch ``start`` on, and
     the index of the next batch (a watcher reads a run's events as they come). A batch that
     fails its check is left out and said in ``refused``."""
     events: list[Event] = []
     batches = start
-    while store.check([_BATCH.format(rank=rank, i=batches)]):
+    where = slot(rank, incarnation)
+    while store.check([_BATCH.format(rank=where, i=batches)]):
         try:
-            events.extend(decode_events(_take(store, _BATCH.format(rank=rank, i=batches)), rank))
+            events.extend(decode_events(_take(store, _BATCH.format(rank=where, i=batches)), rank))
         except LaunchError as why:
             if refused is not None:
                 refused.append(str(why))
@@ -363,16 +398,18 @@ def read_batches(
     return events, batches
 
 
-def _read_part(store: Any, rank: int, final: bool, refused: list[str]) -> dict[str, Any] | None:
+def _read_part(
+    store: Any, rank: int, final: bool, refused: list[str], incarnation: int = 0
+) -> dict[str, Any] | None:
     """Rank ``rank``'s events so far and, with ``final``, its closing record; a batch that
     fails its check is left out and said in ``refused`` (the others are kept)."""
-    events, batches = read_batches(store, rank, 0, refused)
+    events, batches = read_batches(store, rank, 0, refused, incarnation)
     if batches == 0 and not final:
         return None
     part: dict[str, Any] = {"error": None, "final": None, "stop_reason": None}
     if final:
-        part.update(decode_final(_take(store, _FINAL.format(rank=rank)), rank))
-    part["events"] = _with_states(store, rank, events, final)
+        part.update(decode_final(_take(store, _FINAL.format(rank=slot(rank, incarnation))), rank))
+    part["events"] = _with_states(store, rank, events, final, incarnation)
     return part
 
 
@@ -381,13 +418,17 @@ def gather(
     world_size: int,
     deadline: Callable[[], float],
     poll: float = 0.02,
+    incarnations: dict[int, int] | None = None,
 ) -> Gathered:
     """Every rank's handed-in results, waiting until all closing records are in or
     ``time.monotonic()`` passes ``deadline()`` (re-read each poll: it moves closer once a rank
     fails). A rank that never closed (killed, or lost with its node) contributes the events it
     handed in as it went; one that handed in nothing is ``None``. A part that fails its check
     (:class:`HandInRefused`, or a value the run did not sign) is left out and said in
-    ``refused``."""
+    ``refused``.
+
+    ``incarnations``: how many processes each restarted rank had (:mod:`real.crashes`); a
+    rank's part is then all of theirs in order (:func:`merge_parts`)."""
     gathered = Gathered([None] * world_size)
     missing = set(range(world_size))
     while True:
@@ -411,4 +452,40 @@ def gather(
             gathered.refused.append(str(refused))
         except Exception:
             break
+    for rank, count in sorted((incarnations or {}).items()):
+        later = []
+        for incarnation in range(1, count):
+            try:
+                closed = handed_in(store, rank, incarnation)
+                later.append(_read_part(store, rank, closed, gathered.refused, incarnation))
+            except LaunchError as refused:
+                gathered.refused.append(str(refused))
+            except Exception:
+                break
+        gathered.parts[rank] = merge_parts([gathered.parts[rank], *later])
     return gathered
+
+
+def merge_parts(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """One rank's part from its processes' parts, in order (a restarted rank's new process
+    after the one killed): every event; the closing record, stop and error of the last that
+    closed; times and gradient marks summed (the compute time goes on counting)."""
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    merged: dict[str, Any] = {"error": None, "final": None, "stop_reason": None, "events": []}
+    compute = comm = 0.0
+    for part in present:
+        merged["events"] = merged["events"] + list(part["events"])
+        for key in ("error", "final", "stop_reason", "ended", "trace"):
+            if part.get(key) is not None:
+                merged[key] = part[key]
+        if "gradients" in part:
+            merged["gradients"] = merged.get("gradients", []) + [
+                compute + g for g in part["gradients"]
+            ]
+        if "times" in part:
+            end, c, m = part["times"]
+            compute, comm = compute + c, comm + m
+            merged["times"] = (end, compute, comm)
+    return merged

@@ -35,14 +35,17 @@ import networkx as nx
 
 import topologies
 import workloads
+from faults import FaultSchedule
 from real import rendezvous
+from real.crashes import check_schedule
 from real.devices import resolve_backend
-from real.handin import gather
+from real.handin import Gathered, gather, slot
 from real.placement import LaunchError, Placement, placement_record
 from real.pool import shared_pool
 from real.progress import RunProgress
 from real.rank import RankOptions
-from real.results import RunInterrupted, assemble, interruption, stopped_by_interrupt
+from real.restarts import Restarts
+from real.results import EMPTY_PART, RunInterrupted, assemble, interruption, stopped_by_interrupt
 from real.runtime import SILENCE, STOP_KEY
 from real.signals import interrupts
 from real.store import SignedStore, new_secret, write_secret
@@ -144,6 +147,7 @@ def run(
     silence: float = SILENCE,
     target_loss: float | None = None,
     max_time: float | None = None,
+    faults: Any = None,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -172,8 +176,13 @@ def run(
     run goes, at evaluation points, off the ranks' timed path: :mod:`real.watch`); the run
     stops within one evaluation period of it and ``*_to_target`` mean what they mean in
     ``sim``. ``max_time``: stop after this many wall seconds since the ranks' common start.
+
+    ``faults``: a fault schedule as ``sim.run`` takes it (:mod:`faults`); a crash is the rank
+    process killed with ``SIGKILL``, a restart a new process for that rank that rejoins
+    (:mod:`real.crashes`). Events the real backend does not apply are refused in one line.
     """
     positive_int("nproc", nproc)
+    schedule = check_schedule(faults, nproc, steps) if faults is not None else None
     target_loss, max_time = check_stops(target_loss, max_time)
     timeout = check_timeout(timeout)
     out = check_out(out)
@@ -221,12 +230,15 @@ def run(
     config["placement"] = placement_record(nproc, nproc, "local")
     stops = Stops(target_loss, max_time)
     config.update(stops.config())
+    if schedule:  # as sim records it
+        config["faults"] = schedule.record()
     options = RankOptions(
         backend=resolved,
         portable=portable,
         timeout=timeout,
         silence=silence,
         eager=target_loss is not None,
+        faults=schedule.record() if schedule else None,
     )
 
     signals = _Signals()
@@ -252,6 +264,12 @@ def _launch(
     secret = new_secret()
     store = SignedStore(rendezvous.namespace(host), secret)
     owners, _ = setup.strategy.owners(setup.world_size)
+    schedule = FaultSchedule.parse(
+        options.faults, world_size=setup.world_size, links=None, steps=setup.steps
+    )
+    if schedule and setup.strategy.global_model == "primary":  # as the ledger with faults
+        owners = setup.strategy.workers(setup.world_size)
+    restarts: Restarts | None = None
     label = f"real {options.backend}, {setup.world_size} ranks"
     # The set-up directory is the launcher's own (mkdtemp makes it 0700): the ranks trust
     # what is in it (setup.pkl, the run's secret). It goes with the run, whatever ends it:
@@ -266,9 +284,19 @@ def _launch(
                 RunProgress(connect, owners, setup.steps, label, enabled=progress),
                 RunWatch(connect, setup, stops),
             ):
-                _spawn(setup.world_size, scratch, options, host.port, store, signals)
+                restarts = _spawn(
+                    setup.world_size,
+                    scratch,
+                    options,
+                    host.port,
+                    store,
+                    signals,
+                    schedule,
+                    owners,
+                    setup.seed,
+                )
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
-            gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
+            gathered = _gather(store, setup.world_size, restarts)
             if isinstance(exc, KeyboardInterrupt):
                 exc = interruption(str(exc), gathered.parts, writer)
             wall = time.perf_counter() - wall
@@ -281,9 +309,10 @@ def _launch(
                 error=exc,
                 target_loss=stops.target_loss,
                 max_time=stops.max_time,
+                faults=bool(schedule),
             )
             raise exc from None
-        gathered = gather(store, setup.world_size, deadline=lambda: 0.0)
+        gathered = _gather(store, setup.world_size, restarts)
         failed = rendezvous.failure(store)
     failed = failed or (gathered.refused[0] if gathered.refused else None)
     error: BaseException | None = RuntimeError(failed) if failed is not None else None
@@ -298,7 +327,22 @@ def _launch(
         error=error,
         target_loss=stops.target_loss,
         max_time=stops.max_time,
+        faults=bool(schedule),
     )
+
+
+def _gather(store: Any, world_size: int, restarts: Restarts | None) -> Gathered:
+    """What every rank (each of its processes) handed in, with the launcher's own events
+    (crashes, restarts) in the rank's part."""
+    if restarts is None:
+        return gather(store, world_size, deadline=lambda: 0.0)
+    gathered = gather(store, world_size, deadline=lambda: 0.0, incarnations=restarts.incarnations)
+    for event in restarts.events:
+        part = gathered.parts[event.rank]
+        if part is None:
+            part = gathered.parts[event.rank] = {**EMPTY_PART, "events": []}
+        part["events"] = [*part["events"], event]
+    return gathered
 
 
 class _Signals:
@@ -320,8 +364,16 @@ class _Signals:
 
 
 def _spawn(
-    nproc: int, scratch: str, options: RankOptions, port: int, store: Any, signals: _Signals
-) -> None:
+    nproc: int,
+    scratch: str,
+    options: RankOptions,
+    port: int,
+    store: Any,
+    signals: _Signals,
+    schedule: FaultSchedule | None = None,
+    owners: list[int] | None = None,
+    seed: int = 0,
+) -> Restarts | None:
     """Run the rank processes to their end. A rank that exits with an error it could not
     hand in (killed, or aborted inside the library) is reported on the store in its stead,
     which stops the others at once; they get ``GRACE_SECONDS`` to hand in theirs. On SIGINT
@@ -329,20 +381,31 @@ def _spawn(
     :class:`RunInterrupted` is raised once they have.
 
     The ranks are forked by this interpreter's warm pool (:mod:`real.pool`), which has
-    torch imported already: a run starts in milliseconds, not an import per rank."""
+    torch imported already: a run starts in milliseconds, not an import per rank.
+
+    With a fault ``schedule``, the deaths it asks for are not failures: :class:`Restarts`
+    records them and starts the ranks that come back (returned, for the replay)."""
     pool = shared_pool()
     pool.runs += 1
     pids: list[int] = []
     codes: dict[int, int | None] = {}
     deadline = math.inf
     signals.asking = True
+    restarts: Restarts | None = None
+
+    def start(rank: int, incarnation: int = 0) -> int:
+        placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
+        rank_options = asdict(options) | {"incarnation": incarnation}
+        spec = {"env": placement.env(), "options": rank_options}
+        err = str(Path(scratch) / f"{slot(rank, incarnation)}.err")
+        return pool.start([scratch, json.dumps(spec)], err)
+
     try:
         for rank in range(nproc):
-            placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
-            spec = {"env": placement.env(), "options": asdict(options)}
-            err = str(Path(scratch) / f"{rank}.err")
-            pids.append(pool.start([scratch, json.dumps(spec)], err))
+            pids.append(start(rank))
             codes[pids[-1]] = None
+        if schedule:
+            restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill, seed)
         asked = 0
         while any(code is None for code in codes.values()):
             if len(signals.received) > asked:
@@ -352,8 +415,12 @@ def _spawn(
                 deadline = min(deadline, time.monotonic() + grace)
                 store.set(STOP_KEY, "interrupted")
             codes.update(pool.poll([pid for pid, code in codes.items() if code is None]))
+            if restarts is not None:
+                restarts.poll(pids, codes)
             for rank, pid in enumerate(pids):
                 code = codes[pid]
+                if code not in (None, 0) and restarts is not None and restarts.died(rank, code):
+                    continue  # the schedule's crash: recorded, restarted if it comes back
                 if code not in (None, 0) and deadline == math.inf:
                     deadline = time.monotonic() + GRACE_SECONDS
                     # A rank killed by a signal could not say why, and peers that lost
@@ -380,6 +447,7 @@ def _spawn(
                 time.sleep(0.005)
     if signals.received:
         raise RunInterrupted(f"interrupted by {signals.received[0]}")
+    return restarts
 
 
 def _stopped_on_failure(store: Any, codes: dict[int, int | None], pids: list[int]) -> bool:

@@ -33,6 +33,7 @@ import real
 import runs
 import strategies
 from real import rendezvous
+from real.crashes import RankFaults
 from real.devices import device_for
 from real.driver import drive
 from real.handin import HandIn
@@ -41,8 +42,9 @@ from real.runtime import SILENCE, RealRuntime, StopSignal
 from real.signals import interrupts, terminate_interrupts
 from real.store import read_secret
 from real.transport import TorchTransport
-from strategies.comm import CommError, CommTimeout, Communicator
+from strategies.comm import CommError, CommTimeout, Communicator, PeerFailure
 from strategies.ledger import RunawayError
+from strategies.recovery import survivable
 from strategies.roles import TrainingSetup, build_role, make_trace
 
 __all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
@@ -87,6 +89,8 @@ class RankOptions:
     seconds without a heartbeat after which a rank others wait on is the run's failure
     (:class:`real.runtime.StopSignal`). ``eager``: hand in each evaluation point's state at
     once, for the run's watcher to evaluate (``target_loss``, :mod:`real.watch`).
+    ``faults``: the run's fault schedule as recorded (:mod:`real.crashes`), or None;
+    ``incarnation``: 0, or which restart of its rank this process is (it rejoins).
     """
 
     backend: str = "gloo"
@@ -95,6 +99,8 @@ class RankOptions:
     collector: bool = False
     silence: float = SILENCE
     eager: bool = False
+    faults: dict[str, Any] | None = None
+    incarnation: int = 0
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -166,13 +172,17 @@ def run_rank(
         )
     store, watch = rendezvous.connect(placement, options.timeout, secret)
     record: dict[str, Any] = {"events": [], "error": None, "final": None}
-    owners, _ = setup.strategy.owners(world)
+    faults = RankFaults.of(options, setup, rank, secret, placement)
+    owners = faults.owners if faults is not None else setup.strategy.owners(world)[0]
     signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
+    rejoined = options.incarnation > 0
+    if faults is not None:
+        signal.faults = faults
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
     # as they go over loopback (a rank killed outright keeps its evaluation points); across
     # a testbed's or a cluster's links they would share the training's links: sent last.
     hold = not options.eager and placement.launcher != "local"
-    handin = HandIn(store, rank, hold_states=hold)
+    handin = HandIn(store, rank, hold_states=hold, incarnation=options.incarnation)
     ctx = runtime = None
     interrupted: list[str] = []
 
@@ -188,16 +198,20 @@ def run_rank(
     try:
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
-        dist.init_process_group(
-            options.backend,
-            store=dist.PrefixStore("pg", store.raw),
-            rank=rank,
-            world_size=world,
-            timeout=wait,
-        )
-        _same_run(store, setup, rank, options.timeout)
-        _together(store, options.timeout)
-        nodes = setup.nodes if setup.nodes is not None else _nodes(placement, device)
+        if not rejoined:  # a restarted rank joins only quorums: the others will not meet it
+            dist.init_process_group(
+                options.backend,
+                store=dist.PrefixStore("pg", store.raw),
+                rank=rank,
+                world_size=world,
+                timeout=wait,
+            )
+            _same_run(store, setup, rank, options.timeout)
+            _together(store, options.timeout)
+        if setup.nodes is not None:
+            nodes = setup.nodes
+        else:
+            nodes = (placement.node,) * world if rejoined else _nodes(placement, device)
         runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal, device)
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         runtime.eager = options.eager
@@ -212,6 +226,7 @@ def run_rank(
             agree=lambda index, ranks: rendezvous.agree_on_group(
                 store, rank, world, index, ranks, options.timeout, signal.event.is_set
             ),
+            faults=faults,
         )
         runtime.inline = transport
         ctx, program = build_role(
@@ -222,18 +237,31 @@ def run_rank(
             nodes=nodes,
             device=device,
         )
-        _together(store, options.timeout)
-        if rank == 0:
+        if rejoined:
+            ctx.rejoined = True
+        else:
+            _together(store, options.timeout)
+        if rank == 0 and not rejoined:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
         taking.enter_context(interrupts(interrupt))
-        record["ended"] = drive(
-            runtime,
-            ctx,
-            program,
-            options.timeout,
-            tick=lambda: handin.events(runtime.events, force=runtime.hand_in_now()),
-        )
+
+        def crash_now() -> None:
+            # The schedule's crash: hand in what was measured, say it was scheduled, and
+            # die as a killed process dies (no clean-up, no closing record).
+            assert faults is not None and runtime is not None
+            handin.events(runtime.events, force=True)
+            faults.crash(runtime.now())
+
+        def tick() -> None:
+            handin.events(runtime.events, force=runtime.hand_in_now())
+            if faults is not None and ctx is not None and faults.due(ctx.step):
+                crash_now()
+
+        if faults is not None:
+            runtime.crash_now = crash_now
+
+        record["ended"] = drive(runtime, ctx, program, options.timeout, tick=tick)
         if interrupted:  # the others stop too, and hand in theirs
             signal.stop("interrupted")
         if rank in owners:
@@ -242,7 +270,16 @@ def run_rank(
         record["error"] = one_line_error(error)
         if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting
             record["error"] = rendezvous.group_shortfall(store, world) or record["error"]
-        if isinstance(error, CommError):  # a peer may have died: name it, if one is silent
+        if isinstance(error, PeerFailure) and faults is not None:
+            # A crash the program did not survive: the run's one line, as sim says it.
+            step = ctx.step if ctx is not None else 0
+            at = runtime.now() if runtime is not None else 0.0
+            rendezvous.report_silence(
+                store,
+                f"the run failed at t={at:.6g}s after {step} steps: "
+                f"{' '.join(str(error).split())}. {survivable(setup.strategy)}",
+            )
+        elif isinstance(error, CommError):  # a peer may have died: name it, if one is silent
             for dead in rendezvous.silent_ranks(store, world):
                 rendezvous.report_failure(
                     store,
@@ -260,6 +297,8 @@ def run_rank(
             pass
         raise
     finally:
+        if faults is not None:
+            faults.close()
         if ctx is not None and runtime is not None:
             runtime.ended(ctx)
         record["stop_reason"] = signal.reason

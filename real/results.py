@@ -57,6 +57,7 @@ def replay(
     parts: list[dict[str, Any] | None],
     target_loss: float | None = None,
     max_time: float | None = None,
+    faults: bool = False,
 ) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses.
 
@@ -64,10 +65,12 @@ def replay(
     the run's watcher stopped the ranks at: the same snapshots, evaluated alike). With
     ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
     there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
+    ``faults``: the run had a fault schedule (the ledger's owners and summary are then a
+    faulty run's, as in ``sim``).
     """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
-    owners, _ = setup.strategy.owners(setup.world_size)
-    ledger = make_ledger(setup, target_loss=target_loss)  # its time and bytes: the events'
+    ledger = make_ledger(setup, target_loss=target_loss, faults=faults)  # the events' time, bytes
+    owners = ledger.owners
     flat = initial_parameters(setup)
     ledger.start({r: initial_state(setup, r, flat) for r in owners})
     events: list[Event] = sorted(
@@ -131,6 +134,7 @@ def assemble(
     error: BaseException | None = None,
     target_loss: float | None = None,
     max_time: float | None = None,
+    faults: bool = False,
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
     ``target_loss``, ``max_time``: the run's stops (see :func:`replay`).
@@ -138,7 +142,7 @@ def assemble(
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts, target_loss, max_time)
+    replayed = replay(setup, parts, target_loss, max_time, faults)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:

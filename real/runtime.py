@@ -195,6 +195,10 @@ class StopSignal:
         self.event = threading.Event()
         self.reason: str | None = None
         self._listeners: list[threading.Event] = []
+        #: The rank's fault schedule (:class:`real.crashes.RankFaults`), if the run has one:
+        #: ranks the schedule killed are not silent peers, and every step is published (a
+        #: restart waits for a global step).
+        self.faults: Any = None
         self._thread = threading.Thread(target=self._watch_loop, daemon=True)
         self._thread.start()
 
@@ -208,12 +212,19 @@ class StopSignal:
     def progress(self, rank: int, step: int) -> None:
         """Publish an owner's step, at most every ``PROGRESS_EVERY`` seconds (and at the end)."""
         now = time.monotonic()
-        if now - self._published >= PROGRESS_EVERY or step >= self._steps_hint:
+        if (
+            self.faults is not None
+            or now - self._published >= PROGRESS_EVERY
+            or step >= self._steps_hint
+        ):
             self._published = now
             self._store.set(STEP_KEY.format(rank=rank), str(step))
 
     def owner_done(self) -> None:
-        """This owner has applied its ``steps``; the last owner stops the run."""
+        """This owner has applied its ``steps``; the last owner stops the run (with a fault
+        schedule, the launcher stops it once every owner in the model is done)."""
+        if self.faults is not None:
+            self.faults.done()
         if int(self._store.add(OWNERS_KEY, 1)) >= self._owners:
             self.stop("steps")
 
@@ -250,6 +261,12 @@ class StopSignal:
                         self._look_for_silence()
                 if not self.event.is_set() and self._watch.check([STOP_KEY]):
                     self._set(bytes(self._watch.get(STOP_KEY)).decode())
+                faults = self.faults
+                if faults is not None and not faults.requested.is_set():
+                    if self._watch.check([faults.kill_key]):  # a crash at a time: now
+                        faults.requested.set()
+                        for wake in self._listeners:
+                            wake.set()
             except StoreTampered as tampered:  # a stop the run did not sign: fail, loudly
                 rendezvous.report_failure(self._watch, self._rank, str(tampered))
                 self._set("failed")
@@ -271,6 +288,9 @@ class StopSignal:
         not clocks: a count unchanged between two reads means no beat in between, however far
         apart the reads were, and nodes' clocks need not agree."""
         peers = [r for r in range(self._world_size) if r != self._rank]
+        if self.faults is not None:  # a rank the schedule killed is down, not silent
+            killed = set(self.faults.down(peers))
+            peers = [r for r in peers if r not in killed]
         keys = [BEAT_KEY.format(rank=r) for r in peers]
         if hasattr(self._watch, "multi_get") and self._watch.check(keys):
             counts = [int(bytes(v)) for v in self._watch.multi_get(keys)]  # one round trip
@@ -368,6 +388,9 @@ class RealRuntime:
         #: global model as it goes (``target_loss``, :mod:`real.watch`).
         self.eager = False
         self._hand_in_now = False
+        #: Hands in and kills this process (a crash the launcher asked for at a time, seen
+        #: while the rank waits: it dies at that wait, as at a ``yield``); None: no faults.
+        self.crash_now: Callable[[], None] | None = None
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
@@ -444,8 +467,10 @@ class RealRuntime:
         self.events.append(Logged(self.resumed_at, self.rank, dict(values)))
 
     def restored(self, ctx: RoleContext, nbytes: float) -> None:
-        state = ctx.parameters() if self.owner else None
+        state = ctx.parameters().detach().cpu().clone() if self.owner else None
         self.events.append(Restored(self.resumed_at, self.rank, ctx.step, float(nbytes), state))
+        if self.signal.faults is not None:  # in the model again: the stop waits for it
+            self.signal.faults.rejoined()
 
     def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
         self.events.append(Lost(self.resumed_at, self.rank, int(steps), bool(undone)))
@@ -500,6 +525,7 @@ class RealRuntime:
         # A sleep or a gradient ends by itself: the bound is for operations that need a peer.
         deadline = math.inf if handle.kind != "comm" else time.perf_counter() + timeout
         while not handle.done and not self.stopped():
+            self._crash_if_asked()
             left = deadline - time.perf_counter()
             if left <= 0 or not self.wake.wait(None if left == math.inf else left):
                 if not handle.done and not self.stopped():
@@ -511,9 +537,15 @@ class RealRuntime:
         has stopped never joins) and the timeout as :meth:`wait` does."""
         deadline = time.perf_counter() + timeout
         while not self.stopped():
+            self._crash_if_asked()
             left = deadline - time.perf_counter()
             if left <= 0 or inline.finish_inline(handle, min(INLINE_SLICE, left)):
                 return
+
+    def _crash_if_asked(self) -> None:
+        faults = self.signal.faults
+        if faults is not None and faults.requested.is_set() and self.crash_now is not None:
+            self.crash_now()
 
     def release(self) -> None:
         """Let every held operation finish by itself (the program has ended)."""

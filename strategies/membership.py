@@ -77,25 +77,37 @@ class Quorum:
 
 
 def heal(w: WorkerContext, quorum: Quorum) -> Generator[Any, Any, None]:
-    """A sub-program (``yield from heal(w, q)``): the quorum's :attr:`~Quorum.source` sends
-    its state (parameters, optimizer buffers, step) to every member that is
-    :attr:`~Quorum.behind`, which takes it (``w.restore``); the others do nothing.
-    Point-to-point, as torchft sends a state dict to each healing replica."""
+    """A sub-program (``yield from heal(w, q)``): the quorum's :attr:`~Quorum.source`
+    broadcasts its state (parameters, optimizer buffers, then its step, version and the
+    optimizer's numbers) over the quorum's group; every member that is
+    :attr:`~Quorum.behind` takes it (``w.restore``), the others let it go. Every member
+    calls it. A broadcast over the quorum's own group, not point-to-point: a restarted
+    process on ``real`` has no group but the quorum's (torchft heals over its own
+    transport; the bytes a behind member receives are the same)."""
     behind = quorum.behind
     if not behind:
         return
+    # Every member has the same optimizer, so the same numbers' names (a behind one's own
+    # values are replaced by the source's).
+    flat, numbers = w.export()
     if w.rank == quorum.source:
-        flat, numbers = w.export()
-        header = {"step": w.step, "version": w.version, **numbers}
-        yield w.comm.wait_all([w.comm.send(flat, dst=r, header=header) for r in behind])
-    elif w.rank in behind:
-        buffer = torch.empty(w.export_numel(), dtype=w.replica.flat.dtype, device=w.device)
-        message = yield w.comm.recv(buffer, src=quorum.source)
-        header = dict(message.header)
+        flat = flat.clone()  # sent as it is now, whatever the program does next
+    else:
+        flat = torch.empty(w.export_numel(), dtype=w.replica.flat.dtype, device=w.device)
+    names = sorted(numbers)
+    meta = torch.tensor(
+        [float(w.step), float(w.version), *(float(numbers[k]) for k in names)],
+        dtype=torch.float64,
+        device=w.device,
+    )
+    flat = yield w.comm.broadcast(flat, src=quorum.source, group=quorum.group)
+    meta = yield w.comm.broadcast(meta, src=quorum.source, group=quorum.group)
+    if w.rank in behind:
+        values = meta.tolist()
         w.restore(
-            buffer,
-            step=int(header.pop("step")),
-            version=int(header.pop("version")),
-            numbers=header,
-            nbytes=float(buffer.numel() * buffer.element_size()),
+            flat,
+            step=int(values[0]),
+            version=int(values[1]),
+            numbers=dict(zip(names, values[2:])),
+            nbytes=float(flat.numel() * flat.element_size()),
         )

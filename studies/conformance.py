@@ -184,6 +184,7 @@ def check(
     seeds: int = 3,
     k: float = 3.0,
     bytes_rtol: float = 0.05,
+    faults: Any = None,
 ) -> Conformance:
     """Run ``strategy`` in ``sim`` (on a star whose hosts form one node, as the local
     processes do; ``auto`` collectives follow the library the real ranks run, gloo on CPU,
@@ -215,12 +216,18 @@ def check(
         micro-batch, or a dict of :class:`sim.compute.ComputeModel` fields:
         ``{"base": 0.01, "straggler": "lognormal"}``); the real ranks compute at this
         machine's speed.
+    faults
+        A fault schedule for both runs (as ``sim.run`` takes it); the runs must then agree
+        on ``failures``, ``restarts``, ``lost_steps`` and the final loss too (the bytes are
+        not compared: a crash's aborted operations are charged differently).
     """
     ComputeModel.parse(compute)  # sim's own check, before any run starts
     if exact is False and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2):
         raise ValueError(f"seeds={seeds!r} must be an int >= 2 (a spread needs two seeds)")
     every = max(1, steps // 2) if eval_every is None else eval_every
     kwargs = {"steps": steps, "optimizer": optimizer, "eval_every": every}
+    if faults is not None:
+        kwargs["faults"] = faults
     # The real ranks share this machine: give the simulated hosts one node too, so
     # strategies that read locality (w.node, w.nodes) see the same layout in both.
     graph = topology
@@ -253,8 +260,16 @@ def check(
     report = Conformance(name, sims[0], reals[0])
     for s, simulated, measured in zip(chosen, sims, reals):
         found = _differences(simulated, measured, exact, rtol, atol)
-        if exact:  # asynchronous bytes follow the interleaving, as the discarded work does
+        if exact and faults is None:  # asynchronous bytes follow the interleaving
             found += _bytes_difference(simulated, measured, bytes_rtol)
+        if faults is not None:
+            for key in ("failures", "restarts", "lost_steps", "final_loss"):
+                a, b = simulated.summary.get(key), measured.summary.get(key)
+                close = key == "final_loss" and a is not None and b is not None
+                if close and abs(float(a) - float(b)) <= atol + 100 * rtol * abs(float(a)):
+                    continue  # within the tolerance of the evaluations' losses
+                if a != b:
+                    found.append(f"{key}: sim {a}, real {b}")
         tag = "" if exact else f"seed {s}: "
         report.differences += [tag + d for d in found]
     if not exact:

@@ -304,3 +304,27 @@ class NaturalLocalSGD(Strategy):
                 params = w.parameters()
                 yield w.comm.all_reduce(params, op="mean")
                 w.load_parameters(params)
+
+
+class CatchingAllReduce(Strategy):
+    """A user's strategy: it averages over the world and, once a peer fails
+    (``PeerFailure``, in either backend), trains alone."""
+
+    name = "catching"
+    global_model = "average"
+
+    def worker(self, w):  # type: ignore[no-untyped-def]
+        from strategies import PeerFailure
+
+        alone = False
+        while not w.done:
+            grads = yield w.compute_gradients()
+            if not alone:
+                try:
+                    grads = yield w.comm.all_reduce(grads, op="mean")
+                except PeerFailure as failure:
+                    w.log(failed_ranks=float(sum(failure.ranks)))
+                    alone = True
+                    w.lose()
+                    continue
+            w.apply(grads)

@@ -98,7 +98,7 @@ class Completion(Staging):
                 future.value()  # raises the library's error, if any
                 value = finish()
             except Exception as exc:  # the program receives it at its yield
-                handle.fail(CommError(f"{handle.describe()} failed: {exc}"), at=self._clock())
+                handle.fail(self._failure(handle, handle.describe(), exc), at=self._clock())
                 return
             handle.resolve(value, at=self._clock(), started_at=started)
 
@@ -120,11 +120,15 @@ class Completion(Staging):
                 value = finish()
                 self._synchronize()
             except Exception as exc:
-                handle.fail(CommError(f"{failed} failed: {exc}"), at=self._clock())
+                handle.fail(self._failure(handle, failed, exc), at=self._clock())
                 return
             handle.resolve(value, at=self._clock(), started_at=started)
 
         self._thread(wait)
+
+    def _failure(self, handle: Handle[Any], what: str, exc: BaseException) -> CommError:
+        """The error the program receives for an operation the library failed."""
+        return CommError(f"{what} failed: {exc}")
 
     # -- inline completion (CPU collectives) ----------------------------------------------
     def holds(self, handle: Handle[Any]) -> bool:
@@ -162,6 +166,6 @@ class Completion(Staging):
             op.work.wait()  # finished: returns at once, or raises the library's error
             value = op.finish()
         except Exception as exc:  # the program receives it at its yield
-            handle.fail(CommError(f"{handle.describe()} failed: {exc}"), at=self._clock())
+            handle.fail(self._failure(handle, handle.describe(), exc), at=self._clock())
             return
         handle.resolve(value, at=self._clock(), started_at=op.started)

@@ -17,8 +17,9 @@ from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
 from real.transport.matching import Receiving
 from real.transport.staging import resolve_device
-from strategies.comm import CommError, Group, header_nbytes, message_nbytes
+from strategies.comm import CommError, Group, PeerFailure, header_nbytes, message_nbytes
 from strategies.handles import Handle
+from strategies.membership import Quorum
 from strategies.operations import Operation
 
 __all__ = ["TorchTransport"]
@@ -80,6 +81,7 @@ class TorchTransport(Receiving):
         inline: bool = True,
         first_come: bool | None = None,
         agree: Callable[[int, tuple[int, ...]], None] | None = None,
+        faults: Any = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -107,6 +109,14 @@ class TorchTransport(Receiving):
         self._agree = agree
         self._made = 0  # groups this rank has created (every call, the world's included)
         self._tags = Tags(world_size)  # each message's payload tag
+        #: The rank's fault schedule (:class:`real.crashes.RankFaults`), or None: quorums,
+        #: their process groups (by quorum id: a failed one is dropped at once, every
+        #: reference, so that peers blocked on this rank fail at once too) and peer failures.
+        self._faults = faults
+        self._quorum_groups: dict[int, tuple[tuple[int, ...], Any]] = {}
+        self._asked = False  # whether this process has asked for a quorum yet
+        #: A quorum whose group could not be built, and the members found dead then.
+        self._unbuilt: dict[int, tuple[int, ...]] = {}
         self._init_receiving()
 
     # -- groups ---------------------------------------------------------------------------
@@ -119,7 +129,27 @@ class TorchTransport(Receiving):
             self._groups[group.ranks] = dist.new_group(list(group.ranks))
 
     def _pg(self, group: Group) -> Any:
+        if group.epoch > 0:  # a quorum's group (strategies.membership)
+            return self._quorum_groups.get(group.epoch, ((), None))[1]
         return None if group.ranks == tuple(range(self.world_size)) else self._groups[group.ranks]
+
+    def _failure(self, handle: Handle[Any], what: str, exc: BaseException) -> CommError:
+        """A library error: a :class:`~strategies.PeerFailure` naming the killed peers when
+        the run has a fault schedule and a peer of the operation was killed."""
+        if self._faults is not None:
+            op = handle.op
+            ranks = op.group if op is not None and op.group is not None else range(self.world_size)
+            failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is not None:
+                if op is not None and op.group is not None:
+                    self._drop_quorum_groups(tuple(op.group))
+                return failure
+        return CommError(f"{what} failed: {exc}")
+
+    def _drop_quorum_groups(self, ranks: tuple[int, ...]) -> None:
+        for epoch, (members, _) in list(self._quorum_groups.items()):
+            if members == ranks:
+                del self._quorum_groups[epoch]
 
     # -- collectives ----------------------------------------------------------------------
     def collective(
@@ -135,6 +165,8 @@ class TorchTransport(Receiving):
     ) -> Handle[Any]:
         handle: Handle[Any] = Handle("comm", op=what)
         started = self._clock()
+        if group.epoch > 0:
+            return self._quorum_collective(handle, kind, tensor, group, op, root, started)
         pg, n = self._pg(group), group.size
         moved = self._to_device(tensor) if kind != "barrier" else tensor  # staged off-device
 
@@ -206,7 +238,60 @@ class TorchTransport(Receiving):
             )
         )
 
-    # -- point to point: sending ----------------------------------------------------------
+    def _quorum_collective(
+        self,
+        handle: Handle[Any],
+        kind: str,
+        tensor: torch.Tensor,
+        group: Group,
+        op: str | None,
+        root: int | None,
+        started: float,
+    ) -> Handle[Any]:
+        """A collective on a quorum's own process group (:mod:`real.membership`): its own
+        methods, the members' indices as its ranks. A group that could not be built (a
+        member died before it met) fails the operation as the member's death does."""
+        pg = self._pg(group)
+        if pg is None:
+            dead = self._unbuilt.get(group.epoch, ())
+            crashed = ", ".join(f"rank {r} crashed" for r in dead)
+            handle.fail(
+                PeerFailure(
+                    f"{handle.describe()}: {crashed or 'a member did not meet'} (the quorum's "
+                    "process group could not be built)",
+                    dead,
+                ),
+                at=self._clock(),
+            )
+            return handle
+        n = group.size
+        if kind == "all_reduce":
+            opts = dist.AllreduceOptions()
+            opts.reduceOp = _OPS[op or "sum"]  # type: ignore[assignment]
+            work = pg.allreduce([tensor], opts)
+
+            def finish() -> torch.Tensor:
+                return tensor.div_(n) if op == "mean" else tensor
+
+        elif kind == "broadcast":
+            bopts = dist.BroadcastOptions()
+            bopts.rootRank = group.index(root if root is not None else group.ranks[0])
+            bopts.rootTensor = 0
+            work = pg.broadcast([tensor], bopts)
+
+            def finish() -> torch.Tensor:
+                return tensor
+
+        else:
+            raise CommError(
+                f"{kind} on a quorum's group is not available on the real backend yet; use "
+                "all_reduce or broadcast there"
+            )
+        self._charge(kind, tensor, group, self.rank, root)
+        self._complete_later(work, handle, finish, started)
+        return handle
+
+    # -- quorums ----------------------------------------------------------------------------
     def quorum(
         self,
         rank: int,
@@ -216,12 +301,73 @@ class TorchTransport(Receiving):
         step: int,
         what: Operation,
     ) -> Handle[Any]:
-        """Quorums need the run's membership over the launcher's store (faults on the real
-        backend, issue 24's real part): refused with one line until then."""
-        raise CommError(
-            "w.quorum is not available on the real backend yet (fault tolerance runs in sim "
-            "only for now); run this strategy with sim, or without fault_tolerance"
-        )
+        """The next quorum of the live ranks (:mod:`real.membership`): announced now (a rank
+        that is killed right after is in it, as in ``sim``), decided on a thread, with a
+        gloo process group of its members, whose timeout is the schedule's ``detect``."""
+        faults = self._faults
+        if faults is None:
+            raise CommError(
+                "w.quorum needs the run's membership: on the real backend it runs with a "
+                "fault schedule (real.run(..., faults=...)); run this strategy with sim, or "
+                "give faults"
+            )
+        if ranks != tuple(range(self.world_size)):
+            raise CommError(
+                f"w.quorum over ranks {ranks} (not every rank) is not available on the real "
+                "backend yet; run this strategy with sim"
+            )
+        handle: Handle[Any] = Handle("comm", op=what)
+        started = self._clock()
+        membership = faults.membership
+        # A restarted process asks its first quorum with the others' of one step past its
+        # restart (as sim's): it waits for that step, then announces.
+        rejoin = faults.rejoin_when() if not self._asked else None
+        self._asked = True
+        q = membership.announce(min_size, step) if rejoin is None else 0
+        expect = faults.expected(step, ranks)
+        limit = faults.timeout if timeout is None else timeout
+
+        def decide() -> None:
+            nonlocal q
+            try:
+                if rejoin is not None:
+                    faults.wait_for_step(rejoin, faults.owners)
+                    q = membership.announce(min_size, step)
+                formed = membership.wait(
+                    q,
+                    min_size,
+                    limit,
+                    faults.detect,
+                    expect,
+                    lambda: faults.down(ranks),
+                    step,
+                    live=lambda: faults.live(step, ranks),
+                )
+                steps = membership.steps(formed)
+                try:
+                    pg = membership.group(formed, timeout=max(faults.detect, 1.0))
+                except RuntimeError:  # a member died before the group met: its ops fail
+                    pg = None
+                    # Named now: a killed member may be back by the time the group is used.
+                    dead = faults.down(formed.members) or tuple(
+                        r for r in membership.silent(faults.detect) if r in formed.members
+                    )
+                    self._unbuilt = {formed.id: dead}
+                # Older quorums' groups are let go (destroyed with their last reference).
+                self._quorum_groups = {formed.id: (formed.members, pg)}
+                joined = () if formed.id == 1 else formed.joined
+                value = Quorum(
+                    formed.id, formed.members, joined, steps, Group(formed.members, formed.id)
+                )
+            except Exception as exc:
+                handle.fail(CommError(f"rank {rank}: quorum failed: {exc}"), at=self._clock())
+                return
+            handle.resolve(value, at=self._clock(), started_at=started)
+
+        self._thread(decide)
+        return handle
+
+    # -- point to point: sending ----------------------------------------------------------
 
     def send(
         self,

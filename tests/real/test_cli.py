@@ -150,3 +150,25 @@ def test_a_launched_run_records_its_launchers_placement():
     }
     testbed = placement_record(3, 1, "testbed")
     assert (testbed["nodes"], testbed["links"]) == (3, "the testbed's emulated links")
+
+
+def test_faults_from_a_file_kill_a_rank_and_the_quorum_run_goes_on(tmp_path):
+    schedule = tmp_path / "faults.json"
+    schedule.write_text(json.dumps({"events": [{"kind": "crash", "rank": 2, "step": 2}]}))
+    args = ["real", "--nproc", "3", "--strategy", "allreduce:fault_tolerance=quorum", *RUN]
+    result = CliRunner().invoke(
+        app, [*args, "--faults", str(schedule), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert record["config"]["faults"]["events"] == [{"kind": "crash", "rank": 2, "step": 2}]
+    assert record["summary"]["failures"] == 1 and record["summary"]["steps"] == 4
+
+
+def test_a_fault_real_cannot_apply_is_one_line(tmp_path):
+    schedule = tmp_path / "faults.json"
+    schedule.write_text(json.dumps([{"kind": "link_down", "link": ["s0", "h1"], "at": 1}]))
+    args = ["real", "--nproc", "2", "--strategy", "allreduce", *RUN, "--faults", str(schedule)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert "needs a backend with links" in result.output and result.output.count("\n") == 1

@@ -1,0 +1,327 @@
+"""A fault schedule on the real backend: which faults it applies, and the crash bookkeeping.
+
+``real.run(..., faults=...)`` takes the schedule ``sim.run`` takes (:mod:`faults`), checked
+against the run's ranks; a local run has no links, so ``link_down``/``link_slow`` are refused
+with one line, and so are the events the real backend does not apply yet (a transient
+straggler, ``recovery="restart"`` from checkpoints).
+
+A crash is a rank process killed with ``SIGKILL``:
+
+* at a step (``"step": k``): the rank kills itself at its first ``yield`` after its own
+  optimizer step reached ``k`` (for the synchronous strategies, the global step), *after*
+  the operation it yields was started, as ``sim`` crashes a rank once every rank resumed at
+  that instant (a quorum strategy's rank has asked for the next quorum, and is in it);
+* at a time (``"at": seconds``, or random uptimes from an ``mtbf``, drawn from the run's
+  seed as ``sim`` draws them, as wall seconds): the launcher asks it (a store key its stop
+  watcher reads), and it dies the same way at its next ``yield`` or wait; one stuck in the
+  library is killed by the launcher (:mod:`real.restarts`).
+
+Before it dies, the rank (or the launcher) marks it crashed on the run's store
+(:func:`mark_crashed`), so that the launcher does not take the death for a failure of the run,
+records it for the ledger (``Crashed``), and survivors name it at once in the
+:class:`~strategies.PeerFailure` their failed operation raises (:func:`down`).
+
+A crash with ``restart_step`` (or ``restart`` seconds) comes back as a new process for the
+same rank id, incarnation 1, 2, ... (:func:`mark_restarted`): it joins no world process
+group (the others will not), only the quorums.
+
+Examples
+--------
+>>> schedule = check_schedule([{"kind": "crash", "rank": 1, "step": 3}], 2, 10)
+>>> schedule.crashes[0].rank, crash_step(schedule, 1, 0), crash_step(schedule, 1, 1)
+(1, 3, None)
+>>> check_schedule([{"kind": "slow", "rank": 0, "factor": 2, "at": 1}], 2, 10)
+Traceback (most recent call last):
+...
+faults.errors.FaultError: faults[0]: a transient straggler ('slow') is not applied on the real backend yet; run it with sim
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from faults import FaultError, FaultSchedule
+from real import rendezvous
+from real.peer_failure import is_peer_failure
+from strategies.comm import PeerFailure
+
+__all__ = [
+    "RankFaults",
+    "check_schedule",
+    "crash_step",
+    "down",
+    "mark_crashed",
+    "mark_restarted",
+    "restart_step",
+]
+
+_CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
+_AT = "faults/crashed/{rank}/{incarnation}"
+_DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
+
+
+def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
+    """``value`` as a :class:`faults.FaultSchedule` for a local real run of ``nproc`` ranks
+    (no links), or a one-line :class:`faults.FaultError` naming the event the real backend
+    does not apply."""
+    schedule = FaultSchedule.parse(value, world_size=nproc, links=None, steps=steps)
+    for index, event in enumerate(schedule.events):
+        kind = type(event).__name__
+        why = {"Slow": "a transient straggler ('slow')"}.get(kind)
+        if why is not None:
+            raise FaultError(
+                f"faults[{index}]", f"{why} is not applied on the real backend yet; run it with sim"
+            )
+    if schedule.recovery is not None:
+        raise FaultError(
+            "faults.recovery",
+            f"{schedule.recovery!r} (every rank from a checkpoint) is not available on the real "
+            "backend yet; use a strategy's fault_tolerance='quorum', or run it with sim",
+        )
+    return schedule
+
+
+def crash_step(schedule: FaultSchedule, rank: int, incarnation: int) -> int | None:
+    """The step at which incarnation ``incarnation`` of ``rank`` kills itself (its
+    ``incarnation``-th step-scheduled crash), or None."""
+    steps = sorted(c.step for c in schedule.crashes if c.rank == rank and c.step is not None)
+    return steps[incarnation] if incarnation < len(steps) else None
+
+
+def restart_step(schedule: FaultSchedule, rank: int, incarnation: int) -> int | None:
+    """The global step at which ``rank``'s crash number ``incarnation`` (a step crash) is
+    restarted (``restart_step``), or None."""
+    crashes = sorted(
+        (c for c in schedule.crashes if c.rank == rank and c.step is not None),
+        key=lambda c: c.step or 0,
+    )
+    return crashes[incarnation].restart_step if incarnation < len(crashes) else None
+
+
+def mark_crashed(store: Any, rank: int, incarnation: int, at: float) -> None:
+    """Say on the run's store that ``rank`` (this incarnation) is killed at ``at`` (seconds
+    on the run's clock), before it is."""
+    store.set(_AT.format(rank=rank, incarnation=incarnation), repr(float(at)))
+    store.add(_CRASHES.format(rank=rank), 1)
+
+
+def crashed_at(store: Any, rank: int, incarnation: int) -> float | None:
+    """When incarnation ``incarnation`` of ``rank`` was killed by the schedule, or None: it
+    was not (a death the schedule did not ask for is the run's failure)."""
+    key = _AT.format(rank=rank, incarnation=incarnation)
+    return float(bytes(store.get(key)).decode()) if store.check([key]) else None
+
+
+def mark_restarted(store: Any, rank: int) -> None:
+    """``rank`` is back, as a new process."""
+    store.add(_RESTARTS.format(rank=rank), 1)
+
+
+def in_model(store: Any, rank: int, incarnation: int) -> bool:
+    """Whether ``rank``'s process ``incarnation`` (not killed) owns its share of the
+    global model: the first always, a restarted one once healed (as the ledger counts)."""
+    return incarnation == 0 or bool(
+        store.check([_REJOINED.format(rank=rank, incarnation=incarnation)])
+    )
+
+
+def done(store: Any, rank: int) -> bool:
+    """Whether ``rank`` has applied the run's ``steps`` (an owner)."""
+    return bool(store.check([_DONE.format(rank=rank)]))
+
+
+def down(store: Any, ranks: Any) -> tuple[int, ...]:
+    """The ranks of ``ranks`` that the schedule killed and that are not back."""
+    return tuple(
+        r
+        for r in ranks
+        if int(store.add(_CRASHES.format(rank=r), 0)) > int(store.add(_RESTARTS.format(rank=r), 0))
+    )
+
+
+def _crash_count(store: Any, rank: int) -> int:
+    return int(store.add(_CRASHES.format(rank=rank), 0))
+
+
+class RankFaults:
+    """One rank process's side of the schedule: when it kills itself, who of its peers is
+    down (named at once in a :class:`~strategies.PeerFailure`), whom a quorum waits for (a
+    rank due back at a step), and its :class:`real.membership.Membership` for quorums.
+
+    It has store clients of its own (``connect()``): the transport asks it from the library's
+    completion threads and from the quorum thread."""
+
+    def __init__(
+        self,
+        schedule: FaultSchedule,
+        rank: int,
+        world_size: int,
+        incarnation: int,
+        owners: list[int],
+        connect: Any,
+    ) -> None:
+        self.schedule, self.rank, self.world_size = schedule, rank, world_size
+        self.incarnation, self.owners = incarnation, owners
+        self.detect = float(schedule.detect)
+        #: The longest a quorum waits for its members (the run's ``timeout``).
+        self.timeout = 300.0
+        self._connect = connect
+        self._store = connect()
+        self._lock = threading.Lock()
+        self._crash_step = crash_step(schedule, rank, incarnation)
+        self._membership: Any = None
+        #: Where the launcher asks this process to crash (a crash at a time), and whether
+        #: it has (set by the rank's stop watcher, which reads the store).
+        self.kill_key = f"faults/kill/{rank}/{incarnation}"
+        self.requested = threading.Event()
+
+    @classmethod
+    def of(
+        cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults | None:
+        """The rank's faults from its options (None for a run without a schedule)."""
+        if not options.faults:
+            return None
+        world = setup.world_size
+        schedule = FaultSchedule.parse(
+            options.faults, world_size=world, links=None, steps=setup.steps
+        )
+        owners, _ = setup.strategy.owners(world)
+        if setup.strategy.global_model == "primary":  # as the ledger of a run with faults
+            owners = setup.strategy.workers(world)
+        addr, port = placement.master_addr, placement.master_port
+
+        def connect() -> Any:
+            return rendezvous.client(addr, port, options.timeout, secret)
+
+        faults = cls(schedule, rank, world, options.incarnation, list(owners), connect)
+        faults.timeout = float(options.timeout)
+        return faults
+
+    # -- this rank's crash ------------------------------------------------------------------
+    def due(self, step: int) -> bool:
+        """Whether this process is to be killed now, its own step being ``step`` (or the
+        launcher asked: a crash at a time)."""
+        return self.requested.is_set() or (
+            self._crash_step is not None and step >= self._crash_step
+        )
+
+    def crash(self, at: float) -> None:
+        """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says."""
+        with self._lock:
+            mark_crashed(self._store, self.rank, self.incarnation, at)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def done(self) -> None:
+        """This owner has applied the run's ``steps``."""
+        with self._lock:
+            self._store.set(_DONE.format(rank=self.rank), "1")
+
+    def rejoined(self) -> None:
+        """This restarted process was healed: it owns its share of the model again."""
+        with self._lock:
+            self._store.set(_REJOINED.format(rank=self.rank, incarnation=self.incarnation), "1")
+
+    # -- peers --------------------------------------------------------------------------------
+    def down(self, ranks: Any) -> tuple[int, ...]:
+        """The ranks of ``ranks`` the schedule killed and that are not back."""
+        with self._lock:
+            return down(self._store, ranks)
+
+    def peer_failure(self, what: str, error: BaseException, ranks: Any) -> PeerFailure | None:
+        """``error`` (raised by an operation with ``ranks``) as the :class:`PeerFailure` it
+        is when a peer was killed, naming it and when; None when it is not one."""
+        if not is_peer_failure(error):
+            return None
+        dead = self.down(r for r in ranks if r != self.rank)
+        if not dead:
+            return None
+        with self._lock:
+            said = []
+            for r in dead:
+                at = crashed_at(self._store, r, _crash_count(self._store, r) - 1)
+                said.append(f"rank {r} crashed" + ("" if at is None else f" at t={at:.6g}s"))
+        return PeerFailure(f"{what}: {', '.join(said)}", dead)
+
+    def expected(self, step: int, ranks: Any) -> tuple[int, ...]:
+        """Ranks of ``ranks`` that a quorum asked at ``step`` waits for: those restarted at
+        global step ``step - 1`` (``restart_step``). In ``sim`` a rank restarted at step
+        ``m`` misses the quorum the others asked for at that instant (it was down when they
+        asked) and is in the next one, asked after step ``m + 1``; so it is here
+        (:meth:`rejoin_when`)."""
+        out = []
+        for r in ranks:
+            crashes = sorted(
+                (c for c in self.schedule.crashes if c.rank == r and c.step is not None),
+                key=lambda c: c.step or 0,
+            )
+            for index, crash in enumerate(crashes):
+                if crash.restart_step is not None and step == crash.restart_step + 1:
+                    with self._lock:
+                        if _crash_count(self._store, r) > index:
+                            out.append(r)
+        return tuple(out)
+
+    def live(self, step: int, ranks: Any) -> tuple[int, ...]:
+        """The ranks of ``ranks`` a quorum asked at ``step`` waits for: every one not down,
+        less those restarted at a ``restart_step`` the asking step has not passed (they ask
+        their first quorum after it, :meth:`rejoin_when`). Every death of a run with a
+        schedule is said on the store before it happens, so no heartbeat is needed here:
+        a rank that only started beats late, and would be left out."""
+        dead = set(self.down(ranks))
+        out = []
+        for r in ranks:
+            if r in dead:
+                continue
+            with self._lock:
+                crashes = _crash_count(self._store, r) if r != self.rank else 0
+            back = restart_step(self.schedule, r, crashes - 1) if crashes else None
+            if back is not None and step <= back:
+                continue
+            out.append(r)
+        return tuple(out)
+
+    def rejoin_when(self) -> int | None:
+        """For a restarted process: the global step after which it asks its first quorum
+        (one past its ``restart_step``, as in ``sim``); None otherwise."""
+        if self.incarnation == 0:
+            return None
+        back = restart_step(self.schedule, self.rank, self.incarnation - 1)
+        return None if back is None else back + 1
+
+    def wait_for_step(self, step: int, owners: Any) -> None:
+        """Wait until every live owner but this rank has published ``step`` or more."""
+        from real.runtime import STEP_KEY
+
+        while True:
+            with self._lock:
+                dead = set(down(self._store, owners))
+                steps = []
+                for r in owners:
+                    if r == self.rank or r in dead:
+                        continue
+                    key = STEP_KEY.format(rank=r)
+                    value = self._store.get(key) if self._store.check([key]) else b"0"
+                    steps.append(int(bytes(value).decode()))
+            if min(steps, default=step) >= step:
+                return
+            time.sleep(0.005)
+
+    @property
+    def membership(self) -> Any:
+        """This rank's :class:`real.membership.Membership` (started on first use)."""
+        if self._membership is None:
+            from real.membership import Membership
+
+            self._membership = Membership(
+                self._connect, self.rank, self.world_size, interval=min(0.5, self.detect / 4)
+            )
+        return self._membership
+
+    def close(self) -> None:
+        if self._membership is not None:
+            self._membership.close()

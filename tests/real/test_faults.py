@@ -1,0 +1,178 @@
+"""Faults on the real backend (real.crashes, real.restarts): a crash is the rank process
+killed with SIGKILL, a restart a new process that rejoins; the same schedule as sim's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import real
+import sim
+import topologies
+from faults import FaultError
+from tests.reference_strategies import CatchingAllReduce
+
+KW = dict(steps=8, eval_every=4)
+QUORUM = "allreduce:fault_tolerance=quorum"
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_rank_left_behind():  # type: ignore[no-untyped-def]
+    """Every rank process a fault test started, killed or restarted, is gone after it."""
+    yield
+    from real.pool import shared_pool
+
+    pool = shared_pool()
+    assert _children(pool._process.pid) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        ({"kind": "link_down", "link": ["s0", "h1"], "at": 1.0}, "needs a backend with links"),
+        ({"kind": "slow", "rank": 0, "factor": 2, "at": 1.0}, "not applied on the real backend"),
+        ({"kind": "crash", "rank": 5, "step": 2}, "rank"),
+    ],
+)
+def test_faults_the_real_backend_cannot_apply_are_refused_in_one_line(event, words) -> None:
+    with pytest.raises(FaultError) as raised:
+        real.run("allreduce", "quadratic", nproc=2, **KW, faults=[event])
+    assert "\n" not in str(raised.value) and words in str(raised.value)
+
+
+def test_checkpoint_restarts_are_refused_in_one_line() -> None:
+    faults = {"events": [{"kind": "crash", "rank": 1, "step": 2}], "recovery": "restart"}
+    faults["checkpoint_every"] = 2
+    with pytest.raises(FaultError, match="faults.recovery: .* not available on the real backend"):
+        real.run("allreduce", "quadratic", nproc=2, **KW, faults=faults)
+
+
+def test_without_a_policy_a_crash_ends_the_run_with_one_line_and_its_rows(tmp_path) -> None:
+    crash = {"kind": "crash", "rank": 2, "step": 3}
+    with pytest.raises(RuntimeError) as raised:
+        real.run("allreduce", "quadratic", nproc=3, **KW, faults=[crash], out=tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "rank 2 crashed" in message and "fault_tolerance='quorum'" in message
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "failed"
+    assert record["config"]["faults"]["events"] == [crash]
+    rows = pd.read_parquet(tmp_path / "metrics.parquet")
+    faults = rows[rows.kind == "fault"]
+    assert list(faults.event) == ["crash"] and list(faults["rank"]) == [2]
+    assert rows.step.max() == 3  # as sim's: the rows up to the crash
+
+
+SUMMARY = ("steps", "failures", "restarts", "lost_steps", "lost_samples", "heal_bytes")
+
+
+def test_quorum_allreduce_crash_and_restart_step_equals_sim_exactly() -> None:
+    # Rank 2 is killed at step 3 (after asking for round 4's quorum, so round 4 fails on
+    # the survivors: one lost step), comes back as a new process at step 6, rejoins the
+    # quorum after step 7 and is healed from rank 0 by a broadcast over the quorum's group.
+    faults = {"events": [{"kind": "crash", "rank": 2, "step": 3, "restart_step": 6}]}
+    faults["detect"] = 1.0
+    kw = dict(steps=10, eval_every=5)
+    simulated = sim.run(QUORUM, "quadratic", topologies.ring(3), **kw, compute=0.01, faults=faults)
+    ran = real.run(QUORUM, "quadratic", nproc=3, **kw, timeout=60, faults=faults)
+    assert [ran.summary[k] for k in SUMMARY] == [simulated.summary[k] for k in SUMMARY]
+    assert (ran.summary["failures"], ran.summary["restarts"], ran.summary["lost_steps"]) == (
+        1,
+        1,
+        1,
+    )
+    assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+    assert torch.equal(ran.parameters, simulated.parameters)
+
+    def fault_rows(result):  # type: ignore[no-untyped-def]
+        rows = result.metrics[result.metrics.kind == "fault"]
+        return sorted(zip(rows.step, rows["rank"], rows.event))
+
+    assert fault_rows(ran) == fault_rows(simulated)
+
+
+def test_a_user_strategy_catching_peer_failure_runs_on_both_backends() -> None:
+    crash = {"kind": "crash", "rank": 1, "step": 3}
+    kw = dict(steps=8, eval_every=4)
+    simulated = sim.run(CatchingAllReduce(), "quadratic", topologies.ring(2), **kw, faults=[crash])
+    ran = real.run(CatchingAllReduce(), "quadratic", nproc=2, **kw, timeout=60, faults=[crash])
+    for result in (simulated, ran):
+        assert (result.summary["steps"], result.summary["failures"]) == (8, 1)
+        logged = (
+            result.metrics[result.metrics.kind == "log"]
+            if "failed_ranks" in result.metrics
+            else None
+        )
+        assert logged is None or set(logged.failed_ranks.dropna()) == {1.0}
+    assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+
+
+def test_the_conformance_kit_checks_a_fault_schedule() -> None:
+    from studies.conformance import check
+
+    faults = {"events": [{"kind": "crash", "rank": 1, "step": 2, "restart_step": 4}]}
+    faults["detect"] = 1.0
+    report = check(QUORUM, world_size=3, steps=8, timeout=60, faults=faults)
+    assert report.differences == []
+
+
+def test_a_crash_at_a_time_is_asked_of_the_rank_and_it_rejoins_after_restart_seconds() -> None:
+    # The launcher asks rank 1 to crash at 0.3 s: it hands in and dies at its next yield or
+    # wait (its steps so far count), and a new process comes back 0.2 s later and is healed.
+    faults = {"events": [{"kind": "crash", "rank": 1, "at": 0.3, "restart": 0.2}], "detect": 1.0}
+    ran = real.run(QUORUM, "quadratic", nproc=3, steps=60, eval_every=30, timeout=60, faults=faults)
+    s = ran.summary
+    assert (s["steps"], s["failures"], s["restarts"]) == (60, 1, 1)
+    rows = ran.metrics[ran.metrics.kind == "fault"]
+    assert list(rows[rows["rank"] == 1].event) == ["crash", "restart", "rejoin"]
+    assert s["heal_bytes"] == 4 * ran.parameters.numel()  # the parameters, plain SGD
+
+
+def test_fault_events_travel_through_the_hand_in_and_malformed_ones_are_refused() -> None:
+    from real.handin import HandInRefused, decode_events, encode
+    from strategies.events import Crashed, Lost, Restarted, Restored, to_wire
+
+    events = [Crashed(1.0, 2), Restarted(2.0, 2), Restored(2.5, 2, 7, 40.0, torch.ones(3))]
+    events.append(Lost(3.0, 2, 1, False))
+    decoded = decode_events(encode([to_wire(e) for e in events]), rank=2)
+    assert [type(e) for e in decoded] == [type(e) for e in events]
+    assert decoded[2].step == 7 and torch.equal(decoded[2].state, torch.ones(3))
+    with pytest.raises(HandInRefused, match="a 'lost' event"):
+        decode_events(encode([("lost", 3.0, 2, "one", False)]), rank=2)
+
+
+def test_random_crashes_draw_the_seeds_uptimes_as_wall_seconds() -> None:
+    # Seed 0 draws rank 1's uptimes 0.61 s, then 1.21 s from its restart: the launcher asks
+    # it to crash at those wall times, and restarts it 0.3 s after each.
+    from itertools import islice
+
+    from faults import RandomCrashes
+
+    crashes = {"kind": "crash", "mtbf": 1.0, "ranks": [1], "restart": 0.3}
+    first = next(islice(RandomCrashes(mtbf=1.0, ranks=(1,)).uptimes(0, 1), 1))
+    assert first == pytest.approx(0.61, abs=0.01)
+    faults = {"events": [crashes], "detect": 0.5}
+    ran = real.run(QUORUM, "quadratic", nproc=3, steps=60, eval_every=30, timeout=60, faults=faults)
+    s = ran.summary
+    assert s["steps"] == 60 and s["failures"] >= 1
+    assert s["failures"] - 1 <= s["restarts"] <= s["failures"]  # the last may come after the end
+    rows = ran.metrics[ran.metrics.kind == "fault"]
+    crash_times = list(rows[rows.event == "crash"].time)
+    assert crash_times[0] == pytest.approx(first, abs=0.5)  # wall time: the next yield after it
