@@ -80,10 +80,13 @@ def run_command(
         _fail(console, str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}")
     if faults is not None:
         experiment = _with_faults(console, experiment, faults)
-    if backend == "real" and experiment.faults is not None:
-        from studies.experiment.running import REAL_FAULTS
+    if backend == "real":
+        from studies.experiment.running import check_real_faults
 
-        _fail(console, REAL_FAULTS)
+        try:
+            check_real_faults(experiment)
+        except ExperimentError as exc:
+            _fail(console, str(exc))
     if experiment.sweep is not None:
         _fail(
             console,

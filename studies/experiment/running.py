@@ -15,16 +15,27 @@ from studies.experiment.schema import Experiment, ExperimentError
 if typing.TYPE_CHECKING:
     from runs import RunResult
 
-__all__ = ["REAL_FAULTS", "SIM_ONLY", "run_experiment", "sim_only_fields"]
+__all__ = ["SIM_ONLY", "check_real_faults", "run_experiment", "sim_only_fields"]
 
 #: Fields only a simulation has; ``real`` ignores them (and says so once).
 SIM_ONLY = ("compute", "network")
 
-#: What a real run with a ``[faults]`` section says: it does not run rather than run without.
-REAL_FAULTS = (
-    "faults: faults on the real backend: not yet; run this experiment with --backend sim, "
-    "or leave out its [faults] section"
-)
+
+def check_real_faults(exp: Experiment) -> None:
+    """Refuse, before anything starts, a ``[faults]`` section the real backend cannot apply
+    (a slowed rank, link faults on a local run, ``recovery = "restart"``): one line naming
+    the field (``faults.events[0]: ...``), as a load error does."""
+    if exp.faults is None:
+        return
+    import topologies
+    from faults import FaultError
+    from real.crashes import check_schedule
+
+    try:
+        check_schedule(exp.faults.schedule(), len(topologies.hosts(exp.graph())), exp.run.steps)
+    except FaultError as exc:
+        field = str(exc.field).replace("faults[", "faults.events[", 1)
+        raise ExperimentError(f"{field}: {exc.reason}") from None
 
 
 def sim_only_fields(exp: Experiment) -> list[str]:
@@ -90,8 +101,8 @@ def run_experiment(
         )
     if backend not in ("sim", "real"):
         raise ExperimentError(f"backend={backend!r}: use 'sim' or 'real'")
-    if backend == "real" and exp.faults is not None:
-        raise ExperimentError(REAL_FAULTS)
+    if backend == "real":
+        check_real_faults(exp)
     # What both backends take from the file; the rest is the simulation's or the launcher's.
     shared: dict[str, Any] = {
         "strategy": registry.get(exp.strategy.name, **exp.strategy.options),
@@ -154,6 +165,7 @@ def _run_on(
             topology=graph,
             max_time=exp.run.max_time,
             target_loss=exp.run.target_loss,
+            faults=exp.faults.schedule() if exp.faults is not None else None,
             **shared,
             **real_options,
         )

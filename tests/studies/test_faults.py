@@ -15,7 +15,6 @@ import workloads
 from faults import FaultSchedule
 from strategies import registry
 from studies.experiment import ExperimentError, expand, load_experiment, run_experiment
-from studies.experiment.running import REAL_FAULTS
 from studies.load import load
 from studies.plot import KINDS, loss_vs_time
 from studies.plot import faults as faults_plot
@@ -119,22 +118,28 @@ def test_a_bad_fault_file_is_one_line_naming_the_file_and_the_field(tmp_path):
     assert "no such file" in missing.output
 
 
-def test_real_runs_refuse_faults_in_one_line(tmp_path):
+def test_real_runs_refuse_faults_they_cannot_apply_in_one_line(tmp_path):
+    slow = tmp_path / "slow.toml"
+    slow.write_text('[[events]]\nkind = "slow"\nrank = 1\nfactor = 2\nat = 0.1\n')
     done = _cli(
         "run",
         EXAMPLES / "allreduce.toml",
         "--faults",
-        EXAMPLES / "fault_files" / "mtbf.toml",
+        slow,
         "--backend",
         "real",
         "--out",
         tmp_path / "run",
     )
     assert done.exit_code == 2
-    assert _lines(done.output) == [f"error: {REAL_FAULTS}"]
+    (line,) = _lines(done.output)
+    assert line.startswith("error: faults.events[0]: a transient straggler ('slow') is not")
     assert not (tmp_path / "run").exists()  # refused before anything started
-    with pytest.raises(ExperimentError, match="faults on the real backend: not yet"):
-        run_experiment(load_experiment(_experiment()), backend="real")
+    data = _experiment()
+    data["faults"]["recovery"] = "restart"
+    data["faults"]["checkpoint_every"] = 5
+    with pytest.raises(ExperimentError, match="faults.recovery: 'restart'"):
+        run_experiment(load_experiment(data), backend="real")
 
 
 # -- the [faults] section ------------------------------------------------------------------------
