@@ -337,13 +337,19 @@ def _simulate_run(
     net.reroute_delay = schedule.reroute
     owners, _ = strategy.owners(world_size)
     bar = StepProgress(setup.steps, enabled=progress, clock=lambda: float(env.now))
+    # Who hears of each new global step: the bar, and the fault injector where there is one.
     stepped: list[Callable[[int], None]] = [bar.update]
+
+    def on_step(k: int) -> None:
+        for observer in stepped:
+            observer(k)
+
     ledger = make_ledger(
         setup,
         clock=lambda: float(env.now),
         bytes_sent=lambda: float(net.bytes_sent),
         target_loss=target_loss,
-        on_step=lambda k: [f(k) for f in stepped] and None,
+        on_step=on_step,
         on_eval=_on_eval(bar, writer),
         faults=bool(schedule),
     )
