@@ -328,3 +328,28 @@ class CatchingAllReduce(Strategy):
                     w.lose()
                     continue
             w.apply(grads)
+
+
+class CheckpointingLocal(Strategy):
+    """Workers train alone, each writing its state every ``every`` steps and resting
+    ``rest`` seconds a step; a restarted one takes its last checkpoint back (``restored``:
+    the step it must find there, checked)."""
+
+    name = "checkpointing_local"
+    global_model = "average"
+
+    def __init__(self, every: int = 5, rest: float = 0.0, restored: int | None = None) -> None:
+        super().__init__(every=every, rest=rest, restored=restored)
+        self.every, self.rest, self.restored = every, rest, restored
+
+    def worker(self, w):  # type: ignore[no-untyped-def]
+        if w.rejoined:
+            step = yield w.load_checkpoint()
+            assert self.restored is None or step == self.restored, step
+        while not w.done:
+            grads = yield w.compute_gradients()
+            w.apply(grads)
+            if w.step % self.every == 0:
+                yield w.save_checkpoint()
+            if self.rest:
+                yield w.sleep(self.rest)

@@ -11,6 +11,7 @@ import sim
 import topologies
 from strategies import AllReduceSGD, PeerFailure, Strategy
 from strategies.context import WorkerContext
+from tests.reference_strategies import CheckpointingLocal
 
 KW = dict(steps=40, eval_every=10, compute=0.01)
 QUORUM = "allreduce:fault_tolerance=quorum"
@@ -207,29 +208,17 @@ def test_a_host_link_down_on_a_star_fails_its_operations() -> None:
     assert result.summary["steps"] == 40
 
 
-class CheckpointingLocal(Strategy):
-    """A user's strategy: workers train alone, each saving its state every 5 steps; a
-    restarted one takes its last checkpoint back."""
-
-    name = "checkpointing"
-    global_model = "average"
-
-    def worker(self, w: WorkerContext):  # type: ignore[no-untyped-def]
-        if w.rejoined:
-            restored = yield w.load_checkpoint()
-            assert restored == 10
-        while not w.done:
-            grads = yield w.compute_gradients()
-            w.apply(grads)
-            if w.step % 5 == 0:
-                yield w.save_checkpoint()
-
-
 def test_a_program_saves_and_restores_its_own_checkpoint() -> None:
     storage = {"bandwidth": "1MB/s", "latency": 0.01}
     crash = {"kind": "crash", "rank": 1, "step": 12, "restart": 0.02}
     faults = {"events": [crash], "checkpoint": storage}
-    result = sim.run(CheckpointingLocal(), "quadratic", topologies.ring(2), **KW, faults=faults)
+    result = sim.run(
+        CheckpointingLocal(every=5, restored=10),
+        "quadratic",
+        topologies.ring(2),
+        **KW,
+        faults=faults,
+    )
     s = result.summary
     assert (s["steps"], s["failures"], s["restarts"]) == (40, 1, 1)
     numel = result.parameters.numel()
