@@ -46,6 +46,9 @@ def drive(
     driver = ProgramDriver(program, ctx.rank, ctx.role, runtime.stopped)
     runtime.timer.begin()
     mark = runtime.now()  # when the program's own work since its last yield began
+    # What the program records before its first yield is stamped with its start (a restarted
+    # rank restores its state there, long after the run began).
+    runtime.resumed_at = max(runtime.resumed_at, mark)
     item = driver.advance()
     while isinstance(item, Handle):
         runtime.compute_time += runtime.timer.end()

@@ -395,7 +395,12 @@ def _spawn(
 
     def start(rank: int, incarnation: int = 0) -> int:
         placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
-        rank_options = asdict(options) | {"incarnation": incarnation}
+        # The run's checkpoints (w.save_checkpoint) live in the launcher's own directory: they
+        # outlive any rank, and go with the run.
+        rank_options = asdict(options) | {
+            "incarnation": incarnation,
+            "checkpoints": str(Path(scratch) / "checkpoints"),
+        }
         spec = {"env": placement.env(), "options": rank_options}
         err = str(Path(scratch) / f"{slot(rank, incarnation)}.err")
         return pool.start([scratch, json.dumps(spec)], err)

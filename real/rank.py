@@ -91,6 +91,8 @@ class RankOptions:
     once, for the run's watcher to evaluate (``target_loss``, :mod:`real.watch`).
     ``faults``: the run's fault schedule as recorded (:mod:`real.crashes`), or None;
     ``incarnation``: 0, or which restart of its rank this process is (it rejoins).
+    ``checkpoints``: the directory ``w.save_checkpoint`` writes to (the local launcher's; None
+    on a cluster, where a shared directory is not known).
     """
 
     backend: str = "gloo"
@@ -101,6 +103,7 @@ class RankOptions:
     eager: bool = False
     faults: dict[str, Any] | None = None
     incarnation: int = 0
+    checkpoints: str | None = None
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -215,6 +218,7 @@ def run_rank(
         runtime = RealRuntime(rank, setup.steps, setup.eval_every, owners, signal, device)
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         runtime.eager = options.eager
+        runtime.checkpoints = Path(options.checkpoints) if options.checkpoints else None
         record["events"] = runtime.events
         transport = TorchTransport(
             rank,

@@ -44,6 +44,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -54,8 +55,9 @@ from real.store import StoreTampered
 from runs.trace import Trace
 from strategies.context import GradientWork, RoleContext, WorkerContext
 from strategies.events import Computed, Event, Logged, Lost, Restored, Sent, Settled, Stepped
-from strategies.handles import Handle
+from strategies.handles import Handle, done
 from strategies.rules import RunRules
+from strategies.snapshots import RankState
 
 __all__ = [
     "SILENCE",
@@ -367,6 +369,8 @@ class RealRuntime:
         self.start = time.time()
         self.resumed_at = 0.0
         self.events: list[Event] = []
+        #: Where ``w.save_checkpoint`` writes (the launcher's directory; None: not known).
+        self.checkpoints: Path | None = None
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
         #: The rank's compute time so far at each gradient it computed, as of the yield that
@@ -475,17 +479,42 @@ class RealRuntime:
     def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
         self.events.append(Lost(self.resumed_at, self.rank, int(steps), bool(undone)))
 
+    def _checkpoint_file(self, ctx: RoleContext) -> Path:
+        if self.checkpoints is None:
+            raise RuntimeError(
+                "w.save_checkpoint / w.load_checkpoint need the run's checkpoint directory, "
+                "which only the local launcher provides so far; run locally or with sim"
+            )
+        return self.checkpoints / f"rank{ctx.rank}.pt"
+
     def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
-        raise NotImplementedError(
-            "w.save_checkpoint is not available on the real backend yet (faults run in sim "
-            "only for now); run this strategy with sim"
-        )
+        """Write ``ctx``'s state to the run's checkpoint directory (a file per rank, replaced
+        whole: a crash mid-write leaves the last one). The time it takes is the rank's."""
+        path = self._checkpoint_file(ctx)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = RankState.of(ctx)
+        record = {
+            "flat": state.flat.detach().cpu(),
+            "numbers": dict(state.numbers),
+            "position": torch.tensor([state.step, state.version, state.data]),
+        }
+        partial = path.with_suffix(".tmp")
+        torch.save(record, partial)
+        partial.replace(path)
+        return done(what="checkpoint write")
 
     def load_checkpoint(self, ctx: RoleContext) -> Handle[int | None]:
-        raise NotImplementedError(
-            "w.load_checkpoint is not available on the real backend yet (faults run in sim "
-            "only for now); run this strategy with sim"
-        )
+        """``ctx`` takes its last checkpoint (tensors and plain numbers only: loaded with
+        ``weights_only=True``); None when it has none."""
+        path = self._checkpoint_file(ctx)
+        if not path.is_file():
+            return done(None, what="checkpoint read")
+        record = torch.load(path, weights_only=True)
+        step, version, data = (int(x) for x in record["position"].tolist())
+        state = RankState(record["flat"], dict(record["numbers"]), step, version, data)
+        state.apply(ctx)
+        self.restored(ctx, 0.0)
+        return done(step, what="checkpoint read")
 
     def charged(self, nbytes: float) -> None:
         """Bytes this rank injected (the transport reports each operation it starts)."""

@@ -14,7 +14,7 @@ import real
 import sim
 import topologies
 from faults import FaultError
-from tests.reference_strategies import CatchingAllReduce
+from tests.reference_strategies import CatchingAllReduce, CheckpointingLocal
 
 KW = dict(steps=8, eval_every=4)
 QUORUM = "allreduce:fault_tolerance=quorum"
@@ -176,3 +176,21 @@ def test_random_crashes_draw_the_seeds_uptimes_as_wall_seconds() -> None:
     rows = ran.metrics[ran.metrics.kind == "fault"]
     crash_times = list(rows[rows.event == "crash"].time)
     assert crash_times[0] == pytest.approx(first, abs=0.5)  # wall time: the next yield after it
+
+
+def test_a_program_restores_its_own_checkpoint_on_both_backends() -> None:
+    # Each worker trains alone and writes its state every 4 steps; rank 1 crashes at step 6
+    # and, restarted, takes its step-4 checkpoint back (a file in the launcher's directory,
+    # read weights-only). The final model is the mean of both replicas at step 12, which
+    # depends only on each one's own steps: the same, bit for bit, in both backends.
+    strategy = CheckpointingLocal(every=4, rest=0.3, restored=4)
+    crash = {"kind": "crash", "rank": 1, "step": 6, "restart": 0.2}
+    kw = dict(steps=12, eval_every=6)
+    simulated = sim.run(strategy, "quadratic", topologies.ring(2), **kw, faults=[crash])
+    ran = real.run(strategy, "quadratic", nproc=2, **kw, timeout=60, faults=[crash])
+    for result in (simulated, ran):
+        s = result.summary
+        assert (s["steps"], s["failures"], s["restarts"]) == (12, 1, 1)
+        faults = result.metrics[result.metrics.kind == "fault"]
+        assert list(faults.event) == ["crash", "restart", "rejoin"]
+    assert torch.equal(ran.parameters, simulated.parameters)
