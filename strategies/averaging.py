@@ -32,6 +32,7 @@ __all__ = [
     "merge",
     "pseudo_gradient",
     "quorum_mean",
+    "drop_round",
     "rewind",
     "take",
 ]
@@ -211,6 +212,17 @@ def rewind(w: Any, params: torch.Tensor, step: int) -> None:
     w.load_parameters(params)
     flat, numbers = w.export()
     w.restore(flat, step=step, numbers=numbers)
+
+
+def drop_round(w: Any, params: torch.Tensor, step: int, fresh: bool) -> None:
+    """A round that failed on every member is dropped: its work is lost, and a worker with
+    state goes back to ``params`` at step ``step`` (the steps since are undone, and done
+    again); a restarted worker that had none (``fresh``) loses only its gradient."""
+    if fresh:
+        w.lose()
+        return
+    w.lose(steps=w.step - step, undone=True)
+    rewind(w, params, step)
 
 
 def log_compression(w: Any, codec: Any) -> None:

@@ -11,11 +11,11 @@ from options.declare import OptionError
 from strategies.averaging import (
     check_compression,
     check_quorum,
+    drop_round,
     group_mean,
     heal_with,
     pseudo_gradient,
     quorum_mean,
-    rewind,
     take,
 )
 from strategies.base import Program, Strategy
@@ -224,11 +224,7 @@ class DiLoCo(Strategy):
             except PeerFailure:
                 # The round failed on every member: no outer step; back to the global
                 # parameters, and the round's inner steps are done again.
-                if fresh:
-                    w.lose()
-                else:
-                    w.lose(steps=w.step - synced_step, undone=True)
-                    rewind(w, start, synced_step)
+                drop_round(w, start, synced_step, fresh)
                 pending = w.quorum(min_size=self.min_replicas)
                 continue
             outer.step(delta)

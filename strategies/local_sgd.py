@@ -13,10 +13,10 @@ from strategies.averaging import (
     adacomm_period,
     check_compression,
     check_quorum,
+    drop_round,
     group_mean,
     heal_with,
     quorum_mean,
-    rewind,
     take,
 )
 from strategies.base import Program, Strategy
@@ -204,11 +204,7 @@ class LocalSGD(Strategy):
             except PeerFailure:
                 # The averaging failed on every member: it is discarded, and the round's
                 # steps with it (global steps, counted once by the ledger).
-                if fresh:
-                    w.lose()
-                else:
-                    w.lose(steps=w.step - synced_step, undone=True)
-                    rewind(w, synced, synced_step)
+                drop_round(w, synced, synced_step, fresh)
                 pending = w.quorum(min_size=self.min_replicas)
                 continue
             synced, synced_step = mean, w.step

@@ -9,9 +9,8 @@ import torch
 
 import sim
 import topologies
-from strategies import AllReduceSGD, PeerFailure, Strategy
-from strategies.context import WorkerContext
-from tests.reference_strategies import CheckpointingLocal
+from strategies import AllReduceSGD
+from tests.reference_strategies import CatchingAllReduce, CheckpointingLocal
 
 KW = dict(steps=40, eval_every=10, compute=0.01)
 QUORUM = "allreduce:fault_tolerance=quorum"
@@ -98,31 +97,12 @@ def test_a_transient_straggler_slows_its_compute_by_its_factor() -> None:
     assert result.summary["time"] == pytest.approx(0.1 + 10 * 0.04 + 20 * 0.01)
 
 
-class CatchingAllReduce(Strategy):
-    """A user's strategy: it averages over the world and, once a peer fails, trains alone."""
-
-    name = "catching"
-    global_model = "average"
-
-    def worker(self, w: WorkerContext):  # type: ignore[no-untyped-def]
-        alone = False
-        while not w.done:
-            grads = yield w.compute_gradients()
-            if not alone:
-                try:
-                    grads = yield w.comm.all_reduce(grads, op="mean")
-                except PeerFailure as failure:
-                    assert 1 in failure.ranks
-                    alone = True
-                    w.lose()
-                    continue
-            w.apply(grads)
-
-
 def test_a_user_strategy_catching_peer_failure_carries_on() -> None:
     crash = {"kind": "crash", "rank": 1, "step": 5}
     result = sim.run(CatchingAllReduce(), "quadratic", topologies.ring(2), **KW, faults=[crash])
     assert result.summary["steps"] == 40 and result.summary["failures"] == 1
+    # The PeerFailure named the crashed rank (the strategy logs the sum of the ranks named).
+    assert set(result.metrics["failed_ranks"].dropna()) == {1.0}
 
 
 def test_quorum_waits_for_min_replicas() -> None:
@@ -206,6 +186,8 @@ def test_a_host_link_down_on_a_star_fails_its_operations() -> None:
     # A strategy that catches it goes on without the cut-off rank.
     result = sim.run(CatchingAllReduce(), "quadratic", topologies.star(2), **KW, faults=[down])
     assert result.summary["steps"] == 40
+    # The failure names the ends of the flow that lost its path: ranks 0 and 1 (sum 1).
+    assert set(result.metrics["failed_ranks"].dropna()) == {1.0}
 
 
 def test_a_program_saves_and_restores_its_own_checkpoint() -> None:
