@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from faults import FaultSchedule
 from sim.runtime import SimRuntime
 from strategies.context import RoleContext
@@ -35,7 +33,6 @@ class Checkpoint:
     at: float
     ranks: dict[int, RankState]
     counts: dict[str, Any]
-    owners: dict[int, torch.Tensor]
 
 
 class Checkpoints:
@@ -61,8 +58,7 @@ class Checkpoints:
 
     def _capture(self, step: int, at: float) -> Checkpoint:
         ranks = {rank: RankState.of(ctx) for rank, ctx in self.contexts.items()}
-        owners = {r: self.contexts[r].parameters() for r in self.ledger.owners}
-        return Checkpoint(step, at, ranks, self.ledger.counts.snapshot(), owners)
+        return Checkpoint(step, at, ranks, self.ledger.counts.snapshot())
 
     def due(self, step: int, now: float) -> bool:
         if self.every is not None:
@@ -88,7 +84,9 @@ class Checkpoints:
         occupies the rank's device); the ledger goes back to its step."""
         last = self.last
         self.contexts = contexts
-        self.ledger.rewind(last.step, {r: p.clone() for r, p in last.owners.items()}, last.counts)
         for rank, ctx in contexts.items():
             last.ranks[rank].apply(ctx)
+        # The owners' states are their restored parameters (a checkpoint keeps them once).
+        owners = {r: contexts[r].parameters() for r in self.ledger.owners}
+        self.ledger.rewind(last.step, owners, last.counts)
         self.ledger.faults.checkpoint_time += self._charge("checkpoint read")
