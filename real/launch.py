@@ -270,6 +270,7 @@ def _launch(
     if schedule and setup.strategy.global_model == "primary":  # as the ledger with faults
         owners = setup.strategy.workers(setup.world_size)
     restarts: Restarts | None = None
+    kept: list[Restarts] = []  # the spawn loop's, even where it ends by an interrupt
     label = f"real {options.backend}, {setup.world_size} ranks"
     # The set-up directory is the launcher's own (mkdtemp makes it 0700): the ranks trust
     # what is in it (setup.pkl, the run's secret). It goes with the run, whatever ends it:
@@ -284,7 +285,7 @@ def _launch(
                 RunProgress(connect, owners, setup.steps, label, enabled=progress),
                 RunWatch(connect, setup, stops),
             ):
-                restarts = _spawn(
+                _spawn(
                     setup.world_size,
                     scratch,
                     options,
@@ -294,8 +295,13 @@ def _launch(
                     schedule,
                     owners,
                     setup.seed,
+                    kept,
                 )
+            restarts = kept[0] if kept else None
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
+            # With the launcher's own fault events (crashes, restarts): without them the
+            # replay would wait on a dead owner and drop every row after its crash.
+            restarts = kept[0] if kept else None
             gathered = _gather(store, setup.world_size, restarts)
             if isinstance(exc, KeyboardInterrupt):
                 exc = interruption(str(exc), gathered.parts, writer)
@@ -373,7 +379,8 @@ def _spawn(
     schedule: FaultSchedule | None = None,
     owners: list[int] | None = None,
     seed: int = 0,
-) -> Restarts | None:
+    kept: list[Restarts] | None = None,
+) -> None:
     """Run the rank processes to their end. A rank that exits with an error it could not
     hand in (killed, or aborted inside the library) is reported on the store in its stead,
     which stops the others at once; they get ``GRACE_SECONDS`` to hand in theirs. On SIGINT
@@ -384,7 +391,8 @@ def _spawn(
     torch imported already: a run starts in milliseconds, not an import per rank.
 
     With a fault ``schedule``, the deaths it asks for are not failures: :class:`Restarts`
-    records them and starts the ranks that come back (returned, for the replay)."""
+    records them and starts the ranks that come back; it goes into ``kept``, for the replay,
+    whatever ends the loop (an interrupt too)."""
     pool = shared_pool()
     pool.runs += 1
     pids: list[int] = []
@@ -411,6 +419,8 @@ def _spawn(
             codes[pids[-1]] = None
         if schedule:
             restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill, seed)
+            if kept is not None:  # the caller keeps it, whatever ends this loop
+                kept.append(restarts)
         asked = 0
         while any(code is None for code in codes.values()):
             if len(signals.received) > asked:
@@ -452,7 +462,6 @@ def _spawn(
                 time.sleep(0.005)
     if signals.received:
         raise RunInterrupted(f"interrupted by {signals.received[0]}")
-    return restarts
 
 
 def _stopped_on_failure(store: Any, codes: dict[int, int | None], pids: list[int]) -> bool:

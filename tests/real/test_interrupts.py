@@ -211,3 +211,39 @@ def test_a_rank_terminated_alone_stops_the_run_as_interrupted(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted"
     assert record["summary"]["steps"] >= 20
+
+
+def test_an_interrupted_run_with_faults_keeps_the_rows_after_its_crash(tmp_path):
+    # The launcher's own fault events (the crash it recorded, the restart it made) go into
+    # the replay of an interrupted run too: without them the global step waited on the dead
+    # owner and every row after the crash was lost.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "run"
+    faults = tmp_path / "faults.toml"
+    faults.write_text(
+        'detect = "1s"\n[[events]]\nkind = "crash"\nrank = 1\nstep = 3\nrestart_step = 6\n'
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "real", "--strategy", "allreduce:fault_tolerance=quorum"]
+        + ["--workload", "quadratic", "--nproc", "2", "--steps", "1000000"]
+        + ["--eval-every", "5", "--faults", str(faults), "--out", str(out), "--no-progress"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _training(scratch)
+        time.sleep(3.0)  # past the crash, the restart and some steps after it
+        os.killpg(launcher.pid, signal.SIGINT)
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 130, stderr
+    rows = pd.read_parquet(out / "metrics.parquet")
+    events = list(rows.loc[rows["kind"] == "fault", "event"])
+    assert events[0] == "crash" and "restart" in events, events
+    assert rows.loc[rows["kind"] == "step", "step"].max() > 6
+    assert not list(scratch.glob("commsim-real-*"))
