@@ -408,6 +408,12 @@ class RealRuntime:
         # program's communication proceeds beside it, as in sim.
         return self.gradients.submit(ctx.replica, work)
 
+    def computed_in_buckets(
+        self, ctx: WorkerContext, work: GradientWork, bounds: list[tuple[int, int]]
+    ) -> list[Handle[torch.Tensor]]:
+        # As `computed`; autograd's hooks finish each bucket during backward, as DDP's do.
+        return self.gradients.submit_buckets(ctx.replica, work, bounds, ctx.accumulate)
+
     def took_gradients(self) -> None:
         """Record the gradients finished since the last call (at a yield, on the rank's own
         thread, which hands the events in): samples count when a gradient exists, and the
