@@ -19,6 +19,7 @@ from typing import Any
 import simpy
 import torch
 
+from runs.overlap import Overlap, comm_spans
 from runs.trace import Trace
 from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
@@ -82,6 +83,8 @@ class SimRuntime:
         #: Each rank's compute seconds per gradient, in order (a run's ``compute.csv``).
         self.gradient_seconds: dict[int, list[float]] = {}
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
+        #: When each rank computed and its communication moved (overlapped communication).
+        self.overlap = Overlap()
         self._roles: dict[int, str] = {}
         self._blocked: dict[int, tuple[Handle[Any], float]] = {}
         #: Programs still running: when none is, the run is over, whatever timers remain
@@ -169,6 +172,7 @@ class SimRuntime:
         # A rank has one device: work started while other work runs queues behind it.
         start = max(now, self._busy_until.get(rank, now))
         self._busy_until[rank] = start + seconds
+        self.overlap.computing(rank, start, start + seconds)
         life = self.incarnation.get(rank, 0) if self.incarnation else 0
 
         def finish(_: Any) -> None:
@@ -268,6 +272,7 @@ class SimRuntime:
                     return
                 del self._blocked[ctx.rank]
             self._account(times, item, start, self.env.now)
+            self._moved(ctx.rank, item)
             if self.trace is not None:
                 self._spans(self.trace, ctx.rank, item, start, self.env.now)
             if self.env.now == instant:
@@ -310,6 +315,14 @@ class SimRuntime:
             self.trace.span(ctx.rank, "idle", item.label, start, self.env.now)
         self.running -= 1
         driver.close()
+
+    def _moved(self, rank: int, item: Handle[Any]) -> None:
+        """Book when the communication ``rank`` waited on moved (for the overlap)."""
+        if item.children:
+            for since, until in comm_spans(item):
+                self.overlap.communicating(rank, since, until)
+        elif item.kind == "comm" and item.started_at is not None and item.finished_at is not None:
+            self.overlap.communicating(rank, item.started_at, item.finished_at)
 
     @staticmethod
     def _account(times: list[float], item: Handle[Any], start: float, end: float) -> None:
@@ -376,6 +389,8 @@ class SimRuntime:
                         self.trace.span(rank, "compute", item.label, start, now)
                 else:
                     self._account(times, item, start, now)
+                    self._moved(rank, item)
                     if self.trace is not None:
                         self._spans(self.trace, rank, item, start, now)
-            self.ledger.rank_times(rank, *times, role=self._roles[rank])
+            overlap = self.overlap.seconds(rank)
+            self.ledger.rank_times(rank, *times, role=self._roles[rank], overlap=overlap)
