@@ -75,8 +75,12 @@ class AllReduceSGD(Strategy):
     compression: Compressed = None
     fault_tolerance: FaultTolerance = None
     min_replicas: MinReplicas = 1
-    bucket_mb: Annotated[float, Field(gt=0, description="MiB per bucket (DDP: 25)")] | None = None
-    first_bucket_mb: Annotated[float, Field(gt=0, description="MiB (DDP: 1)")] = FIRST_BUCKET_MB
+    bucket_mb: Annotated[
+        Annotated[float, Field(gt=0)] | None, Field(description="MiB a bucket, DDP: 25")
+    ] = None
+    first_bucket_mb: Annotated[
+        float, Field(gt=0, description="MiB of the first bucket, DDP: 1")
+    ] = FIRST_BUCKET_MB
 
     def __post_init__(self) -> None:
         if self.bucket_mb is not None and self.compression is not None:
