@@ -7,6 +7,11 @@ rank computed (a bucket's all-reduce during backward, a gossip exchange beside a
 *overlapped*: it costs no time of its own. :class:`Overlap` keeps, per rank, when it computed
 and when its communication moved data, and measures their intersection at the end.
 
+What "moved" means is the backend's: ``sim`` knows when an operation's data started moving
+(after every rank joined it); on ``real`` an operation's span runs from its call, since a
+wall-clock wait cannot tell a peer's lateness from transfer time, so overlapped
+communication there includes waiting for peers while the rank computed.
+
 Intervals are kept as flat ``array('d')`` pairs (16 bytes each) and measured once, at the
 end, by sorting: a communication may be booked long after it moved (a handle yielded late),
 so no interval can be forgotten earlier without a guess.
