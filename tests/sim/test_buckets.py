@@ -85,6 +85,15 @@ def test_an_overlapped_step_takes_compute_plus_the_last_buckets_all_reduce():
     ready = T * (1 / 3 + 2 / 3 * 714 / NUMEL)
     assert ready + first < T  # hidden behind backward
 
+    flat = sim_run(
+        AllReduceSGD(algorithm="ring"),
+        "mlp_digits",
+        graph,
+        steps=steps,
+        eval_every=steps,
+        compute=T,
+    )
+    assert flat.summary["time"] == pytest.approx(steps * (T + whole), rel=1e-12)
     strategy = AllReduceSGD(bucket_mb=SMALL, first_bucket_mb=SMALL, algorithm="ring")
     result = sim_run(strategy, "mlp_digits", graph, steps=steps, eval_every=steps, compute=T)
     time = result.summary["time"]
