@@ -19,7 +19,9 @@ the part of a wait in which a gradient ran as compute (and ``compute.csv`` with 
 
 from __future__ import annotations
 
+import bisect
 import copy
+import functools
 import math
 import threading
 from collections import deque
@@ -65,7 +67,28 @@ class GradientThread:
         self._ready: list[tuple[float, int]] = []  # (finished at, samples), not yet taken
         self._thread: threading.Thread | None = None
 
-    def submit(self, replica: Replica, work: GradientWork) -> Handle[torch.Tensor]:
+    def submit_buckets(
+        self,
+        replica: Replica,
+        work: GradientWork,
+        bounds: list[tuple[int, int]],
+        passes: int = 1,
+    ) -> list[Handle[torch.Tensor]]:
+        """:meth:`submit`, with one handle per bucket ``bounds[i]`` (slices of the flat
+        gradient): each finishes with its slice once autograd's post-accumulate hook has
+        fired ``passes`` times (once per micro-batch's backward) for each of its parameters,
+        while backward goes on; a bucket some parameter of which got no gradient finishes
+        with the whole gradient."""
+        parts: list[Handle[torch.Tensor]] = [
+            Handle("compute", f"gradient bucket {i + 1} of {len(bounds)}")
+            for i in range(len(bounds))
+        ]
+        self.submit(replica, work, _BucketSpec(bounds, parts, passes))
+        return parts
+
+    def submit(
+        self, replica: Replica, work: GradientWork, buckets: _BucketSpec | None = None
+    ) -> Handle[torch.Tensor]:
         """Compute ``work`` on a snapshot of ``replica``'s parameters as they are now; the
         handle's value is the flat gradient."""
         handle: Handle[torch.Tensor] = Handle("compute", "compute_gradients")
@@ -88,17 +111,24 @@ class GradientThread:
             with self._lock:
                 span: list[float | None] = [started, None]
                 self._spans.append(span)
+            hooks = None
+            if buckets is not None:
+                hooks = _BucketHooks(shadow, buckets, started, self._clock, self._stream, consumer)
             try:
                 grads, samples = self._run(replica, shadow, work, snapshot, ready, consumer)
             except BaseException as exc:  # the program sees it at its yield
                 with self._lock:
                     span[1] = self._free_at = self._clock()
+                if hooks is not None:
+                    hooks.close(None, exc, span[1])
                 handle.fail(exc, at=span[1])
                 return
             at = self._clock()
             with self._lock:
                 span[1] = self._free_at = at
                 self._ready.append((at, samples))
+            if hooks is not None:
+                hooks.close(grads, None, at)
             handle.resolve(grads, at=at, started_at=started)
 
         with self._turn:
@@ -198,6 +228,84 @@ class GradientThread:
                     parts.append((begin, end))
             self._spans = [s for s in self._spans if s[1] is None or s[1] > until]
         return parts
+
+
+class _BucketSpec:
+    """What :meth:`GradientThread.submit_buckets` asks of a gradient: its buckets' slices,
+    their handles, and how many backward passes make it (micro-batches)."""
+
+    __slots__ = ("bounds", "handles", "passes")
+
+    def __init__(
+        self, bounds: list[tuple[int, int]], handles: list[Handle[torch.Tensor]], passes: int
+    ) -> None:
+        self.bounds, self.handles, self.passes = bounds, handles, passes
+
+
+class _BucketHooks:
+    """Autograd hooks on the replica a gradient is computed on, finishing each bucket's
+    handle once its parameters' gradients are accumulated for the last time (DDP's
+    ``Reducer`` marks a bucket ready the same way)."""
+
+    def __init__(
+        self,
+        shadow: Replica,
+        spec: _BucketSpec,
+        started: float,
+        clock: Callable[[], float],
+        stream: Any,
+        consumer: Any,
+    ) -> None:
+        self._shadow, self._spec, self._started, self._clock = shadow, spec, started, clock
+        self._stream, self._consumer = stream, consumer
+        params = [p for p in shadow.model.parameters() if p.requires_grad]
+        # The buckets by where they start, to find the one holding a parameter's elements.
+        by_start = sorted(range(len(spec.bounds)), key=lambda i: spec.bounds[i][0])
+        starts = [spec.bounds[i][0] for i in by_start]
+        self._left = [0] * len(spec.bounds)
+        self._hooks = []
+        offset = 0
+        for p in params:
+            index = by_start[bisect.bisect_right(starts, offset) - 1]
+            self._left[index] += spec.passes
+            self._hooks.append(
+                p.register_post_accumulate_grad_hook(functools.partial(self._fired, index))
+            )
+            offset += p.numel()
+
+    def _fired(self, index: int, _: torch.Tensor) -> None:
+        self._left[index] -= 1
+        if self._left[index] == 0:
+            a, b = self._spec.bounds[index]
+            self._finish(index, self._shadow.grad[a:b])
+
+    def _finish(self, index: int, source: torch.Tensor) -> None:
+        handle = self._spec.handles[index]
+        if handle.done:
+            return
+        part = source.clone()
+        if self._stream is not None:  # the handle finishes when the device has the slice
+            done = torch.cuda.Event()
+            done.record(self._stream)
+            done.synchronize()
+            part.record_stream(self._consumer)
+        handle.resolve(part, at=self._clock(), started_at=self._started)
+
+    def close(
+        self, grads: torch.Tensor | None, error: BaseException | None, at: float | None
+    ) -> None:
+        """Remove the hooks; finish the buckets still pending (a parameter without a
+        gradient: the whole gradient has it as zeros) or fail them with ``error``."""
+        for hook in self._hooks:
+            hook.remove()
+        for index, (a, b) in enumerate(self._spec.bounds):
+            handle = self._spec.handles[index]
+            if handle.done:
+                continue
+            if error is not None or grads is None:
+                handle.fail(error or RuntimeError("the gradient was not computed"), at=at)
+            else:
+                self._finish(index, grads[a:b])
 
 
 def _copy_buffers(source: torch.nn.Module, target: torch.nn.Module) -> None:

@@ -6,7 +6,8 @@ the run has stopped), as it does in ``sim``; this module blocks the rank's threa
 advances (:meth:`real.runtime.RealRuntime.wait`) and splits the rank's wall-clock time.
 
 A rank's time is compute or communication (a wall-clock wait cannot tell a peer's lateness
-from transfer time). Compute is the program's own work between two yields, and the part of
+from transfer time); the communication it waited on that moved while it computed is also
+booked as overlapped (:mod:`runs.overlap`). Compute is the program's own work between two yields, and the part of
 each wait in which one of its gradients was computing (:mod:`real.compute`), or all of a
 wait on its own work alone (a gradient, ``w.compute``); the rest of a wait is communication. With a :class:`runs.trace.Trace`, the same parts are its spans.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from real.runtime import RealRuntime
+from runs.overlap import comm_spans
 from runs.trace import Trace
 from strategies.base import Program
 from strategies.comm import CommTimeout
@@ -50,10 +52,12 @@ def drive(
     # rank restores its state there, long after the run began).
     runtime.resumed_at = max(runtime.resumed_at, mark)
     item = driver.advance()
+    overlap, own = runtime.overlap, mark  # when the program's own work began
     while isinstance(item, Handle):
         runtime.compute_time += runtime.timer.end()
         waited = time.perf_counter()
         yielded = runtime.now()
+        overlap.computing(ctx.rank, own, yielded)
         runtime.took_gradients()
         if tick is not None:  # at the yield: the backend's own work, timed with the wait
             tick()
@@ -68,6 +72,11 @@ def drive(
         gradient = min(sum(until - since for since, until in computing), wait)
         runtime.compute_time += gradient
         runtime.comm_time += wait - gradient
+        own = resumed
+        for since, until in computing:
+            overlap.computing(ctx.rank, since, until)
+        for since, until in comm_spans(item):
+            overlap.communicating(ctx.rank, since, until)
         # Before the program resumes: a gradient is recorded before the step that applies it
         # (the same stamp when the program waited on it alone), with the compute time so far.
         runtime.took_gradients()

@@ -187,7 +187,7 @@ def _final_fault(record: Any) -> str | None:
         "final": lambda v: v is None or isinstance(v, torch.Tensor),
         "stop_reason": lambda v: v is None or isinstance(v, str),
         "ended": lambda v: isinstance(v, str),
-        "times": lambda v: isinstance(v, tuple) and len(v) == 3 and all(_is(x, _NUMBER) for x in v),
+        "times": lambda v: isinstance(v, tuple) and len(v) == 4 and all(_is(x, _NUMBER) for x in v),
         "gradients": lambda v: isinstance(v, list) and all(_is(x, _NUMBER) for x in v),
         "trace": lambda v: (
             isinstance(v, dict)
@@ -474,7 +474,7 @@ def merge_parts(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     if not present:
         return None
     merged: dict[str, Any] = {"error": None, "final": None, "stop_reason": None, "events": []}
-    compute = comm = 0.0
+    compute = comm = overlap = 0.0
     for part in present:
         merged["events"] = merged["events"] + list(part["events"])
         for key in ("error", "final", "stop_reason", "ended", "trace"):
@@ -485,7 +485,7 @@ def merge_parts(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
                 compute + g for g in part["gradients"]
             ]
         if "times" in part:
-            end, c, m = part["times"]
-            compute, comm = compute + c, comm + m
-            merged["times"] = (end, compute, comm)
+            end, c, m, o = part["times"]
+            compute, comm, overlap = compute + c, comm + m, overlap + o
+            merged["times"] = (end, compute, comm, overlap)
     return merged

@@ -307,7 +307,12 @@ def run_rank(
             runtime.ended(ctx)
         record["stop_reason"] = signal.reason
         if runtime is not None:
-            record["times"] = (runtime.now(), runtime.compute_time, runtime.comm_time)
+            record["times"] = (
+                runtime.now(),
+                runtime.compute_time,
+                runtime.comm_time,
+                runtime.overlap.seconds(rank),
+            )
             record["gradients"] = list(runtime.gradient_marks)
             if runtime.trace is not None:
                 record["trace"] = runtime.trace.export(rank)

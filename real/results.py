@@ -95,9 +95,11 @@ def replay(
     roles = setup.roles()
     for rank, part in enumerate(parts_):
         if "times" in part:
-            end, compute, comm = part["times"]
+            end, compute, comm, overlap = part["times"]
             # Real waits cannot tell a peer's lateness from transfer time: all of it is comm.
-            ledger.rank_times(rank, compute, comm, math.nan, role=roles[rank], at=end)
+            ledger.rank_times(
+                rank, compute, comm, math.nan, role=roles[rank], at=end, overlap=overlap
+            )
     if ledger.stop_reason not in STOPPED_BY_LEDGER:  # the programs ended: until the last did
         stop_time = max((p["times"][0] for p in parts_ if "times" in p), default=stop_time)
     return Replayed(ledger, stop_time, stop_bytes)

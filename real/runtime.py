@@ -52,6 +52,7 @@ import torch
 from real import rendezvous
 from real.compute import GradientThread
 from real.store import StoreTampered
+from runs.overlap import Overlap
 from runs.trace import Trace
 from strategies.context import GradientWork, RoleContext, WorkerContext
 from strategies.events import Computed, Event, Logged, Lost, Restored, Sent, Settled, Stepped
@@ -380,6 +381,8 @@ class RealRuntime:
         #: Where the rank's gradients are computed, beside its communication.
         self.gradients = GradientThread(self.now, self.timer.device)
         self.comm_time = 0.0
+        #: When the rank computed and its communication moved (overlapped communication).
+        self.overlap = Overlap()
         self.wake = threading.Event()
         signal.listen(self.wake)
         self._timers = Timers(self.now)
@@ -407,6 +410,12 @@ class RealRuntime:
         # On the rank's compute thread (or stream), from the parameters as they are now: the
         # program's communication proceeds beside it, as in sim.
         return self.gradients.submit(ctx.replica, work)
+
+    def computed_in_buckets(
+        self, ctx: WorkerContext, work: GradientWork, bounds: list[tuple[int, int]]
+    ) -> list[Handle[torch.Tensor]]:
+        # As `computed`; autograd's hooks finish each bucket during backward, as DDP's do.
+        return self.gradients.submit_buckets(ctx.replica, work, bounds, ctx.accumulate)
 
     def took_gradients(self) -> None:
         """Record the gradients finished since the last call (at a yield, on the rank's own

@@ -8,7 +8,8 @@ Each observation is one row. ``kind`` says what was observed; the common columns
 * ``"eval"``: the global model evaluated (``loss``, and ``accuracy`` where the workload has it);
 * ``"step"``: one global step, with the ``staleness`` of its update (versions behind);
 * ``"rank"``: one rank's time breakdown at the end (``rank``, its ``role``: ``"worker"`` or
-  ``"server"``, ``compute_time``, ``comm_time``, ``idle_time``);
+  ``"server"``, ``compute_time``, ``comm_time``: exposed communication, ``idle_time``, and
+  ``overlap_time``: communication that moved while the rank computed, :mod:`runs.overlap`);
 * ``"log"``: values a strategy logged (``rank`` plus any names it chose).
 """
 
@@ -99,7 +100,7 @@ COMMON = ("kind", "time", "step", "samples", "bytes")
 COLUMNS: dict[str, tuple[str, ...]] = {
     "eval": (*COMMON, "loss"),
     "step": (*COMMON, "staleness"),
-    "rank": (*COMMON, "rank", "role", "compute_time", "comm_time", "idle_time"),
+    "rank": (*COMMON, "rank", "role", "compute_time", "comm_time", "idle_time", "overlap_time"),
     "log": (*COMMON, "rank"),
     # A fault or a recovery (a crash, a restart, a rejoin, a link going down ...): markers
     # on a loss-against-time figure; ``event`` names it (strategies.recovery.FAULT_EVENTS).
@@ -144,7 +145,7 @@ def row(
     >>> row("rank", time=0, step=0, samples=0, nbytes=0, loss=1.0)
     Traceback (most recent call last):
     ...
-    ValueError: a 'rank' row has no column 'loss'; its columns are kind, time, step, samples, bytes, rank, role, compute_time, comm_time, idle_time
+    ValueError: a 'rank' row has no column 'loss'; its columns are kind, time, step, samples, bytes, rank, role, compute_time, comm_time, idle_time, overlap_time
     """
     if kind not in COLUMNS:
         raise ValueError(f"kind={kind!r} is not a metrics row kind; use one of {', '.join(KINDS)}")

@@ -19,9 +19,11 @@ from typing import Any
 import simpy
 import torch
 
+from runs.overlap import Overlap, comm_spans
 from runs.trace import Trace
 from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
+from strategies.buckets import ready_fractions
 from strategies.context import GradientWork, RoleContext, ServerContext, WorkerContext
 from strategies.driver import ProgramDriver
 from strategies.events import Computed, Logged, Lost, Restored, Settled, Stepped
@@ -33,6 +35,12 @@ __all__ = ["SPIN_LIMIT", "SimRuntime"]
 
 #: Resumes of one program at one simulated instant before it is taken for a polling loop.
 SPIN_LIMIT = 100_000
+
+
+def _part(a: int, b: int, grads: torch.Tensor) -> torch.Tensor:
+    """A bucket's slice ``[a, b)`` of a flat gradient, as a tensor of its own (a program may
+    reduce it in place)."""
+    return grads[a:b].clone()
 
 
 def _wake(event: simpy.Event, _: Handle[Any]) -> None:
@@ -75,6 +83,8 @@ class SimRuntime:
         #: Each rank's compute seconds per gradient, in order (a run's ``compute.csv``).
         self.gradient_seconds: dict[int, list[float]] = {}
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
+        #: When each rank computed and its communication moved (overlapped communication).
+        self.overlap = Overlap()
         self._roles: dict[int, str] = {}
         self._blocked: dict[int, tuple[Handle[Any], float]] = {}
         #: Programs still running: when none is, the run is over, whatever timers remain
@@ -98,6 +108,11 @@ class SimRuntime:
         return float(self.env.now)
 
     def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+        grads, samples, seconds = self._gradient(ctx, work)
+        # Samples count when the gradient exists, not when it starts.
+        return self._occupy(ctx.rank, seconds, grads, "compute_gradients", samples)
+
+    def _gradient(self, ctx: WorkerContext, work: GradientWork) -> tuple[torch.Tensor, int, float]:
         # Computed at the call (the same numbers as real's snapshot); it takes simulated time.
         grads, samples, _ = work(ctx.replica)
         seconds = self.compute_model.step_time(ctx.rank, ctx.gradients - 1, self.accumulate)
@@ -105,8 +120,46 @@ class SimRuntime:
         if self.slowdown:
             seconds *= self.slowdown.get(rank, 1.0)
         self.gradient_seconds.setdefault(rank, []).append(seconds)
-        # Samples count when the gradient exists, not when it starts.
-        return self._occupy(rank, seconds, grads, "compute_gradients", samples)
+        return grads, samples, seconds
+
+    def computed_in_buckets(
+        self, ctx: WorkerContext, work: GradientWork, bounds: list[tuple[int, int]]
+    ) -> list[Handle[torch.Tensor]]:
+        # The gradient as `computed` makes it (the same numbers, time, device and samples);
+        # its buckets finish during it, each at its share of the last micro-batch's backward.
+        rank = ctx.rank
+        now = self.env.now
+        start = max(now, self._busy_until.get(rank, now))
+        grads, samples, seconds = self._gradient(ctx, work)
+        whole = self._occupy(rank, seconds, grads, "compute_gradients", samples)
+        fractions = ready_fractions(bounds, ctx.numel)
+        life = self.incarnation.get(rank, 0) if self.incarnation else 0
+        handles: list[Handle[torch.Tensor]] = []
+        for i, ((a, b), fraction) in enumerate(zip(bounds, fractions)):
+            what = f"gradient bucket {i + 1} of {len(bounds)}"
+            if i == len(bounds) - 1:  # the last is ready with the whole gradient, exactly
+                handles.append(whole.then(functools.partial(_part, a, b), what))
+                continue
+            handle: Handle[torch.Tensor] = Handle("compute", what)
+            ready = start + seconds * (1.0 - (1.0 - fraction) / self.accumulate)
+            self.env.timeout(ready - now).callbacks.append(
+                functools.partial(self._bucket_ready, handle, rank, life, start, grads[a:b])
+            )
+            handles.append(handle)
+        return handles
+
+    def _bucket_ready(
+        self,
+        handle: Handle[torch.Tensor],
+        rank: int,
+        life: int,
+        start: float,
+        part: torch.Tensor,
+        _: Any,
+    ) -> None:
+        if self.incarnation and self.incarnation.get(rank, 0) != life:
+            return  # its process crashed: the work died with it
+        handle.resolve(part.clone(), at=self.env.now, started_at=start)
 
     def compute(self, ctx: RoleContext, seconds: float) -> Handle[None]:
         return self._occupy(ctx.rank, seconds, None, f"compute {seconds:g} s", 0)
@@ -119,6 +172,7 @@ class SimRuntime:
         # A rank has one device: work started while other work runs queues behind it.
         start = max(now, self._busy_until.get(rank, now))
         self._busy_until[rank] = start + seconds
+        self.overlap.computing(rank, start, start + seconds)
         life = self.incarnation.get(rank, 0) if self.incarnation else 0
 
         def finish(_: Any) -> None:
@@ -218,6 +272,7 @@ class SimRuntime:
                     return
                 del self._blocked[ctx.rank]
             self._account(times, item, start, self.env.now)
+            self._moved(ctx.rank, item)
             if self.trace is not None:
                 self._spans(self.trace, ctx.rank, item, start, self.env.now)
             if self.env.now == instant:
@@ -260,6 +315,14 @@ class SimRuntime:
             self.trace.span(ctx.rank, "idle", item.label, start, self.env.now)
         self.running -= 1
         driver.close()
+
+    def _moved(self, rank: int, item: Handle[Any]) -> None:
+        """Book when the communication ``rank`` waited on moved (for the overlap)."""
+        if item.children:
+            for since, until in comm_spans(item):
+                self.overlap.communicating(rank, since, until)
+        elif item.kind == "comm" and item.started_at is not None and item.finished_at is not None:
+            self.overlap.communicating(rank, item.started_at, item.finished_at)
 
     @staticmethod
     def _account(times: list[float], item: Handle[Any], start: float, end: float) -> None:
@@ -326,6 +389,8 @@ class SimRuntime:
                         self.trace.span(rank, "compute", item.label, start, now)
                 else:
                     self._account(times, item, start, now)
+                    self._moved(rank, item)
                     if self.trace is not None:
                         self._spans(self.trace, rank, item, start, now)
-            self.ledger.rank_times(rank, *times, role=self._roles[rank])
+            overlap = self.overlap.seconds(rank)
+            self.ledger.rank_times(rank, *times, role=self._roles[rank], overlap=overlap)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from runs.schema import check_log_names
+from strategies.buckets import FIRST_BUCKET_MB, MIB, Bucket, GradientBuckets, bucket_bounds
 from strategies.comm import CommTimeout, Communicator, not_a_handle
 from strategies.handles import Handle, any_of
 from strategies.membership import Quorum
@@ -52,6 +53,16 @@ class Runtime(Protocol):
         are now; it finishes when the gradient is ready and other operations proceed beside
         it (``sim`` computes at the call and adds the compute model's time; ``real`` computes
         on the rank's compute thread or stream)."""
+        ...
+
+    def computed_in_buckets(
+        self, ctx: WorkerContext, work: GradientWork, bounds: list[tuple[int, int]]
+    ) -> list[Handle[torch.Tensor]]:
+        """As :meth:`computed`, with one handle per bucket ``bounds[i]`` (slices of the flat
+        gradient, in the order backward produces them): each finishes with its slice (a
+        tensor of its own) once backward has produced it (``sim``: at its share of the
+        gradient's time, :func:`strategies.buckets.ready_fractions`; ``real``: once autograd
+        has accumulated each of its parameters' gradients)."""
         ...
 
     def settled(self, ctx: RoleContext) -> None:
@@ -378,6 +389,7 @@ class WorkerContext(RoleContext):
         self._batches = batches
         self._loss_fn = loss_fn
         self._accumulate = accumulate
+        self._buckets: dict[tuple[float, float], list[tuple[int, int]]] = {}
 
     @property
     def model(self) -> torch.nn.Module:
@@ -388,6 +400,11 @@ class WorkerContext(RoleContext):
         """Number of parameters (the length of flat gradients and parameter vectors)."""
         return self.replica.numel
 
+    @property
+    def accumulate(self) -> int:
+        """Micro-batches (forward/backward passes) per gradient."""
+        return self._accumulate
+
     def compute_gradients(self) -> Handle[torch.Tensor]:
         """Forward/backward on the next local batch, from the parameters as they are at this
         call; the handle's value is the flat gradient. Other operations proceed while it
@@ -395,6 +412,30 @@ class WorkerContext(RoleContext):
         before it yields the handle."""
         self.gradients += 1
         return self._runtime.computed(self, self._gradient)
+
+    def compute_gradients_in_buckets(
+        self, bucket_mb: float = 25.0, first_bucket_mb: float = FIRST_BUCKET_MB
+    ) -> GradientBuckets:
+        """Forward/backward on the next local batch, as :meth:`compute_gradients`, with the
+        gradient handed out in DDP's buckets as backward produces them: iterate the result
+        and ``part = yield bucket.handle`` to get each bucket's slice of the flat gradient,
+        the last parameters' first, so a program can start a bucket's all-reduce while
+        backward goes on (see :mod:`strategies.buckets`). Buckets close at ``bucket_mb`` MiB
+        (DDP's ``bucket_cap_mb``), the first (the first parameters', ready last) at
+        ``first_bucket_mb``. The numbers are those :meth:`compute_gradients` gives."""
+        for name, value in (("bucket_mb", bucket_mb), ("first_bucket_mb", first_bucket_mb)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name}={value!r} must be a number of MiB > 0")
+        key = (float(bucket_mb), float(first_bucket_mb))
+        bounds = self._buckets.get(key)
+        if bounds is None:
+            sizes = [p.numel() for p in self.model.parameters() if p.requires_grad]
+            element = self.replica.flat.element_size()
+            bounds = bucket_bounds(sizes, key[0] * MIB, key[1] * MIB, element)
+            self._buckets[key] = bounds
+        self.gradients += 1
+        handles = self._runtime.computed_in_buckets(self, self._gradient, bounds)
+        return GradientBuckets([Bucket(a, b, h) for (a, b), h in zip(bounds, handles)])
 
     def _gradient(self, replica: Replica) -> tuple[torch.Tensor, int, float]:
         """One gradient on ``replica`` (this worker's, or the copy a backend computes on)."""

@@ -294,10 +294,22 @@ class Ledger:
                 self._row("log", {"rank": rank, **{k: float(v) for k, v in values.items()}})
             )
 
-    def rank_times(self, rank: int, *times: float, role: str, at: float | None = None) -> None:
+    def rank_times(
+        self,
+        rank: int,
+        *times: float,
+        role: str,
+        at: float | None = None,
+        overlap: float | None = None,
+    ) -> None:
         """One rank's compute, comm and idle time and its ``role`` (``"worker"``,
-        ``"server"``), recorded once at the end (``at``: when the rank ended, if not now)."""
+        ``"server"``), recorded once at the end (``at``: when the rank ended, if not now).
+        ``comm_time`` is the exposed communication (the rank computed nothing meanwhile);
+        ``overlap``, when given, is the communication that moved while it computed
+        (``overlap_time``: :mod:`runs.overlap`)."""
         values = dict(zip(("compute_time", "comm_time", "idle_time"), times, strict=True))
+        if overlap is not None:
+            values["overlap_time"] = overlap
         self.rows.append(self._row("rank", {"rank": rank, "role": role, **values}, at=at))
 
     def stop(self, reason: str) -> None:

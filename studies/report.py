@@ -90,8 +90,33 @@ def summary_rows(result: RunResult) -> list[tuple[str, str]]:
         if not math.isnan(shares[0]):
             label = "compute / comm / idle" + (" (servers)" if role == "server" else "")
             rows.append((label, " / ".join(f"{share:.0%}" for share in shares)))
+    rows += _overlap_rows(result)
     if summary.get("stop_reason"):
         rows.append(("stopped on", str(summary["stop_reason"])))
+    return rows
+
+
+def _overlap_rows(result: RunResult) -> list[tuple[str, str]]:
+    """Exposed and overlapped communication (the mean worker's, and the critical rank's)
+    and MFU, for a run that measured them (:mod:`studies.breakdown`)."""
+    from studies.breakdown import breakdown
+
+    if result.ranks.empty or "overlap_time" not in result.ranks:
+        return []
+    b = breakdown(result)
+    rows = []
+    row = b.critical_row
+    if row is not None:
+        workers = b.table[b.table["role"] == "worker"]
+        means = (workers["exposed_comm"].mean(), workers["overlapped_comm"].mean())
+        rows.append(("comm exposed / overlapped (s)", " / ".join(_format(v) for v in means)))
+        parts = [row[c] for c in ("compute", "exposed_comm", "overlapped_comm", "idle")]
+        text = " / ".join("-" if math.isnan(v) else _format(float(v)) for v in parts)
+        rows.append(
+            ("critical rank: compute / exposed / overlapped / idle (s)", f"{b.critical}: {text}")
+        )
+    if b.mfu is not None:
+        rows.append(("MFU", f"{b.mfu:.1%}"))
     return rows
 
 

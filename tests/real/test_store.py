@@ -170,11 +170,11 @@ def test_a_well_formed_part_round_trips():
         "final": torch.ones(3),
         "stop_reason": "steps",
         "ended": "stopped",
-        "times": (1.0, 0.5, 0.25),
+        "times": (1.0, 0.5, 0.25, 0.125),
         "gradients": [0.1, 0.2],
         "trace": {"spans": [("comm", "recv", 0.0, 0.1, None)], "dropped": 0, "totals": {}},
     }
-    assert handin.decode_final(handin.encode(final), rank=0)["times"] == (1.0, 0.5, 0.25)
+    assert handin.decode_final(handin.encode(final), rank=0)["times"] == (1.0, 0.5, 0.25, 0.125)
 
 
 def test_events_handed_in_as_they_go_are_kept_for_a_rank_that_never_closed():

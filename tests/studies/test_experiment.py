@@ -380,7 +380,7 @@ def test_commsim_run_writes_the_run_and_prints_the_summary(tmp_path):
     assert lines == [
         f"error: {EXAMPLES / 'allreduce.toml'}: strategy.algoritm: allreduce has no argument "
         "'algoritm'; did you mean 'algorithm'? (valid: algorithm, compression, fault_tolerance, "
-        "min_replicas)"
+        "min_replicas, bucket_mb, first_bucket_mb)"
     ]
 
 
