@@ -82,7 +82,7 @@ def replay(
     )
     changes = sorted(links)
     for event in events:  # after the stop, gradients count as discarded work only
-        while changes and changes[0][0] <= event.at:  # (none after the last event: it ended)
+        while changes and changes[0][0] <= event.at:
             at, change = changes.pop(0)
             if max_time is None or at <= max_time:
                 ledger.fault(change, at=at)
@@ -92,6 +92,12 @@ def replay(
             if not isinstance(event, Computed):
                 continue
         ledger.record(event)
+    # Changes after the last event (an interrupted run, a link cut before it ended): those
+    # made while the ranks still ran.
+    end = max((p["times"][0] for p in parts_ if "times" in p), default=math.inf)
+    for at, change in changes:
+        if at <= min(end, math.inf if max_time is None else max_time):
+            ledger.fault(change, at=at)
     stop_time, stop_bytes = ledger.now(), ledger.bytes_sent()
     reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
     if ledger.stop_reason == "max_time" or (reason == "max_time" and not ledger.stopped):

@@ -34,7 +34,7 @@ from real.signals import terminate_interrupts
 from real.store import SECRET_ENV, new_secret
 from real.testbed import watchdog
 from real.testbed.lifecycle import down, preflight, up
-from real.testbed.links import Change, changes, to_json
+from real.testbed.links import Change, changes, mend, to_json
 from real.testbed.plan import Plan, TestbedError, make_plan
 
 __all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_testbed"]
@@ -133,6 +133,10 @@ def run_on_testbed(
             try:
                 codes = _wait(processes)
             except KeyboardInterrupt as interrupt:
+                if agent is not None and faults:  # the ranks hand in over whole links
+                    agent.kill()
+                    agent.wait()
+                    mend(plan, faults, netem)
                 _pass_on(processes, interrupt)
                 raise
         for rank, (process, code) in enumerate(zip(processes, codes, strict=True)):

@@ -20,9 +20,12 @@ down). It reads the ranks' common start from the store, makes each change at ``s
 at`` on the ranks' shared wall clock (as the local launcher times a crash at a time), and
 writes what it did, with the time it was done, to the store; rank 0 reads it when it
 gathers the run (:func:`applied`) and its replay writes the ``fault`` rows where ``sim``
-writes them (``link_slow``, ``link_down``, ``link_up``, rank -1). Everything it changes
-lives inside the testbed's namespaces, which go with the run (Ctrl-C, SIGTERM, the
-watchdog's clean-up after a SIGKILL): no qdisc outlives it.
+writes them (``link_slow``, ``link_down``, ``link_up``, rank -1). On Ctrl-C or SIGTERM the
+launcher stops the agent and gives every faulted link its rate back (:func:`mend`) before it
+passes the signal on, so that the ranks hand in what they measured over links that carry
+it. Everything the agent changes lives inside the testbed's namespaces, which go with the
+run (at its end, on Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives
+it.
 
 What a testbed does not do (:func:`check_testbed_faults` refuses it in one line): a link
 that stays down (a tree has no second path; ``sim`` fails the operations that need it with
@@ -58,10 +61,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from faults import FaultError, FaultSchedule, LinkFault
-from real.testbed.lifecycle import run_command, shaping
+from real.testbed.lifecycle import Runner, run_command, shaping
 from real.testbed.plan import Link, Plan, TestbedError
 
-__all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main"]
+__all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main", "mend"]
 
 #: Where the agent counts the changes it made; each is ``LINKS_KEY/i`` = ``"AT EVENT"``.
 LINKS_KEY = "testbed/links"
@@ -160,6 +163,18 @@ def changes(plan: Plan, schedule: FaultSchedule, netem: bool) -> list[Change]:
         if fault.until is not None:
             out.append(Change(fault.until, "link_up", _commands(link, netem, 1.0)))
     return sorted(out, key=lambda change: change.at)
+
+
+def mend(plan: Plan, schedule: FaultSchedule, netem: bool, run: Runner = run_command) -> None:
+    """Every link of ``schedule`` back at its own rate, now (an interrupted run: its ranks
+    hand in what they measured over links that carry it). A command that fails is skipped:
+    the testbed is about to be removed anyway."""
+    for ends in dict.fromkeys(fault.link for fault in schedule.link_faults):
+        for command in _commands(_link(plan, ends), netem, 1.0):
+            try:
+                run(command)
+            except TestbedError:
+                pass
 
 
 def to_json(changes: list[Change]) -> str:

@@ -155,13 +155,21 @@ def test_the_replay_writes_each_change_as_a_fault_row_at_its_time_among_the_even
 
     setup = TrainingSetup.create("allreduce", workloads.get("quadratic"), 2, steps=4, eval_every=2)
     parts = [
-        {"events": [Computed(t, r, 8) for t in (0.2, 1.2, 2.2)], "final": None, "stop_reason": None}
+        {
+            "events": [Computed(t, r, 8) for t in (0.2, 1.2)],
+            "final": None,
+            "stop_reason": "interrupted",
+            "times": (2.5, 0.0, 0.0),  # the rank ended at 2.5 s, after its last event
+        }
         for r in range(2)
     ]
-    links = [(2.0, "link_up"), (1.0, "link_down"), (9.0, "link_slow")]  # the last: after the end
+    # The last change: after the ranks ended (the agent's, before the run's store went).
+    links = [(2.0, "link_up"), (1.0, "link_down"), (9.0, "link_slow")]
     rows = replay(setup, parts, faults=True, links=links).ledger.rows
     faults = [(row["time"], row["event"], row["rank"]) for row in rows if row["kind"] == "fault"]
     assert faults == [(1.0, "link_down", -1), (2.0, "link_up", -1)]
+    computed = [row["time"] for row in rows if row["kind"] != "fault"]
+    assert computed == sorted(computed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,3 +222,54 @@ def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tm
     )
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"r{os.getpid() % 10**7}-" not in left  # its testbed (named by its pid) is gone
+
+
+@needs_root
+def test_an_interrupt_during_an_outage_mends_the_link_so_the_rows_are_written(tmp_path, state):
+    """SIGTERM while the link is down: the launcher stops the agent and gives the link its
+    rate back, so the ranks hand in over it (their retransmissions would otherwise wait
+    seconds past the grace); rank 0 writes the run, with its link_down row, and nothing is
+    left: no namespace, no agent, no state file."""
+    import signal
+    import sys
+    import time
+
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps([{"kind": "link_down", "link": ["s0", "1"], "at": 0.5, "until": 9}]))
+    command = [sys.executable, "-m", "real", "--testbed", "star:n=2,bandwidth=2Mbps"]
+    command += ["--steps", "1000000", "--eval-every", "1000000", "--faults", str(path)]
+    launcher = subprocess.Popen(
+        [*command, "--out", str(tmp_path / "run"), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    name = f"r{launcher.pid % 10**7}"
+
+    def cut():
+        shown = subprocess.run(
+            ["tc", "-n", f"{name}-h1", "qdisc", "show"], capture_output=True, text=True
+        ).stdout
+        return "blackhole" in shown
+
+    def agents():
+        listed = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        return [line for line in listed.splitlines() if "real.testbed.links" in line]
+
+    try:
+        deadline = time.monotonic() + 120  # a bound on a hang, not a timing assertion
+        while not cut() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cut(), "the link never went down"
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        record = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert record["status"] == "interrupted", record
+        metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+        assert list(metrics.loc[metrics["kind"] == "fault", "event"]) == ["link_down"]
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"{name}-" not in listed
+        assert not agents() and not list(state.glob("*.json"))
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
