@@ -14,6 +14,10 @@ passes the signal on to every rank, gives them ``GRACE_SECONDS`` to end (rank 0 
 was measured), kills what is left and takes the testbed down. Against SIGKILL, which leaves
 it no chance, a watchdog started before the testbed removes it once the launcher is gone
 (:mod:`real.testbed.watchdog`).
+
+With ``--faults`` (link faults only), an agent beside rank 0 changes the links' qdiscs at the
+schedule's times, and the launcher mends them before it passes an interrupt on
+(:mod:`real.testbed.links`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ __all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_t
 PORT = 29500
 #: After an interrupt, how long the ranks get to end by themselves before they are killed.
 GRACE_SECONDS = 10.0
+#: After an interrupt, how long the link-fault agent gets to finish the change it is making.
+AGENT_GRACE = 2.0
 
 
 def _rank_process() -> None:
@@ -134,8 +140,7 @@ def run_on_testbed(
                 codes = _wait(processes)
             except KeyboardInterrupt as interrupt:
                 if agent is not None and faults:  # the ranks hand in over whole links
-                    agent.kill()
-                    agent.wait()
+                    _stop_agent(agent)
                     mend(plan, faults, netem)
                 _pass_on(processes, interrupt)
                 raise
@@ -181,6 +186,17 @@ def _start_agent(plan: Plan, made: list[Change], secret: str) -> subprocess.Pope
     agent.stdin.write(to_json(made).encode())
     agent.stdin.close()
     return agent
+
+
+def _stop_agent(agent: subprocess.Popen[bytes]) -> None:
+    """Stop the agent between two changes (one it has begun it makes and records whole),
+    or kill it after ``AGENT_GRACE`` seconds (stuck on the store)."""
+    agent.terminate()
+    try:
+        agent.wait(timeout=AGENT_GRACE)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
 
 
 def _pass_on(processes: list[subprocess.Popen[bytes]], interrupt: KeyboardInterrupt) -> None:

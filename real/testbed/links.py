@@ -57,6 +57,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,22 +218,24 @@ def _connect(addr: str, port: int, secret: str | None) -> Any:
             time.sleep(0.02)
 
 
-def _agent(spec: dict[str, Any]) -> int:
+def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) -> int:
     """Make the changes at their times (see the module notes); 0 when the run ended first
-    or every change was made, 1 when a command failed (the run is failed with its line)."""
+    (or ``stopped()``: the launcher's SIGTERM) or every change was made, 1 when a command
+    failed (the run is failed with its line). A change once begun is made and recorded
+    whole: its row is never missing for a change that was made."""
     from real import rendezvous
     from real.store import read_secret
 
     addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     store = _connect(addr, port, read_secret())
     while not store.check([_START]):
-        if store.check([_STOP]):
+        if stopped() or store.check([_STOP]):
             return 0
         time.sleep(0.01)
     start = float(bytes(store.get(_START)).decode())
     for index, (at, event, commands) in enumerate(spec["changes"]):
         while time.time() - start < at:
-            if store.check([_STOP]):
+            if stopped() or store.check([_STOP]):
                 return 0  # the run is over: the testbed goes with it, changed or not
             time.sleep(min(0.01, max(start + at - time.time(), 0.0)))
         try:
@@ -245,6 +248,8 @@ def _agent(spec: dict[str, Any]) -> int:
         # The row's time: when both ends are changed (a few ms after `at`).
         store.set(f"{LINKS_KEY}/{index}", f"{time.time() - start!r} {event}")
         store.add(LINKS_KEY, 1)
+        if stopped():
+            return 0
     return 0
 
 
@@ -252,10 +257,11 @@ def main() -> int:
     """``python -m real.testbed.links`` (the testbed launcher starts it; the changes as
     :func:`to_json` writes them on stdin). Ends quietly when the run's store goes away."""
     spec = json.loads(sys.stdin.read())
-    for interrupt in (signal.SIGINT, signal.SIGTERM):  # the launcher decides its end
-        signal.signal(interrupt, lambda *_: os._exit(0))
+    asked: list[int] = []
+    for interrupt in (signal.SIGINT, signal.SIGTERM):  # the launcher's: end between changes
+        signal.signal(interrupt, lambda number, _: asked.append(number))
     try:
-        return _agent(spec)
+        return _agent(spec, lambda: bool(asked))
     except Exception:  # the store is gone with rank 0: the run is over
         return 0
 
