@@ -225,11 +225,13 @@ def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tm
 
 
 @needs_root
-def test_an_interrupt_during_an_outage_mends_the_link_so_the_rows_are_written(tmp_path, state):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_an_interrupt_during_an_outage_mends_the_link_so_the_rows_are_written(tmp_path, state, how):
     """SIGTERM while the link is down: the launcher stops the agent and gives the link its
     rate back, so the ranks hand in over it (their retransmissions would otherwise wait
-    seconds past the grace); rank 0 writes the run, with its link_down row, and nothing is
-    left: no namespace, no agent, no state file."""
+    seconds past the grace); rank 0 writes the run, with its link_down row. SIGKILL: the
+    agent dies with the launcher, as the ranks do, and the watchdog removes the testbed.
+    Either way nothing is left: no namespace, no agent, no state file."""
     import signal
     import sys
     import time
@@ -260,15 +262,22 @@ def test_an_interrupt_during_an_outage_mends_the_link_so_the_rows_are_written(tm
         while not cut() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert cut(), "the link never went down"
-        launcher.send_signal(signal.SIGTERM)
+        launcher.send_signal(getattr(signal, how))
         launcher.wait(timeout=60)
-        record = json.loads((tmp_path / "run" / "run.json").read_text())
-        assert record["status"] == "interrupted", record
-        metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
-        assert list(metrics.loc[metrics["kind"] == "fault", "event"]) == ["link_down"]
-        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"{name}-" not in listed
-        assert not agents() and not list(state.glob("*.json"))
+        if how == "SIGTERM":
+            record = json.loads((tmp_path / "run" / "run.json").read_text())
+            assert record["status"] == "interrupted", record
+            metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+            assert list(metrics.loc[metrics["kind"] == "fault", "event"]) == ["link_down"]
+
+        def gone():
+            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+            return f"{name}-" not in listed.stdout and not agents()
+
+        deadline = time.monotonic() + 60  # the watchdog's clean-up, after a SIGKILL
+        while not gone() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gone() and not list(state.glob("*.json"))
     finally:
         if launcher.poll() is None:
             launcher.kill()
