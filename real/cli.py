@@ -130,7 +130,8 @@ def real_command(
         str | None,
         typer.Option(
             help="Fault schedule file (TOML or JSON, as sim's): crashes kill rank processes, "
-            "restarts start new ones (local runs only).",
+            "restarts start new ones (local runs); link_slow and a transient link_down change "
+            "the testbed's links (--testbed).",
             metavar="FILE",
         ),
     ] = None,
@@ -175,6 +176,9 @@ def real_command(
             _run_testbed(
                 testbed,
                 nproc,
+                faults,
+                steps,
+                silence,
                 [
                     *("--strategy", strategy, "--workload", workload, "--steps", str(steps)),
                     *("--backend", backend, "--optimizer", optimizer),
@@ -188,6 +192,7 @@ def real_command(
                     "--portable" if portable else "--no-portable",
                     "--progress" if progress else "--no-progress",
                     *[word for module in imports or [] for word in ("--import", module)],
+                    *(["--faults", str(Path(faults).resolve())] if faults is not None else []),
                 ],
             )
         )
@@ -213,10 +218,11 @@ def real_command(
         }
         stops: dict[str, Any] = {"target_loss": target_loss, "max_time": max_time}
         if faults is not None:
-            if placement is not None or testbed is not None:
+            if placement is not None and placement.launcher != "testbed":
                 raise _fail(
-                    "--faults runs on the local launcher only for now (it kills and restarts "
-                    "the rank processes it started); drop it under torchrun, srun or --testbed"
+                    "--faults runs on the local launcher (it kills and restarts the rank "
+                    "processes it started) or a --testbed (link faults); drop it under "
+                    "torchrun or srun"
                 )
             stops["faults"] = faults
         out = _default_out(out, placement)
@@ -257,6 +263,8 @@ def real_command(
                     silence,
                     stops,
                 )
+    except typer.Exit:  # a refusal said above (click's Exit is a RuntimeError: not a failure)
+        raise
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: what was measured is written
@@ -282,16 +290,42 @@ def _default_out(out: Path | None, placement: Any) -> Path | None:
     return new_run_directory(DEFAULT_OUT)
 
 
-def _run_testbed(spec: str, nproc: int | None, options: list[str]) -> int:
-    """Rank i in host i's namespace of a testbed made for the run; the worst exit status."""
+def _run_testbed(
+    spec: str,
+    nproc: int | None,
+    faults: str | None,
+    steps: int,
+    silence: float,
+    options: list[str],
+) -> int:
+    """Rank i in host i's namespace of a testbed made for the run; the worst exit status.
+    ``faults``: a schedule file, checked against the testbed's links (what a testbed cannot
+    apply is refused in one line: :func:`real.testbed.links.check_testbed_faults`)."""
     import topologies
+    from faults import FaultError, FaultSchedule
     from real.testbed import TestbedError
     from real.testbed.launch import check_testbed_arguments, run_on_testbed
+    from real.testbed.links import check_testbed_faults
 
     try:
         graph = topologies.from_spec(spec)
         check_testbed_arguments(nproc, graph)
-        return run_on_testbed(graph, options, name=f"r{os.getpid() % 10**7}")
+    except (TestbedError, ValueError, OSError) as exc:
+        raise _fail(f"--testbed: {exc}") from None
+    schedule = None
+    if faults is not None:
+        try:
+            schedule = FaultSchedule.parse(
+                faults,
+                world_size=len(topologies.hosts(graph)),
+                links=[(str(u), str(v)) for u, v in graph.edges],
+                steps=steps,
+            )
+            check_testbed_faults(schedule, silence)
+        except FaultError as exc:
+            raise _fail(f"--faults: {exc}") from None
+    try:
+        return run_on_testbed(graph, options, name=f"r{os.getpid() % 10**7}", faults=schedule)
     except (TestbedError, ValueError, OSError) as exc:
         raise _fail(f"--testbed: {exc}") from None
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the ranks had their chance to write

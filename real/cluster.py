@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import topologies
+from faults import FaultSchedule
 from real import rendezvous
 from real.devices import resolve_backend
 from real.handin import gather
@@ -27,6 +28,7 @@ from real.rank import RankOptions, run_rank
 from real.results import assemble, interruption, stopped_by_interrupt
 from real.runtime import SILENCE
 from real.store import SECRET_ENV, read_secret
+from real.testbed.links import applied
 from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter
 from strategies.roles import TrainingSetup
@@ -53,14 +55,18 @@ def run_launched(
     silence: float = SILENCE,
     target_loss: float | None = None,
     max_time: float | None = None,
+    faults: Any = None,
 ) -> RunResult | None:
     """Run this rank; on rank 0, also gather and write the run (``out``) and return its
     result (the other ranks return ``None``). Raises the run's first failure, on every rank.
     ``topology``: the network the ranks run on, recorded in ``run.json`` as ``sim`` does.
     ``silence``: seconds without a heartbeat after which a rank others wait on fails the run
     (see :func:`real.run`). ``target_loss``, ``max_time``: the run's stops, watched by rank
-    0 on a thread of its own (:mod:`real.watch`)."""
+    0 on a thread of its own (:mod:`real.watch`). ``faults``: a fault schedule, on a
+    testbed only (its link faults; the testbed's launcher makes them, rank 0 writes their
+    rows: :mod:`real.testbed.links`)."""
     target_loss, max_time = check_stops(target_loss, max_time)
+    schedule = _testbed_faults(faults, setup, placement, topology)
     stops = Stops(target_loss, max_time)
     resolved = resolve_backend(backend, local_world_size=placement.local_world_size)
     if resolved == "nccl" and not portable:
@@ -72,6 +78,7 @@ def run_launched(
         collector=True,
         silence=silence,
         eager=target_loss is not None,
+        faults=schedule.record() if schedule else None,
     )
     # The library chooses its own algorithms (gloo or NCCL): the rule sim's `auto` imitates.
     config = {"backend": f"real-{resolved}", **setup.config(), "auto": {"rule": resolved}}
@@ -81,6 +88,8 @@ def run_launched(
         setup.world_size, placement.local_world_size, placement.launcher
     )
     config.update(stops.config())
+    if schedule:  # as sim records it
+        config["faults"] = schedule.record()
     collector = placement.rank == 0
     writer = RunWriter(out, config) if out is not None and collector else None
     outcome: dict[str, Any] = {}
@@ -116,6 +125,8 @@ def run_launched(
                 error=error,
                 target_loss=target_loss,
                 max_time=max_time,
+                faults=bool(schedule),
+                links=applied(store) if schedule else (),
             )
         except BaseException as exc:
             outcome["error"] = exc
@@ -150,3 +161,24 @@ def run_launched(
         if "error" in outcome:
             raise outcome["error"]
     return outcome.get("result")
+
+
+def _testbed_faults(
+    faults: Any, setup: TrainingSetup, placement: Placement, topology: nx.Graph | None
+) -> FaultSchedule | None:
+    """The run's fault schedule, checked against the testbed's links; refused in one line
+    under any other launcher (its store lives in rank 0, or its agent restarts every
+    worker of a node on a failure: see docs/faults.md)."""
+    if faults is None:
+        return None
+    if placement.launcher != "testbed" or topology is None:
+        raise LaunchError(
+            "a fault schedule runs on the local launcher or a testbed (`commsim real "
+            "--testbed`), not under torchrun or srun; drop --faults here"
+        )
+    return FaultSchedule.parse(
+        faults,
+        world_size=setup.world_size,
+        links=[(str(u), str(v)) for u, v in topology.edges],
+        steps=setup.steps,
+    )

@@ -62,6 +62,7 @@ __all__ = [
 _CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
 _AT = "faults/crashed/{rank}/{incarnation}"
 _DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
+_LINKS = ("link_down", "link_slow")
 
 
 def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
@@ -187,9 +188,10 @@ class RankFaults:
         if not options.faults:
             return None
         world = setup.world_size
-        schedule = FaultSchedule.parse(
-            options.faults, world_size=world, links=None, steps=setup.steps
-        )
+        # A testbed's link faults are its launcher's to make (real.testbed.links), not a rank's.
+        record = dict(options.faults)
+        record["events"] = [e for e in record.get("events", []) if e["kind"] not in _LINKS]
+        schedule = FaultSchedule.parse(record, world_size=world, links=None, steps=setup.steps)
         owners, _ = setup.strategy.owners(world)
         if setup.strategy.global_model == "primary":  # as the ledger of a run with faults
             owners = setup.strategy.workers(world)

@@ -10,6 +10,7 @@ directory, with the timeline of every rank's spans (``trace.json``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ def replay(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: bool = False,
+    links: Sequence[tuple[float, str]] = (),
 ) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses.
 
@@ -66,7 +68,9 @@ def replay(
     ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
     there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
     ``faults``: the run had a fault schedule (the ledger's owners and summary are then a
-    faulty run's, as in ``sim``).
+    faulty run's, as in ``sim``). ``links``: the link changes a testbed made, ``(at,
+    event)`` (:mod:`real.testbed.links`), written as ``fault`` rows among the events, as
+    ``sim`` writes them at their instant.
     """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
     ledger = make_ledger(setup, target_loss=target_loss, faults=faults)  # the events' time, bytes
@@ -76,13 +80,24 @@ def replay(
     events: list[Event] = sorted(
         (e for p in parts_ for e in p["events"]), key=lambda e: (e.at, e.rank)
     )
+    changes = sorted(links)
     for event in events:  # after the stop, gradients count as discarded work only
+        while changes and changes[0][0] <= event.at:
+            at, change = changes.pop(0)
+            if max_time is None or at <= max_time:
+                ledger.fault(change, at=at)
         if max_time is not None and event.at > max_time:
             if not ledger.stopped:
                 ledger.stop("max_time")
             if not isinstance(event, Computed):
                 continue
         ledger.record(event)
+    # Changes after the last event (an interrupted run, a link cut before it ended): those
+    # made while the ranks still ran.
+    end = max((p["times"][0] for p in parts_ if "times" in p), default=math.inf)
+    for at, change in changes:
+        if at <= min(end, math.inf if max_time is None else max_time):
+            ledger.fault(change, at=at)
     stop_time, stop_bytes = ledger.now(), ledger.bytes_sent()
     reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
     if ledger.stop_reason == "max_time" or (reason == "max_time" and not ledger.stopped):
@@ -137,14 +152,16 @@ def assemble(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: bool = False,
+    links: Sequence[tuple[float, str]] = (),
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
-    ``target_loss``, ``max_time``: the run's stops (see :func:`replay`).
+    ``target_loss``, ``max_time``: the run's stops; ``links``: a testbed's link changes
+    (see :func:`replay`).
 
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts, target_loss, max_time, faults)
+    replayed = replay(setup, parts, target_loss, max_time, faults, links)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:

@@ -207,10 +207,12 @@ class Ledger:
         if isinstance(event, Crashed):
             self._catch_up()  # the global step no longer waits for it
 
-    def fault(self, event: str, rank: int = -1) -> None:
+    def fault(self, event: str, rank: int = -1, at: float | None = None) -> None:
         """A fault the backend applied that no rank reports (a link going down, a slowed
-        rank), as a ``fault`` row."""
+        rank), as a ``fault`` row; ``at``: its time, in a replay (else the clock's now)."""
         if self.stop_reason is None:
+            if at is not None:
+                self._now = at
             self._row_fault(rank, event)
 
     def _row_fault(self, rank: int, event: str) -> None:

@@ -14,6 +14,10 @@ passes the signal on to every rank, gives them ``GRACE_SECONDS`` to end (rank 0 
 was measured), kills what is left and takes the testbed down. Against SIGKILL, which leaves
 it no chance, a watchdog started before the testbed removes it once the launcher is gone
 (:mod:`real.testbed.watchdog`).
+
+With ``--faults`` (link faults only), an agent beside rank 0 changes the links' qdiscs at the
+schedule's times, and the launcher mends them before it passes an interrupt on
+(:mod:`real.testbed.links`).
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from collections.abc import Sequence
 
 import networkx as nx
 
+from faults import FaultSchedule
 from real.signals import terminate_interrupts
 from real.store import SECRET_ENV, new_secret
 from real.testbed import watchdog
 from real.testbed.lifecycle import down, preflight, up
+from real.testbed.links import Change, changes, mend, to_json
 from real.testbed.plan import Plan, TestbedError, make_plan
 
 __all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_testbed"]
@@ -41,6 +47,8 @@ __all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_t
 PORT = 29500
 #: After an interrupt, how long the ranks get to end by themselves before they are killed.
 GRACE_SECONDS = 10.0
+#: After an interrupt, how long the link-fault agent gets to finish the change it is making.
+AGENT_GRACE = 2.0
 
 
 def _rank_process() -> None:
@@ -83,10 +91,15 @@ def rank_environment(plan: Plan, rank: int) -> dict[str, str]:
     }
 
 
-def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
+def run_on_testbed(
+    graph: nx.Graph, options: Sequence[str], name: str, faults: FaultSchedule | None = None
+) -> int:
     """Bring up a testbed for ``graph``, run one rank per host in it, take it down.
 
-    ``options`` are ``commsim real``'s, as each rank gets them (with ``--topology``).
+    ``options`` are ``commsim real``'s, as each rank gets them (with ``--topology``, and
+    ``--faults`` with ``faults``). ``faults``: the run's link faults, checked
+    (:func:`real.testbed.links.check_testbed_faults`); an agent beside rank 0 makes them
+    (:mod:`real.testbed.links`).
 
     Returns the worst exit status of the ranks (0 when all finished). Rank 0's output (its
     progress bar and summary) is this command's; the others' goes to stderr only on failure.
@@ -94,6 +107,7 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
     preflight()
     plan = make_plan(graph, name)
     processes: list[subprocess.Popen[bytes]] = []
+    agent: subprocess.Popen[bytes] | None = None
     guard = watchdog.start(name)  # first: from here on, a SIGKILL leaves nothing behind
     secret = new_secret()  # signs the run's store: the testbed's ranks alone know it
     try:
@@ -120,9 +134,14 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
                         preexec_fn=_rank_process,
                     )
                 )
+            if faults:
+                agent = _start_agent(plan, changes(plan, faults, netem), secret)
             try:
                 codes = _wait(processes)
             except KeyboardInterrupt as interrupt:
+                if agent is not None and faults:  # the ranks hand in over whole links
+                    _stop_agent(agent)
+                    mend(plan, faults, netem)
                 _pass_on(processes, interrupt)
                 raise
         for rank, (process, code) in enumerate(zip(processes, codes, strict=True)):
@@ -133,7 +152,7 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
         worst = max(codes, key=abs)
         return 128 - worst if worst < 0 else worst  # killed by signal N: the shell's 128 + N
     finally:
-        for process in processes:
+        for process in [*processes, *([agent] if agent is not None else [])]:
             if process.poll() is None:
                 process.kill()
             process.wait()
@@ -142,6 +161,42 @@ def run_on_testbed(graph: nx.Graph, options: Sequence[str], name: str) -> int:
         finally:
             guard.kill()
             guard.wait()
+
+
+def _start_agent(plan: Plan, made: list[Change], secret: str) -> subprocess.Popen[bytes]:
+    """The agent that makes the link changes ``made``, in rank 0's namespace (beside the
+    run's store: it crosses no testbed link), dying with the launcher as a rank does. A
+    change that fails fails the run with its line (on the store); its stderr is rank 0's."""
+    host = plan.hosts[0]
+    env = {
+        **os.environ,
+        "MASTER_ADDR": host.address,
+        "MASTER_PORT": str(PORT),
+        "OMP_NUM_THREADS": "1",
+        SECRET_ENV: secret,
+    }
+    agent = subprocess.Popen(
+        ["ip", "netns", "exec", host.namespace, sys.executable, "-m", "real.testbed.links"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=_rank_process,
+    )
+    assert agent.stdin is not None
+    agent.stdin.write(to_json(made).encode())
+    agent.stdin.close()
+    return agent
+
+
+def _stop_agent(agent: subprocess.Popen[bytes]) -> None:
+    """Stop the agent between two changes (one it has begun it makes and records whole),
+    or kill it after ``AGENT_GRACE`` seconds (stuck on the store)."""
+    agent.terminate()
+    try:
+        agent.wait(timeout=AGENT_GRACE)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
 
 
 def _pass_on(processes: list[subprocess.Popen[bytes]], interrupt: KeyboardInterrupt) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "preflight",
     "reap",
     "run_command",
+    "shaping",
     "state_dir",
     "status",
     "up",
@@ -141,20 +142,40 @@ def _ip(namespace: str, *args: str) -> list[str]:
     return ["ip", "-n", namespace, *args]
 
 
-def _qdisc(namespace: str, device: str, *args: str) -> list[str]:
-    """``tc qdisc add`` on ``device`` inside ``namespace``."""
-    return ["tc", "-n", namespace, "qdisc", "add", "dev", device, *args]
+def shaping(
+    namespace: str,
+    device: str,
+    link: Link,
+    netem: bool,
+    factor: float = 1.0,
+    verb: str = "add",
+) -> list[list[str]]:
+    """The ``tc`` commands that shape one end of ``link`` to ``factor`` times its rate:
+    ``tbf`` (under a ``netem`` delay where the kernel has it). ``verb="replace"`` swaps
+    them in for whatever root qdisc the end has (a link fault, :mod:`real.testbed.links`).
+
+    Examples
+    --------
+    >>> from real.testbed.plan import End
+    >>> link = Link(0, End("tb-h0", "l0a", False), End("tb-s0", "l0b", True), 1.25e6, 0.0)
+    >>> shaping("tb-h0", "l0a", link, netem=False, factor=0.5, verb="replace")
+    [['tc', '-n', 'tb-h0', 'qdisc', 'replace', 'dev', 'l0a', 'root', 'tbf', 'rate', '5000000bit', 'burst', '65536', 'latency', '400ms']]
+    """
+    rate = link.rate * factor
+    tbf = ["tbf", "rate", f"{rate * 8:.0f}bit", "burst", str(_burst(rate)), "latency", TBF_LATENCY]
+    qdisc = ["tc", "-n", namespace, "qdisc", verb, "dev", device]
+    if netem and link.delay > 0:
+        delay = f"{link.delay * 1e6:.0f}us"
+        return [
+            [*qdisc, "root", "handle", "1:", "netem", "delay", delay],
+            [*qdisc, "parent", "1:1", "handle", "10:", *tbf],
+        ]
+    return [[*qdisc, "root", *tbf]]
 
 
 def _shape(run: Runner, namespace: str, device: str, link: Link, netem: bool) -> None:
-    rate = f"{link.rate * 8:.0f}bit"
-    tbf = ["tbf", "rate", rate, "burst", str(_burst(link.rate)), "latency", TBF_LATENCY]
-    if netem and link.delay > 0:
-        delay = f"{link.delay * 1e6:.0f}us"
-        run(_qdisc(namespace, device, "root", "handle", "1:", "netem", "delay", delay))
-        run(_qdisc(namespace, device, "parent", "1:1", "handle", "10:", *tbf))
-    else:
-        run(_qdisc(namespace, device, "root", *tbf))
+    for command in shaping(namespace, device, link, netem):
+        run(command)
 
 
 def _existing_namespaces(run: Runner) -> set[str]:

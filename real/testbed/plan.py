@@ -129,6 +129,9 @@ class Plan:
     links: list[Link]
     #: Namespaces that hold a bridge: every switch's, and hosts with more than one link.
     bridges: list[str] = field(default_factory=list)
+    #: Each topology node's namespace, by the node's name as a string (as fault schedules
+    #: name links).
+    nodes: dict[str, str] = field(default_factory=dict)
 
     @property
     def namespaces(self) -> list[str]:
@@ -209,4 +212,5 @@ def make_plan(graph: nx.Graph, name: str) -> Plan:
         switches=[namespace[s] for s in switch_nodes],
         links=links,
         bridges=[namespace[n] for n in undirected if n in bridged],
+        nodes={str(node): ns for node, ns in namespace.items()},
     )

@@ -1,0 +1,270 @@
+"""Link faults on a testbed: ``link_slow`` and a transient ``link_down`` done with ``tc`` at
+their wall time, as ``sim`` applies them to its simulated network.
+
+A testbed run (``commsim real --testbed SPEC --faults FILE``) takes the schedule's link
+events (:class:`faults.LinkFault`, links named by the topology's nodes) and turns each into
+*changes* of the link's two veth ends (:func:`changes`):
+
+* ``link_slow`` (``factor``): both ends' ``tbf`` is replaced by one at ``factor`` times the
+  link's rate (each end shapes what it sends, so both directions slow);
+* ``link_down``: both ends' root qdisc becomes ``blackhole``, which takes every packet and
+  sends none: the link carries nothing, as a cut cable, while every interface, address and
+  route stays up (TCP sees only losses and retransmits; ``netem`` loss, or ``tc`` actions,
+  are not in every kernel, ``blackhole`` is);
+* at ``until``, ``link_up``: both ends are shaped to the link's own rate again.
+
+The changes are made by an *agent*, ``python -m real.testbed.links``, that the testbed
+launcher starts in rank 0's namespace beside rank 0, which hosts the run's store: the agent
+reaches the store without crossing a testbed link (it must not wait on the link it took
+down). It reads the ranks' common start from the store, makes each change at ``start +
+at`` on the ranks' shared wall clock (as the local launcher times a crash at a time), and
+writes what it did, with the time it was done, to the store; rank 0 reads it when it
+gathers the run (:func:`applied`) and its replay writes the ``fault`` rows where ``sim``
+writes them (``link_slow``, ``link_down``, ``link_up``, rank -1). On Ctrl-C or SIGTERM the
+launcher stops the agent and gives every faulted link its rate back (:func:`mend`) before it
+passes the signal on, so that the ranks hand in what they measured over links that carry
+it. Everything the agent changes lives inside the testbed's namespaces, which go with the
+run (at its end, on Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives
+it.
+
+What a testbed does not do (:func:`check_testbed_faults` refuses it in one line): a link
+that stays down (a tree has no second path; ``sim`` fails the operations that need it with
+``PeerFailure`` once ``reroute`` has passed, but on a testbed the run's store lives in rank
+0 and is reached over the same links, so a cut-off rank could be neither told apart from a
+silent one nor named to its peers after ``detect``), an outage as long as ``--silence``
+(its ranks would be reported silent), and crashes, restarts and stragglers (they need the
+local launcher's store, which outlives every rank).
+
+Examples
+--------
+>>> import topologies
+>>> from faults import FaultSchedule
+>>> from real.testbed.plan import make_plan
+>>> graph = topologies.star(2, bandwidth="10Mbps")
+>>> schedule = FaultSchedule.parse(
+...     [{"kind": "link_down", "link": ["s0", "1"], "at": 1, "until": 2}],
+...     world_size=2, links=[(str(u), str(v)) for u, v in graph.edges])
+>>> for change in changes(make_plan(graph, "tb"), schedule, netem=False):
+...     print(change.at, change.event, [c[2] + " " + " ".join(c[6:9]) for c in change.commands])
+1.0 link_down ['tb-h1 l1a root blackhole', 'tb-s0 l1b root blackhole']
+2.0 link_up ['tb-h1 l1a root tbf', 'tb-s0 l1b root tbf']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faults import FaultError, FaultSchedule, LinkFault
+from real.testbed.lifecycle import Runner, run_command, shaping
+from real.testbed.plan import Link, Plan, TestbedError
+
+__all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main", "mend"]
+
+#: Where the agent counts the changes it made; each is ``LINKS_KEY/i`` = ``"AT EVENT"``.
+LINKS_KEY = "testbed/links"
+_START, _STOP = "start", "stop"  # as real.rank and real.runtime name them
+_EVENTS = ("link_slow", "link_down", "link_up")
+_KINDS = {"Crash": "crash", "RandomCrashes": "crash", "Slow": "slow"}
+#: The longest the agent waits for rank 0's store (as long as a rank waits by default).
+STORE_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happens to one link at ``at`` (seconds on the run's clock): ``event`` (a
+    ``fault`` row's, as ``sim`` writes it) and the ``tc`` commands that do it."""
+
+    at: float
+    event: str
+    commands: tuple[tuple[str, ...], ...]
+
+
+def check_testbed_faults(schedule: FaultSchedule, silence: float) -> None:
+    """Refuse, in one line naming the event, what a testbed run cannot apply (see the module
+    notes); ``silence``: the run's ``--silence`` seconds.
+
+    Examples
+    --------
+    >>> schedule = FaultSchedule.parse(
+    ...     [{"kind": "link_down", "link": ["s0", "h1"], "at": 1}], world_size=2,
+    ...     links=[("s0", "h1")])
+    >>> check_testbed_faults(schedule, 10.0)
+    Traceback (most recent call last):
+    ...
+    faults.errors.FaultError: faults[0].until: a link that stays down is not applied on a testbed: a tree has no other path, and the run's store lives in rank 0, reached over the same links, so the ranks cut off could not be named to their peers; give until=... (a transient outage, shorter than --silence 10 s), or run it with sim
+    """
+    for index, event in enumerate(schedule.events):
+        where = f"faults[{index}]"
+        if not isinstance(event, LinkFault):
+            raise FaultError(
+                where,
+                f"a {_KINDS.get(type(event).__name__, 'crash')!r} event is not applied on a --testbed run (a crash, restart "
+                "or straggler needs the local launcher, whose store outlives every rank; the "
+                "testbed's lives in rank 0): run it with `commsim real --faults` without "
+                "--testbed, or with sim",
+            )
+        if event.kind != "link_down":
+            continue
+        if event.until is None:
+            raise FaultError(
+                f"{where}.until",
+                "a link that stays down is not applied on a testbed: a tree has no other "
+                "path, and the run's store lives in rank 0, reached over the same links, so "
+                "the ranks cut off could not be named to their peers; give until=... (a "
+                f"transient outage, shorter than --silence {silence:g} s), or run it with sim",
+            )
+        if event.until - event.at >= silence:
+            raise FaultError(
+                f"{where}.until",
+                f"an outage of {event.until - event.at:g} s is not shorter than --silence "
+                f"{silence:g} s: the ranks it cuts off would be reported silent and fail the "
+                "run; shorten it, or raise --silence",
+            )
+    if schedule.recovery is not None:
+        raise FaultError(
+            "faults.recovery",
+            f"{schedule.recovery!r} is not available on the real backend yet; run it with sim",
+        )
+
+
+def _link(plan: Plan, ends: tuple[str, str]) -> Link:
+    """The plan's link between topology nodes ``ends`` (names as strings)."""
+    a, b = (plan.nodes[end] for end in ends)
+    (link,) = [x for x in plan.links if {x.a.namespace, x.b.namespace} == {a, b}]
+    return link
+
+
+def _commands(link: Link, netem: bool, factor: float) -> tuple[tuple[str, ...], ...]:
+    """Both ends of ``link`` at ``factor`` of its rate (0: down, a ``blackhole``)."""
+    out: list[list[str]] = []
+    for end in (link.a, link.b):
+        if factor == 0:
+            qdisc = ["tc", "-n", end.namespace, "qdisc", "replace", "dev", end.device]
+            out.append([*qdisc, "root", "blackhole"])
+        else:
+            out += shaping(end.namespace, end.device, link, netem, factor, verb="replace")
+    return tuple(tuple(command) for command in out)
+
+
+def changes(plan: Plan, schedule: FaultSchedule, netem: bool) -> list[Change]:
+    """The schedule's link events as changes of ``plan``'s links, in time order (events at
+    the same time in the schedule's order, as ``sim`` applies them)."""
+    out = []
+    for fault in schedule.link_faults:
+        link = _link(plan, fault.link)
+        factor = fault.factor if fault.kind == "link_slow" else 0.0
+        out.append(Change(fault.at, fault.kind, _commands(link, netem, factor)))
+        if fault.until is not None:
+            out.append(Change(fault.until, "link_up", _commands(link, netem, 1.0)))
+    return sorted(out, key=lambda change: change.at)
+
+
+def mend(plan: Plan, schedule: FaultSchedule, netem: bool, run: Runner = run_command) -> None:
+    """Every link of ``schedule`` back at its own rate, now (an interrupted run: its ranks
+    hand in what they measured over links that carry it). A command that fails is skipped:
+    the testbed is about to be removed anyway."""
+    for ends in dict.fromkeys(fault.link for fault in schedule.link_faults):
+        for command in _commands(_link(plan, ends), netem, 1.0):
+            try:
+                run(command)
+            except TestbedError:
+                pass
+
+
+def to_json(changes: list[Change]) -> str:
+    """What the agent reads on its stdin."""
+    return json.dumps({"changes": [[c.at, c.event, c.commands] for c in changes]})
+
+
+def applied(store: Any) -> list[tuple[float, str]]:
+    """The changes the agent made, as ``(at, event)`` on the run's clock (what rank 0's
+    replay writes as ``fault`` rows); a malformed entry is left out."""
+    out = []
+    for index in range(int(store.add(LINKS_KEY, 0))):
+        key = f"{LINKS_KEY}/{index}"
+        if not store.check([key]):
+            continue
+        at, _, event = bytes(store.get(key)).decode().partition(" ")
+        try:
+            out.append((float(at), event))
+        except ValueError:
+            continue
+    return sorted((at, event) for at, event in out if event in _EVENTS)
+
+
+def _connect(addr: str, port: int, secret: str | None) -> Any:
+    """A client of rank 0's store, as soon as it listens. c10d's own client retries after
+    a random back-off of up to seconds (it met a store that had not started): here, a plain
+    socket tries every few milliseconds first, so that the changes are not late."""
+    import socket
+
+    from real import rendezvous
+
+    deadline = time.monotonic() + STORE_TIMEOUT
+    while True:
+        try:
+            socket.create_connection((addr, port), timeout=1.0).close()
+            return rendezvous.client(addr, port, STORE_TIMEOUT, secret)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) -> int:
+    """Make the changes at their times (see the module notes); 0 when the run ended first
+    (or ``stopped()``: the launcher's SIGTERM) or every change was made, 1 when a command
+    failed (the run is failed with its line). A change once begun is made and recorded
+    whole: its row is never missing for a change that was made."""
+    from real import rendezvous
+    from real.store import read_secret
+
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    store = _connect(addr, port, read_secret())
+    while not store.check([_START]):
+        if stopped() or store.check([_STOP]):
+            return 0
+        time.sleep(0.01)
+    start = float(bytes(store.get(_START)).decode())
+    for index, (at, event, commands) in enumerate(spec["changes"]):
+        while time.time() - start < at:
+            if stopped() or store.check([_STOP]):
+                return 0  # the run is over: the testbed goes with it, changed or not
+            time.sleep(min(0.01, max(start + at - time.time(), 0.0)))
+        try:
+            for command in commands:
+                run_command(command)
+        except TestbedError as exc:
+            rendezvous.report_silence(store, f"testbed: {event} at t={at:g}s failed: {exc}")
+            store.set(_STOP, "failed")
+            return 1
+        # The row's time: when both ends are changed (a few ms after `at`).
+        store.set(f"{LINKS_KEY}/{index}", f"{time.time() - start!r} {event}")
+        store.add(LINKS_KEY, 1)
+        if stopped():
+            return 0
+    return 0
+
+
+def main() -> int:
+    """``python -m real.testbed.links`` (the testbed launcher starts it; the changes as
+    :func:`to_json` writes them on stdin). Ends quietly when the run's store goes away."""
+    spec = json.loads(sys.stdin.read())
+    asked: list[int] = []
+    for interrupt in (signal.SIGINT, signal.SIGTERM):  # the launcher's: end between changes
+        signal.signal(interrupt, lambda number, _: asked.append(number))
+    try:
+        return _agent(spec, lambda: bool(asked))
+    except Exception:  # the store is gone with rank 0: the run is over
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
