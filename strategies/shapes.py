@@ -123,5 +123,6 @@ class ShapeReplica(Replica):
         accumulate: int = 1,
     ) -> tuple[torch.Tensor, int, float]:
         """A gradient of the model's shape over ``accumulate`` micro-batches; no batch is
-        drawn and nothing is computed (the loss is NaN)."""
-        return torch.empty_like(self.flat), self.samples * accumulate, math.nan
+        drawn and nothing is computed (the loss is NaN). It is the replica's one gradient
+        buffer each time: a meta tensor holds nothing to overwrite."""
+        return self.grad, self.samples * accumulate, math.nan
