@@ -178,6 +178,8 @@ class Ledger:
             on_eval,
         )
         self._runaway = runaway_limit(steps)
+        #: Whether the run evaluates its global model (a timing-only run does not).
+        self.evaluates = evaluate is not None
 
     # -- what the backends report ---------------------------------------------------------------
     def record(self, event: Event) -> None:
@@ -283,6 +285,8 @@ class Ledger:
         """Owner ``rank`` is about to apply its next step: ``state`` is final for the step it
         applied last."""
         if self.stop_reason is not None or rank not in self._owners.counts:
+            return
+        if not self.evaluates:  # states are kept for evaluations only (a copy per step)
             return
         k = self._owners.counts[rank]
         if self.rules.snapshot_when_applied(k):  # the last step's was taken when applied
