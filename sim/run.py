@@ -44,6 +44,7 @@ from sim.timing_only import (
     real_tensors,
     shapes_only,
     timing_result,
+    value_read,
 )
 from strategies import CommError, PeerFailure, Strategy
 from strategies.base import close_program
@@ -260,7 +261,10 @@ def run(
                 progress,
                 schedule,
             )
-        except (MemoryError, ImportError, RuntimeError) as error:
+        except (MemoryError, ImportError, RuntimeError, NotImplementedError, TypeError) as error:
+            read = value_read(error) if timing_only else None
+            if read is not None:  # a program read a number a timing-only run does not have
+                raise ValueError(read) from None
             if not out_of_memory(error):
                 raise
             ran_out = _one_line(error)

@@ -21,7 +21,9 @@ run of the same configuration take the same steps at the same times with the sam
 from __future__ import annotations
 
 import math
+import traceback
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,7 @@ __all__ = [
     "real_tensors",
     "shapes_only",
     "timing_result",
+    "value_read",
 ]
 
 
@@ -78,6 +81,46 @@ def check_timing_compute(timing_only: bool, compute: ComputeModel) -> None:
                 "computes none; give seconds (from a full run's measure)"
                 + (" or base='flops'" if name == "base" else "")
             )
+
+
+#: What torch says when a meta tensor's value is read (``x.item()``, ``float(x)``,
+#: ``x.tolist()``, ``x.numpy()``) or mixed with a tensor of numbers.
+_META_READS = ("meta tensor", "meta device", "expected device meta")
+
+
+def value_read(error: BaseException) -> str | None:
+    """The one line a timing-only run fails with when a program read a value its tensors
+    do not have (None: ``error`` is not that), naming where.
+
+    Examples
+    --------
+    >>> try:
+    ...     torch.empty(2, device="meta").sum().item()
+    ... except RuntimeError as error:
+    ...     print(value_read(error))  # doctest: +ELLIPSIS
+    timing_only: ... reads a value of a tensor that has a shape only (Tensor.item() cannot be called on meta tensors); a timing-only run computes none: drop timing_only, or have the strategy's reads_values() say why it needs numbers
+    """
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if not any(marker in text for marker in _META_READS):
+        return None
+    origin = error
+    while origin.__cause__ is not None:  # SimPy re-raises a process's error as a copy
+        origin = origin.__cause__
+    frames = [
+        f
+        for f in traceback.extract_tb(origin.__traceback__)
+        if not Path(f.filename).is_relative_to(_TORCH)
+    ]
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "a program"
+    return (
+        f"timing_only: {where} reads a value of a tensor that has a shape only ({text}); "
+        "a timing-only run computes none: drop timing_only, or have the strategy's "
+        "reads_values() say why it needs numbers"
+    )
+
+
+#: torch's own files (a value read is reported at the first frame outside them).
+_TORCH = Path(torch.__file__).parent
 
 
 def shapes_only(timing_only: bool) -> AbstractContextManager[Any]:

@@ -14,6 +14,7 @@ from torch import nn
 import sim
 import workloads
 from sim.memory import RunSize
+from strategies import AllReduceSGD
 from strategies.compression import Compression
 from strategies.ledger import consensus_distance
 from strategies.shapes import META
@@ -214,3 +215,52 @@ def test_memory_stays_flat_with_32_replicas_of_a_4_gb_model():
     # float32 model, in which each of the 32 ranks sends at least 31/32 of it.
     assert result.summary["bytes"] >= 31 * 4 * parameters
     assert grown < 500  # one real replica alone would be 4,096 MiB
+
+
+class _Clipping(AllReduceSGD):
+    """Clips its gradient's norm: a decision on a value, which shapes do not have."""
+
+    name = "clipping_for_timing_only_tests"
+
+    def worker(self, w):
+        while not w.done:
+            grads = yield w.compute_gradients()
+            if grads.norm() > 1.0:
+                grads = grads / grads.norm()
+            w.apply((yield w.comm.all_reduce(grads, op="mean")))
+
+
+def test_a_strategy_that_reads_a_value_is_stopped_in_one_line_naming_its_line():
+    assert sim.run(_Clipping(), "quadratic", "ring:n=2", steps=2).summary["steps"] == 2
+    with pytest.raises(ValueError) as raised:
+        sim.run(_Clipping(), "quadratic", "ring:n=2", steps=2, timing_only=True)
+    message = str(raised.value)
+    assert message.startswith("timing_only: test_timing_only.py:")
+    assert "reads a value of a tensor that has a shape only" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_workload_whose_model_is_built_on_a_device_runs_timing_only(device):
+    x = torch.randn(8, 64)
+    workload = workloads.Workload(
+        "on_a_device",
+        lambda: nn.Sequential(nn.Linear(64, 64, device=device), nn.Linear(64, 1, device=device)),
+        (x, x[:, :1]),
+        (x, x[:, :1]),
+        nn.functional.mse_loss,
+        batch_size=4,
+    )
+    result = sim.run("diloco:period=2", workload, "star:n=4", steps=4, timing_only=True)
+    numel = 64 * 64 + 64 + 64 + 1
+    assert result.summary["steps"] == 4
+    # The averaging every 2 steps all-reduces the float32 model's changes.
+    assert result.summary["bytes"] >= 2 * 4 * numel
+
+
+def test_gradient_accumulation_times_alike_and_counts_its_micro_batches():
+    kw = dict(steps=4, eval_every=2, compute=0.01, accumulate=3)
+    full = sim.run("allreduce", "mlp_digits", "star:n=4", **kw)
+    timed = sim.run("allreduce", "mlp_digits", "star:n=4", **kw, timing_only=True)
+    assert _same(_timeline(timed), _timeline(full))
+    assert timed.summary["samples"] == 4 * 4 * 3 * 32  # steps x workers x micro-batches x batch
