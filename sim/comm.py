@@ -483,6 +483,8 @@ def _collective_results(
         return [reduced if r == root else None for r in group.ranks]
     if kind == "all_gather":
         gathered = [t.clone() for t in tensors]
+        if gathered and gathered[0].is_meta:  # shapes only (timing-only): nothing to alias
+            return [list(gathered) for _ in tensors]
         return [[g.clone() for g in gathered] for _ in tensors]
     if kind == "reduce_scatter":
         chunks = torch.tensor_split(reduce_tensors(tensors, op or "sum"), group.size)

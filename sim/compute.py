@@ -224,12 +224,15 @@ class ComputeModel(_Declares):
             return 0.0
         return self._server * numel / self._model_numel * self.contention
 
-    def resolve(self, workload: Any, seed: int, workers: int = 1) -> None:
+    def resolve(self, workload: Any, seed: int, workers: int = 1, numel: int | None = None) -> None:
         """Fix the base time (measuring or counting FLOPs if asked), the server's step (for
-        ``workers`` gradients) and seed the generator."""
+        ``workers`` gradients) and seed the generator. ``numel``: the model's parameters,
+        when known (else the model is built to count them)."""
         if self.server == "measure":
             self._server = measure_server_step(workload, workers, seed)
-        if self._server:
+        if self._server and numel is not None:
+            self._model_numel = numel
+        elif self._server:
             model = workload.make_model(seed)
             self._model_numel = sum(p.numel() for p in model.parameters())
         if self.base == "measure":

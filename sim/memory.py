@@ -49,9 +49,13 @@ class RunSize:
     parameters: int
     element_size: int
     topology: Estimate
+    #: A timing-only run: its replicas are shapes on the meta device and take no memory.
+    timing_only: bool = False
 
     @property
     def replica_bytes(self) -> int:
+        if self.timing_only:
+            return 0
         return self.workers * self.parameters * self.element_size * REPLICA_COPIES
 
     @property
@@ -63,16 +67,25 @@ class RunSize:
             f"the topology's {self.topology.counts()}, {format_bytes(self.topology.nbytes)}",
             f"{format_count(self.ranks)} ranks, {format_bytes(self.ranks * RANK_BYTES)}",
             f"{format_count(self.workers)} replicas of a {format_count(self.parameters)}-"
-            f"parameter model, {format_bytes(self.replica_bytes)}",
+            f"parameter model, {format_bytes(self.replica_bytes)}"
+            + (" (timing only: shapes, no numbers)" if self.timing_only else ""),
         )
         return f"at least {format_bytes(self.nbytes)} ({'; '.join(parts)})"
 
     @classmethod
-    def of(cls, graph: nx.Graph, workers: int, parameters: int, element_size: int) -> RunSize:
-        """The size of a run of ``workers`` replicas of a model on ``graph``'s hosts."""
+    def of(
+        cls,
+        graph: nx.Graph,
+        workers: int,
+        parameters: int,
+        element_size: int,
+        timing_only: bool = False,
+    ) -> RunSize:
+        """The size of a run of ``workers`` replicas of a model on ``graph``'s hosts (in a
+        timing-only run the replicas have shapes only: they need no memory)."""
         hosts = sum(1 for _, kind in graph.nodes(data="kind") if kind == "host")
         topology = estimate(hosts, graph.number_of_nodes() - hosts, graph.number_of_edges())
-        return cls(hosts, workers, parameters, element_size, topology)
+        return cls(hosts, workers, parameters, element_size, topology, timing_only)
 
 
 def check_fits(size: RunSize) -> None:

@@ -38,6 +38,14 @@ from sim.network_options import network_record
 from sim.progress import StepProgress
 from sim.routing import check_routing_on
 from sim.runtime import SimRuntime
+from sim.timing_only import (
+    check_timing_compute,
+    check_timing_only,
+    real_tensors,
+    shapes_only,
+    timing_result,
+    value_read,
+)
 from strategies import CommError, PeerFailure, Strategy
 from strategies.base import close_program
 from strategies.handles import Handle
@@ -101,6 +109,7 @@ def run(
     threads: int | None = 1,
     record: dict[str, Any] | None = None,
     faults: Any = None,
+    timing_only: bool = False,
 ) -> RunResult:
     """Simulate training ``workload`` with ``strategy`` on ``topology``.
 
@@ -160,6 +169,11 @@ def run(
         no program survives ends the run with one line naming it (``SimulationError``),
         its rows written; the summary then counts ``failures``, ``restarts``,
         ``lost_steps``, ``lost_samples``, ``recovery_time``, ``heal_bytes`` and ``goodput``.
+    timing_only
+        Time the run without computing it (:mod:`sim.timing_only`): the model, gradients and
+        payloads are shapes on PyTorch's meta device, every message moves its true bytes,
+        compute takes the compute model's time, and memory stays flat in the ranks. No
+        evaluation rows; the summary adds ``step_time`` (simulated seconds per global step).
 
     Raises
     ------
@@ -179,6 +193,7 @@ def run(
     True
     """
     workload = workloads.get(workload) if isinstance(workload, str) else workload
+    check_timing_only(timing_only, target_loss)
     graph = _topology(topology)
     setup = TrainingSetup.create(
         strategy,
@@ -191,8 +206,10 @@ def run(
         accumulate=accumulate,
         eval_every=eval_every,
         host_graph=topologies.host_graph(graph),
+        timing_only=timing_only,
     )
     compute_model = ComputeModel.parse(compute)
+    check_timing_compute(timing_only, compute_model)
     compute_model.check_world(setup.world_size, setup.workers)
     net_options = _network_options(network)
     check_routing_on(net_options["routing"], graph)  # before anything is written
@@ -217,15 +234,18 @@ def run(
         "max_time": max_time,
         "target_loss": target_loss,
         **({"faults": schedule.record()} if schedule else {}),
+        **({"timing_only": True} if timing_only else {}),
     }
     with _torch_threads(threads):
         initial = initial_parameters(setup)
-    size = RunSize.of(graph, len(setup.workers), initial.numel(), initial.element_size())
+    size = RunSize.of(
+        graph, len(setup.workers), initial.numel(), initial.element_size(), timing_only
+    )
     check_fits(size)  # before anything is written: a run that cannot fit is refused
     writer = RunWriter(out, config, record=record) if out is not None else None
     if writer is not None:
         save_topology(graph, writer.directory)
-    with _torch_threads(threads), writer or nullcontext():
+    with _torch_threads(threads), writer or nullcontext(), shapes_only(timing_only):
         ran_out: str | None = None
         try:
             return _simulate_run(
@@ -241,7 +261,10 @@ def run(
                 progress,
                 schedule,
             )
-        except (MemoryError, ImportError, RuntimeError) as error:
+        except (MemoryError, ImportError, RuntimeError, NotImplementedError, TypeError) as error:
+            read = value_read(error) if timing_only else None
+            if read is not None:  # a program read a number a timing-only run does not have
+                raise ValueError(read) from None
             if not out_of_memory(error):
                 raise
             ran_out = _one_line(error)
@@ -326,7 +349,13 @@ def _simulate_run(
 ) -> RunResult:
     strategy, world_size = setup.strategy, setup.world_size
     wall_start = time.perf_counter()
-    compute_model.resolve(setup.workload, setup.seed, workers=len(setup.workers))
+    with real_tensors(setup.timing_only):  # FLOPs are counted on the workload's own tensors
+        compute_model.resolve(
+            setup.workload,
+            setup.seed,
+            workers=len(setup.workers),
+            **({"numel": initial.numel()} if setup.timing_only else {}),
+        )
     config["compute"]["seconds"] = compute_model.seconds_or_none()  # what 'measure' measured
     if compute_model.server == "measure":
         config["compute"]["server_seconds"] = compute_model.server_seconds_or_none()
@@ -427,6 +456,8 @@ def _simulate_run(
         trace=trace,
         compute=gradient_times(runtime.gradient_seconds),
     )
+    if setup.timing_only:
+        timing_result(result)
     if writer is not None:
         write_links(net, 0.0, float(env.now), writer.directory)
         writer.finish(result)  # writes trace.json, then the record

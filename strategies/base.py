@@ -146,6 +146,12 @@ class Strategy(Declared, ABC):
                 f"{world_size}"
             )
 
+    def reads_values(self) -> str | None:
+        """Why this strategy's decisions read the numbers it trains (a loss, a norm), or None
+        when they read none. A timing-only run (``sim.run(..., timing_only=True)``) has
+        shapes and no numbers, so it refuses a strategy that says why here."""
+        return None
+
     @abstractmethod
     def worker(self, w: WorkerContext) -> Program:
         """The program every worker rank runs."""

@@ -27,7 +27,7 @@ class Evaluations:
     owners
         The owners' states (what is evaluated).
     evaluate
-        Held-out metrics of flat global parameters.
+        Held-out metrics of flat global parameters (None: no evaluation rows).
     consensus
         The consensus distance of the owners' states (``None``: not recorded).
     target_loss
@@ -41,7 +41,7 @@ class Evaluations:
     def __init__(
         self,
         owners: OwnerStates,
-        evaluate: Callable[[torch.Tensor], dict[str, float]],
+        evaluate: Callable[[torch.Tensor], dict[str, float]] | None,
         consensus: Callable[[list[torch.Tensor]], float] | None,
         target_loss: float | None,
         rows: list[dict[str, Any]],
@@ -116,6 +116,11 @@ class Evaluations:
         if self.last >= k:
             return
         self.last = k
+        if self._evaluate is None:  # a timing-only run: nothing to evaluate, rows flushed
+            self._reached.pop(k, None)
+            if self._on_eval is not None:
+                self._on_eval(self._rows)
+            return
         values = self._evaluate(flat)
         if self._consensus is not None and states is not None and len(states) > 1:
             values["consensus"] = self._consensus(states)

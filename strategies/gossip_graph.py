@@ -221,7 +221,8 @@ class GossipGraph:
         """What a run logs about the graph: ``lambda2`` (second largest eigenvalue modulus of
         the mixing matrix; of one period's product for a time-varying graph),
         ``spectral_gap``, ``degree`` (the largest) and, for ``"async"``, ``active``."""
-        product = torch.eye(len(graphs[0]), dtype=torch.float64)
+        # On the CPU whatever the default device (a timing-only run's is meta): it is read.
+        product = torch.eye(len(graphs[0]), dtype=torch.float64, device="cpu")
         for adj in graphs:  # one period of a time-varying graph mixes as this product
             product = self.mixing_matrix(adj) @ product
         lambda2 = second_eigenvalue(product)

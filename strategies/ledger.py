@@ -31,6 +31,7 @@ evaluation points and the rows of both.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,6 +83,8 @@ def consensus_distance(states: Sequence[torch.Tensor]) -> float:
     >>> consensus_distance([torch.full((3,), 0.1)] * 16)
     0.0
     """
+    if any(s.is_meta for s in states):  # a timing-only run's states: shapes, no numbers
+        return math.nan
     wide = [s.double() for s in states]
     mean = reduce_tensors(wide, "mean")
     return float(sum(float((s - mean).pow(2).sum()) for s in wide) / len(wide))
@@ -99,7 +102,8 @@ class Ledger:
     steps, eval_every, target_loss
         The stop conditions and evaluation period, as given to ``sim.run``/``real.run``.
     evaluate
-        Held-out metrics (``{"loss": ..., ...}``) of flat global parameters.
+        Held-out metrics (``{"loss": ..., ...}``) of flat global parameters; None makes no
+        evaluation rows (a timing-only run, which has no numbers).
     clock, bytes_sent
         The backend's time and bytes sent so far (``None``: the recorded events').
     on_step, on_eval
@@ -135,7 +139,7 @@ class Ledger:
         *,
         steps: int,
         eval_every: int,
-        evaluate: Callable[[torch.Tensor], dict[str, float]],
+        evaluate: Callable[[torch.Tensor], dict[str, float]] | None,
         clock: Callable[[], float] | None = None,
         bytes_sent: Callable[[], float] | None = None,
         target_loss: float | None = None,
@@ -174,6 +178,8 @@ class Ledger:
             on_eval,
         )
         self._runaway = runaway_limit(steps)
+        #: Whether the run evaluates its global model (a timing-only run does not).
+        self.evaluates = evaluate is not None
 
     # -- what the backends report ---------------------------------------------------------------
     def record(self, event: Event) -> None:
@@ -281,6 +287,8 @@ class Ledger:
         """Owner ``rank`` is about to apply its next step: ``state`` is final for the step it
         applied last."""
         if self.stop_reason is not None or rank not in self._owners.counts:
+            return
+        if not self.evaluates:  # states are kept for evaluations only (a copy per step)
             return
         k = self._owners.counts[rank]
         if self.rules.snapshot_when_applied(k):  # the last step's was taken when applied

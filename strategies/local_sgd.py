@@ -129,6 +129,11 @@ class LocalSGD(Strategy):
         super().check_world(world_size)
         check_quorum(self, len(self.workers(world_size)))
 
+    def reads_values(self) -> str | None:
+        if self.period == "adaptive":
+            return "period='adaptive' sets its period from the training losses"
+        return None
+
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":
             yield from self._quorum_worker(w)

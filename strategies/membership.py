@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from strategies.checks import Group
+from strategies.shapes import numbers_device
 
 if TYPE_CHECKING:
     from strategies.context import WorkerContext
@@ -98,7 +99,7 @@ def heal(w: WorkerContext, quorum: Quorum) -> Generator[Any, Any, None]:
     meta = torch.tensor(
         [float(w.step), float(w.version), *(float(numbers[k]) for k in names)],
         dtype=torch.float64,
-        device=w.device,
+        device=numbers_device(w.device),
     )
     flat = yield w.comm.broadcast(flat, src=quorum.source, group=quorum.group)
     meta = yield w.comm.broadcast(meta, src=quorum.source, group=quorum.group)

@@ -45,7 +45,8 @@ def _regular_degree(adj: Mapping[int, Sequence[int]]) -> int | None:
 
 def _weights(adj: Mapping[int, Sequence[int]], weight: Any) -> torch.Tensor:
     n = len(adj)
-    W = torch.zeros(n, n, dtype=torch.float64)
+    # On the CPU whatever the default device (a timing-only run's is meta): its numbers are read.
+    W = torch.zeros(n, n, dtype=torch.float64, device="cpu")
     for i, nbrs in adj.items():
         for j in nbrs:
             W[i, j] = weight(i, j)

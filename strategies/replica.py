@@ -55,9 +55,15 @@ class FlatOptimizer:
         self.total_steps = max(1, total_steps)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.steps = 0
+        self._shapes_only = flat.is_meta  # a timing-only run's (strategies.shapes)
 
     def step(self, grads: torch.Tensor, lr_scale: float = 1.0) -> None:
         """One optimizer step with ``grads`` (flat, same shape as the parameter buffer)."""
+        if self._shapes_only and self.steps:
+            # A timing-only run: the first step made the state's shapes; later ones change
+            # no shape, so they are only counted (a meta step costs ~1 ms of dispatch).
+            self.steps += 1
+            return
         factor = self.schedule.factor(self.steps, self.total_steps) * lr_scale
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor

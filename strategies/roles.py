@@ -26,6 +26,7 @@ from strategies.operations import span_name
 from strategies.optim import OptimizerSpec, ScheduleSpec
 from strategies.registry import get as get_strategy
 from strategies.replica import FlatOptimizer, Replica
+from strategies.shapes import META, ShapeReplica, meta_model, no_batches
 
 __all__ = [
     "Evaluator",
@@ -102,6 +103,9 @@ class TrainingSetup:
     #: Each rank's node, when the run is given a topology (the real backend otherwise asks
     #: its launcher).
     nodes: tuple[int, ...] | None = None
+    #: Shapes without numbers (``strategies.shapes``): the model, its replicas and payloads
+    #: on the meta device, no gradient computed, no evaluation.
+    timing_only: bool = False
 
     @classmethod
     def create(
@@ -118,6 +122,7 @@ class TrainingSetup:
         eval_every: int = 10,
         host_graph: Mapping[int, tuple[int, ...]] | None = None,
         nodes: Sequence[int] | None = None,
+        timing_only: bool = False,
     ) -> TrainingSetup:
         """Validate a run's common arguments, each error naming its argument.
 
@@ -146,6 +151,14 @@ class TrainingSetup:
                 "or a registered workload name"
             )
         resolved.check_world(world_size)
+        if not isinstance(timing_only, bool):
+            raise ValueError(f"timing_only={timing_only!r} must be True or False")
+        why = resolved.reads_values() if timing_only else None
+        if why is not None:
+            raise ValueError(
+                f"strategy {resolved.name}: {why}, and timing_only computes no numbers; "
+                "drop timing_only or choose another setting"
+            )
         if host_graph is not None and sorted(host_graph) != list(range(world_size)):
             raise ValueError(
                 f"the topology's hosts have ranks {sorted(host_graph)}, but the run has "
@@ -165,6 +178,7 @@ class TrainingSetup:
             # lazily computed host graph) is read-only already, and stays lazy.
             host_graph=dict(host_graph) if isinstance(host_graph, dict) else host_graph,
             nodes=None if nodes is None else tuple(nodes),
+            timing_only=timing_only,
         )
 
     def config(self) -> dict[str, Any]:
@@ -199,6 +213,12 @@ class TrainingSetup:
     def servers(self) -> list[int]:
         """The server ranks, in order (one list per set-up, shared by every rank)."""
         return self.strategy.servers(self.world_size)
+
+    @cached_property
+    def shape_model(self) -> torch.nn.Module:
+        """The model on the meta device (shapes, no numbers), built once: a timing-only
+        run's replicas all stand for it."""
+        return meta_model(self.workload.make_model, self.seed)
 
     def roles(self) -> dict[int, str]:
         """Every rank's role, ``"server"`` or ``"worker"`` (for rank rows and trace tracks)."""
@@ -329,7 +349,10 @@ def resolve_optimizers(strategy: Strategy, optimizer: Any) -> dict[str, Optimize
 
 
 def initial_parameters(setup: TrainingSetup) -> torch.Tensor:
-    """The flat initial parameters every replica and shard starts from."""
+    """The flat initial parameters every replica and shard starts from (on the meta device
+    in a timing-only run: their shape and dtype)."""
+    if setup.timing_only:
+        return Replica(setup.shape_model).parameters()
     return Replica(setup.workload.make_model(setup.seed)).parameters()
 
 
@@ -374,7 +397,8 @@ def make_ledger(
         combine,
         steps=setup.steps,
         eval_every=setup.eval_every,
-        evaluate=Evaluator(setup),
+        # A timing-only run has no numbers to evaluate: it makes no evaluation rows.
+        evaluate=None if setup.timing_only else Evaluator(setup),
         clock=clock,
         bytes_sent=bytes_sent,
         **observers,
@@ -423,6 +447,8 @@ def build_role(
     simulator); by default one is built from ``setup`` and ``nodes``.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
+    if setup.timing_only:  # buffers made with device=w.device have shapes only too
+        device = META
     if layout is None:
         layout = RankLayout.of(setup, nodes)
     strategy, workers, servers = setup.strategy, layout.workers, layout.servers
@@ -454,8 +480,21 @@ def build_role(
         )
         return server, _program(strategy.server(server), strategy, "server")
     spec = setup.optimizer if strategy.global_model != "servers" else None
-    model = setup.workload.make_model(setup.seed).to(device)
-    replica = Replica(model, spec, schedule, setup.steps)
+    replica: Replica
+    if setup.timing_only:  # no model of its own: a gradient's shape is all it computes
+        flat = (initial or (lambda: initial_parameters(setup)))()
+        replica = ShapeReplica(
+            flat.numel(),
+            flat.dtype,
+            setup.workload.batch_size,
+            spec,
+            schedule,
+            setup.steps,
+            model=setup.shape_model,
+        )
+    else:
+        model = setup.workload.make_model(setup.seed).to(device)
+        replica = Replica(model, spec, schedule, setup.steps)
     index = layout.position(rank)
     worker = WorkerContext(
         rank,
@@ -465,7 +504,9 @@ def build_role(
         workers,
         servers,
         replica,
-        _on(device, setup.workload.batches(index, len(workers), setup.seed)),
+        no_batches()
+        if setup.timing_only
+        else _on(device, setup.workload.batches(index, len(workers), setup.seed)),
         setup.workload.loss,
         setup.accumulate,
         **common,

@@ -38,6 +38,8 @@ _ROWS: tuple[tuple[str, str, float], ...] = (
     ("final_consensus", "consensus distance", 1.0),
     ("steps", "global steps", 1.0),
     ("time", "{clock} time (s)", 1.0),
+    # Only a timing-only run's summary has it (its time per global step).
+    ("step_time", "step time (s)", 1.0),
     ("time_to_target", "time to target (s)", 1.0),
     ("bytes_to_target", "MB to target", 1e-6),
     ("bytes", "sent (MB)", 1e-6),

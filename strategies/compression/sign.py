@@ -38,12 +38,12 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     padded = torch.zeros(math.ceil(n / 8) * 8, dtype=torch.uint8)
     padded[:n] = bits
     # Distinct bits never carry, so a uint8 sum is a bitwise or.
-    return (padded.view(-1, 8) << _SHIFTS).sum(dim=1, dtype=torch.uint8)
+    return (padded.view(-1, 8) << _SHIFTS.to(padded.device)).sum(dim=1, dtype=torch.uint8)
 
 
 def unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
     """The first ``n`` bits of a :func:`pack_bits` buffer, as a bool tensor."""
-    return ((packed.unsqueeze(1) >> _SHIFTS) & 1).view(-1)[:n].bool()
+    return ((packed.unsqueeze(1) >> _SHIFTS.to(packed.device)) & 1).view(-1)[:n].bool()
 
 
 def majority_vote(signs: Sequence[torch.Tensor]) -> torch.Tensor:

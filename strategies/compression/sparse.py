@@ -129,7 +129,8 @@ class RandomKCodec(ReducedCodec):
 
     def _encode(self, flat: torch.Tensor) -> list[torch.Tensor]:
         call, _, values = self._select(flat)
-        return [values, torch.tensor([call], dtype=torch.int64)]
+        # The call number is read by the receiver: on the CPU whatever the default device.
+        return [values, torch.tensor([call], dtype=torch.int64, device="cpu")]
 
     def _decode(self, payload: list[torch.Tensor]) -> torch.Tensor:
         values, call = payload

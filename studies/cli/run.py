@@ -59,6 +59,14 @@ def run_command(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    timing_only: Annotated[
+        bool,
+        typer.Option(
+            "--timing-only",
+            help="Time the run without computing it: shapes on the meta device, true bytes, "
+            "no losses (as --set run.timing_only=true; sim only).",
+        ),
+    ] = False,
     imports: Imports = None,
 ) -> None:
     """Run one experiment: write its run directory and print a summary table."""
@@ -69,12 +77,19 @@ def run_command(
     console = Console()
     if backend not in ("sim", "real"):
         _fail(console, f"--backend {backend!r}: use sim or real")
+    if timing_only and backend == "real":
+        _fail(
+            console,
+            "--timing-only: only a simulation times a run without computing it; "
+            "drop --backend real",
+        )
     try:
         import_modules(imports or ())
     except ExperimentError as exc:
         _fail(console, str(exc))
     try:
-        experiment = load_experiment(file, set_ or ())
+        overrides = [*(set_ or ()), *(["run.timing_only=true"] if timing_only else [])]
+        experiment = load_experiment(file, overrides)
     except ExperimentError as exc:
         # A file's own problems (missing, not TOML) already name it.
         _fail(console, str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}")

@@ -1,7 +1,7 @@
 """Experiment files: one TOML file (or dict) that says what to run, validated in one place.
 
 An experiment has the sections ``run`` (name, seed, steps, eval_every, max_time, target_loss,
-accumulate), ``topology`` (a builder spec: ``kind`` and its parameters, a spec string, or a
+accumulate, timing_only), ``topology`` (a builder spec: ``kind`` and its parameters, a spec string, or a
 ``file``), ``workload`` and ``strategy`` (a registered ``name`` and the builder's or
 constructor's arguments), ``optimizer`` (``name``, the torch optimizer's options and an
 optional ``schedule``), ``compute`` (``base`` seconds or ``"measure"``, a ``straggler`` model

@@ -72,6 +72,8 @@ def _check_components(exp: Experiment) -> None:
     _check_network(exp.network)
     if exp.faults is not None:
         _check_faults(exp.faults, graph, exp.run.steps)
+    if exp.run.timing_only:
+        _check_timing_only(exp)
 
 
 def _check_strategy(section: StrategySection) -> None:
@@ -181,6 +183,24 @@ def _check_compute(section: ComputeSection, world: int) -> None:
         raise ExperimentError(
             f"compute.slowdown: rank {beyond[0]} is not in this topology's ranks 0..{world - 1}"
         )
+
+
+def _check_timing_only(exp: Experiment) -> None:
+    """What a timing-only run refuses (``sim.timing_only``), said at its field."""
+    from sim.timing_only import check_timing_compute, check_timing_only
+    from strategies import registry
+
+    try:
+        check_timing_only(True, exp.run.target_loss)
+    except ValueError as exc:
+        raise ExperimentError(f"run.target_loss: {exc}") from None
+    try:
+        check_timing_compute(True, compute_model(exp.compute))
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None  # it starts with its path (compute.base)
+    why = registry.get(exp.strategy.name, **exp.strategy.options).reads_values()
+    if why is not None:
+        raise ExperimentError(f"strategy: {why}, and run.timing_only computes no numbers; drop one")
 
 
 def _check_network(section: NetworkSection) -> None:

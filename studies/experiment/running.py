@@ -103,6 +103,11 @@ def run_experiment(
         raise ExperimentError(f"backend={backend!r}: use 'sim' or 'real'")
     if backend == "real":
         check_real_faults(exp)
+        if exp.run.timing_only:
+            raise ExperimentError(
+                "run.timing_only: only a simulation times a run without computing it; "
+                "use the sim backend or drop run.timing_only"
+            )
     # What both backends take from the file; the rest is the simulation's or the launcher's.
     shared: dict[str, Any] = {
         "strategy": registry.get(exp.strategy.name, **exp.strategy.options),
@@ -145,6 +150,7 @@ def _run_on(
             max_time=exp.run.max_time,
             target_loss=exp.run.target_loss,
             faults=exp.faults.schedule() if exp.faults is not None else None,
+            timing_only=exp.run.timing_only,
             **shared,
         )
     if backend == "real":

@@ -64,6 +64,8 @@ class RunSection(_Section):
     max_time: float | None = Field(None, ge=1e-9, allow_inf_nan=False)  # sim.run.MIN_TIME
     target_loss: float | None = Field(None, allow_inf_nan=False)
     accumulate: int = Field(1, ge=1)
+    #: Time the run without computing it (``sim.run(timing_only=True)``; ``sim.timing_only``).
+    timing_only: bool = False
 
 
 class _Named(BaseModel):
@@ -241,6 +243,8 @@ class Experiment(_Section):
         data = self.to_dict()
         data.pop("sweep", None)
         data["run"].pop("name", None)
+        if not data["run"].get("timing_only"):  # keys from before the field existed hold
+            data["run"].pop("timing_only", None)
         data["topology"] = _network_fingerprint(self.graph())
         data["strategy"] = registry.get(self.strategy.name, **self.strategy.options).config()
         if self.faults is not None:

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from studies.plot.labels import network_title, time_label
-from studies.plot.series import Series, runs_of, series
+from studies.plot.series import Series, runs_of, series, timing_only_reason
 from studies.plot.style import colour, new_axes, styled
 
 __all__ = ["FAULT_MARKERS", "loss_vs_bytes", "loss_vs_time"]
@@ -110,6 +110,9 @@ def _merged(lines: list[_Line]) -> list[tuple[str, tuple[float, float, float], _
 
 
 def _draw(df: pd.DataFrame, x: str, ax: Axes, metric: str) -> tuple[list[float], bool]:
+    reason = timing_only_reason(df)
+    if reason is not None:
+        raise ValueError(reason)
     if metric not in df:
         raise ValueError(f"the runs have no {metric!r} column; plot 'loss' or 'accuracy'")
     lines = _curves(df, x, metric)

@@ -32,6 +32,7 @@ __all__ = [
     "runs_of",
     "series",
     "strategy_labels",
+    "timing_only_reason",
 ]
 
 _METRIC_COLUMNS = frozenset(c for columns in COLUMNS.values() for c in columns) | {"role"}
@@ -69,6 +70,27 @@ def runs_of(df: pd.DataFrame) -> pd.DataFrame:
     if "run" not in df:
         raise ValueError("the table has no 'run' column; make it with studies.load.load")
     return df.drop_duplicates("run").set_index("run", drop=False)
+
+
+def timing_only_reason(df: pd.DataFrame) -> str | None:
+    """The one line saying why a loss plot has nothing to draw when every run of ``df`` is
+    timing-only (``run.timing_only``: no losses); None otherwise.
+
+    Examples
+    --------
+    >>> timing_only_reason(pd.DataFrame({"run": ["a", "b"], "timing_only": [True, None]}))
+    >>> timing_only_reason(pd.DataFrame({"run": ["a"], "timing_only": [True]}))  # doctest: +ELLIPSIS
+    'the runs are timing-only (run.timing_only): they have no losses, so ... utilisation or staleness'
+    """
+    if "timing_only" not in df or "run" not in df or df.empty:
+        return None
+    flags = runs_of(df)["timing_only"]
+    if not flags.map(lambda v: v is True or v == 1).all():
+        return None
+    return (
+        "the runs are timing-only (run.timing_only): they have no losses, so this plot has "
+        "nothing to draw; plot breakdown, utilisation or staleness"
+    )
 
 
 def config_fields(df: pd.DataFrame) -> list[str]:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from studies.plot.series import runs_of
+from studies.plot.series import runs_of, timing_only_reason
 
 __all__ = ["resolve_target", "to_target"]
 
@@ -30,6 +30,9 @@ def resolve_target(df: pd.DataFrame, target: float | None = None) -> float:
     ...
     ValueError: no target loss: pass target= (--target), or make the runs with target_loss
     """
+    reason = timing_only_reason(df)
+    if reason is not None:
+        raise ValueError(reason)
     if target is not None:
         if not math.isfinite(target):
             raise ValueError(f"target={target!r} must be a finite loss")

@@ -154,3 +154,60 @@ def test_a_real_run_says_it_runs_over_loopback_not_the_topologys_links(tmp_path)
     )
     placement = json.loads((tmp_path / "o" / "run.json").read_text())["config"]["placement"]
     assert placement["links"] == "loopback"
+
+
+TIMED = """
+[run]
+name = "timed"
+steps = 4
+eval_every = 2
+{extra}
+
+[topology]
+kind = "star"
+n = 4
+
+[workload]
+name = "mlp_digits"
+
+[strategy]
+name = "diloco"
+period = 2
+"""
+
+
+def test_run_timing_only_flag_writes_a_run_without_losses_with_its_step_time(tmp_path):
+    (tmp_path / "timed.toml").write_text(TIMED.format(extra=""))
+    args = ["run", str(tmp_path / "timed.toml"), "--no-progress", "--timing-only"]
+    done = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "step time (s)" in done.output
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["config"]["timing_only"] is True
+    assert record["experiment"]["run"]["timing_only"] is True
+    assert "final_loss" not in record["summary"] and record["summary"]["step_time"] > 0
+
+
+def test_run_timing_only_in_the_file_and_what_it_refuses_in_one_line(tmp_path):
+    path = tmp_path / "timed.toml"
+    path.write_text(TIMED.format(extra="timing_only = true"))
+    done = CliRunner().invoke(
+        app, ["run", str(path), "--no-progress", "--out", str(tmp_path / "a")]
+    )
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert record["config"]["timing_only"] is True
+    refused = {
+        ("--set", "run.target_loss=0.5"): "run.target_loss: target_loss needs losses; "
+        "timing_only computes none; drop one",
+        ("--set", "compute.base=measure"): "compute.base='measure' times real steps",
+        ("--backend", "real"): "only a simulation times a run without computing it",
+    }
+    for extra, message in refused.items():
+        out = CliRunner().invoke(
+            app,
+            ["run", str(path), "--no-progress", "--out", str(tmp_path / "b"), *extra],
+            env={"COLUMNS": "300"},
+        )
+        assert out.exit_code != 0 and message in out.output, out.output
+        assert not (tmp_path / "b").exists()

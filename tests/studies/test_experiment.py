@@ -551,3 +551,19 @@ def test_network_options_written_two_ways_are_one_run_and_a_misspelt_one_is_name
     assert a.network.collectives == {"rule": "gloo"} and a.network.efficiency == 1.0
     with pytest.raises(ExperimentError, match="network.routng.*did you mean 'routing'"):
         load_experiment({**base, "network": {"routng": "spray"}})
+
+
+def test_a_timing_only_experiment_runs_timing_only_and_keeps_the_keys_of_full_ones():
+    plain = {"workload": "quadratic", "run": {"steps": 4}, "topology": "ring:n=2"}
+    timed = {**plain, "run": {"steps": 4, "timing_only": True}}
+    assert (
+        load_experiment(plain).key()
+        == load_experiment({**plain, "run": {"steps": 4, "timing_only": False}}).key()
+    )
+    assert load_experiment(timed).key() != load_experiment(plain).key()
+    result = run_experiment(load_experiment(timed))
+    assert result.config["timing_only"] is True and "eval" not in set(result.metrics["kind"])
+    with pytest.raises(ExperimentError, match=r"^strategy: period='adaptive' sets its period"):
+        load_experiment({**timed, "strategy": {"name": "local_sgd", "period": "adaptive"}})
+    with pytest.raises(ExperimentError, match=r"^compute.server='measure' times real steps"):
+        load_experiment({**timed, "compute": {"server": "measure"}})

@@ -505,3 +505,27 @@ def test_utilisation_panels_are_titled_by_what_the_runs_are_not_their_directorie
     fig = utilisation(load(tmp_path / "runs"))
     titles = [ax.get_title() for ax in fig.axes[:-1]]  # the last axes is the colour bar
     assert titles == ["allreduce, seed=0", "allreduce, seed=1", "local_sgd(period=4)"]
+
+
+def test_timing_only_runs_load_draw_their_breakdown_and_say_a_curve_has_nothing(tmp_path):
+    import sim
+
+    for strategy in ("allreduce", "diloco:period=2"):
+        sim.run(
+            strategy,
+            "mlp_digits",
+            "star:n=4",
+            steps=4,
+            eval_every=2,
+            timing_only=True,
+            out=tmp_path / strategy.split(":")[0],
+        )
+    df = load(tmp_path)
+    assert {run.rsplit("/", 1)[-1] for run in df["run"]} == {"allreduce", "diloco"}
+    assert "loss" not in df
+    assert df["timing_only"].eq(True).all() and df["summary.step_time"].gt(0).all()
+    assert len(breakdown(df).axes[0].patches) > 0
+    staleness(df)
+    for draw in (loss_vs_time, loss_vs_bytes, comparison, time_to_target, pareto):
+        with pytest.raises(ValueError, match=r"^the runs are timing-only \(run.timing_only\): "):
+            draw(df)
