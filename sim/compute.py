@@ -19,6 +19,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from devices.catalog import DEVICE_PEAK_FLOPS
+from devices.catalog import device as find_device
 from options.declare import Declared, OneOf, OptionError, option_fields
 from sim.compute_fields import Factor, Number, RankFactors, Seconds, StragglerOptions
 from sim.compute_trace import MAX_SECONDS, trace_file
@@ -39,16 +41,6 @@ __all__ = [
     "measure_step_time",
     "trace_file",
 ]
-
-#: Published dense bf16/fp16 tensor-core peaks (FLOP/s) for ``base="flops"``.
-DEVICE_PEAK_FLOPS: dict[str, float] = {
-    "V100": 125e12,  # fp16 tensor cores (no bf16)
-    "A100": 312e12,
-    "L4": 121e12,
-    "H100": 989e12,  # SXM
-    "H200": 989e12,  # same compute as H100 SXM, more memory
-    "MI300X": 1307e12,
-}
 
 
 class _Declares(Declared):
@@ -84,7 +76,9 @@ class ComputeModel(_Declares):
     slowdown
         Per-rank constant factors, e.g. ``{3: 2.0}`` makes rank 3 twice as slow.
     device, efficiency
-        For ``base="flops"``: a key of :data:`DEVICE_PEAK_FLOPS` and the achieved fraction.
+        For ``base="flops"``: a device of :data:`devices.DEVICES` (peak dense bf16 FLOP/s,
+        each with its vendor source; :data:`DEVICE_PEAK_FLOPS` has the peaks) and the
+        achieved fraction of its peak, the MFU.
     server
         Seconds of a server's own work per optimizer step for the whole model (averaging what
         it received, then the update), or ``"measure"`` (time that here, with as many
@@ -111,7 +105,7 @@ class ComputeModel(_Declares):
     straggler: Annotated[str, OneOf(STRAGGLERS)] = "constant"
     options: StragglerOptions = Field(default_factory=dict)
     slowdown: RankFactors = Field(default_factory=dict)
-    device: Annotated[str, Field(description="a key of DEVICE_PEAK_FLOPS, for base='flops'")] = (
+    device: Annotated[str, Field(description="a device of devices.DEVICES, for base='flops'")] = (
         "H100"
     )
     efficiency: Annotated[Number, Field(gt=0, le=1, description="of the peak, for 'flops'")] = 0.4
@@ -127,11 +121,8 @@ class ComputeModel(_Declares):
         error never names one of them), a trace read last."""
         fields = [name for name in option_fields(type(self)) if name != "options"]
         params = straggler_parameters(self.straggler, self.options, beside=fields)
-        if self.base == "flops" and self.device not in DEVICE_PEAK_FLOPS:
-            raise OptionError(
-                f"device={self.device!r} is unknown; use one of {', '.join(DEVICE_PEAK_FLOPS)}",
-                "device",
-            )
+        if self.base == "flops":  # an unknown one: one line naming the closest (an OptionError)
+            find_device(self.device)
         if self.straggler == "trace" and self.contention != 1:
             raise OptionError(
                 f"contention={self.contention!r} does not apply to a trace: "
@@ -236,7 +227,7 @@ class ComputeModel(_Declares):
             self._seconds = measure_step_time(workload, seed)
         elif self.base == "flops":
             flops = float(workload.flops_per_step())
-            self._seconds = flops / (DEVICE_PEAK_FLOPS[self.device] * self.efficiency)
+            self._seconds = flops / (find_device(self.device).peak_flops * self.efficiency)
         self._draws.reseed(seed)
 
     @property
