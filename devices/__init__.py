@@ -1,7 +1,8 @@
 """The devices a simulated rank stands for: peak FLOP/s, memory bandwidth and size (each with
 its vendor source), and the memory a rank's training state needs on one.
 
-Below ``sim`` and ``real`` (beside ``topologies`` and ``faults``); needs only ``options``.
+Below ``sim`` and ``real`` (beside ``topologies`` and ``faults``); needs ``options`` and torch
+(the roofline's operators are dispatched on the meta device).
 
 >>> import devices
 >>> devices.device("MI300X").memory_gb
@@ -18,12 +19,14 @@ from devices.memory import (
     peak_memory,
     training_memory,
 )
+from devices.roofline import Roofline, roofline
 
 __all__ = [
     "DEVICES",
     "DEVICE_PEAK_FLOPS",
     "OPTIMIZER_STATES",
     "Device",
+    "Roofline",
     "DoesNotFit",
     "MemoryEstimate",
     "UnknownDevice",
@@ -32,5 +35,6 @@ __all__ = [
     "names",
     "optimizer_states",
     "peak_memory",
+    "roofline",
     "training_memory",
 ]

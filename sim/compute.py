@@ -6,9 +6,10 @@ and updating its parameters) costs ``server`` seconds for the whole model, its s
 of that when sharded. Draws come from one
 generator per rank, seeded by the run's seed and the rank, so a run is reproducible and a
 rank meets the same stragglers whatever the strategy. The base time is a number of seconds,
-``"measure"`` (time the workload's real forward/backward here), or ``"flops"`` (the
+``"measure"`` (time the workload's real forward/backward here), ``"flops"`` (the
 workload's FLOPs per step over a device's peak times an efficiency), which predicts a GPU
-cluster from a laptop.
+cluster from a laptop, or ``"roofline"`` (each operator's FLOPs over the peak or bytes over
+the memory bandwidth, whichever is longer, both times the efficiency: ``devices.roofline``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from devices.catalog import DEVICE_PEAK_FLOPS
 from devices.catalog import device as find_device
+from devices.roofline import roofline
 from options.declare import Declared, OneOf, OptionError, option_fields
 from sim.compute_fields import Factor, Number, RankFactors, Seconds, StragglerOptions
 from sim.compute_trace import MAX_SECONDS, trace_file
@@ -61,7 +63,7 @@ class ComputeModel(_Declares):
     Parameters
     ----------
     base
-        Seconds per micro-batch, ``"measure"`` or ``"flops"``.
+        Seconds per micro-batch, ``"measure"``, ``"flops"`` or ``"roofline"``.
     straggler
         ``"constant"`` (factor 1), ``"normal"`` (1 + cv N(0,1), clipped at 0.05),
         ``"lognormal"`` (mean-one lognormal with ``sigma``), ``"exponential"`` (with
@@ -78,7 +80,8 @@ class ComputeModel(_Declares):
     device, efficiency
         For ``base="flops"``: a device of :data:`devices.DEVICES` (peak dense bf16 FLOP/s,
         each with its vendor source; :data:`DEVICE_PEAK_FLOPS` has the peaks) and the
-        achieved fraction of its peak, the MFU.
+        achieved fraction of its peak, the MFU; for ``"roofline"``, of its peak and of its
+        memory bandwidth.
     server
         Seconds of a server's own work per optimizer step for the whole model (averaging what
         it received, then the update), or ``"measure"`` (time that here, with as many
@@ -99,8 +102,10 @@ class ComputeModel(_Declares):
 
     name: ClassVar[str] = "compute"  # what its errors call it
 
-    base: Seconds | Literal["measure", "flops"] = Field(
-        0.01, description="seconds per micro-batch, at most a day; or time it, or count FLOPs"
+    base: Seconds | Literal["measure", "flops", "roofline"] = Field(
+        0.01,
+        description="seconds per micro-batch, at most a day; or time it, count FLOPs, or "
+        "a per-operator roofline",
     )
     straggler: Annotated[str, OneOf(STRAGGLERS)] = "constant"
     options: StragglerOptions = Field(default_factory=dict)
@@ -121,7 +126,7 @@ class ComputeModel(_Declares):
         error never names one of them), a trace read last."""
         fields = [name for name in option_fields(type(self)) if name != "options"]
         params = straggler_parameters(self.straggler, self.options, beside=fields)
-        if self.base == "flops":  # an unknown one: one line naming the closest (an OptionError)
+        if self.base in ("flops", "roofline"):  # an unknown one: one line naming the closest
             find_device(self.device)
         if self.straggler == "trace" and self.contention != 1:
             raise OptionError(
@@ -228,6 +233,8 @@ class ComputeModel(_Declares):
         elif self.base == "flops":
             flops = float(workload.flops_per_step())
             self._seconds = flops / (find_device(self.device).peak_flops * self.efficiency)
+        elif self.base == "roofline":
+            self._seconds = roofline(workload, self.device, self.efficiency).seconds
         self._draws.reseed(seed)
 
     @property

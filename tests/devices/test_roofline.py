@@ -1,0 +1,54 @@
+"""The per-operator roofline: max(FLOPs / peak, bytes / bandwidth) per operator."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import workloads
+from devices import device
+from devices.roofline import _Counter, roofline
+from sim.compute import ComputeModel
+
+H100 = device("H100")
+
+
+def test_an_operator_costs_the_larger_of_its_two_times():
+    a = torch.empty(256, 512, device="meta")
+    b = torch.empty(512, 128, device="meta")
+    with _Counter(peak=1e12, bandwidth=1e9) as counter:
+        a @ b
+        a.t()  # a view: no bytes, no time
+    flops, nbytes = 2 * 256 * 512 * 128, 4 * (256 * 512 + 512 * 128 + 256 * 128)
+    assert (counter.flops, counter.bytes, counter.operators) == (flops, nbytes, 1)
+    assert counter.seconds == max(flops / 1e12, nbytes / 1e9)
+
+
+@pytest.mark.parametrize("name", ["tiny_transformer", "gpt2_small"])
+def test_its_flops_are_flop_counter_modes(name):
+    w = workloads.get(name, **({"n_chars": 4000} if name == "tiny_transformer" else {}))
+    r = roofline(w, "H100")
+    assert r.flops == w.flops_per_step()
+    if name == "gpt2_small":  # 8 x 1,024 tokens: the large matmuls are compute-bound
+        assert 0 < r.memory_bound < 1 and r.seconds > r.flops / H100.peak_flops
+
+
+def test_it_is_the_compute_time_without_a_memory_limit_and_the_memory_time_without_a_compute_one():
+    w = workloads.get("transformer", n_sequences=16)
+    both = roofline(w, H100)
+    compute_only = roofline(w, dataclasses.replace(H100, memory_bandwidth=1e30))
+    memory_only = roofline(w, dataclasses.replace(H100, peak_flops=1e30))
+    assert compute_only.seconds == pytest.approx(both.flops / H100.peak_flops, rel=1e-9)
+    assert memory_only.seconds == pytest.approx(both.bytes / H100.memory_bandwidth, rel=1e-9)
+    assert both.seconds >= max(compute_only.seconds, memory_only.seconds)
+    assert both.memory_bound == 1  # this small a model: every operator waits on memory
+
+
+def test_compute_model_roofline_base():
+    w = workloads.get("gpt2_small", batch_size=1, seq_len=128)
+    model = ComputeModel(base="roofline", device="H200", efficiency=0.5)
+    model.resolve(w, seed=0)
+    assert model.seconds == pytest.approx(roofline(w, "H200", 0.5).seconds)
+    assert model.seconds == pytest.approx(2 * roofline(w, "H200").seconds)
+    with pytest.raises(ValueError, match="did you mean 'H200'"):
+        ComputeModel.parse({"base": "roofline", "device": "H2000"})
