@@ -23,12 +23,12 @@ def test_parameters_and_forward_flops_are_the_published_ones():
 def test_trains_at_a_small_size():
     """Training loss falls in a few Adam steps (held-out loss needs BatchNorm's running
     statistics to settle first, which takes longer than a test should)."""
-    w = resnet50(image_size=32, n_classes=4, n_samples=72, batch_size=16, noise=0.5)
+    w = resnet50(image_size=32, n_classes=2, n_samples=40, batch_size=8, noise=0.5)
     model = w.make_model(0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     stream = w.batches(0, 1, seed=0)
     losses = []
-    for _ in range(8):
+    for _ in range(6):
         x, y = next(stream)
         opt.zero_grad()
         loss = w.loss(model(x), y)
