@@ -2,13 +2,16 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
+import topologies
 import workloads
 from devices import device
 from devices.roofline import _Counter, roofline
 from sim.compute import ComputeModel
+from sim.run import run
 
 H100 = device("H100")
 
@@ -52,3 +55,20 @@ def test_compute_model_roofline_base():
     assert model.seconds == pytest.approx(2 * roofline(w, "H200").seconds)
     with pytest.raises(ValueError, match="did you mean 'H200'"):
         ComputeModel.parse({"base": "roofline", "device": "H2000"})
+
+
+def test_a_simulated_run_of_a_transformer_takes_its_roofline_per_step():
+    w = workloads.get("transformer", n_sequences=32, batch_size=4)
+    steps = 3
+    result = run(
+        "allreduce",
+        w,
+        topologies.star(2, bandwidth=1e15, latency=1e-12),
+        steps=steps,
+        compute={"base": "roofline", "device": "A100", "efficiency": 0.5},
+        eval_every=steps,
+    )
+    workers = result.metrics[result.metrics["kind"] == "worker"]
+    expected = steps * roofline(w, "A100", 0.5).seconds
+    np.testing.assert_allclose(workers["compute_time"], expected, rtol=1e-9)
+    assert result.summary["final_loss"] < np.log(256)  # it trained, a little
