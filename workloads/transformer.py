@@ -334,6 +334,12 @@ class _Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def _embedding(rows: int, width: int) -> nn.Embedding:
+    """An embedding left uninitialised (``_init_weights`` draws it): its own ``normal_`` on
+    the meta device would load torch's reference kernels, ~1 s, on a process's first build."""
+    return nn.Embedding(rows, width, _weight=torch.empty(rows, width))
+
+
 class DecoderLM(nn.Module):
     """Token embeddings (and learned positions), ``n_layers`` blocks, a final norm and the
     head; int64 tokens ``(batch, t)`` to logits ``(batch, t, vocab_size)``.
@@ -345,9 +351,9 @@ class DecoderLM(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.config = config
-        self.tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.tokens = _embedding(config.vocab_size, config.d_model)
         self.positions = (
-            nn.Embedding(config.seq_len, config.d_model) if config.positions == "learned" else None
+            _embedding(config.seq_len, config.d_model) if config.positions == "learned" else None
         )
         self.blocks = nn.Sequential(*[_Block(config) for _ in range(config.n_layers)])
         self.norm = _norm(config)
