@@ -113,17 +113,40 @@ def _aliases(func: Any, inputs: list[Tensor], outputs: list[Tensor]) -> bool:
 
 def roofline(workload: _OnMeta, on: str | Device, efficiency: float = 1.0) -> Roofline:
     """The roofline time of one forward, loss and backward of ``workload``'s micro-batch on
-    device ``on``, with both the peak and the bandwidth derated by ``efficiency``."""
+    device ``on``, with both the peak and the bandwidth derated by ``efficiency``.
+
+    A workload whose model repeats identical blocks (``n_blocks`` and ``with_blocks(n)``, as
+    :class:`workloads.transformer.TokenLM` has) is measured with one and two blocks and
+    extended: every block dispatches the same operators, so ``f(1) + (n - 1) * (f(2) -
+    f(1))`` is the whole model's count (a test checks it), at a fraction of the cost.
+    """
     dev = device(on)
+    blocks = int(getattr(workload, "n_blocks", 0))
+    with_blocks = getattr(workload, "with_blocks", None)
+    if blocks > 2 and with_blocks is not None:
+        one = _measure(with_blocks(1), dev, efficiency)
+        two = _measure(with_blocks(2), dev, efficiency)
+        seconds, flops, nbytes, bound, operators = (
+            a + (blocks - 1) * (b - a) for a, b in zip(one, two)
+        )
+    else:
+        seconds, flops, nbytes, bound, operators = _measure(workload, dev, efficiency)
+    return Roofline(
+        seconds=seconds,
+        flops=flops,
+        bytes=nbytes,
+        memory_bound=bound / seconds if seconds else 0.0,
+        operators=int(operators),
+    )
+
+
+def _measure(
+    workload: _OnMeta, dev: Device, efficiency: float
+) -> tuple[float, float, float, float, float]:
+    """``(seconds, flops, bytes, memory-bound seconds, operators)`` of one step."""
     model = workload.meta_model()
     x, y = workload.meta_batch()
     counter = _Counter(dev.peak_flops * efficiency, dev.memory_bandwidth * efficiency)
     with torch.random.fork_rng(devices=[]), counter:
         workload.loss(model(x), y).backward()
-    return Roofline(
-        seconds=counter.seconds,
-        flops=counter.flops,
-        bytes=counter.bytes,
-        memory_bound=counter.bound / counter.seconds if counter.seconds else 0.0,
-        operators=counter.operators,
-    )
+    return counter.seconds, counter.flops, counter.bytes, counter.bound, counter.operators

@@ -28,6 +28,7 @@ seq_len * d_model / N`` of it: 15% for GPT-2 small at 1,024 tokens, 27% for Llam
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -439,6 +440,19 @@ class TokenLM(Workload):
     def flops_per_step(self) -> float:
         """FlopCounterMode's count on the meta device, cached per (shape, batch)."""
         return _transformer_flops(self.shape, self.batch_size, self.dtype)
+
+    @property
+    def n_blocks(self) -> int:
+        """Identical blocks the model repeats (what :func:`devices.roofline` extends from
+        one and two of them)."""
+        return self.shape.n_layers
+
+    def with_blocks(self, n_blocks: int) -> TokenLM:
+        """The same workload with a model of ``n_blocks`` blocks (sharing the data)."""
+        clone = copy.copy(self)
+        clone.shape = dataclasses.replace(self.shape, n_layers=n_blocks)
+        clone.model_factory = functools.partial(_build_model, clone.shape, self.dtype)
+        return clone
 
 
 @functools.lru_cache(maxsize=64)

@@ -72,3 +72,25 @@ def test_a_simulated_run_of_a_transformer_takes_its_roofline_per_step():
     expected = steps * roofline(w, "A100", 0.5).seconds
     np.testing.assert_allclose(workers["compute_time"], expected, rtol=1e-9)
     assert result.summary["final_loss"] < np.log(256)  # it trained, a little
+
+
+def test_repeated_blocks_extend_exactly():
+    """A transformer's roofline from one and two blocks is the whole model's."""
+    w = workloads.get("transformer", n_layers=5, kv_heads=2, positions="rope", n_sequences=16)
+    assert w.n_blocks == 5 and w.with_blocks(5).shape == w.shape
+    extended = roofline(w, "H100")
+    whole = roofline(_Plain(w), "H100")
+    assert (extended.flops, extended.bytes, extended.operators) == (
+        whole.flops,
+        whole.bytes,
+        whole.operators,
+    )
+    assert extended.seconds == pytest.approx(whole.seconds, rel=1e-12)
+    assert extended.flops == w.flops_per_step()
+
+
+class _Plain:
+    """A workload's model, data and loss, without its blocks' structure."""
+
+    def __init__(self, w):
+        self.meta_model, self.meta_batch, self.loss = w.meta_model, w.meta_batch, w.loss
