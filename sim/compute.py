@@ -6,9 +6,10 @@ and updating its parameters) costs ``server`` seconds for the whole model, its s
 of that when sharded. Draws come from one
 generator per rank, seeded by the run's seed and the rank, so a run is reproducible and a
 rank meets the same stragglers whatever the strategy. The base time is a number of seconds,
-``"measure"`` (time the workload's real forward/backward here), or ``"flops"`` (the
+``"measure"`` (time the workload's real forward/backward here), ``"flops"`` (the
 workload's FLOPs per step over a device's peak times an efficiency), which predicts a GPU
-cluster from a laptop.
+cluster from a laptop, or ``"roofline"`` (each operator's FLOPs over the peak or bytes over
+the memory bandwidth, whichever is longer, both times the efficiency: ``devices.roofline``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from devices.catalog import DEVICE_PEAK_FLOPS
+from devices.catalog import device as find_device
+from devices.roofline import roofline
 from options.declare import Declared, OneOf, OptionError, option_fields
 from sim.compute_fields import Factor, Number, RankFactors, Seconds, StragglerOptions
 from sim.compute_trace import MAX_SECONDS, trace_file
@@ -40,16 +44,6 @@ __all__ = [
     "trace_file",
 ]
 
-#: Published dense bf16/fp16 tensor-core peaks (FLOP/s) for ``base="flops"``.
-DEVICE_PEAK_FLOPS: dict[str, float] = {
-    "V100": 125e12,  # fp16 tensor cores (no bf16)
-    "A100": 312e12,
-    "L4": 121e12,
-    "H100": 989e12,  # SXM
-    "H200": 989e12,  # same compute as H100 SXM, more memory
-    "MI300X": 1307e12,
-}
-
 
 class _Declares(Declared):
     """The declaring root: its subclass's options are its attributes, nothing else kept."""
@@ -69,7 +63,7 @@ class ComputeModel(_Declares):
     Parameters
     ----------
     base
-        Seconds per micro-batch, ``"measure"`` or ``"flops"``.
+        Seconds per micro-batch, ``"measure"``, ``"flops"`` or ``"roofline"``.
     straggler
         ``"constant"`` (factor 1), ``"normal"`` (1 + cv N(0,1), clipped at 0.05),
         ``"lognormal"`` (mean-one lognormal with ``sigma``), ``"exponential"`` (with
@@ -84,7 +78,10 @@ class ComputeModel(_Declares):
     slowdown
         Per-rank constant factors, e.g. ``{3: 2.0}`` makes rank 3 twice as slow.
     device, efficiency
-        For ``base="flops"``: a key of :data:`DEVICE_PEAK_FLOPS` and the achieved fraction.
+        For ``base="flops"``: a device of :data:`devices.DEVICES` (peak dense bf16 FLOP/s,
+        each with its vendor source; :data:`DEVICE_PEAK_FLOPS` has the peaks) and the
+        achieved fraction of its peak, the MFU; for ``"roofline"``, of its peak and of its
+        memory bandwidth.
     server
         Seconds of a server's own work per optimizer step for the whole model (averaging what
         it received, then the update), or ``"measure"`` (time that here, with as many
@@ -105,13 +102,15 @@ class ComputeModel(_Declares):
 
     name: ClassVar[str] = "compute"  # what its errors call it
 
-    base: Seconds | Literal["measure", "flops"] = Field(
-        0.01, description="seconds per micro-batch, at most a day; or time it, or count FLOPs"
+    base: Seconds | Literal["measure", "flops", "roofline"] = Field(
+        0.01,
+        description="seconds per micro-batch, at most a day; or time it, count FLOPs, or "
+        "a per-operator roofline",
     )
     straggler: Annotated[str, OneOf(STRAGGLERS)] = "constant"
     options: StragglerOptions = Field(default_factory=dict)
     slowdown: RankFactors = Field(default_factory=dict)
-    device: Annotated[str, Field(description="a key of DEVICE_PEAK_FLOPS, for base='flops'")] = (
+    device: Annotated[str, Field(description="a device of devices.DEVICES, for base='flops'")] = (
         "H100"
     )
     efficiency: Annotated[Number, Field(gt=0, le=1, description="of the peak, for 'flops'")] = 0.4
@@ -127,11 +126,8 @@ class ComputeModel(_Declares):
         error never names one of them), a trace read last."""
         fields = [name for name in option_fields(type(self)) if name != "options"]
         params = straggler_parameters(self.straggler, self.options, beside=fields)
-        if self.base == "flops" and self.device not in DEVICE_PEAK_FLOPS:
-            raise OptionError(
-                f"device={self.device!r} is unknown; use one of {', '.join(DEVICE_PEAK_FLOPS)}",
-                "device",
-            )
+        if self.base in ("flops", "roofline"):  # an unknown one: one line naming the closest
+            find_device(self.device)
         if self.straggler == "trace" and self.contention != 1:
             raise OptionError(
                 f"contention={self.contention!r} does not apply to a trace: "
@@ -239,7 +235,9 @@ class ComputeModel(_Declares):
             self._seconds = measure_step_time(workload, seed)
         elif self.base == "flops":
             flops = float(workload.flops_per_step())
-            self._seconds = flops / (DEVICE_PEAK_FLOPS[self.device] * self.efficiency)
+            self._seconds = flops / (find_device(self.device).peak_flops * self.efficiency)
+        elif self.base == "roofline":
+            self._seconds = roofline(workload, self.device, self.efficiency).seconds
         self._draws.reseed(seed)
 
     @property

@@ -12,23 +12,35 @@ from workloads.custom import custom
 from workloads.digits import cnn_digits, load_digits, mlp_digits
 from workloads.logistic_regression import logistic_regression
 from workloads.partition import PARTITIONS
+from workloads.presets import PRESETS, gpt2_small, gpt2_xl, llama3_8b, llama3_70b
 from workloads.quadratic import Quadratic, quadratic
 from workloads.registry import get, names, register
+from workloads.resnet import resnet50
 from workloads.tiny_transformer import CharLM, tiny_transformer
+from workloads.transformer import TokenLM, TransformerConfig, transformer
 
 __all__ = [
     "PARTITIONS",
+    "PRESETS",
     "CharLM",
     "Quadratic",
+    "TokenLM",
+    "TransformerConfig",
     "Workload",
     "cnn_digits",
     "custom",
     "get",
+    "gpt2_small",
+    "gpt2_xl",
+    "llama3_70b",
+    "llama3_8b",
     "load_digits",
     "logistic_regression",
     "mlp_digits",
     "names",
     "quadratic",
     "register",
+    "resnet50",
     "tiny_transformer",
+    "transformer",
 ]

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from workloads import partition as _partition
 
-__all__ = ["Workload"]
+__all__ = ["Workload", "count_flops"]
 
 #: Evaluate in chunks so a large held-out set never needs one giant activation tensor.
 _EVAL_CHUNK = 4096
@@ -127,6 +127,8 @@ class Workload:
         self._labels: np.ndarray = y_train.numpy() if is_classes else np.empty(0, dtype=np.int64)
         self._shards: dict[tuple[int, int], list[np.ndarray]] = {}
         self._flops: float | None = None
+        self._sizes: tuple[int, int] | None = None
+        self._activations: int | None = None
 
     def __repr__(self) -> str:
         scheme = self.partition_scheme
@@ -244,17 +246,90 @@ class Workload:
             metrics["accuracy"] = correct / n
         return metrics
 
+    def meta_model(self) -> nn.Module:
+        """The model built on PyTorch's meta device: shapes and dtypes, no storage, whatever
+        its size (a 70B-parameter model builds in a fraction of a second)."""
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = self.model_factory()
+        return model
+
+    def meta_batch(self) -> tuple[Tensor, Tensor]:
+        """One micro-batch's ``(inputs, targets)`` on the meta device: its true shapes and
+        dtypes, nothing allocated."""
+        b = self.batch_size
+        return self.x_train[:b].to("meta"), self.y_train[:b].to("meta")
+
+    def parameter_count(self) -> int:
+        """Parameters of the model (counted on the meta device)."""
+        if self._sizes is None:
+            self._measure_sizes()
+        assert self._sizes is not None
+        return self._sizes[0]
+
+    def parameter_bytes(self) -> int:
+        """Bytes per parameter (the largest, if dtypes are mixed): 4 in fp32, 2 in bf16."""
+        if self._sizes is None:
+            self._measure_sizes()
+        assert self._sizes is not None
+        return self._sizes[1]
+
+    def _measure_sizes(self) -> None:
+        params = list(self.meta_model().parameters())
+        size = max((p.element_size() for p in params), default=4)
+        self._sizes = (sum(p.numel() for p in params), size)
+
+    def activation_bytes(self) -> int:
+        """Bytes autograd keeps for backward over one micro-batch (cached).
+
+        Counted on the meta device: every tensor the forward pass and the loss save for
+        backward, each storage once, the parameters themselves left out. That is what eager
+        PyTorch keeps for this model as written (no activation recomputation, no fused
+        kernels); subclasses may give a published formula instead
+        (:class:`workloads.transformer.TokenLM`).
+        """
+        if self._activations is None:
+            model = self.meta_model()
+            x, y = self.meta_batch()
+            params = {p.untyped_storage()._cdata for p in model.parameters()}
+            saved: dict[int, int] = {}
+
+            def pack(t: Tensor) -> Tensor:
+                storage = t.untyped_storage()
+                if storage._cdata not in params:
+                    saved[storage._cdata] = storage.nbytes()
+                return t
+
+            with torch.random.fork_rng(devices=[]):
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    self.loss(model(x), y)
+            self._activations = sum(saved.values())
+        return self._activations
+
     def flops_per_step(self) -> float:
         """FLOPs of one forward + backward on one micro-batch (``FlopCounterMode``; cached).
+
+        Counted on the meta device, so a model of any size costs no arithmetic and no memory;
+        a model that cannot run there (one whose factory ignores the device, say) is counted
+        on a real replica instead, with the same result.
 
         Only the ops FlopCounterMode knows (matmuls, convolutions) count. The data input needs
         no gradient, so the first layer's backward computes only its weight gradient: a lone
         ``Linear(i, o)`` costs ``2*i*o*batch`` forward plus the same backward, not 3x forward.
         """
         if self._flops is None:
-            model = self.make_model(seed=0)
-            x, y = self.x_train[: self.batch_size], self.y_train[: self.batch_size]
-            with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
-                self.loss(model(x), y).backward()
-            self._flops = float(counter.get_total_flops())
+            try:
+                self._flops = count_flops(self.loss, self.meta_model(), *self.meta_batch())
+            except (NotImplementedError, RuntimeError, TypeError, ValueError):
+                x, y = self.x_train[: self.batch_size], self.y_train[: self.batch_size]
+                self._flops = count_flops(self.loss, self.make_model(seed=0), x, y)
         return self._flops
+
+
+def count_flops(
+    loss: Callable[[Tensor, Tensor], Tensor], model: nn.Module, x: Tensor, y: Tensor
+) -> float:
+    """FLOPs ``FlopCounterMode`` counts in one forward, ``loss`` and backward of ``model``
+    (on the meta device when the model and batch are there)."""
+    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+        loss(model(x), y).backward()
+    return float(counter.get_total_flops())

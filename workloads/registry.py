@@ -10,8 +10,11 @@ from workloads.base import Workload
 from workloads.custom import custom
 from workloads.digits import cnn_digits, mlp_digits
 from workloads.logistic_regression import logistic_regression
+from workloads.presets import gpt2_small, gpt2_xl, llama3_8b, llama3_70b
 from workloads.quadratic import quadratic
+from workloads.resnet import resnet50
 from workloads.tiny_transformer import tiny_transformer
+from workloads.transformer import transformer
 
 __all__ = ["builder", "get", "names", "register"]
 
@@ -22,6 +25,13 @@ _BUILDERS: dict[str, Callable[..., Workload]] = {
     "cnn_digits": cnn_digits,
     "tiny_transformer": tiny_transformer,
     "custom": custom,
+    # Sizes of the field (issue 25): for timing-only runs and estimates (docs/scale.md).
+    "transformer": transformer,
+    "gpt2_small": gpt2_small,
+    "gpt2_xl": gpt2_xl,
+    "llama3_8b": llama3_8b,
+    "llama3_70b": llama3_70b,
+    "resnet50": resnet50,
 }
 
 
@@ -30,8 +40,10 @@ def names() -> list[str]:
 
     Examples
     --------
-    >>> names()
-    ['cnn_digits', 'custom', 'logistic_regression', 'mlp_digits', 'quadratic', 'tiny_transformer']
+    >>> names()  # doctest: +NORMALIZE_WHITESPACE
+    ['cnn_digits', 'custom', 'gpt2_small', 'gpt2_xl', 'llama3_70b', 'llama3_8b',
+     'logistic_regression', 'mlp_digits', 'quadratic', 'resnet50', 'tiny_transformer',
+     'transformer']
     """
     return sorted(_BUILDERS)
 

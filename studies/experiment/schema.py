@@ -121,7 +121,7 @@ class ComputeSection(BaseModel):
     ``prob``, ``scale``, ``path``) sit beside them."""
 
     model_config = ConfigDict(extra="allow")
-    base: float | Literal["measure", "flops"] = 0.01
+    base: float | Literal["measure", "flops", "roofline"] = 0.01
     straggler: str = "constant"
     slowdown: dict[int, float] = Field(default_factory=dict)
     device: str = "H100"

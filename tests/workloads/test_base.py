@@ -116,6 +116,48 @@ def test_flops_of_a_linear_model_match_closed_form():
     assert w.flops_per_step() is w.flops_per_step()  # cached
 
 
+@pytest.mark.parametrize("name", ["quadratic", "logistic_regression", "mlp_digits", "cnn_digits"])
+def test_flops_counted_on_meta_equal_a_real_replicas(name):
+    """flops_per_step now counts on the meta device; every shipped workload's number is the
+    one a real replica gave (regression: the old path built the model on the CPU)."""
+    import workloads
+    from workloads.base import count_flops
+
+    w = workloads.get(name)
+    x, y = w.x_train[: w.batch_size], w.y_train[: w.batch_size]
+    assert w.flops_per_step() == count_flops(w.loss, w.make_model(seed=0), x, y) > 0
+
+
+def test_flops_fall_back_to_a_real_replica_when_a_model_cannot_run_on_meta():
+    i, o, b = 12, 4, 16
+    x, y = torch.randn(64, i), torch.randint(0, o, (64,))
+    weight = torch.randn(o, i)  # made outside the factory: stays on the CPU under meta
+
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(weight.clone())
+
+        def forward(self, x):
+            return x @ self.w.t()
+
+    w = Workload("fixed", Fixed, (x, y), (x, y), nn.functional.cross_entropy, batch_size=b)
+    assert w.flops_per_step() == 2 * (2 * i * o * b)
+
+
+def test_sizes_on_meta():
+    i, o = 12, 4
+    x, y = torch.randn(64, i), torch.randint(0, o, (64,))
+    w = Workload(
+        "lin", lambda: nn.Linear(i, o), (x, y), (x, y), nn.functional.cross_entropy, batch_size=8
+    )
+    assert all(p.is_meta for p in w.meta_model().parameters())
+    assert (w.parameter_count(), w.parameter_bytes()) == (i * o + o, 4)
+    # Saved for backward: the input (for the weight gradient), log_softmax's output, and
+    # nll_loss's targets (int64) and total weight (one float).
+    assert w.activation_bytes() == 8 * i * 4 + 8 * o * 4 + 8 * 8 + 4
+
+
 def test_partition_is_cached_but_returns_copies():
     w = make()
     a = w.partition(4, 0)

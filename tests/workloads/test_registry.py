@@ -14,14 +14,34 @@ def test_names():
     assert workloads.names() == [
         "cnn_digits",
         "custom",
+        "gpt2_small",
+        "gpt2_xl",
+        "llama3_70b",
+        "llama3_8b",
         "logistic_regression",
         "mlp_digits",
         "quadratic",
+        "resnet50",
         "tiny_transformer",
+        "transformer",
     ]
 
 
-@pytest.mark.parametrize("name", [n for n in workloads.names() if n != "custom"])
+#: Sizes of the field: built and counted on the meta device only (tests/workloads/test_presets.py).
+LARGE = {"gpt2_small", "gpt2_xl", "llama3_8b", "llama3_70b", "resnet50"}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_every_large_builtin_builds_with_defaults_on_meta(name):
+    w = workloads.get(name)
+    assert isinstance(w, Workload) and w.name == name
+    model = w.meta_model()
+    x, y = w.meta_batch()
+    assert model(x).shape[0] == len(y) == w.batch_size
+    assert w.flops_per_step() > 0 and w.activation_bytes() > 0
+
+
+@pytest.mark.parametrize("name", [n for n in workloads.names() if n not in LARGE | {"custom"}])
 def test_every_builtin_builds_with_defaults_and_runs_one_step(name):
     kwargs = {"n_chars": 4000} if name == "tiny_transformer" else {}
     w = workloads.get(name, **kwargs)
@@ -45,11 +65,11 @@ def test_get_passes_arguments():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(
-        ValueError, match="unknown workload 'resnet'; choose one of cnn_digits"
-    ) as e:
-        workloads.get("resnet")
+    with pytest.raises(ValueError, match="unknown workload 'vgg16'; choose one of cnn_digits") as e:
+        workloads.get("vgg16")
     assert "\n" not in str(e.value) and "tiny_transformer" in str(e.value)
+    with pytest.raises(ValueError, match="unknown workload 'resnet'; did you mean 'resnet50'?"):
+        workloads.get("resnet")
 
 
 def test_unknown_argument_lists_valid_ones():
@@ -94,8 +114,13 @@ def test_builtins_pickle_for_spawned_processes(name):
     w = workloads.get(name, **kwargs)
     clone = pickle.loads(pickle.dumps(w))
     assert repr(clone) == repr(w)
-    (x, y), (xc, yc) = next(w.batches(1, 3, 5)), next(clone.batches(1, 3, 5))
+    rank, n = (0, 1) if name in LARGE else (1, 3)
+    (x, y), (xc, yc) = next(w.batches(rank, n, 5)), next(clone.batches(rank, n, 5))
     assert torch.equal(x, xc) and torch.equal(y, yc)
+    if name in LARGE:  # a real llama3_70b replica is 280 GB: compare the shapes on meta
+        shapes = [p.shape for p in w.meta_model().parameters()]
+        assert shapes == [p.shape for p in clone.meta_model().parameters()]
+        return
     for p, pc in zip(w.make_model(2).parameters(), clone.make_model(2).parameters()):
         assert torch.equal(p, pc)
 
