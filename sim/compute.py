@@ -91,6 +91,12 @@ class ComputeModel(_Declares):
         Factor on every compute time: ranks that share CPU cores slow each other down (4
         ranks on 2 cores took 2x the time one rank takes alone). ``"measure"`` and
         ``"flops"`` time one process alone; a measured trace already includes it.
+    memory
+        For ``base="flops"`` or ``"roofline"``, what a run does with a worker's peak memory
+        on ``device`` (:mod:`sim.device_memory`): ``"check"`` (the default) refuses, in one
+        line, a rank that does not fit; ``"report"`` records the estimate and warns once,
+        to time the data-parallel dimension of a job whose sharding or tensor/pipeline
+        parallelism commsim does not model. Either way the summary has ``peak_memory_gb``.
 
     Examples
     --------
@@ -120,6 +126,11 @@ class ComputeModel(_Declares):
     contention: Annotated[Factor, Field(description="a factor on every compute time; 1: none")] = (
         1.0
     )
+    memory: Annotated[
+        str,
+        OneOf(("check", "report")),
+        Field(description="refuse a rank that does not fit the device, or report it"),
+    ] = "check"
 
     def __post_init__(self) -> None:
         """Rules between the options; the straggler's parameters checked first (so a later

@@ -128,6 +128,9 @@ class ComputeSection(BaseModel):
     efficiency: float = 0.4
     server: float | Literal["measure"] = 0.0
     contention: float = 1.0
+    #: With a device (``base = "flops"`` or ``"roofline"``): refuse a worker that does not
+    #: fit its memory (``"check"``), or time it and report the estimate (``"report"``).
+    memory: Literal["check", "report"] = "check"
 
     @property
     def options(self) -> dict[str, Any]:
