@@ -97,6 +97,11 @@ class ComputeModel(_Declares):
         line, a rank that does not fit; ``"report"`` records the estimate and warns once,
         to time the data-parallel dimension of a job whose sharding or tensor/pipeline
         parallelism commsim does not model. Either way the summary has ``peak_memory_gb``.
+    zero
+        ZeRO's stage for that estimate (Rajbhandari et al. 2020): 0 none, 1 the optimizer
+        state (and fp32 master weights) sharded over the workers, 2 the gradients too. Only
+        for ``allreduce``, whose every step moves the same bytes as ZeRO-1/2's
+        reduce-scatter and all-gather; a memory model only (the run is the same).
 
     Examples
     --------
@@ -131,6 +136,11 @@ class ComputeModel(_Declares):
         OneOf(("check", "report")),
         Field(description="refuse a rank that does not fit the device, or report it"),
     ] = "check"
+    zero: Annotated[
+        int,
+        OneOf((0, 1, 2)),
+        Field(description="ZeRO stage of the device memory estimate (allreduce only)"),
+    ] = 0
 
     def __post_init__(self) -> None:
         """Rules between the options; the straggler's parameters checked first (so a later

@@ -148,3 +148,59 @@ def test_runs_without_a_device_record_nothing_new():
     plain = sim.run("allreduce", "quadratic", "star:n=2", steps=2, eval_every=2)
     assert not any("memory" in key for key in plain.summary)
     assert plain.config["compute"]["memory"] == "check"
+
+
+def test_zero_stages_match_the_papers_figure_1():
+    """Rajbhandari et al. 2020, Figure 1: 7.5 B parameters, mixed-precision Adam (K = 12),
+    64 data-parallel ranks: 120 GB, 31.4 GB with ZeRO-1 (P_os), 16.6 GB with ZeRO-2 (P_os+g)."""
+    from devices import training_memory
+    from sim.device_memory import zero_sharded
+
+    whole = training_memory(7.5e9, 0, optimizer="adam", param_bytes=2)
+    psi, k, n = 7.5e9, 12, 64
+    assert whole.total == pytest.approx((2 + 2 + k) * psi) == pytest.approx(120e9)
+    assert zero_sharded(whole, 1, n).total == pytest.approx(4 * psi + k * psi / n)
+    assert zero_sharded(whole, 2, n).total == pytest.approx(2 * psi + (2 + k) * psi / n)
+    assert round(zero_sharded(whole, 1, n).gb, 1) == 31.4
+    assert round(zero_sharded(whole, 2, n).gb, 1) == 16.6
+
+
+def test_a_zero_stage_that_would_fit_is_named_and_shards_the_recorded_estimate():
+    from devices import peak_memory
+
+    workload = workloads.get("gpt2_xl", batch_size=1)  # 30 GB a replica with Adam
+    l4 = {"base": "flops", "device": "L4"}  # 24 GB
+    with pytest.raises(DoesNotFit) as err:
+        sim.run("allreduce", workload, "star:n=8", steps=1, compute=l4, optimizer="adam",
+                timing_only=True)  # fmt: skip
+    message = _one_line(str(err.value))
+    assert "the L4 has 24 GB" in message
+    assert "or compute.zero=1 (ZeRO-1: the same bytes on the wire as all-reduce)" in message
+    with pytest.warns(UserWarning, match="timed anyway"):
+        plain = sim.run("allreduce", workload, "star:n=8", steps=1,
+                        compute={**l4, "memory": "report"}, optimizer="adam",
+                        timing_only=True)  # fmt: skip
+    sharded = sim.run("allreduce", workload, "star:n=8", steps=1, compute={**l4, "zero": 2},
+                      optimizer="adam", timing_only=True)  # fmt: skip
+    whole = peak_memory(workload, optimizer="adam")
+    got = sharded.summary
+    assert got["memory_parameters_gb"] * 1e9 == pytest.approx(whole.parameters)
+    assert got["memory_gradients_gb"] * 1e9 == pytest.approx(whole.gradients / 8)
+    assert got["memory_master_gb"] * 1e9 == pytest.approx(whole.master / 8)
+    assert got["memory_optimizer_gb"] * 1e9 == pytest.approx(whole.optimizer / 8)
+    assert plain.summary["peak_memory_gb"] * 1e9 == pytest.approx(whole.total)
+    # A memory model only: the same run, the same clock and bytes.
+    assert (got["time"], got["bytes"]) == (plain.summary["time"], plain.summary["bytes"])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "compute", "message"),
+    [
+        ("diloco", {"base": "flops", "zero": 1}, "strategy diloco does not; set zero=0"),
+        ("allreduce", {"base": 0.01, "zero": 2}, "compute.base=0.01 names no device"),
+    ],
+)
+def test_a_zero_stage_where_it_means_nothing_is_one_line(strategy, compute, message):
+    with pytest.raises(ValueError, match=message) as err:
+        sim.run(strategy, "quadratic", "star:n=2", steps=1, compute=compute, timing_only=True)
+    _one_line(str(err.value))

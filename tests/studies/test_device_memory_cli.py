@@ -76,3 +76,17 @@ def test_a_misspelt_memory_policy_is_one_line_at_its_field(tmp_path):
     assert done.exit_code != 0
     assert "compute.memory: input should be 'check' or 'report'" in done.output, done.output
     assert not out.exists()
+
+
+def test_zero_from_the_file_shards_the_recorded_estimate(tmp_path):
+    done, out = _run(tmp_path, 'memory = "report"', "--set", "compute.zero=2")
+    assert done.exit_code == 0, done.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["experiment"]["compute"]["zero"] == 2
+    summary = record["summary"]
+    # Over the 2 workers: Adam's 8 bytes a parameter of state, then 4 of master weights and
+    # 2 of gradients, halved; the bf16 parameters (2 bytes) whole.
+    assert summary["memory_optimizer_gb"] == pytest.approx(564.43 / 2, abs=0.01)
+    assert summary["memory_master_gb"] == pytest.approx(282.21 / 2, abs=0.01)
+    assert summary["memory_gradients_gb"] == pytest.approx(141.11 / 2, abs=0.01)
+    assert summary["memory_parameters_gb"] == pytest.approx(141.11, abs=0.01)
