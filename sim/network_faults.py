@@ -148,7 +148,7 @@ class LinkStates:
         return capacity
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a stall's columns are arrays
 class Stall:
     """Flows stalled by a failed link, in :class:`sim.flows.FlowTable`'s columns: ``pending``
     (in their latency phase) and ``active`` (with the bytes left). Until ``resume_at`` they
@@ -190,7 +190,7 @@ class Stall:
         return tuple(x[hit_p] for x in p), tuple(x[hit_a] for x in a)
 
 
-@dataclass
+@dataclass(eq=False)
 class Held:
     """An operation (or a round of a collective) that found no live route between its
     ranks: tried again (``retry``) when a link comes back, and failed once ``ranks`` have been

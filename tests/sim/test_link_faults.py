@@ -498,3 +498,21 @@ def test_exceptions_pickle_with_their_fields():
     exc = pickle.loads(pickle.dumps(LinkFailure([("s0", 2)], (0, 2))))
     assert exc.links == [("s0", 2)] and exc.ranks == (0, 2)
     assert pickle.loads(pickle.dumps(RankDown(4))).rank == 4
+
+
+def test_two_outages_at_once_each_resume_their_own_flows():
+    # Two stalls side by side (their reroutes find no route): each link's return puts back
+    # its own flow only, whatever the order the stalls were made in.
+    env = simpy.Environment()
+    net = Network(env, topologies.star(3, bandwidth=B, latency=L))
+    net.reroute_delay = 0.1e-3
+    a, b = net.send(1, 0, MB), net.send(2, 0, MB)  # they share 0's downlink
+    t = 100e-6
+    at(env, t, lambda: net.set_link(1, "s0", 0))
+    at(env, t, lambda: net.set_link(2, "s0", 0))
+    at(env, 2e-3, lambda: net.set_link(2, "s0", 1))
+    at(env, 3e-3, lambda: net.set_link(1, "s0", 1))
+    env.run()
+    moved = (t - 2 * L) * B / 2
+    assert b.value == pytest.approx(2e-3 + (MB - moved) / B, rel=1e-12)
+    assert a.value == pytest.approx(3e-3 + (MB - moved) / B, rel=1e-12)
