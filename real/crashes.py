@@ -183,13 +183,28 @@ class RankFaults:
     def of(
         cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
     ) -> RankFaults | None:
-        """The rank's faults from its options (None for a run without a schedule)."""
+        """The rank's faults from its options (None for a run without a schedule; see
+        :meth:`without_faults` for its quorums)."""
         if not options.faults:
             return None
+        return cls._made(options.faults, options, setup, rank, secret, placement)
+
+    @classmethod
+    def without_faults(
+        cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults:
+        """The quorums of a run without a fault schedule (an empty one: nobody is killed),
+        for a strategy that asks for them (``fault_tolerance="quorum"``): made when the
+        program first asks, so that a run that never does has no membership, no heartbeat
+        and no store client more than before."""
+        return cls._made([], options, setup, rank, secret, placement)
+
+    @classmethod
+    def _made(
+        cls, events: Any, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults:
         world = setup.world_size
-        schedule = FaultSchedule.parse(
-            options.faults, world_size=world, links=None, steps=setup.steps
-        )
+        schedule = FaultSchedule.parse(events, world_size=world, links=None, steps=setup.steps)
         owners, _ = setup.strategy.owners(world)
         if setup.strategy.global_model == "primary":  # as the ledger of a run with faults
             owners = setup.strategy.workers(world)

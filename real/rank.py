@@ -181,6 +181,12 @@ def run_rank(
     rejoined = options.incarnation > 0
     if faults is not None:
         signal.faults = faults
+    quorums: list[RankFaults] = []  # without a schedule: made if the program asks a quorum
+
+    def fault_free() -> RankFaults:
+        quorums.append(RankFaults.without_faults(options, setup, rank, secret, placement))
+        return quorums[0]
+
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
     # as they go over loopback (a rank killed outright keeps its evaluation points); across
     # a testbed's or a cluster's links they would share the training's links: sent last.
@@ -231,6 +237,7 @@ def run_rank(
                 store, rank, world, index, ranks, options.timeout, signal.event.is_set
             ),
             faults=faults,
+            quorums=fault_free if faults is None else None,
         )
         runtime.inline = transport
         ctx, program = build_role(
@@ -301,8 +308,8 @@ def run_rank(
             pass
         raise
     finally:
-        if faults is not None:
-            faults.close()
+        for made in [faults] if faults is not None else quorums:
+            made.close()
         if ctx is not None and runtime is not None:
             runtime.ended(ctx)
         record["stop_reason"] = signal.reason
