@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,11 @@ class GradientThread:
         self._free_at = -math.inf  # when the last gradient ended
         self._ready: list[tuple[float, int]] = []  # (finished at, samples), not yet taken
         self._thread: threading.Thread | None = None
+        #: A transient straggler (:mod:`real.slowdowns`): the factor in force at a time on
+        #: the rank's clock, and the wait for the extra time (it ends early at a stop).
+        #: None: never slowed, nothing measured or waited.
+        self.slowdown: Callable[[float], float] | None = None
+        self.pause: Callable[[float], None] = time.sleep
 
     def submit(self, replica: Replica, work: GradientWork) -> Handle[torch.Tensor]:
         """Compute ``work`` on a snapshot of ``replica``'s parameters as they are now; the
@@ -89,7 +95,12 @@ class GradientThread:
                 span: list[float | None] = [started, None]
                 self._spans.append(span)
             try:
+                began = time.perf_counter()
                 grads, samples = self._run(replica, shadow, work, snapshot, ready, consumer)
+                if self.slowdown is not None:  # a slowed rank: factor x its measured compute
+                    factor = self.slowdown(started)
+                    if factor > 1.0:
+                        self.pause((factor - 1.0) * (time.perf_counter() - began))
             except BaseException as exc:  # the program sees it at its yield
                 with self._lock:
                     span[1] = self._free_at = self._clock()

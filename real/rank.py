@@ -40,6 +40,7 @@ from real.handin import HandIn
 from real.placement import LaunchError, Placement
 from real.runtime import SILENCE, RealRuntime, StopSignal
 from real.signals import interrupts, terminate_interrupts
+from real.slowdowns import SlowDown, pause
 from real.store import read_secret
 from real.transport import TorchTransport
 from strategies.comm import CommError, CommTimeout, Communicator, PeerFailure
@@ -225,6 +226,12 @@ def run_rank(
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         runtime.eager = options.eager
         runtime.checkpoints = Path(options.checkpoints) if options.checkpoints else None
+        slow = SlowDown(faults.schedule, rank) if faults is not None else None
+        if slow is not None and slow.active:  # a transient straggler (real.slowdowns)
+            assert faults is not None
+            wakes = (signal.event, faults.requested)
+            runtime.gradients.slowdown = slow.factor
+            runtime.gradients.pause = lambda seconds: pause(seconds, wakes)
         record["events"] = runtime.events
         transport = TorchTransport(
             rank,

@@ -10,6 +10,7 @@ directory, with the timeline of every rank's spans (``trace.json``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ def replay(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: bool = False,
+    marks: Sequence[tuple[float, int, str]] = (),
 ) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses.
 
@@ -66,7 +68,9 @@ def replay(
     ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
     there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
     ``faults``: the run had a fault schedule (the ledger's owners and summary are then a
-    faulty run's, as in ``sim``).
+    faulty run's, as in ``sim``). ``marks``: ``fault`` rows no rank reports, ``(time, rank,
+    event)`` in time order (a slowed rank's start and end, :func:`real.slowdowns.marks`),
+    written between the events around their time, as ``sim``'s injector writes them.
     """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
     ledger = make_ledger(setup, target_loss=target_loss, faults=faults)  # the events' time, bytes
@@ -76,7 +80,11 @@ def replay(
     events: list[Event] = sorted(
         (e for p in parts_ for e in p["events"]), key=lambda e: (e.at, e.rank)
     )
+    pending = list(marks)
     for event in events:  # after the stop, gradients count as discarded work only
+        while pending and pending[0][0] < event.at:
+            at, rank, name = pending.pop(0)
+            ledger.fault(name, rank, at=at)
         if max_time is not None and event.at > max_time:
             if not ledger.stopped:
                 ledger.stop("max_time")
@@ -135,14 +143,16 @@ def assemble(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: bool = False,
+    marks: Sequence[tuple[float, int, str]] = (),
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
-    ``target_loss``, ``max_time``: the run's stops (see :func:`replay`).
+    ``target_loss``, ``max_time``: the run's stops; ``marks``: fault rows no rank reports
+    (see :func:`replay`).
 
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts, target_loss, max_time, faults)
+    replayed = replay(setup, parts, target_loss, max_time, faults, marks)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:

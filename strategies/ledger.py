@@ -207,14 +207,15 @@ class Ledger:
         if isinstance(event, Crashed):
             self._catch_up()  # the global step no longer waits for it
 
-    def fault(self, event: str, rank: int = -1) -> None:
+    def fault(self, event: str, rank: int = -1, at: float | None = None) -> None:
         """A fault the backend applied that no rank reports (a link going down, a slowed
-        rank), as a ``fault`` row."""
+        rank), as a ``fault`` row; ``at``: its time, where the ledger's clock is not it (a
+        real run's replay, between two ranks' events)."""
         if self.stop_reason is None:
-            self._row_fault(rank, event)
+            self._row_fault(rank, event, at)
 
-    def _row_fault(self, rank: int, event: str) -> None:
-        self.rows.append(self._row("fault", {"rank": rank, "event": event}))
+    def _row_fault(self, rank: int, event: str, at: float | None = None) -> None:
+        self.rows.append(self._row("fault", {"rank": rank, "event": event}, at=at))
 
     def rewind(self, step: int, states: dict[int, Any], counts: dict[str, Any]) -> None:
         """Every rank restarted from the checkpoint of global step ``step`` (``states``: the

@@ -47,7 +47,6 @@ def no_rank_left_behind():  # type: ignore[no-untyped-def]
     ("event", "words"),
     [
         ({"kind": "link_down", "link": ["s0", "h1"], "at": 1.0}, "needs a backend with links"),
-        ({"kind": "slow", "rank": 0, "factor": 2, "at": 1.0}, "not applied on the real backend"),
         ({"kind": "crash", "rank": 5, "step": 2}, "rank"),
     ],
 )
@@ -247,3 +246,41 @@ def test_a_restarted_worker_is_healed_with_the_strategys_state_on_both_backends(
     assert ran.summary["heal_bytes"] > 0 and ran.summary["restarts"] == 1
     assert ran.summary["final_loss"] == simulated.summary["final_loss"]
     assert torch.equal(ran.parameters, simulated.parameters)
+
+
+def test_a_slowed_rank_computes_longer_writes_sims_rows_and_changes_no_number() -> None:
+    # Rank 1 is a transient straggler from the start (factor 20): it waits 19 x its
+    # measured compute for each gradient, so its compute time is well above rank 0's; a
+    # synchronous run's numbers are those of the run without it, and the launcher writes
+    # the 'slow' row sim writes (the end, at 1000 s, comes after the run).
+    slow = [{"kind": "slow", "rank": 1, "factor": 20, "at": 0.0, "until": 1000.0}]
+    kw = dict(steps=10, eval_every=5)
+    plain = real.run("allreduce", "mlp_digits", nproc=2, **kw, timeout=60)
+    slowed = real.run("allreduce", "mlp_digits", nproc=2, **kw, timeout=60, faults=slow)
+    simulated = sim.run("allreduce", "mlp_digits", topologies.ring(2), **kw, faults=slow)
+    assert slowed.summary["final_loss"] == plain.summary["final_loss"]
+    assert torch.equal(slowed.parameters, plain.parameters)
+
+    def faults(result):  # type: ignore[no-untyped-def]
+        rows = result.metrics[result.metrics.kind == "fault"]
+        return [(e, int(r), t) for e, r, t in zip(rows.event, rows["rank"], rows.time)]
+
+    assert faults(slowed) == faults(simulated) == [("slow", 1, 0.0)]
+    ranks = slowed.metrics[slowed.metrics.kind == "rank"].set_index("rank").compute_time
+    assert ranks[1] > 3 * ranks[0]
+
+
+def test_a_slow_events_start_and_end_rows_are_written_at_their_times() -> None:
+    # The launcher writes both rows at the event's times on the run's clock, between the
+    # ranks' events, with the step reached then: as sim's injector does.
+    slow = [{"kind": "slow", "rank": 1, "factor": 2, "at": 0.0, "until": 1e-4}]
+    kw = dict(steps=6, eval_every=3)
+    ran = real.run("allreduce", "quadratic", nproc=2, **kw, timeout=60, faults=slow)
+    simulated = sim.run("allreduce", "quadratic", topologies.ring(2), **kw, faults=slow)
+
+    def faults(result):  # type: ignore[no-untyped-def]
+        rows = result.metrics[result.metrics.kind == "fault"]
+        return list(zip(rows.event, rows["rank"], rows.time, rows.step))
+
+    assert faults(ran) == faults(simulated) == [("slow", 1, 0.0, 0), ("slow", 1, 1e-4, 0)]
+    assert ran.summary["final_loss"] == simulated.summary["final_loss"]
