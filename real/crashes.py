@@ -2,8 +2,8 @@
 
 ``real.run(..., faults=...)`` takes the schedule ``sim.run`` takes (:mod:`faults`), checked
 against the run's ranks; a local run has no links, so ``link_down``/``link_slow`` are refused
-with one line, and so are the events the real backend does not apply yet (a transient
-straggler, ``recovery="restart"`` from checkpoints).
+with one line, and so is what the real backend does not apply yet (``recovery="restart"``
+from checkpoints). A transient straggler (``slow``) is :mod:`real.slowdowns`.
 
 A crash is a rank process killed with ``SIGKILL``:
 
@@ -30,10 +30,11 @@ Examples
 >>> schedule = check_schedule([{"kind": "crash", "rank": 1, "step": 3}], 2, 10)
 >>> schedule.crashes[0].rank, crash_step(schedule, 1, 0), crash_step(schedule, 1, 1)
 (1, 3, None)
->>> check_schedule([{"kind": "slow", "rank": 0, "factor": 2, "at": 1}], 2, 10)
+>>> crash = {"kind": "crash", "rank": 1, "step": 3}
+>>> check_schedule({"events": [crash], "recovery": "restart", "checkpoint_every": 2}, 2, 10)
 Traceback (most recent call last):
 ...
-faults.errors.FaultError: faults[0]: a transient straggler ('slow') is not applied on the real backend yet; run it with sim
+faults.errors.FaultError: faults.recovery: 'restart' (every rank from a checkpoint) is not available on the real backend yet; use a strategy's fault_tolerance='quorum', or run it with sim
 """
 
 from __future__ import annotations
@@ -70,13 +71,6 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
     (no links), or a one-line :class:`faults.FaultError` naming the event the real backend
     does not apply."""
     schedule = FaultSchedule.parse(value, world_size=nproc, links=None, steps=steps)
-    for index, event in enumerate(schedule.events):
-        kind = type(event).__name__
-        why = {"Slow": "a transient straggler ('slow')"}.get(kind)
-        if why is not None:
-            raise FaultError(
-                f"faults[{index}]", f"{why} is not applied on the real backend yet; run it with sim"
-            )
     if schedule.recovery is not None:
         raise FaultError(
             "faults.recovery",
@@ -184,12 +178,29 @@ class RankFaults:
     def of(
         cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
     ) -> RankFaults | None:
-        """The rank's faults from its options (None for a run without a schedule)."""
+        """The rank's faults from its options (None for a run without a schedule; see
+        :meth:`without_faults` for its quorums)."""
         if not options.faults:
             return None
+        return cls._made(options.faults, options, setup, rank, secret, placement)
+
+    @classmethod
+    def without_faults(
+        cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults:
+        """The quorums of a run without a fault schedule (an empty one: nobody is killed),
+        for a strategy that asks for them (``fault_tolerance="quorum"``): made when the
+        program first asks, so that a run that never does has no membership, no heartbeat
+        and no store client more than before."""
+        return cls._made([], options, setup, rank, secret, placement)
+
+    @classmethod
+    def _made(
+        cls, events: Any, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults:
         world = setup.world_size
         # A testbed's link faults are its launcher's to make (real.testbed.links), not a rank's.
-        record = dict(options.faults)
+        record = dict(events) if isinstance(events, dict) else {"events": list(events)}
         record["events"] = [e for e in record.get("events", []) if e["kind"] not in _LINKS]
         schedule = FaultSchedule.parse(record, world_size=world, links=None, steps=setup.steps)
         owners, _ = setup.strategy.owners(world)

@@ -48,6 +48,7 @@ from real.restarts import Restarts
 from real.results import EMPTY_PART, RunInterrupted, assemble, interruption, stopped_by_interrupt
 from real.runtime import SILENCE, STOP_KEY
 from real.signals import interrupts
+from real.slowdowns import marks
 from real.store import SignedStore, new_secret, write_secret
 from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter, check_out
@@ -316,6 +317,7 @@ def _launch(
                 target_loss=stops.target_loss,
                 max_time=stops.max_time,
                 faults=bool(schedule),
+                marks=marks(schedule),
             )
             raise exc from None
         gathered = _gather(store, setup.world_size, restarts)
@@ -334,6 +336,7 @@ def _launch(
         target_loss=stops.target_loss,
         max_time=stops.max_time,
         faults=bool(schedule),
+        marks=marks(schedule),
     )
 
 

@@ -40,6 +40,7 @@ from real.handin import HandIn
 from real.placement import LaunchError, Placement
 from real.runtime import SILENCE, RealRuntime, StopSignal
 from real.signals import interrupts, terminate_interrupts
+from real.slowdowns import SlowDown, pause
 from real.store import read_secret
 from real.transport import TorchTransport
 from strategies.comm import CommError, CommTimeout, Communicator, PeerFailure
@@ -181,6 +182,12 @@ def run_rank(
     rejoined = options.incarnation > 0
     if faults is not None:
         signal.faults = faults
+    quorums: list[RankFaults] = []  # without a schedule: made if the program asks a quorum
+
+    def fault_free() -> RankFaults:
+        quorums.append(RankFaults.without_faults(options, setup, rank, secret, placement))
+        return quorums[0]
+
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
     # as they go over loopback (a rank killed outright keeps its evaluation points); across
     # a testbed's or a cluster's links they would share the training's links: sent last.
@@ -219,6 +226,12 @@ def run_rank(
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         runtime.eager = options.eager
         runtime.checkpoints = Path(options.checkpoints) if options.checkpoints else None
+        slow = SlowDown(faults.schedule, rank) if faults is not None else None
+        if slow is not None and slow.active:  # a transient straggler (real.slowdowns)
+            assert faults is not None
+            wakes = (signal.event, faults.requested)
+            runtime.gradients.slowdown = slow.factor
+            runtime.gradients.pause = lambda seconds: pause(seconds, wakes)
         record["events"] = runtime.events
         transport = TorchTransport(
             rank,
@@ -231,6 +244,7 @@ def run_rank(
                 store, rank, world, index, ranks, options.timeout, signal.event.is_set
             ),
             faults=faults,
+            quorums=fault_free if faults is None else None,
         )
         runtime.inline = transport
         ctx, program = build_role(
@@ -301,8 +315,8 @@ def run_rank(
             pass
         raise
     finally:
-        if faults is not None:
-            faults.close()
+        for made in [faults] if faults is not None else quorums:
+            made.close()
         if ctx is not None and runtime is not None:
             runtime.ended(ctx)
         record["stop_reason"] = signal.reason

@@ -215,14 +215,13 @@ class Ledger:
 
     def fault(self, event: str, rank: int = -1, at: float | None = None) -> None:
         """A fault the backend applied that no rank reports (a link going down, a slowed
-        rank), as a ``fault`` row; ``at``: its time, in a replay (else the clock's now)."""
+        rank), as a ``fault`` row; ``at``: its time, where the ledger's clock is not it (a
+        real run's replay, between two ranks' events)."""
         if self.stop_reason is None:
-            if at is not None:
-                self._now = at
-            self._row_fault(rank, event)
+            self._row_fault(rank, event, at)
 
-    def _row_fault(self, rank: int, event: str) -> None:
-        self.rows.append(self._row("fault", {"rank": rank, "event": event}))
+    def _row_fault(self, rank: int, event: str, at: float | None = None) -> None:
+        self.rows.append(self._row("fault", {"rank": rank, "event": event}, at=at))
 
     def rewind(self, step: int, states: dict[int, Any], counts: dict[str, Any]) -> None:
         """Every rank restarted from the checkpoint of global step ``step`` (``states``: the

@@ -23,7 +23,7 @@ SIM_ONLY = ("compute", "network")
 
 def check_real_faults(exp: Experiment) -> None:
     """Refuse, before anything starts, a ``[faults]`` section the real backend cannot apply
-    (a slowed rank, link faults on a local run, ``recovery = "restart"``): one line naming
+    (link faults on a local run, ``recovery = "restart"``): one line naming
     the field (``faults.events[0]: ...``), as a load error does."""
     if exp.faults is None:
         return

@@ -119,13 +119,16 @@ def test_a_bad_fault_file_is_one_line_naming_the_file_and_the_field(tmp_path):
 
 
 def test_real_runs_refuse_faults_they_cannot_apply_in_one_line(tmp_path):
-    slow = tmp_path / "slow.toml"
-    slow.write_text('[[events]]\nkind = "slow"\nrank = 1\nfactor = 2\nat = 0.1\n')
+    restart = tmp_path / "restart.toml"
+    restart.write_text(
+        'recovery = "restart"\ncheckpoint_every = 5\n'
+        '[[events]]\nkind = "crash"\nrank = 1\nstep = 3\n'
+    )
     done = _cli(
         "run",
         EXAMPLES / "allreduce.toml",
         "--faults",
-        slow,
+        restart,
         "--backend",
         "real",
         "--out",
@@ -133,7 +136,7 @@ def test_real_runs_refuse_faults_they_cannot_apply_in_one_line(tmp_path):
     )
     assert done.exit_code == 2
     (line,) = _lines(done.output)
-    assert line.startswith("error: faults.events[0]: a transient straggler ('slow') is not")
+    assert line.startswith("error: faults.recovery: 'restart' (every rank from a checkpoint)")
     assert not (tmp_path / "run").exists()  # refused before anything started
     data = _experiment()
     data["faults"]["recovery"] = "restart"
