@@ -92,7 +92,10 @@ class RankOptions:
     ``faults``: the run's fault schedule as recorded (:mod:`real.crashes`), or None;
     ``incarnation``: 0, or which restart of its rank this process is (it rejoins).
     ``checkpoints``: the directory ``w.save_checkpoint`` writes to (the local launcher's; None
-    on a cluster, where a shared directory is not known).
+    on a cluster, where a shared directory is not known). ``restart_points``: where the ranks
+    write the run's checkpoints with ``recovery="restart"`` (:mod:`real.checkpoints`);
+    ``generation``: how many times every rank was restarted from one before this process
+    started (its own world process group), ``resume``: the step of the checkpoint it loads.
     """
 
     backend: str = "gloo"
@@ -104,6 +107,9 @@ class RankOptions:
     faults: dict[str, Any] | None = None
     incarnation: int = 0
     checkpoints: str | None = None
+    restart_points: str | None = None
+    generation: int = 0
+    resume: int = 0
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -178,7 +184,8 @@ def run_rank(
     faults = RankFaults.of(options, setup, rank, secret, placement)
     owners = faults.owners if faults is not None else setup.strategy.owners(world)[0]
     signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
-    rejoined = options.incarnation > 0
+    # A process of a job restarted from a checkpoint is a new one, not a rejoining one.
+    rejoined = options.incarnation > 0 and options.generation == 0
     if faults is not None:
         signal.faults = faults
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
@@ -202,9 +209,11 @@ def run_rank(
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
         if not rejoined:  # a restarted rank joins only quorums: the others will not meet it
+            # Every rank restarted from a checkpoint meets the others in a new world group.
+            prefix = "pg" if options.generation == 0 else f"pg.{options.generation}"
             dist.init_process_group(
                 options.backend,
-                store=dist.PrefixStore("pg", store.raw),
+                store=dist.PrefixStore(prefix, store.raw),
                 rank=rank,
                 world_size=world,
                 timeout=wait,
@@ -245,15 +254,27 @@ def run_rank(
             ctx.rejoined = True
         else:
             _together(store, options.timeout)
-        if rank == 0 and not rejoined:
+        if rank == 0 and not rejoined and options.generation == 0:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
+        restarts_job = faults is not None and faults.schedule.recovery == "restart"
+        if restarts_job and options.restart_points:
+            assert faults is not None and faults.schedule.checkpoint_every is not None
+            directory = Path(options.restart_points)
+            runtime.restart_points = (directory, faults.schedule.checkpoint_every)
+            if options.generation > 0:  # every rank from the last complete checkpoint
+                runtime.resume(ctx, directory, options.resume)
+                faults.rejoined()  # in the global model again, at its step
         taking.enter_context(interrupts(interrupt))
 
         def crash_now() -> None:
             # The schedule's crash: hand in what was measured, say it was scheduled, and
             # die as a killed process dies (no clean-up, no closing record).
             assert faults is not None and runtime is not None
+            if faults.lines_up and ctx is not None and not faults.requested.is_set():
+                # A crash at global step k, as sim's: once every live owner applied it (its
+                # steps are in the run's ledger before the crash, whatever their stamps).
+                faults.wait_for_step(ctx.step, faults.owners)
             handin.events(runtime.events, force=True)
             faults.crash(runtime.now())
 
@@ -271,6 +292,11 @@ def run_rank(
         if rank in owners:
             record["final"] = ctx.parameters().cpu()
     except BaseException as error:
+        if faults is not None and faults.halts_on(error):
+            # A peer crashed and every rank restarts from the last checkpoint: hand in what
+            # was measured, and leave without a failure (the launcher starts a new process).
+            handin.events(record["events"], force=True)
+            faults.halt()
         record["error"] = one_line_error(error)
         if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting
             record["error"] = rendezvous.group_shortfall(store, world) or record["error"]

@@ -57,11 +57,84 @@ def test_faults_the_real_backend_cannot_apply_are_refused_in_one_line(event, wor
     assert "\n" not in str(raised.value) and words in str(raised.value)
 
 
-def test_checkpoint_restarts_are_refused_in_one_line() -> None:
-    faults = {"events": [{"kind": "crash", "rank": 1, "step": 2}], "recovery": "restart"}
-    faults["checkpoint_every"] = 2
-    with pytest.raises(FaultError, match="faults.recovery: .* not available on the real backend"):
-        real.run("allreduce", "quadratic", nproc=2, **KW, faults=faults)
+def _restart_policy(**options):  # type: ignore[no-untyped-def]
+    crash = {"kind": "crash", "rank": 1, "step": 7}
+    return {"events": [crash], "recovery": "restart", "detect": 1.0, **options}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "words"),
+    [
+        (
+            "allreduce",
+            {"events": [{"kind": "crash", "mtbf": 10.0, "restart": 0.1}]},  # Young/Daly's
+            "faults.checkpoint_every: recovery='restart' on the real backend needs",
+        ),
+        ("parameter_server", {"checkpoint_every": 4}, "parameter_server has servers"),
+        ("gossip:mode=async", {"checkpoint_every": 4}, "mode='async' is asynchronous"),
+        (QUORUM, {"checkpoint_every": 4}, "recovers by itself"),
+    ],
+)
+def test_checkpoint_restarts_the_real_backend_cannot_make_consistent_are_refused_in_one_line(
+    strategy, options, words
+) -> None:
+    with pytest.raises(FaultError) as raised:
+        real.run(strategy, "quadratic", nproc=4, **KW, faults=_restart_policy(**options))
+    assert "\n" not in str(raised.value) and words in str(raised.value)
+
+
+@pytest.mark.parametrize("strategy", ["allreduce", "local_sgd:period=4"])
+def test_restart_from_a_checkpoint_equals_sim_exactly(strategy) -> None:
+    # Rank 1 is killed at step 7; every rank is stopped and restarted as a new process
+    # from the checkpoint all of them wrote at step 4 (parameters, momentum, data position),
+    # in a new world process group: steps 5 to 7 are lost and run again.
+    faults = _restart_policy(checkpoint_every=4)
+    kw = dict(steps=12, eval_every=4, optimizer="sgd:lr=0.05,momentum=0.9")
+    simulated = sim.run(
+        strategy, "quadratic", topologies.ring(3), **kw, compute=0.01, faults=faults
+    )
+    ran = real.run(strategy, "quadratic", nproc=3, **kw, timeout=60, faults=faults)
+    keys = ("steps", "failures", "restarts", "lost_steps", "lost_samples")
+    assert [ran.summary[k] for k in keys] == [simulated.summary[k] for k in keys]
+    lost = 3 if strategy == "allreduce" else 4  # Local SGD's survivors step on to 8 alone
+    assert [ran.summary[k] for k in keys] == [12, 1, 1, lost, ran.summary["lost_samples"]]
+    assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+    assert torch.equal(ran.parameters, simulated.parameters)
+    if strategy == "allreduce":  # synchronous: the lost steps are repeated exactly
+        plain = sim.run(strategy, "quadratic", topologies.ring(3), **kw, compute=0.01)
+        assert torch.equal(ran.parameters, plain.parameters)
+    # Three writes (steps 4, 8 and 12; the step-8 one twice for Local SGD's survivors
+    # alone ... counted once per step) and one read, each taking real time.
+    assert ran.summary["checkpoint_time"] > 0
+
+    def fault_rows(result):  # type: ignore[no-untyped-def]
+        rows = result.metrics[result.metrics.kind == "fault"]
+        return list(zip(rows.step, rows["rank"], rows.event))
+
+    if strategy == "allreduce":
+        assert fault_rows(ran) == fault_rows(simulated) == [(7, 1, "crash"), (7, 1, "restart")]
+    else:  # the global step when rank 1 dies is the slowest survivor's, which is timing's
+        assert fault_rows(ran)[1:] == fault_rows(simulated)[1:] == [(8, 1, "restart")]
+    evals = ran.metrics[ran.metrics.kind == "eval"]
+    assert list(evals.step) == list(simulated.metrics[simulated.metrics.kind == "eval"].step)
+
+
+def test_a_restart_from_a_checkpoint_leaves_no_process_and_no_files(tmp_path, monkeypatch) -> None:
+    # Rank 0 (the first, whose clock the run keeps) crashes at step 5 and the job restarts
+    # 0.3 s later from step 4: every checkpoint file is in the launcher's scratch directory,
+    # which goes with the run, and no rank process is left (the autouse fixture).
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    crash = {"kind": "crash", "rank": 0, "step": 5, "restart": 0.3}
+    faults = {"events": [crash], "recovery": "restart", "checkpoint_every": 2}
+    ran = real.run("allreduce", "mlp_digits", nproc=2, steps=8, eval_every=4, faults=faults)
+    s = ran.summary
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (8, 1, 1, 1)
+    rows = ran.metrics[ran.metrics.kind == "fault"]
+    crashed, restarted = rows.time.tolist()
+    assert restarted - crashed >= 0.3  # the crash's restart delay
+    assert not list(tmp_path.glob("commsim-real-*"))
 
 
 def test_without_a_policy_a_crash_ends_the_run_with_one_line_and_its_rows(tmp_path) -> None:

@@ -138,7 +138,8 @@ def test_real_runs_refuse_faults_they_cannot_apply_in_one_line(tmp_path):
     data = _experiment()
     data["faults"]["recovery"] = "restart"
     data["faults"]["checkpoint_every"] = 5
-    with pytest.raises(ExperimentError, match="faults.recovery: 'restart'"):
+    data["strategy"] = {"name": "parameter_server", "mode": "async"}  # steps that never line up
+    with pytest.raises(ExperimentError, match="faults.recovery: 'restart' on the real backend"):
         run_experiment(load_experiment(data), backend="real")
 
 
