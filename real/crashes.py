@@ -3,7 +3,7 @@
 ``real.run(..., faults=...)`` takes the schedule ``sim.run`` takes (:mod:`faults`), checked
 against the run's ranks; a local run has no links, so ``link_down``/``link_slow`` are refused
 with one line, and so are the events the real backend does not apply yet (a transient
-straggler; ``recovery="restart"`` without ``checkpoint_every``).
+straggler).
 
 A crash is a rank process killed with ``SIGKILL``:
 
@@ -44,6 +44,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from faults import FaultError, FaultSchedule
@@ -65,6 +66,10 @@ __all__ = [
 _CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
 _AT = "faults/crashed/{rank}/{incarnation}"
 _DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
+_EVERY = "faults/checkpoint_every"
+#: Steps a run with ``recovery="restart"`` and no ``checkpoint_every`` takes before its ranks
+#: agree on Young/Daly's interval in steps (rank 0 measures its seconds per step over them).
+PROBE_STEPS = 3
 
 
 def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
@@ -79,12 +84,6 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
             raise FaultError(
                 f"faults[{index}]", f"{why} is not applied on the real backend yet; run it with sim"
             )
-    if schedule.recovery == "restart" and schedule.checkpoint_every is None:
-        raise FaultError(
-            "faults.checkpoint_every",
-            "recovery='restart' on the real backend needs checkpoint_every=<steps> (every rank "
-            "writes at the same steps; Young/Daly's interval in seconds is sim's only so far)",
-        )
     return schedule
 
 
@@ -180,6 +179,7 @@ class RankFaults:
         # restarted from a checkpoint, goes on with the rank's next one).
         self._crash_step = crash_step(schedule, rank, crash_count(self._store, rank))
         self._membership: Any = None
+        self._every: int | None = None  # the checkpoint interval in steps, once known
         #: Where the launcher asks this process to crash (a crash at a time), and whether
         #: it has (set by the rank's stop watcher, which reads the store).
         self.kill_key = f"faults/kill/{rank}/{incarnation}"
@@ -246,6 +246,42 @@ class RankFaults:
         """Leave at once (the caller handed in its events): every rank is about to be
         restarted from the last checkpoint, and this process's state is not needed."""
         os._exit(0)
+
+    def checkpoint_every(
+        self,
+        step: int,
+        measure: Callable[[], tuple[float, int]],
+        stopped: Callable[[], bool],
+    ) -> int | None:
+        """Every how many steps the ranks checkpoint (``recovery="restart"``): the schedule's
+        ``checkpoint_every``, or Young/Daly's interval ``sqrt(2 x write time x MTBF)`` (the
+        schedule's storage model, as in ``sim``) in steps, which every rank must agree on:
+        rank 0 works it out at step :data:`PROBE_STEPS` from ``measure()`` (its seconds per
+        step, and its checkpoint's bytes) and says it on the store, where the others wait
+        for it at that step (a restarted process reads it). None: not known yet (or the run
+        stopped, or this process is asked to go, while waiting)."""
+        if self.schedule.checkpoint_every is not None:
+            return self.schedule.checkpoint_every
+        if self._every is not None:
+            return self._every
+        deadline = time.monotonic() + self.timeout
+        while True:
+            with self._lock:
+                if self._store.check([_EVERY]):
+                    self._every = int(bytes(self._store.get(_EVERY)).decode())
+                    return self._every
+                if step < PROBE_STEPS:
+                    return None
+                if self.rank == 0:
+                    per_step, nbytes = measure()
+                    seconds = self.schedule.checkpoint_interval(nbytes, self.world_size)
+                    assert seconds is not None  # (the schedule has an MTBF without it)
+                    self._every = max(1, round(seconds / max(per_step, 1e-9)))
+                    self._store.set(_EVERY, str(self._every))
+                    return self._every
+            if stopped() or self.requested.is_set() or time.monotonic() > deadline:
+                return None
+            time.sleep(0.005)
 
     def done(self) -> None:
         """This owner has applied the run's ``steps``."""

@@ -46,6 +46,7 @@ from strategies.comm import CommError, CommTimeout, Communicator, PeerFailure
 from strategies.ledger import RunawayError
 from strategies.recovery import survivable
 from strategies.roles import TrainingSetup, build_role, make_trace
+from strategies.snapshots import RankState
 
 __all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
 
@@ -259,12 +260,12 @@ def run_rank(
         runtime.start = float(store.get(START_KEY))
         restarts_job = faults is not None and faults.schedule.recovery == "restart"
         if restarts_job and options.restart_points:
-            assert faults is not None and faults.schedule.checkpoint_every is not None
+            assert faults is not None
             directory = Path(options.restart_points)
-            runtime.restart_points = (directory, faults.schedule.checkpoint_every)
             if options.generation > 0:  # every rank from the last complete checkpoint
                 runtime.resume(ctx, directory, options.resume)
                 faults.rejoined()  # in the global model again, at its step
+            runtime.restart_points = (directory, _interval(faults, runtime, ctx))
         taking.enter_context(interrupts(interrupt))
 
         def crash_now() -> None:
@@ -348,6 +349,19 @@ def run_rank(
         finally:
             taking.close()
     return record
+
+
+def _interval(faults: RankFaults, runtime: RealRuntime, ctx: Any) -> Callable[[Any], int | None]:
+    """The run's checkpoint interval in steps as this process asks it at each step: the
+    schedule's ``checkpoint_every``, or Young/Daly's (:meth:`RankFaults.checkpoint_every`)
+    from this process's seconds per step since now."""
+    began, first = runtime.now(), ctx.step
+
+    def measure(c: Any) -> tuple[float, int]:
+        per_step = (runtime.now() - began) / max(c.step - first, 1)
+        return per_step, RankState.of(c).nbytes
+
+    return lambda c: faults.checkpoint_every(c.step, lambda: measure(c), runtime.stopped)
 
 
 def _wait_for_failure(store: Any, seconds: float) -> None:

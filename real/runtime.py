@@ -386,8 +386,8 @@ class RealRuntime:
         #: Where ``w.save_checkpoint`` writes (the launcher's directory; None: not known).
         self.checkpoints: Path | None = None
         #: ``recovery="restart"``: where this rank writes the run's checkpoints, and every
-        #: how many of its steps (:mod:`real.checkpoints`); None: the run has none.
-        self.restart_points: tuple[Path, int] | None = None
+        #: how many of its steps, asked at each (:mod:`real.checkpoints`); None: none.
+        self.restart_points: tuple[Path, Callable[[RoleContext], int | None]] | None = None
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
         #: The rank's compute time so far at each gradient it computed, as of the yield that
@@ -478,8 +478,11 @@ class RealRuntime:
         if self.owner and self.rules.snapshot_when_applied(ctx.step):
             snapshot = ctx.parameters().cpu()
         self.events.append(Stepped(self.resumed_at, self.rank, staleness, snapshot))
-        if self.restart_points is not None and ctx.step % self.restart_points[1] == 0:
-            self._write_restart_point(ctx, self.restart_points[0])
+        if self.restart_points is not None:
+            directory, every = self.restart_points
+            interval = every(ctx)  # (None: not known yet)
+            if interval is not None and ctx.step % interval == 0:
+                self._write_restart_point(ctx, directory)
         if not self.owner:
             return
         self.signal.progress(self.rank, ctx.step)
