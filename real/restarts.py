@@ -79,6 +79,7 @@ class Restarts:
         #: A restart of every rank under way: the crashed rank, and when it may start.
         self._job: tuple[int, float] | None = None
         self._halting: dict[int, float] = {}  # rank -> when it is killed if still running
+        self._absorbed: set[int] = set()  # halting ranks whose own crash came first
         self._pruned = 0.0
         self._pending: dict[int, tuple[str, float]] = {}
         self._down: set[int] = set()
@@ -113,6 +114,14 @@ class Restarts:
         crash is recorded and its restart (or its end) arranged."""
         incarnation = self.incarnations[rank] - 1
         if rank in self._halting:  # asked to halt (every rank restarts): killed if it had to
+            if (
+                rank not in self._absorbed
+                and crashed_at(self._store, rank, incarnation) is not None
+            ):
+                # Its own crash, as it was asked to halt: the job restarts anyway (sim drops
+                # a crash while every rank restarts); it is not down once all are back.
+                self._absorbed.add(rank)
+                mark_restarted(self._store, rank)
             return True
         if rank in self._down or code != -signal.SIGKILL:
             return rank in self._down
@@ -219,6 +228,7 @@ class Restarts:
             return
         self._job = None
         self._halting.clear()
+        self._absorbed.clear()
         self._down.discard(crashed)
         self.generation += 1
         step = last_complete(self.checkpoints, self.world_size) if self.checkpoints else 0

@@ -114,6 +114,49 @@ def test_restart_from_a_checkpoint_equals_sim_exactly(strategy) -> None:
     assert list(evals.step) == list(simulated.metrics[simulated.metrics.kind == "eval"].step)
 
 
+def test_two_crashes_at_one_step_restart_the_job_once() -> None:
+    # Ranks 1 and 2 both die at step 7 (each before it hears of the other): one restart, as
+    # in sim, which drops a crash while every rank restarts; rank 2's next crash still comes.
+    crashes = [{"kind": "crash", "rank": r, "step": 7} for r in (1, 2)]
+    crashes.append({"kind": "crash", "rank": 2, "step": 10})
+    faults = _restart_policy(checkpoint_every=4)
+    faults["events"] = crashes
+    kw = dict(steps=14, eval_every=7, optimizer="sgd:lr=0.05,momentum=0.9")
+    simulated = sim.run("allreduce", "quadratic", topologies.ring(3), **kw, faults=faults)
+    ran = real.run("allreduce", "quadratic", nproc=3, **kw, timeout=60, faults=faults)
+    keys = ("steps", "failures", "restarts", "lost_steps", "final_loss")
+    assert [ran.summary[k] for k in keys] == [simulated.summary[k] for k in keys]
+    assert [ran.summary[k] for k in keys[:4]] == [14, 2, 2, 3 + 2]
+    assert torch.equal(ran.parameters, simulated.parameters)
+
+
+def test_a_crash_as_a_rank_is_asked_to_halt_leaves_it_up_once_all_restart() -> None:
+    # The launcher's bookkeeping alone: rank 1 is killed, so rank 2 is asked to halt, but
+    # rank 2's own scheduled crash came first. One Crashed (sim drops the second crash), and
+    # rank 2 is not down for its peers in the restarted job (its crash is balanced).
+    import torch.distributed as dist
+
+    from faults import FaultSchedule
+    from real.crashes import down, mark_crashed
+    from real.restarts import Restarts
+    from strategies.events import Crashed
+
+    schedule = FaultSchedule.parse(
+        {"events": [{"kind": "crash", "rank": r, "step": 7} for r in (1, 2)], "recovery": "restart"}
+        | {"checkpoint_every": 4},
+        world_size=3,
+        links=None,
+    )
+    store = dist.HashStore()
+    restarts = Restarts(schedule, 3, [0, 1, 2], store, start=None, kill=lambda pids: None)
+    mark_crashed(store, 1, 0, 1.0)
+    assert restarts.died(1, -9) and restarts.restarting
+    mark_crashed(store, 2, 0, 1.001)
+    assert restarts.died(2, -9) and restarts.died(2, -9)  # (asked again each poll)
+    assert restarts.events == [Crashed(1.0, 1)]
+    assert down(store, [0, 1, 2]) == (1,)
+
+
 @pytest.mark.parametrize(("storage", "lost"), [((1e30, 0.0), 0), ((1e9, 0.05), 9)])
 def test_young_daly_sets_the_interval_in_steps_on_real(storage, lost) -> None:
     # Without checkpoint_every the ranks agree on Young/Daly's interval in steps (rank 0's
