@@ -429,9 +429,8 @@ def _spawn(
             pids.append(start(rank))
             codes[pids[-1]] = None
         if schedule:
-            restarts = Restarts(
-                schedule, nproc, owners or [], store, start, pool.kill, seed, restart_points
-            )
+            job = restart_points if schedule.recovery == "restart" else None
+            restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill, seed, job)
             if kept is not None:  # the caller keeps it, whatever ends this loop
                 kept.append(restarts)
         asked = 0

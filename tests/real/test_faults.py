@@ -276,15 +276,17 @@ def test_a_crash_at_a_time_is_asked_of_the_rank_and_it_rejoins_after_restart_sec
 
 def test_fault_events_travel_through_the_hand_in_and_malformed_ones_are_refused() -> None:
     from real.handin import HandInRefused, decode_events, encode
-    from strategies.events import Crashed, Lost, Restarted, Restored, to_wire
+    from strategies.events import Checkpointed, Crashed, Lost, Restarted, Restored, to_wire
 
     events = [Crashed(1.0, 2), Restarted(2.0, 2), Restored(2.5, 2, 7, 40.0, torch.ones(3))]
-    events.append(Lost(3.0, 2, 1, False))
+    events += [Lost(3.0, 2, 1, False), Checkpointed(3.5, 2, 8, 0.01)]
     decoded = decode_events(encode([to_wire(e) for e in events]), rank=2)
     assert [type(e) for e in decoded] == [type(e) for e in events]
     assert decoded[2].step == 7 and torch.equal(decoded[2].state, torch.ones(3))
     with pytest.raises(HandInRefused, match="a 'lost' event"):
         decode_events(encode([("lost", 3.0, 2, "one", False)]), rank=2)
+    with pytest.raises(HandInRefused, match="a 'checkpointed' event"):
+        decode_events(encode([("checkpointed", 3.5, 2, 8, -1.0)]), rank=2)
 
 
 def test_random_crashes_draw_the_seeds_uptimes_as_wall_seconds() -> None:
