@@ -260,6 +260,12 @@ def test_the_conformance_kit_checks_a_fault_schedule() -> None:
     faults["detect"] = 1.0
     report = check(QUORUM, world_size=3, steps=8, timeout=60, faults=faults)
     assert report.differences == []
+    # ... and a restart of every rank from a checkpoint (DiLoCo: its outer momentum, a
+    # program variable, starts afresh in both backends).
+    faults = _restart_policy(checkpoint_every=2)
+    faults["events"] = [{"kind": "crash", "rank": 1, "step": 5}]
+    report = check("diloco:period=2", world_size=3, steps=8, timeout=60, faults=faults)
+    assert report.differences == []
 
 
 def test_a_crash_at_a_time_is_asked_of_the_rank_and_it_rejoins_after_restart_seconds() -> None:
