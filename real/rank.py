@@ -47,6 +47,7 @@ from strategies.comm import CommError, CommTimeout, Communicator, PeerFailure
 from strategies.ledger import RunawayError
 from strategies.recovery import survivable
 from strategies.roles import TrainingSetup, build_role, make_trace
+from strategies.snapshots import RankState
 
 __all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
 
@@ -93,7 +94,10 @@ class RankOptions:
     ``faults``: the run's fault schedule as recorded (:mod:`real.crashes`), or None;
     ``incarnation``: 0, or which restart of its rank this process is (it rejoins).
     ``checkpoints``: the directory ``w.save_checkpoint`` writes to (the local launcher's; None
-    on a cluster, where a shared directory is not known).
+    on a cluster, where a shared directory is not known). ``restart_points``: where the ranks
+    write the run's checkpoints with ``recovery="restart"`` (:mod:`real.checkpoints`);
+    ``generation``: how many times every rank was restarted from one before this process
+    started (its own world process group), ``resume``: the step of the checkpoint it loads.
     """
 
     backend: str = "gloo"
@@ -105,6 +109,9 @@ class RankOptions:
     faults: dict[str, Any] | None = None
     incarnation: int = 0
     checkpoints: str | None = None
+    restart_points: str | None = None
+    generation: int = 0
+    resume: int = 0
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -179,7 +186,8 @@ def run_rank(
     faults = RankFaults.of(options, setup, rank, secret, placement)
     owners = faults.owners if faults is not None else setup.strategy.owners(world)[0]
     signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
-    rejoined = options.incarnation > 0
+    # A process of a job restarted from a checkpoint is a new one, not a rejoining one.
+    rejoined = options.incarnation > 0 and options.generation == 0
     if faults is not None:
         signal.faults = faults
     quorums: list[RankFaults] = []  # without a schedule: made if the program asks a quorum
@@ -209,9 +217,11 @@ def run_rank(
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
         if not rejoined:  # a restarted rank joins only quorums: the others will not meet it
+            # Every rank restarted from a checkpoint meets the others in a new world group.
+            prefix = "pg" if options.generation == 0 else f"pg.{options.generation}"
             dist.init_process_group(
                 options.backend,
-                store=dist.PrefixStore("pg", store.raw),
+                store=dist.PrefixStore(prefix, store.raw),
                 rank=rank,
                 world_size=world,
                 timeout=wait,
@@ -259,15 +269,27 @@ def run_rank(
             ctx.rejoined = True
         else:
             _together(store, options.timeout)
-        if rank == 0 and not rejoined:
+        if rank == 0 and not rejoined and options.generation == 0:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
+        restarts_job = faults is not None and faults.schedule.recovery == "restart"
+        if restarts_job and options.restart_points:
+            assert faults is not None
+            directory = Path(options.restart_points)
+            if options.generation > 0:  # every rank from the last complete checkpoint
+                runtime.resume(ctx, directory, options.resume)
+                faults.rejoined()  # in the global model again, at its step
+            runtime.restart_points = (directory, _interval(faults, runtime, ctx))
         taking.enter_context(interrupts(interrupt))
 
         def crash_now() -> None:
             # The schedule's crash: hand in what was measured, say it was scheduled, and
             # die as a killed process dies (no clean-up, no closing record).
             assert faults is not None and runtime is not None
+            if faults.lines_up and ctx is not None and not faults.requested.is_set():
+                # A crash at global step k, as sim's: once every live owner applied it (its
+                # steps are in the run's ledger before the crash, whatever their stamps).
+                faults.wait_for_step(ctx.step, faults.owners)
             handin.events(runtime.events, force=True)
             faults.crash(runtime.now())
 
@@ -285,6 +307,11 @@ def run_rank(
         if rank in owners:
             record["final"] = ctx.parameters().cpu()
     except BaseException as error:
+        if faults is not None and faults.halts_on(error):
+            # A peer crashed and every rank restarts from the last checkpoint: hand in what
+            # was measured, and leave without a failure (the launcher starts a new process).
+            handin.events(record["events"], force=True)
+            faults.halt()
         record["error"] = one_line_error(error)
         if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting
             record["error"] = rendezvous.group_shortfall(store, world) or record["error"]
@@ -341,6 +368,19 @@ def run_rank(
         finally:
             taking.close()
     return record
+
+
+def _interval(faults: RankFaults, runtime: RealRuntime, ctx: Any) -> Callable[[Any], int | None]:
+    """The run's checkpoint interval in steps as this process asks it at each step: the
+    schedule's ``checkpoint_every``, or Young/Daly's (:meth:`RankFaults.checkpoint_every`)
+    from this process's seconds per step since now."""
+    began, first = runtime.now(), ctx.step
+
+    def measure(c: Any) -> tuple[float, int]:
+        per_step = (runtime.now() - began) / max(c.step - first, 1)
+        return per_step, RankState.of(c).nbytes
+
+    return lambda c: faults.checkpoint_every(c.step, lambda: measure(c), runtime.stopped)
 
 
 def _wait_for_failure(store: Any, seconds: float) -> None:

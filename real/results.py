@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from real.checkpoints import Rewinds, Rewound
 from runs import RunResult, RunWriter, Trace, gradient_times
 from strategies.events import Computed, Event, Stepped
 from strategies.ledger import Ledger
@@ -74,13 +75,18 @@ def replay(
     time, as ``sim``'s injector writes them.
     """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
-    ledger = make_ledger(setup, target_loss=target_loss, faults=faults)  # the events' time, bytes
-    owners = ledger.owners
-    flat = initial_parameters(setup)
-    ledger.start({r: initial_state(setup, r, flat) for r in owners})
-    events: list[Event] = sorted(
+    events: list[Event | Rewound] = sorted(
         (e for p in parts_ for e in p["events"]), key=lambda e: (e.at, e.rank)
     )
+    flat = initial_parameters(setup)
+    # Every rank restarted from a checkpoint (recovery="restart"): the ledger goes back to it.
+    rewinds = Rewinds({e.step for e in events if isinstance(e, Rewound)})
+    observers: dict[str, Any] = {"on_step": rewinds.on_step} if rewinds.steps else {}
+    ledger = make_ledger(setup, target_loss=target_loss, faults=faults, **observers)
+    owners = ledger.owners
+    initial = {r: initial_state(setup, r, flat) for r in owners}
+    ledger.start(initial)
+    rewinds.attach(ledger, initial)
     pending = sorted(marks)
     for event in events:  # after the stop, gradients count as discarded work only
         while pending and pending[0][0] <= event.at:
@@ -92,6 +98,9 @@ def replay(
                 ledger.stop("max_time")
             if not isinstance(event, Computed):
                 continue
+        if isinstance(event, Rewound):
+            rewinds.apply(event)
+            continue
         ledger.record(event)
     # Marks after the last event (an interrupted run, a link cut before it ended): those
     # made while the ranks still ran.

@@ -42,6 +42,7 @@ from strategies.aggregate import reduce_tensors
 from strategies.counts import SampleCounts
 from strategies.evaluations import Evaluations
 from strategies.events import (
+    Checkpointed,
     Computed,
     Crashed,
     Event,
@@ -202,6 +203,8 @@ class Ledger:
             self.logged(event.rank, event.values)
         elif isinstance(event, Sent):
             self._sent += event.nbytes
+        elif isinstance(event, Checkpointed):
+            self.faults.checkpointed(event.step, event.seconds)
         else:
             self._fault(event)
 
@@ -231,6 +234,7 @@ class Ledger:
             return
         self.faults.lost_steps += self.step - step
         self.faults.lost_samples += self.counts.rewind(counts)
+        self.faults.rewound()
         self.step = step
         self._owners.reset(states, step)
         self._evals.rewind(step)

@@ -141,6 +141,17 @@ def test_restart_from_a_checkpoint_repeats_the_lost_steps_exactly() -> None:
     assert restart - crash == pytest.approx(3.0)
 
 
+def test_a_restart_before_the_first_checkpoint_starts_over_from_the_initial_state() -> None:
+    # The checkpoint of step 0 has no momentum buffer yet (the optimizer never stepped).
+    kw = dict(KW, optimizer="sgd:lr=0.05,momentum=0.9")
+    plain = sim.run("allreduce", "quadratic", topologies.ring(3), **kw)
+    crash = {"kind": "crash", "rank": 1, "step": 5, "restart": 1.0}
+    faults = _restart_policy([crash], checkpoint_every=10)
+    result = sim.run("allreduce", "quadratic", topologies.ring(3), **kw, faults=faults)
+    assert result.summary["lost_steps"] == 5
+    assert torch.equal(result.parameters, plain.parameters)
+
+
 def test_young_daly_sets_the_checkpoint_interval() -> None:
     from faults import FaultSchedule
 
