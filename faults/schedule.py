@@ -60,9 +60,12 @@ class FaultSchedule:
         :class:`~faults.events.LinkFault` and :class:`~faults.events.Slow` events.
     detect
         Seconds before a peer learns of a crash (a heartbeat timeout): an operation with a
-        dead rank fails this long after the crash.
+        dead rank fails this long after the crash. Ranks that links down cut off from each
+        other are given up on the same way: their operations wait for a link to come back,
+        and fail this long after the ranks were cut off.
     reroute
-        Seconds before the flows over a downed link move to another path, where there is one.
+        Seconds before the flows over a downed link move to another path, where there is one
+        (where there is none they wait, see ``detect``).
 
     Examples
     --------

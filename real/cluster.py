@@ -126,7 +126,7 @@ def run_launched(
                 target_loss=target_loss,
                 max_time=max_time,
                 faults=bool(schedule),
-                links=applied(store) if schedule else (),
+                marks=[(at, -1, event) for at, event in applied(store)] if schedule else (),
             )
         except BaseException as exc:
             outcome["error"] = exc

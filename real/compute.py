@@ -24,6 +24,7 @@ import copy
 import functools
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,11 @@ class GradientThread:
         self._free_at = -math.inf  # when the last gradient ended
         self._ready: list[tuple[float, int]] = []  # (finished at, samples), not yet taken
         self._thread: threading.Thread | None = None
+        #: A transient straggler (:mod:`real.slowdowns`): the factor in force at a time on
+        #: the rank's clock, and the wait for the extra time (it ends early at a stop).
+        #: None: never slowed, nothing measured or waited.
+        self.slowdown: Callable[[float], float] | None = None
+        self.pause: Callable[[float], None] = time.sleep
 
     def submit_buckets(
         self,
@@ -115,7 +121,12 @@ class GradientThread:
             if buckets is not None:
                 hooks = _BucketHooks(shadow, buckets, started, self._clock, self._stream, consumer)
             try:
+                began = time.perf_counter()
                 grads, samples = self._run(replica, shadow, work, snapshot, ready, consumer)
+                if self.slowdown is not None:  # a slowed rank: factor x its measured compute
+                    factor = self.slowdown(started)
+                    if factor > 1.0:
+                        self.pause((factor - 1.0) * (time.perf_counter() - began))
             except BaseException as exc:  # the program sees it at its yield
                 with self._lock:
                     span[1] = self._free_at = self._clock()

@@ -2,8 +2,8 @@
 
 ``real.run(..., faults=...)`` takes the schedule ``sim.run`` takes (:mod:`faults`), checked
 against the run's ranks; a local run has no links, so ``link_down``/``link_slow`` are refused
-with one line, and so are the events the real backend does not apply yet (a transient
-straggler, ``recovery="restart"`` from checkpoints).
+with one line. A transient straggler (``slow``) is :mod:`real.slowdowns`; ``recovery="restart"``
+(every rank from a checkpoint) is :mod:`real.checkpoints` and :mod:`real.restarts`.
 
 A crash is a rank process killed with ``SIGKILL``:
 
@@ -23,17 +23,19 @@ records it for the ledger (``Crashed``), and survivors name it at once in the
 
 A crash with ``restart_step`` (or ``restart`` seconds) comes back as a new process for the
 same rank id, incarnation 1, 2, ... (:func:`mark_restarted`): it joins no world process
-group (the others will not), only the quorums.
+group (the others will not), only the quorums. With ``recovery="restart"`` a crash instead
+restarts every rank from the last checkpoint (:mod:`real.checkpoints`): the others are asked
+to halt (:meth:`RankFaults.halts_on`), and all come back in a new world process group.
 
 Examples
 --------
 >>> schedule = check_schedule([{"kind": "crash", "rank": 1, "step": 3}], 2, 10)
 >>> schedule.crashes[0].rank, crash_step(schedule, 1, 0), crash_step(schedule, 1, 1)
 (1, 3, None)
->>> check_schedule([{"kind": "slow", "rank": 0, "factor": 2, "at": 1}], 2, 10)
+>>> check_schedule([{"kind": "link_down", "link": ["s0", "1"], "at": 1.0}], 2, 10)
 Traceback (most recent call last):
 ...
-faults.errors.FaultError: faults[0]: a transient straggler ('slow') is not applied on the real backend yet; run it with sim
+faults.errors.FaultError: faults[0]: link_down needs a backend with links (sim, or real --testbed)
 """
 
 from __future__ import annotations
@@ -42,16 +44,18 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from faults import FaultError, FaultSchedule
+from faults import FaultSchedule
 from real import rendezvous
 from real.peer_failure import is_peer_failure
-from strategies.comm import PeerFailure
+from strategies.comm import CommError, PeerFailure
 
 __all__ = [
     "RankFaults",
     "check_schedule",
+    "crash_count",
     "crash_step",
     "down",
     "mark_crashed",
@@ -63,6 +67,10 @@ _CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
 _AT = "faults/crashed/{rank}/{incarnation}"
 _DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
 _LINKS = ("link_down", "link_slow")
+_EVERY = "faults/checkpoint_every"
+#: Steps a run with ``recovery="restart"`` and no ``checkpoint_every`` takes before its ranks
+#: agree on Young/Daly's interval in steps (rank 0 measures its seconds per step over them).
+PROBE_STEPS = 3
 
 
 def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
@@ -70,19 +78,6 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
     (no links), or a one-line :class:`faults.FaultError` naming the event the real backend
     does not apply."""
     schedule = FaultSchedule.parse(value, world_size=nproc, links=None, steps=steps)
-    for index, event in enumerate(schedule.events):
-        kind = type(event).__name__
-        why = {"Slow": "a transient straggler ('slow')"}.get(kind)
-        if why is not None:
-            raise FaultError(
-                f"faults[{index}]", f"{why} is not applied on the real backend yet; run it with sim"
-            )
-    if schedule.recovery is not None:
-        raise FaultError(
-            "faults.recovery",
-            f"{schedule.recovery!r} (every rank from a checkpoint) is not available on the real "
-            "backend yet; use a strategy's fault_tolerance='quorum', or run it with sim",
-        )
     return schedule
 
 
@@ -144,7 +139,8 @@ def down(store: Any, ranks: Any) -> tuple[int, ...]:
     )
 
 
-def _crash_count(store: Any, rank: int) -> int:
+def crash_count(store: Any, rank: int) -> int:
+    """How many times the schedule killed ``rank`` so far."""
     return int(store.add(_CRASHES.format(rank=rank), 0))
 
 
@@ -173,23 +169,50 @@ class RankFaults:
         self._connect = connect
         self._store = connect()
         self._lock = threading.Lock()
-        self._crash_step = crash_step(schedule, rank, incarnation)
+        # Its next step crash: one per crash so far (a restarted process, or every rank
+        # restarted from a checkpoint, goes on with the rank's next one).
+        self._crash_step = crash_step(schedule, rank, crash_count(self._store, rank))
         self._membership: Any = None
+        self._every: int | None = None  # the checkpoint interval in steps, once known
         #: Where the launcher asks this process to crash (a crash at a time), and whether
         #: it has (set by the rank's stop watcher, which reads the store).
         self.kill_key = f"faults/kill/{rank}/{incarnation}"
         self.requested = threading.Event()
+        #: What the launcher asked: a crash, or to halt (a peer crashed and every rank is
+        #: restarted from the last checkpoint, ``recovery="restart"``).
+        self.halting = False
+        #: Whether a crash at a step waits for every live owner to reach it, so that it is
+        #: one at the global step (``recovery="restart"``: the checkpoint before it and the
+        #: steps lost are then the global step's, as in ``sim``).
+        self.lines_up = schedule.recovery == "restart"
 
     @classmethod
     def of(
         cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
     ) -> RankFaults | None:
-        """The rank's faults from its options (None for a run without a schedule)."""
+        """The rank's faults from its options (None for a run without a schedule; see
+        :meth:`without_faults` for its quorums)."""
         if not options.faults:
             return None
+        return cls._made(options.faults, options, setup, rank, secret, placement)
+
+    @classmethod
+    def without_faults(
+        cls, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults:
+        """The quorums of a run without a fault schedule (an empty one: nobody is killed),
+        for a strategy that asks for them (``fault_tolerance="quorum"``): made when the
+        program first asks, so that a run that never does has no membership, no heartbeat
+        and no store client more than before."""
+        return cls._made([], options, setup, rank, secret, placement)
+
+    @classmethod
+    def _made(
+        cls, events: Any, options: Any, setup: Any, rank: int, secret: Any, placement: Any
+    ) -> RankFaults:
         world = setup.world_size
         # A testbed's link faults are its launcher's to make (real.testbed.links), not a rank's.
-        record = dict(options.faults)
+        record = dict(events) if isinstance(events, dict) else {"events": list(events)}
         record["events"] = [e for e in record.get("events", []) if e["kind"] not in _LINKS]
         schedule = FaultSchedule.parse(record, world_size=world, links=None, steps=setup.steps)
         owners, _ = setup.strategy.owners(world)
@@ -202,6 +225,11 @@ class RankFaults:
 
         faults = cls(schedule, rank, world, options.incarnation, list(owners), connect)
         faults.timeout = float(options.timeout)
+        if getattr(setup.strategy, "fault_tolerance", None) == "quorum":
+            # A quorum strategy's owners are its workers, which step without the crashing
+            # rank: waiting for them cannot deadlock, and makes the crash one at the global
+            # step, as sim's (else its row could say the step before, now and then).
+            faults.lines_up = True
         return faults
 
     # -- this rank's crash ------------------------------------------------------------------
@@ -213,10 +241,64 @@ class RankFaults:
         )
 
     def crash(self, at: float) -> None:
-        """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says."""
+        """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says; or,
+        asked to halt, leave without a word (its events handed in: :meth:`halt`)."""
+        if self.halting:
+            self.halt()
         with self._lock:
             mark_crashed(self._store, self.rank, self.incarnation, at)
         os.kill(os.getpid(), signal.SIGKILL)
+
+    def halts_on(self, error: BaseException) -> bool:
+        """Whether ``error`` is this rank's end as a peer's crash ends it when every rank is
+        restarted from a checkpoint: the launcher asked it to halt, or an operation failed
+        while a rank the schedule killed is down."""
+        if self.schedule.recovery != "restart":
+            return False
+        if self.halting:
+            return True
+        return isinstance(error, CommError) and bool(self.down(range(self.world_size)))
+
+    def halt(self) -> None:
+        """Leave at once (the caller handed in its events): every rank is about to be
+        restarted from the last checkpoint, and this process's state is not needed."""
+        os._exit(0)
+
+    def checkpoint_every(
+        self,
+        step: int,
+        measure: Callable[[], tuple[float, int]],
+        stopped: Callable[[], bool],
+    ) -> int | None:
+        """Every how many steps the ranks checkpoint (``recovery="restart"``): the schedule's
+        ``checkpoint_every``, or Young/Daly's interval ``sqrt(2 x write time x MTBF)`` (the
+        schedule's storage model, as in ``sim``) in steps, which every rank must agree on:
+        rank 0 works it out at step :data:`PROBE_STEPS` from ``measure()`` (its seconds per
+        step, and its checkpoint's bytes) and says it on the store, where the others wait
+        for it at that step (a restarted process reads it). None: not known yet (or the run
+        stopped, or this process is asked to go, while waiting)."""
+        if self.schedule.checkpoint_every is not None:
+            return self.schedule.checkpoint_every
+        if self._every is not None:
+            return self._every
+        deadline = time.monotonic() + self.timeout
+        while True:
+            with self._lock:
+                if self._store.check([_EVERY]):
+                    self._every = int(bytes(self._store.get(_EVERY)).decode())
+                    return self._every
+                if step < PROBE_STEPS:
+                    return None
+                if self.rank == 0:
+                    per_step, nbytes = measure()
+                    seconds = self.schedule.checkpoint_interval(nbytes, self.world_size)
+                    assert seconds is not None  # (the schedule has an MTBF without it)
+                    self._every = max(1, round(seconds / max(per_step, 1e-9)))
+                    self._store.set(_EVERY, str(self._every))
+                    return self._every
+            if stopped() or self.requested.is_set() or time.monotonic() > deadline:
+                return None
+            time.sleep(0.005)
 
     def done(self) -> None:
         """This owner has applied the run's ``steps``."""
@@ -245,7 +327,7 @@ class RankFaults:
         with self._lock:
             said = []
             for r in dead:
-                at = crashed_at(self._store, r, _crash_count(self._store, r) - 1)
+                at = crashed_at(self._store, r, crash_count(self._store, r) - 1)
                 said.append(f"rank {r} crashed" + ("" if at is None else f" at t={at:.6g}s"))
         return PeerFailure(f"{what}: {', '.join(said)}", dead)
 
@@ -264,7 +346,7 @@ class RankFaults:
             for index, crash in enumerate(crashes):
                 if crash.restart_step is not None and step == crash.restart_step + 1:
                     with self._lock:
-                        if _crash_count(self._store, r) > index:
+                        if crash_count(self._store, r) > index:
                             out.append(r)
         return tuple(out)
 
@@ -280,7 +362,7 @@ class RankFaults:
             if r in dead:
                 continue
             with self._lock:
-                crashes = _crash_count(self._store, r) if r != self.rank else 0
+                crashes = crash_count(self._store, r) if r != self.rank else 0
             back = restart_step(self.schedule, r, crashes - 1) if crashes else None
             if back is not None and step <= back:
                 continue

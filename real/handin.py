@@ -133,6 +133,9 @@ def _fault(event: Any, rank: int) -> str | None:
             and (r[2] is None or isinstance(r[2], torch.Tensor))
         ),
         "lost": lambda r: len(r) == 2 and _is(r[0], (int,)) and isinstance(r[1], bool),
+        "checkpointed": lambda r: (
+            len(r) == 2 and _is(r[0], (int,)) and _is(r[1], _NUMBER) and r[1] >= 0
+        ),
         "computed": lambda r: len(r) == 1 and _is(r[0], (int,)) and r[0] >= 0,
         "sent": lambda r: len(r) == 1 and _is(r[0], _NUMBER) and r[0] >= 0,
         "settled": lambda r: len(r) == 1 and isinstance(r[0], torch.Tensor),

@@ -37,6 +37,7 @@ import topologies
 import workloads
 from faults import FaultSchedule
 from real import rendezvous
+from real.checkpoints import check_restartable
 from real.crashes import check_schedule
 from real.devices import resolve_backend
 from real.handin import Gathered, gather, slot
@@ -48,6 +49,7 @@ from real.restarts import Restarts
 from real.results import EMPTY_PART, RunInterrupted, assemble, interruption, stopped_by_interrupt
 from real.runtime import SILENCE, STOP_KEY
 from real.signals import interrupts
+from real.slowdowns import marks
 from real.store import SignedStore, new_secret, write_secret
 from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter, check_out
@@ -179,7 +181,9 @@ def run(
 
     ``faults``: a fault schedule as ``sim.run`` takes it (:mod:`faults`); a crash is the rank
     process killed with ``SIGKILL``, a restart a new process for that rank that rejoins
-    (:mod:`real.crashes`). Events the real backend does not apply are refused in one line.
+    (:mod:`real.crashes`); with ``recovery="restart"`` every rank restarts from the last
+    checkpoint (:mod:`real.checkpoints`). Events the real backend does not apply are refused
+    in one line.
     """
     positive_int("nproc", nproc)
     schedule = check_schedule(faults, nproc, steps) if faults is not None else None
@@ -216,6 +220,8 @@ def run(
         host_graph=None if topology is None else topologies.host_graph(topology),
         nodes=None if topology is None else topologies.rank_nodes(topology),
     )
+    if schedule is not None and schedule.recovery == "restart":
+        check_restartable(setup.strategy, nproc)
     try:
         pickled = cloudpickle.dumps(setup)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -316,6 +322,7 @@ def _launch(
                 target_loss=stops.target_loss,
                 max_time=stops.max_time,
                 faults=bool(schedule),
+                marks=marks(schedule),
             )
             raise exc from None
         gathered = _gather(store, setup.world_size, restarts)
@@ -334,6 +341,7 @@ def _launch(
         target_loss=stops.target_loss,
         max_time=stops.max_time,
         faults=bool(schedule),
+        marks=marks(schedule),
     )
 
 
@@ -401,13 +409,19 @@ def _spawn(
     signals.asking = True
     restarts: Restarts | None = None
 
-    def start(rank: int, incarnation: int = 0) -> int:
+    restart_points = Path(scratch) / "restart"
+
+    def start(rank: int, incarnation: int = 0, generation: int = 0, resume: int = 0) -> int:
         placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
-        # The run's checkpoints (w.save_checkpoint) live in the launcher's own directory: they
-        # outlive any rank, and go with the run.
+        # The run's checkpoints (w.save_checkpoint, and the whole run's with
+        # recovery="restart") live in the launcher's own directory: they outlive any rank,
+        # and go with the run.
         rank_options = asdict(options) | {
             "incarnation": incarnation,
             "checkpoints": str(Path(scratch) / "checkpoints"),
+            "restart_points": str(restart_points),
+            "generation": generation,
+            "resume": resume,
         }
         spec = {"env": placement.env(), "options": rank_options}
         err = str(Path(scratch) / f"{slot(rank, incarnation)}.err")
@@ -418,11 +432,15 @@ def _spawn(
             pids.append(start(rank))
             codes[pids[-1]] = None
         if schedule:
-            restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill, seed)
+            job = restart_points if schedule.recovery == "restart" else None
+            restarts = Restarts(schedule, nproc, owners or [], store, start, pool.kill, seed, job)
             if kept is not None:  # the caller keeps it, whatever ends this loop
                 kept.append(restarts)
         asked = 0
-        while any(code is None for code in codes.values()):
+        # (While every rank restarts from a checkpoint, none may be running for a while.)
+        while any(code is None for code in codes.values()) or (
+            restarts is not None and restarts.restarting
+        ):
             if len(signals.received) > asked:
                 asked = len(signals.received)
                 # The first signal asks the ranks to stop; a second one stops waiting.

@@ -40,12 +40,14 @@ from real.handin import HandIn
 from real.placement import LaunchError, Placement
 from real.runtime import SILENCE, RealRuntime, StopSignal
 from real.signals import interrupts, terminate_interrupts
+from real.slowdowns import SlowDown, pause
 from real.store import read_secret
 from real.transport import TorchTransport
 from strategies.comm import CommError, CommTimeout, Communicator, PeerFailure
 from strategies.ledger import RunawayError
 from strategies.recovery import survivable
 from strategies.roles import TrainingSetup, build_role, make_trace
+from strategies.snapshots import RankState
 
 __all__ = ["RankOptions", "main", "one_line_error", "run_rank"]
 
@@ -92,7 +94,10 @@ class RankOptions:
     ``faults``: the run's fault schedule as recorded (:mod:`real.crashes`), or None;
     ``incarnation``: 0, or which restart of its rank this process is (it rejoins).
     ``checkpoints``: the directory ``w.save_checkpoint`` writes to (the local launcher's; None
-    on a cluster, where a shared directory is not known).
+    on a cluster, where a shared directory is not known). ``restart_points``: where the ranks
+    write the run's checkpoints with ``recovery="restart"`` (:mod:`real.checkpoints`);
+    ``generation``: how many times every rank was restarted from one before this process
+    started (its own world process group), ``resume``: the step of the checkpoint it loads.
     """
 
     backend: str = "gloo"
@@ -104,6 +109,9 @@ class RankOptions:
     faults: dict[str, Any] | None = None
     incarnation: int = 0
     checkpoints: str | None = None
+    restart_points: str | None = None
+    generation: int = 0
+    resume: int = 0
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:
@@ -178,9 +186,16 @@ def run_rank(
     faults = RankFaults.of(options, setup, rank, secret, placement)
     owners = faults.owners if faults is not None else setup.strategy.owners(world)[0]
     signal = StopSignal(store, watch, len(owners), setup.steps, rank, world, options.silence)
-    rejoined = options.incarnation > 0
+    # A process of a job restarted from a checkpoint is a new one, not a rejoining one.
+    rejoined = options.incarnation > 0 and options.generation == 0
     if faults is not None:
         signal.faults = faults
+    quorums: list[RankFaults] = []  # without a schedule: made if the program asks a quorum
+
+    def fault_free() -> RankFaults:
+        quorums.append(RankFaults.without_faults(options, setup, rank, secret, placement))
+        return quorums[0]
+
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
     # as they go over loopback (a rank killed outright keeps its evaluation points); across
     # a testbed's or a cluster's links they would share the training's links: sent last.
@@ -202,9 +217,11 @@ def run_rank(
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
         if not rejoined:  # a restarted rank joins only quorums: the others will not meet it
+            # Every rank restarted from a checkpoint meets the others in a new world group.
+            prefix = "pg" if options.generation == 0 else f"pg.{options.generation}"
             dist.init_process_group(
                 options.backend,
-                store=dist.PrefixStore("pg", store.raw),
+                store=dist.PrefixStore(prefix, store.raw),
                 rank=rank,
                 world_size=world,
                 timeout=wait,
@@ -219,6 +236,12 @@ def run_rank(
         runtime.trace = make_trace(setup, "real")  # its limit per rank bounds the hand-in
         runtime.eager = options.eager
         runtime.checkpoints = Path(options.checkpoints) if options.checkpoints else None
+        slow = SlowDown(faults.schedule, rank) if faults is not None else None
+        if slow is not None and slow.active:  # a transient straggler (real.slowdowns)
+            assert faults is not None
+            wakes = (signal.event, faults.requested)
+            runtime.gradients.slowdown = slow.factor
+            runtime.gradients.pause = lambda seconds: pause(seconds, wakes)
         record["events"] = runtime.events
         transport = TorchTransport(
             rank,
@@ -231,6 +254,7 @@ def run_rank(
                 store, rank, world, index, ranks, options.timeout, signal.event.is_set
             ),
             faults=faults,
+            quorums=fault_free if faults is None else None,
         )
         runtime.inline = transport
         ctx, program = build_role(
@@ -245,15 +269,27 @@ def run_rank(
             ctx.rejoined = True
         else:
             _together(store, options.timeout)
-        if rank == 0 and not rejoined:
+        if rank == 0 and not rejoined and options.generation == 0:
             store.set(START_KEY, repr(time.time()))
         runtime.start = float(store.get(START_KEY))
+        restarts_job = faults is not None and faults.schedule.recovery == "restart"
+        if restarts_job and options.restart_points:
+            assert faults is not None
+            directory = Path(options.restart_points)
+            if options.generation > 0:  # every rank from the last complete checkpoint
+                runtime.resume(ctx, directory, options.resume)
+                faults.rejoined()  # in the global model again, at its step
+            runtime.restart_points = (directory, _interval(faults, runtime, ctx))
         taking.enter_context(interrupts(interrupt))
 
         def crash_now() -> None:
             # The schedule's crash: hand in what was measured, say it was scheduled, and
             # die as a killed process dies (no clean-up, no closing record).
             assert faults is not None and runtime is not None
+            if faults.lines_up and ctx is not None and not faults.requested.is_set():
+                # A crash at global step k, as sim's: once every live owner applied it (its
+                # steps are in the run's ledger before the crash, whatever their stamps).
+                faults.wait_for_step(ctx.step, faults.owners)
             handin.events(runtime.events, force=True)
             faults.crash(runtime.now())
 
@@ -271,6 +307,11 @@ def run_rank(
         if rank in owners:
             record["final"] = ctx.parameters().cpu()
     except BaseException as error:
+        if faults is not None and faults.halts_on(error):
+            # A peer crashed and every rank restarts from the last checkpoint: hand in what
+            # was measured, and leave without a failure (the launcher starts a new process).
+            handin.events(record["events"], force=True)
+            faults.halt()
         record["error"] = one_line_error(error)
         if isinstance(error, CommTimeout):  # a skipped new_group leaves its peers waiting
             record["error"] = rendezvous.group_shortfall(store, world) or record["error"]
@@ -301,8 +342,8 @@ def run_rank(
             pass
         raise
     finally:
-        if faults is not None:
-            faults.close()
+        for made in [faults] if faults is not None else quorums:
+            made.close()
         if ctx is not None and runtime is not None:
             runtime.ended(ctx)
         record["stop_reason"] = signal.reason
@@ -327,6 +368,19 @@ def run_rank(
         finally:
             taking.close()
     return record
+
+
+def _interval(faults: RankFaults, runtime: RealRuntime, ctx: Any) -> Callable[[Any], int | None]:
+    """The run's checkpoint interval in steps as this process asks it at each step: the
+    schedule's ``checkpoint_every``, or Young/Daly's (:meth:`RankFaults.checkpoint_every`)
+    from this process's seconds per step since now."""
+    began, first = runtime.now(), ctx.step
+
+    def measure(c: Any) -> tuple[float, int]:
+        per_step = (runtime.now() - began) / max(c.step - first, 1)
+        return per_step, RankState.of(c).nbytes
+
+    return lambda c: faults.checkpoint_every(c.step, lambda: measure(c), runtime.stopped)
 
 
 def _wait_for_failure(store: Any, seconds: float) -> None:

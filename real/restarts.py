@@ -10,6 +10,12 @@ rank. The launcher stops the run once every owner *in the global model* has appl
 ``steps`` (a killed one, or one restarted and not healed yet, is not in it), as ``sim``'s
 ledger does; a rank that stays down counts as done for leaving together, and so does a
 restart still pending when the run stops.
+
+With ``recovery="restart"`` (:mod:`real.checkpoints`) a crash restarts the whole job: the
+launcher asks every other rank to halt (it hands in its events and leaves; one that has not
+within ``KILL_GRACE`` seconds is killed), waits for the crash's ``restart`` delay, and starts
+every rank again as a new process that loads the last complete checkpoint, recording
+``Restarted`` and the rewind (:class:`real.checkpoints.Rewound`) for the ledger.
 """
 
 from __future__ import annotations
@@ -17,11 +23,21 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from faults import Crash, FaultSchedule, RandomCrashes
 from real import rendezvous
-from real.crashes import crash_step, crashed_at, done, in_model, mark_crashed, mark_restarted
+from real.checkpoints import Rewound, last_complete, prune, read
+from real.crashes import (
+    crash_count,
+    crash_step,
+    crashed_at,
+    done,
+    in_model,
+    mark_crashed,
+    mark_restarted,
+)
 from real.runtime import STEP_KEY, STOP_KEY
 from strategies.events import Crashed, Event, Restarted
 
@@ -35,7 +51,10 @@ KILL_GRACE = 2.0
 class Restarts:
     """What the launcher does about ``schedule`` while the ranks run (see the module).
 
-    ``start(rank, incarnation)`` starts a process for ``rank`` and returns its pid."""
+    ``start(rank, incarnation, generation=0, resume=0)`` starts a process for ``rank`` and
+    returns its pid (``generation``, ``resume``: every rank restarted from the checkpoint of
+    step ``resume``, for the ``generation``-th time). ``checkpoints``: where the ranks write
+    the run's checkpoints with ``recovery="restart"``."""
 
     def __init__(
         self,
@@ -43,16 +62,25 @@ class Restarts:
         world_size: int,
         owners: list[int],
         store: Any,
-        start: Callable[[int, int], int],
+        start: Callable[..., int],
         kill: Callable[[list[int]], None],
         seed: int = 0,
+        checkpoints: Path | None = None,
     ) -> None:
         self.schedule, self.world_size, self.owners = schedule, world_size, owners
         self._store, self._start, self._kill = store, start, kill
         #: How many processes each rank has had (1: never restarted).
         self.incarnations = dict.fromkeys(range(world_size), 1)
-        #: Crashed and Restarted, for the ledger's replay.
-        self.events: list[Event] = []
+        #: Crashed and Restarted (and rewinds to a checkpoint), for the ledger's replay.
+        self.events: list[Event | Rewound] = []
+        self.checkpoints = checkpoints
+        #: How many times every rank was restarted from a checkpoint.
+        self.generation = 0
+        #: A restart of every rank under way: the crashed rank, and when it may start.
+        self._job: tuple[int, float] | None = None
+        self._halting: dict[int, float] = {}  # rank -> when it is killed if still running
+        self._absorbed: set[int] = set()  # halting ranks whose own crash came first
+        self._pruned = 0.0
         self._pending: dict[int, tuple[str, float]] = {}
         self._down: set[int] = set()
         self._causes: dict[int, Crash | RandomCrashes] = {}
@@ -85,6 +113,16 @@ class Restarts:
         """Whether ``rank``'s process ended (``code``) as the schedule killed it; if so, its
         crash is recorded and its restart (or its end) arranged."""
         incarnation = self.incarnations[rank] - 1
+        if rank in self._halting:  # asked to halt (every rank restarts): killed if it had to
+            if (
+                rank not in self._absorbed
+                and crashed_at(self._store, rank, incarnation) is not None
+            ):
+                # Its own crash, as it was asked to halt: the job restarts anyway (sim drops
+                # a crash while every rank restarts); it is not down once all are back.
+                self._absorbed.add(rank)
+                mark_restarted(self._store, rank)
+            return True
         if rank in self._down or code != -signal.SIGKILL:
             return rank in self._down
         at = crashed_at(self._store, rank, incarnation)
@@ -93,9 +131,13 @@ class Restarts:
         self._down.add(rank)
         self.events.append(Crashed(at, rank))
         cause = self._causes.pop(rank, None)
-        if cause is None:  # it killed itself at a step: its incarnation-th step crash
-            step = crash_step(self.schedule, rank, incarnation)
+        if cause is None:  # it killed itself at a step: its next step crash
+            step = crash_step(self.schedule, rank, crash_count(self._store, rank) - 1)
             cause = next(c for c in self.schedule.crashes if c.rank == rank and c.step == step)
+        if self.schedule.recovery == "restart":
+            if not self._stopped:
+                self._restart_job(rank, at + (cause.restart or 0.0))
+            return True
         restart_step = getattr(cause, "restart_step", None)  # (random crashes have none)
         if restart_step is not None and not self._stopped:
             self._pending[rank] = ("step", float(restart_step))
@@ -131,6 +173,10 @@ class Restarts:
         now = self.now()
         if now is None:
             return
+        if self._job is not None:
+            self._finish_job(now, pids, codes)
+            return
+        self._prune()
         self._stop_when_done()
         while self._timed and (self._timed[0].at or 0.0) <= now:
             crash = self._timed.pop(0)
@@ -151,6 +197,61 @@ class Restarts:
             if (how == "at" and now >= when) or (how == "step" and self._global_step() >= when):
                 del self._pending[rank]
                 self._restart(rank, pids, codes)
+
+    @property
+    def restarting(self) -> bool:
+        """Whether every rank is being restarted from a checkpoint (none may be running)."""
+        return self._job is not None and not self._stopped
+
+    def _restart_job(self, crashed: int, when: float) -> None:
+        """``crashed`` died: ask every other rank to halt; all restart at ``when``."""
+        self._job = (crashed, when)
+        grace = time.monotonic() + KILL_GRACE
+        for rank in range(self.world_size):
+            if rank != crashed:
+                self._halting[rank] = grace
+                incarnation = self.incarnations[rank] - 1
+                self._store.set(f"faults/kill/{rank}/{incarnation}", "halt")
+
+    def _finish_job(self, now: float, pids: list[int], codes: dict[int, int | None]) -> None:
+        """Kill the ranks that did not halt in time; once none runs and the restart delay
+        has passed, start every rank from the last complete checkpoint."""
+        for rank, deadline in self._halting.items():
+            if codes.get(pids[rank]) is None and time.monotonic() > deadline:
+                self._kill([pids[rank]])
+        for rank, at in list(self._next.items()):  # due while every rank is down: the next
+            if at <= now:
+                self._next[rank] = now + next(self._uptimes[rank])
+        assert self._job is not None
+        crashed, when = self._job
+        if now < when or any(codes.get(pid) is None for pid in pids):
+            return
+        self._job = None
+        self._halting.clear()
+        self._absorbed.clear()
+        self._down.discard(crashed)
+        self.generation += 1
+        step = last_complete(self.checkpoints, self.world_size) if self.checkpoints else 0
+        flats = None
+        if step and self.checkpoints is not None:
+            flats = {r: read(self.checkpoints, r, step).flat for r in self.owners}
+        mark_restarted(self._store, crashed)
+        now = self.now() or now
+        self.events += [Restarted(now, crashed), Rewound(now, crashed, step, flats)]
+        if crashed in self._uptimes:  # its next random crash, from this start
+            self._next[crashed] = now + next(self._uptimes[crashed])
+        for rank in range(self.world_size):
+            incarnation = self.incarnations[rank]
+            self.incarnations[rank] += 1
+            pid = self._start(rank, incarnation, generation=self.generation, resume=step)
+            pids[rank] = pid
+            codes[pid] = None
+
+    def _prune(self) -> None:
+        """Drop checkpoints older than the last complete one (about once a second)."""
+        if self.checkpoints is not None and time.monotonic() - self._pruned > 1.0:
+            self._pruned = time.monotonic()
+            prune(self.checkpoints, self.world_size)
 
     def _stop_when_done(self) -> None:
         """Stop the run once every owner in the global model has applied ``steps`` (a killed

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from real.checkpoints import Rewinds, Rewound
 from runs import RunResult, RunWriter, Trace, gradient_times
 from strategies.events import Computed, Event, Stepped
 from strategies.ledger import Ledger
@@ -59,7 +60,7 @@ def replay(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: bool = False,
-    links: Sequence[tuple[float, str]] = (),
+    marks: Sequence[tuple[float, int, str]] = (),
 ) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses.
 
@@ -68,36 +69,45 @@ def replay(
     ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
     there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
     ``faults``: the run had a fault schedule (the ledger's owners and summary are then a
-    faulty run's, as in ``sim``). ``links``: the link changes a testbed made, ``(at,
-    event)`` (:mod:`real.testbed.links`), written as ``fault`` rows among the events, as
-    ``sim`` writes them at their instant.
+    faulty run's, as in ``sim``). ``marks``: ``fault`` rows no rank reports, ``(time, rank,
+    event)`` (a slowed rank's start and end, :func:`real.slowdowns.marks`; a testbed's link
+    changes, rank -1, :mod:`real.testbed.links`), written between the events around their
+    time, as ``sim``'s injector writes them.
     """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
-    ledger = make_ledger(setup, target_loss=target_loss, faults=faults)  # the events' time, bytes
-    owners = ledger.owners
-    flat = initial_parameters(setup)
-    ledger.start({r: initial_state(setup, r, flat) for r in owners})
-    events: list[Event] = sorted(
+    events: list[Event | Rewound] = sorted(
         (e for p in parts_ for e in p["events"]), key=lambda e: (e.at, e.rank)
     )
-    changes = sorted(links)
+    flat = initial_parameters(setup)
+    # Every rank restarted from a checkpoint (recovery="restart"): the ledger goes back to it.
+    rewinds = Rewinds({e.step for e in events if isinstance(e, Rewound)})
+    observers: dict[str, Any] = {"on_step": rewinds.on_step} if rewinds.steps else {}
+    ledger = make_ledger(setup, target_loss=target_loss, faults=faults, **observers)
+    owners = ledger.owners
+    initial = {r: initial_state(setup, r, flat) for r in owners}
+    ledger.start(initial)
+    rewinds.attach(ledger, initial)
+    pending = sorted(marks)
     for event in events:  # after the stop, gradients count as discarded work only
-        while changes and changes[0][0] <= event.at:
-            at, change = changes.pop(0)
+        while pending and pending[0][0] <= event.at:
+            at, rank, name = pending.pop(0)
             if max_time is None or at <= max_time:
-                ledger.fault(change, at=at)
+                ledger.fault(name, rank, at=at)
         if max_time is not None and event.at > max_time:
             if not ledger.stopped:
                 ledger.stop("max_time")
             if not isinstance(event, Computed):
                 continue
+        if isinstance(event, Rewound):
+            rewinds.apply(event)
+            continue
         ledger.record(event)
-    # Changes after the last event (an interrupted run, a link cut before it ended): those
+    # Marks after the last event (an interrupted run, a link cut before it ended): those
     # made while the ranks still ran.
     end = max((p["times"][0] for p in parts_ if "times" in p), default=math.inf)
-    for at, change in changes:
+    for at, rank, name in pending:
         if at <= min(end, math.inf if max_time is None else max_time):
-            ledger.fault(change, at=at)
+            ledger.fault(name, rank, at=at)
     stop_time, stop_bytes = ledger.now(), ledger.bytes_sent()
     reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
     if ledger.stop_reason == "max_time" or (reason == "max_time" and not ledger.stopped):
@@ -152,16 +162,16 @@ def assemble(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: bool = False,
-    links: Sequence[tuple[float, str]] = (),
+    marks: Sequence[tuple[float, int, str]] = (),
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
-    ``target_loss``, ``max_time``: the run's stops; ``links``: a testbed's link changes
+    ``target_loss``, ``max_time``: the run's stops; ``marks``: fault rows no rank reports
     (see :func:`replay`).
 
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts, target_loss, max_time, faults, links)
+    replayed = replay(setup, parts, target_loss, max_time, faults, marks)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:

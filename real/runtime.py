@@ -49,13 +49,24 @@ from typing import Any, Protocol
 
 import torch
 
+from real import checkpoints as restart_points
 from real import rendezvous
 from real.compute import GradientThread
 from real.store import StoreTampered
 from runs.overlap import Overlap
 from runs.trace import Trace
 from strategies.context import GradientWork, RoleContext, WorkerContext
-from strategies.events import Computed, Event, Logged, Lost, Restored, Sent, Settled, Stepped
+from strategies.events import (
+    Checkpointed,
+    Computed,
+    Event,
+    Logged,
+    Lost,
+    Restored,
+    Sent,
+    Settled,
+    Stepped,
+)
 from strategies.handles import Handle, done
 from strategies.rules import RunRules
 from strategies.snapshots import RankState
@@ -267,6 +278,9 @@ class StopSignal:
                 faults = self.faults
                 if faults is not None and not faults.requested.is_set():
                     if self._watch.check([faults.kill_key]):  # a crash at a time: now
+                        # ... or a halt: a peer crashed, every rank restarts from a checkpoint
+                        asked = bytes(self._watch.get(faults.kill_key)).decode()
+                        faults.halting = asked == "halt"
                         faults.requested.set()
                         for wake in self._listeners:
                             wake.set()
@@ -372,6 +386,9 @@ class RealRuntime:
         self.events: list[Event] = []
         #: Where ``w.save_checkpoint`` writes (the launcher's directory; None: not known).
         self.checkpoints: Path | None = None
+        #: ``recovery="restart"``: where this rank writes the run's checkpoints, and every
+        #: how many of its steps, asked at each (:mod:`real.checkpoints`); None: none.
+        self.restart_points: tuple[Path, Callable[[RoleContext], int | None]] | None = None
         self._settled = -1  # the last step whose state was recorded
         self.compute_time = 0.0
         #: The rank's compute time so far at each gradient it computed, as of the yield that
@@ -470,11 +487,34 @@ class RealRuntime:
         if self.owner and self.rules.snapshot_when_applied(ctx.step):
             snapshot = ctx.parameters().cpu()
         self.events.append(Stepped(self.resumed_at, self.rank, staleness, snapshot))
+        if self.restart_points is not None:
+            directory, every = self.restart_points
+            interval = every(ctx)  # (None: not known yet)
+            if interval is not None and ctx.step % interval == 0:
+                self._write_restart_point(ctx, directory)
         if not self.owner:
             return
         self.signal.progress(self.rank, ctx.step)
         if self.rules.owner_finishes(ctx.step):
             self.signal.owner_done()
+
+    def _write_restart_point(self, ctx: RoleContext, directory: Path) -> None:
+        """This rank's part of the run's checkpoint of its step (``recovery="restart"``);
+        the time it takes is the rank's, and the run's ``checkpoint_time``."""
+        began = time.perf_counter()
+        restart_points.write(directory, self.rank, RankState.of(ctx))
+        seconds = time.perf_counter() - began
+        self.events.append(Checkpointed(self.resumed_at, self.rank, ctx.step, seconds))
+
+    def resume(self, ctx: RoleContext, directory: Path, step: int) -> None:
+        """``ctx`` takes this rank's part of the run's checkpoint of ``step`` (every rank
+        restarted from it; step 0: the initial state, nothing to read)."""
+        if step == 0:
+            return
+        began = time.perf_counter()
+        restart_points.read(directory, self.rank, step).apply(ctx)
+        seconds = time.perf_counter() - began
+        self.events.append(Checkpointed(self.now(), self.rank, step, seconds))
 
     def logged(self, ctx: RoleContext, values: dict[str, float]) -> None:
         self.events.append(Logged(self.resumed_at, self.rank, dict(values)))

@@ -23,9 +23,11 @@ Two hosts on a star send to the same host; they share its downlink, so both take
 
 Faults (see :meth:`Network.set_link`, :meth:`Network.drop_rank`, :meth:`Network.cancel`): a
 slowed link changes the rates at once; a failed link stalls the flows that cross it until they
-are rerouted ``reroute_delay`` seconds later, or fails their operations with
-:class:`LinkFailure` where no live route is left; a crashed host's flows stop and their
-operations fail with :class:`RankDown`. A run without faults never reads any of this.
+are rerouted ``reroute_delay`` seconds later; where no live route is left they wait for the
+link to come back (as TCP does), and fail their operations with :class:`LinkFailure` only once
+their ranks have been cut off :attr:`Network.detect` seconds (a heartbeat timeout); a crashed
+host's flows stop and their operations fail with :class:`RankDown`. A run without faults
+never reads any of this.
 
 >>> env = simpy.Environment()
 >>> net = Network(env, topologies.star(2, bandwidth=1e9, latency=1e-6))
@@ -37,6 +39,7 @@ operations fail with :class:`RankDown`. A run without faults never reads any of 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from numbers import Real
@@ -55,9 +58,11 @@ from sim.flows import Finished, FlowBatch, FlowTable
 from sim.linkstats import LinkStats
 from sim.maxmin import MODELS, SHARINGS, RateSolver
 from sim.network_faults import (
+    Held,
     LinkStates,
     Select,
     Stall,
+    check_delay,
     check_factor,
     check_reroute_delay,
     fail_quietly,
@@ -176,6 +181,10 @@ class Network:
     reroute_delay : float
         Seconds from a link's failure to the rerouting of the flows that crossed it (the
         fabric's convergence time; default 0.5), read when a link goes down.
+    detect : float
+        Seconds two ranks left without a live route wait for one before their operations
+        fail with :class:`LinkFailure` (a heartbeat timeout; default 3, as
+        :class:`faults.FaultSchedule`'s ``detect``), read when a link goes down.
     bytes_sent : float
         Payload bytes moved or in flight: bytes are counted as flows are injected, and the
         bytes a flow never moved are taken back when a fault removes it (a failed, dropped or
@@ -238,7 +247,9 @@ class Network:
         self._runs: dict[int, CollectiveRun] = {}
         self._links = LinkStates()
         self._stalls: list[Stall] = []
+        self._held: list[Held] = []
         self.reroute_delay = 0.5
+        self.detect = 3.0
 
     # -- public operations ------------------------------------------------------------------
 
@@ -264,15 +275,33 @@ class Network:
             flow = FlowBatch(
                 self.router, np.array([src]), np.array([dst]), np.array([size]), int(connection)
             )
-        except LinkFailure as exc:  # the links down cut every path: it fails at once
-            event = self.env.event()
-            fail_quietly(event, exc)
+        except LinkFailure as exc:  # the links down cut every path: it waits for one
+            tag = self._next_tag
+            self._next_tag += 1
+            event = self._events[tag] = self.env.event()
+            retry = functools.partial(self._start_send, tag, src, dst, size, int(connection))
+            self.hold(exc, retry, tag, (src, dst))
             return event
         tag = self._next_tag
         self._next_tag += 1
         event = self._events[tag] = self.env.event()
         self.inject(flow, 0, np.array([tag]))
         return event
+
+    def _start_send(self, tag: int, src: int, dst: int, size: float, connection: int) -> None:
+        """Inject send ``tag`` while links are down: held while no live route connects its
+        ranks (:meth:`_hold`)."""
+        if tag not in self._events:  # failed or cancelled while it was held
+            return
+        try:
+            flow = FlowBatch(
+                self.router, np.array([src]), np.array([dst]), np.array([size]), connection
+            )
+        except LinkFailure as exc:
+            retry = functools.partial(self._start_send, tag, src, dst, size, connection)
+            self.hold(exc, retry, tag, (src, dst))
+            return
+        self.inject(flow, 0, np.array([tag]))
 
     def collective(
         self,
@@ -298,13 +327,35 @@ class Network:
         if pace not in PACES:
             raise NetworkError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
         event = self.env.event()
+        if ranks is not None:
+            ranks = list(ranks)
+        self._start_collective(event, op, size, ranks, algorithm, root, pace)
+        return event
+
+    def _start_collective(
+        self,
+        event: simpy.Event,
+        op: str,
+        size: float,
+        ranks: list[int] | None,
+        algorithm: str,
+        root: int | None,
+        pace: str,
+    ) -> None:
+        """Plan and start the collective of ``event``; held while a rule that reads the
+        routes finds none (:meth:`_hold`)."""
+        if event.triggered:  # failed or cancelled while it was held
+            return
         try:
             channels, members = self.planner.plan(op, size, ranks, algorithm, root)
         except LinkFailure as exc:  # a rule that reads the routes found none
-            fail_quietly(event, exc)
-            return event
+            retry = functools.partial(
+                self._start_collective, event, op, size, ranks, algorithm, root, pace
+            )
+            every = tuple(range(self.n_ranks)) if ranks is None else tuple(ranks)
+            self.hold(exc, retry, event, every)
+            return
         CollectiveRun(self, channels, members, event, pace)
-        return event
 
     def check_rank(self, rank: object, name: str = "rank") -> int:
         """Return ``rank`` as an int, or raise a one-line :class:`NetworkError` naming it."""
@@ -373,12 +424,17 @@ class Network:
         paths; ``dmodk`` falls back to the shortest live path where its own crosses a down
         link); every flow whose route crosses it stalls (rate 0, or its latency phase held)
         and :attr:`reroute_delay` seconds later goes on with the bytes it has left on a new
-        route, or, where no live route is left then, fails its operation with
-        :class:`LinkFailure`. An operation that starts while no live route connects its ranks
-        fails at once; with one it takes it. ``factor == 1`` restores the link: routes found
-        from now on may use it again; flows already moved stay where they are, and flows
-        still stalled are rerouted at their time (possibly onto it). Link statistics keep
-        measuring against the nominal bandwidth.
+        route. Where no live route is left then, it waits: it goes on once a link comes back
+        that gives it one, and its operation fails with :class:`LinkFailure` only once its
+        two ranks have been without a live route for :attr:`detect` seconds (a heartbeat
+        timeout: as over TCP, a transient outage delays an operation, a lasting one fails
+        it). An operation that starts while no live route connects its ranks waits the same
+        way (fails at once if they have been cut off ``detect`` seconds already); with one it
+        takes it. ``factor > 0`` brings a down link back: routes found from now on may use it
+        again; stalled flows whose own route is live again go on on it at once (no
+        retransmission delay is modelled), those that found no route at their reroute are
+        routed anew, held operations start, and flows already moved stay where they are. Link
+        statistics keep measuring against the nominal bandwidth.
         """
         ids = tuple(sorted(self.router.link_ids(u, v)))  # one key for either naming
         factor = check_factor(factor)
@@ -386,9 +442,10 @@ class Network:
         if factor == old:
             return
         delay = check_reroute_delay(self.reroute_delay) if factor == 0 else 0.0
+        detect = check_delay(self.detect, "detect") if factor == 0 else 0.0
 
         def change() -> None:
-            self._links.set(ids, (u, v), factor)
+            self._links.set(ids, (u, v), factor, float(self.env.now))
             if self._links.nominal:
                 self.solver.set_capacity(self.router.capacity, nominal=True)
             else:
@@ -397,8 +454,12 @@ class Network:
                 self.router.set_down(self._links.down_edges)
             if factor == 0:
                 self._stall(ids, delay)
+            elif old == 0:
+                self._restored()
 
         self.timer.apply(change)
+        if factor == 0:  # where it cuts ranks off, they are given up on then
+            self.env.timeout(detect).callbacks.append(lambda _: self._give_up())
 
     def drop_rank(self, rank: int) -> None:
         """A crashed host: every flow from or to ``rank`` stops at once (it frees its links),
@@ -418,6 +479,9 @@ class Network:
             for run in self._runs.values():
                 if run not in runs and rank in run.members:
                     runs[run] = RankDown(rank)
+            for held in list(self._held):
+                if rank in held.members:
+                    self._fail_held(held.key, RankDown(rank), sends, runs)
             self._fail(sends, runs)
 
         self.timer.apply(change)
@@ -433,6 +497,10 @@ class Network:
         runs: dict[CollectiveRun, Exception | None] = {
             run: None for run in self._runs.values() if run.event is event
         }
+        unplanned = [held for held in self._held if held.key is event]
+        if unplanned:  # a collective held before it could be planned: forget it
+            self._held = [held for held in self._held if held.key is not event]
+            return True
         if not sends and not runs:
             return False
         self.timer.apply(lambda: self._fail(sends, runs))
@@ -486,11 +554,22 @@ class Network:
         wake.callbacks.append(lambda _: self.timer.apply(lambda: self._resume(stall)))
 
     def _resume(self, stall: Stall) -> None:
-        """Reroute the flows of ``stall`` (those whose operation is still in flight)."""
+        """The reroute of ``stall``'s flows: those whose ranks a live route connects go on on
+        it; the others wait for a link to come back (:meth:`_reroute`)."""
+        if stall not in self._stalls:  # its flows went on before (their link came back)
+            return
+        stall.resume_at = None
+        self._reroute(stall)
+
+    def _reroute(self, stall: Stall) -> None:
+        """Route the flows of ``stall`` anew: those with a live route go on on it with the
+        bytes they have left; the operations of those whose ranks have been cut off
+        :attr:`detect` seconds fail; the others stay."""
         ends = self.router.route_ends
         routed: dict[int, int | LinkFailure] = {}
         sends: dict[int, Exception | None] = {}
         runs: dict[CollectiveRun, Exception | None] = {}
+        now = float(self.env.now)
         for routes, owner, tag in stall.flows():
             for r, o, t in zip(routes.tolist(), owner.tolist(), tag.tolist(), strict=True):
                 if r not in routed:
@@ -500,12 +579,12 @@ class Network:
                     except LinkFailure as exc:
                         routed[r] = exc
                 new = routed[r]
-                if isinstance(new, LinkFailure):
+                if isinstance(new, LinkFailure) and self._given_up_at(new) <= now:
                     self._group(o, t, new, sends, runs)
         self._fail(sends, runs)  # takes their flows out of ``stall`` too
-        self._stalls.remove(stall)
-        now = self.env.now
-        pending, active = stall.pending, stall.active
+        live = [r for r, new in routed.items() if not isinstance(new, LinkFailure)]
+        pending, active = stall.split(lambda routes: np.isin(routes, live))
+        self._forget_empty()
 
         def moved(routes: np.ndarray) -> np.ndarray:
             return np.array([routed[r] for r in routes.tolist()], dtype=np.int64)
@@ -513,6 +592,134 @@ class Network:
         pending = (np.maximum(pending[0], now), moved(pending[1]), *pending[2:])
         active = (moved(active[0]), *active[1:])
         self.flows.put(pending, active)
+
+    def _restored(self) -> None:
+        """A down link came back: stalled flows whose own route is live again go on on it at
+        once, flows waiting for any route are routed anew, and held operations start (or
+        wait again)."""
+        down, route_links = list(self.router.down), self.router.route_links
+        now = float(self.env.now)
+
+        def own_route_live(routes: np.ndarray) -> np.ndarray:
+            if not routes.size:
+                return np.zeros(0, dtype=bool)
+            live = [
+                r for r in np.unique(routes).tolist() if not np.isin(route_links[r], down).any()
+            ]
+            return np.isin(routes, live)
+
+        for stall in list(self._stalls):
+            if stall.resume_at is None:
+                self._reroute(stall)
+                continue
+            pending, active = stall.split(own_route_live)
+            self.flows.put((np.maximum(pending[0], now), *pending[1:]), active)
+        self._forget_empty()  # a forgotten stall's reroute timer then finds nothing
+        self._retry_held()
+
+    def _forget_empty(self) -> None:
+        """Drop the stalls no flow is left in."""
+        self._stalls = [stall for stall in self._stalls if not stall.empty]
+
+    def hold(
+        self,
+        exc: LinkFailure,
+        retry: Callable[[], None],
+        key: CollectiveRun | int | simpy.Event,
+        members: tuple[int, ...],
+    ) -> None:
+        """An operation (``key``: a send's tag, a collective's run, or its event before it
+        is planned) found no live route (``exc``): fail it now if its ranks have been cut off
+        :attr:`detect` seconds, else call ``retry`` once a link comes back, or at the
+        detection (``members``: the ranks it involves; a crash of one fails it)."""
+        if self._given_up_at(exc) <= self.env.now:
+            sends: dict[int, Exception | None] = {}
+            runs: dict[CollectiveRun, Exception | None] = {}
+            self._fail_held(key, exc, sends, runs)
+            if runs:
+                for run in runs:
+                    run.fail(exc)
+            elif sends:
+                for tag in sends:
+                    fail_quietly(self._events.pop(tag), exc)
+            return
+        self._held.append(Held(retry, key, members))
+
+    def _fail_held(
+        self,
+        key: CollectiveRun | int | simpy.Event,
+        exc: Exception,
+        sends: dict[int, Exception | None],
+        runs: dict[CollectiveRun, Exception | None],
+    ) -> None:
+        """Add held operation ``key`` to ``sends`` or ``runs``; a collective not planned yet
+        fails at once (it has no flows) and is forgotten."""
+        if isinstance(key, CollectiveRun):
+            runs.setdefault(key, exc)
+        elif isinstance(key, int):
+            sends.setdefault(key, exc)
+        else:
+            self._held = [held for held in self._held if held.key is not key]
+            if not key.triggered:
+                fail_quietly(key, exc)
+
+    def _retry_held(self) -> None:
+        """Try the held operations again (each is held again, fails, or starts)."""
+        held, self._held = self._held, []
+        for h in held:
+            key = h.key
+            if isinstance(key, CollectiveRun):
+                if key.failed:
+                    continue
+            elif isinstance(key, int):
+                if key not in self._events:
+                    continue
+            elif key.triggered:
+                continue
+            h.retry()
+
+    def _given_up_at(self, exc: LinkFailure) -> float:
+        """When the ranks ``exc`` names are given up on: :attr:`detect` seconds after the
+        links down cut them off (after the first moment since which the links that have been
+        down all along cut every path between them)."""
+        downs = self._links.down_since
+        since = downs[-1][1] if downs else float(self.env.now)
+        if len(downs) > 1:
+            graph, hosts = self.router.graph, self.router.hosts
+            s, t = hosts[exc.ranks[0]], hosts[exc.ranks[1]]
+            cut: list[tuple[object, object]] = []
+            for (u, v), when in downs:
+                cut += [e for e in ((u, v), (v, u)) if graph.has_edge(*e)]
+                if not nx.has_path(nx.restricted_view(graph, [], cut), s, t):
+                    since = when
+                    break
+        return since + check_delay(self.detect, "detect")
+
+    def _give_up(self) -> None:
+        """``detect`` seconds after a link went down: the operations of ranks cut off that
+        long (stalled flows with no live route, held operations) fail."""
+        if not self._stalls and not self._held:
+            return
+        ends, now = self.router.route_ends, float(self.env.now)
+        sends: dict[int, Exception | None] = {}
+        runs: dict[CollectiveRun, Exception | None] = {}
+        cut: dict[tuple[int, int], LinkFailure | None] = {}
+        for stall in self._stalls:
+            for routes, owner, tag in stall.flows():
+                for r, o, t in zip(routes.tolist(), owner.tolist(), tag.tolist(), strict=True):
+                    src, dst, _ = ends[r].tolist()
+                    if (src, dst) not in cut:
+                        try:
+                            self.router.route(src, dst)
+                            cut[(src, dst)] = None
+                        except LinkFailure as exc:
+                            cut[(src, dst)] = exc if self._given_up_at(exc) <= now else None
+                    failure = cut[(src, dst)]
+                    if failure is not None:
+                        self._group(o, t, failure, sends, runs)
+        if sends or runs:
+            self.timer.apply(lambda: self._fail(sends, runs))
+        self._retry_held()
 
     def _fail(
         self,
@@ -533,6 +740,8 @@ class Network:
             return hit
 
         self._remove(select)
+        if self._held:
+            self._held = [h for h in self._held if h.key not in sends and h.key not in runs]
         for o in owners:
             self.unregister(o)
         for tag, exc in sends.items():

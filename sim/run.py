@@ -377,6 +377,7 @@ def _simulate_run(
     fabric = Fabric(env, net, world_size, detect=schedule.detect)
     fabric.faulty = bool(schedule)
     net.reroute_delay = schedule.reroute
+    net.detect = schedule.detect
     owners, _ = strategy.owners(world_size)
     bar = StepProgress(setup.steps, enabled=progress, clock=lambda: float(env.now))
     # Who hears of each new global step: the bar, and the fault injector where there is one.

@@ -9,6 +9,7 @@ in both backends.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Generator
 from typing import Any
@@ -174,33 +175,49 @@ def heal_with(
     header: dict[str, float] | None = None,
 ) -> Generator[Any, Any, tuple[torch.Tensor, dict[str, float]] | None]:
     """:func:`strategies.membership.heal` with a strategy's own state beside the worker's:
-    the quorum's source sends, in one message to each member that is behind, its
-    ``w.export()`` (parameters, inner optimizer buffers) and ``extra`` (``extra_numel``
-    values: the last global parameters, an outer optimizer's state) with ``header`` (plain
-    numbers); a member behind restores the first (``w.restore``, counting both in
-    ``heal_bytes``) and gets ``(extra, header)`` back to take itself; the others get
-    ``None``. ``extra`` is read on the source only (pass ``None`` elsewhere)."""
+    the quorum's source broadcasts over the quorum's group its ``w.export()`` (parameters,
+    inner optimizer buffers) and ``extra`` (``extra_numel`` values: the last global
+    parameters, an outer optimizer's state), then its plain numbers with ``header``'s; a
+    member behind restores the first (``w.restore``, counting both in ``heal_bytes``) and
+    gets ``(extra, header)`` back to take itself; the others get ``None``. Every member of
+    the quorum calls it (nothing is sent when none is behind). ``extra`` is read on the
+    source only (pass ``None`` elsewhere).
+
+    A broadcast over the quorum's group, not a send to each member behind: a restarted
+    process on ``real`` has no world group to send or receive on (it failed there with
+    gloo's "connection closed" at the first heal). The numbers travel as the source's JSON
+    (their names too: a member that has not stepped yet may have fewer, e.g. Adam's
+    ``step``), its length first; JSON's floats round-trip exactly."""
     behind = quorum.behind
-    if not behind or w.rank not in (quorum.source, *behind):
+    if not behind:
         return None
+    dtype = w.replica.flat.dtype
+    numel = w.export_numel() + extra_numel
     if w.rank == quorum.source:
         assert extra is not None and extra.numel() == extra_numel
         flat, numbers = w.export()
         fields = {_STEP: w.step, _VERSION: w.version, **numbers}
         fields.update({f"x.{k}": v for k, v in (header or {}).items()})
-        sends = [w.comm.send([flat, extra], dst=r, header=fields) for r in behind]
-        yield w.comm.wait_all(sends)
+        payload = torch.cat([flat, extra.to(dtype)]).to(w.device)  # a copy: sent as of now
+        said = torch.tensor(list(json.dumps(fields).encode()), dtype=torch.uint8)
+        size = torch.tensor([said.numel()], dtype=torch.int64)
+    else:
+        payload = torch.empty(numel, dtype=dtype, device=w.device)
+        size = torch.zeros(1, dtype=torch.int64)
+    payload = yield w.comm.broadcast(payload, src=quorum.source, group=quorum.group)
+    size = yield w.comm.broadcast(size.to(w.device), src=quorum.source, group=quorum.group)
+    if w.rank != quorum.source:
+        said = torch.empty(int(size.item()), dtype=torch.uint8)
+    said = yield w.comm.broadcast(said.to(w.device), src=quorum.source, group=quorum.group)
+    if w.rank not in behind:
         return None
-    dtype = w.replica.flat.dtype
-    state = torch.empty(w.export_numel(), dtype=dtype, device=w.device)
-    more = torch.empty(extra_numel, dtype=dtype, device=w.device)
-    message = yield w.comm.recv([state, more], src=quorum.source)
-    fields = dict(message.header)
+    fields = json.loads(bytes(said.cpu().tolist()).decode())
     step, version = int(fields.pop(_STEP)), int(fields.pop(_VERSION))
     own = {k[2:]: v for k, v in fields.items() if k.startswith("x.")}
     numbers = {k: v for k, v in fields.items() if not k.startswith("x.")}
-    nbytes = sum(t.numel() * t.element_size() for t in (state, more))
-    w.restore(state, step=step, version=version, numbers=numbers, nbytes=float(nbytes))
+    state, more = payload[: w.export_numel()], payload[w.export_numel() :]
+    nbytes = float(payload.numel() * payload.element_size())
+    w.restore(state, step=step, version=version, numbers=numbers, nbytes=nbytes)
     return more, own
 
 

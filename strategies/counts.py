@@ -121,6 +121,29 @@ class SampleCounts:
             "total": self.total,
         }
 
+    def snapshot_at(self, k: int) -> dict[str, Any]:
+        """:meth:`snapshot` as of every rank's ``k``-th step, taken once the global step
+        reached ``k``: what a faster rank computed since is left out, whatever order the
+        ranks' events came in (a real run's checkpoint of step ``k``: each rank writes its
+        own at its ``k``-th step).
+
+        Examples
+        --------
+        >>> counts = SampleCounts()
+        >>> counts.computed(0, 32); counts.computed(1, 32); _ = counts.stepped(0)
+        >>> _ = counts.stepped(1); counts.computed(0, 32)  # rank 0's next, already done
+        >>> mark = counts.snapshot_at(1)
+        >>> mark["computed"], mark["total"]
+        ({0: 32.0, 1: 32.0}, 64.0)
+        """
+        mark = self.snapshot()
+        for rank, commits in self._commits.items():
+            if k > 0 and k in commits and self._steps.get(rank, 0) >= k:
+                mark["total"] -= mark["computed"][rank] - commits[k]
+                mark["computed"][rank] = mark["last"][rank] = commits[k]
+                mark["steps"][rank] = k
+        return mark
+
     def rewind(self, snapshot: dict[str, Any]) -> float:
         """Go back to ``snapshot`` (every rank restarted from a checkpoint): what was
         computed since is lost; returns those samples.

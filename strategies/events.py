@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = [
+    "Checkpointed",
     "Computed",
     "Crashed",
     "Event",
@@ -137,12 +138,47 @@ class Lost:
     undone: bool = False
 
 
-Event = Computed | Stepped | Settled | Logged | Sent | Crashed | Restarted | Restored | Lost
+@dataclass(frozen=True)
+class Checkpointed:
+    """``rank`` spent ``seconds`` writing (or, at a restart, reading) its part of the run's
+    checkpoint of global step ``step`` (``recovery="restart"`` on the real backend; ``sim``
+    charges its storage model instead)."""
+
+    kind = "checkpointed"
+    at: float
+    rank: int
+    step: int
+    seconds: float
+
+
+Event = (
+    Computed
+    | Stepped
+    | Settled
+    | Logged
+    | Sent
+    | Crashed
+    | Restarted
+    | Restored
+    | Lost
+    | Checkpointed
+)
 
 #: Each event type by the name it travels under.
 KINDS: dict[str, type[Any]] = {
     t.kind: t
-    for t in (Computed, Stepped, Settled, Logged, Sent, Crashed, Restarted, Restored, Lost)
+    for t in (
+        Computed,
+        Stepped,
+        Settled,
+        Logged,
+        Sent,
+        Crashed,
+        Restarted,
+        Restored,
+        Lost,
+        Checkpointed,
+    )
 }
 
 

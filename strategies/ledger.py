@@ -42,6 +42,7 @@ from strategies.aggregate import reduce_tensors
 from strategies.counts import SampleCounts
 from strategies.evaluations import Evaluations
 from strategies.events import (
+    Checkpointed,
     Computed,
     Crashed,
     Event,
@@ -202,6 +203,8 @@ class Ledger:
             self.logged(event.rank, event.values)
         elif isinstance(event, Sent):
             self._sent += event.nbytes
+        elif isinstance(event, Checkpointed):
+            self.faults.checkpointed(event.step, event.seconds)
         else:
             self._fault(event)
 
@@ -215,14 +218,13 @@ class Ledger:
 
     def fault(self, event: str, rank: int = -1, at: float | None = None) -> None:
         """A fault the backend applied that no rank reports (a link going down, a slowed
-        rank), as a ``fault`` row; ``at``: its time, in a replay (else the clock's now)."""
+        rank), as a ``fault`` row; ``at``: its time, where the ledger's clock is not it (a
+        real run's replay, between two ranks' events)."""
         if self.stop_reason is None:
-            if at is not None:
-                self._now = at
-            self._row_fault(rank, event)
+            self._row_fault(rank, event, at)
 
-    def _row_fault(self, rank: int, event: str) -> None:
-        self.rows.append(self._row("fault", {"rank": rank, "event": event}))
+    def _row_fault(self, rank: int, event: str, at: float | None = None) -> None:
+        self.rows.append(self._row("fault", {"rank": rank, "event": event}, at=at))
 
     def rewind(self, step: int, states: dict[int, Any], counts: dict[str, Any]) -> None:
         """Every rank restarted from the checkpoint of global step ``step`` (``states``: the
@@ -232,6 +234,7 @@ class Ledger:
             return
         self.faults.lost_steps += self.step - step
         self.faults.lost_samples += self.counts.rewind(counts)
+        self.faults.rewound()
         self.step = step
         self._owners.reset(states, step)
         self._evals.rewind(step)

@@ -53,6 +53,7 @@ class FaultTally:
         self.checkpoint_time = 0.0
         self._outage: float | None = None
         self._closed: tuple[float, float] | None = None  # the last outage: (crash, progress)
+        self._longest: dict[int, float] = {}  # each checkpoint's longest rank, since a rewind
 
     def crashed(self, at: float) -> None:
         """A rank crashed at ``at``: the model is without progress from then, if it was not."""
@@ -66,6 +67,26 @@ class FaultTally:
             self.recovery_time += max(at - self._outage, 0.0)
             self._closed = (self._outage, at)
             self._outage = None
+
+    def checkpointed(self, step: int, seconds: float) -> None:
+        """A rank spent ``seconds`` on its part of the checkpoint of ``step``: the run's
+        ``checkpoint_time`` counts each checkpoint's longest rank (its ranks write at once).
+
+        Examples
+        --------
+        >>> tally = FaultTally()
+        >>> tally.checkpointed(4, 0.5); tally.checkpointed(4, 0.25); tally.checkpointed(8, 1.0)
+        >>> tally.checkpoint_time
+        1.5
+        """
+        before = self._longest.get(step, 0.0)
+        if seconds > before:
+            self.checkpoint_time += seconds - before
+            self._longest[step] = seconds
+
+    def rewound(self) -> None:
+        """Every rank restarted from a checkpoint: the reads (and writes) after are new ones."""
+        self._longest.clear()
 
     def rolled_back(self) -> None:
         """Steps were rolled back (a round that failed after a crash): the progress that

@@ -115,6 +115,8 @@ class FlatOptimizer:
         with torch.no_grad():
             self.param.copy_(flat[:numel])
         state: dict[str, Any] = {}
+        if flat.numel() == numel:  # taken before any step: the optimizer has no state yet
+            keys = []
         offset = numel
         for key in keys:
             sample = probe.optimizer.state[probe.param][key]

@@ -27,11 +27,16 @@ it. Everything the agent changes lives inside the testbed's namespaces, which go
 run (at its end, on Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives
 it.
 
+A transient outage gives the numbers ``sim`` gives: gloo over TCP waits it out, as ``sim``'s
+stalled flows do until the link is back (``sim`` fails them only ``detect`` seconds after the
+outage began).
+
 What a testbed does not do (:func:`check_testbed_faults` refuses it in one line): a link
 that stays down (a tree has no second path; ``sim`` fails the operations that need it with
-``PeerFailure`` once ``reroute`` has passed, but on a testbed the run's store lives in rank
-0 and is reached over the same links, so a cut-off rank could be neither told apart from a
-silent one nor named to its peers after ``detect``), an outage as long as ``--silence``
+``PeerFailure`` once the ranks have been cut off ``detect`` seconds, but on a testbed the
+run's store lives in rank 0 and is reached over the same links, so a cut-off rank could be
+neither told apart from a silent one nor named to its peers after ``detect``), an outage as
+long as ``--silence``
 (its ranks would be reported silent), and crashes, restarts and stragglers (they need the
 local launcher's store, which outlives every rank).
 

@@ -67,6 +67,12 @@ class TorchTransport(Receiving):
         any rank, so such a receive takes whoever sent first (:mod:`real.transport.matching`). On
         by default on gloo; NCCL cannot (``True`` there is refused); ``False`` issues the
         library calls NCCL would get.
+    faults
+        The rank's fault schedule (:class:`real.crashes.RankFaults`), or None.
+    quorums
+        For a run without a schedule: makes one with no faults, for the run's quorums
+        (:mod:`real.membership`), when the program first asks for one. None (and no
+        ``faults``): ``w.quorum`` is refused.
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class TorchTransport(Receiving):
         first_come: bool | None = None,
         agree: Callable[[int, tuple[int, ...]], None] | None = None,
         faults: Any = None,
+        quorums: Callable[[], Any] | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -113,6 +120,9 @@ class TorchTransport(Receiving):
         #: their process groups (by quorum id: a failed one is dropped at once, every
         #: reference, so that peers blocked on this rank fail at once too) and peer failures.
         self._faults = faults
+        #: Without a schedule: makes the rank's membership (a fault-free
+        #: :class:`real.crashes.RankFaults`) when the program first asks for a quorum.
+        self._quorums = quorums
         self._quorum_groups: dict[int, tuple[tuple[int, ...], Any]] = {}
         self._asked = False  # whether this process has asked for a quorum yet
         #: A quorum whose group could not be built, and the members found dead then.
@@ -305,11 +315,12 @@ class TorchTransport(Receiving):
         that is killed right after is in it, as in ``sim``), decided on a thread, with a
         gloo process group of its members, whose timeout is the schedule's ``detect``."""
         faults = self._faults
+        if faults is None and self._quorums is not None:  # a run without faults: made now
+            faults = self._faults = self._quorums()
         if faults is None:
             raise CommError(
-                "w.quorum needs the run's membership: on the real backend it runs with a "
-                "fault schedule (real.run(..., faults=...)); run this strategy with sim, or "
-                "give faults"
+                "w.quorum needs the run's membership (the run's store): this transport was "
+                "made without one; run it with real.run, or with sim"
             )
         if ranks != tuple(range(self.world_size)):
             raise CommError(

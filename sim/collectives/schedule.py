@@ -14,13 +14,15 @@ batches, and every bookkeeping step is a numpy operation over the batch. Lock-st
 (``pace="step"``) inject each step's routed flows (:meth:`Step.flows`) as they are.
 
 A round that finds no live route between two of its ranks (links down, see
-:meth:`sim.network.Network.set_link`) fails the whole collective with the
-:class:`~sim.routing.LinkFailure` (:meth:`CollectiveRun.fail`): its event fails and its flows
-stop.
+:meth:`sim.network.Network.set_link`) is held by the network (:meth:`Network.hold
+<sim.network.Network.hold>`): it starts once a link comes back, or fails the whole collective
+with the :class:`~sim.routing.LinkFailure` (:meth:`CollectiveRun.fail`: its event fails and
+its flows stop) once its ranks have been cut off the network's ``detect`` seconds.
 """
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -184,10 +186,28 @@ class _Lockstep:
                 try:
                     batch = step.flows(run.members, run.net.router, self.channel)
                 except LinkFailure as exc:
-                    run.fail(exc)
+                    self.hold(exc)
                     return
                 run.net.inject(batch, self.owner, batch.index)
                 return
+
+    def hold(self, exc: LinkFailure) -> None:
+        """The current round found no live route: it waits for one (or fails the run)."""
+        run, step = self.run, self.step
+        assert step is not None
+        members = tuple(run.members.tolist())
+        run.net.hold(exc, self.retry, run, members)
+
+    def retry(self) -> None:
+        """Start the current round, held for want of a live route, again."""
+        run, step = self.run, self.step
+        assert step is not None
+        try:
+            batch = step.flows(run.members, run.net.router, self.channel)
+        except LinkFailure as exc:
+            self.hold(exc)
+            return
+        run.net.inject(batch, self.owner, batch.index)
 
     def on_done(self, tags: np.ndarray) -> None:
         step = self.step
@@ -258,11 +278,32 @@ class _Channel:
                             self.channel,
                         )
                     except LinkFailure as exc:
-                        self.run.fail(exc)
-                        return
-                    net.inject(flows, self.owner, base + msgs)
+                        self.hold(exc, step, msgs, base)
+                        if self.run.failed:
+                            return
+                    else:
+                        net.inject(flows, self.owner, base + msgs)
                 # A rank whose only ops here are receives that already arrived moves on too.
                 ranks = np.concatenate((ranks[~busy], movers[left[movers] == 0]))
+
+    def hold(self, exc: LinkFailure, step: Step, msgs: np.ndarray, base: int) -> None:
+        """Messages ``msgs`` of ``step`` found no live route: they wait for one (or fail the
+        run); the ranks that do not need them go on."""
+        run = self.run
+        retry = functools.partial(self.retry, step, msgs, base)
+        run.net.hold(exc, retry, run, tuple(run.members.tolist()))
+
+    def retry(self, step: Step, msgs: np.ndarray, base: int) -> None:
+        """Send messages ``msgs`` of ``step``, held for want of a live route, again."""
+        net, m = self.run.net, self.run.members
+        try:
+            flows = FlowBatch(
+                net.router, m[step.src[msgs]], m[step.dst[msgs]], step.nbytes[msgs], self.channel
+            )
+        except LinkFailure as exc:
+            self.hold(exc, step, msgs, base)
+            return
+        net.inject(flows, self.owner, base + msgs)
 
     def on_done(self, tags: np.ndarray) -> None:
         if tags.min() >= self.bases[-1]:

@@ -145,3 +145,24 @@ def test_a_gradient_is_pending_at_the_call_and_sees_the_parameters_of_the_call(b
     assert torch.equal(result.parameters, reference.parameters)
     final = result.metrics[result.metrics["kind"] == "eval"]["loss"].iloc[-1]
     assert final == reference.metrics[reference.metrics["kind"] == "eval"]["loss"].iloc[-1]
+
+
+def test_a_slowed_rank_waits_factor_minus_one_times_its_measured_compute():
+    # real.slowdowns: a gradient started while a factor is in force waits (factor - 1) x
+    # what it took, inside the gradient's span (booked as compute, as sim's slowdown is).
+    replica = Replica(nn.Linear(2, 1))
+    start = time.monotonic()
+    thread = GradientThread(lambda: time.monotonic() - start, torch.device("cpu"))
+    paused: list[float] = []
+    thread.slowdown = lambda at: 4.0 if at < 1000 else 1.0
+    thread.pause = paused.append
+
+    def work(r):
+        time.sleep(0.02)
+        return linear_work(r)
+
+    handle = thread.submit(replica, work)
+    assert thread.run_here(handle)
+    assert len(paused) == 1 and paused[0] >= 3 * 0.02  # 3 x at least the 20 ms it took
+    thread.slowdown = lambda at: 1.0  # not in force: no wait at all
+    assert thread.run_here(thread.submit(replica, work)) and len(paused) == 1

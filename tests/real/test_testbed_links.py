@@ -159,13 +159,13 @@ def test_the_replay_writes_each_change_as_a_fault_row_at_its_time_among_the_even
             "events": [Computed(t, r, 8) for t in (0.2, 1.2)],
             "final": None,
             "stop_reason": "interrupted",
-            "times": (2.5, 0.0, 0.0),  # the rank ended at 2.5 s, after its last event
+            "times": (2.5, 0.0, 0.0, 0.0),  # the rank ended at 2.5 s, after its last event
         }
         for r in range(2)
     ]
     # The last change: after the ranks ended (the agent's, before the run's store went).
-    links = [(2.0, "link_up"), (1.0, "link_down"), (9.0, "link_slow")]
-    rows = replay(setup, parts, faults=True, links=links).ledger.rows
+    marks = [(2.0, -1, "link_up"), (1.0, -1, "link_down"), (9.0, -1, "link_slow")]
+    rows = replay(setup, parts, faults=True, marks=marks).ledger.rows
     faults = [(row["time"], row["event"], row["rank"]) for row in rows if row["kind"] == "fault"]
     assert faults == [(1.0, "link_down", -1), (2.0, "link_up", -1)]
     computed = [row["time"] for row in rows if row["kind"] != "fault"]

@@ -141,6 +141,17 @@ def test_restart_from_a_checkpoint_repeats_the_lost_steps_exactly() -> None:
     assert restart - crash == pytest.approx(3.0)
 
 
+def test_a_restart_before_the_first_checkpoint_starts_over_from_the_initial_state() -> None:
+    # The checkpoint of step 0 has no momentum buffer yet (the optimizer never stepped).
+    kw = dict(KW, optimizer="sgd:lr=0.05,momentum=0.9")
+    plain = sim.run("allreduce", "quadratic", topologies.ring(3), **kw)
+    crash = {"kind": "crash", "rank": 1, "step": 5, "restart": 1.0}
+    faults = _restart_policy([crash], checkpoint_every=10)
+    result = sim.run("allreduce", "quadratic", topologies.ring(3), **kw, faults=faults)
+    assert result.summary["lost_steps"] == 5
+    assert torch.equal(result.parameters, plain.parameters)
+
+
 def test_young_daly_sets_the_checkpoint_interval() -> None:
     from faults import FaultSchedule
 
@@ -181,13 +192,42 @@ def test_a_link_down_on_a_fat_tree_reroutes_and_the_run_completes() -> None:
 
 def test_a_host_link_down_on_a_star_fails_its_operations() -> None:
     down = {"kind": "link_down", "link": ["s0", "1"], "at": 0.05}
-    with pytest.raises(sim.SimulationError, match="PeerFailure|link|rank 1"):
+    # Its operations wait for the link, and fail once rank 1 has been cut off `detect`
+    # (default 3 s) seconds, as a heartbeat timeout gives it up: at 0.05 + 3 s.
+    with pytest.raises(sim.SimulationError, match=r"failed at t=3\.05s .*rank 1"):
         sim.run("allreduce", "quadratic", topologies.star(4), **KW, faults=[down])
+    faults = {"events": [down], "detect": "1s"}
+    with pytest.raises(sim.SimulationError, match=r"failed at t=1\.05s .*rank 1"):
+        sim.run("allreduce", "quadratic", topologies.star(4), **KW, faults=faults)
     # A strategy that catches it goes on without the cut-off rank.
     result = sim.run(CatchingAllReduce(), "quadratic", topologies.star(2), **KW, faults=[down])
     assert result.summary["steps"] == 40
     # The failure names the ends of the flow that lost its path: ranks 0 and 1 (sum 1).
     assert set(result.metrics["failed_ranks"].dropna()) == {1.0}
+
+
+def test_a_host_link_down_shorter_than_detect_delays_the_run_and_changes_no_number() -> None:
+    # As gloo over TCP does on the testbed: the operations wait out the outage.
+    kw = dict(KW, workload="quadratic", topology=topologies.star(4))
+    plain = sim.run("allreduce", **kw)
+    down = {"kind": "link_down", "link": ["s0", "1"], "at": 0.05, "until": 1.05}
+    result = sim.run("allreduce", **kw, faults={"events": [down], "detect": "2s"})
+    assert result.summary["steps"] == plain.summary["steps"] == 40
+    assert result.summary["final_loss"] == plain.summary["final_loss"]
+    assert torch.equal(result.parameters, plain.parameters)  # the same maths, later
+    # The run waits from the first operation that needs the link (within a step's compute,
+    # 0.01 s, of the outage's start) to the link's return, then goes on as it would have.
+    assert plain.summary["time"] + 1.0 - 0.01 <= result.summary["time"]
+    assert result.summary["time"] <= plain.summary["time"] + 1.0
+    rows = result.metrics[result.metrics.kind == "fault"]
+    assert list(rows.event) == ["link_down", "link_up"]
+
+
+def test_a_host_link_down_longer_than_detect_fails_the_run_at_the_detection() -> None:
+    down = {"kind": "link_down", "link": ["s0", "1"], "at": 0.05, "until": 2.05}
+    faults = {"events": [down], "detect": "1s"}
+    with pytest.raises(sim.SimulationError, match=r"failed at t=1\.05s .*no live route"):
+        sim.run("allreduce", "quadratic", topologies.star(4), **KW, faults=faults)
 
 
 def test_a_program_saves_and_restores_its_own_checkpoint() -> None:

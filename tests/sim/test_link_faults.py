@@ -169,25 +169,35 @@ def test_a_flow_in_its_latency_phase_is_held_and_rerouted_too():
     assert carried[(0, "edge0_0")] == pytest.approx(MB, rel=1e-12)
 
 
-# -- links down on a star: the operations fail ---------------------------------------------
+# -- links down on a star: the operations wait, then fail at the detection ----------------
 
 
-def test_a_star_host_link_down_fails_the_flow_after_the_delay_and_new_sends_at_once():
+def when(env: simpy.Environment, event: simpy.Event, times: list[float]) -> None:
+    """Append the simulated time at which ``event`` fires (or fails) to ``times``."""
+    event.callbacks.append(lambda _: times.append(env.now))
+
+
+def test_a_star_host_link_down_fails_its_flow_and_new_sends_detect_after_it_went_down():
     env = simpy.Environment()
     net = Network(env, topologies.star(3, bandwidth=B, latency=L))
-    net.reroute_delay = 1e-3
+    net.reroute_delay, net.detect = 1e-3, 5e-3
     t = 300e-6
     doomed = net.send(0, 2, MB)
     other = net.send(0, 1, MB)  # shares 0's uplink with the doomed flow until it stalls
     at(env, t, lambda: net.set_link("s0", 2, 0))
-    refused = []
+    refused, failed = [], []
     at(env, 2 * t, lambda: refused.append(net.send(1, 2, MB)))
+    at(env, 2 * t, lambda: when(env, refused[0], failed))
+    when(env, doomed, failed)
     env.run()
     assert not doomed.ok and isinstance(doomed.value, LinkFailure)
     assert doomed.value.ranks == (0, 2) and doomed.value.links == [("s0", 2)]
     assert "rank 0 to rank 2" in str(doomed.value) and "('s0', 2)" in str(doomed.value)
     assert not refused[0].ok and isinstance(refused[0].value, LinkFailure)
     assert refused[0].value.ranks == (1, 2)
+    # Both wait (through the reroute, which finds no route) until the ranks have been cut
+    # off for detect seconds, the send started during the outage included.
+    assert failed == pytest.approx([t + 5e-3, t + 5e-3], rel=1e-12)
     # The other flow had half of 0's uplink until t, then all of it.
     moved = (t - 2 * L) * B / 2
     assert other.value == pytest.approx(t + (MB - moved) / B, rel=1e-12)
@@ -196,7 +206,7 @@ def test_a_star_host_link_down_fails_the_flow_after_the_delay_and_new_sends_at_o
     assert net.bytes_sent_by(1) == 0.0
 
 
-def test_a_send_failed_at_once_fails_the_yield_of_the_process_waiting_on_it():
+def test_a_send_that_never_finds_a_route_fails_the_yield_of_its_process_at_the_detection():
     env = simpy.Environment()
     net = Network(env, topologies.star(3, bandwidth=B, latency=L))
     net.set_link(2, "s0", 0)
@@ -206,11 +216,16 @@ def test_a_send_failed_at_once_fails_the_yield_of_the_process_waiting_on_it():
         try:
             yield net.send(0, 2, MB)
         except LinkFailure as exc:
-            caught.append(exc)
+            caught.append((env.now, exc))
 
     env.process(proc())
     env.run()
-    assert isinstance(caught[0], LinkFailure) and caught[0].ranks == (0, 2)
+    assert caught[0][0] == net.detect == 3.0  # the default heartbeat timeout
+    assert isinstance(caught[0][1], LinkFailure) and caught[0][1].ranks == (0, 2)
+    # Once they are given up on, a new operation between them fails at once.
+    late = net.send(2, 0, MB)
+    assert late.triggered and not late.ok and isinstance(late.value, LinkFailure)
+    env.run()
 
 
 def test_a_collective_over_a_failed_host_link_fails_and_stops_its_flows():
@@ -222,44 +237,93 @@ def test_a_collective_over_a_failed_host_link_fails_and_stops_its_flows():
     at(env, 100e-6, lambda: net.set_link(2, "s0", 0))
     env.run()
     assert not coll.ok and isinstance(coll.value, LinkFailure)
+    assert env.now == pytest.approx(100e-6 + net.detect, rel=1e-12)
     assert bystander.ok
     assert not net.flows.active[0].size and not net.flows.pending[0].size
-    # A collective started while the link is down fails at once.
+    # A collective started after rank 2 was given up on fails at once.
     late = net.collective("all_reduce", MB, ranks=[1, 2])
     assert late.triggered and not late.ok and isinstance(late.value, LinkFailure)
     env.run()
 
 
 @pytest.mark.parametrize("pace", ["step", "rank"])
-def test_a_collective_whose_next_round_finds_no_route_fails_then(pace):
+def test_a_collective_whose_next_round_finds_no_route_waits_then_fails_at_the_detection(pace):
     # A ring broadcast 0 -> 1 -> 2 -> 3 (one chunk): 3's link goes down during 0 -> 1, which
-    # does not cross it; the round 2 -> 3 then finds no route and fails the collective.
+    # does not cross it; the round 2 -> 3 then finds no route, waits, and fails the
+    # collective once 3 has been cut off detect seconds.
     env = simpy.Environment()
     net = Network(env, topologies.star(4, bandwidth=B, latency=L))
+    net.detect = 1e-3
     coll = net.collective("broadcast", 1e3, ranks=[0, 1, 2, 3], algorithm="ring", pace=pace)
     at(env, 1e-6, lambda: net.set_link(3, "s0", 0))
     env.run()
     assert isinstance(coll.value, LinkFailure) and coll.value.ranks == (2, 3)
-    hop = 2 * L + 1e3 / B
-    assert env.now == pytest.approx(2 * hop, rel=1e-9)  # failed as 1 -> 2 was delivered
+    assert env.now == pytest.approx(1e-6 + 1e-3, rel=1e-9)
     assert not net.flows.active[0].size and not net.flows.pending[0].size
     assert net.bytes_sent == pytest.approx(2e3, rel=1e-12)
 
 
 @pytest.mark.parametrize("pace", ["step", "rank"])
-def test_a_collective_stalled_on_a_host_link_fails_at_the_reroute(pace):
+def test_a_collective_whose_next_round_waited_goes_on_when_the_link_comes_back(pace):
+    # As above, but 3's link is back 0.5 ms later: the round 2 -> 3 starts then.
     env = simpy.Environment()
     net = Network(env, topologies.star(4, bandwidth=B, latency=L))
-    net.reroute_delay = 2e-3
+    net.detect = 1e-3
+    coll = net.collective("broadcast", 1e3, ranks=[0, 1, 2, 3], algorithm="ring", pace=pace)
+    at(env, 1e-6, lambda: net.set_link(3, "s0", 0))
+    at(env, 0.5e-3, lambda: net.set_link(3, "s0", 1))
+    env.run()
+    hop = 2 * L + 1e3 / B
+    assert coll.ok and coll.value[3] == pytest.approx(0.5e-3 + hop, rel=1e-12)
+    assert net.bytes_sent == pytest.approx(3e3, rel=1e-12)
+
+
+@pytest.mark.parametrize("pace", ["step", "rank"])
+@pytest.mark.parametrize("detect", [5e-3, 1e-3])  # after the reroute, and before it
+def test_a_collective_stalled_on_a_host_link_fails_at_the_detection(pace, detect):
+    env = simpy.Environment()
+    net = Network(env, topologies.star(4, bandwidth=B, latency=L))
+    net.reroute_delay, net.detect = 2e-3, detect
     coll = net.collective("all_reduce", 4 * MB, algorithm="ring", pace=pace)
     at(env, 100e-6, lambda: net.set_link(3, "s0", 0))
+    failed: list[float] = []
+    when(env, coll, failed)
     env.run()
     assert isinstance(coll.value, LinkFailure)
-    assert env.now == pytest.approx(100e-6 + 2e-3, rel=1e-12)
+    assert failed == [pytest.approx(100e-6 + detect, rel=1e-12)]
     assert not net.flows.active[0].size and not net.flows.pending[0].size
 
 
-def test_a_link_restored_before_the_reroute_carries_the_flow_again():
+@pytest.mark.parametrize("model", ["flow", "analytic"])
+def test_a_transfer_across_a_one_second_outage_is_delivered_the_outage_later(model):
+    # Closed form: the bytes left when the link went down move once it is back, at the full
+    # rate (no retransmission back-off is modelled): delivery = fault-free time + outage.
+    env = simpy.Environment()
+    net = Network(env, topologies.star(2, bandwidth=B, latency=L), model=model)
+    net.reroute_delay, net.detect = 0.5, 3.0  # the schedule's defaults: reroute finds none
+    t, until = 300e-6, 300e-6 + 1.0
+    done = net.send(0, 1, MB)
+    at(env, t, lambda: net.set_link(0, "s0", 0))
+    at(env, until, lambda: net.set_link(0, "s0", 1))
+    env.run(until=10.0)
+    assert done.ok
+    assert done.value == pytest.approx(2 * L + MB / B + 1.0, rel=1e-12)
+    assert net.bytes_sent == MB
+    assert net.link_stats().loc[(0, "s0"), "bytes"] == pytest.approx(MB, rel=1e-12)
+
+
+def test_a_flow_in_its_latency_phase_waits_out_the_outage():
+    env = simpy.Environment()
+    net = Network(env, topologies.star(2, bandwidth=B, latency=1e-3))
+    net.reroute_delay = 0.5e-3
+    done = net.send(0, 1, MB)  # 2 links of 1 ms: its latency phase would end at 2 ms
+    at(env, 1e-3, lambda: net.set_link(0, "s0", 0))
+    at(env, 4e-3, lambda: net.set_link(0, "s0", 1))
+    env.run()
+    assert done.value == pytest.approx(4e-3 + MB / B, rel=1e-12)
+
+
+def test_a_link_restored_before_the_reroute_carries_the_flow_again_at_once():
     env = simpy.Environment()
     net = Network(env, topologies.star(2, bandwidth=B, latency=L))
     net.reroute_delay = 1e-3
@@ -269,18 +333,54 @@ def test_a_link_restored_before_the_reroute_carries_the_flow_again():
     at(env, until, lambda: net.set_link(0, "s0", 1))
     env.run()
     remaining = MB - (t - 2 * L) * B
-    assert done.value == pytest.approx(t + net.reroute_delay + remaining / B, rel=1e-12)
+    assert done.value == pytest.approx(until + remaining / B, rel=1e-12)
 
 
-def test_a_link_restored_after_until_takes_new_sends_again():
+def test_a_send_started_during_the_outage_goes_when_the_link_is_back():
     env = simpy.Environment()
     net = Network(env, topologies.star(3, bandwidth=B, latency=L))
     net.set_link(2, "s0", 0)
-    assert not net.send(0, 2, MB).ok
-    net.set_link(2, "s0", 1)
+    held = net.send(0, 2, MB)
+    at(env, 1e-3, lambda: net.set_link(2, "s0", 1))
+    env.run()
+    assert held.value == pytest.approx(1e-3 + 2 * L + MB / B, rel=1e-12)
+    start = env.now
     done = net.send(0, 2, MB)
     env.run()
-    assert done.value == pytest.approx(2 * L + MB / B, rel=1e-12)
+    assert done.value - start == pytest.approx(2 * L + MB / B, rel=1e-12)
+
+
+def test_ranks_are_given_up_on_detect_after_the_links_down_first_cut_them_off():
+    # A ring of 4: (2, 3) going down at 1 ms leaves 0 -> 1 its direct link; (0, 1) going
+    # down at 2 ms cuts 0 from 1. The flow fails at 2 ms + detect, not 1 ms + detect.
+    env = simpy.Environment()
+    net = Network(env, topologies.ring(4, bandwidth=B, latency=L), routing="single")
+    net.reroute_delay, net.detect = 0.5e-3, 5e-3
+    flow = net.send(0, 1, 10 * MB)
+    at(env, 1e-3, lambda: net.set_link(2, 3, 0))
+    at(env, 2e-3, lambda: net.set_link(0, 1, 0))
+    failed: list[float] = []
+    when(env, flow, failed)
+    env.run()
+    assert isinstance(flow.value, LinkFailure) and flow.value.ranks == (0, 1)
+    assert failed == [pytest.approx(7e-3, rel=1e-12)]
+
+
+def test_a_held_operation_fails_with_its_crashed_rank_and_can_be_cancelled():
+    env = simpy.Environment()
+    net = Network(env, topologies.star(4, bandwidth=B, latency=L))
+    net.set_link(3, "s0", 0)
+    send, coll = net.send(0, 3, MB), net.collective("all_reduce", MB, ranks=[2, 3])
+    gone, unplanned = net.send(1, 3, MB), net.collective("all_reduce", MB, ranks=[1, 3])
+    cancelled: list[bool] = []
+    at(env, 0.5e-3, lambda: cancelled.extend([net.cancel(gone), net.cancel(unplanned)]))
+    at(env, 1e-3, lambda: net.drop_rank(3))
+    env.run(until=2e-3)
+    assert isinstance(send.value, RankDown) and isinstance(coll.value, RankDown)
+    assert cancelled == [True, True] and not gone.triggered and not unplanned.triggered
+    assert net.bytes_sent == 0.0
+    env.run()  # the detection finds nothing left to fail
+    assert not gone.triggered and not unplanned.triggered
 
 
 # -- crashed hosts --------------------------------------------------------------------------
@@ -398,3 +498,21 @@ def test_exceptions_pickle_with_their_fields():
     exc = pickle.loads(pickle.dumps(LinkFailure([("s0", 2)], (0, 2))))
     assert exc.links == [("s0", 2)] and exc.ranks == (0, 2)
     assert pickle.loads(pickle.dumps(RankDown(4))).rank == 4
+
+
+def test_two_outages_at_once_each_resume_their_own_flows():
+    # Two stalls side by side (their reroutes find no route): each link's return puts back
+    # its own flow only, whatever the order the stalls were made in.
+    env = simpy.Environment()
+    net = Network(env, topologies.star(3, bandwidth=B, latency=L))
+    net.reroute_delay = 0.1e-3
+    a, b = net.send(1, 0, MB), net.send(2, 0, MB)  # they share 0's downlink
+    t = 100e-6
+    at(env, t, lambda: net.set_link(1, "s0", 0))
+    at(env, t, lambda: net.set_link(2, "s0", 0))
+    at(env, 2e-3, lambda: net.set_link(2, "s0", 1))
+    at(env, 3e-3, lambda: net.set_link(1, "s0", 1))
+    env.run()
+    moved = (t - 2 * L) * B / 2
+    assert b.value == pytest.approx(2e-3 + (MB - moved) / B, rel=1e-12)
+    assert a.value == pytest.approx(3e-3 + (MB - moved) / B, rel=1e-12)

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from strategies.optim import OptimizerSpec
-from strategies.replica import Replica
+from strategies.replica import FlatOptimizer, Replica
 
 
 def _batches(seed):
@@ -52,3 +52,19 @@ def test_load_overwrites_parameters_seen_by_the_model():
     replica.load(torch.zeros(replica.numel))
     assert all(float(p.detach().abs().sum()) == 0 for p in replica.model.parameters())
     assert replica.model(torch.ones(1, 4)).abs().sum().item() == 0
+
+
+def test_an_optimizer_restores_a_state_taken_before_its_first_step() -> None:
+    # The checkpoint of step 0 (every rank restarted before the first checkpoint) has no
+    # momentum buffer yet: restoring it gives an optimizer that never stepped, whose next
+    # step equals a fresh one's.
+    spec = OptimizerSpec.parse("sgd:lr=0.5,momentum=0.9")
+    fresh = FlatOptimizer(torch.ones(3), spec)
+    flat, numbers = fresh.export()
+    assert flat.numel() == 3  # no buffer before the first step
+    used = FlatOptimizer(torch.zeros(3), spec)
+    used.step(torch.ones(3))
+    used.restore(flat, numbers)
+    used.step(torch.ones(3))
+    fresh.step(torch.ones(3))
+    assert torch.equal(used.param, fresh.param) and used.steps == fresh.steps == 1
