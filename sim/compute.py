@@ -91,6 +91,17 @@ class ComputeModel(_Declares):
         Factor on every compute time: ranks that share CPU cores slow each other down (4
         ranks on 2 cores took 2x the time one rank takes alone). ``"measure"`` and
         ``"flops"`` time one process alone; a measured trace already includes it.
+    memory
+        For ``base="flops"`` or ``"roofline"``, what a run does with a worker's peak memory
+        on ``device`` (:mod:`sim.device_memory`): ``"check"`` (the default) refuses, in one
+        line, a rank that does not fit; ``"report"`` records the estimate and warns once,
+        to time the data-parallel dimension of a job whose sharding or tensor/pipeline
+        parallelism commsim does not model. Either way the summary has ``peak_memory_gb``.
+    zero
+        ZeRO's stage for that estimate (Rajbhandari et al. 2020): 0 none, 1 the optimizer
+        state (and fp32 master weights) sharded over the workers, 2 the gradients too. Only
+        for ``allreduce``, whose every step moves the same bytes as ZeRO-1/2's
+        reduce-scatter and all-gather; a memory model only (the run is the same).
 
     Examples
     --------
@@ -120,6 +131,16 @@ class ComputeModel(_Declares):
     contention: Annotated[Factor, Field(description="a factor on every compute time; 1: none")] = (
         1.0
     )
+    memory: Annotated[
+        str,
+        OneOf(("check", "report")),
+        Field(description="refuse a rank that does not fit the device, or report it"),
+    ] = "check"
+    zero: Annotated[
+        int,
+        OneOf((0, 1, 2)),
+        Field(description="ZeRO stage of the device memory estimate (allreduce only)"),
+    ] = 0
 
     def __post_init__(self) -> None:
         """Rules between the options; the straggler's parameters checked first (so a later

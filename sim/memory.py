@@ -20,7 +20,14 @@ import networkx as nx
 
 from topologies.limits import Estimate, estimate, format_bytes, format_count, memory_limit
 
-__all__ = ["RANK_BYTES", "REPLICA_COPIES", "RunSize", "check_fits", "out_of_memory"]
+__all__ = [
+    "RANK_BYTES",
+    "REPLICA_COPIES",
+    "RunSize",
+    "check_before_building",
+    "check_fits",
+    "out_of_memory",
+]
 
 #: Bytes per rank of a simulated run besides its model: a one-step ``allreduce`` run of the
 #: 11-parameter ``quadratic`` grew by ~58 kB per rank between 1,024 and 4,096 ranks on a star
@@ -89,24 +96,58 @@ class RunSize:
 
 
 def check_fits(size: RunSize) -> None:
-    """Refuse, in one line, a run that needs more memory than this machine has.
+    """Refuse, in one line, a run that needs more memory than this machine has (the
+    simulator's memory; the simulated device's is :mod:`sim.device_memory`'s).
 
     Examples
     --------
-    >>> huge = RunSize(2**22, 2**22, 10**6, 4, estimate(2**22, 1, 2**22))
+    >>> huge = RunSize(2**22, 2**22, 10, 4, estimate(2**22, 1, 2**22))
     >>> check_fits(huge)
     Traceback (most recent call last):
     ...
-    ValueError: topology: a simulated run on 4,194,304 hosts needs at least 50.6 TB (...
+    ValueError: topology: a simulated run on 4,194,304 hosts needs at least 273 GB (...
+
+    When the replicas are most of it (a full run of a large model), the fix is a
+    timing-only run:
+
+    >>> check_fits(RunSize(2, 2, 10**11, 2, estimate(2, 1, 2)))
+    Traceback (most recent call last):
+    ...
+    ValueError: workload: a full run of 2 replicas on this machine needs at least 1.2 TB (...
     """
     limit = memory_limit()
     if limit is None or size.nbytes <= limit:
         return
+    if size.replica_bytes * 2 > size.nbytes:  # the replicas are what does not fit
+        raise ValueError(
+            f"workload: a full run of {format_count(size.workers)} replicas on this machine "
+            f"needs {size.describe()}, more than the {format_bytes(limit)} of memory here (the "
+            "simulator's, not the device's); use timing_only=True (replicas as shapes, no "
+            "numbers), fewer workers or a smaller model"
+        )
     raise ValueError(
         f"topology: a simulated run on {format_count(size.ranks)} hosts needs "
         f"{size.describe()}, more than the {format_bytes(limit)} of memory here; use fewer "
         "hosts or a smaller model"
     )
+
+
+def check_before_building(
+    graph: nx.Graph, workers: int, workload: object, timing_only: bool = False
+) -> None:
+    """:func:`check_fits` before the model is built, from the workload's own count of its
+    parameters and their size (on the meta device), so that a model larger than this machine
+    is refused before it is allocated; nothing for a workload that cannot count them.
+
+    Examples
+    --------
+    >>> import topologies, workloads
+    >>> check_before_building(topologies.star(2), 2, workloads.get("quadratic"))
+    """
+    count = getattr(workload, "parameter_count", None)
+    size = getattr(workload, "parameter_bytes", None)
+    if callable(count) and callable(size):
+        check_fits(RunSize.of(graph, workers, int(count()), int(size()), timing_only))
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -31,8 +31,9 @@ from sim.artifacts import link_counters, save_topology, write_links
 from sim.checkpoints import Checkpoints
 from sim.comm import Fabric
 from sim.compute import ComputeModel
+from sim.device_memory import device_memory
 from sim.injector import FaultInjector
-from sim.memory import RunSize, check_fits, out_of_memory
+from sim.memory import RunSize, check_before_building, check_fits, out_of_memory
 from sim.network import Network
 from sim.network_options import network_record
 from sim.progress import StepProgress
@@ -177,9 +178,15 @@ def run(
 
     Raises
     ------
+    devices.DoesNotFit
+        Before anything is built or written, when the compute model names a device
+        (``base="flops"`` or ``"roofline"``) and a worker's peak memory on it
+        (:mod:`sim.device_memory`) does not fit, unless ``compute.memory="report"``; such
+        runs' summaries record ``peak_memory_gb`` and its parts.
     ValueError
-        Before anything is written, for a run whose estimated memory (``sim.memory``: the
-        topology, each rank's state, the workers' model replicas) exceeds this machine's.
+        Before anything is built or written, for a run whose estimated memory
+        (``sim.memory``: the topology, each rank's state, the workers' model replicas)
+        exceeds this machine's.
     MemoryError
         One line saying the run ran out of memory, with its size and estimate; ``out``
         keeps ``run.json`` (status ``failed``) and the rows written so far.
@@ -224,6 +231,10 @@ def run(
         links=[(str(u), str(v)) for u, v in graph.edges],
         steps=steps,
     )
+    # Memory, before anything is built or written: the simulated device's (a worker's peak,
+    # when the compute model names a device), then this machine's (the replicas to allocate).
+    memory = device_memory(setup, compute_model)
+    check_before_building(graph, len(setup.workers), workload, timing_only)
     out = check_out(out)
     config = {
         "backend": "sim",
@@ -260,6 +271,7 @@ def run(
                 target_loss,
                 progress,
                 schedule,
+                memory,
             )
         except (MemoryError, ImportError, RuntimeError, NotImplementedError, TypeError) as error:
             read = value_read(error) if timing_only else None
@@ -346,6 +358,7 @@ def _simulate_run(
     target_loss: float | None,
     progress: bool,
     schedule: FaultSchedule,
+    memory: dict[str, float] | None = None,
 ) -> RunResult:
     strategy, world_size = setup.strategy, setup.world_size
     wall_start = time.perf_counter()
@@ -459,6 +472,8 @@ def _simulate_run(
     )
     if setup.timing_only:
         timing_result(result)
+    if memory is not None:  # the device's memory (sim.device_memory)
+        result.summary.update(memory)
     if writer is not None:
         write_links(net, 0.0, float(env.now), writer.directory)
         writer.finish(result)  # writes trace.json, then the record

@@ -47,6 +47,9 @@ _ROWS: tuple[tuple[str, str, float], ...] = (
     ("samples_per_s", "samples/s", 1.0),
     ("staleness_mean", "mean staleness", 1.0),
     ("compression_ratio", "compression ratio", 1.0),
+    # A worker's peak on the compute model's device: only runs whose compute names a device.
+    ("peak_memory_gb", "peak memory per worker (GB)", 1.0),
+    ("device_memory_gb", "device memory (GB)", 1.0),
     # What faults cost: in the summary only of a run with a fault schedule.
     ("failures", "failures", 1.0),
     ("restarts", "restarts", 1.0),

@@ -128,6 +128,12 @@ class ComputeSection(BaseModel):
     efficiency: float = 0.4
     server: float | Literal["measure"] = 0.0
     contention: float = 1.0
+    #: With a device (``base = "flops"`` or ``"roofline"``): refuse a worker that does not
+    #: fit its memory (``"check"``), or time it and report the estimate (``"report"``).
+    memory: Literal["check", "report"] = "check"
+    #: ZeRO's stage (0, 1, 2) for that estimate: ``allreduce``'s optimizer state (1) and
+    #: gradients (2) sharded over the workers.
+    zero: int = 0
 
     @property
     def options(self) -> dict[str, Any]:

@@ -321,14 +321,17 @@ def test_every_accepted_input_is_kept_as_given_and_recorded_in_order():
         "efficiency": Fraction(1, 2),
         "server": 0.0,
         "contention": 1.0,
+        "memory": "check",
+        "zero": 0,
     }
     assert list(model.config()) == [
-        "base", "straggler", "options", "slowdown", "device", "efficiency", "server", "contention"
+        "base", "straggler", "options", "slowdown", "device", "efficiency", "server", "contention",
+        "memory", "zero",
     ]  # fmt: skip
     assert type(model.config()["base"]) is np.int64  # nothing converted on the way
     assert repr(ComputeModel()) == (
         "ComputeModel(base=0.01, straggler='constant', options={}, slowdown={}, device='H100', "
-        "efficiency=0.4, server=0.0, contention=1.0)"
+        "efficiency=0.4, server=0.0, contention=1.0, memory='check', zero=0)"
     )
     assert ComputeModel(0.5) == ComputeModel.parse(0.5) != ComputeModel(0.25)
     assert ComputeModel().options is not ComputeModel().options  # no shared default

@@ -1,0 +1,206 @@
+"""The simulated device's memory in ``sim.run`` (``sim.device_memory``): a worker that does
+not fit its device refused in one line, or timed with ``compute.memory="report"``; the
+recorded estimate against an independent count; and a full run of a model larger than this
+machine refused before it is allocated."""
+
+import json
+import sys
+import time
+
+import pytest
+import torch
+
+import sim
+import workloads
+from devices import DoesNotFit
+
+H100_FLOPS = {"base": "flops", "device": "H100"}
+
+
+def _one_line(text: str) -> str:
+    assert "\n" not in text, text
+    return text
+
+
+@pytest.fixture
+def never_built(monkeypatch):
+    """Fail the test if the run builds its initial parameters (a replica of the model)."""
+
+    def build(setup):
+        raise AssertionError(f"the run built {setup.workload.name}'s parameters")
+
+    monkeypatch.setattr(sys.modules["sim.run"], "initial_parameters", build)
+
+
+@pytest.mark.parametrize("timing_only", [True, False])
+def test_a_rank_that_does_not_fit_is_refused_in_one_line_naming_the_fixes(
+    tmp_path, timing_only, never_built
+):
+    with pytest.raises(DoesNotFit) as err:
+        sim.run(
+            "allreduce",
+            "llama3_70b",
+            "star:n=2",
+            steps=1,
+            compute=H100_FLOPS,
+            optimizer="adam",
+            timing_only=timing_only,
+            out=tmp_path / "run",
+        )
+    message = _one_line(str(err.value))
+    assert message.startswith(
+        "llama3_70b needs 2,038 GB per rank (parameters 141, gradients 141, master weights 282, "
+        "optimizer state 564 (adam), activations 909) and the H100 has 80 GB; use "
+    ), message
+    assert "a smaller model" in message
+    assert message.endswith("or compute.memory='report' to time its data-parallel dimension anyway")
+    assert not (tmp_path / "run").exists()  # refused before anything is written or built
+
+
+def test_report_times_the_run_warns_once_and_records_the_estimate(tmp_path):
+    with pytest.warns(UserWarning, match="timed anyway") as caught:
+        result = sim.run(
+            "allreduce",
+            "llama3_70b",
+            "star:n=2",
+            steps=2,
+            compute={**H100_FLOPS, "memory": "report"},
+            optimizer="adam",
+            timing_only=True,
+            out=tmp_path / "run",
+        )
+    assert len([w for w in caught if "timed anyway" in str(w.message)]) == 1
+    summary = result.summary
+    w = workloads.get("llama3_70b")
+    n = w.parameter_count()
+    # Mixed-precision Adam, 16 bytes a parameter (ZeRO's 16 Psi), plus the activations.
+    assert summary["peak_memory_gb"] == pytest.approx((16 * n + w.activation_bytes()) / 1e9)
+    assert summary["memory_optimizer_gb"] == pytest.approx(8 * n / 1e9)
+    assert summary["device_memory_gb"] == 80.0
+    assert summary["step_time"] > 0
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["summary"]["peak_memory_gb"] == summary["peak_memory_gb"]
+    assert record["config"]["compute"]["memory"] == "report"
+
+
+def test_the_recorded_estimate_of_a_small_transformer_matches_an_independent_count():
+    """A full run of a float32 transformer with Adam: parameters, gradients and Adam's state
+    counted on the real model and a real optimizer step, activations by hand from
+    Korthikanti et al.'s accounting (no dropout, GELU, no grouped-query attention)."""
+    workload = workloads.get("transformer", n_sequences=64)
+    result = sim.run(
+        "allreduce",
+        workload,
+        "star:n=2",
+        steps=1,
+        compute={"base": "flops", "device": "A100"},
+        optimizer={"name": "adam", "lr": 1e-3},
+    )
+    model = workload.make_model(seed=0)
+    params = [p for p in model.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    x = workload.x_train[:2]
+    model(x).float().sum().backward()
+    optimizer.step()
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in params)
+    state_bytes = sum(
+        t.numel() * t.element_size()
+        for state in optimizer.state.values()
+        for key, t in state.items()
+        if key != "step"
+    )
+    s, b, h, a, layers, vocab = 32, 8, 64, 4, 2, 256  # the builder's defaults
+    per_layer = 4 * (s * b * h * (4 + 2 + 2 + 2 * 4) + a * s * s * b)
+    activations = layers * per_layer + 4 * 2 * s * b * h + 4 * s * b * vocab
+    summary = result.summary
+    assert summary["memory_parameters_gb"] * 1e9 == pytest.approx(param_bytes)
+    assert summary["memory_gradients_gb"] * 1e9 == pytest.approx(grad_bytes)
+    assert summary["memory_master_gb"] == 0.0  # float32: no master copy
+    assert summary["memory_optimizer_gb"] * 1e9 == pytest.approx(state_bytes)
+    assert summary["memory_activations_gb"] * 1e9 == pytest.approx(activations)
+    total = param_bytes + grad_bytes + state_bytes + activations
+    assert summary["peak_memory_gb"] * 1e9 == pytest.approx(total)
+    assert summary["device_memory_gb"] == 80.0
+
+
+def test_a_full_run_larger_than_this_machine_is_refused_before_it_is_built(
+    monkeypatch, never_built
+):
+    monkeypatch.setattr("sim.memory.memory_limit", lambda: 64 * 10**9)  # a 64 GB machine
+    start = time.process_time()
+    with pytest.raises(ValueError) as err:
+        sim.run("allreduce", "llama3_70b", "star:n=2", steps=1)  # no device: no device check
+    message = _one_line(str(err.value))
+    assert message.startswith("workload: a full run of 2 replicas on this machine needs at least ")
+    assert "more than the 64 GB of memory here (the simulator's, not the device's)" in message
+    assert "use timing_only=True" in message
+    assert time.process_time() - start < 30  # (a 141 GB replica would take minutes)
+
+
+def test_a_timing_only_run_of_that_model_passes_this_machines_check(monkeypatch):
+    monkeypatch.setattr("sim.memory.memory_limit", lambda: 64 * 10**9)
+    timed = sim.run("allreduce", "llama3_70b", "star:n=2", steps=1, timing_only=True)
+    assert "peak_memory_gb" not in timed.summary  # it names no device: nothing recorded
+
+
+def test_runs_without_a_device_record_nothing_new():
+    plain = sim.run("allreduce", "quadratic", "star:n=2", steps=2, eval_every=2)
+    assert not any("memory" in key for key in plain.summary)
+    assert plain.config["compute"]["memory"] == "check"
+
+
+def test_zero_stages_match_the_papers_figure_1():
+    """Rajbhandari et al. 2020, Figure 1: 7.5 B parameters, mixed-precision Adam (K = 12),
+    64 data-parallel ranks: 120 GB, 31.4 GB with ZeRO-1 (P_os), 16.6 GB with ZeRO-2 (P_os+g)."""
+    from devices import training_memory
+    from sim.device_memory import zero_sharded
+
+    whole = training_memory(7.5e9, 0, optimizer="adam", param_bytes=2)
+    psi, k, n = 7.5e9, 12, 64
+    assert whole.total == pytest.approx((2 + 2 + k) * psi) == pytest.approx(120e9)
+    assert zero_sharded(whole, 1, n).total == pytest.approx(4 * psi + k * psi / n)
+    assert zero_sharded(whole, 2, n).total == pytest.approx(2 * psi + (2 + k) * psi / n)
+    assert round(zero_sharded(whole, 1, n).gb, 1) == 31.4
+    assert round(zero_sharded(whole, 2, n).gb, 1) == 16.6
+
+
+def test_a_zero_stage_that_would_fit_is_named_and_shards_the_recorded_estimate():
+    from devices import peak_memory
+
+    workload = workloads.get("gpt2_xl", batch_size=1)  # 30 GB a replica with Adam
+    l4 = {"base": "flops", "device": "L4"}  # 24 GB
+    with pytest.raises(DoesNotFit) as err:
+        sim.run("allreduce", workload, "star:n=8", steps=1, compute=l4, optimizer="adam",
+                timing_only=True)  # fmt: skip
+    message = _one_line(str(err.value))
+    assert "the L4 has 24 GB" in message
+    assert "or compute.zero=1 (ZeRO-1: the same bytes on the wire as all-reduce)" in message
+    with pytest.warns(UserWarning, match="timed anyway"):
+        plain = sim.run("allreduce", workload, "star:n=8", steps=1,
+                        compute={**l4, "memory": "report"}, optimizer="adam",
+                        timing_only=True)  # fmt: skip
+    sharded = sim.run("allreduce", workload, "star:n=8", steps=1, compute={**l4, "zero": 2},
+                      optimizer="adam", timing_only=True)  # fmt: skip
+    whole = peak_memory(workload, optimizer="adam")
+    got = sharded.summary
+    assert got["memory_parameters_gb"] * 1e9 == pytest.approx(whole.parameters)
+    assert got["memory_gradients_gb"] * 1e9 == pytest.approx(whole.gradients / 8)
+    assert got["memory_master_gb"] * 1e9 == pytest.approx(whole.master / 8)
+    assert got["memory_optimizer_gb"] * 1e9 == pytest.approx(whole.optimizer / 8)
+    assert plain.summary["peak_memory_gb"] * 1e9 == pytest.approx(whole.total)
+    # A memory model only: the same run, the same clock and bytes.
+    assert (got["time"], got["bytes"]) == (plain.summary["time"], plain.summary["bytes"])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "compute", "message"),
+    [
+        ("diloco", {"base": "flops", "zero": 1}, "strategy diloco does not; set zero=0"),
+        ("allreduce", {"base": 0.01, "zero": 2}, "compute.base=0.01 names no device"),
+    ],
+)
+def test_a_zero_stage_where_it_means_nothing_is_one_line(strategy, compute, message):
+    with pytest.raises(ValueError, match=message) as err:
+        sim.run(strategy, "quadratic", "star:n=2", steps=1, compute=compute, timing_only=True)
+    _one_line(str(err.value))
