@@ -113,7 +113,12 @@ class ShortestPaths:
             if stub[u]
         }
         self.adj = [[e for e in nbrs if not stub[e[0]]] for nbrs in adj]
+        self._stub = stub
+        self._directed = directed
         self._searches: dict[int, tuple] = {}  # resumable searches by source, oldest first
+        # Where the switches form a forest, its one path per pair (built on first use).
+        self._forest: tuple[list[int], list[int], list[int], list[int]] | None = None
+        self._forest_known = False
 
     def peel(self, s: int, t: int) -> tuple[list[int], int, int, list[int]] | np.ndarray:
         """``(head links, s, t, tail links)`` with stub hosts peeled off both ends, or the
@@ -133,6 +138,92 @@ class ShortestPaths:
             tail, t = [back[2]], back[0]
         return head, s, t, tail
 
+    def stub_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per node index: its stub parent (-1 where it is no stub), the link out to it and
+        the link in from it (-1 where none): :meth:`peel` over arrays."""
+        n = len(self.nodes)
+        parent, out, back = np.full(n, -1), np.full(n, -1), np.full(n, -1)
+        for u, (p, lout, lin) in self._parent.items():
+            parent[u], out[u], back[u] = p, lout, lin
+        return parent, out, back
+
+    @property
+    def is_forest(self) -> bool:
+        """Whether the live links between non-stub nodes form a forest (an undirected
+        topology with no cycle among its switches: ``hierarchical``, ``star``, ``tree``).
+
+        Then every pair has at most one simple path, so every routing mode takes it:
+        :meth:`tree_path` finds it by walking up to the common ancestor instead of a
+        Dijkstra, whose cost grows with the switches a search settles (all of a star's
+        node switches, for each source).
+
+        >>> import numpy as np
+        >>> links = [(0, 1), (1, 2), (1, 0), (2, 1)]
+        >>> ShortestPaths([0, 1, 2], links, np.ones(4), directed=False).is_forest
+        True
+        """
+        if not self._forest_known:
+            self._forest_known = True
+            self._forest = None if self._directed else self._build_forest()
+        return self._forest is not None
+
+    def _build_forest(self) -> tuple[list[int], list[int], list[int], list[int]] | None:
+        """``(parent, link up, link down, depth)`` per node index (the root is its own
+        parent, depth 0; each tree gets its own root), or None where the switches have a
+        cycle."""
+        n = len(self.nodes)
+        parent, up, down, depth = list(range(n)), [-1] * n, [-1] * n, [0] * n
+        seen = [False] * n
+        adj, stub, nodes, link_id = self.adj, self._stub, self.nodes, self.link_id
+        for root in range(n):
+            if seen[root] or stub[root]:
+                continue
+            seen[root] = True
+            queue = [root]
+            for u in queue:
+                for v, lid, _ in adj[u]:
+                    if stub[v]:
+                        continue
+                    if seen[v]:
+                        if v != parent[u]:
+                            return None  # a second way to reach v: a cycle
+                        continue
+                    seen[v] = True
+                    parent[v], down[v], depth[v] = u, lid, depth[u] + 1
+                    up[v] = link_id[(nodes[v], nodes[u])]
+                    queue.append(v)
+        return parent, up, down, depth
+
+    def tree_path(self, s: int, t: int) -> list[int]:
+        """Link ids of the one path between non-stub nodes ``s`` and ``t`` of a forest
+        (:attr:`is_forest` must be True), or raise :class:`NoRouteError` where they lie in
+        different trees.
+
+        >>> import numpy as np
+        >>> links = [(0, 1), (1, 2), (1, 0), (2, 1)]
+        >>> p = ShortestPaths([0, 1, 2], links, np.ones(4), directed=False)
+        >>> p.tree_path(0, 2) == p.best(0, 2), p.tree_path(2, 0)
+        (True, [3, 2])
+        """
+        assert self._forest is not None, "tree_path needs a forest"
+        parent, up, down, depth = self._forest
+        head: list[int] = []
+        tail: list[int] = []
+        u, v = s, t
+        while depth[u] > depth[v]:
+            head.append(up[u])
+            u = parent[u]
+        while depth[v] > depth[u]:
+            tail.append(down[v])
+            v = parent[v]
+        while u != v:
+            if parent[u] == u:  # two roots: different trees
+                raise NoRouteError(self.nodes, s, t)
+            head.append(up[u])
+            tail.append(down[v])
+            u, v = parent[u], parent[v]
+        return head + tail[::-1]
+
     def best(self, s: int, t: int) -> list[int]:
         """Link ids of the best route between non-stub nodes ``s`` and ``t``.
 
@@ -148,6 +239,8 @@ class ShortestPaths:
         """
         if s == t:
             return []
+        if self.is_forest:
+            return self.tree_path(s, t)
         state = self._searches.pop(s, None)
         if state is None:
             state = ({s: (0, 0, (s,))}, {}, [(0, 0, (s,), s)], set())

@@ -32,6 +32,8 @@ from sim.routing import LinkFailure, Router
 
 __all__ = ["PACES", "Chain", "CollectiveRun", "Schedule", "Step"]
 
+#: Round completions a lock-step channel logs before folding them into per-rank times.
+_LOG_KEPT = 64
 #: How ranks move through a schedule: each on its own (exact), or all together (lock-step).
 PACES = ("rank", "step")
 
@@ -161,7 +163,11 @@ class _Lockstep:
 
     def __init__(self, run: CollectiveRun, schedule: Schedule, channel: int = 0) -> None:
         self.run, self.schedule, self.channel = run, schedule, channel
-        self.finished = np.full(schedule.n, float(run.net.env.now))
+        self._base = np.full(schedule.n, float(run.net.env.now))
+        # Who finished a round when, oldest first: (ranks, time); folded into each rank's
+        # last time only when asked (:attr:`finished`), so a round of 131,072 ranks costs
+        # no per-rank pass. A round that repeats the last one's ranks replaces it.
+        self._log: list[tuple[np.ndarray, float]] = []
         self.s = -1
         self.step: Step | None = None
         self.left = 0  # messages of the current round not yet delivered
@@ -189,15 +195,30 @@ class _Lockstep:
                 run.net.inject(batch, self.owner, batch.index)
                 return
 
+    @property
+    def finished(self) -> np.ndarray:
+        """Each rank's last send or receive so far (the start where none yet): the rounds'
+        times folded in order, the latest written last."""
+        finished = self._base.copy()
+        for ranks, at in self._log:
+            finished[ranks] = at
+        return finished
+
     def on_done(self, tags: np.ndarray) -> None:
         step = self.step
         assert step is not None, "a round's flows finish only after next_round injected them"
         now = self.run.net.env.now
+        log = self._log
         if tags.size == step.size:
-            self.finished[step.touched] = now
+            touched = step.touched
+            if log and log[-1][0] is touched:
+                log[-1] = (touched, now)
+            else:
+                log.append((touched, now))
         else:
-            self.finished[step.src[tags]] = now
-            self.finished[step.dst[tags]] = now
+            log.append((np.concatenate((step.src[tags], step.dst[tags])), now))
+            if len(log) > _LOG_KEPT:  # partial rounds: fold, so the log stays small
+                self._base, log[:] = self.finished, []
         self.left -= tags.size
         if self.left == 0:
             self.next_round()
