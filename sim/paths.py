@@ -54,8 +54,6 @@ class ShortestPaths:
     ----------
     index : dict
         Node -> node index.
-    link_id : dict
-        ``(u, v)`` -> link id.
     adj : list of list of (int, int, int)
         Per node index, ``(neighbour, link id, latency in fs)`` sorted by neighbour, stubs left
         out (see :meth:`peel`).
@@ -91,15 +89,30 @@ class ShortestPaths:
         self.nodes = nodes
         self.links = links
         self.index = {v: i for i, v in enumerate(nodes)}
-        self.link_id = {uv: i for i, uv in enumerate(links)}
+        self._link_id: dict[tuple[Hashable, Hashable], int] | None = None  # built on first use
+        index = self.index
+        n = len(nodes)
+        head = np.fromiter((index[u] for u, _ in links), dtype=np.int64, count=len(links))
+        tail = np.fromiter((index[v] for _, v in links), dtype=np.int64, count=len(links))
+        # Each link's reverse (v -> u), or -1: the stubs' and the trees' links back.
+        key = head * n + tail
+        order = np.argsort(key, kind="stable")
+        pos = np.minimum(np.searchsorted(key[order], tail * n + head), max(len(links) - 1, 0))
+        hit = key[order][pos] == tail * n + head if len(links) else np.zeros(0, dtype=bool)
+        self._reverse = np.where(hit, order[pos] if len(links) else pos, -1).tolist()
+        # Latencies in whole femtoseconds, rounded half to even as ``round`` rounds them.
+        quanta = np.asarray(latency, dtype=float) / _QUANTUM
+        if quanta.size and quanta.max() < 2.0**53:
+            whole = np.rint(quanta).astype(np.int64).tolist()
+        else:
+            whole = [round(q) for q in quanta.tolist()]
         # Adjacency as index lists sorted by neighbour index: the search then meets candidate
         # paths in a fixed order, which keeps the whole computation deterministic.
-        index = self.index
         adj: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
-        for lid, (u, v) in enumerate(links):
+        for lid, (u, v, w) in enumerate(zip(head.tolist(), tail.tolist(), whole, strict=True)):
             if down and lid in down:
                 continue
-            adj[index[u]].append((index[v], lid, round(latency[lid] / _QUANTUM)))
+            adj[u].append((v, lid, w))
         for nbrs in adj:
             nbrs.sort()
         # A node of an undirected graph with one neighbour (a host on a switch) can end a
@@ -107,8 +120,9 @@ class ShortestPaths:
         # switch's thousands of hosts, and a stub's own route starts with its one link.
         stub = [not directed and len(nbrs) == 1 for nbrs in adj]
         # A stub's route leaves through its one neighbour: (neighbour, link out, link in).
+        reverse = self._reverse
         self._parent = {
-            u: (nbrs[0][0], nbrs[0][1], self.link_id[(nodes[nbrs[0][0]], nodes[u])])
+            u: (nbrs[0][0], nbrs[0][1], reverse[nbrs[0][1]])
             for u, nbrs in enumerate(adj)
             if stub[u]
         }
@@ -137,6 +151,13 @@ class ShortestPaths:
                 return np.asarray([*head, back[2]], dtype=np.int64)
             tail, t = [back[2]], back[0]
         return head, s, t, tail
+
+    @property
+    def link_id(self) -> dict[tuple[Hashable, Hashable], int]:
+        """``(u, v)`` -> link id (built on first use: a fault or ``dmodk`` asks)."""
+        if self._link_id is None:
+            self._link_id = {uv: i for i, uv in enumerate(self.links)}
+        return self._link_id
 
     def stub_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per node index: its stub parent (-1 where it is no stub), the link out to it and
@@ -174,7 +195,7 @@ class ShortestPaths:
         n = len(self.nodes)
         parent, up, down, depth = list(range(n)), [-1] * n, [-1] * n, [0] * n
         seen = [False] * n
-        adj, stub, nodes, link_id = self.adj, self._stub, self.nodes, self.link_id
+        adj, stub, reverse = self.adj, self._stub, self._reverse
         for root in range(n):
             if seen[root] or stub[root]:
                 continue
@@ -190,7 +211,7 @@ class ShortestPaths:
                         continue
                     seen[v] = True
                     parent[v], down[v], depth[v] = u, lid, depth[u] + 1
-                    up[v] = link_id[(nodes[v], nodes[u])]
+                    up[v] = reverse[lid]
                     queue.append(v)
         return parent, up, down, depth
 
@@ -199,13 +220,15 @@ class ShortestPaths:
         (:attr:`is_forest` must be True), or raise :class:`NoRouteError` where they lie in
         different trees.
 
+        A path 0 - 1 - 2 - 3 - 4 (the ends are stubs): the middle part from 1 to 3 and back.
+
         >>> import numpy as np
-        >>> links = [(0, 1), (1, 2), (1, 0), (2, 1)]
-        >>> p = ShortestPaths([0, 1, 2], links, np.ones(4), directed=False)
-        >>> p.tree_path(0, 2) == p.best(0, 2), p.tree_path(2, 0)
-        (True, [3, 2])
+        >>> links = [(0, 1), (1, 2), (2, 3), (3, 4), (1, 0), (2, 1), (3, 2), (4, 3)]
+        >>> p = ShortestPaths(list(range(5)), links, np.ones(8), directed=False)
+        >>> p.is_forest, p.tree_path(1, 3), p.tree_path(3, 1)
+        (True, [1, 2], [6, 5])
         """
-        assert self._forest is not None, "tree_path needs a forest"
+        assert self.is_forest and self._forest is not None, "tree_path needs a forest"
         parent, up, down, depth = self._forest
         head: list[int] = []
         tail: list[int] = []
