@@ -85,11 +85,25 @@ class FlowClasses:
         #: (solver version, sorted active classes) -> (rate per class, pattern id).
         self._solves: dict[tuple[int, tuple[int, ...]], tuple[dict[int, float], int]] = {}
         self._owners: dict[int, np.ndarray] = {}
+        self._unions: dict[tuple[int, ...], np.ndarray] = {}
         #: Whether the batch is worth holding as classes (False once a split makes too many).
         self.worth = self._worth(len(self.members))
 
     def _worth(self, n_classes: int) -> bool:
         return n_classes <= MAX_CLASSES and n_classes * MIN_FLOWS_PER_CLASS <= self.batch.size
+
+    def union(self, ids: list[int]) -> np.ndarray:
+        """The flows of classes ``ids``, ascending (kept: the same sets recur every round)."""
+        if len(ids) == 1:
+            return self.members[ids[0]]
+        key = tuple(sorted(ids))
+        flows = self._unions.get(key)
+        if flows is None:
+            if len(self._unions) >= 256:
+                self._unions.clear()
+            flows = self._unions[key] = np.sort(np.concatenate([self.members[c] for c in key]))
+            flows.flags.writeable = False
+        return flows
 
     def owners(self, owner: int) -> np.ndarray:
         """A read-only array of ``owner`` as long as the batch (slice it for fewer)."""
@@ -125,6 +139,7 @@ class FlowClasses:
                 self._split(rows, i, mine)
             if uneven:  # class ids changed: what was kept refers to the old ones
                 self._solves.clear()
+                self._unions.clear()
                 key = (solver.version, tuple(sorted(row[0] for row in rows)))
             per_class = {row[0]: float(by_flow[self.members[row[0]][0]]) for row in rows}
             known = self._solves[key] = (per_class, pattern)

@@ -339,13 +339,12 @@ class FlowTable:
     # -- a round held as classes -------------------------------------------------------------
 
     def _members(self, rows: list[list[Any]]) -> np.ndarray:
-        """The tags of the flows of ``rows`` (all of the round's, unsplit, where they are)."""
-        batch, _, tags = self._round  # type: ignore[misc]
-        classes = batch.classes
+        """The tags of the flows of ``rows``: their positions in the batch (a round held as
+        classes is tagged by position), all of them where ``rows`` cover the batch."""
+        classes = self._round[0].classes  # type: ignore[index]
         if len(rows) == len(classes.members):
-            return tags
-        idx = np.concatenate([classes.members[r[0]] for r in rows])
-        return tags[idx]
+            return self._round[2]  # type: ignore[index]
+        return classes.union([r[0] for r in rows])
 
     def _complete_rows(self, now: float, finished: Finished) -> bool:
         rows = self._rows_a
@@ -360,8 +359,7 @@ class FlowTable:
             done = [r for r in rows if r[1] <= _DONE_FRACTION * r[2] or r[1] <= r[3] * clock]
         if not done:
             return False
-        everything = not self._rows_p and len(done) == len(classes.members)
-        tags = self._members(done) if not everything else self._round[2]  # type: ignore[index]
+        tags = self._members(done)
         finished.append((classes.owners(owner)[: tags.size], tags, self._a_owner))
         if len(done) == len(rows):
             self._rows_a = []
@@ -391,8 +389,8 @@ class FlowTable:
         if instants:
             gone = [r for r in due if classes.instant[r[0]]]
             if gone:
-                idx = np.sort(np.concatenate([classes.members[r[0]] for r in gone]))
-                finished.append((classes.owners(owner)[: idx.size], tags[idx], sole))
+                idx = self._members(gone)
+                finished.append((classes.owners(owner)[: idx.size], idx, sole))
                 due = [r for r in due if not classes.instant[r[0]]]
                 if not due:
                     if not self._rows_p and not self._rows_a:

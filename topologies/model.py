@@ -306,7 +306,11 @@ def _validate_edges(g: nx.Graph) -> None:
         if u == v:
             raise TopologyError(f"edge ({u!r}, {v!r}) is a self loop; remove it")
         bandwidth, latency, efficiency = d.get("bandwidth"), d.get("latency"), d.get("efficiency")
-        seen = (type(bandwidth), bandwidth, type(latency), latency, type(efficiency), efficiency)
+        seen: tuple[object, ...] = (
+            *(type(bandwidth), bandwidth),
+            *(type(latency), latency),
+            *(type(efficiency), efficiency),
+        )
         try:
             if seen in passed:
                 continue

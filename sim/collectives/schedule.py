@@ -32,8 +32,6 @@ from sim.routing import LinkFailure, Router
 
 __all__ = ["PACES", "Chain", "CollectiveRun", "Schedule", "Step"]
 
-#: Round completions a lock-step channel logs before folding them into per-rank times.
-_LOG_KEPT = 64
 #: How ranks move through a schedule: each on its own (exact), or all together (lock-step).
 PACES = ("rank", "step")
 
@@ -168,6 +166,7 @@ class _Lockstep:
         # last time only when asked (:attr:`finished`), so a round of 131,072 ranks costs
         # no per-rank pass. A round that repeats the last one's ranks replaces it.
         self._log: list[tuple[np.ndarray, float]] = []
+        self._logged = 0  # ranks in partial entries of the log
         self.s = -1
         self.step: Step | None = None
         self.left = 0  # messages of the current round not yet delivered
@@ -216,9 +215,11 @@ class _Lockstep:
             else:
                 log.append((touched, now))
         else:
-            log.append((np.concatenate((step.src[tags], step.dst[tags])), now))
-            if len(log) > _LOG_KEPT:  # partial rounds: fold, so the log stays small
-                self._base, log[:] = self.finished, []
+            log.append((step.src[tags], now))
+            log.append((step.dst[tags], now))
+            self._logged += tags.size
+            if self._logged > 2 * self.schedule.n:  # partial rounds: fold (amortised O(1))
+                self._base, log[:], self._logged = self.finished, [], 0
         self.left -= tags.size
         if self.left == 0:
             self.next_round()
