@@ -82,8 +82,8 @@ class FlowClasses:
         self.latency = [float(batch.latency[i]) for i in heads]
         self.nbytes = [float(batch.nbytes[i]) for i in heads]
         self.instant = [bool(batch.instant[i]) for i in heads]
-        #: (solver version, sorted active classes) -> (rate per class, pattern id).
-        self._solves: dict[tuple[int, tuple[int, ...]], tuple[dict[int, float], int]] = {}
+        #: (solver version, active classes...) -> (rate per class, pattern id).
+        self._solves: dict[tuple[int, ...], tuple[dict[int, float], int]] = {}
         self._owners: dict[int, np.ndarray] = {}
         self._unions: dict[tuple[int, ...], np.ndarray] = {}
         #: Whether the batch is worth holding as classes (False once a split makes too many).
@@ -119,7 +119,9 @@ class FlowClasses:
         splitting a class whose flows get different rates (its row is copied into ``rows``);
         return the solver's pattern id, or None (rows untouched) where the splits would make
         the batch not :attr:`worth` holding as classes."""
-        key = (solver.version, tuple(sorted(row[0] for row in rows)))
+        # Keyed by the rows' classes in table order (the same set in another order is
+        # another key: solved again, to the same rates).
+        key = (solver.version, *[row[0] for row in rows])
         known = self._solves.get(key)
         if known is None:
             flows = np.concatenate([self.members[row[0]] for row in rows])
@@ -140,7 +142,7 @@ class FlowClasses:
             if uneven:  # class ids changed: what was kept refers to the old ones
                 self._solves.clear()
                 self._unions.clear()
-                key = (solver.version, tuple(sorted(row[0] for row in rows)))
+                key = (solver.version, *[row[0] for row in rows])
             per_class = {row[0]: float(by_flow[self.members[row[0]][0]]) for row in rows}
             known = self._solves[key] = (per_class, pattern)
         else:

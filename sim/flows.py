@@ -353,10 +353,11 @@ class FlowTable:
         batch, owner, _ = self._round  # type: ignore[misc]
         classes = batch.classes
         # The plain table's tests, in its order: the second only where the first left some.
-        done = [r for r in rows if r[1] <= _DONE_FRACTION * r[2]]
-        if len(done) < len(rows):
+        flags = [r[1] <= _DONE_FRACTION * r[2] for r in rows]
+        if not all(flags):
             clock = _DONE_CLOCK * now
-            done = [r for r in rows if r[1] <= _DONE_FRACTION * r[2] or r[1] <= r[3] * clock]
+            flags = [f or r[1] <= r[3] * clock for f, r in zip(flags, rows, strict=True)]
+        done = [r for f, r in zip(flags, rows, strict=True) if f]
         if not done:
             return False
         tags = self._members(done)
@@ -364,7 +365,7 @@ class FlowTable:
         if len(done) == len(rows):
             self._rows_a = []
         else:
-            self._rows_a = [r for r in rows if not any(r is d for d in done)]
+            self._rows_a = [r for f, r in zip(flags, rows, strict=True) if not f]
         if not self._rows_a and not self._rows_p:
             self._round = None
             self._a_owner = -1

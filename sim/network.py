@@ -74,6 +74,7 @@ __all__ = [
     "check_nbytes",
     "check_routing",
     "check_unfairness",
+    "fold_runs",
 ]
 
 Owner = Callable[[np.ndarray], None]

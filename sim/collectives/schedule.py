@@ -162,10 +162,11 @@ class _Lockstep:
     def __init__(self, run: CollectiveRun, schedule: Schedule, channel: int = 0) -> None:
         self.run, self.schedule, self.channel = run, schedule, channel
         self._base = np.full(schedule.n, float(run.net.env.now))
-        # Who finished a round when, oldest first: (ranks, time); folded into each rank's
+        # Who finished a round when, oldest first: (ranks, time) for a whole round, (message
+        # indices, time, step) for part of one; folded into each rank's
         # last time only when asked (:attr:`finished`), so a round of 131,072 ranks costs
         # no per-rank pass. A round that repeats the last one's ranks replaces it.
-        self._log: list[tuple[np.ndarray, float]] = []
+        self._log: list[tuple[Any, ...]] = []
         self._logged = 0  # ranks in partial entries of the log
         self.s = -1
         self.step: Step | None = None
@@ -199,8 +200,13 @@ class _Lockstep:
         """Each rank's last send or receive so far (the start where none yet): the rounds'
         times folded in order, the latest written last."""
         finished = self._base.copy()
-        for ranks, at in self._log:
-            finished[ranks] = at
+        for entry in self._log:
+            if len(entry) == 2:  # a whole round: the ranks it touched
+                finished[entry[0]] = entry[1]
+            else:
+                tags, at, step = entry
+                finished[step.src[tags]] = at
+                finished[step.dst[tags]] = at
         return finished
 
     def on_done(self, tags: np.ndarray) -> None:
@@ -214,11 +220,10 @@ class _Lockstep:
                 log[-1] = (touched, now)
             else:
                 log.append((touched, now))
-        else:
-            log.append((step.src[tags], now))
-            log.append((step.dst[tags], now))
+        else:  # the messages ``tags`` of ``step``: their ranks are looked up when folded
+            log.append((tags, now, step))
             self._logged += tags.size
-            if self._logged > 2 * self.schedule.n:  # partial rounds: fold (amortised O(1))
+            if self._logged > 8 * self.schedule.n:  # partial rounds: fold (amortised O(1))
                 self._base, log[:], self._logged = self.finished, [], 0
         self.left -= tags.size
         if self.left == 0:
