@@ -276,3 +276,37 @@ def test_a_forest_cut_in_two_fails_as_a_search_would():
 def test_cycles_are_no_forest():
     assert not Router(topologies.fat_tree(4))._paths.is_forest
     assert not Router(topologies.ring(4))._paths.is_forest
+
+
+def test_a_training_run_with_a_straggler_gives_the_plain_numbers(plain):
+    import strategies
+    from sim.run import run as sim_run
+
+    held = []
+    original = FlowTable.add
+
+    def spy(table, batch, owner, tags, now, weights=None):
+        original(table, batch, owner, tags, now, weights)
+        held.append(table.compressed)
+
+    def one(on: bool):
+        plain(on)
+        result = sim_run(
+            strategies.get("allreduce", algorithm="ring"),
+            "mlp_digits",
+            topologies.star(4, bandwidth="1Gbps", latency="50us"),
+            compute={"base": 0.01, "straggler": "lognormal"},
+            steps=4,
+            eval_every=2,
+            seed=0,
+        )
+        m = result.metrics
+        return m["time"].tolist(), m["bytes"].tolist(), result.summary["steps"]
+
+    FlowTable.add = spy
+    try:
+        fast = one(True)
+    finally:
+        FlowTable.add = original
+    assert any(held)  # the fast run did hold rounds as classes
+    assert fast == one(False)
