@@ -64,6 +64,7 @@ class Step:
         self._all_send = self.size > 0 and bool((np.diff(self._ptr) > 0).all())
         self._touched: np.ndarray | None = None
         self._flows: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
+        self._by_sender: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
 
     @property
     def touched(self) -> np.ndarray:
@@ -90,6 +91,29 @@ class Step:
         ):
             batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes, channel)
             memo = self._flows = (members, router, channel, router.epoch, batch)
+        return memo[4]
+
+    @property
+    def all_sends(self) -> np.ndarray:
+        """Every message, by sender (what :meth:`sends_of` returns for all ranks at once)."""
+        return self._order
+
+    def flows_by_sender(self, members: np.ndarray, router: Router, channel: int = 0) -> FlowBatch:
+        """Like :meth:`flows`, the messages in :attr:`all_sends` order: the batch per-rank
+        progress injects when every rank enters the step at once (kept the same way)."""
+        memo = self._by_sender
+        if (
+            memo is None
+            or memo[0] is not members
+            or memo[1] is not router
+            or memo[2] != channel
+            or memo[3] != router.epoch
+        ):
+            o = self._order
+            batch = FlowBatch(
+                router, members[self.src[o]], members[self.dst[o]], self.nbytes[o], channel
+            )
+            memo = self._by_sender = (members, router, channel, router.epoch, batch)
         return memo[4]
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
@@ -277,13 +301,16 @@ class _Channel:
                 if msgs.size:
                     net, m = self.run.net, self.run.members
                     try:
-                        flows = FlowBatch(
-                            net.router,
-                            m[step.src[msgs]],
-                            m[step.dst[msgs]],
-                            step.nbytes[msgs],
-                            self.channel,
-                        )
+                        if msgs is step.all_sends:  # every rank at once: routed before
+                            flows = step.flows_by_sender(m, net.router, self.channel)
+                        else:
+                            flows = FlowBatch(
+                                net.router,
+                                m[step.src[msgs]],
+                                m[step.dst[msgs]],
+                                step.nbytes[msgs],
+                                self.channel,
+                            )
                     except LinkFailure as exc:
                         self.run.fail(exc)
                         return

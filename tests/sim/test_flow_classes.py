@@ -310,3 +310,24 @@ def test_a_training_run_with_a_straggler_gives_the_plain_numbers(plain):
         FlowTable.add = original
     assert any(held)  # the fast run did hold rounds as classes
     assert fast == one(False)
+
+
+@pytest.mark.parametrize(("make", "collective"), CASES[:4])
+def test_per_rank_progress_reuses_a_steps_batch_with_the_same_numbers(
+    make, collective, plain, monkeypatch
+):
+    from sim.collectives.schedule import Step
+
+    built = []
+    original = Step.flows_by_sender
+
+    def counted(step, members, router, channel=0):
+        built.append(step)
+        return original(step, members, router, channel)
+
+    monkeypatch.setattr(Step, "flows_by_sender", counted)
+    reused = run(make(), False, plain, pace="rank", **dict(collective))
+    assert built  # every rank entered some step at once: its batch was reused
+    # A copy of the order is never ``all_sends`` itself: each batch is routed anew.
+    monkeypatch.setattr(Step, "all_sends", property(lambda step: step._order.copy()))
+    assert run(make(), False, plain, pace="rank", **dict(collective)) == reused
