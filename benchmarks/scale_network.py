@@ -94,8 +94,8 @@ def main() -> None:
             slow = spawn(case, True, pace, args.timeout) if runs_plain else None
 
             def cell(run: dict | None, key: str, fmt: str) -> str:
-                if run is None:
-                    return "-"
+                if run is None:  # not run, or past the timeout
+                    return "-".rjust(int(fmt.split(".")[0]))
                 return format(run[key], fmt)
 
             diff = "-"
