@@ -67,7 +67,7 @@ class EqualCostPaths:
         """``(links, fraction of the flow on each)`` of a flow split evenly over the paths
         from ``s`` to ``t``, links in id order; None where there is one path (or ``s == t``):
         the whole flow on it, exactly ``single``'s route."""
-        if s == t:
+        if s == t or self._paths.is_forest:  # a forest has one path per pair
             return None
         _, _, n, links, shares = self._middle(s, t)
         return None if n == 1 else (links, shares)
@@ -77,6 +77,8 @@ class EqualCostPaths:
         ordered by their node-index sequences (path 0 is :meth:`ShortestPaths.best`'s)."""
         if s == t:
             return []
+        if self._paths.is_forest:  # one path per pair: the one every rank picks
+            return self._paths.tree_path(s, t)
         successors, sigma_t, n, _, _ = self._middle(s, t)
         pick %= n
         links = []

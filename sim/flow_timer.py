@@ -114,12 +114,13 @@ class FlowTimer:
         timer is handling (an owner told of finished flows fails an operation), the change is
         made at once and the instant's end solves the rates with the rest.
         """
+        self.flows.expand()  # a change reads and rewrites the flows' arrays
         if self.busy:
             change()
             self._dirty = True
             return
         now, flows = self.env.now, self.flows
-        if flows.active[1].size and now > self.t_last:
+        if flows.any_active and now > self.t_last:
             flows.progress(now - self.t_last)
             if self.record:
                 self.stats.log(self.t_last, now, self._pattern)
@@ -136,6 +137,14 @@ class FlowTimer:
     def _solve(self) -> None:
         """Solve the active flows' rates (after a change to them)."""
         self._dirty = False
+        if self.flows.compressed:
+            if not self.flows.any_active:
+                self._pattern = -1
+                return
+            pattern = self.flows.solve_rows(self.solver)
+            if pattern is not None:
+                self._pattern = pattern
+                return
         route = self.flows.active[0]
         if route.size:
             if self.weighted:
@@ -152,7 +161,7 @@ class FlowTimer:
         now = self.env.now
         flows = self.flows
         finished: Finished = []
-        if flows.active[1].size:
+        if flows.any_active:
             if now > self.t_last:
                 flows.progress(now - self.t_last)
                 if self.record:

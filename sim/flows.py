@@ -26,9 +26,11 @@ Examples
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from sim.flow_classes import FlowClasses
 from sim.routing import Router
 
 __all__ = ["FlowBatch", "FlowTable"]
@@ -84,6 +86,8 @@ class FlowBatch:
     """
 
     __slots__ = (
+        "_classes",
+        "_uses",
         "any_instant",
         "index",
         "instant",
@@ -120,6 +124,22 @@ class FlowBatch:
         self.total = float(self.nbytes.sum())
         #: ``0..size-1``: the flows' positions, for owners that tag flows by position.
         self.index = _frozen(np.arange(self.size))
+        self._classes: FlowClasses | None = None
+        self._uses = 0
+
+    @property
+    def recurring(self) -> bool:
+        """Whether the batch has been injected before (a ring's rounds, every all-reduce of
+        a run): only then is finding its classes worth it. Counts this call as a use."""
+        self._uses += 1
+        return self._uses > 1
+
+    @property
+    def classes(self) -> FlowClasses:
+        """The batch's flows in classes that evolve identically (found on first use)."""
+        if self._classes is None:
+            self._classes = FlowClasses(self)
+        return self._classes
 
 
 class FlowTable:
@@ -130,15 +150,55 @@ class FlowTable:
     weight (1 unless the network draws one, see ``unfairness`` in :class:`sim.network.Network`)
     goes with it. ``first_due`` is the earliest end of a latency phase (``inf`` when none). A
     newly active flow has rate 1 until :meth:`set_rates`.
+
+    A lock-step round added to an empty table (tagged by position, no weights of its own) is
+    held as classes of identical flows instead (:mod:`sim.flow_classes`): same times, same
+    events, a few Python floats per class; reading ``pending`` or ``active``, or adding other
+    flows, first expands it into the arrays above (:meth:`expand`).
     """
 
+    #: Whether rounds are held as classes (False: always the plain arrays; tests compare).
+    compress = True
+
     def __init__(self) -> None:
-        self.pending: Columns = _NO_PENDING
-        self.active: Columns = _NO_ACTIVE
+        self._pending: Columns = _NO_PENDING
+        self._active: Columns = _NO_ACTIVE
         self.first_due, self._last_due = math.inf, -math.inf
         self._instant = False  # some pending flow is delivered at the end of its latency
         # The one owner of all pending (all active) flows, or -1: saves a comparison.
         self._p_owner = self._a_owner = -1
+        # A round held as classes: (batch, owner, tags), pending rows [class, end] and active
+        # rows [class, bytes left, bytes, rate, activation wave]; None: the plain arrays.
+        self._round: tuple[FlowBatch, int, np.ndarray] | None = None
+        self._rows_p: list[list[Any]] = []
+        self._rows_a: list[list[Any]] = []
+        self._wave = 0
+
+    @property
+    def pending(self) -> Columns:
+        """The pending flows' columns (expands a round held as classes)."""
+        if self._round is not None:
+            self.expand()
+        return self._pending
+
+    @property
+    def active(self) -> Columns:
+        """The active flows' columns (expands a round held as classes)."""
+        if self._round is not None:
+            self.expand()
+        return self._active
+
+    @property
+    def any_active(self) -> bool:
+        """Whether some flow is transferring."""
+        if self._round is not None:
+            return bool(self._rows_a)
+        return bool(self._active[1].size)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the table holds a round as classes (:mod:`sim.flow_classes`)."""
+        return self._round is not None
 
     def add(
         self,
@@ -150,6 +210,26 @@ class FlowTable:
     ) -> None:
         """``batch`` starts its latency phase ``now``; its flows belong to ``owner`` and share
         links with ``weights`` (default 1 each)."""
+        if self._round is not None:
+            self.expand()
+        elif (
+            self.compress
+            and weights is None
+            and tags is batch.index
+            and batch.size > 1
+            and batch.recurring
+            and batch.classes.worth
+            and not self._pending[0].size
+            and not self._active[0].size
+        ):
+            classes = batch.classes
+            self._round = (batch, owner, tags)
+            self._rows_p = [[c, now + lat] for c, lat in enumerate(classes.latency)]
+            self._rows_a = []
+            self._p_owner, self._instant = owner, batch.any_instant
+            self.first_due = min(self.first_due, now + batch.min_latency)
+            self._last_due = max(self._last_due, now + batch.max_latency)
+            return
         owners = np.empty(batch.size, np.int64)
         owners.fill(owner)  # np.full, without its Python wrapper
         weight = _ones(batch.size) if weights is None else weights
@@ -162,31 +242,41 @@ class FlowTable:
             batch.instant,
             weight,
         )
-        if self.pending[0].size:
-            self.pending = tuple(map(np.concatenate, zip(self.pending, new)))
+        if self._pending[0].size:
+            self._pending = tuple(map(np.concatenate, zip(self._pending, new)))
             self._p_owner = owner if self._p_owner == owner else -1
             self._instant = self._instant or batch.any_instant
         else:
-            self.pending, self._p_owner, self._instant = new, owner, batch.any_instant
+            self._pending, self._p_owner, self._instant = new, owner, batch.any_instant
         # Rounding is monotonic, so these are exactly the extremes of the new end times.
         self.first_due = min(self.first_due, now + batch.min_latency)
         self._last_due = max(self._last_due, now + batch.max_latency)
 
     def next_event(self, t_last: float) -> float:
         """When the next flow ends its latency or its transfer (rates constant since ``t_last``)."""
-        rem, rate = self.active[1], self.active[3]
+        if self._round is not None:
+            if self._rows_a:
+                return min(self.first_due, t_last + min([r[1] / r[3] for r in self._rows_a]))
+            return self.first_due
+        rem, rate = self._active[1], self._active[3]
         if rem.size:
             return min(self.first_due, t_last + float(_min(rem / rate)))
         return self.first_due
 
     def progress(self, dt: float) -> None:
         """Active flows transfer for ``dt`` seconds at their rates."""
-        route, rem, size, rate, owner, tag, weight = self.active
-        self.active = (route, rem - rate * dt, size, rate, owner, tag, weight)
+        if self._round is not None:
+            for row in self._rows_a:
+                row[1] = row[1] - row[3] * dt
+            return
+        route, rem, size, rate, owner, tag, weight = self._active
+        self._active = (route, rem - rate * dt, size, rate, owner, tag, weight)
 
     def complete(self, now: float, finished: Finished) -> bool:
         """Remove the active flows that are done at ``now`` into ``finished``; True if any."""
-        _, rem, size, rate, owner, tag, _ = self.active
+        if self._round is not None:
+            return self._complete_rows(now, finished)
+        _, rem, size, rate, owner, tag, _ = self._active
         done = rem <= _DONE_FRACTION * size
         n_done = _count(done)
         if n_done < rem.size:
@@ -194,10 +284,10 @@ class FlowTable:
             n_done = _count(done)
         if n_done == rem.size:
             finished.append((owner, tag, self._a_owner))
-            self.active = _NO_ACTIVE
+            self._active = _NO_ACTIVE
         elif n_done:
             finished.append((owner[done], tag[done], self._a_owner))
-            self.active = tuple(x[~done] for x in self.active)
+            self._active = tuple(x[~done] for x in self._active)
         return bool(n_done)
 
     def activate(self, now: float, finished: Finished) -> bool:
@@ -205,13 +295,15 @@ class FlowTable:
 
         Returns True if flows became active (their rates must then be solved).
         """
-        pending, sole, instants = self.pending, self._p_owner, self._instant
+        if self._round is not None:
+            return self._activate_rows(now, finished)
+        pending, sole, instants = self._pending, self._p_owner, self._instant
         if self._last_due <= now * DUE:  # all of them: the usual case
-            self.pending, self.first_due, self._last_due = _NO_PENDING, math.inf, -math.inf
+            self._pending, self.first_due, self._last_due = _NO_PENDING, math.inf, -math.inf
             self._p_owner, self._instant = -1, False
         else:
             due = pending[0] <= now * DUE
-            self.pending = left = tuple(x[~due] for x in pending)
+            self._pending = left = tuple(x[~due] for x in pending)
             self.first_due, self._last_due = float(_min(left[0])), float(_max(left[0]))
             self._instant = bool(_count(left[5]))
             pending = tuple(x[due] for x in pending)
@@ -223,16 +315,147 @@ class FlowTable:
                 return False
             route, size, owner, tag, weight = route[go], size[go], owner[go], tag[go], weight[go]
         new: Columns = (route, size, size, _ones(size.size), owner, tag, weight)
-        if self.active[0].size:
-            self.active = tuple(map(np.concatenate, zip(self.active, new)))
+        if self._active[0].size:
+            self._active = tuple(map(np.concatenate, zip(self._active, new)))
             self._a_owner = sole if self._a_owner == sole else -1
         else:
-            self.active, self._a_owner = new, sole
+            self._active, self._a_owner = new, sole
         return True
 
     def set_rates(self, rates: np.ndarray) -> None:
         """The active flows' rates (in their order), until the next change."""
-        self.active = (*self.active[:3], rates, *self.active[4:])
+        self._active = (*self._active[:3], rates, *self._active[4:])
+
+    def solve_rows(self, solver: Any) -> int | None:
+        """Solve the rates of a round held as classes with ``solver`` (a
+        :class:`~sim.maxmin.RateSolver`); return the pattern id, or None where the round
+        turned out to have too many classes: it is then expanded, to be solved plain."""
+        assert self._round is not None, "solve_rows needs a round held as classes"
+        pattern = self._round[0].classes.solve(solver, self._rows_a)
+        if pattern is None:
+            self.expand()
+        return pattern
+
+    # -- a round held as classes -------------------------------------------------------------
+
+    def _members(self, rows: list[list[Any]]) -> np.ndarray:
+        """The tags of the flows of ``rows``: their positions in the batch (a round held as
+        classes is tagged by position), all of them where ``rows`` cover the batch."""
+        classes = self._round[0].classes  # type: ignore[index]
+        if len(rows) == len(classes.members):
+            return self._round[2]  # type: ignore[index]
+        return classes.union([r[0] for r in rows])
+
+    def _complete_rows(self, now: float, finished: Finished) -> bool:
+        rows = self._rows_a
+        if not rows:
+            return False
+        batch, owner, _ = self._round  # type: ignore[misc]
+        classes = batch.classes
+        # The plain table's tests, in its order: the second only where the first left some.
+        flags = [r[1] <= _DONE_FRACTION * r[2] for r in rows]
+        if not all(flags):
+            clock = _DONE_CLOCK * now
+            flags = [f or r[1] <= r[3] * clock for f, r in zip(flags, rows, strict=True)]
+        done = [r for f, r in zip(flags, rows, strict=True) if f]
+        if not done:
+            return False
+        tags = self._members(done)
+        finished.append((classes.owners(owner)[: tags.size], tags, self._a_owner))
+        if len(done) == len(rows):
+            self._rows_a = []
+        else:
+            self._rows_a = [r for f, r in zip(flags, rows, strict=True) if not f]
+        if not self._rows_a and not self._rows_p:
+            self._round = None
+            self._a_owner = -1
+        return True
+
+    def _activate_rows(self, now: float, finished: Finished) -> bool:
+        batch, owner, tags = self._round  # type: ignore[misc]
+        classes = batch.classes
+        sole, instants = self._p_owner, self._instant
+        rows = self._rows_p
+        limit = now * DUE
+        if self._last_due <= limit:
+            due, self._rows_p = rows, []
+            self.first_due, self._last_due = math.inf, -math.inf
+            self._p_owner, self._instant = -1, False
+        else:
+            due = [r for r in rows if r[1] <= limit]
+            self._rows_p = left = [r for r in rows if r[1] > limit]
+            self.first_due = min([r[1] for r in left])
+            self._last_due = max([r[1] for r in left])
+            self._instant = any(classes.instant[r[0]] for r in left)
+        if instants:
+            gone = [r for r in due if classes.instant[r[0]]]
+            if gone:
+                idx = self._members(gone)
+                finished.append((classes.owners(owner)[: idx.size], idx, sole))
+                due = [r for r in due if not classes.instant[r[0]]]
+                if not due:
+                    if not self._rows_p and not self._rows_a:
+                        self._round = None
+                    return False
+        wave = self._wave
+        self._wave += 1
+        fresh = [[r[0], classes.nbytes[r[0]], classes.nbytes[r[0]], 1.0, wave] for r in due]
+        if self._rows_a:
+            self._rows_a.extend(fresh)
+            self._a_owner = sole if self._a_owner == sole else -1
+        else:
+            self._rows_a, self._a_owner = fresh, sole
+        return True
+
+    def expand(self) -> None:
+        """Turn a round held as classes into the plain arrays, in the order the plain table
+        holds its flows: pending ones in batch order, active ones by activation, then batch
+        order."""
+        if self._round is None:
+            return
+        batch, owner, tags = self._round
+        members = batch.classes.members
+        self._round = None
+        if self._rows_p:
+            idx = np.sort(np.concatenate([members[r[0]] for r in self._rows_p]))
+            end = np.empty(batch.size)
+            for c, t in self._rows_p:
+                end[members[c]] = t
+            owners = np.empty(idx.size, np.int64)
+            owners.fill(owner)
+            self._pending = (
+                end[idx],
+                batch.routes[idx],
+                batch.nbytes[idx],
+                owners,
+                tags[idx],
+                batch.instant[idx],
+                _ones(idx.size),
+            )
+        else:
+            self._pending = _NO_PENDING
+        if self._rows_a:
+            idx = np.concatenate([members[r[0]] for r in self._rows_a])
+            wave = np.concatenate([np.full(members[r[0]].size, r[4]) for r in self._rows_a])
+            idx = idx[np.lexsort((idx, wave))]
+            rem, rate = np.empty(batch.size), np.empty(batch.size)
+            for r in self._rows_a:
+                rem[members[r[0]]] = r[1]
+                rate[members[r[0]]] = r[3]
+            owners = np.empty(idx.size, np.int64)
+            owners.fill(owner)
+            self._active = (
+                batch.routes[idx],
+                rem[idx],
+                batch.nbytes[idx],
+                rate[idx],
+                owners,
+                tags[idx],
+                _ones(idx.size),
+            )
+        else:
+            self._active = _NO_ACTIVE
+        self._rows_p, self._rows_a = [], []
 
     def take(self, pending: np.ndarray, active: np.ndarray) -> tuple[Columns, Columns]:
         """Remove the pending and the active flows selected by boolean masks (link faults,
@@ -248,10 +471,11 @@ class FlowTable:
         >>> gone[4].tolist(), t.pending[4].tolist(), t.first_due
         ([0], [1], 2e-06)
         """
+        self.expand()
         pending_cols, active_cols = _NO_PENDING, _NO_ACTIVE
         if _count(pending):
-            pending_cols = tuple(x[pending] for x in self.pending)
-            self.pending = left = tuple(x[~pending] for x in self.pending)
+            pending_cols = tuple(x[pending] for x in self._pending)
+            self._pending = left = tuple(x[~pending] for x in self._pending)
             if left[0].size:
                 self.first_due, self._last_due = float(_min(left[0])), float(_max(left[0]))
                 self._instant = bool(_count(left[5]))
@@ -259,9 +483,9 @@ class FlowTable:
                 self.first_due, self._last_due, self._instant = math.inf, -math.inf, False
                 self._p_owner = -1
         if _count(active):
-            active_cols = tuple(x[active] for x in self.active)
-            self.active = tuple(x[~active] for x in self.active)
-            if not self.active[0].size:
+            active_cols = tuple(x[active] for x in self._active)
+            self._active = tuple(x[~active] for x in self._active)
+            if not self._active[0].size:
                 self._a_owner = -1
         return pending_cols, active_cols
 
@@ -269,11 +493,12 @@ class FlowTable:
         """Bring back flows removed by :meth:`take` (their routes possibly changed): pending
         ones to their latency phase, active ones with the bytes they have left (rate 1 until
         :meth:`set_rates`)."""
+        self.expand()
         if pending[0].size:
-            if self.pending[0].size:
-                self.pending = tuple(map(np.concatenate, zip(self.pending, pending)))
+            if self._pending[0].size:
+                self._pending = tuple(map(np.concatenate, zip(self._pending, pending)))
             else:
-                self.pending = pending
+                self._pending = pending
             self._p_owner = -1  # unknown: the sole-owner shortcut is only an optimisation
             self._instant = self._instant or bool(_count(pending[5]))
             self.first_due = min(self.first_due, float(_min(pending[0])))
@@ -281,8 +506,8 @@ class FlowTable:
         if active[0].size:
             route, rem, size, _, owner, tag, weight = active
             back = (route, rem, size, _ones(route.size), owner, tag, weight)
-            if self.active[0].size:
-                self.active = tuple(map(np.concatenate, zip(self.active, back)))
+            if self._active[0].size:
+                self._active = tuple(map(np.concatenate, zip(self._active, back)))
             else:
-                self.active = back
+                self._active = back
             self._a_owner = -1

@@ -176,6 +176,8 @@ class RateSolver:
         self.patterns: list[tuple[np.ndarray, np.ndarray]] = []
         self.hits = 0
         self.misses = 0
+        #: Counts the capacity changes: rates kept elsewhere are valid for one version.
+        self.version = 0
 
     def set_capacity(self, capacity: np.ndarray, nominal: bool = False) -> None:
         """Solve with link capacities ``capacity`` from now on (a slowed or failed link);
@@ -189,6 +191,7 @@ class RateSolver:
         [0.5]
         """
         self.capacity, self._nominal = capacity, nominal
+        self.version += 1
         self._cache.clear()
         self._by_order.clear()
 

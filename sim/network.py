@@ -79,6 +79,7 @@ __all__ = [
     "check_nbytes",
     "check_routing",
     "check_unfairness",
+    "fold_runs",
 ]
 
 Owner = Callable[[np.ndarray], None]
@@ -128,6 +129,33 @@ def check_unfairness(value: object, name: str) -> float:
     if not _finite(value) or value < 0:
         raise NetworkError(f"{name} must be a finite number >= 0 (0: max-min fair), got {value!r}")
     return float(value)
+
+
+def fold_runs(total: np.ndarray, runs: list[list]) -> np.ndarray:
+    """``total`` plus each run's array as many times as it says, one addition at a time, as
+    ``total += array`` would leave it, bit for bit.
+
+    A rank's sum depends only on its start and on what it adds, so ranks with the same pair
+    are summed once, as Python floats (IEEE additions, as numpy's); where the pairs are many,
+    the arrays are added whole.
+
+    >>> fold_runs(np.zeros(3), [[np.array([0.1, 0.1, 1.0]), 3]]).tolist()
+    [0.30000000000000004, 0.30000000000000004, 3.0]
+    """
+    total = total.copy()
+    for add, times in runs:
+        pairs, inverse = np.unique(np.stack((total, add)), axis=1, return_inverse=True)
+        if times == 1 or pairs.shape[1] > 64:
+            for _ in range(times):
+                total += add
+            continue
+        sums = []
+        for start, step in pairs.T.tolist():
+            for _ in range(times):
+                start += step
+            sums.append(start)
+        total = np.asarray(sums)[inverse.reshape(-1)]
+    return total
 
 
 class Network:
@@ -233,7 +261,10 @@ class Network:
         self.planner = Planner(r, collectives)
         self.n_ranks = r.n_hosts
         self.bytes_sent = 0.0
-        self.bytes_sent_per_rank = np.zeros(r.n_hosts)
+        self._per_rank = np.zeros(r.n_hosts)
+        # Batches injected since ``_per_rank`` was last brought up to date, as runs
+        # [per-rank bytes, times in a row]: a round of 131,072 ranks adds no per-rank pass.
+        self._sent_runs: list[list] = []
         self.flows_simulated = 0
         self._start = env.now
         self.flows = FlowTable()
@@ -367,6 +398,19 @@ class Network:
             raise NetworkError(f"{name} must be a host rank in 0..{self.n_ranks - 1}, got {rank!r}")
         return int(rank)
 
+    @property
+    def bytes_sent_per_rank(self) -> np.ndarray:
+        """Payload bytes injected by each rank so far (see :attr:`bytes_sent`)."""
+        if self._sent_runs:
+            self._per_rank = fold_runs(self._per_rank, self._sent_runs)
+            self._sent_runs = []
+        return self._per_rank
+
+    @bytes_sent_per_rank.setter
+    def bytes_sent_per_rank(self, value: np.ndarray) -> None:
+        self._sent_runs = []  # ``value`` was read through the getter: it has them
+        self._per_rank = value
+
     def bytes_sent_by(self, rank: int) -> float:
         """Payload bytes injected by ``rank`` so far."""
         return float(self.bytes_sent_per_rank[self.check_rank(rank)])
@@ -408,7 +452,11 @@ class Network:
             weights = np.exp(self.unfairness * self._weights.standard_normal(batch.size))
         self.flows.add(batch, owner, tags, self.env.now, weights)
         self.bytes_sent += batch.total
-        self.bytes_sent_per_rank += batch.per_rank
+        runs = self._sent_runs
+        if runs and runs[-1][0] is batch.per_rank:
+            runs[-1][1] += 1
+        else:
+            runs.append([batch.per_rank, 1])
         self.flows_simulated += batch.size
         if not self.timer.busy:  # else the instant's end schedules them with the rest
             self.timer.schedule()

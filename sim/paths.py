@@ -54,8 +54,6 @@ class ShortestPaths:
     ----------
     index : dict
         Node -> node index.
-    link_id : dict
-        ``(u, v)`` -> link id.
     adj : list of list of (int, int, int)
         Per node index, ``(neighbour, link id, latency in fs)`` sorted by neighbour, stubs left
         out (see :meth:`peel`).
@@ -91,15 +89,30 @@ class ShortestPaths:
         self.nodes = nodes
         self.links = links
         self.index = {v: i for i, v in enumerate(nodes)}
-        self.link_id = {uv: i for i, uv in enumerate(links)}
+        self._link_id: dict[tuple[Hashable, Hashable], int] | None = None  # built on first use
+        index = self.index
+        n = len(nodes)
+        head = np.fromiter((index[u] for u, _ in links), dtype=np.int64, count=len(links))
+        tail = np.fromiter((index[v] for _, v in links), dtype=np.int64, count=len(links))
+        # Each link's reverse (v -> u), or -1: the stubs' and the trees' links back.
+        key = head * n + tail
+        order = np.argsort(key, kind="stable")
+        pos = np.minimum(np.searchsorted(key[order], tail * n + head), max(len(links) - 1, 0))
+        hit = key[order][pos] == tail * n + head if len(links) else np.zeros(0, dtype=bool)
+        self._reverse = np.where(hit, order[pos] if len(links) else pos, -1).tolist()
+        # Latencies in whole femtoseconds, rounded half to even as ``round`` rounds them.
+        quanta = np.asarray(latency, dtype=float) / _QUANTUM
+        if quanta.size and quanta.max() < 2.0**53:
+            whole = np.rint(quanta).astype(np.int64).tolist()
+        else:
+            whole = [round(q) for q in quanta.tolist()]
         # Adjacency as index lists sorted by neighbour index: the search then meets candidate
         # paths in a fixed order, which keeps the whole computation deterministic.
-        index = self.index
         adj: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
-        for lid, (u, v) in enumerate(links):
+        for lid, (u, v, w) in enumerate(zip(head.tolist(), tail.tolist(), whole, strict=True)):
             if down and lid in down:
                 continue
-            adj[index[u]].append((index[v], lid, round(latency[lid] / _QUANTUM)))
+            adj[u].append((v, lid, w))
         for nbrs in adj:
             nbrs.sort()
         # A node of an undirected graph with one neighbour (a host on a switch) can end a
@@ -107,13 +120,19 @@ class ShortestPaths:
         # switch's thousands of hosts, and a stub's own route starts with its one link.
         stub = [not directed and len(nbrs) == 1 for nbrs in adj]
         # A stub's route leaves through its one neighbour: (neighbour, link out, link in).
+        reverse = self._reverse
         self._parent = {
-            u: (nbrs[0][0], nbrs[0][1], self.link_id[(nodes[nbrs[0][0]], nodes[u])])
+            u: (nbrs[0][0], nbrs[0][1], reverse[nbrs[0][1]])
             for u, nbrs in enumerate(adj)
             if stub[u]
         }
         self.adj = [[e for e in nbrs if not stub[e[0]]] for nbrs in adj]
+        self._stub = stub
+        self._directed = directed
         self._searches: dict[int, tuple] = {}  # resumable searches by source, oldest first
+        # Where the switches form a forest, its one path per pair (built on first use).
+        self._forest: tuple[list[int], list[int], list[int], list[int]] | None = None
+        self._forest_known = False
 
     def peel(self, s: int, t: int) -> tuple[list[int], int, int, list[int]] | np.ndarray:
         """``(head links, s, t, tail links)`` with stub hosts peeled off both ends, or the
@@ -133,6 +152,101 @@ class ShortestPaths:
             tail, t = [back[2]], back[0]
         return head, s, t, tail
 
+    @property
+    def link_id(self) -> dict[tuple[Hashable, Hashable], int]:
+        """``(u, v)`` -> link id (built on first use: a fault or ``dmodk`` asks)."""
+        if self._link_id is None:
+            self._link_id = {uv: i for i, uv in enumerate(self.links)}
+        return self._link_id
+
+    def stub_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per node index: its stub parent (-1 where it is no stub), the link out to it and
+        the link in from it (-1 where none): :meth:`peel` over arrays."""
+        n = len(self.nodes)
+        parent, out, back = np.full(n, -1), np.full(n, -1), np.full(n, -1)
+        for u, (p, lout, lin) in self._parent.items():
+            parent[u], out[u], back[u] = p, lout, lin
+        return parent, out, back
+
+    @property
+    def is_forest(self) -> bool:
+        """Whether the live links between non-stub nodes form a forest (an undirected
+        topology with no cycle among its switches: ``hierarchical``, ``star``, ``tree``).
+
+        Then every pair has at most one simple path, so every routing mode takes it:
+        :meth:`tree_path` finds it by walking up to the common ancestor instead of a
+        Dijkstra, whose cost grows with the switches a search settles (all of a star's
+        node switches, for each source).
+
+        >>> import numpy as np
+        >>> links = [(0, 1), (1, 2), (1, 0), (2, 1)]
+        >>> ShortestPaths([0, 1, 2], links, np.ones(4), directed=False).is_forest
+        True
+        """
+        if not self._forest_known:
+            self._forest_known = True
+            self._forest = None if self._directed else self._build_forest()
+        return self._forest is not None
+
+    def _build_forest(self) -> tuple[list[int], list[int], list[int], list[int]] | None:
+        """``(parent, link up, link down, depth)`` per node index (the root is its own
+        parent, depth 0; each tree gets its own root), or None where the switches have a
+        cycle."""
+        n = len(self.nodes)
+        parent, up, down, depth = list(range(n)), [-1] * n, [-1] * n, [0] * n
+        seen = [False] * n
+        adj, stub, reverse = self.adj, self._stub, self._reverse
+        for root in range(n):
+            if seen[root] or stub[root]:
+                continue
+            seen[root] = True
+            queue = [root]
+            for u in queue:
+                for v, lid, _ in adj[u]:
+                    if stub[v]:
+                        continue
+                    if seen[v]:
+                        if v != parent[u]:
+                            return None  # a second way to reach v: a cycle
+                        continue
+                    seen[v] = True
+                    parent[v], down[v], depth[v] = u, lid, depth[u] + 1
+                    up[v] = reverse[lid]
+                    queue.append(v)
+        return parent, up, down, depth
+
+    def tree_path(self, s: int, t: int) -> list[int]:
+        """Link ids of the one path between non-stub nodes ``s`` and ``t`` of a forest
+        (:attr:`is_forest` must be True), or raise :class:`NoRouteError` where they lie in
+        different trees.
+
+        A path 0 - 1 - 2 - 3 - 4 (the ends are stubs): the middle part from 1 to 3 and back.
+
+        >>> import numpy as np
+        >>> links = [(0, 1), (1, 2), (2, 3), (3, 4), (1, 0), (2, 1), (3, 2), (4, 3)]
+        >>> p = ShortestPaths(list(range(5)), links, np.ones(8), directed=False)
+        >>> p.is_forest, p.tree_path(1, 3), p.tree_path(3, 1)
+        (True, [1, 2], [6, 5])
+        """
+        assert self.is_forest and self._forest is not None, "tree_path needs a forest"
+        parent, up, down, depth = self._forest
+        head: list[int] = []
+        tail: list[int] = []
+        u, v = s, t
+        while depth[u] > depth[v]:
+            head.append(up[u])
+            u = parent[u]
+        while depth[v] > depth[u]:
+            tail.append(down[v])
+            v = parent[v]
+        while u != v:
+            if parent[u] == u:  # two roots: different trees
+                raise NoRouteError(self.nodes, s, t)
+            head.append(up[u])
+            tail.append(down[v])
+            u, v = parent[u], parent[v]
+        return head + tail[::-1]
+
     def best(self, s: int, t: int) -> list[int]:
         """Link ids of the best route between non-stub nodes ``s`` and ``t``.
 
@@ -148,6 +262,8 @@ class ShortestPaths:
         """
         if s == t:
             return []
+        if self.is_forest:
+            return self.tree_path(s, t)
         state = self._searches.pop(s, None)
         if state is None:
             state = ({s: (0, 0, (s,))}, {}, [(0, 0, (s,), s)], set())

@@ -402,9 +402,12 @@ class Router:
         )
         if found.all():
             return self._vals[pos_c]
-        # Route the missing pairs one by one, then rebuild the sorted table once.
-        for s, d in zip(src[~found].tolist(), dst[~found].tolist(), strict=True):
-            self.route(s, d, label)
+        missing_src, missing_dst = src[~found], dst[~found]
+        if self.routing != "dmodk" and self._paths.is_forest and missing_src.size > 1:
+            self._route_forest(missing_src.astype(np.int64), missing_dst.astype(np.int64), label)
+        else:  # route the missing pairs one by one, then rebuild the sorted table once
+            for s, d in zip(missing_src.tolist(), missing_dst.tolist(), strict=True):
+                self.route(s, d, label)
         keys = np.fromiter(
             ((c * n + s) * n + d for s, d, c in self._pair_route),
             dtype=np.int64,
@@ -414,6 +417,103 @@ class Router:
         order = np.argsort(keys)
         self._keys, self._vals = keys[order], vals[order]
         return self._vals[np.searchsorted(self._keys, q)]
+
+    def _route_forest(self, src: np.ndarray, dst: np.ndarray, label: int) -> None:
+        """Route the pairs ``src[i] -> dst[i]`` (not yet routed) of a topology whose switches
+        form a forest, as :meth:`route` would one by one (the same ids, in order of first
+        appearance, the same links, latencies and bottlenecks), with numpy over the pairs and
+        one walk up the tree per switch pair. Every mode takes a forest's one path."""
+        n = self.n_hosts
+        q = (label * n + src) * n + dst
+        _, first = np.unique(q, return_index=True)
+        first.sort()
+        src, dst = src[first], dst[first]
+        paths = self._paths
+        host_node = self._host_nodes()
+        parent, out, back = paths.stub_arrays()
+        a, b = host_node[src], host_node[dst]
+        # Peel the stub hosts off both ends, as :meth:`ShortestPaths.peel` does.
+        pa = parent[a]
+        has_head = (pa >= 0) & (a != b)
+        s_mid = np.where(has_head, pa, a)
+        pb = parent[b]
+        has_tail = (pb >= 0) & (a != b) & (b != s_mid)
+        t_mid = np.where(has_tail, pb, b)
+        walk = (a != b) & (b != s_mid) & (s_mid != t_mid)
+        pair = s_mid * len(paths.nodes) + t_mid
+        middles: dict[int, list[int]] = {}
+        for key, s_, t_ in zip(
+            pair[walk].tolist(), s_mid[walk].tolist(), t_mid[walk].tolist(), strict=True
+        ):
+            if key not in middles:
+                try:
+                    middles[key] = paths.tree_path(s_, t_)
+                except NoRouteError:
+                    # One by one: the pairs before it are routed, and it raises, as ever.
+                    for s_rank, d_rank in zip(src.tolist(), dst.tolist(), strict=True):
+                        self.route(s_rank, d_rank, label)
+                    raise AssertionError("a pair without a tree path routed") from None
+        empty: list[int] = []
+        mids = [middles[k] if w else empty for k, w in zip(pair.tolist(), walk.tolist())]
+        heads = out[a].tolist()
+        tails = back[b].tolist()
+        routes = [
+            ([h] if hh else empty) + m + ([t] if ht else empty)
+            for h, hh, m, t, ht in zip(
+                heads, has_head.tolist(), mids, tails, has_tail.tolist(), strict=True
+            )
+        ]
+        lengths = np.fromiter(map(len, routes), dtype=np.int64, count=len(routes))
+        flat = np.fromiter(
+            (lid for r in routes for lid in r), dtype=np.int64, count=int(lengths.sum())
+        )
+        # Latency summed link by link from 0, as ``sum(list)`` sums (padding adds 0.0);
+        # bottleneck over the links (padding: inf).
+        width = int(lengths.max()) if lengths.size else 0
+        rows = np.repeat(np.arange(len(routes)), lengths)
+        cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        lat_m = np.zeros((len(routes), width))
+        lat_m[rows, cols] = self.latency[flat]
+        cap_m = np.full((len(routes), width), np.inf)
+        cap_m[rows, cols] = self.capacity[flat]
+        lat = np.zeros(len(routes))
+        for j in range(width):
+            lat = lat + lat_m[:, j]
+        bw = cap_m.min(axis=1) if width else np.full(len(routes), np.inf)
+        base = len(self.route_links)
+        end = base + len(routes)
+        size = self._lat.size
+        while size < end:
+            size *= 2
+        if size != self._lat.size:
+            self._lat = np.resize(self._lat, size)
+            self._bw = np.resize(self._bw, size)
+            self._hops = np.resize(self._hops, size)
+            self._ends = np.resize(self._ends, (size, 3))
+        self._lat[base:end] = lat
+        self._bw[base:end] = bw
+        self._hops[base:end] = lengths
+        self._ends[base:end, 0] = src
+        self._ends[base:end, 1] = dst
+        self._ends[base:end, 2] = label
+        offsets = np.concatenate(([0], np.cumsum(lengths))).tolist()
+        self.route_links.extend([flat[i:j] for i, j in zip(offsets[:-1], offsets[1:], strict=True)])
+        self.route_share.extend([None] * len(routes))
+        self._pair_route.update(
+            zip(
+                zip(src.tolist(), dst.tolist(), [label] * len(routes), strict=True),
+                range(base, end),
+                strict=True,
+            )
+        )
+
+    def _host_nodes(self) -> np.ndarray:
+        """Each rank's node index (kept)."""
+        nodes = getattr(self, "_host_node_array", None)
+        if nodes is None:
+            index = self._index
+            nodes = self._host_node_array = np.array([index[h] for h in self.hosts])
+        return nodes
 
     def _host_route(self, s: int, t: int, pick: int | None = None) -> np.ndarray:
         """Best route between node indices ``s`` and ``t`` (see the module rule), or with

@@ -299,9 +299,23 @@ def _validate_nodes(g: nx.Graph) -> None:
 
 
 def _validate_edges(g: nx.Graph) -> None:
+    # Most links share their attributes (a fat tree has one kind): each distinct
+    # (bandwidth, latency, efficiency), types included, is checked once.
+    passed: set[tuple[object, ...]] = set()
     for u, v, d in g.edges(data=True):
         if u == v:
             raise TopologyError(f"edge ({u!r}, {v!r}) is a self loop; remove it")
+        bandwidth, latency, efficiency = d.get("bandwidth"), d.get("latency"), d.get("efficiency")
+        seen: tuple[object, ...] = (
+            *(type(bandwidth), bandwidth),
+            *(type(latency), latency),
+            *(type(efficiency), efficiency),
+        )
+        try:
+            if seen in passed:
+                continue
+        except TypeError:  # an unhashable value: checked (and refused) below
+            seen = ()
         for key in ("bandwidth", "latency"):
             value = d.get(key)
             if value is None:
@@ -324,6 +338,8 @@ def _validate_edges(g: nx.Graph) -> None:
                 f"edge ({u!r}, {v!r}) has efficiency {efficiency!r}; it must be in (0, 1] "
                 "(payload bytes per wire byte)"
             )
+        if seen:
+            passed.add(seen)
 
 
 def _out_of_range(key: str, value: float) -> str:

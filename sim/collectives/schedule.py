@@ -66,6 +66,7 @@ class Step:
         self._all_send = self.size > 0 and bool((np.diff(self._ptr) > 0).all())
         self._touched: np.ndarray | None = None
         self._flows: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
+        self._by_sender: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
 
     @property
     def touched(self) -> np.ndarray:
@@ -92,6 +93,29 @@ class Step:
         ):
             batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes, channel)
             memo = self._flows = (members, router, channel, router.epoch, batch)
+        return memo[4]
+
+    @property
+    def all_sends(self) -> np.ndarray:
+        """Every message, by sender (what :meth:`sends_of` returns for all ranks at once)."""
+        return self._order
+
+    def flows_by_sender(self, members: np.ndarray, router: Router, channel: int = 0) -> FlowBatch:
+        """Like :meth:`flows`, the messages in :attr:`all_sends` order: the batch per-rank
+        progress injects when every rank enters the step at once (kept the same way)."""
+        memo = self._by_sender
+        if (
+            memo is None
+            or memo[0] is not members
+            or memo[1] is not router
+            or memo[2] != channel
+            or memo[3] != router.epoch
+        ):
+            o = self._order
+            batch = FlowBatch(
+                router, members[self.src[o]], members[self.dst[o]], self.nbytes[o], channel
+            )
+            memo = self._by_sender = (members, router, channel, router.epoch, batch)
         return memo[4]
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
@@ -163,7 +187,13 @@ class _Lockstep:
 
     def __init__(self, run: CollectiveRun, schedule: Schedule, channel: int = 0) -> None:
         self.run, self.schedule, self.channel = run, schedule, channel
-        self.finished = np.full(schedule.n, float(run.net.env.now))
+        self._base = np.full(schedule.n, float(run.net.env.now))
+        # Who finished a round when, oldest first: (ranks, time) for a whole round, (message
+        # indices, time, step) for part of one; folded into each rank's
+        # last time only when asked (:attr:`finished`), so a round of 131,072 ranks costs
+        # no per-rank pass. A round that repeats the last one's ranks replaces it.
+        self._log: list[tuple[Any, ...]] = []
+        self._logged = 0  # ranks in partial entries of the log
         self.s = -1
         self.step: Step | None = None
         self.left = 0  # messages of the current round not yet delivered
@@ -209,15 +239,36 @@ class _Lockstep:
             return
         run.net.inject(batch, self.owner, batch.index)
 
+    @property
+    def finished(self) -> np.ndarray:
+        """Each rank's last send or receive so far (the start where none yet): the rounds'
+        times folded in order, the latest written last."""
+        finished = self._base.copy()
+        for entry in self._log:
+            if len(entry) == 2:  # a whole round: the ranks it touched
+                finished[entry[0]] = entry[1]
+            else:
+                tags, at, step = entry
+                finished[step.src[tags]] = at
+                finished[step.dst[tags]] = at
+        return finished
+
     def on_done(self, tags: np.ndarray) -> None:
         step = self.step
         assert step is not None, "a round's flows finish only after next_round injected them"
         now = self.run.net.env.now
+        log = self._log
         if tags.size == step.size:
-            self.finished[step.touched] = now
-        else:
-            self.finished[step.src[tags]] = now
-            self.finished[step.dst[tags]] = now
+            touched = step.touched
+            if log and log[-1][0] is touched:
+                log[-1] = (touched, now)
+            else:
+                log.append((touched, now))
+        else:  # the messages ``tags`` of ``step``: their ranks are looked up when folded
+            log.append((tags, now, step))
+            self._logged += tags.size
+            if self._logged > 8 * self.schedule.n:  # partial rounds: fold (amortised O(1))
+                self._base, log[:], self._logged = self.finished, [], 0
         self.left -= tags.size
         if self.left == 0:
             self.next_round()
@@ -270,13 +321,16 @@ class _Channel:
                 if msgs.size:
                     net, m = self.run.net, self.run.members
                     try:
-                        flows = FlowBatch(
-                            net.router,
-                            m[step.src[msgs]],
-                            m[step.dst[msgs]],
-                            step.nbytes[msgs],
-                            self.channel,
-                        )
+                        if msgs is step.all_sends:  # every rank at once: routed before
+                            flows = step.flows_by_sender(m, net.router, self.channel)
+                        else:
+                            flows = FlowBatch(
+                                net.router,
+                                m[step.src[msgs]],
+                                m[step.dst[msgs]],
+                                step.nbytes[msgs],
+                                self.channel,
+                            )
                     except LinkFailure as exc:
                         self.hold(exc, step, msgs, base)
                         if self.run.failed:
