@@ -21,6 +21,7 @@ from strategies.comm import ALGORITHMS, ALGORITHMS_FOR, Group
 from strategies.compression import Compression
 from strategies.handles import Handle
 from strategies.membership import Quorum
+from strategies.shapes import numbers_device
 
 __all__ = [
     "adacomm_period",
@@ -193,22 +194,25 @@ def heal_with(
         return None
     dtype = w.replica.flat.dtype
     numel = w.export_numel() + extra_numel
+    # The header is numbers the ranks read back: on the rank's device, or the CPU in a
+    # timing-only run (whose meta device holds none).
+    host = numbers_device(w.device)
     if w.rank == quorum.source:
         assert extra is not None and extra.numel() == extra_numel
         flat, numbers = w.export()
         fields = {_STEP: w.step, _VERSION: w.version, **numbers}
         fields.update({f"x.{k}": v for k, v in (header or {}).items()})
         payload = torch.cat([flat, extra.to(dtype)]).to(w.device)  # a copy: sent as of now
-        said = torch.tensor(list(json.dumps(fields).encode()), dtype=torch.uint8)
-        size = torch.tensor([said.numel()], dtype=torch.int64)
+        said = torch.tensor(list(json.dumps(fields).encode()), dtype=torch.uint8, device=host)
+        size = torch.tensor([said.numel()], dtype=torch.int64, device=host)
     else:
         payload = torch.empty(numel, dtype=dtype, device=w.device)
-        size = torch.zeros(1, dtype=torch.int64)
+        size = torch.zeros(1, dtype=torch.int64, device=host)
     payload = yield w.comm.broadcast(payload, src=quorum.source, group=quorum.group)
-    size = yield w.comm.broadcast(size.to(w.device), src=quorum.source, group=quorum.group)
+    size = yield w.comm.broadcast(size, src=quorum.source, group=quorum.group)
     if w.rank != quorum.source:
-        said = torch.empty(int(size.item()), dtype=torch.uint8)
-    said = yield w.comm.broadcast(said.to(w.device), src=quorum.source, group=quorum.group)
+        said = torch.empty(int(size.item()), dtype=torch.uint8, device=host)
+    said = yield w.comm.broadcast(said, src=quorum.source, group=quorum.group)
     if w.rank not in behind:
         return None
     fields = json.loads(bytes(said.cpu().tolist()).decode())
