@@ -8,7 +8,8 @@ and prints how many elements of gloo's result each misses. The model is right wh
 first count is 0; the second shows the probe can tell the orders apart. It also runs the
 10-value 3-rank probe of ``tests/real/test_faults.py`` (1 and +-1e8) and prints what it shows.
 
-Run: ``.venv/bin/python benchmarks/gloo_sum_order.py [max_ranks]`` (CPU, local processes).
+Run: ``.venv/bin/python benchmarks/gloo_sum_order.py [max_ranks [min_ranks]]`` (CPU, local
+processes; 2 to 6 ranks by default, a few minutes on two cores).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from strategies.reduction_order import reduce_in_order  # noqa: E402
 
 SIZES = [1, 2, 3, 4, 5, 7, 10, 13, 17, 64, 100, 1000, 4097, 65537, 100_000, 262_145]
 LARGE = [600_000, 1_200_000]  # past gloo's 1 MiB segment limit in float32
+#: Where all-reduce and reduce cut chunks differently (reduce keeps 1 MiB segments).
+SPLIT = {3: [(torch.float32, 2_000_000), (torch.float64, 1_000_000)]}
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
 
@@ -46,43 +49,34 @@ def worker(rank: int, n: int, path: str, queue: mp.Queue) -> None:
     lines = []
     sizes = SIZES + (LARGE if n <= 4 else [])
     sub = dist.new_group(list(range(1, n))) if n >= 4 else None
-    for dtype in DTYPES:
-        for numel in sizes:
-            if dtype != torch.float32 and numel > 100_000:
-                continue
-            for trial in range(2):
-                xs = [contribution(r, numel, dtype, trial) for r in range(n)]
-                for what in ("all_reduce", "reduce0", f"reduce{n - 1}", "subgroup"):
-                    if what == "subgroup" and sub is None:
-                        continue
-                    t = xs[rank].clone()
-                    members = list(range(n))
-                    if what == "all_reduce":
-                        dist.all_reduce(t)
-                    elif what == "subgroup":
-                        members = list(range(1, n))
-                        if rank in members:
-                            dist.all_reduce(t, group=sub)
-                    else:
-                        root = int(what[len("reduce") :])
-                        dist.reduce(t, dst=root)
-                        if rank != root:
-                            continue
-                    if rank != (
-                        1
-                        if what == "subgroup"
-                        else int(what[6:])
-                        if what.startswith("reduce")
-                        else 0
-                    ):
-                        continue
-                    part = [xs[r] for r in members]
-                    kind = "reduce" if what.startswith("reduce") else "all_reduce"
-                    model = reduce_in_order(part, "sum", "gloo", kind)
-                    plain = reduce_tensors(part, "sum")
-                    miss = int((model.view(-1) != t.view(-1)).sum())
-                    miss_rank = int((plain.view(-1) != t.view(-1)).sum())
-                    lines.append((n, str(dtype).split(".")[1], numel, trial, what, miss, miss_rank))
+    cases = [(d, m) for d in DTYPES for m in sizes if d == torch.float32 or m <= 100_000]
+    for dtype, numel in cases + SPLIT.get(n, []):
+        for trial in range(2):
+            xs = [contribution(r, numel, dtype, trial) for r in range(n)]
+            for what in ("all_reduce", "reduce0", f"reduce{n - 1}", "subgroup"):
+                if what == "subgroup" and sub is None:
+                    continue
+                t = xs[rank].clone()
+                members = list(range(1, n)) if what == "subgroup" else list(range(n))
+                if what == "all_reduce":
+                    dist.all_reduce(t)
+                elif what == "subgroup":
+                    if rank in members:
+                        dist.all_reduce(t, group=sub)
+                else:
+                    dist.reduce(t, dst=int(what[len("reduce") :]))
+                # one rank checks each: the root of a reduce, the subgroup's first member
+                checks = {"all_reduce": 0, "subgroup": 1}
+                checker = checks[what] if what in checks else int(what[len("reduce") :])
+                if rank != checker:
+                    continue
+                part = [xs[r] for r in members]
+                kind = "reduce" if what.startswith("reduce") else "all_reduce"
+                model = reduce_in_order(part, "sum", "gloo", kind)
+                plain = reduce_tensors(part, "sum")
+                miss = int((model.view(-1) != t.view(-1)).sum())
+                miss_rank = int((plain.view(-1) != t.view(-1)).sum())
+                lines.append((n, str(dtype).split(".")[1], numel, trial, what, miss, miss_rank))
     queue.put(lines)  # every rank: the rows it checked (its roots' and groups')
     dist.destroy_process_group()
 
@@ -105,7 +99,7 @@ def ten_values(rank: int, path: str, queue: mp.Queue) -> None:
     dist.destroy_process_group()
 
 
-def main(max_ranks: int = 6) -> int:
+def main(max_ranks: int = 6, min_ranks: int = 2) -> int:
     ctx = mp.get_context("spawn")
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +111,7 @@ def main(max_ranks: int = 6) -> int:
         for p in procs:
             p.join()
         print("n dtype numel trial collective  model_misses rank_order_misses")
-        for n in range(2, max_ranks + 1):
+        for n in range(min_ranks, max_ranks + 1):
             q = ctx.Queue()
             procs = [ctx.Process(target=worker, args=(r, n, f"{tmp}/g{n}", q)) for r in range(n)]
             for p in procs:
@@ -134,4 +128,4 @@ def main(max_ranks: int = 6) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 6))
+    sys.exit(main(*(int(a) for a in sys.argv[1:3])))
