@@ -115,10 +115,10 @@ def reduce_in_order(
     >>> reduce_in_order(ones, "mean", "gloo").tolist()
     [1.0, 1.0, 1.0]
     """
-    check_reduce_op(op)
     n = len(tensors)
     if library not in ORDERED or op in ("max", "min") or n < 3 or tensors[0].is_meta:
         return reduce_tensors(tensors, op)  # two terms commute; max and min ignore order
+    check_reduce_op(op)
     first = tensors[0]
     flat = [t.reshape(-1) for t in tensors]
     out = torch.empty_like(first).reshape(-1)
