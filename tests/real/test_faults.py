@@ -346,7 +346,8 @@ def test_quorum_strategies_run_without_a_fault_schedule_as_in_sim(spec) -> None:
     # No schedule: the membership starts when the program first asks for a quorum (it was
     # refused on real), and a fault-free quorum run is the fault-free run, bit for bit. Two
     # ranks: a sum of two is the same in any order (of three, gloo's ring adds each chunk in
-    # its own order and sim in rank order: the last bit may differ, docs/faults.md).
+    # its own order and sim's default rule in rank order: the last bit may differ; under
+    # the gloo rule sim adds in gloo's order, docs/faults.md).
     kw = dict(steps=4, eval_every=2)
     simulated = sim.run(spec, "quadratic", topologies.ring(2), **kw)
     ran = real.run(spec, "quadratic", nproc=2, **kw, timeout=60)
