@@ -2,8 +2,9 @@
 
 Calls arrive here already checked by :class:`strategies.comm.Communicator`. Tensor maths is
 exact and immediate; *time* comes from the network engine. A collective waits until every
-rank of its group has called it, computes the result once (reducing in rank order, so results
-never depend on event order), asks the network to run the collective's point-to-point
+rank of its group has called it, computes the result once (reducing in rank order, or in the
+order of the library the run's collective rule imitates, so results never depend on event
+order), asks the network to run the collective's point-to-point
 schedule, and resolves each rank's handle when that finishes.
 
 Point-to-point messages follow the rendezvous that gloo and NCCL use: a send is *matched*
@@ -27,7 +28,6 @@ from sim.admission import Admission
 from sim.failures import Failures
 from sim.network import NetworkError
 from sim.quorums import Quorums
-from strategies.aggregate import reduce_tensors
 from strategies.comm import (
     CommError,
     Communicator,
@@ -42,6 +42,7 @@ from strategies.comm import (
 from strategies.handles import Handle
 from strategies.matching import Matcher
 from strategies.operations import Operation
+from strategies.reduction_order import reduce_in_order
 
 __all__ = ["CommError", "Fabric"]
 
@@ -119,6 +120,10 @@ class Fabric:
         self.faulty = False
         self._running: dict[int, _Rendezvous] = {}
         self._transfers: dict[int, _Transfer] = {}
+        # Whose order sums follow: the library the run's collective rule imitates (gloo adds
+        # each chunk from a different rank, strategies.reduction_order); rank order else.
+        planner = getattr(network, "planner", None)
+        self.library: str = planner.rule.name if planner is not None else "commsim"
 
     def communicator(self, rank: int) -> Communicator:
         """``rank``'s communicator; every rank's shares the fabric's world group and groups."""
@@ -209,7 +214,7 @@ class Fabric:
         started = self.env.now
         ordered = [slot.tensors[r] for r in group.ranks]
         op, root, algorithm = slot.signature
-        results = _collective_results(slot.kind, op, root, group, ordered)
+        results = _collective_results(slot.kind, op, root, group, ordered, self.library)
         # The network takes the full buffer per rank: a reduction's input, a gather's output.
         if slot.kind == "barrier":
             nbytes = 0
@@ -464,22 +469,28 @@ _IN_PLACE = ("all_reduce", "broadcast", "reduce")
 
 
 def _collective_results(
-    kind: str, op: str | None, root: int | None, group: Group, tensors: list[torch.Tensor]
+    kind: str,
+    op: str | None,
+    root: int | None,
+    group: Group,
+    tensors: list[torch.Tensor],
+    library: str = "commsim",
 ) -> list[Any]:
-    """What each rank of the group gets back, computed once from all contributions.
+    """What each rank of the group gets back, computed once from all contributions, summed
+    in ``library``'s order (:func:`strategies.reduction_order.reduce_in_order`).
 
     For in-place collectives a value is what to copy into the rank's tensor (``None``: leave
     it); nothing here aliases the contributions, so the copies can wait for the network.
     """
     if kind == "all_reduce":
-        reduced = reduce_tensors(tensors, op or "sum")
+        reduced = reduce_in_order(tensors, op or "sum", library)
         return [reduced for _ in tensors]
     if kind == "broadcast":
         assert root is not None, "a broadcast names its root"
         source = tensors[group.index(root)].clone()
         return [source for _ in tensors]
     if kind == "reduce":
-        reduced = reduce_tensors(tensors, op or "sum")
+        reduced = reduce_in_order(tensors, op or "sum", library, "reduce")
         return [reduced if r == root else None for r in group.ranks]
     if kind == "all_gather":
         gathered = [t.clone() for t in tensors]
@@ -487,6 +498,7 @@ def _collective_results(
             return [list(gathered) for _ in tensors]
         return [[g.clone() for g in gathered] for _ in tensors]
     if kind == "reduce_scatter":
-        chunks = torch.tensor_split(reduce_tensors(tensors, op or "sum"), group.size)
+        # gloo's reduce-scatter (and real's) is an all-reduce of the whole buffer
+        chunks = torch.tensor_split(reduce_in_order(tensors, op or "sum", library), group.size)
         return [c.clone() for c in chunks]
     return [None for _ in tensors]  # barrier

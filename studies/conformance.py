@@ -2,8 +2,9 @@
 
 A strategy written against the contract must give the same numbers in ``sim`` and on
 ``real``: the same global steps, the same evaluation points and losses, the same samples
-(those of applied gradients: ``strategies.counts``), and the same parameters (to float
-rounding: gloo adds in its own order). :func:`check` runs it both ways
+(those of applied gradients: ``strategies.counts``), and the same parameters, bit for bit
+where the real ranks run gloo (sim then sums in gloo's order:
+:mod:`strategies.reduction_order`), else to float rounding (``rtol``, ``atol``). :func:`check` runs it both ways
 on the same workload, world size, optimizer and seed and returns a :class:`Conformance`
 report; ``report.ok`` says whether they agree, ``str(report)`` shows every comparison.
 
@@ -59,6 +60,7 @@ from runs import RunResult
 from sim.collectives.rules import library_rule
 from sim.compute import ComputeModel
 from strategies import Strategy
+from strategies.reduction_order import ORDERED
 
 __all__ = ["Conformance", "LossVerdict", "check"]
 
@@ -175,8 +177,8 @@ def check(
     eval_every: int | None = None,
     seed: int = 0,
     exact: bool = True,
-    rtol: float = 1e-5,
-    atol: float = 1e-6,
+    rtol: float | None = None,
+    atol: float | None = None,
     loss_rtol: float = 0.05,
     timeout: float = 120.0,
     topology: Any = None,
@@ -197,7 +199,9 @@ def check(
     world_size, steps, optimizer, eval_every, seed
         The run, the same on both backends (``eval_every`` defaults to ``steps // 2``).
     exact
-        Compare parameters (``rtol``, ``atol``) and every evaluation's loss; ``False`` for
+        Compare parameters (``rtol``, ``atol``: by default 0, bit for bit, where the real
+        ranks run gloo, whose order sim's sums follow; else ``1e-5`` and ``1e-6``, NCCL's
+        order not being modelled) and every evaluation's loss; ``False`` for
         asynchronous strategies: run ``seeds`` seeds (``seed``, ``seed + 1``, ...) on both
         backends; every real final loss must lie within the sim final losses' range
         widened by ``k`` pooled seed-to-seed standard deviations, at least ``loss_rtol`` of
@@ -240,6 +244,9 @@ def check(
     # so both sides run the same collective algorithms.
     library = resolve_backend("auto", local_world_size=world_size)
     network = {"collectives": library_rule(library, "cuda" if library == "nccl" else "cpu")}
+    ordered = library in ORDERED  # sim sums in the library's order: the same bits
+    rtol = (0.0 if ordered else 1e-5) if rtol is None else rtol
+    atol = (0.0 if ordered else 1e-6) if atol is None else atol
     sims, reals = [], []
     for s in chosen:
         sims.append(

@@ -346,7 +346,8 @@ def test_quorum_strategies_run_without_a_fault_schedule_as_in_sim(spec) -> None:
     # No schedule: the membership starts when the program first asks for a quorum (it was
     # refused on real), and a fault-free quorum run is the fault-free run, bit for bit. Two
     # ranks: a sum of two is the same in any order (of three, gloo's ring adds each chunk in
-    # its own order and sim in rank order: the last bit may differ, docs/faults.md).
+    # its own order and sim's default rule in rank order: the last bit may differ; under
+    # the gloo rule sim adds in gloo's order, docs/faults.md).
     kw = dict(steps=4, eval_every=2)
     simulated = sim.run(spec, "quadratic", topologies.ring(2), **kw)
     ran = real.run(spec, "quadratic", nproc=2, **kw, timeout=60)
@@ -444,10 +445,11 @@ class SumOrder(Strategy):
             w.apply(grads)
 
 
-def test_sums_of_three_are_added_in_gloos_order_on_real_and_in_rank_order_in_sim() -> None:
+def test_sums_of_three_are_added_in_gloos_order_on_real_and_in_sim_under_the_gloo_rule() -> None:
     # Why a run whose all-reduces have 3+ members may differ from sim in the last bit (the
-    # DiLoCo quorum run of docs/faults.md, 8th digit): sim adds (x0 + x1) + x2 for every
-    # value; gloo's ring adds each chunk starting from a different rank.
+    # DiLoCo quorum run of docs/faults.md, 8th digit): sim's default rule adds (x0 + x1) + x2
+    # for every value; gloo's ring adds each chunk starting from a different rank, and sim
+    # under the gloo rule does too (strategies.reduction_order).
     def first_pairs(result):  # type: ignore[no-untyped-def]
         rows = result.metrics[result.metrics.kind == "log"]
         rows = rows[rows["rank"] == 0]
@@ -460,5 +462,10 @@ def test_sums_of_three_are_added_in_gloos_order_on_real_and_in_rank_order_in_sim
     kw = dict(steps=2, eval_every=2)
     simulated = sim.run(SumOrder(), "quadratic", topologies.ring(3), **kw)
     ran = real.run(SumOrder(), "quadratic", nproc=3, **kw, timeout=60)
+    gloo = sim.run(
+        SumOrder(), "quadratic", topologies.ring(3), **kw, network={"collectives": "gloo"}
+    )
     assert first_pairs(simulated) == [(0, 1)] * 10
     assert first_pairs(ran) == [(1, 2)] * 4 + [(0, 2)] * 4 + [(0, 1)] * 2
+    assert first_pairs(gloo) == first_pairs(ran)
+    assert torch.equal(gloo.parameters, ran.parameters)
