@@ -92,7 +92,7 @@ class Admission:
         """Record ``rank``'s next group creation; it must match every other rank's."""
         replayed = self._replaying.get(rank)
         if replayed is not None and replayed < self._groups_made.get(rank, 0):
-            if self._group_order[replayed] != group.ranks:
+            if not _same(self._group_order[replayed], group.ranks):
                 raise CommError(
                     f"rank {rank}, restarted, created group #{replayed} over {group.ranks} but "
                     f"the run's group #{replayed} is {self._group_order[replayed]}; a restarted "
@@ -101,7 +101,7 @@ class Admission:
             self._replaying[rank] = replayed + 1
             return
         index = self._groups_made.get(rank, 0)
-        if index < len(self._group_order) and self._group_order[index] != group.ranks:
+        if index < len(self._group_order) and not _same(self._group_order[index], group.ranks):
             raise CommError(
                 f"rank {rank} created group #{index} over {group.ranks} but another rank's "
                 f"group #{index} is {self._group_order[index]}; every rank must create the same "
@@ -174,3 +174,9 @@ class Admission:
                     "ranks created; every rank of the world must call new_group for every group, "
                     "members or not (torch.distributed requires it)"
                 )
+
+
+def _same(ranks: tuple[int, ...], other: tuple[int, ...]) -> bool:
+    """Whether two groups' ranks are equal; the one shared tuple every rank's group holds is
+    recognised at once (a tuple's ``==`` walks all its items even against itself)."""
+    return ranks is other or ranks == other

@@ -17,7 +17,7 @@ as on a real world, and the simulator reports that deadlock at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +99,11 @@ class Fabric:
         self.world = Group(tuple(range(world_size)))
         # Each group made by new_group, once for every rank (see Communicator).
         self._shared: dict[tuple[int, ...], Group] = {}
+        self._made: dict[int, tuple[Sequence[int], int, Group]] = {}
         # Each receiver's posted receives and waiting sends, matched by the one rule.
         self._match: list[Matcher[_Send, _Recv]] = [Matcher() for _ in range(world_size)]
-        self._pending: dict[tuple[tuple[tuple[int, ...], int], int], _Rendezvous] = {}
-        self._calls: dict[tuple[int, tuple[tuple[int, ...], int]], int] = {}
+        self._pending: dict[tuple[Group, int], _Rendezvous] = {}
+        self._calls: dict[tuple[int, Group], int] = {}
         # The last delivery on each (src, dst) channel: messages between one pair arrive in
         # the order they were sent (as in torch.distributed), even when a later, smaller
         # message would finish its flow first.
@@ -127,7 +128,9 @@ class Fabric:
 
     def communicator(self, rank: int) -> Communicator:
         """``rank``'s communicator; every rank's shares the fabric's world group and groups."""
-        return Communicator(rank, self.world_size, self, world=self.world, shared=self._shared)
+        return Communicator(
+            rank, self.world_size, self, world=self.world, shared=self._shared, made=self._made
+        )
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, rank: int, group: Group) -> None:
@@ -262,9 +265,9 @@ class Fabric:
 
     def missing(self, handle: Handle[Any]) -> list[int]:
         """Ranks a pending collective still waits for (for deadlock reports)."""
-        for ((ranks, _), _), slot in self._pending.items():
+        for (group, _), slot in self._pending.items():
             if any(h is handle for h in slot.handles.values()):
-                return [r for r in ranks if r not in slot.handles]
+                return [r for r in group.ranks if r not in slot.handles]
         return self.quorums.waiting(handle)
 
     # -- point to point ----------------------------------------------------------------

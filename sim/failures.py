@@ -42,7 +42,7 @@ class Failures:
         self.detect = detect
         self.down: dict[int, float] = {}  # rank -> when it crashed, while it is down
         self.crashed_at: dict[int, float] = {}  # rank -> its last crash, kept after a restart
-        self.born: dict[tuple[tuple[int, ...], int], float] = {}  # a quorum group's formation
+        self.born: dict[Group, float] = {}  # a quorum group's formation
 
     def __bool__(self) -> bool:
         """Whether any rank ever crashed (a run without faults never asks more)."""

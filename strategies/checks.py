@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -57,11 +58,18 @@ class PeerFailure(CommError):
 class Group:
     """An ordered set of ranks that take part in a collective together.
 
+    A group of a large world is used by every rank at every call, so what costs O(ranks)
+    (its hash, its rank-to-index table) is computed once per group, not per call: the
+    group is its own :attr:`key`, with a cached hash, and ``rank in group`` and
+    :meth:`index` look the rank up in a table built at their first use.
+
     Examples
     --------
     >>> g = Group((0, 2, 3))
-    >>> g.size, g.index(2)
-    (3, 1)
+    >>> g.size, g.index(2), 2 in g, 1 in g
+    (3, 1, True, False)
+    >>> g.key == Group((0, 2, 3)).key != Group((0, 2, 3), epoch=1).key
+    True
     """
 
     ranks: tuple[int, ...]
@@ -71,16 +79,32 @@ class Group:
     epoch: int = 0
 
     @property
-    def key(self) -> tuple[tuple[int, ...], int]:
-        """What identifies the group: its ranks and its epoch."""
-        return (self.ranks, self.epoch)
+    def key(self) -> Group:
+        """What identifies the group: its ranks and its epoch (the group itself, equal to a
+        group of the same ranks and epoch, and hashed in O(1) once its hash is known)."""
+        return self
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.ranks, self.epoch))  # the value a dataclass's own hash gives
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _positions(self) -> dict[int, int]:
+        return {r: i for i, r in enumerate(self.ranks)}
+
+    def __contains__(self, rank: object) -> bool:
+        return rank in self._positions
 
     @property
     def size(self) -> int:
         return len(self.ranks)
 
     def index(self, rank: int) -> int:
-        return self.ranks.index(rank)
+        position = self._positions.get(rank)
+        return self.ranks.index(rank) if position is None else position  # its ValueError
 
 
 def check_rank(rank: object, world_size: int, name: str) -> int:

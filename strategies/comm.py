@@ -84,6 +84,10 @@ __all__ = [
 
 #: Collective algorithms the simulator knows (``"auto"`` follows the network's rule: see
 #: ``sim.collectives.rules``).
+#: How many of the last ranks objects given to ``new_group`` a shared table remembers (see
+#: :meth:`Communicator._made_from`): a few, so that per-rank lists are not kept alive.
+MADE = 16
+
 ALGORITHMS = (
     "auto",
     "ring",
@@ -180,24 +184,45 @@ class Communicator:
         *,
         world: Group | None = None,
         shared: dict[tuple[int, ...], Group] | None = None,
+        made: dict[int, tuple[Sequence[int], int, Group]] | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
         self.world = Group(tuple(range(world_size))) if world is None else world
         self._transport = transport
         self._shared = shared
-        self._groups: set[tuple[tuple[int, ...], int]] = {self.world.key}
+        self._made = made
+        self._groups: set[Group] = {self.world.key}
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, ranks: Sequence[int]) -> Group:
         """A group over ``ranks`` (sorted, as in torch). Every rank of the world must create
         the same groups in the same order, members or not, as ``torch.distributed`` requires."""
-        group = make_group(ranks, self.world_size)
-        if self._shared is not None:  # the group every other rank made already, if any
-            group = self._shared.setdefault(group.ranks, group)
+        group = self._made_from(ranks)
+        if group is None:
+            group = make_group(ranks, self.world_size)
+            if self._shared is not None:  # the group every other rank made already, if any
+                group = self._shared.setdefault(group.ranks, group)
+            if self._made is not None:
+                if len(self._made) >= MADE:
+                    del self._made[next(iter(self._made))]
+                self._made[id(ranks)] = (ranks, len(ranks), group)
         self._transport.new_group(self.rank, group)
         self._groups.add(group.key)
         return group
+
+    def _made_from(self, ranks: Sequence[int]) -> Group | None:
+        """The group another rank made from this very ``ranks`` object, if it is among the
+        last :data:`MADE`: every rank passes the context's shared ``workers`` list, which is
+        read-only (:class:`~strategies.context.RankContext`), so validating and sorting it
+        once, not once per rank, keeps a world's set-up O(ranks) rather than O(ranks^2).
+        The entry holds ``ranks`` itself, so its ``id`` is not reused while it is kept."""
+        if self._made is None:
+            return None
+        made = self._made.get(id(ranks))
+        if made is None or made[0] is not ranks or made[1] != len(ranks):
+            return None
+        return made[2]
 
     def _group(self, group: Group | None, call: str) -> Group:
         if group is None:
@@ -209,7 +234,7 @@ class Communicator:
                 f"{call}: group {group.ranks} was not made by comm.new_group on rank "
                 f"{self.rank}; create every group with new_group on every rank"
             )
-        if self.rank not in group.ranks:
+        if self.rank not in group:
             raise CommError(
                 f"rank {self.rank} called {call} on a group it is not in: {group.ranks}"
             )
@@ -225,7 +250,7 @@ class Communicator:
 
     @staticmethod
     def _root(root: Any, group: Group, name: str, call: str) -> int:
-        if isinstance(root, bool) or not isinstance(root, int) or root not in group.ranks:
+        if isinstance(root, bool) or not isinstance(root, int) or root not in group:
             raise CommError(f"{call}: {name}={root!r} is not a rank of the group {group.ranks}")
         return root
 

@@ -51,10 +51,23 @@ class SampleCounts:
         #: Samples computed and dropped by a fault (a crashed rank's uncommitted gradients,
         #: a failed round's): part of the discarded samples, counted apart.
         self.lost = 0.0
+        # at(k) of the last k asked, and each rank's part of it, brought up to date for the
+        # ranks changed since (``_dirty``) rather than summed over every rank again: a run
+        # asks at every rank's step, which would be O(ranks^2) a run. Samples are whole
+        # numbers, so the sums are exact in any order (below 2**53); a fractional count
+        # (``_exact`` false) sums every rank in order, as before.
+        self._at: int | None = None
+        self._at_total = 0.0
+        self._parts: dict[int, float] = {}
+        self._dirty: set[int] = set()
+        self._exact = True
 
     def computed(self, rank: int, samples: float) -> None:
         self._computed[rank] = self._computed.get(rank, 0.0) + samples
         self.total += samples
+        self._dirty.add(rank)
+        if self._exact and not float(samples).is_integer():
+            self._exact = False
 
     def late(self, samples: float) -> None:
         """A gradient finished after the run stopped: computed, never counted."""
@@ -64,6 +77,7 @@ class SampleCounts:
         """``rank`` applied an optimizer step: what it computed so far is committed. Returns
         the rank's count of steps."""
         j = self._steps[rank] = self._steps.get(rank, 0) + 1
+        self._dirty.add(rank)
         committed = self._last_commit[rank] = self._computed.get(rank, 0.0)
         self._commits.setdefault(rank, {})[j] = committed
         if self.keep_history:
@@ -92,6 +106,7 @@ class SampleCounts:
             # as computed, each gradient sent on at once; the one it was computing never
             # finished (it is not counted).
             return 0.0
+        self._dirty.add(rank)
         computed = self._computed.get(rank, 0.0)
         committed = self._last_commit[rank]
         if steps:
@@ -109,6 +124,7 @@ class SampleCounts:
         """``rank`` took a state at optimizer step ``step`` (healed, or restored from a
         checkpoint): its own count of steps continues from there."""
         self._steps[rank] = step
+        self._dirty.add(rank)
         committed = self._last_commit[rank] = self._computed.get(rank, 0.0)
         self._commits.setdefault(rank, {})[step] = committed
 
@@ -164,20 +180,53 @@ class SampleCounts:
             r: {j: c} for r, c in self._last_commit.items() if (j := self._steps.get(r))
         }
         self.lost += lost
+        self._at = None
         return lost
 
     def at(self, k: int) -> float:
-        """Samples at global step ``k`` (see the module docstring)."""
-        total = 0.0
-        for rank, computed in self._computed.items():
-            if self._steps.get(rank, 0) >= k and k > 0:
-                total += self._commits[rank].get(k, computed)
-            else:
-                total += computed
-        return total
+        """Samples at global step ``k`` (see the module docstring).
+
+        Examples
+        --------
+        Asked again, only the ranks changed since are looked at; the sum is the same:
+
+        >>> counts = SampleCounts()
+        >>> for rank in range(3): counts.computed(rank, 32)
+        >>> counts.at(0), counts.stepped(1), counts.at(1)
+        (96.0, 1, 96.0)
+        >>> counts.computed(1, 32); counts.at(1), counts.at(0)
+        (96.0, 128.0)
+        """
+        if not self._exact or self._at != k:
+            # Every rank, in order, one addition at a time (as before; not sum(), whose
+            # float sum is compensated from Python 3.12).
+            parts = {rank: self._part(rank, k) for rank in self._computed}
+            total = 0.0
+            for part in parts.values():
+                total += part
+            if self._exact:
+                self._at, self._dirty, self._parts, self._at_total = k, set(), parts, total
+            return total
+        for rank in self._dirty:
+            part = self._part(rank, k)
+            self._at_total += part - self._parts.get(rank, 0.0)
+            self._parts[rank] = part
+        self._dirty.clear()
+        return self._at_total
+
+    def _part(self, rank: int, k: int) -> float:
+        """``rank``'s samples at global step ``k``."""
+        computed = self._computed.get(rank)
+        if computed is None:
+            return 0.0
+        if self._steps.get(rank, 0) >= k and k > 0:
+            return self._commits[rank].get(k, computed)
+        return computed
 
     def forget(self, before: int) -> None:
         """Commits of steps before ``before`` are no longer needed."""
+        if self._at is not None and self._at < before:
+            self._at = None
         for commits in self._commits.values():
             for old in [j for j in commits if j < before]:
                 del commits[old]

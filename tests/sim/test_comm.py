@@ -730,3 +730,27 @@ def test_a_collectives_number_in_its_group_is_a_field_of_its_handle_and_named_in
     assert (first.seq, second.seq) == (0, 1)
     assert (second.operation, second.group) == ("all_reduce", None)
     assert second.describe() == "all_reduce (collective #1 of this group)"
+
+
+def test_every_rank_passing_one_shared_list_validates_it_once(monkeypatch):
+    import strategies.comm
+
+    made = []
+    real_make_group = strategies.comm.make_group
+
+    def counting(ranks, world_size):
+        made.append(tuple(ranks))
+        return real_make_group(ranks, world_size)
+
+    monkeypatch.setattr(strategies.comm, "make_group", counting)
+    env = simpy.Environment()
+    fabric = Fabric(env, Network(env, topologies.star(4)), 4)
+    workers = [3, 1, 2, 0]  # a context's shared, read-only workers list
+    groups = [fabric.communicator(r).new_group(workers) for r in range(4)]
+    assert made == [(3, 1, 2, 0)]  # once a run, not once a rank: O(ranks), not O(ranks^2)
+    assert all(g is groups[0] for g in groups) and groups[0].ranks == (0, 1, 2, 3)
+    # A list of equal ranks that is another object is checked again, as is a bad one.
+    assert fabric.communicator(0).new_group([0, 1, 2, 3]) is groups[0]
+    assert made[-1] == (0, 1, 2, 3)
+    with pytest.raises(CommError, match="group rank=9 is not a rank of this world"):
+        fabric.communicator(1).new_group([0, 9])

@@ -79,3 +79,51 @@ def test_the_owners_slowest_count_is_the_rules_global_step():
     for rank in itertools.islice((rng.randrange(4) for _ in itertools.count()), 300):
         owners.stepped(rank, torch.zeros(1))
         assert owners.slowest == global_step(owners.counts.values())
+
+
+def _samples_at(counts, k):
+    """The module docstring's rule, summed over every rank (what ``at`` must equal)."""
+    total = 0.0
+    for rank, computed in counts._computed.items():
+        steps = counts._steps.get(rank, 0)
+        total += counts._commits[rank].get(k, computed) if steps >= k > 0 else computed
+    return total
+
+
+def test_samples_asked_after_each_event_match_the_full_sum():
+    rng = random.Random(1)
+    counts = SampleCounts()
+    counts.keep_history = True
+    for _ in range(3000):
+        rank, what = rng.randrange(6), rng.random()
+        if what < 0.45:
+            counts.computed(rank, rng.choice([1, 32, 7]))
+        elif what < 0.85:
+            counts.stepped(rank)
+        elif what < 0.9:
+            counts.lose(rank, rng.choice([0, 1]))
+        elif what < 0.93:
+            counts.restored(rank, rng.randrange(1, 5))
+        elif what < 0.95:
+            counts.rewind(counts.snapshot_at(rng.randrange(0, 4)))
+        elif what < 0.97:
+            counts.forget(rng.randrange(0, 4))
+        k = rng.randrange(0, 6)
+        assert counts.at(k) == _samples_at(counts, k)
+
+
+def test_samples_asked_at_each_rank_step_look_only_at_changed_ranks(monkeypatch):
+    counts = SampleCounts()
+    for rank in range(1000):
+        counts.computed(rank, 32)
+    looked = []
+    part = SampleCounts._part
+    monkeypatch.setattr(
+        SampleCounts, "_part", lambda self, r, k: looked.append(r) or part(self, r, k)
+    )
+    assert counts.at(1) == 32000.0 and len(looked) == 1000  # a new global step: every rank
+    for rank in range(1000):  # each rank steps, the ledger asking after each: O(1) each
+        counts.stepped(rank)
+        counts.computed(rank, 32)
+        assert counts.at(1) == 32000.0  # its next gradient is past step 1
+    assert len(looked) == 2000
