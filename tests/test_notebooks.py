@@ -20,6 +20,7 @@ NAMES = [
     "03_stragglers_and_staleness",
     "04_sim_vs_real",
     "05_faults",
+    "06_scale",
 ]
 
 
