@@ -18,6 +18,7 @@ __all__ = [
     "CommTimeout",
     "Group",
     "PeerFailure",
+    "Ranks",
     "as_message",
     "check_rank",
     "check_tensor",
@@ -54,6 +55,30 @@ class PeerFailure(CommError):
         return (type(self), (str(self), self.ranks))
 
 
+class Ranks(tuple[int, ...]):
+    """A group's ranks: a tuple that computes its hash once.
+
+    Every rank's every collective names its group (``Operation.group``, the trace's span
+    names, the simulator's rendezvous keys), and a plain tuple of a hundred thousand ranks
+    is hashed anew each time. Equal to, and hashed as, the plain tuple.
+
+    Examples
+    --------
+    >>> r = Ranks((0, 2, 3))
+    >>> r == (0, 2, 3), hash(r) == hash((0, 2, 3)), r
+    (True, True, (0, 2, 3))
+    """
+
+    def __hash__(self) -> int:
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = tuple.__hash__(self)
+        return cached
+
+    def __reduce__(self) -> tuple[type[Ranks], tuple[tuple[int, ...]]]:
+        return (Ranks, (tuple(self),))  # pickled without its cached hash
+
+
 @dataclass(frozen=True)
 class Group:
     """An ordered set of ranks that take part in a collective together.
@@ -77,6 +102,10 @@ class Group:
     #: (``w.quorum``): the same ranks in another quorum are another group, as torchft
     #: rebuilds its process groups for each quorum.
     epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.ranks) is not Ranks:  # hashed once, wherever the ranks go
+            object.__setattr__(self, "ranks", Ranks(self.ranks))
 
     @property
     def key(self) -> Group:
