@@ -135,9 +135,12 @@ class GradientThread:
                 handle.fail(exc, at=span[1])
                 return
             at = self._clock()
+            # A bucketed gradient's samples count from its last bucket's hand-out: its step
+            # may be applied (and stamped) before this thread gets here.
+            counted = at if hooks is None or hooks.done_at is None else min(at, hooks.done_at)
             with self._lock:
                 span[1] = self._free_at = at
-                self._ready.append((at, samples))
+                self._ready.append((counted, samples))
             if hooks is not None:
                 hooks.close(grads, None, at)
             handle.resolve(grads, at=at, started_at=started)
@@ -274,6 +277,9 @@ class _BucketHooks:
         by_start = sorted(range(len(spec.bounds)), key=lambda i: spec.bounds[i][0])
         starts = [spec.bounds[i][0] for i in by_start]
         self._left = [0] * len(spec.bounds)
+        #: When the last bucket was handed out (backward's end): the gradient's samples exist
+        #: from then on, and the program may apply it before this thread has finished.
+        self.done_at: float | None = None
         self._hooks = []
         offset = 0
         for p in params:
@@ -300,7 +306,10 @@ class _BucketHooks:
             done.record(self._stream)
             done.synchronize()
             part.record_stream(self._consumer)
-        handle.resolve(part, at=self._clock(), started_at=self._started)
+        at = self._clock()
+        handle.resolve(part, at=at, started_at=self._started)
+        if all(h.done for h in self._spec.handles):
+            self.done_at = at
 
     def close(
         self, grads: torch.Tensor | None, error: BaseException | None, at: float | None

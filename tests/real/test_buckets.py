@@ -62,6 +62,35 @@ def test_a_bucket_is_handed_out_during_backward_with_its_slice_of_the_gradient(p
     assert parts[0].finished_at <= parts[1].finished_at
 
 
+def test_a_bucketed_gradients_samples_count_from_its_last_bucket_not_the_threads_end():
+    # The program may reduce the last bucket and apply the step while the compute thread
+    # still finishes (copying buffers, a slow epilogue): the samples must be stamped no later
+    # than the last bucket, or the ledger commits the step without them (CI saw an
+    # evaluation count 160 samples for 192).
+    replica = mlp()
+    bounds = bucket_bounds([12, 4, 8, 2], bucket_bytes=64, first_bucket_bytes=64)
+    start = time.monotonic()
+    thread = GradientThread(lambda: time.monotonic() - start, torch.device("cpu"))
+    inner = work_of(1)
+
+    def slow_epilogue(r):
+        out = inner(r)
+        time.sleep(0.2)  # after backward: every bucket is out by now
+        return out
+
+    parts = thread.submit_buckets(replica, slow_epilogue, bounds, 1)
+    thread.start()
+    finished: list = []
+    deadline = time.monotonic() + 10
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+        finished += thread.take_finished()
+    ((at, samples),) = finished
+    assert samples == 5
+    last = max(p.finished_at for p in parts)
+    assert at <= last < at + 0.1  # not the thread's end, 0.2 s later
+
+
 def test_a_bucketed_all_reduce_gives_sims_numbers_bit_for_bit_on_gloo_with_two_ranks():
     # Two contributions are added in one order whatever the algorithm (a + b == b + a):
     # sim's rank-order sum and gloo's ring agree to the bit, bucket by bucket.
