@@ -121,10 +121,13 @@ def test_a_pool_started_from_a_thread_outlives_that_thread(tmp_path):
 
 
 class ReadsHere(Strategy):
-    """Reads a file by a relative path: the ranks must work where the launcher is now."""
+    """Reads a file by a relative path: the ranks must work where the launcher is now.
+
+    The global model is the average (the default), so the run stops only once both ranks
+    applied their step, after each logged what it read: with ``"primary"`` a rank forked late
+    under load logged after rank 0's step had stopped the run, and its row was dropped."""
 
     name = "reads_here_test_only"
-    global_model = "primary"
 
     def worker(self, w):
         with open("here.txt") as f:
