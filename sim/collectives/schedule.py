@@ -38,6 +38,20 @@ __all__ = ["PACES", "Chain", "CollectiveRun", "Schedule", "Step"]
 PACES = ("rank", "step")
 
 
+def _kept(memo: Any, members: np.ndarray, router: Router, channel: int) -> FlowBatch | None:
+    """The batch kept as ``(members, router, channel, epoch, batch)`` if it is still the one
+    to inject (the same members and router objects, channel, and no route reset since)."""
+    if (
+        memo is not None
+        and memo[0] is members
+        and memo[1] is router
+        and memo[2] == channel
+        and memo[3] == router.epoch
+    ):
+        return memo[4]
+    return None
+
+
 class Step:
     """One batch of messages between local ranks: ``src[i]`` sends ``nbytes[i]`` to ``dst[i]``.
 
@@ -83,17 +97,11 @@ class Step:
         collective of the same cached plan injects it without routing anything (unless the
         router's routes were reset since, by a link fault: :attr:`Router.epoch`).
         """
-        memo = self._flows
-        if (
-            memo is None
-            or memo[0] is not members
-            or memo[1] is not router
-            or memo[2] != channel
-            or memo[3] != router.epoch
-        ):
+        batch = _kept(self._flows, members, router, channel)
+        if batch is None:
             batch = FlowBatch(router, members[self.src], members[self.dst], self.nbytes, channel)
-            memo = self._flows = (members, router, channel, router.epoch, batch)
-        return memo[4]
+            self._flows = (members, router, channel, router.epoch, batch)
+        return batch
 
     @property
     def all_sends(self) -> np.ndarray:
@@ -103,20 +111,14 @@ class Step:
     def flows_by_sender(self, members: np.ndarray, router: Router, channel: int = 0) -> FlowBatch:
         """Like :meth:`flows`, the messages in :attr:`all_sends` order: the batch per-rank
         progress injects when every rank enters the step at once (kept the same way)."""
-        memo = self._by_sender
-        if (
-            memo is None
-            or memo[0] is not members
-            or memo[1] is not router
-            or memo[2] != channel
-            or memo[3] != router.epoch
-        ):
+        batch = _kept(self._by_sender, members, router, channel)
+        if batch is None:
             o = self._order
             batch = FlowBatch(
                 router, members[self.src[o]], members[self.dst[o]], self.nbytes[o], channel
             )
-            memo = self._by_sender = (members, router, channel, router.epoch, batch)
-        return memo[4]
+            self._by_sender = (members, router, channel, router.epoch, batch)
+        return batch
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
         """Indices of the messages sent by ``ranks`` (a duplicate-free array)."""
