@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from numbers import Integral
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -74,6 +74,12 @@ class Workload:
     has_accuracy: bool
     #: The registry name and arguments it was built from (set by ``workloads.get``), or None.
     spec: dict[str, Any] | None = None
+    #: The evaluation's headline metric, a key of :meth:`evaluate`'s result, and its direction:
+    #: ``"loss"``, lower is better, for supervised workloads; reinforcement-learning workloads
+    #: report the policy's mean episodic ``"return"``, higher is better. Targets
+    #: (``target_loss``, ``target_return``), time to target, summaries and plots follow it.
+    metric: ClassVar[str] = "loss"
+    maximize: ClassVar[bool] = False
 
     def __init__(
         self,
