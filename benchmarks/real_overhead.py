@@ -248,7 +248,7 @@ def _b_rank(
 
         def step(k: int) -> None:
             t0 = clock()
-            grads, _, _ = replica.compute_gradients(batches, workload.loss)
+            grads, _, _ = replica.compute_gradients(batches, workload.step_loss)
             t1 = clock()
             if variant == "flat":
                 dist.all_reduce(grads)

@@ -93,11 +93,15 @@ class GradientThread:
         return parts
 
     def submit(
-        self, replica: Replica, work: GradientWork, buckets: _BucketSpec | None = None
+        self,
+        replica: Replica,
+        work: GradientWork,
+        buckets: _BucketSpec | None = None,
+        what: str = "compute_gradients",
     ) -> Handle[torch.Tensor]:
         """Compute ``work`` on a snapshot of ``replica``'s parameters as they are now; the
         handle's value is the flat gradient."""
-        handle: Handle[torch.Tensor] = Handle("compute", "compute_gradients")
+        handle: Handle[torch.Tensor] = Handle("compute", what)
         shadow = self._shadow_of(replica)
         snapshot = replica.flat.detach().clone()
         ready = None

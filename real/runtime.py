@@ -423,10 +423,17 @@ class RealRuntime:
     def now(self) -> float:
         return time.time() - self.start
 
-    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+    def computed(
+        self,
+        ctx: WorkerContext,
+        work: GradientWork,
+        share: float = 1.0,
+        what: str = "compute_gradients",
+    ) -> Handle[torch.Tensor]:
         # On the rank's compute thread (or stream), from the parameters as they are now: the
-        # program's communication proceeds beside it, as in sim.
-        return self.gradients.submit(ctx.replica, work)
+        # program's communication proceeds beside it, as in sim. `share` is sim's: here the
+        # work takes the time it takes.
+        return self.gradients.submit(ctx.replica, work, what=what)
 
     def computed_in_buckets(
         self, ctx: WorkerContext, work: GradientWork, bounds: list[tuple[int, int]]

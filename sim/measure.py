@@ -17,18 +17,19 @@ __all__ = ["measure_server_step", "measure_step_time"]
 def measure_step_time(
     workload: Any, seed: int = 0, repeats: int = 10, update: bool = False
 ) -> float:
-    """Median wall time of one forward/backward on one micro-batch of ``workload`` (and an
+    """Median wall time of one forward/backward on one micro-batch of ``workload`` (its
+    ``step_loss``: a reinforcement-learning workload's includes its rollout) (and an
     SGD update of the parameters, with ``update``: a worker's whole step)."""
     import torch
 
     model = workload.make_model(seed)
-    batches = workload.batches(0, 1, seed)
+    batches = workload.stream(0, 1, seed)
     times = []
     for i in range(repeats + 2):
-        x, y = next(batches)
         start = time.perf_counter()
         model.zero_grad(set_to_none=True)
-        workload.loss(model(x), y).backward()
+        # The workload's own step: a batch's forward/backward, or a rollout and its loss.
+        workload.step_loss(model, batches)[0].backward()
         if update:
             with torch.no_grad():
                 for p in model.parameters():

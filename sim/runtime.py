@@ -107,15 +107,25 @@ class SimRuntime:
     def now(self) -> float:
         return float(self.env.now)
 
-    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
-        grads, samples, seconds = self._gradient(ctx, work)
+    def computed(
+        self,
+        ctx: WorkerContext,
+        work: GradientWork,
+        share: float = 1.0,
+        what: str = "compute_gradients",
+    ) -> Handle[torch.Tensor]:
+        grads, samples, seconds = self._gradient(ctx, work, share)
         # Samples count when the gradient exists, not when it starts.
-        return self._occupy(ctx.rank, seconds, grads, "compute_gradients", samples)
+        return self._occupy(ctx.rank, seconds, grads, what, samples)
 
-    def _gradient(self, ctx: WorkerContext, work: GradientWork) -> tuple[torch.Tensor, int, float]:
+    def _gradient(
+        self, ctx: WorkerContext, work: GradientWork, share: float = 1.0
+    ) -> tuple[torch.Tensor, int, float]:
         # Computed at the call (the same numbers as real's snapshot); it takes simulated time.
         grads, samples, _ = work(ctx.replica)
         seconds = self.compute_model.step_time(ctx.rank, ctx.gradients - 1, self.accumulate)
+        if share != 1.0:  # a part of a step (experience collected, or learnt from)
+            seconds *= share
         rank = ctx.rank
         if self.slowdown:
             seconds *= self.slowdown.get(rank, 1.0)

@@ -16,6 +16,7 @@ follows it: an owner's state at step ``k`` is taken when it is about to apply st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -28,13 +29,45 @@ from strategies.comm import CommTimeout, Communicator, not_a_handle
 from strategies.handles import Handle, any_of
 from strategies.membership import Quorum
 from strategies.optim import OptimizerSpec, ScheduleSpec
-from strategies.replica import FlatOptimizer, Replica
+from strategies.replica import FlatOptimizer, Objective, Replica
 from strategies.rules import is_eval_step
 
-__all__ = ["GradientWork", "Runtime", "RoleContext", "WorkerContext", "ServerContext"]
+__all__ = [
+    "Experiences",
+    "GradientWork",
+    "Runtime",
+    "RoleContext",
+    "WorkerContext",
+    "ServerContext",
+]
 
 #: What computes one gradient on a replica: the flat gradient, its samples and its loss.
 GradientWork = Callable[[Replica], tuple[torch.Tensor, int, float]]
+
+
+class Experiences(Protocol):
+    """What a workload that collects experience (reinforcement learning) offers a worker:
+    :class:`workloads.reinforcement.RLWorkload`."""
+
+    #: The part of an on-policy step's compute time spent acting (environment steps and
+    #: forward passes); the rest is the learner's forward and backward.
+    actor_share: float
+    #: Environment steps in one rollout (environments x rollout length).
+    rollout_steps: int
+
+    def collect(self, model: torch.nn.Module, stream: Any) -> torch.Tensor:
+        """A rollout of ``stream``'s environments with ``model``, packed in one tensor."""
+        ...
+
+    def experience_steps(self, experience: torch.Tensor) -> int:
+        """Environment steps in a packed rollout (or a one-line error if it is not one)."""
+        ...
+
+    def experience_loss(
+        self, model: torch.nn.Module, experiences: list[torch.Tensor], **options: Any
+    ) -> tuple[torch.Tensor, int]:
+        """The loss of ``model`` on packed rollouts, batched, and their environment steps."""
+        ...
 
 
 class Runtime(Protocol):
@@ -48,11 +81,19 @@ class Runtime(Protocol):
         """Seconds since the run started: simulated in ``sim``, wall-clock in ``real``."""
         ...
 
-    def computed(self, ctx: WorkerContext, work: GradientWork) -> Handle[torch.Tensor]:
+    def computed(
+        self,
+        ctx: WorkerContext,
+        work: GradientWork,
+        share: float = 1.0,
+        what: str = "compute_gradients",
+    ) -> Handle[torch.Tensor]:
         """A handle for ``ctx``'s next gradient, ``work(replica)`` on its parameters as they
         are now; it finishes when the gradient is ready and other operations proceed beside
         it (``sim`` computes at the call and adds the compute model's time; ``real`` computes
-        on the rank's compute thread or stream)."""
+        on the rank's compute thread or stream). ``share``: the part of one gradient's time
+        the work stands for (``sim``; an actor's rollout or a learner's gradient on experience
+        is part of an A2C step); ``what`` names it in spans and errors."""
         ...
 
     def computed_in_buckets(
@@ -375,10 +416,11 @@ class WorkerContext(RoleContext):
         workers: list[int],
         servers: list[int],
         replica: Replica,
-        batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        batches: Iterator[Any],
+        objective: Objective,
         accumulate: int = 1,
         index: int | None = None,
+        experience: Experiences | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(rank, world_size, comm, runtime, workers, servers, **kwargs)
@@ -387,7 +429,8 @@ class WorkerContext(RoleContext):
         self.gradients = 0
         self.last_loss = float("nan")
         self._batches = batches
-        self._loss_fn = loss_fn
+        self._objective = objective
+        self._experience = experience
         self._accumulate = accumulate
         self._buckets: dict[tuple[float, float], list[tuple[int, int]]] = {}
 
@@ -440,10 +483,62 @@ class WorkerContext(RoleContext):
     def _gradient(self, replica: Replica) -> tuple[torch.Tensor, int, float]:
         """One gradient on ``replica`` (this worker's, or the copy a backend computes on)."""
         grads, samples, loss = replica.compute_gradients(
-            self._batches, self._loss_fn, self._accumulate
+            self._batches, self._objective, self._accumulate
         )
         self.last_loss = loss
         return grads, samples, loss
+
+    def collect_experience(self) -> Handle[torch.Tensor]:
+        """Act in this worker's environments with the parameters as they are at this call
+        and return the experience (a reinforcement-learning workload's rollout: observations,
+        actions, rewards, episode ends and the behaviour policy's log-probabilities, packed
+        into one flat tensor a program can send as it is). It takes the actor's part of a
+        step's compute time (environment steps and forward passes); no sample counts here:
+        experience counts where a gradient computed from it is applied."""
+        source = self._need_experience("collect_experience")
+        self.gradients += 1
+
+        def work(replica: Replica) -> tuple[torch.Tensor, int, float]:
+            return source.collect(replica.model, self._batches), 0, math.nan
+
+        return self._runtime.computed(self, work, source.actor_share, "collect_experience")
+
+    def compute_gradients_from(
+        self, experiences: torch.Tensor | list[torch.Tensor], **options: Any
+    ) -> Handle[torch.Tensor]:
+        """The gradient of the workload's loss on experience collected elsewhere (one packed
+        tensor of :meth:`collect_experience`'s, or a list of them, batched), from this worker's
+        parameters as they are at this call; ``options`` go to the workload's loss (e.g.
+        ``correction="vtrace"``). It takes the learner's part of a step's compute time, in
+        proportion to the environment steps in the batch, and counts those steps as samples."""
+        source = self._need_experience("compute_gradients_from")
+        batch = [experiences] if isinstance(experiences, torch.Tensor) else list(experiences)
+        if not batch or not all(isinstance(e, torch.Tensor) for e in batch):
+            raise TypeError(
+                "w.compute_gradients_from(experiences): pass a tensor from "
+                "w.collect_experience(), or a non-empty list of them"
+            )
+        steps = sum(source.experience_steps(e) for e in batch)
+        share = (1.0 - source.actor_share) * steps / source.rollout_steps
+        self.gradients += 1
+
+        def work(replica: Replica) -> tuple[torch.Tensor, int, float]:
+            replica.grad.zero_()
+            loss, used = source.experience_loss(replica.model, batch, **options)
+            loss.backward()
+            self.last_loss = loss.item()
+            return replica.grad.clone(), used, self.last_loss
+
+        return self._runtime.computed(self, work, share, "compute_gradients_from")
+
+    def _need_experience(self, call: str) -> Experiences:
+        if self._experience is None:
+            raise TypeError(
+                f"w.{call}() needs a reinforcement-learning workload (one that collects "
+                "experience, such as cartpole); this run's workload trains on a dataset: "
+                "use w.compute_gradients()"
+            )
+        return self._experience
 
     def apply(self, grads: torch.Tensor, *, staleness: int = 0, lr_scale: float = 1.0) -> None:
         """One step of the local optimizer with a flat gradient: ``step`` and ``version``
@@ -463,8 +558,12 @@ class WorkerContext(RoleContext):
     def resume_data(self, gradients: int) -> None:
         """Continue this worker's data where a run that had computed ``gradients`` gradients
         left it (a restart from a checkpoint): the batches before are skipped."""
-        for _ in range(gradients * self._accumulate):
-            next(self._batches)
+        resume = getattr(self._batches, "resume", None)
+        if resume is not None:  # environments, which cannot be replayed: see the stream
+            resume(gradients)
+        else:
+            for _ in range(gradients * self._accumulate):
+                next(self._batches)
         self.gradients = gradients
 
     def export(self) -> tuple[torch.Tensor, dict[str, float]]:

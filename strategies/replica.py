@@ -16,9 +16,32 @@ from torch import nn
 
 from strategies.optim import OptimizerSpec, ScheduleSpec
 
-__all__ = ["FlatOptimizer", "Replica"]
+__all__ = ["FlatOptimizer", "Objective", "Replica", "supervised"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: One micro-batch's loss on a model and the samples it used: ``(model, batches) -> (loss,
+#: samples)``, what :meth:`workloads.base.Workload.step_loss` is (``next(batches)`` through the
+#: model and the loss for supervised workloads; a rollout of the rank's environments for
+#: reinforcement-learning ones).
+Objective = Callable[[nn.Module, Iterator[Any]], tuple[torch.Tensor, int]]
+
+
+def supervised(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Objective:
+    """The :data:`Objective` of a supervised loss: the next ``(x, y)`` through the model.
+
+    Examples
+    --------
+    >>> objective = supervised(nn.functional.mse_loss)
+    >>> loss, samples = objective(nn.Linear(2, 1), iter([(torch.ones(3, 2), torch.zeros(3, 1))]))
+    >>> samples
+    3
+    """
+
+    def objective(model: nn.Module, batches: Iterator[Any]) -> tuple[torch.Tensor, int]:
+        x, y = next(batches)
+        return loss_fn(model(x), y), len(x)
+
+    return objective
 
 
 class FlatOptimizer:
@@ -186,11 +209,12 @@ class Replica:
 
     def compute_gradients(
         self,
-        batches: Iterator[Batch],
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        batches: Iterator[Any],
+        objective: Objective,
         accumulate: int = 1,
     ) -> tuple[torch.Tensor, int, float]:
-        """Average the gradient over ``accumulate`` micro-batches.
+        """Average the gradient over ``accumulate`` micro-batches, each ``objective(model,
+        batches)`` (see :data:`Objective`).
 
         Returns the flat gradient (a copy the caller owns), the samples used and the mean
         training loss.
@@ -198,11 +222,10 @@ class Replica:
         self.grad.zero_()
         samples, total_loss = 0, 0.0
         for _ in range(accumulate):
-            x, y = next(batches)
-            loss = loss_fn(self.model(x), y)
+            loss, used = objective(self.model, batches)
             # Dividing by 1 changes no bit but costs an autograd node per step: skip it.
             (loss / accumulate if accumulate > 1 else loss).backward()
-            samples += len(x)
+            samples += used
             total_loss += loss.item()
         return self.grad.clone(), samples, total_loss / accumulate
 

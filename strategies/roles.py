@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import torch
 
@@ -20,7 +20,7 @@ from runs.trace import Trace
 from strategies.aggregate import shard_bounds
 from strategies.base import Program, Strategy
 from strategies.comm import Communicator
-from strategies.context import RoleContext, Runtime, ServerContext, WorkerContext
+from strategies.context import Experiences, RoleContext, Runtime, ServerContext, WorkerContext
 from strategies.ledger import Ledger
 from strategies.operations import span_name
 from strategies.optim import OptimizerSpec, ScheduleSpec
@@ -49,14 +49,17 @@ class WorkloadLike(Protocol):
     """What role set-up needs from a workload (see ``workloads.Workload``)."""
 
     batch_size: int
+    collects_experience: ClassVar[bool]
 
     def make_model(self, seed: int) -> torch.nn.Module: ...
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+    def step_loss(
+        self, model: torch.nn.Module, batches: Iterator[Any]
+    ) -> tuple[torch.Tensor, int]: ...
 
-    def batches(
-        self, rank: int, n_workers: int, seed: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def stream(
+        self, rank: int, n_workers: int, seed: int, device: torch.device | None = None
+    ) -> Iterator[Any]: ...
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
 
@@ -506,21 +509,15 @@ def build_role(
         replica,
         no_batches()
         if setup.timing_only
-        else _on(device, setup.workload.batches(index, len(workers), setup.seed)),
-        setup.workload.loss,
+        else setup.workload.stream(index, len(workers), setup.seed, device),
+        setup.workload.step_loss,
         setup.accumulate,
+        experience=cast(Experiences, setup.workload)
+        if setup.workload.collects_experience
+        else None,
         **common,
     )
     return worker, _program(strategy.worker(worker), strategy, "worker")
-
-
-def _on(
-    device: torch.device, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches on ``device`` (the same batches: drawn on the CPU, then moved)."""
-    if device.type == "cpu":
-        return batches
-    return ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in batches)
 
 
 def _program(program: Any, strategy: Strategy, role: str) -> Program:

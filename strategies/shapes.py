@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from strategies.optim import OptimizerSpec, ScheduleSpec
-from strategies.replica import FlatOptimizer, Replica
+from strategies.replica import FlatOptimizer, Objective, Replica
 
 __all__ = ["META", "ShapeReplica", "meta_model", "no_batches", "numbers_device"]
 
@@ -89,7 +89,7 @@ class ShapeReplica(Replica):
     Examples
     --------
     >>> r = ShapeReplica(10, torch.float32, samples=4, spec=OptimizerSpec.parse("sgd"))
-    >>> grads, samples, loss = r.compute_gradients(iter(()), lambda o, t: o, accumulate=2)
+    >>> grads, samples, loss = r.compute_gradients(iter(()), lambda m, b: next(b), accumulate=2)
     >>> grads.device.type, grads.shape, samples, math.isnan(loss)
     ('meta', torch.Size([10]), 8, True)
     >>> r.apply(grads); r.parameters().device.type
@@ -119,7 +119,7 @@ class ShapeReplica(Replica):
     def compute_gradients(
         self,
         batches: Iterator[Any],
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        objective: Objective,
         accumulate: int = 1,
     ) -> tuple[torch.Tensor, int, float]:
         """A gradient of the model's shape over ``accumulate`` micro-batches; no batch is

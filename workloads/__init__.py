@@ -7,7 +7,9 @@
 ((32, 64), (32,))
 """
 
+from workloads.acrobot import acrobot
 from workloads.base import Workload
+from workloads.cartpole import cartpole
 from workloads.custom import custom
 from workloads.digits import cnn_digits, load_digits, mlp_digits
 from workloads.logistic_regression import logistic_regression
@@ -15,6 +17,7 @@ from workloads.partition import PARTITIONS
 from workloads.presets import PRESETS, gpt2_small, gpt2_xl, llama3_8b, llama3_70b
 from workloads.quadratic import Quadratic, quadratic
 from workloads.registry import get, names, register
+from workloads.reinforcement import RLWorkload
 from workloads.resnet import resnet50
 from workloads.tiny_transformer import CharLM, tiny_transformer
 from workloads.transformer import TokenLM, TransformerConfig, transformer
@@ -24,9 +27,12 @@ __all__ = [
     "PRESETS",
     "CharLM",
     "Quadratic",
+    "RLWorkload",
     "TokenLM",
     "TransformerConfig",
     "Workload",
+    "acrobot",
+    "cartpole",
     "cnn_digits",
     "custom",
     "get",

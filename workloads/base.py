@@ -80,6 +80,9 @@ class Workload:
     #: (``target_loss``, ``target_return``), time to target, summaries and plots follow it.
     metric: ClassVar[str] = "loss"
     maximize: ClassVar[bool] = False
+    #: Whether workers can collect experience and learn from others' (reinforcement
+    #: learning: ``strategies.context.Experiences``), besides computing gradients.
+    collects_experience: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -168,6 +171,26 @@ class Workload:
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         """Mean loss over the batch."""
         return self.loss_fn(output, target)
+
+    def step_loss(self, model: nn.Module, batches: Iterator[Any]) -> tuple[Tensor, int]:
+        """One micro-batch's loss on ``model`` and the samples it used: the next batch of
+        ``batches`` (a stream from :meth:`stream`) through the model and :meth:`loss`. What a
+        worker's gradient is the gradient of (reinforcement-learning workloads collect a
+        rollout here instead)."""
+        x, y = next(batches)
+        return self.loss(model(x), y), len(x)
+
+    def stream(
+        self, rank: int, n_workers: int, seed: int, device: torch.device | None = None
+    ) -> Iterator[Any]:
+        """What worker ``rank`` of ``n_workers`` draws its micro-batches from, on ``device``:
+        :meth:`batches`, drawn on the CPU and moved there (the same numbers on any device)."""
+        batches = self.batches(rank, n_workers, seed)
+        if device is None or device.type == "cpu":
+            return batches
+        return (
+            (x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in batches
+        )
 
     def partition(self, n_workers: int, seed: int) -> list[np.ndarray]:
         """Indices into the train set for each worker, by the configured scheme.

@@ -17,7 +17,7 @@ from pydantic import Field
 from options.declare import OneOf
 from workloads.partition import PARTITIONS
 
-__all__ = ["Alpha", "BatchSize", "Count", "Partition"]
+__all__ = ["Alpha", "BatchSize", "Coefficient", "Count", "Discount", "Partition", "Share"]
 
 #: Samples per worker and step.
 BatchSize = Annotated[int, Field(ge=1, description="samples per worker and step")]
@@ -30,3 +30,12 @@ Alpha = Annotated[float, Field(gt=0, description="smaller = more skewed")]
 
 #: A size that must be at least one.
 Count = Annotated[int, Field(ge=1)]
+
+#: A discount or GAE's lambda: a fraction of the future kept per step.
+Discount = Annotated[float, Field(ge=0, le=1)]
+
+#: A loss term's weight.
+Coefficient = Annotated[float, Field(ge=0)]
+
+#: A part of a whole, strictly between 0 and 1.
+Share = Annotated[float, Field(gt=0, lt=1)]

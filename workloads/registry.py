@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from options.spec import did_you_mean
+from workloads.acrobot import acrobot
 from workloads.base import Workload
+from workloads.cartpole import cartpole
 from workloads.custom import custom
 from workloads.digits import cnn_digits, mlp_digits
 from workloads.logistic_regression import logistic_regression
@@ -32,6 +34,9 @@ _BUILDERS: dict[str, Callable[..., Workload]] = {
     "llama3_8b": llama3_8b,
     "llama3_70b": llama3_70b,
     "resnet50": resnet50,
+    # Reinforcement learning (issue 26): rollouts of Gymnasium's environments, A2C's loss.
+    "cartpole": cartpole,
+    "acrobot": acrobot,
 }
 
 
@@ -41,7 +46,7 @@ def names() -> list[str]:
     Examples
     --------
     >>> names()  # doctest: +NORMALIZE_WHITESPACE
-    ['cnn_digits', 'custom', 'gpt2_small', 'gpt2_xl', 'llama3_70b', 'llama3_8b',
+    ['acrobot', 'cartpole', 'cnn_digits', 'custom', 'gpt2_small', 'gpt2_xl', 'llama3_70b', 'llama3_8b',
      'logistic_regression', 'mlp_digits', 'quadratic', 'resnet50', 'tiny_transformer',
      'transformer']
     """
@@ -81,7 +86,7 @@ def get(name: str, **kwargs: Any) -> Workload:
     Workload(name='mlp_digits', batch_size=32, partition='dirichlet(alpha=0.5)', ...)
     >>> get("mlp_digit")
     Traceback (most recent call last):
-    ValueError: unknown workload 'mlp_digit'; did you mean 'mlp_digits'? choose one of cnn_digits, ...
+    ValueError: unknown workload 'mlp_digit'; did you mean 'mlp_digits'? choose one of acrobot, ...
     >>> get("mlp_digits", batch_sise=8)
     Traceback (most recent call last):
     ...

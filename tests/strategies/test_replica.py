@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from strategies.optim import OptimizerSpec
-from strategies.replica import FlatOptimizer, Replica
+from strategies.replica import FlatOptimizer, Replica, supervised
 
 
 def _batches(seed):
@@ -21,7 +21,9 @@ def test_flat_gradient_equals_autograd_on_an_untouched_model():
     x, y = next(_batches(1))
     nn.functional.cross_entropy(reference(x), y).backward()
     expected = torch.cat([p.grad.reshape(-1) for p in reference.parameters()])
-    grads, samples, _ = replica.compute_gradients(_batches(1), nn.functional.cross_entropy)
+    grads, samples, _ = replica.compute_gradients(
+        _batches(1), supervised(nn.functional.cross_entropy)
+    )
     torch.testing.assert_close(grads, expected)
     assert samples == 8
 
@@ -29,9 +31,12 @@ def test_flat_gradient_equals_autograd_on_an_untouched_model():
 def test_accumulation_averages_micro_batches():
     replica = Replica(_model())
     stream = _batches(2)
-    one = [replica.compute_gradients(stream, nn.functional.cross_entropy)[0] for _ in range(3)]
+    one = [
+        replica.compute_gradients(stream, supervised(nn.functional.cross_entropy))[0]
+        for _ in range(3)
+    ]
     averaged, samples, _ = Replica(_model()).compute_gradients(
-        _batches(2), nn.functional.cross_entropy, accumulate=3
+        _batches(2), supervised(nn.functional.cross_entropy), accumulate=3
     )
     torch.testing.assert_close(averaged, sum(one) / 3)
     assert samples == 24
