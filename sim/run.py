@@ -42,6 +42,7 @@ from sim.runtime import SimRuntime
 from sim.timing_only import (
     check_timing_compute,
     check_timing_only,
+    check_timing_workload,
     real_tensors,
     shapes_only,
     timing_result,
@@ -217,6 +218,7 @@ def run(
     )
     compute_model = ComputeModel.parse(compute)
     check_timing_compute(timing_only, compute_model)
+    check_timing_workload(timing_only, workload)
     compute_model.check_world(setup.world_size, setup.workers)
     net_options = _network_options(network)
     check_routing_on(net_options["routing"], graph)  # before anything is written

@@ -35,6 +35,7 @@ from strategies.shapes import META
 __all__ = [
     "check_timing_compute",
     "check_timing_only",
+    "check_timing_workload",
     "real_tensors",
     "shapes_only",
     "timing_result",
@@ -81,6 +82,26 @@ def check_timing_compute(timing_only: bool, compute: ComputeModel) -> None:
                 "computes none; give seconds (from a full run's measure)"
                 + (" or base='flops'" if name == "base" else "")
             )
+
+
+def check_timing_workload(timing_only: bool, workload: Any) -> None:
+    """Refuse a workload whose gradient needs numbers to exist: a reinforcement-learning
+    workload acts in its environments with its policy's actions, which meta tensors do not
+    have.
+
+    Examples
+    --------
+    >>> import workloads
+    >>> check_timing_workload(True, workloads.cartpole())
+    Traceback (most recent call last):
+    ...
+    ValueError: workload 'cartpole' acts in environments with its policy's actions, which a timing-only run has no numbers for; run it in full (timing_only=False)
+    """
+    if timing_only and getattr(workload, "collects_experience", False):
+        raise ValueError(
+            f"workload {workload.name!r} acts in environments with its policy's actions, "
+            "which a timing-only run has no numbers for; run it in full (timing_only=False)"
+        )
 
 
 #: What torch says when a meta tensor's value is read (``x.item()``, ``float(x)``,
