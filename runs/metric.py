@@ -175,12 +175,16 @@ def check_target(
 
 
 def target_of(
-    workload: Any, *, target_loss: Any = None, target_return: Any = None
+    workload: Any,
+    *,
+    target_loss: Any = None,
+    target_return: Any = None,
+    name: str | None = None,
 ) -> Target | None:
-    """:func:`check_target` for ``workload``'s metric, naming the workload as it was asked
-    for (its registered name) in an error."""
+    """:func:`check_target` for ``workload``'s metric, naming the workload in an error as it
+    was asked for: ``name``, else its registered name, else its own."""
     spec = getattr(workload, "spec", None)
-    name = spec.get("name") if isinstance(spec, dict) else None
+    name = name or (spec.get("name") if isinstance(spec, dict) else None)
     return check_target(
         metric_of(workload),
         target_loss=target_loss,
