@@ -61,8 +61,8 @@ class Metric:
         return f"{what} ({'higher' if self.maximize else 'lower'} is better)"
 
     def reached(self, value: float, level: float) -> bool:
-        """Whether ``value`` is at ``level`` or past it (NaN never is)."""
-        if not math.isfinite(value):
+        """Whether ``value`` is at ``level`` or past it (NaN never is; infinities compare)."""
+        if math.isnan(value):
             return False
         return value >= level if self.maximize else value <= level
 
