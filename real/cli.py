@@ -91,6 +91,13 @@ def real_command(
         float | None,
         typer.Option(help="Stop once the global model's held-out loss reaches this."),
     ] = None,
+    target_return: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop once the global model's mean return reaches this (a workload "
+            "evaluated by its return: reinforcement learning)."
+        ),
+    ] = None,
     max_time: Annotated[
         float | None,
         typer.Option(help="Stop after this many wall seconds of training."),
@@ -187,6 +194,7 @@ def real_command(
                     *("--timeout", str(timeout), "--topology", topology or testbed),
                     *("--silence", str(silence)),
                     *(["--target-loss", str(target_loss)] if target_loss is not None else []),
+                    *(["--target-return", str(target_return)] if target_return is not None else []),
                     *(["--max-time", str(max_time)] if max_time is not None else []),
                     *(["--out", str(out.resolve())] if out is not None else []),
                     "--portable" if portable else "--no-portable",
@@ -217,6 +225,8 @@ def real_command(
             "accumulate": accumulate,
         }
         stops: dict[str, Any] = {"target_loss": target_loss, "max_time": max_time}
+        if target_return is not None:  # (as given: run() refuses the one the workload lacks)
+            stops["target_return"] = target_return
         if faults is not None:
             if placement is not None and placement.launcher != "testbed":
                 raise _fail(
@@ -412,6 +422,9 @@ def _run_launched(
 _SUMMARY_ROWS = (
     ("steps", "steps", 1.0),
     ("final_loss", "final loss", 1.0),
+    # A workload evaluated by its return (runs.metric) has these instead of a loss.
+    ("final_return", "final return", 1.0),
+    ("best_return", "best return", 1.0),
     ("final_accuracy", "final accuracy", 1.0),
     ("time", "training time (s)", 1.0),
     ("wall_time", "wall time, with start-up (s)", 1.0),

@@ -31,6 +31,7 @@ from real.store import SECRET_ENV, read_secret
 from real.testbed.links import applied
 from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter
+from runs.metric import target_of
 from strategies.roles import TrainingSetup
 
 if TYPE_CHECKING:
@@ -56,18 +57,20 @@ def run_launched(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: Any = None,
+    target_return: float | None = None,
 ) -> RunResult | None:
     """Run this rank; on rank 0, also gather and write the run (``out``) and return its
     result (the other ranks return ``None``). Raises the run's first failure, on every rank.
     ``topology``: the network the ranks run on, recorded in ``run.json`` as ``sim`` does.
     ``silence``: seconds without a heartbeat after which a rank others wait on fails the run
-    (see :func:`real.run`). ``target_loss``, ``max_time``: the run's stops, watched by rank
-    0 on a thread of its own (:mod:`real.watch`). ``faults``: a fault schedule, on a
-    testbed only (its link faults; the testbed's launcher makes them, rank 0 writes their
+    (see :func:`real.run`). ``target_loss`` (or ``target_return``), ``max_time``: the run's
+    stops, watched by rank 0 on a thread of its own (:mod:`real.watch`). ``faults``: a fault
+    schedule, on a testbed only (its link faults; the testbed's launcher makes them, rank 0 writes their
     rows: :mod:`real.testbed.links`)."""
     target_loss, max_time = check_stops(target_loss, max_time)
+    target = target_of(setup.workload, target_loss=target_loss, target_return=target_return)
     schedule = _testbed_faults(faults, setup, placement, topology)
-    stops = Stops(target_loss, max_time)
+    stops = Stops(target, max_time)
     resolved = resolve_backend(backend, local_world_size=placement.local_world_size)
     if resolved == "nccl" and not portable:
         raise LaunchError("--no-portable needs gloo's receive-from-any-source; NCCL has none")
@@ -77,7 +80,7 @@ def run_launched(
         timeout,
         collector=True,
         silence=silence,
-        eager=target_loss is not None,
+        eager=target is not None,
         faults=schedule.record() if schedule else None,
     )
     # The library chooses its own algorithms (gloo or NCCL): the rule sim's `auto` imitates.
@@ -123,7 +126,7 @@ def run_launched(
                 wall_time=time.perf_counter() - started,
                 writer=writer,
                 error=error,
-                target_loss=target_loss,
+                target=target,
                 max_time=max_time,
                 faults=bool(schedule),
                 marks=[(at, -1, event) for at, event in applied(store)] if schedule else (),

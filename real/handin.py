@@ -9,7 +9,7 @@ run's own links (a testbed, a cluster), the snapshots of the parameters at evalu
 are held back until the end (``hold_states``; an empty tensor stands in for each in the
 batches): sending them while training shares those links with the training's traffic (a
 4.8 MB model's snapshots doubled a Local SGD step on a 100 Mbit/s testbed). Local processes
-(loopback), and a run that evaluates as it goes (``target_loss``), send them at once. A rank
+(loopback), and a run that evaluates as it goes (a target), send them at once. A rank
 that never closed leaves its held snapshots out: its steps count, its states do not.
 
 Everything travels as tensors and plain data: events as ``(kind, time, rank, *fields)``

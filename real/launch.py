@@ -53,6 +53,7 @@ from real.slowdowns import marks
 from real.store import SignedStore, new_secret, write_secret
 from real.watch import RunWatch, Stops
 from runs import RunResult, RunWriter, check_out
+from runs.metric import target_of
 from strategies import Strategy
 from strategies.roles import TrainingSetup, positive_int
 
@@ -150,6 +151,7 @@ def run(
     target_loss: float | None = None,
     max_time: float | None = None,
     faults: Any = None,
+    target_return: float | None = None,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -177,7 +179,9 @@ def run(
     ``target_loss``: stop once the global model's held-out loss reaches it (evaluated as the
     run goes, at evaluation points, off the ranks' timed path: :mod:`real.watch`); the run
     stops within one evaluation period of it and ``*_to_target`` mean what they mean in
-    ``sim``. ``max_time``: stop after this many wall seconds since the ranks' common start.
+    ``sim``. ``target_return``: the same for a workload evaluated by its mean return
+    (reached at or above it); each is refused, in one line, for a workload whose metric is
+    the other's (:mod:`runs.metric`). ``max_time``: stop after this many wall seconds since the ranks' common start.
 
     ``faults``: a fault schedule as ``sim.run`` takes it (:mod:`faults`); a crash is the rank
     process killed with ``SIGKILL``, a restart a new process for that rank that rejoins
@@ -207,6 +211,7 @@ def run(
             "portable=True with NCCL"
         )
     workload = workloads.get(workload) if isinstance(workload, str) else workload
+    target = target_of(workload, target_loss=target_loss, target_return=target_return)
     setup = TrainingSetup.create(
         strategy,
         workload,
@@ -234,7 +239,7 @@ def run(
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
     config["placement"] = placement_record(nproc, nproc, "local")
-    stops = Stops(target_loss, max_time)
+    stops = Stops(target, max_time)
     config.update(stops.config())
     if schedule:  # as sim records it
         config["faults"] = schedule.record()
@@ -243,7 +248,7 @@ def run(
         portable=portable,
         timeout=timeout,
         silence=silence,
-        eager=target_loss is not None,
+        eager=target is not None,
         faults=schedule.record() if schedule else None,
     )
 
@@ -319,7 +324,7 @@ def _launch(
                 wall_time=wall,
                 writer=writer,
                 error=exc,
-                target_loss=stops.target_loss,
+                target=stops.target,
                 max_time=stops.max_time,
                 faults=bool(schedule),
                 marks=marks(schedule),
@@ -338,7 +343,7 @@ def _launch(
         wall_time=time.perf_counter() - wall,
         writer=writer,
         error=error,
-        target_loss=stops.target_loss,
+        target=stops.target,
         max_time=stops.max_time,
         faults=bool(schedule),
         marks=marks(schedule),

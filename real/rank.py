@@ -90,7 +90,7 @@ class RankOptions:
     local launcher gathers them itself), so the others wait until it has. ``silence``:
     seconds without a heartbeat after which a rank others wait on is the run's failure
     (:class:`real.runtime.StopSignal`). ``eager``: hand in each evaluation point's state at
-    once, for the run's watcher to evaluate (``target_loss``, :mod:`real.watch`).
+    once, for the run's watcher to evaluate (a target, :mod:`real.watch`).
     ``faults``: the run's fault schedule as recorded (:mod:`real.crashes`), or None;
     ``incarnation``: 0, or which restart of its rank this process is (it rejoins).
     ``checkpoints``: the directory ``w.save_checkpoint`` writes to (the local launcher's; None

@@ -16,6 +16,7 @@ from typing import Any
 
 from real.checkpoints import Rewinds, Rewound
 from runs import RunResult, RunWriter, Trace, gradient_times
+from runs.metric import Target
 from strategies.events import Computed, Event, Stepped
 from strategies.ledger import Ledger
 from strategies.outcome import result_of, summary_of
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 #: Stops the ledger decides (the run's time is then the stop's, not the last rank's end).
-STOPPED_BY_LEDGER = ("steps", "target_loss", "max_time")
+STOPPED_BY_LEDGER = ("steps", "target_loss", "target_return", "max_time")
 
 #: What a rank that handed in nothing (killed, or lost with its node) contributes.
 EMPTY_PART: dict[str, Any] = {"events": [], "error": None, "final": None, "stop_reason": None}
@@ -57,15 +58,16 @@ class Replayed:
 def replay(
     setup: TrainingSetup,
     parts: list[dict[str, Any] | None],
-    target_loss: float | None = None,
+    target: Target | None = None,
     max_time: float | None = None,
     faults: bool = False,
     marks: Sequence[tuple[float, int, str]] = (),
 ) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses.
 
-    With ``target_loss`` the ledger stops at the first evaluation that reaches it (the one
-    the run's watcher stopped the ranks at: the same snapshots, evaluated alike). With
+    With a ``target`` (:func:`runs.metric.check_target`: a loss or a return) the ledger
+    stops at the first evaluation that reaches it (the one the run's watcher stopped the
+    ranks at: the same snapshots, evaluated alike). With
     ``max_time`` events after it are dropped (ranks learn the stop late) and the ledger stops
     there, as ``sim``'s does; the last evaluation is of the owners' states when they stopped.
     ``faults``: the run had a fault schedule (the ledger's owners and summary are then a
@@ -82,7 +84,7 @@ def replay(
     # Every rank restarted from a checkpoint (recovery="restart"): the ledger goes back to it.
     rewinds = Rewinds({e.step for e in events if isinstance(e, Rewound)})
     observers: dict[str, Any] = {"on_step": rewinds.on_step} if rewinds.steps else {}
-    ledger = make_ledger(setup, target_loss=target_loss, faults=faults, **observers)
+    ledger = make_ledger(setup, target=target, faults=faults, **observers)
     owners = ledger.owners
     initial = {r: initial_state(setup, r, flat) for r in owners}
     ledger.start(initial)
@@ -159,19 +161,19 @@ def assemble(
     wall_time: float,
     writer: RunWriter | None = None,
     error: BaseException | None = None,
-    target_loss: float | None = None,
+    target: Target | None = None,
     max_time: float | None = None,
     faults: bool = False,
     marks: Sequence[tuple[float, int, str]] = (),
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
-    ``target_loss``, ``max_time``: the run's stops; ``marks``: fault rows no rank reports
+    ``target``, ``max_time``: the run's stops; ``marks``: fault rows no rank reports
     (see :func:`replay`).
 
     With ``error`` (a rank failed, or the run was interrupted: a ``KeyboardInterrupt``) the
     rows gathered so far are written with the error (and, when interrupted, the summary of
     what was measured), and ``error`` is raised."""
-    replayed = replay(setup, parts, target_loss, max_time, faults, marks)
+    replayed = replay(setup, parts, target, max_time, faults, marks)
     ledger = replayed.ledger
     trace = timeline(setup, parts, ledger.rows)
     if error is not None:

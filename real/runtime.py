@@ -409,7 +409,8 @@ class RealRuntime:
         #: Where this rank's spans go (None: not recorded).
         self.trace: Trace | None = None
         #: Hand in each evaluation point's state at once: the run's watcher evaluates the
-        #: global model as it goes (``target_loss``, :mod:`real.watch`).
+        #: global model as it goes (a target: ``target_loss``,
+        #: ``target_return``; :mod:`real.watch`).
         self.eager = False
         self._hand_in_now = False
         #: Hands in and kills this process (a crash the launcher asked for at a time, seen
@@ -476,7 +477,7 @@ class RealRuntime:
         self.on_snapshot()
 
     def on_snapshot(self) -> None:
-        # The run evaluates as it goes (target_loss): the state goes out at the next yield.
+        # The run evaluates as it goes (a target): the state goes out at the next yield.
         self._hand_in_now = self.eager
 
     def hand_in_now(self) -> bool:

@@ -1,15 +1,17 @@
-"""A real run's live stops, off the ranks' timed path: ``max_time`` and ``target_loss``.
+"""A real run's live stops, off the ranks' timed path: ``max_time`` and a target
+(``target_loss``, ``target_return``: a level of the workload's metric, :mod:`runs.metric`).
 
 Whoever launched the run watches it on a thread of its own with its own store client (the
 local launcher; rank 0's process under torchrun or srun, beside its progress bar):
 
 * ``max_time``: wall seconds since the ranks' common start (rank 0's, on the store); once
   they have passed, the watcher sets the run's stop, ``"max_time"``;
-* ``target_loss``: each owner of the global model hands in its state at every evaluation
+* a target: each owner of the global model hands in its state at every evaluation
   point as soon as it has it (:class:`real.runtime.RealRuntime`, ``eager``); the watcher reads
   the owners' events as they come, combines their states at step ``k`` as the ledger does
   (:class:`strategies.owners.OwnerStates`), evaluates them with the ledger's evaluator, in
-  step order, and sets the stop, ``"target_loss"``, at the first that reaches the target.
+  step order, and sets the stop, ``"target_loss"`` (``"target_return"``), at the first that
+  reaches the target.
 
 The stop reaches every rank as any stop does, at its next ``yield``: the run stops within
 one evaluation period (and the watcher's latency) of reaching the target. The result is
@@ -19,6 +21,7 @@ stops at the same evaluation, and ``*_to_target`` mean what they mean in ``sim``
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +32,7 @@ from typing import Any
 from real.handin import read_batches
 from real.rank import START_KEY
 from real.runtime import STOP_KEY
+from runs.metric import Target
 from strategies.events import Settled, Stepped
 from strategies.owners import OwnerStates
 from strategies.roles import Evaluator, TrainingSetup, initial_parameters, initial_state
@@ -41,14 +45,18 @@ POLL = 0.05
 
 @dataclass(frozen=True)
 class Stops:
-    """A real run's own stops (checked: ``real.launch.check_stops``); ``None``: not set."""
+    """A real run's own stops (checked: ``real.launch.check_stops`` and
+    :func:`runs.metric.check_target`); ``None``: not set."""
 
-    target_loss: float | None = None
+    target: Target | None = None
     max_time: float | None = None
 
     def config(self) -> dict[str, float]:
-        """What ``run.json`` records of them (only those set)."""
-        stops = {"max_time": self.max_time, "target_loss": self.target_loss}
+        """What ``run.json`` records of them (only those set: ``target_loss`` or
+        ``target_return``)."""
+        stops = {"max_time": self.max_time}
+        if self.target is not None:
+            stops[self.target.key] = self.target.value
         return {k: v for k, v in stops.items() if v is not None}
 
 
@@ -58,12 +66,13 @@ class TargetWatch:
     Examples
     --------
     >>> import torch
+    >>> from runs.metric import LOSS
     >>> watch = TargetWatch(OwnerStates([0, 1], "mean"), lambda p: {"loss": float(p.sum())})
     >>> watch.seen(0, [Stepped(0.1, 0, 0), Settled(0.2, 0, torch.ones(1))])
-    >>> watch.reached(1.5)
+    >>> watch.reached(Target(LOSS, 1.5))
     False
     >>> watch.seen(1, [Stepped(0.1, 1, 0), Settled(0.2, 1, torch.full((1,), 2.0))])
-    >>> watch.reached(1.5)
+    >>> watch.reached(Target(LOSS, 1.5))
     True
     """
 
@@ -89,7 +98,7 @@ class TargetWatch:
             elif isinstance(event, Settled):
                 self._states.setdefault(self._steps[rank], {})[rank] = event.state
 
-    def reached(self, target: float) -> bool:
+    def reached(self, target: Target) -> bool:
         """Evaluate every step whose owners' states are all in, in step order; whether one
         reached ``target`` (the first one that does is where the replay stops too)."""
         for k in sorted(self._states):
@@ -101,7 +110,7 @@ class TargetWatch:
                 continue
             self._last = k
             flat = self._owners.join([states[r] for r in self._owners.owners])
-            if self._evaluate(flat)["loss"] <= target:
+            if target.reached(self._evaluate(flat).get(target.metric.name, math.nan)):
                 return True
         return False
 
@@ -120,7 +129,7 @@ class RunWatch:
     ) -> None:
         self._connect = connect
         self._setup = setup
-        self._target = stops.target_loss
+        self._target = stops.target
         self._max_time = stops.max_time
         self._poll = poll
         self._done = threading.Event()
@@ -176,7 +185,7 @@ class RunWatch:
                     events, batches[rank] = read_batches(store, rank, batches[rank])
                     target.seen(rank, events)
                 if target.reached(self._target):
-                    self._stop(store, "target_loss")
+                    self._stop(store, self._target.key)
                     return
 
     def _stop(self, store: Any, reason: str) -> None:

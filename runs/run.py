@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from runs.metric import LOSS, Metric, Target
 from runs.schema import COLUMNS, COMPUTE_FILE, METRICS_FILE, RUN_FILE
 from runs.trace import Trace
 from runs.writer import RunWriter
@@ -97,8 +98,13 @@ class RunResult:
 #: The run record's keys that hold a table of values (absent or null: empty).
 _RECORD_TABLES = ("config", "summary", "experiment")
 #: Metrics columns that hold numbers (NaN where unmeasured): the schema's but the text ones,
-#: ``kind``, ``role`` and ``event`` (what a fault row says happened).
-_NUMERIC = frozenset(c for cols in COLUMNS.values() for c in cols) - {"kind", "role", "event"}
+#: ``kind``, ``role`` and ``event`` (what a fault row says happened), and an evaluation's
+#: ``return`` (a reinforcement-learning workload's metric, :mod:`runs.metric`).
+_NUMERIC = (frozenset(c for cols in COLUMNS.values() for c in cols) | {"return"}) - {
+    "kind",
+    "role",
+    "event",
+}
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
@@ -181,9 +187,17 @@ def summarize(
     wall_time: float,
     target_loss: float | None = None,
     discarded_samples: float | None = None,
+    metric: Metric = LOSS,
+    target: Target | None = None,
 ) -> dict[str, Any]:
     """The summary both backends write: final loss (and consensus distance, for averaged
     models), counts, rates, staleness, the compression ratio achieved, time to target.
+
+    A workload whose ``metric`` is not the loss (:mod:`runs.metric`: a reinforcement-learning
+    workload's ``return``, higher is better) adds ``metric``, ``maximize``, ``final_<metric>``
+    and ``best_<metric>`` (its best evaluation), and has no ``final_loss``. The target is
+    ``target`` (any metric's) or ``target_loss``: ``target_<metric>`` and ``*_to_target``
+    (``None`` where not reached) are recorded.
 
     ``time`` is simulated seconds for ``sim`` and wall-clock seconds of training for ``real``.
     ``samples`` counts the samples of applied gradients (``strategies.counts``), the same in
@@ -210,9 +224,18 @@ def summarize(
         "staleness_max": float(staleness.max()) if len(staleness) else math.nan,
         "wall_time": float(wall_time),
     }
+    if target is None and target_loss is not None:
+        target = Target(LOSS, target_loss)
+    if metric != LOSS:
+        summary["metric"], summary["maximize"] = metric.name, metric.maximize
     if len(evals):
         last = evals.iloc[-1]
-        summary["final_loss"] = float(last["loss"])
+        if metric == LOSS:
+            summary["final_loss"] = float(last["loss"])
+        else:
+            values = evals[metric.name] if metric.name in evals else pd.Series([], dtype=float)
+            summary[f"final_{metric.name}"] = float(last.get(metric.name, math.nan))
+            summary[f"best_{metric.name}"] = metric.best(values.astype(float))
         if "accuracy" in evals and pd.notna(last.get("accuracy")):
             summary["final_accuracy"] = float(last["accuracy"])
         if "consensus" in evals and pd.notna(last.get("consensus")):
@@ -221,9 +244,13 @@ def summarize(
     if "compression_ratio" in logs and logs["compression_ratio"].notna().any():
         # The ratio a strategy reported last: bytes sent over raw float32 bytes, so far.
         summary["compression_ratio"] = float(logs["compression_ratio"].dropna().iloc[-1])
-    if target_loss is not None:
-        summary["target_loss"] = target_loss
-        hit = evals[evals["loss"] <= target_loss] if len(evals) else evals
+    if target is not None:
+        summary[target.key] = target.value
+        name = target.metric.name
+        if len(evals) and name in evals:
+            hit = evals[[target.reached(float(v)) for v in evals[name]]]
+        else:
+            hit = evals.iloc[:0]
         first = hit.iloc[0] if len(hit) else None
         for key in ("time", "step", "samples", "bytes"):
             summary[f"{key}_to_target"] = None if first is None else float(first[key])

@@ -5,7 +5,8 @@ Each observation is one row. ``kind`` says what was observed; the common columns
 ``step`` (optimizer steps of the evaluated model), and how much work had been done by then
 (``samples`` computed, ``bytes`` injected into the network, over all ranks):
 
-* ``"eval"``: the global model evaluated (``loss``, and ``accuracy`` where the workload has it);
+* ``"eval"``: the global model evaluated (``loss``, and ``accuracy`` where the workload has it;
+  a workload evaluated by its mean ``return`` has that, and ``loss`` NaN: :mod:`runs.metric`);
 * ``"step"``: one global step, with the ``staleness`` of its update (versions behind);
 * ``"rank"``: one rank's time breakdown at the end (``rank``, its ``role``: ``"worker"`` or
   ``"server"``, ``compute_time``, ``comm_time``: exposed communication, ``idle_time``, and

@@ -171,10 +171,14 @@ class Trace:
             self._counters.append((name, float(time), kept))
 
     def evals(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """A ``loss`` counter from the run's ``eval`` rows."""
+        """A ``loss`` counter from the run's ``eval`` rows (a ``return`` counter for a
+        workload evaluated by its return, whose rows' loss is NaN: left out)."""
         for row in rows:
-            if row.get("kind") == "eval" and "loss" in row:
-                self.counter("loss", row["time"], {"loss": row["loss"]})
+            if row.get("kind") != "eval":
+                continue
+            for name in ("loss", "return"):
+                if name in row:
+                    self.counter(name, row["time"], {name: row[name]})
 
     def faults(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """An instant event for each ``fault`` row (a crash, a restart, a rejoin, a link

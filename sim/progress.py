@@ -23,6 +23,9 @@ class StepProgress:
     >>> bar.observe([{"kind": "eval", "loss": 0.5}])
     >>> bar.status()
     'sim 0.25 s  loss 0.5'
+    >>> bar.observe([{"kind": "eval", "loss": float("nan"), "return": 21.0}])  # an RL run's
+    >>> bar.status()
+    'sim 0.25 s  return 21'
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class StepProgress:
         self.enabled = enabled
         self._clock = clock
         self._loss = math.nan
+        self._metric = "loss"
         self._progress = (
             Progress(
                 TextColumn(label),
@@ -71,14 +75,16 @@ class StepProgress:
         if self._clock is not None:
             parts.append(f"sim {self._clock():.4g} s")
         if not math.isnan(self._loss):
-            parts.append(f"loss {self._loss:.4g}")
+            parts.append(f"{self._metric} {self._loss:.4g}")
         return "  ".join(parts)
 
     def observe(self, rows: Sequence[dict[str, Any]]) -> None:
         """Note the loss of the newest evaluation among the rows measured so far."""
         for row in reversed(rows):
             if row.get("kind") == "eval":
-                self._loss = float(row.get("loss", math.nan))
+                self._metric, self._loss = "loss", float(row.get("loss", math.nan))
+                if math.isnan(self._loss) and "return" in row:  # a workload's mean return
+                    self._metric, self._loss = "return", float(row["return"])
                 return
 
     def update(self, completed: int) -> None:

@@ -27,6 +27,7 @@ import workloads
 from faults import FaultSchedule
 from options.declare import OptionError
 from runs import RunResult, RunWriter, check_out, gradient_times
+from runs.metric import Target, target_of
 from sim.artifacts import link_counters, save_topology, write_links
 from sim.checkpoints import Checkpoints
 from sim.comm import Fabric
@@ -105,6 +106,7 @@ def run(
     eval_every: int = 10,
     max_time: float | None = None,
     target_loss: float | None = None,
+    target_return: float | None = None,
     accumulate: int = 1,
     out: str | Path | None = None,
     progress: bool = False,
@@ -126,7 +128,7 @@ def run(
         A validated graph, or a spec understood by ``topologies.io.from_spec``.
     steps
         Global steps to run: optimizer steps of the strategy's global model (the run may stop
-        earlier on ``max_time`` or ``target_loss``, or when every program has ended).
+        earlier on ``max_time`` or a target, or when every program has ended).
     compute
         Seconds per micro-batch, ``"measure"``, ``"flops"``, a dict of
         :class:`sim.compute.ComputeModel` fields, or a model.
@@ -147,8 +149,11 @@ def run(
         same metrics.
     eval_every
         Evaluate the global model every this many steps (and at the start and the end).
-    max_time, target_loss
-        Optional stop conditions: simulated seconds, and a held-out loss to reach.
+    max_time, target_loss, target_return
+        Optional stop conditions: simulated seconds, and a level of the workload's metric to
+        reach (:mod:`runs.metric`): a held-out loss (at or below it), or, for a workload
+        whose metric is the mean episodic return, a return (at or above it). The target
+        that is not the workload's metric is refused in one line naming the one that is.
     accumulate
         Micro-batches per gradient (gradient accumulation).
     out
@@ -201,7 +206,7 @@ def run(
     True
     """
     workload = workloads.get(workload) if isinstance(workload, str) else workload
-    check_timing_only(timing_only, target_loss)
+    check_timing_only(timing_only, target_loss, target_return=target_return)
     graph = _topology(topology)
     setup = TrainingSetup.create(
         strategy,
@@ -223,8 +228,7 @@ def run(
     net_options = _network_options(network)
     check_routing_on(net_options["routing"], graph)  # before anything is written
     max_time = _optional_positive("max_time", max_time)
-    if target_loss is not None and not _is_number(target_loss):
-        raise ValueError(f"target_loss={target_loss!r} must be a number (a held-out loss)")
+    target = target_of(workload, target_loss=target_loss, target_return=target_return)
     if threads is not None:
         positive_int("threads", threads)
     schedule = FaultSchedule.parse(
@@ -246,6 +250,7 @@ def run(
         "network": net_options,
         "max_time": max_time,
         "target_loss": target_loss,
+        **({"target_return": target_return} if target_return is not None else {}),
         **({"faults": schedule.record()} if schedule else {}),
         **({"timing_only": True} if timing_only else {}),
     }
@@ -270,7 +275,7 @@ def run(
                 config,
                 writer,
                 max_time,
-                target_loss,
+                target,
                 progress,
                 schedule,
                 memory,
@@ -357,7 +362,7 @@ def _simulate_run(
     config: dict[str, Any],
     writer: RunWriter | None,
     max_time: float | None,
-    target_loss: float | None,
+    target: Target | None,
     progress: bool,
     schedule: FaultSchedule,
     memory: dict[str, float] | None = None,
@@ -393,7 +398,7 @@ def _simulate_run(
         setup,
         clock=lambda: float(env.now),
         bytes_sent=lambda: float(net.bytes_sent),
-        target_loss=target_loss,
+        target=target,
         on_step=on_step,
         on_eval=_on_eval(bar, writer),
         faults=bool(schedule),

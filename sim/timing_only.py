@@ -9,8 +9,9 @@ than this machine's memory can be timed on thousands of ranks. Nothing is comput
   workload's FLOPs); ``base="measure"`` (and ``server="measure"``) is refused: it times real
   steps on a real replica, which is the memory a timing-only run avoids, and this machine's
   time says nothing of the cluster's; measure in a full run and pass its seconds;
-* there are no evaluation rows, so ``target_loss`` is refused, as is a strategy whose
-  decisions read numbers (:meth:`strategies.base.Strategy.reads_values`);
+* there are no evaluation rows, so a target (``target_loss``, ``target_return``) is
+  refused, as is a strategy whose decisions read numbers
+  (:meth:`strategies.base.Strategy.reads_values`);
 * the summary adds ``step_time``, simulated seconds per global step; the result has no
   parameters.
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-def check_timing_only(timing_only: Any, target_loss: Any) -> None:
+def check_timing_only(timing_only: Any, target_loss: Any, *, target_return: Any = None) -> None:
     """Refuse, in one line, what a timing-only run cannot do.
 
     Examples
@@ -61,6 +62,8 @@ def check_timing_only(timing_only: Any, target_loss: Any) -> None:
         raise ValueError(f"timing_only={timing_only!r} must be True or False")
     if timing_only and target_loss is not None:
         raise ValueError("target_loss needs losses; timing_only computes none; drop one")
+    if timing_only and target_return is not None:
+        raise ValueError("target_return needs returns; timing_only computes none; drop one")
 
 
 def check_timing_compute(timing_only: bool, compute: ComputeModel) -> None:

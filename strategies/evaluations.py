@@ -1,5 +1,5 @@
 """A run's evaluations of its global model: which evaluation points still wait for their
-owners' states, the row each makes, and the target loss.
+owners' states, the row each makes, and the run's target (a level of the workload's metric).
 
 An evaluation point's row is stamped with the time, samples and bytes of the moment its step
 became global (as its step row is), though the evaluation itself comes once every owner's
@@ -8,11 +8,13 @@ state at that step is settled: time-to-target is then not a step late.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from runs.metric import Target
 from runs.schema import row
 from strategies.owners import OwnerStates
 
@@ -30,8 +32,9 @@ class Evaluations:
         Held-out metrics of flat global parameters (None: no evaluation rows).
     consensus
         The consensus distance of the owners' states (``None``: not recorded).
-    target_loss
-        Stop once an evaluation reaches it (``stop("target_loss")``).
+    target
+        Stop once an evaluation reaches it (``stop(target.key)``: ``"target_loss"``,
+        ``"target_return"``).
     rows, make_row, stop, stopped
         The ledger's rows, its row maker ``(kind, values, step)``, and its stop.
     on_eval
@@ -43,7 +46,7 @@ class Evaluations:
         owners: OwnerStates,
         evaluate: Callable[[torch.Tensor], dict[str, float]] | None,
         consensus: Callable[[list[torch.Tensor]], float] | None,
-        target_loss: float | None,
+        target: Target | None,
         rows: list[dict[str, Any]],
         make_row: Callable[[str, dict[str, Any], int], dict[str, Any]],
         stop: Callable[[str], None],
@@ -53,7 +56,7 @@ class Evaluations:
         self._owners = owners
         self._evaluate = evaluate
         self._consensus = consensus
-        self.target_loss = target_loss
+        self.target = target
         self.target_reached: dict[str, float] | None = None
         self._rows = rows
         self._make_row = make_row
@@ -122,6 +125,9 @@ class Evaluations:
                 self._on_eval(self._rows)
             return
         values = self._evaluate(flat)
+        # Every eval row has the schema's ``loss`` (NaN where the workload reports none: a
+        # return), so the tables of every run line up; a loss row is as it was.
+        values.setdefault("loss", math.nan)
         if self._consensus is not None and states is not None and len(states) > 1:
             values["consensus"] = self._consensus(states)
         stamp = self._reached.pop(k, None)
@@ -130,9 +136,10 @@ class Evaluations:
         else:  # stamped when step k became global, as its step row is
             row_ = row("eval", step=k, **stamp, **values)
         self._rows.append(row_)
-        if self.target_loss is not None and self.target_reached is None:
-            if row_["loss"] <= self.target_loss:
+        target = self.target
+        if target is not None and self.target_reached is None:
+            if target.reached(row_.get(target.metric.name, math.nan)):
                 self.target_reached = {k: row_[k] for k in ("time", "step", "samples", "bytes")}
-                self._stop("target_loss")
+                self._stop(target.key)
         if self._on_eval is not None:
             self._on_eval(self._rows)

@@ -17,8 +17,9 @@ computed, an optimizer step applied, a state settled, a value logged, bytes sent
   state at ``k`` is known;
 * the **consensus distance** of a global model that is an average: the mean squared distance
   of the owners' states to their mean, recorded with each evaluation;
-* the stop conditions (``steps``, ``target_loss``; the backends stop the clock on a time
-  budget and tell the ledger), and the evaluation points: the rules in
+* the stop conditions (``steps``, a target: ``target_loss``, ``target_return``, a level of the
+  workload's metric, :mod:`runs.metric`; the backends stop the clock on a time budget and
+  tell the ledger), and the evaluation points: the rules in
   :class:`strategies.rules.RunRules`, which real ranks also follow live;
 * staleness of each step's update, the counters (samples of applied gradients,
   :mod:`strategies.counts`; bytes) and every metrics row, built with :func:`runs.schema.row`.
@@ -37,6 +38,7 @@ from typing import Any
 
 import torch
 
+from runs.metric import LOSS, Metric, Target
 from runs.schema import row
 from strategies.aggregate import reduce_tensors
 from strategies.counts import SampleCounts
@@ -100,11 +102,15 @@ class Ledger:
         Ranks whose state makes the global model, in the order their states combine.
     combine
         ``"one"`` (the single owner's state), ``"concat"`` (shards) or ``"mean"`` (replicas).
-    steps, eval_every, target_loss
-        The stop conditions and evaluation period, as given to ``sim.run``/``real.run``.
+    steps, eval_every, target
+        The stop conditions and evaluation period, as given to ``sim.run``/``real.run``
+        (``target``: :func:`runs.metric.check_target`'s; ``target_loss``: a loss target, the
+        same as ``Target(LOSS, target_loss)``).
+    metric
+        The workload's metric (:func:`runs.metric.metric_of`): what the summary reports.
     evaluate
-        Held-out metrics (``{"loss": ..., ...}``) of flat global parameters; None makes no
-        evaluation rows (a timing-only run, which has no numbers).
+        Held-out metrics (``{"loss": ..., ...}``, ``{"return": ...}``) of flat global
+        parameters; None makes no evaluation rows (a timing-only run, which has no numbers).
     clock, bytes_sent
         The backend's time and bytes sent so far (``None``: the recorded events').
     on_step, on_eval
@@ -146,7 +152,13 @@ class Ledger:
         target_loss: float | None = None,
         on_step: Callable[[int], None] | None = None,
         on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
+        target: Target | None = None,
+        metric: Metric = LOSS,
     ) -> None:
+        if target_loss is not None:
+            if target is not None:
+                raise ValueError("give the ledger target or target_loss, not both")
+            target = Target(LOSS, target_loss)
         self._owners = OwnerStates(owners, combine)
         self.owners = self._owners.owners
         self.owner_set = frozenset(self.owners)
@@ -154,7 +166,12 @@ class Ledger:
         self.rules = RunRules(steps, eval_every, tuple(self.owners))
         self.steps = steps
         self.eval_every = eval_every
-        self.target_loss = target_loss
+        self.metric = metric
+        #: The run's target (None: none), and its level when it is a loss (as it always was).
+        self.target = target
+        self.target_loss = (
+            target.value if target is not None and target.key == "target_loss" else None
+        )
         self._now, self._sent = 0.0, 0.0
         self._clock = clock if clock is not None else (lambda: self._now)
         self._bytes = bytes_sent if bytes_sent is not None else (lambda: self._sent)
@@ -171,7 +188,7 @@ class Ledger:
             self._owners,
             evaluate,
             consensus_distance if combine == "mean" else None,
-            target_loss,
+            target,
             self.rows,
             lambda kind, values, k: self._row(kind, values, at_step=k),
             self.stop,
@@ -372,7 +389,8 @@ class Ledger:
 
     @property
     def target_reached(self) -> dict[str, float] | None:
-        """The time, step, samples and bytes of the first evaluation at ``target_loss``."""
+        """The time, step, samples and bytes of the first evaluation that reached the
+        target."""
         return self._evals.target_reached
 
     # -- inside ---------------------------------------------------------------------------------

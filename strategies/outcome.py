@@ -22,8 +22,9 @@ def summary_of(
     stop_reason: str | None = None,
 ) -> dict[str, Any]:
     """The run's summary from its ledger (``stop_reason``: the ledger's unless given, e.g.
-    ``"interrupted"``): steps, samples of applied gradients and the discarded ones, final
-    loss, ``*_to_target`` when the run had a ``target_loss``."""
+    ``"interrupted"``): steps, samples of applied gradients and the discarded ones, the final
+    loss (or the workload's own metric, :mod:`runs.metric`), ``*_to_target`` when the run
+    had a target."""
     import pandas as pd
 
     summary = summarize(
@@ -34,8 +35,9 @@ def summary_of(
         nbytes=nbytes,
         time=time,
         wall_time=wall_time,
-        target_loss=ledger.target_loss,
         discarded_samples=ledger.discarded_samples,
+        metric=ledger.metric,
+        target=ledger.target,
     )
     if ledger.with_faults:
         summary.update(ledger.faults.summary(samples=ledger.samples, time=time))

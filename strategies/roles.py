@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, cast
 
 import torch
 
+from runs.metric import metric_of
 from runs.trace import Trace
 from strategies.aggregate import shard_bounds
 from strategies.base import Program, Strategy
@@ -373,11 +374,19 @@ class Evaluator:
 
     def __init__(self, setup: TrainingSetup) -> None:
         self._workload = setup.workload
+        self._metric = metric_of(setup.workload).name
         self._replica = Replica(setup.workload.make_model(setup.seed))
 
     def __call__(self, flat: torch.Tensor) -> dict[str, float]:
         self._replica.load(flat)
-        return self._workload.evaluate(self._replica.model)
+        values = self._workload.evaluate(self._replica.model)
+        if self._metric not in values:  # targets, summaries and plots would read nothing
+            raise ValueError(
+                f"workload {getattr(self._workload, 'name', '?')!r} declares metric="
+                f"{self._metric!r} but its evaluate() returned {sorted(values)}; return "
+                f"{self._metric!r}, or declare the metric it reports"
+            )
+        return values
 
 
 def make_ledger(
@@ -391,7 +400,8 @@ def make_ledger(
     backends build it here. ``clock``, ``bytes_sent``: the backend's (``None``: the recorded
     events' time and bytes, as in a replay). ``faults``: ranks may crash, so a ``"primary"``
     model is any live worker's (the first), not one rank's that may die. ``observers``:
-    ``target_loss``, ``on_step``, ``on_eval``."""
+    ``target`` (:func:`runs.metric.check_target`), ``target_loss``, ``on_step``, ``on_eval``.
+    The ledger's metric is the workload's (:func:`runs.metric.metric_of`)."""
     owners, combine = setup.strategy.owners(setup.world_size)
     if faults and setup.strategy.global_model == "primary":
         owners = setup.strategy.workers(setup.world_size)
@@ -404,6 +414,7 @@ def make_ledger(
         evaluate=None if setup.timing_only else Evaluator(setup),
         clock=clock,
         bytes_sent=bytes_sent,
+        metric=metric_of(setup.workload),
         **observers,
     )
     ledger.with_faults = ledger.counts.keep_history = faults

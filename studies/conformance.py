@@ -143,11 +143,12 @@ class Conformance:
 
     def __str__(self) -> str:
         s, r = self.sim.summary, self.real.summary
+        final = f"final_{_metric(self.sim)}"
         lines = [
             f"{self.strategy}: {'conforms' if self.ok else 'DIFFERS'}",
             f"  steps            sim {s['steps']:>10}   real {r['steps']:>10}",
-            f"  final loss       sim {s.get('final_loss', float('nan')):>10.6g}   "
-            f"real {r.get('final_loss', float('nan')):>10.6g}",
+            f"  {final.replace('_', ' '):<17}sim {s.get(final, float('nan')):>10.6g}   "
+            f"real {r.get(final, float('nan')):>10.6g}",
             f"  samples          sim {s['samples']:>10}   real {r['samples']:>10}  "
             "(applied gradients'; compared when exact)",
             f"  discarded        sim {s.get('discarded_samples', 0):>10}   "
@@ -270,9 +271,10 @@ def check(
         if exact and faults is None:  # asynchronous bytes follow the interleaving
             found += _bytes_difference(simulated, measured, bytes_rtol)
         if faults is not None:
-            for key in ("failures", "restarts", "lost_steps", "final_loss"):
+            final = f"final_{_metric(simulated)}"
+            for key in ("failures", "restarts", "lost_steps", final):
                 a, b = simulated.summary.get(key), measured.summary.get(key)
-                close = key == "final_loss" and a is not None and b is not None
+                close = key == final and a is not None and b is not None
                 if close and abs(float(a) - float(b)) <= atol + 100 * rtol * abs(float(a)):
                     continue  # within the tolerance of the evaluations' losses
                 if a != b:
@@ -283,18 +285,26 @@ def check(
         report.seeds, report.sims, report.reals = chosen, sims, reals
         verdict = _loss_verdict(sims, reals, k, loss_rtol)
         report.loss_verdict = verdict
+        final = f"final {_metric(sims[0])}"
         if verdict is None:
-            report.differences.append("final loss: a run recorded none")
+            report.differences.append(f"{final}: a run recorded none")
         elif not verdict.ok:
-            report.differences.append(f"final loss: {verdict}".replace("\n", "; "))
+            report.differences.append(f"{final}: {verdict}".replace("\n", "; "))
     return report
+
+
+def _metric(result: RunResult) -> str:
+    """The run's evaluation metric (:mod:`runs.metric`): ``loss``, or what its summary
+    names (a reinforcement-learning workload's ``return``); compared as the loss is."""
+    return str(result.summary.get("metric", "loss"))
 
 
 def _loss_verdict(
     sims: list[RunResult], reals: list[RunResult], k: float, loss_rtol: float
 ) -> LossVerdict | None:
-    ls = [r.summary.get("final_loss") for r in sims]
-    lr = [r.summary.get("final_loss") for r in reals]
+    final = f"final_{_metric(sims[0])}"
+    ls = [r.summary.get(final) for r in sims]
+    lr = [r.summary.get(final) for r in reals]
     if any(x is None for x in ls + lr):
         return None
     sim_losses, real_losses = [float(x) for x in ls], [float(x) for x in lr]
@@ -347,11 +357,13 @@ def _differences(s: RunResult, r: RunResult, exact: bool, rtol: float, atol: flo
             gap = (r.parameters - s.parameters).abs().max().item()
             found.append(f"parameters: largest difference {gap:.3g} (rtol={rtol}, atol={atol})")
         if sim_steps == real_steps:
-            sl, rl = s.evals["loss"].to_numpy(), r.evals["loss"].to_numpy()
+            metric = _metric(s)
+            sl, rl = s.evals[metric].to_numpy(), r.evals[metric].to_numpy()
             close = torch.allclose(torch.tensor(rl), torch.tensor(sl), rtol=100 * rtol, atol=atol)
             if not close:
+                values = "losses" if metric == "loss" else f"{metric}s"
                 found.append(
-                    f"evaluation losses: sim {[round(float(x), 6) for x in sl]}, "
+                    f"evaluation {values}: sim {[round(float(x), 6) for x in sl]}, "
                     f"real {[round(float(x), 6) for x in rl]}"
                 )
     return found

@@ -17,7 +17,8 @@ strategy and network sit side by side and can be sliced with plain pandas:
   has one (the experiment file that produced the run); it never replaces a ``config`` column,
   whose values are the ones the backend resolved (bandwidth in bytes/s, not ``"1Gbps"``);
 * ``summary.<name>`` for each summary field (``summary.final_loss``,
-  ``summary.time_to_target`` ...);
+  ``summary.time_to_target`` ...; ``summary.metric``, for runs evaluated by another metric
+  than the loss: :mod:`runs.metric`);
 * ``run`` (the run directory, as a string), ``name`` (the experiment's ``run.name`` when
   recorded, else the directory's name), ``status`` (``finished``, ``failed``,
   ``interrupted``, ``running``) and ``error`` (the failure's one line, or ``None``).

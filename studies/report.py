@@ -34,6 +34,9 @@ __all__ = ["summary_rows", "summary_table", "time_shares"]
 # (summary key, label, scale): in the order a reader asks "how good, how fast, how costly".
 _ROWS: tuple[tuple[str, str, float], ...] = (
     ("final_loss", "final loss", 1.0),
+    # A workload evaluated by its mean return (runs.metric) has these instead of a loss.
+    ("final_return", "final return", 1.0),
+    ("best_return", "best return", 1.0),
     ("final_accuracy", "final accuracy", 1.0),
     ("final_consensus", "consensus distance", 1.0),
     ("steps", "global steps", 1.0),
@@ -84,7 +87,7 @@ def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     for key, label, scale in _ROWS:
         value = summary.get(key)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            if key.endswith("_to_target") and "target_loss" in summary:
+            if key.endswith("_to_target") and _has_target(summary):
                 rows.append((label, "not reached"))
             continue
         rows.append((label.format(clock=clock), _format(value * scale)))
@@ -135,6 +138,11 @@ def summary_table(result: RunResult, title: str = "") -> Table:
     for label, value in summary_rows(result):
         table.add_row(label, value)
     return table
+
+
+def _has_target(summary: dict[str, Any]) -> bool:
+    """Whether the run had a target (a loss, or a return: :mod:`runs.metric`)."""
+    return "target_loss" in summary or "target_return" in summary
 
 
 def _has_role(result: RunResult, role: str) -> bool:

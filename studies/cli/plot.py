@@ -69,7 +69,8 @@ def plot(
     target: Annotated[
         float | None,
         typer.Option(
-            help="Target loss (time-to-target, speedup, pareto); default: the runs' target_loss.",
+            help="Target loss, or return for runs evaluated by their return (time-to-target, "
+            "speedup, pareto, faults); default: the runs' target_loss (target_return).",
             show_default=False,
         ),
     ] = None,

@@ -164,7 +164,9 @@ def sweep_table(result: SweepResult) -> Table:
             overflow="fold",
         )
     table.add_column("status", no_wrap=True)
-    table.add_column("loss", justify="right", no_wrap=True)
+    # The runs' metric: the loss, or a return for a workload evaluated by it (runs.metric).
+    metrics = sorted({str(r.summary.get("metric", "loss")) for r in result.runs if r.summary})
+    table.add_column(" / ".join(metrics) or "loss", justify="right", no_wrap=True)
     table.add_column("to target (s)", justify="right", no_wrap=True)
     for run in result.runs:
         status = {
@@ -177,7 +179,7 @@ def sweep_table(result: SweepResult) -> Table:
         table.add_row(
             *(escape(short_value(run.values[f])) if f in run.values else "" for f in fields),
             status,
-            _number(run.summary.get("final_loss")),
+            _number(run.summary.get(f"final_{run.summary.get('metric', 'loss')}")),
             _to_target(run.summary),
         )
     return table
@@ -207,7 +209,7 @@ def _number(value: Any) -> str:
 
 
 def _to_target(summary: dict[str, Any]) -> str:
-    if "target_loss" not in summary:
+    if "target_loss" not in summary and "target_return" not in summary:
         return "-"  # no target set
     value = summary.get("time_to_target")
     return "not reached" if value is None else _number(value)

@@ -1,8 +1,9 @@
 """Experiment files: one TOML file (or dict) that says what to run, validated in one place.
 
-An experiment has the sections ``run`` (name, seed, steps, eval_every, max_time, target_loss,
-accumulate, timing_only), ``topology`` (a builder spec: ``kind`` and its parameters, a spec string, or a
-``file``), ``workload`` and ``strategy`` (a registered ``name`` and the builder's or
+An experiment has the sections ``run`` (name, seed, steps, eval_every, max_time, target_loss
+or, for a workload evaluated by its return, target_return, accumulate, timing_only),
+``topology`` (a builder spec: ``kind`` and its parameters, a spec string, or a ``file``),
+``workload`` and ``strategy`` (a registered ``name`` and the builder's or
 constructor's arguments), ``optimizer`` (``name``, the torch optimizer's options and an
 optional ``schedule``), ``compute`` (``base`` seconds or ``"measure"``, a ``straggler`` model
 with its parameters (``trace`` reads a real run's or a calibration's ``compute.csv``),

@@ -65,7 +65,8 @@ def _check_components(exp: Experiment) -> None:
     import topologies
 
     _check_strategy(exp.strategy)
-    _check_workload(exp.workload)
+    workload = _check_workload(exp.workload)
+    _check_target(exp, workload)
     graph = _check_topology(exp.topology)
     _check_optimizer(exp.optimizer)
     _check_compute(exp.compute, len(topologies.hosts(graph)))
@@ -82,12 +83,30 @@ def _check_strategy(section: StrategySection) -> None:
     _check_registered("strategy", section, registry.names(), registry.strategy_class)
 
 
-def _check_workload(section: WorkloadSection) -> None:
+def _check_workload(section: WorkloadSection) -> Any:
     from workloads import registry
 
     # Built, as the strategy is: rules between options (n_samples >= dim ...) are the
     # builder's. Building is cheap: data and models are made on first use.
-    _check_registered("workload", section, registry.names(), registry.builder)
+    return _check_registered("workload", section, registry.names(), registry.builder)
+
+
+def _check_target(exp: Experiment, workload: Any) -> None:
+    """``run.target_loss`` or ``run.target_return``: the one that is a level of the
+    workload's metric (:mod:`runs.metric`), said at its field."""
+    from runs.metric import target_of
+
+    run = exp.run
+    try:
+        target_of(
+            workload,
+            target_loss=run.target_loss,
+            target_return=run.target_return,
+            name=exp.workload.name,
+        )
+    except ValueError as exc:
+        field = "target_loss" if run.target_loss is not None else "target_return"
+        raise ExperimentError(f"run.{field}: {first_line(exc)}") from None
 
 
 def _check_registered(
@@ -95,14 +114,14 @@ def _check_registered(
     section: StrategySection | WorkloadSection,
     names: list[str],
     maker: Callable[[str], Callable[..., Any]],
-) -> None:
+) -> Any:
     """A strategy or workload by name: known (else the closest name), and built from its
     options (a bad one said at its field path)."""
     if section.name not in names:
         raise ExperimentError(
             f"{kind}.name: unknown {kind} {section.name!r}{suggest(section.name, names)}"
         )
-    _build(kind, maker(section.name), section.options)
+    return _build(kind, maker(section.name), section.options)
 
 
 def _build(section: str, build: Callable[..., Any], options: Mapping[str, Any]) -> Any:
@@ -191,9 +210,10 @@ def _check_timing_only(exp: Experiment) -> None:
     from strategies import registry
 
     try:
-        check_timing_only(True, exp.run.target_loss)
+        check_timing_only(True, exp.run.target_loss, target_return=exp.run.target_return)
     except ValueError as exc:
-        raise ExperimentError(f"run.target_loss: {exc}") from None
+        field = "target_loss" if exp.run.target_loss is not None else "target_return"
+        raise ExperimentError(f"run.{field}: {exc}") from None
     try:
         check_timing_compute(True, compute_model(exp.compute))
     except ValueError as exc:

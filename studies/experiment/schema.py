@@ -63,6 +63,8 @@ class RunSection(_Section):
     eval_every: int = Field(10, ge=1)
     max_time: float | None = Field(None, ge=1e-9, allow_inf_nan=False)  # sim.run.MIN_TIME
     target_loss: float | None = Field(None, allow_inf_nan=False)
+    #: A workload evaluated by its mean return (reinforcement learning): stop at or above it.
+    target_return: float | None = Field(None, allow_inf_nan=False)
     accumulate: int = Field(1, ge=1)
     #: Time the run without computing it (``sim.run(timing_only=True)``; ``sim.timing_only``).
     timing_only: bool = False

@@ -1,4 +1,8 @@
-"""Three panels side by side: loss against time, loss against bytes, where the time goes."""
+"""Three panels side by side: loss against time, loss against bytes, where the time goes.
+
+The curves are of the runs' own metric (:mod:`studies.plot.metric`): the loss, or a
+reinforcement-learning workload's mean return.
+"""
 
 from __future__ import annotations
 

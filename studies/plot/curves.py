@@ -1,5 +1,9 @@
 """Loss against time and against bytes: one line per series, seeds averaged.
 
+The curve is of the runs' own metric (:mod:`studies.plot.metric`): the held-out loss, or, for
+runs of a reinforcement-learning workload, the mean return (higher is better, said on the
+axis); runs of different metrics are refused in one line.
+
 Simulated runs are solid and real ones dashed, on the same axes. Where a series has several
 seeds its line is the mean over them and a band spans their minimum to maximum; each run is
 interpolated onto the union of the runs' x values, and a run that stopped earlier (on its
@@ -21,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from studies.plot.labels import network_title, time_label
+from studies.plot.metric import metric_label, plotted_metric
 from studies.plot.series import Series, runs_of, series, timing_only_reason
 from studies.plot.style import colour, new_axes, styled
 
@@ -109,12 +114,23 @@ def _merged(lines: list[_Line]) -> list[tuple[str, tuple[float, float, float], _
     return drawn
 
 
+def _metric(df: pd.DataFrame, metric: str | None) -> tuple[str, str]:
+    """The column to draw and its axis label: ``metric``, else the runs' own."""
+    if metric is None:
+        own = plotted_metric(df)
+        return own.name, metric_label(own)
+    return metric, f"held-out {metric}"
+
+
 def _draw(df: pd.DataFrame, x: str, ax: Axes, metric: str) -> tuple[list[float], bool]:
     reason = timing_only_reason(df)
     if reason is not None:
         raise ValueError(reason)
     if metric not in df:
-        raise ValueError(f"the runs have no {metric!r} column; plot 'loss' or 'accuracy'")
+        raise ValueError(
+            f"the runs have no {metric!r} column; plot 'loss', 'accuracy' or 'return' (the "
+            "one they have), or leave metric out: the runs' own"
+        )
     lines = _curves(df, x, metric)
     if x == "bytes":
         drawn = _merged(lines)
@@ -132,14 +148,14 @@ def _draw(df: pd.DataFrame, x: str, ax: Axes, metric: str) -> tuple[list[float],
     return [float(v) for line in lines for v in line.x], averaged
 
 
-def _finish(df: pd.DataFrame, ax: Axes, metric: str, averaged: bool) -> None:
-    ax.set_ylabel(f"held-out {metric}")
+def _finish(df: pd.DataFrame, ax: Axes, label: str, averaged: bool) -> None:
+    ax.set_ylabel(label)
     ax.set_title(network_title(runs_of(df)))
     ax.legend(title="mean over seeds, band min–max" if averaged else None)
 
 
 @styled
-def loss_vs_time(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss") -> Figure:
+def loss_vs_time(df: pd.DataFrame, ax: Axes | None = None, metric: str | None = None) -> Figure:
     """Held-out ``metric`` of the global model against time, one line per series.
 
     Parameters
@@ -149,7 +165,8 @@ def loss_vs_time(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss")
     ax
         Axes to draw on; a new figure when omitted.
     metric
-        An evaluation column: ``"loss"`` or ``"accuracy"``.
+        An evaluation column: ``"loss"``, ``"accuracy"``, ``"return"``; by default the runs'
+        own metric (the loss, or a reinforcement-learning workload's mean return).
 
     Examples
     --------
@@ -161,9 +178,10 @@ def loss_vs_time(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss")
     ('simulated time (s)', ['allreduce'], [0.0, 1.5])
     """
     fig, ax = new_axes(ax)
-    _, averaged = _draw(df, "time", ax, metric)
+    column, label = _metric(df, metric)
+    _, averaged = _draw(df, "time", ax, column)
     ax.set_xlabel(time_label(runs_of(df).get("backend", pd.Series(["sim"]))))
-    _finish(df, ax, metric, averaged)
+    _finish(df, ax, label, averaged)
     _fault_markers(df, ax)
     return fig
 
@@ -213,8 +231,8 @@ def _fault_markers(df: pd.DataFrame, ax: Axes) -> None:
 
 
 @styled
-def loss_vs_bytes(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss") -> Figure:
-    """Held-out ``metric`` against MB sent by all ranks; a log axis (linear from zero to the
+def loss_vs_bytes(df: pd.DataFrame, ax: Axes | None = None, metric: str | None = None) -> Figure:
+    """Held-out ``metric`` (by default the runs' own) against MB sent by all ranks; a log axis (linear from zero to the
     smallest traffic, so that the start is drawn) when the runs' traffic spans more than
     :data:`LOG_SPAN` times (compressed and local strategies send far less). Lines of one
     strategy configuration that are the same curve (a synchronous strategy's traffic and loss
@@ -229,7 +247,8 @@ def loss_vs_bytes(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss"
     'MB sent (all ranks), log scale above 1'
     """
     fig, ax = new_axes(ax)
-    xs, averaged = _draw(df, "bytes", ax, metric)
+    column, label = _metric(df, metric)
+    xs, averaged = _draw(df, "bytes", ax, column)
     positive = [v for v in xs if v > 0]
     if positive and max(positive) > LOG_SPAN * min(positive):
         # Logarithmic from the smallest non-zero traffic on, linear below it: the start (and
@@ -239,5 +258,5 @@ def loss_vs_bytes(df: pd.DataFrame, ax: Axes | None = None, metric: str = "loss"
         ax.set_xlabel(f"MB sent (all ranks), log scale above {min(positive):.2g}")
     else:
         ax.set_xlabel("MB sent (all ranks)")
-    _finish(df, ax, metric, averaged)
+    _finish(df, ax, label, averaged)
     return fig

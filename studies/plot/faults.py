@@ -1,6 +1,7 @@
-"""What failures cost: time to a target loss (left) and goodput (right) against the mean time
-between failures, one line per series (a strategy with its recovery policy, e.g.
-``allreduce(fault_tolerance=quorum)``), from a sweep over ``faults.events[0].mtbf``.
+"""What failures cost: time to a target loss or return (left; :mod:`studies.plot.targets`)
+and goodput (right) against the mean time between failures, one line per series (a strategy
+with its recovery policy, e.g. ``allreduce(fault_tolerance=quorum)``), from a sweep over
+``faults.events[0].mtbf``.
 
 A run's MTBF is the smallest ``mtbf`` of its schedule's random crashes (``config.faults``, in
 seconds, per rank). No run is dropped silently: runs that never reached the target are a
@@ -22,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from studies.plot.labels import clock, field_axis, network_title
+from studies.plot.metric import plotted_metric, reach_label
 from studies.plot.series import runs_of, series
 from studies.plot.style import styled
 from studies.plot.targets import to_target
@@ -76,7 +78,8 @@ def faults(
         (``[[faults.events]] kind = "crash"``, ``mtbf = ...``), typically a sweep over
         ``faults.events[0].mtbf`` and the strategies or recovery policies to compare.
     target
-        The loss to reach; by default the ``target_loss`` the runs were made with.
+        The loss (return) to reach; by default the ``target_loss`` (``target_return``) the
+        runs were made with.
     ax
         Two axes (time to target, goodput); a new figure with both when omitted.
 
@@ -179,7 +182,7 @@ def faults(
     _draw_misses(good_ax, zero_misses, 0.0)
     good_ax.set_ylim(bottom=0)
     when = clock(placed["backend"]) if "backend" in placed else "simulated"
-    time_ax.set_ylabel(f"{when} time to loss ≤ {level:g} (s)")
+    time_ax.set_ylabel(f"{when} time to {reach_label(plotted_metric(df), level)} (s)")
     good_ax.set_ylabel("goodput (committed samples/s)")
     for axes in (time_ax, good_ax):
         axes.set_xlabel(_LABEL)

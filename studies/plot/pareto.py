@@ -1,6 +1,9 @@
 """Time to target against bytes to target, one point per run, with the Pareto front.
 
 A run is on the front when no other run reached the target both sooner and with fewer bytes.
+The target is a level of the runs' metric (:mod:`studies.plot.targets`): a loss is reached at
+or below it, a reinforcement-learning workload's mean return at or above it; either way the
+front minimises the time and the bytes it took.
 Colour is the series (strategy); marker shape is another field that varies among the runs
 (the bandwidth, say). Runs that did not reach the target are counted in the title.
 """
@@ -14,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from studies.plot.labels import clock, field_value, network_title
+from studies.plot.metric import plotted_metric, reach_label
 from studies.plot.series import config_fields, require_field, series
 from studies.plot.style import new_axes, styled
 from studies.plot.targets import to_target
@@ -63,7 +67,8 @@ def pareto(
     df
         A table from :func:`studies.load.load`.
     target
-        The loss to reach; by default the ``target_loss`` the runs were made with.
+        The loss (return) to reach; by default the ``target_loss`` (``target_return``) the
+        runs were made with.
     x
         The field that picks each point's marker; by default the first configuration field
         that varies (bandwidth, latency, ranks, workload ...).
@@ -110,7 +115,7 @@ def pareto(
             name = field_value(field, original)
             handles.append(Line2D([], [], marker=marker, ls="", color="0.5", label=name))
     ax.set_xlabel("MB sent (all ranks) until the target")
-    ax.set_ylabel(f"{clock(runs['backend'])} time to loss ≤ {level:g} (s)")
+    ax.set_ylabel(f"{clock(runs['backend'])} time to {reach_label(plotted_metric(df), level)} (s)")
     title = network_title(runs)
     missed = int((~runs["reached"]).sum())
     if missed:

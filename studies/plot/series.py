@@ -35,7 +35,13 @@ __all__ = [
     "timing_only_reason",
 ]
 
-_METRIC_COLUMNS = frozenset(c for columns in COLUMNS.values() for c in columns) | {"role"}
+# (With a reinforcement-learning workload's evaluation values, which can be constant in a
+# short run: never a configuration field that names a series.)
+_METRIC_COLUMNS = frozenset(c for columns in COLUMNS.values() for c in columns) | {
+    "role",
+    "return",
+    "episode_length",
+}
 _NOT_CONFIG = frozenset({"run", "name", "status", "error", "seed", "backend", "compute.seconds"})
 # Fields to name a series by first, when several co-vary (a star's n, hosts and the world
 # size): the one people sweep.

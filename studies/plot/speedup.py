@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from studies.plot.labels import axis_values, field_value, network_title
+from studies.plot.metric import plotted_metric, reach_label
 from studies.plot.series import require_field, runs_of, series
 from studies.plot.style import new_axes, styled
 from studies.plot.targets import resolve_target, to_target
@@ -43,7 +44,8 @@ def speedup(
     x
         A numeric configuration column: ``world_size`` (ranks), ``topology.n`` ...
     target
-        The loss to reach; by default the ``target_loss`` the runs were made with.
+        The loss (return) to reach; by default the ``target_loss`` (``target_return``) the
+        runs were made with.
     metric
         ``"time_to_target"``, ``"throughput"`` (``summary.samples_per_s``), or ``"auto"``:
         time to target when a target is known, else throughput.
@@ -54,6 +56,9 @@ def speedup(
     if metric not in _METRICS:
         raise ValueError(f"metric={metric!r} is unknown; use one of {', '.join(_METRICS)}")
     if metric == "auto":
+        # Whether a target is known depends on the runs' metric: runs that mix metrics are
+        # refused here too (throughput, which reads none, is there to ask for by name).
+        plotted_metric(df)
         try:
             resolve_target(df, target)
             metric = "time_to_target"
@@ -62,7 +67,7 @@ def speedup(
     if metric == "time_to_target":
         runs = to_target(df, target)
         runs["_value"] = runs["time_to_target"]
-        what = f"time to loss ≤ {float(runs['target'].iloc[0]):g}"
+        what = f"time to {reach_label(plotted_metric(df), float(runs['target'].iloc[0]))}"
     else:
         runs = runs_of(df).copy()
         if "summary.samples_per_s" not in runs:

@@ -77,8 +77,9 @@ def study_figures(
         The fields the study varies (``topology.bandwidth`` ...): one time-to-target figure
         each, except the strategy, workload and seed, which lines and error bars show.
     target
-        The target loss; by default the one the runs were made with. Without either, the
-        time-to-target and Pareto figures are skipped.
+        The target loss (or return, for runs evaluated by their return); by default the one
+        the runs were made with. Without either, the time-to-target and Pareto figures are
+        skipped.
     suffix
         ``.png``, ``.pdf`` or ``.svg``.
 
@@ -87,7 +88,10 @@ def study_figures(
     """
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
-    has_target = target is not None or ("target_loss" in df and df["target_loss"].notna().any())
+    # The target the runs were made with: a loss, or (reinforcement learning) a return.
+    has_target = target is not None or any(
+        key in df and df[key].notna().any() for key in ("target_loss", "target_return")
+    )
     plans: list[tuple[str, Callable[[], Figure]]] = [
         ("loss-vs-time", lambda: loss_vs_time(df)),
         ("loss-vs-bytes", lambda: loss_vs_bytes(df)),

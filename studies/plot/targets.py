@@ -1,9 +1,11 @@
-"""Time, bytes and steps to a target loss, one row per run, from the evaluation rows.
+"""Time, bytes and steps to a target, one row per run, from the evaluation rows.
 
-The target is the one given, else the ``target_loss`` the runs were made with (their
-``summary.target_loss``); a run reaches it at its first evaluation with ``loss <= target``.
-Computed from the metrics rather than read from the summary, so real runs (which do not
-stop on a target) and a target other than the one a run stopped on work the same way.
+The target is a level of the runs' metric (:mod:`studies.plot.metric`: a held-out loss, or a
+reinforcement-learning workload's mean return): the one given, else the one the runs were
+made with (their ``summary.target_loss``, ``summary.target_return``); a run reaches it at its
+first evaluation with ``loss <= target`` (``return >= target``: higher is better). Computed
+from the metrics rather than read from the summary, so real runs (which do not stop on a
+target) and a target other than the one a run stopped on work the same way.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from studies.plot.metric import plotted_metric
 from studies.plot.series import runs_of, timing_only_reason
 
 __all__ = ["resolve_target", "to_target"]
 
 
 def resolve_target(df: pd.DataFrame, target: float | None = None) -> float:
-    """``target``, else the one ``summary.target_loss`` the runs share.
+    """``target``, else the one target of the runs' metric (``summary.target_loss``,
+    ``summary.target_return``) the runs share.
 
     Examples
     --------
@@ -29,27 +33,35 @@ def resolve_target(df: pd.DataFrame, target: float | None = None) -> float:
     Traceback (most recent call last):
     ...
     ValueError: no target loss: pass target= (--target), or make the runs with target_loss
+    >>> resolve_target(pd.DataFrame({"run": ["a"], "summary.metric": ["return"]}))
+    Traceback (most recent call last):
+    ...
+    ValueError: no target return: pass target= (--target), or make the runs with target_return
     """
     reason = timing_only_reason(df)
     if reason is not None:
         raise ValueError(reason)
+    metric = plotted_metric(df)
     if target is not None:
         if not math.isfinite(target):
-            raise ValueError(f"target={target!r} must be a finite loss")
+            raise ValueError(f"target={target!r} must be a finite {metric.name}")
         return float(target)
     runs = runs_of(df)
+    column = f"summary.{metric.target_key}"
     recorded = sorted(
-        {float(v) for v in pd.to_numeric(runs.get("summary.target_loss"), errors="coerce").dropna()}
-        if "summary.target_loss" in runs
+        {float(v) for v in pd.to_numeric(runs.get(column), errors="coerce").dropna()}
+        if column in runs
         else set()
     )
     if not recorded:
         raise ValueError(
-            "no target loss: pass target= (--target), or make the runs with target_loss"
+            f"no target {metric.name}: pass target= (--target), or make the runs with "
+            f"{metric.target_key}"
         )
     if len(recorded) > 1:
         raise ValueError(
-            f"the runs were made with different target losses {recorded}; pass target= (--target)"
+            f"the runs were made with different target {metric.name}s {recorded}; pass "
+            "target= (--target)"
         )
     return recorded[0]
 
@@ -71,8 +83,16 @@ def to_target(df: pd.DataFrame, target: float | None = None) -> pd.DataFrame:
     b    False             NaN              NaN
     """
     level = resolve_target(df, target)
+    metric = plotted_metric(df)
     runs = runs_of(df).copy()
-    evals = df[(df["kind"] == "eval") & (pd.to_numeric(df["loss"], errors="coerce") <= level)]
+    values = (
+        pd.to_numeric(df[metric.name], errors="coerce")
+        if metric.name in df
+        else pd.Series(np.nan, index=df.index)
+    )
+    # NaN compares false either way: an evaluation without a value never reaches the target.
+    reached = values >= level if metric.maximize else values <= level
+    evals = df[(df["kind"] == "eval") & reached]
     first = evals.groupby("run", sort=False).first()
     runs["target"] = level
     runs["reached"] = runs.index.isin(first.index)

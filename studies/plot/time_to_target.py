@@ -1,5 +1,8 @@
 """Time to a target loss against a swept field (bandwidth, workers ...), per series.
 
+The target is a level of the runs' metric (:mod:`studies.plot.targets`): a loss reached at or
+below it, or a reinforcement-learning workload's mean return reached at or above it.
+
 Each point is the mean over the seeds that reached the target, with error bars from their
 minimum to their maximum. Seeds that did not reach it are never dropped silently: a hollow
 marker at the top of the axes, annotated ``missed/total``, stands for them.
@@ -13,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from studies.plot.labels import clock, field_axis, network_title
+from studies.plot.metric import plotted_metric, reach_label
 from studies.plot.series import require_field, runs_of, series
 from studies.plot.style import new_axes, styled
 from studies.plot.targets import to_target
@@ -36,7 +40,8 @@ def time_to_target(
     x
         The swept configuration column (``topology.bandwidth``, ``world_size`` ...).
     target
-        The loss to reach; by default the ``target_loss`` the runs were made with.
+        The loss (return) to reach; by default the ``target_loss`` (``target_return``) the
+        runs were made with.
     ax
         Axes to draw on; a new figure when omitted.
     """
@@ -83,7 +88,8 @@ def time_to_target(
         ax.set_ylim(0, top * 1.1)
         hollow = "not reached (seeds missed/total, drawn at the top)"
         handles.append(Line2D([], [], marker="o", ls="", mfc="none", color="grey", label=hollow))
-    ax.set_ylabel(f"{clock(placed['backend'])} time to loss ≤ {level:g} (s)")
+    reach = reach_label(plotted_metric(df), level)
+    ax.set_ylabel(f"{clock(placed['backend'])} time to {reach} (s)")
     notes = [network_title(runs_of(df))]
     unplaced = reached.index[reached[x].isna()]
     if len(unplaced):  # real runs have no topology: say so rather than drop them unseen

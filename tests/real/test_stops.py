@@ -96,3 +96,32 @@ def test_torchrun_rank_0_watches_the_target_loss(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["summary"]["stop_reason"] == "target_loss"
     assert record["summary"]["steps"] == 8 and record["config"]["target_loss"] == 0.45
+
+
+def test_a_target_return_stops_the_ranks_where_sim_stops():
+    # return_quadratic is quadratic evaluated by -loss: the return is -0.485 at step 6 and
+    # -0.387 at step 8, as the loss of the test above.
+    from tests import return_workloads  # noqa: F401  (registers return_quadratic)
+
+    kwargs = {"eval_every": 2, "target_return": -0.45}
+    measured = real.run("allreduce", "return_quadratic", nproc=2, steps=MANY, timeout=60, **kwargs)
+    simulated = sim.run("allreduce", "return_quadratic", topologies.star(2), steps=MANY, **kwargs)
+    s, r = simulated.summary, measured.summary
+    assert r["stop_reason"] == s["stop_reason"] == "target_return"
+    assert r["steps"] == s["steps"] == r["step_to_target"] == s["step_to_target"] == 8
+    assert r["final_return"] == pytest.approx(s["final_return"], rel=1e-6)
+    assert r["metric"] == "return" and "final_loss" not in r
+    assert r["samples"] + r["discarded_samples"] < 1000 * 2 * 32  # stopped as it went
+    assert measured.config["target_return"] == -0.45 and "target_loss" not in measured.config
+
+
+def test_commsim_real_refuses_the_target_the_workload_lacks_in_one_line(tmp_path):
+    # Refused before any rank starts: no processes.
+    args = ["real", "--nproc", "2", "--workload", "quadratic", "--steps", "2"]
+    args += ["--target-return", "195", "--no-progress", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: target_return=195.0: workload 'quadratic' is evaluated by its held-out loss "
+        "(lower is better), not a return; give target_loss instead"
+    ]

@@ -295,8 +295,8 @@ def test_dask_without_distributed_says_how_to_install_it(monkeypatch):
         (
             ["--set", "run.stps=3"],
             "error: {file}: run.stps: unknown field; did you mean 'steps'? "
-            "(valid: name, seed, steps, eval_every, max_time, target_loss, accumulate, "
-            "timing_only)",
+            "(valid: name, seed, steps, eval_every, max_time, target_loss, target_return, "
+            "accumulate, timing_only)",
         ),
     ],
 )
