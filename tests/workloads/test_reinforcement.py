@@ -168,3 +168,16 @@ def test_workload_options_are_recorded_and_the_model_counts_its_flops():
     weights = (4 * 64 + 64 * 64 + 64 * 2) + (4 * 64 + 64 * 64 + 64 * 1)
     first = 2 * 4 * 64
     assert w.flops_per_step() == 32 * (2 * weights + 2 * weights + 2 * (weights - first))
+
+
+def test_a2c_solves_cartpole_within_a_bounded_number_of_steps():
+    import sim
+
+    result = sim.run(
+        "allreduce", "cartpole", "star:n=2", steps=150, eval_every=10, seed=0,
+        optimizer="adam:lr=0.002", target_return=195,
+    )  # fmt: skip
+    assert result.summary["stop_reason"] == "target_return"
+    assert result.summary["final_return"] >= 195
+    assert result.summary["steps"] <= 150
+    assert result.evals["return"].iloc[0] < 50  # an untrained policy falls in ~10 steps
