@@ -66,6 +66,9 @@ __all__ = [
 _CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
 _AT = "faults/crashed/{rank}/{incarnation}"
 _DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
+#: Whether a rank's crash number ``index`` (one with a ``restart_step``) is back before its
+#: peers would have detected it in ``sim`` ("early") or after ("late"): :meth:`RankFaults.race`.
+_RACE = "faults/race/{rank}/{index}"
 _LINKS = ("link_down", "link_slow")
 _EVERY = "faults/checkpoint_every"
 #: Steps a run with ``recovery="restart"`` and no ``checkpoint_every`` takes before its ranks
@@ -185,6 +188,10 @@ class RankFaults:
         #: one at the global step (``recovery="restart"``: the checkpoint before it and the
         #: steps lost are then the global step's, as in ``sim``).
         self.lines_up = schedule.recovery == "restart"
+        #: This rank's step (its last published one) and the handle its program waits on
+        #: now (set by :class:`real.runtime.StopSignal`): when it is blocked, and at which step.
+        self.step = 0
+        self.waiting: Any = None
 
     @classmethod
     def of(
@@ -333,10 +340,10 @@ class RankFaults:
 
     def expected(self, step: int, ranks: Any) -> tuple[int, ...]:
         """Ranks of ``ranks`` that a quorum asked at ``step`` waits for: those restarted at
-        global step ``step - 1`` (``restart_step``). In ``sim`` a rank restarted at step
-        ``m`` misses the quorum the others asked for at that instant (it was down when they
-        asked) and is in the next one, asked after step ``m + 1``; so it is here
-        (:meth:`rejoin_when`)."""
+        global step ``step - 1`` (``restart_step``) after their crash was detected. In
+        ``sim`` such a rank restarted at step ``m`` misses the quorum the others asked for at
+        that instant (it was known down when they asked) and is in the next one, asked after
+        step ``m + 1``; so it is here (:meth:`rejoin_when`)."""
         out = []
         for r in ranks:
             crashes = sorted(
@@ -350,32 +357,123 @@ class RankFaults:
                             out.append(r)
         return tuple(out)
 
-    def live(self, step: int, ranks: Any) -> tuple[int, ...]:
+    def live(
+        self, step: int, ranks: Any, waiting: Callable[[], bool] | None = None
+    ) -> tuple[int, ...]:
         """The ranks of ``ranks`` a quorum asked at ``step`` waits for: every one not down,
         less those restarted at a ``restart_step`` the asking step has not passed (they ask
-        their first quorum after it, :meth:`rejoin_when`). Every death of a run with a
-        schedule is said on the store before it happens, so no heartbeat is needed here:
-        a rank that only started beats late, and would be left out."""
+        their first quorum after it, :meth:`rejoin_when`), plus those down whose restart
+        comes before their crash is detected (:meth:`race`: they ask as soon as they are
+        back, and are waited for until then). Every death of a run with a schedule is said
+        on the store before it happens, so no heartbeat is needed here: a rank that only
+        started beats late, and would be left out. ``waiting()``: whether this rank's
+        program waits on the quorum now (it is then blocked on the ranks it waits for)."""
         dead = set(self.down(ranks))
         out = []
         for r in ranks:
-            if r in dead:
-                continue
             with self._lock:
                 crashes = crash_count(self._store, r) if r != self.rank else 0
             back = restart_step(self.schedule, r, crashes - 1) if crashes else None
-            if back is not None and step <= back:
+            if back is not None:
+                race = self.race(r, crashes - 1, back)
+                if race is None and waiting is not None and waiting() and self.step < back:
+                    # Blocked on it before its restart step: sim would detect the crash
+                    # while this rank waits, before the global step reaches the restart.
+                    race = self._decide(r, crashes - 1, "late")
+                if race != "late":  # back before the crash is detected, or not known yet
+                    out.append(r)
+                    continue
+            if r in dead or (back is not None and step <= back):
                 continue
             out.append(r)
         return tuple(out)
 
+    def race(self, rank: int, index: int, back: int) -> str | None:
+        """Whether ``rank``'s crash number ``index``, restarted at global step ``back``,
+        comes back before its peers detect it: ``"early"`` or ``"late"``, or None while
+        not known yet. Every live peer agrees (the first to know writes it on the store).
+
+        ``sim`` detects a crash ``detect`` seconds after it; a schedule for comparing the
+        backends has ``detect`` far above a step, so there its peers detect it once they
+        can go on no further: when one of them waits, at a step before ``back``, on an
+        operation with the dead rank (:meth:`blocked`) or on a quorum that waits for it
+        (:meth:`live`). Then the global step stops below ``back``, and the rank is back
+        only after the detection ("late": the quorums formed meanwhile leave it out, and it
+        asks after ``back + 1``, as in ``sim``). If every live owner reaches ``back`` first,
+        the rank is back before its crash is detected ("early"): the quorums asked since
+        the crash wait for it, and it joins the first of them, as a restarted rank does in
+        ``sim`` (Streaming DiLoCo asks each round's quorum one round ahead: a rank back
+        before the next round joins it)."""
+        key = _RACE.format(rank=rank, index=index)
+        with self._lock:
+            if self._store.check([key]):
+                return bytes(self._store.get(key)).decode()
+        if self._global_step(without=rank) >= back:
+            return self._decide(rank, index, "early")
+        return None
+
+    def met(self, error: BaseException | None, step: int) -> None:
+        """This rank's program meets ``error`` at its ``yield``, at its step ``step``: a
+        :class:`~strategies.PeerFailure` is its wait on the dead (:meth:`blocked`)."""
+        if isinstance(error, PeerFailure):
+            self.blocked(error.ranks, step)
+
+    def blocked(self, ranks: Any, step: int) -> None:
+        """This rank's program met, at its step ``step``, a failure of an operation with
+        ``ranks`` (a :class:`~strategies.PeerFailure` at its ``yield``): in ``sim`` it waits
+        there until the crash is detected. Before a crashed rank's restart step, that
+        settles its :meth:`race` as "late"."""
+        for r in ranks:
+            if r == self.rank:
+                continue
+            with self._lock:
+                crashes = crash_count(self._store, r)
+            back = restart_step(self.schedule, r, crashes - 1) if crashes else None
+            if back is not None and step < back:
+                self._decide(r, crashes - 1, "late")
+
+    def _decide(self, rank: int, index: int, race: str) -> str:
+        with self._lock:
+            key = _RACE.format(rank=rank, index=index)
+            return bytes(self._store.compare_set(key, "", race)).decode()
+
+    def _global_step(self, without: int) -> int:
+        """The slowest live owner's published step, ``without`` that rank (as the
+        launcher's, which restarts a rank once it reaches the rank's ``restart_step``)."""
+        from real.runtime import STEP_KEY
+
+        with self._lock:
+            dead = set(down(self._store, self.owners))
+            steps = []
+            for r in self.owners:
+                if r == without or r in dead:
+                    continue
+                key = STEP_KEY.format(rank=r)
+                value = self._store.get(key) if self._store.check([key]) else b"0"
+                steps.append(int(bytes(value).decode()))
+        return min(steps, default=0)
+
     def rejoin_when(self) -> int | None:
-        """For a restarted process: the global step after which it asks its first quorum
-        (one past its ``restart_step``, as in ``sim``); None otherwise."""
+        """For a restarted process: its ``restart_step`` (its first quorum waits for
+        :meth:`wait_to_rejoin`); None otherwise."""
         if self.incarnation == 0:
             return None
-        back = restart_step(self.schedule, self.rank, self.incarnation - 1)
-        return None if back is None else back + 1
+        return restart_step(self.schedule, self.rank, self.incarnation - 1)
+
+    def wait_to_rejoin(self, back: int) -> None:
+        """Wait until this restarted process may ask its first quorum: at once if it is
+        back before its crash was detected (:meth:`race`: the quorums asked since wait for
+        it), else once every live owner has published ``back + 1`` (as in ``sim``, where it
+        misses the quorum the others ask at the instant it is restarted)."""
+        index = self.incarnation - 1
+        while True:
+            race = self.race(self.rank, index, back)
+            if race == "early":
+                return
+            if race == "late":
+                self.wait_for_step(back + 1, self.owners)
+                return
+            time.sleep(0.005)
 
     def wait_for_step(self, step: int, owners: Any) -> None:
         """Wait until every live owner but this rank has published ``step`` or more."""

@@ -96,6 +96,8 @@ def drive(
                 )
             )
             continue
+        if runtime.signal.faults is not None and item.failed:
+            runtime.signal.faults.met(item.error, ctx.step)  # (a crash's detection, as sim's)
         # An older handle yielded late must not move the stamp back: a rank's events stay in
         # its own order on the shared time line.
         finished = item.finished_at if item.finished_at is not None else runtime.now()

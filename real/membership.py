@@ -33,7 +33,9 @@ It needs only the run's store, which must outlive every rank: the local launcher
 * **After a peer failure** (:func:`real.peer_failure.is_peer_failure`), drop every reference
   to the failed group (and its works): destroying a gloo group closes its connections, so a
   member blocked on *this* rank fails at once instead of at the group's timeout (gloo's
-  ``abort()`` and ``shutdown()`` close nothing). Name the dead with :meth:`Membership.dead`,
+  ``abort()`` and ``shutdown()`` close nothing). Let the last reference go on the rank's own
+  thread, once none of its works is in flight, never in a work's callback: the destructor
+  joins gloo's threads, and on one of them aborts the process ("Resource deadlock avoided"). Name the dead with :meth:`Membership.dead`,
   then form the next quorum; it waits up to ``detect`` seconds for the dead to fall silent.
 
 Why not torchft's own ``Manager``: it installs and runs here (torchft 0.2.0 on torch 2.13,

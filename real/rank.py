@@ -290,6 +290,8 @@ def run_rank(
                 # A crash at global step k, as sim's: once every live owner applied it (its
                 # steps are in the run's ledger before the crash, whatever their stamps).
                 faults.wait_for_step(ctx.step, faults.owners)
+                # ... after what it started before that step has landed, as in sim.
+                transport.settle(ctx.step, max(faults.detect, 1.0))
             handin.events(runtime.events, force=True)
             faults.crash(runtime.now())
 

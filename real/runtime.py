@@ -222,10 +222,14 @@ class StopSignal:
     def waiting(self, handle: Handle[Any] | None) -> None:
         """This rank's program waits on ``handle`` from now on (None: it waits no more)."""
         self._waiting = None if handle is None else (time.monotonic(), handle)
+        if self.faults is not None:  # (its quorums: whether it is blocked on one)
+            self.faults.waiting = handle
 
     def progress(self, rank: int, step: int) -> None:
         """Publish an owner's step, at most every ``PROGRESS_EVERY`` seconds (and at the end)."""
         now = time.monotonic()
+        if self.faults is not None:
+            self.faults.step = step
         if (
             self.faults is not None
             or now - self._published >= PROGRESS_EVERY

@@ -7,6 +7,8 @@ Calls are issued with ``async_op=True``; their handles are finished by
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +126,16 @@ class TorchTransport(Receiving):
         #: :class:`real.crashes.RankFaults`) when the program first asks for a quorum.
         self._quorums = quorums
         self._quorum_groups: dict[int, tuple[tuple[int, ...], Any]] = {}
+        #: Quorum groups let go (a newer quorum formed, or an operation on one failed), kept
+        #: until no operation of this rank on them is in flight and then destroyed by the
+        #: rank's own thread (:meth:`_reap`): a gloo group whose last reference went on the
+        #: library's thread (a failed operation's callback) destroyed itself there, and its
+        #: destructor, joining that thread, aborted the rank ("Resource deadlock avoided").
+        self._retired: list[tuple[int, Any]] = []
+        #: This rank's operations on quorum groups not finished yet: their quorum id, and
+        #: the rank's step when each started (:meth:`settle`).
+        self._in_flight: dict[Handle[Any], tuple[int, int]] = {}
+        self._groups_lock = threading.Lock()
         self._asked = False  # whether this process has asked for a quorum yet
         #: A quorum whose group could not be built, and the members found dead then.
         self._unbuilt: dict[int, tuple[int, ...]] = {}
@@ -157,9 +169,42 @@ class TorchTransport(Receiving):
         return CommError(f"{what} failed: {exc}")
 
     def _drop_quorum_groups(self, ranks: tuple[int, ...]) -> None:
-        for epoch, (members, _) in list(self._quorum_groups.items()):
-            if members == ranks:
-                del self._quorum_groups[epoch]
+        with self._groups_lock:
+            for epoch, (members, pg) in list(self._quorum_groups.items()):
+                if members == ranks:
+                    del self._quorum_groups[epoch]
+                    self._retired.append((epoch, pg))
+
+    def _reap(self) -> None:
+        """Destroy the retired quorum groups this rank has no operation in flight on (on the
+        rank's own thread: see ``_retired``). Destroying one closes its connections, so a
+        member still blocked on this rank there fails at once, not at the group's timeout."""
+        if not self._retired:
+            return
+        with self._groups_lock:
+            busy = {epoch for epoch, _ in self._in_flight.values()}
+            idle = [(e, pg) for e, pg in self._retired if e not in busy]
+            self._retired = [(e, pg) for e, pg in self._retired if e in busy]
+        idle.clear()  # the last references: destroyed here, outside the lock
+
+    def _finished(self, handle: Handle[Any]) -> None:
+        with self._groups_lock:
+            self._in_flight.pop(handle, None)
+
+    def settle(self, before: int, timeout: float) -> None:
+        """Wait (up to ``timeout`` seconds each) for this rank's operations on quorum groups
+        that it started before its step ``before``: a rank that crashes at step ``before``
+        has finished those in ``sim`` (an all-reduce overlapping a step, as Streaming
+        DiLoCo's, has had a step's compute to land), and its peers' must not fail for it."""
+        with self._groups_lock:
+            pending = [h for h, (_, step) in self._in_flight.items() if step < before]
+        for handle in pending:
+            if self.holds(handle):
+                self.finish_inline(handle, timeout)
+            elif not handle.done:
+                landed = threading.Event()
+                handle.add_callback(functools.partial(_set, landed))
+                landed.wait(timeout)
 
     # -- collectives ----------------------------------------------------------------------
     def collective(
@@ -261,6 +306,7 @@ class TorchTransport(Receiving):
         """A collective on a quorum's own process group (:mod:`real.membership`): its own
         methods, the members' indices as its ranks. A group that could not be built (a
         member died before it met) fails the operation as the member's death does."""
+        self._reap()
         pg = self._pg(group)
         if pg is None:
             dead = self._unbuilt.get(group.epoch, ())
@@ -298,6 +344,10 @@ class TorchTransport(Receiving):
                 "all_reduce or broadcast there"
             )
         self._charge(kind, tensor, group, self.rank, root)
+        step = self._faults.step if self._faults is not None else 0
+        with self._groups_lock:
+            self._in_flight[handle] = (group.epoch, step)
+        handle.add_callback(self._finished)
         self._complete_later(work, handle, finish, started)
         return handle
 
@@ -327,11 +377,12 @@ class TorchTransport(Receiving):
                 f"w.quorum over ranks {ranks} (not every rank) is not available on the real "
                 "backend yet; run this strategy with sim"
             )
+        self._reap()
         handle: Handle[Any] = Handle("comm", op=what)
         started = self._clock()
         membership = faults.membership
-        # A restarted process asks its first quorum with the others' of one step past its
-        # restart (as sim's): it waits for that step, then announces.
+        # A restarted process asks its first quorum when sim's would (faults.wait_to_rejoin):
+        # it waits for that, then announces.
         rejoin = faults.rejoin_when() if not self._asked else None
         self._asked = True
         q = membership.announce(min_size, step) if rejoin is None else 0
@@ -342,7 +393,7 @@ class TorchTransport(Receiving):
             nonlocal q
             try:
                 if rejoin is not None:
-                    faults.wait_for_step(rejoin, faults.owners)
+                    faults.wait_to_rejoin(rejoin)
                     q = membership.announce(min_size, step)
                 formed = membership.wait(
                     q,
@@ -350,9 +401,9 @@ class TorchTransport(Receiving):
                     limit,
                     faults.detect,
                     expect,
-                    lambda: faults.down(ranks),
+                    None,  # (live() leaves the dead out, but for one back before detected)
                     step,
-                    live=lambda: faults.live(step, ranks),
+                    live=lambda: faults.live(step, ranks, lambda: faults.waiting is handle),
                 )
                 steps = membership.steps(formed)
                 try:
@@ -364,8 +415,10 @@ class TorchTransport(Receiving):
                         r for r in membership.silent(faults.detect) if r in formed.members
                     )
                     self._unbuilt = {formed.id: dead}
-                # Older quorums' groups are let go (destroyed with their last reference).
-                self._quorum_groups = {formed.id: (formed.members, pg)}
+                # Older quorums' groups are let go (destroyed by the rank's thread, _reap).
+                with self._groups_lock:
+                    self._retired += [(e, old) for e, (_, old) in self._quorum_groups.items()]
+                    self._quorum_groups = {formed.id: (formed.members, pg)}
                 joined = () if formed.id == 1 else formed.joined
                 value = Quorum(
                     formed.id, formed.members, joined, steps, Group(formed.members, formed.id)
@@ -399,3 +452,7 @@ class TorchTransport(Receiving):
         keep = [frame, *payload]  # staged copies outlive the transfer
         self._on_waiter(works, handle, keep.clear, started, f"rank {rank}: {handle.describe()}")
         return handle
+
+
+def _set(event: threading.Event, _: Handle[Any]) -> None:
+    event.set()

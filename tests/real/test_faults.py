@@ -469,3 +469,94 @@ def test_sums_of_three_are_added_in_gloos_order_on_real_and_in_sim_under_the_glo
     assert first_pairs(ran) == [(1, 2)] * 4 + [(0, 2)] * 4 + [(0, 1)] * 2
     assert first_pairs(gloo) == first_pairs(ran)
     assert torch.equal(gloo.parameters, ran.parameters)
+
+
+SDILOCO = "streaming_diloco:period=4,fragments=2,fault_tolerance=quorum"
+
+
+def test_streaming_diloco_quorum_rejoins_at_sims_round_on_real_bit_for_bit() -> None:
+    # Rank 2 is killed at step 3 and back at global step 5. Its peers ask each fragment
+    # round's quorum one round ahead: the one asked at step 4 waits for rank 2 in sim (its
+    # crash is detected only after detect = 1 s, and its peers are held up by it no earlier
+    # than at step 5, when fragment 0's all-reduce with it fails), so the restarted rank joins
+    # it and is healed at step 6. On real it was left out of that quorum (its peers learn a
+    # death at once) and rejoined at step 8, with other numbers; and one run in two or
+    # three aborted in gloo ("Resource deadlock avoided"). Three ranks: sim under the gloo
+    # rule adds in gloo's order (test_sums_of_three_are_added_in_gloos_order_...).
+    faults = {"events": [{"kind": "crash", "rank": 2, "step": 3, "restart_step": 5}]}
+    faults["detect"] = 1.0
+    kw = dict(steps=12, eval_every=4)
+    simulated = sim.run(
+        SDILOCO,
+        "quadratic",
+        topologies.ring(3),
+        **kw,
+        compute=0.01,
+        faults=faults,
+        network={"collectives": "gloo"},
+    )
+    ran = real.run(SDILOCO, "quadratic", nproc=3, **kw, timeout=60, faults=faults)
+
+    def rows(result, kind):  # type: ignore[no-untyped-def]
+        return result.metrics[result.metrics.kind == kind]
+
+    rejoined = rows(simulated, "fault")
+    assert list(rejoined[rejoined.event == "rejoin"].step) == [6]  # sim's own account
+    assert [ran.summary[k] for k in SUMMARY] == [simulated.summary[k] for k in SUMMARY]
+    assert ran.summary["restarts"] == 1 and ran.summary["heal_bytes"] > 0
+    evals = [list(zip(rows(r, "eval").step, rows(r, "eval").loss)) for r in (ran, simulated)]
+    assert evals[0] == evals[1] and len(evals[0]) == 4
+    assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+    assert torch.equal(ran.parameters, simulated.parameters)
+    # The same faults, rank by rank (their rows' steps are wall-clock stamps on real).
+    events = [
+        sorted(zip(rows(r, "fault")["rank"], rows(r, "fault").event)) for r in (ran, simulated)
+    ]
+    assert events[0] == events[1]
+
+
+def test_a_rank_back_before_its_crash_is_detected_is_waited_for_by_the_quorums() -> None:
+    # RankFaults on a store alone: rank 2 killed at step 3, back at global step 5. Until
+    # its peers either reach step 5 ("early": it is back before sim detects its crash) or
+    # are held up by it before then ("late"), a quorum waits for it; "late" quorums leave it
+    # out up to step 5, as before, and the first to know settles it for every rank.
+    import torch.distributed as dist
+
+    from faults import FaultSchedule
+    from real.crashes import RankFaults, mark_crashed, mark_restarted
+    from real.runtime import STEP_KEY
+
+    crash = {"kind": "crash", "rank": 2, "step": 3, "restart_step": 5}
+    schedule = FaultSchedule.parse([crash], world_size=3, links=None)
+
+    def made(steps: int):  # type: ignore[no-untyped-def]
+        store = dist.HashStore()
+        mark_crashed(store, 2, 0, 1.0)
+        for r in (0, 1):
+            store.set(STEP_KEY.format(rank=r), str(steps))
+        faults = RankFaults(schedule, 0, 3, 0, [0, 1, 2], lambda: store)
+        faults.step = steps
+        return store, faults
+
+    store, faults = made(4)
+    assert faults.race(2, 0, 5) is None and faults.live(4, (0, 1, 2)) == (0, 1, 2)
+    faults.blocked([2], step=5)  # a failure at its restart step: sim restarts it first
+    assert faults.race(2, 0, 5) is None
+    for r in (0, 1):
+        store.set(STEP_KEY.format(rank=r), "5")
+    assert faults.race(2, 0, 5) == "early"
+    faults.blocked([2], step=4)  # settled: a later word does not change it
+    assert faults.race(2, 0, 5) == "early" and faults.live(4, (0, 1, 2)) == (0, 1, 2)
+    mark_restarted(store, 2)
+    back = RankFaults(schedule, 2, 3, 1, [0, 1, 2], lambda: store)
+    assert back.rejoin_when() == 5
+    back.wait_to_rejoin(5)  # at once: "early"
+
+    store, faults = made(4)  # held up at step 4 by an all-reduce with it
+    faults.blocked([2], step=4)
+    assert faults.race(2, 0, 5) == "late" and faults.live(4, (0, 1, 2)) == (0, 1)
+    store, faults = made(4)  # ... or by a quorum that waits for it, at step 4
+    assert faults.live(4, (0, 1, 2), waiting=lambda: False) == (0, 1, 2)
+    assert faults.live(4, (0, 1, 2), waiting=lambda: True) == (0, 1)
+    mark_restarted(store, 2)  # back: left out up to step 5, waited for after
+    assert faults.live(5, (0, 1, 2)) == (0, 1) and faults.live(6, (0, 1, 2)) == (0, 1, 2)

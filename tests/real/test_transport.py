@@ -737,3 +737,35 @@ if __name__ == "__main__":  # one rank of the world fixture
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # without tearing the process group down
+
+
+def test_a_quorum_group_let_go_is_destroyed_by_the_ranks_thread_once_idle() -> None:
+    # A failed operation's callback runs on gloo's thread; the group it let go was destroyed
+    # there when that dropped its last reference, and a gloo group's destructor joining its
+    # own thread aborted the rank ("Resource deadlock avoided"). It is now kept until the
+    # rank's thread finds no operation of its own in flight on it, and destroyed there.
+    import weakref
+
+    class Group:  # stands for the process group: records the thread it dies on
+        died_on: list[str] = []
+
+        def __del__(self) -> None:
+            Group.died_on.append(threading.current_thread().name)
+
+    transport = TorchTransport(0, 2, time.monotonic, lambda nbytes: None)
+    group = Group()
+    alive = weakref.ref(group)
+    transport._quorum_groups = {3: ((0, 1), group)}
+    pending: Handle[Any] = Handle("comm")
+    transport._in_flight[pending] = (3, 0)
+    pending.add_callback(transport._finished)
+    del group
+    library = threading.Thread(target=transport._drop_quorum_groups, args=((0, 1),), name="gloo")
+    library.start()
+    library.join()
+    assert alive() is not None and transport._quorum_groups == {}  # kept, not in use
+    transport._reap()
+    assert alive() is not None  # an operation of this rank is still in flight on it
+    pending.fail(RuntimeError("peer gone"))
+    transport._reap()
+    assert alive() is None and Group.died_on == [threading.current_thread().name]
