@@ -212,7 +212,8 @@ def summarize(
     }
     if len(evals):
         last = evals.iloc[-1]
-        summary["final_loss"] = float(last["loss"])
+        if "loss" in evals:  # a reinforcement-learning run evaluates a return instead
+            summary["final_loss"] = float(last["loss"])
         if "accuracy" in evals and pd.notna(last.get("accuracy")):
             summary["final_accuracy"] = float(last["accuracy"])
         if "consensus" in evals and pd.notna(last.get("consensus")):

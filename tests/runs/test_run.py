@@ -31,3 +31,10 @@ def test_staleness_is_averaged_over_step_rows():
     ]
     summary = _summary(pd.DataFrame(rows))
     assert (summary["staleness_mean"], summary["staleness_max"]) == (1.0, 2.0)
+
+
+def test_evaluations_of_a_return_summarize_without_a_final_loss():
+    # A reinforcement-learning run evaluates a return, not a loss (issue 26).
+    metrics = pd.DataFrame([row("eval", time=0, step=0, samples=0, nbytes=0, **{"return": 9.5})])
+    summary = _summary(metrics)
+    assert "final_loss" not in summary and summary["steps"] == 2
