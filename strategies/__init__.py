@@ -9,11 +9,12 @@ never imports a backend.
 
 The catalogue, one file per strategy (``docs/strategies.md`` has the table): all-reduce SGD,
 parameter servers, Local SGD, EASGD, DiLoCo and Streaming DiLoCo, gossip, broadcast,
-hierarchical; any gradient or parameter exchange can be compressed
+hierarchical, actor-learner (IMPALA); any gradient or parameter exchange can be compressed
 (:mod:`strategies.compression`); the shared maths is in :mod:`~strategies.aggregate`,
 :mod:`~strategies.averaging`, :mod:`~strategies.graphs` and :mod:`~strategies.mixing`.
 """
 
+from strategies.actor_learner import ActorLearner
 from strategies.aggregate import reduce_tensors, shard_bounds, staleness_lr_scale
 from strategies.allreduce import AllReduceSGD
 from strategies.base import Program, Strategy
@@ -49,6 +50,7 @@ from strategies.streaming_diloco import StreamingDiLoCo
 
 __all__ = [
     "ALGORITHMS",
+    "ActorLearner",
     "AllReduceSGD",
     "Broadcast",
     "COMPRESSORS",

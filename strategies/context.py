@@ -54,6 +54,8 @@ class Experiences(Protocol):
     actor_share: float
     #: Environment steps in one rollout (environments x rollout length).
     rollout_steps: int
+    #: Floats in one packed rollout (what :meth:`collect` returns), to size a receive.
+    rollout_numel: int
 
     def collect(self, model: torch.nn.Module, stream: Any) -> torch.Tensor:
         """A rollout of ``stream``'s environments with ``model``, packed in one tensor."""
@@ -530,6 +532,11 @@ class WorkerContext(RoleContext):
             return replica.grad.clone(), used, self.last_loss
 
         return self._runtime.computed(self, work, share, "compute_gradients_from")
+
+    def experience_numel(self) -> int:
+        """Floats in one packed rollout of :meth:`collect_experience` (every worker's is the
+        same size), to size a receive for experience before it arrives."""
+        return self._need_experience("experience_numel").rollout_numel
 
     def _need_experience(self, call: str) -> Experiences:
         if self._experience is None:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from workloads.advantages import gae, vtrace
 from workloads.base import Workload
 from workloads.environments import Actor, episode_returns, make_envs
-from workloads.experience import Experience
+from workloads.experience import Experience, packed_size
 from workloads.policy import ActorCritic
 
 __all__ = ["CORRECTIONS", "RLWorkload"]
@@ -72,6 +72,8 @@ class RLWorkload(Workload):
     (8, True)
     >>> sorted(w.evaluate(model))
     ['episode_length', 'return']
+    >>> w.collect(model, w.stream(0, 1, seed=0)).numel() == w.rollout_numel  # a receive's size
+    True
     """
 
     metric: ClassVar[str] = "return"
@@ -109,6 +111,7 @@ class RLWorkload(Workload):
         self.eval_episodes = eval_episodes
         self.actor_share = actor_share
         self.rollout_steps = n_envs * rollout
+        self.rollout_numel = packed_size(rollout, n_envs, obs_dim)
         # What the base class's size and cost methods read.
         self.batch_size = self.rollout_steps
         self.partition_scheme = "iid"

@@ -1,0 +1,202 @@
+"""Actor-learner (IMPALA, Espeholt et al. 2018): actors move *experience*, not gradients.
+
+The first ``learners`` workers learn, the others act. An actor loops: collect a rollout of its
+own environments with the last parameters it received, send it to its learner (actors are
+dealt to learners round-robin) tagged with the parameter version that acted, and take new
+parameters whenever they have arrived; it never waits for them (it starts from the same
+initial parameters as every worker, version 0). A learner keeps a receive posted for each of
+its actors; it waits until ``batch`` rollouts have arrived, learns from *all* that arrived
+(the gradient of the V-trace-corrected actor-critic loss, or plain A2C with
+``correction="none"``), steps, and every ``broadcast_every`` steps sends its parameters to its
+actors. Several learners all-reduce (mean) their gradients each step, so they stay equal.
+
+Policy lag: a rollout acted with version ``v`` and learnt at the learner's version ``V`` is
+``V - v`` versions old; a step's staleness is its batch's largest lag (the ledger's
+``staleness``), and ``policy_lag`` logs each step's mean.
+
+Backpressure: a learner receives one rollout from each actor at a time, and sends from rank
+to rank are rendezvous, so an actor whose last rollout the learner has not yet taken waits on
+its send (IMPALA's bounded queue). A learner never waits on its actors: a broadcast to an
+actor whose previous one is still undelivered is skipped (it would arrive after the newer
+one the actor is about to get anyway). When the run stops, actors waiting on a send are
+closed at that ``yield``, as every program is.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import Field
+
+from options.declare import OneOf, OptionError
+from strategies.base import Program, Strategy
+from strategies.checks import Group
+from strategies.context import WorkerContext
+from strategies.handles import Handle
+from strategies.messages import Received
+from strategies.registry import register
+
+__all__ = ["ActorLearner", "CORRECTIONS"]
+
+#: How a learner treats experience of a lagging policy (``workloads.reinforcement``'s list:
+#: this package does not import the workloads).
+CORRECTIONS = ("vtrace", "none")
+
+
+@register
+class ActorLearner(Strategy):
+    """Actors collect rollouts and send them to learners, which learn and broadcast back.
+
+    Parameters
+    ----------
+    learners
+        How many of the first workers learn (the rest act; every learner needs an actor).
+    correction
+        ``"vtrace"``: V-trace's clipped importance weights correct for the policy lag;
+        ``"none"``: plain A2C (GAE) on the lagging experience, as though it were on-policy.
+    batch
+        Rollouts a learner waits for before a step; it then learns from all that arrived.
+    broadcast_every
+        A learner sends its parameters to its actors every this many of its steps.
+    rho_bar, c_bar
+        V-trace's clipping thresholds of the importance weights (the paper's 1 and 1).
+
+    Only reinforcement-learning workloads (those that collect experience: ``cartpole``,
+    ``acrobot``) can run it; others are refused at the first call.
+
+    Examples
+    --------
+    >>> ActorLearner(broadcast_every=4)
+    ActorLearner(learners=1, correction='vtrace', batch=1, broadcast_every=4, rho_bar=1.0, c_bar=1.0)
+    >>> ActorLearner(correction="retrace")
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: correction='retrace' is unknown; use one of vtrace, none
+    >>> ActorLearner(learners=2).check_world(3)
+    Traceback (most recent call last):
+    ...
+    options.declare.OptionError: learners=2 leaves 1 actor among 3 ranks, and every learner needs one; use learners <= 1
+    >>> ActorLearner().actors_of(0, 5), ActorLearner(learners=2).actors_of(1, 5)
+    ([1, 2, 3, 4], [3])
+    """
+
+    name = "impala"
+    # The learners hold equal parameters (one learner, or several that all-reduce their
+    # gradients): the first learner's is the global model, its steps the run's.
+    global_model = "primary"
+
+    learners: Annotated[int, Field(ge=1, description="the first workers, which learn")] = 1
+    correction: Annotated[str, OneOf(CORRECTIONS)] = "vtrace"
+    batch: Annotated[int, Field(ge=1, description="rollouts a learner waits for")] = 1
+    broadcast_every: Annotated[
+        int, Field(ge=1, description="learner steps between broadcasts to the actors")
+    ] = 1
+    rho_bar: Annotated[
+        float, Field(gt=0, allow_inf_nan=False, description="V-trace's clip of the weights")
+    ] = 1.0
+    c_bar: Annotated[
+        float, Field(gt=0, allow_inf_nan=False, description="V-trace's clip of the traces")
+    ] = 1.0
+
+    def check_world(self, world_size: int) -> None:
+        super().check_world(world_size)
+        actors = world_size - self.learners
+        if world_size < 2:
+            raise OptionError(
+                f"impala needs a learner and an actor, at least 2 ranks; the world has "
+                f"{world_size}",
+                "learners",
+            )
+        if actors < self.learners:
+            noun = "actor" if actors == 1 else "actors"
+            raise OptionError(
+                f"learners={self.learners} leaves {max(actors, 0)} {noun} among {world_size} "
+                f"ranks, and every learner needs one; use learners <= {world_size // 2}",
+                "learners",
+            )
+
+    def actors_of(self, learner: int, n_workers: int) -> list[int]:
+        """The actors (worker indices) that send to learner ``learner`` (a worker index
+        below ``learners``): actors are dealt round-robin."""
+        return list(range(self.learners + learner, n_workers, self.learners))
+
+    def learner_of(self, actor: int) -> int:
+        """The learner (a worker index) that actor ``actor`` (a worker index) sends to."""
+        return (actor - self.learners) % self.learners
+
+    # -- programs ---------------------------------------------------------------------------
+    def worker(self, w: WorkerContext) -> Program:
+        try:
+            w.experience_numel()
+        except TypeError:
+            raise TypeError(
+                "strategy impala moves experience between actors and learners: it needs a "
+                "reinforcement-learning workload (cartpole, acrobot); this run's trains on a "
+                "dataset: choose another strategy (allreduce, parameter_server, ...)"
+            ) from None
+        # Every rank makes every group, in the same order, actors included.
+        group = w.comm.new_group(w.workers[: self.learners]) if self.learners > 1 else None
+        if w.index < self.learners:
+            yield from self._learner(w, group)
+        else:
+            yield from self._actor(w)
+
+    def _actor(self, w: WorkerContext) -> Program:
+        learner = w.workers[self.learner_of(w.index)]
+        dtype = w.replica.flat.dtype
+        incoming = w.comm.recv(torch.empty(w.numel, dtype=dtype), src=learner)
+        while not w.done:
+            if incoming.done:  # new parameters arrived: act with them from now on
+                message = yield incoming
+                w.load_parameters(message.tensors[0], int(message.header["version"]))
+                incoming = w.comm.recv(torch.empty(w.numel, dtype=dtype), src=learner)
+            acting = w.version
+            rollout = yield w.collect_experience()
+            yield w.comm.send(rollout, dst=learner, header={"version": acting})
+
+    def _learner(self, w: WorkerContext, group: Group | None) -> Program:
+        actors = [w.workers[r] for r in self.actors_of(w.index, len(w.workers))]
+        numel = w.experience_numel()
+        pending = {a: w.comm.recv(torch.empty(numel), src=a) for a in actors}
+        broadcasts: dict[int, Handle[None]] = {}
+        arrived: list[Received] = []
+        options = {"correction": self.correction, "rho_bar": self.rho_bar, "c_bar": self.c_bar}
+        while not w.done:
+            arrived += _take_arrived(w, pending, numel)
+            while len(arrived) < self.batch:
+                index, message = yield w.comm.wait_any(list(pending.values()))
+                src = actors[index]
+                pending[src] = w.comm.recv(torch.empty(numel), src=src)
+                arrived += [message, *_take_arrived(w, pending, numel)]
+            lags = [w.version - int(message.header["version"]) for message in arrived]
+            grads = yield w.compute_gradients_from([m.tensors[0] for m in arrived], **options)
+            arrived = []
+            if group is not None:
+                grads = yield w.comm.all_reduce(grads, op="mean", group=group)
+            w.apply(grads, staleness=max(lags))
+            skipped = 0
+            if w.step % self.broadcast_every == 0 and not w.done:
+                parameters = w.parameters()
+                for actor in actors:
+                    previous = broadcasts.get(actor)
+                    if previous is None or previous.done:
+                        broadcasts[actor] = w.comm.send(
+                            parameters, dst=actor, header={"version": w.version}
+                        )
+                    else:  # the actor has not taken the last one yet: it gets the next
+                        skipped += 1
+            stats = {"policy_lag": sum(lags) / len(lags), "rollouts": len(lags)}
+            w.log(**stats, **({"skipped_broadcasts": skipped} if skipped else {}))
+
+
+def _take_arrived(
+    w: WorkerContext, pending: dict[int, Handle[Received]], numel: int
+) -> list[Received]:
+    """The rollouts that have arrived (in actor order), each actor's receive posted again."""
+    taken = []
+    for src, handle in pending.items():
+        if handle.done:
+            taken.append(handle.value)
+            pending[src] = w.comm.recv(torch.empty(numel), src=src)
+    return taken

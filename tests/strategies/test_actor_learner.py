@@ -1,0 +1,165 @@
+"""The actor-learner strategy (IMPALA): what a run learns from, how old its experience is,
+what it sends, and the same run on gloo processes."""
+
+import statistics
+
+import pandas as pd
+import pytest
+import torch
+
+import real
+import topologies
+from sim.run import run
+from strategies import ActorLearner
+from workloads.cartpole import cartpole
+from workloads.experience import packed_size
+
+ENVS, ROLLOUT, OBS = 2, 8, 4  # cartpole's observations have 4 values
+#: Environment steps in one rollout: the samples a learner counts per rollout it learns.
+ROLLOUT_STEPS = ENVS * ROLLOUT
+ADAM = {"name": "adam", "lr": 0.01}
+
+
+def workload(episodes=2):
+    return cartpole(n_envs=ENVS, rollout=ROLLOUT, eval_episodes=episodes)
+
+
+def simulate(strategy, world=3, steps=8, **kwargs):
+    kwargs.setdefault("eval_every", 4)
+    return run(strategy, workload(), topologies.star(world), steps=steps, **kwargs)
+
+
+def rows(result, kind):
+    return result.metrics[result.metrics["kind"] == kind]
+
+
+def test_a_run_takes_its_steps_and_evaluates_the_return():
+    result = simulate(ActorLearner(), steps=8)
+    assert result.summary["steps"] == 8
+    assert list(result.evals["step"]) == [0, 4, 8]
+    assert result.evals["loss"].isna().all() and result.evals["return"].notna().all()
+    assert (result.evals["return"] > 0).all()
+    # The ledger counts the environment steps of the experience learnt by step 4, as the
+    # learner logs the rollouts of each step (after it: the run's last has none).
+    logs = rows(result, "log")
+    learnt = logs[logs["step"] <= 4]["rollouts"].sum()
+    assert result.evals["samples"].iloc[1] == ROLLOUT_STEPS * learnt > 4 * ROLLOUT_STEPS
+
+
+def test_a_slow_actor_acts_one_version_behind_and_the_bytes_are_the_messages():
+    # The actor takes 10 x the learner's time: each rollout is learnt long before the next
+    # is ready, and the parameters of step s arrive while the actor collects with s - 1's.
+    result = simulate(ActorLearner(), world=2, steps=6, compute={"base": 0.01, "slowdown": {1: 10}})
+    assert list(rows(result, "step")["staleness"]) == [0, 1, 1, 1, 1, 1]
+    numel = result.parameters.numel()
+    rollout = 4 * packed_size(ROLLOUT, ENVS, OBS) + 8  # float32 experience + its version
+    parameters = 4 * numel + 8
+    # Six rollouts, and a broadcast after every step but the last (the run has stopped).
+    assert result.summary["bytes"] == 6 * rollout + 5 * parameters
+
+
+def test_a_straggling_actor_gets_fewer_broadcasts_and_holds_nobody_back():
+    # Actor 2 collects 5 x slower than actor 1: while it has not taken a broadcast, the
+    # learner skips it the next ones instead of waiting (a wait would pace every step by
+    # the straggler's rollout, 0.025 s).
+    result = simulate(ActorLearner(), steps=12, compute={"base": 0.01, "slowdown": {2: 5}})
+    logs = rows(result, "log")
+    skipped = int(logs["skipped_broadcasts"].sum())
+    assert skipped > 0 and result.summary["time"] < 12 * 0.025 / 2
+    assert result.summary["staleness_max"] > rows(result, "step")["staleness"].median()
+    # The bytes are whole messages: rollouts (those learnt, and up to one an actor in flight
+    # at the stop) and the broadcasts sent (two a step but the last, less the skipped ones;
+    # one may still wait for its actor at the stop).
+    rollout, parameters = 4 * packed_size(ROLLOUT, ENVS, OBS) + 8, 4 * result.parameters.numel() + 8
+    learnt = result.summary["samples"] // ROLLOUT_STEPS
+    sent = [
+        (r, b)
+        for r in range(learnt, learnt + 3)
+        for b in range(2 * 11 - skipped - 2, 2 * 11 - skipped + 1)
+        if r * rollout + b * parameters == result.summary["bytes"]
+    ]
+    assert len(sent) == 1
+
+
+def test_actors_act_on_the_versions_broadcast_every_k_steps():
+    k = 3
+    steps = rows(simulate(ActorLearner(broadcast_every=k), steps=9), "step")
+    # The oldest rollout of step s acted with version (s - 1) - staleness: one broadcast.
+    acted = steps["step"] - 1 - steps["staleness"]
+    assert (acted % k == 0).all() and (acted >= 0).all()
+    assert steps["staleness"].max() >= k - 1 > 0
+
+
+def test_the_correction_changes_what_is_learnt_not_what_is_sent():
+    vtrace = simulate(ActorLearner(correction="vtrace"), optimizer=ADAM)
+    plain = simulate(ActorLearner(correction="none"), optimizer=ADAM)
+    assert not torch.equal(vtrace.parameters, plain.parameters)
+    # sim's times do not depend on the numbers: the same messages, the same lags.
+    assert vtrace.summary["bytes"] == plain.summary["bytes"]
+    pd.testing.assert_series_equal(
+        rows(vtrace, "step")["staleness"], rows(plain, "step")["staleness"]
+    )
+
+
+def test_a_simulated_run_is_deterministic():
+    strategy = ActorLearner(batch=2, broadcast_every=2)
+    first, second = (simulate(strategy, world=4, seed=3, optimizer=ADAM) for _ in range(2))
+    assert torch.equal(first.parameters, second.parameters)
+    pd.testing.assert_frame_equal(first.metrics, second.metrics)
+
+
+def test_several_learners_step_together_on_their_own_actors_batches():
+    # Learner 0 has actors 2 and 4, learner 1 actor 3 (dealt round-robin).
+    result = simulate(ActorLearner(learners=2, batch=2), world=5, steps=4, eval_every=2)
+    logs = rows(result, "log")
+    # Both learners step together (they all-reduce their gradients), each from at least
+    # `batch` rollouts of its own actors, logged after each step but the run's last.
+    assert logs.groupby("rank")["step"].apply(list).to_dict() == {0: [1, 2, 3], 1: [1, 2, 3]}
+    assert (logs["rollouts"] >= 2).all()
+    # The global model's samples are both learners' experience.
+    learnt = logs[logs["step"] <= 2]["rollouts"].sum()
+    assert result.evals["samples"].iloc[1] == ROLLOUT_STEPS * learnt
+
+
+def test_a_workload_without_experience_is_refused_in_one_line():
+    with pytest.raises(TypeError, match="impala .* reinforcement-learning workload") as err:
+        run(ActorLearner(), "quadratic", topologies.star(2), steps=2)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("learners", "world", "message"),
+    [(1, 1, "at least 2 ranks"), (2, 3, "learners=2 leaves 1 actor among 3 ranks")],
+)
+def test_a_world_without_an_actor_for_each_learner_is_refused(learners, world, message):
+    with pytest.raises(ValueError, match=message) as err:
+        ActorLearner(learners=learners).check_world(world)
+    assert "\n" not in str(err.value)
+
+
+def test_real_processes_take_the_same_steps_and_reach_comparable_returns():
+    # One learner, two actors. Asynchronous: which rollouts a step learns from, and with
+    # which lag, follows the machines' timing, so returns are compared within a tolerance.
+    # Rollouts of 64 environment steps, so that 40 steps learn in every run (smaller ones
+    # make a run's return swing with its lags, in either backend).
+    def big():
+        return cartpole(n_envs=4, rollout=16, eval_episodes=4)
+
+    options = dict(steps=40, eval_every=10, seed=0, optimizer=ADAM)
+    simulated = run(ActorLearner(), big(), topologies.star(3), **options)
+    measured = real.run(ActorLearner(), big(), nproc=3, timeout=60, **options)
+    for result in (simulated, measured):
+        assert result.summary["steps"] == 40
+        assert list(result.evals["step"]) == [0, 10, 20, 30, 40]
+        assert result.summary["samples"] >= 40 * 64  # each step learns a rollout or more
+    # The same initial policy, evaluated on the same seeded episodes.
+    start = simulated.evals["return"].iloc[0]
+    assert measured.evals["return"].iloc[0] == start
+    # Both learn: at some evaluation, a return four times the start's (cartpole's initial
+    # policy falls in about ten steps); their mean returns within a factor of four.
+    after = [r.evals["return"].iloc[1:] for r in (simulated, measured)]
+    assert min(a.max() for a in after) >= 4 * start
+    sim_mean, real_mean = (statistics.fmean(a) for a in after)
+    assert sim_mean / 4 <= real_mean <= 4 * sim_mean
+    # Actors take the broadcast parameters on both (a lag that grew with the steps would not).
+    assert measured.summary["staleness_mean"] <= 3 * simulated.summary["staleness_mean"]
