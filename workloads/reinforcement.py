@@ -51,7 +51,8 @@ class RLWorkload(Workload):
     n_envs, rollout : int
         Environments per worker and steps per rollout: a gradient's samples are their product.
     gamma, gae_lambda : float
-        Discount and GAE's lambda.
+        Discount and GAE's lambda (V-trace's lambda too, so that the two corrections trace
+        returns equally far back).
     entropy, value_coef : float
         The loss's entropy bonus and value-loss weights.
     eval_episodes : int
@@ -220,7 +221,7 @@ class RLWorkload(Workload):
             behaviour = experience.behaviour_logp.to(device)
             targets, advantages = vtrace(
                 behaviour, logp.detach(), rewards, value.detach(), bootstrap, dones,
-                self.gamma, rho_bar, c_bar,
+                self.gamma, rho_bar, c_bar, self.gae_lambda,
             )  # fmt: skip
         else:
             advantages = gae(rewards, value.detach(), bootstrap, dones, self.gamma, self.gae_lambda)
