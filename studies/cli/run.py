@@ -148,10 +148,22 @@ def run_command(
         _fail(console, f"--out {directory}: {exc.strerror or exc}; choose a writable directory")
     except Exception as exc:  # a run that fails says why in one line; run.json keeps the rest
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {message} (see {directory})")
+        where = f" (see {directory})"
+        if out is None and _left_empty(directory):  # refused before it wrote anything
+            directory.rmdir()
+            where = ""
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {message}{where}")
         raise typer.Exit(1) from None
     console.print(summary_table(result, title=experiment.run.name))
     console.print(f"run written to [bold]{directory}[/bold]")
+
+
+def _left_empty(directory: Path) -> bool:
+    """Is the run directory this command made still empty (the run refused at its start)?"""
+    try:
+        return directory.is_dir() and not any(directory.iterdir())
+    except OSError:
+        return False
 
 
 def _with_faults(console: Console, experiment: object, path: Path) -> Experiment:

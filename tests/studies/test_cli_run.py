@@ -211,3 +211,19 @@ def test_run_timing_only_in_the_file_and_what_it_refuses_in_one_line(tmp_path):
         )
         assert out.exit_code != 0 and message in out.output, out.output
         assert not (tmp_path / "b").exists()
+
+
+def test_a_run_refused_at_its_start_leaves_no_empty_default_directory(tmp_path, monkeypatch):
+    # A timing-only RL run is refused by sim.run itself, after `commsim run` made its
+    # default results/<name> directory: the empty directory goes with the refusal.
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "rl.toml"
+    path.write_text(
+        '[run]\nname = "rl"\nsteps = 2\ntiming_only = true\n[topology]\nkind = "star"\nn = 2\n'
+        '[workload]\nname = "cartpole"\n[strategy]\nname = "allreduce"\n'
+    )
+    out = CliRunner().invoke(app, ["run", str(path), "--no-progress"], env={"COLUMNS": "300"})
+    assert out.exit_code == 1
+    assert "acts in environments with its policy's actions" in out.output
+    assert "(see " not in out.output
+    assert not (tmp_path / "results" / "rl").exists()
