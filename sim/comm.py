@@ -456,7 +456,9 @@ def _unreachable(what: str, cause: BaseException) -> PeerFailure:
     """A :class:`PeerFailure` for an operation the network could not carry (a link down with
     no other path): its ranks are those the network names."""
     ranks = getattr(cause, "ranks", None) or ((cause.rank,) if hasattr(cause, "rank") else ())
-    return PeerFailure(f"{what}: {cause}", tuple(ranks))
+    error = PeerFailure(f"{what}: {cause}", tuple(ranks))
+    error.__cause__ = cause  # what a run it ends says it with (sim.run)
+    return error
 
 
 def _show(kind: str, signature: tuple[Any, ...]) -> str:

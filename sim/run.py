@@ -35,7 +35,7 @@ from sim.compute import ComputeModel
 from sim.device_memory import device_memory
 from sim.injector import FaultInjector
 from sim.memory import RunSize, check_before_building, check_fits, out_of_memory
-from sim.network import Network
+from sim.network import LinkFailure, Network
 from sim.network_options import network_record
 from sim.progress import StepProgress
 from sim.routing import check_routing_on
@@ -499,9 +499,19 @@ def _fault_ended(
     if writer is not None:
         writer.flush(ledger.rows, force=True)
     kept = f"; {writer.directory} keeps its rows" if writer is not None else ""
+    cause = failure.__cause__ if isinstance(failure, BaseException) else None
+    while cause is not None and not isinstance(cause, LinkFailure):  # SimPy copies errors
+        cause = cause.__cause__
+    advice = (
+        "links down with no other path cut ranks off: give the link_down an 'until' (an "
+        "outage that ends stalls the flows, which then go on), or a topology with another "
+        "path (fat_tree, torus), where flows reroute"
+        if cause is not None
+        else survivable(setup.strategy)
+    )
     return (
         f"the run failed at t={float(env.now):.6g}s after {ledger.step} steps: {failure}. "
-        f"{survivable(setup.strategy)}{kept}"
+        f"{advice}{kept}"
     )
 
 

@@ -226,8 +226,12 @@ def test_a_host_link_down_shorter_than_detect_delays_the_run_and_changes_no_numb
 def test_a_host_link_down_longer_than_detect_fails_the_run_at_the_detection() -> None:
     down = {"kind": "link_down", "link": ["s0", "1"], "at": 0.05, "until": 2.05}
     faults = {"events": [down], "detect": "1s"}
-    with pytest.raises(sim.SimulationError, match=r"failed at t=1\.05s .*no live route"):
+    with pytest.raises(sim.SimulationError, match=r"failed at t=1\.05s .*no live route") as e:
         sim.run("allreduce", "quadratic", topologies.star(4), **KW, faults=faults)
+    # A cut link, not a crash: the advice is about links.
+    assert "stops at a crash" not in str(e.value) and "give the link_down an 'until'" in str(
+        e.value
+    )
 
 
 def test_a_program_saves_and_restores_its_own_checkpoint() -> None:
