@@ -33,6 +33,7 @@ from sim.checkpoints import Checkpoints
 from sim.comm import Fabric
 from sim.compute import ComputeModel
 from sim.device_memory import device_memory
+from sim.gc_freeze import set_up_left_alone
 from sim.injector import FaultInjector
 from sim.memory import RunSize, check_before_building, check_fits, out_of_memory
 from sim.network import LinkFailure, Network
@@ -434,7 +435,7 @@ def _simulate_run(
         if schedule.recovery == "restart":
             injector.use_checkpoints(Checkpoints(schedule, runtime, ledger, contexts))
     try:
-        with bar, _set_up_left_alone():
+        with bar, set_up_left_alone():
             try:
                 reason = _simulate(
                     env, ledger, runtime, fabric, processes, max_time, injector=injector
@@ -513,26 +514,6 @@ def _fault_ended(
         f"the run failed at t={float(env.now):.6g}s after {ledger.step} steps: {failure}. "
         f"{advice}{kept}"
     )
-
-
-@contextmanager
-def _set_up_left_alone() -> Iterator[None]:
-    """The objects made before the simulation (replicas, contexts, the topology's tables,
-    the user's own) left out of the garbage collector's full passes while it runs.
-
-    Those passes walk every tracked object; at a thousand ranks they took a third of a
-    timing-only run's time, over objects that live as long as the run (``gc.freeze``). They
-    are handed back at the end; a process that froze its heap itself (before forking, say) is
-    left as it was.
-    """
-    if not gc.isenabled() or gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _simulate(

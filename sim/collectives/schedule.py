@@ -193,8 +193,11 @@ class _Lockstep:
         # Who finished a round when, oldest first: (ranks, time) for a whole round, (message
         # indices, time, step) for part of one; folded into each rank's
         # last time only when asked (:attr:`finished`), so a round of 131,072 ranks costs
-        # no per-rank pass. A round that repeats the last one's ranks replaces it.
-        self._log: list[tuple[Any, ...]] = []
+        # no per-rank pass. An entry that writes the same ranks as an earlier one (the same
+        # arrays: a ring's rounds repeat their classes) replaces it, since the later write
+        # wins: a ring's log stays a few entries long instead of being folded every few
+        # rounds. Keyed by the arrays' ids (held by the entries, so the ids stay theirs).
+        self._log: dict[tuple[int, ...], tuple[Any, ...]] = {}
         self._logged = 0  # ranks in partial entries of the log
         self.s = -1
         self.step: Step | None = None
@@ -246,7 +249,7 @@ class _Lockstep:
         """Each rank's last send or receive so far (the start where none yet): the rounds'
         times folded in order, the latest written last."""
         finished = self._base.copy()
-        for entry in self._log:
+        for entry in self._log.values():
             if len(entry) == 2:  # a whole round: the ranks it touched
                 finished[entry[0]] = entry[1]
             else:
@@ -262,15 +265,18 @@ class _Lockstep:
         log = self._log
         if tags.size == step.size:
             touched = step.touched
-            if log and log[-1][0] is touched:
-                log[-1] = (touched, now)
-            else:
-                log.append((touched, now))
+            key: tuple[int, ...] = (id(touched),)
+            log.pop(key, None)  # re-inserted last
+            log[key] = (touched, now)
         else:  # the messages ``tags`` of ``step``: their ranks are looked up when folded
-            log.append((tags, now, step))
+            key = (id(tags), id(step))
+            if log.pop(key, None) is not None:
+                self._logged -= tags.size
+            log[key] = (tags, now, step)
             self._logged += tags.size
             if self._logged > 8 * self.schedule.n:  # partial rounds: fold (amortised O(1))
-                self._base, log[:], self._logged = self.finished, [], 0
+                self._base, self._logged = self.finished, 0
+                log.clear()
         self.left -= tags.size
         if self.left == 0:
             self.next_round()

@@ -276,3 +276,34 @@ def test_the_planner_remembers_what_auto_chose_per_collective():
     planner.plan("all_reduce", 1e3, None, "auto", None)  # latency-bound: halving-doubling
     planner.plan("broadcast", 1e3, None, "tree", 0)  # asked for by name: not a choice
     assert planner.auto_choices == {"all_reduce": ["halving_doubling", "ring"]}
+
+
+def test_lock_step_log_keeps_one_entry_per_repeated_set_of_ranks(monkeypatch):
+    # A ring on fat_tree(4) finishes each round in parts (its messages' routes have three
+    # latencies), and every round's parts are the same arrays. The log of who finished when
+    # grew by a part per event (folded every ~8 n ranks: 24 entries at most here, before
+    # this change); a part that repeats an earlier one's ranks now replaces it. The ranks'
+    # finish times are the plain table's, which logs fresh arrays and folds them all.
+    from sim.collectives.schedule import _Lockstep
+    from sim.flows import FlowTable
+
+    longest = []
+    on_done = _Lockstep.on_done
+
+    def logged(self, tags):
+        on_done(self, tags)
+        longest.append(len(self._log))
+
+    monkeypatch.setattr(_Lockstep, "on_done", logged)
+    finishes = []
+    for compress in (True, False):
+        monkeypatch.setattr(FlowTable, "compress", compress)
+        env = simpy.Environment()
+        net = Network(env, topologies.fat_tree(4, bandwidth=B, latency=L))
+        done = net.collective("all_reduce", M, algorithm="ring", pace="step")
+        env.run()
+        finishes.append(done.value)
+        if compress:
+            assert 0 < max(longest) <= 6, max(longest)
+    assert finishes[0] == finishes[1]
+    assert len(set(finishes[0].values())) > 1  # ranks finish apart: the log is read
