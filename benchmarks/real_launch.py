@@ -1,11 +1,13 @@
 """How long a small real run takes, start-up included: several runs in one interpreter.
 
 Each run is ``real.run("allreduce", "quadratic", nproc=4, steps=5)``: almost all of it is
-starting the ranks. Prints each run's wall seconds; compare commits with a whole-process
-timer, e.g. (from two checkouts)::
+starting the ranks. Prints each run's wall seconds; compare commits by timing whole
+processes of the two checkouts in turn (paired, several of each, medians), e.g.::
 
-    farm-bench -n 5 -- python benchmarks/real_launch.py --runs 5 \\
-        --vs "python ../old/benchmarks/real_launch.py --runs 5"
+    for i in 1 2 3 4 5; do
+        /usr/bin/time -f %e python benchmarks/real_launch.py --runs 5
+        /usr/bin/time -f %e python ../old/benchmarks/real_launch.py --runs 5
+    done
 """
 
 from __future__ import annotations
