@@ -83,6 +83,9 @@ class _Rendezvous:
     tensors: dict[int, torch.Tensor] = field(default_factory=dict)
     handles: dict[int, Handle[Any]] = field(default_factory=dict)
     aborted: bool = False  # a member crashed while it ran: its handles fail, none resolves
+    #: The first contribution's shape and dtype (read once: on a timing-only run's meta
+    #: tensors each read goes through torch's device mode).
+    like: tuple[torch.Size, torch.dtype] | None = None
 
 
 class Fabric:
@@ -196,15 +199,17 @@ class Fabric:
                 f"{_show(slot.kind, slot.signature)}; every rank must make the same collective "
                 "calls in the same order"
             )
-        if slot.tensors:
+        like = (tensor.shape, tensor.dtype)
+        if slot.like is None:
+            slot.like = like  # the first contribution's, which every other must match
+        elif like != slot.like:
             first_rank, first_tensor = next(iter(slot.tensors.items()))
-            if (tensor.shape, tensor.dtype) != (first_tensor.shape, first_tensor.dtype):
-                raise CommError(
-                    f"collective #{seq} {kind} on group {group.ranks}: rank {rank} passed a "
-                    f"{tuple(tensor.shape)} {tensor.dtype} tensor but rank {first_rank} passed "
-                    f"{tuple(first_tensor.shape)} {first_tensor.dtype}; every rank must pass the "
-                    "same shape"
-                )
+            raise CommError(
+                f"collective #{seq} {kind} on group {group.ranks}: rank {rank} passed a "
+                f"{tuple(tensor.shape)} {tensor.dtype} tensor but rank {first_rank} passed "
+                f"{tuple(first_tensor.shape)} {first_tensor.dtype}; every rank must pass the "
+                "same shape"
+            )
         handle: Handle[Any] = Handle("comm", op=what, seq=seq)
         slot.tensors[rank] = tensor
         slot.handles[rank] = handle
@@ -241,9 +246,13 @@ class Fabric:
             for rank, value in zip(group.ranks, results):
                 if slot.kind in _IN_PLACE:
                     tensor = slot.tensors[rank]
-                    if value is not None:
+                    if value is None:
+                        pass
+                    elif tensor.requires_grad or value.requires_grad:
                         with torch.no_grad():  # a parameter is a buffer too, as in gloo
                             tensor.copy_(value)
+                    else:  # no graph either way: the grad mode changes nothing, skip it
+                        tensor.copy_(value)
                     value = tensor
                 slot.handles[rank].resolve(value, at=self.env.now, started_at=started)
 

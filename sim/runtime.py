@@ -262,39 +262,58 @@ class SimRuntime:
         self, ctx: RoleContext, program: Generator[Any, Any, None]
     ) -> Generator[simpy.Event, Any, None]:
         """The SimPy process body running one role program and timing its waits."""
-        times = self._times.setdefault(ctx.rank, [0.0, 0.0, 0.0])
-        self._roles[ctx.rank] = ctx.role
-        driver = ProgramDriver(program, ctx.rank, ctx.role, self.stopped)
+        rank = ctx.rank
+        times = self._times.setdefault(rank, [0.0, 0.0, 0.0])
+        self._roles[rank] = ctx.role
+        driver = ProgramDriver(program, rank, ctx.role, self.stopped)
         self.running += 1
+        # Read once: this loop runs twice per worker step (a compute and a collective).
+        env, blocked, trace, overlap = self.env, self._blocked, self.trace, self.overlap
         # A program resuming forever at one instant never ends.
-        instant, resumes = self.env.now, 0
+        instant, resumes = env.now, 0
         item = driver.advance()
         while isinstance(item, Handle):
-            start = self.env.now
+            start = env.now
             if not item.done:
-                wake = self.env.event()
+                wake = env.event()
                 item.add_callback(functools.partial(_wake, wake))
-                self._blocked[ctx.rank] = (item, start)
+                blocked[rank] = (item, start)
                 try:
                     yield wake
                 except simpy.Interrupt:  # the rank crashed (see crash)
                     self._crashed(ctx, driver, times, item, start)
                     return
-                del self._blocked[ctx.rank]
-            self._account(times, item, start, self.env.now)
-            self._moved(ctx.rank, item)
-            if self.trace is not None:
-                self._spans(self.trace, ctx.rank, item, start, self.env.now)
-            if self.env.now == instant:
+                del blocked[rank]
+            now = env.now
+            if item.children:
+                self._account(times, item, start, now)
+                self._moved(rank, item)
+            else:  # one handle (almost every wait): _account and _moved, inlined
+                kind, since, until = item.kind, item.started_at, item.finished_at
+                active = 0.0
+                if since is not None and until is not None:
+                    if kind == "comm":
+                        overlap.communicating(rank, since, until)
+                    since, until = max(start, since), min(now, until)
+                    if until > since:
+                        active = until - since
+                compute = active if kind == "compute" else 0.0
+                moving = (active if kind in ("compute", "comm") else 0.0) - compute
+                times[0] += compute
+                times[1] += moving
+                times[2] += now - start - compute - moving
+            if trace is not None:
+                self._spans(trace, rank, item, start, now)
+            if now == instant:
                 resumes += 1
                 if resumes > SPIN_LIMIT:
                     raise RuntimeError(
-                        f"rank {ctx.rank}'s {ctx.role} program resumed {SPIN_LIMIT} times at "
+                        f"rank {rank}'s {ctx.role} program resumed {SPIN_LIMIT} times at "
                         f"t={instant:.6g}s without simulated time passing: it polls with "
                         "zero-length waits; yield the handle it waits for instead"
                     )
             else:
-                instant, resumes = self.env.now, 0
+                instant, resumes = now, 0
             item = driver.resume(item)
         if item == "finished":
             self.running -= 1
@@ -370,9 +389,12 @@ class SimRuntime:
                 # Waiting for the operation to start (a peer to join), the operation, then
                 # waiting after it; a sleep is idle throughout.
                 kind = item.kind if item.kind in ("compute", "comm") else "idle"
-                trace.span(rank, "idle", item.label, start, since)
-                trace.span(rank, kind, item.label, since, until)
-                trace.span(rank, "idle", item.label, until, end)
+                label = item.label
+                if since > start:  # (an empty span is not recorded: skip the call)
+                    trace.span(rank, "idle", label, start, since)
+                trace.span(rank, kind, label, since, until)
+                if end > until:
+                    trace.span(rank, "idle", label, until, end)
                 return
         trace.span(rank, "idle", item.label, start, end)
 

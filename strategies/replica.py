@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import optimizer as torch_optimizer
 
 from strategies.optim import OptimizerSpec, ScheduleSpec
 
@@ -79,6 +80,7 @@ class FlatOptimizer:
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.steps = 0
         self._shapes_only = flat.is_meta  # a timing-only run's (strategies.shapes)
+        self._plain_sgd = _plain_sgd(self.optimizer)
 
     def step(self, grads: torch.Tensor, lr_scale: float = 1.0) -> None:
         """One optimizer step with ``grads`` (flat, same shape as the parameter buffer)."""
@@ -90,6 +92,13 @@ class FlatOptimizer:
         factor = self.schedule.factor(self.steps, self.total_steps) * lr_scale
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
+        if self._plain_sgd and not _optimizer_hooks(self.optimizer):
+            # What torch's SGD step does for one CPU tensor without momentum or weight decay
+            # (its _single_tensor_sgd), minus ~25 us of Python around it per call.
+            with torch.no_grad():
+                self.param.add_(grads, alpha=-self.optimizer.param_groups[0]["lr"])
+            self.steps += 1
+            return
         self.param.grad = grads
         self.optimizer.step()
         self.param.grad = None
@@ -154,6 +163,49 @@ class FlatOptimizer:
                 )
         self.optimizer.state[self.param] = state
         self.steps = int(numbers.get("steps", 0))
+
+
+def _plain_sgd(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer``'s step on its one flat parameter is exactly
+    ``param.add_(grad, alpha=-lr)``: torch's own SGD (not a subclass), no momentum, weight
+    decay or maximize, a learning rate that is a number, on the CPU (where torch takes its single-tensor
+    path, not foreach or fused).
+
+    Examples
+    --------
+    >>> p = nn.Parameter(torch.zeros(2))
+    >>> _plain_sgd(torch.optim.SGD([p], lr=0.1)), _plain_sgd(torch.optim.SGD([p], momentum=0.9))
+    (True, False)
+    >>> _plain_sgd(torch.optim.Adam([p]))
+    False
+    """
+    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    return (
+        len(params) == 1
+        and params[0].device.type == "cpu"
+        and not params[0].is_sparse
+        and group["momentum"] == 0
+        and group["weight_decay"] == 0
+        and not group["maximize"]
+        and not group["differentiable"]
+        and not group.get("fused")
+        and not group.get("foreach")
+        and not isinstance(group["lr"], torch.Tensor)
+    )
+
+
+def _optimizer_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a step hook is registered on ``optimizer`` or on every optimizer (torch's step
+    runs them; the plain-SGD path must not skip them)."""
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
+        or getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
+    )
 
 
 class Replica:

@@ -135,6 +135,21 @@ def test_all_reduce_gives_every_member_the_reduction_in_place(op, which):
     assert all(torch.equal(out[r][0], out[ranks[0]][0]) for r in ranks)  # bitwise the same
 
 
+def test_in_place_results_leave_autograd_state_as_it_was():
+    # A plain tensor gets the result with no graph; a parameter (one rank's, the others'
+    # plain) is filled as a buffer and stays a leaf, as in gloo.
+    w = World()
+    x = inputs(range(N))
+    x[1] = torch.nn.Parameter(x[1])
+    expected = reference_reduce([t.detach().clone() for t in x.values()], "sum")
+    out = w.collective(range(N), lambda c: c.all_reduce(x[c.rank]))
+    for r in range(N):
+        value, _ = out[r]
+        assert value is x[r] and value.grad_fn is None
+        assert value.requires_grad == (r == 1)
+        torch.testing.assert_close(value.detach(), expected)
+
+
 def test_all_reduce_does_not_depend_on_arrival_order():
     results = []
     for delays in ({0: 0.0, 1: 1e-3, 2: 2e-3, 3: 3e-3}, {0: 3e-3, 1: 2e-3, 2: 1e-3, 3: 0.0}):

@@ -73,3 +73,58 @@ def test_an_optimizer_restores_a_state_taken_before_its_first_step() -> None:
     used.step(torch.ones(3))
     fresh.step(torch.ones(3))
     assert torch.equal(used.param, fresh.param) and used.steps == fresh.steps == 1
+
+
+def _torch_sgd_steps(start, grads, lrs, **options):
+    """Torch's own SGD on a copy of ``start``, one step per gradient at each learning rate."""
+    param = nn.Parameter(start.clone())
+    optimizer = torch.optim.SGD([param], lr=lrs[0], **options)
+    for grad, lr in zip(grads, lrs):
+        optimizer.param_groups[0]["lr"] = lr
+        param.grad = grad
+        optimizer.step()
+    return param.detach()
+
+
+def test_plain_sgd_steps_without_torch_optimizer_step_and_matches_it_bit_for_bit(monkeypatch):
+    # Plain SGD (no momentum, no weight decay) is param -= lr * grad: FlatOptimizer does that
+    # add_ itself, skipping ~25 us of torch's step machinery, and must give torch's bits.
+    from strategies.optim import ScheduleSpec
+
+    torch.manual_seed(0)
+    start = torch.randn(257)
+    grads = [torch.randn(257) * 10 ** (k % 5 - 2) for k in range(12)]
+    spec = OptimizerSpec.parse({"name": "sgd", "lr": 0.37})
+    schedule = ScheduleSpec.parse("cosine")
+    flat = FlatOptimizer(start.clone(), spec, schedule, total_steps=12)
+    lrs = [0.37 * schedule.factor(k, 12) * 0.5 for k in range(12)]
+    expected = _torch_sgd_steps(start, grads, lrs)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("torch's SGD.step ran for plain SGD")
+
+    monkeypatch.setattr(torch.optim.SGD, "step", refused)
+    for grad in grads:
+        flat.step(grad, lr_scale=0.5)
+    assert torch.equal(flat.param.detach(), expected)
+    assert flat.steps == 12
+    assert flat.optimizer.param_groups[0]["lr"] == lrs[-1]
+
+
+def test_sgd_with_momentum_or_a_hook_still_uses_torch_step():
+    torch.manual_seed(0)
+    start, grads = torch.randn(5), [torch.randn(5) for _ in range(3)]
+    momentum = FlatOptimizer(start.clone(), OptimizerSpec.parse("sgd:lr=0.1,momentum=0.9"))
+    for grad in grads:
+        momentum.step(grad)
+    assert torch.equal(
+        momentum.param.detach(), _torch_sgd_steps(start, grads, [0.1] * 3, momentum=0.9)
+    )
+    assert "momentum_buffer" in momentum.optimizer.state[momentum.param]
+    plain = FlatOptimizer(start.clone(), OptimizerSpec.parse("sgd:lr=0.1"))
+    calls = []
+    plain.optimizer.register_step_post_hook(lambda *args: calls.append(1))
+    for grad in grads:
+        plain.step(grad)
+    assert calls == [1, 1, 1]
+    assert torch.equal(plain.param.detach(), _torch_sgd_steps(start, grads, [0.1] * 3))
