@@ -21,6 +21,7 @@ NAMES = [
     "04_sim_vs_real",
     "05_faults",
     "06_scale",
+    "07_rl_agents",
 ]
 
 
