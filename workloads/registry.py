@@ -45,10 +45,8 @@ def names() -> list[str]:
 
     Examples
     --------
-    >>> names()  # doctest: +NORMALIZE_WHITESPACE
-    ['acrobot', 'cartpole', 'cnn_digits', 'custom', 'gpt2_small', 'gpt2_xl', 'llama3_70b', 'llama3_8b',
-     'logistic_regression', 'mlp_digits', 'quadratic', 'resnet50', 'tiny_transformer',
-     'transformer']
+    >>> names()[:5]  # the built-ins (a plugin's, registered later, sort among them)
+    ['acrobot', 'cartpole', 'cnn_digits', 'custom', 'gpt2_small']
     """
     return sorted(_BUILDERS)
 
