@@ -9,7 +9,6 @@ from torch import nn
 import workloads
 from workloads import Workload, registry
 
-
 #: The built-in workloads: other tests register workloads of their own in the same process
 #: (tests.return_workloads, at their import, which may come before this module's collection).
 BUILTIN = [n for n in workloads.names() if registry.builder(n).__module__.startswith("workloads.")]
