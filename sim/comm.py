@@ -100,8 +100,12 @@ class Fabric:
         self.network = network
         self.world_size = world_size
         self.world = Group(tuple(range(world_size)))
-        # Each group made by new_group, once for every rank (see Communicator).
-        self._shared: dict[tuple[int, ...], Group] = {}
+        # Each group made by new_group, once for every rank (see Communicator). It starts
+        # with the world: a group of every rank (a strategy's ``new_group(w.workers)``) is
+        # then the world object itself, so that telling the two apart, which every rank's
+        # every call does (``Communicator._group``, the keys of its calls), is an identity
+        # test and not a comparison of two equal tuples of all ranks: O(ranks^2) a step.
+        self._shared: dict[tuple[int, ...], Group] = {self.world.ranks: self.world}
         self._made: dict[int, tuple[Sequence[int], int, Group]] = {}
         # Each receiver's posted receives and waiting sends, matched by the one rule.
         self._match: list[Matcher[_Send, _Recv]] = [Matcher() for _ in range(world_size)]

@@ -249,6 +249,19 @@ def test_a_group_of_one_completes_at_once_with_its_own_data():
     assert torch.equal(x, torch.arange(4.0))
 
 
+def test_a_group_of_every_rank_is_the_world_itself():
+    """``new_group(w.workers)`` over the whole world (AllReduceSGD's hierarchical path) must
+    give the world object back: telling two equal groups of all ranks apart compares their
+    tuples, which cost every rank's every call O(ranks), O(ranks^2) a step (issue 25)."""
+    world = World(4)
+    every = world.group([3, 2, 1, 0])
+    part = world.group([0, 1])
+    assert every is world.fabric.world and every == Group((0, 1, 2, 3))
+    assert part is not world.fabric.world and part.ranks == (0, 1)
+    out = world.collective(range(4), lambda c: c.all_reduce(torch.ones(1), group=every))
+    assert [out[r][0].item() for r in range(4)] == [4.0] * 4
+
+
 def test_collectives_on_different_groups_are_matched_per_group():
     # Rank 0 calls the world's all-reduce first and its pair's second; rank 1 the reverse.
     # Calls are matched by their order *within* each group, so both complete correctly.
