@@ -80,16 +80,12 @@ class Actor:
         self.gamma = gamma
         self.envs = make_envs(env_id, n_envs)
         self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
-        #: Returns of the episodes finished so far, in order (the training episodes).
-        self.finished: list[float] = []
-        self._running = np.zeros(n_envs)
         self.resume(0)
 
     def resume(self, gradients: int) -> None:
         """Start the environments afresh, as a process restarted after ``gradients`` of the
         worker's gradients would (environments are not checkpointed; their seeds say where)."""
         self.obs, _ = self.envs.reset(seed=_seeds(self.seed, self.worker, _ENVS, gradients, 1)[0])
-        self._running[:] = 0.0
         actions = _seeds(self.seed, self.worker, _ACTIONS, gradients, 1)[0]
         self.generator = torch.Generator().manual_seed(actions)
 
@@ -119,7 +115,6 @@ class Actor:
             action = torch.multinomial(log_probs.exp(), 1, generator=self.generator).squeeze(1)
             self.obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
             reward = np.asarray(reward, dtype=np.float32)
-            self._tally(reward, terminated | truncated)
             cut = np.flatnonzero(truncated & ~terminated)
             if cut.size:  # a time limit, not an end: bootstrap from the last observation
                 last = np.stack([info["final_obs"][i] for i in cut]).astype(np.float32)
@@ -131,12 +126,6 @@ class Actor:
             logp[t] = log_probs.gather(1, action.unsqueeze(1)).squeeze(1)
         last_obs = torch.from_numpy(np.asarray(self.obs, dtype=np.float32)).reshape(e, d)
         return Experience(obs, last_obs, actions, rewards, dones, logp)
-
-    def _tally(self, reward: np.ndarray, done: np.ndarray) -> None:
-        self._running += reward
-        for i in np.flatnonzero(done):
-            self.finished.append(float(self._running[i]))
-            self._running[i] = 0.0
 
 
 @torch.no_grad()

@@ -80,21 +80,22 @@ class Experience:
         return torch.cat([p.reshape(-1).float() for p in (*parts, self.behaviour_logp)])
 
     @staticmethod
-    def envs_in(numel: int, steps: int, obs_dim: int) -> int | None:
-        """Environments in a packed rollout of ``numel`` floats, or None if no whole number."""
+    def envs_in(numel: int, steps: int, obs_dim: int) -> int:
+        """Environments in a packed rollout of ``numel`` floats (read from its size alone),
+        or a one-line error if it holds no whole number of them."""
         per_env = steps * obs_dim + obs_dim + 4 * steps
         envs, left = divmod(numel, per_env)
-        return envs if left == 0 and envs > 0 else None
+        if left or envs <= 0:
+            raise ValueError(
+                f"a tensor of {numel} values is not a packed rollout of {steps} steps "
+                f"of {obs_dim}-value observations; send what w.collect_experience() returned"
+            )
+        return envs
 
     @classmethod
     def unpack(cls, flat: Tensor, steps: int, obs_dim: int) -> Experience:
         """The rollout ``pack`` made (``flat`` must hold a whole number of environments)."""
         envs = cls.envs_in(flat.numel(), steps, obs_dim)
-        if envs is None:
-            raise ValueError(
-                f"a tensor of {flat.numel()} values is not a packed rollout of {steps} steps "
-                f"of {obs_dim}-value observations; send what w.collect_experience() returned"
-            )
         t, e, d = steps, envs, obs_dim
         sizes = [t * e * d, e * d, t * e, t * e, t * e, t * e]
         obs, last, actions, rewards, dones, logp = torch.split(flat, sizes)

@@ -172,7 +172,8 @@ class RLWorkload(Workload):
 
     def experience_steps(self, experience: Tensor) -> int:
         """Environment steps in a packed rollout (one-line error if it is not one)."""
-        return self._unpack(experience).envs * self.rollout
+        # From its size: unpacking would copy a device's tensor to the CPU just to count.
+        return Experience.envs_in(experience.numel(), self.rollout, self.obs_dim) * self.rollout
 
     def experience_loss(
         self,
@@ -195,7 +196,8 @@ class RLWorkload(Workload):
         return loss, batch.envs * self.rollout
 
     def _unpack(self, flat: Tensor) -> Experience:
-        return Experience.unpack(flat.detach().cpu().float(), self.rollout, self.obs_dim)
+        # Where it arrived (a learner's device): the loss reads it there, with no round trip.
+        return Experience.unpack(flat.detach().float(), self.rollout, self.obs_dim)
 
     def _loss(
         self,
