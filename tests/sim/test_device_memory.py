@@ -204,3 +204,64 @@ def test_a_zero_stage_where_it_means_nothing_is_one_line(strategy, compute, mess
     with pytest.raises(ValueError, match=message) as err:
         sim.run(strategy, "quadratic", "star:n=2", steps=1, compute=compute, timing_only=True)
     _one_line(str(err.value))
+
+
+def test_diloco_state_in_the_estimate_is_what_its_workers_hold():
+    """The independent count: the tensors a DiLoCo worker's program holds beside its replica
+    (its outer parameters, its outer optimizer's buffers), read from the running program."""
+    from strategies import DiLoCo
+
+    held: dict = {}
+
+    class Held(DiLoCo):
+        def worker(self, w):
+            inner = super().worker(w)
+            item = inner.send(None)
+            while True:
+                value = yield item
+                if w.index == 0 and w.step > self.period:  # after an outer step
+                    held.update(inner.gi_frame.f_locals)
+                try:
+                    item = inner.send(value)
+                except StopIteration:
+                    return
+
+    workload = workloads.get("transformer", n_sequences=64)
+    result = sim.run(
+        Held(period=2),
+        workload,
+        "star:n=2",
+        steps=4,
+        compute={"base": "flops", "device": "A100"},
+        optimizer={"inner": {"name": "adam", "lr": 1e-3}},
+    )
+    start, outer = held["start"], held["outer"]
+    buffers = [
+        t for t in outer.optimizer.state[outer.param].values() if torch.is_tensor(t) and t.dim()
+    ]
+    assert len(buffers) == 1  # Nesterov momentum
+    nbytes = sum(t.numel() * t.element_size() for t in [start, *buffers])
+    summary = result.summary
+    assert summary["memory_strategy_gb"] * 1e9 == pytest.approx(nbytes)
+    others = ("parameters", "gradients", "master", "optimizer", "activations", "strategy")
+    assert summary["peak_memory_gb"] == pytest.approx(
+        sum(summary[f"memory_{part}_gb"] for part in others)
+    )
+    # All-reduce keeps none, and a refusal names the strategy's part.
+    plain = sim.run("allreduce", workload, "star:n=2", steps=1, compute=H100_FLOPS)
+    assert plain.summary["memory_strategy_gb"] == 0.0
+
+
+def test_a_strategys_state_is_named_in_a_refusal():
+    with pytest.raises(DoesNotFit) as err:
+        sim.run(
+            "diloco",
+            "llama3_8b",
+            "star:n=2",
+            steps=1,
+            compute=H100_FLOPS,
+            optimizer={"inner": "adamw"},
+            timing_only=True,
+        )
+    message = _one_line(str(err.value))
+    assert "strategy state 64 (outer parameters, outer optimizer state)" in message, message
