@@ -425,7 +425,7 @@ class SimRuntime:
                     if self.trace is not None:
                         self._spans(self.trace, rank, item, start, now)
             overlap = self.overlap.seconds(rank)
-            if self.trace is not None:  # its second track: the communication overlapped
+            if self.trace is not None and overlap > 0:  # its second track: what overlapped
                 for label, since, until in self.overlap.pieces(rank):
                     self.trace.overlapped(rank, label, since, until)
             self.ledger.rank_times(rank, *times, role=self._roles[rank], overlap=overlap)
