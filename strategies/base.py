@@ -125,6 +125,12 @@ class Strategy(Declared, ABC):
         """The rank whose replica is the global model when ``global_model == "primary"``."""
         return self.workers(world_size)[0]
 
+    def replicas(self, world_size: int) -> list[int]:
+        """The ranks whose replicas are equal copies of a ``"primary"`` global model: in a
+        run with faults the first live one is the global model, and the run stops once every
+        live one has applied ``steps``. Default: every worker (IMPALA: its learners)."""
+        return self.workers(world_size)
+
     def owners(self, world_size: int) -> tuple[list[int], str]:
         """The ranks whose states make the global model, and how they combine (``"one"``,
         ``"concat"`` or ``"mean"``)."""
