@@ -111,6 +111,8 @@ class ActorLearner(Strategy):
     # The learners hold equal parameters (one learner, or several that all-reduce their
     # gradients): the first learner's is the global model, its steps the run's.
     global_model = "primary"
+    # A learner logs its step's policy lag right after applying it: the last step's too.
+    logs_with_steps = True
 
     learners: Annotated[int, Field(ge=1, description="the first workers, which learn")] = 1
     correction: Annotated[str, OneOf(CORRECTIONS)] = "vtrace"

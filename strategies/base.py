@@ -98,6 +98,10 @@ class Strategy(Declared, ABC):
     global_model: ClassVar[str] = "average"
     #: Named optimizers and their default specs; the first is stepped by ``apply``.
     optimizers: dict[str, Any] = {"main": None}
+    #: Whether a rank's ``w.log`` right after its ``w.apply`` (in the same resume) is that
+    #: step's row: the run's last step's is then kept, though the run stopped at that step
+    #: (IMPALA's ``policy_lag``). Off by default: other strategies' rows stay as they were.
+    logs_with_steps: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = options

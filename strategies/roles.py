@@ -419,6 +419,7 @@ def make_ledger(
         **observers,
     )
     ledger.with_faults = ledger.counts.keep_history = faults
+    ledger.logs_with_steps = bool(getattr(setup.strategy, "logs_with_steps", False))
     return ledger
 
 

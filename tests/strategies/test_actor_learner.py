@@ -40,10 +40,12 @@ def test_a_run_takes_its_steps_and_evaluates_the_return():
     assert result.evals["loss"].isna().all() and result.evals["return"].notna().all()
     assert (result.evals["return"] > 0).all()
     # The ledger counts the environment steps of the experience learnt by step 4, as the
-    # learner logs the rollouts of each step (after it: the run's last has none).
+    # learner logs the rollouts of each step (after it), and all of the run's at its end.
     logs = rows(result, "log")
     learnt = logs[logs["step"] <= 4]["rollouts"].sum()
     assert result.evals["samples"].iloc[1] == ROLLOUT_STEPS * learnt > 4 * ROLLOUT_STEPS
+    assert list(logs["step"]) == list(range(1, 9))  # the last step's row too
+    assert result.evals["samples"].iloc[-1] == ROLLOUT_STEPS * logs["rollouts"].sum()
 
 
 def test_a_slow_actor_acts_one_version_behind_and_the_bytes_are_the_messages():
@@ -113,8 +115,9 @@ def test_several_learners_step_together_on_their_own_actors_batches():
     result = simulate(ActorLearner(learners=2, batch=2), world=5, steps=4, eval_every=2)
     logs = rows(result, "log")
     # Both learners step together (they all-reduce their gradients), each from at least
-    # `batch` rollouts of its own actors, logged after each step but the run's last.
-    assert logs.groupby("rank")["step"].apply(list).to_dict() == {0: [1, 2, 3], 1: [1, 2, 3]}
+    # `batch` rollouts of its own actors, logged after each step, and the run's last on the
+    # learner whose step ended the run (the other's program was closed at its yield then).
+    assert logs.groupby("rank")["step"].apply(list).to_dict() == {0: [1, 2, 3, 4], 1: [1, 2, 3]}
     assert (logs["rollouts"] >= 2).all()
     # The global model's samples are both learners' experience.
     learnt = logs[logs["step"] <= 2]["rollouts"].sum()
