@@ -64,7 +64,13 @@ def crash(rank: int, step: int = 10, **more: object) -> list[dict[str, object]]:
 )
 def test_runs_without_faults_keep_mains_numbers(strategy, world, compute, loss, time) -> None:  # type: ignore[no-untyped-def]
     result = sim.run(strategy, "quadratic", topologies.ring(world), **KW, compute=compute)
-    assert (result.summary["final_loss"], result.summary["time"]) == (loss, time)
+    # The simulated time is float64 arithmetic of the compute model: exact on any machine.
+    # The loss is float32 maths whose kernels sum in an order that depends on the CPU's vector
+    # width (these values were taken on one machine; another differs in the last bits), so it
+    # is held to float32's precision here; same-machine bit-identity is what
+    # benchmarks/bit_identical.py checks between two versions of the code.
+    assert result.summary["time"] == time
+    assert result.summary["final_loss"] == pytest.approx(loss, rel=1e-6)
     assert result.summary["steps"] == STEPS
 
 
