@@ -104,19 +104,15 @@ def test_applied_reads_the_agents_changes_in_time_order_and_skips_what_is_not_on
     [
         (
             [{"kind": "link_down", "link": ["s0", "1"], "at": 1}],
-            "--faults: faults[0].until: a link that stays down is not applied on a testbed",
-        ),
-        (
-            [{"kind": "link_down", "link": ["s0", "1"], "at": 1, "until": 12}],
-            "--faults: faults[0].until: an outage of 11 s is not shorter than --silence 10 s",
-        ),
-        (
-            [{"kind": "crash", "rank": 1, "step": 2}],
-            "--faults: faults[0]: a 'crash' event is not applied on a --testbed run",
+            "faults[0].until: a link that stays down is not applied on a testbed",
         ),
         (
             [{"kind": "link_slow", "link": ["s0", "h9"], "factor": 0.5, "at": 1}],
-            "--faults: faults[0].link: no node 'h9'",
+            "faults[0].link: no node 'h9'",
+        ),
+        (
+            [{"kind": "crash", "rank": 5, "step": 2}],
+            "faults[0].rank: rank 5 is not in the run's ranks 0..1",
         ),
     ],
 )
@@ -226,12 +222,11 @@ def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tm
 
 @needs_root
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_an_interrupt_during_an_outage_mends_the_link_so_the_rows_are_written(tmp_path, state, how):
-    """SIGTERM while the link is down: the launcher stops the agent and gives the link its
-    rate back, so the ranks hand in over it (their retransmissions would otherwise wait
-    seconds past the grace); rank 0 writes the run, with its link_down row. SIGKILL: the
-    agent dies with the launcher, as the ranks do, and the watchdog removes the testbed.
-    Either way nothing is left: no namespace, no agent, no state file."""
+def test_an_interrupt_during_an_outage_still_writes_the_rows(tmp_path, state, how):
+    """SIGTERM while the link is down: the ranks hand in over the management network, which
+    the outage does not touch, and the launcher writes the run, with its link_down row.
+    SIGKILL: the agent dies with the launcher, as the ranks do, and the watchdog removes the
+    testbed. Either way nothing is left: no namespace, no agent, no state file."""
     import signal
     import sys
     import time
