@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faults import FaultError, FaultSchedule, LinkFault
-from real.testbed.lifecycle import Runner, run_command, shaping
+from real.testbed.lifecycle import run_command, shaping
 from real.testbed.plan import Link, Plan, TestbedError
 
 __all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main"]
