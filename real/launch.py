@@ -10,6 +10,9 @@ the store, also when it fails; the launcher gathers it, replays it through the s
 own ledger (:mod:`real.results`) and returns the :class:`runs.RunResult` that ``sim.run``
 returns. A rank that dies stops the others at once, naming it.
 
+On an emulated network of namespaces (root; ``testbed=``, :mod:`real.testbed.launch`) the
+same launcher starts each rank in its host's namespace.
+
 Single machine::
 
     python -c "import real; print(real.run('allreduce', 'mlp_digits', nproc=4, steps=50).summary)"
@@ -285,10 +288,6 @@ class _TestbedRun:
 
     def __init__(self, graph: nx.Graph, schedule: FaultSchedule | None) -> None:
         self.graph, self.schedule = graph, schedule
-
-    @property
-    def links(self) -> list[tuple[str, str]]:
-        return [(str(u), str(v)) for u, v in self.graph.edges]
 
     def made(self) -> Any:
         from real.testbed.launch import Testbed
