@@ -22,7 +22,10 @@ time), and writes what it did, with the time it was done, to the store; the laun
 it when it gathers the run (:func:`applied`) and its replay writes the ``fault`` rows where
 ``sim`` writes them (``link_slow``, ``link_down``, ``link_up``, rank -1). Everything the
 agent changes lives inside the testbed's namespaces, which go with the run (at its end, on
-Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives it.
+Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives it. Once the run
+stops (its steps, a failure, Ctrl-C or SIGTERM) the agent gives the links still down or
+slowed their own rate back, unrecorded, so that a rank blocked in an operation over one
+finishes it and hands in within the interrupt's grace.
 
 A transient outage gives the numbers ``sim`` gives: gloo over TCP waits it out, as ``sim``'s
 stalled flows do until the link is back (``sim`` fails them only ``detect`` seconds after the
@@ -202,8 +205,11 @@ def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) ->
     start = float(bytes(store.get(_START)).decode())
     for index, (at, event, commands) in enumerate(spec["changes"]):
         while time.time() - start < at:
-            if stopped() or store.check([_STOP]):
-                return 0  # the run is over: the testbed goes with it, changed or not
+            if stopped():
+                return 0  # the testbed goes with the run, changed or not
+            if store.check([_STOP]):
+                _mend(spec["changes"][index:])
+                return 0
             time.sleep(min(0.01, max(start + at - time.time(), 0.0)))
         try:
             for command in commands:
@@ -218,6 +224,22 @@ def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) ->
         if stopped():
             return 0
     return 0
+
+
+def _mend(rest: list[Any]) -> None:
+    """The run stopped (its steps, a failure, an interrupt) with ``rest`` of the changes to
+    come: make their ``link_up`` at once, unrecorded, so that a rank blocked in an operation
+    over a link that is down finishes it and hands in (an interrupt's grace is seconds); the
+    other links get their own rate again, which they have. A command that fails is skipped:
+    the testbed is about to go anyway."""
+    for _, event, commands in rest:
+        if event != "link_up":
+            continue
+        for command in commands:
+            try:
+                run_command(command)
+            except TestbedError:
+                pass
 
 
 def main() -> int:
