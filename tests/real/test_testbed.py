@@ -528,6 +528,7 @@ def test_a_crash_and_restart_on_the_testbed_gives_sims_quorum_numbers(monkeypatc
     assert [ran.summary[k] for k in keys] == [simulated.summary[k] for k in keys]
     assert [ran.summary[k] for k in ("failures", "restarts", "lost_steps")] == [1, 1, 1]
     assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+    assert ran.evals[["step", "loss"]].equals(simulated.evals[["step", "loss"]])
 
     def fault_rows(result):  # (its step: see docs/faults.md, "Known gaps")
         rows = result.metrics[result.metrics.kind == "fault"]
