@@ -128,8 +128,9 @@ def real_command(
         str | None,
         typer.Option(
             help="Run each rank in its own host's namespace of an emulated network of this "
-            "tree-shaped topology (root; made for the run, removed after): the multi-host "
-            "code path over shaped links.",
+            "tree-shaped topology (root; made for the run, removed after): the ranks talk "
+            "over its shaped links, the run's store is this launcher's, on a management "
+            "network of its own.",
             metavar="SPEC_OR_FILE",
         ),
     ] = None,
@@ -137,8 +138,8 @@ def real_command(
         str | None,
         typer.Option(
             help="Fault schedule file (TOML or JSON, as sim's): crashes kill rank processes, "
-            "restarts start new ones (local runs); link_slow and a transient link_down change "
-            "the testbed's links (--testbed).",
+            "restarts start new ones, stragglers slow down (local runs and --testbed); "
+            "link_slow and a transient link_down change the testbed's links (--testbed).",
             metavar="FILE",
         ),
     ] = None,
@@ -153,6 +154,7 @@ def real_command(
 ) -> None:
     """Train with STRATEGY on real processes (local, torchrun or srun); write the run."""
     from real.placement import LaunchError, Placement
+    from real.testbed.plan import TestbedError
 
     if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m` has it
         sys.path.insert(0, os.getcwd())
@@ -178,32 +180,11 @@ def real_command(
     if testbed is not None:
         if placement is not None:
             raise _fail("--testbed launches the ranks itself; drop it under torchrun or srun")
-        out = _default_out(out, placement)
-        raise typer.Exit(
-            _run_testbed(
-                testbed,
-                nproc,
-                faults,
-                steps,
-                silence,
-                [
-                    *("--strategy", strategy, "--workload", workload, "--steps", str(steps)),
-                    *("--backend", backend, "--optimizer", optimizer),
-                    *("--lr-schedule", lr_schedule, "--seed", str(seed)),
-                    *("--eval-every", str(eval_every), "--accumulate", str(accumulate)),
-                    *("--timeout", str(timeout), "--topology", topology or testbed),
-                    *("--silence", str(silence)),
-                    *(["--target-loss", str(target_loss)] if target_loss is not None else []),
-                    *(["--target-return", str(target_return)] if target_return is not None else []),
-                    *(["--max-time", str(max_time)] if max_time is not None else []),
-                    *(["--out", str(out.resolve())] if out is not None else []),
-                    "--portable" if portable else "--no-portable",
-                    "--progress" if progress else "--no-progress",
-                    *[word for module in imports or [] for word in ("--import", module)],
-                    *(["--faults", str(Path(faults).resolve())] if faults is not None else []),
-                ],
-            )
-        )
+        try:
+            nproc = _testbed_hosts(testbed, nproc)
+        except ValueError as exc:
+            raise _fail(f"--testbed: {exc}") from None
+        topology = topology or testbed
     try:
         import_modules(imports or [])
     except PluginError as exc:
@@ -230,11 +211,13 @@ def real_command(
         if faults is not None:
             if placement is not None and placement.launcher != "testbed":
                 raise _fail(
-                    "--faults runs on the local launcher (it kills and restarts the rank "
-                    "processes it started) or a --testbed (link faults); drop it under "
-                    "torchrun or srun"
+                    "--faults runs on the local launcher or a --testbed (it kills and "
+                    "restarts the rank processes it started, and changes the testbed's "
+                    "links); drop it under torchrun or srun"
                 )
             stops["faults"] = faults
+        if testbed is not None:
+            stops["testbed"] = testbed
         out = _default_out(out, placement)
         if placement is None:
             result = _run_local(
@@ -277,6 +260,8 @@ def real_command(
         raise
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(str(exc)) from None
+    except TestbedError as exc:  # no root, no `ip`; a testbed of that name is up
+        raise _fail(f"--testbed: {exc}") from None
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: what was measured is written
         said = str(exc) or "interrupted before the ranks started training"
         typer.echo(said if said.startswith("interrupted") else f"interrupted: {said}", err=True)
@@ -300,48 +285,18 @@ def _default_out(out: Path | None, placement: Any) -> Path | None:
     return new_run_directory(DEFAULT_OUT)
 
 
-def _run_testbed(
-    spec: str,
-    nproc: int | None,
-    faults: str | None,
-    steps: int,
-    silence: float,
-    options: list[str],
-) -> int:
-    """Rank i in host i's namespace of a testbed made for the run; the worst exit status.
-    ``faults``: a schedule file, checked against the testbed's links (what a testbed cannot
-    apply is refused in one line: :func:`real.testbed.links.check_testbed_faults`)."""
+def _testbed_hosts(spec: str, nproc: int | None) -> int:
+    """The testbed's hosts (one rank each): ``--nproc`` must agree when given."""
     import topologies
-    from faults import FaultError, FaultSchedule
     from real.testbed import TestbedError
-    from real.testbed.launch import check_testbed_arguments, run_on_testbed
-    from real.testbed.links import check_testbed_faults
+    from real.testbed.launch import check_testbed_arguments
 
     try:
         graph = topologies.from_spec(spec)
         check_testbed_arguments(nproc, graph)
-    except (TestbedError, ValueError, OSError) as exc:
-        raise _fail(f"--testbed: {exc}") from None
-    schedule = None
-    if faults is not None:
-        try:
-            schedule = FaultSchedule.parse(
-                faults,
-                world_size=len(topologies.hosts(graph)),
-                links=[(str(u), str(v)) for u, v in graph.edges],
-                steps=steps,
-            )
-            check_testbed_faults(schedule, silence)
-        except FaultError as exc:
-            raise _fail(f"--faults: {exc}") from None
-    try:
-        return run_on_testbed(graph, options, name=f"r{os.getpid() % 10**7}", faults=schedule)
-    except (TestbedError, ValueError, OSError) as exc:
-        raise _fail(f"--testbed: {exc}") from None
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the ranks had their chance to write
-        how = str(exc) or "SIGINT"
-        typer.echo(f"interrupted ({how}): the ranks are stopped and the testbed removed", err=True)
-        raise typer.Exit(143 if how == "signal SIGTERM" else 130) from None
+    except (TestbedError, OSError) as exc:
+        raise ValueError(str(exc)) from None
+    return len(topologies.hosts(graph))
 
 
 def _run_local(

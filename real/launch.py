@@ -10,6 +10,9 @@ the store, also when it fails; the launcher gathers it, replays it through the s
 own ledger (:mod:`real.results`) and returns the :class:`runs.RunResult` that ``sim.run``
 returns. A rank that dies stops the others at once, naming it.
 
+On an emulated network of namespaces (root; ``testbed=``, :mod:`real.testbed.launch`) the
+same launcher starts each rank in its host's namespace.
+
 Single machine::
 
     python -c "import real; print(real.run('allreduce', 'mlp_digits', nproc=4, steps=50).summary)"
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import tempfile
 import time
@@ -152,6 +156,7 @@ def run(
     max_time: float | None = None,
     faults: Any = None,
     target_return: float | None = None,
+    testbed: nx.Graph | str | Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Train with ``nproc`` local processes; returns the same format as ``sim.run``.
 
@@ -188,9 +193,20 @@ def run(
     (:mod:`real.crashes`); with ``recovery="restart"`` every rank restarts from the last
     checkpoint (:mod:`real.checkpoints`). Events the real backend does not apply are refused
     in one line.
+
+    ``testbed``: a tree-shaped topology (a graph or a spec) to emulate on this machine (root):
+    each rank runs in its host's network namespace and talks over the topology's shaped links,
+    while this launcher hosts the store on the testbed's management network
+    (:mod:`real.testbed.launch`); ``topology`` defaults to it, ``nproc`` must be its hosts.
+    The schedule's link faults change its links (:mod:`real.testbed.links`).
     """
     positive_int("nproc", nproc)
-    schedule = check_schedule(faults, nproc, steps) if faults is not None else None
+    bed = _testbed(testbed, nproc, faults, steps, silence) if testbed is not None else None
+    if bed is not None:
+        topology = bed.graph if topology is None else topology
+    schedule = bed.schedule if bed is not None else None
+    if faults is not None and bed is None:
+        schedule = check_schedule(faults, nproc, steps)
     target_loss, max_time = check_stops(target_loss, max_time)
     timeout = check_timeout(timeout)
     out = check_out(out)
@@ -241,7 +257,11 @@ def run(
     config = {"backend": f"real-{resolved}", **setup.config(), "auto": {"rule": resolved}}
     if topology is not None:  # as sim records it: plots and tables compare runs by network
         config["topology"] = topologies.record(topology)
-    config["placement"] = placement_record(nproc, nproc, "local")
+    config["placement"] = (
+        placement_record(nproc, 1, "testbed")
+        if bed is not None
+        else placement_record(nproc, nproc, "local")
+    )
     stops = Stops(target, max_time)
     config.update(stops.config())
     if schedule:  # as sim records it
@@ -256,11 +276,45 @@ def run(
     )
 
     signals = _Signals()
-    with interrupts(signals.take):
-        store = rendezvous.host_store(port, nproc, timeout)  # before any rank starts
+    with interrupts(signals.take), bed.made() if bed is not None else nullcontext() as made:
+        addr = made.gateway if made is not None else "127.0.0.1"
+        store = rendezvous.host_store(port, nproc, timeout, addr)  # before any rank starts
         writer = RunWriter(out, config, record=record) if out is not None else None
         with writer or nullcontext():
-            return _launch(setup, pickled, config, writer, options, store, progress, signals, stops)
+            return _launch(
+                setup, pickled, config, writer, options, store, progress, signals, stops, made
+            )
+
+
+class _TestbedRun:
+    """A run's testbed, checked before anything is made (:func:`_testbed`)."""
+
+    def __init__(self, graph: nx.Graph, schedule: FaultSchedule | None) -> None:
+        self.graph, self.schedule = graph, schedule
+
+    def made(self) -> Any:
+        from real.testbed.launch import Testbed
+
+        return Testbed(self.graph, f"r{os.getpid() % 10**7}", self.schedule)
+
+
+def _testbed(testbed: Any, nproc: int, faults: Any, steps: int, silence: Any) -> _TestbedRun:
+    """``testbed`` as a graph with one host per rank, and ``faults`` checked against its
+    links and what a testbed applies; a one-line error otherwise."""
+    from real.testbed.links import check_testbed_faults
+
+    graph = topologies.from_spec(testbed)
+    if len(topologies.hosts(graph)) != nproc:
+        raise ValueError(
+            f"testbed has {len(topologies.hosts(graph))} hosts but nproc={nproc}; give one "
+            "rank per host"
+        )
+    schedule = None
+    if faults is not None:
+        links = [(str(u), str(v)) for u, v in graph.edges]
+        schedule = FaultSchedule.parse(faults, world_size=nproc, links=links, steps=steps)
+        check_testbed_faults(schedule, check_silence(silence))
+    return _TestbedRun(graph, schedule)
 
 
 def _launch(
@@ -273,14 +327,23 @@ def _launch(
     progress: bool,
     signals: _Signals,
     stops: Stops,
+    bed: Any = None,
 ) -> RunResult:
     wall = time.perf_counter()
     secret = new_secret()
     store = SignedStore(rendezvous.namespace(host), secret)
     owners, _ = setup.strategy.owners(setup.world_size)
+    links = bed.links if bed is not None else None
     schedule = FaultSchedule.parse(
-        options.faults, world_size=setup.world_size, links=None, steps=setup.steps
+        options.faults, world_size=setup.world_size, links=links, steps=setup.steps
     )
+    addr = bed.gateway if bed is not None else "127.0.0.1"
+    if bed is not None:
+        bed.started(host.port, secret)
+
+    def fault_marks() -> list[tuple[float, int, str]]:
+        return marks(schedule) + (bed.marks(store) if bed is not None else [])
+
     if schedule and setup.strategy.global_model == "primary":  # as the ledger with faults
         owners = setup.strategy.replicas(setup.world_size)
     restarts: Restarts | None = None
@@ -294,7 +357,7 @@ def _launch(
         write_secret(scratch, secret)
         try:
             # The bar gets its own store client: one serves one call at a time.
-            connect = lambda: rendezvous.client("127.0.0.1", host.port, 30.0, secret)  # noqa: E731
+            connect = lambda: rendezvous.client(addr, host.port, 30.0, secret)  # noqa: E731
             with (
                 RunProgress(connect, owners, setup.steps, label, enabled=progress),
                 RunWatch(connect, setup, stops),
@@ -310,6 +373,7 @@ def _launch(
                     owners,
                     setup.seed,
                     kept,
+                    bed,
                 )
             restarts = kept[0] if kept else None
         except BaseException as exc:  # an interrupt: keep what the ranks handed in
@@ -330,7 +394,7 @@ def _launch(
                 target=stops.target,
                 max_time=stops.max_time,
                 faults=bool(schedule),
-                marks=marks(schedule),
+                marks=fault_marks(),
             )
             raise exc from None
         gathered = _gather(store, setup.world_size, restarts)
@@ -349,7 +413,7 @@ def _launch(
         target=stops.target,
         max_time=stops.max_time,
         faults=bool(schedule),
-        marks=marks(schedule),
+        marks=fault_marks(),
     )
 
 
@@ -396,6 +460,7 @@ def _spawn(
     owners: list[int] | None = None,
     seed: int = 0,
     kept: list[Restarts] | None = None,
+    bed: Any = None,
 ) -> None:
     """Run the rank processes to their end. A rank that exits with an error it could not
     hand in (killed, or aborted inside the library) is reported on the store in its stead,
@@ -408,8 +473,11 @@ def _spawn(
 
     With a fault ``schedule``, the deaths it asks for are not failures: :class:`Restarts`
     records them and starts the ranks that come back; it goes into ``kept``, for the replay,
-    whatever ends the loop (an interrupt too)."""
-    pool = shared_pool()
+    whatever ends the loop (an interrupt too).
+
+    On a testbed (``bed``: :class:`real.testbed.launch.Testbed`) each rank is started in its
+    host's namespace instead, with the variables of a one-rank-per-host cluster."""
+    pool: Any = bed.ranks if bed is not None else shared_pool()
     pool.runs += 1
     pids: list[int] = []
     codes: dict[int, int | None] = {}
@@ -420,7 +488,10 @@ def _spawn(
     restart_points = Path(scratch) / "restart"
 
     def start(rank: int, incarnation: int = 0, generation: int = 0, resume: int = 0) -> int:
-        placement = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local")
+        if bed is not None:
+            env = bed.environment(rank, port)
+        else:
+            env = Placement(rank, nproc, rank, nproc, 0, "127.0.0.1", port, True, "local").env()
         # The run's checkpoints (w.save_checkpoint, and the whole run's with
         # recovery="restart") live in the launcher's own directory: they outlive any rank,
         # and go with the run.
@@ -431,7 +502,7 @@ def _spawn(
             "generation": generation,
             "resume": resume,
         }
-        spec = {"env": placement.env(), "options": rank_options}
+        spec = {"env": env, "options": rank_options}
         err = str(Path(scratch) / f"{slot(rank, incarnation)}.err")
         return pool.start([scratch, json.dumps(spec)], err)
 

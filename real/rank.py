@@ -197,9 +197,10 @@ def run_rank(
         return quorums[0]
 
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
-    # as they go over loopback (a rank killed outright keeps its evaluation points); across
-    # a testbed's or a cluster's links they would share the training's links: sent last.
-    hold = not options.eager and placement.launcher != "local"
+    # as they go over loopback (a rank killed outright keeps its evaluation points), a
+    # testbed's over its management network; across a cluster's links they would share the
+    # training's links: sent last.
+    hold = not options.eager and placement.launcher not in ("local", "testbed")
     handin = HandIn(store, rank, hold_states=hold, incarnation=options.incarnation)
     ctx = runtime = None
     interrupted: list[str] = []

@@ -58,19 +58,20 @@ def namespace(store: Any) -> Any:
     return dist.PrefixStore(f"commsim/{attempt}", store)
 
 
-def host_store(port: int, world_size: int, timeout: float) -> Any:
+def host_store(port: int, world_size: int, timeout: float, addr: str = "127.0.0.1") -> Any:
     """Host the store on this machine's loopback (the local launcher's job); ``port=0``
-    picks a free port (read it back from ``.port``).
+    picks a free port (read it back from ``.port``). ``addr``: the address it listens on
+    instead (a testbed's launcher: its management network, :mod:`real.testbed.plan`).
 
     torch binds a store it listens for to every interface, whatever host it is given; the
-    launcher binds the socket to ``127.0.0.1`` itself and hands it over, so no other machine
+    launcher binds the socket to ``addr`` itself and hands it over, so no other machine
     can reach a local run's store."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        listener.bind(("127.0.0.1", port))
+        listener.bind((addr, port))
         listener.listen(128)
         store = dist.TCPStore(
-            "127.0.0.1",
+            addr,
             listener.getsockname()[1],
             world_size,
             is_master=True,

@@ -71,15 +71,21 @@ def up_command(
         console.print("[red]interrupted[/red]: what was created has been removed")
         raise typer.Exit(130) from None
     table = Table(title=f"testbed {name!r} is up", title_justify="left")
-    for column in ("rank", "namespace", "address", "device"):
+    for column in ("rank", "namespace", "address", "device", "management"):
         table.add_column(column)
     for host in plan.hosts:
-        table.add_row(str(host.rank), host.namespace, host.address, host.device)
+        management = plan.management_address(host.rank)
+        table.add_row(str(host.rank), host.namespace, host.address, host.device, management)
     console.print(table)
     rates = sorted({format_bandwidth(link.rate) for link in plan.links})
     latency = "with netem delay" if netem else "latency NOT emulated"
     console.print(
         f"{len(plan.links)} links shaped by tbf at {', '.join(rates)} each way; {latency}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"management network (unshaped, out of the topology): this machine is {plan.gateway} "
+        f"on {plan.gateway_device}, each host on its `mgmt` device",
         soft_wrap=True,
     )
     for warning in said:

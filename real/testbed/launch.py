@@ -1,52 +1,53 @@
-"""``commsim real ... --testbed SPEC``: one rank in each host's namespace, launched as a cluster.
+"""``commsim real ... --testbed SPEC`` (``real.run(..., testbed=SPEC)``): one rank in each
+host's namespace, its store on the management network.
 
-The testbed plays the cluster: rank ``r`` runs ``python -m real`` (the same arguments, less
-``--testbed`` and ``--nproc``) inside namespace ``NAME-h<r>``, with the variables torchrun
-would set (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` = rank 0's testbed address ...) and no
-agent store, so rank 0 hosts the rendezvous as under srun, gloo talks over the shaped links
-(``GLOO_SOCKET_IFNAME``), and rank 0 gathers and writes the run. A run on the testbed is
-therefore the multi-host code path, not the local launcher's.
+The testbed plays the cluster, and the launcher plays torchrun's agent, as the local launcher
+does (:mod:`real.launch`): it hosts the run's store in the machine's own namespace, on the
+testbed's management network (:mod:`real.testbed.plan`: an unshaped veth per host, not part
+of the topology, which no link fault reaches), and starts rank ``r`` as ``python -m
+real.rank`` inside namespace ``NAME-h<r>`` (:class:`NamespaceRanks`), with the variables
+torchrun would set (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` = the store's management
+address, ``TORCHELASTIC_USE_AGENT_STORE``) and ``GLOO_SOCKET_IFNAME`` = the host's topology
+device, so the ranks' collectives cross the shaped links and the store's traffic does not.
+The store outlives every rank, so the local launcher's fault machinery runs here unchanged
+(:mod:`real.restarts`): a crash is the rank's process killed with ``SIGKILL`` in its
+namespace, a restart a new process in the same namespace, and a straggler slows itself
+(:mod:`real.slowdowns`); the launcher gathers what the ranks hand in and writes the run.
 
 Nothing outlives the launcher. Each rank gets ``PR_SET_PDEATHSIG`` (SIGKILL when the
 launcher dies; ``ip netns exec`` execs the rank in place and keeps it) and a process group
-of its own, so that the launcher alone decides what a signal does: on Ctrl-C or SIGTERM it
-passes the signal on to every rank, gives them ``GRACE_SECONDS`` to end (rank 0 writes what
-was measured), kills what is left and takes the testbed down. Against SIGKILL, which leaves
-it no chance, a watchdog started before the testbed removes it once the launcher is gone
+of its own, so that the launcher alone decides what a signal does (it asks the ranks to stop
+on the store, as the local launcher does). Against SIGKILL, which leaves it no chance, a
+watchdog started before the testbed removes it once the launcher is gone
 (:mod:`real.testbed.watchdog`).
 
-With ``--faults`` (link faults only), an agent beside rank 0 changes the links' qdiscs at the
-schedule's times, and the launcher mends them before it passes an interrupt on
+With link faults, an agent beside the launcher (in the machine's own namespace, a client of
+the store over the management network) changes the links' qdiscs at the schedule's times
 (:mod:`real.testbed.links`).
 """
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Sequence
+from typing import Any
 
 import networkx as nx
 
 from faults import FaultSchedule
-from real.signals import terminate_interrupts
-from real.store import SECRET_ENV, new_secret
+from real.placement import Placement
+from real.store import SECRET_ENV
 from real.testbed import watchdog
 from real.testbed.lifecycle import down, preflight, up
-from real.testbed.links import Change, changes, mend, to_json
+from real.testbed.links import applied, changes, to_json
 from real.testbed.plan import Plan, TestbedError, make_plan
 
-__all__ = ["check_testbed_arguments", "rank_argv", "rank_environment", "run_on_testbed"]
+__all__ = ["NamespaceRanks", "Testbed", "check_testbed_arguments", "rank_environment"]
 
-#: The rendezvous port on rank 0's testbed address (the namespace is the testbed's own).
-PORT = 29500
-#: After an interrupt, how long the ranks get to end by themselves before they are killed.
-GRACE_SECONDS = 10.0
 #: After an interrupt, how long the link-fault agent gets to finish the change it is making.
 AGENT_GRACE = 2.0
 
@@ -62,121 +63,163 @@ def _rank_process() -> None:
     os.setpgid(0, 0)
 
 
-def rank_argv(options: Sequence[str]) -> list[str]:
-    """The command each rank runs: ``python -m real`` with ``commsim real``'s options.
+def rank_environment(plan: Plan, rank: int, port: int) -> dict[str, str]:
+    """The variables torchrun would give rank ``rank`` on a one-rank-per-host cluster whose
+    agent hosts the store at the management gateway's ``port``; gloo on the host's topology
+    device.
 
     Examples
     --------
-    >>> rank_argv(["--steps", "5"])[1:]
-    ['-m', 'real', '--steps', '5']
+    >>> import topologies
+    >>> plan = make_plan(topologies.star(2), "tb")
+    >>> env = rank_environment(plan, 1, 4000)
+    >>> env["MASTER_ADDR"], env["GLOO_SOCKET_IFNAME"], env["TORCHELASTIC_USE_AGENT_STORE"]
+    ('10.78.114.254', 'l1a', 'True')
     """
-    return [sys.executable, "-m", "real", *options]
-
-
-def rank_environment(plan: Plan, rank: int) -> dict[str, str]:
-    """The variables torchrun would give rank ``rank`` on a one-rank-per-host cluster."""
-    host = plan.hosts[rank]
+    world = len(plan.hosts)
+    placement = Placement(rank, world, 0, 1, rank, plan.gateway, port, True, "testbed")
     return {
-        "RANK": str(rank),
-        "WORLD_SIZE": str(len(plan.hosts)),
-        "LOCAL_RANK": "0",
-        "LOCAL_WORLD_SIZE": "1",
-        "GROUP_RANK": str(rank),
-        "MASTER_ADDR": plan.hosts[0].address,
-        "MASTER_PORT": str(PORT),
-        "GLOO_SOCKET_IFNAME": host.device,
-        "COMMSIM_LAUNCHER": "testbed",
+        **placement.env(),
+        "GLOO_SOCKET_IFNAME": plan.hosts[rank].device,
         # Each rank alone on its "host": one thread, as the local launcher gives each rank.
         "OMP_NUM_THREADS": "1",
     }
 
 
-def run_on_testbed(
-    graph: nx.Graph, options: Sequence[str], name: str, faults: FaultSchedule | None = None
-) -> int:
-    """Bring up a testbed for ``graph``, run one rank per host in it, take it down.
+class NamespaceRanks:
+    """The local launcher's rank pool (:class:`real.pool.RankPool`: ``start``, ``poll``,
+    ``kill``) for a testbed: each rank a ``python -m real.rank`` in its host's namespace."""
 
-    ``options`` are ``commsim real``'s, as each rank gets them (with ``--topology``, and
-    ``--faults`` with ``faults``). ``faults``: the run's link faults, checked
-    (:func:`real.testbed.links.check_testbed_faults`); an agent beside rank 0 makes them
-    (:mod:`real.testbed.links`).
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.runs = 0
+        self.alive = True
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
 
-    Returns the worst exit status of the ranks (0 when all finished). Rank 0's output (its
-    progress bar and summary) is this command's; the others' goes to stderr only on failure.
-    """
-    preflight()
-    plan = make_plan(graph, name)
-    processes: list[subprocess.Popen[bytes]] = []
-    agent: subprocess.Popen[bytes] | None = None
-    guard = watchdog.start(name)  # first: from here on, a SIGKILL leaves nothing behind
-    secret = new_secret()  # signs the run's store: the testbed's ranks alone know it
-    try:
-        with terminate_interrupts():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # latency not emulated: said below
-                netem = up(plan, owned_by=os.getpid())
-            if not netem:
-                print(
-                    "testbed: latency is not emulated (no netem in this kernel); bandwidth is "
-                    "shaped to the topology's rates, but links add no delay: load sch_netem "
-                    "(modprobe sch_netem) to emulate latency",
-                    file=sys.stderr,
-                )
-            command = rank_argv(options)
-            for host in plan.hosts:
-                env = {**os.environ, **rank_environment(plan, host.rank), SECRET_ENV: secret}
-                processes.append(
-                    subprocess.Popen(
-                        ["ip", "netns", "exec", host.namespace, *command],
-                        env=env,
-                        stdout=None if host.rank == 0 else subprocess.DEVNULL,
-                        stderr=None if host.rank == 0 else subprocess.PIPE,
-                        preexec_fn=_rank_process,
-                    )
-                )
-            if faults:
-                agent = _start_agent(plan, changes(plan, faults, netem), secret)
-            try:
-                codes = _wait(processes)
-            except KeyboardInterrupt as interrupt:
-                if agent is not None and faults:  # the ranks hand in over whole links
-                    _stop_agent(agent)
-                    mend(plan, faults, netem)
-                _pass_on(processes, interrupt)
-                raise
-        for rank, (process, code) in enumerate(zip(processes, codes, strict=True)):
-            if code != 0 and rank != 0 and process.stderr is not None:
-                said = process.stderr.read().decode(errors="replace").strip().splitlines()
-                if said:
-                    print(f"rank {rank}: {said[-1]}", file=sys.stderr)
-        worst = max(codes, key=abs)
-        return 128 - worst if worst < 0 else worst  # killed by signal N: the shell's 128 + N
-    finally:
-        for process in [*processes, *([agent] if agent is not None else [])]:
+    def start(self, argv: list[str], err: str) -> int:
+        """Start the rank ``argv`` describes (``SCRATCH OPTIONS_JSON``, its stderr to
+        ``err``); its pid, which is the rank's own (``ip netns exec`` execs it in place)."""
+        rank = int(json.loads(argv[1])["env"]["RANK"])
+        env = dict(os.environ)
+        # Classes the set-up refers to by module must import there as they do here.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [p for p in sys.path if p] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
+        command = ["ip", "netns", "exec", self.plan.hosts[rank].namespace]
+        with open(err, "wb") as stderr:
+            process = subprocess.Popen(
+                [*command, sys.executable, "-m", "real.rank", *argv],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stderr=stderr,
+                preexec_fn=_rank_process,
+            )
+        self._processes[process.pid] = process
+        return process.pid
+
+    def poll(self, pids: list[int]) -> dict[int, int | None]:
+        """Each rank's exit status, None while it runs (negative: killed by that signal)."""
+        return {pid: self._processes[pid].poll() for pid in pids}
+
+    def kill(self, pids: list[int]) -> None:
+        """``SIGKILL`` to each of ``pids`` still running (in its namespace)."""
+        for pid in pids:
+            if self._processes[pid].poll() is None:
+                self._processes[pid].kill()
+
+    def close(self) -> None:
+        """Kill and reap every rank still running."""
+        for process in self._processes.values():
             if process.poll() is None:
                 process.kill()
             process.wait()
+
+
+class Testbed:
+    """The testbed of one run, for as long as the ``with`` block: made on entry (after its
+    watchdog), removed on exit with everything that runs in it.
+
+    ``graph``: the tree-shaped topology; ``name``: the testbed's (its namespaces' prefix);
+    ``faults``: the run's schedule, whose link events its agent makes
+    (:mod:`real.testbed.links`), once :meth:`started` says where the store is."""
+
+    def __init__(self, graph: nx.Graph, name: str, faults: FaultSchedule | None = None) -> None:
+        self.plan = make_plan(graph, name)
+        #: The topology's links, as fault schedules name them.
+        self.links = [(str(u), str(v)) for u, v in graph.edges]
+        self.faults = faults if faults is not None and faults.link_faults else None
+        self.netem = False
+        self.ranks = NamespaceRanks(self.plan)
+        self._agent: subprocess.Popen[bytes] | None = None
+        self._guard: subprocess.Popen[bytes] | None = None
+
+    @property
+    def gateway(self) -> str:
+        """Where the launcher hosts the run's store (its management address)."""
+        return self.plan.gateway
+
+    def __enter__(self) -> Testbed:
+        preflight()
+        self._guard = watchdog.start(self.plan.name)  # first: a SIGKILL leaves nothing
         try:
-            down(name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # latency not emulated: said below
+                self.netem = up(self.plan, owned_by=os.getpid())
+        except BaseException:
+            self._stop_guard()
+            raise
+        if not self.netem:
+            print(
+                "testbed: latency is not emulated (no netem in this kernel); bandwidth is "
+                "shaped to the topology's rates, but links add no delay: load sch_netem "
+                "(modprobe sch_netem) to emulate latency",
+                file=sys.stderr,
+            )
+        return self
+
+    def environment(self, rank: int, port: int) -> dict[str, str]:
+        """Rank ``rank``'s variables (:func:`rank_environment`)."""
+        return rank_environment(self.plan, rank, port)
+
+    def started(self, port: int, secret: str) -> None:
+        """The store listens at the gateway's ``port``: start the link agent, if any."""
+        if self.faults is not None:
+            made = changes(self.plan, self.faults, self.netem)
+            self._agent = _start_agent(self.gateway, port, made, secret)
+
+    def marks(self, store: Any) -> list[tuple[float, int, str]]:
+        """The ``fault`` rows of the link changes the agent made (rank -1, as ``sim``)."""
+        return [(at, -1, event) for at, event in applied(store)] if self.faults else []
+
+    def _stop_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.kill()
+            self._guard.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._agent is not None:
+                _stop_agent(self._agent)
+            self.ranks.close()
+            down(self.plan.name)
         finally:
-            guard.kill()
-            guard.wait()
+            self._stop_guard()
 
 
-def _start_agent(plan: Plan, made: list[Change], secret: str) -> subprocess.Popen[bytes]:
-    """The agent that makes the link changes ``made``, in rank 0's namespace (beside the
-    run's store: it crosses no testbed link), dying with the launcher as a rank does. A
-    change that fails fails the run with its line (on the store); its stderr is rank 0's."""
-    host = plan.hosts[0]
+def _start_agent(gateway: str, port: int, made: list[Any], secret: str) -> subprocess.Popen[bytes]:
+    """The agent that makes the link changes ``made``, beside the launcher (the store is
+    reached over the management network, which no change touches), dying with the
+    launcher as a rank does. A change that fails fails the run with its line (on the
+    store); its stderr is the launcher's."""
     env = {
         **os.environ,
-        "MASTER_ADDR": host.address,
-        "MASTER_PORT": str(PORT),
+        "MASTER_ADDR": gateway,
+        "MASTER_PORT": str(port),
         "OMP_NUM_THREADS": "1",
         SECRET_ENV: secret,
     }
     agent = subprocess.Popen(
-        ["ip", "netns", "exec", host.namespace, sys.executable, "-m", "real.testbed.links"],
+        [sys.executable, "-m", "real.testbed.links"],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -197,39 +240,6 @@ def _stop_agent(agent: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         agent.kill()
         agent.wait()
-
-
-def _pass_on(processes: list[subprocess.Popen[bytes]], interrupt: KeyboardInterrupt) -> None:
-    """Pass the launcher's interrupt (SIGTERM, else SIGINT) on to every rank still running,
-    and give them ``GRACE_SECONDS`` to end; the caller kills what is left."""
-    how = signal.SIGTERM if "SIGTERM" in str(interrupt) else signal.SIGINT
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(how)
-    deadline = time.monotonic() + GRACE_SECONDS
-    try:
-        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    except KeyboardInterrupt:  # a second interrupt: no more waiting
-        pass
-
-
-def _wait(processes: list[subprocess.Popen[bytes]]) -> list[int]:
-    """Every rank's exit status; once one fails, the others have a minute to stop, and once
-    rank 0 has ended (it wrote the run) a few seconds (a rank stopped by SIGSTOP, say, and
-    named by its silence, would never end by itself)."""
-    deadline: float | None = None
-    while any(p.poll() is None for p in processes):
-        if deadline is None and any(p.returncode not in (None, 0) for p in processes):
-            deadline = time.monotonic() + 60.0
-        if processes[0].returncode is not None:
-            deadline = min(deadline or math.inf, time.monotonic() + 5.0)
-        if deadline is not None and time.monotonic() > deadline:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-        time.sleep(0.05)
-    return [int(p.returncode) for p in processes]
 
 
 def check_testbed_arguments(nproc: int | None, graph: nx.Graph) -> None:

@@ -4,7 +4,8 @@ A testbed's plan is written to its state file (``/run/commsim/testbeds/NAME.json
 ``$COMMSIM_TESTBED_STATE``) *before* anything is created, so that whatever a killed ``up``
 left behind is found and removed by ``down``. Everything lives inside the testbed's own
 namespaces: removing them (after stopping the processes inside) removes the veths, bridges
-and qdiscs too; each host namespace also gets an ``/etc/netns/NS/hosts`` naming the testbed's
+and qdiscs too (the management network's gateway veth in the machine's own namespace goes
+with its peer in ``NAME-m``); each host namespace also gets an ``/etc/netns/NS/hosts`` naming the testbed's
 addresses (removed with it). A failure, Ctrl-C or SIGTERM during ``up`` removes what it had
 made.
 
@@ -77,6 +78,7 @@ def _write_hosts(plan: Plan) -> None:
         f"{host.address} {host.namespace}\n::ffff:{host.address} {host.namespace}\n"
         for host in plan.hosts
     )
+    table += f"{plan.gateway} {plan.management_namespace}\n"
     for host in plan.hosts:
         directory = netns_etc() / host.namespace
         directory.mkdir(parents=True, exist_ok=True)
@@ -257,7 +259,9 @@ def up(plan: Plan, run: Runner = run_command, owned_by: int | None = None) -> bo
             f"testbed {plan.name!r} exists ({', '.join(taken) or 'its state file'}): "
             f"`commsim testbed down {plan.name}` first, or give another --name"
         )
+    plan.management = _free_management(plan.management, run)
     _write_state(plan, "creating", None, owner(os.getpid()))
+    made = [*plan.namespaces, plan.management_namespace]
     try:
         for namespace in plan.namespaces:
             run(["ip", "netns", "add", namespace])
@@ -277,9 +281,10 @@ def up(plan: Plan, run: Runner = run_command, owned_by: int | None = None) -> bo
                 _shape(run, end.namespace, end.device, link, netem)
         for host in plan.hosts:
             run(_ip(host.namespace, "addr", "add", f"{host.address}/16", "dev", host.device))
+        _management(plan, run)
         _write_hosts(plan)
     except BaseException:  # a failed command, Ctrl-C: leave nothing behind
-        _remove(plan.name, plan.namespaces, _existing_namespaces(run), run)
+        _remove(plan.name, made, _existing_namespaces(run), run)
         raise
     _write_state(plan, "up", netem, None if owned_by is None else owner(owned_by))
     if not netem and any(link.delay > 0 for link in plan.links):
@@ -289,6 +294,42 @@ def up(plan: Plan, run: Runner = run_command, owned_by: int | None = None) -> bo
             stacklevel=2,
         )
     return netem
+
+
+def _free_management(first: int, run: Runner) -> int:
+    """The first management subnet (``10.78.M.0/24``, from ``first`` on) that no interface of
+    this machine's namespace uses: two testbeds up at once must not share one."""
+    used = set(re.findall(r"inet 10\.78\.(\d+)\.", run(["ip", "-4", "-o", "addr", "show"])))
+    for step in range(250):
+        index = (first - 1 + step) % 250 + 1
+        if str(index) not in used:
+            return index
+    raise TestbedError("every management subnet 10.78.1-250.0/24 is in use: `commsim testbed down`")
+
+
+def _management(plan: Plan, run: Runner) -> None:
+    """The management network (see :mod:`real.testbed.plan`): a bridge in ``NAME-m``, an
+    unshaped veth from each host and one to the machine's own namespace (the gateway)."""
+    hub = plan.management_namespace
+    run(["ip", "netns", "add", hub])
+    run(_ip(hub, "link", "set", "lo", "up"))
+    run(_ip(hub, "link", "add", "br0", "type", "bridge"))
+    run(_ip(hub, "link", "set", "br0", "up"))
+    gateway = plan.gateway_device
+    run(["ip", "link", "add", gateway, "type", "veth", "peer", "name", "gw", "netns", hub])
+    run(_ip(hub, "link", "set", "gw", "master", "br0"))
+    run(_ip(hub, "link", "set", "gw", "up"))
+    run(["ip", "addr", "add", f"{plan.gateway}/24", "dev", gateway])
+    run(["ip", "link", "set", gateway, "up"])
+    for host in plan.hosts:
+        address = plan.management_address(host.rank)
+        port = f"h{host.rank}"
+        veth = ["name", "mgmt", "netns", host.namespace, "type", "veth"]
+        run(["ip", "link", "add", *veth, "peer", "name", port, "netns", hub])
+        run(_ip(hub, "link", "set", port, "master", "br0"))
+        run(_ip(hub, "link", "set", port, "up"))
+        run(_ip(host.namespace, "addr", "add", f"{address}/24", "dev", "mgmt"))
+        run(_ip(host.namespace, "link", "set", "mgmt", "up"))
 
 
 def _records() -> dict[str, dict]:
@@ -309,13 +350,20 @@ def _namespaces_of(name: str, record: dict | None, existing: set[str]) -> list[s
         plan = record["plan"]
         planned |= {h["namespace"] for h in plan.get("hosts", [])}
         planned |= set(plan.get("switches", []))
-    pattern = re.compile(rf"^{re.escape(name)}-[hs]\d+$")
+    pattern = re.compile(rf"^{re.escape(name)}-(?:[hs]\d+|m)$")
     return sorted(planned | {ns for ns in existing if pattern.match(ns)})
 
 
 def _remove(name: str, namespaces: list[str], existing: set[str], run: Runner) -> list[str]:
     """Stop the processes in those of ``namespaces`` that exist, delete them, forget ``name``."""
     removed = []
+    if f"{name}-m" in namespaces and f"{name}-m" in existing:
+        # The management network's gateway end, in the machine's own namespace: it would go
+        # with its peer, but only once the kernel has torn the namespace down (later).
+        try:
+            run(["ip", "link", "del", f"{name}-m"])
+        except TestbedError:
+            pass  # gone already
     for namespace in namespaces:
         _remove_hosts(namespace)
         if namespace not in existing:

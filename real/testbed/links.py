@@ -14,31 +14,29 @@ events (:class:`faults.LinkFault`, links named by the topology's nodes) and turn
 * at ``until``, ``link_up``: both ends are shaped to the link's own rate again.
 
 The changes are made by an *agent*, ``python -m real.testbed.links``, that the testbed
-launcher starts in rank 0's namespace beside rank 0, which hosts the run's store: the agent
-reaches the store without crossing a testbed link (it must not wait on the link it took
-down). It reads the ranks' common start from the store, makes each change at ``start +
-at`` on the ranks' shared wall clock (as the local launcher times a crash at a time), and
-writes what it did, with the time it was done, to the store; rank 0 reads it when it
-gathers the run (:func:`applied`) and its replay writes the ``fault`` rows where ``sim``
-writes them (``link_slow``, ``link_down``, ``link_up``, rank -1). On Ctrl-C or SIGTERM the
-launcher stops the agent and gives every faulted link its rate back (:func:`mend`) before it
-passes the signal on, so that the ranks hand in what they measured over links that carry
-it. Everything the agent changes lives inside the testbed's namespaces, which go with the
-run (at its end, on Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives
-it.
+launcher starts beside itself, in the machine's own namespace: it reaches the run's store
+(the launcher's) over the management network, which no change touches, so it never waits on
+the link it took down. It reads the ranks' common start from the store, makes each change
+at ``start + at`` on the ranks' shared wall clock (as the local launcher times a crash at a
+time), and writes what it did, with the time it was done, to the store; the launcher reads
+it when it gathers the run (:func:`applied`) and its replay writes the ``fault`` rows where
+``sim`` writes them (``link_slow``, ``link_down``, ``link_up``, rank -1). Everything the
+agent changes lives inside the testbed's namespaces, which go with the run (at its end, on
+Ctrl-C or SIGTERM, by the watchdog after a SIGKILL): no qdisc outlives it. Once the run
+stops (its steps, a failure, Ctrl-C or SIGTERM) the agent gives the links still down or
+slowed their own rate back, unrecorded, so that a rank blocked in an operation over one
+finishes it and hands in within the interrupt's grace.
 
 A transient outage gives the numbers ``sim`` gives: gloo over TCP waits it out, as ``sim``'s
 stalled flows do until the link is back (``sim`` fails them only ``detect`` seconds after the
-outage began).
+outage began). The ranks' heartbeats reach the store over the management network
+throughout, so an outage longer than ``--silence`` reports no rank silent.
 
 What a testbed does not do (:func:`check_testbed_faults` refuses it in one line): a link
-that stays down (a tree has no second path; ``sim`` fails the operations that need it with
-``PeerFailure`` once the ranks have been cut off ``detect`` seconds, but on a testbed the
-run's store lives in rank 0 and is reached over the same links, so a cut-off rank could be
-neither told apart from a silent one nor named to its peers after ``detect``), an outage as
-long as ``--silence``
-(its ranks would be reported silent), and crashes, restarts and stragglers (they need the
-local launcher's store, which outlives every rank).
+that stays down. A tree has no second path; ``sim`` fails the operations that need it with
+``PeerFailure`` once the ranks have been cut off ``detect`` seconds, but a gloo operation
+over a cut link only waits (TCP retransmits) until ``--timeout``: failing it after
+``detect`` needs an abort of the rank's operations that the transport does not have yet.
 
 Examples
 --------
@@ -67,16 +65,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from faults import FaultError, FaultSchedule, LinkFault
-from real.testbed.lifecycle import Runner, run_command, shaping
+from real.testbed.lifecycle import run_command, shaping
 from real.testbed.plan import Link, Plan, TestbedError
 
-__all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main", "mend"]
+__all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main"]
 
 #: Where the agent counts the changes it made; each is ``LINKS_KEY/i`` = ``"AT EVENT"``.
 LINKS_KEY = "testbed/links"
 _START, _STOP = "start", "stop"  # as real.rank and real.runtime name them
 _EVENTS = ("link_slow", "link_down", "link_up")
-_KINDS = {"Crash": "crash", "RandomCrashes": "crash", "Slow": "slow"}
 #: The longest the agent waits for rank 0's store (as long as a rank waits by default).
 STORE_TIMEOUT = 300.0
 
@@ -103,40 +100,20 @@ def check_testbed_faults(schedule: FaultSchedule, silence: float) -> None:
     >>> check_testbed_faults(schedule, 10.0)
     Traceback (most recent call last):
     ...
-    faults.errors.FaultError: faults[0].until: a link that stays down is not applied on a testbed: a tree has no other path, and the run's store lives in rank 0, reached over the same links, so the ranks cut off could not be named to their peers; give until=... (a transient outage, shorter than --silence 10 s), or run it with sim
+    faults.errors.FaultError: faults[0].until: a link that stays down is not applied on a testbed: a tree has no other path, and a rank's operation over a cut link waits (TCP retransmits) until --timeout instead of failing with PeerFailure after detect as in sim; give until=... (a transient outage), or run it with sim
     """
     for index, event in enumerate(schedule.events):
-        where = f"faults[{index}]"
-        if not isinstance(event, LinkFault):
-            raise FaultError(
-                where,
-                f"a {_KINDS.get(type(event).__name__, 'crash')!r} event is not applied on a --testbed run (a crash, restart "
-                "or straggler needs the local launcher, whose store outlives every rank; the "
-                "testbed's lives in rank 0): run it with `commsim real --faults` without "
-                "--testbed, or with sim",
-            )
-        if event.kind != "link_down":
+        if not isinstance(event, LinkFault) or event.kind != "link_down":
             continue
         if event.until is None:
             raise FaultError(
-                f"{where}.until",
+                f"faults[{index}].until",
                 "a link that stays down is not applied on a testbed: a tree has no other "
-                "path, and the run's store lives in rank 0, reached over the same links, so "
-                "the ranks cut off could not be named to their peers; give until=... (a "
-                f"transient outage, shorter than --silence {silence:g} s), or run it with sim",
+                "path, and a rank's operation over a cut link waits (TCP retransmits) until "
+                "--timeout instead of failing with PeerFailure after detect as in sim; give "
+                "until=... (a transient outage), or run it with sim",
             )
-        if event.until - event.at >= silence:
-            raise FaultError(
-                f"{where}.until",
-                f"an outage of {event.until - event.at:g} s is not shorter than --silence "
-                f"{silence:g} s: the ranks it cuts off would be reported silent and fail the "
-                "run; shorten it, or raise --silence",
-            )
-    if schedule.recovery is not None:
-        raise FaultError(
-            "faults.recovery",
-            f"{schedule.recovery!r} is not available on the real backend yet; run it with sim",
-        )
+    del silence  # the store is on the management network: an outage silences no heartbeat
 
 
 def _link(plan: Plan, ends: tuple[str, str]) -> Link:
@@ -169,18 +146,6 @@ def changes(plan: Plan, schedule: FaultSchedule, netem: bool) -> list[Change]:
         if fault.until is not None:
             out.append(Change(fault.until, "link_up", _commands(link, netem, 1.0)))
     return sorted(out, key=lambda change: change.at)
-
-
-def mend(plan: Plan, schedule: FaultSchedule, netem: bool, run: Runner = run_command) -> None:
-    """Every link of ``schedule`` back at its own rate, now (an interrupted run: its ranks
-    hand in what they measured over links that carry it). A command that fails is skipped:
-    the testbed is about to be removed anyway."""
-    for ends in dict.fromkeys(fault.link for fault in schedule.link_faults):
-        for command in _commands(_link(plan, ends), netem, 1.0):
-            try:
-                run(command)
-            except TestbedError:
-                pass
 
 
 def to_json(changes: list[Change]) -> str:
@@ -240,8 +205,11 @@ def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) ->
     start = float(bytes(store.get(_START)).decode())
     for index, (at, event, commands) in enumerate(spec["changes"]):
         while time.time() - start < at:
-            if stopped() or store.check([_STOP]):
-                return 0  # the run is over: the testbed goes with it, changed or not
+            if stopped():
+                return 0  # the testbed goes with the run, changed or not
+            if store.check([_STOP]):
+                _mend(spec["changes"][index:])
+                return 0
             time.sleep(min(0.01, max(start + at - time.time(), 0.0)))
         try:
             for command in commands:
@@ -256,6 +224,22 @@ def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) ->
         if stopped():
             return 0
     return 0
+
+
+def _mend(rest: list[Any]) -> None:
+    """The run stopped (its steps, a failure, an interrupt) with ``rest`` of the changes to
+    come: make their ``link_up`` at once, unrecorded, so that a rank blocked in an operation
+    over a link that is down finishes it and hands in (an interrupt's grace is seconds); the
+    other links get their own rate again, which they have. A command that fails is skipped:
+    the testbed is about to go anyway."""
+    for _, event, commands in rest:
+        if event != "link_up":
+            continue
+        for command in commands:
+            try:
+                run_command(command)
+            except TestbedError:
+                pass
 
 
 def main() -> int:

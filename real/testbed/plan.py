@@ -9,12 +9,22 @@ what it sends, so each direction has the link's rate), and ``netem`` delay where
 has it. The whole testbed is one layer-2 segment of private addresses (``10.77.0.0/16``),
 which only exist inside its namespaces: a tree has no loop, so no spanning tree is needed.
 
+Beside the topology, a *management network*, as a real cluster has one out of band: a
+namespace ``NAME-m`` with a bridge, an unshaped veth from every host (``mgmt``, address
+``10.78.M.<rank + 1>``) and one to the machine's own namespace (``NAME-m``, the gateway
+``10.78.M.254``), where the run's launcher hosts the run's store. It is not part of the
+topology: no ``tbf``, no link fault reaches it, and training traffic never takes it (the
+ranks' collectives are bound to the topology's device). ``M`` (1-250) is drawn from the name,
+and ``up`` moves it to a subnet this machine does not use yet.
+
 Examples
 --------
 >>> import topologies
 >>> plan = make_plan(topologies.star(3, bandwidth="100Mbps", latency="1ms"), "tb")
 >>> plan.namespaces
 ['tb-h0', 'tb-h1', 'tb-h2', 'tb-s0']
+>>> plan.management_namespace, plan.gateway, plan.management_address(2)
+('tb-m', '10.78.114.254', '10.78.114.3')
 >>> plan.hosts[1].address, plan.links[1]
 ('10.77.0.2', Link(index=1, a=End(namespace='tb-h1', device='l1a', bridged=False), b=End(namespace='tb-s0', device='l1b', bridged=True), rate=12500000.0, delay=0.001))
 >>> make_plan(topologies.ring(4), "tb")
@@ -26,6 +36,7 @@ real.testbed.plan.TestbedError: topology: a testbed must be a tree (it is one la
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -34,6 +45,7 @@ import networkx as nx
 import topologies
 
 __all__ = [
+    "MANAGEMENT_HOSTS",
     "SUBNET",
     "End",
     "Host",
@@ -47,6 +59,8 @@ __all__ = [
 
 #: The testbed's addresses: private, and only inside its own namespaces.
 SUBNET = "10.77.0.0/16"
+#: The most hosts a testbed's management network (one /24) has addresses for.
+MANAGEMENT_HOSTS = 253
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 
@@ -132,10 +146,37 @@ class Plan:
     #: Each topology node's namespace, by the node's name as a string (as fault schedules
     #: name links).
     nodes: dict[str, str] = field(default_factory=dict)
+    #: The management network's subnet: ``10.78.<management>.0/24`` (see the module notes).
+    management: int = 1
 
     @property
     def namespaces(self) -> list[str]:
+        """The topology's namespaces: its hosts' and switches'."""
         return [h.namespace for h in self.hosts] + self.switches
+
+    @property
+    def management_namespace(self) -> str:
+        """The namespace of the management network's bridge."""
+        return f"{self.name}-m"
+
+    @property
+    def gateway(self) -> str:
+        """The machine's own address on the management network: where the run's store is."""
+        return f"10.78.{self.management}.254"
+
+    @property
+    def gateway_device(self) -> str:
+        """The management veth's end in the machine's own namespace."""
+        return f"{self.name}-m"
+
+    def management_address(self, rank: int) -> str:
+        """Host ``rank``'s address on the management network (device ``mgmt``)."""
+        if not 0 <= rank < MANAGEMENT_HOSTS:
+            raise TestbedError(
+                f"topology: {len(self.hosts)} hosts are more than a testbed's management "
+                f"network has addresses for ({MANAGEMENT_HOSTS})"
+            )
+        return f"10.78.{self.management}.{rank + 1}"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -153,6 +194,7 @@ class Plan:
                 for link in self.links
             ],
             "bridges": self.bridges,
+            "management": self.management,
         }
 
 
@@ -213,4 +255,5 @@ def make_plan(graph: nx.Graph, name: str) -> Plan:
         links=links,
         bridges=[namespace[n] for n in undirected if n in bridged],
         nodes={str(node): ns for node, ns in namespace.items()},
+        management=zlib.crc32(name.encode()) % 250 + 1,
     )

@@ -1,6 +1,6 @@
 """The probe under a strategy name, for ranks started from a command line.
 
-``commsim calibrate --testbed`` starts each rank as ``python -m real --import
+``commsim calibrate --testbed`` runs ``python -m real --testbed ... --import
 studies.calibration.named --strategy calibration_probe:...``. The probe is not registered
 anywhere else: it measures, it does not train, so it stays out of the strategy catalogue.
 """

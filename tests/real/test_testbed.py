@@ -106,8 +106,46 @@ def test_up_shapes_both_ends_of_every_link_at_its_rate():
     shaped = [c for c in fake.calls if c[:2] == ["tc", "-n"] and "tbf" in c]
     assert len(shaped) == 2 * len(plan.links)
     assert all(c[c.index("rate") + 1] == "100000000bit" for c in shaped)
-    assert fake.namespaces == set(plan.namespaces)
+    assert fake.namespaces == {*plan.namespaces, "tb-m"}
     assert [s.state for s in status(run=fake)] == ["up"]
+
+
+def test_every_host_has_an_unshaped_management_link_to_the_launchers_namespace():
+    fake = FakeIp()
+    plan = make_plan(topologies.star(3, bandwidth="100Mbps"), "tb")
+    with pytest.warns(UserWarning):
+        up(plan, run=fake)
+    texts = [" ".join(c) for c in fake.calls]
+    # One veth per host into the management bridge's namespace, and one to the machine's own.
+    for host in plan.hosts:
+        assert (
+            f"ip link add name mgmt netns {host.namespace} type veth peer name h{host.rank} netns tb-m"
+            in texts
+        )
+        assert (
+            f"ip -n {host.namespace} addr add 10.78.{plan.management}.{host.rank + 1}/24 dev mgmt"
+            in texts
+        )
+    assert "ip link add tb-m type veth peer name gw netns tb-m" in texts
+    assert f"ip addr add 10.78.{plan.management}.254/24 dev tb-m" in texts
+    # Not part of the topology: no qdisc on any of its devices, no address in its subnet.
+    shaped = {(c[2], c[c.index("dev") + 1]) for c in fake.calls if c[:2] == ["tc", "-n"]}
+    assert not any(ns == "tb-m" or dev in ("mgmt", "gw") for ns, dev in shaped)
+    assert all(h.address.startswith("10.77.") for h in plan.hosts)
+
+
+def test_the_management_subnet_moves_past_one_this_machine_uses():
+    class Used(FakeIp):
+        def __call__(self, argv):
+            if list(argv)[:3] == ["ip", "-4", "-o"]:
+                return f"5: x    inet 10.78.{first}.254/24 scope global x\n"
+            return super().__call__(argv)
+
+    plan = make_plan(topologies.star(2), "tb")
+    first = plan.management
+    with pytest.warns(UserWarning):
+        up(plan, run=Used())
+    assert plan.management == first % 250 + 1 and plan.gateway.endswith(".254")
 
 
 def test_each_host_resolves_every_testbed_address_and_down_removes_it(tmp_path):
@@ -234,7 +272,7 @@ def test_a_real_testbed_carries_tcp_at_the_links_rate_and_goes_away():
         assert 50e6 < rate < 100e6
     finally:
         removed = down(name)
-    assert sorted(removed[name]) == sorted(plan.namespaces)
+    assert sorted(removed[name]) == sorted([*plan.namespaces, plan.management_namespace])
     existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(ns in existing for ns in plan.namespaces)
 
@@ -248,10 +286,12 @@ def test_each_rank_gets_the_variables_a_cluster_launcher_would_give_it():
     from real.testbed.launch import rank_environment
 
     plan = make_plan(topologies.star(3), "tb")
-    placement = Placement.from_env(rank_environment(plan, 2))
+    placement = Placement.from_env(rank_environment(plan, 2, 4000))
     assert (placement.rank, placement.world_size, placement.node) == (2, 3, 2)
-    assert placement.master_addr == "10.77.0.1" and not placement.agent_store  # rank 0 hosts
-    assert rank_environment(plan, 2)["GLOO_SOCKET_IFNAME"] == plan.hosts[2].device
+    # The launcher hosts the store, on the management network; gloo on the topology's link.
+    assert placement.master_addr == plan.gateway and placement.agent_store
+    assert placement.master_port == 4000 and placement.launcher == "testbed"
+    assert rank_environment(plan, 2, 4000)["GLOO_SOCKET_IFNAME"] == plan.hosts[2].device
 
 
 def test_testbed_and_nproc_must_agree():
@@ -324,9 +364,10 @@ def test_a_killed_up_and_an_orphaned_run_say_their_owner_is_gone_and_the_next_up
         warnings.simplefilter("ignore")
         up(make_plan(topologies.star(2), "kd"), run=fake, owned_by=os.getpid())
     assert sorted(bed.name for bed in status(run=fake)) == ["kc", "kd"]
-    assert fake.namespaces == set(kept.namespaces) | set(
-        make_plan(topologies.star(2), "kd").namespaces
-    )
+    assert fake.namespaces == set(kept.namespaces) | {
+        *make_plan(topologies.star(2), "kd").namespaces,
+        "kd-m",
+    }
     assert status(run=fake)[1].condition == f"up, owned by pid {os.getpid()}"
 
 
@@ -400,6 +441,7 @@ def test_a_killed_testbed_run_leaves_no_namespace_state_file_or_rank(how, state,
         launcher.send_signal(getattr(signal, how))
         launcher.wait(timeout=60)
         assert _until(lambda: not namespaces()), namespaces()
+        assert _until(lambda: _gone(name))  # the management network's gateway veth too
         assert _until(lambda: not any(_alive(pid) for pid in ranks))
         assert _until(lambda: not list(state.glob("*.json")))
         assert not status()
@@ -419,24 +461,137 @@ def test_a_testbed_without_netem_says_what_it_emulates_in_a_whole_sentence(monke
 
     from real.testbed import launch
 
-    host = SimpleNamespace(rank=0, namespace="t-h0", address="10.0.0.1", device="veth0")
-    plan = SimpleNamespace(hosts=[host])
-    finished = SimpleNamespace(
-        poll=lambda: 0, returncode=0, wait=lambda: 0, kill=lambda: None, stderr=None
-    )
+    finished = SimpleNamespace(kill=lambda: None, wait=lambda: 0)
     monkeypatch.setattr(launch, "preflight", lambda: None)
-    monkeypatch.setattr(launch, "make_plan", lambda graph, name: plan)
     monkeypatch.setattr(launch.watchdog, "start", lambda name: finished)
     monkeypatch.setattr(launch, "up", lambda plan, owned_by: False)  # no netem qdisc
     monkeypatch.setattr(launch, "down", lambda name: None)
-    monkeypatch.setattr(
-        launch,
-        "subprocess",
-        SimpleNamespace(Popen=lambda *a, **k: finished, DEVNULL=-3, PIPE=-1),
-    )
-    assert launch.run_on_testbed(line_of_hosts(1), ["--steps", "1"], "t") == 0
+    with launch.Testbed(line_of_hosts(2), "t"):
+        pass
     said = capsys.readouterr().err.strip()
     assert said.startswith("testbed: latency is not emulated (no netem in this kernel)")
     assert "bandwidth is shaped" in said and said.endswith(
         "(modprobe sch_netem) to emulate latency"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The management network: the launcher's store, out of band; crashes and restarts on it
+
+
+def _sent(namespace, device):
+    """Bytes ``device`` in ``namespace`` has sent (its counters, as ``ip -s link`` shows)."""
+    shown = subprocess.run(
+        ["ip", "-n", namespace, "-j", "-s", "link", "show", "dev", device],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(shown)[0]["stats64"]["tx"]["bytes"]
+
+
+def _gone(name):
+    """Whether nothing of testbed ``name`` is left: namespaces, or the gateway veth."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return f"{name}-" not in listed and f" {name}-m@" not in links and f" {name}-m:" not in links
+
+
+@needs_root
+def test_a_crash_and_restart_on_the_testbed_gives_sims_quorum_numbers(monkeypatch):
+    """A quorum all-reduce on 3 hosts: rank 2 is killed at step 3 (SIGKILL, in its
+    namespace) and comes back at step 6 as a new process in the same namespace; the
+    launcher's store, on the management network, outlives it. Committed steps, lost steps
+    and the final loss are sim's; the training's bytes crossed the shaped links."""
+    import real
+    import sim
+    from real.testbed import launch
+    from strategies import AllReduceSGD
+
+    sent = {}
+    remove = launch.down
+
+    def counted(name):  # the counters, read just before the testbed goes
+        plan = make_plan(topologies.star(3), name)
+        for host in plan.hosts:
+            sent[host.rank] = (_sent(host.namespace, host.device), _sent(host.namespace, "mgmt"))
+        return remove(name)
+
+    monkeypatch.setattr(launch, "down", counted)
+    quorum = AllReduceSGD(fault_tolerance="quorum")
+    faults = {"events": [{"kind": "crash", "rank": 2, "step": 3, "restart_step": 6}]}
+    faults["detect"] = 1.0
+    spec, kw = "star:n=3,bandwidth=100Mbps", dict(steps=10, eval_every=5)
+    simulated = sim.run(quorum, "quadratic", spec, **kw, compute=0.01, faults=faults)
+    ran = real.run(quorum, "quadratic", nproc=3, **kw, timeout=60, faults=faults, testbed=spec)
+    keys = ("steps", "failures", "restarts", "lost_steps", "lost_samples", "heal_bytes")
+    assert [ran.summary[k] for k in keys] == [simulated.summary[k] for k in keys]
+    assert [ran.summary[k] for k in ("failures", "restarts", "lost_steps")] == [1, 1, 1]
+    assert ran.summary["final_loss"] == simulated.summary["final_loss"]
+    assert ran.evals[["step", "loss"]].equals(simulated.evals[["step", "loss"]])
+
+    def fault_rows(result):  # (its step: see docs/faults.md, "Known gaps")
+        rows = result.metrics[result.metrics.kind == "fault"]
+        return sorted(zip(rows["rank"], rows.event))
+
+    assert fault_rows(ran) == fault_rows(simulated) != []
+    assert ran.config["placement"]["launcher"] == "testbed"
+    # What the ledger counts as sent went over the topology's (shaped) veths: had gloo
+    # taken the management link, they would have carried next to nothing.
+    assert sum(topology for topology, _ in sent.values()) >= ran.summary["bytes"] > 0
+    assert all(management > 0 for _, management in sent.values())  # the store's traffic
+    assert _gone(f"r{os.getpid() % 10**7}")
+
+
+@needs_root
+def test_the_store_is_reached_over_the_management_network_while_every_link_is_down():
+    """Every topology link blackholed: a host reaches the launcher's store (a client in its
+    namespace sets a key the launcher reads), but not a peer over the topology. ``down``
+    takes the management network away too (its veth in the machine's own namespace)."""
+    from real import rendezvous
+    from real.testbed.links import _commands
+
+    plan = make_plan(topologies.star(2, bandwidth="100Mbps"), f"mg{os.getpid() % 10**5}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            up(plan)
+        for link in plan.links:
+            for command in _commands(link, False, 0.0):
+                subprocess.run(command, check=True)
+        store = rendezvous.host_store(0, 2, 30.0, plan.gateway)
+        client = (
+            "import sys, datetime, torch.distributed as d; "
+            "s = d.TCPStore(sys.argv[1], int(sys.argv[2]), is_master=False, "
+            "timeout=datetime.timedelta(seconds=20)); s.set('from', 'h1')"
+        )
+        namespace = plan.hosts[1].namespace
+        done = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespace,
+                sys.executable,
+                "-c",
+                client,
+                plan.gateway,
+                str(store.port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert store.get("from") == b"h1"
+        peer = f"import socket; socket.create_connection(('{plan.hosts[0].address}', 9), timeout=2)"
+        cut = subprocess.run(
+            ["ip", "netns", "exec", namespace, sys.executable, "-c", peer],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "timed out" in cut.stderr  # the topology carries nothing: not even a refusal
+    finally:
+        down(plan.name)
+    assert _gone(plan.name)

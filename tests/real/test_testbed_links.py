@@ -104,19 +104,15 @@ def test_applied_reads_the_agents_changes_in_time_order_and_skips_what_is_not_on
     [
         (
             [{"kind": "link_down", "link": ["s0", "1"], "at": 1}],
-            "--faults: faults[0].until: a link that stays down is not applied on a testbed",
-        ),
-        (
-            [{"kind": "link_down", "link": ["s0", "1"], "at": 1, "until": 12}],
-            "--faults: faults[0].until: an outage of 11 s is not shorter than --silence 10 s",
-        ),
-        (
-            [{"kind": "crash", "rank": 1, "step": 2}],
-            "--faults: faults[0]: a 'crash' event is not applied on a --testbed run",
+            "faults[0].until: a link that stays down is not applied on a testbed",
         ),
         (
             [{"kind": "link_slow", "link": ["s0", "h9"], "factor": 0.5, "at": 1}],
-            "--faults: faults[0].link: no node 'h9'",
+            "faults[0].link: no node 'h9'",
+        ),
+        (
+            [{"kind": "crash", "rank": 5, "step": 2}],
+            "faults[0].rank: rank 5 is not in the run's ranks 0..1",
         ),
     ],
 )
@@ -179,9 +175,11 @@ def test_the_replay_writes_each_change_as_a_fault_row_at_its_time_among_the_even
 @needs_root
 def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tmp_path):
     """2 hosts at 2 Mbit/s (all-reduce of mlp_digits: ~80 ms a step, on the link): the link
-    at a quarter of its rate for a second, then down for one. Nothing crosses while it is
-    down, so no step ends then and the run resumes once TCP retransmits; the numbers are
-    those of the fault-free run (sim's: the testbed run equals it, see test_testbed.py)."""
+    at a quarter of its rate for a second, then down for 2.5 s, longer than --silence 2: the
+    heartbeats reach the launcher's store over the management network, so no rank is taken
+    for silent. Nothing crosses while it is down, so no step ends then and the run resumes
+    once TCP retransmits; the numbers are those of the fault-free run (sim's: the testbed
+    run equals it, see test_testbed.py)."""
     import os
 
     import sim
@@ -189,11 +187,12 @@ def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tm
     spec = "star:n=2,bandwidth=2Mbps"
     events = [
         {"kind": "link_slow", "link": ["s0", "1"], "factor": 0.25, "at": 0.5, "until": 1.0},
-        {"kind": "link_down", "link": ["1", "s0"], "at": 1.5, "until": 2.5},
+        {"kind": "link_down", "link": ["1", "s0"], "at": 1.5, "until": 4.0},
     ]
     path = tmp_path / "faults.json"
     path.write_text(json.dumps(events))
     args = ["--testbed", spec, "--steps", "40", "--eval-every", "10", "--faults", str(path)]
+    args += ["--silence", "2"]
     done = CliRunner().invoke(_cli(), [*args, "--out", str(tmp_path / "run"), "--no-progress"])
     assert done.exit_code == 0, done.output
     record = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -203,7 +202,7 @@ def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tm
     faults = metrics[metrics["kind"] == "fault"]
     assert list(faults["event"]) == ["link_slow", "link_up", "link_down", "link_up"]
     assert list(faults["rank"]) == [-1] * 4
-    scheduled = [0.5, 1.0, 1.5, 2.5]
+    scheduled = [0.5, 1.0, 1.5, 4.0]
     assert all(t >= s for t, s in zip(faults["time"], scheduled, strict=True))  # never early
     down, up = faults["time"].iloc[2], faults["time"].iloc[3]
     steps = metrics[metrics["kind"] == "step"]
@@ -226,12 +225,11 @@ def test_a_slowed_then_cut_link_delays_the_run_which_ends_with_the_same_maths(tm
 
 @needs_root
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_an_interrupt_during_an_outage_mends_the_link_so_the_rows_are_written(tmp_path, state, how):
-    """SIGTERM while the link is down: the launcher stops the agent and gives the link its
-    rate back, so the ranks hand in over it (their retransmissions would otherwise wait
-    seconds past the grace); rank 0 writes the run, with its link_down row. SIGKILL: the
-    agent dies with the launcher, as the ranks do, and the watchdog removes the testbed.
-    Either way nothing is left: no namespace, no agent, no state file."""
+def test_an_interrupt_during_an_outage_still_writes_the_rows(tmp_path, state, how):
+    """SIGTERM while the link is down: the ranks hand in over the management network, which
+    the outage does not touch, and the launcher writes the run, with its link_down row.
+    SIGKILL: the agent dies with the launcher, as the ranks do, and the watchdog removes the
+    testbed. Either way nothing is left: no namespace, no agent, no state file."""
     import signal
     import sys
     import time
