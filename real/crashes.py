@@ -242,10 +242,17 @@ class RankFaults:
     # -- this rank's crash ------------------------------------------------------------------
     def due(self, step: int) -> bool:
         """Whether this process is to be killed now, its own step being ``step`` (or the
-        launcher asked: a crash at a time)."""
-        return self.requested.is_set() or (
-            self._crash_step is not None and step >= self._crash_step
-        )
+        launcher asked: a crash at a time). A rank that is not an owner of the global model
+        is killed once the global step (the live owners' slowest) reaches its crash's."""
+        if self.requested.is_set():
+            return True
+        if self._crash_step is None:
+            return False
+        if self.rank in self.owners:
+            return step >= self._crash_step
+        # A rank that owns no share of the global model (a parameter server's worker) has
+        # no steps of its own: its crash at step k is at the global step k, as sim's.
+        return self._global_step(without=-1) >= self._crash_step
 
     def crash(self, at: float) -> None:
         """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says; or,

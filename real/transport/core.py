@@ -18,7 +18,7 @@ from torch._C import _distributed_c10d as c10d  # (AllgatherOptions is not re-ex
 
 from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
-from real.transport.matching import Receiving
+from real.transport.matching import Posted, Receiving
 from real.transport.staging import resolve_device
 from strategies.comm import CommError, Group, PeerFailure, header_nbytes, message_nbytes
 from strategies.handles import Handle
@@ -168,6 +168,19 @@ class TorchTransport(Receiving):
                     self._drop_quorum_groups(tuple(op.group))
                 return failure
         return CommError(f"{what} failed: {exc}")
+
+    def _failed(self, posted: Posted, exc: Exception) -> None:
+        """A receive the library failed: a :class:`~strategies.PeerFailure` naming the
+        killed sender (or, from any rank, the killed ranks) when the run has a fault
+        schedule, as a send or a collective says it (a parameter server's workers)."""
+        if self._faults is not None:
+            ranks = range(self.world_size) if posted.src is None else (posted.src,)
+            what = f"rank {self.rank}: {posted.handle.describe()}"
+            failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is not None:
+                posted.handle.fail(failure, at=self._clock())
+                return
+        super()._failed(posted, exc)
 
     def _drop_quorum_groups(self, ranks: tuple[int, ...]) -> None:
         with self._groups_lock:
