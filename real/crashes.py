@@ -47,13 +47,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from faults import FaultSchedule
+from faults import FaultError, FaultSchedule
 from real import rendezvous
 from real.peer_failure import is_peer_failure
 from strategies.comm import CommError, PeerFailure
 
 __all__ = [
     "RankFaults",
+    "check_rejoinable",
     "check_schedule",
     "crash_count",
     "crash_step",
@@ -82,6 +83,34 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
     does not apply."""
     schedule = FaultSchedule.parse(value, world_size=nproc, links=None, steps=steps)
     return schedule
+
+
+def check_rejoinable(strategy: Any, schedule: FaultSchedule, world_size: int) -> None:
+    """A one-line :class:`faults.FaultError` for a restart the real backend cannot make:
+    a restarted rank is a new process that joins no world process group (the survivors
+    will not), only quorums' groups, and a strategy with servers (a parameter server)
+    sends its pushes and replies point to point over the world group. ``recovery =
+    "restart"`` is :func:`real.checkpoints.check_restartable`'s.
+
+    >>> from strategies import registry
+    >>> ps = registry.get("parameter_server")
+    >>> check_rejoinable(ps, check_schedule([{"kind": "crash", "rank": 2, "step": 3}], 3, 9), 3)
+    >>> back = [{"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}]
+    >>> check_rejoinable(ps, check_schedule(back, 3, 9), 3)
+    Traceback (most recent call last):
+    ...
+    faults.errors.FaultError: faults[0]: a restarted rank on the real backend joins only quorums' process groups, and parameter_server's servers and workers send to each other over the world's; drop the restart (the rank stays down) or run it with sim
+    """
+    if schedule.recovery == "restart" or not strategy.servers(world_size):
+        return
+    for index, event in enumerate(schedule.events):
+        if getattr(event, "restarts", False):
+            raise FaultError(
+                f"faults[{index}]",
+                "a restarted rank on the real backend joins only quorums' process groups, and "
+                f"{strategy.name}'s servers and workers send to each other over the world's; "
+                "drop the restart (the rank stays down) or run it with sim",
+            )
 
 
 def crash_step(schedule: FaultSchedule, rank: int, incarnation: int) -> int | None:

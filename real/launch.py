@@ -38,7 +38,7 @@ import workloads
 from faults import FaultSchedule
 from real import rendezvous
 from real.checkpoints import check_restartable
-from real.crashes import check_schedule
+from real.crashes import check_rejoinable, check_schedule
 from real.devices import resolve_backend
 from real.handin import Gathered, gather, slot
 from real.placement import LaunchError, Placement, placement_record
@@ -227,6 +227,8 @@ def run(
     )
     if schedule is not None and schedule.recovery == "restart":
         check_restartable(setup.strategy, nproc)
+    if schedule is not None:
+        check_rejoinable(setup.strategy, schedule, nproc)
     try:
         pickled = cloudpickle.dumps(setup)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

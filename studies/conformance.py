@@ -272,7 +272,10 @@ def check(
             found += _bytes_difference(simulated, measured, bytes_rtol)
         if faults is not None:
             final = f"final_{_metric(simulated)}"
-            for key in ("failures", "restarts", "lost_steps", final):
+            # An asynchronous run's final loss is judged over the seeds (LossVerdict), not
+            # per seed: which gradients a fault drops follows the interleaving.
+            keys = ("failures", "restarts", "lost_steps") + ((final,) if exact else ())
+            for key in keys:
                 a, b = simulated.summary.get(key), measured.summary.get(key)
                 close = key == final and a is not None and b is not None
                 if close and abs(float(a) - float(b)) <= atol + 100 * rtol * abs(float(a)):

@@ -589,3 +589,26 @@ def test_every_collective_on_a_workers_quorum_gives_sims_values_on_gloo() -> Non
     bytes_ = [r.metrics[r.metrics.kind == "eval"].bytes.tolist() for r in (ran, simulated)]
     assert bytes_[0] == pytest.approx(bytes_[1], rel=1e-12)  # (summed in another order)
     assert torch.equal(ran.parameters, simulated.parameters)
+
+
+def test_parameter_server_worker_crashes_pass_the_conformance_kit() -> None:
+    # Worker 3 is killed at global step 3 (it has no steps of its own): the synchronous
+    # server carries on with the others once its receive from rank 3 fails (a PeerFailure
+    # on real too): bit for bit sim's; with a backup worker, which gradient is dropped
+    # follows the arrival order, so it is judged over seeds.
+    from studies.conformance import check
+
+    faults = {"events": [{"kind": "crash", "rank": 3, "step": 3}], "detect": 1.0}
+    report = check("parameter_server", world_size=4, steps=8, timeout=60, faults=faults)
+    assert report.differences == []
+    assert report.real.summary["failures"] == 1
+    spec = "parameter_server:backup_workers=1"
+    report = check(spec, world_size=4, steps=8, timeout=60, faults=faults, exact=False, seeds=3)
+    assert report.differences == []
+
+
+def test_a_restart_of_a_parameter_servers_rank_is_refused_in_one_line() -> None:
+    back = {"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}
+    with pytest.raises(FaultError) as raised:
+        real.run("parameter_server", "quadratic", nproc=3, **KW, faults=[back])
+    assert "\n" not in str(raised.value) and str(raised.value).startswith("faults[0]: ")
