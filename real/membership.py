@@ -281,7 +281,9 @@ class Membership:
 
     def _announced(self, q: int, where: str, ranks: Iterable[int]) -> list[int]:
         return [
-            r for r in ranks if self._store.check([self._key(where + _ANNOUNCE.format(q=q, rank=r))])
+            r
+            for r in ranks
+            if self._store.check([self._key(where + _ANNOUNCE.format(q=q, rank=r))])
         ]
 
     def _ranks(self, ranks: Iterable[int] | None) -> tuple[int, ...]:
@@ -327,9 +329,7 @@ class Membership:
         for :meth:`wait`. A rank that announced is counted in by the others from now on."""
         among = self._ranks(ranks)
         if not 1 <= min_size <= len(among):
-            raise ValueError(
-                f"min_size={min_size} must be in 1..{len(among)} (the quorum's ranks)"
-            )
+            raise ValueError(f"min_size={min_size} must be in 1..{len(among)} (the quorum's ranks)")
         where = space(among, self.world_size)
         q = self.latest(among) + 1
         self._store.set(self._key(where + _ANNOUNCE.format(q=q, rank=self.rank)), str(int(step)))
@@ -374,8 +374,7 @@ class Membership:
     def steps(self, quorum: Quorum) -> tuple[int, ...]:
         """Each member's step as it announced it, in ``members`` order."""
         keys = [
-            self._key(quorum.space + _ANNOUNCE.format(q=quorum.id, rank=r))
-            for r in quorum.members
+            self._key(quorum.space + _ANNOUNCE.format(q=quorum.id, rank=r)) for r in quorum.members
         ]
         return tuple(int(bytes(self._store.get(key)).decode() or 0) for key in keys)
 
