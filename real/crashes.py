@@ -47,13 +47,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from faults import FaultSchedule
+from faults import FaultError, FaultSchedule
 from real import rendezvous
 from real.peer_failure import is_peer_failure
 from strategies.comm import CommError, PeerFailure
 
 __all__ = [
     "RankFaults",
+    "check_rejoinable",
     "check_schedule",
     "crash_count",
     "crash_step",
@@ -82,6 +83,34 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
     does not apply."""
     schedule = FaultSchedule.parse(value, world_size=nproc, links=None, steps=steps)
     return schedule
+
+
+def check_rejoinable(strategy: Any, schedule: FaultSchedule, world_size: int) -> None:
+    """A one-line :class:`faults.FaultError` for a restart the real backend cannot make:
+    a restarted rank is a new process that joins no world process group (the survivors
+    will not), only quorums' groups, and a strategy with servers (a parameter server)
+    sends its pushes and replies point to point over the world group. ``recovery =
+    "restart"`` is :func:`real.checkpoints.check_restartable`'s.
+
+    >>> from strategies import registry
+    >>> ps = registry.get("parameter_server")
+    >>> check_rejoinable(ps, check_schedule([{"kind": "crash", "rank": 2, "step": 3}], 3, 9), 3)
+    >>> back = [{"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}]
+    >>> check_rejoinable(ps, check_schedule(back, 3, 9), 3)
+    Traceback (most recent call last):
+    ...
+    faults.errors.FaultError: faults[0]: a restarted rank on the real backend joins only quorums' process groups, and parameter_server's servers and workers send to each other over the world's; drop the restart (the rank stays down) or run it with sim
+    """
+    if schedule.recovery == "restart" or not strategy.servers(world_size):
+        return
+    for index, event in enumerate(schedule.events):
+        if getattr(event, "restarts", False):
+            raise FaultError(
+                f"faults[{index}]",
+                "a restarted rank on the real backend joins only quorums' process groups, and "
+                f"{strategy.name}'s servers and workers send to each other over the world's; "
+                "drop the restart (the rank stays down) or run it with sim",
+            )
 
 
 def crash_step(schedule: FaultSchedule, rank: int, incarnation: int) -> int | None:
@@ -193,7 +222,6 @@ class RankFaults:
         self.step = 0
         self.waiting: Any = None
         #: Whether this rank's step crashes are at the global step (it applies no steps).
-        self.by_global_step = False
 
     @classmethod
     def of(
@@ -233,8 +261,6 @@ class RankFaults:
             return rendezvous.client(addr, port, options.timeout, secret)
 
         faults = cls(schedule, rank, world, options.incarnation, list(owners), connect)
-        # A rank outside a primary model's replicas applies no steps: crashed at global steps.
-        faults.by_global_step = setup.strategy.global_model == "primary" and rank not in owners
         faults.timeout = float(options.timeout)
         if getattr(setup.strategy, "fault_tolerance", None) == "quorum":
             # A quorum strategy's owners are its workers, which step without the crashing
@@ -246,12 +272,17 @@ class RankFaults:
     # -- this rank's crash ------------------------------------------------------------------
     def due(self, step: int) -> bool:
         """Whether this process is to be killed now, its own step being ``step`` (or the
-        launcher asked: a crash at a time)."""
-        if self.requested.is_set() or self._crash_step is None:
-            return self.requested.is_set()
-        if self.by_global_step:  # a rank that applies no steps (an IMPALA actor):
-            step = self._global_step(self.rank)  # at the global step, as sim's crashes it
-        return step >= self._crash_step
+        launcher asked: a crash at a time). A rank that is not an owner of the global model
+        is killed once the global step (the live owners' slowest) reaches its crash's."""
+        if self.requested.is_set():
+            return True
+        if self._crash_step is None:
+            return False
+        if self.rank in self.owners:
+            return step >= self._crash_step
+        # A rank that owns no share of the global model (a parameter server's worker) has
+        # no steps of its own: its crash at step k is at the global step k, as sim's.
+        return self._global_step(without=-1) >= self._crash_step
 
     def crash(self, at: float) -> None:
         """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says; or,

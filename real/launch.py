@@ -42,7 +42,7 @@ import workloads
 from faults import FaultSchedule
 from real import rendezvous
 from real.checkpoints import check_restartable
-from real.crashes import check_schedule
+from real.crashes import check_rejoinable, check_schedule
 from real.devices import resolve_backend
 from real.handin import Gathered, gather, slot
 from real.placement import LaunchError, Placement, placement_record
@@ -246,6 +246,8 @@ def run(
     check_real = getattr(setup.strategy, "check_real_faults", None)
     if schedule is not None and check_real is not None:
         check_real(schedule, nproc)
+    if schedule is not None:
+        check_rejoinable(setup.strategy, schedule, nproc)
     try:
         pickled = cloudpickle.dumps(setup)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

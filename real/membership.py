@@ -62,11 +62,12 @@ Two quorums on one process (a world of one); the second has nobody new:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -74,7 +75,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Membership", "Quorum", "QuorumError"]
+__all__ = ["Membership", "Quorum", "QuorumError", "space"]
 
 PREFIX = "membership/"
 _BEAT, _MEMBERS, _ANNOUNCE = "beat/{rank}", "{q}/members", "{q}/rank/{rank}"
@@ -83,6 +84,24 @@ _POLL = 0.01  # how often a rank waiting for a quorum looks at the store
 
 class QuorumError(RuntimeError):
     """No quorum of the size asked for formed in time."""
+
+
+def space(ranks: Iterable[int] | None, world_size: int) -> str:
+    """Where the quorums of ``ranks`` live on the store, under the membership's prefix: each
+    set of ranks has its own sequence of quorums (ids from 1), as in ``sim`` (a parameter
+    server's workers form theirs without the servers). ``""`` for every rank of the run
+    (``None``), so a run whose quorums are over every rank keeps its keys.
+
+    >>> space(None, 4), space(range(4), 4), space([1, 2, 3], 4)
+    ('', '', 'of/ce405b5bfdbf/')
+    """
+    if ranks is None:
+        return ""
+    members = tuple(sorted(set(ranks)))
+    if members == tuple(range(world_size)):
+        return ""
+    digest = hashlib.blake2s(",".join(map(str, members)).encode(), digest_size=6).hexdigest()
+    return f"of/{digest}/"
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,8 @@ class Quorum:
     id: int
     members: tuple[int, ...]
     joined: tuple[int, ...]
+    #: Whose quorums these are (:func:`space`): ``""`` for every rank of the run.
+    space: str = field(default="", repr=False)
 
     @property
     def size(self) -> int:
@@ -147,7 +168,7 @@ class Membership:
         self._prefix = prefix
         self._store = connect()
         self._beats = connect()
-        self._previous: Quorum | None = None
+        self._previous: dict[str, Quorum] = {}  # the last quorum joined, per set of ranks
         self._lock = threading.Lock()
         # When each rank's counter last moved, on this process's clock. A rank not seen yet
         # counts from now: it is silent once it has not beaten for `detect` seconds of this
@@ -230,13 +251,19 @@ class Membership:
             time.sleep(min(self.interval, _POLL * 5))
 
     # -- quorums --------------------------------------------------------------------------
-    def latest(self) -> int:
-        """The id of the latest quorum formed in the run (0: none yet). Quorums form one
-        after the other, so their members' keys exist for ids 1..latest and for no other:
-        found by doubling then halving, in a few round trips."""
-        formed = self._formed
-        if self._previous is not None and formed(self._previous.id + 1) is False:
-            return self._previous.id
+    def latest(self, ranks: Iterable[int] | None = None) -> int:
+        """The id of the latest quorum of ``ranks`` (None: every rank) formed in the run
+        (0: none yet). Quorums form one after the other, so their members' keys exist for
+        ids 1..latest and for no other: found by doubling then halving, in a few round
+        trips."""
+        where = space(ranks, self.world_size)
+
+        def formed(q: int) -> bool:
+            return self._formed(q, where)
+
+        previous = self._previous.get(where)
+        if previous is not None and formed(previous.id + 1) is False:
+            return previous.id
         low, high = 0, 1  # formed(low) holds (0 trivially); find a high that does not
         while formed(high):
             low, high = high, high * 2
@@ -245,18 +272,31 @@ class Membership:
             low, high = (mid, high) if formed(mid) else (low, mid)
         return low
 
-    def _formed(self, q: int) -> bool:
-        return bool(self._store.check([self._key(_MEMBERS.format(q=q))]))
+    def _formed(self, q: int, where: str = "") -> bool:
+        return bool(self._store.check([self._key(where + _MEMBERS.format(q=q))]))
 
-    def _members(self, q: int) -> tuple[int, ...]:
-        return tuple(json.loads(bytes(self._store.get(self._key(_MEMBERS.format(q=q))))))
+    def _members(self, q: int, where: str = "") -> tuple[int, ...]:
+        key = self._key(where + _MEMBERS.format(q=q))
+        return tuple(json.loads(bytes(self._store.get(key))))
 
-    def _announced(self, q: int) -> list[int]:
+    def _announced(self, q: int, where: str, ranks: Iterable[int]) -> list[int]:
         return [
             r
-            for r in range(self.world_size)
-            if self._store.check([self._key(_ANNOUNCE.format(q=q, rank=r))])
+            for r in ranks
+            if self._store.check([self._key(where + _ANNOUNCE.format(q=q, rank=r))])
         ]
+
+    def _ranks(self, ranks: Iterable[int] | None) -> tuple[int, ...]:
+        """``ranks`` checked (this rank among them), or every rank for None."""
+        if ranks is None:
+            return tuple(range(self.world_size))
+        out = tuple(sorted(set(ranks)))
+        if not out or out[0] < 0 or out[-1] >= self.world_size or self.rank not in out:
+            raise ValueError(
+                f"ranks={out} must be ranks of the run (0..{self.world_size - 1}) and hold "
+                f"this rank, {self.rank}"
+            )
+        return out
 
     def quorum(
         self,
@@ -267,30 +307,32 @@ class Membership:
         step: int = 0,
         expect: Iterable[int] = (),
         down: Callable[[], Iterable[int]] | None = None,
+        ranks: Iterable[int] | None = None,
     ) -> Quorum:
-        """Join the next quorum and return it once its members are decided.
+        """Join the next quorum of ``ranks`` (None: every rank of the run) and return it
+        once its members are decided.
 
-        It is decided when every rank not silent for ``detect`` seconds has announced
-        itself and at least ``min_size`` have, or after ``timeout`` seconds when at least
-        ``min_size`` have; else :class:`QuorumError`. A rank that died since the last
-        quorum therefore delays this one by up to ``detect`` seconds.
+        It is decided when every rank of ``ranks`` not silent for ``detect`` seconds has
+        announced itself and at least ``min_size`` have, or after ``timeout`` seconds when
+        at least ``min_size`` have; else :class:`QuorumError`. A rank that died since the
+        last quorum therefore delays this one by up to ``detect`` seconds.
 
         ``step`` is announced with this rank (:meth:`steps` reads the members'); ``expect``:
         ranks it waits for too, silent or not (a rank being restarted); ``down()``: ranks
         known dead, not waited for (killed by a fault schedule).
         """
-        q = self.announce(min_size, step)
-        return self.wait(q, min_size, timeout, detect, expect, down, step)
+        q = self.announce(min_size, step, ranks)
+        return self.wait(q, min_size, timeout, detect, expect, down, step, ranks=ranks)
 
-    def announce(self, min_size: int, step: int = 0) -> int:
-        """Announce this rank for the next quorum (one store write); its id, for
-        :meth:`wait`. A rank that announced is counted in by the others from now on."""
-        if not 1 <= min_size <= self.world_size:
-            raise ValueError(
-                f"min_size={min_size} must be in 1..{self.world_size} (the run's ranks)"
-            )
-        q = self.latest() + 1
-        self._store.set(self._key(_ANNOUNCE.format(q=q, rank=self.rank)), str(int(step)))
+    def announce(self, min_size: int, step: int = 0, ranks: Iterable[int] | None = None) -> int:
+        """Announce this rank for the next quorum of ``ranks`` (one store write); its id,
+        for :meth:`wait`. A rank that announced is counted in by the others from now on."""
+        among = self._ranks(ranks)
+        if not 1 <= min_size <= len(among):
+            raise ValueError(f"min_size={min_size} must be in 1..{len(among)} (the quorum's ranks)")
+        where = space(among, self.world_size)
+        q = self.latest(among) + 1
+        self._store.set(self._key(where + _ANNOUNCE.format(q=q, rank=self.rank)), str(int(step)))
         return q
 
     def wait(
@@ -303,28 +345,37 @@ class Membership:
         down: Callable[[], Iterable[int]] | None = None,
         step: int = 0,
         live: Callable[[], Iterable[int]] | None = None,
+        ranks: Iterable[int] | None = None,
     ) -> Quorum:
-        """Wait for quorum ``q`` that this rank announced itself for (see :meth:`quorum`).
-        ``live()``, when given, says which ranks to wait for instead of the heartbeats (a
-        run whose every death is announced on the store: :mod:`real.crashes`); a rank
-        whose heartbeat has not been seen moving yet (it just started) is waited for."""
+        """Wait for quorum ``q`` of ``ranks`` that this rank announced itself for (see
+        :meth:`quorum`). ``live()``, when given, says which ranks to wait for instead of
+        the heartbeats (a run whose every death is announced on the store:
+        :mod:`real.crashes`); a rank whose heartbeat has not been seen moving yet (it just
+        started) is waited for."""
+        among = self._ranks(ranks)
+        where = space(among, self.world_size)
         deadline = time.monotonic() + timeout
         expected = set(expect)
         while True:
-            members = self._decide(q, min_size, deadline, detect, timeout, expected, down, live)
+            members = self._decide(
+                q, min_size, deadline, detect, timeout, expected, down, live, among
+            )
             if self.rank in members:
                 break
             # Announced after the members were written: this rank is in the next one.
-            q = self.latest() + 1
-            self._store.set(self._key(_ANNOUNCE.format(q=q, rank=self.rank)), str(int(step)))
-        before = set() if q == 1 else set(self._members(q - 1))
-        quorum = Quorum(q, members, tuple(r for r in members if r not in before))
-        self._previous = quorum
+            q = self.latest(among) + 1
+            key = self._key(where + _ANNOUNCE.format(q=q, rank=self.rank))
+            self._store.set(key, str(int(step)))
+        before = set() if q == 1 else set(self._members(q - 1, where))
+        quorum = Quorum(q, members, tuple(r for r in members if r not in before), where)
+        self._previous[where] = quorum
         return quorum
 
     def steps(self, quorum: Quorum) -> tuple[int, ...]:
         """Each member's step as it announced it, in ``members`` order."""
-        keys = [self._key(_ANNOUNCE.format(q=quorum.id, rank=r)) for r in quorum.members]
+        keys = [
+            self._key(quorum.space + _ANNOUNCE.format(q=quorum.id, rank=r)) for r in quorum.members
+        ]
         return tuple(int(bytes(self._store.get(key)).decode() or 0) for key in keys)
 
     def _decide(
@@ -337,14 +388,17 @@ class Membership:
         expected: set[int] | None = None,
         down: Callable[[], Iterable[int]] | None = None,
         alive: Callable[[], Iterable[int]] | None = None,
+        among: tuple[int, ...] | None = None,
     ) -> tuple[int, ...]:
-        key = self._key(_MEMBERS.format(q=q))
+        among = tuple(range(self.world_size)) if among is None else among
+        where = space(among, self.world_size)
+        key = self._key(where + _MEMBERS.format(q=q))
         while not self._store.check([key]):
-            announced = self._announced(q)
+            announced = self._announced(q, where, among)
             if alive is not None:
                 live = set(alive())
             else:
-                live = set(range(self.world_size)) - set(self.silent(detect))
+                live = set(among) - set(self.silent(detect))
             if down is not None:
                 live -= set(down())
             live |= expected or set()
@@ -359,16 +413,17 @@ class Membership:
                     "lower min_size or restart the dead ranks"
                 )
             time.sleep(_POLL)
-        return self._members(q)
+        return self._members(q, where)
 
     # -- groups ---------------------------------------------------------------------------
     def group(self, quorum: Quorum, timeout: float = 60.0) -> Any:
         """A gloo process group of ``quorum``'s members, this rank as
-        ``quorum.index(rank)``, met under ``quorum/ID`` on the run's store (every member
-        must call it; it waits up to ``timeout`` for them, and that is also the group's
-        timeout for an operation whose peer stopped answering)."""
+        ``quorum.index(rank)``, met under ``quorum/ID`` on the run's store (a quorum of a
+        subset of the ranks under its set's own prefix; every member must call it; it
+        waits up to ``timeout`` for them, and that is also the group's timeout for an
+        operation whose peer stopped answering)."""
         raw = getattr(self._store, "raw", self._store)  # gloo's own keys are not signed
-        store = dist.PrefixStore(self._key(f"quorum/{quorum.id}"), raw)
+        store = dist.PrefixStore(self._key(f"quorum/{quorum.space}{quorum.id}"), raw)
         index, size, wait = quorum.index(self.rank), quorum.size, timedelta(seconds=timeout)
         group = dist.ProcessGroup(store, index, size)
         group._set_default_backend(dist.ProcessGroup.BackendType.GLOO)

@@ -157,12 +157,12 @@ class ActorLearner(Strategy):
     def check_real_faults(self, schedule: Any, world_size: int) -> None:
         """A one-line :class:`OptionError` for the faults the real backend cannot give this
         strategy: a restarted process joins no world process group (only quorums of every
-        rank), so a restarted actor or learner could not send or receive, and the learners'
-        quorum is over some of the ranks. A crashed actor that stays down runs."""
+        rank), so a restarted actor or learner could not send or receive; the learners' quorum
+        is not built there. A crashed actor that stays down runs."""
         if self.fault_tolerance is not None:
             raise OptionError(
-                f"fault_tolerance={self.fault_tolerance!r} needs quorums of the learners alone, "
-                "which the real backend does not form yet; run it with sim",
+                f"fault_tolerance={self.fault_tolerance!r} is not built on the real backend yet "
+                "(a learner's actors would need links to its restarted process); run it with sim",
                 "fault_tolerance",
             )
         back = [r for r in range(world_size) if schedule.has_restart(r)]

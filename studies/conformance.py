@@ -273,7 +273,8 @@ def check(
             found += _bytes_difference(simulated, measured, bytes_rtol)
         if faults is not None:
             final = f"final_{_metric(simulated)}"
-            # (an asynchronous run's final loss is the seeds' verdict's, below)
+            # An asynchronous run's final loss is judged over the seeds (LossVerdict), not
+            # per seed: which gradients a fault drops follows the interleaving.
             keys = ("failures", "restarts", "lost_steps") + ((final,) if exact else ())
             for key in keys:
                 a, b = simulated.summary.get(key), measured.summary.get(key)

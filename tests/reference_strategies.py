@@ -353,3 +353,60 @@ class CheckpointingLocal(Strategy):
                 yield w.save_checkpoint()
             if self.rest:
                 yield w.sleep(self.rest)
+
+
+class QuorumCollectives(Strategy):
+    """A user's strategy with a server: its workers form quorums without it and run every
+    collective of the communicator on each quorum's group, logging what each returned (a
+    float64 sum and the first and last values); the server asks its own quorums. A failed
+    round is dropped, as quorum all-reduce drops it."""
+
+    name = "quorum_collectives"
+    global_model = "average"
+
+    def servers(self, world_size):  # type: ignore[no-untyped-def]
+        return [0]
+
+    def server(self, s):  # type: ignore[no-untyped-def]
+        q = yield s.quorum()
+        yield s.comm.barrier(group=q.group)
+
+    def worker(self, w):  # type: ignore[no-untyped-def]
+        import torch
+
+        from strategies import PeerFailure
+
+        def seen(name, value):  # type: ignore[no-untyped-def]
+            flat = torch.cat([t.reshape(-1) for t in value]) if isinstance(value, list) else value
+            return {
+                f"{name}_sum": float(flat.double().sum()),
+                f"{name}_first": float(flat[0]),
+                f"{name}_last": float(flat[-1]),
+            }
+
+        while not w.done:
+            q = yield w.quorum()
+            # Values whose float32 sums depend on the order of three or more (1e8 - 1e8 + x).
+            scale = (1.0, 1e8, -1e8, 3.0)[w.rank % 4] * (1 + w.step)
+            x = torch.full((10,), scale) + torch.arange(10, dtype=torch.float32) / 7
+            first, last = q.members[0], q.members[-1]
+            logged: dict[str, float] = {"members": float(sum(2**r for r in q.members))}
+            try:
+                got = yield w.comm.all_reduce(x.clone(), op="sum", group=q.group)
+                logged |= seen("all_reduce", got)
+                got = yield w.comm.broadcast(x.clone(), src=last, group=q.group)
+                logged |= seen("broadcast", got)
+                got = yield w.comm.reduce(x.clone(), dst=first, op="sum", group=q.group)
+                logged |= seen("reduce", got)
+                got = yield w.comm.all_gather(x.clone(), group=q.group)
+                logged |= seen("all_gather", got)
+                got = yield w.comm.reduce_scatter(x.clone(), op="mean", group=q.group)
+                logged |= seen("reduce_scatter", got)
+                yield w.comm.barrier(group=q.group)
+                grads = yield w.compute_gradients()
+                grads = yield w.comm.all_reduce(grads, op="mean", group=q.group)
+            except PeerFailure:
+                w.lose(steps=1)
+                continue
+            w.log(**logged)
+            w.apply(grads)

@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch._C import _distributed_c10d as c10d  # (AllgatherOptions is not re-exported)
 
 from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
-from real.transport.matching import Receiving
+from real.transport.matching import Posted, Receiving
 from real.transport.staging import resolve_device
 from strategies.comm import CommError, Group, PeerFailure, header_nbytes, message_nbytes
 from strategies.handles import Handle
@@ -168,6 +169,19 @@ class TorchTransport(Receiving):
                 return failure
         return CommError(f"{what} failed: {exc}")
 
+    def _failed(self, posted: Posted, exc: Exception) -> None:
+        """A receive the library failed: a :class:`~strategies.PeerFailure` naming the
+        killed sender (or, from any rank, the killed ranks) when the run has a fault
+        schedule, as a send or a collective says it (a parameter server's workers)."""
+        if self._faults is not None:
+            ranks = range(self.world_size) if posted.src is None else (posted.src,)
+            what = f"rank {self.rank}: {posted.handle.describe()}"
+            failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is not None:
+                posted.handle.fail(failure, at=self._clock())
+                return
+        super()._failed(posted, exc)
+
     def _drop_quorum_groups(self, ranks: tuple[int, ...]) -> None:
         with self._groups_lock:
             for epoch, (members, pg) in list(self._quorum_groups.items()):
@@ -304,8 +318,9 @@ class TorchTransport(Receiving):
         started: float,
     ) -> Handle[Any]:
         """A collective on a quorum's own process group (:mod:`real.membership`): its own
-        methods, the members' indices as its ranks. A group that could not be built (a
-        member died before it met) fails the operation as the member's death does."""
+        methods, the members' indices as its ranks, for every collective of the
+        communicator. A group that could not be built (a member died before it met) fails
+        the operation as the member's death does."""
         self._reap()
         pg = self._pg(group)
         if pg is None:
@@ -320,30 +335,9 @@ class TorchTransport(Receiving):
                 at=self._clock(),
             )
             return handle
-        n = group.size
-        if kind == "all_reduce":
-            opts = dist.AllreduceOptions()
-            opts.reduceOp = _OPS[op or "sum"]  # type: ignore[assignment]
-            work = pg.allreduce([tensor], opts)
-
-            def finish() -> torch.Tensor:
-                return tensor.div_(n) if op == "mean" else tensor
-
-        elif kind == "broadcast":
-            bopts = dist.BroadcastOptions()
-            bopts.rootRank = group.index(root if root is not None else group.ranks[0])
-            bopts.rootTensor = 0
-            work = pg.broadcast([tensor], bopts)
-
-            def finish() -> torch.Tensor:
-                return tensor
-
-        else:
-            raise CommError(
-                f"{kind} on a quorum's group is not available on the real backend yet; use "
-                "all_reduce or broadcast there"
-            )
-        self._charge(kind, tensor, group, self.rank, root)
+        work, finish = _on_group(pg, kind, tensor, group, op, root, self.rank)
+        if kind != "barrier":  # (as on other groups: a barrier charges nothing)
+            self._charge(kind, tensor, group, self.rank, root)
         step = self._faults.step if self._faults is not None else 0
         with self._groups_lock:
             self._in_flight[handle] = (group.epoch, step)
@@ -361,7 +355,8 @@ class TorchTransport(Receiving):
         step: int,
         what: Operation,
     ) -> Handle[Any]:
-        """The next quorum of the live ranks (:mod:`real.membership`): announced now (a rank
+        """The next quorum of the live ranks of ``ranks`` (:mod:`real.membership`: every set
+        of ranks has its own quorums, as in ``sim``): announced now (a rank
         that is killed right after is in it, as in ``sim``), decided on a thread, with a
         gloo process group of its members, whose timeout is the schedule's ``detect``."""
         faults = self._faults
@@ -372,11 +367,6 @@ class TorchTransport(Receiving):
                 "w.quorum needs the run's membership (the run's store): this transport was "
                 "made without one; run it with real.run, or with sim"
             )
-        if ranks != tuple(range(self.world_size)):
-            raise CommError(
-                f"w.quorum over ranks {ranks} (not every rank) is not available on the real "
-                "backend yet; run this strategy with sim"
-            )
         self._reap()
         handle: Handle[Any] = Handle("comm", op=what)
         started = self._clock()
@@ -385,7 +375,7 @@ class TorchTransport(Receiving):
         # it waits for that, then announces.
         rejoin = faults.rejoin_when() if not self._asked else None
         self._asked = True
-        q = membership.announce(min_size, step) if rejoin is None else 0
+        q = membership.announce(min_size, step, ranks) if rejoin is None else 0
         expect = faults.expected(step, ranks)
         limit = faults.timeout if timeout is None else timeout
 
@@ -394,7 +384,7 @@ class TorchTransport(Receiving):
             try:
                 if rejoin is not None:
                     faults.wait_to_rejoin(rejoin)
-                    q = membership.announce(min_size, step)
+                    q = membership.announce(min_size, step, ranks)
                 formed = membership.wait(
                     q,
                     min_size,
@@ -404,6 +394,7 @@ class TorchTransport(Receiving):
                     None,  # (live() leaves the dead out, but for one back before detected)
                     step,
                     live=lambda: faults.live(step, ranks, lambda: faults.waiting is handle),
+                    ranks=ranks,
                 )
                 steps = membership.steps(formed)
                 try:
@@ -456,3 +447,64 @@ class TorchTransport(Receiving):
 
 def _set(event: threading.Event, _: Handle[Any]) -> None:
     event.set()
+
+
+def _on_group(
+    pg: Any,
+    kind: str,
+    tensor: torch.Tensor,
+    group: Group,
+    op: str | None,
+    root: int | None,
+    rank: int,
+) -> tuple[Any, Callable[[], Any]]:
+    """Start collective ``kind`` with the process group's own methods (a quorum's group:
+    ``torch.distributed``'s calls that translate global ranks refuse a group they did not
+    register), the members' indices as its ranks; the work and what its handle resolves
+    to. The same library calls as :meth:`TorchTransport.collective` makes on other groups,
+    so the same sums in the same order and the same bytes."""
+    n = group.size
+    reduce_op = _OPS[op or "sum"]
+    if kind == "all_reduce":
+        opts = dist.AllreduceOptions()
+        opts.reduceOp = reduce_op  # type: ignore[assignment]
+        work = pg.allreduce([tensor], opts)
+        return work, lambda: tensor.div_(n) if op == "mean" else tensor
+    if kind == "broadcast":
+        bopts = dist.BroadcastOptions()
+        bopts.rootRank = group.index(root if root is not None else group.ranks[0])
+        bopts.rootTensor = 0
+        return pg.broadcast([tensor], bopts), lambda: tensor
+    if kind == "reduce":
+        assert root is not None  # checked by the communicator
+        # gloo leaves partial sums in the other members' buffers; the contract leaves them
+        # unchanged, so those reduce from a copy (as on other groups).
+        mine = rank == root
+        source = tensor if mine else tensor.clone()
+        ropts = dist.ReduceOptions()
+        ropts.reduceOp = reduce_op  # type: ignore[assignment]
+        ropts.rootRank = group.index(root)
+        ropts.rootTensor = 0
+        work = pg.reduce([source], ropts)
+        if not mine:
+            return work, lambda: tensor
+        return work, lambda: tensor.div_(n) if op == "mean" else tensor
+    if kind == "all_gather":
+        outs = [torch.empty_like(tensor) for _ in range(n)]
+        return pg.allgather([outs], [tensor], c10d.AllgatherOptions()), lambda: outs
+    if kind == "reduce_scatter":
+        # An all-reduce, then this member's chunk, as on other groups (uneven chunks).
+        full = tensor.clone()
+        opts = dist.AllreduceOptions()
+        opts.reduceOp = reduce_op  # type: ignore[assignment]
+        index = group.index(rank)
+
+        def chunk() -> torch.Tensor:
+            if op == "mean":
+                full.div_(n)
+            return torch.tensor_split(full, n)[index].clone()
+
+        return pg.allreduce([full], opts), chunk
+    if kind == "barrier":
+        return pg.barrier(dist.BarrierOptions()), lambda: None
+    raise CommError(f"{kind} is not a collective of the communicator")

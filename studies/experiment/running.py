@@ -24,26 +24,28 @@ SIM_ONLY = ("compute", "network")
 def check_real_faults(exp: Experiment) -> None:
     """Refuse, before anything starts, a ``[faults]`` section the real backend cannot apply
     (link faults on a local run, ``recovery = "restart"`` without ``checkpoint_every`` or for a
-    strategy whose ranks' steps do not line up): one line naming the field
+    strategy whose ranks' steps do not line up, a restart of a rank of a strategy with
+    servers): one line naming the field
     (``faults.events[0]: ...``), as a load error does."""
     if exp.faults is None:
         return
     import topologies
     from faults import FaultError
     from real.checkpoints import check_restartable
-    from real.crashes import check_schedule
+    from real.crashes import check_rejoinable, check_schedule
     from strategies import registry
 
     hosts = len(topologies.hosts(exp.graph()))
     try:
         schedule = check_schedule(exp.faults.schedule(), hosts, exp.run.steps)
-        if schedule.recovery == "restart":
-            try:
-                strategy = registry.get(exp.strategy.name, **exp.strategy.options)
-            except Exception:  # the strategy's own options: the run says what is wrong
-                strategy = None
-            if strategy is not None:
+        try:
+            strategy = registry.get(exp.strategy.name, **exp.strategy.options)
+        except Exception:  # the strategy's own options: the run says what is wrong
+            strategy = None
+        if strategy is not None:
+            if schedule.recovery == "restart":
                 check_restartable(strategy, hosts)
+            check_rejoinable(strategy, schedule, hosts)
     except FaultError as exc:
         field = str(exc.field).replace("faults[", "faults.events[", 1)
         raise ExperimentError(f"{field}: {exc.reason}") from None

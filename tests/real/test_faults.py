@@ -15,7 +15,7 @@ import sim
 import topologies
 from faults import FaultError
 from strategies import Strategy
-from tests.reference_strategies import CatchingAllReduce, CheckpointingLocal
+from tests.reference_strategies import CatchingAllReduce, CheckpointingLocal, QuorumCollectives
 
 KW = dict(steps=8, eval_every=4)
 QUORUM = "allreduce:fault_tolerance=quorum"
@@ -560,3 +560,55 @@ def test_a_rank_back_before_its_crash_is_detected_is_waited_for_by_the_quorums()
     assert faults.live(4, (0, 1, 2), waiting=lambda: True) == (0, 1)
     mark_restarted(store, 2)  # back: left out up to step 5, waited for after
     assert faults.live(5, (0, 1, 2)) == (0, 1) and faults.live(6, (0, 1, 2)) == (0, 1, 2)
+
+
+def test_every_collective_on_a_workers_quorum_gives_sims_values_on_gloo() -> None:
+    # Rank 0 is a server; workers 1-3 form their quorums without it (a subset of the ranks)
+    # and run all_reduce, broadcast, reduce, all_gather, reduce_scatter and barrier on
+    # each quorum's group; worker 3 is killed at step 2, so round 3 fails and the rest run
+    # on two. Values whose float32 sums depend on the order of three (+-1e8): sim under
+    # the gloo rule must give gloo's, bit for bit, and charge the same bytes.
+    faults = {"events": [{"kind": "crash", "rank": 3, "step": 2}], "detect": 1.0}
+    kw = dict(steps=4, eval_every=2)
+    gloo = {"collectives": "gloo"}
+    simulated = sim.run(
+        QuorumCollectives(), "quadratic", topologies.ring(4), **kw, faults=faults, network=gloo
+    )
+    ran = real.run(QuorumCollectives(), "quadratic", nproc=4, **kw, timeout=60, faults=faults)
+
+    def logged(result):  # type: ignore[no-untyped-def]
+        rows = result.metrics[result.metrics.kind == "log"]
+        names = ["rank", "step"] + sorted(c for c in rows if c.endswith(("_sum", "_last")))
+        return sorted(map(tuple, rows[names + ["members"]].itertuples(index=False)))
+
+    values = logged(ran)
+    assert {row[-1] for row in values} == {2 + 4 + 8, 2 + 4}  # rounds of three, then two
+    assert values == logged(simulated)
+    assert [ran.summary[k] for k in SUMMARY] == [simulated.summary[k] for k in SUMMARY]
+    assert ran.summary["lost_steps"] == 1
+    bytes_ = [r.metrics[r.metrics.kind == "eval"].bytes.tolist() for r in (ran, simulated)]
+    assert bytes_[0] == pytest.approx(bytes_[1], rel=1e-12)  # (summed in another order)
+    assert torch.equal(ran.parameters, simulated.parameters)
+
+
+def test_parameter_server_worker_crashes_pass_the_conformance_kit() -> None:
+    # Worker 3 is killed at global step 3 (it has no steps of its own): the synchronous
+    # server carries on with the others once its receive from rank 3 fails (a PeerFailure
+    # on real too): bit for bit sim's; with a backup worker, which gradient is dropped
+    # follows the arrival order, so it is judged over seeds.
+    from studies.conformance import check
+
+    faults = {"events": [{"kind": "crash", "rank": 3, "step": 3}], "detect": 1.0}
+    report = check("parameter_server", world_size=4, steps=8, timeout=60, faults=faults)
+    assert report.differences == []
+    assert report.real.summary["failures"] == 1
+    spec = "parameter_server:backup_workers=1"
+    report = check(spec, world_size=4, steps=8, timeout=60, faults=faults, exact=False, seeds=3)
+    assert report.differences == []
+
+
+def test_a_restart_of_a_parameter_servers_rank_is_refused_in_one_line() -> None:
+    back = {"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}
+    with pytest.raises(FaultError) as raised:
+        real.run("parameter_server", "quadratic", nproc=3, **KW, faults=[back])
+    assert "\n" not in str(raised.value) and str(raised.value).startswith("faults[0]: ")

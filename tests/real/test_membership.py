@@ -122,3 +122,23 @@ def test_a_rank_that_starts_after_a_quorum_joins_the_next_one():
             late.join()
     assert got[0] == [Quorum(1, (0,), (0,)), Quorum(2, (0, 1), (1,))]
     assert got[1] == [Quorum(2, (0, 1), (1,))]
+
+
+def test_each_set_of_ranks_has_its_own_quorums_and_groups() -> None:
+    # Rank 1 of 3 forms quorums of the workers {1, 2} (rank 2 never started: left out at
+    # the timeout) and of the whole run; each set counts its own ids from 1, as sim's, and
+    # the world's keys are those of a run without subsets.
+    import torch
+
+    store = dist.HashStore()
+    with Membership(lambda: store, rank=1, world_size=3, interval=0.05) as m:
+        workers = [m.quorum(1, timeout=0.3, detect=60.0, ranks=[1, 2]) for _ in range(2)]
+        alone = m.quorum(1, timeout=0.3, detect=60.0)
+        t = torch.ones(2)
+        m.group(workers[1]).allreduce([t]).wait()
+        with pytest.raises(ValueError, match="hold this rank"):
+            m.announce(1, ranks=[0, 2])
+    assert [(q.id, q.members, q.joined) for q in workers] == [(1, (1,), (1,)), (2, (1,), ())]
+    assert (alone.id, alone.members) == (1, (1,))
+    assert store.check(["membership/1/members"])
+    assert workers[0].space and store.check([f"membership/{workers[0].space}2/members"])
