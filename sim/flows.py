@@ -56,8 +56,9 @@ _NO_PENDING: Columns = (_F, _I, _F, _I, _I, np.empty(0, bool), _F)
 _NO_ACTIVE: Columns = (_I, _F, _F, _F, _I, _I, _F)
 _ONES: dict[int, np.ndarray] = {}
 
-#: Flows that finished: (owners, tags, the one owner of them all or -1).
-Finished = list[tuple[np.ndarray, np.ndarray, int]]
+#: Flows that finished: (owners, tags, the one owner of them all or -1); the owners are None
+#: where that one owner is given (a round held as classes: nothing reads them then).
+Finished = list[tuple[np.ndarray | None, np.ndarray, int]]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -361,7 +362,8 @@ class FlowTable:
         if not done:
             return False
         tags = self._members(done)
-        finished.append((classes.owners(owner)[: tags.size], tags, self._a_owner))
+        sole = self._a_owner  # the one owner: the dispatch never reads an array of it
+        finished.append((classes.owners(owner)[: tags.size] if sole < 0 else None, tags, sole))
         if len(done) == len(rows):
             self._rows_a = []
         else:
@@ -391,7 +393,8 @@ class FlowTable:
             gone = [r for r in due if classes.instant[r[0]]]
             if gone:
                 idx = self._members(gone)
-                finished.append((classes.owners(owner)[: idx.size], idx, sole))
+                owners = classes.owners(owner)[: idx.size] if sole < 0 else None
+                finished.append((owners, idx, sole))
                 due = [r for r in due if not classes.instant[r[0]]]
                 if not due:
                     if not self._rows_p and not self._rows_a:

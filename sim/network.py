@@ -826,12 +826,20 @@ class Network:
         """Tell each owner, in owner order, which of its flows finished."""
         if len(finished) == 1:
             owner, tag, sole = finished[0]
+            if sole >= 0:  # one owner (its array may be left out): no array to read
+                callback = self._owners[sole]
+                if callback is not None and tag.size:
+                    callback(tag)
+                return
         else:
-            owner = np.concatenate([o for o, _, _ in finished])
+            owner = np.concatenate(
+                [np.full(t.size, s, np.int64) if o is None else o for o, t, s in finished]
+            )
             tag = np.concatenate([t for _, t, _ in finished])
             sole = finished[0][2] if all(f[2] == finished[0][2] for f in finished) else -1
         if not tag.size:
             return
+        assert owner is not None, "flows of several owners come with their owners"
         if sole < 0 and (owner.size == 1 or np.count_nonzero(owner == owner[0]) == owner.size):
             sole = int(owner[0])
         if sole >= 0:

@@ -382,6 +382,8 @@ def _simulate_run(
         config["compute"]["server_seconds"] = compute_model.server_seconds_or_none()
     env = simpy.Environment()
     net = Network(env, graph, **net_options, seed=setup.seed)
+    if max_time is not None:  # the run processes no event after it (_simulate)
+        net.timer.horizon = max_time
     fabric = Fabric(env, net, world_size, detect=schedule.detect)
     fabric.faulty = bool(schedule)
     net.reroute_delay = schedule.reroute
