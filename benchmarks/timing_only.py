@@ -8,7 +8,7 @@ simulator's bookkeeping is the whole cost) and the process's peak resident memor
 backward and evaluation) for comparison; a model that does not fit is not tried in full.
 
     python benchmarks/timing_only.py [--workload mlp_digits|big] [--workers 16 64 256]
-        [--steps 100] [--strategies allreduce diloco] [--full]
+        [--steps 100] [--strategies allreduce diloco] [--optimizer adam] [--full]
 
 ``--workload big`` is four ``Linear(8192, 8192)`` layers (268 M parameters, 1.07 GB of
 float32 per replica): a full run of 16 workers would need 50 GB; timing-only needs none.
@@ -47,9 +47,9 @@ def big_workload() -> workloads.Workload:
     )
 
 
-def one(config: tuple[str, str, int, int, bool]) -> dict[str, Any]:
+def one(config: tuple[str, str, int, int, bool, str | None]) -> dict[str, Any]:
     """One run in this (fresh) process: wall seconds, worker steps, peak RSS."""
-    strategy, name, workers, steps, timing_only = config
+    strategy, name, workers, steps, timing_only, optimizer = config
     torch.set_num_threads(1)
     workload = big_workload() if name == "big" else workloads.get(name)
     graph = topologies.fat_tree(4) if workers == 16 else topologies.star(workers)
@@ -62,6 +62,7 @@ def one(config: tuple[str, str, int, int, bool]) -> dict[str, Any]:
         eval_every=steps,
         compute=0.05,
         timing_only=timing_only,
+        **({"optimizer": optimizer} if optimizer else {}),
     )
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     gradients = len(result.compute) if result.compute is not None else 0
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--strategies", nargs="+", default=["allreduce", "diloco:period=10"])
+    parser.add_argument("--optimizer", help="the workers' optimizer (default: the run's, SGD)")
     parser.add_argument("--full", action="store_true", help="also run each in full")
     args = parser.parse_args()
     modes = [True, False] if args.full and args.workload != "big" else [True]
@@ -88,7 +90,10 @@ def main() -> None:
     # meta op: ~5 s) happen here once, not in every forked run.
     run("allreduce", "quadratic", topologies.ring(2), steps=1, timing_only=True)
     run("allreduce", "quadratic", topologies.ring(2), steps=1)
-    print(f"{args.workload}, {args.steps} global steps, compute 0.05 s, one torch thread")
+    optimizer = f", optimizer {args.optimizer}" if args.optimizer else ""
+    print(
+        f"{args.workload}, {args.steps} global steps, compute 0.05 s{optimizer}, one torch thread"
+    )
     print(
         f"{'strategy':<20} {'workers':>7} {'mode':<11} {'wall s':>8} {'cpu s':>8} "
         f"{'worker steps/s':>15} {'sim step s':>11} {'peak MB':>8}"
@@ -96,7 +101,14 @@ def main() -> None:
     for strategy in args.strategies:
         for workers in args.workers:
             for timing_only in modes:
-                config = (strategy, args.workload, workers, args.steps, timing_only)
+                config = (
+                    strategy,
+                    args.workload,
+                    workers,
+                    args.steps,
+                    timing_only,
+                    args.optimizer,
+                )
                 # A fresh process per run: its peak memory is this run's alone.
                 mode = "timing-only" if timing_only else "full"
                 with context.Pool(1, maxtasksperchild=1) as pool:

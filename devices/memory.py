@@ -14,7 +14,11 @@ is :mod:`sim.memory`). A data-parallel rank holds a whole replica:
   mixed-precision training keeps it), else the parameters' own size;
 * activations kept for backward, from the workload (:meth:`workloads.Workload.activation_bytes`;
   for transformers the per-layer formula of Korthikanti et al. 2022, see
-  :mod:`workloads.transformer`).
+  :mod:`workloads.transformer`);
+* the strategy's own state, in copies of the parameters by name (``strategy_state``:
+  DiLoCo's outer parameters and outer momentum, EASGD's centre, error-feedback residuals;
+  :meth:`strategies.base.Strategy.worker_state`), each at the optimizer state's size (4 bytes
+  with master weights, as those implementations keep them in fp32, else the parameters').
 
 Mixed-precision Adam is 2 + 2 + 4 + 4 + 4 = 16 bytes per parameter, ZeRO's ``16 Psi``
 (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter
@@ -104,11 +108,22 @@ class MemoryEstimate:
     n_parameters: float = 0.0
     #: What to change when activations are what does not fit.
     activation_hint: str = "a smaller batch_size"
+    #: Bytes of the strategy's own state (:func:`training_memory`'s ``strategy_state``).
+    strategy: float = 0.0
+    #: What :attr:`strategy` holds, by name, for messages.
+    strategy_names: tuple[str, ...] = ()
 
     @property
     def total(self) -> float:
         """Bytes in all."""
-        return self.parameters + self.gradients + self.master + self.optimizer + self.activations
+        return (
+            self.parameters
+            + self.gradients
+            + self.master
+            + self.optimizer
+            + self.activations
+            + self.strategy
+        )
 
     @property
     def gb(self) -> float:
@@ -117,8 +132,9 @@ class MemoryEstimate:
 
     @property
     def bytes_per_parameter(self) -> float:
-        """Bytes of state per parameter, activations left out (16 for mixed-precision Adam)."""
-        state = self.parameters + self.gradients + self.master + self.optimizer
+        """Bytes of state per parameter, activations left out (16 for mixed-precision Adam,
+        plus a strategy's own)."""
+        state = self.parameters + self.gradients + self.master + self.optimizer + self.strategy
         return state / self.n_parameters if self.n_parameters else 0.0
 
     def describe(self) -> str:
@@ -133,6 +149,9 @@ class MemoryEstimate:
         if self.optimizer:
             parts.append(f"optimizer state {_gb(self.optimizer)} ({self.optimizer_name})")
         parts.append(f"activations {_gb(self.activations)}")
+        if self.strategy:
+            names = f" ({', '.join(self.strategy_names)})" if self.strategy_names else ""
+            parts.append(f"strategy state {_gb(self.strategy)}{names}")
         said = ", ".join(parts)
         return f"{self.model} needs {_gb(self.total)} GB per rank ({said})"
 
@@ -145,6 +164,7 @@ class MemoryEstimate:
             "memory_master_gb": self.master / 1e9,
             "memory_optimizer_gb": self.optimizer / 1e9,
             "memory_activations_gb": self.activations / 1e9,
+            "memory_strategy_gb": self.strategy / 1e9,
         }
 
 
@@ -214,6 +234,7 @@ def training_memory(
     master_weights: bool | None = None,
     model: str = "model",
     activation_hint: str = "a smaller batch_size",
+    strategy_state: Mapping[str, float] | None = None,
 ) -> MemoryEstimate:
     """One rank's peak memory for a whole replica of ``n_parameters`` parameters.
 
@@ -234,11 +255,27 @@ def training_memory(
         A name for messages.
     activation_hint : str
         What to change when activations are what does not fit.
+    strategy_state : mapping of str to float, optional
+        The strategy's own state, in copies of the parameters by name (``{"outer
+        parameters": 1, "outer optimizer state": 1}``), each at the optimizer state's bytes.
+
+    Examples
+    --------
+    DiLoCo's outer parameters and Nesterov momentum over mixed-precision AdamW: 8 more bytes
+    a parameter.
+
+    >>> m = training_memory(1e9, 0, optimizer="adamw", param_bytes=2,
+    ...                     strategy_state={"outer parameters": 1, "outer optimizer state": 1})
+    >>> m.bytes_per_parameter, m.describe()
+    (24.0, 'model needs 24 GB per rank (parameters 2, gradients 2, master weights 4, optimizer state 8 (adamw), activations 0, strategy state 8 (outer parameters, outer optimizer state))')
     """
     if master_weights is None:
         master_weights = param_bytes < 4
     name, states = optimizer_states(optimizer)
     state_bytes = 4 if master_weights else param_bytes
+    copies = {k: float(v) for k, v in (strategy_state or {}).items()}
+    if any(not v >= 0 for v in copies.values()):
+        raise ValueError(f"strategy_state={dict(copies)!r} must count copies >= 0")
     return MemoryEstimate(
         parameters=n_parameters * param_bytes,
         gradients=n_parameters * param_bytes,
@@ -249,15 +286,21 @@ def training_memory(
         model=model,
         n_parameters=float(n_parameters),
         activation_hint=activation_hint,
+        strategy=n_parameters * state_bytes * sum(copies.values()),
+        strategy_names=tuple(name for name, n in copies.items() if n),
     )
 
 
 def peak_memory(
-    workload: _Sized, *, optimizer: Any = "adam", master_weights: bool | None = None
+    workload: _Sized,
+    *,
+    optimizer: Any = "adam",
+    master_weights: bool | None = None,
+    strategy_state: Mapping[str, float] | None = None,
 ) -> MemoryEstimate:
     """:func:`training_memory` of a workload: its parameter count and dtype, and its
     activations over one micro-batch (all counted on PyTorch's meta device: nothing is
-    allocated, whatever the model's size)."""
+    allocated, whatever the model's size), with a strategy's own state."""
     return training_memory(
         workload.parameter_count(),
         workload.activation_bytes(),
@@ -266,6 +309,7 @@ def peak_memory(
         master_weights=master_weights,
         model=workload.name,
         activation_hint=getattr(workload, "activation_hint", "a smaller batch_size"),
+        strategy_state=strategy_state,
     )
 
 
@@ -280,6 +324,8 @@ def check_fits(estimate: MemoryEstimate, on: str | Device) -> None:
         fixes.append(f"{estimate.activation_hint} (activations)")
     if estimate.optimizer and estimate.total - estimate.optimizer <= dev.memory:
         fixes.append("optimizer='sgd' (no optimizer state)")
+    if estimate.strategy and estimate.total - estimate.strategy <= dev.memory:
+        fixes.append("a strategy that keeps no state of its own, e.g. allreduce (strategy state)")
     bigger = sorted(
         (d for d in DEVICES.values() if d.memory >= estimate.total), key=lambda d: d.memory
     )

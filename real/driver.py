@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from real.runtime import RealRuntime
-from runs.overlap import comm_spans
+from runs.overlap import comm_leaves
 from runs.trace import Trace
 from strategies.base import Program
 from strategies.comm import CommTimeout
@@ -75,8 +75,8 @@ def drive(
         own = resumed
         for since, until in computing:
             overlap.computing(ctx.rank, since, until)
-        for since, until in comm_spans(item):
-            overlap.communicating(ctx.rank, since, until)
+        for label, since, until in comm_leaves(item):
+            overlap.communicating(ctx.rank, since, until, label)
         # Before the program resumes: a gradient is recorded before the step that applies it
         # (the same stamp when the program waited on it alone), with the compute time so far.
         runtime.took_gradients()

@@ -199,6 +199,11 @@ def _final_fault(record: Any) -> str | None:
             and _is(v.get("dropped"), (int,))
             and isinstance(v.get("totals"), dict)
             and all(isinstance(k, str) and _is(x, _NUMBER) for k, x in v["totals"].items())
+            and (
+                "overlapped" not in v
+                or isinstance(v["overlapped"], list)
+                and all(_is_span(s) for s in v["overlapped"])
+            )
         ),
     }
     for key, value in record.items():

@@ -357,7 +357,9 @@ def run_rank(
                 runtime.overlap.seconds(rank),
             )
             record["gradients"] = list(runtime.gradient_marks)
-            if runtime.trace is not None:
+            if runtime.trace is not None:  # with its overlapped communication's track
+                for label, since, until in runtime.overlap.pieces(rank):
+                    runtime.trace.overlapped(rank, label, since, until)
                 record["trace"] = runtime.trace.export(rank)
         try:
             _hand_in_and_leave(store, placement, options, handin, record)

@@ -402,8 +402,9 @@ class RealRuntime:
         #: Where the rank's gradients are computed, beside its communication.
         self.gradients = GradientThread(self.now, self.timer.device)
         self.comm_time = 0.0
-        #: When the rank computed and its communication moved (overlapped communication).
-        self.overlap = Overlap()
+        #: When the rank computed and its communication moved (overlapped communication),
+        #: named for the trace's second track.
+        self.overlap = Overlap(labelled=True)
         self.wake = threading.Event()
         signal.listen(self.wake)
         self._timers = Timers(self.now)

@@ -12,7 +12,9 @@ The document written as ``trace.json`` holds
 
 * ``"M"`` metadata events: one process per backend run (``pid`` 1 for ``sim``, 2 for
   ``real``, so two traces' events can be concatenated and compared), one thread (track) per
-  rank, named ``"rank 0 (worker)"``;
+  rank, named ``"rank 0 (worker)"``, and for a rank whose communication moved while it
+  computed (a bucket's all-reduce during backward) a second track beside it,
+  ``"rank 0 (worker) overlapped comm"`` (``tid`` :func:`overlapped_track`);
 * ``"X"`` complete events, one per span: ``cat`` is the category, ``ts`` and ``dur`` are
   microseconds;
 * ``"C"`` counter events;
@@ -22,6 +24,13 @@ The document written as ``trace.json`` holds
 * ``otherData``: the ``backend``, the ``clock`` (``"simulated"`` or ``"wall"``), the
   ``span_limit`` and, per rank, its role, the spans kept and dropped and the seconds per
   category of *all* its spans (dropped ones too).
+
+The second track holds the rank's *overlapped* communication (:mod:`runs.overlap`): ``comm``
+spans named as the rank's other communication, sequential, over the moments its
+communication moved while it computed, so they add up to the rank row's ``overlap_time``.
+They are not part of the rank's own time (:func:`span_totals` leaves them out unless asked:
+the exposed communication is on the rank's track), and a run without overlapped
+communication has no second track.
 
 A long run must not make a file that no viewer opens: each rank keeps at most ``limit``
 spans (by default :data:`SPAN_BUDGET` shared by all ranks, about 100 bytes each in the
@@ -59,6 +68,7 @@ __all__ = [
     "CLOCKS",
     "SPAN_BUDGET",
     "Trace",
+    "overlapped_track",
     "span_limit",
     "span_totals",
     "validate",
@@ -85,6 +95,16 @@ def span_limit(ranks: int, budget: int = SPAN_BUDGET) -> int:
     if ranks < 1:
         raise ValueError(f"ranks={ranks!r} must be at least 1")
     return max(1, budget // ranks)
+
+
+def overlapped_track(rank: int, ranks: int) -> int:
+    """The ``tid`` of ``rank``'s overlapped-communication track in a run of ``ranks`` ranks
+    (after every rank's own track, whose ``tid`` is its rank).
+
+    >>> overlapped_track(0, 4), overlapped_track(3, 4)
+    (4, 7)
+    """
+    return ranks + rank
 
 
 class Trace:
@@ -128,6 +148,7 @@ class Trace:
         self.title = title
         self.roles: dict[int, str] = {}
         self._spans: dict[int, list[Span]] = {r: [] for r in range(ranks)}
+        self._overlapped: dict[int, list[Span]] = {}  # second tracks, only where there is one
         self._dropped = dict.fromkeys(range(ranks), 0)
         self._totals = {r: dict.fromkeys(CATEGORIES, 0.0) for r in range(ranks)}
         self._counters: list[tuple[str, float, dict[str, float]]] = []
@@ -162,6 +183,16 @@ class Trace:
             spans.append((category, name, start, end, args))
         else:
             self._dropped[rank] += 1
+
+    def overlapped(self, rank: int, name: Hashable, start: float, end: float) -> None:
+        """``rank``'s communication ``name`` moved over ``[start, end]`` while the rank
+        computed: a span of its second track (its own limit; no total: the rank's time has it
+        as compute)."""
+        if not end > start:
+            return
+        spans = self._overlapped.setdefault(rank, [])
+        if len(spans) < self.limit:
+            spans.append(("comm", name, start, end, None))
 
     def counter(self, name: str, time: float, values: Mapping[str, float]) -> None:
         """Counter ``name`` has ``values`` (one series each) from ``time`` on; NaNs are left
@@ -201,11 +232,14 @@ class Trace:
     def export(self, rank: int) -> dict[str, Any]:
         """``rank``'s spans and totals as plain data (names as text), to hand in from its
         process."""
-        return {
+        part = {
             "spans": self._named(self._spans[rank], {}),
             "dropped": self._dropped[rank],
             "totals": dict(self._totals[rank]),
         }
+        if self._overlapped.get(rank):  # (a run without overlap hands in what it did)
+            part["overlapped"] = self._named(self._overlapped[rank], {})
+        return part
 
     def absorb(self, rank: int, part: Mapping[str, Any]) -> None:
         """Take ``rank``'s :meth:`export` from its process (kept up to this trace's limit)."""
@@ -213,6 +247,8 @@ class Trace:
         self._spans[rank] = spans[: self.limit]
         self._dropped[rank] = int(part["dropped"]) + len(spans) - len(self._spans[rank])
         self._totals[rank] = {c: float(part["totals"][c]) for c in CATEGORIES}
+        if part.get("overlapped"):
+            self._overlapped[rank] = list(part["overlapped"])[: self.limit]
 
     def _named(self, spans: list[Span], shown: dict[Any, str]) -> list[Span]:
         """``spans`` with their names shown as text (``shown``: names made so far)."""
@@ -241,21 +277,32 @@ class Trace:
         pid = _PIDS[self.backend]
         title = f"{self.backend}: {self.title}" if self.title else f"{self.backend} run"
         events: list[dict[str, Any]] = [_meta("process_name", pid, 0, {"name": title})]
+        # With second tracks, each sits right below its rank's (sorted 2r, 2r + 1).
+        step = 2 if self._overlapped else 1
         for rank in range(self.ranks):
             role = self.roles.get(rank)
             track = f"rank {rank} ({role})" if role else f"rank {rank}"
             events.append(_meta("thread_name", pid, rank, {"name": track}))
-            events.append(_meta("thread_sort_index", pid, rank, {"sort_index": rank}))
+            events.append(_meta("thread_sort_index", pid, rank, {"sort_index": step * rank}))
+            if rank in self._overlapped:
+                tid = overlapped_track(rank, self.ranks)
+                events.append(_meta("thread_name", pid, tid, {"name": f"{track} overlapped comm"}))
+                events.append(_meta("thread_sort_index", pid, tid, {"sort_index": 2 * rank + 1}))
         shown: dict[Any, str] = {}
-        for rank in range(self.ranks):
-            for category, name, start, end, args in self._named(self._spans[rank], shown):
+        tracks = [(rank, self._spans[rank]) for rank in range(self.ranks)]
+        tracks += [
+            (overlapped_track(rank, self.ranks), self._overlapped[rank])
+            for rank in sorted(self._overlapped)
+        ]
+        for tid, spans in tracks:
+            for category, name, start, end, args in self._named(spans, shown):
                 ts = _us(start)
                 event = {
                     "ph": "X",
                     "cat": category,
                     "name": name,
                     "pid": pid,
-                    "tid": rank,
+                    "tid": tid,
                     "ts": ts,
                     "dur": max(0.0, round(_us(end) - ts, 3)),
                 }
@@ -376,12 +423,31 @@ def validate(document: Mapping[str, Any]) -> None:
             open_ends.append((ts + dur, i))
 
 
-def span_totals(document: Mapping[str, Any]) -> dict[int, dict[str, float]]:
+def span_totals(
+    document: Mapping[str, Any], overlapped: bool = False
+) -> dict[int, dict[str, float]]:
     """Seconds per category of the complete events on each rank's track, from a document
-    (the independent check of the rank rows: only kept spans count)."""
+    (the independent check of the rank rows: only kept spans count); with ``overlapped``,
+    those of each rank's overlapped-communication track instead (by rank).
+
+    >>> trace = Trace(2, backend="sim")
+    >>> trace.span(0, "compute", "compute_gradients", 0.0, 1.0)
+    >>> trace.overlapped(0, "all_reduce[0,1]", 0.5, 1.0)
+    >>> span_totals(trace.document())
+    {0: {'compute': 1.0, 'comm': 0.0, 'idle': 0.0}}
+    >>> span_totals(trace.document(), overlapped=True)
+    {0: {'compute': 0.0, 'comm': 0.5, 'idle': 0.0}}
+    """
+    # Second tracks come after the ranks' (overlapped_track); a document without otherData
+    # has only ranks' tracks.
+    ranks = len(document.get("otherData", {}).get("ranks", ())) or math.inf
     totals: dict[int, dict[str, float]] = {}
     for event in document["traceEvents"]:
         if event["ph"] == "X":
-            sums = totals.setdefault(event["tid"], dict.fromkeys(CATEGORIES, 0.0))
+            tid = event["tid"]
+            if (tid >= ranks) != overlapped:
+                continue
+            rank = int(tid - ranks) if overlapped else tid
+            sums = totals.setdefault(rank, dict.fromkeys(CATEGORIES, 0.0))
             sums[event["cat"]] += event["dur"] / 1e6
     return totals

@@ -24,9 +24,14 @@ gathered for each layer's forward and backward) changes the communication and is
 
 Only workers are estimated: a parameter server holds a shard of the parameters and its
 optimizer state, less than a worker's replica. The optimizer counted is the one a worker's
-``apply`` steps (the strategy's first declared, ``TrainingSetup.optimizer``); a strategy's
-further optimizers (DiLoCo's outer one) and a custom optimizer factory are not counted (with
-a factory, nothing is estimated). Runs whose compute model names no device get nothing new.
+``apply`` steps (the strategy's first declared, ``TrainingSetup.optimizer``); with a custom
+optimizer factory nothing is estimated. What a strategy keeps beyond that is its own part,
+``memory_strategy_gb`` (:func:`strategy_state`, from
+:meth:`strategies.base.Strategy.worker_state`): DiLoCo's and Streaming DiLoCo's outer
+parameters and their outer optimizer's state (Nesterov momentum: one copy), EASGD's centre
+and its workers' ``local`` optimizer, compression's error-feedback residuals; all-reduce,
+local SGD, gossip and a parameter server's workers keep none. Runs whose compute model names
+no device get nothing new.
 
 Examples
 --------
@@ -40,6 +45,13 @@ Examples
 (8.5, 80.0)
 >>> device_memory(setup, ComputeModel.parse(0.01)) is None  # no device, nothing new
 True
+>>> diloco = TrainingSetup.create("diloco", workloads.get("gpt2_small"), 2, steps=1,
+...                               optimizer="adam")
+>>> strategy_state(diloco)
+{'outer parameters': 1.0, 'outer optimizer state': 1.0}
+>>> parts = device_memory(diloco, ComputeModel.parse({"base": "flops", "device": "H100"}))
+>>> parts["memory_strategy_gb"] == parts["memory_optimizer_gb"]  # 8 bytes a parameter each
+True
 """
 
 from __future__ import annotations
@@ -49,10 +61,16 @@ import warnings
 from typing import Any
 
 from devices.catalog import device as find_device
-from devices.memory import DoesNotFit, MemoryEstimate, check_fits, peak_memory
+from devices.memory import (
+    DoesNotFit,
+    MemoryEstimate,
+    check_fits,
+    optimizer_states,
+    peak_memory,
+)
 from options.declare import OptionError
 
-__all__ = ["REPORT_FIX", "ZERO_STRATEGIES", "device_memory", "zero_sharded"]
+__all__ = ["REPORT_FIX", "ZERO_STRATEGIES", "device_memory", "strategy_state", "zero_sharded"]
 
 #: Strategies whose workers all-reduce every step's gradient: ZeRO-1/2 shard their state at
 #: the same bytes on the wire.
@@ -86,7 +104,7 @@ def device_memory(setup: Any, compute: Any) -> dict[str, float] | None:
     if getattr(spec, "factory", None) is not None:  # devices.memory cannot know its state
         return None
     workers = len(setup.workers)
-    whole = peak_memory(workload, optimizer=spec)
+    whole = peak_memory(workload, optimizer=spec, strategy_state=strategy_state(setup))
     estimate = zero_sharded(whole, compute.zero, workers)
     dev = find_device(compute.device)
     try:
@@ -102,6 +120,25 @@ def device_memory(setup: Any, compute: Any) -> dict[str, float] | None:
             stacklevel=3,
         )
     return {**estimate.summary(), "device_memory_gb": dev.memory / 1e9}
+
+
+def strategy_state(setup: Any) -> dict[str, float]:
+    """What each of the run's workers keeps of its own, in copies of its parameters by name:
+    the strategy's :meth:`~strategies.base.Strategy.worker_state`, where a name of one of its
+    optimizers becomes that optimizer's state as the run configures it (``"<name> optimizer
+    state"``: its buffers per parameter; none for plain SGD, so no entry)."""
+    out: dict[str, float] = {}
+    for name, copies in setup.strategy.worker_state().items():
+        spec = setup.optimizers.get(name)
+        if spec is None:
+            out[name] = float(copies)
+            continue
+        if getattr(spec, "factory", None) is not None:  # its state cannot be known
+            continue
+        _, buffers = optimizer_states(spec)
+        if buffers:
+            out[f"{name} optimizer state"] = float(copies) * buffers
+    return out
 
 
 def zero_sharded(estimate: MemoryEstimate, stage: int, workers: int) -> MemoryEstimate:

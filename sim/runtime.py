@@ -19,7 +19,7 @@ from typing import Any
 import simpy
 import torch
 
-from runs.overlap import Overlap, comm_spans
+from runs.overlap import Overlap, comm_leaves
 from runs.trace import Trace
 from sim.compute import ComputeModel
 from sim.ops import busy_time, wait_spans
@@ -84,7 +84,7 @@ class SimRuntime:
         self.gradient_seconds: dict[int, list[float]] = {}
         self._times: dict[int, list[float]] = {}  # rank -> [compute, comm, idle]
         #: When each rank computed and its communication moved (overlapped communication).
-        self.overlap = Overlap()
+        self.overlap = Overlap(labelled=trace is not None)
         self._roles: dict[int, str] = {}
         self._blocked: dict[int, tuple[Handle[Any], float]] = {}
         #: Programs still running: when none is, the run is over, whatever timers remain
@@ -293,7 +293,7 @@ class SimRuntime:
                 active = 0.0
                 if since is not None and until is not None:
                     if kind == "comm":
-                        overlap.communicating(rank, since, until)
+                        overlap.communicating(rank, since, until, item.label)
                     since, until = max(start, since), min(now, until)
                     if until > since:
                         active = until - since
@@ -348,10 +348,10 @@ class SimRuntime:
     def _moved(self, rank: int, item: Handle[Any]) -> None:
         """Book when the communication ``rank`` waited on moved (for the overlap)."""
         if item.children:
-            for since, until in comm_spans(item):
-                self.overlap.communicating(rank, since, until)
+            for label, since, until in comm_leaves(item):
+                self.overlap.communicating(rank, since, until, label)
         elif item.kind == "comm" and item.started_at is not None and item.finished_at is not None:
-            self.overlap.communicating(rank, item.started_at, item.finished_at)
+            self.overlap.communicating(rank, item.started_at, item.finished_at, item.label)
 
     @staticmethod
     def _account(times: list[float], item: Handle[Any], start: float, end: float) -> None:
@@ -425,4 +425,7 @@ class SimRuntime:
                     if self.trace is not None:
                         self._spans(self.trace, rank, item, start, now)
             overlap = self.overlap.seconds(rank)
+            if self.trace is not None and overlap > 0:  # its second track: what overlapped
+                for label, since, until in self.overlap.pieces(rank):
+                    self.trace.overlapped(rank, label, since, until)
             self.ledger.rank_times(rank, *times, role=self._roles[rank], overlap=overlap)

@@ -152,6 +152,22 @@ class Strategy(Declared, ABC):
         shapes and no numbers, so it refuses a strategy that says why here."""
         return None
 
+    def worker_state(self) -> dict[str, float]:
+        """What each worker keeps beyond its replica (parameters, gradient) and the optimizer
+        ``apply`` steps: copies of its parameters, by name (the simulated device's memory
+        estimate adds them, ``memory_strategy_gb``: :mod:`sim.device_memory`). A name of one
+        of :attr:`optimizers` stands for that optimizer's state over that many copies (its
+        buffers per parameter as the run configures it: Nesterov momentum one). Default: an
+        error-feedback residual where the strategy's ``compression`` keeps one.
+
+        Examples
+        --------
+        >>> from strategies import AllReduceSGD
+        >>> AllReduceSGD().worker_state(), AllReduceSGD(compression="topk").worker_state()
+        ({}, {'error-feedback residual': 1.0})
+        """
+        return feedback_state(getattr(self, "compression", None))
+
     @abstractmethod
     def worker(self, w: WorkerContext) -> Program:
         """The program every worker rank runs."""
@@ -188,3 +204,17 @@ class ShardedServers:
                 "use servers < world size",
                 "servers",
             )
+
+
+def feedback_state(compression: Any, codecs: float = 1.0) -> dict[str, float]:
+    """``{"error-feedback residual": codecs}`` when ``compression`` (a
+    ``strategies.compression.Compression`` or None) keeps a residual per codec (float32, a
+    copy of what it compresses), else ``{}``: :meth:`Strategy.worker_state`'s part for
+    compression.
+
+    >>> feedback_state(None)
+    {}
+    """
+    if compression is None or not compression.options.get("error_feedback"):
+        return {}
+    return {"error-feedback residual": float(codecs)}

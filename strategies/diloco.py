@@ -18,7 +18,7 @@ from strategies.averaging import (
     quorum_mean,
     take,
 )
-from strategies.base import Program, Strategy
+from strategies.base import Program, Strategy, feedback_state
 from strategies.checks import PeerFailure
 from strategies.context import WorkerContext
 from strategies.fields import (
@@ -176,6 +176,15 @@ class DiLoCo(Strategy):
     def check_world(self, world_size: int) -> None:
         super().check_world(world_size)
         check_quorum(self, len(self.workers(world_size)))
+
+    def worker_state(self) -> dict[str, float]:
+        """The global (outer) parameters each worker keeps, the outer optimizer's state over
+        them (Nesterov momentum: one copy) and a compression's residual.
+
+        >>> DiLoCo().worker_state()
+        {'outer parameters': 1.0, 'outer': 1.0}
+        """
+        return {"outer parameters": 1.0, "outer": 1.0, **feedback_state(self.compression)}
 
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":

@@ -85,6 +85,15 @@ class EASGD(ShardedServers, Strategy):
                 "alpha",
             )
 
+    def worker_state(self) -> dict[str, float]:
+        """The centre a worker pulls and holds for its elastic step, and the state of the
+        ``local`` optimizer it steps (the first declared, ``center``, is the servers').
+
+        >>> EASGD().worker_state()
+        {'centre': 1.0, 'local': 1.0}
+        """
+        return {"centre": 1.0, "local": 1.0}
+
     def worker(self, w: WorkerContext) -> Program:
         # Steps this worker's own model in place. The run's lr schedule spans the local
         # steps a worker takes: `period` per centre update (sync), or per `n` of them (async).

@@ -19,7 +19,7 @@ from strategies.averaging import (
     quorum_mean,
     take,
 )
-from strategies.base import Program, Strategy
+from strategies.base import Program, Strategy, feedback_state
 from strategies.checks import PeerFailure
 from strategies.context import WorkerContext
 from strategies.fields import Algorithm, Compressed, FaultTolerance, MinReplicas
@@ -133,6 +133,22 @@ class LocalSGD(Strategy):
         if self.period == "adaptive":
             return "period='adaptive' sets its period from the training losses"
         return None
+
+    def worker_state(self) -> dict[str, float]:
+        """None of its own: a round ends on the average itself. With compression, the
+        parameters at the last averaging (what a round changed is compressed) and a residual
+        per codec (the warm-up's gradients and the rounds' changes).
+
+        >>> LocalSGD().worker_state(), LocalSGD(compression="topk").worker_state()
+        ({}, {'parameters at the last averaging': 1.0, 'error-feedback residual': 1.0})
+        """
+        if self.compression is None:
+            return {}
+        codecs = 2.0 if self.warmup else 1.0
+        return {
+            "parameters at the last averaging": 1.0,
+            **feedback_state(self.compression, codecs),
+        }
 
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":

@@ -92,6 +92,11 @@ class FlatOptimizer:
         factor = self.schedule.factor(self.steps, self.total_steps) * lr_scale
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
+        if self._shapes_only and _state_from_template(self):
+            # The first step's state, copied from one optimizer of the same spec and shape
+            # that took it: at 131,072 ranks the meta step itself was half a run's CPU.
+            self.steps += 1
+            return
         if self._plain_sgd and not _optimizer_hooks(self.optimizer):
             # What torch's SGD step does for one CPU tensor without momentum or weight decay
             # (its _single_tensor_sgd), minus ~25 us of Python around it per call.
@@ -163,6 +168,36 @@ class FlatOptimizer:
                 )
         self.optimizer.state[self.param] = state
         self.steps = int(numbers.get("steps", 0))
+
+
+#: The state one meta step leaves, by the optimizer's spec and the parameter's shape and dtype
+#: (a timing-only run has a few distinct ones, stepped by thousands of ranks).
+_META_STATES: dict[tuple[str, tuple[int, ...], torch.dtype], dict[str, Any]] = {}
+
+
+def _state_from_template(opt: FlatOptimizer) -> bool:
+    """Give ``opt`` (on meta, about to take its first step) the state its step would leave,
+    copied from a template optimizer of the same spec that took one; False (nothing done)
+    where that cannot be known: a custom factory, hooks, several parameter groups."""
+    spec, param = opt.spec, opt.param
+    if spec.factory is not None or _optimizer_hooks(opt.optimizer):
+        return False
+    if len(opt.optimizer.param_groups) != 1:
+        return False
+    key = (repr((spec.name, sorted(spec.options.items()))), tuple(param.shape), param.dtype)
+    template = _META_STATES.get(key)
+    if template is None:
+        probe = torch.empty_like(param)
+        made = FlatOptimizer(probe, spec)
+        made._shapes_only = False  # a real (meta) step: it makes the state
+        made.step(torch.empty_like(param))
+        template = _META_STATES[key] = dict(made.optimizer.state.get(made.param, {}))
+    if template:  # (a stateless optimizer, plain SGD, has no entry, as after its step)
+        # Tensors cloned (a CPU step count is each optimizer's own; a meta one holds nothing).
+        opt.optimizer.state[param] = {
+            k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in template.items()
+        }
+    return True
 
 
 def _plain_sgd(optimizer: torch.optim.Optimizer) -> bool:

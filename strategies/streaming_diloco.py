@@ -20,7 +20,7 @@ from strategies.averaging import (
     quorum_mean,
     take,
 )
-from strategies.base import Program, Strategy
+from strategies.base import Program, Strategy, feedback_state
 from strategies.checks import PeerFailure
 from strategies.compression.codec import charge
 from strategies.context import WorkerContext
@@ -166,6 +166,15 @@ class StreamingDiLoCo(Strategy):
     def check_world(self, world_size: int) -> None:
         super().check_world(world_size)
         check_quorum(self, len(self.workers(world_size)))
+
+    def worker_state(self) -> dict[str, float]:
+        """As DiLoCo's: the outer parameters (every fragment's, one copy in all), the outer
+        optimizers' state over them, and a compression's residuals (one per fragment).
+
+        >>> StreamingDiLoCo().worker_state()
+        {'outer parameters': 1.0, 'outer': 1.0}
+        """
+        return {"outer parameters": 1.0, "outer": 1.0, **feedback_state(self.compression)}
 
     def worker(self, w: WorkerContext) -> Program:
         if self.fault_tolerance == "quorum":

@@ -204,3 +204,92 @@ def test_a_zero_stage_where_it_means_nothing_is_one_line(strategy, compute, mess
     with pytest.raises(ValueError, match=message) as err:
         sim.run(strategy, "quadratic", "star:n=2", steps=1, compute=compute, timing_only=True)
     _one_line(str(err.value))
+
+
+def _holding(cls, held):
+    """``cls`` whose first worker's program locals are copied into ``held`` at each resume
+    (the tensors its strategy keeps beside the replica; the last resume's win)."""
+
+    class Held(cls):
+        def worker(self, w):
+            inner = super().worker(w)
+            item = inner.send(None)
+            while True:
+                value = yield item
+                if w.index == 0:
+                    held.update(inner.gi_frame.f_locals)
+                try:
+                    item = inner.send(value)
+                except StopIteration:
+                    return
+
+    return Held
+
+
+def _state_bytes(optimizer):
+    """Bytes of an optimizer's full-size buffers (momentum, Adam's moments)."""
+    state = optimizer.optimizer.state[optimizer.param].values()
+    return sum(t.numel() * t.element_size() for t in state if torch.is_tensor(t) and t.dim())
+
+
+@pytest.mark.parametrize(
+    "strategy, world, optimizer, keeps",
+    [
+        # its outer parameters and outer optimizer (Nesterov momentum), after an outer step
+        ("diloco", 2, {"inner": {"name": "adam", "lr": 1e-3}}, ("start", "outer")),
+        # the centre it pulled and its local optimizer (Adam)
+        ("easgd", 3, {"local": {"name": "adam", "lr": 1e-3}}, ("center", "local")),
+    ],
+)
+def test_a_strategys_state_in_the_estimate_is_what_its_workers_hold(
+    strategy, world, optimizer, keeps
+):
+    """The independent count: the tensors a running worker's program holds beside its
+    replica, read from the program itself."""
+    from strategies import EASGD, DiLoCo
+
+    held: dict = {}
+    cls = {"diloco": DiLoCo, "easgd": EASGD}[strategy]
+    workload = workloads.get("transformer", n_sequences=64)
+    result = sim.run(
+        _holding(cls, held)(period=2),
+        workload,
+        f"star:n={world}",
+        steps=6,
+        compute={"base": "flops", "device": "A100"},
+        optimizer=optimizer,
+    )
+    tensor, opt = (held[name] for name in keeps)
+    assert _state_bytes(opt) > 0
+    nbytes = tensor.numel() * tensor.element_size() + _state_bytes(opt)
+    summary = result.summary
+    assert summary["memory_strategy_gb"] * 1e9 == pytest.approx(nbytes)
+    others = ("parameters", "gradients", "master", "optimizer", "activations", "strategy")
+    assert summary["peak_memory_gb"] == pytest.approx(
+        sum(summary[f"memory_{part}_gb"] for part in others)
+    )
+
+
+def test_all_reduce_keeps_no_state_of_its_own_and_a_residual_with_error_feedback():
+    workload = workloads.get("transformer", n_sequences=64)
+    plain = sim.run("allreduce", workload, "star:n=2", steps=1, compute=H100_FLOPS)
+    assert plain.summary["memory_strategy_gb"] == 0.0
+    topk = sim.run("allreduce:compression=topk", workload, "star:n=2", steps=1, compute=H100_FLOPS)
+    # A float32 residual of the whole gradient (strategies.compression.feedback).
+    residual = workload.parameter_count() * 4
+    assert topk.summary["memory_strategy_gb"] * 1e9 == pytest.approx(residual)
+
+
+def test_a_strategys_state_is_named_in_a_refusal():
+    with pytest.raises(DoesNotFit) as err:
+        sim.run(
+            "diloco",
+            "llama3_8b",
+            "star:n=2",
+            steps=1,
+            compute=H100_FLOPS,
+            optimizer={"inner": "adamw"},
+            timing_only=True,
+        )
+    message = _one_line(str(err.value))
+    assert "strategy state 64 (outer parameters, outer optimizer state)" in message, message

@@ -169,3 +169,50 @@ def test_the_spans_of_any_wait_are_its_books_laid_out_in_time(a, b, leaves):
     totals = trace.totals()[0]
     for category, booked in zip(CATEGORIES, books):
         assert totals[category] == pytest.approx(booked, abs=1e-9)
+
+
+def test_overlapped_bucket_all_reduces_have_a_second_track_adding_up_to_the_overlap():
+    from runs.trace import overlapped_track
+    from strategies import AllReduceSGD
+
+    result = run(
+        AllReduceSGD(bucket_mb=0.004, first_bucket_mb=0.004),
+        "mlp_digits",
+        topologies.star(2),
+        steps=3,
+        compute=0.03,
+    )
+    doc = result.trace.document()
+    check_against_rank_rows(result, doc)  # the ranks' own tracks are as they were
+    overlapped = span_totals(doc, overlapped=True)
+    ranks = result.ranks.set_index("rank")
+    assert sorted(overlapped) == [0, 1]
+    for rank, row in ranks.iterrows():
+        assert row["overlap_time"] > 0
+        assert overlapped[int(rank)]["comm"] == pytest.approx(row["overlap_time"], abs=1e-6)
+        assert overlapped[int(rank)]["compute"] == overlapped[int(rank)]["idle"] == 0.0
+        spans = [e for e in doc["traceEvents"] if e["ph"] == "X"]
+        side = [e for e in spans if e["tid"] == overlapped_track(int(rank), 2)]
+        own = [e for e in spans if e["tid"] == int(rank) and e["cat"] == "compute"]
+        # Named as the rank's other communication, each inside one of its compute spans.
+        assert {e["name"] for e in side} == {"all_reduce[0,1]"}
+        for e in side:
+            assert any(
+                c["ts"] - 0.002 <= e["ts"] and e["ts"] + e["dur"] <= c["ts"] + c["dur"] + 0.002
+                for c in own
+            )
+    tracks = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "thread_name"]
+    assert tracks == [
+        "rank 0 (worker)",
+        "rank 0 (worker) overlapped comm",
+        "rank 1 (worker)",
+        "rank 1 (worker) overlapped comm",
+    ]
+
+
+def test_a_run_without_overlapped_communication_has_no_second_track():
+    result = run("allreduce", "mlp_digits", topologies.star(2), steps=3, compute=0.03)
+    doc = result.trace.document()
+    assert {e["tid"] for e in doc["traceEvents"]} == {0, 1}
+    assert span_totals(doc, overlapped=True) == {}
+    assert (result.ranks["overlap_time"] == 0).all()

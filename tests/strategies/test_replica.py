@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -128,3 +129,55 @@ def test_sgd_with_momentum_or_a_hook_still_uses_torch_step():
         plain.step(grad)
     assert calls == [1, 1, 1]
     assert torch.equal(plain.param.detach(), _torch_sgd_steps(start, grads, [0.1] * 3))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["adam", {"name": "adamw", "amsgrad": True}, "sgd:lr=0.1,momentum=0.9", "sgd", "adagrad"],
+)
+def test_a_meta_optimizers_first_step_leaves_the_state_torchs_own_step_leaves(spec):
+    # The reference: torch's optimizer on a meta parameter, stepped by torch itself.
+    parsed = OptimizerSpec.parse(spec)
+    reference = nn.Parameter(torch.empty(6, device="meta"))
+    torch_opt = parsed.build([reference])
+    reference.grad = torch.empty(6, device="meta")
+    torch_opt.step()
+    want = torch_opt.state.get(reference, {})
+    for _ in range(2):  # the first makes the template, the second copies it
+        opt = FlatOptimizer(torch.empty(6, device="meta"), parsed)
+        opt.step(torch.empty(6, device="meta"))
+        opt.step(torch.empty(6, device="meta"))
+        got = opt.optimizer.state.get(opt.param, {})
+        assert sorted(got) == sorted(want) and opt.steps == 2
+        for key, value in want.items():
+            if isinstance(value, torch.Tensor):
+                assert (got[key].shape, got[key].dtype, got[key].device) == (
+                    value.shape,
+                    value.dtype,
+                    value.device,
+                )
+                if value.device.type != "meta":  # a step count: the first step's
+                    assert torch.equal(got[key], value)
+            else:
+                assert got[key] == value
+        assert opt.export()[0].shape == (
+            6 * (1 + sum(v.dim() > 0 for v in want.values() if isinstance(v, torch.Tensor))),
+        )
+
+
+def test_a_meta_optimizer_of_a_known_spec_and_shape_dispatches_no_step(monkeypatch):
+    spec = OptimizerSpec.parse({"name": "adam", "lr": 1e-3})
+    FlatOptimizer(torch.empty(5, device="meta"), spec).step(torch.empty(5, device="meta"))
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a meta step was dispatched")
+
+    monkeypatch.setattr(torch.optim.Adam, "step", refused)
+    opt = FlatOptimizer(torch.empty(5, device="meta"), spec)
+    opt.step(torch.empty(5, device="meta"))
+    assert opt.steps == 1 and set(opt.optimizer.state[opt.param]) == {
+        "step",
+        "exp_avg",
+        "exp_avg_sq",
+    }
+    assert float(opt.optimizer.state[opt.param]["step"]) == 1.0
