@@ -122,6 +122,10 @@ def check_restartable(strategy: Any, world_size: int) -> None:
         why = f"{strategy.name} has servers, whose steps do not line up with the workers'"
     elif getattr(strategy, "mode", "sync") != "sync":
         why = f"{strategy.name} with mode={strategy.mode!r} is asynchronous"
+    elif strategy.global_model == "primary" and strategy.replicas(world_size) != strategy.workers(
+        world_size
+    ):
+        why = f"{strategy.name}'s ranks outside its replicas (actors) apply no steps"
     elif getattr(strategy, "fault_tolerance", None) is not None:
         why = (
             f"{strategy.name} with fault_tolerance={strategy.fault_tolerance!r} recovers by "

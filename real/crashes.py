@@ -192,6 +192,8 @@ class RankFaults:
         #: now (set by :class:`real.runtime.StopSignal`): when it is blocked, and at which step.
         self.step = 0
         self.waiting: Any = None
+        #: Whether this rank's step crashes are at the global step (it applies no steps).
+        self.by_global_step = False
 
     @classmethod
     def of(
@@ -224,13 +226,15 @@ class RankFaults:
         schedule = FaultSchedule.parse(record, world_size=world, links=None, steps=setup.steps)
         owners, _ = setup.strategy.owners(world)
         if setup.strategy.global_model == "primary":  # as the ledger of a run with faults
-            owners = setup.strategy.workers(world)
+            owners = setup.strategy.replicas(world)
         addr, port = placement.master_addr, placement.master_port
 
         def connect() -> Any:
             return rendezvous.client(addr, port, options.timeout, secret)
 
         faults = cls(schedule, rank, world, options.incarnation, list(owners), connect)
+        # A rank outside a primary model's replicas applies no steps: crashed at global steps.
+        faults.by_global_step = setup.strategy.global_model == "primary" and rank not in owners
         faults.timeout = float(options.timeout)
         if getattr(setup.strategy, "fault_tolerance", None) == "quorum":
             # A quorum strategy's owners are its workers, which step without the crashing
@@ -243,9 +247,11 @@ class RankFaults:
     def due(self, step: int) -> bool:
         """Whether this process is to be killed now, its own step being ``step`` (or the
         launcher asked: a crash at a time)."""
-        return self.requested.is_set() or (
-            self._crash_step is not None and step >= self._crash_step
-        )
+        if self.requested.is_set() or self._crash_step is None:
+            return self.requested.is_set()
+        if self.by_global_step:  # a rank that applies no steps (an IMPALA actor):
+            step = self._global_step(self.rank)  # at the global step, as sim's crashes it
+        return step >= self._crash_step
 
     def crash(self, at: float) -> None:
         """Mark this rank crashed at ``at`` and die by ``SIGKILL``, as the schedule says; or,

@@ -227,6 +227,9 @@ def run(
     )
     if schedule is not None and schedule.recovery == "restart":
         check_restartable(setup.strategy, nproc)
+    check_real = getattr(setup.strategy, "check_real_faults", None)
+    if schedule is not None and check_real is not None:
+        check_real(schedule, nproc)
     try:
         pickled = cloudpickle.dumps(setup)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -279,7 +282,7 @@ def _launch(
         options.faults, world_size=setup.world_size, links=None, steps=setup.steps
     )
     if schedule and setup.strategy.global_model == "primary":  # as the ledger with faults
-        owners = setup.strategy.workers(setup.world_size)
+        owners = setup.strategy.replicas(setup.world_size)
     restarts: Restarts | None = None
     kept: list[Restarts] = []  # the spawn loop's, even where it ends by an interrupt
     label = f"real {options.backend}, {setup.world_size} ranks"

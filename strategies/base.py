@@ -98,6 +98,10 @@ class Strategy(Declared, ABC):
     global_model: ClassVar[str] = "average"
     #: Named optimizers and their default specs; the first is stepped by ``apply``.
     optimizers: dict[str, Any] = {"main": None}
+    #: Whether a rank's ``w.log`` right after its ``w.apply`` (in the same resume) is that
+    #: step's row: the run's last step's is then kept, though the run stopped at that step
+    #: (IMPALA's ``policy_lag``). Off by default: other strategies' rows stay as they were.
+    logs_with_steps: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = options
@@ -124,6 +128,12 @@ class Strategy(Declared, ABC):
     def primary(self, world_size: int) -> int:
         """The rank whose replica is the global model when ``global_model == "primary"``."""
         return self.workers(world_size)[0]
+
+    def replicas(self, world_size: int) -> list[int]:
+        """The ranks whose replicas are equal copies of a ``"primary"`` global model: in a
+        run with faults the first live one is the global model, and the run stops once every
+        live one has applied ``steps``. Default: every worker (IMPALA: its learners)."""
+        return self.workers(world_size)
 
     def owners(self, world_size: int) -> tuple[list[int], str]:
         """The ranks whose states make the global model, and how they combine (``"one"``,

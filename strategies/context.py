@@ -17,7 +17,7 @@ follows it: an owner's state at step ``k`` is taken when it is about to apply st
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -309,12 +309,24 @@ class RoleContext:
 
         return any_of([handle, self.sleep(limit)]).then(first, like=handle)
 
-    def quorum(self, min_size: int = 1, timeout: float | None = None) -> Handle[Quorum]:
+    def quorum(
+        self, min_size: int = 1, timeout: float | None = None, ranks: Sequence[int] | None = None
+    ) -> Handle[Quorum]:
         """A handle for the next :class:`~strategies.membership.Quorum` of this role's ranks
-        (the workers, or the servers): it forms once every live one has asked (a crashed rank
-        is left out once its crash is detected; a restarted one is waited for), or
-        ``timeout`` seconds after this call with at least ``min_size`` members."""
-        ranks = self.workers if self.role == "worker" else self.servers
+        (the workers, or the servers; or ``ranks``, some of them that include this one, such
+        as IMPALA's learners): it forms once every live one has asked (a crashed rank is left
+        out once its crash is detected; a restarted one is waited for), or ``timeout`` seconds
+        after this call with at least ``min_size`` members."""
+        role = self.workers if self.role == "worker" else self.servers
+        if ranks is None:
+            ranks = role
+        elif self.rank not in ranks or not set(ranks) <= set(role):
+            raise ValueError(
+                f"ranks={list(ranks)} must be {self.role}s of this run and include this rank "
+                f"({self.rank}); use a subset of {list(role)}"
+            )
+        else:
+            ranks = sorted(ranks)
         if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
             raise ValueError(f"min_size={min_size!r} must be an int >= 1 (members a quorum needs)")
         if min_size > len(ranks):

@@ -86,6 +86,10 @@ class SampleCounts:
             history.pop(j - HISTORY, None)  # a rollback goes back a round, not the whole run
         return j
 
+    def steps_of(self, rank: int) -> int:
+        """The optimizer steps ``rank`` has applied (as counted here)."""
+        return self._steps.get(rank, 0)
+
     def lose(self, rank: int, steps: int = 0) -> float:
         """``rank`` dropped what it computed since its last step (it crashed, or its round
         failed) and, with ``steps``, its last ``steps`` steps too (a round rolled back: their

@@ -23,6 +23,7 @@ __all__ = [
     "Compressed",
     "CompressedIfSet",
     "FaultTolerance",
+    "FaultToleranceIfSet",
     "MinReplicas",
     "OuterLr",
     "OuterMomentum",
@@ -42,6 +43,9 @@ OuterMomentum = Annotated[float, Field(ge=0)]
 #: a round that fails is dropped (its gradients lost), not retried; ``None``: a crash ends
 #: the run.
 FaultTolerance = Annotated[Literal["quorum"] | None, Field(description="'quorum' survives crashes")]
+#: As :data:`FaultTolerance`, left out of ``run.json`` while None (strategies that gained it
+#: later, such as IMPALA, record what they recorded before it).
+FaultToleranceIfSet = Annotated[FaultTolerance, Record(omit_none=True)]
 #: The fewest live workers a quorum round needs (it waits for more to come back below that).
 MinReplicas = Annotated[int, Field(ge=1, description="workers a quorum round needs")]
 

@@ -181,6 +181,12 @@ class Ledger:
         self.faults = FaultTally()
         #: Whether the run had a fault schedule (its summary then counts what faults cost).
         self.with_faults = False
+        #: Whether a rank's log right after its step belongs to that step
+        #: (``Strategy.logs_with_steps``): the rank whose step stopped the run has its next
+        #: event kept if it is a log, as has each rank that applies the same step after the
+        #: stop (several learners), :meth:`record`.
+        self.logs_with_steps = False
+        self._step_logs: set[int] = set()  # ranks whose next event, a log, is kept
         self.rows: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
         self._staleness: dict[int, float] = {}
@@ -209,6 +215,13 @@ class Ledger:
             self.computed(event.rank, event.samples)
             return
         if self.stop_reason is not None:
+            if event.rank in self._step_logs:  # its step's log, if that is what comes next
+                self._step_logs.discard(event.rank)
+                if isinstance(event, Logged):
+                    self.rows.append(self._log_row(event.rank, event.values))
+            elif self.logs_with_steps and isinstance(event, Stepped):
+                if self.counts.steps_of(event.rank) + 1 == self.step:  # the stop's step
+                    self._step_logs.add(event.rank)
             return
         self._now = event.at
         if isinstance(event, Stepped):
@@ -296,6 +309,8 @@ class Ledger:
         if self.rules.snapshot_when_applied(k):  # the last step: no step follows to settle it
             owners.keep(rank, k, state)
         self._catch_up()
+        if self.stop_reason is not None and self.logs_with_steps:
+            self._step_logs.add(rank)
 
     def _catch_up(self) -> None:
         """Advance the global step to the slowest live owner's count."""
@@ -320,9 +335,10 @@ class Ledger:
     def logged(self, rank: int, values: dict[str, float]) -> None:
         """A strategy logged named values on ``rank``."""
         if self.stop_reason is None:
-            self.rows.append(
-                self._row("log", {"rank": rank, **{k: float(v) for k, v in values.items()}})
-            )
+            self.rows.append(self._log_row(rank, values))
+
+    def _log_row(self, rank: int, values: dict[str, float]) -> dict[str, Any]:
+        return self._row("log", {"rank": rank, **{k: float(v) for k, v in values.items()}})
 
     def rank_times(
         self,

@@ -166,6 +166,8 @@ _SURVIVES = {
     "streaming_diloco": "fault_tolerance='quorum' survives it",
     "parameter_server": "mode='async' or 'ssp' carries on without a worker, mode='sync' "
     "with backup_workers >= the crashed workers, and checkpoint_every restores a server",
+    "impala": "learners carry on without a crashed actor, and with learners >= 2 "
+    "fault_tolerance='quorum' survives a learner's crash",
     "gossip": "gossip carries on without the crashed rank when its program catches PeerFailure",
 }
 

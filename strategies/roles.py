@@ -399,12 +399,13 @@ def make_ledger(
     """The run's ledger, over the owners of the strategy's declared global model; both
     backends build it here. ``clock``, ``bytes_sent``: the backend's (``None``: the recorded
     events' time and bytes, as in a replay). ``faults``: ranks may crash, so a ``"primary"``
-    model is any live worker's (the first), not one rank's that may die. ``observers``:
+    model is any live replica's (the first of ``Strategy.replicas``: every worker, or
+    IMPALA's learners), not one rank's that may die. ``observers``:
     ``target`` (:func:`runs.metric.check_target`), ``target_loss``, ``on_step``, ``on_eval``.
     The ledger's metric is the workload's (:func:`runs.metric.metric_of`)."""
     owners, combine = setup.strategy.owners(setup.world_size)
     if faults and setup.strategy.global_model == "primary":
-        owners = setup.strategy.workers(setup.world_size)
+        owners = setup.strategy.replicas(setup.world_size)
     ledger = Ledger(
         owners,
         combine,
@@ -418,6 +419,7 @@ def make_ledger(
         **observers,
     )
     ledger.with_faults = ledger.counts.keep_history = faults
+    ledger.logs_with_steps = bool(getattr(setup.strategy, "logs_with_steps", False))
     return ledger
 
 

@@ -84,6 +84,7 @@ CARTPOLE = {
     "cartpole_a3c": ("parameter_server", {"mode": "async"}),
     "cartpole_impala": ("impala", {"correction": "vtrace"}),
     "cartpole_impala_novtrace": ("impala", {"correction": "none"}),
+    "cartpole_impala_faults": ("impala", {"correction": "vtrace"}),
 }
 
 

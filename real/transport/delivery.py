@@ -49,7 +49,8 @@ class Delivery(Completion):
         self._thread(wait)
 
     def _failed(self, posted: Posted, exc: Exception) -> None:
-        error = CommError(f"rank {self.rank}: {posted.handle.describe()} failed: {exc}")
+        # A peer the fault schedule killed makes it a PeerFailure, as a send's error is.
+        error = self._failure(posted.handle, f"rank {self.rank}: {posted.handle.describe()}", exc)
         posted.handle.fail(error, at=self._clock())
 
     def _deliver(self, arrived: Arrived) -> None:

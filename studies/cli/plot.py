@@ -3,7 +3,7 @@
 ::
 
     commsim plot results/sweep --kind time-to-target --x topology.bandwidth --out ttt.png
-    commsim plot 'results/**/seed=0' runs/real --kind loss-vs-time --out loss.pdf
+    commsim plot 'results/**/seed=0' runs/real --kind metric-vs-time --out loss.pdf
 
 A bad kind, field, suffix or path prints one line on stderr and exits with status 2.
 """
@@ -23,8 +23,8 @@ __all__ = ["plot"]
 _SUFFIXES = (".png", ".pdf", ".svg")
 # The kind names, repeated here so that --help does not import matplotlib and pandas.
 _KINDS = (
-    "loss-vs-time",
-    "loss-vs-bytes",
+    "metric-vs-time",
+    "metric-vs-bytes",
     "time-to-target",
     "speedup",
     "breakdown",
@@ -34,6 +34,8 @@ _KINDS = (
     "comparison",
     "faults",
 )
+#: Older names of kinds (``studies.plot.ALIASES``), still accepted.
+_ALIASES = ("loss-vs-time", "loss-vs-bytes")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -56,8 +58,14 @@ def plot(
         ),
     ],
     kind: Annotated[
-        str, typer.Option("--kind", "-k", help=f"What to draw: {', '.join(_KINDS)}.")
-    ] = "loss-vs-time",
+        str,
+        typer.Option(
+            "--kind",
+            "-k",
+            help=f"What to draw: {', '.join(_KINDS)}. The curves are of the runs' metric (the "
+            f"loss, or the return); {' and '.join(_ALIASES)} are their older names.",
+        ),
+    ] = "metric-vs-time",
     x: Annotated[
         str | None,
         typer.Option(
@@ -85,9 +93,10 @@ def plot(
     ] = None,
 ) -> None:
     """Draw a figure of run directories: loss curves, time to target, speed-up, breakdowns."""
-    if kind not in _KINDS:
+    if kind not in _KINDS + _ALIASES:
+        choices = list(_KINDS + _ALIASES)
         raise _fail(
-            f"--kind {kind!r} is unknown{_suggest(kind, list(_KINDS))} (kinds: {', '.join(_KINDS)})"
+            f"--kind {kind!r} is unknown{_suggest(kind, choices)} (kinds: {', '.join(_KINDS)})"
         )
     if out.suffix.lower() not in _SUFFIXES:
         raise _fail(

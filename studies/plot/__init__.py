@@ -3,12 +3,17 @@
 Every kind takes the loaded table (plus its options) and an optional ``ax``, draws with one
 style (:mod:`studies.plot.style`: a strategy keeps its colour in every figure, simulated runs
 are solid and real ones dashed) and returns the figure. :data:`KINDS` maps the names
-``commsim plot --kind`` accepts to the functions.
+``commsim plot --kind`` accepts to the functions. The curves are of the runs' own metric (the
+loss, or a reinforcement-learning workload's return): ``metric-vs-time`` and
+``metric-vs-bytes``, which the older names ``loss-vs-time`` and ``loss-vs-bytes`` still draw
+(:data:`ALIASES`).
 
 Examples
 --------
->>> sorted(KINDS)
-['breakdown', 'comparison', 'faults', 'loss-vs-bytes', 'loss-vs-time', 'pareto', 'speedup', 'staleness', 'time-to-target', 'utilisation']
+>>> sorted(k for k in KINDS if k not in ALIASES)
+['breakdown', 'comparison', 'faults', 'metric-vs-bytes', 'metric-vs-time', 'pareto', 'speedup', 'staleness', 'time-to-target', 'utilisation']
+>>> KINDS["loss-vs-time"] is KINDS[ALIASES["loss-vs-time"]]
+True
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from studies.plot.time_to_target import time_to_target
 from studies.plot.utilisation import utilisation
 
 __all__ = [
+    "ALIASES",
     "KINDS",
     "breakdown",
     "comparison",
@@ -43,8 +49,8 @@ __all__ = [
 
 #: Plot kinds by the name the command line uses.
 KINDS: dict[str, Callable[..., Figure]] = {
-    "loss-vs-time": loss_vs_time,
-    "loss-vs-bytes": loss_vs_bytes,
+    "metric-vs-time": loss_vs_time,
+    "metric-vs-bytes": loss_vs_bytes,
     "time-to-target": time_to_target,
     "speedup": speedup,
     "breakdown": breakdown,
@@ -54,3 +60,8 @@ KINDS: dict[str, Callable[..., Figure]] = {
     "comparison": comparison,
     "faults": faults,
 }
+
+#: Older kind names, kept: each draws what the kind it names does (its figure is labelled by
+#: the runs' metric, a return too).
+ALIASES = {"loss-vs-time": "metric-vs-time", "loss-vs-bytes": "metric-vs-bytes"}
+KINDS.update({alias: KINDS[kind] for alias, kind in ALIASES.items()})

@@ -40,10 +40,12 @@ def test_a_run_takes_its_steps_and_evaluates_the_return():
     assert result.evals["loss"].isna().all() and result.evals["return"].notna().all()
     assert (result.evals["return"] > 0).all()
     # The ledger counts the environment steps of the experience learnt by step 4, as the
-    # learner logs the rollouts of each step (after it: the run's last has none).
+    # learner logs the rollouts of each step (after it), and all of the run's at its end.
     logs = rows(result, "log")
     learnt = logs[logs["step"] <= 4]["rollouts"].sum()
     assert result.evals["samples"].iloc[1] == ROLLOUT_STEPS * learnt > 4 * ROLLOUT_STEPS
+    assert list(logs["step"]) == list(range(1, 9))  # the last step's row too
+    assert result.evals["samples"].iloc[-1] == ROLLOUT_STEPS * logs["rollouts"].sum()
 
 
 def test_a_slow_actor_acts_one_version_behind_and_the_bytes_are_the_messages():
@@ -113,8 +115,9 @@ def test_several_learners_step_together_on_their_own_actors_batches():
     result = simulate(ActorLearner(learners=2, batch=2), world=5, steps=4, eval_every=2)
     logs = rows(result, "log")
     # Both learners step together (they all-reduce their gradients), each from at least
-    # `batch` rollouts of its own actors, logged after each step but the run's last.
-    assert logs.groupby("rank")["step"].apply(list).to_dict() == {0: [1, 2, 3], 1: [1, 2, 3]}
+    # `batch` rollouts of its own actors, logged after each step, and the run's last on the
+    # learner whose step ended the run (the other's program was closed at its yield then).
+    assert logs.groupby("rank")["step"].apply(list).to_dict() == {0: [1, 2, 3, 4], 1: [1, 2, 3]}
     assert (logs["rollouts"] >= 2).all()
     # The global model's samples are both learners' experience.
     learnt = logs[logs["step"] <= 2]["rollouts"].sum()
@@ -163,3 +166,111 @@ def test_real_processes_take_the_same_steps_and_reach_comparable_returns():
     assert sim_mean / 4 <= real_mean <= 4 * sim_mean
     # Actors take the broadcast parameters on both (a lag that grew with the steps would not).
     assert measured.summary["staleness_mean"] <= 3 * simulated.summary["staleness_mean"]
+
+
+# -- faults -----------------------------------------------------------------------------------
+#: A crash is detected this long after it (sim's default is seconds, longer than these runs).
+DETECT = 0.001
+
+
+def faults(*events, **options):
+    return {"events": list(events), "detect": DETECT, **options}
+
+
+def test_an_actor_crashed_at_the_start_and_never_back_is_a_run_without_it():
+    # Rank 2 dies before its first rollout: the learner learns from rank 1 alone, as in a
+    # world of two, and stops sending parameters to the dead (the same numbers, bit for bit).
+    crash = {"kind": "crash", "rank": 2, "at": 1e-9}
+    crashed = simulate(ActorLearner(), world=3, steps=8, faults=faults(crash))
+    alone = simulate(ActorLearner(), world=2, steps=8)
+    s = crashed.summary
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (8, 1, 0, 0)
+    assert s["lost_samples"] == 0  # an actor commits no samples: the learner counts them
+    assert torch.equal(crashed.parameters, alone.parameters)
+    assert list(crashed.evals["return"]) == list(alone.evals["return"])
+
+
+def test_a_restarted_actor_asks_for_the_parameters_and_acts_with_them():
+    crash = {"kind": "crash", "rank": 2, "step": 2, "restart_step": 4}
+    back = simulate(ActorLearner(), world=3, steps=12, faults=faults(crash))
+    down = simulate(
+        ActorLearner(), world=3, steps=12, faults=faults({**crash, "restart_step": None})
+    )
+    s = back.summary
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"], s["lost_samples"]) == (
+        12,
+        1,
+        1,
+        0,
+        0,
+    )
+    fault = rows(back, "fault")
+    assert list(zip(fault["step"], fault["rank"], fault["event"])) == [
+        (2, 2, "crash"),
+        (4, 2, "restart"),
+    ]
+    assert not torch.equal(back.parameters, down.parameters)  # its rollouts were learnt
+    # It asked first: its rollouts were acted with a learner's recent parameters, not with
+    # the initial ones (version 0, which would lag by the learner's step): no rollout lags
+    # more than the other actor's do.
+    lags = rows(back, "log")
+    assert lags[lags["step"] > 4]["policy_lag"].max() <= rows(down, "log")["policy_lag"].max()
+
+
+def test_without_a_policy_a_learners_crash_ends_the_run_naming_what_survives_it():
+    from sim.run import SimulationError
+
+    crash = {"kind": "crash", "rank": 0, "step": 3}
+    with pytest.raises(SimulationError, match="learners >= 2 fault_tolerance='quorum'"):
+        simulate(ActorLearner(), world=3, steps=8, faults=faults(crash))
+
+
+def test_a_single_learner_restarts_from_its_checkpoint_with_recovery_restart():
+    crash = {"kind": "crash", "rank": 0, "step": 5}
+    policy = faults(crash, recovery="restart", checkpoint_every=4)
+    result = simulate(ActorLearner(), world=3, steps=8, faults=policy)
+    s = result.summary
+    # Every rank restarts from step 4's checkpoint: step 5 is lost, and done again.
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (8, 1, 1, 1)
+
+
+def test_learners_carry_on_without_a_crashed_learner_over_a_quorum_and_heal_it():
+    crash = {"kind": "crash", "rank": 1, "step": 3, "restart_step": 6}
+    strategy = ActorLearner(learners=2, fault_tolerance="quorum")
+    result = simulate(strategy, world=4, steps=10, faults=faults(crash))
+    s = result.summary
+    assert (s["steps"], s["failures"], s["restarts"]) == (10, 1, 1)
+    # The round the crash broke is dropped on the survivor: one step, and the one rollout
+    # (batch=1) it had learnt from, lost.
+    assert (s["lost_steps"], s["lost_samples"]) == (1, ROLLOUT_STEPS)
+    # The restarted learner took the survivor's parameters and optimizer state (plain SGD:
+    # none), the bytes of its parameters.
+    assert s["heal_bytes"] == 4 * result.parameters.numel()
+    assert list(rows(result, "fault")["event"]) == ["crash", "lost", "restart", "rejoin"]
+
+
+def test_impala_faults_the_real_backend_cannot_run_are_refused_in_one_line():
+    from options.declare import OptionError
+
+    crash = {"kind": "crash", "rank": 2, "step": 2, "restart_step": 4}
+    with pytest.raises(OptionError, match="rank 2 comes back, and on the real backend"):
+        real.run(ActorLearner(), workload(), nproc=3, steps=4, faults=faults(crash))
+    strategy = ActorLearner(learners=2, fault_tolerance="quorum")
+    with pytest.raises(OptionError, match="quorums of the learners alone"):
+        real.run(strategy, workload(), nproc=4, steps=4, faults=faults({**crash, "rank": 3}))
+
+
+def test_an_actor_crash_on_real_processes_conforms_to_sim_within_the_seeds_spread():
+    from studies.conformance import check
+
+    # Rank 2 is killed at global step 3 (on real: at its first yield once the learner has
+    # published step 3) and stays down; the learner goes on with rank 1's rollouts.
+    crash = {"kind": "crash", "rank": 2, "step": 3}
+    options = dict(steps=12, exact=False, seeds=2, timeout=60, optimizer=ADAM)
+    report = check(ActorLearner(), workload(), world_size=3, faults=faults(crash), **options)
+    assert report.differences == []  # failures, restarts, lost_steps; the returns' verdict
+    for result in (*report.sims, *report.reals):
+        s = result.summary
+        assert (s["steps"], s["failures"], s["restarts"], s["lost_samples"]) == (12, 1, 0, 0)
+        fault = rows(result, "fault")
+        assert list(fault["event"]) == ["crash"] and (fault["step"] >= 3).all()

@@ -190,3 +190,30 @@ def test_a_logged_value_named_at_step_is_a_value_not_the_rows_step():
     ledger.logged(0, {"at_step": 7.0})
     (logged,) = [r for r in ledger.rows if r["kind"] == "log"]
     assert logged["step"] == 0 and logged["at_step"] == 7.0 and logged["rank"] == 0
+
+
+@pytest.mark.parametrize("logs_with_steps", [False, True])
+def test_a_log_right_after_the_stopping_step_is_kept_only_where_the_strategy_says_so(
+    logs_with_steps,
+):
+    # Two ranks apply step 2, which stops the run: owner 0 (the global model) first, then
+    # rank 1 (an equal replica, not an owner), each logging right after its step. Later
+    # logs, and a rank's log after another event, are after the stop: dropped.
+    from strategies.events import Logged, Sent, Stepped
+
+    ledger, clock, _ = make([0], "one", steps=2, eval_every=2)
+    ledger.logs_with_steps = logs_with_steps
+    ledger.start({0: torch.zeros(2)})
+    events = []
+    for k in (1, 2):
+        for rank in (0, 1):
+            events += [Stepped(float(k), rank, 0, torch.full((2,), float(k)))]
+            events += [Logged(float(k), rank, {"lag": 10 * k + rank})]
+    events += [Logged(2.0, 0, {"lag": 99}), Sent(2.0, 1, 8), Logged(2.0, 1, {"lag": 98})]
+    for event in events:
+        clock.t = event.at
+        ledger.record(event)
+    logged = [(r["step"], r["rank"], r["lag"]) for r in ledger.rows if r["kind"] == "log"]
+    # (rank 1's log after step 1 is stamped with the global step then: 1)
+    kept = [(2, 0, 20.0), (2, 1, 21.0)] if logs_with_steps else []
+    assert logged == [(1, 0, 10.0), (1, 1, 11.0), *kept]
