@@ -128,6 +128,35 @@ class FlowBatch:
         self._classes: FlowClasses | None = None
         self._uses = 0
 
+    def part(self, positions: np.ndarray, src: np.ndarray) -> FlowBatch:
+        """The flows at ``positions`` (sent by ranks ``src``) as a batch of their own: what
+        :class:`FlowBatch` makes of those messages, without routing them again (a pair's
+        route id is fixed once routed, so the routes are the same).
+
+        >>> import topologies
+        >>> from sim.routing import Router
+        >>> r = Router(topologies.star(3, bandwidth=1e9, latency=1e-6))
+        >>> b = FlowBatch(r, np.array([0, 1]), np.array([2, 2]), np.array([8.0, 4.0]))
+        >>> p = b.part(np.array([1]), np.array([1]))
+        >>> p.routes.tolist(), p.per_rank.tolist(), p.total
+        ([1], [0.0, 4.0, 0.0], 4.0)
+        """
+        new = object.__new__(FlowBatch)
+        new.routes = _frozen(self.routes[positions])
+        new.size = new.routes.size
+        new.nbytes = _frozen(self.nbytes[positions])
+        new.latency = _frozen(self.latency[positions])
+        new.min_latency = float(_min(new.latency)) if new.size else math.inf
+        new.max_latency = float(_max(new.latency)) if new.size else -math.inf
+        new.instant = _frozen(self.instant[positions])
+        new.any_instant = bool(_count(new.instant))
+        new.per_rank = _frozen(np.bincount(src, weights=new.nbytes, minlength=self.per_rank.size))
+        new.total = float(new.nbytes.sum())
+        new.index = _frozen(np.arange(new.size))
+        new._classes = None
+        new._uses = 0
+        return new
+
     @property
     def recurring(self) -> bool:
         """Whether the batch has been injected before (a ring's rounds, every all-reduce of

@@ -351,8 +351,10 @@ class Network:
         ``pace="step"`` (default) runs lock-step rounds: a round's messages start together once
         the previous round is delivered, so a round is one batch. ``pace="rank"`` lets every
         rank move on as soon as its own messages allow (the algorithm's exact dependencies);
-        it simulates many more events where route latencies differ (a fat tree: ~25x slower),
-        and equals ``"step"`` for ring algorithms on homogeneous fabrics.
+        it simulates many more events where route latencies differ (a ring on a fat tree:
+        ~100x slower), costs about what ``"step"`` does where every rank enters each step at
+        once (a hierarchical all-reduce), and equals ``"step"`` for ring algorithms on
+        homogeneous fabrics.
         """
         size = check_nbytes(nbytes)
         if pace not in PACES:

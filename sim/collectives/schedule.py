@@ -81,6 +81,7 @@ class Step:
         self._touched: np.ndarray | None = None
         self._flows: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
         self._by_sender: tuple[np.ndarray, Router, int, int, FlowBatch] | None = None
+        self._position: np.ndarray | None = None
 
     @property
     def touched(self) -> np.ndarray:
@@ -119,6 +120,21 @@ class Step:
             )
             self._by_sender = (members, router, channel, router.epoch, batch)
         return batch
+
+    def kept_by_sender(
+        self, members: np.ndarray, router: Router, channel: int = 0
+    ) -> FlowBatch | None:
+        """The batch :meth:`flows_by_sender` keeps, if it is still the one to inject (else
+        None: nothing is routed here, so route ids keep their order of first appearance)."""
+        return _kept(self._by_sender, members, router, channel)
+
+    @property
+    def position(self) -> np.ndarray:
+        """Each message's position in :attr:`all_sends` (its place in the batch by sender)."""
+        if self._position is None:
+            self._position = np.empty_like(self._order)
+            self._position[self._order] = np.arange(self.size)
+        return self._position
 
     def sends_of(self, ranks: np.ndarray, n: int) -> np.ndarray:
         """Indices of the messages sent by ``ranks`` (a duplicate-free array)."""
@@ -283,22 +299,86 @@ class _Lockstep:
 
 
 class _Channel:
-    """Per-rank execution of one schedule: each rank's current step and its unfinished ops."""
+    """Per-rank execution of one schedule: each rank's current step and its unfinished ops.
+
+    Where every rank enters a step at once and each of them sends in it, the step is *in
+    step*: its messages go out as the step's one batch, by sender (:meth:`Step.flows_by_sender`,
+    exactly what per-rank entry injects), tagged by position so that the network may hold it
+    as classes (:mod:`sim.flow_classes`), under an owner of their own (:meth:`on_round`). If
+    they are all delivered at one instant, every rank completes the step then and the next is
+    entered the same way, with no per-rank pass: a round of 131,072 ranks costs what one
+    rank's does. A partial delivery turns the per-rank state (``current`` and the step's ops
+    left) back into arrays, and the ranks go on one by one from there, as they always did.
+    """
 
     def __init__(self, run: CollectiveRun, schedule: Schedule, channel: int = 0) -> None:
         self.run, self.schedule, self.n, self.channel = run, schedule, schedule.n, channel
         self.current = np.full(self.n, -1, dtype=np.int64)
         self.finished = np.full(self.n, float(run.net.env.now))
         self.n_finished = 0
-        # Live steps: index -> [Step, first tag, ops left per rank].
+        # Live steps: index -> [Step, first tag, ops left per rank (None: the step is in
+        # step and nothing of it was delivered, so it is the step's ``ops``)].
         self.live: dict[int, list[Any]] = {}
         self.bases = np.empty(0, dtype=np.int64)  # first tag of each live step, ascending
         self.base_steps: list[int] = []
         self.next_tag = 0
+        self._all = np.arange(self.n)
+        self._keep = 4  # live steps kept before :meth:`forget` looks for passed ones
+        # The last step entered in step: (index, Step, first tag); ``in_step``: whether
+        # every rank is still in it with nothing delivered (``current`` is then stale).
+        self._round: tuple[int, Step, int] | None = None
+        self.in_step = False
+        # Registered first: where a round's last messages finish at the instant later
+        # steps' do, the network tells owners in id order, so the older step goes first,
+        # as within one owner's call.
+        self.round_owner = run.net.register(self.on_round, run)
         self.owner = run.net.register(self.on_done, run)
 
     def start(self) -> None:
-        self.advance(np.arange(self.n), -1)
+        self.advance(self._all, -1)
+
+    def enter_in_step(self, s: int) -> bool:
+        """Every rank enters step ``s`` at once: send its messages as one batch tagged by
+        position, if every rank sends in it (else, or where a route is missing, False: the
+        per-rank path handles it)."""
+        step = self.schedule.step(s)
+        if not step._all_send or s in self.live:
+            return False
+        net = self.run.net
+        try:
+            batch = step.flows_by_sender(self.run.members, net.router, self.channel)
+        except LinkFailure:
+            return False  # the per-rank path routes it again and holds it
+        base = self.next_tag
+        self.next_tag += step.size
+        # Every earlier step is delivered (every rank completed it): only ``s`` is live.
+        self.live = {s: [step, base, None]}
+        self.bases = np.array([base], dtype=np.int64)
+        self.base_steps = [s]
+        self._round, self.in_step = (s, step, base), True
+        net.inject(batch, self.round_owner, batch.index)
+        return True
+
+    def leave_step(self) -> None:
+        """Back to per-rank state: every rank is in the round's step, none of its ops done."""
+        assert self._round is not None
+        s, step, _ = self._round
+        self.in_step = False
+        self.current.fill(s)
+        self.live[s][2] = step.ops.copy()
+
+    def on_round(self, tags: np.ndarray) -> None:
+        """Messages of the round entered in step finished (``tags``: their positions in its
+        batch, by sender)."""
+        assert self._round is not None, "a round's flows finish only after it was entered"
+        s, step, base = self._round
+        if self.in_step and tags.size == step.size:  # all of it: every rank completes s
+            self.in_step = False
+            self.advance(self._all, s)
+            return
+        if self.in_step:
+            self.leave_step()
+        self.on_done(base + step.all_sends[tags])
 
     def materialise(self, s: int) -> list[Any]:
         entry = self.live.get(s)
@@ -320,6 +400,8 @@ class _Channel:
             if s >= n_steps:
                 self.finish(ranks)
                 return
+            if ranks.size == self.n and self.enter_in_step(s):
+                return
             step, base, left = self.materialise(s)
             self.current[ranks] = s
             busy = step.ops[ranks] > 0
@@ -331,6 +413,11 @@ class _Channel:
                     try:
                         if msgs is step.all_sends:  # every rank at once: routed before
                             flows = step.flows_by_sender(m, net.router, self.channel)
+                        elif (
+                            whole := step.kept_by_sender(m, net.router, self.channel)
+                        ) is not None:
+                            # Some ranks: their part of the batch routed before.
+                            flows = whole.part(step.position[msgs], m[step.src[msgs]])
                         else:
                             flows = FlowBatch(
                                 net.router,
@@ -378,13 +465,19 @@ class _Channel:
             step, base, left = self.live[s]
             idx = part - base
             touched = np.concatenate((step.src[idx], step.dst[idx]))
-            left -= np.bincount(touched, minlength=self.n)
-            hit = np.zeros(self.n, dtype=bool)
-            hit[touched] = True
-            ready = np.flatnonzero(hit & (self.current == s) & (left == 0))
+            # Only the touched ranks' counts (not a pass over every rank: a drifting ring
+            # finishes a few messages per event).
+            hit = np.unique(touched)
+            if hit.size == touched.size:
+                left[touched] -= 1
+            else:
+                np.subtract.at(left, touched, 1)
+            ready = hit[(self.current[hit] == s) & (left[hit] == 0)]
             if ready.size:
                 self.advance(ready, s)
-        self.forget()
+        if len(self.base_steps) > self._keep:  # amortised: a pass over the ranks per doubling
+            self.forget()
+            self._keep = max(4, 2 * len(self.base_steps))
 
     def forget(self) -> None:
         """Drop steps that every rank has passed, so long schedules stay small in memory."""
@@ -402,6 +495,7 @@ class _Channel:
         self.finished[ranks] = self.run.net.env.now
         self.n_finished += ranks.size
         if self.n_finished == self.n:
+            self.run.net.unregister(self.round_owner)
             self.run.net.unregister(self.owner)
             self.run.channel_done()
 

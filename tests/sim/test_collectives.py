@@ -307,3 +307,139 @@ def test_lock_step_log_keeps_one_entry_per_repeated_set_of_ranks(monkeypatch):
             assert 0 < max(longest) <= 6, max(longest)
     assert finishes[0] == finishes[1]
     assert len(set(finishes[0].values())) > 1  # ranks finish apart: the log is read
+
+
+def _per_rank_run(topology, network=None, slow=None, **collective):
+    """Every number a ``pace="rank"`` collective reports: per-rank finish times, bytes,
+    link statistics; ``slow`` = (time, u, v, factor) slows a link mid-collective."""
+    env = simpy.Environment()
+    net = Network(env, topology, **(network or {}))
+    done = net.collective(pace="rank", **collective)
+    if slow is not None:
+
+        def fault():
+            yield env.timeout(slow[0])
+            net.set_link(slow[1], slow[2], slow[3])
+
+        env.process(fault())
+    env.run()
+    return (
+        done.value,
+        env.now,
+        net.bytes_sent,
+        net.bytes_sent_per_rank.tolist(),
+        net.link_stats().to_dict(),
+    )
+
+
+PER_RANK_CASES = {
+    "hierarchical": (
+        lambda: topologies.hierarchical(6, 4, inter_bandwidth="100Gbps"),
+        {"op": "all_reduce", "nbytes": M, "algorithm": "hierarchical"},
+        {},
+    ),
+    "hierarchical, unfair": (
+        lambda: topologies.hierarchical(3, 2, inter_bandwidth="100Gbps"),
+        {"op": "all_reduce", "nbytes": M, "algorithm": "hierarchical"},
+        {"network": {"unfairness": 0.3, "seed": 2}},
+    ),
+    "hierarchical, a link slowed": (
+        lambda: topologies.hierarchical(6, 4, inter_bandwidth="100Gbps"),
+        {"op": "all_reduce", "nbytes": M, "algorithm": "hierarchical"},
+        {"slow": (1e-4, "node0", "spine", 0.25)},
+    ),
+    "ring on a star": (
+        lambda: topologies.star(8, bandwidth=B, latency=L),
+        {"op": "all_reduce", "nbytes": M, "algorithm": "ring"},
+        {},
+    ),
+    "ring on a fat tree (drifts)": (
+        lambda: topologies.fat_tree(4, bandwidth=B, latency=L),
+        {"op": "all_reduce", "nbytes": M, "algorithm": "ring"},
+        {},
+    ),
+    "halving-doubling, 6 ranks (folds)": (
+        lambda: topologies.fully_connected(6, bandwidth=B, latency=L),
+        {"op": "all_reduce", "nbytes": M, "algorithm": "halving_doubling"},
+        {},
+    ),
+    "tree broadcast": (
+        lambda: topologies.fat_tree(4, bandwidth=B, latency=L),
+        {"op": "broadcast", "nbytes": M, "algorithm": "tree", "root": 3},
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PER_RANK_CASES))
+def test_per_rank_steps_entered_in_step_give_the_rank_by_rank_numbers(case, monkeypatch):
+    # Reference: every rank's entry into every step handled one by one, each batch of
+    # messages routed anew (the per-rank path as it was before steps were entered in step
+    # and parts of a batch reused): the same numbers, bit for bit, where symmetry holds
+    # (the hierarchical rounds), breaks (unfairness, a slowed link, a drifting ring) or
+    # never was (folds, a tree).
+    from sim.collectives.schedule import Step, _Channel
+
+    make, collective, options = PER_RANK_CASES[case]
+    entered = []
+    original = _Channel.enter_in_step
+
+    def counted(self, s):
+        took = original(self, s)
+        entered.append(took)
+        return took
+
+    monkeypatch.setattr(_Channel, "enter_in_step", counted)
+    fast = _per_rank_run(make(), **collective, **options)
+    if case == "hierarchical":  # every round entered in step: none rank by rank
+        assert entered and all(entered)
+    monkeypatch.setattr(_Channel, "enter_in_step", lambda self, s: False)
+    monkeypatch.setattr(Step, "kept_by_sender", lambda self, *a, **k: None)
+    assert _per_rank_run(make(), **collective, **options) == fast
+
+
+def test_per_rank_hierarchical_at_scale_matches_its_closed_form():
+    # 64 nodes x 8: every round entered in step (the network holds it as classes); the
+    # closed form of test_hierarchical_beats_flat_ring_by_its_formula, computed apart.
+    nodes, gpus = 64, 8
+    bi, li, bo, lo = 100e9, 1e-7, 1e9, 1e-6
+    g = topologies.hierarchical(
+        nodes, gpus, intra_bandwidth=bi, intra_latency=li, inter_bandwidth=bo, inter_latency=lo
+    )
+    intra, cross = 2 * li, 2 * li + 2 * lo
+    hier = 2 * (gpus - 1) * (intra + M / (gpus * bi)) + 2 * (nodes - 1) * (
+        cross + M / (gpus * nodes * bo)
+    )
+    rank = collective_time(g, "all_reduce", M, algorithm="hierarchical", pace="rank")
+    assert rank == pytest.approx(hier, rel=1e-9)
+    assert rank == collective_time(g, "all_reduce", M, algorithm="hierarchical", pace="step")
+
+
+def test_a_step_entered_in_step_maps_its_batch_back_to_messages(monkeypatch):
+    # Senders listed out of order (the batch by sender is then not in message order) on a
+    # fat tree, where route latencies differ: the batch finishes in parts, and each part's
+    # positions must be mapped back to its messages, as the rank-by-rank path tags them.
+    from sim.collectives.schedule import CollectiveRun, Schedule, Step, _Channel
+
+    n = 16
+    src = np.arange(n)[::-1].copy()
+    steps = [Step(n, src, (src + k) % n, M / n * (1 + k % 3)) for k in (1, 5, 3, 7)]
+
+    def one():
+        env = simpy.Environment()
+        net = Network(env, topologies.fat_tree(4, bandwidth=B, latency=L))
+        event = env.event()
+        CollectiveRun(net, [Schedule.of(n, steps)], np.arange(n), event, "rank")
+        env.run()
+        return event.value, net.link_stats().to_dict()
+
+    entered = []
+    original = _Channel.enter_in_step
+    monkeypatch.setattr(
+        _Channel, "enter_in_step", lambda self, s: entered.append(original(self, s)) or entered[-1]
+    )
+    fast = one()
+    assert entered[0]  # the first step is entered in step, and finishes in parts
+    monkeypatch.setattr(_Channel, "enter_in_step", lambda self, s: False)
+    monkeypatch.setattr(Step, "kept_by_sender", lambda self, *a, **k: None)
+    assert one() == fast

@@ -122,3 +122,23 @@ def test_shared_arrays_are_never_written():
     assert batch.nbytes.tolist() == [4.0]
     with pytest.raises(ValueError, match="read-only"):
         batch.nbytes[0] = 1.0
+
+
+def test_part_of_a_batch_is_the_batch_of_those_messages():
+    # ecmp on a fat tree: routes hashed per pair; once the whole batch is routed, a part's
+    # route ids (and all that follows from them) are what routing those messages gives.
+    r = Router(topologies.fat_tree(4, bandwidth=1e9, latency=1e-6))
+    src = np.array([0, 3, 5, 9, 14, 2])
+    dst = np.array([15, 4, 5, 1, 7, 11])
+    nbytes = np.array([8.0, 0.0, 3.0, 5.0, 2.0, 9.0])
+    whole = FlowBatch(r, src, dst, nbytes, 2)
+    pos = np.array([4, 1, 2])
+    part = whole.part(pos, src[pos])
+    alone = FlowBatch(r, src[pos], dst[pos], nbytes[pos], 2)
+    for name in ("routes", "nbytes", "latency", "instant", "per_rank", "index"):
+        assert getattr(part, name).tolist() == getattr(alone, name).tolist(), name
+        assert not getattr(part, name).flags.writeable
+    for name in ("size", "total", "min_latency", "max_latency", "any_instant"):
+        assert getattr(part, name) == getattr(alone, name), name
+    assert part.instant.tolist() == [False, True, True]
+    assert whole.part(np.array([], dtype=np.int64), src[:0]).size == 0
