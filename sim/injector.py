@@ -164,6 +164,16 @@ class FaultInjector:
         self.fabric.crash(rank)
         self.ledger.record(Crashed(float(self.env.now), rank))
         if isinstance(cause, Crash) and cause.restart_step is not None:
+            if self.ledger.combine == "concat" and rank in self.ledger.live_owners:
+                # A shard's owner (a server): the global step waits for its shard, so it
+                # could never reach the step the rank is to come back at.
+                self.failure = (
+                    f"rank {rank} holds a shard of the global model and crashed with "
+                    f"restart_step={cause.restart_step}, which the global step cannot reach "
+                    "while its shard is down; restart it after seconds ('restart') instead"
+                )
+                self.ledger.stop("failed")
+                return
             self.pending_restarts += 1
             step = max(cause.restart_step, self.ledger.step + 1)
             self._restart_at_step.setdefault(step, []).append(rank)

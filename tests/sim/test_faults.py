@@ -78,6 +78,25 @@ def test_every_owner_down_loses_the_model_and_fails_the_run() -> None:
         sim.run(QUORUM, "quadratic", topologies.ring(4), **KW, faults=faults)
 
 
+def test_a_servers_restart_step_it_would_wait_for_forever_fails_in_one_line() -> None:
+    # The global step waits for a shard's server, so it could never reach the step the server
+    # is to come back at: the run used to poll until max_time; it ends at the crash, rows kept.
+    from strategies.parameter_server import ParameterServer
+
+    faults = [{"kind": "crash", "rank": 0, "step": 4, "restart_step": 6}]
+    with pytest.raises(sim.SimulationError, match="holds a shard.*restart_step=6") as raised:
+        sim.run(
+            ParameterServer(),
+            "quadratic",
+            topologies.star(4),
+            steps=12,
+            compute=0.01,
+            max_time=30.0,
+            faults=faults,
+        )
+    assert "after 4 steps" in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_random_crashes_are_bit_identical_across_reruns() -> None:
     faults = {"events": [{"kind": "crash", "mtbf": "2s", "restart": "0.5s"}], "detect": 0.1}
     runs = [
