@@ -27,16 +27,16 @@ def test_allreduce_under_the_gloo_rule_equals_real_bit_for_bit(nproc: int) -> No
 
 
 def test_a_diloco_quorum_run_with_a_crash_equals_real_under_the_gloo_rule() -> None:
-    # docs/faults.md's run: its first round's 3-member mean differed in the 8th digit when
-    # sim added in rank order (0.10464880615 against gloo's 0.10464881360); the quorum's
-    # all-reduces run on its own gloo group, in the same ring order.
+    # docs/faults.md's run: the quorum's all-reduces run on its own gloo group, in the same
+    # ring order. No check that the default rule misses here: whether rank order lands on
+    # gloo's bits for these 10 values is chance, and the chance changes with the CPU: the
+    # loss differed in the 8th digit on one machine, and is the same on an AMD EPYC (AVX2),
+    # the parameters too there with ATEN_CPU_CAPABILITY=default. The test above and
+    # test_faults.py's probe pin that the orders differ.
     spec = "diloco:period=4,fault_tolerance=quorum"
     faults = {"events": [{"kind": "crash", "rank": 2, "step": 5, "restart_step": 9}]}
     kw: dict[str, Any] = dict(steps=16, compute=0.01, faults=faults)
-    ring = topologies.ring(3)
-    gloo = sim.run(spec, "quadratic", ring, **kw, network={"collectives": "gloo"})
+    gloo = sim.run(spec, "quadratic", topologies.ring(3), **kw, network={"collectives": "gloo"})
     ran = real.run(spec, "quadratic", nproc=3, steps=16, faults=faults, timeout=60)
-    plain = sim.run(spec, "quadratic", ring, **kw)
     assert gloo.summary["final_loss"] == ran.summary["final_loss"]
     assert torch.equal(gloo.parameters, ran.parameters)
-    assert plain.summary["final_loss"] != ran.summary["final_loss"]
