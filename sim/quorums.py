@@ -123,7 +123,8 @@ class Quorums:
             return
         links = ", ".join(repr(tuple(e)) for e in self.partitions.cut_by())
         several = "s" if "), (" in links else ""
-        out = sorted(r for r in round_.ranks if r not in primary)
+        failures = self.failures
+        out = sorted(r for r in round_.ranks if r not in primary and not failures.known_down(r))
         self.on_stuck(
             f"link{several} {links} down cut ranks {out} off, and the largest connected part "
             f"left, ranks {sorted(primary)}, is smaller than the quorum's min_size="
