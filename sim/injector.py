@@ -8,6 +8,12 @@ program with no state (``ctx.rejoined``). A run whose every owner of the global 
 down has lost its model and stops as ``failed``. With ``recovery="restart"``
 (:mod:`sim.checkpoints`), a crash instead stops every rank once it is detected and starts
 them all again from the last checkpoint.
+
+A link down that cuts live ranks off (no other path) splits the quorums' membership
+(:mod:`sim.partitions`): a quorum holds the primary part only; a rank cut off leaves the
+global model as a crashed one does (a ``cut_off`` row), and comes back, healed, once a
+quorum admits it again (``reconnect``). A primary part too small for a quorum with no
+repair to come ends the run as ``failed``, naming the links.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import simpy
 from faults import Crash, FaultSchedule, RandomCrashes
 from sim.checkpoints import Checkpoints
 from sim.comm import Fabric
+from sim.partitions import Partitions
 from sim.runtime import SimRuntime
 from strategies.context import RoleContext
 from strategies.events import Crashed, Restarted
@@ -73,6 +80,8 @@ class FaultInjector:
         self.restarting = False
         #: The first fault that ended the run (a sentence), if one did.
         self.failure: str | None = None
+        #: Whether that was a partition too small for a quorum (its sentence is the advice).
+        self.cut = False
         self._at_step: dict[int, list[Callable[[], None]]] = {}
         self.pending_restarts = 0
         self._restart_at_step: dict[int, list[int]] = {}
@@ -94,11 +103,26 @@ class FaultInjector:
             self._at(slow.at, functools.partial(self._slow, slow.rank, slow.factor))
             if slow.until is not None:
                 self._at(slow.until, functools.partial(self._slow, slow.rank, 1.0))
+        #: Links down as the quorums see them (None: the schedule takes no link down).
+        self.partitions: Partitions | None = None
+        if any(fault.kind == "link_down" for fault in schedule.link_faults):
+            network = fabric.network
+            self.partitions = Partitions(
+                env, network.topology, dict(enumerate(network.router.hosts)), fabric.failures.detect
+            )
+            self._watch_partitions()
         for fault in schedule.link_faults:
             factor = fault.factor if fault.kind == "link_slow" else 0.0
             self._at(fault.at, functools.partial(self._link, fault.link, factor, fault.kind))
             if fault.until is not None:
-                self._at(fault.until, functools.partial(self._link, fault.link, 1.0, "link_up"))
+                repair = self.partitions is not None and fault.kind == "link_down"
+                if repair:
+                    assert self.partitions is not None
+                    self.partitions.pending_ups += 1
+                self._at(
+                    fault.until,
+                    functools.partial(self._link, fault.link, 1.0, "link_up", repair),
+                )
 
     # -- scheduling ---------------------------------------------------------------------------
     def _at(self, at: float, action: Callable[[], None]) -> None:
@@ -207,6 +231,21 @@ class FaultInjector:
         for rank, process in self.processes.items():
             self.runtime.crash(rank, process)
         self.fabric.reset()
+        self._watch_partitions()  # the new world's quorums see the same links
+
+    def _watch_partitions(self) -> None:
+        quorums = self.fabric.quorums
+        quorums.partitions = self.partitions
+        quorums.on_cut = self.ledger.cut
+        quorums.on_stuck = self._stuck
+
+    def _stuck(self, sentence: str) -> None:
+        """No quorum can form any more: the links cut off too many ranks for good."""
+        if self.pending_restarts or self.failure is not None or self.ledger.stopped:
+            return  # a restarted rank may yet make one
+        self.failure = sentence
+        self.cut = True
+        self.ledger.stop("failed")
 
     def _restart_all(self, crashed: int) -> None:
         self.pending_restarts -= 1
@@ -235,9 +274,19 @@ class FaultInjector:
             self.runtime.slowdown[rank] = factor
         self.ledger.fault("slow", rank)
 
-    def _link(self, link: tuple[str, str], factor: float, event: str) -> None:
-        self.fabric.network.set_link(*_nodes(self.fabric.network.topology, link), factor)
+    def _link(self, link: tuple[str, str], factor: float, event: str, repair: bool = False) -> None:
+        edge = _nodes(self.fabric.network.topology, link)
+        self.fabric.network.set_link(*edge, factor)
         self.ledger.fault(event)
+        partitions = self.partitions
+        if partitions is not None:
+            partitions.link(edge, factor)
+            if repair:
+                partitions.pending_ups -= 1
+            if factor > 0:
+                self.fabric.quorums.recheck()
+            elif factor == 0:  # the quorums learn of it with the network's detection
+                self._at(float(self.env.now) + partitions.detect, self.fabric.quorums.recheck)
 
 
 def _nodes(topology: Any, link: tuple[str, str]) -> tuple[Any, Any]:

@@ -446,7 +446,7 @@ def _simulate_run(
                 raise SimulationError(_fault_ended(failure, setup, env, ledger, writer)) from None
             if injector is not None and injector.failure is not None:
                 raise SimulationError(
-                    _fault_ended(injector.failure, setup, env, ledger, writer)
+                    _fault_ended(injector.failure, setup, env, ledger, writer, injector.cut)
                 ) from None
     finally:
         closing: list[BaseException] = []
@@ -496,8 +496,10 @@ def _fault_ended(
     env: simpy.Environment,
     ledger: Ledger,
     writer: RunWriter | None,
+    advised: bool = False,
 ) -> str:
-    """The one line a run ended by a fault raises with; its rows are written first."""
+    """The one line a run ended by a fault raises with; its rows are written first
+    (``advised``: ``failure`` says itself what would survive it)."""
     ledger.finish("failed")
     if writer is not None:
         writer.flush(ledger.rows, force=True)
@@ -512,6 +514,10 @@ def _fault_ended(
         if cause is not None
         else survivable(setup.strategy)
     )
+    if advised:
+        return (
+            f"the run failed at t={float(env.now):.6g}s after {ledger.step} steps: {failure}{kept}"
+        )
     return (
         f"the run failed at t={float(env.now):.6g}s after {ledger.step} steps: {failure}. "
         f"{advice}{kept}"

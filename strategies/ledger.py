@@ -189,6 +189,7 @@ class Ledger:
         self._step_logs: set[int] = set()  # ranks whose next event, a log, is kept
         self.rows: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
+        self._cut: set[int] = set()  # live ranks a partition keeps out of the quorums
         self._staleness: dict[int, float] = {}
         self._evals = Evaluations(
             self._owners,
@@ -241,9 +242,16 @@ class Ledger:
     def _fault(self, event: Crashed | Restarted | Restored | Lost) -> None:
         """A crash, a restart, a rank restored to a step, or work lost: counted by
         :func:`strategies.recovery.record_fault`, and a ``fault`` row."""
-        record_fault(event, self.faults, self.counts, self._owners, self.combine)
+        if isinstance(event, Restored) and event.rank in self._cut:
+            # A rank cut off rolling itself back (a failed round): it stays out of the
+            # global model until a quorum admits it again and heals it.
+            self.counts.restored(event.rank, event.step)
+            self.faults.heal_bytes += event.nbytes
+        else:
+            record_fault(event, self.faults, self.counts, self._owners, self.combine)
         self._row_fault(event.rank, FAULT_ROW[event.kind])
         if isinstance(event, Crashed):
+            self._cut.discard(event.rank)  # a restarted rank is healed back as one
             self._catch_up()  # the global step no longer waits for it
 
     def fault(self, event: str, rank: int = -1, at: float | None = None) -> None:
@@ -252,6 +260,23 @@ class Ledger:
         real run's replay, between two ranks' events)."""
         if self.stop_reason is None:
             self._row_fault(rank, event, at)
+
+    def cut(self, rank: int, out: bool, at: float) -> None:
+        """A live ``rank`` that a partition cut off from the quorums (``out``; ``at``: when
+        the links went down), or that a quorum admitted again: counted as a crash and as a
+        restart (its replica leaves the global model, and the stop no longer waits for it;
+        it is back once healed), with a ``cut_off`` or ``reconnect`` row."""
+        if self.stop_reason is not None:
+            return
+        event: Crashed | Restarted = Crashed(at, rank) if out else Restarted(at, rank)
+        if out:
+            self._cut.add(rank)
+        else:
+            self._cut.discard(rank)
+        record_fault(event, self.faults, self.counts, self._owners, self.combine)
+        self._row_fault(rank, "cut_off" if out else "reconnect")
+        if out:
+            self._catch_up()
 
     def _row_fault(self, rank: int, event: str, at: float | None = None) -> None:
         self.rows.append(self._row("fault", {"rank": rank, "event": event}, at=at))

@@ -15,6 +15,9 @@ Examples
 >>> q = Quorum(3, (0, 1, 2), (2,), (40, 40, 0), Group((0, 1, 2), 3))
 >>> q.max_step, q.behind, q.source
 (40, (2,), 0)
+>>> q = Quorum(4, (0, 1, 2), (2,), (40, 40, 40), Group((0, 1, 2), 4), reconnected=(0,))
+>>> q.behind, q.source
+((0,), 1)
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class Quorum:
         Each member's optimizer step when it asked, in ``members`` order.
     group
         A group of the members (``Group(members, epoch=id)``) for collectives this round.
+    reconnected
+        Members admitted again after a partition cut them off (``sim``): alive all along,
+        but their state is no longer the quorum's, so they are healed whatever their step.
     """
 
     id: int
@@ -58,6 +64,7 @@ class Quorum:
     joined: tuple[int, ...]
     steps: tuple[int, ...]
     group: Group
+    reconnected: tuple[int, ...] = ()
 
     @property
     def max_step(self) -> int:
@@ -67,14 +74,16 @@ class Quorum:
     @property
     def behind(self) -> tuple[int, ...]:
         """Members whose step is behind :attr:`max_step` (they need healing)."""
-        top = self.max_step
-        return tuple(r for r, s in zip(self.members, self.steps) if s < top)
+        top, again = self.max_step, self.reconnected
+        return tuple(r for r, s in zip(self.members, self.steps) if s < top or r in again)
 
     @property
     def source(self) -> int:
-        """The member that heals the others: the lowest rank at :attr:`max_step`."""
-        top = self.max_step
-        return next(r for r, s in zip(self.members, self.steps) if s == top)
+        """The member that heals the others: the lowest rank at :attr:`max_step` (one that
+        stayed in the quorum, where one did)."""
+        top, again = self.max_step, self.reconnected
+        at_top = [r for r, s in zip(self.members, self.steps) if s == top]
+        return next((r for r in at_top if r not in again), at_top[0])
 
 
 def heal(w: WorkerContext, quorum: Quorum) -> Generator[Any, Any, None]:

@@ -35,7 +35,18 @@ if TYPE_CHECKING:
 __all__ = ["FAULT_EVENTS", "FAULT_ROW", "FaultTally", "record_fault", "survivable"]
 
 #: What a ``fault`` row's ``event`` column says happened.
-FAULT_EVENTS = ("crash", "restart", "rejoin", "lost", "link_down", "link_up", "link_slow", "slow")
+FAULT_EVENTS = (
+    "crash",
+    "restart",
+    "rejoin",
+    "lost",
+    "link_down",
+    "link_up",
+    "link_slow",
+    "slow",
+    "cut_off",
+    "reconnect",
+)
 #: The ``fault`` row of each event a rank reports.
 FAULT_ROW = {"crashed": "crash", "restarted": "restart", "restored": "rejoin", "lost": "lost"}
 

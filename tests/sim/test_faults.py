@@ -273,3 +273,87 @@ def test_a_program_saves_and_restores_its_own_checkpoint() -> None:
     assert s["checkpoint_time"] == pytest.approx(17 * write)
     rejoin = result.metrics[(result.metrics.kind == "fault") & (result.metrics.event == "rejoin")]
     assert list(rejoin["rank"]) == [1]
+
+
+CUT = {"kind": "link_down", "link": ["s0", "2"], "at": 0.05}
+
+
+def test_a_partition_leaves_the_cut_rank_out_as_a_crash_at_the_link_failure_would() -> None:
+    # star(3), rank 2's link down for good: it is alive but unreachable. The quorum holds
+    # ranks 0 and 1 from the detection on; the run ends (max_time: a hang fails the test).
+    quorum = AllReduceSGD(fault_tolerance="quorum")
+    kw = dict(KW, workload="quadratic", topology=topologies.star(3), max_time=30)
+    cut = sim.run(quorum, **kw, faults=[CUT])
+    # An independent run: rank 2 crashed at the same time, never back.
+    crash = sim.run(quorum, **kw, faults=[{"kind": "crash", "rank": 2, "at": 0.05}])
+    s = cut.summary
+    assert s["steps"] == 40 and s["failures"] == 1 and s["restarts"] == 0
+    # The one round in flight at the cut fails at the detection (3 s) and is lost.
+    assert s["lost_steps"] == 1
+    # Its three gradients are lost (a crashed rank's own was never finished: two).
+    assert s["lost_samples"] == 3 * 32 and crash.summary["lost_samples"] == 2 * 32
+    for key in ("steps", "time", "lost_steps", "final_loss", "recovery_time"):
+        assert s[key] == crash.summary[key], key
+    assert torch.equal(cut.parameters, crash.parameters)
+    assert s["recovery_time"] == pytest.approx(3.0 + 0.01, abs=1e-3)
+    rows = cut.metrics[cut.metrics.kind == "fault"]
+    assert list(rows.event) == ["link_down", "lost", "lost", "lost", "cut_off"]
+    assert list(rows[rows.event == "cut_off"]["rank"]) == [2]
+
+
+def test_a_cut_rank_rejoins_healed_once_its_link_is_back() -> None:
+    quorum = AllReduceSGD(fault_tolerance="quorum")
+    kw = dict(KW, steps=100, workload="quadratic", topology=topologies.star(3), max_time=30)
+    cut = sim.run(quorum, **kw, faults=[dict(CUT, until=3.2)])
+    crash = {"kind": "crash", "rank": 2, "at": 0.05, "restart": 3.15}
+    restarted = sim.run(quorum, **kw, faults=[crash])
+    s = cut.summary
+    assert s["steps"] == 100
+    # Counted as a crash and a restart are: one failure, one return, one heal of the
+    # parameters (plain SGD: 4 bytes each), the detection and a step of outage.
+    for key in ("failures", "restarts", "lost_steps", "heal_bytes", "recovery_time"):
+        assert s[key] == restarted.summary[key], key
+    assert (s["failures"], s["restarts"], s["lost_steps"]) == (1, 1, 1)
+    assert s["heal_bytes"] == 4 * cut.parameters.numel()
+    rows = cut.metrics[cut.metrics.kind == "fault"]
+    assert list(rows.event)[-4:] == ["cut_off", "link_up", "reconnect", "rejoin"]
+    # Back in the quorum, its replica is the others' again (it was healed).
+    assert s["final_loss"] == pytest.approx(restarted.summary["final_loss"], rel=0.05)
+
+
+def test_a_partition_too_small_for_min_replicas_ends_the_run_in_one_line(tmp_path) -> None:
+    quorum = AllReduceSGD(fault_tolerance="quorum", min_replicas=3)
+    kw = dict(KW, workload="quadratic", topology=topologies.star(3), max_time=30)
+    with pytest.raises(sim.SimulationError) as raised:
+        sim.run(quorum, **kw, faults=[CUT], out=tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("the run failed at t=3.05s after 4 steps: link ('s0', 2) ")
+    assert "lower min_replicas to 2, or give the link_down an 'until'" in message
+    assert "stops at a crash" not in message
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "metrics.parquet")
+    assert list(rows[rows.kind == "fault"].event)[0] == "link_down" and rows.step.max() == 4
+    # With a repair to come, the quorum waits for it instead (no quorum left rank 2 out:
+    # nothing to heal), and the run goes on after it.
+    result = sim.run(quorum, **kw, faults=[dict(CUT, until=4.0)])
+    s = result.summary
+    assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (40, 0, 0, 1)
+    assert s["time"] > 4.0
+
+
+@pytest.mark.parametrize("until", [None, 3.3])
+def test_a_cut_local_sgd_worker_rolling_back_stays_out_until_healed(until) -> None:  # type: ignore[no-untyped-def]
+    # Local SGD's failed averaging rolls each worker back (a `rejoin` row, as a rewind
+    # is); the cut-off worker's rollback must not make it an owner again, or the global
+    # step would wait for it for ever.
+    down = CUT if until is None else dict(CUT, until=until)
+    spec = "local_sgd:period=4,fault_tolerance=quorum"
+    result = sim.run(spec, "quadratic", topologies.star(3), **KW, faults=[down], max_time=30)
+    s = result.summary
+    # The round in flight at the cut (4 local steps) is rolled back and lost.
+    assert (s["steps"], s["failures"], s["lost_steps"]) == (40, 1, 4)
+    assert s["restarts"] == (0 if until is None else 1)
+    assert s["heal_bytes"] == (0 if until is None else 2 * 4 * result.parameters.numel())
