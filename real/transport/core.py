@@ -437,8 +437,18 @@ class TorchTransport(Receiving):
         tag = self._tags.next(dst)
         frame = self._to_device(encode(header, tensors, tag))
         payload = [self._to_device(t) for t in tensors]
-        works = [dist.isend(frame, dst=dst, tag=ENVELOPE_TAG)]
-        works += [dist.isend(t, dst=dst, tag=tag) for t in payload]
+        try:
+            works = [dist.isend(frame, dst=dst, tag=ENVELOPE_TAG)]
+            works += [dist.isend(t, dst=dst, tag=tag) for t in payload]
+        except RuntimeError as exc:
+            # gloo raises at the call, not at the wait, once it has seen the pair's connection
+            # reset: a peer the schedule killed fails the send as the wait would have.
+            what = f"rank {rank}: {handle.describe()}"
+            failure = None if self._faults is None else self._faults.peer_failure(what, exc, (dst,))
+            if failure is None:
+                raise
+            handle.fail(failure, at=self._clock())
+            return handle
         self._charged(message_nbytes(tensors) + header_nbytes(header))
         keep = [frame, *payload]  # staged copies outlive the transfer
         self._on_waiter(works, handle, keep.clear, started, f"rank {rank}: {handle.describe()}")

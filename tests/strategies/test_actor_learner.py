@@ -164,8 +164,12 @@ def test_real_processes_take_the_same_steps_and_reach_comparable_returns():
     assert min(a.max() for a in after) >= 4 * start
     sim_mean, real_mean = (statistics.fmean(a) for a in after)
     assert sim_mean / 4 <= real_mean <= 4 * sim_mean
-    # Actors take the broadcast parameters on both (a lag that grew with the steps would not).
-    assert measured.summary["staleness_mean"] <= 3 * simulated.summary["staleness_mean"]
+    # Actors take the broadcast parameters on both: actors acting on the first parameters
+    # throughout would have a mean lag of about half the steps (20). Real's lag follows the
+    # machine's load (a loaded CI machine's actors fall behind), so it is bounded by a
+    # quarter of the steps rather than by sim's (about 1).
+    assert simulated.summary["staleness_mean"] <= 40 / 4
+    assert measured.summary["staleness_mean"] <= 40 / 4
 
 
 # -- faults -----------------------------------------------------------------------------------
