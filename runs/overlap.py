@@ -157,6 +157,8 @@ def comm_spans(handle: Any) -> Iterable[tuple[float, float]]:
     >>> list(comm_spans(all_of([a, b])))
     [(1.0, 2.0)]
     """
+    # The walk of comm_leaves without its labels: a label is built from the handle's fields,
+    # and this runs on every wait of every rank, where no name is wanted.
     stack = [handle]
     while stack:
         h = stack.pop()
