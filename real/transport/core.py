@@ -443,8 +443,8 @@ class TorchTransport(Receiving):
         except RuntimeError as exc:
             # gloo raises at the call, not at the wait, once it has seen the pair's connection
             # reset: a peer the schedule killed fails the send as the wait would have.
-            what = f"rank {rank}: {handle.describe()}"
-            failure = None if self._faults is None else self._faults.peer_failure(what, exc, (dst,))
+            said = f"rank {rank}: {handle.describe()}"
+            failure = None if self._faults is None else self._faults.peer_failure(said, exc, (dst,))
             if failure is None:
                 raise
             handle.fail(failure, at=self._clock())
