@@ -42,7 +42,7 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Overlap", "comm_leaves", "comm_spans"]
+__all__ = ["Overlap", "comm_leaves"]
 
 
 class Overlap:
@@ -130,13 +130,17 @@ class Overlap:
 
 
 def comm_leaves(handle: Any) -> Iterable[tuple[Any, float, float]]:
-    """The communication leaves of a waited-on ``handle`` as ``(label, started_at,
-    finished_at)``: :func:`comm_spans` with each leaf's name (:attr:`Handle.label`).
+    """When the communication leaves of a waited-on ``handle`` moved data, with each leaf's
+    name (:attr:`Handle.label`): ``(label, started_at, finished_at)`` (a handle's
+    ``children`` are what it stands for).
 
-    >>> from strategies.handles import Handle
+    >>> from strategies.handles import Handle, all_of
     >>> a = Handle("comm", "send"); a.resolve(at=2.0, started_at=1.0)
     >>> list(comm_leaves(a))
     [('send', 1.0, 2.0)]
+    >>> b = Handle("compute"); b.resolve(at=3.0, started_at=0.0)
+    >>> [(since, until) for _, since, until in comm_leaves(all_of([a, b]))]
+    [(1.0, 2.0)]
     """
     stack = [handle]
     while stack:
@@ -145,27 +149,6 @@ def comm_leaves(handle: Any) -> Iterable[tuple[Any, float, float]]:
             stack.extend(h.children)
         elif h.kind == "comm" and h.started_at is not None and h.finished_at is not None:
             yield (h.label, h.started_at, h.finished_at)
-
-
-def comm_spans(handle: Any) -> Iterable[tuple[float, float]]:
-    """When the communication leaves of a waited-on ``handle`` moved data: their
-    ``(started_at, finished_at)`` (a handle's ``children`` are what it stands for).
-
-    >>> from strategies.handles import Handle, all_of
-    >>> a, b = Handle("comm"), Handle("compute")
-    >>> a.resolve(at=2.0, started_at=1.0); b.resolve(at=3.0, started_at=0.0)
-    >>> list(comm_spans(all_of([a, b])))
-    [(1.0, 2.0)]
-    """
-    # The walk of comm_leaves without its labels: a label is built from the handle's fields,
-    # and this runs on every wait of every rank, where no name is wanted.
-    stack = [handle]
-    while stack:
-        h = stack.pop()
-        if h.children:
-            stack.extend(h.children)
-        elif h.kind == "comm" and h.started_at is not None and h.finished_at is not None:
-            yield (h.started_at, h.finished_at)
 
 
 def _union(flat: array[float]) -> list[tuple[float, float]]:
