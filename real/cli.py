@@ -139,7 +139,8 @@ def real_command(
         typer.Option(
             help="Fault schedule file (TOML or JSON, as sim's): crashes kill rank processes, "
             "restarts start new ones, stragglers slow down (local runs and --testbed); "
-            "link_slow and a transient link_down change the testbed's links (--testbed).",
+            "link_slow and a transient link_down change the testbed's links (--testbed); "
+            'under torchrun, crashes at a step with recovery = "restart" (--max-restarts).',
             metavar="FILE",
         ),
     ] = None,
@@ -209,11 +210,10 @@ def real_command(
         if target_return is not None:  # (as given: run() refuses the one the workload lacks)
             stops["target_return"] = target_return
         if faults is not None:
-            if placement is not None and placement.launcher != "testbed":
+            if placement is not None and out is None:  # (before rank 0 makes its own)
                 raise _fail(
-                    "--faults runs on the local launcher or a --testbed (it kills and "
-                    "restarts the rank processes it started, and changes the testbed's "
-                    "links); drop it under torchrun or srun"
+                    "--faults under a launcher needs --out (the same directory on every "
+                    "node): the ranks' checkpoints go there, and every restart writes that run"
                 )
             stops["faults"] = faults
         if testbed is not None:

@@ -221,7 +221,13 @@ class RankFaults:
         #: now (set by :class:`real.runtime.StopSignal`): when it is blocked, and at which step.
         self.step = 0
         self.waiting: Any = None
-        #: Whether this rank's step crashes are at the global step (it applies no steps).
+        #: Under torchrun (:mod:`real.elastic`): a crash asks every peer to halt itself (no
+        #: launcher of commsim's does), and a halt leaves with ``halt_code``, a failure.
+        self.elastic = False
+        self.halt_code = 0
+        #: Called as this process leaves by the schedule's crash or a halt (under torchrun,
+        #: rank 0 writes the run so far: no launcher of commsim's outlives it).
+        self.before_exit: Callable[[], None] | None = None
 
     @classmethod
     def of(
@@ -291,6 +297,11 @@ class RankFaults:
             self.halt()
         with self._lock:
             mark_crashed(self._store, self.rank, self.incarnation, at)
+            if self.elastic:  # torchrun restarts every worker: the peers leave first
+                for peer in range(self.world_size):
+                    if peer != self.rank:
+                        self._store.set(f"faults/kill/{peer}/{self.incarnation}", "halt")
+        self._leaving()
         os.kill(os.getpid(), signal.SIGKILL)
 
     def halts_on(self, error: BaseException) -> bool:
@@ -301,12 +312,29 @@ class RankFaults:
             return False
         if self.halting:
             return True
-        return isinstance(error, CommError) and bool(self.down(range(self.world_size)))
+        # Under torchrun anything that ends a rank while a peer is down (the agent's SIGTERM
+        # too) is that crash's doing.
+        return (isinstance(error, CommError) or self.elastic) and self.restarting()
+
+    def restarting(self) -> bool:
+        """Whether every rank is being restarted from a checkpoint: asked to halt, or a rank
+        the schedule killed is down (``recovery="restart"``)."""
+        if self.schedule.recovery != "restart":
+            return False
+        return self.halting or bool(self.down(range(self.world_size)))
 
     def halt(self) -> None:
         """Leave at once (the caller handed in its events): every rank is about to be
         restarted from the last checkpoint, and this process's state is not needed."""
-        os._exit(0)
+        self._leaving()
+        os._exit(self.halt_code)
+
+    def _leaving(self) -> None:
+        if self.before_exit is not None:
+            try:
+                self.before_exit()
+            except BaseException:  # (what it writes is a courtesy: leaving comes first)
+                pass
 
     def checkpoint_every(
         self,

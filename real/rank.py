@@ -164,6 +164,7 @@ def run_rank(
     options: RankOptions,
     collect: Callable[[Any], None] | None = None,
     secret: str | None = None,
+    leaving: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run this rank to its end; its record (events, error, final state, times), which it
     has also handed in on the run's store, its events as it went (:mod:`real.handin`).
@@ -173,7 +174,8 @@ def run_rank(
     ``collect``: on the collector (rank 0 with ``options.collector``), called with the
     run's store once this rank has handed in; it gathers the others' records and writes
     the run, and the other ranks stay until it returns. ``secret``: the run's, which signs
-    every value on the store (:mod:`real.store`)."""
+    every value on the store (:mod:`real.store`). ``leaving``: called as this process leaves
+    by a fault schedule's crash or halt (:attr:`real.crashes.RankFaults.before_exit`)."""
     rank, world = placement.rank, placement.world_size
     if setup.world_size != world:
         raise LaunchError(
@@ -190,6 +192,11 @@ def run_rank(
     rejoined = options.incarnation > 0 and options.generation == 0
     if faults is not None:
         signal.faults = faults
+        if placement.launcher == "torchrun":  # its agent restarts every worker (real.elastic)
+            from real.elastic import HALT_CODE
+
+            faults.elastic, faults.halt_code = True, HALT_CODE
+        faults.before_exit = leaving
     quorums: list[RankFaults] = []  # without a schedule: made if the program asks a quorum
 
     def fault_free() -> RankFaults:
@@ -199,8 +206,11 @@ def run_rank(
     # A run that evaluates as it goes needs the states at once. Local processes hand them in
     # as they go over loopback (a rank killed outright keeps its evaluation points), a
     # testbed's over its management network; across a cluster's links they would share the
-    # training's links: sent last.
-    hold = not options.eager and placement.launcher not in ("local", "testbed")
+    # training's links: sent last; but not with a fault schedule (under torchrun), whose crash
+    # and restarts would lose what a rank killed or halted held back.
+    hold = (
+        not options.eager and not options.faults and placement.launcher not in ("local", "testbed")
+    )
     handin = HandIn(store, rank, hold_states=hold, incarnation=options.incarnation)
     ctx = runtime = None
     interrupted: list[str] = []
@@ -305,6 +315,11 @@ def run_rank(
             runtime.crash_now = crash_now
 
         record["ended"] = drive(runtime, ctx, program, options.timeout, tick=tick)
+        if interrupted and faults is not None and faults.elastic and faults.restarting():
+            # torchrun's agent stops every worker once one died (SIGTERM): a halt, not
+            # the run's interrupt, which would stop the restarted workers too.
+            handin.events(runtime.events, force=True)
+            faults.halt()
         if interrupted:  # the others stop too, and hand in theirs
             signal.stop("interrupted")
         if rank in owners:

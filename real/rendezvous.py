@@ -51,10 +51,21 @@ __all__ = [
 FAILED_KEY = "failed"
 
 
+#: Whether torchrun's restarts go on with the first attempt's keys (:func:`share_attempts`).
+_SHARED = {"attempts": False}
+
+
+def share_attempts() -> None:
+    """Every torchrun restart of this run goes on from where the last stopped, on the first
+    attempt's keys (a fault schedule's restarts from a checkpoint: :mod:`real.elastic`)."""
+    _SHARED["attempts"] = True
+
+
 def namespace(store: Any) -> Any:
     """The run's keys on a raw store client (the launcher's view of the ranks' keys)."""
-    # A torchrun restart reuses the agent's store: each attempt gets its own keys.
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    # A torchrun restart reuses the agent's store: each attempt gets its own keys, unless
+    # the run restarts from its checkpoints.
+    attempt = "0" if _SHARED["attempts"] else os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     return dist.PrefixStore(f"commsim/{attempt}", store)
 
 

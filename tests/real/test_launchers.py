@@ -110,6 +110,66 @@ def test_torchrun_several_processes_per_node_run_a_server_strategy(tmp_path):
     assert _written_losses(out) == pytest.approx(expected, rel=1e-5)
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    """The live processes whose command line mentions ``text`` (from /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+RESTART = {"recovery": "restart", "checkpoint_every": 3, "detect": 1.0}
+RESTART["events"] = [{"kind": "crash", "rank": 1, "step": 5}]
+
+
+def test_torchrun_restarts_every_worker_from_the_checkpoint_as_the_local_launcher_does(tmp_path):
+    """Rank 1 kills itself at step 5; torchrun's agent restarts both workers (its own
+    restart, --max-restarts), which load the step-3 checkpoint from the run directory and go
+    on; rank 0 of the restart writes the run, with the rows before the crash: the same
+    committed steps, failures, restarts, lost steps and samples, fault rows and losses as
+    the local launcher and sim."""
+    import real
+    from faults import FaultSchedule
+
+    out, schedule = tmp_path / "run", tmp_path / "faults.json"
+    schedule.write_text(json.dumps(RESTART))
+    args = ["--optimizer", "sgd:lr=0.05,momentum=0.9", "--faults", str(schedule)]
+    command = _torchrun("--standalone", "--nproc-per-node=2", "--max-restarts=1")
+    command += ["--strategy", "allreduce", "--workload", "quadratic", "--steps", "6"]
+    command += ["--eval-every", "2", "--no-progress", "--timeout", "60", *args, "--out", str(out)]
+    done = subprocess.run(
+        command, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert not _processes_mentioning(str(tmp_path))  # no worker outlives torchrun
+    assert not (out / "restart").exists()  # the checkpoints go with the run
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "finished"
+    recorded = FaultSchedule.parse(record["config"]["faults"], world_size=2, links=None, steps=6)
+    assert recorded == FaultSchedule.parse(RESTART, world_size=2, links=None, steps=6)
+    kw = dict(steps=6, eval_every=2, optimizer="sgd:lr=0.05,momentum=0.9", faults=RESTART)
+    local = real.run("allreduce", "quadratic", nproc=2, timeout=60, **kw)
+    simulated = sim.run("allreduce", "quadratic", topologies.star(2), **kw)
+    keys = ("steps", "failures", "restarts", "lost_steps", "lost_samples", "final_loss")
+    expected = [simulated.summary[k] for k in keys]
+    assert [record["summary"][k] for k in keys] == [local.summary[k] for k in keys] == expected
+    assert expected[:4] == [6, 1, 1, 2]  # steps 4 and 5 run twice
+    metrics = pd.read_parquet(out / "metrics.parquet")
+
+    def rows(frame: pd.DataFrame, kind: str, *columns: str) -> list[tuple]:
+        return list(frame[frame["kind"] == kind][list(columns)].itertuples(index=False))
+
+    faults = rows(metrics, "fault", "step", "rank", "event")
+    assert faults == rows(simulated.metrics, "fault", "step", "rank", "event")
+    assert [tuple(row) for row in faults] == [(5, 1, "crash"), (5, 1, "restart")]
+    # Every evaluation, the ones before the crash (handed in by the killed workers) too.
+    assert rows(metrics, "eval", "step", "loss") == rows(simulated.metrics, "eval", "step", "loss")
+
+
 def _srun(rank: int, world: int, port: int, args: list[str], cwd: Path) -> subprocess.Popen:
     env = _env()
     env.update(
