@@ -10,7 +10,7 @@ import pytest
 
 import strategies
 import workloads
-from faults import FaultError
+from faults import FaultError, FaultSchedule
 from real.cluster import run_launched
 from real.placement import LaunchError, Placement
 from strategies.roles import TrainingSetup
@@ -73,3 +73,40 @@ def test_a_store_in_rank_0_srun_a_missing_out_and_a_quorum_strategy_are_refused(
     quorum = "allreduce:fault_tolerance=quorum"
     said = _refusal(RESTART, strategy=quorum, monkeypatch=monkeypatch)
     assert "recovers by itself (choose one policy)" in said
+
+
+def test_a_restart_loads_the_last_complete_checkpoint_and_the_replay_gets_the_launchers_events(
+    tmp_path,
+) -> None:
+    """Generation 1 after rank 1's crash at t=0.5 (checkpoints of steps 3, complete, and 6,
+    rank 0's only): both ranks load step 3, rank 1 is back, and the gatherer's events are
+    those the local launcher records; a generation after any other failure is refused."""
+    import torch
+
+    from real import checkpoints, elastic, rendezvous
+    from real.crashes import down, mark_crashed
+    from real.store import SignedStore
+    from strategies.events import Crashed, Restarted
+    from strategies.snapshots import RankState
+
+    host = rendezvous.host_store(0, 2, 10.0)
+    store = SignedStore(rendezvous.namespace(host), None)
+    store.set("start", repr(0.0))
+    directory = tmp_path / "restart"
+    for rank, step in ((0, 3), (1, 3), (0, 6)):
+        flat = torch.full((2,), float(10 * rank + step))
+        checkpoints.write(directory, rank, RankState(flat, {}, step, step, step))
+    schedule = FaultSchedule.parse(RESTART, world_size=2, links=None, steps=8)
+    with pytest.raises(LaunchError, match="not the schedule's crash"):
+        elastic.begin(store, schedule, TORCHRUN, 1, directory, [0, 1])
+    mark_crashed(store, 1, 0, 0.5)
+    assert down(store, [0, 1]) == (1,)
+    rank1 = Placement(1, 2, 1, 2, 0, "127.0.0.1", 1, True, "torchrun")
+    steps = [elastic.begin(store, schedule, p, 1, directory, [0, 1]) for p in (TORCHRUN, rank1)]
+    assert steps == [3, 3] and down(store, [0, 1]) == ()
+    crashed, restarted, rewound = elastic.restart_events(store, 2, 1, directory)
+    assert crashed == Crashed(0.5, 1) and restarted.rank == 1 and restarted.at >= 0.5
+    assert isinstance(restarted, Restarted) and (rewound.step, rewound.rank) == (3, 1)
+    assert rewound.flats is not None and rewound.flats[1].tolist() == [13.0, 13.0]
+    elastic.remove_checkpoints(directory)
+    assert not directory.exists()
