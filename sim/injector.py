@@ -287,6 +287,30 @@ class FaultInjector:
                 self.fabric.quorums.recheck()
             elif factor == 0:  # the quorums learn of it with the network's detection
                 self._at(float(self.env.now) + partitions.detect, self.fabric.quorums.recheck)
+                self._at(float(self.env.now) + partitions.detect, self._shards_reachable)
+
+    def _shards_reachable(self) -> None:
+        """A shard's owner (a server) cut off from the primary part for good ends the run:
+        its shard of the global model can never step again, and the workers that carry on
+        without an unreachable server would ask it for ever."""
+        partitions = self.partitions
+        if partitions is None or partitions.pending_ups or self.ledger.combine != "concat":
+            return
+        failures = self.fabric.failures
+        live = [r for r in range(self.fabric.world_size) if not failures.known_down(r)]
+        primary = partitions.primary(live)
+        owners = set(self.ledger.live_owners)
+        if primary is None or owners <= primary:
+            return
+        links = ", ".join(repr(tuple(e)) for e in partitions.cut_by())
+        several = "s" if "), (" in links else ""
+        self._stuck(
+            f"link{several} {links} down cut server rank{'s' if len(owners - primary) > 1 else ''} "
+            f"{', '.join(map(str, sorted(owners - primary)))} off from the largest connected "
+            f"part, ranks {sorted(primary)}, for good: a shard of the global model can no "
+            "longer be reached; give the link_down an 'until', or a topology with another path "
+            "(fat_tree, torus)"
+        )
 
 
 def _nodes(topology: Any, link: tuple[str, str]) -> tuple[Any, Any]:

@@ -357,3 +357,19 @@ def test_a_cut_local_sgd_worker_rolling_back_stays_out_until_healed(until) -> No
     assert (s["steps"], s["failures"], s["lost_steps"]) == (40, 1, 4)
     assert s["restarts"] == (0 if until is None else 1)
     assert s["heal_bytes"] == (0 if until is None else 2 * 4 * result.parameters.numel())
+
+
+def test_a_server_cut_off_for_good_ends_the_run_in_one_line() -> None:
+    # Its workers carry on without an unreachable server by asking again: with no repair
+    # to come they would ask for ever (the run used to end at the first failed push).
+    cut = {"kind": "link_down", "link": ["s0", "0"], "at": 0.05}
+    kw = dict(KW, workload="quadratic", topology=topologies.star(4))
+    with pytest.raises(sim.SimulationError) as raised:
+        sim.run("parameter_server:mode=async", **kw, faults=[cut])
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("the run failed at t=3.05s")
+    assert "cut server rank 0 off from the largest connected part, ranks [1, 2, 3]" in message
+    assert "give the link_down an 'until'" in message
+    # With the link back, the workers ask until the server answers, and the run completes.
+    result = sim.run("parameter_server:mode=async", **kw, faults=[dict(cut, until=3.5)])
+    assert result.summary["steps"] == 40 and result.summary["time"] > 3.5
