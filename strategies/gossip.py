@@ -238,9 +238,10 @@ class Gossip(Strategy):
                 peer = w.workers[peers[int(rng.integers(len(peers)))]]
                 # Average while the gradient computes, as AD-PSGD's communication thread does.
                 tag = {"step": w.step}  # paces the passive worker (max_lead)
+                waits.append(w.comm.send(mine, dst=peer, header=tag))
                 if peer not in replies or replies[peer].done:
                     replies[peer] = w.comm.recv(torch.empty_like(mine), src=peer)
-                waits += [w.comm.send(mine, dst=peer, header=tag), replies[peer]]
+                waits.append(replies[peer])
             try:
                 done = yield w.comm.wait_all(waits)
             except PeerFailure:  # the peer crashed or is cut off: no averaging this round
