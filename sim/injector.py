@@ -13,7 +13,9 @@ A link down that cuts live ranks off (no other path) splits the quorums' members
 (:mod:`sim.partitions`): a quorum holds the primary part only; a rank cut off leaves the
 global model as a crashed one does (a ``cut_off`` row), and comes back, healed, once a
 quorum admits it again (``reconnect``). A primary part too small for a quorum with no
-repair to come ends the run as ``failed``, naming the links.
+repair to come ends the run as ``failed``, naming the links; so do links down for good that
+leave no live worker reaching every live server of a sharded global model (the strategies
+with servers carry on without the workers cut off, which ask again until their link is back).
 """
 
 from __future__ import annotations
@@ -290,26 +292,30 @@ class FaultInjector:
                 self._at(float(self.env.now) + partitions.detect, self._shards_reachable)
 
     def _shards_reachable(self) -> None:
-        """A shard's owner (a server) cut off from the primary part for good ends the run:
-        its shard of the global model can never step again, and the workers that carry on
-        without an unreachable server would ask it for ever."""
+        """Servers (the owners of a sharded global model) that no worker can reach all of,
+        for good, end the run: their shards can never step again, and the workers that carry
+        on without an unreachable server would ask for ever. Every live server must share a
+        connected part with at least one live worker."""
         partitions = self.partitions
         if partitions is None or partitions.pending_ups or self.ledger.combine != "concat":
             return
         failures = self.fabric.failures
         live = [r for r in range(self.fabric.world_size) if not failures.known_down(r)]
-        primary = partitions.primary(live)
+        parts = partitions.parts(live)
         owners = set(self.ledger.live_owners)
-        if primary is None or owners <= primary:
+        if parts is None or not owners:
+            return
+        homes = [part for part in parts if part & owners]
+        if len(homes) == 1 and homes[0] - owners:
             return
         links = ", ".join(repr(tuple(e)) for e in partitions.cut_by())
         several = "s" if "), (" in links else ""
+        split = ", ".join(str(sorted(part)) for part in parts)
         self._stuck(
-            f"link{several} {links} down cut server rank{'s' if len(owners - primary) > 1 else ''} "
-            f"{', '.join(map(str, sorted(owners - primary)))} off from the largest connected "
-            f"part, ranks {sorted(primary)}, for good: a shard of the global model can no "
-            "longer be reached; give the link_down an 'until', or a topology with another path "
-            "(fat_tree, torus)"
+            f"link{several} {links} down for good split the ranks into {split}, and no worker "
+            f"reaches every server ({', '.join(map(str, sorted(owners)))}): a shard of the "
+            "global model can no longer step; give the link_down an 'until', or a topology "
+            "with another path (fat_tree, torus)"
         )
 
 
