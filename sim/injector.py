@@ -287,6 +287,7 @@ class FaultInjector:
                 partitions.pending_ups -= 1
             if factor > 0:
                 self.fabric.quorums.recheck()
+                self._shards_reachable()  # the last repair to come: a cut left is for good
             elif factor == 0:  # the quorums learn of it with the network's detection
                 self._at(float(self.env.now) + partitions.detect, self.fabric.quorums.recheck)
                 self._at(float(self.env.now) + partitions.detect, self._shards_reachable)

@@ -372,6 +372,10 @@ def test_a_server_cut_off_for_good_ends_the_run_in_one_line() -> None:
         message
     )
     assert "give the link_down an 'until'" in message
+    # Known for good only once another link's repair, the last to come, is done.
+    other = {"kind": "link_down", "link": ["s0", "2"], "at": 0.01, "until": 6.0}
+    with pytest.raises(sim.SimulationError, match=r"failed at t=6s .* no worker reaches"):
+        sim.run("parameter_server:mode=async", **kw, faults=[cut, other])
     # With the link back, the workers ask until the server answers, and the run completes.
     result = sim.run("parameter_server:mode=async", **kw, faults=[dict(cut, until=3.5)])
     assert result.summary["steps"] == 40 and result.summary["time"] > 3.5
