@@ -133,6 +133,7 @@ def _fault(event: Any, rank: int) -> str | None:
             and (r[2] is None or isinstance(r[2], torch.Tensor))
         ),
         "lost": lambda r: len(r) == 2 and _is(r[0], (int,)) and isinstance(r[1], bool),
+        "held": lambda r: len(r) == 1 and _is(r[0], (int,)),
         "checkpointed": lambda r: (
             len(r) == 2 and _is(r[0], (int,)) and _is(r[1], _NUMBER) and r[1] >= 0
         ),

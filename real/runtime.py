@@ -60,6 +60,7 @@ from strategies.events import (
     Checkpointed,
     Computed,
     Event,
+    Held,
     Logged,
     Lost,
     Restored,
@@ -540,6 +541,9 @@ class RealRuntime:
 
     def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
         self.events.append(Lost(self.resumed_at, self.rank, int(steps), bool(undone)))
+
+    def held(self, ctx: RoleContext, samples: int) -> None:
+        self.events.append(Held(self.resumed_at, self.rank, int(samples)))
 
     def _checkpoint_file(self, ctx: RoleContext) -> Path:
         if self.checkpoints is None:

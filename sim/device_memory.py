@@ -22,9 +22,11 @@ and ZeRO-1/2's reduce-scatter of gradients and all-gather of updated parameters 
 bytes as a ring all-reduce, so the run itself is unchanged. ZeRO-3 (parameters sharded,
 gathered for each layer's forward and backward) changes the communication and is not modelled.
 
-Only workers are estimated: a parameter server holds a shard of the parameters and its
-optimizer state, less than a worker's replica. The optimizer counted is the one a worker's
-``apply`` steps (the strategy's first declared, ``TrainingSetup.optimizer``); with a custom
+Servers (a parameter server's, EASGD's) are estimated each for its shard
+(:func:`server_memory`: the shard, the shard it receives, master weights, the optimizer's
+state), refused or warned about as a worker is, and recorded as ``server_memory_gb`` (the
+largest). The optimizer counted for a worker is the one its ``apply`` steps (the strategy's
+first declared, ``TrainingSetup.optimizer``; none where the servers step it); with a custom
 optimizer factory nothing is estimated. What a strategy keeps beyond that is its own part,
 ``memory_strategy_gb`` (:func:`strategy_state`, from
 :meth:`strategies.base.Strategy.worker_state`): DiLoCo's and Streaming DiLoCo's outer
@@ -57,6 +59,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any
 
@@ -67,10 +70,19 @@ from devices.memory import (
     check_fits,
     optimizer_states,
     peak_memory,
+    training_memory,
 )
 from options.declare import OptionError
+from strategies.aggregate import shard_bounds
 
-__all__ = ["REPORT_FIX", "ZERO_STRATEGIES", "device_memory", "strategy_state", "zero_sharded"]
+__all__ = [
+    "REPORT_FIX",
+    "ZERO_STRATEGIES",
+    "device_memory",
+    "server_memory",
+    "strategy_state",
+    "zero_sharded",
+]
 
 #: Strategies whose workers all-reduce every step's gradient: ZeRO-1/2 shard their state at
 #: the same bytes on the wire.
@@ -104,7 +116,11 @@ def device_memory(setup: Any, compute: Any) -> dict[str, float] | None:
     if getattr(spec, "factory", None) is not None:  # devices.memory cannot know its state
         return None
     workers = len(setup.workers)
-    whole = peak_memory(workload, optimizer=spec, strategy_state=strategy_state(setup))
+    # A worker of a strategy whose servers hold the global model steps none of the run's
+    # optimizers on its replica (strategies.roles gives it none; EASGD's local one is its
+    # strategy state): the servers keep that state, each for its shard (server_memory).
+    stepped = spec if setup.strategy.global_model != "servers" else "sgd"
+    whole = peak_memory(workload, optimizer=stepped, strategy_state=strategy_state(setup))
     estimate = zero_sharded(whole, compute.zero, workers)
     dev = find_device(compute.device)
     try:
@@ -119,7 +135,65 @@ def device_memory(setup: Any, compute: Any) -> dict[str, float] | None:
             "were sharded or split in a way commsim does not model",
             stacklevel=3,
         )
-    return {**estimate.summary(), "device_memory_gb": dev.memory / 1e9}
+    servers = _servers_memory(setup, compute, dev)
+    return {**estimate.summary(), "device_memory_gb": dev.memory / 1e9, **servers}
+
+
+def server_memory(setup: Any, rank: int) -> MemoryEstimate:
+    """What server ``rank`` holds at its peak: its shard of the parameters (as
+    :func:`strategies.aggregate.shard_bounds` deals them), the gradient (or, for EASGD, the
+    worker's parameters) it receives for that shard, fp32 master weights of 16-bit
+    parameters, and the state of the optimizer it steps (the strategy's first declared:
+    a parameter server's, EASGD's ``center``); no activations, no strategy state.
+
+    Examples
+    --------
+    >>> from strategies.roles import TrainingSetup
+    >>> import workloads
+    >>> setup = TrainingSetup.create("parameter_server:servers=2", workloads.get("gpt2_small"),
+    ...                              4, steps=1, optimizer="adam")
+    >>> m = server_memory(setup, 1)
+    >>> m.n_parameters * 2 == workloads.get("gpt2_small").parameter_count(), m.activations
+    (True, 0.0)
+    >>> m.describe().split(" (")[0]
+    "server rank 1's shard of gpt2_small needs 1 GB per rank"
+    """
+    servers = list(setup.servers)
+    workload = setup.workload
+    start, stop = shard_bounds(workload.parameter_count(), len(servers))[servers.index(rank)]
+    return training_memory(
+        stop - start,
+        0,
+        optimizer=setup.optimizer,
+        param_bytes=workload.parameter_bytes(),
+        model=f"server rank {rank}'s shard of {workload.name}",
+    )
+
+
+def _servers_memory(setup: Any, compute: Any, dev: Any) -> dict[str, float]:
+    """``{"server_memory_gb": ...}``, the largest server's peak (shards differ by a parameter
+    at most), or nothing for a strategy without servers; a server that does not fit is
+    refused (``compute.memory="check"``) or warned about once (``"report"``)."""
+    servers = list(setup.servers)
+    if not servers:
+        return {}
+    sizes = shard_bounds(setup.workload.parameter_count(), len(servers))
+    largest = max(range(len(servers)), key=lambda i: sizes[i][1] - sizes[i][0])
+    estimate = server_memory(setup, servers[largest])
+    if estimate.total > dev.memory:
+        # The shard shrinks with more servers: the fewest whose largest shard fits.
+        per_parameter = estimate.total / max(estimate.n_parameters, 1.0)
+        needed = math.ceil(setup.workload.parameter_count() * per_parameter / dev.memory)
+        line = (
+            f"{estimate.describe()} and the {dev.name} has {dev.memory_gb:g} GB; use "
+            f"servers={max(needed, len(servers) + 1)} (a smaller shard on each server)"
+        )
+        if estimate.optimizer:
+            line += "; or optimizer='sgd' (no optimizer state)"
+        if compute.memory == "check":
+            raise DoesNotFit(f"{line}; {REPORT_FIX}")
+        warnings.warn(f"{line}; timed anyway (compute.memory='report')", stacklevel=4)
+    return {"server_memory_gb": estimate.gb}
 
 
 def strategy_state(setup: Any) -> dict[str, float]:

@@ -13,7 +13,9 @@ A link down that cuts live ranks off (no other path) splits the quorums' members
 (:mod:`sim.partitions`): a quorum holds the primary part only; a rank cut off leaves the
 global model as a crashed one does (a ``cut_off`` row), and comes back, healed, once a
 quorum admits it again (``reconnect``). A primary part too small for a quorum with no
-repair to come ends the run as ``failed``, naming the links.
+repair to come ends the run as ``failed``, naming the links; so do links down for good that
+leave no live worker reaching every live server of a sharded global model (the strategies
+with servers carry on without the workers cut off, which ask again until their link is back).
 """
 
 from __future__ import annotations
@@ -285,8 +287,37 @@ class FaultInjector:
                 partitions.pending_ups -= 1
             if factor > 0:
                 self.fabric.quorums.recheck()
+                self._shards_reachable()  # the last repair to come: a cut left is for good
             elif factor == 0:  # the quorums learn of it with the network's detection
                 self._at(float(self.env.now) + partitions.detect, self.fabric.quorums.recheck)
+                self._at(float(self.env.now) + partitions.detect, self._shards_reachable)
+
+    def _shards_reachable(self) -> None:
+        """Servers (the owners of a sharded global model) that no worker can reach all of,
+        for good, end the run: their shards can never step again, and the workers that carry
+        on without an unreachable server would ask for ever. Every live server must share a
+        connected part with at least one live worker."""
+        partitions = self.partitions
+        if partitions is None or partitions.pending_ups or self.ledger.combine != "concat":
+            return
+        failures = self.fabric.failures
+        live = [r for r in range(self.fabric.world_size) if not failures.known_down(r)]
+        parts = partitions.parts(live)
+        owners = set(self.ledger.live_owners)
+        if parts is None or not owners:
+            return
+        homes = [part for part in parts if part & owners]
+        if len(homes) == 1 and homes[0] - owners:
+            return
+        links = ", ".join(repr(tuple(e)) for e in partitions.cut_by())
+        several = "s" if "), (" in links else ""
+        split = ", ".join(str(sorted(part)) for part in parts)
+        self._stuck(
+            f"link{several} {links} down for good split the ranks into {split}, and no worker "
+            f"reaches every server ({', '.join(map(str, sorted(owners)))}): a shard of the "
+            "global model can no longer step; give the link_down an 'until', or a topology "
+            "with another path (fat_tree, torus)"
+        )
 
 
 def _nodes(topology: Any, link: tuple[str, str]) -> tuple[Any, Any]:

@@ -18,6 +18,8 @@ Examples
 True
 >>> env.run(until=3.0); sorted(parts.primary((0, 1, 2))), parts.cut_by()
 ([0, 1], [('s0', 2)])
+>>> parts.parts((0, 1, 2))
+[frozenset({0, 1}), frozenset({2})]
 >>> parts.link(("s0", 2), 1.0); parts.primary((0, 1, 2)) is None
 True
 """
@@ -87,6 +89,14 @@ class Partitions:
     def primary(self, ranks: Iterable[int]) -> frozenset[int] | None:
         """The ranks of ``ranks`` (the live ones a round may hold) in the primary part, or
         None when the links known down leave them all connected."""
+        groups = self.parts(ranks)
+        if groups is None:
+            return None
+        return max(groups, key=lambda g: (len(g), -min(g)))
+
+    def parts(self, ranks: Iterable[int]) -> list[frozenset[int]] | None:
+        """``ranks`` split into the connected parts the links known down leave (each part
+        once, in the order of its first rank), or None when they are all connected."""
         ranks = tuple(ranks)
         known = frozenset(frozenset(edge) for edge in self.cut_by())
         if not known or not ranks:
@@ -103,8 +113,7 @@ class Partitions:
             groups.setdefault(part[self.hosts[r]], []).append(r)
         if len(groups) == 1:
             return None
-        best = max(groups.values(), key=lambda g: (len(g), -min(g)))
-        return frozenset(best)
+        return [frozenset(g) for g in groups.values()]
 
 
 def _both(edge: tuple[Hashable, ...]) -> list[Edge]:

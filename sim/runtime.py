@@ -26,7 +26,7 @@ from sim.ops import busy_time, wait_spans
 from strategies.buckets import ready_fractions
 from strategies.context import GradientWork, RoleContext, ServerContext, WorkerContext
 from strategies.driver import ProgramDriver
-from strategies.events import Computed, Logged, Lost, Restored, Settled, Stepped
+from strategies.events import Computed, Held, Logged, Lost, Restored, Settled, Stepped
 from strategies.handles import Handle
 from strategies.ledger import Ledger
 from strategies.snapshots import RankState
@@ -232,6 +232,9 @@ class SimRuntime:
 
     def lost(self, ctx: RoleContext, steps: int, undone: bool) -> None:
         self.ledger.record(Lost(float(self.env.now), ctx.rank, steps, undone))
+
+    def held(self, ctx: RoleContext, samples: int) -> None:
+        self.ledger.record(Held(float(self.env.now), ctx.rank, samples))
 
     def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
         state = self.checkpoints[ctx.rank] = RankState.of(ctx)

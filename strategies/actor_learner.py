@@ -33,7 +33,8 @@ several learners, the learners' all-reduce is over a quorum of the live learners
 (its rollouts lost), a restarted learner is healed from a live one, and a crashed learner's
 actors keep their rollout and offer it again every ``IDLE_POLL`` seconds until their learner
 is back. A single learner's crash ends the run, unless the faults' ``recovery="restart"``
-restarts every rank from a checkpoint.
+restarts every rank from a checkpoint. An actor's crash loses the one rollout it held
+(``w.hold``): the one it was collecting or offering, which no learner received.
 """
 
 from __future__ import annotations
@@ -214,6 +215,10 @@ class ActorLearner(Strategy):
             message = yield incoming
             w.load_parameters(message.tensors[0], int(message.header["version"]))
             incoming = w.comm.recv(torch.empty(w.numel, dtype=dtype), src=learner)
+        # From its first rollout on, an actor holds one that no learner has received: the one
+        # it collects, or offers (a send is rendezvous, and it offers one at a time). Its
+        # crash loses it (lost_samples); a learner counts a rollout once it learns from it.
+        w.hold(w.rollout_steps)
         while not w.done:
             if incoming.done and incoming.failed:  # the learner crashed: hear from it again
                 incoming = w.comm.recv(torch.empty(w.numel, dtype=dtype), src=learner)

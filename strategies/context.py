@@ -139,6 +139,10 @@ class Runtime(Protocol):
         had applied if ``undone``)."""
         ...
 
+    def held(self, ctx: RoleContext, samples: int) -> None:
+        """``ctx`` holds ``samples`` samples no rank has counted yet (lost if it crashes)."""
+        ...
+
     def save_checkpoint(self, ctx: RoleContext) -> Handle[None]:
         """Write ``ctx``'s state where the run keeps checkpoints (it outlives a crash)."""
         ...
@@ -361,6 +365,15 @@ class RoleContext:
             raise ValueError(f"steps={steps!r} must be an int >= 0 (the steps lost)")
         self._runtime.lost(self, steps, undone)
 
+    def hold(self, samples: int) -> None:
+        """From now on this rank holds ``samples`` samples it generated that no rank has
+        counted yet (an actor's rollout, until a learner has received it: the learner counts
+        them when it learns from them); if it crashes while it holds them, they are
+        ``lost_samples``. Each call replaces the last (0: it holds none)."""
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+            raise ValueError(f"samples={samples!r} must be an int >= 0 (the samples held)")
+        self._runtime.held(self, samples)
+
     @property
     def total_steps(self) -> int:
         """The run's ``steps`` (global steps), e.g. to size a schedule's horizon."""
@@ -549,6 +562,12 @@ class WorkerContext(RoleContext):
         """Floats in one packed rollout of :meth:`collect_experience` (every worker's is the
         same size), to size a receive for experience before it arrives."""
         return self._need_experience("experience_numel").rollout_numel
+
+    @property
+    def rollout_steps(self) -> int:
+        """Environment steps in one rollout of :meth:`collect_experience` (the samples a
+        learner counts when it learns from it)."""
+        return self._need_experience("rollout_steps").rollout_steps
 
     def _need_experience(self, call: str) -> Experiences:
         if self._experience is None:

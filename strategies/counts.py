@@ -49,8 +49,10 @@ class SampleCounts:
         self.keep_history = False
         self.total = 0.0
         #: Samples computed and dropped by a fault (a crashed rank's uncommitted gradients,
-        #: a failed round's): part of the discarded samples, counted apart.
+        #: a failed round's): part of the discarded samples, counted apart; and a crashed
+        #: rank's held samples (:meth:`hold`), which no rank had counted as computed.
         self.lost = 0.0
+        self._held: dict[int, float] = {}  # what each rank holds that nobody counted yet
         # at(k) of the last k asked, and each rank's part of it, brought up to date for the
         # ranks changed since (``_dirty``) rather than summed over every rank again: a run
         # asks at every rank's step, which would be O(ranks^2) a run. Samples are whole
@@ -123,6 +125,28 @@ class SampleCounts:
             self._computed[rank] = committed
             self.lost += dropped
         return max(dropped, 0.0)
+
+    def hold(self, rank: int, samples: float) -> None:
+        """``rank`` holds ``samples`` samples it generated that no rank has counted yet (an
+        actor's rollout until a learner has it), replacing what it held before."""
+        if samples:
+            self._held[rank] = samples
+        else:
+            self._held.pop(rank, None)
+
+    def drop_held(self, rank: int) -> float:
+        """``rank`` crashed: what it held is lost (it is in no count of computed samples: the
+        rank that would have counted it never received it). Returns those samples.
+
+        Examples
+        --------
+        >>> counts = SampleCounts()
+        >>> counts.hold(3, 80); counts.drop_held(3), counts.drop_held(3), counts.lost
+        (80, 0.0, 80.0)
+        """
+        held = self._held.pop(rank, 0.0)
+        self.lost += held
+        return held
 
     def restored(self, rank: int, step: int) -> None:
         """``rank`` took a state at optimizer step ``step`` (healed, or restored from a

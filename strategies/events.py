@@ -28,6 +28,7 @@ __all__ = [
     "Computed",
     "Crashed",
     "Event",
+    "Held",
     "Logged",
     "Lost",
     "Restarted",
@@ -139,6 +140,18 @@ class Lost:
 
 
 @dataclass(frozen=True)
+class Held:
+    """``rank`` holds ``samples`` samples it generated that no rank has counted yet (an
+    actor's rollout until a learner has received it), from now until its next ``Held``:
+    lost if it crashes meanwhile."""
+
+    kind = "held"
+    at: float
+    rank: int
+    samples: int
+
+
+@dataclass(frozen=True)
 class Checkpointed:
     """``rank`` spent ``seconds`` writing (or, at a restart, reading) its part of the run's
     checkpoint of global step ``step`` (``recovery="restart"`` on the real backend; ``sim``
@@ -161,6 +174,7 @@ Event = (
     | Restarted
     | Restored
     | Lost
+    | Held
     | Checkpointed
 )
 
@@ -177,6 +191,7 @@ KINDS: dict[str, type[Any]] = {
         Restarted,
         Restored,
         Lost,
+        Held,
         Checkpointed,
     )
 }

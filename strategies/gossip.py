@@ -23,7 +23,10 @@ Crashes (``sim``; docs/strategies.md): an exchange with a crashed neighbour fail
 neighbours it heard from and adds the missing ones' weights to its own (the row stays
 stochastic and ``W`` symmetric over the live workers, with no agreement needed). A restarted
 worker (``w.rejoined``) takes its live neighbours' parameters (mean) and step before it
-trains again.
+trains again. A neighbour cut off by a link down (``sim``) fails the same way: an active
+AD-PSGD worker goes without averaging that round (keeping its receive posted for that
+peer's late reply), and a passive one whose active neighbours are all gone (crashed or cut
+off) is paced by nobody until one is heard again.
 """
 
 from __future__ import annotations
@@ -217,13 +220,16 @@ class Gossip(Strategy):
         if w.index in active:
             yield from self._active(w, adj[w.index])
         else:
-            yield from self._passive(w)
+            yield from self._passive(w, adj[w.index])
 
     def _active(self, w: WorkerContext, peers: tuple[int, ...]) -> Program:
         # Seeded by the run and the rank: the same choices in every run with this seed.
         rng = np.random.default_rng([w.seed, w.rank])
         if w.rejoined and not (yield from _rejoin_active(w, peers, rng)):
             return  # no live neighbour to take a state from
+        # A peer's reply still awaited from an exchange whose send failed (a link cut off:
+        # the receive stays posted, and that peer's next reply lands there).
+        replies: dict[int, Handle[Any]] = {}
         while not w.done:
             mine = w.parameters()
             # The gradient at the parameters read now.
@@ -232,20 +238,20 @@ class Gossip(Strategy):
                 peer = w.workers[peers[int(rng.integers(len(peers)))]]
                 # Average while the gradient computes, as AD-PSGD's communication thread does.
                 tag = {"step": w.step}  # paces the passive worker (max_lead)
-                waits += [
-                    w.comm.send(mine, dst=peer, header=tag),
-                    w.comm.recv(torch.empty_like(mine), src=peer),
-                ]
+                waits.append(w.comm.send(mine, dst=peer, header=tag))
+                if peer not in replies or replies[peer].done:
+                    replies[peer] = w.comm.recv(torch.empty_like(mine), src=peer)
+                waits.append(replies[peer])
             try:
                 done = yield w.comm.wait_all(waits)
-            except PeerFailure:  # the peer crashed: this round goes without averaging
+            except PeerFailure:  # the peer crashed or is cut off: no averaging this round
                 w.apply((yield waits[0]))
                 continue
             if peers:
                 w.load_parameters(mix(mine, [done[2].tensors[0]], (0.5, 0.5)))
             w.apply(done[0])
 
-    def _passive(self, w: WorkerContext) -> Program:
+    def _passive(self, w: WorkerContext, peers: tuple[int, ...]) -> Program:
         template = w.parameters()
         request = w.comm.recv(torch.empty_like(template), src=None)
         # A restarted worker computes nothing before it has taken an active neighbour's state.
@@ -253,16 +259,35 @@ class Gossip(Strategy):
         grads: Handle[torch.Tensor] | None = w.compute_gradients() if restored else None
         heard = 0  # the newest step an active neighbour has told us about
         lead = math.inf if self.max_lead is None else self.max_lead
+        # Active neighbours whose message failed (crashed, or cut off by a link down), until
+        # one is heard from again: with every neighbour gone, nobody paces this worker, and it
+        # trains alone, as a D-PSGD worker with no neighbour left does.
+        gone: set[int] = set()
+        neighbours = {w.workers[j] for j in peers}
         while not w.done:
             # The request first: when both are ready, the active worker waiting on the
             # exchange goes on at once, and the gradient is applied after.
-            index, value = yield w.comm.wait_any([request] if grads is None else [request, grads])
+            try:
+                index, value = yield w.comm.wait_any(
+                    [request] if grads is None else [request, grads]
+                )
+            except PeerFailure as failure:  # its sender crashed or is cut off
+                gone.update(r for r in failure.ranks if r != w.rank)
+                request = w.comm.recv(torch.empty_like(template), src=None)
+                if neighbours <= gone:
+                    lead = math.inf
+                if restored and grads is None and w.step < heard + lead:
+                    grads = w.compute_gradients()
+                continue
             if index == 1:
                 w.apply(value)
                 grads = None
             else:
                 src, (theirs,), header = value
                 heard = max(heard, int(header["step"]))
+                if src in gone:  # back: it paces this worker again
+                    gone.discard(src)
+                    lead = math.inf if self.max_lead is None else self.max_lead
                 request = w.comm.recv(torch.empty_like(template), src=None)
                 if not restored:  # a new process: the active's model and step are its state
                     _restore(w, theirs, int(header["step"]))

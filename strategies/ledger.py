@@ -48,6 +48,7 @@ from strategies.events import (
     Computed,
     Crashed,
     Event,
+    Held,
     Logged,
     Lost,
     Restarted,
@@ -236,6 +237,8 @@ class Ledger:
             self._sent += event.nbytes
         elif isinstance(event, Checkpointed):
             self.faults.checkpointed(event.step, event.seconds)
+        elif isinstance(event, Held):
+            self.counts.hold(event.rank, event.samples)
         else:
             self._fault(event)
 

@@ -11,7 +11,10 @@ Hivemind does), and every server carries on without a worker whose crash it dete
 tagged with an older version than the server's is *stale*: dropped (``dropped`` is logged),
 answered at once with the current parameters so its worker moves on. A restarted worker
 (``w.rejoined``) first *joins*: it pushes zeros tagged :data:`JOIN`, which no server applies,
-and takes the parameters of the reply.
+and takes the parameters of the reply. A worker whose push fails with a
+:class:`~strategies.PeerFailure` naming itself (a link down cut it off from a live server;
+a crash names only the dead) joins the same way, asking every ``IDLE_POLL`` seconds until
+its link is back or the run stops; its servers carry on without it meanwhile.
 """
 
 from __future__ import annotations
@@ -164,38 +167,59 @@ class ParameterServer(ShardedServers, Strategy):
         # Each server's version as its last reply said: a push is tagged with its server's,
         # so a server that ran ahead of another (backup workers) does not see it as stale.
         versions = [w.version] * len(w.servers)
+        # Each server's reply still awaited from a push that failed (a cut link fails the push
+        # and leaves its receive posted): the next reply of that server lands there.
+        pulls: dict[int, Handle[Any]] = {}
         if w.rejoined:  # a new process: the parameters first, from a push no server applies
-            versions = yield from self._rejoin(w, bounds, codecs, wait=False)
+            versions = yield from self._rejoin(w, bounds, codecs, versions, pulls, wait=False)
         while not w.done:
             grads = yield w.compute_gradients()
             if codecs[0] is not None:
                 yield from charge(w, sum(c.encode_seconds() for c in codecs))
             try:
-                versions = yield from self._exchange(w, bounds, codecs, grads, versions)
+                versions = yield from self._exchange(w, bounds, codecs, grads, versions, pulls)
             except PeerFailure as failure:
-                if self.checkpoint_every is None or not set(failure.ranks) & set(w.servers):
+                if not self._rejoins(w, failure):
                     raise
-                # The server crashed and comes back from its checkpoint: this gradient is
-                # lost; once the server answers again, its parameters (a push it does not
-                # apply), then on as before.
-                versions = yield from self._rejoin(w, bounds, codecs, wait=True)
+                # The server crashed and comes back from its checkpoint, or this worker's
+                # link to it is down: this gradient is lost; once the server answers again,
+                # its parameters (a push it does not apply), then on as before.
+                versions = yield from self._rejoin(w, bounds, codecs, versions, pulls, wait=True)
+
+    def _rejoins(self, w: WorkerContext, failure: PeerFailure) -> bool:
+        """Whether a worker asks its servers again after ``failure`` rather than end the run:
+        the failure names the worker itself (the network cut it off from a live server; a
+        crash names only the dead), or a server that comes back from its checkpoint."""
+        if w.rank in failure.ranks:
+            return True
+        return self.checkpoint_every is not None and bool(set(failure.ranks) & set(w.servers))
 
     def _rejoin(
-        self, w: WorkerContext, bounds: list[tuple[int, int]], codecs: list[Any], wait: bool
+        self,
+        w: WorkerContext,
+        bounds: list[tuple[int, int]],
+        codecs: list[Any],
+        versions: list[int],
+        pulls: dict[int, Handle[Any]],
+        wait: bool,
     ) -> Generator[Handle[Any], Any, list[int]]:
         """The servers' parameters, from a push they do not apply (a restarted worker, or a
-        worker whose server crashed); while a checkpointed server is down, asked again every
-        ``IDLE_POLL`` seconds."""
+        worker whose server crashed or whose link is down); while a server is down or cut
+        off, asked again every ``IDLE_POLL`` seconds, until the run stops."""
         zeros = torch.zeros(w.numel, dtype=w.replica.flat.dtype)
-        while True:
+        while not w.done:
             if wait:
                 yield w.sleep(IDLE_POLL)
+                if w.done:
+                    break
             wait = True
+            join = [JOIN] * len(bounds)
             try:
-                return (yield from self._exchange(w, bounds, codecs, zeros, [JOIN] * len(bounds)))
+                return (yield from self._exchange(w, bounds, codecs, zeros, join, pulls))
             except PeerFailure as failure:
-                if self.checkpoint_every is None or not set(failure.ranks) & set(w.servers):
+                if not self._rejoins(w, failure):
                     raise
+        return versions
 
     def _exchange(
         self,
@@ -204,9 +228,11 @@ class ParameterServer(ShardedServers, Strategy):
         codecs: list[Any],
         grads: torch.Tensor,
         versions: list[int],
+        pulls: dict[int, Handle[Any]],
     ) -> Generator[Handle[Any], Any, list[int]]:
         """Push ``grads`` (tagged ``versions``) to the servers, load their replies; returns
-        the servers' versions."""
+        the servers' versions. A reply is awaited on ``pulls``' receive from its server where
+        one is still posted."""
         pushes = [
             w.comm.send(
                 grads[a:b] if codec is None else codec.encode(grads[a:b]),
@@ -215,11 +241,11 @@ class ParameterServer(ShardedServers, Strategy):
             )
             for server, (a, b), codec, version in zip(w.servers, bounds, codecs, versions)
         ]
-        pulls = [
-            w.comm.recv(torch.empty(b - a, dtype=grads.dtype), src=server)
-            for server, (a, b) in zip(w.servers, bounds)
-        ]
-        replies = (yield w.comm.wait_all(pushes + pulls))[len(pushes) :]
+        for server, (a, b) in zip(w.servers, bounds):
+            if server not in pulls or pulls[server].done:
+                pulls[server] = w.comm.recv(torch.empty(b - a, dtype=grads.dtype), src=server)
+        replies = (yield w.comm.wait_all(pushes + [pulls[s] for s in w.servers]))[len(pushes) :]
+        pulls.clear()
         versions = [int(reply.header["version"]) for reply in replies]
         w.load_parameters(torch.cat([reply.tensors[0] for reply in replies]), min(versions))
         return versions

@@ -3,7 +3,8 @@
 * ``failures``: ranks that crashed; ``restarts``: ranks that came back as new processes;
 * ``lost_steps``: optimizer steps that never became part of the model (a failed round's
   step, steps rolled back to a checkpoint); ``lost_samples``: samples computed and dropped
-  by a fault (a crashed rank's uncommitted gradients, a failed round's);
+  by a fault (a crashed rank's uncommitted gradients, a failed round's, and what a crashed
+  rank held that no rank had counted: an actor's rollout no learner received);
 * ``recovery_time``: seconds during which the global model made no progress because of a
   fault: from a crash (the first of overlapping ones) to the next global step, so it holds
   the detection delay, the restart and the healing;
@@ -145,7 +146,7 @@ def record_fault(
     rank = event.rank
     if isinstance(event, Crashed):
         tally.crashed(event.at)
-        tally.lost_samples += counts.lose(rank)
+        tally.lost_samples += counts.lose(rank) + counts.drop_held(rank)
         owners.leave(rank)
     elif isinstance(event, Restarted):
         tally.restarts += 1

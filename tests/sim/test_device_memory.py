@@ -293,3 +293,70 @@ def test_a_strategys_state_is_named_in_a_refusal():
         )
     message = _one_line(str(err.value))
     assert "strategy state 64 (outer parameters, outer optimizer state)" in message, message
+
+
+@pytest.mark.parametrize(
+    "strategy, optimizer",
+    [
+        # a parameter server's shard and its Adam moments (two servers: the larger shard)
+        ("parameter_server", {"name": "adam", "lr": 1e-3}),
+        # EASGD's centre on its server, stepped by plain SGD (no state)
+        ("easgd", {"local": {"name": "sgd", "lr": 1e-3}}),
+    ],
+)
+def test_a_servers_memory_in_the_summary_is_what_a_running_server_holds(strategy, optimizer):
+    """The independent count: the tensors each running server holds, read from its context
+    after the run: its shard, its optimizer's buffers, and a received shard (the gradient, or
+    for EASGD a worker's parameters) of the shard's size and dtype."""
+    from strategies import EASGD, ParameterServer
+
+    seen: dict = {}
+    cls = {"parameter_server": ParameterServer, "easgd": EASGD}[strategy]
+
+    class Watched(cls):  # type: ignore[misc, valid-type]
+        def server(self, s):  # type: ignore[no-untyped-def]
+            seen[s.rank] = s
+            return super().server(s)
+
+    workload = workloads.get("transformer", n_sequences=64)
+    kwargs = {"servers": 2, **({"period": 2} if strategy == "easgd" else {})}
+    result = sim.run(
+        Watched(**kwargs),
+        workload,
+        "star:n=5",
+        steps=4,
+        compute={"base": "flops", "device": "A100"},
+        optimizer=optimizer,
+    )
+    held = []
+    for s in seen.values():
+        param = s.shard.param
+        shard = param.numel() * param.element_size()
+        held.append(2 * shard + _state_bytes(s.shard))
+    assert sorted(seen) == [0, 1]
+    assert (_state_bytes(seen[0].shard) > 0) == (strategy == "parameter_server")
+    assert result.summary["server_memory_gb"] * 1e9 == pytest.approx(max(held))
+    # The workers of a strategy whose servers step the optimizer hold no state of it.
+    assert result.summary["memory_optimizer_gb"] == 0.0
+
+
+def test_a_server_that_does_not_fit_is_refused_in_one_line_naming_it_and_the_fix():
+    # A worker of llama3_8b (recomputing, batch 1) holds 76 GB: parameters, gradients and
+    # master weights (2 + 2 + 4 bytes a parameter) and activations, no optimizer state; the
+    # one server holds that for the whole model: mixed-precision Adam's 16 bytes a
+    # parameter, 128 GB.
+    wl = workloads.get("llama3_8b", recompute="full", batch_size=1)
+    kw = dict(steps=1, compute=H100_FLOPS, optimizer="adam", timing_only=True)
+    with pytest.raises(DoesNotFit) as err:
+        sim.run("parameter_server", wl, "star:n=4", **kw)
+    message = _one_line(str(err.value))
+    gb = 16 * wl.parameter_count() / 1e9
+    assert message.startswith(f"server rank 0's shard of llama3_8b needs {gb:.0f} GB"), message
+    assert "use servers=2 (a smaller shard on each server)" in message
+    assert "compute.memory='report'" in message
+    # Two servers: 64 GB each, which fits; the summary records it.
+    result = sim.run("parameter_server:servers=2", wl, "star:n=4", **kw)
+    assert result.summary["server_memory_gb"] == pytest.approx(gb / 2, rel=1e-6)
+    report = {**kw, "compute": {**H100_FLOPS, "memory": "report"}}
+    with pytest.warns(UserWarning, match="server rank 0's shard"):
+        sim.run("parameter_server", wl, "star:n=4", **report)

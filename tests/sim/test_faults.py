@@ -357,3 +357,42 @@ def test_a_cut_local_sgd_worker_rolling_back_stays_out_until_healed(until) -> No
     assert (s["steps"], s["failures"], s["lost_steps"]) == (40, 1, 4)
     assert s["restarts"] == (0 if until is None else 1)
     assert s["heal_bytes"] == (0 if until is None else 2 * 4 * result.parameters.numel())
+
+
+def test_a_server_cut_off_for_good_ends_the_run_in_one_line() -> None:
+    # Its workers carry on without an unreachable server by asking again: with no repair
+    # to come they would ask for ever (the run used to end at the first failed push).
+    cut = {"kind": "link_down", "link": ["s0", "0"], "at": 0.05}
+    kw = dict(KW, workload="quadratic", topology=topologies.star(4))
+    with pytest.raises(sim.SimulationError) as raised:
+        sim.run("parameter_server:mode=async", **kw, faults=[cut])
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("the run failed at t=3.05s")
+    assert "split the ranks into [0], [1, 2, 3], and no worker reaches every server (0)" in (
+        message
+    )
+    assert "give the link_down an 'until'" in message
+    # Known for good only once another link's repair, the last to come, is done.
+    other = {"kind": "link_down", "link": ["s0", "2"], "at": 0.01, "until": 6.0}
+    with pytest.raises(sim.SimulationError, match=r"failed at t=6s .* no worker reaches"):
+        sim.run("parameter_server:mode=async", **kw, faults=[cut, other])
+    # With the link back, the workers ask until the server answers, and the run completes.
+    result = sim.run("parameter_server:mode=async", **kw, faults=[dict(cut, until=3.5)])
+    assert result.summary["steps"] == 40 and result.summary["time"] > 3.5
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_a_server_cut_off_with_a_worker_carries_on_with_it(mode: str) -> None:
+    # hierarchical(3, 2): node0 holds server 0 and worker 1. Its uplink down for good leaves
+    # them the smaller part: not the primary part, but the server still has a worker.
+    topo = topologies.hierarchical(3, 2)
+    kw = dict(KW, steps=30, workload="quadratic", topology=topo, max_time=60)
+    strategy = f"parameter_server:mode={mode}"
+    cut = sim.run(
+        strategy, **kw, faults=[{"kind": "link_down", "link": ["node0", "spine"], "at": 0.05}]
+    )
+    # Independent: workers 2-5 crashed at the link's failure instead.
+    gone = [{"kind": "crash", "rank": r, "at": 0.05} for r in (2, 3, 4, 5)]
+    crashed = sim.run(strategy, **kw, faults=gone)
+    assert cut.summary["steps"] == crashed.summary["steps"] == 30
+    assert torch.equal(cut.parameters, crashed.parameters)

@@ -189,7 +189,9 @@ def test_an_actor_crashed_at_the_start_and_never_back_is_a_run_without_it():
     alone = simulate(ActorLearner(), world=2, steps=8)
     s = crashed.summary
     assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (8, 1, 0, 0)
-    assert s["lost_samples"] == 0  # an actor commits no samples: the learner counts them
+    # The rollout it was collecting, which no learner received, is lost: one rollout's
+    # environment steps, 2 environments x 8 steps (a learner counts a rollout it learns).
+    assert s["lost_samples"] == 2 * 8
     assert torch.equal(crashed.parameters, alone.parameters)
     assert list(crashed.evals["return"]) == list(alone.evals["return"])
 
@@ -206,7 +208,7 @@ def test_a_restarted_actor_asks_for_the_parameters_and_acts_with_them():
         1,
         1,
         0,
-        0,
+        ROLLOUT_STEPS,  # the rollout it held at the crash (collecting or offering it)
     )
     fault = rows(back, "fault")
     assert list(zip(fault["step"], fault["rank"], fault["event"])) == [
@@ -219,6 +221,19 @@ def test_a_restarted_actor_asks_for_the_parameters_and_acts_with_them():
     # more than the other actor's do.
     lags = rows(back, "log")
     assert lags[lags["step"] > 4]["policy_lag"].max() <= rows(down, "log")["policy_lag"].max()
+
+
+@pytest.mark.parametrize("when", [{"at": 1e-9}, {"step": 3}, {"at": 0.0105}])
+def test_each_crashed_actor_loses_the_one_rollout_no_learner_received(when):
+    # One learner, three actors; actors 2 and 3 crash (mid-collection at 1e-9; at step 3 or
+    # at 10.5 ms wherever they are: collecting, or blocked offering a collected rollout, as
+    # a learner takes one rollout per actor at a time). Each holds exactly one rollout
+    # no learner has: lost, 2 environments x 8 steps each. The learner loses nothing.
+    crashes = [{"kind": "crash", "rank": r, **when} for r in (2, 3)]
+    result = simulate(ActorLearner(), world=4, steps=8, faults=faults(*crashes))
+    s = result.summary
+    assert (s["steps"], s["failures"], s["lost_steps"]) == (8, 2, 0)
+    assert s["lost_samples"] == 2 * (2 * 8)
 
 
 def test_without_a_policy_a_learners_crash_ends_the_run_naming_what_survives_it():
@@ -275,6 +290,9 @@ def test_an_actor_crash_on_real_processes_conforms_to_sim_within_the_seeds_sprea
     assert report.differences == []  # failures, restarts, lost_steps; the returns' verdict
     for result in (*report.sims, *report.reals):
         s = result.summary
-        assert (s["steps"], s["failures"], s["restarts"], s["lost_samples"]) == (12, 1, 0, 0)
+        # The killed actor's rollout in hand (collected or being collected, not received)
+        # is lost in both backends.
+        assert (s["steps"], s["failures"], s["restarts"]) == (12, 1, 0)
+        assert s["lost_samples"] == ROLLOUT_STEPS
         fault = rows(result, "fault")
         assert list(fault["event"]) == ["crash"] and (fault["step"] >= 3).all()

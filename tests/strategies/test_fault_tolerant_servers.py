@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
+import torch
 
 import sim
 import topologies
@@ -302,3 +304,57 @@ def test_a_crashed_server_is_restored_from_its_checkpoint(mode) -> None:  # type
 def test_checkpointed_servers_are_one_server_for_now() -> None:
     with pytest.raises(OptionError, match="checkpoint_every=5 restores one server's shard"):
         ParameterServer(servers=2, checkpoint_every=5).check_world(6)
+
+
+#: Rank 3's link of a star, down for good from 0.05 s: rank 3 is alive but unreachable.
+CUT3 = {"kind": "link_down", "link": ["s0", "3"], "at": 0.05}
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_a_server_carries_on_without_a_worker_cut_off_for_good(mode: str) -> None:
+    # Its push fails once the cut is detected, on the worker too: it used to end the run.
+    strategy = ParameterServer(mode=mode)
+    kw = dict(KW, compute=COMPUTE, workload="quadratic", topology=topologies.star(4))
+    cut = sim.run(strategy, **kw, faults=[CUT3], max_time=60)
+    # Independent: rank 3 crashed at the same instant, never back. No push of rank 3 after
+    # 0.05 s lands in either run, so the servers apply the same gradients in the same order.
+    crashed = sim.run(strategy, **kw, faults=[{"kind": "crash", "rank": 3, "at": 0.05}])
+    assert cut.summary["steps"] == crashed.summary["steps"] == STEPS
+    assert cut.summary["final_loss"] == crashed.summary["final_loss"]
+    assert torch.equal(cut.parameters, crashed.parameters)
+    # A worker is no owner of the global model: its cut is no failure of the run's.
+    assert cut.summary["failures"] == 0
+
+
+def test_a_worker_cut_off_pushes_again_once_its_link_is_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kw = dict(steps=100, eval_every=50, compute=COMPUTE, workload="quadratic")
+    kw.update(topology=topologies.star(4), max_time=60)
+    strategy = ParameterServer(mode="async")
+    sim.run(strategy, **kw, faults={"events": [CUT3], "detect": 0.2}, out=tmp_path / "a")
+    back = {"events": [dict(CUT3, until=0.4)], "detect": 0.2}
+    result = sim.run(strategy, **kw, faults=back, out=tmp_path / "b")
+    assert result.summary["steps"] == 100
+
+    def gradients(out: object) -> int:
+        computed = pd.read_csv(tmp_path / str(out) / "compute.csv")
+        return int((computed["rank"] == 3).sum())
+
+    # Cut off for good, rank 3 computes until its first push fails (and asks again every
+    # 0.1 s, computing nothing); with its link back at 0.4 s it joins at the next ask (by
+    # 0.5 s) and then computes a gradient every ~COMPUTE seconds until the run ends.
+    assert gradients("a") <= 0.05 / COMPUTE + 2
+    after = (result.summary["time"] - 0.5) / COMPUTE
+    assert gradients("b") >= gradients("a") + 0.8 * after
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+def test_async_gossip_carries_on_without_a_worker_cut_off_for_good(rank: int) -> None:
+    # Ring of 4: ranks 0 and 2 active, 1 and 3 passive. A passive's receive of a cut-off
+    # active's message used to fail uncaught; a passive cut off (nobody left to pace it)
+    # used to stop at max_lead and hold the global step for ever.
+    cut = {"kind": "link_down", "link": ["s0", str(rank)], "at": 0.05}
+    kw = dict(KW, compute=COMPUTE, workload="quadratic", topology=topologies.star(4))
+    result = sim.run(Gossip(mode="async", graph="ring"), **kw, faults=[cut], max_time=60)
+    assert result.summary["steps"] == STEPS and result.summary["stop_reason"] == "steps"
+    consensus = result.metrics["consensus"].dropna()
+    assert len(consensus) > 0 and consensus.map(math.isfinite).all()
