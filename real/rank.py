@@ -300,9 +300,13 @@ def run_rank(
             handin.events(runtime.events, force=runtime.hand_in_now())
             if faults is not None and ctx is not None and faults.due(ctx.step):
                 crash_now()
+            if faults is not None and ctx is not None:
+                faults.hold_for_restarts(ctx.step, runtime.stopped)
 
         if faults is not None:
             runtime.crash_now = crash_now
+            if rejoined:
+                faults.ready()  # (the owners wait for it at its restart step)
 
         record["ended"] = drive(runtime, ctx, program, options.timeout, tick=tick)
         if interrupted:  # the others stop too, and hand in theirs
