@@ -23,9 +23,11 @@ records it for the ledger (``Crashed``), and survivors name it at once in the
 
 A crash with ``restart_step`` (or ``restart`` seconds) comes back as a new process for the
 same rank id, incarnation 1, 2, ... (:func:`mark_restarted`): it joins no world process
-group (the others will not), only the quorums. With ``recovery="restart"`` a crash instead
-restarts every rank from the last checkpoint (:mod:`real.checkpoints`): the others are asked
-to halt (:meth:`RankFaults.halts_on`), and all come back in a new world process group.
+group (the others will not), only the quorums, and its sends and receives go over a gloo
+group per pair of ranks and incarnations (:mod:`real.transport.links`). With
+``recovery="restart"`` a crash instead restarts every rank from the last checkpoint
+(:mod:`real.checkpoints`): the others are asked to halt (:meth:`RankFaults.halts_on`), and
+all come back in a new world process group.
 
 Examples
 --------
@@ -107,7 +109,7 @@ def check_rejoinable(
     >>> check_rejoinable(ps, check_schedule(back, 3, 9), 3)
     Traceback (most recent call last):
     ...
-    faults.errors.FaultError: faults[0]: parameter_server's server rank 0 comes back, and restoring a server's shard on the real backend is not built yet; restart only workers, drop the restart (the rank stays down) or run it with sim
+    faults.errors.FaultError: faults[0]: parameter_server's server rank 0 comes back with nothing to restore its shard from; give the strategy checkpoint_every=<steps>, drop the restart (the rank stays down), or restart only workers
     """
     servers = strategy.servers(world_size)
     if schedule.recovery == "restart" or not servers:
@@ -119,12 +121,12 @@ def check_rejoinable(
         ranks = getattr(event, "ranks", None)
         covered = [rank] if rank is not None else list(ranks or range(world_size))
         hit = [r for r in covered if r in servers]
-        if hit:
+        if hit and getattr(strategy, "checkpoint_every", None) is None:
             raise FaultError(
                 f"faults[{index}]",
-                f"{strategy.name}'s server rank {hit[0]} comes back, and restoring a server's "
-                "shard on the real backend is not built yet; restart only workers, drop the "
-                "restart (the rank stays down) or run it with sim",
+                f"{strategy.name}'s server rank {hit[0]} comes back with nothing to restore "
+                "its shard from; give the strategy checkpoint_every=<steps>, drop the "
+                "restart (the rank stays down), or restart only workers",
             )
         if backend == "nccl":
             raise FaultError(
@@ -229,7 +231,7 @@ class RankFaults:
         #: Ranks owning no share of the model due back at each step: (rank, crash index).
         self._due_back: dict[int, list[tuple[int, int]]] = {}
         for r in range(world_size):
-            if r in owners:
+            if r in owners or schedule.recovery == "restart":  # (there every rank restarts)
                 continue
             ordered = sorted(
                 (c for c in schedule.crashes if c.rank == r and c.step is not None),

@@ -132,6 +132,9 @@ class Link:
                 self._sends.put(None)
                 self._sends = None
             self._group = None
+            # A send still queued fails at once (its peer's process was killed), rather than
+            # waiting for a group that process will never build.
+            self._failed = RuntimeError(f"the link {self.key} was let go: its peer was killed")
 
 
 def _drain(jobs: queue.SimpleQueue[Callable[[], None] | None]) -> None:

@@ -54,6 +54,8 @@ def test_a_message_takes_the_world_group_until_its_peer_is_restarted() -> None:
     with pytest.raises(PeerFailure, match="rank 3 crashed at t=2.5s") as failed:
         links.link(3)
     assert failed.value.ranks == (3,)
+    with pytest.raises(RuntimeError, match="let go"):  # a send still queued fails at once
+        link.group(10.0)
 
 
 def test_a_restarted_process_reaches_every_peer_over_its_pairs_group() -> None:
