@@ -217,7 +217,7 @@ def run_rank(
     try:
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
-        if not rejoined:  # a restarted rank joins only quorums: the others will not meet it
+        if not rejoined:  # a restarted rank joins only quorums and pair links (transport.links)
             # Every rank restarted from a checkpoint meets the others in a new world group.
             prefix = "pg" if options.generation == 0 else f"pg.{options.generation}"
             dist.init_process_group(

@@ -80,7 +80,8 @@ class Link:
         self.rank, self.peer, self.theirs = rank, peer, theirs
         self.key = pair_key(rank, peer, incarnation, theirs)
         self._connect = connect
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while the group is built
+        self._queue_lock = threading.Lock()  # never held for long: the program's thread takes it
         self._group: Any = None
         self._failed: BaseException | None = None
         self._sends: queue.SimpleQueue[Callable[[], None] | None] | None = None
@@ -99,8 +100,11 @@ class Link:
                 try:
                     self._group = dist.ProcessGroupGloo(store, index, 2, timedelta(seconds=timeout))
                 except RuntimeError as exc:
-                    self._failed = exc
+                    self._failed = self._failed or exc
                     raise
+            if self._failed is not None:  # let go while it was being built
+                self._group = None
+                raise self._failed
             return self._group
 
     def send(self, tensors: list[torch.Tensor], tags: list[int], timeout: float) -> list[Any]:
@@ -117,7 +121,7 @@ class Link:
 
     def issue(self, job: Callable[[], None]) -> None:
         """Run ``job`` on this link's sending thread, after the jobs issued before it."""
-        with self._lock:
+        with self._queue_lock:
             if self._sends is None:
                 self._sends = queue.SimpleQueue()
                 jobs = self._sends
@@ -127,14 +131,16 @@ class Link:
     def close(self) -> None:
         """Let the group go: its sending thread ends after the jobs it has, and the group is
         destroyed when the last operation holding it has finished."""
-        with self._lock:
+        with self._queue_lock:
             if self._sends is not None:
                 self._sends.put(None)
                 self._sends = None
-            self._group = None
             # A send still queued fails at once (its peer's process was killed), rather than
-            # waiting for a group that process will never build.
+            # waiting for a group that process will never build. Not under the build's lock:
+            # a build in progress holds it up to the timeout, and this is said from the
+            # program's thread too.
             self._failed = RuntimeError(f"the link {self.key} was let go: its peer was killed")
+            self._group = None
 
 
 def _drain(jobs: queue.SimpleQueue[Callable[[], None] | None]) -> None:
