@@ -96,15 +96,22 @@ def check_rejoinable(
     A restarted rank is a new process that joins no world process group (the survivors
     will not); its sends and receives go over a gloo group per pair of ranks and
     incarnations (:mod:`real.transport.links`), so a parameter server's restarted worker
-    works. Refused: the restart of a *server* (its shard would have to be restored from a
-    checkpoint as ``sim`` does, not built here yet), and any restart of a strategy with
-    servers on NCCL (a pair's group is gloo's, on the CPU). ``recovery = "restart"`` is
-    :func:`real.checkpoints.check_restartable`'s.
+    works, and so does a server that restores its shard from its checkpoint. Refused, as
+    ``sim`` refuses them: a server's restart without ``checkpoint_every``, or at a
+    ``restart_step`` (the global step cannot reach it while the shard is down); and any
+    restart of a strategy with servers on NCCL (a pair's group is gloo's, on the CPU).
+    ``recovery = "restart"`` is :func:`real.checkpoints.check_restartable`'s.
 
     >>> from strategies import registry
     >>> ps = registry.get("parameter_server")
     >>> worker = [{"kind": "crash", "rank": 2, "step": 3, "restart_step": 5}]
     >>> check_rejoinable(ps, check_schedule(worker, 3, 9), 3)
+    >>> at_step = [{"kind": "crash", "rank": 0, "step": 3, "restart_step": 5}]
+    >>> checkpointed = registry.get("parameter_server", checkpoint_every=2)
+    >>> check_rejoinable(checkpointed, check_schedule(at_step, 3, 9), 3)
+    Traceback (most recent call last):
+    ...
+    faults.errors.FaultError: faults[0]: server rank 0 holds a shard of the global model and comes back at restart_step=5, which the global step cannot reach while its shard is down (sim refuses it too); restart it after seconds ('restart')
     >>> back = [{"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}]
     >>> check_rejoinable(ps, check_schedule(back, 3, 9), 3)
     Traceback (most recent call last):
@@ -127,6 +134,14 @@ def check_rejoinable(
                 f"{strategy.name}'s server rank {hit[0]} comes back with nothing to restore "
                 "its shard from; give the strategy checkpoint_every=<steps>, drop the "
                 "restart (the rank stays down), or restart only workers",
+            )
+        back_at = getattr(event, "restart_step", None)
+        if hit and back_at is not None:
+            raise FaultError(
+                f"faults[{index}]",
+                f"server rank {hit[0]} holds a shard of the global model and comes back at "
+                f"restart_step={back_at}, which the global step cannot reach while "
+                "its shard is down (sim refuses it too); restart it after seconds ('restart')",
             )
         if backend == "nccl":
             raise FaultError(

@@ -687,3 +687,8 @@ def test_a_restart_of_a_server_with_no_checkpoint_is_refused_in_one_line() -> No
         real.run("parameter_server", "quadratic", nproc=3, **KW, faults=[back])
     assert "\n" not in str(raised.value) and str(raised.value).startswith("faults[0]: ")
     assert "server rank 0 comes back with nothing to restore" in str(raised.value)
+    at_step = {"kind": "crash", "rank": 0, "step": 3, "restart_step": 5}  # sim refuses it too
+    with pytest.raises(FaultError, match=r"^faults\[0\]: server rank 0 .* restart_step=5"):
+        real.run(
+            "parameter_server:checkpoint_every=2", "quadratic", nproc=3, **KW, faults=[at_step]
+        )
