@@ -23,9 +23,11 @@ records it for the ledger (``Crashed``), and survivors name it at once in the
 
 A crash with ``restart_step`` (or ``restart`` seconds) comes back as a new process for the
 same rank id, incarnation 1, 2, ... (:func:`mark_restarted`): it joins no world process
-group (the others will not), only the quorums. With ``recovery="restart"`` a crash instead
-restarts every rank from the last checkpoint (:mod:`real.checkpoints`): the others are asked
-to halt (:meth:`RankFaults.halts_on`), and all come back in a new world process group.
+group (the others will not), only the quorums, and its sends and receives go over a gloo
+group per pair of ranks and incarnations (:mod:`real.transport.links`). With
+``recovery="restart"`` a crash instead restarts every rank from the last checkpoint
+(:mod:`real.checkpoints`): the others are asked to halt (:meth:`RankFaults.halts_on`), and
+all come back in a new world process group.
 
 Examples
 --------
@@ -67,6 +69,7 @@ __all__ = [
 _CRASHES, _RESTARTS = "faults/crashes/{rank}", "faults/restarts/{rank}"
 _AT = "faults/crashed/{rank}/{incarnation}"
 _DONE, _REJOINED = "faults/done/{rank}", "faults/rejoined/{rank}/{incarnation}"
+_READY = "faults/ready/{rank}/{incarnation}"
 #: Whether a rank's crash number ``index`` (one with a ``restart_step``) is back before its
 #: peers would have detected it in ``sim`` ("early") or after ("late"): :meth:`RankFaults.race`.
 _RACE = "faults/race/{rank}/{index}"
@@ -85,31 +88,66 @@ def check_schedule(value: Any, nproc: int, steps: int) -> FaultSchedule:
     return schedule
 
 
-def check_rejoinable(strategy: Any, schedule: FaultSchedule, world_size: int) -> None:
-    """A one-line :class:`faults.FaultError` for a restart the real backend cannot make:
-    a restarted rank is a new process that joins no world process group (the survivors
-    will not), only quorums' groups, and a strategy with servers (a parameter server)
-    sends its pushes and replies point to point over the world group. ``recovery =
-    "restart"`` is :func:`real.checkpoints.check_restartable`'s.
+def check_rejoinable(
+    strategy: Any, schedule: FaultSchedule, world_size: int, backend: str = "gloo"
+) -> None:
+    """A one-line :class:`faults.FaultError` for a restart the real backend cannot make.
+
+    A restarted rank is a new process that joins no world process group (the survivors
+    will not); its sends and receives go over a gloo group per pair of ranks and
+    incarnations (:mod:`real.transport.links`), so a parameter server's restarted worker
+    works, and so does a server that restores its shard from its checkpoint. Refused, as
+    ``sim`` refuses them: a server's restart without ``checkpoint_every``, or at a
+    ``restart_step`` (the global step cannot reach it while the shard is down); and any
+    restart of a strategy with servers on NCCL (a pair's group is gloo's, on the CPU).
+    ``recovery = "restart"`` is :func:`real.checkpoints.check_restartable`'s.
 
     >>> from strategies import registry
     >>> ps = registry.get("parameter_server")
-    >>> check_rejoinable(ps, check_schedule([{"kind": "crash", "rank": 2, "step": 3}], 3, 9), 3)
+    >>> worker = [{"kind": "crash", "rank": 2, "step": 3, "restart_step": 5}]
+    >>> check_rejoinable(ps, check_schedule(worker, 3, 9), 3)
+    >>> at_step = [{"kind": "crash", "rank": 0, "step": 3, "restart_step": 5}]
+    >>> checkpointed = registry.get("parameter_server", checkpoint_every=2)
+    >>> check_rejoinable(checkpointed, check_schedule(at_step, 3, 9), 3)
+    Traceback (most recent call last):
+    ...
+    faults.errors.FaultError: faults[0]: server rank 0 holds a shard of the global model and comes back at restart_step=5, which the global step cannot reach while its shard is down (sim refuses it too); restart it after seconds ('restart')
     >>> back = [{"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}]
     >>> check_rejoinable(ps, check_schedule(back, 3, 9), 3)
     Traceback (most recent call last):
     ...
-    faults.errors.FaultError: faults[0]: a restarted rank on the real backend joins only quorums' process groups, and parameter_server's servers and workers send to each other over the world's; drop the restart (the rank stays down) or run it with sim
+    faults.errors.FaultError: faults[0]: parameter_server's server rank 0 comes back with nothing to restore its shard from; give the strategy checkpoint_every=<steps>, drop the restart (the rank stays down), or restart only workers
     """
-    if schedule.recovery == "restart" or not strategy.servers(world_size):
+    servers = strategy.servers(world_size)
+    if schedule.recovery == "restart" or not servers:
         return
     for index, event in enumerate(schedule.events):
-        if getattr(event, "restarts", False):
+        if not getattr(event, "restarts", False):
+            continue
+        rank = getattr(event, "rank", None)
+        ranks = getattr(event, "ranks", None)
+        covered = [rank] if rank is not None else list(ranks or range(world_size))
+        hit = [r for r in covered if r in servers]
+        if hit and getattr(strategy, "checkpoint_every", None) is None:
             raise FaultError(
                 f"faults[{index}]",
-                "a restarted rank on the real backend joins only quorums' process groups, and "
-                f"{strategy.name}'s servers and workers send to each other over the world's; "
-                "drop the restart (the rank stays down) or run it with sim",
+                f"{strategy.name}'s server rank {hit[0]} comes back with nothing to restore "
+                "its shard from; give the strategy checkpoint_every=<steps>, drop the "
+                "restart (the rank stays down), or restart only workers",
+            )
+        back_at = getattr(event, "restart_step", None)
+        if hit and back_at is not None:
+            raise FaultError(
+                f"faults[{index}]",
+                f"server rank {hit[0]} holds a shard of the global model and comes back at "
+                f"restart_step={back_at}, which the global step cannot reach while "
+                "its shard is down (sim refuses it too); restart it after seconds ('restart')",
+            )
+        if backend == "nccl":
+            raise FaultError(
+                f"faults[{index}]",
+                f"a restarted rank of {strategy.name} sends over gloo groups of two on the "
+                "CPU, not NCCL; run it with backend='gloo', or drop the restart",
             )
 
 
@@ -205,6 +243,18 @@ class RankFaults:
         # restarted from a checkpoint, goes on with the rank's next one).
         self._crash_step = crash_step(schedule, rank, crash_count(self._store, rank))
         self._membership: Any = None
+        #: Ranks owning no share of the model due back at each step: (rank, crash index).
+        self._due_back: dict[int, list[tuple[int, int]]] = {}
+        for r in range(world_size):
+            if r in owners or schedule.recovery == "restart":  # (there every rank restarts)
+                continue
+            ordered = sorted(
+                (c for c in schedule.crashes if c.rank == r and c.step is not None),
+                key=lambda c: c.step or 0,
+            )
+            for index, c in enumerate(ordered):
+                if c.restart_step is not None:
+                    self._due_back.setdefault(c.restart_step, []).append((r, index))
         self._every: int | None = None  # the checkpoint interval in steps, once known
         #: Where the launcher asks this process to crash (a crash at a time), and whether
         #: it has (set by the rank's stop watcher, which reads the store).
@@ -402,6 +452,68 @@ class RankFaults:
                 at = crashed_at(self._store, r, crash_count(self._store, r) - 1)
                 said.append(f"rank {r} crashed" + ("" if at is None else f" at t={at:.6g}s"))
         return PeerFailure(f"{what}: {', '.join(said)}", dead)
+
+    def hold_for_restarts(self, step: int, stopped: Callable[[], bool]) -> None:
+        """An owner at its step ``step``: wait while a rank that owns no share of the model
+        (a parameter server's worker, an actor) and is due back at ``restart_step ==
+        step`` is not running yet. In ``sim`` such a rank is back at the instant the global
+        step reaches it; here its new process takes a while to start, during which the
+        owners would run on without it (a parameter server's worker could come back only
+        after the run ended). A run without such a restart makes no store call here."""
+        due = self._due_back.get(step)
+        if not due or self.rank not in self.owners:
+            return
+        deadline = time.monotonic() + self.timeout
+        for rank, index in due:
+            while not stopped() and time.monotonic() < deadline:
+                with self._lock:
+                    if crash_count(self._store, rank) <= index:
+                        break  # not crashed yet (a rank that dies later is restarted later)
+                    if self._store.check([_READY.format(rank=rank, incarnation=index + 1)]):
+                        break
+                time.sleep(0.005)
+
+    def ready(self) -> None:
+        """This restarted process is about to run its program (:meth:`hold_for_restarts`)."""
+        with self._lock:
+            self._store.set(_READY.format(rank=self.rank, incarnation=self.incarnation), "1")
+
+    def incarnation_of(self, rank: int) -> int:
+        """``rank``'s latest process: how many times the launcher restarted it (0: never)."""
+        with self._lock:
+            return int(self._store.add(_RESTARTS.format(rank=rank), 0))
+
+    def was_killed(self, rank: int, incarnation: int) -> bool:
+        """Whether the schedule killed process ``incarnation`` of ``rank``."""
+        with self._lock:
+            return crashed_at(self._store, rank, incarnation) is not None
+
+    def killed(self, what: str, rank: int) -> PeerFailure:
+        """The :class:`~strategies.PeerFailure` of ``what``, an operation with ``rank``,
+        which the schedule killed: naming it and when its last process was."""
+        with self._lock:
+            at = crashed_at(self._store, rank, crash_count(self._store, rank) - 1)
+        said = f"rank {rank} crashed" + ("" if at is None else f" at t={at:.6g}s")
+        return PeerFailure(f"{what}: {said}", (rank,))
+
+    def links(self) -> Any:
+        """This process's point-to-point links to restarted ranks
+        (:class:`real.transport.links.Links`), or None where the schedule restarts no rank
+        alone (none comes back, or every rank restarts from a checkpoint): the world group
+        then carries every message, as in a run without faults."""
+        if self.schedule.recovery == "restart":
+            return None
+        back = {r for r in range(self.world_size) if self.schedule.has_restart(r)}
+        if not back and self.incarnation == 0:
+            return None
+        from real.transport.links import Links
+
+        return Links(self.rank, self.incarnation, back, self, self.timeout)
+
+    @property
+    def connect(self) -> Any:
+        """Makes a new client of the run's store (a link's group rendezvous blocks its own)."""
+        return self._connect
 
     def expected(self, step: int, ranks: Any) -> tuple[int, ...]:
         """Ranks of ``ranks`` that a quorum asked at ``step`` waits for: those restarted at

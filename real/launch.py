@@ -247,7 +247,7 @@ def run(
     if schedule is not None and check_real is not None:
         check_real(schedule, nproc)
     if schedule is not None:
-        check_rejoinable(setup.strategy, schedule, nproc)
+        check_rejoinable(setup.strategy, schedule, nproc, resolved)
     try:
         pickled = cloudpickle.dumps(setup)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

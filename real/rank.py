@@ -227,7 +227,7 @@ def run_rank(
     try:
         device = device_for(options.backend, placement.local_rank)
         wait = timedelta(seconds=options.timeout)
-        if not rejoined:  # a restarted rank joins only quorums: the others will not meet it
+        if not rejoined:  # a restarted rank joins only quorums and pair links (transport.links)
             # Every rank restarted from a checkpoint meets the others in a new world group.
             prefix = "pg" if options.generation == 0 else f"pg.{options.generation}"
             dist.init_process_group(
@@ -310,9 +310,13 @@ def run_rank(
             handin.events(runtime.events, force=runtime.hand_in_now())
             if faults is not None and ctx is not None and faults.due(ctx.step):
                 crash_now()
+            if faults is not None and ctx is not None:
+                faults.hold_for_restarts(ctx.step, runtime.stopped)
 
         if faults is not None:
             runtime.crash_now = crash_now
+            if rejoined:
+                faults.ready()  # (the owners wait for it at its restart step)
 
         record["ended"] = drive(runtime, ctx, program, options.timeout, tick=tick)
         if interrupted and faults is not None and faults.elastic and faults.restarting():

@@ -157,21 +157,22 @@ class ActorLearner(Strategy):
 
     def check_real_faults(self, schedule: Any, world_size: int) -> None:
         """A one-line :class:`OptionError` for the faults the real backend cannot give this
-        strategy: a restarted process joins no world process group (only quorums of every
-        rank), so a restarted actor or learner could not send or receive; the learners' quorum
-        is not built there. A crashed actor that stays down runs."""
+        strategy: the learners' quorum is not built there, nor a learner's restart (a new
+        process has no world process group, and only actors' links to it are built: a
+        restarted actor asks its learner for the parameters over a gloo group of the pair,
+        :mod:`real.transport.links`). A crashed actor that stays down or comes back runs."""
         if self.fault_tolerance is not None:
             raise OptionError(
                 f"fault_tolerance={self.fault_tolerance!r} is not built on the real backend yet "
                 "(a learner's actors would need links to its restarted process); run it with sim",
                 "fault_tolerance",
             )
-        back = [r for r in range(world_size) if schedule.has_restart(r)]
+        back = [r for r in range(min(self.learners, world_size)) if schedule.has_restart(r)]
         if back:
             raise OptionError(
-                f"faults: impala's rank {back[0]} comes back, and on the real backend a "
-                "restarted process joins no world process group, so it could not send or "
-                "receive; drop its restart, or run it with sim",
+                f"faults: impala's learner rank {back[0]} comes back, and on the real backend "
+                "only a restarted actor rejoins (a learner's model and the learners' group are "
+                "not rebuilt); restart only actors, drop its restart, or run it with sim",
                 "faults",
             )
 

@@ -107,6 +107,11 @@ class TorchTransport(Receiving):
             )
         if first_come and self.device.type == "cuda":
             raise ValueError("first_come=True needs speculative receives, which NCCL cannot make")
+        #: Links to and from restarted ranks (:mod:`real.transport.links`), or None: a run
+        #: whose schedule restarts no rank alone sends every message over the world group.
+        self._links = faults.links() if faults is not None else None
+        if self._links is not None:
+            portable = True  # (a pair's group has no receive from any rank: matched here)
         self.portable = portable
         self._cuda = self.device.type == "cuda"  # completion by polling, not futures
         self._library = "nccl" if backend == "nccl" else "gloo"  # whose algorithms are charged
@@ -148,6 +153,11 @@ class TorchTransport(Receiving):
         if self._agree is not None:  # every rank creates it, as sim requires (gloo does not)
             self._agree(index, group.ranks)
         if group.ranks != tuple(range(self.world_size)) and group.ranks not in self._groups:
+            if not dist.is_initialized():
+                # A restarted process (it joins no world group, so none of its subgroups):
+                # the survivors made theirs long ago; only its quorums' groups reach it.
+                self._groups[group.ranks] = None
+                return
             # torch requires every rank of the world to create every group, in the same order.
             self._groups[group.ranks] = dist.new_group(list(group.ranks))
 
@@ -161,6 +171,13 @@ class TorchTransport(Receiving):
         the run has a fault schedule and a peer of the operation was killed."""
         if self._faults is not None:
             op = handle.op
+            links = self._links
+            if links is not None and op is not None and op.peer in links.restartable:
+                # A send over the world group to a restartable peer's first process: that
+                # process was killed, whether or not a new one is back by now.
+                failure = links.failure(what, exc, op.peer, 0, None)
+                if failure is not None:
+                    return failure
             ranks = op.group if op is not None and op.group is not None else range(self.world_size)
             failure = self._faults.peer_failure(what, exc, ranks)
             if failure is not None:
@@ -181,6 +198,29 @@ class TorchTransport(Receiving):
                 posted.handle.fail(failure, at=self._clock())
                 return
         super()._failed(posted, exc)
+
+    def _link_of(self, sender: int) -> tuple[Any, int]:
+        if self._links is None:
+            return None, 0
+        return self._links.link(sender)
+
+    @property
+    def _link_timeout(self) -> float:  # type: ignore[override]
+        return self._links.timeout if self._links is not None else 0.0
+
+    def _failed_from(
+        self, posted: Posted, exc: Exception, sender: int, link: Any, theirs: int
+    ) -> None:
+        """A receive failed on ``sender``'s messages: with links, a
+        :class:`~strategies.PeerFailure` when the incarnation of ``sender`` it was for was
+        killed (it may be back as a new process by now: :mod:`real.transport.links`)."""
+        if self._links is not None and (link is not None or sender in self._links.restartable):
+            what = f"rank {self.rank}: {posted.handle.describe()}"
+            failure = self._links.failure(what, exc, sender, theirs, link)
+            if failure is not None:
+                posted.handle.fail(failure, at=self._clock())
+                return
+        self._failed(posted, exc)
 
     def _drop_quorum_groups(self, ranks: tuple[int, ...]) -> None:
         with self._groups_lock:
@@ -434,6 +474,14 @@ class TorchTransport(Receiving):
     ) -> Handle[None]:
         handle: Handle[None] = Handle("comm", op=what)
         started = self._clock()
+        if self._links is not None:
+            try:
+                link, theirs = self._links.link(dst)
+            except PeerFailure as down:
+                handle.fail(down, at=self._clock())
+                return handle
+            if link is not None:
+                return self._send_on(link, theirs, rank, tensors, header, dst, handle, started)
         tag = self._tags.next(dst)
         frame = self._to_device(encode(header, tensors, tag))
         payload = [self._to_device(t) for t in tensors]
@@ -445,6 +493,8 @@ class TorchTransport(Receiving):
             # reset: a peer the schedule killed fails the send as the wait would have.
             said = f"rank {rank}: {handle.describe()}"
             failure = None if self._faults is None else self._faults.peer_failure(said, exc, (dst,))
+            if self._links is not None and dst in self._links.restartable:
+                failure = self._links.failure(said, exc, dst, 0, None)  # (maybe back already)
             if failure is None:
                 raise
             handle.fail(failure, at=self._clock())
@@ -452,6 +502,55 @@ class TorchTransport(Receiving):
         self._charged(message_nbytes(tensors) + header_nbytes(header))
         keep = [frame, *payload]  # staged copies outlive the transfer
         self._on_waiter(works, handle, keep.clear, started, f"rank {rank}: {handle.describe()}")
+        return handle
+
+    def _send_on(
+        self,
+        link: Any,
+        theirs: int,
+        rank: int,
+        tensors: list[torch.Tensor],
+        header: dict[str, Any],
+        dst: int,
+        handle: Handle[None],
+        started: float,
+    ) -> Handle[None]:
+        """A send over ``link``, the pair's group with incarnation ``theirs`` of ``dst``
+        (:mod:`real.transport.links`): issued by the link's own thread, which may first wait
+        for ``dst`` to build the group, and finished by a waiter thread."""
+        assert self._links is not None
+        links = self._links
+        tag = self._tags.next(dst)
+        frame = encode(header, tensors, tag)
+        payload = [t.detach().cpu() for t in tensors]  # (a pair's group is gloo's)
+        said = f"rank {rank}: {handle.describe()}"
+        self._charged(message_nbytes(tensors) + header_nbytes(header))
+
+        def fail(exc: BaseException) -> None:
+            failure = links.failure(said, exc, dst, theirs, link)
+            error = failure or CommError(f"{said} failed: {exc}")
+            handle.fail(error, at=self._clock())
+
+        def issue() -> None:
+            try:
+                works = link.send(
+                    [frame, *payload], [ENVELOPE_TAG] + [tag] * len(payload), links.timeout
+                )
+            except Exception as exc:
+                fail(exc)
+                return
+
+            def wait() -> None:
+                try:
+                    self._settle(works)
+                except Exception as exc:
+                    fail(exc)
+                    return
+                handle.resolve(None, at=self._clock(), started_at=started)
+
+            self._thread(wait)
+
+        link.issue(issue)
         return handle
 
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -169,18 +170,24 @@ class Receiving(Delivery):
     def _next_envelope(self, sender: int, channel: _Channel) -> Arrived | None:
         """Receive ``sender``'s next envelope; the claimed envelope, or ``None`` (kept, or
         the library failed and a receive that wanted the envelope got its error)."""
-        frame = torch.empty(ENVELOPE_BYTES, dtype=torch.uint8, device=self.device)
         try:
-            work = dist.irecv(frame, src=sender, tag=ENVELOPE_TAG)
+            link, theirs = self._link_of(sender)
+        except Exception as exc:  # (the sender, restarted before, is down again)
+            self._broken(sender, channel, exc)
+            return None
+        device = self.device if link is None else torch.device("cpu")  # (a pair's is gloo's)
+        frame = torch.empty(ENVELOPE_BYTES, dtype=torch.uint8, device=device)
+        try:
+            work = self._irecv(link, frame, sender, ENVELOPE_TAG)
             self._settle([work], patient=True)
             header, sent, tag = decode(frame.cpu())
         except Exception as exc:
-            self._broken(sender, channel, exc)
+            self._broken(sender, channel, exc, link, theirs)
             return None
         payload = None
-        if not self._cuda:
+        if not self._cuda or link is not None:
             with self._lock:
-                awaited = self._match.awaits(sender)
+                awaited = self._match.awaits(sender) and link is None
             if not awaited:
                 # Only a receive from ``sender`` itself may wait on it: gloo moves a payload
                 # whose receive is posted after the send only with the sender's help, so a
@@ -191,11 +198,9 @@ class Receiving(Delivery):
                     payload = [
                         torch.empty(shape, dtype=getattr(torch, dtype)) for shape, dtype in sent
                     ]
-                    self._settle(
-                        [dist.irecv(b, src=sender, tag=tag) for b in payload], patient=True
-                    )
+                    self._settle([self._irecv(link, b, sender, tag) for b in payload], patient=True)
                 except Exception as exc:
-                    self._broken(sender, channel, exc)
+                    self._broken(sender, channel, exc, link, theirs)
                     return None
         arrived = Arrived(sender, header, sent, tag, payload=payload)
         with self._lock:
@@ -205,11 +210,33 @@ class Receiving(Delivery):
                 return None
         return arrived
 
-    def _broken(self, sender: int, channel: _Channel, exc: Exception) -> None:
-        """The library failed a receive from ``sender``: the receive that wanted its
-        envelope gets the error, and the channel posts none it is not asked for."""
+    def _broken(
+        self, sender: int, channel: _Channel, exc: Exception, link: Any = None, theirs: int = 0
+    ) -> None:
+        """The library failed a receive from ``sender`` (incarnation ``theirs``, over
+        ``link``: None for the world group): the receive that wanted its envelope gets the
+        error, and the channel posts none it is not asked for."""
         with self._lock:
             posted = self._match.claim(sender)
             channel.broken = True  # the library is failing: ask it only when asked to
         if posted is not None:
-            self._failed(posted, exc)
+            self._failed_from(posted, exc, sender, link, theirs)
+
+    def _link_of(self, sender: int) -> tuple[Any, int]:
+        """The link ``sender``'s messages come over now (None: the world group) and the
+        sender's incarnation (:mod:`real.transport.links`); the world, here."""
+        return None, 0
+
+    def _irecv(self, link: Any, tensor: torch.Tensor, src: int, tag: int) -> Any:
+        """Post the library's receive of ``tensor`` from ``src`` over ``link``."""
+        if link is None:
+            return dist.irecv(tensor, src=src, tag=tag)
+        return link.recv(tensor, tag, self._link_timeout)
+
+    _link_timeout = 0.0
+
+    def _failed_from(
+        self, posted: Posted, exc: Exception, sender: int, link: Any, theirs: int
+    ) -> None:
+        """A receive failed by the library on ``sender``'s messages (see :meth:`_broken`)."""
+        self._failed(posted, exc)

@@ -24,8 +24,8 @@ SIM_ONLY = ("compute", "network")
 def check_real_faults(exp: Experiment) -> None:
     """Refuse, before anything starts, a ``[faults]`` section the real backend cannot apply
     (link faults on a local run, ``recovery = "restart"`` without ``checkpoint_every`` or for a
-    strategy whose ranks' steps do not line up, a restart of a rank of a strategy with
-    servers): one line naming the field
+    strategy whose ranks' steps do not line up, a server's restart with no checkpoint to
+    restore its shard from): one line naming the field
     (``faults.events[0]: ...``), as a load error does."""
     if exp.faults is None:
         return

@@ -617,8 +617,78 @@ def test_parameter_server_worker_crashes_pass_the_conformance_kit() -> None:
     assert report.differences == []
 
 
-def test_a_restart_of_a_parameter_servers_rank_is_refused_in_one_line() -> None:
+def sends_after(result, rank: int, dst: int, since: float) -> int:  # type: ignore[no-untyped-def]
+    """How many of ``rank``'s spans that started after ``since`` seconds send to ``dst``
+    (its trace: ``send→DST``, alone or in a ``wait_all``)."""
+    events = result.trace.document()["traceEvents"]
+    return sum(
+        1
+        for e in events
+        if e.get("ph") == "X"
+        and e.get("tid") == rank
+        and f"send→{dst}" in e["name"]
+        and e["ts"] / 1e6 > since
+    )
+
+
+def test_a_parameter_servers_restarted_worker_gets_the_parameters_and_pushes_again() -> None:
+    # Worker 3 is killed at global step 3 and is back at step 5 as a new process, which has
+    # no world process group: it asks its server for the parameters (a push the server does
+    # not apply) and pushes again, over a gloo group of the pair (real.transport.links).
+    # Which round its first push lands in follows the arrival order (sim's comes one latency
+    # after the others'), so the losses are judged over seeds; the counts are sim's.
+    from studies.conformance import check
+
+    faults = {"events": [{"kind": "crash", "rank": 3, "step": 3, "restart_step": 5}], "detect": 1.0}
+    report = check(
+        "parameter_server", world_size=4, steps=10, timeout=60, faults=faults, exact=False, seeds=2
+    )
+    assert report.differences == []
+    for result in (*report.sims, *report.reals):
+        s = result.summary
+        assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (10, 1, 1, 0)
+    for result in report.reals:
+        rows = result.metrics[result.metrics.kind == "fault"]
+        back = float(rows[rows.event == "restart"].time.iloc[0])
+        # Its request, then at least one gradient, to rank 0, the server.
+        assert sends_after(result, 3, 0, back) >= 2
+
+
+def test_a_server_restored_from_its_checkpoint_takes_its_workers_back_on_real() -> None:
+    # The server is killed at step 6 and back 0.5 s later as a new process, which restores
+    # its shard from its step-4 checkpoint (steps 5 and 6 lost); its workers' pushes fail
+    # while it is down, and once it is back they ask it for the parameters over the pairs'
+    # groups. Whether a worker took the reply of step 6 before the server died (a gradient
+    # more from its stream) follows the timing, so the losses are judged over seeds.
+    from strategies import ParameterServer
+    from studies.conformance import check
+
+    crash = {"kind": "crash", "rank": 0, "step": 6, "restart": 0.5}
+    strategy = ParameterServer(checkpoint_every=4)
+    faults = {"events": [crash], "detect": 1.0}
+    report = check(
+        strategy, world_size=4, steps=12, timeout=60, faults=faults, exact=False, seeds=2
+    )
+    assert report.differences == []
+    for result in (*report.sims, *report.reals):
+        s = result.summary
+        assert (s["steps"], s["failures"], s["restarts"], s["lost_steps"]) == (12, 1, 1, 2)
+        rows = result.metrics[result.metrics.kind == "fault"]
+        assert list(rows.event) == ["crash", "restart", "rejoin"]
+    for result in report.reals:  # the restored server answers each worker again
+        rows = result.metrics[result.metrics.kind == "fault"]
+        back = float(rows[rows.event == "restart"].time.iloc[0])
+        assert all(sends_after(result, 0, worker, back) >= 2 for worker in (1, 2, 3))
+
+
+def test_a_restart_of_a_server_with_no_checkpoint_is_refused_in_one_line() -> None:
     back = {"kind": "crash", "rank": 0, "step": 3, "restart": 1.0}
     with pytest.raises(FaultError) as raised:
         real.run("parameter_server", "quadratic", nproc=3, **KW, faults=[back])
     assert "\n" not in str(raised.value) and str(raised.value).startswith("faults[0]: ")
+    assert "server rank 0 comes back with nothing to restore" in str(raised.value)
+    at_step = {"kind": "crash", "rank": 0, "step": 3, "restart_step": 5}  # sim refuses it too
+    with pytest.raises(FaultError, match=r"^faults\[0\]: server rank 0 .* restart_step=5"):
+        real.run(
+            "parameter_server:checkpoint_every=2", "quadratic", nproc=3, **KW, faults=[at_step]
+        )

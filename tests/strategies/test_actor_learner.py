@@ -271,12 +271,37 @@ def test_learners_carry_on_without_a_crashed_learner_over_a_quorum_and_heal_it()
 def test_impala_faults_the_real_backend_cannot_run_are_refused_in_one_line():
     from options.declare import OptionError
 
-    crash = {"kind": "crash", "rank": 2, "step": 2, "restart_step": 4}
-    with pytest.raises(OptionError, match="rank 2 comes back, and on the real backend"):
+    crash = {"kind": "crash", "rank": 0, "step": 2, "restart_step": 4}
+    with pytest.raises(OptionError, match="learner rank 0 comes back, and on the real backend"):
         real.run(ActorLearner(), workload(), nproc=3, steps=4, faults=faults(crash))
     strategy = ActorLearner(learners=2, fault_tolerance="quorum")
     with pytest.raises(OptionError, match="not built on the real backend"):
         real.run(strategy, workload(), nproc=4, steps=4, faults=faults({**crash, "rank": 3}))
+
+
+def test_a_restarted_actor_on_real_asks_its_learner_and_acts_again_as_in_sim():
+    from studies.conformance import check
+    from tests.real.test_faults import sends_after
+
+    # Rank 2 is killed at global step 3 and back at step 5 as a new process: it has no
+    # world process group, and asks its learner for the parameters, then sends rollouts,
+    # over a gloo group of the pair (real.transport.links).
+    crash = {"kind": "crash", "rank": 2, "step": 3, "restart_step": 5}
+    # Three seeds: real's returns after 12 steps run above sim's with the actor left down
+    # too (sim [9.5, 16, 22], real [20.5, 24.5, 53] here), and two seeds' spread is narrow.
+    options = dict(steps=12, exact=False, seeds=3, timeout=60, optimizer=ADAM)
+    report = check(ActorLearner(), workload(), world_size=3, faults=faults(crash), **options)
+    assert report.differences == []  # failures, restarts, lost_steps; the returns' verdict
+    for result in (*report.sims, *report.reals):
+        s = result.summary
+        assert (s["steps"], s["failures"], s["restarts"], s["lost_samples"]) == (12, 1, 1, 0)
+        fault = rows(result, "fault")  # (an actor blocked on its send dies once it is taken)
+        assert list(fault["event"]) == ["crash", "restart"]
+        assert fault["step"].iloc[0] >= 3 and fault["step"].iloc[1] >= 5
+    for result in report.reals:
+        fault = rows(result, "fault")
+        back = float(fault[fault["event"] == "restart"]["time"].iloc[0])
+        assert sends_after(result, 2, 0, back) >= 2  # it asks, then sends rollouts
 
 
 def test_an_actor_crash_on_real_processes_conforms_to_sim_within_the_seeds_spread():
