@@ -99,9 +99,10 @@ class FlatOptimizer:
             return
         if self._plain_sgd and not _optimizer_hooks(self.optimizer):
             # What torch's SGD step does for one CPU tensor without momentum or weight decay
-            # (its _single_tensor_sgd), minus ~25 us of Python around it per call.
-            with torch.no_grad():
-                self.param.add_(grads, alpha=-self.optimizer.param_groups[0]["lr"])
+            # (its _single_tensor_sgd), minus ~25 us of Python around it per call. On the
+            # parameter's data, which autograd does not track: the same kernel as under
+            # no_grad, without the ten Python calls of entering and leaving it.
+            self.param.data.add_(grads, alpha=-self.optimizer.param_groups[0]["lr"])
             self.steps += 1
             return
         self.param.grad = grads
