@@ -19,6 +19,11 @@ from strategies.optim import OptimizerSpec, ScheduleSpec
 
 __all__ = ["FlatOptimizer", "Objective", "Replica", "supervised"]
 
+# The step hooks torch runs for every optimizer: dicts torch fills and empties in place
+# (a torch without them: none), read at every step (see _optimizer_hooks).
+_GLOBAL_PRE_HOOKS = getattr(torch_optimizer, "_global_optimizer_pre_hooks", {})
+_GLOBAL_POST_HOOKS = getattr(torch_optimizer, "_global_optimizer_post_hooks", {})
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 #: One micro-batch's loss on a model and the samples it used: ``(model, batches) -> (loss,
 #: samples)``, what :meth:`workloads.base.Workload.step_loss` is (``next(batches)`` through the
@@ -89,7 +94,10 @@ class FlatOptimizer:
             # no shape, so they are only counted (a meta step costs ~1 ms of dispatch).
             self.steps += 1
             return
-        factor = self.schedule.factor(self.steps, self.total_steps) * lr_scale
+        if self.schedule.name == "constant":  # its factor is 1.0: the same product, no calls
+            factor = 1.0 * lr_scale
+        else:
+            factor = self.schedule.factor(self.steps, self.total_steps) * lr_scale
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         if self._shapes_only and _state_from_template(self):
@@ -239,8 +247,8 @@ def _optimizer_hooks(optimizer: torch.optim.Optimizer) -> bool:
     return bool(
         optimizer._optimizer_step_pre_hooks
         or optimizer._optimizer_step_post_hooks
-        or getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
-        or getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
+        or _GLOBAL_PRE_HOOKS
+        or _GLOBAL_POST_HOOKS
     )
 
 
