@@ -63,8 +63,7 @@ class Overlap:
             spans = self._compute.get(rank)
             if spans is None:
                 spans = self._compute[rank] = array("d")
-            spans.append(start)
-            spans.append(end)
+            spans.extend((start, end))  # (one call a step, not two)
 
     def communicating(self, rank: int, start: float, end: float, label: Any = None) -> None:
         """Data of ``rank``'s communication moved over ``[start, end]``; ``label`` names it
@@ -73,8 +72,7 @@ class Overlap:
             spans = self._comm.get(rank)
             if spans is None:
                 spans = self._comm[rank] = array("d")
-            spans.append(start)
-            spans.append(end)
+            spans.extend((start, end))
             if self._labels is not None:
                 self._labels.setdefault(rank, []).append(label)
 

@@ -176,8 +176,10 @@ class SimRuntime:
     ) -> Handle[Any]:
         handle: Handle[Any] = Handle("compute", what)
         now = self.env.now
-        # A rank has one device: work started while other work runs queues behind it.
-        start = max(now, self._busy_until.get(rank, now))
+        # A rank has one device: work started while other work runs queues behind it
+        # (max(now, busy), as a comparison: this runs once per gradient).
+        busy = self._busy_until.get(rank, now)
+        start = busy if busy > now else now
         self._busy_until[rank] = start + seconds
         self.overlap.computing(rank, start, start + seconds)
         life = self.incarnation.get(rank, 0) if self.incarnation else 0
