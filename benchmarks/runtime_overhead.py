@@ -18,7 +18,8 @@ shared with other jobs, their load then stretches neither half.
 ``--calls`` counts instead of timing, for machines where timings do not resolve a change:
 one more run of each half under ``cProfile`` gives the Python function calls (C functions
 included) per worker step of ``sim.run`` and of the plain loop, their difference, and the
-events SimPy processes per worker step. The counts are the
+events SimPy processes per worker step; then the same for ``sim.run`` timing-only (no
+forward or backward: the simulator's bookkeeping alone). The counts are the
 same on any machine and in any run of the same code (a warm-up run comes first, so one-off
 imports and caches are not counted).
 """
@@ -60,7 +61,11 @@ def plain_loop(
 
 
 def simulated(
-    workload: workloads.Workload, workers: int, steps: int, clock: Callable[[], float]
+    workload: workloads.Workload,
+    workers: int,
+    steps: int,
+    clock: Callable[[], float],
+    timing_only: bool = False,
 ) -> float:
     """Time of ``sim.run`` (building the topology, set-up, evaluations and results too)."""
     start = clock()
@@ -72,6 +77,7 @@ def simulated(
         steps=steps,
         eval_every=steps,
         optimizer={"name": "sgd", "lr": 0.1},
+        **({"timing_only": True} if timing_only else {}),  # (a tree before it: not passed)
     )
     return clock() - start
 
@@ -91,10 +97,15 @@ def counted(fn: Callable[[], float]) -> tuple[int, int]:
 
 
 def calls(workload: workloads.Workload, workers: int, steps: int) -> None:
-    """Print the calls per worker step of both halves and SimPy's events per worker step."""
+    """Print the calls per worker step of both halves and SimPy's events per worker step,
+    and those of the same run timing-only (no forward or backward: the bookkeeping alone)."""
     clock = time.process_time
     sim_calls, events = counted(lambda: simulated(workload, workers, steps, clock))
     plain_calls, _ = counted(lambda: plain_loop(workload, workers, steps, clock))
+    simulated(workload, workers, 5, clock, timing_only=True)  # its own one-off imports
+    only_calls, only_events = counted(
+        lambda: simulated(workload, workers, steps, clock, timing_only=True)
+    )
     n = workers * steps
     print(f"Python function calls per worker step ({n} worker steps, cProfile):")
     print(f"  sim.run     {sim_calls / n:8.1f}  ({sim_calls:,} calls)")
@@ -102,7 +113,8 @@ def calls(workload: workloads.Workload, workers: int, steps: int) -> None:
     # Not the simulator's own calls exactly: the plain loop's torch.optim.SGD.step is
     # ~100 calls a step that sim's flat optimizer does not make.
     print(f"  difference  {(sim_calls - plain_calls) / n:8.1f}")
-    print(f"SimPy events per worker step: {events / n:.3f}")
+    print(f"  sim.run, timing-only {only_calls / n:8.1f}  ({only_calls:,} calls)")
+    print(f"SimPy events per worker step: {events / n:.3f} (timing-only {only_events / n:.3f})")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ machinery over a slice. Both backends build their role contexts on these classes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -299,8 +300,11 @@ class Replica:
             FlatOptimizer(self.flat, spec, schedule, total_steps) if spec is not None else None
         )
 
-    @property
+    @cached_property
     def numel(self) -> int:
+        """Number of parameters. The flat buffer is made once and loaded in place, so this
+        is asked of it once: every step checks a gradient's size against it, and on a
+        timing-only run's meta device each tensor call goes through torch's device mode."""
         return self.flat.numel()
 
     def compute_gradients(
