@@ -189,12 +189,13 @@ class Fabric:
                 handle_: Handle[Any] = Handle("comm", op=what)
                 self.failures.fail(handle_, dead, f"{kind} on group {group.ranks}")
                 return handle_
-        key = (rank, group.key)
+        gkey = group.key  # (a property: read once)
+        key = (rank, gkey)
         seq = self._calls.get(key, 0)
         self._calls[key] = seq + 1
-        slot = self._pending.get((group.key, seq))
+        slot = self._pending.get((gkey, seq))
         if slot is None:
-            slot = self._pending[(group.key, seq)] = _Rendezvous(kind, signature_, seq, group)
+            slot = self._pending[(gkey, seq)] = _Rendezvous(kind, signature_, seq, group)
         elif (slot.kind, slot.signature) != (kind, signature_):
             first = next(iter(slot.handles))
             raise CommError(
@@ -218,7 +219,7 @@ class Fabric:
         slot.tensors[rank] = tensor
         slot.handles[rank] = handle
         if len(slot.handles) == group.size:
-            del self._pending[(group.key, seq)]
+            del self._pending[(gkey, seq)]
             self._start(group, slot)
         return handle
 
@@ -247,6 +248,7 @@ class Fabric:
                     handle.fail(error, at=self.env.now)
                 return
             # In-place results land when the network says the data has arrived, not earlier.
+            now = self.env.now
             for rank, value in zip(group.ranks, results):
                 if slot.kind in _IN_PLACE:
                     tensor = slot.tensors[rank]
@@ -258,7 +260,7 @@ class Fabric:
                     else:  # no graph either way: the grad mode changes nothing, skip it
                         tensor.copy_(value)
                     value = tensor
-                slot.handles[rank].resolve(value, at=self.env.now, started_at=started)
+                slot.handles[rank].resolve(value, at=now, started_at=started)
 
         if group.size == 1:
             deliver()

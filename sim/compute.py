@@ -273,6 +273,8 @@ class ComputeModel(_Declares):
         slow = self.slowdown.get(rank, 1.0)
         if self.straggler == "trace":
             return self._draws.trace_time(rank, step, micro_batches, slow, self.contention)
+        if self.straggler == "constant":  # its factor is 1.0: the same product, one call fewer
+            return self.seconds * micro_batches * slow * self.contention
         return self.seconds * micro_batches * self._draws.factor(rank) * slow * self.contention
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import simpy
 
@@ -88,6 +89,10 @@ class FlowTimer:
         self._dirty = False
         self._gen = 0
         self._timer_at = math.inf
+        # SimPy's event heap, whose head is what Environment.peek returns: one list for the
+        # environment's life, filled and emptied in place. A SimPy without it (its internals
+        # are not API) sends every timer through the queue, which gives the same numbers.
+        self._queue: list[Any] | None = getattr(env, "_queue", None)
         #: The latest time a timer may be processed without going through SimPy's queue: a
         #: run that stops at ``max_time`` never processes events after it (``sim.run`` sets it).
         self.horizon = math.inf
@@ -137,10 +142,11 @@ class FlowTimer:
         if t == math.inf:
             return None
         now = self.env.now
-        at = now + max(t - now, 0.0)  # Environment.schedule's sum, rounded as it rounds it
-        # Its head is what Environment.peek returns; a SimPy without this heap (its internals
-        # are not API) sends every timer through the queue, which gives the same numbers.
-        queue = getattr(self.env, "_queue", None)
+        delay = t - now
+        # Environment.schedule's sum, rounded as it rounds it: now + max(t - now, 0.0), with
+        # max's choice (the first of two equal values) written as a comparison.
+        at = now + (0.0 if 0.0 > delay else delay)
+        queue = self._queue
         if queue is None or (queue and at >= queue[0][0]) or at > self.horizon:
             return None
         return at

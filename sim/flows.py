@@ -197,9 +197,10 @@ class FlowTable:
         self._instant = False  # some pending flow is delivered at the end of its latency
         # The one owner of all pending (all active) flows, or -1: saves a comparison.
         self._p_owner = self._a_owner = -1
-        # A round held as classes: (batch, owner, tags), pending rows [class, end] and active
-        # rows [class, bytes left, bytes, rate, activation wave]; None: the plain arrays.
-        self._round: tuple[FlowBatch, int, np.ndarray] | None = None
+        # A round held as classes: (batch, owner, tags, the batch's classes, read at every
+        # event of the round), pending rows [class, end] and active rows [class, bytes left,
+        # bytes, rate, activation wave]; None: the plain arrays.
+        self._round: tuple[FlowBatch, int, np.ndarray, FlowClasses] | None = None
         self._rows_p: list[list[Any]] = []
         self._rows_a: list[list[Any]] = []
         self._wave = 0
@@ -253,7 +254,7 @@ class FlowTable:
             and not self._active[0].size
         ):
             classes = batch.classes
-            self._round = (batch, owner, tags)
+            self._round = (batch, owner, tags, classes)
             self._rows_p = [[c, now + lat] for c, lat in enumerate(classes.latency)]
             self._rows_a = []
             self._p_owner, self._instant = owner, batch.any_instant
@@ -361,7 +362,7 @@ class FlowTable:
         :class:`~sim.maxmin.RateSolver`); return the pattern id, or None where the round
         turned out to have too many classes: it is then expanded, to be solved plain."""
         assert self._round is not None, "solve_rows needs a round held as classes"
-        pattern = self._round[0].classes.solve(solver, self._rows_a)
+        pattern = self._round[3].solve(solver, self._rows_a)
         if pattern is None:
             self.expand()
         return pattern
@@ -371,7 +372,7 @@ class FlowTable:
     def _members(self, rows: list[list[Any]]) -> np.ndarray:
         """The tags of the flows of ``rows``: their positions in the batch (a round held as
         classes is tagged by position), all of them where ``rows`` cover the batch."""
-        classes = self._round[0].classes  # type: ignore[index]
+        classes = self._round[3]  # type: ignore[index]
         if len(rows) == len(classes.members):
             return self._round[2]  # type: ignore[index]
         return classes.union([r[0] for r in rows])
@@ -380,8 +381,7 @@ class FlowTable:
         rows = self._rows_a
         if not rows:
             return False
-        batch, owner, _ = self._round  # type: ignore[misc]
-        classes = batch.classes
+        _, owner, _, classes = self._round  # type: ignore[misc]
         # The plain table's tests, in its order: the second only where the first left some.
         flags = [r[1] <= _DONE_FRACTION * r[2] for r in rows]
         if not all(flags):
@@ -403,8 +403,7 @@ class FlowTable:
         return True
 
     def _activate_rows(self, now: float, finished: Finished) -> bool:
-        batch, owner, tags = self._round  # type: ignore[misc]
-        classes = batch.classes
+        _, owner, _, classes = self._round  # type: ignore[misc]
         sole, instants = self._p_owner, self._instant
         rows = self._rows_p
         limit = now * DUE
@@ -445,8 +444,8 @@ class FlowTable:
         order."""
         if self._round is None:
             return
-        batch, owner, tags = self._round
-        members = batch.classes.members
+        batch, owner, tags, classes = self._round
+        members = classes.members
         self._round = None
         if self._rows_p:
             idx = np.sort(np.concatenate([members[r[0]] for r in self._rows_p]))

@@ -43,11 +43,6 @@ def _part(a: int, b: int, grads: torch.Tensor) -> torch.Tensor:
     return grads[a:b].clone()
 
 
-def _wake(event: simpy.Event, _: Handle[Any]) -> None:
-    """Wake a program waiting on ``event`` (a handle it yielded has finished)."""
-    event.succeed()
-
-
 class SimRuntime:
     """One simulated run's side of every context.
 
@@ -102,7 +97,9 @@ class SimRuntime:
 
     # -- strategies.Runtime protocol ------------------------------------------------------
     def stopped(self) -> bool:
-        return self.ledger.stopped
+        # Read before every resume of every program (and by ``w.done``): the ledger's field,
+        # not its property, is one call fewer each time.
+        return self.ledger.stop_reason is not None
 
     def now(self) -> float:
         return float(self.env.now)
@@ -179,8 +176,10 @@ class SimRuntime:
     ) -> Handle[Any]:
         handle: Handle[Any] = Handle("compute", what)
         now = self.env.now
-        # A rank has one device: work started while other work runs queues behind it.
-        start = max(now, self._busy_until.get(rank, now))
+        # A rank has one device: work started while other work runs queues behind it
+        # (max(now, busy), as a comparison: this runs once per gradient).
+        busy = self._busy_until.get(rank, now)
+        start = busy if busy > now else now
         self._busy_until[rank] = start + seconds
         self.overlap.computing(rank, start, start + seconds)
         life = self.incarnation.get(rank, 0) if self.incarnation else 0
@@ -188,9 +187,10 @@ class SimRuntime:
         def finish(_: Any) -> None:
             if self.incarnation and self.incarnation.get(rank, 0) != life:
                 return  # its process crashed: the work died with it
+            at = self.env.now
             if samples:
-                self.ledger.record(Computed(float(self.env.now), rank, samples))
-            handle.resolve(value, at=self.env.now, started_at=start)
+                self.ledger.record(Computed(float(at), rank, samples))
+            handle.resolve(value, at=at, started_at=start)
 
         delay = seconds if start == now else start + seconds - now  # exact when not queued
         self.env.timeout(delay).callbacks.append(finish)
@@ -279,7 +279,9 @@ class SimRuntime:
             start = env.now
             if not item.done:
                 wake = env.event()
-                item.add_callback(functools.partial(_wake, wake))
+                # The handle finishing succeeds the event with the handle as its value,
+                # which nothing reads: the program resumes from the handle's outcome.
+                item.add_callback(wake.succeed)
                 blocked[rank] = (item, start)
                 try:
                     yield wake
@@ -297,7 +299,9 @@ class SimRuntime:
                 if since is not None and until is not None:
                     if kind == "comm":
                         overlap.communicating(rank, since, until, item.label)
-                    since, until = max(start, since), min(now, until)
+                    # max(start, since), min(now, until), without the two calls per wait.
+                    since = since if since > start else start
+                    until = until if until < now else now
                     if until > since:
                         active = until - since
                 compute = active if kind == "compute" else 0.0
@@ -317,7 +321,8 @@ class SimRuntime:
                     )
             else:
                 instant, resumes = now, 0
-            item = driver.resume(item)
+            # driver.resume(item), one call fewer per wait: the handle's outcome, passed on.
+            item = driver.advance(*item.outcome())
         if item == "finished":
             self.running -= 1
 
@@ -386,8 +391,11 @@ class SimRuntime:
             for category, since, until in wait_spans(item, start, end):
                 trace.span(rank, category, item.label, since, until)
             return
-        if item.started_at is not None and item.finished_at is not None:
-            since, until = max(start, item.started_at), min(end, item.finished_at)
+        began, ended = item.started_at, item.finished_at
+        if began is not None and ended is not None:
+            # max(start, began), min(end, ended), in the same comparisons as drive's.
+            since = began if began > start else start
+            until = ended if ended < end else end
             if until > since:
                 # Waiting for the operation to start (a peer to join), the operation, then
                 # waiting after it; a sleep is idle throughout.

@@ -68,7 +68,8 @@ class SampleCounts:
         self._computed[rank] = self._computed.get(rank, 0.0) + samples
         self.total += samples
         self._dirty.add(rank)
-        if self._exact and not float(samples).is_integer():
+        # (an int is whole: only another number needs the test, once per gradient)
+        if self._exact and type(samples) is not int and not float(samples).is_integer():
             self._exact = False
 
     def late(self, samples: float) -> None:

@@ -107,7 +107,7 @@ class Handle(Generic[T]):
         self.children: tuple[Handle[Any], ...] = ()
         self._state = _PENDING
         self._value: Any = None
-        self._callbacks: list[Callable[[Handle[T]], None]] | None = []
+        self._callbacks: list[Callable[[Handle[T]], object]] | None = []
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -244,8 +244,9 @@ class Handle(Generic[T]):
         for callback in callbacks or ():
             callback(self)
 
-    def add_callback(self, callback: Callable[[Handle[T]], None]) -> None:
-        """Call ``callback(self)`` when finished (now, if it already is)."""
+    def add_callback(self, callback: Callable[[Handle[T]], object]) -> None:
+        """Call ``callback(self)`` when finished (now, if it already is); what it returns is
+        ignored."""
         with _LOCK:
             if self._callbacks is not None:
                 self._callbacks.append(callback)

@@ -178,7 +178,9 @@ class Workload:
         worker's gradient is the gradient of (reinforcement-learning workloads collect a
         rollout here instead)."""
         x, y = next(batches)
-        return self.loss(model(x), y), len(x)
+        # A tensor's len() is five Python calls (torch's __len__ and its checks); its first
+        # dimension is the same number.
+        return self.loss(model(x), y), x.shape[0] if isinstance(x, Tensor) else len(x)
 
     def stream(
         self, rank: int, n_workers: int, seed: int, device: torch.device | None = None

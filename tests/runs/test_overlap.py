@@ -40,3 +40,19 @@ def test_without_labels_the_pieces_are_unnamed_and_the_seconds_the_same():
     o.communicating(1, 1.0, 3.0, "ignored")
     assert o.pieces(1) == [(None, 1.0, 2.0)] and o.seconds(1) == 1.0
     assert o.pieces(0) == []
+
+
+@given(st.lists(interval, max_size=8), st.lists(interval, max_size=8))
+def test_seconds_are_the_unit_cells_both_cover(computes, comms):
+    # Integer ends: the overlap is exactly the number of unit cells [t, t + 1) that some
+    # computation and some communication both cover (the merge's result, counted plainly).
+    o = Overlap()
+    for a, b in computes:
+        o.computing(0, float(a), float(b))
+    for a, b in comms:
+        o.communicating(0, float(a), float(b))
+    cells = sum(
+        any(a <= t < b for a, b in computes) and any(a <= t < b for a, b in comms)
+        for t in range(60)
+    )
+    assert o.seconds(0) == float(cells)

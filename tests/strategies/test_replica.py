@@ -131,6 +131,27 @@ def test_sgd_with_momentum_or_a_hook_still_uses_torch_step():
     assert torch.equal(plain.param.detach(), _torch_sgd_steps(start, grads, [0.1] * 3))
 
 
+def test_a_global_hook_registered_later_still_runs_and_a_constant_schedule_gives_torchs_bits():
+    # The plain path reads torch's global hook dicts (kept at import: torch fills them in
+    # place) and skips a constant schedule's factor; neither may change what a step does.
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    torch.manual_seed(1)
+    start, grads = torch.randn(33), [torch.randn(33) for _ in range(4)]
+    flat = FlatOptimizer(start.clone(), OptimizerSpec.parse("sgd:lr=0.3"))
+    calls = []
+    handle = register_optimizer_step_pre_hook(lambda *args: calls.append(1))
+    try:
+        flat.step(grads[0], lr_scale=0.7)
+    finally:
+        handle.remove()
+    assert calls == [1]
+    for grad in grads[1:]:
+        flat.step(grad, lr_scale=0.7)
+    lr = 0.3 * 0.7
+    assert torch.equal(flat.param.detach(), _torch_sgd_steps(start, grads, [lr] * 4))
+
+
 @pytest.mark.parametrize(
     "spec",
     ["adam", {"name": "adamw", "amsgrad": True}, "sgd:lr=0.1,momentum=0.9", "sgd", "adagrad"],
