@@ -126,18 +126,25 @@ def test_a_testbed_refuses_what_it_cannot_apply_in_one_line(tmp_path, events, sa
     assert done.output.count("\n") == 1
 
 
-def test_a_rank_under_torchrun_still_refuses_a_schedule_in_one_line(tmp_path, monkeypatch):
+def test_a_rank_under_torchrun_refuses_a_schedule_its_restarts_cannot_run_in_one_line(
+    tmp_path, monkeypatch
+):
+    # A crash with no recovery="restart": torchrun's agent restarts every worker, so no
+    # survivor could go on (real.elastic; each refusal is tests/real/test_elastic.py's).
     path = tmp_path / "faults.json"
     path.write_text(json.dumps([{"kind": "crash", "rank": 1, "step": 2}]))
     for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29999")
-    done = CliRunner().invoke(_cli(), ["--steps", "2", "--faults", str(path), "--no-progress"])
+    args = ["--steps", "2", "--faults", str(path), "--no-progress"]
+    done = CliRunner().invoke(_cli(), args)
     assert done.exit_code == 2, done.output
-    assert (
-        "--faults runs on the local launcher" in done.output and "torchrun or srun" in done.output
-    )
+    assert done.output.startswith("error: --faults under a launcher needs --out"), done.output
+    done = CliRunner().invoke(_cli(), [*args, "--out", str(tmp_path / "run")])
+    assert done.exit_code == 2, done.output
+    assert done.output.startswith("error: --faults under torchrun"), done.output
+    assert done.output.count("\n") == 1, done.output
 
 
 # --------------------------------------------------------------------------------------------
