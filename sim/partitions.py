@@ -29,6 +29,8 @@ from collections.abc import Hashable, Iterable, Mapping
 import networkx as nx
 import simpy
 
+from topologies.partitions import components, primary
+
 __all__ = ["Partitions"]
 
 Edge = tuple[Hashable, Hashable]
@@ -86,29 +88,13 @@ class Partitions:
 
     def primary(self, ranks: Iterable[int]) -> frozenset[int] | None:
         """The ranks of ``ranks`` (the live ones a round may hold) in the primary part, or
-        None when the links known down leave them all connected."""
+        None when the links known down leave them all connected (the rule is
+        :func:`topologies.partitions.primary`, which a testbed's ranks apply too)."""
         ranks = tuple(ranks)
         known = frozenset(frozenset(edge) for edge in self.cut_by())
         if not known or not ranks:
             return None
         part = self._parts.get(known)
         if part is None:  # each set of links down is solved once
-            cut = [e for edge in known for e in _both(tuple(edge)) if self.graph.has_edge(*e)]
-            view = nx.restricted_view(self.graph, [], cut)
-            part = self._parts[known] = {
-                node: i for i, nodes in enumerate(nx.connected_components(view)) for node in nodes
-            }
-        groups: dict[int, list[int]] = {}
-        for r in ranks:
-            groups.setdefault(part[self.hosts[r]], []).append(r)
-        if len(groups) == 1:
-            return None
-        best = max(groups.values(), key=lambda g: (len(g), -min(g)))
-        return frozenset(best)
-
-
-def _both(edge: tuple[Hashable, ...]) -> list[Edge]:
-    if len(edge) == 1:  # a self-loop's frozenset has one node
-        return [(edge[0], edge[0])]
-    u, v = edge
-    return [(u, v), (v, u)]
+            part = self._parts[known] = components(self.graph, known)
+        return primary(part, self.hosts, ranks)

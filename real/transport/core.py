@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch._C import _distributed_c10d as c10d  # (AllgatherOptions is not re-exported)
 
+from real.membership import PartitionStuck
 from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
 from real.transport.matching import Posted, Receiving
@@ -163,6 +164,8 @@ class TorchTransport(Receiving):
             op = handle.op
             ranks = op.group if op is not None and op.group is not None else range(self.world_size)
             failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is None:  # a testbed's link down, not a death
+                failure = self._faults.cut_failure(what, exc, ranks)
             if failure is not None:
                 if op is not None and op.group is not None:
                     self._drop_quorum_groups(tuple(op.group))
@@ -177,6 +180,8 @@ class TorchTransport(Receiving):
             ranks = range(self.world_size) if posted.src is None else (posted.src,)
             what = f"rank {self.rank}: {posted.handle.describe()}"
             failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is None:  # a testbed's link down, not a death
+                failure = self._faults.cut_failure(what, exc, ranks)
             if failure is not None:
                 posted.handle.fail(failure, at=self._clock())
                 return
@@ -395,7 +400,10 @@ class TorchTransport(Receiving):
                     step,
                     live=lambda: faults.live(step, ranks, lambda: faults.waiting is handle),
                     ranks=ranks,
+                    partition=faults if faults.partitions is not None else None,
                 )
+                if faults.partitions is not None:
+                    faults.mark(formed)
                 steps = membership.steps(formed)
                 try:
                     pg = membership.group(formed, timeout=max(faults.detect, 1.0))
@@ -405,6 +413,8 @@ class TorchTransport(Receiving):
                     dead = faults.down(formed.members) or tuple(
                         r for r in membership.silent(faults.detect) if r in formed.members
                     )
+                    if not dead and faults.partitions is not None:  # a link down since
+                        dead = faults.partitions.separated(rank, formed.members)[0]
                     self._unbuilt = {formed.id: dead}
                 # Older quorums' groups are let go (destroyed by the rank's thread, _reap).
                 with self._groups_lock:
@@ -412,8 +422,17 @@ class TorchTransport(Receiving):
                     self._quorum_groups = {formed.id: (formed.members, pg)}
                 joined = () if formed.id == 1 else formed.joined
                 value = Quorum(
-                    formed.id, formed.members, joined, steps, Group(formed.members, formed.id)
+                    formed.id,
+                    formed.members,
+                    joined,
+                    steps,
+                    Group(formed.members, formed.id),
+                    formed.reconnected,
                 )
+            except PartitionStuck as exc:  # no quorum can ever form: the run's end, as sim's
+                faults.stuck_run(str(exc))
+                handle.fail(CommError(f"rank {rank}: {exc}"), at=self._clock())
+                return
             except Exception as exc:
                 handle.fail(CommError(f"rank {rank}: quorum failed: {exc}"), at=self._clock())
                 return
