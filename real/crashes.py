@@ -409,6 +409,13 @@ class RankFaults:
         with self._parts_lock:
             self.partitions.mark(quorum.space, quorum.id, quorum.cut, quorum.reconnected)
 
+    def cut_known(self, rank: int, members: Any) -> tuple[int, ...]:
+        """The ranks of ``members`` that links down cut off from ``rank``, once the ranks
+        know of it (``detect`` after the first of them went down); ``()`` before."""
+        with self._parts_lock:
+            cut, known = self.partitions.separated(rank, list(members))
+            return cut if cut and known <= self.partitions.clock() else ()
+
     def stuck_run(self, line: str) -> None:
         """End the run with ``line`` (no quorum can ever form), as ``sim`` ends it."""
         from real.runtime import STOP_KEY

@@ -406,7 +406,7 @@ class TorchTransport(Receiving):
                     faults.mark(formed)
                 steps = membership.steps(formed)
                 try:
-                    pg = membership.group(formed, timeout=max(faults.detect, 1.0))
+                    pg = self._build(membership, formed, faults)
                 except RuntimeError:  # a member died before the group met: its ops fail
                     pg = None
                     # Named now: a killed member may be back by the time the group is used.
@@ -440,6 +440,44 @@ class TorchTransport(Receiving):
 
         self._thread(decide)
         return handle
+
+    def _build(self, membership: Any, formed: Any, faults: Any) -> Any:
+        """``formed``'s process group. On a testbed with a link down (:mod:`real.partitions`)
+        a member cut off while the group connects makes gloo give up only after its own
+        connect timeout (5 s measured, whatever the group's): the build is then left to
+        finish on its thread once the ranks know of the cut (``detect``), as ``sim`` fails
+        the round then, and a group built late is let go (:meth:`_reap`)."""
+        timeout = max(faults.detect, 1.0)
+        if faults.partitions is None:
+            return membership.group(formed, timeout=timeout)
+        built: list[Any] = []
+        failed: list[BaseException] = []
+        done, left = threading.Event(), threading.Event()
+
+        def build() -> None:
+            try:
+                pg = membership.group(formed, timeout=timeout)
+            except RuntimeError as exc:
+                failed.append(exc)
+            else:
+                with self._groups_lock:
+                    if left.is_set():  # too late: destroyed by the rank's thread
+                        self._retired.append((formed.id, pg))
+                    else:
+                        built.append(pg)
+            done.set()
+
+        threading.Thread(target=build, name="quorum-group", daemon=True).start()
+        while not done.wait(0.02):
+            if faults.cut_known(self.rank, formed.members):
+                with self._groups_lock:
+                    left.set()
+                    if not built:
+                        raise RuntimeError("a member was cut off while the group connected")
+                break
+        if failed:
+            raise RuntimeError(str(failed[0]))
+        return built[0]
 
     # -- point to point: sending ----------------------------------------------------------
 
