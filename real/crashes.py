@@ -278,6 +278,10 @@ class RankFaults:
         #: Called as this process leaves by the schedule's crash or a halt (under torchrun,
         #: rank 0 writes the run so far: no launcher of commsim's outlives it).
         self.before_exit: Callable[[], None] | None = None
+        #: A testbed's links down as this rank sees them (:mod:`real.partitions`), where
+        #: the schedule takes one down; None otherwise.
+        self.partitions: Any = None
+        self._parts_lock = threading.Lock()
 
     @classmethod
     def of(
@@ -306,6 +310,7 @@ class RankFaults:
         world = setup.world_size
         # A testbed's link faults are its launcher's to make (real.testbed.links), not a rank's.
         record = dict(events) if isinstance(events, dict) else {"events": list(events)}
+        downs = [e for e in record.get("events", []) if e["kind"] == "link_down"]
         record["events"] = [e for e in record.get("events", []) if e["kind"] not in _LINKS]
         schedule = FaultSchedule.parse(record, world_size=world, links=None, steps=setup.steps)
         owners, _ = setup.strategy.owners(world)
@@ -318,6 +323,20 @@ class RankFaults:
 
         faults = cls(schedule, rank, world, options.incarnation, list(owners), connect)
         faults.timeout = float(options.timeout)
+        links, hosts = getattr(options, "links", None), getattr(options, "hosts", None)
+        if downs and links and hosts:
+            from real.partitions import Partitions
+
+            store = connect()
+            start: list[float] = []
+
+            def clock() -> float:  # the run's clock, as the link agent's
+                if not start:
+                    start.append(float(bytes(store.get("start")).decode()))
+                return time.time() - start[0]
+
+            repairs = sum(e.get("until") is not None for e in downs)
+            faults.partitions = Partitions(store, links, hosts, faults.detect, repairs, clock)
         if getattr(setup.strategy, "fault_tolerance", None) == "quorum":
             # A quorum strategy's owners are its workers, which step without the crashing
             # rank: waiting for them cannot deadlock, and makes the crash one at the global
@@ -514,6 +533,61 @@ class RankFaults:
     def connect(self) -> Any:
         """Makes a new client of the run's store (a link's group rendezvous blocks its own)."""
         return self._connect
+
+    # -- partitions (a testbed's links down: real.partitions) -----------------------------
+    def primary(self, live: Any) -> frozenset[int] | None:
+        """The live ranks ``live`` in the primary part (None: nobody is cut off)."""
+        with self._parts_lock:
+            return self.partitions.primary(live)
+
+    def stuck(self, left: frozenset[int], live: Any, min_size: int) -> str | None:
+        """The run's one-line end when the primary part ``left`` cannot hold a quorum."""
+        with self._parts_lock:
+            return self.partitions.stuck(left, live, min_size)
+
+    def mark(self, quorum: Any) -> None:
+        """Record who quorum ``quorum`` cut off or admitted again (once per quorum)."""
+        with self._parts_lock:
+            self.partitions.mark(quorum.space, quorum.id, quorum.cut, quorum.reconnected)
+
+    def cut_known(self, rank: int, members: Any) -> tuple[int, ...]:
+        """The ranks of ``members`` that links down cut off from ``rank``, once the ranks
+        know of it (``detect`` after the first of them went down); ``()`` before."""
+        with self._parts_lock:
+            cut, known = self.partitions.separated(rank, list(members))
+            return cut if cut and known <= self.partitions.clock() else ()
+
+    def stuck_run(self, line: str) -> None:
+        """End the run with ``line`` (no quorum can ever form), as ``sim`` ends it."""
+        from real.runtime import STOP_KEY
+
+        with self._parts_lock:
+            at = self.partitions.clock()
+        with self._lock:
+            rendezvous.report_silence(
+                self._store, f"the run failed at t={at:.6g}s after {self.step} steps: {line}"
+            )
+            self._store.set(STOP_KEY, "failed")
+
+    def cut_failure(self, what: str, error: BaseException, ranks: Any) -> PeerFailure | None:
+        """``error`` (an operation with ``ranks`` failed) as the :class:`PeerFailure` of a
+        partition, naming the ranks the links down cut off from this one, raised when the
+        ranks know of the cut (``detect`` after the link went down, as ``sim`` fails it:
+        gloo's own timeout, the quorum group's ``detect`` from the operation's start, may
+        come earlier); None when it is not one."""
+        if self.partitions is None or not is_peer_failure(error):
+            return None
+        with self._parts_lock:
+            cut, known = self.partitions.separated(self.rank, list(ranks))
+            now = self.partitions.clock()
+            links = self.partitions.down()
+            said = ", ".join(f"link {edge} down at t={since:.6g}s" for edge, since in links)
+        if not cut:
+            return None
+        if known > now:
+            time.sleep(known - now)
+        who = ", ".join(map(str, cut))
+        return PeerFailure(f"{what}: rank(s) {who} cut off ({said})", cut)
 
     def expected(self, step: int, ranks: Any) -> tuple[int, ...]:
         """Ranks of ``ranks`` that a quorum asked at ``step`` waits for: those restarted at

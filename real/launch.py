@@ -248,6 +248,10 @@ def run(
         check_real(schedule, nproc)
     if schedule is not None:
         check_rejoinable(setup.strategy, schedule, nproc, resolved)
+    if bed is not None and schedule is not None:
+        from real.testbed.links import check_testbed_faults
+
+        check_testbed_faults(schedule, silence, setup.strategy)
     try:
         pickled = cloudpickle.dumps(setup)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -275,6 +279,7 @@ def run(
         silence=silence,
         eager=target is not None,
         faults=schedule.record() if schedule else None,
+        **_partition_options(bed, schedule),
     )
 
     signals = _Signals()
@@ -286,6 +291,20 @@ def run(
             return _launch(
                 setup, pickled, config, writer, options, store, progress, signals, stops, made
             )
+
+
+def _partition_options(bed: Any, schedule: FaultSchedule | None) -> dict[str, Any]:
+    """A testbed's links and hosts for its ranks' partitions (:mod:`real.partitions`), where
+    its schedule takes a link down; none otherwise (the ranks' options are as before)."""
+    if bed is None or schedule is None:
+        return {}
+    if not any(fault.kind == "link_down" for fault in schedule.link_faults):
+        return {}
+    nodes = topologies.rank_to_node(bed.graph)
+    return {
+        "links": tuple(bed.graph.edges),
+        "hosts": tuple(nodes[r] for r in range(len(nodes))),
+    }
 
 
 class _TestbedRun:
@@ -343,7 +362,7 @@ def _launch(
     if bed is not None:
         bed.started(host.port, secret)
 
-    def fault_marks() -> list[tuple[float, int, str]]:
+    def fault_marks() -> list[tuple[Any, ...]]:
         return marks(schedule) + (bed.marks(store) if bed is not None else [])
 
     if schedule and setup.strategy.global_model == "primary":  # as the ledger with faults

@@ -75,7 +75,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Membership", "Quorum", "QuorumError", "space"]
+__all__ = ["Membership", "PartitionStuck", "Quorum", "QuorumError", "space"]
 
 PREFIX = "membership/"
 _BEAT, _MEMBERS, _ANNOUNCE = "beat/{rank}", "{q}/members", "{q}/rank/{rank}"
@@ -84,6 +84,11 @@ _POLL = 0.01  # how often a rank waiting for a quorum looks at the store
 
 class QuorumError(RuntimeError):
     """No quorum of the size asked for formed in time."""
+
+
+class PartitionStuck(QuorumError):
+    """No quorum can ever form: links down for good left a primary part smaller than the
+    quorum's minimum (its message is the run's one-line end, as ``sim``'s)."""
 
 
 def space(ranks: Iterable[int] | None, world_size: int) -> str:
@@ -121,6 +126,10 @@ class Quorum:
     joined: tuple[int, ...]
     #: Whose quorums these are (:func:`space`): ``""`` for every rank of the run.
     space: str = field(default="", repr=False)
+    #: Live ranks a partition cut off (:mod:`real.partitions`): left out since this quorum
+    #: (``cut``), or admitted again by it (``reconnected``, healed whatever their step).
+    cut: tuple[int, ...] = field(default=(), repr=False)
+    reconnected: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def size(self) -> int:
@@ -275,9 +284,17 @@ class Membership:
     def _formed(self, q: int, where: str = "") -> bool:
         return bool(self._store.check([self._key(where + _MEMBERS.format(q=q))]))
 
+    def _record(self, q: int, where: str) -> Any:
+        return json.loads(bytes(self._store.get(self._key(where + _MEMBERS.format(q=q)))))
+
     def _members(self, q: int, where: str = "") -> tuple[int, ...]:
-        key = self._key(where + _MEMBERS.format(q=q))
-        return tuple(json.loads(bytes(self._store.get(key))))
+        record = self._record(q, where)  # a list, or with a partition a dict (_decide)
+        return tuple(record["members"] if isinstance(record, dict) else record)
+
+    def _out(self, q: int, where: str) -> tuple[int, ...]:
+        """The live ranks cut off when quorum ``q`` formed (a partition's, :meth:`wait`)."""
+        record = self._record(q, where)
+        return tuple(record["out"]) if isinstance(record, dict) else ()
 
     def _announced(self, q: int, where: str, ranks: Iterable[int]) -> list[int]:
         return [
@@ -346,28 +363,43 @@ class Membership:
         step: int = 0,
         live: Callable[[], Iterable[int]] | None = None,
         ranks: Iterable[int] | None = None,
+        partition: Any = None,
     ) -> Quorum:
         """Wait for quorum ``q`` of ``ranks`` that this rank announced itself for (see
         :meth:`quorum`). ``live()``, when given, says which ranks to wait for instead of
         the heartbeats (a run whose every death is announced on the store:
         :mod:`real.crashes`); a rank whose heartbeat has not been seen moving yet (it just
-        started) is waited for."""
+        started) is waited for. ``partition`` (a testbed's links down,
+        :meth:`real.crashes.RankFaults.primary`): a quorum holds only the primary part of
+        the live ranks, as ``sim``'s; a rank cut off waits, past ``timeout``, until a
+        quorum admits it again; a primary part too small with no repair to come raises
+        :class:`QuorumError` with the run's one-line end."""
         among = self._ranks(ranks)
         where = space(among, self.world_size)
         deadline = time.monotonic() + timeout
         expected = set(expect)
         while True:
             members = self._decide(
-                q, min_size, deadline, detect, timeout, expected, down, live, among
+                q, min_size, deadline, detect, timeout, expected, down, live, among, partition
             )
             if self.rank in members:
                 break
+            if partition is not None:  # cut off: its wait for a quorum starts again once back
+                deadline = time.monotonic() + timeout
             # Announced after the members were written: this rank is in the next one.
             q = self.latest(among) + 1
             key = self._key(where + _ANNOUNCE.format(q=q, rank=self.rank))
             self._store.set(key, str(int(step)))
         before = set() if q == 1 else set(self._members(q - 1, where))
-        quorum = Quorum(q, members, tuple(r for r in members if r not in before), where)
+        out, was_out = self._out(q, where), set() if q == 1 else set(self._out(q - 1, where))
+        quorum = Quorum(
+            q,
+            members,
+            tuple(r for r in members if r not in before),
+            where,
+            tuple(r for r in out if r not in was_out),
+            tuple(r for r in members if r in was_out),
+        )
         self._previous[where] = quorum
         return quorum
 
@@ -389,6 +421,7 @@ class Membership:
         down: Callable[[], Iterable[int]] | None = None,
         alive: Callable[[], Iterable[int]] | None = None,
         among: tuple[int, ...] | None = None,
+        partition: Any = None,
     ) -> tuple[int, ...]:
         among = tuple(range(self.world_size)) if among is None else among
         where = space(among, self.world_size)
@@ -403,8 +436,14 @@ class Membership:
                 live -= set(down())
             live |= expected or set()
             late = time.monotonic() > deadline
+            record: Any = announced
+            if partition is not None:
+                record, live, late = self._partitioned(
+                    q, where, announced, live, min_size, late, partition
+                )
+                announced = record["members"]
             if len(announced) >= min_size and (late or live <= set(announced)):
-                self._store.compare_set(key, "", json.dumps(announced))
+                self._store.compare_set(key, "", json.dumps(record))
                 break
             if late:
                 raise QuorumError(
@@ -414,6 +453,32 @@ class Membership:
                 )
             time.sleep(_POLL)
         return self._members(q, where)
+
+    def _partitioned(
+        self,
+        q: int,
+        where: str,
+        announced: list[int],
+        live: set[int],
+        min_size: int,
+        late: bool,
+        partition: Any,
+    ) -> tuple[dict[str, Any], set[int], bool]:
+        """Quorum ``q``'s record under a partition: the members it may hold (the announced
+        ranks of the primary part) and the live ranks cut off (``out``: left out by a
+        quorum since, and not admitted again); the live ranks it waits for; and whether a
+        late rank gives up waiting (never while it is cut off itself: it waits for its
+        link)."""
+        primary = partition.primary(sorted(live))
+        before = set() if q == 1 else set(self._out(q - 1, where))
+        if primary is None:
+            return {"members": announced, "out": sorted(before - set(announced))}, live, late
+        line = partition.stuck(primary, sorted(live), min_size)
+        if line is not None:
+            raise PartitionStuck(line)
+        members = [r for r in announced if r in primary]
+        out = sorted((before | (live - primary)) - set(members))
+        return {"members": members, "out": out}, live & primary, late and self.rank in primary
 
     # -- groups ---------------------------------------------------------------------------
     def group(self, quorum: Quorum, timeout: float = 60.0) -> Any:

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -98,6 +98,8 @@ class RankOptions:
     write the run's checkpoints with ``recovery="restart"`` (:mod:`real.checkpoints`);
     ``generation``: how many times every rank was restarted from one before this process
     started (its own world process group), ``resume``: the step of the checkpoint it loads.
+    ``links``, ``hosts``: a testbed's topology links and each rank's node (the topology's
+    names), where its schedule takes a link down (:mod:`real.partitions`).
     """
 
     backend: str = "gloo"
@@ -112,6 +114,8 @@ class RankOptions:
     restart_points: str | None = None
     generation: int = 0
     resume: int = 0
+    links: tuple[tuple[Hashable, Hashable], ...] | None = None
+    hosts: tuple[Hashable, ...] | None = None
 
 
 def _same_run(store: Any, setup: TrainingSetup, rank: int, timeout: float) -> None:

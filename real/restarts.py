@@ -7,7 +7,8 @@ for the same rank once the global step of the live owners reached ``restart_step
 ``restart`` seconds after the crash), recording ``Restarted``. Crashes at a time and random
 ones (uptimes from the run's seed, as ``sim`` draws them, as wall seconds) are asked of the
 rank. The launcher stops the run once every owner *in the global model* has applied
-``steps`` (a killed one, or one restarted and not healed yet, is not in it), as ``sim``'s
+``steps`` (a killed one, one restarted and not healed yet, or one a testbed's partition
+cut off, :mod:`real.partitions`, is not in it), as ``sim``'s
 ledger does; a rank that stays down counts as done for leaving together, and so does a
 restart still pending when the run stops.
 
@@ -38,6 +39,7 @@ from real.crashes import (
     mark_crashed,
     mark_restarted,
 )
+from real.partitions import is_out
 from real.runtime import STEP_KEY, STOP_KEY
 from strategies.events import Crashed, Event, Restarted
 
@@ -260,6 +262,8 @@ class Restarts:
             return
         for rank in self.owners:
             if done(self._store, rank) or rank in self._down:
+                continue
+            if is_out(self._store, rank):  # cut off by a partition: out of the model
                 continue
             if in_model(self._store, rank, self.incarnations[rank] - 1):
                 return

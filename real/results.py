@@ -61,7 +61,7 @@ def replay(
     target: Target | None = None,
     max_time: float | None = None,
     faults: bool = False,
-    marks: Sequence[tuple[float, int, str]] = (),
+    marks: Sequence[tuple[Any, ...]] = (),
 ) -> Replayed:
     """Feed every rank's events, in time order, to the ledger the simulator uses.
 
@@ -74,7 +74,9 @@ def replay(
     faulty run's, as in ``sim``). ``marks``: ``fault`` rows no rank reports, ``(time, rank,
     event)`` (a slowed rank's start and end, :func:`real.slowdowns.marks`; a testbed's link
     changes, rank -1, :mod:`real.testbed.links`), written between the events around their
-    time, as ``sim``'s injector writes them.
+    time, as ``sim``'s injector writes them; ``(time, rank, "cut_off" or "reconnect",
+    since)``: a rank a testbed's quorum cut off or admitted again (:func:`real.partitions.cuts`),
+    given to the ledger as ``sim``'s quorums give it (:meth:`~strategies.ledger.Ledger.cut`).
     """
     parts_ = [p if p is not None else EMPTY_PART for p in parts]
     events: list[Event | Rewound] = sorted(
@@ -92,9 +94,9 @@ def replay(
     pending = sorted(marks)
     for event in events:  # after the stop, gradients count as discarded work only
         while pending and pending[0][0] <= event.at:
-            at, rank, name = pending.pop(0)
-            if max_time is None or at <= max_time:
-                ledger.fault(name, rank, at=at)
+            mark = pending.pop(0)
+            if max_time is None or mark[0] <= max_time:
+                _mark(ledger, mark)
         if max_time is not None and event.at > max_time:
             if not ledger.stopped:
                 ledger.stop("max_time")
@@ -107,9 +109,9 @@ def replay(
     # Marks after the last event (an interrupted run, a link cut before it ended): those
     # made while the ranks still ran.
     end = max((p["times"][0] for p in parts_ if "times" in p), default=math.inf)
-    for at, rank, name in pending:
-        if at <= min(end, math.inf if max_time is None else max_time):
-            ledger.fault(name, rank, at=at)
+    for mark in pending:
+        if mark[0] <= min(end, math.inf if max_time is None else max_time):
+            _mark(ledger, mark)
     stop_time, stop_bytes = ledger.now(), ledger.bytes_sent()
     reason = next((p["stop_reason"] for p in parts_ if p.get("stop_reason")), None)
     if ledger.stop_reason == "max_time" or (reason == "max_time" and not ledger.stopped):
@@ -164,7 +166,7 @@ def assemble(
     target: Target | None = None,
     max_time: float | None = None,
     faults: bool = False,
-    marks: Sequence[tuple[float, int, str]] = (),
+    marks: Sequence[tuple[Any, ...]] = (),
 ) -> RunResult:
     """The run's result from every rank's part; written to ``writer`` when given.
     ``target``, ``max_time``: the run's stops; ``marks``: fault rows no rank reports
@@ -223,3 +225,13 @@ def interruption(
     )
     where = f"; the rows measured until then are in {writer.directory}" if writer else ""
     return RunInterrupted(f"{why or 'interrupted'} after {steps} optimizer steps{where}")
+
+
+def _mark(ledger: Any, mark: tuple[Any, ...]) -> None:
+    """A ``fault`` row no rank reports, or a partition's cut (see :func:`replay`)."""
+    if len(mark) == 4:
+        _, rank, name, since = mark
+        ledger.cut(rank, name == "cut_off", since)
+    else:
+        at, rank, name = mark
+        ledger.fault(name, rank, at=at)

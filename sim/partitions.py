@@ -31,6 +31,8 @@ from collections.abc import Hashable, Iterable, Mapping
 import networkx as nx
 import simpy
 
+from topologies.partitions import components, primary
+
 __all__ = ["Partitions"]
 
 Edge = tuple[Hashable, Hashable]
@@ -88,26 +90,21 @@ class Partitions:
 
     def primary(self, ranks: Iterable[int]) -> frozenset[int] | None:
         """The ranks of ``ranks`` (the live ones a round may hold) in the primary part, or
-        None when the links known down leave them all connected."""
-        groups = self.parts(ranks)
-        if groups is None:
+        None when the links known down leave them all connected (the rule is
+        :func:`topologies.partitions.primary`, which a testbed's ranks apply too)."""
+        ranks = tuple(ranks)
+        part = self._components()
+        if part is None or not ranks:
             return None
-        return max(groups, key=lambda g: (len(g), -min(g)))
+        return primary(part, self.hosts, ranks)
 
     def parts(self, ranks: Iterable[int]) -> list[frozenset[int]] | None:
         """``ranks`` split into the connected parts the links known down leave (each part
         once, in the order of its first rank), or None when they are all connected."""
         ranks = tuple(ranks)
-        known = frozenset(frozenset(edge) for edge in self.cut_by())
-        if not known or not ranks:
+        part = self._components()
+        if part is None or not ranks:
             return None
-        part = self._parts.get(known)
-        if part is None:  # each set of links down is solved once
-            cut = [e for edge in known for e in _both(tuple(edge)) if self.graph.has_edge(*e)]
-            view = nx.restricted_view(self.graph, [], cut)
-            part = self._parts[known] = {
-                node: i for i, nodes in enumerate(nx.connected_components(view)) for node in nodes
-            }
         groups: dict[int, list[int]] = {}
         for r in ranks:
             groups.setdefault(part[self.hosts[r]], []).append(r)
@@ -115,9 +112,12 @@ class Partitions:
             return None
         return [frozenset(g) for g in groups.values()]
 
-
-def _both(edge: tuple[Hashable, ...]) -> list[Edge]:
-    if len(edge) == 1:  # a self-loop's frozenset has one node
-        return [(edge[0], edge[0])]
-    u, v = edge
-    return [(u, v), (v, u)]
+    def _components(self) -> Mapping[Hashable, int] | None:
+        """Each node's part under the links known down (None: none is known down)."""
+        known = frozenset(frozenset(edge) for edge in self.cut_by())
+        if not known:
+            return None
+        part = self._parts.get(known)
+        if part is None:  # each set of links down is solved once
+            part = self._parts[known] = components(self.graph, known)
+        return part

@@ -29,6 +29,7 @@ from strategies.checks import Group
 from strategies.handles import Handle
 from strategies.membership import Quorum
 from strategies.operations import Operation
+from topologies.partitions import stuck
 
 __all__ = ["Quorums"]
 
@@ -121,16 +122,9 @@ class Quorums:
     def _stuck(self, round_: _Round, primary: frozenset[int]) -> None:
         if self.on_stuck is None or self.partitions is None:
             return
-        links = ", ".join(repr(tuple(e)) for e in self.partitions.cut_by())
-        several = "s" if "), (" in links else ""
         failures = self.failures
         out = sorted(r for r in round_.ranks if r not in primary and not failures.known_down(r))
-        self.on_stuck(
-            f"link{several} {links} down cut ranks {out} off, and the largest connected part "
-            f"left, ranks {sorted(primary)}, is smaller than the quorum's min_size="
-            f"{round_.min_size}: lower min_replicas to {len(primary)}, or give the link_down "
-            "an 'until'"
-        )
+        self.on_stuck(stuck(self.partitions.cut_by(), out, primary, round_.min_size))
 
     def _check(self, round_: _Round, timed_out: bool = False) -> None:
         if self._rounds.get(round_.ranks) is not round_:

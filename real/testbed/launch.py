@@ -39,6 +39,7 @@ from typing import Any
 import networkx as nx
 
 from faults import FaultSchedule
+from real.partitions import cuts
 from real.placement import Placement
 from real.store import SECRET_ENV
 from real.testbed import watchdog
@@ -187,9 +188,16 @@ class Testbed:
             made = changes(self.plan, self.faults, self.netem)
             self._agent = _start_agent(self.gateway, port, made, secret)
 
-    def marks(self, store: Any) -> list[tuple[float, int, str]]:
-        """The ``fault`` rows of the link changes the agent made (rank -1, as ``sim``)."""
-        return [(at, -1, event) for at, event in applied(store)] if self.faults else []
+    def marks(self, store: Any) -> list[tuple[Any, ...]]:
+        """The ``fault`` rows of the link changes the agent made (rank -1, as ``sim``), and
+        the ranks the quorums cut off and admitted again (:mod:`real.partitions`)."""
+        if not self.faults:
+            return []
+        links: list[tuple[Any, ...]] = [(at, -1, event) for at, event in applied(store)]
+        return links + [
+            (at, rank, "cut_off" if out else "reconnect", since)
+            for at, rank, out, since in cuts(store)
+        ]
 
     def _stop_guard(self) -> None:
         if self._guard is not None:

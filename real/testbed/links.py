@@ -32,11 +32,12 @@ stalled flows do until the link is back (``sim`` fails them only ``detect`` seco
 outage began). The ranks' heartbeats reach the store over the management network
 throughout, so an outage longer than ``--silence`` reports no rank silent.
 
-What a testbed does not do (:func:`check_testbed_faults` refuses it in one line): a link
-that stays down. A tree has no second path; ``sim`` fails the operations that need it with
-``PeerFailure`` once the ranks have been cut off ``detect`` seconds, but a gloo operation
-over a cut link only waits (TCP retransmits) until ``--timeout``: failing it after
-``detect`` needs an abort of the rank's operations that the transport does not have yet.
+A link that stays down (or an outage longer than ``detect``): each change is written with
+its link, so that the ranks' quorums leave out the ranks it cuts off, and their operations over
+it fail with ``PeerFailure`` once the cut is known, as in ``sim`` (:mod:`real.partitions`).
+That needs a quorum strategy's groups, whose timeout is ``detect``: for a strategy without
+quorums (its operations on the world's group would wait until ``--timeout``)
+:func:`check_testbed_faults` refuses a link that stays down, in one line.
 
 Examples
 --------
@@ -70,7 +71,8 @@ from real.testbed.plan import Link, Plan, TestbedError
 
 __all__ = ["LINKS_KEY", "Change", "applied", "changes", "check_testbed_faults", "main"]
 
-#: Where the agent counts the changes it made; each is ``LINKS_KEY/i`` = ``"AT EVENT"``.
+#: Where the agent counts the changes it made; each is ``LINKS_KEY/i`` = ``"AT EVENT LINK"``
+#: (the link as a JSON pair of the schedule's names).
 LINKS_KEY = "testbed/links"
 _START, _STOP = "start", "stop"  # as real.rank and real.runtime name them
 _EVENTS = ("link_slow", "link_down", "link_up")
@@ -86,34 +88,40 @@ class Change:
     at: float
     event: str
     commands: tuple[tuple[str, ...], ...]
+    #: The link, as the schedule names it (:mod:`real.partitions` reads it on the store).
+    link: tuple[str, str] = ("", "")
 
 
-def check_testbed_faults(schedule: FaultSchedule, silence: float) -> None:
+def check_testbed_faults(schedule: FaultSchedule, silence: float, strategy: Any = None) -> None:
     """Refuse, in one line naming the event, what a testbed run cannot apply (see the module
-    notes); ``silence``: the run's ``--silence`` seconds.
+    notes); ``silence``: the run's ``--silence`` seconds; ``strategy``: the run's (None:
+    not known yet, nothing refused for it).
 
     Examples
     --------
+    >>> from strategies import AllReduceSGD
     >>> schedule = FaultSchedule.parse(
     ...     [{"kind": "link_down", "link": ["s0", "h1"], "at": 1}], world_size=2,
     ...     links=[("s0", "h1")])
-    >>> check_testbed_faults(schedule, 10.0)
+    >>> check_testbed_faults(schedule, 10.0, AllReduceSGD(fault_tolerance="quorum"))
+    >>> check_testbed_faults(schedule, 10.0, AllReduceSGD())
     Traceback (most recent call last):
     ...
-    faults.errors.FaultError: faults[0].until: a link that stays down is not applied on a testbed: a tree has no other path, and a rank's operation over a cut link waits (TCP retransmits) until --timeout instead of failing with PeerFailure after detect as in sim; give until=... (a transient outage), or run it with sim
+    faults.errors.FaultError: faults[0].until: a link that stays down is applied on a testbed only to a strategy with fault_tolerance="quorum" (its quorums leave the cut-off ranks out, as sim's); allreduce's operations over the cut link would wait until --timeout instead of failing with PeerFailure after detect: give until=... (a transient outage), use fault_tolerance="quorum", or run it with sim
     """
+    del silence  # the store is on the management network: an outage silences no heartbeat
+    if strategy is None or getattr(strategy, "fault_tolerance", None) == "quorum":
+        return
     for index, event in enumerate(schedule.events):
-        if not isinstance(event, LinkFault) or event.kind != "link_down":
-            continue
-        if event.until is None:
+        if isinstance(event, LinkFault) and event.kind == "link_down" and event.until is None:
             raise FaultError(
                 f"faults[{index}].until",
-                "a link that stays down is not applied on a testbed: a tree has no other "
-                "path, and a rank's operation over a cut link waits (TCP retransmits) until "
-                "--timeout instead of failing with PeerFailure after detect as in sim; give "
-                "until=... (a transient outage), or run it with sim",
+                "a link that stays down is applied on a testbed only to a strategy with "
+                'fault_tolerance="quorum" (its quorums leave the cut-off ranks out, as '
+                f"sim's); {strategy.name}'s operations over the cut link would wait until "
+                "--timeout instead of failing with PeerFailure after detect: give until=... "
+                '(a transient outage), use fault_tolerance="quorum", or run it with sim',
             )
-    del silence  # the store is on the management network: an outage silences no heartbeat
 
 
 def _link(plan: Plan, ends: tuple[str, str]) -> Link:
@@ -142,15 +150,16 @@ def changes(plan: Plan, schedule: FaultSchedule, netem: bool) -> list[Change]:
     for fault in schedule.link_faults:
         link = _link(plan, fault.link)
         factor = fault.factor if fault.kind == "link_slow" else 0.0
-        out.append(Change(fault.at, fault.kind, _commands(link, netem, factor)))
+        ends = (str(fault.link[0]), str(fault.link[1]))
+        out.append(Change(fault.at, fault.kind, _commands(link, netem, factor), ends))
         if fault.until is not None:
-            out.append(Change(fault.until, "link_up", _commands(link, netem, 1.0)))
+            out.append(Change(fault.until, "link_up", _commands(link, netem, 1.0), ends))
     return sorted(out, key=lambda change: change.at)
 
 
 def to_json(changes: list[Change]) -> str:
     """What the agent reads on its stdin."""
-    return json.dumps({"changes": [[c.at, c.event, c.commands] for c in changes]})
+    return json.dumps({"changes": [[c.at, c.event, c.commands, c.link] for c in changes]})
 
 
 def applied(store: Any) -> list[tuple[float, str]]:
@@ -161,7 +170,7 @@ def applied(store: Any) -> list[tuple[float, str]]:
         key = f"{LINKS_KEY}/{index}"
         if not store.check([key]):
             continue
-        at, _, event = bytes(store.get(key)).decode().partition(" ")
+        at, event, *_ = [*bytes(store.get(key)).decode().split(" ", 2), ""]
         try:
             out.append((float(at), event))
         except ValueError:
@@ -203,7 +212,7 @@ def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) ->
             return 0
         time.sleep(0.01)
     start = float(bytes(store.get(_START)).decode())
-    for index, (at, event, commands) in enumerate(spec["changes"]):
+    for index, (at, event, commands, link) in enumerate(spec["changes"]):
         while time.time() - start < at:
             if stopped():
                 return 0  # the testbed goes with the run, changed or not
@@ -219,7 +228,8 @@ def _agent(spec: dict[str, Any], stopped: Callable[[], bool] = lambda: False) ->
             store.set(_STOP, "failed")
             return 1
         # The row's time: when both ends are changed (a few ms after `at`).
-        store.set(f"{LINKS_KEY}/{index}", f"{time.time() - start!r} {event}")
+        # ... and the link, for the ranks' partitions (real.partitions).
+        store.set(f"{LINKS_KEY}/{index}", f"{time.time() - start!r} {event} {json.dumps(link)}")
         store.add(LINKS_KEY, 1)
         if stopped():
             return 0
@@ -232,7 +242,7 @@ def _mend(rest: list[Any]) -> None:
     over a link that is down finishes it and hands in (an interrupt's grace is seconds); the
     other links get their own rate again, which they have. A command that fails is skipped:
     the testbed is about to go anyway."""
-    for _, event, commands in rest:
+    for _, event, commands, _ in rest:
         if event != "link_up":
             continue
         for command in commands:

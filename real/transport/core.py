@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch._C import _distributed_c10d as c10d  # (AllgatherOptions is not re-exported)
 
+from real.membership import PartitionStuck
 from real.transport.charges import sent_bytes
 from real.transport.envelope import ENVELOPE_TAG, Tags, encode
 from real.transport.matching import Posted, Receiving
@@ -180,6 +181,8 @@ class TorchTransport(Receiving):
                     return failure
             ranks = op.group if op is not None and op.group is not None else range(self.world_size)
             failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is None:  # a testbed's link down, not a death
+                failure = self._faults.cut_failure(what, exc, ranks)
             if failure is not None:
                 if op is not None and op.group is not None:
                     self._drop_quorum_groups(tuple(op.group))
@@ -194,6 +197,8 @@ class TorchTransport(Receiving):
             ranks = range(self.world_size) if posted.src is None else (posted.src,)
             what = f"rank {self.rank}: {posted.handle.describe()}"
             failure = self._faults.peer_failure(what, exc, ranks)
+            if failure is None:  # a testbed's link down, not a death
+                failure = self._faults.cut_failure(what, exc, ranks)
             if failure is not None:
                 posted.handle.fail(failure, at=self._clock())
                 return
@@ -435,16 +440,21 @@ class TorchTransport(Receiving):
                     step,
                     live=lambda: faults.live(step, ranks, lambda: faults.waiting is handle),
                     ranks=ranks,
+                    partition=faults if faults.partitions is not None else None,
                 )
+                if faults.partitions is not None:
+                    faults.mark(formed)
                 steps = membership.steps(formed)
                 try:
-                    pg = membership.group(formed, timeout=max(faults.detect, 1.0))
+                    pg = self._build(membership, formed, faults)
                 except RuntimeError:  # a member died before the group met: its ops fail
                     pg = None
                     # Named now: a killed member may be back by the time the group is used.
                     dead = faults.down(formed.members) or tuple(
                         r for r in membership.silent(faults.detect) if r in formed.members
                     )
+                    if not dead and faults.partitions is not None:  # a link down since
+                        dead = faults.partitions.separated(rank, formed.members)[0]
                     self._unbuilt = {formed.id: dead}
                 # Older quorums' groups are let go (destroyed by the rank's thread, _reap).
                 with self._groups_lock:
@@ -452,8 +462,17 @@ class TorchTransport(Receiving):
                     self._quorum_groups = {formed.id: (formed.members, pg)}
                 joined = () if formed.id == 1 else formed.joined
                 value = Quorum(
-                    formed.id, formed.members, joined, steps, Group(formed.members, formed.id)
+                    formed.id,
+                    formed.members,
+                    joined,
+                    steps,
+                    Group(formed.members, formed.id),
+                    formed.reconnected,
                 )
+            except PartitionStuck as exc:  # no quorum can ever form: the run's end, as sim's
+                faults.stuck_run(str(exc))
+                handle.fail(CommError(f"rank {rank}: {exc}"), at=self._clock())
+                return
             except Exception as exc:
                 handle.fail(CommError(f"rank {rank}: quorum failed: {exc}"), at=self._clock())
                 return
@@ -461,6 +480,44 @@ class TorchTransport(Receiving):
 
         self._thread(decide)
         return handle
+
+    def _build(self, membership: Any, formed: Any, faults: Any) -> Any:
+        """``formed``'s process group. On a testbed with a link down (:mod:`real.partitions`)
+        a member cut off while the group connects makes gloo give up only after its own
+        connect timeout (5 s measured, whatever the group's): the build is then left to
+        finish on its thread once the ranks know of the cut (``detect``), as ``sim`` fails
+        the round then, and a group built late is let go (:meth:`_reap`)."""
+        timeout = max(faults.detect, 1.0)
+        if faults.partitions is None:
+            return membership.group(formed, timeout=timeout)
+        built: list[Any] = []
+        failed: list[BaseException] = []
+        done, left = threading.Event(), threading.Event()
+
+        def build() -> None:
+            try:
+                pg = membership.group(formed, timeout=timeout)
+            except RuntimeError as exc:
+                failed.append(exc)
+            else:
+                with self._groups_lock:
+                    if left.is_set():  # too late: destroyed by the rank's thread
+                        self._retired.append((formed.id, pg))
+                    else:
+                        built.append(pg)
+            done.set()
+
+        threading.Thread(target=build, name="quorum-group", daemon=True).start()
+        while not done.wait(0.02):
+            if faults.cut_known(self.rank, formed.members):
+                with self._groups_lock:
+                    left.set()
+                    if not built:
+                        raise RuntimeError("a member was cut off while the group connected")
+                break
+        if failed:
+            raise RuntimeError(str(failed[0]))
+        return built[0]
 
     # -- point to point: sending ----------------------------------------------------------
 

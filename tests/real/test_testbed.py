@@ -595,3 +595,57 @@ def test_the_store_is_reached_over_the_management_network_while_every_link_is_do
     finally:
         down(plan.name)
     assert _gone(plan.name)
+
+
+@needs_root
+@pytest.mark.parametrize("until", [None, 1.8], ids=["for-good", "back-after-detect"])
+def test_a_cut_link_on_the_testbed_leaves_its_rank_out_as_sim_does(until):
+    """Host 2's link down at 0.3 s (a blackhole on both veth ends), for good or until 1.8 s:
+    the round in flight fails with PeerFailure once the cut is known (``detect``, 1 s), not
+    at ``--timeout``; the quorums then hold ranks 0 and 1 only (the primary part, sim's
+    rule), and rank 2 waits cut off, out of the stop. For good: committed steps, failures,
+    lost steps and the final loss are sim's under gloo's rule. Back at 1.8 s: rank 2 is
+    admitted again and healed, as in sim (its step then follows the machine's speed)."""
+    import real
+    import sim
+    from strategies import AllReduceSGD
+
+    quorum = AllReduceSGD(fault_tolerance="quorum")
+    cut = {"kind": "link_down", "link": ["s0", "2"], "at": 0.3}
+    if until is not None:
+        cut["until"] = until
+    faults = {"events": [cut], "detect": 1.0}
+    spec, kw = "star:n=3,bandwidth=100Mbps", dict(steps=12 if until is None else 40)
+    ran = real.run(quorum, "quadratic", nproc=3, **kw, timeout=60, faults=faults, testbed=spec)
+    rows = ran.metrics[ran.metrics.kind == "fault"]
+    down = rows[rows.event == "link_down"].time.iloc[0]
+    lost = rows[rows.event == "lost"]
+    # The round in flight failed once the cut was known (detect), not at the 60 s
+    # --timeout, even where the cut came while its quorum group connected (gloo's own
+    # connect timeout is 5 s).
+    assert 1.0 <= lost.time.min() - down < 3.0
+    # sim's compute time puts the cut in the same round as on the testbed.
+    compute = 0.3 / (int(lost.step.min()) + 0.5)
+    simulated = sim.run(
+        quorum,
+        "quadratic",
+        spec,
+        **kw,
+        compute=compute,
+        faults=faults,
+        network={"collectives": "gloo"},
+    )
+    keys = ("steps", "failures", "restarts", "lost_steps", "heal_bytes")
+    assert [ran.summary[k] for k in keys] == [simulated.summary[k] for k in keys]
+    events = [e for e in rows.event if e in ("cut_off", "link_up", "reconnect", "rejoin")]
+    assert list(rows[rows.event == "cut_off"]["rank"]) == [2]
+    if until is None:
+        assert [ran.summary[k] for k in keys] == [12, 1, 0, 1, 0]
+        assert ran.summary["final_loss"] == pytest.approx(simulated.summary["final_loss"], rel=1e-6)
+        assert events == ["cut_off"]
+    else:
+        assert [ran.summary[k] for k in keys[:-1]] == [40, 1, 1, 1]
+        assert events == ["cut_off", "link_up", "reconnect", "rejoin"]
+        # Healed, back in the average: the loss is sim's but for the steps it missed.
+        assert ran.summary["final_loss"] == pytest.approx(simulated.summary["final_loss"], rel=0.05)
+    assert _gone(f"r{os.getpid() % 10**7}")

@@ -104,7 +104,8 @@ def test_applied_reads_the_agents_changes_in_time_order_and_skips_what_is_not_on
     [
         (
             [{"kind": "link_down", "link": ["s0", "1"], "at": 1}],
-            "faults[0].until: a link that stays down is not applied on a testbed",
+            "faults[0].until: a link that stays down is applied on a testbed only to a "
+            'strategy with fault_tolerance="quorum"',
         ),
         (
             [{"kind": "link_slow", "link": ["s0", "h9"], "factor": 0.5, "at": 1}],
