@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -53,6 +54,11 @@ def main(role: str, rank: int, port: int) -> None:
     def report(name: str, **values: object) -> None:
         print(f"{time.time():.3f} {role} rank {rank}: {name} {values}", flush=True)
         store.set(f"test/{name}/{rank}", json.dumps(values))
+
+    if role == "restarted":
+        # Started with the others (its imports overlap their run), it comes in as the dead
+        # rank's replacement only once the test has seen the survivors' quorum 2.
+        store.wait([f"test/go/{rank}"], timedelta(seconds=TIMEOUT))
 
     with Membership(connect, rank, WORLD, interval=0.1) as members:
         if role == "first":

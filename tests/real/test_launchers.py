@@ -85,12 +85,16 @@ def test_torchrun_two_nodes_on_localhost_write_the_simulators_numbers(tmp_path):
     assert _written_losses(out) == pytest.approx(_simulated_losses("allreduce", 2), rel=1e-5)
 
 
-def test_torchrun_several_processes_per_node_run_a_server_strategy(tmp_path):
+def test_torchrun_several_processes_per_node_run_a_server_strategy_to_its_target(tmp_path):
     """Three processes on one node: a synchronous parameter server (rank 0 serves) whose
-    pushes arrive through the portable receive, with the simulator's numbers."""
-    out = tmp_path / "run"
+    pushes arrive through the portable receive, with the simulator's numbers; rank 0 watches
+    the target loss and stops the ranks at the evaluation sim stops at, far short of --steps.
+    (One torchrun start for both: each start costs a torch import a process.)"""
+    out, many = tmp_path / "run", 100_000
     command = _torchrun("--standalone", "--nproc-per-node=3")
-    command += ["--strategy", "parameter_server:mode=sync", *RUN, "--out", str(out)]
+    command += ["--strategy", "parameter_server:mode=sync", "--workload", "quadratic"]
+    command += ["--steps", str(many), "--eval-every", "2", "--target-loss", "0.45"]
+    command += ["--no-progress", "--optimizer", "sgd:lr=0.1", "--timeout", "60", "--out", str(out)]
     ((code, output),) = _finish(
         [
             subprocess.Popen(
@@ -106,7 +110,21 @@ def test_torchrun_several_processes_per_node_run_a_server_strategy(tmp_path):
     assert code == 0, output[-3000:]
     from strategies import ParameterServer
 
-    expected = _simulated_losses(ParameterServer(mode="sync"), 3)
+    simulated = sim.run(
+        ParameterServer(mode="sync"),
+        "quadratic",
+        topologies.star(3),
+        steps=many,
+        eval_every=2,
+        target_loss=0.45,
+        optimizer={"name": "sgd", "lr": 0.1},
+    )
+    record = json.loads((out / "run.json").read_text())
+    assert record["summary"]["stop_reason"] == simulated.summary["stop_reason"] == "target_loss"
+    # quadratic: the loss is 0.485 at step 6 and 0.387 at step 8.
+    assert record["summary"]["steps"] == simulated.summary["steps"] == 8
+    assert record["config"]["target_loss"] == 0.45
+    expected = list(simulated.evals["loss"])
     assert _written_losses(out) == pytest.approx(expected, rel=1e-5)
 
 

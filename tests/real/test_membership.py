@@ -48,6 +48,9 @@ def test_survivors_of_a_sigkill_form_a_new_quorum_and_heal_the_replacement(tmp_p
 
     try:
         first = [start("first", r) for r in range(3)]
+        # A new process for the dead rank's id, started now so that its start-up overlaps
+        # the run; it waits for test/go/2 before it takes part (after quorum 2 below).
+        start("restarted", 2)
         q1 = _read(store, "q1", range(3))
         assert [q["members"] for q in q1] == [[0, 1, 2]] * 3
         assert [q["sum"] for q in q1] == [[6.0] * 4] * 3  # 1 + 2 + 3
@@ -66,14 +69,14 @@ def test_survivors_of_a_sigkill_form_a_new_quorum_and_heal_the_replacement(tmp_p
         assert [q["joined"] for q in q2] == [[]] * 2
         assert [q["sum"] for q in q2] == [[3.0] * 4] * 2  # 1 + 2, exactly
 
-        start("restarted", 2)  # a new process for the dead rank's id
+        store.set("test/go/2", "1")  # the replacement comes in now
         q3 = _read(store, "q3", range(3))
         assert [(q["id"], q["members"], q["joined"]) for q in q3] == [(3, [0, 1, 2], [2])] * 3
         expected = _expected_state()
         assert [q["state"] for q in q3] == [expected] * 3  # healed bit for bit from member 0
         assert [q["sum"] for q in q3] == [[6.0] * 4] * 3
 
-        for proc in procs[:2] + procs[3:]:
+        for proc in procs[:2] + procs[3:]:  # the survivors and the replacement
             assert proc.wait(timeout=WAIT.total_seconds()) == 0
     except BaseException:
         for log in logs:

@@ -13,7 +13,7 @@ import pytest
 import real
 from strategies import AllReduceSGD, ParameterServer
 
-SILENCE = 5.0  # seconds without a heartbeat before a rank others wait on is reported
+SILENCE = 3.0  # seconds without a heartbeat before a rank others wait on is reported
 TIMEOUT = 120.0  # the collective timeout: before this work, the only way a stall was found
 
 
