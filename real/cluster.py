@@ -114,6 +114,22 @@ def run_launched(
 
     world = setup.world_size
 
+    def write(
+        parts: list[dict[str, Any] | None], error: BaseException | None, faults: bool
+    ) -> RunResult:
+        """The run from the ranks' parts, written by rank 0."""
+        return assemble(
+            setup,
+            config,
+            parts,
+            wall_time=time.perf_counter() - started,
+            writer=writer,
+            error=error,
+            target=target,
+            max_time=max_time,
+            faults=faults,
+        )
+
     def gather_restarts(store: Any, until: Callable[[], float] | None) -> Gathered:
         """Every process's part, each rank's in order, with the restarts as a local
         launcher records them; ``until`` None: as rank 0 leaves by a crash or halt (what
@@ -152,17 +168,7 @@ def run_launched(
         if error is None and stopped_by_interrupt(parts):  # SIGINT/SIGTERM of a rank
             error = interruption("a rank was interrupted", parts, writer)
         try:
-            outcome["result"] = assemble(
-                setup,
-                config,
-                parts,
-                wall_time=time.perf_counter() - started,
-                writer=writer,
-                error=error,
-                target=target,
-                max_time=max_time,
-                faults=bool(schedule),
-            )
+            outcome["result"] = write(parts, error, bool(schedule))
         except BaseException as exc:
             outcome["error"] = exc
         if restarts is not None:  # the run is written: its checkpoints go
@@ -195,17 +201,7 @@ def run_launched(
             f"{generation + 1}); the restarted rank 0 writes this run again"
         )
         with suppress(BaseException):
-            assemble(
-                setup,
-                config,
-                parts,
-                wall_time=time.perf_counter() - started,
-                writer=writer,
-                error=error,
-                target=target,
-                max_time=max_time,
-                faults=True,
-            )
+            write(parts, error, faults=True)
 
     if schedule and restarts is not None:  # the checkpoint this process starts from
         replicas = owners
