@@ -21,8 +21,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/commsim sweep examples/sweep_bandwidth.toml --out results/demo --jobs 2
 
+# worksteal: a worker that runs out of tests takes the other's, so the slow real-process tests
+# do not leave one worker idle at the end (a fresh clone, 2 cores: 588 s against 658 s).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
