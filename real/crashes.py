@@ -465,6 +465,11 @@ class RankFaults:
         dead = self.down(r for r in ranks if r != self.rank)
         if not dead:
             return None
+        return self._crashed(what, dead)
+
+    def _crashed(self, what: str, dead: tuple[int, ...]) -> PeerFailure:
+        """The :class:`PeerFailure` of ``what`` naming the killed ``dead`` and when each
+        one's last process was killed."""
         with self._lock:
             said = []
             for r in dead:
@@ -510,10 +515,7 @@ class RankFaults:
     def killed(self, what: str, rank: int) -> PeerFailure:
         """The :class:`~strategies.PeerFailure` of ``what``, an operation with ``rank``,
         which the schedule killed: naming it and when its last process was."""
-        with self._lock:
-            at = crashed_at(self._store, rank, crash_count(self._store, rank) - 1)
-        said = f"rank {rank} crashed" + ("" if at is None else f" at t={at:.6g}s")
-        return PeerFailure(f"{what}: {said}", (rank,))
+        return self._crashed(what, (rank,))
 
     def links(self) -> Any:
         """This process's point-to-point links to restarted ranks
